@@ -1,0 +1,1 @@
+//! Wire formats spoken by Strata.
