@@ -1,0 +1,36 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use crate::labels::LabelsError;
+
+/// Everything that can fail in strata-tsdb.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error("corrupt chunk: {0}")]
+    CorruptChunk(String),
+    #[error("invalid matcher: {0}")]
+    InvalidMatcher(String),
+    #[error("corrupt WAL record: {0}")]
+    CorruptRecord(String),
+    #[error("corrupt WAL in {segment}: {reason} at offset {offset}")]
+    CorruptWal { segment: PathBuf, offset: u64, reason: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and to which file.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,311 @@
+//! Label sets.
+//!
+//! A [`Labels`] value is one heap allocation holding every name and value, sorted by name, each
+//! string prefixed by its uvarint length (the same idea as Prometheus's `stringlabels` build). The
+//! head keeps one per series, so its size is most of the per-series memory; a `Vec<(String,
+//! String)>` would cost two allocations and 48 bytes of headers per pair.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::Hasher;
+
+use twox_hash::XxHash64;
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// Separator Prometheus puts between names and values when hashing a label set.
+const HASH_SEP: u8 = 0xff;
+
+/// Why a label set was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    #[error("label set is empty")]
+    Empty,
+    #[error("label name is empty")]
+    EmptyName,
+    #[error("duplicate label name {0:?}")]
+    DuplicateName(String),
+    #[error("labels are not sorted by name: {0:?} comes after {1:?}")]
+    Unsorted(String, String),
+}
+
+/// An immutable, sorted set of label pairs.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels {
+    data: Box<[u8]>,
+}
+
+impl Labels {
+    /// The empty label set.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Builds a label set from pairs that the caller has already sorted by name and checked.
+    /// Pairs with an empty value are dropped: in Prometheus an empty value means "no label".
+    pub fn from_sorted_unchecked<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut data = Vec::with_capacity(64);
+        for (name, value) in pairs {
+            if value.is_empty() {
+                continue;
+            }
+            put_str(&mut data, name);
+            put_str(&mut data, value);
+        }
+        Labels { data: data.into_boxed_slice() }
+    }
+
+    /// Builds a label set from pairs as a remote-write sender must send them: sorted by name,
+    /// no empty or repeated names. Empty values are dropped (Prometheus semantics); a set left
+    /// with no labels is refused.
+    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Result<Self, LabelsError> {
+        let mut prev: Option<&str> = None;
+        let mut any = false;
+        for (name, value) in pairs.clone() {
+            if name.is_empty() {
+                return Err(LabelsError::EmptyName);
+            }
+            if let Some(p) = prev {
+                match p.cmp(name) {
+                    Ordering::Less => {}
+                    Ordering::Equal => return Err(LabelsError::DuplicateName(name.to_owned())),
+                    Ordering::Greater => return Err(LabelsError::Unsorted(name.to_owned(), p.to_owned())),
+                }
+            }
+            prev = Some(name);
+            any |= !value.is_empty();
+        }
+        if !any {
+            return Err(LabelsError::Empty);
+        }
+        Ok(Self::from_sorted_unchecked(pairs))
+    }
+
+    /// Builds a label set from pairs in any order (for tests, tools and generated data).
+    /// Later duplicates of a name replace earlier ones.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Self {
+        let mut v: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        let mut dedup: Vec<(&str, &str)> = Vec::with_capacity(v.len());
+        for p in v {
+            match dedup.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => dedup.push(p),
+            }
+        }
+        Self::from_sorted_unchecked(dedup)
+    }
+
+    /// Iterates over `(name, value)` pairs in name order.
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { rest: &self.data }
+    }
+
+    /// The value of `name`, if the set has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The metric name, if any.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Bytes of heap memory this label set holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// XXH64 over `name 0xff value 0xff …`, the hash Prometheus's `labels.Hash` computes.
+    pub fn hash(&self) -> u64 {
+        let mut h = XxHash64::with_seed(0);
+        for (n, v) in self.iter() {
+            h.write(n.as_bytes());
+            h.write(&[HASH_SEP]);
+            h.write(v.as_bytes());
+            h.write(&[HASH_SEP]);
+        }
+        h.finish()
+    }
+}
+
+impl Ord for Labels {
+    /// Prometheus's `labels.Compare`: pair by pair, name first, then value; a prefix sorts first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        let mut a = self.iter();
+        let mut b = other.iter();
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some((an, av)), Some((bn, bv))) => {
+                    let o = an.cmp(bn).then_with(|| av.cmp(bv));
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Prometheus's `Labels.String()` form: `{__name__="up", job="x"}`.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}={}", quote(v))?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Quotes a string as Go's `strconv.Quote` does for printable UTF-8.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let n = c as u32;
+                if n < 0x80 {
+                    out.push_str(&format!("\\x{n:02x}"));
+                } else if n <= 0xffff {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Iterator over the pairs of a [`Labels`].
+pub struct LabelsIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = take_str(&mut self.rest);
+        let value = take_str(&mut self.rest);
+        Some((name, value))
+    }
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    let mut n = s.len();
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Reads one string that `put_str` wrote. The buffer was built from `&str`s by this module, so
+/// the length prefix and the UTF-8 are valid by construction.
+fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
+    let mut len = 0usize;
+    let mut shift = 0;
+    let mut i = 0;
+    loop {
+        let b = rest[i];
+        i += 1;
+        len |= ((b & 0x7f) as usize) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    let (s, tail) = rest[i..].split_at(len);
+    *rest = tail;
+    // SAFETY: the bytes were copied from a `&str` by `put_str` and the buffer is immutable.
+    unsafe { std::str::from_utf8_unchecked(s) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_order() {
+        let l = Labels::from_pairs(&[("job", "a"), (METRIC_NAME, "up"), ("instance", "x:1")]);
+        let pairs: Vec<_> = l.iter().collect();
+        assert_eq!(pairs, vec![(METRIC_NAME, "up"), ("instance", "x:1"), ("job", "a")]);
+        assert_eq!(l.get("job"), Some("a"));
+        assert_eq!(l.metric_name(), Some("up"));
+        assert_eq!(l.to_string(), r#"{__name__="up", instance="x:1", job="a"}"#);
+    }
+
+    #[test]
+    fn long_strings_survive() {
+        let v = "x".repeat(100_000);
+        let l = Labels::from_pairs(&[("a", v.as_str())]);
+        assert_eq!(l.get("a"), Some(v.as_str()));
+    }
+
+    #[test]
+    fn validation() {
+        assert_eq!(Labels::from_sorted([("", "x")]), Err(LabelsError::EmptyName));
+        assert_eq!(Labels::from_sorted([("a", "1"), ("a", "2")]), Err(LabelsError::DuplicateName("a".into())));
+        assert!(matches!(Labels::from_sorted([("b", "1"), ("a", "2")]), Err(LabelsError::Unsorted(..))));
+        assert_eq!(Labels::from_sorted([("a", "")]), Err(LabelsError::Empty));
+        assert_eq!(Labels::from_sorted([("a", ""), ("b", "1")]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn hash_matches_prometheus() {
+        // labels.FromStrings("__name__", "up", "job", "prometheus").Hash() in Prometheus 2.42.
+        let l = Labels::from_pairs(&[(METRIC_NAME, "up"), ("job", "prometheus")]);
+        let mut h = XxHash64::with_seed(0);
+        h.write(b"__name__\xffup\xffjob\xffprometheus\xff");
+        assert_eq!(l.hash(), h.finish());
+    }
+
+    #[test]
+    fn compare() {
+        let a = Labels::from_pairs(&[("a", "1")]);
+        let b = Labels::from_pairs(&[("a", "1"), ("b", "1")]);
+        let c = Labels::from_pairs(&[("a", "2")]);
+        assert!(a < b && b < c);
+    }
+}
