@@ -1,1 +1,3 @@
+mod tools;
+
 fn main() {}

@@ -1,1 +1,3 @@
 //! The remote-write receiver.
+
+pub mod loadgen;

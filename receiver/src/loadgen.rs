@@ -1,0 +1,1 @@
+//! Remote-write load generation for benchmarks.
