@@ -59,27 +59,9 @@ impl Labels {
     /// Builds a label set from pairs as a remote-write sender must send them: sorted by name,
     /// no empty or repeated names. Empty values are dropped (Prometheus semantics); a set left
     /// with no labels is refused.
-    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> Result<Self, LabelsError> {
-        let mut prev: Option<&str> = None;
-        let mut any = false;
-        for (name, value) in pairs.clone() {
-            if name.is_empty() {
-                return Err(LabelsError::EmptyName);
-            }
-            if let Some(p) = prev {
-                match p.cmp(name) {
-                    Ordering::Less => {}
-                    Ordering::Equal => return Err(LabelsError::DuplicateName(name.to_owned())),
-                    Ordering::Greater => return Err(LabelsError::Unsorted(name.to_owned(), p.to_owned())),
-                }
-            }
-            prev = Some(name);
-            any |= !value.is_empty();
-        }
-        if !any {
-            return Err(LabelsError::Empty);
-        }
-        Ok(Self::from_sorted_unchecked(pairs))
+    pub fn from_sorted(pairs: &[(&str, &str)]) -> Result<Self, LabelsError> {
+        Self::validate_pairs(pairs)?;
+        Ok(Self::from_sorted_unchecked(pairs.iter().copied()))
     }
 
     /// Builds a label set from pairs in any order (for tests, tools and generated data).
@@ -95,6 +77,50 @@ impl Labels {
             }
         }
         Self::from_sorted_unchecked(dedup)
+    }
+
+    /// Checks pairs as a remote-write sender must send them: sorted by name, no empty or
+    /// repeated names, at least one non-empty value. Empty values are allowed and mean "absent".
+    pub fn validate_pairs(pairs: &[(&str, &str)]) -> Result<(), LabelsError> {
+        let mut prev: Option<&str> = None;
+        let mut any = false;
+        for &(name, value) in pairs {
+            if name.is_empty() {
+                return Err(LabelsError::EmptyName);
+            }
+            if let Some(p) = prev {
+                match p.cmp(name) {
+                    Ordering::Less => {}
+                    Ordering::Equal => return Err(LabelsError::DuplicateName(name.to_owned())),
+                    Ordering::Greater => return Err(LabelsError::Unsorted(name.to_owned(), p.to_owned())),
+                }
+            }
+            prev = Some(name);
+            any |= !value.is_empty();
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(LabelsError::Empty)
+        }
+    }
+
+    /// [`Labels::hash`] of the set that `from_sorted_unchecked(pairs)` would build, without
+    /// building it: the append path looks series up by borrowed pairs.
+    pub fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
+        hash_of(pairs.iter().copied().filter(|(_, v)| !v.is_empty()))
+    }
+
+    /// Whether this set equals the one `from_sorted_unchecked(pairs)` would build.
+    pub fn eq_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+        let mut mine = self.iter();
+        for &(n, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            match mine.next() {
+                Some((mn, mv)) if mn == n && mv == v => {}
+                _ => return false,
+            }
+        }
+        mine.next().is_none()
     }
 
     /// Iterates over `(name, value)` pairs in name order.
@@ -127,14 +153,7 @@ impl Labels {
 
     /// XXH64 over `name 0xff value 0xff …`, the hash Prometheus's `labels.Hash` computes.
     pub fn hash(&self) -> u64 {
-        let mut h = XxHash64::with_seed(0);
-        for (n, v) in self.iter() {
-            h.write(n.as_bytes());
-            h.write(&[HASH_SEP]);
-            h.write(v.as_bytes());
-            h.write(&[HASH_SEP]);
-        }
-        h.finish()
+        hash_of(self.iter())
     }
 }
 
@@ -231,6 +250,17 @@ impl<'a> Iterator for LabelsIter<'a> {
     }
 }
 
+fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = XxHash64::with_seed(0);
+    for (n, v) in pairs {
+        h.write(n.as_bytes());
+        h.write(&[HASH_SEP]);
+        h.write(v.as_bytes());
+        h.write(&[HASH_SEP]);
+    }
+    h.finish()
+}
+
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     let mut n = s.len();
     while n >= 0x80 {
@@ -285,11 +315,11 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert_eq!(Labels::from_sorted([("", "x")]), Err(LabelsError::EmptyName));
-        assert_eq!(Labels::from_sorted([("a", "1"), ("a", "2")]), Err(LabelsError::DuplicateName("a".into())));
-        assert!(matches!(Labels::from_sorted([("b", "1"), ("a", "2")]), Err(LabelsError::Unsorted(..))));
-        assert_eq!(Labels::from_sorted([("a", "")]), Err(LabelsError::Empty));
-        assert_eq!(Labels::from_sorted([("a", ""), ("b", "1")]).unwrap().len(), 1);
+        assert_eq!(Labels::from_sorted(&[("", "x")]), Err(LabelsError::EmptyName));
+        assert_eq!(Labels::from_sorted(&[("a", "1"), ("a", "2")]), Err(LabelsError::DuplicateName("a".into())));
+        assert!(matches!(Labels::from_sorted(&[("b", "1"), ("a", "2")]), Err(LabelsError::Unsorted(..))));
+        assert_eq!(Labels::from_sorted(&[("a", "")]), Err(LabelsError::Empty));
+        assert_eq!(Labels::from_sorted(&[("a", ""), ("b", "1")]).unwrap().len(), 1);
     }
 
     #[test]
