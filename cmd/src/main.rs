@@ -1,3 +1,202 @@
+//! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
+
+mod logging;
 mod tools;
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
+use strata_tsdb::db::DbOptions;
+use strata_tsdb::wal::WalOptions;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Long-term, highly available Prometheus storage")]
+struct Cli {
+    /// Log filter: error, warn, info, debug, or a tracing filter such as `strata_tsdb=debug`.
+    #[arg(long = "log.level", env = "STRATA_LOG_LEVEL", default_value = "info", global = true)]
+    log_level: String,
+    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Accept Prometheus remote write into per-tenant TSDBs.
+    Receive(ReceiveArgs),
+    /// Everything in one process on one machine (for now: the receiver with local defaults).
+    Standalone(StandaloneArgs),
+    /// Operator and benchmark utilities.
+    Tools(tools::ToolsArgs),
+}
+
+/// Flags shared by `receive` and `standalone`.
+#[derive(Args)]
+struct ListenArgs {
+    /// Address of the remote-write endpoint (path /api/v1/receive).
+    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    remote_write_address: SocketAddr,
+    /// Address for /metrics, /-/healthy, /-/ready and the HTTP API.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// Address for gRPC (StoreAPI); reserved, nothing listens on it yet.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: SocketAddr,
+}
+
+#[derive(Args)]
+struct TenancyArgs {
+    /// HTTP header naming the tenant of a write.
+    #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
+    tenant_header: String,
+    /// Tenant of writes without the tenant header.
+    #[arg(long = "receive.default-tenant-id", default_value = "default-tenant")]
+    default_tenant: String,
+    /// Largest accepted request body (compressed), in bytes; 0 disables the limit.
+    #[arg(long = "receive.max-request-bytes", default_value_t = RequestLimits::default().max_body_bytes)]
+    max_request_bytes: u64,
+    /// Largest accepted request after snappy decompression, in bytes; 0 disables the limit.
+    #[arg(long = "receive.max-request-decompressed-bytes", default_value_t = RequestLimits::default().max_decompressed_bytes)]
+    max_request_decompressed_bytes: u64,
+    /// Most series in one request; 0 disables the limit.
+    #[arg(long = "receive.max-request-series", default_value_t = RequestLimits::default().max_series)]
+    max_request_series: u64,
+    /// Most samples in one request; 0 disables the limit.
+    #[arg(long = "receive.max-request-samples", default_value_t = RequestLimits::default().max_samples)]
+    max_request_samples: u64,
+    /// Snappy-compress WAL records (as Prometheus does by default).
+    #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
+    wal_compression: bool,
+}
+
+#[derive(Args)]
+struct ReceiveArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    tenancy: TenancyArgs,
+    /// Directory of the per-tenant TSDBs (`<path>/<tenant>/`).
+    #[arg(long = "tsdb.path", default_value = "./data")]
+    tsdb_path: PathBuf,
+}
+
+#[derive(Args)]
+struct StandaloneArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    tenancy: TenancyArgs,
+    /// Directory for all data; the receiver's TSDBs live in `<data-dir>/receive/`.
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+fn receiver_config(tsdb_path: PathBuf, t: &TenancyArgs) -> ReceiverConfig {
+    ReceiverConfig {
+        tsdb_path,
+        tenant_header: t.tenant_header.clone(),
+        default_tenant: t.default_tenant.clone(),
+        limits: RequestLimits {
+            max_body_bytes: t.max_request_bytes,
+            max_decompressed_bytes: t.max_request_decompressed_bytes,
+            max_series: t.max_request_series,
+            max_samples: t.max_request_samples,
+        },
+        db: DbOptions { wal: WalOptions { compress: t.wal_compression, ..WalOptions::default() }, ..DbOptions::default() },
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(&cli.log_level, cli.log_format)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.tenancy), &a.listen, false).await,
+            Command::Standalone(a) => {
+                run_receiver(receiver_config(a.data_dir.join("receive"), &a.tenancy), &a.listen, true).await
+            }
+            Command::Tools(a) => tools::run(a).await,
+        }
+    })
+}
+
+/// Serves the receiver until SIGTERM or Ctrl-C, then closes every WAL.
+async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, print_snippet: bool) -> anyhow::Result<()> {
+    tracing::info!(tsdb_path = %config.tsdb_path.display(), remote_write = %listen.remote_write_address, http = %listen.http_address, "starting receiver");
+    let rx = Receiver::new(config);
+    let rw = TcpListener::bind(listen.remote_write_address)
+        .await
+        .with_context(|| format!("listen on --remote-write.address {}", listen.remote_write_address))?;
+    let http = TcpListener::bind(listen.http_address)
+        .await
+        .with_context(|| format!("listen on --http-address {}", listen.http_address))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = |listener: TcpListener, router: axum::Router, what: &'static str| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let r = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, server = what, "server failed");
+            }
+        })
+    };
+    // Listen before replaying: writes during replay get 503 and probes report not ready.
+    let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
+    let http_task = serve(http, rx.http_router(), "http");
+    let started = Arc::clone(&rx);
+    let start = tokio::spawn(async move { started.start().await });
+    if print_snippet {
+        print_remote_write_snippet(listen.remote_write_address);
+    }
+    let signalled = tokio::select! {
+        r = start => {
+            r.context("receiver start task")?.context("open tenant TSDBs")?;
+            false
+        }
+        _ = shutdown_signal() => true,
+    };
+    if !signalled {
+        shutdown_signal().await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests, then closing WALs");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(rw_task, http_task);
+    rx.shutdown().context("close WALs")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received interrupt"),
+    }
+}
+
+fn print_remote_write_snippet(addr: SocketAddr) {
+    let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+    println!(
+        "\nstrata standalone is starting. Add this to prometheus.yml and reload Prometheus:\n\n\
+         remote_write:\n  - url: http://{host}:{port}/api/v1/receive\n",
+        port = addr.port()
+    );
+}

@@ -1,3 +1,109 @@
-//! The remote-write receiver.
+//! The remote-write receiver: the HTTP endpoint Prometheus pushes to, tenancy, request limits
+//! and one TSDB per tenant. See README.md for what this crate owns.
 
+pub mod error;
+pub mod handler;
+pub mod http;
 pub mod loadgen;
+pub mod metrics;
+pub mod tenants;
+mod wal_metrics;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use strata_tsdb::db::DbOptions;
+
+pub use error::ReceiveError;
+use metrics::Metrics;
+use tenants::MultiTsdb;
+
+/// Per-request limits; 0 disables a limit. Requests over a limit get 413.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Compressed body size.
+    pub max_body_bytes: u64,
+    /// Size after snappy decompression (read from the snappy header before decompressing).
+    pub max_decompressed_bytes: u64,
+    pub max_series: u64,
+    pub max_samples: u64,
+}
+
+impl Default for RequestLimits {
+    /// Generous for Prometheus senders (2.42 sends at most 500 samples per request by default,
+    /// newer versions 2,000), small enough that one request cannot exhaust memory.
+    fn default() -> Self {
+        RequestLimits {
+            max_body_bytes: 32 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_series: 1_000_000,
+            max_samples: 5_000_000,
+        }
+    }
+}
+
+/// Receiver settings, from the command line.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub tsdb_path: PathBuf,
+    pub tenant_header: String,
+    pub default_tenant: String,
+    pub limits: RequestLimits,
+    pub db: DbOptions,
+}
+
+/// A running receiver: tenants' TSDBs, readiness and metrics.
+pub struct Receiver {
+    pub config: ReceiverConfig,
+    pub tenants: Arc<MultiTsdb>,
+    pub metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl Receiver {
+    /// A receiver that is not ready until [`Receiver::start`] has replayed the WALs.
+    pub fn new(config: ReceiverConfig) -> Arc<Self> {
+        let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone()));
+        Arc::new(Receiver { metrics: Metrics::new(tenants.clone()), tenants, config, ready: AtomicBool::new(false) })
+    }
+
+    /// Opens existing tenant TSDBs (replaying their WALs) and then reports ready. Writes that
+    /// arrive before then get 503, so senders retry them.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ReceiveError> {
+        let rx = self.clone();
+        tokio::task::spawn_blocking(move || rx.tenants.open_existing(&rx.config.default_tenant))
+            .await
+            .map_err(|e| ReceiveError::Internal(format!("WAL replay task failed: {e}")))??;
+        self.ready.store(true, Ordering::Release);
+        tracing::info!("receiver is ready");
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Stops taking writes and closes every WAL cleanly.
+    pub fn shutdown(&self) -> Result<(), ReceiveError> {
+        self.ready.store(false, Ordering::Release);
+        self.tenants.close()
+    }
+
+    /// The remote-write listener's routes.
+    pub fn remote_write_router(self: &Arc<Self>) -> Router {
+        Router::new().route("/api/v1/receive", post(handler::receive)).with_state(self.clone())
+    }
+
+    /// The HTTP listener's routes: metrics, probes and TSDB status.
+    pub fn http_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/metrics", get(http::metrics))
+            .route("/-/healthy", get(http::healthy))
+            .route("/-/ready", get(http::ready))
+            .route("/api/v1/status/tsdb", get(http::tsdb_status))
+            .with_state(self.clone())
+    }
+}

@@ -1,8 +1,11 @@
 //! Local time-series storage in the Prometheus TSDB formats: labels and matchers, the XOR chunk
-//! codec, the in-memory head, and the write-ahead log it is rebuilt from.
+//! codec, the in-memory head, the write-ahead log it is rebuilt from, and the TSDB directory
+//! that ties them together.
 
 pub mod chunkenc;
+pub mod db;
 pub mod error;
+pub mod head;
 pub mod labels;
 pub mod matchers;
 pub mod wal;

@@ -1,0 +1,52 @@
+//! The crate's error type and how each error maps to a remote-write status code.
+
+use axum::http::StatusCode;
+
+/// Everything that can fail while receiving a write.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("receiver is not ready yet: {0}")]
+    NotReady(&'static str),
+    #[error("invalid tenant {0:?}: a tenant must be non-empty and must not contain path separators or be '.' or '..'")]
+    BadTenant(String),
+    #[error("unsupported Content-Encoding {0:?}: remote write bodies must be snappy block-compressed")]
+    UnsupportedEncoding(String),
+    #[error("unsupported Content-Type {0:?}: expected application/x-protobuf with proto=prometheus.WriteRequest or proto=io.prometheus.write.v2.Request")]
+    UnsupportedMediaType(String),
+    #[error("request body of {size} bytes is over the limit of {limit} bytes")]
+    BodyTooLarge { size: u64, limit: u64 },
+    #[error("failed to read request body: {0}")]
+    Body(String),
+    #[error("snappy decode error: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("protobuf decode error: {0}")]
+    Decode(#[from] strata_proto::remote_write::DecodeError),
+    #[error("request has {got} {what}, over the limit of {limit}")]
+    TooMany { what: &'static str, got: u64, limit: u64 },
+    #[error("{0}")]
+    InvalidLabels(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Tsdb(#[from] strata_tsdb::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ReceiveError {
+    /// The status Thanos receive answers with for the same condition. Senders drop batches on
+    /// 4xx and retry on 5xx, so only conditions that can clear by themselves are 5xx.
+    pub fn status(&self) -> StatusCode {
+        use ReceiveError::*;
+        match self {
+            NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BadTenant(_) | Body(_) | Snappy(_) | Decode(_) | InvalidLabels(_) | Unsupported(_) => StatusCode::BAD_REQUEST,
+            UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Conflict(_) => StatusCode::CONFLICT,
+            Tsdb(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `POST /api/v1/receive`: remote write 1.0 and 2.0 into the tenant's TSDB.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use strata_proto::remote_write::WriteBatch;
+
+use crate::error::ReceiveError;
+use crate::Receiver;
+
+/// Response headers a remote write 2.0 receiver must set.
+pub const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+pub const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+pub const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// The protobuf message a request carries, chosen by its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
+}
+
+/// Picks the message from Content-Type as the 2.0 spec says: `application/x-protobuf` with an
+/// optional `proto=` parameter; no Content-Type at all means 1.0 (older senders omit it).
+pub fn negotiate(content_type: Option<&str>) -> Result<Protocol, ReceiveError> {
+    let Some(ct) = content_type.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(Protocol::V1);
+    };
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(ReceiveError::UnsupportedMediaType(ct.to_owned()));
+    }
+    let mut proto = Protocol::V1;
+    for param in parts {
+        let Some((k, v)) = param.split_once('=') else { continue };
+        if k.trim().eq_ignore_ascii_case("proto") {
+            proto = match v.trim().trim_matches('"') {
+                "prometheus.WriteRequest" => Protocol::V1,
+                "io.prometheus.write.v2.Request" => Protocol::V2,
+                _ => return Err(ReceiveError::UnsupportedMediaType(ct.to_owned())),
+            };
+        }
+    }
+    Ok(proto)
+}
+
+/// Totals of what a request wrote, for the 2.0 response headers.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    samples: u64,
+    histograms: u64,
+    exemplars: u64,
+}
+
+pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let proto = negotiate(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+    let result = match proto {
+        Ok(proto) => handle(&rx, &parts.headers, body, proto).await.map(|w| (proto, w)),
+        Err(e) => Err((e, Written::default())),
+    };
+    let (status, response) = match result {
+        Ok((proto, written)) => {
+            // Thanos answers 200; the 2.0 spec asks for 204.
+            let status = if proto == Protocol::V2 { StatusCode::NO_CONTENT } else { StatusCode::OK };
+            (status, with_written((status, "").into_response(), proto, written))
+        }
+        Err((e, written)) => {
+            let status = e.status();
+            if status.is_server_error() {
+                tracing::error!(error = %e, "remote write failed");
+            } else {
+                tracing::debug!(error = %e, %status, "remote write refused");
+            }
+            let proto = proto_or_v1(&parts.headers);
+            (status, with_written((status, format!("{e}\n")).into_response(), proto, written))
+        }
+    };
+    rx.metrics.observe_request("receive", "POST", status);
+    response
+}
+
+fn proto_or_v1(headers: &HeaderMap) -> Protocol {
+    negotiate(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).unwrap_or(Protocol::V1)
+}
+
+fn with_written(mut resp: Response, proto: Protocol, w: Written) -> Response {
+    if proto == Protocol::V2 {
+        let h = resp.headers_mut();
+        for (name, v) in [(SAMPLES_WRITTEN, w.samples), (HISTOGRAMS_WRITTEN, w.histograms), (EXEMPLARS_WRITTEN, w.exemplars)] {
+            h.insert(name, HeaderValue::from(v));
+        }
+    }
+    resp
+}
+
+async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol) -> Result<Written, (ReceiveError, Written)> {
+    let none = |e: ReceiveError| (e, Written::default());
+    if !rx.is_ready() {
+        return Err(none(ReceiveError::NotReady("replaying the write-ahead log")));
+    }
+    let tenant = match headers.get(&rx.config.tenant_header) {
+        None => rx.config.default_tenant.as_str(),
+        Some(v) => v.to_str().map_err(|_| none(ReceiveError::BadTenant(String::from_utf8_lossy(v.as_bytes()).into_owned())))?,
+    };
+    if !crate::tenants::is_valid_tenant(tenant) {
+        return Err(none(ReceiveError::BadTenant(tenant.to_owned())));
+    }
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
+        None | Some("") => {}
+        Some(enc) if enc.eq_ignore_ascii_case("snappy") => {}
+        Some(enc) => return Err(none(ReceiveError::UnsupportedEncoding(enc.to_owned()))),
+    }
+    let limits = &rx.config.limits;
+    let compressed = read_body(headers, body, limits.max_body_bytes).await.map_err(none)?;
+    let raw_len = snap::raw::decompress_len(&compressed).map_err(|e| none(e.into()))?;
+    if raw_len as u64 > limits.max_decompressed_bytes {
+        return Err(none(ReceiveError::BodyTooLarge { size: raw_len as u64, limit: limits.max_decompressed_bytes }));
+    }
+    let raw = snap::raw::Decoder::new().decompress_vec(&compressed).map_err(|e| none(e.into()))?;
+    let batch = match proto {
+        Protocol::V1 => WriteBatch::decode_v1(&raw),
+        Protocol::V2 => WriteBatch::decode_v2(&raw),
+    }
+    .map_err(|e| none(e.into()))?;
+    check_limit("series", batch.series.len() as u64, limits.max_series).map_err(none)?;
+    check_limit("samples", batch.samples.len() as u64, limits.max_samples).map_err(none)?;
+    // Metadata-only requests (Prometheus sends one a minute) succeed; metadata is not stored yet.
+    if batch.series.is_empty() {
+        return Ok(Written::default());
+    }
+    let db = rx.tenants.get_or_open(tenant).map_err(none)?;
+    let mut app = db.appender();
+    let mut bad_labels = 0u64;
+    let mut first_bad = None;
+    for s in &batch.series {
+        let samples = batch.series_samples(s).iter().map(|x| (x.timestamp, x.value));
+        if let Err(e) = app.append(batch.series_labels(s), samples) {
+            bad_labels += 1;
+            first_bad.get_or_insert_with(|| format!("{e} in series {:?}", batch.series_labels(s)));
+        }
+    }
+    let outcome = app.commit().map_err(|e| none(e.into()))?;
+    let written = Written { samples: outcome.appended, histograms: 0, exemplars: 0 };
+    rx.metrics.observe_write(tenant, &outcome);
+    if let Some(first) = first_bad {
+        return Err((ReceiveError::InvalidLabels(format!("{bad_labels} series with invalid labels refused; first: {first}")), written));
+    }
+    if outcome.rejected.total() > 0 {
+        let r = &outcome.rejected;
+        return Err((
+            ReceiveError::Conflict(format!(
+                "{} samples refused ({} out of order, {} duplicate timestamp, {} out of bounds), the rest written; first: {}",
+                r.total(),
+                r.out_of_order,
+                r.duplicate_timestamp,
+                r.out_of_bounds,
+                r.first.as_deref().unwrap_or("?")
+            )),
+            written,
+        ));
+    }
+    if batch.histograms > 0 {
+        return Err((
+            ReceiveError::Unsupported(format!(
+                "{} native histogram samples refused: native histograms are not supported yet; float samples were written",
+                batch.histograms
+            )),
+            written,
+        ));
+    }
+    Ok(written)
+}
+
+fn check_limit(what: &'static str, got: u64, limit: u64) -> Result<(), ReceiveError> {
+    if limit > 0 && got > limit {
+        return Err(ReceiveError::TooMany { what, got, limit });
+    }
+    Ok(())
+}
+
+/// Reads the body, refusing it with 413 as soon as it is known to be over `limit`.
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<bytes::Bytes, ReceiveError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|&s| s > limit) {
+        return Err(ReceiveError::BodyTooLarge { size, limit });
+    }
+    match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+            if over {
+                Err(ReceiveError::BodyTooLarge { size: declared.unwrap_or(limit + 1), limit })
+            } else {
+                Err(ReceiveError::Body(e.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_negotiation() {
+        assert_eq!(negotiate(None).unwrap(), Protocol::V1);
+        assert_eq!(negotiate(Some("application/x-protobuf")).unwrap(), Protocol::V1);
+        assert_eq!(negotiate(Some("application/x-protobuf;proto=prometheus.WriteRequest")).unwrap(), Protocol::V1);
+        assert_eq!(negotiate(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")).unwrap(), Protocol::V2);
+        assert!(matches!(negotiate(Some("application/x-protobuf;proto=foo.Bar")), Err(ReceiveError::UnsupportedMediaType(_))));
+        assert!(matches!(negotiate(Some("application/json")), Err(ReceiveError::UnsupportedMediaType(_))));
+    }
+}

@@ -1,0 +1,130 @@
+//! `/metrics`: request counters and the per-tenant TSDB metrics under Prometheus's names.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use strata_tsdb::head::AppendOutcome;
+
+use crate::tenants::MultiTsdb;
+
+type RequestLabels = Vec<(&'static str, String)>;
+
+/// The receiver's metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<RequestLabels, Counter>,
+    refused_samples: Family<RequestLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(tenants: Arc<MultiTsdb>) -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "Tracks the number of HTTP requests.", http_requests.clone());
+        let refused_samples = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "strata_receive_refused_samples",
+            "Samples refused by the TSDB head, by tenant and reason.",
+            refused_samples.clone(),
+        );
+        registry.register_collector(Box::new(TsdbCollector { tenants }));
+        Metrics { registry, http_requests, refused_samples }
+    }
+
+    pub fn observe_request(&self, handler: &'static str, method: &'static str, code: StatusCode) {
+        let labels = vec![("code", code.as_u16().to_string()), ("handler", handler.to_owned()), ("method", method.to_owned())];
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    pub fn observe_write(&self, tenant: &str, outcome: &AppendOutcome) {
+        let r = &outcome.rejected;
+        for (reason, n) in
+            [("out_of_order", r.out_of_order), ("duplicate_timestamp", r.duplicate_timestamp), ("out_of_bounds", r.out_of_bounds)]
+        {
+            if n > 0 {
+                self.refused_samples.get_or_create(&vec![("reason", reason.to_owned()), ("tenant", tenant.to_owned())]).inc_by(n);
+            }
+        }
+    }
+
+    /// The registry in the text exposition format.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Reads head and WAL counters of every tenant at scrape time.
+struct TsdbCollector {
+    tenants: Arc<MultiTsdb>,
+}
+
+impl fmt::Debug for TsdbCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TsdbCollector")
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One metric family with one value per tenant (plus `extra` labels).
+pub(crate) fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    extra: &[(&str, &str)],
+    values: &[(String, f64)],
+) -> fmt::Result {
+    let metric_type = match kind {
+        Kind::Gauge => prometheus_client::metrics::MetricType::Gauge,
+        Kind::Counter => prometheus_client::metrics::MetricType::Counter,
+    };
+    let mut m = enc.encode_descriptor(name, help, None, metric_type)?;
+    for (tenant, v) in values {
+        let mut labels: Vec<(&str, &str)> = extra.to_vec();
+        labels.push(("tenant", tenant));
+        let e = m.encode_family(&labels)?;
+        match kind {
+            Kind::Gauge => ConstGauge::new(*v).encode(e)?,
+            Kind::Counter => ConstCounter::new(*v).encode(e)?,
+        }
+    }
+    Ok(())
+}
+
+impl Collector for TsdbCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let tenants = self.tenants.all();
+        let per = |f: &dyn Fn(&strata_tsdb::db::Db) -> f64| -> Vec<(String, f64)> {
+            tenants.iter().map(|(t, db)| (t.clone(), f(db))).collect()
+        };
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        // Counter names omit `_total`: the encoder appends it.
+        family(&mut enc, "prometheus_tsdb_head_series", "Total number of series in the head block.", Kind::Gauge, &[], &per(&|db| load(&db.head().stats().series)))?;
+        family(&mut enc, "prometheus_tsdb_head_series_created", "Total number of series created in the head", Kind::Counter, &[], &per(&|db| load(&db.head().stats().series_created)))?;
+        family(&mut enc, "prometheus_tsdb_head_samples_appended", "Total number of appended samples.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().samples_appended)))?;
+        family(&mut enc, "prometheus_tsdb_head_chunks", "Total number of chunks in the head block.", Kind::Gauge, &[], &per(&|db| load(&db.head().stats().chunks)))?;
+        family(&mut enc, "prometheus_tsdb_head_chunks_created", "Total number of chunks created in the head", Kind::Counter, &[], &per(&|db| load(&db.head().stats().chunks_created)))?;
+        family(&mut enc, "prometheus_tsdb_out_of_order_samples", "Total number of out of order samples ingestion failed attempts.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().out_of_order)))?;
+        family(&mut enc, "prometheus_tsdb_out_of_bound_samples", "Total number of out of bound samples ingestion failed attempts.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().out_of_bounds)))?;
+        family(&mut enc, "strata_tsdb_duplicate_timestamp_samples", "Total number of samples refused for a second value at an existing timestamp.", Kind::Counter, &[], &per(&|db| load(&db.head().stats().duplicate)))?;
+        let time_s = |t: i64| if t == i64::MAX || t == i64::MIN { f64::NAN } else { t as f64 / 1000.0 };
+        family(&mut enc, "prometheus_tsdb_head_min_time_seconds", "Minimum time bound of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().min_time())))?;
+        family(&mut enc, "prometheus_tsdb_head_max_time_seconds", "Maximum timestamp of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().max_time())))?;
+        crate::wal_metrics::encode(&mut enc, &tenants)
+    }
+}

@@ -1,0 +1,107 @@
+//! Per-tenant TSDBs: one directory `<tsdb.path>/<tenant>/` each, opened at start or on the
+//! tenant's first write.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use strata_tsdb::db::{Db, DbOptions};
+
+use crate::error::ReceiveError;
+
+/// Whether `tenant` is usable as a directory name: Thanos accepts a tenant only when it equals
+/// its own `path.Base`, which rules out separators and the dot entries.
+pub fn is_valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty() && tenant != "." && tenant != ".." && !tenant.contains(['/', '\\', '\0'])
+}
+
+/// The open TSDBs by tenant.
+pub struct MultiTsdb {
+    dir: PathBuf,
+    opts: DbOptions,
+    tenants: RwLock<HashMap<String, Arc<Db>>>,
+    /// Serialises tenant creation so two first writes don't both open the same directory.
+    creating: parking_lot::Mutex<()>,
+}
+
+impl MultiTsdb {
+    pub fn new(dir: &Path, opts: DbOptions) -> Self {
+        MultiTsdb { dir: dir.to_owned(), opts, tenants: RwLock::default(), creating: parking_lot::Mutex::new(()) }
+    }
+
+    /// Opens every tenant directory that exists, plus `default_tenant`, replaying their WALs.
+    pub fn open_existing(&self, default_tenant: &str) -> Result<(), ReceiveError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| strata_tsdb::Error::io("create", &self.dir, e))?;
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| strata_tsdb::Error::io("list", &self.dir, e))?;
+        let mut names = vec![default_tenant.to_owned()];
+        for entry in entries {
+            let entry = entry.map_err(|e| strata_tsdb::Error::io("list", &self.dir, e))?;
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            match entry.file_name().into_string() {
+                Ok(name) if is_dir && is_valid_tenant(&name) && name != "lost+found" => names.push(name),
+                _ => {}
+            }
+        }
+        names.sort();
+        names.dedup();
+        for name in names {
+            self.get_or_open(&name)?;
+        }
+        Ok(())
+    }
+
+    /// The tenant's TSDB if it is open.
+    pub fn get(&self, tenant: &str) -> Option<Arc<Db>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    /// The tenant's TSDB, opened (and its WAL replayed) if needed.
+    pub fn get_or_open(&self, tenant: &str) -> Result<Arc<Db>, ReceiveError> {
+        if let Some(db) = self.get(tenant) {
+            return Ok(db);
+        }
+        if !is_valid_tenant(tenant) {
+            return Err(ReceiveError::BadTenant(tenant.to_owned()));
+        }
+        let _guard = self.creating.lock();
+        if let Some(db) = self.get(tenant) {
+            return Ok(db);
+        }
+        let db = Arc::new(Db::open(&self.dir.join(tenant), self.opts.clone())?);
+        tracing::info!(tenant, "opened tenant TSDB");
+        self.tenants.write().insert(tenant.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// Every open tenant, sorted by name.
+    pub fn all(&self) -> Vec<(String, Arc<Db>)> {
+        let mut v: Vec<_> = self.tenants.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Flushes and closes every WAL.
+    pub fn close(&self) -> Result<(), ReceiveError> {
+        for (tenant, db) in self.all() {
+            db.close()?;
+            tracing::info!(tenant, "closed tenant TSDB");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names() {
+        for ok in ["default-tenant", "team_a", "a.b", "x"] {
+            assert!(is_valid_tenant(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a\\b", "/", "a\0b"] {
+            assert!(!is_valid_tenant(bad), "{bad:?}");
+        }
+    }
+}
