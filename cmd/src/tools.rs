@@ -1,1 +1,157 @@
 //! `strata tools`: operator and benchmark utilities.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use strata_receiver::loadgen::{self, Protocol};
+
+#[derive(Args)]
+pub struct ToolsArgs {
+    #[command(subcommand)]
+    command: ToolsCommand,
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Send realistic remote-write load to a URL and report throughput and latency.
+    BenchWrite(BenchWriteArgs),
+    /// Inspect a local TSDB directory.
+    Tsdb(TsdbArgs),
+}
+
+#[derive(Args)]
+struct BenchWriteArgs {
+    /// Remote-write URL (plain http), e.g. http://127.0.0.1:19291/api/v1/receive.
+    #[arg(long)]
+    url: String,
+    /// Distinct series to write.
+    #[arg(long, default_value_t = 10_000)]
+    series: usize,
+    /// Samples per series; one round sends one sample of every series.
+    #[arg(long = "samples-per-series", default_value_t = 10)]
+    samples_per_series: usize,
+    /// Series per request.
+    #[arg(long = "batch-size", default_value_t = 2000)]
+    batch_size: usize,
+    /// Parallel connections.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Remote-write protocol: v1 (prometheus.WriteRequest) or v2 (io.prometheus.write.v2.Request).
+    #[arg(long, default_value = "v1")]
+    protocol: Protocol,
+    /// Tenant sent in the THANOS-TENANT header.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Sample-time distance between rounds (rounds themselves are sent back to back).
+    #[arg(long = "scrape-interval", default_value = "15s", value_parser = parse_duration)]
+    scrape_interval: Duration,
+    /// Timestamp of the first round in milliseconds; default: now minus rounds x interval.
+    #[arg(long = "start-time")]
+    start_time: Option<i64>,
+    /// Deadline for one request.
+    #[arg(long = "request-timeout", default_value = "60s", value_parser = parse_duration)]
+    request_timeout: Duration,
+}
+
+#[derive(Args)]
+struct TsdbArgs {
+    #[command(subcommand)]
+    command: TsdbCommand,
+}
+
+#[derive(Subcommand)]
+enum TsdbCommand {
+    /// Print every sample as `{labels} value timestamp_ms`, like `promtool tsdb dump`.
+    Dump(DumpArgs),
+}
+
+#[derive(Args)]
+struct DumpArgs {
+    /// TSDB directory of one tenant, e.g. <receive --tsdb.path>/default-tenant.
+    #[arg(long = "tsdb.path")]
+    tsdb_path: PathBuf,
+    /// Earliest sample timestamp to print, in milliseconds.
+    #[arg(long = "min-time", default_value_t = i64::MIN, allow_hyphen_values = true)]
+    min_time: i64,
+    /// Latest sample timestamp to print, in milliseconds.
+    #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
+    max_time: i64,
+}
+
+pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
+    match args.command {
+        ToolsCommand::BenchWrite(a) => bench_write(a).await,
+        ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Dump(a) }) => dump(a).await,
+    }
+}
+
+async fn bench_write(a: BenchWriteArgs) -> anyhow::Result<()> {
+    let config = loadgen::Config {
+        url: a.url,
+        series: a.series,
+        samples_per_series: a.samples_per_series,
+        batch_size: a.batch_size,
+        concurrency: a.concurrency,
+        protocol: a.protocol,
+        tenant: a.tenant,
+        scrape_interval_ms: i64::try_from(a.scrape_interval.as_millis())
+            .context("scrape interval too long")?,
+        start_ms: a.start_time,
+        request_timeout: a.request_timeout,
+    };
+    let report = loadgen::run(&config).await?;
+    println!("{report}");
+    let failed = report.failed_requests();
+    if failed > 0 {
+        bail!("{failed} of {} requests failed", report.requests);
+    }
+    Ok(())
+}
+
+async fn dump(a: DumpArgs) -> anyhow::Result<()> {
+    let dir = a.tsdb_path;
+    // Replaying a WAL is blocking file work; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        strata_tsdb::db::dump(&dir, a.min_time, a.max_time, &mut out)
+            .with_context(|| format!("dump {}", dir.display()))?;
+        out.flush().context("write to stdout")
+    })
+    .await?
+}
+
+/// Parses durations written the Prometheus way: a number followed by ms, s, m or h.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("invalid duration {s:?}: use a number with ms, s, m or h")),
+    };
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus_flags() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+    }
+}
