@@ -117,10 +117,12 @@ async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol)
     }
     let limits = &rx.config.limits;
     let compressed = read_body(headers, body, limits.max_body_bytes).await.map_err(none)?;
-    let raw_len = snap::raw::decompress_len(&compressed).map_err(|e| none(e.into()))?;
-    if raw_len as u64 > limits.max_decompressed_bytes {
-        return Err(none(ReceiveError::BodyTooLarge { size: raw_len as u64, limit: limits.max_decompressed_bytes }));
+    if compressed.is_empty() {
+        // An empty body is an empty request, as Prometheus's own receiver treats it.
+        return Ok(Written::default());
     }
+    let raw_len = snap::raw::decompress_len(&compressed).map_err(|e| none(e.into()))?;
+    check_size(raw_len as u64, limits.max_decompressed_bytes).map_err(none)?;
     let raw = snap::raw::Decoder::new().decompress_vec(&compressed).map_err(|e| none(e.into()))?;
     let batch = match proto {
         Protocol::V1 => WriteBatch::decode_v1(&raw),
@@ -176,6 +178,13 @@ async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol)
     Ok(written)
 }
 
+fn check_size(size: u64, limit: u64) -> Result<(), ReceiveError> {
+    if limit > 0 && size > limit {
+        return Err(ReceiveError::BodyTooLarge { size, limit });
+    }
+    Ok(())
+}
+
 fn check_limit(what: &'static str, got: u64, limit: u64) -> Result<(), ReceiveError> {
     if limit > 0 && got > limit {
         return Err(ReceiveError::TooMany { what, got, limit });
@@ -186,10 +195,11 @@ fn check_limit(what: &'static str, got: u64, limit: u64) -> Result<(), ReceiveEr
 /// Reads the body, refusing it with 413 as soon as it is known to be over `limit`.
 async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<bytes::Bytes, ReceiveError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = declared.filter(|&s| s > limit) {
-        return Err(ReceiveError::BodyTooLarge { size, limit });
+    if let Some(size) = declared {
+        check_size(size, limit)?;
     }
-    match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await {
+    let max = if limit == 0 { usize::MAX } else { usize::try_from(limit).unwrap_or(usize::MAX) };
+    match axum::body::to_bytes(body, max).await {
         Ok(b) => Ok(b),
         Err(e) => {
             let over = std::error::Error::source(&e)

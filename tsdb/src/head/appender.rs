@@ -126,7 +126,10 @@ impl<'h> HeadAppender<'h> {
             }
         }
         head.account(&results);
-        head.stats.out_of_bounds.fetch_add(self.rejected.out_of_bounds, Ordering::Relaxed);
+        let r = &self.rejected;
+        head.stats.out_of_bounds.fetch_add(r.out_of_bounds, Ordering::Relaxed);
+        head.stats.out_of_order.fetch_add(r.out_of_order, Ordering::Relaxed);
+        head.stats.duplicate.fetch_add(r.duplicate_timestamp, Ordering::Relaxed);
         let appended = results.iter().filter(|(r, _)| matches!(r, AppendResult::Appended { .. })).count() as u64;
         Ok(AppendOutcome { appended, series_created: self.series_created, rejected: self.rejected })
     }

@@ -368,7 +368,7 @@ impl Head {
         r
     }
 
-    /// Updates time bounds and counters after appends.
+    /// Updates time bounds and append counters; refusals are counted by the caller.
     fn account(&self, results: &[(AppendResult, i64)]) {
         let mut appended = 0;
         let mut chunks = 0;
@@ -381,13 +381,7 @@ impl Head {
                     mint = mint.min(t);
                     maxt = maxt.max(t);
                 }
-                AppendResult::Duplicate => {}
-                AppendResult::OutOfOrder => {
-                    self.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
-                }
-                AppendResult::DuplicateTimestamp => {
-                    self.stats.duplicate.fetch_add(1, Ordering::Relaxed);
-                }
+                AppendResult::Duplicate | AppendResult::OutOfOrder | AppendResult::DuplicateTimestamp => {}
             }
         }
         if appended > 0 {
