@@ -1,0 +1,81 @@
+//! Head append throughput: batches shaped like remote-write requests (2,000 series with one
+//! sample each), into a head alone and through the WAL as the receiver does it.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::head::{Head, HeadOptions};
+
+const SERIES: usize = 2_000;
+
+fn label_sets() -> Vec<Vec<(String, String)>> {
+    (0..SERIES)
+        .map(|i| {
+            vec![
+                ("__name__".into(), format!("http_request_duration_seconds_bucket_{}", i % 20)),
+                ("cluster".into(), "eu-west-1".into()),
+                ("instance".into(), format!("10.0.{}.{}:9100", i / 250, i % 250)),
+                ("job".into(), "kubernetes-pods".into()),
+                ("le".into(), format!("{}", (i % 12) as f64 * 0.25)),
+                ("namespace".into(), "monitoring".into()),
+                ("pod".into(), format!("api-{:05}", i / 12)),
+            ]
+        })
+        .collect()
+}
+
+fn bench_append(c: &mut Criterion) {
+    let sets = label_sets();
+    let pairs: Vec<Vec<(&str, &str)>> =
+        sets.iter().map(|s| s.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    let mut g = c.benchmark_group("head_append");
+    g.throughput(Throughput::Elements(SERIES as u64));
+
+    // Existing series, no WAL: the lookup and chunk-append cost.
+    let head = Head::new(HeadOptions::default());
+    let mut t = 0i64;
+    g.bench_function("existing_series_no_wal", |b| {
+        b.iter(|| {
+            t += 15_000;
+            let mut app = head.appender();
+            for (i, p) in pairs.iter().enumerate() {
+                app.append(p, [(t, i as f64)]).unwrap();
+            }
+            app.commit(None).unwrap()
+        })
+    });
+
+    // Existing series through the WAL (snappy on), as a remote-write request is handled.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let mut t = 0i64;
+    g.bench_function("existing_series_with_wal", |b| {
+        b.iter(|| {
+            t += 15_000;
+            let mut app = db.appender();
+            for (i, p) in pairs.iter().enumerate() {
+                app.append(p, [(t, i as f64)]).unwrap();
+            }
+            app.commit().unwrap()
+        })
+    });
+
+    // New series every time: creation, postings and the series record.
+    g.bench_function("new_series_no_wal", |b| {
+        b.iter_batched(
+            || Head::new(HeadOptions::default()),
+            |head| {
+                let mut app = head.appender();
+                for p in &pairs {
+                    app.append(p, [(1, 1.0)]).unwrap();
+                }
+                app.commit(None).unwrap();
+                head
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_append);
+criterion_main!(benches);
