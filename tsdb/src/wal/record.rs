@@ -157,11 +157,6 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
     }
 }
 
-/// The type byte of an encoded record, 0 for an empty one.
-pub fn record_type(rec: &[u8]) -> u8 {
-    rec.first().copied().unwrap_or(0)
-}
-
 fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         buf.push(x as u8 | 0x80);

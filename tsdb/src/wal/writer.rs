@@ -17,6 +17,9 @@ use super::{
     FRAGMENT_HEADER_SIZE, FRAG_FIRST, FRAG_FULL, FRAG_LAST, FRAG_MIDDLE, PAGE_SIZE,
 };
 
+/// Largest compression buffer kept between records.
+const MAX_KEPT_BUFFER: usize = 8 << 20;
+
 /// How the WAL is written.
 #[derive(Debug, Clone, Copy)]
 pub struct WalOptions {
@@ -165,20 +168,27 @@ impl Wal {
         let mut flag = 0u8;
         let mut data = rec;
         if self.opts.compress && !rec.is_empty() {
-            compressed.resize(snap::raw::max_compress_len(rec.len()), 0);
+            // The buffer only grows: zeroing it again for every record would cost more than
+            // compressing small ones.
+            let max = snap::raw::max_compress_len(rec.len());
+            if compressed.len() < max {
+                compressed.resize(max, 0);
+            }
             // Compressing into a buffer of max_compress_len bytes fails only for inputs over
             // 4 GiB; those are simply written uncompressed.
             if let Ok(n) = inner.snappy.compress(rec, &mut compressed) {
                 if n < rec.len() {
-                    compressed.truncate(n);
-                    data = &compressed;
+                    data = &compressed[..n];
                     flag = FLAG_SNAPPY;
                     self.stats.record_bytes_saved_total.fetch_add((rec.len() - n) as u64, Relaxed);
                 }
             }
         }
         let res = self.write_fragments(inner, data, flag);
-        inner.compressed = compressed;
+        // Keep the buffer for the next record unless one huge record blew it up.
+        if compressed.len() <= MAX_KEPT_BUFFER {
+            inner.compressed = compressed;
+        }
         res
     }
 
