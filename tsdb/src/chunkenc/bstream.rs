@@ -5,31 +5,41 @@
 ///
 /// Unlike Prometheus before 3.0, no empty byte is kept open at the end: the buffer is always
 /// exactly as long as the bits in it need, which is what current Prometheus stores.
-#[inline]
+#[inline(always)]
 pub(super) fn write_bits(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
     debug_assert!((1..=64).contains(&n));
-    let value = if n < 64 {
-        value & ((1u64 << n) - 1)
+    if u32::from((8 - *free) & 7) + n > 64 {
+        write_split(buf, free, value, n);
     } else {
-        value
-    };
-    let mut left = n;
-    if let (f @ 1.., Some(last)) = (u32::from(*free), buf.last_mut()) {
-        if left <= f {
-            *last |= (value << (f - left)) as u8;
-            *free = (f - left) as u8;
-            return;
-        }
-        left -= f;
-        *last |= (value >> left) as u8;
-        *free = 0;
+        write_word(buf, free, value, n);
     }
-    // Byte-aligned from here: the remaining bits go to the top of a word, and as many of its
-    // bytes as they touch are appended in one copy.
-    let word = value << (64 - left);
-    let nbytes = left.div_ceil(8);
-    buf.extend_from_slice(&word.to_be_bytes()[..nbytes as usize]);
-    *free = (nbytes * 8 - left) as u8;
+}
+
+/// Wide payloads after a partial byte do not fit one word with it: write them in two halves.
+#[cold]
+#[inline(never)]
+fn write_split(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
+    write_word(buf, free, value >> 32, n - 32);
+    write_word(buf, free, value, 32);
+}
+
+/// `write_bits` for fields that fit one word together with the partial last byte.
+#[inline(always)]
+fn write_word(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
+    let used = u32::from((8 - *free) & 7);
+    debug_assert!(used + n <= 64);
+    // Take the partial last byte back, put the new bits behind its used bits in one word, and
+    // store the whole word; the length is then cut to the bytes the bits touch. Fixed-size
+    // copies are cheaper than a variable-length one.
+    let start = buf.len().saturating_sub(usize::from(used > 0));
+    let partial = buf.get(start).map_or(0, |&b| u64::from(b) << 56);
+    let word = partial | ((value << (64 - n)) >> used);
+    let nbits = used + n;
+    let nbytes = nbits.div_ceil(8);
+    buf.truncate(start);
+    buf.extend_from_slice(&word.to_be_bytes());
+    buf.truncate(start + nbytes as usize);
+    *free = (nbytes * 8 - nbits) as u8;
 }
 
 /// Reads bits from a byte slice through a 64-bit buffer refilled a word at a time.
@@ -71,31 +81,59 @@ impl<'a> BitReader<'a> {
             self.pos += take as usize;
             self.avail += take * 8;
         } else {
-            // The last few bytes, one at a time; only the final refill of a chunk comes here.
-            while self.avail <= MAX_FAST_READ {
-                let Some(&b) = self.data.get(self.pos) else {
-                    break;
-                };
-                self.buf |= u64::from(b) << (MAX_FAST_READ - self.avail);
-                self.pos += 1;
-                self.avail += 8;
-            }
+            self.refill_tail();
         }
+    }
+
+    /// The last few bytes, one at a time; only the final refill of a chunk comes here.
+    #[cold]
+    fn refill_tail(&mut self) {
+        while self.avail <= MAX_FAST_READ {
+            let Some(&b) = self.data.get(self.pos) else {
+                break;
+            };
+            self.buf |= u64::from(b) << (MAX_FAST_READ - self.avail);
+            self.pos += 1;
+            self.avail += 8;
+        }
+    }
+
+    /// Makes at least `n` bits (at most 56) available to [`peek`](Self::peek), unless the data
+    /// ends first.
+    #[inline(always)]
+    pub(super) fn fill(&mut self, n: u32) {
+        if self.avail < n {
+            self.refill();
+        }
+    }
+
+    /// The next 64 bits, left-aligned, without consuming them. Only the first
+    /// [`available`](Self::available) of them are stream bits; past the end of the data the
+    /// rest are zero.
+    #[inline(always)]
+    pub(super) fn peek(&self) -> u64 {
+        self.buf
+    }
+
+    /// Consumes `n` bits (at most 56) that [`peek`](Self::peek) showed; `None` if fewer are left.
+    #[inline(always)]
+    pub(super) fn skip(&mut self, n: u32) -> Option<()> {
+        debug_assert!(n <= MAX_FAST_READ);
+        if n > self.avail {
+            return None;
+        }
+        self.buf <<= n;
+        self.avail -= n;
+        Some(())
     }
 
     /// Reads `n` bits, 1..=56; `None` if the stream ends first.
     #[inline(always)]
     pub(super) fn read(&mut self, n: u32) -> Option<u64> {
         debug_assert!((1..=MAX_FAST_READ).contains(&n));
-        if self.avail < n {
-            self.refill();
-            if self.avail < n {
-                return None;
-            }
-        }
+        self.fill(n);
         let v = self.buf >> (64 - n);
-        self.buf <<= n;
-        self.avail -= n;
+        self.skip(n)?;
         Some(v)
     }
 
@@ -108,24 +146,6 @@ impl<'a> BitReader<'a> {
         let hi = self.read(n - 32)?;
         let lo = self.read(32)?;
         Some((hi << 32) | lo)
-    }
-
-    /// Reads a run of up to `max` one-bits and the zero that ends it (no zero is read after
-    /// `max` ones) and returns the number of ones; `None` if the stream ends first.
-    #[inline(always)]
-    pub(super) fn read_unary(&mut self, max: u32) -> Option<u32> {
-        if self.avail < max + 1 {
-            self.refill();
-        }
-        // Bits past the end of the data are zero, so the count cannot run past `avail` unnoticed.
-        let ones = (!self.buf).leading_zeros().min(max);
-        let used = if ones < max { ones + 1 } else { max };
-        if used > self.avail {
-            return None;
-        }
-        self.buf <<= used;
-        self.avail -= used;
-        Some(ones)
     }
 
     /// Reads a Go `binary.Uvarint` (at most 10 bytes, the last at most 1) as whole bytes.
@@ -209,17 +229,17 @@ mod tests {
     }
 
     #[test]
-    fn unary_prefixes() {
-        // 0 | 10 | 110 | 1110 | 1111 | 1111, then six zero bits
-        let bits = [0b0101_1011, 0b1011_1111, 0b1100_0000];
-        let mut r = BitReader::new(&bits);
-        let got: Vec<_> = std::iter::from_fn(|| r.read_unary(4)).collect();
-        assert_eq!(got, [0, 1, 2, 3, 4, 4, 0, 0, 0, 0, 0, 0]);
-        // A run of ones cut short by the end of the data is not a prefix.
-        let mut r = BitReader::new(&[0xff]);
-        assert_eq!(r.read_unary(4), Some(4));
-        assert_eq!(r.read(1), Some(1));
-        assert_eq!(r.read_unary(4), None);
+    fn peek_and_skip() {
+        let mut r = BitReader::new(&[0b1011_0000, 0xff]);
+        r.fill(56);
+        assert_eq!(r.peek() >> 48, 0b1011_0000_1111_1111);
+        assert_eq!(r.skip(3), Some(()));
+        assert_eq!(r.peek() >> 51, 0b1_0000_1111_1111);
+        // Bits past the end of the data read as zero and cannot be consumed.
+        assert_eq!(r.peek() << 13, 0);
+        assert_eq!(r.skip(14), None);
+        assert_eq!(r.skip(13), Some(()));
+        assert_eq!(r.read(1), None);
     }
 
     #[test]

@@ -77,9 +77,9 @@ impl XorAppender {
             return;
         }
         let v = v.to_bits();
-        let mut tmp = [0u8; 10];
         match n {
             0 => {
+                let mut tmp = [0u8; 10];
                 let len = put_varint(&mut tmp, t);
                 self.buf.extend_from_slice(&tmp[..len]);
                 self.buf.extend_from_slice(&v.to_be_bytes());
@@ -88,6 +88,7 @@ impl XorAppender {
                 let delta = t.wrapping_sub(self.t) as u64;
                 // Sample 0 was whole bytes, so this varint is byte-aligned too.
                 debug_assert_eq!(self.free, 0);
+                let mut tmp = [0u8; 10];
                 let len = put_uvarint(&mut tmp, delta);
                 self.buf.extend_from_slice(&tmp[..len]);
                 self.write_value(v);
@@ -124,6 +125,7 @@ impl XorAppender {
         write_bits(&mut self.buf, &mut self.free, value, n);
     }
 
+    #[inline]
     fn write_value(&mut self, v: u64) {
         let delta = v ^ self.v;
         if delta == 0 {
@@ -280,39 +282,47 @@ impl<'a> XorIter<'a> {
             }
             1 => self.t_delta = r.read_uvarint().ok_or("bad second timestamp")?,
             _ => {
-                let dod = match r.read_unary(4).ok_or(TRUNCATED)? {
-                    0 => 0,
-                    1 => signed(r.read(14).ok_or(TRUNCATED)?, 14),
-                    2 => signed(r.read(17).ok_or(TRUNCATED)?, 17),
-                    3 => signed(r.read(20).ok_or(TRUNCATED)?, 20),
-                    _ => r.read_wide(64).ok_or(TRUNCATED)? as i64,
-                };
+                // Bucket prefix and payload together are at most 24 bits, so one refill serves
+                // both; the 64-bit bucket reads its payload separately.
+                r.fill(24);
+                let top = r.peek();
+                let dod = match (!top).leading_zeros() {
+                    0 => r.skip(1).map(|()| 0),
+                    1 => r.skip(16).map(|()| signed((top >> 48) & 0x3fff, 14)),
+                    2 => r.skip(20).map(|()| signed((top >> 44) & 0x1_ffff, 17)),
+                    3 => r.skip(24).map(|()| signed((top >> 40) & 0xf_ffff, 20)),
+                    _ => r.skip(4).and_then(|()| r.read_wide(64)).map(|d| d as i64),
+                }
+                .ok_or(TRUNCATED)?;
                 self.t_delta = self.t_delta.wrapping_add(dod as u64);
             }
         }
         self.t = self.t.wrapping_add(self.t_delta as i64);
 
-        match r.read_unary(2).ok_or(TRUNCATED)? {
-            0 => {}
-            1 => {
-                let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-                self.v ^= r.read_wide(sig).ok_or(TRUNCATED)? << self.trailing;
-            }
-            _ => {
-                let head = r.read(11).ok_or(TRUNCATED)?;
-                let leading = (head >> 6) as u32;
-                let sig = match (head & 63) as u32 {
-                    0 => 64,
-                    s => s,
-                };
-                if leading + sig > 64 {
-                    return Err("value window wider than 64 bits");
-                }
-                self.leading = leading as u8;
-                self.trailing = (64 - leading - sig) as u8;
-                self.v ^= r.read_wide(sig).ok_or(TRUNCATED)? << self.trailing;
-            }
+        // Value control bits and window header: at most 13 bits.
+        r.fill(13);
+        let top = r.peek();
+        if top >> 63 == 0 {
+            r.skip(1).ok_or(TRUNCATED)?;
+            return Ok(());
         }
+        if top >> 62 == 0b11 {
+            r.skip(13).ok_or(TRUNCATED)?;
+            let leading = ((top >> 57) & 31) as u32;
+            let sig = match ((top >> 51) & 63) as u32 {
+                0 => 64,
+                s => s,
+            };
+            if leading + sig > 64 {
+                return Err("value window wider than 64 bits");
+            }
+            self.leading = leading as u8;
+            self.trailing = (64 - leading - sig) as u8;
+        } else {
+            r.skip(2).ok_or(TRUNCATED)?;
+        }
+        let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+        self.v ^= r.read_wide(sig).ok_or(TRUNCATED)? << self.trailing;
         Ok(())
     }
 }
