@@ -101,9 +101,11 @@ fn check(fx: &Fixture, damaged: &[u8], keep: usize, must_repair: bool, reopen: b
 fn torn_tail_at_every_byte_offset() {
     for compress in [true, false] {
         let fx = fixture(small_tail(), compress);
-        for cut in 0..=fx.seg1.len() {
+        // Every byte of the records, some of the padding close() added, and the whole page.
+        let last_end = fx.ends[fx.ends.len() - 1];
+        for cut in (0..=last_end + 16).chain([fx.seg1.len()]) {
             let keep = fx.ends.iter().filter(|&&e| e <= cut).count();
-            let clean = cut == 0 || fx.ends.contains(&cut);
+            let clean = cut == 0 || fx.ends.contains(&cut) || cut == fx.seg1.len();
             check(&fx, &fx.seg1[..cut], keep, !clean, true, &format!("compress={compress} cut={cut}"));
         }
     }
@@ -127,7 +129,7 @@ fn torn_multi_page_record_at_the_tail() {
     cuts.dedup();
     for (i, cut) in cuts.into_iter().enumerate() {
         let keep = fx.ends.iter().filter(|&&e| e <= cut).count();
-        let clean = cut == 0 || fx.ends.contains(&cut);
+        let clean = cut == 0 || fx.ends.contains(&cut) || cut == fx.seg1.len();
         check(&fx, &fx.seg1[..cut], keep, !clean, i % 8 == 0, &format!("cut={cut}"));
     }
 }
@@ -136,7 +138,8 @@ fn torn_multi_page_record_at_the_tail() {
 fn every_flipped_byte_is_detected() {
     for compress in [true, false] {
         let fx = fixture(small_tail(), compress);
-        for p in 0..fx.seg1.len() {
+        let last_end = fx.ends[fx.ends.len() - 1];
+        for p in 0..last_end + 16 {
             for mask in [0xff, 0x01, 0x80] {
                 let mut damaged = fx.seg1.clone();
                 damaged[p] ^= mask;
@@ -205,7 +208,7 @@ fn zero_length_and_empty_trailing_segments() {
 
     // Damage followed by empty segments (restarts that logged nothing) is still a tail: cut,
     // but the empty segments stay.
-    let (_tmp, dir) = materialise(&fx, &fx.seg1[..fx.seg1.len() - 2]);
+    let (_tmp, dir) = materialise(&fx, &fx.seg1[..fx.ends[fx.ends.len() - 1] - 2]);
     std::fs::write(dir.join("00000002"), b"").expect("write");
     std::fs::write(dir.join("00000003"), b"").expect("write");
     let (got, stats) = replay_bytes(&dir);

@@ -30,6 +30,7 @@ fn every_record_type_round_trips_with_and_without_compression() {
         log_each(&w, &recs);
         // A batch in one call, plus the same records repeated so snappy has something to find.
         let batch: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+        assert!(w.log(&[&recs[0], &[]]).is_err(), "an empty record is refused");
         w.log(&batch).expect("log batch");
         w.close().expect("close");
         assert!(w.log(&[&recs[0]]).is_err(), "log after close must fail");
@@ -109,11 +110,30 @@ fn page_tail_too_small_for_a_header_is_padded() {
     rec.resize(PAGE_SIZE - 7 - 3, 0x55);
     let small = samples_rec(&[(1, 2, 3.0)]);
     w.log(&[&rec, &small]).expect("log");
-    w.close().expect("close");
-    let bytes = std::fs::read(&segments(&dir)[0].1).expect("read");
+    let path = segments(&dir)[0].1.clone();
+    let bytes = std::fs::read(&path).expect("read");
     assert_eq!(&bytes[PAGE_SIZE - 3..PAGE_SIZE], &[0, 0, 0]);
     assert_eq!(bytes[PAGE_SIZE], 1, "next record starts a page with a full fragment");
-    assert_eq!(bytes.len(), PAGE_SIZE + 7 + small.len());
+    assert_eq!(bytes.len(), PAGE_SIZE + 7 + small.len(), "log() writes up to the end of the last record");
+    w.close().expect("close");
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), 2 * PAGE_SIZE as u64, "close() pads the last page");
+}
+
+#[test]
+fn fragment_header_is_type_length_crc() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wal");
+    let w = open(&dir, DEFAULT_SEGMENT_SIZE, false);
+    let rec = samples_rec(&[(1, 2, 3.0)]);
+    w.log(&[&rec]).expect("log");
+    let bytes = std::fs::read(&segments(&dir)[0].1).expect("read");
+    let mut want = vec![1u8];
+    want.extend_from_slice(&(rec.len() as u16).to_be_bytes());
+    want.extend_from_slice(&crc32c::crc32c(&rec).to_be_bytes());
+    want.extend_from_slice(&rec);
+    assert_eq!(bytes, want);
+    // CRC-32C check value, as the format document gives it.
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
 }
 
 #[test]
@@ -188,7 +208,7 @@ fn reopening_appends_in_a_new_segment() {
     assert_eq!(got, want);
     assert_eq!(stats.segments, 4);
     let bytes = std::fs::read(&segments(&dir)[1].1).expect("read");
-    assert!(bytes.len() < PAGE_SIZE, "a segment is padded only when completed by rotation");
+    assert!(bytes.len() < PAGE_SIZE, "a segment left without close() or rotation is not padded");
     assert_eq!(std::fs::metadata(&segments(&dir)[2].1).expect("stat").len() % PAGE_SIZE as u64, 0);
 }
 

@@ -80,11 +80,11 @@ pub fn encode_metadata(metadata: &[RefMetadata], buf: &mut Vec<u8>) {
 }
 
 /// Decodes one whole logical record. Types this crate does not model (exemplars, histograms,
-/// mmap markers, newer ones) come back as [`Record::Unsupported`] with their type byte, as does
-/// an empty record (type 0), which Prometheus's replay also ignores.
+/// mmap markers, newer ones) come back as [`Record::Unsupported`] with their type byte. An empty
+/// record has no type; Prometheus's replay calls it corrupt, and so do we.
 pub fn decode(rec: &[u8]) -> Result<Record, Error> {
     let Some((&typ, body)) = rec.split_first() else {
-        return Ok(Record::Unsupported(0));
+        return Err(Error::CorruptRecord("empty record".into()));
     };
     let mut d = Decoder { b: body, what: "" };
     match typ {
@@ -366,7 +366,7 @@ mod tests {
         encode_metadata(&metadata, &mut buf);
         assert_eq!(decode(&buf).expect("metadata"), Record::Metadata(metadata));
         assert_eq!(decode(&[EXEMPLARS, 1, 2, 3]).expect("exemplars"), Record::Unsupported(EXEMPLARS));
-        assert_eq!(decode(&[]).expect("empty"), Record::Unsupported(0));
+        assert!(matches!(decode(&[]), Err(Error::CorruptRecord(_))));
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl Wal {
     /// Appends `records` (each encoded by a `record::encode_*` function) and hands them to the
     /// OS with write(2) before returning, so they survive the process being killed. Not
     /// fsynced: that happens when a segment completes and on [`Wal::sync`] / [`Wal::close`].
+    /// An empty record is refused (and nothing of the batch written).
     pub fn log(&self, records: &[&[u8]]) -> Result<()> {
         let mut inner = self.inner.lock();
         let res = self.log_locked(&mut inner, records);
@@ -148,6 +149,11 @@ impl Wal {
     fn log_locked(&self, inner: &mut Inner, records: &[&[u8]]) -> Result<()> {
         if inner.file.is_none() {
             return Err(self.closed_error());
+        }
+        // Every record starts with its type byte; an empty one would read back as damage.
+        if records.iter().any(|r| r.is_empty()) {
+            let e = std::io::Error::new(ErrorKind::InvalidInput, "empty WAL record");
+            return Err(Error::io("append to WAL", segment_path(&self.dir, inner.segment), e));
         }
         for rec in records {
             self.log_one(inner, rec)?;
@@ -328,11 +334,15 @@ impl Wal {
         }
     }
 
-    /// Flushes and fsyncs, then closes the segment; later appends fail. Closing twice is fine.
+    /// Pads the last page, fsyncs and closes the segment (as Prometheus leaves a closed one);
+    /// later appends fail. Closing twice is fine.
     pub fn close(&self) -> Result<()> {
         let mut inner = self.inner.lock();
         if inner.file.is_none() {
             return Ok(());
+        }
+        if inner.alloc > 0 {
+            self.flush_page(&mut inner, true)?;
         }
         self.sync_locked(&mut inner)?;
         inner.file = None;
