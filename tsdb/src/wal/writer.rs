@@ -1,7 +1,7 @@
 //! The WAL writer: pages, fragments, segment rotation, truncation.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -85,8 +85,15 @@ struct Inner {
     flushed: usize,
     /// Pages of the current segment written completely.
     done_pages: usize,
+    /// Offset in the current segment up to which whole records have been handed to the OS.
+    record_end: u64,
+    /// A write failed: the segment may hold part of a record past `record_end`.
+    failed: bool,
     snappy: snap::raw::Encoder,
     compressed: Vec<u8>,
+    /// Test hook: bytes that may still be written before writes start failing.
+    #[cfg(test)]
+    write_budget: Option<usize>,
 }
 
 impl Wal {
@@ -127,8 +134,12 @@ impl Wal {
                 alloc: 0,
                 flushed: 0,
                 done_pages: 0,
+                record_end: 0,
+                failed: false,
                 snappy: snap::raw::Encoder::new(),
                 compressed: Vec::new(),
+                #[cfg(test)]
+                write_budget: None,
             }),
         })
     }
@@ -139,14 +150,6 @@ impl Wal {
     /// An empty record is refused (and nothing of the batch written).
     pub fn log(&self, records: &[&[u8]]) -> Result<()> {
         let mut inner = self.inner.lock();
-        let res = self.log_locked(&mut inner, records);
-        if res.is_err() {
-            self.stats.writes_failed_total.fetch_add(1, Relaxed);
-        }
-        res
-    }
-
-    fn log_locked(&self, inner: &mut Inner, records: &[&[u8]]) -> Result<()> {
         if inner.file.is_none() {
             return Err(self.closed_error());
         }
@@ -155,6 +158,56 @@ impl Wal {
             let e = std::io::Error::new(ErrorKind::InvalidInput, "empty WAL record");
             return Err(Error::io("append to WAL", segment_path(&self.dir, inner.segment), e));
         }
+        self.writing(&mut inner, |w, inner| w.log_locked(inner, records))
+    }
+
+    /// Runs a write operation so that a failure cannot leave a torn record in the middle of the
+    /// log: after one, the next operation first cuts the segment back to its last whole record.
+    /// (Otherwise records appended after the torn one would read as damage before the tail,
+    /// and replay would drop them.)
+    fn writing<T>(&self, inner: &mut Inner, op: impl FnOnce(&Self, &mut Inner) -> Result<T>) -> Result<T> {
+        if inner.failed {
+            self.recover(inner).inspect_err(|_| {
+                self.stats.writes_failed_total.fetch_add(1, Relaxed);
+            })?;
+        }
+        match op(self, inner) {
+            Ok(v) => {
+                inner.record_end = (inner.done_pages * PAGE_SIZE + inner.alloc) as u64;
+                Ok(v)
+            }
+            Err(e) => {
+                inner.failed = true;
+                self.stats.writes_failed_total.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Truncates the current segment to `record_end` and reloads its partial last page.
+    fn recover(&self, inner: &mut Inner) -> Result<()> {
+        let path = segment_path(&self.dir, inner.segment);
+        let Some(file) = inner.file.as_mut() else {
+            return Err(self.closed_error());
+        };
+        let end = inner.record_end;
+        let page_start = end - end % PAGE_SIZE as u64;
+        let in_page = (end - page_start) as usize;
+        inner.page.fill(0);
+        file.set_len(end)
+            .and_then(|()| file.seek(SeekFrom::Start(page_start)))
+            .and_then(|_| file.read_exact(&mut inner.page[..in_page]))
+            .map_err(|e| Error::io("cut WAL segment back after a failed write", &path, e))?;
+        inner.alloc = in_page;
+        inner.flushed = in_page;
+        inner.done_pages = (page_start / PAGE_SIZE as u64) as usize;
+        inner.failed = false;
+        self.stats.storage_size_bytes.store(dir_size(&self.dir), Relaxed);
+        tracing::warn!(file = %path.display(), offset = end, "cut WAL segment back to its last whole record after a failed write");
+        Ok(())
+    }
+
+    fn log_locked(&self, inner: &mut Inner, records: &[&[u8]]) -> Result<()> {
         for rec in records {
             self.log_one(inner, rec)?;
         }
@@ -256,6 +309,15 @@ impl Wal {
             return Err(self.closed_error());
         };
         let buf = &inner.page[inner.flushed..inner.alloc];
+        #[cfg(test)]
+        let (buf, injected) = match inner.write_budget.as_mut() {
+            Some(budget) => {
+                let n = buf.len().min(*budget);
+                *budget -= n;
+                (&buf[..n], n < buf.len())
+            }
+            None => (buf, false),
+        };
         let mut written = 0;
         let mut result = Ok(());
         while written < buf.len() {
@@ -271,6 +333,10 @@ impl Wal {
                     break;
                 }
             }
+        }
+        #[cfg(test)]
+        if injected && result.is_ok() {
+            result = Err(std::io::Error::other("injected write failure"));
         }
         // Keep what did get written accounted for, so a retry continues where this stopped.
         inner.flushed += written;
@@ -305,6 +371,7 @@ impl Wal {
         inner.file = Some(file);
         inner.segment = next;
         inner.done_pages = 0;
+        inner.record_end = 0;
         self.stats.segment_current.store(u64::from(next), Relaxed);
         tracing::debug!(segment = next, "WAL segment started");
         Ok(next)
@@ -321,7 +388,7 @@ impl Wal {
     /// Hands any unwritten bytes to the OS and fsyncs the current segment.
     pub fn sync(&self) -> Result<()> {
         let mut inner = self.inner.lock();
-        self.sync_locked(&mut inner)
+        self.writing(&mut inner, Self::sync_locked)
     }
 
     fn sync_locked(&self, inner: &mut Inner) -> Result<()> {
@@ -341,10 +408,12 @@ impl Wal {
         if inner.file.is_none() {
             return Ok(());
         }
-        if inner.alloc > 0 {
-            self.flush_page(&mut inner, true)?;
-        }
-        self.sync_locked(&mut inner)?;
+        self.writing(&mut inner, |w, inner| {
+            if inner.alloc > 0 {
+                w.flush_page(inner, true)?;
+            }
+            w.sync_locked(inner)
+        })?;
         inner.file = None;
         Ok(())
     }
@@ -359,11 +428,10 @@ impl Wal {
     /// next; returns its number. Called before checkpointing so all earlier segments are final.
     pub fn next_segment(&self) -> Result<u32> {
         let mut inner = self.inner.lock();
-        let res = self.next_segment_locked(&mut inner);
-        if res.is_err() {
-            self.stats.writes_failed_total.fetch_add(1, Relaxed);
+        if inner.file.is_none() {
+            return Err(self.closed_error());
         }
-        res
+        self.writing(&mut inner, Self::next_segment_locked)
     }
 
     /// Deletes the segments numbered below `before`, never the one being written.
@@ -425,7 +493,9 @@ impl Wal {
 fn create_segment(dir: &Path, n: u32) -> Result<File> {
     let path = segment_path(dir, n);
     // Never reuse a file: the numbering guarantees it is new, and truncating one could lose data.
+    // Readable too: after a failed write the partial last page is read back.
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .open(&path)
@@ -474,4 +544,46 @@ pub(crate) fn truncate_file(path: &Path, len: u64) -> Result<()> {
     let f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("open WAL segment for repair", path, e))?;
     f.set_len(len).map_err(|e| Error::io("truncate WAL segment", path, e))?;
     f.sync_all().map_err(|e| Error::io("fsync WAL segment", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{record, replay, Record, RefSample};
+
+    fn samples(n: usize, t: i64) -> Vec<u8> {
+        let s: Vec<RefSample> = (0..n).map(|i| RefSample { series_ref: i as u64, t, v: i as f64 }).collect();
+        let mut buf = Vec::new();
+        record::encode_samples(&s, &mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_failed_write_never_leaves_a_torn_record_inside_the_log() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("wal");
+        let w = Wal::open(&dir, WalOptions { segment_size: DEFAULT_SEGMENT_SIZE, compress: false }).expect("open");
+        let a = samples(10, 1);
+        let big = samples(10_000, 2); // about three pages
+        let c = samples(10, 3);
+        w.log(&[&a]).expect("log a");
+        // The disk fills up part way through the second page of the big record.
+        w.inner.lock().write_budget = Some(PAGE_SIZE + 100);
+        assert!(w.log(&[&big]).is_err());
+        assert!(w.log(&[&c]).is_err(), "still failing");
+        w.inner.lock().write_budget = None;
+        w.log(&[&c]).expect("log c once space is back");
+        w.close().expect("close");
+        assert_eq!(w.stats().writes_failed_total.load(Relaxed), 2);
+
+        let mut got = Vec::new();
+        let stats = replay(&dir, |r| {
+            let Record::Samples(s) = r else { panic!("unexpected record") };
+            got.push((s.len(), s[0].t));
+            Ok(())
+        })
+        .expect("replay");
+        assert_eq!(got, vec![(10, 1), (10, 3)]);
+        assert_eq!(stats.corruptions_repaired, 0);
+    }
 }
