@@ -189,12 +189,12 @@ fn log_of(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-#[test]
-fn we_replay_a_wal_written_by_prometheus() {
+/// Runs Prometheus scraping itself into `data` until at least 4 scrapes are in its head, then
+/// stops it: SIGTERM (a clean shutdown) or SIGKILL (a crash). Both go to our own child only.
+fn run_prometheus(tmp: &Path, graceful: bool) -> (PathBuf, u16) {
     let prometheus = require_binary("prometheus");
-    let tmp = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let config = tmp.path().join("prometheus.yml");
+    let config = tmp.join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
@@ -202,8 +202,8 @@ fn we_replay_a_wal_written_by_prometheus() {
         ),
     )
     .expect("write config");
-    let data = tmp.path().join("data");
-    let log_path = tmp.path().join("prometheus.log");
+    let data = tmp.join("data");
+    let log_path = tmp.join("prometheus.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(&prometheus)
         .arg(format!("--config.file={}", config.display()))
@@ -220,7 +220,6 @@ fn we_replay_a_wal_written_by_prometheus() {
         "prometheus did not become ready:\n{}",
         log_of(&log_path)
     );
-    // At least 4 scrapes of itself in the head (and so in the WAL).
     let scraped = wait_for(Duration::from_secs(60), || {
         http_get(port, "/api/v1/query?query=count_over_time(up%5B5m%5D)")
             .and_then(|b| b.split("\"value\":[").nth(1).map(str::to_string))
@@ -228,21 +227,33 @@ fn we_replay_a_wal_written_by_prometheus() {
             .is_some_and(|n| n >= 4)
     });
     assert!(scraped, "prometheus did not scrape itself:\n{}", log_of(&log_path));
-
-    // A clean shutdown (SIGTERM to our own child) flushes the WAL.
-    let pid = server.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-    assert!(status.success());
+    if graceful {
+        let pid = server.0.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success());
+    } else {
+        server.0.kill().expect("kill prometheus");
+    }
     let exited = wait_for(Duration::from_secs(30), || matches!(server.0.try_wait(), Ok(Some(_))));
     assert!(exited, "prometheus did not stop");
+    (data.join("wal"), port)
+}
 
-    let wal_dir = data.join("wal");
-    assert!(!segments(&wal_dir).is_empty(), "prometheus wrote no WAL segment");
+/// What our replay found in a Prometheus WAL.
+struct Found {
+    series: BTreeMap<u64, Labels>,
+    samples: u64,
+    up_values: Vec<f64>,
+    stats: wal::ReplayStats,
+}
+
+/// Replays `wal_dir`, checking every sample refers to a series logged before it.
+fn replay_prometheus_wal(wal_dir: &Path) -> Found {
+    assert!(!segments(wal_dir).is_empty(), "prometheus wrote no WAL segment");
     let mut series: BTreeMap<u64, Labels> = BTreeMap::new();
     let mut samples = 0u64;
-    let mut metadata = 0u64;
     let mut up_values = Vec::new();
-    let stats = wal::replay(&wal_dir, |r| {
+    let stats = wal::replay(wal_dir, |r| {
         match r {
             Record::Series(s) => {
                 for s in s {
@@ -260,21 +271,48 @@ fn we_replay_a_wal_written_by_prometheus() {
                     samples += 1;
                 }
             }
-            Record::Metadata(m) => metadata += m.len() as u64,
-            Record::Tombstones(_) | Record::Unsupported(_) => {}
+            Record::Metadata(_) | Record::Tombstones(_) | Record::Unsupported(_) => {}
         }
         Ok(())
     })
     .expect("replay prometheus's WAL");
-    assert_eq!(stats.corruptions_repaired, 0, "{stats:?}");
-    assert!(series.len() > 100, "only {} series", series.len());
-    assert!(samples >= 4 * series.len() as u64 / 2, "only {samples} samples for {} series", series.len());
-    assert!(up_values.len() >= 4 && up_values.iter().all(|&v| v == 1.0), "up: {up_values:?}");
-    assert!(series.values().any(|l| l.get("job") == Some("self") && l.get("instance") == Some(&format!("127.0.0.1:{port}"))));
+    Found { series, samples, up_values, stats }
+}
+
+#[test]
+fn we_replay_a_wal_written_by_prometheus() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (wal_dir, port) = run_prometheus(tmp.path(), true);
+    let f = replay_prometheus_wal(&wal_dir);
+    assert_eq!(f.stats.corruptions_repaired, 0, "{:?}", f.stats);
+    assert!(f.series.len() > 100, "only {} series", f.series.len());
+    assert!(f.samples >= 2 * f.series.len() as u64, "only {} samples for {} series", f.samples, f.series.len());
+    assert!(f.up_values.len() >= 4 && f.up_values.iter().all(|&v| v == 1.0), "up: {:?}", f.up_values);
+    let instance = format!("127.0.0.1:{port}");
+    assert!(f.series.values().any(|l| l.get("job") == Some("self") && l.get("instance") == Some(instance.as_str())));
     eprintln!(
-        "prometheus WAL: {} segments, {} series, {samples} samples, {metadata} metadata entries, {} unsupported records",
-        stats.segments,
-        series.len(),
-        stats.unsupported_records
+        "prometheus WAL: {} segments, {} series, {} samples, {} unsupported records",
+        f.stats.segments,
+        f.series.len(),
+        f.samples,
+        f.stats.unsupported_records
     );
+}
+
+#[test]
+fn we_replay_the_wal_of_a_killed_prometheus_and_can_append_to_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (wal_dir, _) = run_prometheus(tmp.path(), false);
+    let f = replay_prometheus_wal(&wal_dir);
+    assert!(f.series.len() > 100 && f.up_values.len() >= 3, "{} series, up: {:?}", f.series.len(), f.up_values);
+    // Whatever the kill left, the WAL is whole again: appending and replaying finds no damage.
+    let w = wal::Wal::open(&wal_dir, WalOptions::default()).expect("open");
+    let mut buf = Vec::new();
+    let up_ref = f.series.iter().find(|(_, l)| l.get("__name__") == Some("up")).map(|(r, _)| *r).expect("up series");
+    record::encode_samples(&[RefSample { series_ref: up_ref, t: i64::MAX, v: 0.0 }], &mut buf);
+    w.log(&[&buf]).expect("log");
+    w.close().expect("close");
+    let again = replay_prometheus_wal(&wal_dir);
+    assert_eq!(again.stats.corruptions_repaired, 0);
+    assert_eq!(again.samples, f.samples + 1);
 }

@@ -10,6 +10,9 @@
 //! - [`Wal`] appends records (encoded with [`record`]), rotates, truncates and checkpoints.
 //! - [`replay`] reads the newest checkpoint and the segments after it, repairing a damaged tail.
 //! - [`checkpoint()`] folds segments into a new checkpoint, dropping what the head no longer needs.
+//!
+//! Start-up order: [`replay`] first, then [`Wal::open`] (which starts a fresh segment). A repair
+//! during replay may delete segments, which must not include one a writer has open.
 
 mod checkpoint;
 mod reader;
