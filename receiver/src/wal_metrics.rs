@@ -10,12 +10,15 @@ use strata_tsdb::wal::WalStats;
 
 use crate::metrics::{family, Kind};
 
+/// Name, help text and where to read a WAL counter.
+type Counter = (&'static str, &'static str, fn(&WalStats) -> &AtomicU64);
+
 pub(crate) fn encode(enc: &mut DescriptorEncoder, tenants: &[(String, Arc<Db>)]) -> fmt::Result {
     let per = |f: &dyn Fn(&WalStats) -> f64| -> Vec<(String, f64)> {
         tenants.iter().map(|(t, db)| (t.clone(), f(db.wal().stats()))).collect()
     };
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let counters: [(&str, &str, fn(&WalStats) -> &AtomicU64); 10] = [
+    let counters: [Counter; 10] = [
         ("prometheus_tsdb_wal_page_flushes", "Total number of page flushes.", |s| &s.page_flushes_total),
         ("prometheus_tsdb_wal_completed_pages", "Total number of completed pages.", |s| &s.completed_pages_total),
         ("prometheus_tsdb_wal_truncations", "Total number of write log truncations attempted.", |s| &s.truncations_total),

@@ -67,7 +67,7 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
         }
         Ok(())
     };
-    out.wal = if repair { wal::replay(wal_dir, apply)? } else { wal::replay(wal_dir, apply)? };
+    out.wal = if repair { wal::replay(wal_dir, apply)? } else { wal::replay_read_only(wal_dir, apply)? };
     Ok(out)
 }
 
@@ -92,6 +92,9 @@ impl Db {
             "WAL replay completed"
         );
         let wal = Wal::open(&wal_dir, opts.wal)?;
+        wal.stats()
+            .corruptions_total
+            .fetch_add(u64::from(replay.wal.corruptions_repaired), std::sync::atomic::Ordering::Relaxed);
         Ok(Db { dir: dir.to_owned(), head, wal })
     }
 
@@ -195,6 +198,70 @@ pub fn format_go_g(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(db: &Db, name: &str, samples: &[(i64, f64)]) -> AppendOutcome {
+        let mut app = db.appender();
+        app.append(&[("__name__", name), ("job", "j")], samples.iter().copied()).unwrap();
+        app.commit().unwrap()
+    }
+
+    fn dump_lines(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        dump(dir, i64::MIN, i64::MAX, &mut out).unwrap();
+        String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn reopen_replays_everything_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(write(&db, "a", &[(1000, 1.0), (2000, 2.0)]).appended, 2);
+        assert_eq!(write(&db, "b", &[(1000, 3.5)]).appended, 1);
+        // Dropped without close, as a killed process leaves it.
+        drop(db);
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.head().num_series(), 2);
+        assert_eq!((db.head().min_time(), db.head().max_time()), (1000, 2000));
+        // The replayed head refuses what the original would have refused.
+        let out = write(&db, "a", &[(2000, 9.0), (3000, 3.0)]);
+        assert_eq!((out.appended, out.rejected.duplicate_timestamp), (1, 1));
+        db.close().unwrap();
+        assert_eq!(
+            dump_lines(dir.path()),
+            vec![
+                r#"{__name__="a", job="j"} 1 1000"#,
+                r#"{__name__="a", job="j"} 2 2000"#,
+                r#"{__name__="a", job="j"} 3 3000"#,
+                r#"{__name__="b", job="j"} 3.5 1000"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn dump_changes_nothing_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        write(&db, "a", &[(1000, 1.0)]);
+        // A half-written record at the tail, as a running receiver may have at any moment.
+        let seg = db.wal().dir().join(crate::wal::segment_name(db.wal().segment_range().1));
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, &[1, 0, 200, 0, 0, 0, 0, 42]).unwrap();
+        let len = std::fs::metadata(&seg).unwrap().len();
+        assert_eq!(dump_lines(dir.path()), vec![r#"{__name__="a", job="j"} 1 1000"#]);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "dump must not repair");
+        // Opening for writing does repair it, and keeps the good record.
+        drop(db);
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.head().num_series(), 1);
+        assert!(std::fs::metadata(&seg).unwrap().len() < len);
+    }
+
+    #[test]
+    fn dump_of_a_directory_without_wal_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = dump(dir.path(), 0, 1, &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("no WAL segments"), "{err}");
+    }
 
     #[test]
     fn go_g_format() {

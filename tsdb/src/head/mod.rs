@@ -238,11 +238,14 @@ impl HashStripe {
     }
 }
 
+/// Series by ref, for WAL replay.
+type RefStripe = HashMap<SeriesRef, Arc<MemSeries>>;
+
 /// The in-memory head of one TSDB.
 pub struct Head {
     opts: HeadOptions,
     hash_stripes: Box<[RwLock<HashStripe>]>,
-    ref_stripes: Box<[RwLock<HashMap<SeriesRef, Arc<MemSeries>>>]>,
+    ref_stripes: Box<[RwLock<RefStripe>]>,
     postings: RwLock<MemPostings>,
     last_ref: AtomicU64,
     min_time: AtomicI64,
@@ -307,7 +310,7 @@ impl Head {
         &self.hash_stripes[(hash as usize) & (self.hash_stripes.len() - 1)]
     }
 
-    fn ref_stripe(&self, r: SeriesRef) -> &RwLock<HashMap<SeriesRef, Arc<MemSeries>>> {
+    fn ref_stripe(&self, r: SeriesRef) -> &RwLock<RefStripe> {
         &self.ref_stripes[(r as usize) & (self.ref_stripes.len() - 1)]
     }
 

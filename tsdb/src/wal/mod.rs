@@ -26,7 +26,7 @@ use crate::labels::Labels;
 use crate::{Error, Result};
 
 pub use checkpoint::{checkpoint, CheckpointStats};
-pub use replay::{replay, ReplayStats};
+pub use replay::{replay, replay_read_only, ReplayStats};
 pub use writer::{Wal, WalOptions, WalStats};
 
 /// A series reference as the head hands it out (Prometheus `chunks.HeadSeriesRef`).

@@ -50,7 +50,18 @@ struct Damage {
 ///
 /// Run it before [`super::Wal::open`] on the same directory: a repair may delete segments, and
 /// must not delete the one an open writer appends to.
-pub fn replay(dir: &Path, mut f: impl FnMut(Record) -> Result<()>) -> Result<ReplayStats> {
+pub fn replay(dir: &Path, f: impl FnMut(Record) -> Result<()>) -> Result<ReplayStats> {
+    replay_with(dir, true, f)
+}
+
+/// Like [`replay`], but changes nothing on disk: damage ends the replay with a warning instead of
+/// a repair. For tools that read the WAL of a TSDB that may be running, whose last record may
+/// be half written at this moment.
+pub fn replay_read_only(dir: &Path, f: impl FnMut(Record) -> Result<()>) -> Result<ReplayStats> {
+    replay_with(dir, false, f)
+}
+
+fn replay_with(dir: &Path, repair_damage: bool, mut f: impl FnMut(Record) -> Result<()>) -> Result<ReplayStats> {
     let mut stats = ReplayStats::default();
     let mut buf = Vec::new();
     let mut next: u64 = 0;
@@ -84,7 +95,14 @@ pub fn replay(dir: &Path, mut f: impl FnMut(Record) -> Result<()>) -> Result<Rep
             "WAL segment loaded"
         );
         if let Some(d) = damage {
-            repair(dir, seg, &segments[i + 1..], d, &mut stats)?;
+            if repair_damage {
+                repair(dir, seg, &segments[i + 1..], d, &mut stats)?;
+            } else {
+                tracing::warn!(
+                    file = %seg.path.display(), offset = d.offset, reason = %d.reason,
+                    "WAL is damaged (or still being written) here; read up to the last good record, changed nothing"
+                );
+            }
             break;
         }
     }
