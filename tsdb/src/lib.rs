@@ -2,12 +2,15 @@
 //! codec, the in-memory head, the write-ahead log it is rebuilt from, and the TSDB directory
 //! that ties them together.
 
+pub mod block;
 pub mod chunkenc;
 pub mod db;
 pub mod error;
 pub mod head;
+pub mod index;
 pub mod labels;
 pub mod matchers;
+pub mod postings;
 pub mod wal;
 
 pub use error::{Error, Result};

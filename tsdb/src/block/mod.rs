@@ -1,0 +1,1 @@
+//! Persistent blocks: chunk segments, meta.json, tombstones, and reading blocks back.

@@ -1,0 +1,1 @@
+//! The block index file, format v2.

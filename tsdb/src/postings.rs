@@ -1,0 +1,1 @@
+//! Postings lists and how matchers select them.
