@@ -22,6 +22,8 @@ pub enum Error {
     InvalidMatcher(String),
     #[error("corrupt WAL record: {0}")]
     CorruptRecord(String),
+    #[error("invalid block metadata {path}: {reason}")]
+    BadMeta { path: PathBuf, reason: String },
     #[error("corrupt WAL in {segment}: {reason} at offset {offset}")]
     CorruptWal { segment: PathBuf, offset: u64, reason: String },
 }
