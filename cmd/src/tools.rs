@@ -84,7 +84,9 @@ struct DumpArgs {
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
-        ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Dump(a) }) => dump(a).await,
+        ToolsCommand::Tsdb(TsdbArgs {
+            command: TsdbCommand::Dump(a),
+        }) => dump(a).await,
     }
 }
 
@@ -117,24 +119,43 @@ async fn dump(a: DumpArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        strata_tsdb::db::dump(&dir, a.min_time, a.max_time, &mut out)
-            .with_context(|| format!("dump {}", dir.display()))?;
-        out.flush().context("write to stdout")
+        let written = strata_tsdb::db::dump(&dir, a.min_time, a.max_time, &mut out)
+            .with_context(|| format!("dump {}", dir.display()))
+            .and_then(|()| out.flush().context("write to stdout"));
+        match written {
+            // A reader that stops early (`| head`) is not a failure of the dump.
+            Err(e) if is_broken_pipe(&e) => Ok(()),
+            other => other,
+        }
     })
     .await?
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Parses durations written the Prometheus way: a number followed by ms, s, m or h.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
     let millis = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("invalid duration {s:?}: use a number with ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: use a number with ms, s, m or h"
+            ))
+        }
     };
     n.checked_mul(millis)
         .map(Duration::from_millis)
