@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Remote-write ingest benchmark: `strata receive` and Prometheus's own remote-write receiver,
+# side by side on this machine, each loaded by `strata tools bench-write`.
+#
+# For each server and series count: CPU seconds of the server process per million accepted
+# samples (utime+stime from /proc/<pid>/stat), and resident memory per active series (VmRSS after
+# the load minus VmRSS of the idle, just-started server), plus VmHWM. Every run gets a fresh
+# data directory. Prints a markdown table; raw numbers, load reports and server logs go to the
+# output directory.
+#
+# Usage: scripts/bench-ingest.sh [--series "100000 1000000"] [--samples-per-series 10]
+#                                [--servers "strata prometheus"] [--out DIR]
+# Environment: STRATA_BIN (default: build and use the release binary of this checkout).
+set -euo pipefail
+
+series_list="100000 1000000"
+samples=10
+servers="strata prometheus"
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --series) series_list="$2"; shift 2 ;;
+        --samples-per-series) samples="$2"; shift 2 ;;
+        --servers) servers="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
+if [ -z "${STRATA_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --locked -p strata >&2)
+    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
+fi
+[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
+
+work="$(mktemp -d)"
+out="${out:-$work/results}"
+mkdir -p "$out"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+clk_tck="$(getconf CLK_TCK)"
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 30000))
+        # A refused connection means nothing listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# utime + stime in clock ticks; the command name is in parentheses and may hold spaces.
+cpu_ticks() {
+    local rest
+    rest="$(sed 's/^.*) //' "/proc/$1/stat")"
+    awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+# Value of key=value in a bench-write result line.
+field() {
+    sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"
+}
+
+status_kb() {
+    awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"
+}
+
+wait_ready() {
+    local url="$1" deadline=$((SECONDS + 120))
+    until curl -sf -o /dev/null "$url"; do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "server exited before becoming ready; log follows" >&2
+            cat "$2" >&2
+            exit 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "server not ready at $url after 120s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+stop_server() {
+    kill -TERM "$server_pid"
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$server_pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill -KILL "$server_pid"
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+printf 'server\tseries\tsamples_accepted\twall_s\tsamples_per_s\tcpu_s\tcpu_s_per_1m_samples\trss_idle_kb\trss_after_kb\thwm_kb\trss_bytes_per_series\tthreads\n' >"$out/results.tsv"
+
+for n in $series_list; do
+    for server in $servers; do
+        rm -rf "$work/data"
+        mkdir -p "$work/data"
+        log="$out/$server-$n.log"
+        case "$server" in
+            strata)
+                rw_port="$(free_port)"; http_port="$(free_port)"; grpc_port="$(free_port)"
+                "$STRATA_BIN" receive \
+                    --remote-write.address "127.0.0.1:$rw_port" \
+                    --http-address "127.0.0.1:$http_port" \
+                    --grpc-address "127.0.0.1:$grpc_port" \
+                    --tsdb.path "$work/data" >"$log" 2>&1 &
+                server_pid=$!
+                ready_url="http://127.0.0.1:$http_port/-/ready"
+                write_url="http://127.0.0.1:$rw_port/api/v1/receive"
+                ;;
+            prometheus)
+                port="$(free_port)"
+                printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
+                prometheus --web.enable-remote-write-receiver \
+                    --config.file "$work/prometheus.yml" \
+                    --storage.tsdb.path "$work/data" \
+                    --web.listen-address "127.0.0.1:$port" >"$log" 2>&1 &
+                server_pid=$!
+                ready_url="http://127.0.0.1:$port/-/ready"
+                write_url="http://127.0.0.1:$port/api/v1/write"
+                ;;
+            *) echo "unknown server $server" >&2; exit 2 ;;
+        esac
+        wait_ready "$ready_url" "$log"
+        # Let start-up work (WAL creation, first GC) finish before taking the idle baseline.
+        sleep 2
+        rss0="$(status_kb "$server_pid" VmRSS)"
+        cpu0="$(cpu_ticks "$server_pid")"
+
+        echo "== $server, $n series x $samples samples" >&2
+        "$STRATA_BIN" tools bench-write --url "$write_url" --series "$n" \
+            --samples-per-series "$samples" | tee "$out/$server-$n.load.txt" >&2
+
+        cpu1="$(cpu_ticks "$server_pid")"
+        rss1="$(status_kb "$server_pid" VmRSS)"
+        hwm="$(status_kb "$server_pid" VmHWM)"
+        threads="$(awk '$1 == "Threads:" { print $2 }' "/proc/$server_pid/status")"
+        stop_server
+
+        result="$(grep '^result ' "$out/$server-$n.load.txt")"
+        accepted="$(field samples_accepted "$result")"
+        wall="$(field wall_seconds "$result")"
+        rate="$(field samples_per_second "$result")"
+        awk -v s="$server" -v n="$n" -v acc="$accepted" -v wall="$wall" -v rate="$rate" \
+            -v c0="$cpu0" -v c1="$cpu1" -v tck="$clk_tck" -v r0="$rss0" -v r1="$rss1" \
+            -v hwm="$hwm" -v th="$threads" 'BEGIN {
+                cpu = (c1 - c0) / tck
+                printf "%s\t%d\t%d\t%s\t%s\t%.2f\t%.3f\t%d\t%d\t%d\t%.0f\t%d\n", s, n, acc, wall,
+                    rate, cpu, cpu / (acc / 1e6), r0, r1, hwm, (r1 - r0) * 1024 / n, th
+            }' >>"$out/results.tsv"
+    done
+done
+
+# Markdown table, then per series count the strata / Prometheus ratios next to the targets.
+awk -F'\t' 'NR == 1 { next }
+    {
+        printf "| %s | %d | %d | %.1f | %d | %.2f | %.3f | %.1f | %.1f | %.1f | %.0f |\n",
+            $1, $2, $3, $4, $5, $6, $7, $8 / 1024, $9 / 1024, $10 / 1024, $11
+        cpu[$1, $2] = $7; mem[$1, $2] = $11; sizes[$2] = 1
+    }
+    BEGIN {
+        print "| server | active series | samples accepted | wall s | samples/s | server CPU s | CPU s per 1M samples | RSS idle MiB | RSS after MiB | VmHWM MiB | RSS bytes per series |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    }
+    END {
+        for (n in sizes) {
+            if ((("strata", n) in cpu) && (("prometheus", n) in cpu) && cpu["prometheus", n] > 0 && mem["prometheus", n] > 0) {
+                printf "\n%d series: strata/Prometheus CPU per sample %.2f (target <= 0.20), memory per series %.2f (target <= 0.50)\n",
+                    n, cpu["strata", n] / cpu["prometheus", n], mem["strata", n] / mem["prometheus", n]
+            }
+        }
+    }' "$out/results.tsv" | tee "$out/table.md"
+
+echo >&2
+echo "raw numbers, load reports and server logs: $out" >&2
