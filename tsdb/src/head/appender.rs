@@ -92,9 +92,8 @@ impl<'h> HeadAppender<'h> {
             }
         }
         let end = self.samples.len();
-        if end > start || created {
-            self.series.push((series, start, end));
-        }
+        // Every series is kept, samples or not: `release` must undo the pending mark.
+        self.series.push((series, start, end));
         Ok(())
     }
 
@@ -108,10 +107,15 @@ impl<'h> HeadAppender<'h> {
         let mut results = Vec::with_capacity(self.samples.len());
         for (series, start, end) in &self.series {
             for s in &self.samples[*start..*end] {
-                let r = series.append(s.t, s.v, &head.opts);
+                let r = series.append(s.t, s.v, &head.opts, &head.floor);
                 // A concurrent batch may have appended newer samples to the same series since
-                // `append` checked; those refusals are reported like any other.
+                // `append` checked, or a block cut may have raised the floor; those refusals are
+                // reported like any other.
                 match r {
+                    AppendResult::OutOfBounds => {
+                        self.rejected.out_of_bounds += 1;
+                        self.rejected.note("out of bounds", &series.labels, s.t);
+                    }
                     AppendResult::OutOfOrder => {
                         self.rejected.out_of_order += 1;
                         self.rejected.note("out of order sample", &series.labels, s.t);
@@ -131,14 +135,16 @@ impl<'h> HeadAppender<'h> {
         head.stats.out_of_order.fetch_add(r.out_of_order, Ordering::Relaxed);
         head.stats.duplicate.fetch_add(r.duplicate_timestamp, Ordering::Relaxed);
         let appended = results.iter().filter(|(r, _)| matches!(r, AppendResult::Appended { .. })).count() as u64;
-        Ok(AppendOutcome { appended, series_created: self.series_created, rejected: self.rejected })
+        Ok(AppendOutcome { appended, series_created: self.series_created, rejected: std::mem::take(&mut self.rejected) })
     }
 
     fn log(&mut self, wal: &Wal) -> crate::Result<()> {
+        // Series without samples need no record: they are released untouched (and collected
+        // by the next truncation if nothing else writes to them).
         let new_series: Vec<RefSeries> = self
             .series
             .iter()
-            .filter(|(s, _, _)| !s.wal_logged.load(Ordering::Acquire))
+            .filter(|(s, start, end)| end > start && !s.wal_logged.load(Ordering::Acquire))
             .map(|(s, _, _)| RefSeries { series_ref: s.series_ref, labels: s.labels.clone() })
             .collect();
         if new_series.is_empty() && self.samples.is_empty() {
@@ -156,9 +162,20 @@ impl<'h> HeadAppender<'h> {
             recs.push(&samples_rec);
         }
         wal.log(&recs)?;
-        for (s, _, _) in &self.series {
-            s.wal_logged.store(true, Ordering::Release);
+        for (s, start, end) in &self.series {
+            if end > start {
+                s.wal_logged.store(true, Ordering::Release);
+            }
         }
         Ok(())
+    }
+}
+
+impl Drop for HeadAppender<'_> {
+    /// Releases the series this batch held, committed or not.
+    fn drop(&mut self) {
+        for (s, _, _) in &self.series {
+            s.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

@@ -18,12 +18,13 @@ mod postings;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::chunkenc::{XorAppender, XorIter};
+use crate::block::ChunkData;
+use crate::chunkenc::{Encoding, XorAppender, XorIter};
 use crate::labels::Labels;
 use crate::wal::SeriesRef;
 
@@ -56,12 +57,20 @@ impl Default for HeadOptions {
 pub struct HeadStats {
     pub series: AtomicU64,
     pub series_created: AtomicU64,
+    pub series_removed: AtomicU64,
     pub samples_appended: AtomicU64,
     pub out_of_order: AtomicU64,
     pub duplicate: AtomicU64,
     pub out_of_bounds: AtomicU64,
     pub chunks: AtomicU64,
     pub chunks_created: AtomicU64,
+}
+
+/// What [`Head::truncate`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TruncateStats {
+    pub series_removed: u64,
+    pub chunks_removed: u64,
 }
 
 /// A completed chunk of a head series.
@@ -84,6 +93,8 @@ pub struct MemSeries {
     pub series_ref: SeriesRef,
     pub labels: Labels,
     wal_logged: AtomicBool,
+    /// Appenders holding this series for a commit; garbage collection leaves it alone while > 0.
+    pending: AtomicU32,
     state: Mutex<SeriesState>,
 }
 
@@ -96,6 +107,8 @@ pub enum AppendResult {
     OutOfOrder,
     /// Same timestamp as the newest sample with a different value.
     DuplicateTimestamp,
+    /// Older than the head's floor: that time range is already in a block.
+    OutOfBounds,
 }
 
 impl MemSeries {
@@ -104,6 +117,7 @@ impl MemSeries {
             series_ref,
             labels,
             wal_logged: AtomicBool::new(wal_logged),
+            pending: AtomicU32::new(0),
             state: Mutex::new(SeriesState { closed: Vec::new(), open: None, next_at: i64::MIN }),
         }
     }
@@ -125,9 +139,13 @@ impl MemSeries {
         }
     }
 
-    /// Appends one sample, cutting chunks as Prometheus's head does.
-    pub fn append(&self, t: i64, v: f64, opts: &HeadOptions) -> AppendResult {
+    /// Appends one sample, cutting chunks as Prometheus's head does. `floor` is read under the
+    /// series lock, so a sample is either refused or visible to a block cut that raised it.
+    pub fn append(&self, t: i64, v: f64, opts: &HeadOptions, floor: &AtomicI64) -> AppendResult {
         let mut st = self.state.lock();
+        if t < floor.load(Ordering::Acquire) {
+            return AppendResult::OutOfBounds;
+        }
         if let Some(r) = Self::check(last_of(&st), t, v) {
             return r;
         }
@@ -188,6 +206,33 @@ impl MemSeries {
         let st = self.state.lock();
         st.closed.len() + usize::from(st.open.is_some())
     }
+
+    /// Copies of the chunks (open one included) overlapping `[mint, maxt]`, oldest first.
+    pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        let st = self.state.lock();
+        let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, &*c.data));
+        let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
+        closed
+            .chain(open)
+            .filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt)
+            .map(|(min_time, max_time, data)| ChunkData { min_time, max_time, encoding: Encoding::Xor, data: data.to_vec() })
+            .collect()
+    }
+
+    /// Drops chunks that end before `mint` (they are in a block now). Returns how many were
+    /// dropped and the first sample time left, if any.
+    fn truncate_before(&self, mint: i64) -> (usize, Option<i64>) {
+        let mut st = self.state.lock();
+        let before = st.closed.len();
+        st.closed.retain(|c| c.max_time >= mint);
+        let mut dropped = before - st.closed.len();
+        if st.open.as_ref().and_then(XorAppender::last_time).is_some_and(|t| t < mint) {
+            st.open = None;
+            dropped += 1;
+        }
+        let first = st.closed.first().map(|c| c.min_time).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
+        (dropped, first)
+    }
 }
 
 fn last_of(st: &SeriesState) -> Option<(i64, u64)> {
@@ -228,6 +273,26 @@ impl HashStripe {
         }
     }
 
+    fn remove(&mut self, hash: u64, series_ref: SeriesRef) {
+        if self.by_hash.get(&hash).is_some_and(|s| s.series_ref == series_ref) {
+            self.by_hash.remove(&hash);
+            // Promote a colliding series, if any, to the primary map.
+            if let Some(list) = self.collisions.get_mut(&hash) {
+                if let Some(next) = list.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if list.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(list) = self.collisions.get_mut(&hash) {
+            list.retain(|s| s.series_ref != series_ref);
+            if list.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -250,6 +315,8 @@ pub struct Head {
     last_ref: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
+    /// Samples before this time belong to persisted blocks and are refused as out of bounds.
+    floor: AtomicI64,
     stats: HeadStats,
 }
 
@@ -263,6 +330,7 @@ impl Head {
             last_ref: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            floor: AtomicI64::new(i64::MIN),
             stats: HeadStats::default(),
             opts,
         }
@@ -290,15 +358,22 @@ impl Head {
         self.stats.series.load(Ordering::Relaxed)
     }
 
-    /// Samples older than this are out of bounds (Prometheus: half a chunk range before the
-    /// newest sample of the head).
+    /// Samples older than this are out of bounds (Prometheus: the end of the newest block, or
+    /// half a chunk range before the newest sample of the head, whichever is later).
     pub fn min_valid_time(&self) -> i64 {
         let max = self.max_time();
-        if max == i64::MIN {
-            i64::MIN
-        } else {
-            max.saturating_sub(self.opts.chunk_range / 2)
-        }
+        let by_head = if max == i64::MIN { i64::MIN } else { max.saturating_sub(self.opts.chunk_range / 2) };
+        by_head.max(self.floor())
+    }
+
+    /// Start of the time range the head still owns; everything before is in blocks.
+    pub fn floor(&self) -> i64 {
+        self.floor.load(Ordering::Acquire)
+    }
+
+    /// Raises the floor to `t` (never lowers it): appends before `t` are refused from now on.
+    pub fn raise_floor(&self, t: i64) {
+        self.floor.fetch_max(t, Ordering::AcqRel);
     }
 
     /// Starts a batch of appends.
@@ -314,20 +389,24 @@ impl Head {
         &self.ref_stripes[(r as usize) & (self.ref_stripes.len() - 1)]
     }
 
-    /// Finds the series with exactly these (validated, sorted) pairs, creating it if needed.
-    /// Returns the series and whether it was created.
+    /// Finds the series with exactly these (validated, sorted) pairs, creating it if needed,
+    /// and marks it pending (see [`MemSeries::release`]) under the stripe lock, so garbage
+    /// collection cannot remove it between lookup and commit. Returns whether it was created.
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> (Arc<MemSeries>, bool) {
         let hash = Labels::hash_pairs(pairs);
         let stripe = self.hash_stripe(hash);
         if let Some(s) = stripe.read().find(hash, |s| s.labels.eq_pairs(pairs)) {
+            s.pending.fetch_add(1, Ordering::AcqRel);
             return (s.clone(), false);
         }
         let mut w = stripe.write();
         if let Some(s) = w.find(hash, |s| s.labels.eq_pairs(pairs)) {
+            s.pending.fetch_add(1, Ordering::AcqRel);
             return (s.clone(), false);
         }
         let series_ref = self.last_ref.fetch_add(1, Ordering::Relaxed) + 1;
         let s = Arc::new(MemSeries::new(series_ref, Labels::from_sorted_unchecked(pairs.iter().copied()), false));
+        s.pending.fetch_add(1, Ordering::AcqRel);
         w.insert(hash, s.clone());
         drop(w);
         self.index(&s);
@@ -366,7 +445,7 @@ impl Head {
 
     /// Appends one replayed sample; samples the head would refuse are dropped and counted.
     pub fn replay_sample(&self, s: &MemSeries, t: i64, v: f64) -> AppendResult {
-        let r = s.append(t, v, &self.opts);
+        let r = s.append(t, v, &self.opts, &self.floor);
         self.account(&[(r, t)]);
         r
     }
@@ -384,7 +463,10 @@ impl Head {
                     mint = mint.min(t);
                     maxt = maxt.max(t);
                 }
-                AppendResult::Duplicate | AppendResult::OutOfOrder | AppendResult::DuplicateTimestamp => {}
+                AppendResult::Duplicate
+                | AppendResult::OutOfOrder
+                | AppendResult::DuplicateTimestamp
+                | AppendResult::OutOfBounds => {}
             }
         }
         if appended > 0 {
@@ -396,6 +478,49 @@ impl Head {
             self.stats.chunks.fetch_add(chunks, Ordering::Relaxed);
             self.stats.chunks_created.fetch_add(chunks, Ordering::Relaxed);
         }
+    }
+
+    /// Drops everything before `mint` (now persisted in blocks): chunks ending before it, and
+    /// series left without chunks that no appender holds. Raises the floor to `mint` first.
+    pub fn truncate(&self, mint: i64) -> TruncateStats {
+        self.raise_floor(mint);
+        let mut stats = TruncateStats::default();
+        let mut new_min = i64::MAX;
+        let mut removed: Vec<Arc<MemSeries>> = Vec::new();
+        for stripe in self.hash_stripes.iter() {
+            let mut w = stripe.write();
+            let mut gone = Vec::new();
+            let all = w.by_hash.iter().chain(w.collisions.iter().flat_map(|(h, l)| l.iter().map(move |s| (h, s))));
+            for (&hash, s) in all {
+                let (dropped, first) = s.truncate_before(mint);
+                stats.chunks_removed += dropped as u64;
+                match first {
+                    Some(t) => new_min = new_min.min(t),
+                    None if s.pending.load(Ordering::Acquire) == 0 => gone.push((hash, s.clone())),
+                    None => {}
+                }
+            }
+            for (hash, s) in gone {
+                w.remove(hash, s.series_ref);
+                removed.push(s);
+            }
+        }
+        if !removed.is_empty() {
+            let mut postings = self.postings.write();
+            for s in &removed {
+                postings.remove(s.series_ref, s.labels.iter());
+                self.ref_stripe(s.series_ref).write().remove(&s.series_ref);
+            }
+        }
+        stats.series_removed = removed.len() as u64;
+        self.stats.series.fetch_sub(stats.series_removed, Ordering::Relaxed);
+        self.stats.chunks.fetch_sub(stats.chunks_removed.min(self.stats.chunks.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.stats.series_removed.fetch_add(stats.series_removed, Ordering::Relaxed);
+        self.min_time.store(if new_min == i64::MAX { i64::MAX } else { new_min.max(mint) }, Ordering::Relaxed);
+        if new_min == i64::MAX {
+            self.max_time.store(i64::MIN, Ordering::Relaxed);
+        }
+        stats
     }
 
     /// Every series, sorted by labels.
@@ -428,7 +553,7 @@ mod tests {
         // 15s scrapes over 4h: chunks of ~120 samples that never cross a 2h boundary.
         let step = 15_000;
         for i in 0..960 {
-            assert!(matches!(s.append(i * step, i as f64, &head.opts), AppendResult::Appended { .. }));
+            assert!(matches!(s.append(i * step, i as f64, &head.opts, &head.floor), AppendResult::Appended { .. }));
         }
         let st = s.state.lock();
         let mut all: Vec<(i64, i64, u16)> = st
@@ -450,7 +575,7 @@ mod tests {
         let head = Head::new(HeadOptions::default());
         let (s, _) = head.get_or_create(&pairs("m"));
         for i in 0..1000 {
-            s.append(i, 1.0, &head.opts);
+            s.append(i, 1.0, &head.opts, &head.floor);
         }
         let st = s.state.lock();
         assert!(st.closed.iter().all(|c| XorIter::new(&c.data).unwrap().num_samples() <= 240));
@@ -460,17 +585,48 @@ mod tests {
     fn refuses_what_prometheus_refuses() {
         let head = Head::new(HeadOptions::default());
         let (s, _) = head.get_or_create(&pairs("m"));
-        assert!(matches!(s.append(100, 1.0, &head.opts), AppendResult::Appended { .. }));
-        assert_eq!(s.append(100, 1.0, &head.opts), AppendResult::Duplicate);
-        assert_eq!(s.append(100, 2.0, &head.opts), AppendResult::DuplicateTimestamp);
-        assert_eq!(s.append(99, 2.0, &head.opts), AppendResult::OutOfOrder);
+        assert!(matches!(s.append(100, 1.0, &head.opts, &head.floor), AppendResult::Appended { .. }));
+        assert_eq!(s.append(100, 1.0, &head.opts, &head.floor), AppendResult::Duplicate);
+        assert_eq!(s.append(100, 2.0, &head.opts, &head.floor), AppendResult::DuplicateTimestamp);
+        assert_eq!(s.append(99, 2.0, &head.opts, &head.floor), AppendResult::OutOfOrder);
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        assert!(matches!(s.append(200, stale, &head.opts), AppendResult::Appended { .. }));
+        assert!(matches!(s.append(200, stale, &head.opts, &head.floor), AppendResult::Appended { .. }));
         // A NaN with other bits is a different value.
-        assert_eq!(s.append(200, f64::NAN, &head.opts), AppendResult::DuplicateTimestamp);
+        assert_eq!(s.append(200, f64::NAN, &head.opts, &head.floor), AppendResult::DuplicateTimestamp);
         let mut got = vec![];
         s.for_each_sample(i64::MIN, i64::MAX, |t, v| got.push((t, v.to_bits()))).unwrap();
         assert_eq!(got, vec![(100, 1.0f64.to_bits()), (200, 0x7ff0_0000_0000_0002)]);
+    }
+
+    #[test]
+    fn truncate_drops_persisted_chunks_and_empty_series() {
+        let head = Head::new(HeadOptions::default());
+        let h = 3_600_000;
+        let mut app = head.appender();
+        app.append(&pairs("long"), (0..4 * 240).map(|i| (i * 15_000, 1.0))).unwrap();
+        app.append(&pairs("short"), (0..240).map(|i| (i * 15_000, 1.0))).unwrap();
+        app.commit(None).unwrap();
+        // A series an appender holds survives even without chunks in range.
+        let mut held = head.appender();
+        held.append(&pairs("held"), []).unwrap();
+
+        let st = head.truncate(2 * h);
+        assert_eq!(st.series_removed, 1, "only the short series goes");
+        assert_eq!(head.num_series(), 2);
+        assert_eq!(head.min_time(), 2 * h);
+        assert!(head.postings().get("__name__", "short").is_empty());
+        let long = head.series_sorted().into_iter().find(|s| s.labels.metric_name() == Some("long")).unwrap();
+        assert!(long.chunks_in(i64::MIN, 2 * h - 1).is_empty());
+        assert_eq!(long.chunks_in(2 * h, i64::MAX).len(), 4);
+        // Appends before the floor are out of bounds, even for a brand-new series.
+        assert_eq!(long.append(2 * h - 1, 1.0, &head.opts, &head.floor), AppendResult::OutOfBounds);
+        let mut app = head.appender();
+        app.append(&pairs("new"), [(2 * h - 1, 1.0), (4 * h, 1.0)]).unwrap();
+        let out = app.commit(None).unwrap();
+        assert_eq!((out.appended, out.rejected.out_of_bounds), (1, 1));
+        drop(held);
+        head.truncate(2 * h);
+        assert_eq!(head.num_series(), 2, "the released empty series is collected");
     }
 
     #[test]

@@ -35,6 +35,24 @@ impl MemPostings {
         }
     }
 
+    /// Removes `series_ref` from the list of every pair, dropping lists and names left empty.
+    pub fn remove<'a>(&mut self, series_ref: SeriesRef, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+        for (name, value) in pairs {
+            let Some(values) = self.by_name.get_mut(name) else { continue };
+            if let Some(list) = values.get_mut(value) {
+                if let Ok(at) = list.binary_search(&series_ref) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
     /// The refs of series with `name="value"`, sorted.
     pub fn get(&self, name: &str, value: &str) -> &[SeriesRef] {
         self.by_name.get(name).and_then(|v| v.get(value)).map(Vec::as_slice).unwrap_or(&[])
@@ -80,5 +98,9 @@ mod tests {
         assert_eq!(p.get("b", "2"), &[1]);
         assert_eq!(p.get("b", "3"), &[] as &[u64]);
         assert_eq!(p.num_pairs(), 2);
+        p.remove(1, [("a", "1"), ("b", "2")].into_iter());
+        assert_eq!(p.get("a", "1"), &[2, 3]);
+        assert_eq!(p.num_pairs(), 1);
+        assert!(p.values("b").next().is_none());
     }
 }
