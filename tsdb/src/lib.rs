@@ -11,6 +11,7 @@ pub mod index;
 pub mod labels;
 pub mod matchers;
 pub mod postings;
+pub mod querier;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -1,0 +1,231 @@
+//! Merging series from several sources (blocks and the head): one series per label set, its
+//! chunks in time order, overlapping chunks merged. Block compaction uses the same merge.
+
+use std::cmp::Ordering;
+
+use crate::block::{ChunkData, SeriesChunks};
+use crate::chunkenc::{Encoding, XorAppender, XorIter};
+use crate::{Error, Result};
+
+/// Most samples in a chunk that a merge re-encodes (Prometheus's `seriesToChunkEncoderSplit`).
+pub const MERGED_CHUNK_SAMPLES: usize = 120;
+
+/// Merges the chunks of one series, given in any order. Chunks that overlap no other are kept
+/// byte for byte; each group of overlapping chunks is decoded, merged (one sample per timestamp:
+/// the first source in `chunks` order wins, as in Prometheus's chained merge) and re-encoded into
+/// chunks of at most [`MERGED_CHUNK_SAMPLES`] samples.
+pub fn merge_chunks(mut chunks: Vec<ChunkData>) -> Result<Vec<ChunkData>> {
+    if chunks.len() < 2 {
+        return Ok(chunks);
+    }
+    // Stable: among chunks starting at the same time, earlier sources stay first.
+    let order: Vec<usize> = {
+        let mut idx: Vec<usize> = (0..chunks.len()).collect();
+        idx.sort_by_key(|&i| chunks[i].min_time);
+        idx
+    };
+    let mut taken: Vec<Option<ChunkData>> = chunks.drain(..).map(Some).collect();
+    let mut sorted: Vec<(usize, ChunkData)> = Vec::with_capacity(taken.len());
+    for i in order {
+        if let Some(c) = taken[i].take() {
+            sorted.push((i, c));
+        }
+    }
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut group: Vec<(usize, ChunkData)> = Vec::new();
+    let mut group_max = i64::MIN;
+    for (src, c) in sorted {
+        if !group.is_empty() && c.min_time > group_max {
+            flush_group(std::mem::take(&mut group), &mut out)?;
+        }
+        group_max = if group.is_empty() { c.max_time } else { group_max.max(c.max_time) };
+        group.push((src, c));
+    }
+    flush_group(group, &mut out)?;
+    Ok(out)
+}
+
+fn flush_group(mut group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> Result<()> {
+    if group.len() == 1 {
+        if let Some((_, c)) = group.pop() {
+            out.push(c);
+        }
+        return Ok(());
+    }
+    // Identical duplicates (the same chunk from two replicas or overlapping blocks) need no
+    // re-encoding.
+    if group.windows(2).all(|w| w[0].1 == w[1].1) {
+        if let Some((_, c)) = group.pop() {
+            out.push(c);
+        }
+        return Ok(());
+    }
+    let mut samples: Vec<(i64, usize, f64)> = Vec::new();
+    for (src, c) in &group {
+        if c.encoding != Encoding::Xor {
+            return Err(Error::CorruptChunk(format!("cannot merge chunks with encoding {}", c.encoding)));
+        }
+        let mut it = XorIter::new(&c.data)?;
+        samples.extend(it.by_ref().map(|(t, v)| (t, *src, v)));
+        if let Some(e) = it.err() {
+            return Err(Error::CorruptChunk(format!("merging chunk [{}, {}]: {e}", c.min_time, c.max_time)));
+        }
+    }
+    samples.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    samples.dedup_by_key(|s| s.0);
+    for part in samples.chunks(MERGED_CHUNK_SAMPLES) {
+        let mut app = XorAppender::new();
+        for &(t, _, v) in part {
+            app.append(t, v);
+        }
+        let (Some(min_time), Some(max_time)) = (app.first_time(), app.last_time()) else { continue };
+        out.push(ChunkData { min_time, max_time, encoding: Encoding::Xor, data: app.into_bytes().into_vec() });
+    }
+    Ok(())
+}
+
+/// Merges series sets, each sorted by labels, into one sorted set: series with equal labels
+/// become one series whose chunks are merged with [`merge_chunks`] (earlier sets win ties).
+pub fn merge_series_sets(sets: Vec<Vec<SeriesChunks>>) -> Result<Vec<SeriesChunks>> {
+    let mut sets: Vec<std::vec::IntoIter<SeriesChunks>> = sets.into_iter().map(Vec::into_iter).collect();
+    let mut heads: Vec<Option<SeriesChunks>> = sets.iter_mut().map(Iterator::next).collect();
+    let mut out = Vec::new();
+    loop {
+        // The smallest label set among the sets' current series (few sets: a linear scan is fine).
+        let mut min: Option<usize> = None;
+        for (i, h) in heads.iter().enumerate() {
+            let Some(h) = h else { continue };
+            match min {
+                Some(m) if heads[m].as_ref().is_some_and(|cur| cur.labels.cmp(&h.labels) != Ordering::Greater) => {}
+                _ => min = Some(i),
+            }
+        }
+        let Some(m) = min else { break };
+        let Some(first) = heads[m].take() else { break };
+        heads[m] = sets[m].next();
+        let labels = first.labels;
+        let mut chunks = first.chunks;
+        let mut merged = false;
+        for i in m + 1..heads.len() {
+            if heads[i].as_ref().is_some_and(|h| h.labels == labels) {
+                if let Some(same) = heads[i].take() {
+                    chunks.extend(same.chunks);
+                    merged = true;
+                }
+                heads[i] = sets[i].next();
+            }
+        }
+        let chunks = if merged { merge_chunks(chunks)? } else { chunks };
+        out.push(SeriesChunks { labels, chunks });
+    }
+    Ok(out)
+}
+
+/// Calls `f` with every sample of `series` in `[mint, maxt]`, oldest first. The chunks must not
+/// overlap (as [`merge_series_sets`] leaves them).
+pub fn for_each_sample(series: &SeriesChunks, mint: i64, maxt: i64, mut f: impl FnMut(i64, f64)) -> Result<()> {
+    for c in series.chunks.iter().filter(|c| c.max_time >= mint && c.min_time <= maxt) {
+        if c.encoding != Encoding::Xor {
+            return Err(Error::CorruptChunk(format!("series {}: unsupported chunk encoding {}", series.labels, c.encoding)));
+        }
+        let mut it = XorIter::new(&c.data)?;
+        for (t, v) in it.by_ref().filter(|&(t, _)| t >= mint && t <= maxt) {
+            f(t, v);
+        }
+        if let Some(e) = it.err() {
+            return Err(Error::CorruptChunk(format!("series {}: {e}", series.labels)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+    use proptest::prelude::*;
+
+    fn chunk(samples: &[(i64, f64)]) -> ChunkData {
+        let mut a = XorAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        ChunkData {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            encoding: Encoding::Xor,
+            data: a.into_bytes().into_vec(),
+        }
+    }
+
+    fn samples_of(chunks: &[ChunkData]) -> Vec<(i64, u64)> {
+        let s = SeriesChunks { labels: Labels::empty(), chunks: chunks.to_vec() };
+        let mut out = Vec::new();
+        for_each_sample(&s, i64::MIN, i64::MAX, |t, v| out.push((t, v.to_bits()))).unwrap();
+        out
+    }
+
+    #[test]
+    fn disjoint_chunks_are_kept_verbatim() {
+        let a = chunk(&[(1, 1.0), (2, 2.0)]);
+        let b = chunk(&[(3, 3.0)]);
+        assert_eq!(merge_chunks(vec![b.clone(), a.clone()]).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn overlapping_chunks_merge_and_first_source_wins() {
+        let a = chunk(&[(1, 1.0), (3, 3.0), (5, 5.0)]);
+        let b = chunk(&[(2, 20.0), (3, 30.0), (6, 60.0)]);
+        let m = merge_chunks(vec![a, b]).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(samples_of(&m), [(1, 1.0), (2, 20.0), (3, 3.0), (5, 5.0), (6, 60.0)].map(|(t, v): (i64, f64)| (t, v.to_bits())));
+    }
+
+    #[test]
+    fn merged_chunks_are_split_at_120_samples() {
+        let a: Vec<(i64, f64)> = (0..200).map(|i| (i * 2, 1.0)).collect();
+        let b: Vec<(i64, f64)> = (0..200).map(|i| (i * 2 + 1, 2.0)).collect();
+        let m = merge_chunks(vec![chunk(&a), chunk(&b)]).unwrap();
+        assert_eq!(m.len(), 4);
+        assert_eq!(samples_of(&m).len(), 400);
+    }
+
+    #[test]
+    fn series_sets_merge_by_labels() {
+        let l = |n: &str| Labels::from_pairs(&[("__name__", n)]);
+        let s = |n: &str, c: ChunkData| SeriesChunks { labels: l(n), chunks: vec![c] };
+        let set1 = vec![s("a", chunk(&[(1, 1.0)])), s("c", chunk(&[(1, 1.0)]))];
+        let set2 = vec![s("b", chunk(&[(1, 1.0)])), s("c", chunk(&[(2, 2.0)]))];
+        let m = merge_series_sets(vec![set1, set2]).unwrap();
+        let names: Vec<_> = m.iter().map(|s| s.labels.metric_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(m[2].chunks.len(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn merge_equals_deduplicated_union(
+            parts in prop::collection::vec(prop::collection::btree_map(0i64..500, any::<u32>(), 1..150), 1..5)
+        ) {
+            let chunks: Vec<ChunkData> = parts
+                .iter()
+                .flat_map(|m| {
+                    let v: Vec<(i64, f64)> = m.iter().map(|(&t, &x)| (t, f64::from(x))).collect();
+                    v.chunks(MERGED_CHUNK_SAMPLES).map(chunk).collect::<Vec<_>>()
+                })
+                .collect();
+            let mut want: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+            for m in &parts {
+                for (&t, &x) in m {
+                    want.entry(t).or_insert(f64::from(x).to_bits());
+                }
+            }
+            let merged = merge_chunks(chunks).unwrap();
+            for w in merged.windows(2) {
+                prop_assert!(w[0].max_time < w[1].min_time, "chunks overlap after merge");
+            }
+            prop_assert!(merged.iter().all(|c| XorIter::new(&c.data).unwrap().num_samples() as usize <= MERGED_CHUNK_SAMPLES));
+            prop_assert_eq!(samples_of(&merged), want.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
