@@ -154,6 +154,12 @@ for n in $series_list; do
         rss1="$(status_kb "$server_pid" VmRSS)"
         hwm="$(status_kb "$server_pid" VmHWM)"
         threads="$(awk '$1 == "Threads:" { print $2 }' "/proc/$server_pid/status")"
+        # CPU seconds per thread name, to see which part of the server did the work.
+        for task in /proc/"$server_pid"/task/*; do
+            printf '%s\t%s\n' "$(cat "$task/comm")" "$(cpu_ticks "${task#/proc/}")"
+        done | awk -F'\t' -v tck="$clk_tck" '{ t[$1] += $2 }
+            END { for (n in t) printf "%.2f\t%s\n", t[n] / tck, n }' |
+            sort -rn >"$out/$server-$n.threads.txt"
         stop_server
 
         result="$(grep '^result ' "$out/$server-$n.load.txt")"
