@@ -1261,7 +1261,8 @@ mod tests {
         assert!(matches!(validate(&bad), Err(Error::Config(_))));
     }
 
-    /// A local sink that checks the headers, decodes every body and fails requests on demand.
+    /// A local sink that checks the headers, decodes every body and answers every
+    /// `fail_every`-th request (never when 0) with 409.
     async fn sink(
         fail_every: u64,
         written_header: bool,
@@ -1290,7 +1291,7 @@ mod tests {
                 if written_header {
                     answer.insert(SAMPLES_WRITTEN_HEADER, request.timeseries.len().into());
                 }
-                if fail_every > 0 && n % fail_every == 0 {
+                if n.checked_rem(fail_every) == Some(0) {
                     return (
                         StatusCode::CONFLICT,
                         answer,
