@@ -26,6 +26,14 @@ pub enum Error {
     BadMeta { path: PathBuf, reason: String },
     #[error("corrupt WAL in {segment}: {reason} at offset {offset}")]
     CorruptWal { segment: PathBuf, offset: u64, reason: String },
+    /// A block file (index, chunk segment, tombstones) that does not parse; the path names the block.
+    #[error("corrupt {path}: {reason}")]
+    CorruptFile { path: PathBuf, reason: String },
+    #[error("{path}: unsupported {what}")]
+    Unsupported { path: PathBuf, what: String },
+    /// Series, chunks or symbols handed to a block or index writer that break the format's rules.
+    #[error("invalid block input: {0}")]
+    InvalidBlockInput(String),
 }
 
 impl Error {

@@ -1,1 +1,255 @@
 //! Postings lists and how matchers select them.
+//!
+//! A postings list is the sorted series refs of the series with one label pair. Selecting
+//! series for a set of matchers combines such lists with [`intersect`], [`merge`] and
+//! [`without`], following Prometheus's `PostingsForMatchers`.
+
+use crate::matchers::{MatchOp, Matcher};
+use crate::Result;
+
+/// Anything that can hand out postings lists: a block index, a head.
+pub trait PostingsSource {
+    /// Sorted refs of the series with `name="value"`; empty if there are none.
+    fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>>;
+    /// Sorted refs of every series.
+    fn all_postings(&self) -> Result<Vec<u64>>;
+    /// Every value of the label `name`, sorted.
+    fn label_values(&self, name: &str) -> Result<Vec<String>>;
+}
+
+/// Refs present in every list; empty for no lists.
+pub fn intersect(lists: &[Vec<u64>]) -> Vec<u64> {
+    let mut by_len: Vec<&[u64]> = lists.iter().map(Vec::as_slice).collect();
+    by_len.sort_by_key(|l| l.len());
+    let Some((first, rest)) = by_len.split_first() else {
+        return Vec::new();
+    };
+    let mut acc = first.to_vec();
+    for list in rest {
+        if acc.is_empty() {
+            break;
+        }
+        // Walking the shorter list and galloping through the longer one costs
+        // O(short · log(long / short)), which matters when one matcher is very selective.
+        let mut rest: &[u64] = list;
+        acc.retain(|&r| {
+            rest = gallop(rest, r);
+            rest.first() == Some(&r)
+        });
+    }
+    acc
+}
+
+/// Refs present in any list, sorted and without duplicates.
+pub fn merge(lists: &[Vec<u64>]) -> Vec<u64> {
+    match lists {
+        [] => Vec::new(),
+        [one] => one.clone(),
+        _ => {
+            let mut all: Vec<u64> = lists.concat();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+    }
+}
+
+/// Refs of `a` that are not in `b`.
+pub fn without(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut rest = b;
+    a.iter()
+        .copied()
+        .filter(|&r| {
+            rest = gallop(rest, r);
+            rest.first() != Some(&r)
+        })
+        .collect()
+}
+
+/// Whether sorted `a` and `b` share a ref.
+pub fn overlaps(a: &[u64], b: &[u64]) -> bool {
+    let (short, mut long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.iter().any(|&r| {
+        long = gallop(long, r);
+        long.first() == Some(&r)
+    })
+}
+
+/// The suffix of sorted `list` starting at the first element `>= target`.
+fn gallop(list: &[u64], target: u64) -> &[u64] {
+    let mut step = 1;
+    while step < list.len() && list[step - 1] < target {
+        step *= 2;
+    }
+    let window = &list[step / 2..step.min(list.len())];
+    &list[step / 2 + window.partition_point(|&x| x < target)..]
+}
+
+/// The sorted refs of the series that satisfy every matcher, with Prometheus's semantics: a
+/// series without a label has it as the empty string, so a matcher that accepts `""` also
+/// selects series lacking the label.
+///
+/// Matchers that reject `""` require the label; each yields the union of the postings of the
+/// values it accepts, and those unions are intersected. Matchers that accept `""` can only
+/// exclude series, namely those whose value they reject; that union is subtracted. If no
+/// matcher requires a label, the subtraction starts from all series, as it does for an empty
+/// matcher list (which therefore selects everything).
+///
+/// Where the accepted (or rejected) values are known literally (`=`, `!=`, and `=~`/`!~` with
+/// a plain alternation, see [`Matcher::set_matches`]) they are looked up directly; otherwise
+/// the label's values are scanned.
+pub fn postings_for_matchers(src: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<u64>> {
+    let mut required: Vec<Vec<u64>> = Vec::new();
+    let mut excluding: Vec<&Matcher> = Vec::new();
+    for m in matchers {
+        if m.matches_empty() {
+            excluding.push(m);
+            continue;
+        }
+        let list = postings_where(src, m, true)?;
+        // Nothing can satisfy this matcher, so nothing can satisfy them all.
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        required.push(list);
+    }
+    let mut result = if required.is_empty() { src.all_postings()? } else { intersect(&required) };
+    for m in excluding {
+        if result.is_empty() {
+            break;
+        }
+        result = without(&result, &postings_where(src, m, false)?);
+    }
+    Ok(result)
+}
+
+/// Union of the postings of the values of `m.name` for which `m.matches(value) == accept`,
+/// for values the label actually has (never `""`).
+fn postings_where(src: &impl PostingsSource, m: &Matcher, accept: bool) -> Result<Vec<u64>> {
+    // The callers only ask for sets that exclude `""` (accepted values of a matcher rejecting
+    // it, rejected values of one accepting it), so a literal lookup never asks for `""`.
+    let literal: Option<Vec<&str>> = match (m.op, accept) {
+        (MatchOp::Equal, true) | (MatchOp::NotEqual, false) => Some(vec![m.value.as_str()]),
+        (MatchOp::Regex, true) | (MatchOp::NotRegex, false) => {
+            m.set_matches().map(|set| set.iter().map(String::as_str).collect())
+        }
+        _ => None,
+    };
+    let lists = match literal {
+        Some(values) => values.into_iter().map(|v| src.postings(&m.name, v)).collect::<Result<Vec<_>>>()?,
+        None => src
+            .label_values(&m.name)?
+            .iter()
+            .filter(|v| m.matches(v) == accept)
+            .map(|v| src.postings(&m.name, v))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok(merge(&lists))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn set_operations() {
+        assert_eq!(intersect(&[vec![1, 3, 5, 7], vec![3, 4, 5], vec![0, 3, 5, 9]]), vec![3, 5]);
+        assert_eq!(intersect(&[vec![1, 2], vec![]]), Vec::<u64>::new());
+        assert_eq!(intersect(&[]), Vec::<u64>::new());
+        assert_eq!(merge(&[vec![1, 4], vec![2, 4, 9], vec![]]), vec![1, 2, 4, 9]);
+        assert_eq!(merge(&[]), Vec::<u64>::new());
+        assert_eq!(without(&[1, 2, 3, 4], &[0, 2, 4, 8]), vec![1, 3]);
+        assert_eq!(without(&[1, 2], &[]), vec![1, 2]);
+        assert!(overlaps(&[1, 5, 9], &[2, 3, 4, 9]));
+        assert!(!overlaps(&[1, 5], &[2, 3, 4, 9]));
+        assert!(!overlaps(&[], &[1]));
+    }
+
+    proptest! {
+        #[test]
+        fn set_operations_agree_with_btreesets(
+            lists in prop::collection::vec(prop::collection::btree_set(0u64..200, 0..60), 0..5),
+        ) {
+            let vecs: Vec<Vec<u64>> = lists.iter().map(|s| s.iter().copied().collect()).collect();
+            let mut inter = lists.first().cloned().unwrap_or_default();
+            let mut union = std::collections::BTreeSet::new();
+            for s in &lists {
+                inter = inter.intersection(s).copied().collect();
+                union.extend(s.iter().copied());
+            }
+            prop_assert_eq!(intersect(&vecs), inter.into_iter().collect::<Vec<_>>());
+            prop_assert_eq!(merge(&vecs), union.into_iter().collect::<Vec<_>>());
+            if let [a, b, ..] = vecs.as_slice() {
+                let want: Vec<u64> = a.iter().copied().filter(|x| !b.contains(x)).collect();
+                prop_assert_eq!(without(a, b), want);
+            }
+        }
+    }
+
+    /// A source over a fixed list of series (ref = position), counting value scans.
+    struct Series {
+        series: Vec<Vec<(&'static str, &'static str)>>,
+        scans: std::cell::Cell<usize>,
+    }
+
+    impl PostingsSource for Series {
+        fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>> {
+            Ok((0..self.series.len() as u64)
+                .filter(|&i| self.series[i as usize].iter().any(|&(n, v)| n == name && v == value))
+                .collect())
+        }
+        fn all_postings(&self) -> Result<Vec<u64>> {
+            Ok((0..self.series.len() as u64).collect())
+        }
+        fn label_values(&self, name: &str) -> Result<Vec<String>> {
+            self.scans.set(self.scans.get() + 1);
+            let mut vals: BTreeMap<&str, ()> = BTreeMap::new();
+            for s in &self.series {
+                for &(n, v) in s {
+                    if n == name {
+                        vals.insert(v, ());
+                    }
+                }
+            }
+            Ok(vals.keys().map(|v| v.to_string()).collect())
+        }
+    }
+
+    #[test]
+    fn matcher_semantics() {
+        let src = Series {
+            series: vec![
+                vec![("a", "1"), ("b", "x")],
+                vec![("a", "2")],
+                vec![("b", "y")],
+                vec![("a", "1"), ("b", "y")],
+            ],
+            scans: Default::default(),
+        };
+        let sel = |ms: &[(&str, MatchOp, &str)]| {
+            let ms: Vec<Matcher> = ms.iter().map(|&(n, op, v)| Matcher::new(op, n, v).unwrap()).collect();
+            postings_for_matchers(&src, &ms).unwrap()
+        };
+        use MatchOp::*;
+        assert_eq!(sel(&[("a", Equal, "1")]), vec![0, 3]);
+        assert_eq!(sel(&[("a", NotEqual, "1")]), vec![1, 2]);
+        assert_eq!(sel(&[("a", Equal, "")]), vec![2]);
+        assert_eq!(sel(&[("a", NotEqual, "")]), vec![0, 1, 3]);
+        assert_eq!(sel(&[("a", Regex, "1|")]), vec![0, 2, 3]);
+        assert_eq!(sel(&[("a", NotRegex, "1|2")]), vec![2]);
+        assert_eq!(sel(&[("a", Equal, "1"), ("b", NotEqual, "y")]), vec![0]);
+        assert_eq!(sel(&[("b", Regex, ".*"), ("a", NotRegex, "2")]), vec![0, 2, 3]);
+        assert_eq!(sel(&[("zzz", Equal, "q")]), Vec::<u64>::new());
+        assert_eq!(sel(&[]), vec![0, 1, 2, 3]);
+        // Literal sets and equality are looked up, not scanned.
+        src.scans.set(0);
+        sel(&[("a", Regex, "1|2"), ("b", NotRegex, "x|q"), ("a", NotEqual, "7")]);
+        assert_eq!(src.scans.get(), 0);
+        sel(&[("a", Regex, "1.*")]);
+        assert_eq!(src.scans.get(), 1);
+    }
+}
