@@ -225,7 +225,7 @@ impl IndexReader {
     /// Reads the postings list at `offset`, checking its CRC and that refs ascend.
     fn read_postings(&self, offset: usize, name: &str, value: &str) -> Result<Vec<u64>> {
         let content_end = self.map.len() - TOC_LEN;
-        let bad = |e: &str| self.corrupt(format!("postings list {name}={value:?} at offset {offset}: {e}"));
+        let bad = |e: &str| self.corrupt(format!("postings list {name:?}={value:?} at offset {offset}: {e}"));
         let body = crc_section(&self.map[..content_end], offset).map_err(bad)?;
         let mut d = Decbuf::new(body);
         let n = d.be32().map_err(bad)? as usize;
