@@ -177,18 +177,20 @@ for n in $series_list; do
 done
 
 # Markdown table, then per series count the strata / Prometheus ratios next to the targets.
-awk -F'\t' 'NR == 1 { next }
+awk -F'\t' -v order="$series_list" 'NR == 1 { next }
     {
         printf "| %s | %d | %d | %.1f | %d | %.2f | %.3f | %.1f | %.1f | %.1f | %.0f |\n",
             $1, $2, $3, $4, $5, $6, $7, $8 / 1024, $9 / 1024, $10 / 1024, $11
-        cpu[$1, $2] = $7; mem[$1, $2] = $11; sizes[$2] = 1
+        cpu[$1, $2] = $7; mem[$1, $2] = $11
     }
     BEGIN {
         print "| server | active series | samples accepted | wall s | samples/s | server CPU s | CPU s per 1M samples | RSS idle MiB | RSS after MiB | VmHWM MiB | RSS bytes per series |"
         print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     }
     END {
-        for (n in sizes) {
+        count = split(order, sizes, " ")
+        for (i = 1; i <= count; i++) {
+            n = sizes[i]
             if ((("strata", n) in cpu) && (("prometheus", n) in cpu) && cpu["prometheus", n] > 0 && mem["prometheus", n] > 0) {
                 printf "\n%d series: strata/Prometheus CPU per sample %.2f (target <= 0.20), memory per series %.2f (target <= 0.50)\n",
                     n, cpu["strata", n] / cpu["prometheus", n], mem["strata", n] / mem["prometheus", n]
