@@ -1,0 +1,260 @@
+//! Reading blocks from the bucket: which blocks are there (with their meta.json), downloading a
+//! whole block, reading a byte range of one of its files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
+use tracing::{debug, info, warn};
+use ulid::Ulid;
+
+use crate::bucket::Bucket;
+use crate::markers::{DeletionMark, DELETION_MARK_FILENAME};
+use crate::{Error, Result};
+
+/// Sources whose blocks are complete when they appear, so the consistency delay does not apply
+/// (Thanos's `ConsistencyDelayMetaFilter`).
+const DELAY_EXEMPT_SOURCES: [&str; 3] = ["compactor", "compactor.repair", "bucket.repair"];
+
+/// The blocks of a bucket, sorted out.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedMetas {
+    /// Usable blocks.
+    pub metas: BTreeMap<Ulid, BlockMeta>,
+    /// Block directories without meta.json: uploads in progress or abandoned.
+    pub partial: Vec<Ulid>,
+    /// Blocks hidden by a deletion mark.
+    pub marked_for_deletion: Vec<Ulid>,
+    /// Blocks younger than the consistency delay.
+    pub too_fresh: Vec<Ulid>,
+    /// Blocks whose meta.json does not parse.
+    pub corrupt: Vec<(Ulid, String)>,
+}
+
+/// What one block's lookup found.
+enum Found {
+    Meta(Box<BlockMeta>),
+    Partial,
+    Corrupt(String),
+}
+
+/// Lists the bucket's blocks and loads their meta.json, a bounded number at a time, keeping the
+/// metas it has seen (a meta.json never changes once uploaded).
+pub struct MetaFetcher {
+    bucket: Bucket,
+    concurrency: usize,
+    consistency_delay: Duration,
+    deletion_mark_delay: Duration,
+    cache: Mutex<HashMap<Ulid, BlockMeta>>,
+}
+
+impl MetaFetcher {
+    /// A fetcher with 32 concurrent reads, no consistency delay, and every deletion-marked block
+    /// hidden.
+    pub fn new(bucket: Bucket) -> MetaFetcher {
+        MetaFetcher {
+            bucket,
+            concurrency: 32,
+            consistency_delay: Duration::ZERO,
+            deletion_mark_delay: Duration::ZERO,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_concurrency(mut self, concurrency: usize) -> MetaFetcher {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Hide blocks uploaded less than `delay` ago (by `thanos.upload_time`, else the ULID time),
+    /// so readers never act on a block another writer may still be finishing.
+    pub fn with_consistency_delay(mut self, delay: Duration) -> MetaFetcher {
+        self.consistency_delay = delay;
+        self
+    }
+
+    /// Hide a deletion-marked block only once its mark is this old (the store gateway's
+    /// `--ignore-deletion-marks-delay`); zero hides it at once.
+    pub fn with_deletion_mark_delay(mut self, delay: Duration) -> MetaFetcher {
+        self.deletion_mark_delay = delay;
+        self
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Lists the bucket and sorts every block into usable, partial, marked, too fresh, corrupt.
+    pub async fn fetch(&self) -> Result<FetchedMetas> {
+        let ids: Vec<Ulid> =
+            self.bucket.list_top_level().await?.iter().filter_map(|name| Ulid::from_string(name).ok()).collect();
+        let now = SystemTime::now();
+        let mut lookups = futures::stream::iter(ids.into_iter().map(|id| async move {
+            let found = self.load_meta(id).await;
+            let mark = match found {
+                Ok(Found::Meta(_)) => self.deletion_mark(id).await,
+                _ => Ok(None),
+            };
+            (id, found, mark)
+        }))
+        .buffer_unordered(self.concurrency);
+
+        let mut out = FetchedMetas::default();
+        while let Some((id, found, mark)) = lookups.next().await {
+            let meta = match found? {
+                Found::Meta(m) => m,
+                Found::Partial => {
+                    out.partial.push(id);
+                    continue;
+                }
+                Found::Corrupt(reason) => {
+                    out.corrupt.push((id, reason));
+                    continue;
+                }
+            };
+            if let Some(mark) = mark? {
+                let marked_at = UNIX_EPOCH + Duration::from_secs(mark.deletion_time.max(0) as u64);
+                if now.duration_since(marked_at).unwrap_or_default() >= self.deletion_mark_delay {
+                    out.marked_for_deletion.push(id);
+                    continue;
+                }
+            }
+            if self.too_fresh(&meta, now) {
+                out.too_fresh.push(id);
+                continue;
+            }
+            out.metas.insert(id, *meta);
+        }
+        out.partial.sort();
+        out.marked_for_deletion.sort();
+        out.too_fresh.sort();
+        out.corrupt.sort();
+        debug!(
+            bucket = %self.bucket, blocks = out.metas.len(), partial = out.partial.len(),
+            marked = out.marked_for_deletion.len(), too_fresh = out.too_fresh.len(), corrupt = out.corrupt.len(),
+            "fetched block metas"
+        );
+        Ok(out)
+    }
+
+    async fn load_meta(&self, id: Ulid) -> Result<Found> {
+        if let Some(m) = self.cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+            return Ok(Found::Meta(Box::new(m)));
+        }
+        let key = format!("{id}/{META_FILENAME}");
+        let Some(text) = self.bucket.get_opt(&key).await? else { return Ok(Found::Partial) };
+        match BlockMeta::parse(&text, Path::new(&key)) {
+            Ok(m) if m.ulid == id => {
+                if let Ok(mut c) = self.cache.lock() {
+                    c.insert(id, m.clone());
+                }
+                Ok(Found::Meta(Box::new(m)))
+            }
+            Ok(m) => Ok(Found::Corrupt(format!("meta.json names block {}", m.ulid))),
+            Err(e) => Ok(Found::Corrupt(e.to_string())),
+        }
+    }
+
+    /// The block's deletion mark; an unreadable mark is ignored with a warning, as Thanos does
+    /// (it is usually one being written).
+    async fn deletion_mark(&self, id: Ulid) -> Result<Option<DeletionMark>> {
+        let key = format!("{id}/{DELETION_MARK_FILENAME}");
+        let Some(text) = self.bucket.get_opt(&key).await? else { return Ok(None) };
+        match DeletionMark::parse(&text) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => {
+                warn!(key, error = %e, "unreadable deletion mark; ignoring it");
+                Ok(None)
+            }
+        }
+    }
+
+    fn too_fresh(&self, meta: &BlockMeta, now: SystemTime) -> bool {
+        if self.consistency_delay.is_zero() {
+            return false;
+        }
+        let thanos = meta.thanos.as_ref();
+        if thanos.is_some_and(|t| DELAY_EXEMPT_SOURCES.contains(&t.source.as_str())) {
+            return false;
+        }
+        let uploaded = thanos
+            .and_then(|t| t.upload_time.as_deref())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(SystemTime::from)
+            .unwrap_or_else(|| meta.ulid.datetime());
+        now.duration_since(uploaded).unwrap_or_default() < self.consistency_delay
+    }
+}
+
+/// Downloads a block into `<dst_dir>/<ULID>` (meta.json, index, chunks/*; markers and unknown
+/// files stay behind) through a temporary directory renamed into place at the end. When
+/// meta.json lists the files, each must be in the bucket with that size.
+pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result<PathBuf> {
+    let meta_key = format!("{id}/{META_FILENAME}");
+    let meta_text = bucket.get_opt(&meta_key).await?.ok_or(Error::BlockNotFound(id))?;
+    let meta = BlockMeta::parse(&meta_text, Path::new(&meta_key))?;
+
+    let objects = bucket.list_recursive(&id.to_string()).await?;
+    let prefix = format!("{id}/");
+    let mut files = BTreeMap::new();
+    for o in &objects {
+        let key = o.location.as_ref();
+        let Some(rel) = key.strip_prefix(&prefix) else { continue };
+        if rel == "index" || rel.strip_prefix("chunks/").is_some_and(|n| !n.is_empty() && !n.contains('/')) {
+            files.insert(rel.to_owned(), o.size);
+        }
+    }
+    if !files.contains_key("index") {
+        return Err(Error::BadObject { key: format!("{id}/index"), reason: "missing".into() });
+    }
+    if let Some(t) = &meta.thanos {
+        for f in t.files.iter().filter(|f| f.rel_path != META_FILENAME) {
+            match (files.get(&f.rel_path), f.size_bytes) {
+                (None, _) => {
+                    return Err(Error::BadObject { key: format!("{id}/{}", f.rel_path), reason: "listed in meta.json, missing".into() })
+                }
+                (Some(&have), Some(want)) if have != want => {
+                    return Err(Error::BadObject {
+                        key: format!("{id}/{}", f.rel_path),
+                        reason: format!("size {have}, meta.json says {want}"),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let final_dir = dst_dir.join(id.to_string());
+    let tmp_dir = dst_dir.join(format!("{id}.tmp-for-download"));
+    remove_dir_if_exists(&tmp_dir)?;
+    let chunks_dir = tmp_dir.join("chunks");
+    std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::io("create dir", &chunks_dir, e))?;
+    let mut total = 0u64;
+    for rel in files.keys() {
+        total += bucket.download_file(&format!("{id}/{rel}"), &tmp_dir.join(rel)).await?;
+    }
+    let meta_path = tmp_dir.join(META_FILENAME);
+    std::fs::write(&meta_path, &meta_text).map_err(|e| Error::io("write", &meta_path, e))?;
+    remove_dir_if_exists(&final_dir)?;
+    std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io("rename", &tmp_dir, e))?;
+    info!(block = %id, files = files.len() + 1, bytes = total + meta_text.len() as u64, dir = %final_dir.display(), "downloaded block");
+    Ok(final_dir)
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove dir", dir, e)),
+    }
+}
+
+/// Reads `range` of one of a block's files (`index`, `chunks/000001`, ...).
+pub async fn read_block_range(bucket: &Bucket, id: Ulid, rel_path: &str, range: Range<u64>) -> Result<Bytes> {
+    bucket.get_range(&format!("{id}/{rel_path}"), range).await
+}
