@@ -15,6 +15,7 @@
 
 mod appender;
 mod postings;
+mod query;
 mod status;
 
 use std::collections::HashMap;
