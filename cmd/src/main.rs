@@ -51,7 +51,7 @@ struct ListenArgs {
 }
 
 #[derive(Args)]
-struct TenancyArgs {
+struct ReceiverArgs {
     /// HTTP header naming the tenant of a write.
     #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
     tenant_header: String,
@@ -70,6 +70,10 @@ struct TenancyArgs {
     /// Most samples in one request; 0 disables the limit.
     #[arg(long = "receive.max-request-samples", default_value_t = RequestLimits::default().max_samples)]
     max_request_samples: u64,
+    /// How long blocks are kept: blocks ending this long before the newest block's end are
+    /// deleted. Prometheus duration syntax; 0 keeps everything.
+    #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration_flag)]
+    retention: i64,
     /// Snappy-compress WAL records (as Prometheus does by default).
     #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
     wal_compression: bool,
@@ -80,7 +84,7 @@ struct ReceiveArgs {
     #[command(flatten)]
     listen: ListenArgs,
     #[command(flatten)]
-    tenancy: TenancyArgs,
+    receiver: ReceiverArgs,
     /// Directory of the per-tenant TSDBs (`<path>/<tenant>/`).
     #[arg(long = "tsdb.path", default_value = "./data")]
     tsdb_path: PathBuf,
@@ -91,13 +95,13 @@ struct StandaloneArgs {
     #[command(flatten)]
     listen: ListenArgs,
     #[command(flatten)]
-    tenancy: TenancyArgs,
+    receiver: ReceiverArgs,
     /// Directory for all data; the receiver's TSDBs live in `<data-dir>/receive/`.
     #[arg(long = "data-dir", default_value = "./data")]
     data_dir: PathBuf,
 }
 
-fn receiver_config(tsdb_path: PathBuf, t: &TenancyArgs) -> ReceiverConfig {
+fn receiver_config(tsdb_path: PathBuf, t: &ReceiverArgs) -> ReceiverConfig {
     ReceiverConfig {
         tsdb_path,
         tenant_header: t.tenant_header.clone(),
@@ -108,8 +112,16 @@ fn receiver_config(tsdb_path: PathBuf, t: &TenancyArgs) -> ReceiverConfig {
             max_series: t.max_request_series,
             max_samples: t.max_request_samples,
         },
-        db: DbOptions { wal: WalOptions { compress: t.wal_compression, ..WalOptions::default() }, ..DbOptions::default() },
+        db: DbOptions {
+            wal: WalOptions { compress: t.wal_compression, ..WalOptions::default() },
+            retention: (t.retention > 0).then_some(t.retention),
+            ..DbOptions::default()
+        },
     }
+}
+
+fn parse_duration_flag(s: &str) -> Result<i64, String> {
+    strata_tsdb::duration::parse_duration(s)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,9 +130,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.tenancy), &a.listen, false).await,
+            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver), &a.listen, false).await,
             Command::Standalone(a) => {
-                run_receiver(receiver_config(a.data_dir.join("receive"), &a.tenancy), &a.listen, true).await
+                run_receiver(receiver_config(a.data_dir.join("receive"), &a.receiver), &a.listen, true).await
             }
             Command::Tools(a) => tools::run(a).await,
         }

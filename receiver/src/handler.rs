@@ -147,6 +147,7 @@ async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol)
         }
     }
     let outcome = app.commit().map_err(|e| none(e.into()))?;
+    db.maybe_cut();
     let written = Written { samples: outcome.appended, histograms: 0, exemplars: 0 };
     rx.metrics.observe_write(tenant, &outcome);
     if let Some(first) = first_bad {

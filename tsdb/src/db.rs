@@ -1,13 +1,24 @@
-//! One TSDB directory: a head rebuilt from, and appended through, a write-ahead log.
+//! One TSDB directory: persisted blocks, plus a head rebuilt from, and appended through, a
+//! write-ahead log. When the head spans more than 1.5 chunk ranges, its oldest chunk range is
+//! cut into a block, the head is truncated and the WAL checkpointed, as in Prometheus.
 //!
-//! Layout (as Prometheus): `<dir>/wal/` holds the WAL segments and checkpoints.
+//! Layout (as Prometheus): `<dir>/<ULID>/` blocks, `<dir>/wal/` WAL segments and checkpoints.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::{Mutex, RwLock};
+use ulid::Ulid;
+
+use crate::block::meta::{BlockCompaction, BlockMeta};
+use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockWriter, SeriesChunks};
 use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
-use crate::labels::{Labels, LabelsError};
+use crate::labels::LabelsError;
+use crate::matchers::Matcher;
+use crate::querier::{for_each_sample, merge_series_sets};
 use crate::wal::{self, Record, ReplayStats, Wal, WalOptions};
 use crate::{Error, Result};
 
@@ -16,13 +27,26 @@ use crate::{Error, Result};
 pub struct DbOptions {
     pub head: HeadOptions,
     pub wal: WalOptions,
+    /// Blocks whose end is more than this many milliseconds before the newest block's end are
+    /// deleted (Prometheus's time retention). `None` keeps everything.
+    pub retention: Option<i64>,
 }
+
+/// Decides whether retention may delete a block (e.g. only once it is shipped).
+pub type DeletableFn = Arc<dyn Fn(&BlockMeta) -> bool + Send + Sync>;
 
 /// An open TSDB.
 pub struct Db {
     dir: PathBuf,
+    opts: DbOptions,
     head: Head,
     wal: Wal,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Held while a block is cut; `close` takes it so it never races a cut.
+    cut_lock: Mutex<()>,
+    cutting: AtomicBool,
+    closed: AtomicBool,
+    deletable: RwLock<Option<DeletableFn>>,
 }
 
 /// What replaying a WAL into a head found.
@@ -72,16 +96,23 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
 }
 
 impl Db {
-    /// Opens (or creates) the TSDB in `dir`, replaying its WAL into a new head. A torn or
-    /// corrupt WAL tail is cut off (and logged); the rest is replayed.
+    /// Opens (or creates) the TSDB in `dir`: removes what interrupted block writes left, opens
+    /// the blocks, and replays the WAL into a new head whose floor is the end of the newest
+    /// block. A torn or corrupt WAL tail is cut off (and logged); the rest is replayed.
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create TSDB directory", dir, e))?;
+        remove_tmp_dirs(dir)?;
+        let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
         let wal_dir = dir.join("wal");
         let head = Head::new(opts.head.clone());
+        if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
+            head.raise_floor(end);
+        }
         let started = Instant::now();
         let replay = replay_into(&head, &wal_dir, true)?;
         tracing::info!(
             dir = %dir.display(),
+            blocks = blocks.len(),
             segments = replay.wal.segments,
             series = head.num_series(),
             samples = replay.wal.samples,
@@ -92,10 +123,18 @@ impl Db {
             "WAL replay completed"
         );
         let wal = Wal::open(&wal_dir, opts.wal)?;
-        wal.stats()
-            .corruptions_total
-            .fetch_add(u64::from(replay.wal.corruptions_repaired), std::sync::atomic::Ordering::Relaxed);
-        Ok(Db { dir: dir.to_owned(), head, wal })
+        wal.stats().corruptions_total.fetch_add(u64::from(replay.wal.corruptions_repaired), Ordering::Relaxed);
+        Ok(Db {
+            dir: dir.to_owned(),
+            opts,
+            head,
+            wal,
+            blocks: RwLock::new(blocks),
+            cut_lock: Mutex::new(()),
+            cutting: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            deletable: RwLock::new(None),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -110,15 +149,181 @@ impl Db {
         &self.wal
     }
 
+    /// The persisted blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks.read().clone()
+    }
+
+    /// Restricts retention to blocks `f` accepts (the receiver passes "already shipped").
+    pub fn set_deletable(&self, f: DeletableFn) {
+        *self.deletable.write() = Some(f);
+    }
+
     /// Starts a batch of appends; see [`DbAppender::commit`].
     pub fn appender(&self) -> DbAppender<'_> {
         DbAppender { db: self, inner: self.head.appender() }
     }
 
-    /// Flushes and fsyncs the WAL. Later appends fail.
+    /// Series matching `matchers` with data in `[mint, maxt]`, from blocks and head, merged.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
+        select_from(&self.blocks(), &self.head, matchers, mint, maxt)
+    }
+
+    /// Whether the head spans more than 1.5 chunk ranges, so its oldest range can be cut.
+    pub fn compactable(&self) -> bool {
+        let (min, max) = (self.head.min_time(), self.head.max_time());
+        min != i64::MAX && max != i64::MIN && max.saturating_sub(min) > self.opts.head.chunk_range / 2 * 3
+    }
+
+    /// Cuts blocks in a background thread while the head is compactable; at most one runs.
+    pub fn maybe_cut(self: &Arc<Self>) {
+        if !self.compactable() || self.closed.load(Ordering::Acquire) || self.cutting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let db = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("block-cut".into()).spawn(move || {
+            while db.compactable() && !db.closed.load(Ordering::Acquire) {
+                if let Err(error) = db.cut_block() {
+                    tracing::error!(dir = %db.dir.display(), %error, "cutting a block from the head failed; will retry after the next append");
+                    break;
+                }
+            }
+            db.cutting.store(false, Ordering::Release);
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the block-cut thread");
+            self.cutting.store(false, Ordering::Release);
+        }
+    }
+
+    /// Writes the head's oldest chunk range `[min_time, next boundary)` as a level-1 block (none
+    /// if the range holds no samples), then truncates the head, checkpoints the WAL and applies
+    /// retention. Appends go on meanwhile; those older than the range's end are refused from the
+    /// start of the cut. Returns whether the head was compactable (and so moved forward).
+    pub fn cut_block(&self) -> Result<bool> {
+        let _cut = self.cut_lock.lock();
+        if !self.compactable() || self.closed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let mint = self.head.min_time();
+        let range = self.opts.head.chunk_range;
+        let maxt = (mint.div_euclid(range) + 1) * range;
+        self.head.raise_floor(maxt);
+        let ulid = Ulid::new();
+        // The writer is created at the first series with data in range: a range with no data
+        // (a gap in ingestion) yields no block, as in Prometheus.
+        let mut writer: Option<BlockWriter> = None;
+        for series in self.head.series_sorted() {
+            let chunks = series.chunks_in(mint, maxt - 1);
+            if chunks.is_empty() {
+                continue;
+            }
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => writer.insert(self.new_block_writer(ulid)?),
+            };
+            w.add_series(&series.labels, &chunks)?;
+        }
+        let meta = match writer {
+            Some(w) => {
+                let compaction = BlockCompaction { level: 1, sources: vec![ulid], ..BlockCompaction::default() };
+                let meta = w.finish(mint, maxt, compaction)?;
+                let block = Block::open(&self.dir.join(ulid.to_string()))?;
+                let mut blocks = self.blocks.write();
+                blocks.push(Arc::new(block));
+                blocks.sort_by_key(|b| (b.meta().min_time, b.meta().ulid));
+                Some(meta)
+            }
+            None => None,
+        };
+        let written = started.elapsed();
+        let truncated = self.head.truncate(maxt);
+        self.truncate_wal(maxt)?;
+        self.apply_retention()?;
+        match &meta {
+            Some(meta) => tracing::info!(
+                dir = %self.dir.display(), ulid = %ulid, min_time = mint, max_time = maxt,
+                series = meta.stats.num_series, samples = meta.stats.num_samples, chunks = meta.stats.num_chunks,
+                write_duration = ?written, head_series_removed = truncated.series_removed,
+                head_chunks_removed = truncated.chunks_removed, duration = ?started.elapsed(),
+                "cut block from head"
+            ),
+            None => tracing::info!(dir = %self.dir.display(), min_time = mint, max_time = maxt, "no samples in range; no block cut"),
+        }
+        Ok(true)
+    }
+
+    /// A block writer in this directory with every label name and value of the head as symbols.
+    fn new_block_writer(&self, ulid: Ulid) -> Result<BlockWriter> {
+        let mut w = BlockWriter::new(&self.dir, ulid)?;
+        let symbols: Vec<Box<str>> = {
+            let p = self.head.postings();
+            p.names().flat_map(|(n, values)| std::iter::once(n.into()).chain(values.keys().cloned())).collect()
+        };
+        w.add_symbols(symbols.iter().map(|s| &**s))?;
+        Ok(w)
+    }
+
+    /// Checkpoints the older two thirds of the WAL segments (never the one being written)
+    /// keeping series still in the head and samples from `mint` on, then deletes those segments
+    /// (Prometheus's `truncateWAL`).
+    fn truncate_wal(&self, mint: i64) -> Result<()> {
+        let (first, last) = self.wal.segment_range();
+        self.wal.next_segment()?;
+        let Some(last) = last.checked_sub(1) else { return Ok(()) };
+        let last = first + (last.saturating_sub(first)) * 2 / 3;
+        if last <= first {
+            return Ok(());
+        }
+        let stats = self.wal.checkpoint(first, last, |r| self.head.series_by_ref(r).is_some(), mint)?;
+        self.wal.truncate(last + 1)?;
+        tracing::info!(dir = %self.dir.display(), from = first, to = last, ?stats, "WAL checkpoint created");
+        Ok(())
+    }
+
+    /// Deletes blocks past the retention that the deletable filter (if any) allows.
+    fn apply_retention(&self) -> Result<()> {
+        let Some(retention) = self.opts.retention else { return Ok(()) };
+        let deletable = self.deletable.read().clone();
+        let doomed: Vec<Arc<Block>> = {
+            let blocks = self.blocks.read();
+            let Some(newest) = blocks.iter().map(|b| b.meta().max_time).max() else { return Ok(()) };
+            blocks
+                .iter()
+                .filter(|b| newest - b.meta().max_time > retention)
+                .filter(|b| deletable.as_ref().is_none_or(|f| f(b.meta())))
+                .cloned()
+                .collect()
+        };
+        for b in doomed {
+            self.blocks.write().retain(|x| x.meta().ulid != b.meta().ulid);
+            // Renamed first so that a crash mid-delete leaves a tmp dir, removed on open.
+            let tmp = self.dir.join(format!("{}.tmp-for-deletion", b.meta().ulid));
+            std::fs::rename(b.dir(), &tmp).map_err(|e| Error::io("rename block for deletion", b.dir(), e))?;
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("delete block", &tmp, e))?;
+            tracing::info!(dir = %self.dir.display(), ulid = %b.meta().ulid, max_time = b.meta().max_time, "deleted block past retention");
+        }
+        Ok(())
+    }
+
+    /// Waits for a running cut, then flushes and fsyncs the WAL. Later appends fail. Nothing is
+    /// cut early: the WAL covers the head.
     pub fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        let _cut = self.cut_lock.lock();
         self.wal.close()
     }
+}
+
+/// Series from blocks overlapping `[mint, maxt]` and the head, merged by labels.
+fn select_from(blocks: &[Arc<Block>], head: &Head, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
+    let mut sets = Vec::new();
+    for b in blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
+        sets.push(b.select(matchers, mint, maxt)?);
+    }
+    sets.push(head.select(matchers, mint, maxt)?);
+    merge_series_sets(sets)
 }
 
 /// A batch of appends to a [`Db`].
@@ -141,23 +346,31 @@ impl DbAppender<'_> {
 }
 
 /// Prints every sample of the TSDB in `dir` with time in `[mint, maxt]`, as `promtool tsdb dump`
-/// does: one line per sample, `{labels} value timestamp`, series in label order. Reads the WAL
-/// without changing anything on disk, so it is safe on the directory of a running receiver.
+/// does: one line per sample, `{labels} value timestamp`, series in label order, blocks and
+/// head merged. Changes nothing on disk (the WAL is read without repair), so it is safe on the
+/// directory of a running receiver.
 pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()> {
+    let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
     let head = Head::new(HeadOptions::default());
+    if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
+        head.raise_floor(end);
+    }
     let replay = replay_into(&head, &dir.join("wal"), false)?;
-    if replay.wal.segments == 0 && replay.wal.checkpoint.is_none() {
+    if blocks.is_empty() && replay.wal.segments == 0 && replay.wal.checkpoint.is_none() {
         return Err(Error::io(
-            "find WAL in",
+            "find blocks or WAL in",
             dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no WAL segments; is this a TSDB directory such as <tsdb.path>/<tenant>?"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no blocks and no WAL segments; is this a TSDB directory such as <tsdb.path>/<tenant>?",
+            ),
         ));
     }
     let io = |e| Error::io("write dump output", "-", e);
-    for series in head.series_sorted() {
-        let labels: &Labels = &series.labels;
+    for series in select_from(&blocks, &head, &[], mint, maxt)? {
+        let labels = &series.labels;
         let mut err = None;
-        series.for_each_sample(mint, maxt, |t, v| {
+        for_each_sample(&series, mint, maxt, |t, v| {
             if err.is_none() {
                 if let Err(e) = writeln!(out, "{labels} {} {t}", format_go_g(v)) {
                     err = Some(e);
@@ -238,6 +451,87 @@ mod tests {
     }
 
     #[test]
+    fn cut_blocks_truncate_head_and_wal_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DbOptions { wal: WalOptions { segment_size: 32 * 1024, ..WalOptions::default() }, ..DbOptions::default() };
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        let h = 3_600_000;
+        let mut want = Vec::new();
+        // Ten series over 7h at 15s, written in scrape-sized batches; blocks are cut on the way.
+        for step in 0..(7 * 240) {
+            let t = step * 15_000 + 1_000;
+            let mut app = db.appender();
+            for i in 0..10 {
+                let inst = format!("i{i}");
+                app.append(&[("__name__", "m"), ("instance", &inst)], [(t, (step * 10 + i) as f64)]).unwrap();
+            }
+            assert_eq!(app.commit().unwrap().appended, 10);
+            while db.cut_block().unwrap() {}
+        }
+        for i in 0..10 {
+            for step in 0..(7 * 240) {
+                want.push(format!(r#"{{__name__="m", instance="i{i}"}} {} {}"#, step * 10 + i, step * 15_000 + 1_000));
+            }
+        }
+        want.sort_by(|a, b| a.split(' ').next().cmp(&b.split(' ').next()).then(std::cmp::Ordering::Equal));
+        let blocks = db.blocks();
+        let ranges: Vec<(i64, i64)> = blocks.iter().map(|b| (b.meta().min_time, b.meta().max_time)).collect();
+        // The first block starts at the first sample; the others are 2h-aligned.
+        assert_eq!(ranges, vec![(1_000, 2 * h), (2 * h, 4 * h)]);
+        assert!(blocks.iter().all(|b| b.meta().stats.num_series == 10 && b.meta().compaction.level == 1));
+        assert_eq!(db.head().min_time(), 4 * h);
+        assert!(!db.compactable());
+        // The WAL was checkpointed and its old segments removed.
+        assert!(db.wal().segment_range().0 > 0, "old segments deleted: {:?}", db.wal().segment_range());
+        assert!(crate::wal::last_checkpoint(db.wal().dir()).unwrap().is_some());
+        let lines = dump_lines(dir.path());
+        assert_eq!(lines.len(), want.len());
+        // Killed without close: blocks plus WAL give back every sample exactly once.
+        drop(db);
+        let db = Db::open(dir.path(), opts).unwrap();
+        assert_eq!(db.blocks().len(), 2);
+        assert_eq!(db.head().floor(), 4 * h);
+        assert_eq!(dump_lines(dir.path()), lines);
+        let all = db.select(&[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(all.len(), 10);
+        let mut n = 0;
+        for s in &all {
+            let mut prev = i64::MIN;
+            for_each_sample(s, i64::MIN, i64::MAX, |t, _| {
+                assert!(t > prev);
+                prev = t;
+                n += 1;
+            })
+            .unwrap();
+        }
+        assert_eq!(n, 10 * 7 * 240);
+    }
+
+    #[test]
+    fn retention_deletes_only_old_deletable_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DbOptions { retention: Some(3 * 3_600_000), ..DbOptions::default() };
+        let db = Db::open(dir.path(), opts).unwrap();
+        let shipped_ok = Arc::new(AtomicBool::new(false));
+        let flag = shipped_ok.clone();
+        db.set_deletable(Arc::new(move |_| flag.load(Ordering::Relaxed)));
+        for step in 0..(9 * 60) {
+            write(&db, "a", &[(step * 60_000, 1.0)]);
+            while db.cut_block().unwrap() {}
+        }
+        let n = db.blocks().len();
+        assert_eq!(n, 3, "blocks [0,2h) [2h,4h) [4h,6h) kept while not deletable");
+        shipped_ok.store(true, Ordering::Relaxed);
+        for step in (9 * 60)..(11 * 60) {
+            write(&db, "a", &[(step * 60_000, 1.0)]);
+            while db.cut_block().unwrap() {}
+        }
+        let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().min_time).collect();
+        assert_eq!(ranges, vec![4 * 3_600_000, 6 * 3_600_000], "newest ends at 8h; blocks ending 3h+ before are gone");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "two blocks and the WAL");
+    }
+
+    #[test]
     fn dump_changes_nothing_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
@@ -260,7 +554,7 @@ mod tests {
     fn dump_of_a_directory_without_wal_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let err = dump(dir.path(), 0, 1, &mut Vec::new()).unwrap_err().to_string();
-        assert!(err.contains("no WAL segments"), "{err}");
+        assert!(err.contains("no blocks and no WAL segments"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod block;
 pub mod chunkenc;
 pub mod db;
+pub mod duration;
 pub mod error;
 pub mod head;
 pub mod index;

@@ -517,7 +517,9 @@ impl Head {
         self.stats.series.fetch_sub(stats.series_removed, Ordering::Relaxed);
         self.stats.chunks.fetch_sub(stats.chunks_removed.min(self.stats.chunks.load(Ordering::Relaxed)), Ordering::Relaxed);
         self.stats.series_removed.fetch_add(stats.series_removed, Ordering::Relaxed);
-        self.min_time.store(if new_min == i64::MAX { i64::MAX } else { new_min.max(mint) }, Ordering::Relaxed);
+        // As Prometheus: the head now starts at `mint`, so the next block is range-aligned
+        // (a gap before the first remaining sample just yields no block for that range).
+        self.min_time.store(if new_min == i64::MAX { i64::MAX } else { mint }, Ordering::Relaxed);
         if new_min == i64::MAX {
             self.max_time.store(i64::MIN, Ordering::Relaxed);
         }
