@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod chunkenc;
+pub mod compact;
 pub mod db;
 pub mod duration;
 pub mod error;
