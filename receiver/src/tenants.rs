@@ -70,6 +70,8 @@ impl MultiTsdb {
         }
         let db = Arc::new(Db::open(&self.dir.join(tenant), self.opts.clone())?);
         tracing::info!(tenant, "opened tenant TSDB");
+        // A replayed head may already span enough to cut (e.g. a cut was interrupted).
+        db.maybe_cut();
         self.tenants.write().insert(tenant.to_owned(), db.clone());
         Ok(db)
     }
