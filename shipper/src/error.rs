@@ -52,16 +52,10 @@ impl Error {
     }
 
     /// Whether trying the same bucket operation again may succeed: network trouble and server
-    /// errors, as opposed to missing objects, refused permissions or invalid requests.
+    /// errors (object_store reports those as `Generic`), as opposed to missing objects, refused
+    /// permissions, invalid requests or local file errors.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Bucket { source, .. } => matches!(source, object_store::Error::Generic { .. }),
-            Error::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ),
-            _ => false,
-        }
+        matches!(self, Error::Bucket { source: object_store::Error::Generic { .. }, .. })
     }
 }
 
