@@ -15,6 +15,19 @@ pub trait PostingsSource {
     fn all_postings(&self) -> Result<Vec<u64>>;
     /// Every value of the label `name`, sorted.
     fn label_values(&self, name: &str) -> Result<Vec<String>>;
+
+    /// The refs of `postings(name, value)` that are also in sorted `within`. A source that
+    /// keeps lists encoded can search them in place, so that narrowing a few refs by a long
+    /// list (every series of a metric, say) does not decode the whole list.
+    fn postings_within(&self, name: &str, value: &str, within: &[u64]) -> Result<Vec<u64>> {
+        Ok(intersect(&[self.postings(name, value)?, within.to_vec()]))
+    }
+
+    /// About how many refs `postings(name, value)` has, for choosing which list to read
+    /// first. Need not be checked: the list itself is read afterwards.
+    fn postings_len_hint(&self, name: &str, value: &str) -> Result<usize> {
+        Ok(self.postings(name, value)?.len())
+    }
 }
 
 /// Refs present in every list; empty for no lists.
@@ -29,8 +42,6 @@ pub fn intersect(lists: &[Vec<u64>]) -> Vec<u64> {
         if acc.is_empty() {
             break;
         }
-        // Walking the shorter list and galloping through the longer one costs
-        // O(short · log(long / short)), which matters when one matcher is very selective.
         let mut rest: &[u64] = list;
         acc.retain(|&r| {
             rest = gallop(rest, r);
@@ -77,12 +88,28 @@ pub fn overlaps(a: &[u64], b: &[u64]) -> bool {
 
 /// The suffix of sorted `list` starting at the first element `>= target`.
 fn gallop(list: &[u64], target: u64) -> &[u64] {
+    &list[seek(list.len(), target, |i| list[i])..]
+}
+
+/// Index of the first of `len` ascending values (`get(i)`, `i < len`) that is `>= target`, or
+/// `len`. Exponential then binary search: finding position k costs O(log k), so walking one
+/// list through a longer one costs O(short · log(long / short)).
+pub(crate) fn seek(len: usize, target: u64, get: impl Fn(usize) -> u64) -> usize {
     let mut step = 1;
-    while step < list.len() && list[step - 1] < target {
+    while step < len && get(step - 1) < target {
         step *= 2;
     }
-    let window = &list[step / 2..step.min(list.len())];
-    &list[step / 2 + window.partition_point(|&x| x < target)..]
+    // Everything before step / 2 is below the target; the answer is at most step - 1 or len.
+    let (mut lo, mut hi) = (step / 2, step.min(len));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if get(mid) < target {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The sorted refs of the series that satisfy every matcher, with Prometheus's semantics: a
@@ -97,54 +124,109 @@ fn gallop(list: &[u64], target: u64) -> &[u64] {
 ///
 /// Where the accepted (or rejected) values are known literally (`=`, `!=`, and `=~`/`!~` with
 /// a plain alternation, see [`Matcher::set_matches`]) they are looked up directly; otherwise
-/// the label's values are scanned.
+/// the label's values are scanned. Literal lookups go from the shortest list to the longest,
+/// and everything after the first list is only searched for the refs still selected.
 pub fn postings_for_matchers(src: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<u64>> {
-    let mut required: Vec<Vec<u64>> = Vec::new();
+    let mut scanned: Vec<Vec<u64>> = Vec::new();
+    let mut lookups: Vec<(usize, &Matcher, Vec<&str>)> = Vec::new();
     let mut excluding: Vec<&Matcher> = Vec::new();
     for m in matchers {
         if m.matches_empty() {
             excluding.push(m);
             continue;
         }
-        let list = postings_where(src, m, true)?;
-        // Nothing can satisfy this matcher, so nothing can satisfy them all.
+        match literal_values(m, true) {
+            Some(values) => {
+                let mut len = 0usize;
+                for v in &values {
+                    len = len.saturating_add(src.postings_len_hint(&m.name, v)?);
+                }
+                lookups.push((len, m, values));
+            }
+            None => {
+                let list = union(scan(src, m, true, None)?);
+                // Nothing can satisfy this matcher, so nothing can satisfy them all.
+                if list.is_empty() {
+                    return Ok(Vec::new());
+                }
+                scanned.push(list);
+            }
+        }
+    }
+    lookups.sort_by_key(|l| l.0);
+
+    let mut result: Option<Vec<u64>> = match scanned.len() {
+        0 => None,
+        1 => scanned.pop(),
+        _ => Some(intersect(&scanned)),
+    };
+    for (_, m, values) in lookups {
+        let lists = values
+            .iter()
+            .map(|v| match &result {
+                None => src.postings(&m.name, v),
+                Some(within) => src.postings_within(&m.name, v, within),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let list = union(lists);
         if list.is_empty() {
             return Ok(Vec::new());
         }
-        required.push(list);
+        result = Some(list);
     }
-    let mut result = if required.is_empty() { src.all_postings()? } else { intersect(&required) };
+    let mut result = match result {
+        Some(r) => r,
+        None => src.all_postings()?,
+    };
+
     for m in excluding {
         if result.is_empty() {
             break;
         }
-        result = without(&result, &postings_where(src, m, false)?);
+        let failing = match literal_values(m, false) {
+            Some(values) => {
+                values.iter().map(|v| src.postings_within(&m.name, v, &result)).collect::<Result<Vec<_>>>()?
+            }
+            None => scan(src, m, false, Some(&result))?,
+        };
+        result = without(&result, &union(failing));
     }
     Ok(result)
 }
 
-/// Union of the postings of the values of `m.name` for which `m.matches(value) == accept`,
-/// for values the label actually has (never `""`).
-fn postings_where(src: &impl PostingsSource, m: &Matcher, accept: bool) -> Result<Vec<u64>> {
-    // The callers only ask for sets that exclude `""` (accepted values of a matcher rejecting
-    // it, rejected values of one accepting it), so a literal lookup never asks for `""`.
-    let literal: Option<Vec<&str>> = match (m.op, accept) {
+/// The values of `m.name` for which `m.matches(value) == accept`, when the matcher names them
+/// literally. Callers only ask for sets that exclude `""` (accepted values of a matcher that
+/// rejects it, rejected values of one that accepts it), so `""` is never among them.
+fn literal_values(m: &Matcher, accept: bool) -> Option<Vec<&str>> {
+    match (m.op, accept) {
         (MatchOp::Equal, true) | (MatchOp::NotEqual, false) => Some(vec![m.value.as_str()]),
         (MatchOp::Regex, true) | (MatchOp::NotRegex, false) => {
             m.set_matches().map(|set| set.iter().map(String::as_str).collect())
         }
         _ => None,
-    };
-    let lists = match literal {
-        Some(values) => values.into_iter().map(|v| src.postings(&m.name, v)).collect::<Result<Vec<_>>>()?,
-        None => src
-            .label_values(&m.name)?
-            .iter()
-            .filter(|v| m.matches(v) == accept)
-            .map(|v| src.postings(&m.name, v))
-            .collect::<Result<Vec<_>>>()?,
-    };
-    Ok(merge(&lists))
+    }
+}
+
+/// The postings (limited to `within`, if given) of every value of `m.name` for which
+/// `m.matches(value) == accept`.
+fn scan(src: &impl PostingsSource, m: &Matcher, accept: bool, within: Option<&[u64]>) -> Result<Vec<Vec<u64>>> {
+    src.label_values(&m.name)?
+        .iter()
+        .filter(|v| m.matches(v) == accept)
+        .map(|v| match within {
+            None => src.postings(&m.name, v),
+            Some(within) => src.postings_within(&m.name, v, within),
+        })
+        .collect()
+}
+
+/// [`merge`], but a single list (the common case of one value) is returned as it is: lists
+/// can be millions of refs long.
+fn union(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
+    match lists.len() {
+        1 => lists.swap_remove(0),
+        _ => merge(&lists),
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ proptest! {
     fn blocks_round_trip_and_select_like_brute_force(
         input in prop::collection::btree_map(series_labels(), chunks(), 1..40),
         queries in prop::collection::vec(
-            (prop::collection::vec(matcher(), 1..3), -12_000i64..300_000, 0i64..300_000),
+            (prop::collection::vec(matcher(), 1..4), -12_000i64..300_000, 0i64..300_000),
             1..12,
         ),
     ) {

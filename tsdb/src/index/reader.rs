@@ -8,7 +8,7 @@ use memmap2::Mmap;
 use super::enc::{crc_section, Decbuf, DecodeResult};
 use super::{ChunkMeta, Toc, FORMAT_V2, MAGIC, TOC_LEN};
 use crate::labels::Labels;
-use crate::postings::PostingsSource;
+use crate::postings::{seek, PostingsSource};
 use crate::{Error, Result};
 
 /// One postings offset table entry in every this many of a label name's values is kept in
@@ -222,34 +222,78 @@ impl IndexReader {
         Ok(None)
     }
 
-    /// Reads the postings list at `offset`, checking its CRC and that refs ascend.
-    fn read_postings(&self, offset: usize, name: &str, value: &str) -> Result<Vec<u64>> {
+    /// The refs of the postings list at `offset` as BE32 bytes, CRC- and length-checked.
+    fn postings_bytes(&self, offset: usize, name: &str, value: &str) -> Result<&[u8]> {
         let content_end = self.map.len() - TOC_LEN;
-        let bad = |e: &str| self.corrupt(format!("postings list {name:?}={value:?} at offset {offset}: {e}"));
-        let body = crc_section(&self.map[..content_end], offset).map_err(bad)?;
-        let mut d = Decbuf::new(body);
-        let n = d.be32().map_err(bad)? as usize;
-        if d.remaining() != n.saturating_mul(4) {
-            return Err(bad("length does not match the number of entries"));
+        let body =
+            crc_section(&self.map[..content_end], offset).map_err(|e| self.bad_postings(offset, name, value, e))?;
+        match body.split_first_chunk::<4>() {
+            Some((n, refs)) if refs.len() == (u32::from_be_bytes(*n) as usize).saturating_mul(4) => Ok(refs),
+            _ => Err(self.bad_postings(offset, name, value, "length does not match the number of entries")),
         }
-        let mut refs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let r = u64::from(d.be32().map_err(bad)?);
-            if refs.last().is_some_and(|&prev| prev >= r) {
-                return Err(bad("series refs not ascending"));
-            }
-            refs.push(r);
-        }
-        Ok(refs)
     }
+
+    fn bad_postings(&self, offset: usize, name: &str, value: &str, e: &str) -> Error {
+        self.corrupt(format!("postings list {name:?}={value:?} at offset {offset}: {e}"))
+    }
+}
+
+/// The `i`th ref of a postings list's BE32 bytes; `i` must be below `refs.len() / 4`.
+fn ref_at(refs: &[u8], i: usize) -> u64 {
+    u64::from(u32::from_be_bytes([refs[4 * i], refs[4 * i + 1], refs[4 * i + 2], refs[4 * i + 3]]))
 }
 
 impl PostingsSource for IndexReader {
     fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>> {
-        match self.postings_offset(name, value)? {
-            Some(offset) => self.read_postings(offset, name, value),
-            None => Ok(Vec::new()),
+        let Some(offset) = self.postings_offset(name, value)? else {
+            return Ok(Vec::new());
+        };
+        let refs: Vec<u64> = self
+            .postings_bytes(offset, name, value)?
+            .chunks_exact(4)
+            .map(|r| u64::from(u32::from_be_bytes([r[0], r[1], r[2], r[3]])))
+            .collect();
+        if refs.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(self.bad_postings(offset, name, value, "series refs not ascending"));
         }
+        Ok(refs)
+    }
+
+    /// Binary-searches the mapped list instead of decoding it. The list's CRC is still
+    /// checked; its order is not (a list failing that check is corrupt beyond what the CRC
+    /// catches, and searching it gives wrong refs, not a crash).
+    fn postings_within(&self, name: &str, value: &str, within: &[u64]) -> Result<Vec<u64>> {
+        let Some(offset) = self.postings_offset(name, value)? else {
+            return Ok(Vec::new());
+        };
+        let refs = self.postings_bytes(offset, name, value)?;
+        let len = refs.len() / 4;
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &r in within {
+            at += seek(len - at, r, |i| ref_at(refs, at + i));
+            if at == len {
+                break;
+            }
+            if ref_at(refs, at) == r {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The list's entry count, read without checking the CRC: only an estimate.
+    fn postings_len_hint(&self, name: &str, value: &str) -> Result<usize> {
+        let Some(offset) = self.postings_offset(name, value)? else {
+            return Ok(0);
+        };
+        let n = Decbuf::at(&self.map, offset)
+            .and_then(|mut d| {
+                d.be32()?;
+                d.be32()
+            })
+            .map_err(|e| self.bad_postings(offset, name, value, e))?;
+        Ok(n as usize)
     }
 
     fn all_postings(&self) -> Result<Vec<u64>> {
