@@ -287,7 +287,11 @@ fn local_blocks(dir: &Path) -> Result<LocalBlocks> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
-        let Some(id) = entry.file_name().to_str().and_then(|n| Ulid::from_string(n).ok()) else { continue };
+        // Exactly the canonical (upper-case) text, as Prometheus names block directories.
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| Ulid::from_string(n).ok().filter(|id| id.to_string() == n)) else {
+            continue;
+        };
         if !entry.file_type().map_err(|e| Error::io("stat", entry.path(), e))?.is_dir() {
             continue;
         }
