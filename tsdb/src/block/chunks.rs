@@ -116,6 +116,7 @@ fn segment_name(index: u32) -> String {
 
 /// The memory-mapped segment files of a block.
 pub struct ChunkReader {
+    dir: PathBuf,
     /// Path and map of each segment, in name order; a ref's segment index indexes this.
     segments: Vec<(PathBuf, Mmap)>,
 }
@@ -156,7 +157,7 @@ impl ChunkReader {
             }
             segments.push((path, map));
         }
-        Ok(ChunkReader { segments })
+        Ok(ChunkReader { dir: dir.to_owned(), segments })
     }
 
     /// The encoding and data of the chunk at `chunk_ref`, CRC-checked.
@@ -165,7 +166,7 @@ impl ChunkReader {
         let offset = (chunk_ref & 0xffff_ffff) as usize;
         let Some((path, map)) = self.segments.get(index) else {
             return Err(Error::CorruptFile {
-                path: self.segments.first().map(|s| s.0.clone()).unwrap_or_default(),
+                path: self.dir.clone(),
                 reason: format!(
                     "chunk ref {chunk_ref:#x} names segment {index}, but there are {}",
                     self.segments.len()

@@ -2,6 +2,7 @@
 //! meta.json, all in a temporary directory that is renamed into place when complete.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ulid::Ulid;
 
@@ -29,6 +30,7 @@ pub struct BlockWriter {
     /// Earliest and latest sample time over all chunks written.
     time_range: Option<(i64, i64)>,
     metas: Vec<ChunkMeta>,
+    started: Instant,
 }
 
 impl BlockWriter {
@@ -56,6 +58,7 @@ impl BlockWriter {
             stats: BlockStats::default(),
             time_range: None,
             metas: Vec::new(),
+            started: Instant::now(),
         })
     }
 
@@ -154,6 +157,15 @@ impl BlockWriter {
         let dir = self.parent.join(self.ulid.to_string());
         std::fs::rename(&self.tmp, &dir).map_err(|e| Error::io("rename", &self.tmp, e))?;
         sync_dir(&self.parent)?;
+        tracing::info!(
+            ulid = %self.ulid,
+            min_time,
+            max_time,
+            series = meta.stats.num_series,
+            samples = meta.stats.num_samples,
+            duration = ?self.started.elapsed(),
+            "wrote block"
+        );
         Ok(meta)
     }
 }

@@ -72,7 +72,7 @@ impl IndexReader {
             FORMAT_V2 | 3 => {}
             1 => {
                 return Err(OpenError::Unsupported(
-                    "index format version 1 (written by Prometheus before 2.0); only version 2 is readable".into(),
+                    "index format version 1 (from early Prometheus 2 releases); only version 2 is readable".into(),
                 ))
             }
             v => return Err(OpenError::Unsupported(format!("index format version {v}"))),
