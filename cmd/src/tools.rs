@@ -66,6 +66,10 @@ struct TsdbArgs {
 enum TsdbCommand {
     /// Print every sample as `{labels} value timestamp_ms`, like `promtool tsdb dump`.
     Dump(DumpArgs),
+    /// List the blocks with their time ranges, counts and sizes, like `promtool tsdb list`.
+    List(ListArgs),
+    /// Label cardinality and series churn of one block, like `promtool tsdb analyze`.
+    Analyze(AnalyzeArgs),
 }
 
 #[derive(Args)]
@@ -81,12 +85,51 @@ struct DumpArgs {
     max_time: i64,
 }
 
+#[derive(Args)]
+struct ListArgs {
+    /// TSDB directory of one tenant (e.g. <receive --tsdb.path>/default-tenant) or one block.
+    #[arg(long = "tsdb.path")]
+    tsdb_path: PathBuf,
+    /// Print times as UTC dates and sizes in KiB/MiB/GiB.
+    #[arg(short = 'r', long = "human-readable")]
+    human_readable: bool,
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// TSDB directory of one tenant (e.g. <receive --tsdb.path>/default-tenant) or one block.
+    #[arg(long = "tsdb.path")]
+    tsdb_path: PathBuf,
+    /// ULID of the block to analyze; default: the one with the latest min time.
+    #[arg(long)]
+    block: Option<strata_tsdb::inspect::Ulid>,
+    /// How many entries to show in each list.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
         ToolsCommand::Tsdb(TsdbArgs {
             command: TsdbCommand::Dump(a),
         }) => dump(a).await,
+        ToolsCommand::Tsdb(TsdbArgs {
+            command: TsdbCommand::List(a),
+        }) => {
+            print_blocking(a.tsdb_path, move |dir, out| {
+                strata_tsdb::inspect::list(dir, a.human_readable, out)
+            })
+            .await
+        }
+        ToolsCommand::Tsdb(TsdbArgs {
+            command: TsdbCommand::Analyze(a),
+        }) => {
+            print_blocking(a.tsdb_path, move |dir, out| {
+                strata_tsdb::inspect::analyze(dir, a.block, a.limit, out)
+            })
+            .await
+        }
     }
 }
 
@@ -124,6 +167,26 @@ async fn dump(a: DumpArgs) -> anyhow::Result<()> {
             .and_then(|()| out.flush().context("write to stdout"));
         match written {
             // A reader that stops early (`| head`) is not a failure of the dump.
+            Err(e) if is_broken_pipe(&e) => Ok(()),
+            other => other,
+        }
+    })
+    .await?
+}
+
+/// Runs a report over the TSDB at `dir` off the async workers (it reads files), printing to
+/// stdout; a reader that stops early is not an error.
+async fn print_blocking<F>(dir: PathBuf, report: F) -> anyhow::Result<()>
+where
+    F: FnOnce(&std::path::Path, &mut dyn Write) -> strata_tsdb::Result<()> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let written = report(&dir, &mut out)
+            .with_context(|| format!("inspect {}", dir.display()))
+            .and_then(|()| out.flush().context("write to stdout"));
+        match written {
             Err(e) if is_broken_pipe(&e) => Ok(()),
             other => other,
         }

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod head;
 pub mod index;
+pub mod inspect;
 pub mod labels;
 pub mod matchers;
 pub mod postings;
