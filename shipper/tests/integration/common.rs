@@ -391,3 +391,12 @@ pub fn promtool_analyze(dir: &Path, id: &str) -> String {
     assert!(out.status.success(), "promtool tsdb analyze {id} failed: {text}");
     text
 }
+
+/// Awaits `fut`, failing the test if it takes longer than `secs` (a hung request must not hang
+/// the suite).
+pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not finish within {secs}s"),
+    }
+}

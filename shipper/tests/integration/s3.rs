@@ -84,7 +84,7 @@ async fn s3_ships_blocks_with_thanos_meta_and_multipart() {
     let bucket = s3_bucket(moto.port, "blocks", PART, "");
     let shipper = Shipper::new(bucket.clone(), &tsdb, labels(&[("replica", "0")]), "receive").expect("shipper");
 
-    let stats = shipper.sync().await.expect("sync");
+    let stats = within(180, "sync", shipper.sync()).await.expect("sync");
     assert_eq!(stats.uploaded, blocks.len(), "{stats:?}");
     let local_bytes: u64 = blocks.iter().flat_map(|b| local_files(b).into_values()).sum();
     assert!(stats.bytes > local_bytes, "bytes sent {} cover the files ({local_bytes}) and meta.json", stats.bytes);
@@ -101,7 +101,7 @@ async fn s3_ships_blocks_with_thanos_meta_and_multipart() {
     assert!(!small.e_tag.expect("etag").contains('-'), "a small file is a single PUT");
 
     // Nothing is uploaded twice.
-    let again = shipper.sync().await.expect("second sync");
+    let again = within(180, "sync", shipper.sync()).await.expect("second sync");
     assert_eq!(again.uploaded, 0);
     assert_all_shipped(&bucket, &tsdb, &blocks).await;
     let m = shipper.metrics();
@@ -143,7 +143,7 @@ async fn s3_outage_mid_upload_then_clean_reupload() {
     let first: u64 = local_files(&blocks[0]).values().sum();
     let big_first_segment = std::fs::metadata(blocks[1].join("chunks/000001")).expect("stat").len();
     proxy.trip_after(first + big_first_segment + 6 * MIB, proxy.outage_switch());
-    let err = shipper.sync().await.expect_err("sync through an outage fails");
+    let err = within(180, "sync", shipper.sync()).await.expect_err("sync through an outage fails");
     assert!(proxy.tripped());
     assert!(err.to_string().contains("1 uploaded"), "{err}");
 
@@ -161,7 +161,7 @@ async fn s3_outage_mid_upload_then_clean_reupload() {
 
     // Service is back: the next sync finishes the job, each block exactly once.
     proxy.set_up();
-    let stats = shipper.sync().await.expect("sync after the outage");
+    let stats = within(180, "sync", shipper.sync()).await.expect("sync after the outage");
     assert_eq!(stats.uploaded, blocks.len() - 1);
     assert_all_shipped(&direct, &tsdb, &blocks).await;
 }
@@ -192,7 +192,7 @@ async fn s3_server_killed_mid_upload_and_restarted() {
             m.kill();
         }
     });
-    shipper.sync().await.expect_err("the server died mid-upload");
+    within(180, "sync", shipper.sync()).await.expect_err("the server died mid-upload");
     assert!(proxy.tripped());
     assert!(state_uploaded(&tsdb).is_empty(), "nothing was completed");
 
@@ -202,7 +202,7 @@ async fn s3_server_killed_mid_upload_and_restarted() {
         m.restart();
         m.create_bucket("blocks");
     }
-    let stats = shipper.sync().await.expect("sync after restart");
+    let stats = within(180, "sync", shipper.sync()).await.expect("sync after restart");
     assert_eq!(stats.uploaded, blocks.len());
     assert_all_shipped(&s3_bucket(port, "blocks", PART, ""), &tsdb, &blocks).await;
 }
