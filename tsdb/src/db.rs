@@ -169,6 +169,27 @@ impl Db {
         select_from(&self.blocks(), &self.head, matchers, mint, maxt)
     }
 
+    /// Label names of series matching `matchers` in blocks overlapping `[mint, maxt]` and the
+    /// head, sorted and deduplicated.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for b in self.blocks().iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
+            all.extend(b.label_names(matchers)?);
+        }
+        all.extend(self.head.label_names(matchers)?);
+        Ok(all.into_iter().collect())
+    }
+
+    /// Values of label `name` among series matching `matchers`, blocks and head, sorted.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for b in self.blocks().iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
+            all.extend(b.label_values(name, matchers)?);
+        }
+        all.extend(self.head.label_values_matching(name, matchers)?);
+        Ok(all.into_iter().collect())
+    }
+
     /// Whether the head spans more than 1.5 chunk ranges, so its oldest range can be cut.
     pub fn compactable(&self) -> bool {
         let (min, max) = (self.head.min_time(), self.head.max_time());
