@@ -1,0 +1,7 @@
+//! PromQL over any [`storage::Storage`], and the Prometheus HTTP API on top of it.
+//!
+//! The engine parses with the promql-parser crate and evaluates the AST itself, step-wise over
+//! whole vectors. See README.md for what this crate owns.
+
+pub mod storage;
+pub mod value;
