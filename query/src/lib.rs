@@ -1,7 +1,8 @@
-//! PromQL over any [`storage::Storage`], and the Prometheus HTTP API on top of it.
+//! PromQL over any [`Storage`], and the Prometheus HTTP API on top of it.
 //!
 //! The engine parses with the promql-parser crate and evaluates the AST itself, step-wise over
 //! whole vectors. See README.md for what this crate owns.
 
-pub mod storage;
 pub mod value;
+
+pub use strata_tsdb::storage::{SelectHints, Storage};

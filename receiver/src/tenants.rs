@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use strata_tsdb::block::SeriesChunks;
 use strata_tsdb::db::{Db, DbOptions};
+use strata_tsdb::matchers::Matcher;
+use strata_tsdb::querier::merge_series_sets;
+use strata_tsdb::storage::{SelectHints, Storage};
 
 use crate::error::ReceiveError;
 
@@ -90,6 +94,34 @@ impl MultiTsdb {
             tracing::info!(tenant, "closed tenant TSDB");
         }
         Ok(())
+    }
+}
+
+/// Queries see every tenant's series; a label set present in several tenants is one series.
+/// (Tenancy enforcement on the query path comes with the querier.)
+impl Storage for MultiTsdb {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, hints: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+        let mut sets = Vec::new();
+        for (_, db) in self.all() {
+            sets.push(Storage::select(&*db, matchers, mint, maxt, hints)?);
+        }
+        merge_series_sets(sets)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> strata_tsdb::Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for (_, db) in self.all() {
+            all.extend(db.label_names(matchers, mint, maxt)?);
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> strata_tsdb::Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        for (_, db) in self.all() {
+            all.extend(db.label_values(name, matchers, mint, maxt)?);
+        }
+        Ok(all.into_iter().collect())
     }
 }
 
