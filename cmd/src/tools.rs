@@ -20,6 +20,8 @@ enum ToolsCommand {
     BenchWrite(BenchWriteArgs),
     /// Inspect a local TSDB directory.
     Tsdb(TsdbArgs),
+    /// Inspect an object-storage bucket in the Thanos layout.
+    Bucket(BucketArgs),
 }
 
 #[derive(Args)]
@@ -108,6 +110,48 @@ struct AnalyzeArgs {
     limit: usize,
 }
 
+#[derive(Args)]
+struct BucketArgs {
+    #[command(subcommand)]
+    command: BucketCommand,
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// List the blocks: time range, level, resolution, series/samples/chunks, labels, source.
+    Ls(BucketLsArgs),
+    /// Print one block's meta.json and its objects with their sizes.
+    Inspect(BucketInspectArgs),
+}
+
+#[derive(Args)]
+struct ObjstoreArgs {
+    /// Path to the objstore YAML (Thanos format: type, config, prefix).
+    #[arg(
+        long = "objstore.config-file",
+        conflicts_with = "objstore_config",
+        required_unless_present = "objstore_config"
+    )]
+    objstore_config_file: Option<PathBuf>,
+    /// The objstore YAML itself, instead of a file.
+    #[arg(long = "objstore.config")]
+    objstore_config: Option<String>,
+}
+
+#[derive(Args)]
+struct BucketLsArgs {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+}
+
+#[derive(Args)]
+struct BucketInspectArgs {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    /// ULID of the block.
+    block: strata_tsdb::inspect::Ulid,
+}
+
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
@@ -130,6 +174,46 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
             })
             .await
         }
+        ToolsCommand::Bucket(BucketArgs {
+            command: BucketCommand::Ls(a),
+        }) => {
+            let bucket = a.objstore.bucket()?;
+            let mut out = Vec::new();
+            strata_shipper::tools::bucket_ls(&bucket, &mut out).await?;
+            print_stdout(&out)
+        }
+        ToolsCommand::Bucket(BucketArgs {
+            command: BucketCommand::Inspect(a),
+        }) => {
+            let bucket = a.objstore.bucket()?;
+            let mut out = Vec::new();
+            strata_shipper::tools::bucket_inspect(&bucket, a.block, &mut out).await?;
+            print_stdout(&out)
+        }
+    }
+}
+
+impl ObjstoreArgs {
+    fn bucket(&self) -> anyhow::Result<strata_shipper::Bucket> {
+        let (yaml, source) = match (&self.objstore_config_file, &self.objstore_config) {
+            (Some(path), _) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("read objstore config {}", path.display()))?,
+                path.display().to_string(),
+            ),
+            (None, Some(yaml)) => (yaml.clone(), "--objstore.config".to_owned()),
+            (None, None) => bail!("set --objstore.config-file or --objstore.config"),
+        };
+        Ok(strata_shipper::parse_objstore_config(&yaml, &source)?.build()?)
+    }
+}
+
+/// Writes a finished report to stdout; a reader that stops early is not an error.
+fn print_stdout(text: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("write to stdout"),
     }
 }
 

@@ -125,13 +125,14 @@ pub async fn bucket_inspect(bucket: &Bucket, id: Ulid, out: &mut dyn Write) -> R
         None => text.push_str("meta.json: missing (a partial upload)\n"),
     }
     let prefix = format!("{id}/");
-    let rows: Vec<(String, String)> = objects
+    let mut rows: Vec<(String, String)> = objects
         .iter()
         .map(|o| {
             let key = o.location.as_ref();
             (key.strip_prefix(&prefix).unwrap_or(key).to_owned(), o.size.to_string())
         })
         .collect();
+    rows.sort();
     let width = rows.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
     let total: u64 = objects.iter().map(|o| o.size).sum();
     text.push_str(&format!("files ({} objects, {total} bytes):\n", rows.len()));
