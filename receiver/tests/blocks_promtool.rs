@@ -10,7 +10,8 @@ use axum::http::{Request, StatusCode};
 use prost::Message;
 use strata_proto::prometheus as v1;
 use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
-use strata_tsdb::db::{format_go_g, DbOptions};
+use strata_tsdb::db::DbOptions;
+use strata_tsdb::gofloat::format_g;
 use tower::ServiceExt;
 
 const SERIES: usize = 60;
@@ -69,7 +70,7 @@ async fn promtool_reads_what_the_receiver_cut() {
     for i in 0..SERIES {
         for step in 0..STEPS {
             let labels = format!(r#"{{__name__="metric_{}", instance="host-{i}:9100"}}"#, i % 3);
-            want.push(format!("{labels} {} {}", format_go_g(value(step, i)), t0 + step * STEP_MS));
+            want.push(format!("{labels} {} {}", format_g(value(step, i)), t0 + step * STEP_MS));
         }
     }
     want.sort();

@@ -18,6 +18,7 @@ use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockWriter, SeriesChunk
 use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
+use crate::gofloat::format_g;
 use crate::querier::{for_each_sample, merge_series_sets};
 use crate::wal::{self, Record, ReplayStats, Wal, WalOptions};
 use crate::{Error, Result};
@@ -393,7 +394,7 @@ pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()>
         let mut err = None;
         for_each_sample(&series, mint, maxt, |t, v| {
             if err.is_none() {
-                if let Err(e) = writeln!(out, "{labels} {} {t}", format_go_g(v)) {
+                if let Err(e) = writeln!(out, "{labels} {} {t}", format_g(v)) {
                     err = Some(e);
                 }
             }
@@ -403,30 +404,6 @@ pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()>
         }
     }
     out.flush().map_err(io)
-}
-
-/// Formats a float as Go's `%g` (`strconv.FormatFloat(v, 'g', -1, 64)`): the shortest digits
-/// that round-trip, in exponent form when the decimal exponent is below -4 or at least 6 (Go
-/// decides with precision 6 when printing the shortest form).
-pub fn format_go_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{v}")
-    }
 }
 
 #[cfg(test)]
@@ -576,28 +553,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = dump(dir.path(), 0, 1, &mut Vec::new()).unwrap_err().to_string();
         assert!(err.contains("no blocks and no WAL segments"), "{err}");
-    }
-
-    #[test]
-    fn go_g_format() {
-        for (v, want) in [
-            (1.0, "1"),
-            (0.5, "0.5"),
-            (123456.0, "123456"),
-            (1234567.0, "1.234567e+06"),
-            (1e6, "1e+06"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (-2.5e-7, "-2.5e-07"),
-            (1e100, "1e+100"),
-            (f64::MAX, "1.7976931348623157e+308"),
-            (f64::INFINITY, "+Inf"),
-            (f64::NEG_INFINITY, "-Inf"),
-            (f64::NAN, "NaN"),
-            (-0.0, "-0"),
-            (100000.5, "100000.5"),
-        ] {
-            assert_eq!(format_go_g(v), want, "{v}");
-        }
     }
 }

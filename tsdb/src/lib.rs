@@ -8,6 +8,7 @@ pub mod compact;
 pub mod db;
 pub mod duration;
 pub mod error;
+pub mod gofloat;
 pub mod head;
 pub mod index;
 pub mod inspect;
