@@ -131,7 +131,8 @@ async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol)
     .map_err(|e| none(e.into()))?;
     check_limit("series", batch.series.len() as u64, limits.max_series).map_err(none)?;
     check_limit("samples", batch.samples.len() as u64, limits.max_samples).map_err(none)?;
-    // Metadata-only requests (Prometheus sends one a minute) succeed; metadata is not stored yet.
+    rx.metadata.record(tenant, &batch.metadata);
+    // Metadata-only requests (Prometheus sends one a minute) end here.
     if batch.series.is_empty() {
         return Ok(Written::default());
     }

@@ -5,6 +5,7 @@ pub mod error;
 pub mod handler;
 pub mod http;
 pub mod loadgen;
+pub mod metadata;
 pub mod metrics;
 pub mod tenants;
 mod wal_metrics;
@@ -18,6 +19,7 @@ use axum::Router;
 use strata_tsdb::db::DbOptions;
 
 pub use error::ReceiveError;
+use metadata::MetadataStore;
 use metrics::Metrics;
 use tenants::MultiTsdb;
 
@@ -59,6 +61,8 @@ pub struct ReceiverConfig {
 pub struct Receiver {
     pub config: ReceiverConfig,
     pub tenants: Arc<MultiTsdb>,
+    /// Metric metadata from remote write, all tenants.
+    pub metadata: Arc<MetadataStore>,
     pub metrics: Metrics,
     ready: AtomicBool,
 }
@@ -67,7 +71,13 @@ impl Receiver {
     /// A receiver that is not ready until [`Receiver::start`] has replayed the WALs.
     pub fn new(config: ReceiverConfig) -> Arc<Self> {
         let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone()));
-        Arc::new(Receiver { metrics: Metrics::new(tenants.clone()), tenants, config, ready: AtomicBool::new(false) })
+        Arc::new(Receiver {
+            metrics: Metrics::new(tenants.clone()),
+            tenants,
+            metadata: Arc::default(),
+            config,
+            ready: AtomicBool::new(false),
+        })
     }
 
     /// Opens existing tenant TSDBs (replaying their WALs) and then reports ready. Writes that

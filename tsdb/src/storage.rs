@@ -41,3 +41,21 @@ impl Storage for Db {
         Db::label_values(self, name, matchers, mint, maxt)
     }
 }
+
+/// What a sender said about a metric family (from remote-write metadata), as the Prometheus API
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricMetadata {
+    /// Prometheus's spelling: `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`,
+    /// `info`, `stateset` or `unknown`.
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// A source of metric metadata. It lives here, beside [`Storage`], so that the query API can
+/// read what the receiver (or later a remote store) keeps without depending on it.
+pub trait MetadataSource: Send + Sync {
+    /// Distinct metadata by metric family name, sorted by name; only `metric` when given.
+    fn metadata(&self, metric: Option<&str>) -> Vec<(String, Vec<MetricMetadata>)>;
+}
