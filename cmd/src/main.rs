@@ -1,15 +1,17 @@
 //! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
 
 mod logging;
+mod objstore;
 mod tools;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
+use strata_receiver::{Receiver, ReceiverConfig, RequestLimits, Shipping};
 use strata_tsdb::db::DbOptions;
 use strata_tsdb::wal::WalOptions;
 use tokio::net::TcpListener;
@@ -74,6 +76,15 @@ struct ReceiverArgs {
     /// deleted. Prometheus duration syntax; 0 keeps everything.
     #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration_flag)]
     retention: i64,
+    /// External label of this receiver's blocks, as `name="value"` (repeatable). Shipping
+    /// needs at least one.
+    #[arg(long = "label", value_parser = parse_label_flag)]
+    labels: Vec<(String, String)>,
+    /// Label added to each tenant's external labels with the tenant as its value.
+    #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
+    tenant_label_name: String,
+    #[command(flatten)]
+    objstore: objstore::ObjstoreArgs,
     /// Snappy-compress WAL records (as Prometheus does by default).
     #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
     wal_compression: bool,
@@ -85,7 +96,8 @@ struct ReceiveArgs {
     listen: ListenArgs,
     #[command(flatten)]
     receiver: ReceiverArgs,
-    /// Directory of the per-tenant TSDBs (`<path>/<tenant>/`).
+    /// Directory of the per-tenant TSDBs (`<path>/<tenant>/`). Blocks are shipped when an
+    /// objstore flag is given.
     #[arg(long = "tsdb.path", default_value = "./data")]
     tsdb_path: PathBuf,
 }
@@ -96,13 +108,34 @@ struct StandaloneArgs {
     listen: ListenArgs,
     #[command(flatten)]
     receiver: ReceiverArgs,
-    /// Directory for all data; the receiver's TSDBs live in `<data-dir>/receive/`.
+    /// Directory for all data: the receiver's TSDBs in `<data-dir>/receive/`, and, unless an
+    /// objstore flag is given, the bucket in `<data-dir>/bucket/` (blocks get the external label
+    /// receive="standalone" unless `--label` is given).
     #[arg(long = "data-dir", default_value = "./data")]
     data_dir: PathBuf,
 }
 
-fn receiver_config(tsdb_path: PathBuf, t: &ReceiverArgs) -> ReceiverConfig {
-    ReceiverConfig {
+/// Receiver settings from the flags. `default_bucket` is used when no objstore flag is given
+/// (standalone keeps its blocks in a local-directory bucket by default).
+fn receiver_config(
+    tsdb_path: PathBuf,
+    t: &ReceiverArgs,
+    default_bucket: Option<(PathBuf, (String, String))>,
+) -> anyhow::Result<ReceiverConfig> {
+    let mut external_labels: BTreeMap<String, String> = t.labels.iter().cloned().collect();
+    let bucket = match (t.objstore.bucket()?, default_bucket) {
+        (Some(b), _) => Some(b),
+        (None, Some((dir, label))) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create bucket directory {}", dir.display()))?;
+            if external_labels.is_empty() {
+                external_labels.insert(label.0, label.1);
+            }
+            let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {:?}\n", dir.display().to_string());
+            Some(strata_shipper::parse_objstore_config(&yaml, "the default local bucket")?.build()?)
+        }
+        (None, None) => None,
+    };
+    Ok(ReceiverConfig {
         tsdb_path,
         tenant_header: t.tenant_header.clone(),
         default_tenant: t.default_tenant.clone(),
@@ -117,7 +150,39 @@ fn receiver_config(tsdb_path: PathBuf, t: &ReceiverArgs) -> ReceiverConfig {
             retention: (t.retention > 0).then_some(t.retention),
             ..DbOptions::default()
         },
+        shipping: bucket.map(|bucket| Shipping {
+            bucket,
+            external_labels,
+            tenant_label_name: t.tenant_label_name.clone(),
+            wake: Arc::default(),
+        }),
+    })
+}
+
+/// Parses a Thanos `--label` value: `name="value"` with a Go-quoted value.
+fn parse_label_flag(s: &str) -> Result<(String, String), String> {
+    let bad = || format!("invalid label {s:?}: expected name=\"value\", e.g. replica=\"0\"");
+    let (name, value) = s.split_once('=').ok_or_else(bad)?;
+    let valid_name = name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !valid_name {
+        return Err(bad());
     }
+    let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).ok_or_else(bad)?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(c @ ('\\' | '"')) => out.push(c),
+                _ => return Err(bad()),
+            },
+            '"' => return Err(bad()),
+            c => out.push(c),
+        }
+    }
+    Ok((name.to_owned(), out))
 }
 
 fn parse_duration_flag(s: &str) -> Result<i64, String> {
@@ -130,9 +195,11 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver), &a.listen, false).await,
+            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false).await,
             Command::Standalone(a) => {
-                run_receiver(receiver_config(a.data_dir.join("receive"), &a.receiver), &a.listen, true).await
+                let default_bucket = (a.data_dir.join("bucket"), ("receive".to_owned(), "standalone".to_owned()));
+                let config = receiver_config(a.data_dir.join("receive"), &a.receiver, Some(default_bucket))?;
+                run_receiver(config, &a.listen, true).await
             }
             Command::Tools(a) => tools::run(a).await,
         }
@@ -184,7 +251,7 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, print_snippet
     tracing::info!("shutting down: finishing in-flight requests, then closing WALs");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(rw_task, http_task);
-    rx.shutdown().context("close WALs")?;
+    rx.shutdown().await.context("close WALs")?;
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -211,4 +278,18 @@ fn print_remote_write_snippet(addr: SocketAddr) {
          remote_write:\n  - url: http://{host}:{port}/api/v1/receive\n",
         port = addr.port()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_label_flag;
+
+    #[test]
+    fn label_flags() {
+        assert_eq!(parse_label_flag(r#"replica="0""#), Ok(("replica".into(), "0".into())));
+        assert_eq!(parse_label_flag(r#"a_1="x \"y\"""#), Ok(("a_1".into(), r#"x "y""#.into())));
+        for bad in ["replica=0", r#"="x""#, r#"1a="x""#, "replica", r#"a="x"y""#, r#"a-b="x""#] {
+            assert!(parse_label_flag(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -125,29 +125,15 @@ enum BucketCommand {
 }
 
 #[derive(Args)]
-struct ObjstoreArgs {
-    /// Path to the objstore YAML (Thanos format: type, config, prefix).
-    #[arg(
-        long = "objstore.config-file",
-        conflicts_with = "objstore_config",
-        required_unless_present = "objstore_config"
-    )]
-    objstore_config_file: Option<PathBuf>,
-    /// The objstore YAML itself, instead of a file.
-    #[arg(long = "objstore.config")]
-    objstore_config: Option<String>,
-}
-
-#[derive(Args)]
 struct BucketLsArgs {
     #[command(flatten)]
-    objstore: ObjstoreArgs,
+    objstore: crate::objstore::ObjstoreArgs,
 }
 
 #[derive(Args)]
 struct BucketInspectArgs {
     #[command(flatten)]
-    objstore: ObjstoreArgs,
+    objstore: crate::objstore::ObjstoreArgs,
     /// ULID of the block.
     block: strata_tsdb::inspect::Ulid,
 }
@@ -177,7 +163,7 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
         ToolsCommand::Bucket(BucketArgs {
             command: BucketCommand::Ls(a),
         }) => {
-            let bucket = a.objstore.bucket()?;
+            let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_ls(&bucket, &mut out).await?;
             print_stdout(&out)
@@ -185,26 +171,11 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
         ToolsCommand::Bucket(BucketArgs {
             command: BucketCommand::Inspect(a),
         }) => {
-            let bucket = a.objstore.bucket()?;
+            let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_inspect(&bucket, a.block, &mut out).await?;
             print_stdout(&out)
         }
-    }
-}
-
-impl ObjstoreArgs {
-    fn bucket(&self) -> anyhow::Result<strata_shipper::Bucket> {
-        let (yaml, source) = match (&self.objstore_config_file, &self.objstore_config) {
-            (Some(path), _) => (
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("read objstore config {}", path.display()))?,
-                path.display().to_string(),
-            ),
-            (None, Some(yaml)) => (yaml.clone(), "--objstore.config".to_owned()),
-            (None, None) => bail!("set --objstore.config-file or --objstore.config"),
-        };
-        Ok(strata_shipper::parse_objstore_config(&yaml, &source)?.build()?)
     }
 }
 

@@ -33,6 +33,8 @@ pub enum ReceiveError {
     Tsdb(#[from] strata_tsdb::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl ReceiveError {
@@ -46,7 +48,7 @@ impl ReceiveError {
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Conflict(_) => StatusCode::CONFLICT,
-            Tsdb(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Tsdb(_) | Internal(_) | Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

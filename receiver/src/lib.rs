@@ -21,7 +21,11 @@ use strata_tsdb::db::DbOptions;
 pub use error::ReceiveError;
 use metadata::MetadataStore;
 use metrics::Metrics;
+pub use tenants::Shipping;
 use tenants::MultiTsdb;
+
+/// How often tenants' blocks are shipped even without a cut (Thanos: 30s).
+const SHIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Per-request limits; 0 disables a limit. Requests over a limit get 413.
 #[derive(Debug, Clone)]
@@ -55,6 +59,8 @@ pub struct ReceiverConfig {
     pub default_tenant: String,
     pub limits: RequestLimits,
     pub db: DbOptions,
+    /// Ship blocks to object storage; `None` keeps them local only.
+    pub shipping: Option<Shipping>,
 }
 
 /// A running receiver: tenants' TSDBs, readiness and metrics.
@@ -70,7 +76,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver that is not ready until [`Receiver::start`] has replayed the WALs.
     pub fn new(config: ReceiverConfig) -> Arc<Self> {
-        let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone()));
+        let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone(), config.shipping.clone()));
         Arc::new(Receiver {
             metrics: Metrics::new(tenants.clone()),
             tenants,
@@ -83,12 +89,33 @@ impl Receiver {
     /// Opens existing tenant TSDBs (replaying their WALs) and then reports ready. Writes that
     /// arrive before then get 503, so senders retry them.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReceiveError> {
+        if let Some(shipping) = &self.config.shipping {
+            if shipping.external_labels.is_empty() {
+                return Err(ReceiveError::Config(
+                    "shipping blocks needs at least one external label to tell this receiver's blocks apart in the \
+                     bucket; add one, e.g. --label 'receive_replica=\"0\"'"
+                        .into(),
+                ));
+            }
+        }
         let rx = self.clone();
         tokio::task::spawn_blocking(move || rx.tenants.open_existing(&rx.config.default_tenant))
             .await
             .map_err(|e| ReceiveError::Internal(format!("WAL replay task failed: {e}")))??;
         self.ready.store(true, Ordering::Release);
         tracing::info!("receiver is ready");
+        if let Some(shipping) = &self.config.shipping {
+            let (tenants, wake) = (self.tenants.clone(), shipping.wake.clone());
+            tokio::spawn(async move {
+                loop {
+                    tenants.ship().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(SHIP_INTERVAL) => {}
+                        _ = wake.notified() => {}
+                    }
+                }
+            });
+        }
         Ok(())
     }
 
@@ -96,10 +123,16 @@ impl Receiver {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Stops taking writes and closes every WAL cleanly.
-    pub fn shutdown(&self) -> Result<(), ReceiveError> {
+    /// Stops taking writes, closes every WAL cleanly (cutting nothing early: the WAL covers the
+    /// head) and ships any block not yet shipped.
+    pub async fn shutdown(&self) -> Result<(), ReceiveError> {
         self.ready.store(false, Ordering::Release);
-        self.tenants.close()
+        let tenants = self.tenants.clone();
+        tokio::task::spawn_blocking(move || tenants.close())
+            .await
+            .map_err(|e| ReceiveError::Internal(format!("closing TSDBs failed: {e}")))??;
+        self.tenants.ship().await;
+        Ok(())
     }
 
     /// The remote-write listener's routes.

@@ -125,6 +125,14 @@ impl Collector for TsdbCollector {
         let time_s = |t: i64| if t == i64::MAX || t == i64::MIN { f64::NAN } else { t as f64 / 1000.0 };
         family(&mut enc, "prometheus_tsdb_head_min_time_seconds", "Minimum time bound of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().min_time())))?;
         family(&mut enc, "prometheus_tsdb_head_max_time_seconds", "Maximum timestamp of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().max_time())))?;
-        crate::wal_metrics::encode(&mut enc, &tenants)
+        crate::wal_metrics::encode(&mut enc, &tenants)?;
+        let shippers = self.tenants.shippers();
+        let ship = |f: &dyn Fn(&strata_shipper::ShipperMetrics) -> &std::sync::atomic::AtomicU64| -> Vec<(String, f64)> {
+            shippers.iter().map(|(t, s)| (t.clone(), load(f(&s.metrics())))).collect()
+        };
+        family(&mut enc, "thanos_shipper_uploads", "Total number of uploaded blocks.", Kind::Counter, &[], &ship(&|m| &m.uploads_total))?;
+        family(&mut enc, "thanos_shipper_upload_failures", "Total number of block upload failures.", Kind::Counter, &[], &ship(&|m| &m.upload_failures_total))?;
+        family(&mut enc, "thanos_shipper_dir_syncs", "Total number of dir syncs.", Kind::Counter, &[], &ship(&|m| &m.dir_syncs_total))?;
+        family(&mut enc, "thanos_shipper_dir_sync_failures", "Total number of failed dir syncs.", Kind::Counter, &[], &ship(&|m| &m.dir_sync_failures_total))
     }
 }

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use std::collections::BTreeMap;
+
+use strata_shipper::{Bucket, Shipper};
 use strata_tsdb::block::SeriesChunks;
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::matchers::Matcher;
@@ -20,18 +23,48 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
     !tenant.is_empty() && tenant != "." && tenant != ".." && !tenant.contains(['/', '\\', '\0'])
 }
 
-/// The open TSDBs by tenant.
+/// Where and how tenants' blocks are shipped.
+#[derive(Clone)]
+pub struct Shipping {
+    pub bucket: Bucket,
+    /// `--label` flags; must not be empty.
+    pub external_labels: BTreeMap<String, String>,
+    /// Added to each tenant's external labels with the tenant as value (`tenant_id`).
+    pub tenant_label_name: String,
+    /// Woken after every block cut, so blocks are shipped right away.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Shipping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipping")
+            .field("external_labels", &self.external_labels)
+            .field("tenant_label_name", &self.tenant_label_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The open TSDBs by tenant, with their shippers when shipping is on.
 pub struct MultiTsdb {
     dir: PathBuf,
     opts: DbOptions,
+    shipping: Option<Shipping>,
     tenants: RwLock<HashMap<String, Arc<Db>>>,
+    shippers: RwLock<HashMap<String, Arc<Shipper>>>,
     /// Serialises tenant creation so two first writes don't both open the same directory.
     creating: parking_lot::Mutex<()>,
 }
 
 impl MultiTsdb {
-    pub fn new(dir: &Path, opts: DbOptions) -> Self {
-        MultiTsdb { dir: dir.to_owned(), opts, tenants: RwLock::default(), creating: parking_lot::Mutex::new(()) }
+    pub fn new(dir: &Path, opts: DbOptions, shipping: Option<Shipping>) -> Self {
+        MultiTsdb {
+            dir: dir.to_owned(),
+            opts,
+            shipping,
+            tenants: RwLock::default(),
+            shippers: RwLock::default(),
+            creating: parking_lot::Mutex::new(()),
+        }
     }
 
     /// Opens every tenant directory that exists, plus `default_tenant`, replaying their WALs.
@@ -72,7 +105,19 @@ impl MultiTsdb {
         if let Some(db) = self.get(tenant) {
             return Ok(db);
         }
-        let db = Arc::new(Db::open(&self.dir.join(tenant), self.opts.clone())?);
+        let dir = self.dir.join(tenant);
+        let db = Arc::new(Db::open(&dir, self.opts.clone())?);
+        if let Some(shipping) = &self.shipping {
+            let mut labels = shipping.external_labels.clone();
+            labels.insert(shipping.tenant_label_name.clone(), tenant.to_owned());
+            let shipper = Arc::new(Shipper::new(shipping.bucket.clone(), &dir, labels, "receive").map_err(|e| ReceiveError::Internal(e.to_string()))?);
+            // Local retention deletes only blocks that are in the bucket.
+            let shipped = shipper.clone();
+            db.set_deletable(Arc::new(move |meta| shipped.is_uploaded(meta.ulid)));
+            let wake = shipping.wake.clone();
+            db.set_on_block(Arc::new(move |_| wake.notify_one()));
+            self.shippers.write().insert(tenant.to_owned(), shipper);
+        }
         tracing::info!(tenant, "opened tenant TSDB");
         // A replayed head may already span enough to cut (e.g. a cut was interrupted).
         db.maybe_cut();
@@ -85,6 +130,24 @@ impl MultiTsdb {
         let mut v: Vec<_> = self.tenants.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Every tenant's shipper, sorted by tenant.
+    pub fn shippers(&self) -> Vec<(String, Arc<Shipper>)> {
+        let mut v: Vec<_> = self.shippers.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Ships every tenant's new blocks; failures are logged and retried on the next pass.
+    pub async fn ship(&self) {
+        for (tenant, shipper) in self.shippers() {
+            match shipper.sync().await {
+                Ok(stats) if stats.uploaded > 0 => tracing::info!(tenant, uploaded = stats.uploaded, bytes = stats.bytes, "shipped blocks"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(tenant, %error, "shipping blocks failed; will retry"),
+            }
+        }
     }
 
     /// Flushes and closes every WAL.

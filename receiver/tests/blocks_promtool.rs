@@ -46,6 +46,7 @@ async fn promtool_reads_what_the_receiver_cut() {
         default_tenant: "default-tenant".into(),
         limits: RequestLimits::default(),
         db: DbOptions::default(),
+        shipping: None,
     });
     rx.start().await.unwrap();
     let router = rx.remote_write_router();
@@ -86,7 +87,7 @@ async fn promtool_reads_what_the_receiver_cut() {
     assert_eq!(blocks.len(), 2);
     let ulids: Vec<String> = blocks.iter().map(|b| b.meta().ulid.to_string()).collect();
     drop((blocks, db));
-    rx.shutdown().unwrap();
+    rx.shutdown().await.unwrap();
     let tenant_dir = dir.path().join("default-tenant");
     let tenant = tenant_dir.to_str().unwrap();
 

@@ -27,6 +27,7 @@ async fn fixture_with(limits: RequestLimits) -> Fixture {
         default_tenant: "default-tenant".into(),
         limits,
         db: DbOptions::default(),
+        shipping: None,
     });
     rx.start().await.unwrap();
     Fixture { rx, dir }
@@ -301,6 +302,7 @@ async fn not_ready_is_503() {
         default_tenant: "default-tenant".into(),
         limits: RequestLimits::default(),
         db: DbOptions::default(),
+        shipping: None,
     });
     let req = Request::post("/api/v1/receive").body(Body::from(v1_body(vec![ts(&up("a:1"), &[(NOW, 1.0)])]))).unwrap();
     assert_eq!(rx.remote_write_router().oneshot(req).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);

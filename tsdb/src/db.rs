@@ -48,7 +48,11 @@ pub struct Db {
     cutting: AtomicBool,
     closed: AtomicBool,
     deletable: RwLock<Option<DeletableFn>>,
+    on_block: RwLock<Option<BlockHook>>,
 }
+
+/// Called after each new block is written (the receiver wakes its shipper with it).
+pub type BlockHook = Arc<dyn Fn(&BlockMeta) + Send + Sync>;
 
 /// What replaying a WAL into a head found.
 #[derive(Debug, Default, Clone)]
@@ -135,6 +139,7 @@ impl Db {
             cutting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             deletable: RwLock::new(None),
+            on_block: RwLock::new(None),
         })
     }
 
@@ -158,6 +163,11 @@ impl Db {
     /// Restricts retention to blocks `f` accepts (the receiver passes "already shipped").
     pub fn set_deletable(&self, f: DeletableFn) {
         *self.deletable.write() = Some(f);
+    }
+
+    /// Calls `f` after every block this TSDB cuts.
+    pub fn set_on_block(&self, f: BlockHook) {
+        *self.on_block.write() = Some(f);
     }
 
     /// Starts a batch of appends; see [`DbAppender::commit`].
@@ -263,6 +273,9 @@ impl Db {
         let truncated = self.head.truncate(maxt);
         self.truncate_wal(maxt)?;
         self.apply_retention()?;
+        if let (Some(meta), Some(hook)) = (&meta, self.on_block.read().clone()) {
+            hook(meta);
+        }
         match &meta {
             Some(meta) => tracing::info!(
                 dir = %self.dir.display(), ulid = %ulid, min_time = mint, max_time = maxt,

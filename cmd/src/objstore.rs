@@ -1,0 +1,31 @@
+//! The `--objstore.config-file` / `--objstore.config` flags, as Thanos spells them.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Args, Clone)]
+pub struct ObjstoreArgs {
+    /// Path to the objstore YAML (Thanos format: type, config, prefix).
+    #[arg(long = "objstore.config-file", conflicts_with = "objstore_config")]
+    objstore_config_file: Option<PathBuf>,
+    /// The objstore YAML itself, instead of a file.
+    #[arg(long = "objstore.config")]
+    objstore_config: Option<String>,
+}
+
+impl ObjstoreArgs {
+    /// The configured bucket, or `None` when neither flag is set.
+    pub fn bucket(&self) -> anyhow::Result<Option<strata_shipper::Bucket>> {
+        let (yaml, source) = match (&self.objstore_config_file, &self.objstore_config) {
+            (Some(path), _) => (
+                std::fs::read_to_string(path).with_context(|| format!("read objstore config {}", path.display()))?,
+                path.display().to_string(),
+            ),
+            (None, Some(yaml)) => (yaml.clone(), "--objstore.config".to_owned()),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(strata_shipper::parse_objstore_config(&yaml, &source)?.build()?))
+    }
+}
