@@ -8,10 +8,13 @@
 //!
 //! promtool is looked up on `PATH`; without it these tests fail rather than pass vacuously.
 
+mod prom_tools;
+
+use prom_tools::{arg, run_promtool};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,35 +30,6 @@ const PROMETHEUS_NAN: u64 = 0x7ff8_0000_0000_0001;
 const HOUR_MS: i64 = 3_600_000;
 /// Start of the data: 2023-11-14T22:13:20Z, inside a two-hour block range.
 const START_MS: i64 = 1_700_000_000_000;
-
-/// promtool from `PATH`, or a failure saying how to get it.
-fn promtool() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("promtool")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "promtool not found on PATH. These tests check blocks against Prometheus's own tools; \
-             install it (Debian: apt-get install prometheus) and run them again."
-        )
-    })
-}
-
-/// Runs promtool with `args`, failing the test with its output if it fails; returns stdout.
-fn run_promtool(args: &[&str]) -> String {
-    let out = Command::new(promtool()).args(args).output().expect("run promtool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "promtool {} failed ({}):\n{stdout}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 /// A series and its samples as (timestamp, value bits).
 type Samples = BTreeMap<Labels, Vec<(i64, u64)>>;

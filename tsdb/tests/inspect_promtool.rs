@@ -10,10 +10,12 @@
 //!
 //! promtool is looked up on `PATH`; without it the test fails rather than passing vacuously.
 
+mod prom_tools;
+
+use prom_tools::{arg, run_promtool};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,33 +24,6 @@ use strata_tsdb::inspect;
 
 /// 2023-11-14T22:13:20Z.
 const START_MS: i64 = 1_700_000_000_000;
-
-fn promtool() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("promtool")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "promtool not found on PATH. This test compares our output with Prometheus's own tool; \
-             install it (Debian: apt-get install prometheus) and run it again."
-        )
-    })
-}
-
-fn run_promtool(args: &[&str]) -> String {
-    let out = Command::new(promtool()).args(args).output().expect("run promtool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "promtool {} failed ({}):\n{stdout}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 /// Seconds with millisecond decimals, as OpenMetrics timestamps are written.
 fn om_timestamp(ms: i64) -> String {

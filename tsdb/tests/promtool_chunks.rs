@@ -9,6 +9,10 @@
 //!
 //! promtool is looked up on `PATH`; without it the test fails rather than pass vacuously.
 
+mod prom_tools;
+
+use prom_tools::require_binary;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,7 +54,7 @@ impl Family {
 
 #[test]
 fn promtool_blocks_decode_and_reencode_exactly() {
-    let promtool = find_promtool();
+    let promtool = require_binary("promtool");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = StdRng::seed_from_u64(0x0bad_c0de);
     let families = generate(&mut rng);
@@ -132,20 +136,6 @@ fn promtool_blocks_decode_and_reencode_exactly() {
         stats.whole_only >= 1,
         "no chunk ending on a whole-byte field off alignment"
     );
-}
-
-/// promtool from `PATH`, or a failure that says how to get it.
-fn find_promtool() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("promtool"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-            "promtool not found on PATH. This test checks our XOR chunks against blocks written by \
-             promtool; install it (Debian: apt-get install prometheus) and run the test again."
-        )
-        })
 }
 
 fn read_dir(dir: &Path) -> Vec<PathBuf> {

@@ -5,6 +5,10 @@
 //!
 //! These tests fail (never skip) when the binaries are not on PATH.
 
+mod prom_tools;
+
+use prom_tools::require_binary;
+
 mod wal_common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,17 +21,6 @@ use std::time::{Duration, Instant};
 use strata_tsdb::wal::{self, record, Record, RefSample, RefSeries, WalOptions, PAGE_SIZE};
 use strata_tsdb::Labels;
 use wal_common::*;
-
-/// Finds `name` on PATH or fails the test saying how to get it.
-fn require_binary(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found on PATH: these interop tests need Debian's `prometheus` package (apt-get install prometheus)")
-        })
-}
 
 /// Prometheus's `labels.String()` for plain ASCII values (no escaping needed in this test).
 fn prom_string(l: &Labels) -> String {
