@@ -63,6 +63,21 @@ pub struct ReceiverConfig {
     pub shipping: Option<Shipping>,
 }
 
+impl ReceiverConfig {
+    /// Thanos's defaults (tenant header `THANOS-TENANT`, tenant `default-tenant`), default
+    /// limits and TSDB options, no shipping.
+    pub fn new(tsdb_path: impl Into<PathBuf>) -> Self {
+        ReceiverConfig {
+            tsdb_path: tsdb_path.into(),
+            tenant_header: "THANOS-TENANT".into(),
+            default_tenant: "default-tenant".into(),
+            limits: RequestLimits::default(),
+            db: DbOptions::default(),
+            shipping: None,
+        }
+    }
+}
+
 /// A running receiver: tenants' TSDBs, readiness and metrics.
 pub struct Receiver {
     pub config: ReceiverConfig,

@@ -9,8 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use prost::Message;
 use strata_proto::prometheus as v1;
-use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
-use strata_tsdb::db::DbOptions;
+use strata_receiver::{Receiver, ReceiverConfig};
 use strata_tsdb::gofloat::format_g;
 use tower::ServiceExt;
 
@@ -40,14 +39,7 @@ fn value(step: i64, i: usize) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_reads_what_the_receiver_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::new(ReceiverConfig {
-        tsdb_path: dir.path().to_owned(),
-        tenant_header: "THANOS-TENANT".into(),
-        default_tenant: "default-tenant".into(),
-        limits: RequestLimits::default(),
-        db: DbOptions::default(),
-        shipping: None,
-    });
+    let rx = Receiver::new(ReceiverConfig::new(dir.path()));
     rx.start().await.unwrap();
     let router = rx.remote_write_router();
     let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000 + 90_000;

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 use strata_proto::{prometheus as v1, write_v2 as v2};
 use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
-use strata_tsdb::db::{self, DbOptions};
+use strata_tsdb::db;
 use tower::ServiceExt;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -21,14 +21,7 @@ struct Fixture {
 
 async fn fixture_with(limits: RequestLimits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::new(ReceiverConfig {
-        tsdb_path: dir.path().to_owned(),
-        tenant_header: "THANOS-TENANT".into(),
-        default_tenant: "default-tenant".into(),
-        limits,
-        db: DbOptions::default(),
-        shipping: None,
-    });
+    let rx = Receiver::new(ReceiverConfig { limits, ..ReceiverConfig::new(dir.path()) });
     rx.start().await.unwrap();
     Fixture { rx, dir }
 }
@@ -296,14 +289,7 @@ async fn tenants_are_separate_and_validated() {
 #[tokio::test]
 async fn not_ready_is_503() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::new(ReceiverConfig {
-        tsdb_path: dir.path().to_owned(),
-        tenant_header: "THANOS-TENANT".into(),
-        default_tenant: "default-tenant".into(),
-        limits: RequestLimits::default(),
-        db: DbOptions::default(),
-        shipping: None,
-    });
+    let rx = Receiver::new(ReceiverConfig::new(dir.path()));
     let req = Request::post("/api/v1/receive").body(Body::from(v1_body(vec![ts(&up("a:1"), &[(NOW, 1.0)])]))).unwrap();
     assert_eq!(rx.remote_write_router().oneshot(req).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     let req = Request::get("/-/ready").body(Body::empty()).unwrap();

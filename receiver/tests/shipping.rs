@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use prost::Message;
 use strata_proto::prometheus as v1;
-use strata_receiver::{Receiver, ReceiverConfig, RequestLimits, Shipping};
+use strata_receiver::{Receiver, ReceiverConfig, Shipping};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::db::DbOptions;
 use tower::ServiceExt;
@@ -16,10 +16,6 @@ use tower::ServiceExt;
 fn config(dir: &std::path::Path, bucket_dir: &std::path::Path, labels: &[(&str, &str)]) -> ReceiverConfig {
     let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {:?}\n", bucket_dir.display().to_string());
     ReceiverConfig {
-        tsdb_path: dir.to_owned(),
-        tenant_header: "THANOS-TENANT".into(),
-        default_tenant: "default-tenant".into(),
-        limits: RequestLimits::default(),
         db: DbOptions { retention: Some(3_600_000), ..DbOptions::default() },
         shipping: Some(Shipping {
             bucket: strata_shipper::parse_objstore_config(&yaml, "test").unwrap().build().unwrap(),
@@ -27,6 +23,7 @@ fn config(dir: &std::path::Path, bucket_dir: &std::path::Path, labels: &[(&str, 
             tenant_label_name: "tenant_id".into(),
             wake: Default::default(),
         }),
+        ..ReceiverConfig::new(dir)
     }
 }
 
