@@ -1,0 +1,627 @@
+//! Aggregation operators. Series are assigned to groups once; each step then folds the values
+//! present at that step into their groups.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use strata_tsdb::labels::{Labels, METRIC_NAME};
+
+use super::eval::Evaluator;
+use super::types::{
+    format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without,
+    Grid, Point, StepSeries, Val,
+};
+use super::QueryError;
+
+/// Largest float that converts to an int64 without overflow, and the smallest.
+const MAX_INT64: f64 = 9_223_372_036_854_774_784.0;
+const MIN_INT64: f64 = -9_223_372_036_854_775_808.0;
+
+pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val, QueryError> {
+    let op = a.op.id();
+    let (without, mut grouping) = match &a.modifier {
+        Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
+        None => (false, Vec::new()),
+    };
+    grouping.sort();
+    grouping.dedup();
+
+    if op == T_COUNT_VALUES {
+        let label = match a.param.as_deref().map(strip_parens) {
+            Some(Expr::StringLiteral(s)) => s.val.clone(),
+            _ => return Err(QueryError::BadData("count_values needs a string parameter".into())),
+        };
+        if label.is_empty() {
+            return Err(QueryError::Execution(format!("invalid label name {}", strata_tsdb::labels::quote(&label))));
+        }
+        let input = vector_of(ev.eval(&a.expr, g)?)?;
+        return Ok(Val::Vector(count_values(ev, &input, &label, without, grouping, g)?));
+    }
+
+    let params = match &a.param {
+        Some(p) => match ev.eval(p, g)? {
+            Val::Scalar(v) => Some(v),
+            other => {
+                return Err(QueryError::Execution(format!(
+                    "expected scalar parameter for aggregation, got {}",
+                    other.type_name()
+                )))
+            }
+        },
+        None => None,
+    };
+    let input = vector_of(ev.eval(&a.expr, g)?)?;
+    let param_pos = ev.positions().aggregation(a).and_then(|p| p.args.first().copied());
+    let groups = Groups::new(&input, without, &grouping);
+
+    match op {
+        T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
+            let params = params.unwrap_or_default();
+            let (min, max) = min_max(&params);
+            if op == T_LIMIT_RATIO {
+                if (max == 0.0 && min == 0.0) || params.is_empty() {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                if params.iter().any(|p| p.is_nan()) {
+                    return Err(QueryError::Execution("Ratio value is NaN".into()));
+                }
+                if max > 1.0 {
+                    ev.warn(&ratio_warning(max, 1.0), param_pos);
+                }
+                if min < -1.0 {
+                    ev.warn(&ratio_warning(min, -1.0), param_pos);
+                }
+            } else {
+                if max < 1.0 || params.is_empty() {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                if params.iter().any(|p| p.is_nan()) {
+                    return Err(QueryError::Execution("Parameter value is NaN".into()));
+                }
+                if min <= MIN_INT64 {
+                    return Err(QueryError::Execution(format!("Scalar value {} underflows int64", format_go_float_g(min))));
+                }
+                if max >= MAX_INT64 {
+                    return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_go_float_g(max))));
+                }
+            }
+            Ok(Val::Vector(select_k(ev, op, &input, &groups, &params, g)?))
+        }
+        _ => {
+            let q = params.unwrap_or_default();
+            if op == T_QUANTILE {
+                let (min, max) = min_max(&q);
+                if q.iter().any(|p| p.is_nan()) {
+                    ev.warn(&quantile_warning(f64::NAN), param_pos);
+                }
+                if max > 1.0 {
+                    ev.warn(&quantile_warning(max), param_pos);
+                }
+                if min < 0.0 {
+                    ev.warn(&quantile_warning(min), param_pos);
+                }
+            }
+            Ok(Val::Vector(fold(ev, op, &input, &groups, &q, g)?))
+        }
+    }
+}
+
+pub(crate) fn quantile_warning(q: f64) -> String {
+    format!("quantile value should be between 0 and 1, got {}", format_go_float_g(q))
+}
+
+fn ratio_warning(r: f64, cap: f64) -> String {
+    format!(
+        "ratio value should be between -1 and 1, got {}, capping to {}",
+        format_go_float_g(r),
+        format_go_float_g(cap)
+    )
+}
+
+fn strip_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => strip_parens(&p.expr),
+        e => e,
+    }
+}
+
+fn vector_of(v: Val) -> Result<Vec<StepSeries>, QueryError> {
+    match v {
+        Val::Vector(s) => Ok(s),
+        other => Err(QueryError::Execution(format!(
+            "expected instant vector for aggregation, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Smallest and largest parameter over the steps; a NaN anywhere makes both NaN, as Go's
+/// `math.Min`/`math.Max` do in Prometheus's parameter checks.
+fn min_max(p: &[f64]) -> (f64, f64) {
+    if p.iter().any(|v| v.is_nan()) {
+        return (f64::NAN, f64::NAN);
+    }
+    p.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// The assignment of input series to output groups.
+struct Groups {
+    of_series: Vec<usize>,
+    labels: Vec<Labels>,
+}
+
+impl Groups {
+    fn new(input: &[StepSeries], without: bool, grouping: &[String]) -> Groups {
+        let mut ids: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut labels = Vec::new();
+        let mut buf = Vec::new();
+        let mut without_names = grouping.to_vec();
+        without_names.push(METRIC_NAME.into());
+        let of_series = input
+            .iter()
+            .map(|s| {
+                if without {
+                    signature_without(&s.labels, grouping, &mut buf);
+                } else {
+                    signature_on(&s.labels, grouping, &mut buf);
+                }
+                let next = ids.len();
+                let id = *ids.entry(buf.clone()).or_insert(next);
+                if id == next {
+                    labels.push(if without {
+                        remove_labels(&s.labels, &without_names)
+                    } else {
+                        keep_labels(&s.labels, grouping)
+                    });
+                }
+                id
+            })
+            .collect();
+        Groups { of_series, labels }
+    }
+}
+
+/// Neumaier-compensated summation step, as Prometheus's `kahanSumInc`.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+#[derive(Clone, Default)]
+struct Acc {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    comp: f64,
+    count: f64,
+    incremental: bool,
+    drop_name: bool,
+    values: Vec<f64>,
+}
+
+/// sum, avg, count, min, max, group, stddev, stdvar, quantile.
+fn fold(
+    ev: &mut Evaluator,
+    op: u16,
+    input: &[StepSeries],
+    groups: &Groups,
+    q: &[f64],
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let mut accs = vec![Acc::default(); groups.labels.len()];
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.labels.len()];
+    let mut drop_name = vec![false; groups.labels.len()];
+    let mut cursor = vec![0usize; input.len()];
+    for i in 0..g.len() {
+        if i % 256 == 0 {
+            ev.check_deadline()?;
+        }
+        let ts = g.ts(i);
+        accs.iter_mut().for_each(|a| a.seen = false);
+        for (si, s) in input.iter().enumerate() {
+            let Some(p) = s.points.get(cursor[si]) else { continue };
+            if p.t != ts {
+                continue;
+            }
+            cursor[si] += 1;
+            let f = p.v;
+            let acc = &mut accs[groups.of_series[si]];
+            if !acc.seen {
+                *acc = Acc {
+                    seen: true,
+                    value: f,
+                    mean: f,
+                    comp: 0.0,
+                    count: 1.0,
+                    incremental: false,
+                    drop_name: s.drop_name,
+                    values: std::mem::take(&mut acc.values),
+                };
+                match op {
+                    T_STDDEV | T_STDVAR => acc.value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 },
+                    T_QUANTILE => {
+                        acc.values.clear();
+                        acc.values.push(f);
+                    }
+                    T_GROUP => acc.value = 1.0,
+                    _ => {}
+                }
+                continue;
+            }
+            acc.drop_name |= s.drop_name;
+            match op {
+                T_SUM => (acc.value, acc.comp) = kahan_inc(f, acc.value, acc.comp),
+                T_AVG => {
+                    acc.count += 1.0;
+                    if !acc.incremental {
+                        let (v, c) = kahan_inc(f, acc.value, acc.comp);
+                        if !v.is_infinite() {
+                            (acc.value, acc.comp) = (v, c);
+                            continue;
+                        }
+                        // The plain sum would overflow: continue with an incremental mean.
+                        acc.incremental = true;
+                        acc.mean = acc.value / (acc.count - 1.0);
+                        acc.comp /= acc.count - 1.0;
+                    }
+                    let k = (acc.count - 1.0) / acc.count;
+                    (acc.mean, acc.comp) = kahan_inc(f / acc.count, k * acc.mean, k * acc.comp);
+                }
+                T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
+                T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
+                T_COUNT => acc.count += 1.0,
+                T_STDDEV | T_STDVAR => {
+                    acc.count += 1.0;
+                    let delta = f - acc.mean;
+                    acc.mean += delta / acc.count;
+                    acc.value += delta * (f - acc.mean);
+                }
+                T_QUANTILE => acc.values.push(f),
+                _ => {}
+            }
+        }
+        for (gi, acc) in accs.iter_mut().enumerate() {
+            if !acc.seen {
+                continue;
+            }
+            let v = match op {
+                T_AVG if acc.incremental => acc.mean + acc.comp,
+                T_AVG => acc.value / acc.count + acc.comp / acc.count,
+                T_SUM => acc.value + acc.comp,
+                T_COUNT => acc.count,
+                T_STDVAR => acc.value / acc.count,
+                T_STDDEV => (acc.value / acc.count).sqrt(),
+                T_QUANTILE => quantile(q.get(i).copied().unwrap_or(f64::NAN), &mut acc.values),
+                _ => acc.value,
+            };
+            out[gi].push(Point { t: ts, v });
+            drop_name[gi] = acc.drop_name;
+        }
+    }
+    Ok(groups
+        .labels
+        .iter()
+        .zip(out)
+        .zip(drop_name)
+        .filter(|((_, p), _)| !p.is_empty())
+        .map(|((l, points), drop_name)| StepSeries { labels: l.clone(), drop_name, points })
+        .collect())
+}
+
+/// The φ-quantile of `values` (sorted in place), interpolating between neighbours, as
+/// Prometheus's `quantile`.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    // NaNs sort first, as Prometheus's value heap orders them.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// One input sample held by topk/bottomk/limitk/limit_ratio.
+#[derive(Clone, Copy)]
+struct Held {
+    series: usize,
+    v: f64,
+}
+
+/// Go's `container/heap` on a slice ordered by `less`, so that which of several equal values a
+/// heap keeps matches Prometheus.
+struct GoHeap<F: Fn(f64, f64) -> bool> {
+    items: Vec<Held>,
+    less: F,
+}
+
+impl<F: Fn(f64, f64) -> bool> GoHeap<F> {
+    fn lt(&self, i: usize, j: usize) -> bool {
+        (self.less)(self.items[i].v, self.items[j].v)
+    }
+
+    fn push(&mut self, h: Held) {
+        self.items.push(h);
+        self.up(self.items.len() - 1);
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !self.lt(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(&mut self, i0: usize) -> bool {
+        let n = self.items.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && self.lt(j1 + 1, j1) {
+                j = j1 + 1;
+            }
+            if !self.lt(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    fn fix(&mut self, i: usize) {
+        if !self.down(i) {
+            self.up(i);
+        }
+    }
+}
+
+type ValueOrder = fn(f64, f64) -> bool;
+
+/// Prometheus's value order: NaN is smallest.
+fn by_value(a: f64, b: f64) -> bool {
+    a.is_nan() || a < b
+}
+
+/// Prometheus's reverse value order; NaN still sorts first.
+fn by_reverse_value(a: f64, b: f64) -> bool {
+    a.is_nan() || a > b
+}
+
+/// The hash-based sampling decision of `limit_ratio`.
+fn ratio_keeps(ratio: f64, labels: &Labels) -> bool {
+    let offset = labels.hash() as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
+}
+
+/// topk, bottomk, limitk and limit_ratio: keep some input series per group and step.
+fn select_k(
+    ev: &mut Evaluator,
+    op: u16,
+    input: &[StepSeries],
+    groups: &Groups,
+    params: &[f64],
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let less: ValueOrder = if op == T_BOTTOMK { by_reverse_value } else { by_value };
+    let mut heaps: Vec<GoHeap<ValueOrder>> =
+        (0..groups.labels.len()).map(|_| GoHeap { items: Vec::new(), less }).collect();
+    let mut seen = vec![false; groups.labels.len()];
+    let mut cursor = vec![0usize; input.len()];
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); input.len()];
+    // For instant queries the output order is the groups' order and the heap order within.
+    let mut order: Vec<usize> = Vec::new();
+    for i in 0..g.len() {
+        if i % 256 == 0 {
+            ev.check_deadline()?;
+        }
+        let ts = g.ts(i);
+        let param = params.get(i).copied().unwrap_or(f64::NAN);
+        seen.iter_mut().for_each(|s| *s = false);
+        heaps.iter_mut().for_each(|h| h.items.clear());
+        let mut k = 0usize;
+        let mut ratio = 0.0;
+        match op {
+            T_LIMIT_RATIO => {
+                if param == 0.0 {
+                    advance(&mut cursor, input, ts);
+                    continue;
+                }
+                ratio = param.clamp(-1.0, 1.0);
+            }
+            _ => {
+                let kk = (param as i64).min(input.len() as i64);
+                if kk < 1 {
+                    advance(&mut cursor, input, ts);
+                    continue;
+                }
+                k = kk as usize;
+            }
+        }
+        for (si, s) in input.iter().enumerate() {
+            let Some(p) = s.points.get(cursor[si]) else { continue };
+            if p.t != ts {
+                continue;
+            }
+            cursor[si] += 1;
+            let gi = groups.of_series[si];
+            let h = Held { series: si, v: p.v };
+            let heap = &mut heaps[gi];
+            if !seen[gi] {
+                seen[gi] = true;
+                match op {
+                    T_LIMIT_RATIO => {
+                        if ratio_keeps(ratio, &s.labels) {
+                            heap.push(h);
+                        }
+                    }
+                    _ => heap.push(h),
+                }
+                continue;
+            }
+            match op {
+                T_TOPK => {
+                    let top = heap.items[0].v;
+                    if heap.items.len() < k {
+                        heap.push(h);
+                    } else if top < h.v || (top.is_nan() && !h.v.is_nan()) {
+                        heap.items[0] = h;
+                        if k > 1 {
+                            heap.fix(0);
+                        }
+                    }
+                }
+                T_BOTTOMK => {
+                    let top = heap.items[0].v;
+                    if heap.items.len() < k {
+                        heap.push(h);
+                    } else if top > h.v || (top.is_nan() && !h.v.is_nan()) {
+                        heap.items[0] = h;
+                        if k > 1 {
+                            heap.fix(0);
+                        }
+                    }
+                }
+                T_LIMITK => {
+                    if heap.items.len() < k {
+                        heap.push(h);
+                    }
+                }
+                _ => {
+                    if ratio_keeps(ratio, &s.labels) {
+                        heap.push(h);
+                    }
+                }
+            }
+        }
+        for (gi, heap) in heaps.iter_mut().enumerate() {
+            if !seen[gi] {
+                continue;
+            }
+            if matches!(op, T_TOPK | T_BOTTOMK) {
+                // Largest first for topk, smallest first for bottomk; NaN last either way.
+                let less = heap.less;
+                heap.items.sort_by(|a, b| {
+                    if less(b.v, a.v) {
+                        std::cmp::Ordering::Less
+                    } else if less(a.v, b.v) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                });
+            }
+            for h in &heap.items {
+                out[h.series].push(Point { t: ts, v: h.v });
+                if g.is_instant() {
+                    order.push(h.series);
+                }
+            }
+        }
+    }
+    let mut series: Vec<Option<StepSeries>> = input
+        .iter()
+        .zip(out)
+        .map(|(s, points)| Some(StepSeries { labels: s.labels.clone(), drop_name: s.drop_name, points }))
+        .collect();
+    if g.is_instant() {
+        Ok(order.into_iter().filter_map(|i| series[i].take()).collect())
+    } else {
+        Ok(series.into_iter().flatten().filter(|s| !s.points.is_empty()).collect())
+    }
+}
+
+/// Skips the points at `ts` of all series.
+fn advance(cursor: &mut [usize], input: &[StepSeries], ts: i64) {
+    for (c, s) in cursor.iter_mut().zip(input) {
+        if s.points.get(*c).is_some_and(|p| p.t == ts) {
+            *c += 1;
+        }
+    }
+}
+
+fn count_values(
+    ev: &mut Evaluator,
+    input: &[StepSeries],
+    label: &str,
+    without: bool,
+    mut grouping: Vec<String>,
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    if !without {
+        grouping.push(label.to_string());
+        grouping.sort();
+    }
+    let mut without_names = grouping.clone();
+    without_names.push(METRIC_NAME.into());
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<StepSeries> = Vec::new();
+    // Per output series: its count at the current step; `touched` lists those counted.
+    let mut count: Vec<f64> = Vec::new();
+    let mut touched: Vec<usize> = Vec::new();
+    let mut cursor = vec![0usize; input.len()];
+    for i in 0..g.len() {
+        if i % 256 == 0 {
+            ev.check_deadline()?;
+        }
+        let ts = g.ts(i);
+        for (si, s) in input.iter().enumerate() {
+            let Some(p) = s.points.get(cursor[si]) else { continue };
+            if p.t != ts {
+                continue;
+            }
+            cursor[si] += 1;
+            let metric = set_label(&s.labels, label, &format_go_float_f(p.v));
+            let group = if without { remove_labels(&metric, &without_names) } else { keep_labels(&metric, &grouping) };
+            let next = out.len();
+            let idx = *index.entry(group.clone()).or_insert(next);
+            if idx == next {
+                out.push(StepSeries { labels: group, drop_name: false, points: Vec::new() });
+                count.push(0.0);
+            }
+            if count[idx] == 0.0 {
+                touched.push(idx);
+            }
+            count[idx] += 1.0;
+        }
+        for idx in touched.drain(..) {
+            out[idx].points.push(Point { t: ts, v: count[idx] });
+            count[idx] = 0.0;
+        }
+    }
+    Ok(out.into_iter().filter(|s| !s.points.is_empty()).collect())
+}

@@ -1,0 +1,504 @@
+//! The evaluator: walks the AST, reads selectors from the storage and holds the query's limits,
+//! statistics and annotations.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as ParserOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use strata_tsdb::block::SeriesChunks;
+use strata_tsdb::chunkenc::Encoding;
+use strata_tsdb::labels::{Labels, METRIC_NAME};
+use strata_tsdb::matchers::{MatchOp, Matcher};
+use strata_tsdb::querier::for_each_sample;
+
+use super::positions::Positions;
+use super::types::{is_stale, Grid, Point, StepSeries, Val};
+use super::{aggregate, binary, functions, QueryError, QueryResult, QueryStats};
+use crate::value::Value;
+use crate::{SelectHints, Storage};
+
+/// Subquery step when the query gives none, as Prometheus's default evaluation interval.
+const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
+
+/// Series below this count are decoded or evaluated on the calling thread.
+const PARALLEL_MIN_SERIES: usize = 256;
+
+pub(crate) struct Limits {
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub deadline: Instant,
+}
+
+/// A range vector's source: the samples of a range selector or the points of a subquery, and
+/// where its windows sit relative to the evaluation times.
+pub(crate) struct RangeInput {
+    pub series: Vec<RangeSeries>,
+    pub range: i64,
+    pub offset: i64,
+    /// A fixed evaluation time from an `@` modifier.
+    pub at: Option<i64>,
+}
+
+impl RangeInput {
+    /// End (inclusive) of the window evaluated at time `ts`; the start is `end - range`
+    /// (exclusive).
+    pub fn window_end(&self, ts: i64) -> i64 {
+        self.at.unwrap_or(ts) - self.offset
+    }
+}
+
+/// One series of samples, oldest first.
+pub(crate) struct RangeSeries {
+    pub labels: Labels,
+    pub drop_name: bool,
+    pub t: Vec<i64>,
+    pub v: Vec<f64>,
+}
+
+pub(crate) struct Evaluator<'a> {
+    storage: &'a dyn Storage,
+    query: &'a str,
+    root: &'a Expr,
+    pub limits: Limits,
+    /// The query's own grid: what `@ start()` and `@ end()` refer to.
+    query_grid: Grid,
+    pub range_query: bool,
+    current: usize,
+    stats: QueryStats,
+    warnings: Vec<String>,
+    infos: Vec<String>,
+    positions: Option<Positions>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(
+        storage: &'a dyn Storage,
+        query: &'a str,
+        root: &'a Expr,
+        limits: Limits,
+        query_grid: Grid,
+        range_query: bool,
+    ) -> Self {
+        Evaluator {
+            storage,
+            query,
+            root,
+            limits,
+            query_grid,
+            range_query,
+            current: 0,
+            stats: QueryStats::default(),
+            warnings: Vec::new(),
+            infos: Vec::new(),
+            positions: None,
+        }
+    }
+
+    pub fn finish(self, value: Value) -> QueryResult {
+        QueryResult { value, stats: self.stats, warnings: self.warnings, infos: self.infos }
+    }
+
+    pub fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.limits.deadline {
+            Err(QueryError::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Accounts for `n` more samples held in memory.
+    pub fn hold(&mut self, n: usize) -> Result<(), QueryError> {
+        self.current += n;
+        self.stats.peak_samples = self.stats.peak_samples.max(self.current as u64);
+        if self.current > self.limits.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    pub fn count_queryable(&mut self, n: usize) {
+        self.stats.total_queryable_samples += n as u64;
+    }
+
+    /// Adds a warning annotation; `pos` is the byte offset of the node it is about.
+    pub fn warn(&mut self, msg: &str, pos: Option<usize>) {
+        let text = format!("PromQL warning: {msg}{}", self.position_suffix(pos));
+        if !self.warnings.contains(&text) {
+            self.warnings.push(text);
+        }
+    }
+
+    /// Adds an info annotation; `pos` is the byte offset of the node it is about.
+    pub fn info(&mut self, msg: &str, pos: Option<usize>) {
+        let text = format!("PromQL info: {msg}{}", self.position_suffix(pos));
+        if !self.infos.contains(&text) {
+            self.infos.push(text);
+        }
+    }
+
+    fn position_suffix(&self, pos: Option<usize>) -> String {
+        match pos {
+            Some(p) if p <= self.query.len() => {
+                let before = &self.query[..p];
+                let line = before.matches('\n').count() + 1;
+                let col = p as i64 - before.rfind('\n').map_or(-1, |i| i as i64);
+                format!(" ({line}:{col})")
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Source positions of the query's nodes, computed on first use (only annotations need them).
+    pub fn positions(&mut self) -> &Positions {
+        let (query, root) = (self.query, self.root);
+        self.positions.get_or_insert_with(|| Positions::new(query, root))
+    }
+
+    /// Evaluates `expr` at every step of `g`.
+    pub fn eval(&mut self, expr: &Expr, g: Grid) -> Result<Val, QueryError> {
+        self.check_deadline()?;
+        let before = self.current;
+        let val = self.eval_node(expr, g)?;
+        // The node's inputs are gone now; only its output stays in memory.
+        self.current = before;
+        self.hold(val.num_points())?;
+        Ok(val)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, g: Grid) -> Result<Val, QueryError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; g.len()])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, g),
+            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+                Val::Scalar(mut v) => {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                    Ok(Val::Scalar(v))
+                }
+                Val::Vector(mut series) => {
+                    for s in &mut series {
+                        s.drop_name = true;
+                        s.points.iter_mut().for_each(|p| p.v = -p.v);
+                    }
+                    Ok(Val::Vector(series))
+                }
+                other => Err(QueryError::Execution(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::Binary(b) => binary::eval(self, b, g),
+            Expr::Aggregate(a) => aggregate::eval(self, a, g),
+            Expr::Call(c) => functions::eval_call(self, c, g),
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, g, false)?)),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                if !g.is_instant() {
+                    return Err(QueryError::Execution(
+                        "a range vector can only be the result of an instant query".into(),
+                    ));
+                }
+                let input = self.range_input(expr, g)?;
+                let end = input.window_end(g.start);
+                let start = end - input.range;
+                let mut out = Vec::with_capacity(input.series.len());
+                let mut n = 0;
+                for s in input.series {
+                    let lo = s.t.partition_point(|&t| t <= start);
+                    let hi = s.t.partition_point(|&t| t <= end);
+                    if lo < hi {
+                        n += hi - lo;
+                        let points = (lo..hi).map(|i| Point { t: s.t[i], v: s.v[i] }).collect();
+                        out.push(StepSeries { labels: s.labels, drop_name: s.drop_name, points });
+                    }
+                }
+                self.count_queryable(n);
+                Ok(Val::Matrix(out))
+            }
+            Expr::Extension(_) => Err(QueryError::Unsupported("extension expressions are not supported".into())),
+        }
+    }
+
+    /// Evaluates an instant vector selector. With `sample_times`, each point's value is the
+    /// time of the sample it came from (in seconds), for `timestamp()`.
+    pub fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        g: Grid,
+        sample_times: bool,
+    ) -> Result<Vec<StepSeries>, QueryError> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.resolve_at(&vs.at);
+        let (first, last) = match at {
+            Some(t) => (t, t),
+            None => (g.start, g.end),
+        };
+        let lookback = self.limits.lookback;
+        // Left-open lookback window: a sample exactly `lookback` old is out.
+        let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
+        let maxt = last.saturating_sub(offset);
+        let loaded = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
+        let mut out = Vec::with_capacity(loaded.len());
+        let mut n = 0;
+        for s in loaded {
+            let points = instant_points(&s, g, offset, at, lookback, sample_times);
+            if !points.is_empty() {
+                n += points.len();
+                out.push(StepSeries { labels: s.labels, drop_name: false, points });
+            }
+        }
+        self.count_queryable(n);
+        Ok(out)
+    }
+
+    /// The series of a range selector (stale markers dropped) or the points of a subquery.
+    pub fn range_input(&mut self, expr: &Expr, g: Grid) -> Result<RangeInput, QueryError> {
+        match expr {
+            Expr::Paren(p) => self.range_input(&p.expr, g),
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.vs;
+                let range = ms.range.as_millis() as i64;
+                let offset = offset_ms(&vs.offset);
+                let at = self.resolve_at(&vs.at);
+                let (first, last) = match at {
+                    Some(t) => (t, t),
+                    None => (g.start, g.end),
+                };
+                let mint = first.saturating_sub(offset).saturating_sub(range) + 1;
+                let maxt = last.saturating_sub(offset);
+                let mut series = self.select(vs, mint, maxt, SelectHints { step: g.step, range })?;
+                for s in &mut series {
+                    if s.v.iter().any(|&v| is_stale(v)) {
+                        let (t, v): (Vec<i64>, Vec<f64>) =
+                            s.t.iter().zip(&s.v).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
+                        s.t = t;
+                        s.v = v;
+                    }
+                }
+                Ok(RangeInput { series, range, offset, at })
+            }
+            Expr::Subquery(sq) => {
+                let range = sq.range.as_millis() as i64;
+                let offset = offset_ms(&sq.offset);
+                let at = self.resolve_at(&sq.at);
+                let step = sq.step.map_or(DEFAULT_SUBQUERY_STEP, |d| d.as_millis() as i64);
+                if step <= 0 {
+                    return Err(QueryError::BadData("zero or negative subquery step".into()));
+                }
+                let (first, last) = match at {
+                    Some(t) => (t, t),
+                    None => (g.start, g.end),
+                };
+                // Subquery steps sit at absolute multiples of the step, the first one after the
+                // start of the earliest window.
+                let base = first.saturating_sub(offset).saturating_sub(range);
+                let inner = Grid {
+                    start: (base.div_euclid(step) + 1).saturating_mul(step),
+                    end: last.saturating_sub(offset),
+                    step,
+                };
+                let series = match self.eval(&sq.expr, inner)? {
+                    Val::Vector(series) => series
+                        .into_iter()
+                        .map(|s| {
+                            let (t, v) = s.points.iter().filter(|p| !is_stale(p.v)).map(|p| (p.t, p.v)).unzip();
+                            RangeSeries { labels: s.labels, drop_name: s.drop_name, t, v }
+                        })
+                        .collect(),
+                    Val::Scalar(v) => {
+                        let (t, v) = v.iter().enumerate().map(|(i, &v)| (inner.ts(i), v)).unzip();
+                        vec![RangeSeries { labels: Labels::empty(), drop_name: false, t, v }]
+                    }
+                    other => {
+                        return Err(QueryError::Execution(format!(
+                            "subquery is only allowed on instant vector, got {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                Ok(RangeInput { series, range, offset, at })
+            }
+            _ => Err(QueryError::Execution("expected a range vector".into())),
+        }
+    }
+
+    /// The query's start, end and step (0 for an instant query), in milliseconds.
+    pub fn query_bounds(&self) -> (i64, i64, i64) {
+        let g = self.query_grid;
+        (g.start, g.end, if self.range_query { g.step } else { 0 })
+    }
+
+    pub fn resolve_at(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_grid.start),
+            Some(AtModifier::End) => Some(self.query_grid.end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(*t)),
+        }
+    }
+
+    /// Reads and decodes the series `vs` selects with samples in `[mint, maxt]`.
+    fn select(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        hints: SelectHints,
+    ) -> Result<Vec<RangeSeries>, QueryError> {
+        self.check_deadline()?;
+        let groups = matcher_groups(vs)?;
+        let mut chunks: Vec<SeriesChunks> = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            let mut found = self
+                .storage
+                .select(group, mint, maxt, hints)
+                .map_err(|e| QueryError::Storage(e.to_string()))?;
+            if i == 0 {
+                chunks = found;
+            } else {
+                chunks.append(&mut found);
+            }
+        }
+        if groups.len() > 1 {
+            // Alternatives (`{a="1" or b="2"}`) may select the same series twice.
+            chunks.sort_by(|a, b| a.labels.cmp(&b.labels));
+            chunks.dedup_by(|a, b| a.labels == b.labels);
+        }
+        let decoded = par_map(&chunks, PARALLEL_MIN_SERIES, |s| decode(s, mint, maxt));
+        let mut out = Vec::with_capacity(decoded.len());
+        let mut n = 0;
+        for d in decoded {
+            let s = d?;
+            if !s.t.is_empty() {
+                n += s.t.len();
+                out.push(s);
+            }
+        }
+        self.hold(n)?;
+        Ok(out)
+    }
+}
+
+/// The matcher sets a selector stands for: one, or one per `or` alternative.
+fn matcher_groups(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, QueryError> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(name) = &vs.name {
+            out.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name.as_str()).map_err(bad_matcher)?);
+        }
+        for m in ms {
+            let op = match m.op {
+                ParserOp::Equal => MatchOp::Equal,
+                ParserOp::NotEqual => MatchOp::NotEqual,
+                ParserOp::Re(_) => MatchOp::Regex,
+                ParserOp::NotRe(_) => MatchOp::NotRegex,
+            };
+            out.push(Matcher::new(op, m.name.as_str(), m.value.as_str()).map_err(bad_matcher)?);
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![convert(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers.or_matchers.iter().map(|g| convert(g)).collect()
+    }
+}
+
+fn bad_matcher(e: strata_tsdb::Error) -> QueryError {
+    QueryError::BadData(e.to_string())
+}
+
+fn decode(s: &SeriesChunks, mint: i64, maxt: i64) -> Result<RangeSeries, QueryError> {
+    let in_range = |c: &&strata_tsdb::block::ChunkData| c.max_time >= mint && c.min_time <= maxt;
+    if s.chunks.iter().filter(in_range).any(|c| matches!(c.encoding, Encoding::Histogram | Encoding::FloatHistogram)) {
+        return Err(QueryError::Unsupported(format!(
+            "native histograms are not supported: series {} has histogram samples",
+            s.labels
+        )));
+    }
+    let mut t = Vec::new();
+    let mut v = Vec::new();
+    for_each_sample(s, mint, maxt, |ts, val| {
+        // Chunks do not overlap, but a sample repeated at a chunk boundary must not count twice.
+        if t.last().is_none_or(|&last| ts > last) {
+            t.push(ts);
+            v.push(val);
+        }
+    })
+    .map_err(|e| QueryError::Storage(e.to_string()))?;
+    Ok(RangeSeries { labels: s.labels.clone(), drop_name: false, t, v })
+}
+
+/// The value of an instant selector over a series at every step: the newest sample no newer
+/// than the step (minus offset) and newer than the lookback window, unless that sample is a
+/// staleness marker.
+fn instant_points(s: &RangeSeries, g: Grid, offset: i64, at: Option<i64>, lookback: i64, sample_times: bool) -> Vec<Point> {
+    let value_at = |reference: i64, cursor: &mut usize| -> Option<f64> {
+        while *cursor < s.t.len() && s.t[*cursor] <= reference {
+            *cursor += 1;
+        }
+        let i = cursor.checked_sub(1)?;
+        if s.t[i] <= reference - lookback || is_stale(s.v[i]) {
+            return None;
+        }
+        Some(if sample_times { s.t[i] as f64 / 1000.0 } else { s.v[i] })
+    };
+    let n = g.len();
+    let mut cursor = 0;
+    match at {
+        Some(t) => match value_at(t.saturating_sub(offset), &mut cursor) {
+            Some(v) => (0..n).map(|i| Point { t: g.ts(i), v }).collect(),
+            None => Vec::new(),
+        },
+        None => {
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let ts = g.ts(i);
+                if let Some(v) = value_at(ts.saturating_sub(offset), &mut cursor) {
+                    out.push(Point { t: ts, v });
+                }
+            }
+            out
+        }
+    }
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Maps `f` over `items` on up to all cores when there are enough items to pay for threads;
+/// results keep the input order.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], min_per_thread: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(items.len() / min_per_thread.max(1));
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            match h.join() {
+                Ok(mut part) => out.append(&mut part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}

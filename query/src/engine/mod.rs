@@ -1,0 +1,251 @@
+//! The PromQL engine: Prometheus 3.x semantics on float samples.
+//!
+//! A query is parsed with promql-parser and evaluated node by node. Each node is evaluated once
+//! over the whole evaluation grid (one step for instant queries), producing series-major values
+//! (see `types`); each selector reads its series from the storage once for the whole time range
+//! it needs. The metric name is removed lazily, as Prometheus does with delayed name removal:
+//! operators and functions mark series, and the names go when the query finishes.
+//!
+//! Native histograms are not evaluated: selecting a series whose chunks in range hold histogram
+//! samples fails with [`QueryError::Unsupported`].
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+mod positions;
+mod types;
+
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr};
+use strata_tsdb::labels::Labels;
+
+use crate::value::{Sample, Series, Value};
+use crate::Storage;
+use eval::Evaluator;
+use types::{drop_metric_name, Grid, StepSeries, Val};
+
+/// Settings of an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample, in milliseconds (default 5m).
+    pub lookback_delta: i64,
+    /// Most samples a query may load or hold at once (default 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run (default 2m).
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What a query returned.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub value: Value,
+    pub stats: QueryStats,
+    /// Prometheus's warning annotations (`PromQL warning: …`).
+    pub warnings: Vec<String>,
+    /// Prometheus's info annotations (`PromQL info: …`).
+    pub infos: Vec<String>,
+}
+
+/// Sample counts of a query, as Prometheus reports them with `stats=all`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Samples read by selectors, counted once per evaluation step that used them.
+    pub total_queryable_samples: u64,
+    /// Most samples held in memory at once.
+    pub peak_samples: u64,
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse.
+    #[error("{message}")]
+    Parse { message: String },
+    /// The query parses but its arguments are invalid.
+    #[error("{0}")]
+    BadData(String),
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// Evaluation failed the way Prometheus fails it (duplicate label sets, many-to-many
+    /// matching, …).
+    #[error("{0}")]
+    Execution(String),
+    /// The query needs something this engine does not do (native histograms, some
+    /// experimental syntax).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// A PromQL engine. It holds no per-query state and can be shared across threads.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Self {
+        Engine { opts }
+    }
+
+    /// Evaluates `query` at time `t` (milliseconds).
+    pub fn instant_query(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+        let expr = parse(query)?;
+        let grid = Grid { start: t, end: t, step: 1 };
+        let mut ev = self.evaluator(storage, query, &expr, grid, false);
+        let val = ev.eval(&expr, grid)?;
+        let value = match val {
+            Val::Scalar(v) => Value::Scalar { t, v: v.first().copied().unwrap_or(f64::NAN) },
+            Val::String(s) => Value::String { t, v: s },
+            Val::Vector(series) => Value::Vector(finish_vector(series, t)?),
+            Val::Matrix(series) => Value::Matrix(finish_matrix(series)?),
+        };
+        Ok(ev.finish(value))
+    }
+
+    /// Evaluates `query` at `start`, `start + step`, … ≤ `end` (milliseconds). The result is
+    /// always a matrix.
+    pub fn range_query(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let expr = parse(query)?;
+        if step <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::BadData("end timestamp must not be before start time".into()));
+        }
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                return Err(QueryError::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    documented_type(other)
+                )))
+            }
+        }
+        let grid = Grid { start, end, step };
+        let mut ev = self.evaluator(storage, query, &expr, grid, true);
+        let val = ev.eval(&expr, grid)?;
+        let series = match val {
+            Val::Scalar(v) => vec![StepSeries {
+                labels: Labels::empty(),
+                drop_name: false,
+                points: v.iter().enumerate().map(|(i, &v)| types::Point { t: grid.ts(i), v }).collect(),
+            }],
+            Val::Vector(s) => s,
+            other => {
+                return Err(QueryError::Execution(format!(
+                    "invalid expression type \"{}\" for range query",
+                    other.type_name()
+                )))
+            }
+        };
+        let value = Value::Matrix(finish_matrix(series)?);
+        Ok(ev.finish(value))
+    }
+
+    fn evaluator<'a>(
+        &self,
+        storage: &'a dyn Storage,
+        query: &'a str,
+        expr: &'a Expr,
+        grid: Grid,
+        range: bool,
+    ) -> Evaluator<'a> {
+        Evaluator::new(
+            storage,
+            query,
+            expr,
+            eval::Limits {
+                lookback: self.opts.lookback_delta.max(1),
+                max_samples: self.opts.max_samples,
+                deadline: Instant::now() + self.opts.timeout,
+            },
+            grid,
+            range,
+        )
+    }
+}
+
+fn parse(query: &str) -> Result<Expr, QueryError> {
+    parser::parse(query).map_err(|message| QueryError::Parse { message })
+}
+
+/// Prometheus's names of value types in messages.
+fn documented_type(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+    }
+}
+
+const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// An instant-query vector: names removed where marked, then no two samples may share labels.
+fn finish_vector(series: Vec<StepSeries>, t: i64) -> Result<Vec<Sample>, QueryError> {
+    let mut out: Vec<Sample> = Vec::with_capacity(series.len());
+    for s in series {
+        let Some(p) = s.points.first() else { continue };
+        let labels = if s.drop_name { drop_metric_name(&s.labels) } else { s.labels };
+        out.push(Sample { labels, t, v: p.v });
+    }
+    let mut seen: std::collections::HashSet<&Labels> = std::collections::HashSet::with_capacity(out.len());
+    if !out.iter().all(|s| seen.insert(&s.labels)) {
+        return Err(QueryError::Execution(DUPLICATE_LABELSET.into()));
+    }
+    Ok(out)
+}
+
+/// A matrix result: names removed where marked, series that now share labels merged (an error
+/// if they have points at the same time), sorted by labels.
+fn finish_matrix(series: Vec<StepSeries>) -> Result<Vec<Series>, QueryError> {
+    let mut out: Vec<Series> = series
+        .into_iter()
+        .filter(|s| !s.points.is_empty())
+        .map(|s| Series {
+            labels: if s.drop_name { drop_metric_name(&s.labels) } else { s.labels },
+            points: s.points.into_iter().map(|p| (p.t, p.v)).collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut merged: Vec<Series> = Vec::with_capacity(out.len());
+    for s in out {
+        match merged.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.points.extend(s.points);
+                last.points.sort_by_key(|p| p.0);
+                if last.points.windows(2).any(|w| w[0].0 == w[1].0) {
+                    return Err(QueryError::Execution(DUPLICATE_LABELSET.into()));
+                }
+            }
+            _ => merged.push(s),
+        }
+    }
+    Ok(merged)
+}

@@ -1,0 +1,563 @@
+//! Runs Prometheus's PromQL test scripts (promqltest format) against the engine.
+//!
+//! Every file in the shared `promqltest` directory beside the checkout is run. For the files
+//! listed in `REQUIRED`, every eval must pass unless `promqltest_exceptions.md` lists it (file,
+//! line, reason); a listed case that passes fails the test too, so the list only shrinks. The
+//! other files run and report their counts without gating.
+//!
+//! Checks follow the reference harness: results compared with a relative tolerance of 1e-6,
+//! annotation expectations, ordering for `expect ordered`, and each instant eval repeated in
+//! range mode (the middle step of a 3-step query must agree) and with `@` pinned to the
+//! evaluation time at several other evaluation times.
+//!
+//! `PROMQLTEST_VERBOSE=1` prints every failing case, listed or not.
+
+#[path = "promqltest/parse.rs"]
+mod parse;
+#[path = "promqltest/storage.rs"]
+mod storage;
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parse::{Command, Eval, Expected, Kind, Matcher, SeqValue};
+use promql_parser::parser::{AtModifier, Expr};
+use regex::Regex;
+use storage::{MemStorage, Sample};
+use strata_query::engine::{Engine, EngineOptions, QueryError, QueryResult};
+use strata_query::value::Value;
+use strata_tsdb::labels::{Labels, METRIC_NAME};
+
+const REQUIRED: &[&str] = &[
+    "aggregators",
+    "at_modifier",
+    "collision",
+    "functions",
+    "histograms",
+    "limit",
+    "literals",
+    "name_label_dropping",
+    "operators",
+    "range_queries",
+    "selectors",
+    "staleness",
+    "subquery",
+    "trig_functions",
+];
+
+/// Functions whose result depends on the evaluation time even with `@` on every selector.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+    "start",
+    "end",
+    "range",
+    "step",
+];
+
+/// Relative tolerance of the reference harness.
+const EPSILON: f64 = 1e-6;
+
+fn test_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promqltest")
+}
+
+fn exceptions() -> HashMap<(String, usize), String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest_exceptions.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut out = HashMap::new();
+    for l in text.lines() {
+        let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+        if cells.len() >= 5 && cells[1].ends_with(".test") {
+            if let Ok(line) = cells[2].parse::<usize>() {
+                out.insert((cells[1].to_string(), line), cells[3].to_string());
+            }
+        }
+    }
+    out
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineOptions::default())
+}
+
+#[test]
+fn promql_test_files() {
+    let dir = test_dir();
+    assert!(
+        dir.is_dir(),
+        "PromQL test files not found at {} (the shared folder must sit beside the repository checkout)",
+        dir.display()
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let listed = exceptions();
+    let verbose = std::env::var_os("PROMQLTEST_VERBOSE").is_some();
+    let mut problems = Vec::new();
+    let mut seen_listed = HashSet::new();
+    let engine = engine();
+    for path in files {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = file.trim_end_matches(".test");
+        let required = REQUIRED.contains(&stem);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let outcomes = run_file(&engine, &text);
+        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+        for (line, expr, result) in &outcomes {
+            let key = (file.clone(), *line);
+            let is_listed = listed.contains_key(&key);
+            if is_listed {
+                seen_listed.insert(key.clone());
+            }
+            match result {
+                Ok(()) if is_listed => {
+                    problems.push(format!("{file}:{line}: listed in promqltest_exceptions.md but passes: {expr}"));
+                    passed += 1;
+                }
+                Ok(()) => passed += 1,
+                Err(e) if is_listed => {
+                    skipped += 1;
+                    if verbose {
+                        println!("  skip {file}:{line}: {expr}\n       {e}");
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    if required {
+                        problems.push(format!("{file}:{line}: {expr}\n    {e}"));
+                    } else if verbose {
+                        println!("  fail {file}:{line}: {expr}\n       {e}");
+                    }
+                }
+            }
+        }
+        println!(
+            "{file:<28} passed {passed:>4}  failed {failed:>4}  skipped {skipped:>4}{}",
+            if required { "" } else { "  (not gating)" }
+        );
+    }
+    for key in listed.keys() {
+        if !seen_listed.contains(key) {
+            problems.push(format!("{}:{}: listed in promqltest_exceptions.md but there is no eval there", key.0, key.1));
+        }
+    }
+    if !problems.is_empty() {
+        panic!("{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    }
+}
+
+/// Runs one script; returns each eval's line, expression and outcome.
+fn run_file(engine: &Engine, text: &str) -> Vec<(usize, String, Result<(), String>)> {
+    let cmds = match parse::parse_file(text) {
+        Ok(c) => c,
+        Err(e) => return vec![(0, String::new(), Err(format!("script does not parse: {e}")))],
+    };
+    let mut store = MemStorage::default();
+    let mut out = Vec::new();
+    for (_, cmd) in cmds {
+        match cmd {
+            Command::Clear => store.clear(),
+            Command::Load { interval, with_nhcb, series } => load(&mut store, interval, with_nhcb, series),
+            Command::Eval(ev) => {
+                let result = catch_unwind(AssertUnwindSafe(|| check_eval(engine, &store, &ev)))
+                    .unwrap_or_else(|p| Err(format!("panic: {}", panic_message(&p))));
+                out.push((ev.line, ev.expr.clone(), result));
+            }
+        }
+    }
+    out
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+fn load(store: &mut MemStorage, interval: i64, with_nhcb: bool, series: Vec<(Labels, Vec<SeqValue>)>) {
+    for (labels, values) in series {
+        let mut times = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let t = i as i64 * interval;
+            match v {
+                SeqValue::Omitted => continue,
+                SeqValue::Float(f) => store.add(labels.clone(), t, Sample::Float(*f)),
+                SeqValue::Histogram => store.add(labels.clone(), t, Sample::Histogram),
+            }
+            if matches!(v, SeqValue::Float(_)) {
+                times.push(t);
+            }
+        }
+        if with_nhcb {
+            // The reference loader also converts classic histograms into native histograms with
+            // custom buckets, stored under the base metric name.
+            if let Some(base) = nhcb_base(&labels) {
+                for t in times {
+                    store.add(base.clone(), t, Sample::Histogram);
+                }
+            }
+        }
+    }
+}
+
+fn nhcb_base(labels: &Labels) -> Option<Labels> {
+    let name = labels.get(METRIC_NAME)?;
+    let base = if let Some(b) = name.strip_suffix("_bucket") {
+        let le = labels.get("le")?;
+        if le.parse::<f64>().is_err() && !le.eq_ignore_ascii_case("+inf") {
+            return None;
+        }
+        b
+    } else {
+        name.strip_suffix("_count").or_else(|| name.strip_suffix("_sum"))?
+    };
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .filter(|(n, _)| *n != "le")
+        .map(|(n, v)| if n == METRIC_NAME { (n, base) } else { (n, v) })
+        .collect();
+    Some(Labels::from_pairs(&pairs))
+}
+
+fn check_eval(engine: &Engine, store: &MemStorage, ev: &Eval) -> Result<(), String> {
+    match ev.kind {
+        Kind::Range { start, end, step } => {
+            let res = engine.range_query(store, &ev.expr, start, end, step);
+            let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
+            check_annotations(ev, &r)?;
+            compare(ev, &r.value, (start, end, step))
+        }
+        Kind::Instant { at } => {
+            check_instant(engine, store, ev, &ev.expr, at)?;
+            for (q, t) in at_modifier_variants(&ev.expr, at)? {
+                check_instant(engine, store, ev, &q, t).map_err(|e| format!("with @ pinned, at {t}ms: {q}\n    {e}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `None` when the eval expected (and got) an error.
+fn check_outcome(
+    ev: &Eval,
+    res: Result<QueryResult, QueryError>,
+) -> Result<Option<QueryResult>, String> {
+    match (res, &ev.fail) {
+        // An engine limitation is not the failure the script expects.
+        (Err(e @ QueryError::Unsupported(_)), Some(m)) if !m.matches(&e.to_string()) || matches!(m, Matcher::Any) => {
+            Err(format!("unsupported: {e}"))
+        }
+        (Err(e), Some(m)) => {
+            if m.matches(&e.to_string()) {
+                Ok(None)
+            } else {
+                Err(format!("expected error matching {m:?}, got: {e}"))
+            }
+        }
+        (Err(e), None) => Err(format!("unexpected error: {e}")),
+        (Ok(_), Some(_)) => Err("expected an error, got none".into()),
+        (Ok(r), None) => Ok(Some(r)),
+    }
+}
+
+fn check_instant(engine: &Engine, store: &MemStorage, ev: &Eval, q: &str, t: i64) -> Result<(), String> {
+    let res = engine.instant_query(store, q, t);
+    let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
+    check_annotations(ev, &r)?;
+    let timeline = ev.range_vector.unwrap_or((t, i64::MIN, 0));
+    compare(ev, &r.value, timeline)?;
+    if ev.range_vector.is_some() || matches!(ev.expected, Expected::String(_)) {
+        return Ok(());
+    }
+    if Regex::new(r"(start|end|range|step)\(\)").is_ok_and(|re| re.is_match(q)) {
+        return Ok(());
+    }
+    // The same query in range mode must give the same values at the middle step.
+    let rr = engine
+        .range_query(store, q, t - 60_000, t + 60_000, 60_000)
+        .map_err(|e| format!("range mode: unexpected error: {e}"))?;
+    if ev.ordered {
+        return Ok(());
+    }
+    let Value::Matrix(m) = rr.value else { return Err("range mode: result is not a matrix".into()) };
+    check_sorted(&m)?;
+    let samples: Vec<strata_query::value::Sample> = m
+        .iter()
+        .filter_map(|s| s.points.iter().find(|p| p.0 == t).map(|p| strata_query::value::Sample { labels: s.labels.clone(), t, v: p.1 }))
+        .collect();
+    let v = match r.value {
+        Value::Scalar { .. } => Value::Scalar { t, v: samples.first().map_or(f64::NAN, |s| s.v) },
+        _ => Value::Vector(samples),
+    };
+    compare(ev, &v, timeline).map_err(|e| format!("range mode: {e}"))
+}
+
+fn check_annotations(ev: &Eval, r: &QueryResult) -> Result<(), String> {
+    if ev.any_warn && r.warnings.is_empty() {
+        return Err("expected warnings, got none".into());
+    }
+    if ev.any_info && r.infos.is_empty() {
+        return Err("expected info annotations, got none".into());
+    }
+    check_expected_annotations("warn", &ev.warn, &r.warnings)?;
+    check_expected_annotations("info", &ev.info, &r.infos)?;
+    if ev.no_warn && !r.warnings.is_empty() {
+        return Err(format!("unexpected warnings: {:?}", r.warnings));
+    }
+    if ev.no_info && !r.infos.is_empty() {
+        return Err(format!("unexpected info annotations: {:?}", r.infos));
+    }
+    Ok(())
+}
+
+fn check_expected_annotations(kind: &str, expected: &[Matcher], actual: &[String]) -> Result<(), String> {
+    if expected.is_empty() {
+        return Ok(());
+    }
+    if actual.is_empty() {
+        return Err(format!("expected {kind} annotations, got none"));
+    }
+    for e in expected {
+        if !actual.iter().any(|a| e.matches(a)) {
+            return Err(format!("expected {kind} annotation matching {e:?}, got {actual:?}"));
+        }
+    }
+    for a in actual {
+        if !expected.iter().any(|e| e.matches(a)) {
+            return Err(format!("unexpected {kind} annotation {a:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Go's `almost.Equal`: relative tolerance, NaN equal to NaN.
+fn almost_equal(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let min_normal = f64::from_bits(0x0010_0000_0000_0000);
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < min_normal {
+        return diff < EPSILON * min_normal;
+    }
+    diff / abs_sum.min(f64::MAX) < EPSILON
+}
+
+fn check_sorted(m: &[strata_query::value::Series]) -> Result<(), String> {
+    if m.windows(2).any(|w| w[0].labels > w[1].labels) {
+        return Err("matrix is not sorted by labels".into());
+    }
+    Ok(())
+}
+
+/// Compares a result with the expectation; `(start, end, step)` places expected range values.
+fn compare(ev: &Eval, value: &Value, (start, end, step): (i64, i64, i64)) -> Result<(), String> {
+    let expected: &[(Labels, Vec<SeqValue>)] = match &ev.expected {
+        Expected::Series(s) => s,
+        _ => &[],
+    };
+    let find = |l: &Labels| expected.iter().position(|(el, _)| el == l);
+    match value {
+        Value::Matrix(m) => {
+            if ev.ordered {
+                return Err("expected ordered result, but query returned a matrix".into());
+            }
+            if matches!(ev.expected, Expected::Scalar(_)) {
+                return Err(format!("expected scalar, got matrix {m:?}"));
+            }
+            check_sorted(m)?;
+            let mut seen = vec![false; expected.len()];
+            for s in m {
+                let i = find(&s.labels).ok_or_else(|| format!("unexpected series {} {:?}", s.labels, s.points))?;
+                seen[i] = true;
+                let mut want: Vec<(i64, f64)> = Vec::new();
+                for (k, v) in expected[i].1.iter().enumerate() {
+                    let ts = start + k as i64 * step;
+                    if ts > end {
+                        return Err(format!("more expected points for {} than the time range has", s.labels));
+                    }
+                    match v {
+                        SeqValue::Float(f) => want.push((ts, *f)),
+                        SeqValue::Histogram => return Err(format!("expected native histogram points for {}", s.labels)),
+                        SeqValue::Omitted => {}
+                    }
+                }
+                if want.len() != s.points.len() {
+                    return Err(format!("series {}: expected points {want:?}, got {:?}", s.labels, s.points));
+                }
+                for (w, p) in want.iter().zip(&s.points) {
+                    if w.0 != p.0 || !almost_equal(w.1, p.1) {
+                        return Err(format!("series {}: expected points {want:?}, got {:?}", s.labels, s.points));
+                    }
+                }
+            }
+            if let Some(i) = seen.iter().position(|s| !s) {
+                return Err(format!("expected series {} not found", expected[i].0));
+            }
+            Ok(())
+        }
+        Value::Vector(v) => {
+            if matches!(ev.expected, Expected::Scalar(_)) {
+                return Err(format!("expected scalar, got vector {v:?}"));
+            }
+            let mut seen = vec![false; expected.len()];
+            for (pos, s) in v.iter().enumerate() {
+                let i = find(&s.labels).ok_or_else(|| format!("unexpected sample {} {}", s.labels, s.v))?;
+                if ev.ordered && i != pos {
+                    return Err(format!("expected {} at position {}, found at {}", s.labels, i + 1, pos + 1));
+                }
+                seen[i] = true;
+                match expected[i].1.first() {
+                    Some(SeqValue::Float(f)) if almost_equal(*f, s.v) => {}
+                    Some(SeqValue::Float(f)) => return Err(format!("{}: expected {f}, got {}", s.labels, s.v)),
+                    Some(SeqValue::Histogram) => return Err(format!("{}: expected a native histogram", s.labels)),
+                    _ => return Err(format!("{}: no expected value", s.labels)),
+                }
+            }
+            if let Some(i) = seen.iter().position(|s| !s) {
+                return Err(format!("expected sample {} not found", expected[i].0));
+            }
+            Ok(())
+        }
+        Value::Scalar { v, .. } => match ev.expected {
+            Expected::Scalar(f) if almost_equal(f, *v) => Ok(()),
+            Expected::Scalar(f) => Err(format!("expected scalar {f}, got {v}")),
+            _ => Err(format!("expected a vector or matrix, got scalar {v}")),
+        },
+        Value::String { v, .. } => match &ev.expected {
+            Expected::String(s) if s == v => Ok(()),
+            _ => Err(format!("unexpected string {v:?}")),
+        },
+    }
+}
+
+/// The reference harness's extra instant evaluations: every selector and subquery not inside a
+/// pinned subquery gets `@ <eval time>`, then the query runs at other times and must still
+/// return the expected result. Skipped when a function reads the evaluation time.
+fn at_modifier_variants(expr: &str, t: i64) -> Result<Vec<(String, i64)>, String> {
+    let Ok(mut e) = promql_parser::parser::parse(expr) else { return Ok(Vec::new()) };
+    // The parser prints `@` times only from the epoch onwards, so pin to a marker time and put
+    // the real (possibly negative) time into the text afterwards.
+    let marker = UNIX_EPOCH + Duration::from_millis(987_654_321_123);
+    let mut unsafe_call = false;
+    pin(&mut e, &marker, false, &mut unsafe_call);
+    if unsafe_call {
+        return Ok(Vec::new());
+    }
+    let text = e.to_string().replace("@ 987654321.123", &format!("@ {}", format_seconds(t)));
+    let times: Vec<i64> = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+    Ok(times.into_iter().map(|et| (text.clone(), et)).collect())
+}
+
+fn format_seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+fn pin(e: &mut Expr, at: &SystemTime, inside_pinned: bool, unsafe_call: &mut bool) {
+    if inside_pinned {
+        return;
+    }
+    match e {
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(AtModifier::At(*at)),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(AtModifier::At(*at)),
+        Expr::Subquery(sq) => {
+            if sq.at.is_none() {
+                sq.at = Some(AtModifier::At(*at));
+            }
+            pin(&mut sq.expr, at, true, unsafe_call);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = a.param.as_mut() {
+                pin(p, at, false, unsafe_call);
+            }
+            pin(&mut a.expr, at, false, unsafe_call);
+        }
+        Expr::Unary(u) => pin(&mut u.expr, at, false, unsafe_call),
+        Expr::Binary(b) => {
+            pin(&mut b.lhs, at, false, unsafe_call);
+            pin(&mut b.rhs, at, false, unsafe_call);
+        }
+        Expr::Paren(p) => pin(&mut p.expr, at, false, unsafe_call),
+        Expr::Call(c) => {
+            if AT_UNSAFE.contains(&c.func.name) {
+                *unsafe_call = true;
+            }
+            for a in c.args.args.iter_mut() {
+                pin(a, at, false, unsafe_call);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every expression the test files evaluate, run at pseudo-random times and ranges over the
+/// files' data, must return a result or an error, never panic.
+#[test]
+fn no_panics_on_test_queries() {
+    let dir = test_dir();
+    assert!(dir.is_dir(), "PromQL test files not found at {}", dir.display());
+    let engine = Engine::new(EngineOptions { timeout: Duration::from_secs(10), ..EngineOptions::default() });
+    // A fixed-seed xorshift keeps the run reproducible.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let mut panics = Vec::new();
+    let mut queries = 0;
+    for path in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "test")) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let Ok(cmds) = parse::parse_file(&text) else { continue };
+        let mut store = MemStorage::default();
+        for (_, cmd) in cmds {
+            match cmd {
+                Command::Clear => store.clear(),
+                Command::Load { interval, with_nhcb, series } => load(&mut store, interval, with_nhcb, series),
+                Command::Eval(ev) => {
+                    if promql_parser::parser::parse(&ev.expr).is_err() {
+                        continue;
+                    }
+                    for _ in 0..3 {
+                        let t = (next() % 7_200_000) as i64 - 600_000;
+                        let step = (next() % 120_000) as i64 + 1;
+                        let len = (next() % 200) as i64;
+                        queries += 2;
+                        let r = catch_unwind(AssertUnwindSafe(|| {
+                            let _ = engine.instant_query(&store, &ev.expr, t);
+                            let _ = engine.range_query(&store, &ev.expr, t, t + len * step, step);
+                        }));
+                        if let Err(p) = r {
+                            panics.push(format!("{}:{} {} at {t}: {}", path.display(), ev.line, ev.expr, panic_message(&p)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(queries > 1000, "only {queries} queries ran");
+    assert!(panics.is_empty(), "{} panic(s):\n{}", panics.len(), panics.join("\n"));
+}
