@@ -115,6 +115,10 @@ fn place_point(digits: &str, exp: i32) -> String {
 mod tests {
     use super::*;
 
+    /// Exactly halfway between two 17-digit decimals (written out in full on purpose).
+    #[allow(clippy::excessive_precision)]
+    const TIE: f64 = 1665071963897249.25;
+
     #[test]
     fn go_g_format() {
         for (v, want) in [
@@ -133,8 +137,8 @@ mod tests {
             (f64::NAN, "NaN"),
             (-0.0, "-0"),
             (100000.5, "100000.5"),
-            // Exactly halfway between two 17-digit decimals: Go keeps the even digit.
-            (1665071963897249.25, "1.6650719638972492e+15"),
+            // Go keeps the even last digit.
+            (TIE, "1.6650719638972492e+15"),
         ] {
             assert_eq!(format_g(v), want, "{v}");
         }
@@ -148,7 +152,7 @@ mod tests {
             (1e21, "1000000000000000000000"),
             (1.5e-7, "0.00000015"),
             (-123.456, "-123.456"),
-            (1665071963897249.25, "1665071963897249.2"),
+            (TIE, "1665071963897249.2"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "+Inf"),
         ] {
