@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use strata_query::api::ApiState;
+use strata_query::engine::EngineOptions;
 use strata_receiver::{Receiver, ReceiverConfig, RequestLimits, Shipping};
 use strata_tsdb::db::DbOptions;
 use strata_tsdb::wal::WalOptions;
@@ -32,7 +34,8 @@ struct Cli {
 enum Command {
     /// Accept Prometheus remote write into per-tenant TSDBs.
     Receive(ReceiveArgs),
-    /// Everything in one process on one machine (for now: the receiver with local defaults).
+    /// Everything in one process on one machine (for now: the receiver with local defaults and
+    /// the query API over its tenants).
     Standalone(StandaloneArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
@@ -113,6 +116,62 @@ struct StandaloneArgs {
     /// receive="standalone" unless `--label` is given).
     #[arg(long = "data-dir", default_value = "./data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+/// PromQL settings (Thanos `query` flag names).
+#[derive(Args)]
+struct QueryArgs {
+    /// Longest a query may run; a request's `timeout` parameter can only shorten it.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration_flag)]
+    timeout: i64,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration_flag)]
+    lookback_delta: i64,
+    /// Most samples a query may load or hold at once.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    max_samples: usize,
+}
+
+/// What the query API needs besides the receiver's tenants.
+struct QuerySetup {
+    engine: EngineOptions,
+    flags: BTreeMap<String, String>,
+    retention: String,
+}
+
+/// The query API's settings for `standalone`, and its command line for /api/v1/status/flags.
+fn query_setup(q: &QueryArgs, matches: &clap::ArgMatches) -> QuerySetup {
+    let cli = Cli::command();
+    let flags = match (cli.find_subcommand("standalone"), matches.subcommand_matches("standalone")) {
+        (Some(sub), Some(m)) => flag_values(&cli, sub, m),
+        _ => BTreeMap::new(),
+    };
+    QuerySetup {
+        engine: EngineOptions {
+            lookback_delta: q.lookback_delta,
+            max_samples: q.max_samples,
+            timeout: std::time::Duration::from_millis(u64::try_from(q.timeout).unwrap_or(0)),
+        },
+        retention: flags.get("tsdb.retention").cloned().unwrap_or_default(),
+        flags,
+    }
+}
+
+/// Every value-taking flag of the command line (global ones included) with its given or default
+/// value, by long name, for /api/v1/status/flags. An inline objstore config may hold
+/// credentials and is not shown.
+fn flag_values(cli: &clap::Command, sub: &clap::Command, m: &clap::ArgMatches) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for arg in cli.get_arguments().chain(sub.get_arguments()) {
+        let Some(long) = arg.get_long().filter(|_| arg.get_action().takes_values()) else { continue };
+        let values = m.try_get_raw(arg.get_id().as_str()).ok().flatten();
+        let value = values.map(|v| v.map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let shown = if long == "objstore.config" && !value.is_empty() { "<hidden>".to_owned() } else { value };
+        out.insert(long.to_owned(), shown);
+    }
+    out
 }
 
 /// Receiver settings from the flags. `default_bucket` is used when no objstore flag is given
@@ -190,24 +249,31 @@ fn parse_duration_flag(s: &str) -> Result<i64, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     logging::init(&cli.log_level, cli.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false).await,
+            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false, None).await,
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join("bucket"), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join("receive"), &a.receiver, Some(default_bucket))?;
-                run_receiver(config, &a.listen, true).await
+                run_receiver(config, &a.listen, true, Some(query_setup(&a.query, &matches))).await
             }
             Command::Tools(a) => tools::run(a).await,
         }
     })
 }
 
-/// Serves the receiver until SIGTERM or Ctrl-C, then closes every WAL.
-async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, print_snippet: bool) -> anyhow::Result<()> {
+/// Serves the receiver (and for standalone, with `query`, the query API and page on the HTTP
+/// address) until SIGTERM or Ctrl-C, then closes every WAL.
+async fn run_receiver(
+    config: ReceiverConfig,
+    listen: &ListenArgs,
+    print_snippet: bool,
+    query: Option<QuerySetup>,
+) -> anyhow::Result<()> {
     tracing::info!(tsdb_path = %config.tsdb_path.display(), remote_write = %listen.remote_write_address, http = %listen.http_address, "starting receiver");
     let rx = Receiver::new(config);
     let rw = TcpListener::bind(listen.remote_write_address)
@@ -232,7 +298,11 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, print_snippet
     };
     // Listen before replaying: writes during replay get 503 and probes report not ready.
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
-    let http_task = serve(http, rx.http_router(), "http");
+    let http_router = match query {
+        Some(q) => rx.http_router().merge(query_router(&rx, q)),
+        None => rx.http_router(),
+    };
+    let http_task = serve(http, http_router, "http");
     let started = Arc::clone(&rx);
     let start = tokio::spawn(async move { started.start().await });
     if print_snippet {
@@ -254,6 +324,16 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, print_snippet
     rx.shutdown().await.context("close WALs")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The query API over all tenants, not ready while the receiver replays WALs.
+fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
+    let mut state = ApiState::new(rx.tenants.clone(), rx.metadata.clone(), q.engine);
+    state.flags = q.flags;
+    state.storage_retention = q.retention;
+    let receiver = Arc::clone(rx);
+    state.ready = Arc::new(move || receiver.is_ready());
+    strata_query::api::router(state)
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,9 @@
 //! The engine parses with the promql-parser crate and evaluates the AST itself, step-wise over
 //! whole vectors. See README.md for what this crate owns.
 
+pub mod api;
 pub mod engine;
+mod ui;
 pub mod value;
 
 pub use strata_tsdb::storage::{SelectHints, Storage};

@@ -384,7 +384,9 @@ fn vector_vector(
     let swapped = m.card == Card::OneToMany;
     let (many, one, many_sig, one_sig) =
         if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
-    let (fill_many, fill_one) = if swapped { (m.fill_rhs, m.fill_lhs) } else { (m.fill_lhs, m.fill_rhs) };
+    // As in Prometheus, the fill sides do not follow the swap: the right fill stands in for a
+    // missing "one" sample, the left fill for a missing "many" sample.
+    let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
 
     let mut out = Output::new();
     // Result slot per (many series, one series) pair; computed once.

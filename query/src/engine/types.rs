@@ -95,12 +95,16 @@ pub(crate) fn pairs(labels: &Labels) -> Vec<(&str, &str)> {
     labels.iter().collect()
 }
 
-/// `labels` without the metric name.
+/// Labels that describe the metric rather than the series: dropped together with the name.
+const METADATA_LABELS: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// `labels` without the metric name (and the `__type__`/`__unit__` metadata labels, which
+/// Prometheus drops with it).
 pub(crate) fn drop_metric_name(labels: &Labels) -> Labels {
-    if labels.get(METRIC_NAME).is_none() {
+    if !labels.iter().any(|(n, _)| METADATA_LABELS.contains(&n)) {
         return labels.clone();
     }
-    Labels::from_sorted_unchecked(labels.iter().filter(|(n, _)| *n != METRIC_NAME))
+    Labels::from_sorted_unchecked(labels.iter().filter(|(n, _)| !METADATA_LABELS.contains(n)))
 }
 
 /// Only the labels named in `names`.

@@ -1,0 +1,293 @@
+//! JSON output byte-compatible with Prometheus's: Go's string escaping, sample values as Go
+//! formats them, timestamps as seconds with milliseconds, and the success envelope.
+
+use std::fmt::Write as _;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use strata_tsdb::gofloat::{format_f, format_g};
+use strata_tsdb::labels::Labels;
+
+use crate::value::Value;
+
+/// A JSON document written by hand, so that numbers come out exactly as Prometheus writes them.
+#[derive(Default)]
+pub struct JsonWriter {
+    out: String,
+}
+
+impl JsonWriter {
+    pub fn raw(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    /// A string escaped as Go's encoding/json does (HTML-safe: `<`, `>`, `&`, U+2028 and
+    /// U+2029 as `\u` escapes).
+    pub fn string(&mut self, s: &str) {
+        self.out.reserve(s.len() + 2);
+        self.out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => self.out.push_str("\\\""),
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                '\t' => self.out.push_str("\\t"),
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                    let _ = write!(self.out, "\\u{:04x}", c as u32);
+                }
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.out, "\\u{:04x}", c as u32);
+                }
+                c => self.out.push(c),
+            }
+        }
+        self.out.push('"');
+    }
+
+    /// `[s1,s2,…]`.
+    pub fn strings<'a>(&mut self, items: impl IntoIterator<Item = &'a str>) {
+        self.out.push('[');
+        for (i, s) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.string(s);
+        }
+        self.out.push(']');
+    }
+
+    /// A label set as an object, in label order.
+    pub fn labels(&mut self, labels: &Labels) {
+        self.out.push('{');
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.string(name);
+            self.out.push(':');
+            self.string(value);
+        }
+        self.out.push('}');
+    }
+
+    /// A sample's timestamp in seconds: the integer part, then `.` and exactly three digits
+    /// when there are milliseconds (`1.500`), as Prometheus's `MarshalTimestamp`.
+    pub fn sample_time(&mut self, ms: i64) {
+        if ms < 0 {
+            self.out.push('-');
+        }
+        let abs = ms.unsigned_abs();
+        let (secs, ms) = (abs / 1000, abs % 1000);
+        let _ = write!(self.out, "{secs}");
+        if ms > 0 {
+            let _ = write!(self.out, ".{ms:03}");
+        }
+    }
+
+    /// A sample's value as a string, as Prometheus's `MarshalValue`: Go's shortest decimal, with
+    /// an exponent only below 1e-6 or from 1e21 on; `NaN`, `+Inf`, `-Inf`.
+    pub fn sample_value(&mut self, v: f64) {
+        self.out.push('"');
+        let abs = v.abs();
+        if abs != 0.0 && abs.is_finite() && !(1e-6..1e21).contains(&abs) {
+            // Go's 'e' and 'g' formats agree whenever 'g' picks an exponent, as it does here.
+            self.out.push_str(&format_g(v));
+        } else {
+            self.out.push_str(&format_f(v));
+        }
+        self.out.push('"');
+    }
+
+    /// A float as Go's encoding/json writes a float64 (exponent below 1e-6 and from 1e21 on,
+    /// `e-7` rather than `e-07`). Used for scalar and string timestamps and for timings.
+    pub fn go_float(&mut self, v: f64) {
+        let abs = v.abs();
+        if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+            let g = format_g(v);
+            match g.split_once("e-0") {
+                Some((mantissa, exp)) => {
+                    let _ = write!(self.out, "{mantissa}e-{exp}");
+                }
+                None => self.out.push_str(&g),
+            }
+        } else {
+            self.out.push_str(&format_f(v));
+        }
+    }
+
+    fn point(&mut self, t: i64, v: f64) {
+        self.out.push('[');
+        self.sample_time(t);
+        self.out.push(',');
+        self.sample_value(v);
+        self.out.push(']');
+    }
+
+    /// `{"resultType":…,"result":…}` without the closing brace, so that stats can follow.
+    pub fn query_data_open(&mut self, value: &Value) {
+        self.raw(r#"{"resultType":"#);
+        self.string(value.type_name());
+        self.raw(r#","result":"#);
+        match value {
+            // Scalars and strings go through Go's encoding/json in Prometheus: the time is a
+            // plain float and a scalar's value is formatted without an exponent.
+            Value::Scalar { t, v } => {
+                self.out.push('[');
+                self.go_float(*t as f64 / 1000.0);
+                self.out.push_str(",\"");
+                self.out.push_str(&format_f(*v));
+                self.out.push_str("\"]");
+            }
+            Value::String { t, v } => {
+                self.out.push('[');
+                self.go_float(*t as f64 / 1000.0);
+                self.out.push(',');
+                self.string(v);
+                self.out.push(']');
+            }
+            Value::Vector(samples) => {
+                self.out.push('[');
+                for (i, s) in samples.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    self.raw(r#"{"metric":"#);
+                    self.labels(&s.labels);
+                    self.raw(r#","value":"#);
+                    self.point(s.t, s.v);
+                    self.out.push('}');
+                }
+                self.out.push(']');
+            }
+            Value::Matrix(series) => {
+                self.out.push('[');
+                for (i, s) in series.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    self.raw(r#"{"metric":"#);
+                    self.labels(&s.labels);
+                    self.raw(r#","values":["#);
+                    for (j, &(t, v)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            self.out.push(',');
+                        }
+                        self.point(t, v);
+                    }
+                    self.raw("]}");
+                }
+                self.out.push(']');
+            }
+        }
+    }
+
+    pub fn into_response(self, status: StatusCode) -> Response {
+        (status, [(header::CONTENT_TYPE, "application/json")], self.out).into_response()
+    }
+}
+
+/// `{"status":"success","data":<data>}` plus `warnings` and `infos` when there are any.
+pub fn success(data: JsonWriter, warnings: &[String], infos: &[String]) -> Response {
+    let mut w = JsonWriter { out: String::with_capacity(data.out.len() + 64) };
+    w.raw(r#"{"status":"success","data":"#);
+    w.raw(&data.out);
+    if !warnings.is_empty() {
+        w.raw(r#","warnings":"#);
+        w.strings(warnings.iter().map(String::as_str));
+    }
+    if !infos.is_empty() {
+        w.raw(r#","infos":"#);
+        w.strings(infos.iter().map(String::as_str));
+    }
+    w.raw("}");
+    w.into_response(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Sample, Series};
+
+    fn written(f: impl FnOnce(&mut JsonWriter)) -> String {
+        let mut w = JsonWriter::default();
+        f(&mut w);
+        w.out
+    }
+
+    #[test]
+    fn sample_times() {
+        for (ms, want) in [
+            (0, "0"),
+            (1000, "1"),
+            (1500, "1.500"),
+            (1050, "1.050"),
+            (1001, "1.001"),
+            (1_435_781_451_781, "1435781451.781"),
+            (-1500, "-1.500"),
+            (-5, "-0.005"),
+            (i64::MIN, "-9223372036854775.808"),
+        ] {
+            assert_eq!(written(|w| w.sample_time(ms)), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn sample_values() {
+        for (v, want) in [
+            (1.0, "\"1\""),
+            (0.1, "\"0.1\""),
+            (123456789.125, "\"123456789.125\""),
+            (1e-7, "\"1e-07\""),
+            (1e-6, "\"0.000001\""),
+            (1.5e-7, "\"1.5e-07\""),
+            (1e21, "\"1e+21\""),
+            (9.99e20, "\"999000000000000000000\""),
+            (-2.5e25, "\"-2.5e+25\""),
+            (0.0, "\"0\""),
+            (-0.0, "\"-0\""),
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"+Inf\""),
+            (f64::NEG_INFINITY, "\"-Inf\""),
+        ] {
+            assert_eq!(written(|w| w.sample_value(v)), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn go_floats() {
+        for (v, want) in [(4.0, "4"), (1.009, "1.009"), (1.5, "1.5"), (0.000071247, "0.000071247"), (5e-7, "5e-7"), (1e21, "1e+21"), (0.0, "0")] {
+            assert_eq!(written(|w| w.go_float(v)), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_go() {
+        assert_eq!(written(|w| w.string("a\"b\\c\nd\te<f>&\u{1}\u{2028}é")), r#""a\"b\\c\nd\te\u003cf\u003e\u0026\u0001\u2028é""#);
+    }
+
+    #[test]
+    fn values() {
+        let labels = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+        let cases = [
+            (Value::Scalar { t: 4000, v: 2.0 }, r#"{"resultType":"scalar","result":[4,"2"]"#),
+            (Value::Scalar { t: 1009, v: 1e-7 }, r#"{"resultType":"scalar","result":[1.009,"0.0000001"]"#),
+            (Value::String { t: 1500, v: "a<b".into() }, r#"{"resultType":"string","result":[1.5,"a\u003cb"]"#),
+            (Value::Vector(vec![]), r#"{"resultType":"vector","result":[]"#),
+            (
+                Value::Vector(vec![Sample { labels: labels.clone(), t: 1500, v: f64::NAN }]),
+                r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1.500,"NaN"]}]"#,
+            ),
+            (
+                Value::Matrix(vec![
+                    Series { labels: Labels::empty(), points: vec![(0, 0.0), (500, 0.5)] },
+                    Series { labels, points: vec![(1000, 1e21)] },
+                ]),
+                r#"{"resultType":"matrix","result":[{"metric":{},"values":[[0,"0"],[0.500,"0.5"]]},{"metric":{"__name__":"up","job":"a"},"values":[[1,"1e+21"]]}]"#,
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(written(|w| w.query_data_open(&value)), want);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `/api/v1/query`, `/api/v1/query_range` and `/api/v1/query_exemplars`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use promql_parser::parser::Expr;
+
+use super::error::{ApiError, ErrorType};
+use super::json::{self, JsonWriter};
+use super::params::{
+    duration_param, limit_param, parse_duration, required_time_param, time_param, Params, MAX_TIME, MIN_TIME,
+};
+use super::ApiState;
+use crate::engine::{Engine, EngineOptions, QueryError, QueryResult};
+use crate::value::Value;
+use crate::Storage;
+
+/// Prometheus refuses range queries with more points per series than this.
+const MAX_POINTS_PER_SERIES: i128 = 11_000;
+
+const TRUNCATED: &str = "results truncated due to limit";
+
+/// Deadlines are capped here so that a huge `--query.timeout` cannot overflow `Instant`.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+pub async fn instant(State(st): State<Arc<ApiState>>, p: Params) -> Response {
+    respond(instant_query(&st, &p).await)
+}
+
+pub async fn range(State(st): State<Arc<ApiState>>, p: Params) -> Response {
+    respond(range_query(&st, &p).await)
+}
+
+pub async fn exemplars(p: Params) -> Response {
+    respond(exemplar_query(&p))
+}
+
+fn respond(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn instant_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
+    let limit = limit_param(p)?;
+    let t = time_param(p, "time", now_ms())?;
+    let timeout = timeout_param(st, p)?;
+    let opts = query_options(st, p)?;
+    let query = p.get("query").to_owned();
+    execute(st, opts, timeout, limit, wants_stats(p), move |engine, storage| engine.instant_query(storage, &query, t))
+        .await
+}
+
+async fn range_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
+    let limit = limit_param(p)?;
+    let start = required_time_param(p, "start")?;
+    let end = required_time_param(p, "end")?;
+    if end < start {
+        return Err(ApiError::invalid_param("end", "end timestamp must not be before start time"));
+    }
+    let step = parse_duration(p.get("step")).map_err(|e| ApiError::invalid_param("step", e))?;
+    if step <= 0 {
+        return Err(ApiError::invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    // Compared in nanoseconds, as Prometheus divides Go durations.
+    if (i128::from(end) - i128::from(start)) * 1_000_000 / i128::from(step) > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    // The engine steps in whole milliseconds.
+    let step_ms = step / 1_000_000;
+    if step_ms == 0 {
+        return Err(ApiError::invalid_param("step", "query resolution step widths below one millisecond are not accepted"));
+    }
+    let timeout = timeout_param(st, p)?;
+    let opts = query_options(st, p)?;
+    let query = p.get("query").to_owned();
+    execute(st, opts, timeout, limit, wants_stats(p), move |engine, storage| {
+        engine.range_query(storage, &query, start, end, step_ms)
+    })
+    .await
+}
+
+/// The request's `timeout`, which can shorten but not lengthen `--query.timeout`.
+fn timeout_param(st: &ApiState, p: &Params) -> Result<Duration, ApiError> {
+    Ok(match duration_param(p, "timeout")? {
+        None => st.engine.timeout,
+        Some(ns) => Duration::from_nanos(u64::try_from(ns).unwrap_or(0)).min(st.engine.timeout),
+    })
+}
+
+/// Engine settings for this request: Prometheus 3 lets a request set its own lookback delta.
+fn query_options(st: &ApiState, p: &Params) -> Result<EngineOptions, ApiError> {
+    let mut opts = st.engine.clone();
+    if let Some(ns) = duration_param(p, "lookback_delta")? {
+        let ms = ns / 1_000_000;
+        if ms > 0 {
+            opts.lookback_delta = ms;
+        }
+    }
+    Ok(opts)
+}
+
+/// Prometheus adds stats for any non-empty `stats` (`stats=all` is what clients send).
+fn wants_stats(p: &Params) -> bool {
+    !p.get("stats").is_empty()
+}
+
+/// Runs a query on the blocking pool with a deadline and encodes its answer there too (large
+/// results take real CPU to encode).
+async fn execute<F>(
+    st: &ApiState,
+    opts: EngineOptions,
+    timeout: Duration,
+    limit: Option<usize>,
+    stats: bool,
+    run: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(&Engine, &dyn Storage) -> Result<QueryResult, QueryError> + Send + 'static,
+{
+    let queue_timeout = || ApiError::new(ErrorType::Timeout, "query timed out in query queue");
+    if timeout.is_zero() {
+        return Err(queue_timeout());
+    }
+    let started = Instant::now();
+    let deadline = started + timeout.min(FOREVER);
+    let storage = st.storage.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let queued = started.elapsed();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(queue_timeout());
+        }
+        let engine = Engine::new(EngineOptions { timeout: left, ..opts });
+        let eval_started = Instant::now();
+        let result = run(&engine, &*storage).map_err(ApiError::from_query)?;
+        let timings = Timings { queued, eval: eval_started.elapsed() };
+        Ok(encode(result, limit, stats.then_some(timings)))
+    });
+    // The engine stops itself at the same deadline; this answers in time even if it is late.
+    match tokio::time::timeout_at(deadline.into(), task).await {
+        Err(_) => Err(ApiError::from_query(QueryError::Timeout)),
+        Ok(joined) => joined.map_err(|e| ApiError::internal(format!("query task failed: {e}")))?,
+    }
+}
+
+struct Timings {
+    queued: Duration,
+    eval: Duration,
+}
+
+fn encode(mut result: QueryResult, limit: Option<usize>, timings: Option<Timings>) -> Response {
+    if let Some(limit) = limit {
+        let truncated = match &mut result.value {
+            Value::Vector(v) if v.len() > limit => {
+                v.truncate(limit);
+                true
+            }
+            Value::Matrix(m) if m.len() > limit => {
+                m.truncate(limit);
+                true
+            }
+            _ => false,
+        };
+        if truncated {
+            result.warnings.push(TRUNCATED.into());
+        }
+    }
+    let mut w = JsonWriter::default();
+    w.query_data_open(&result.value);
+    if let Some(t) = timings {
+        // Prometheus's stats object; this engine has no separate preparation or sort phase.
+        let eval = t.eval.as_secs_f64();
+        w.raw(r#","stats":{"timings":{"evalTotalTime":"#);
+        w.go_float(eval);
+        w.raw(r#","resultSortTime":0,"queryPreparationTime":0,"innerEvalTime":"#);
+        w.go_float(eval);
+        w.raw(r#","execQueueTime":"#);
+        w.go_float(t.queued.as_secs_f64());
+        w.raw(r#","execTotalTime":"#);
+        w.go_float((t.queued + t.eval).as_secs_f64());
+        w.raw(&format!(
+            r#"}},"samples":{{"totalQueryableSamples":{},"peakSamples":{}}}}}"#,
+            result.stats.total_queryable_samples, result.stats.peak_samples
+        ));
+    }
+    w.raw("}");
+    json::success(w, &result.warnings, &result.infos)
+}
+
+/// No exemplars are stored yet: every valid request gets an empty list, or no content when
+/// the query selects nothing (as Prometheus answers).
+fn exemplar_query(p: &Params) -> Result<Response, ApiError> {
+    let start = time_param(p, "start", MIN_TIME)?;
+    let end = time_param(p, "end", MAX_TIME)?;
+    if end < start {
+        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+    }
+    let expr = promql_parser::parser::parse(p.get("query")).map_err(ApiError::bad_data)?;
+    if !has_selector(&expr) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut w = JsonWriter::default();
+    w.raw("[]");
+    Ok(json::success(w, &[], &[]))
+}
+
+fn has_selector(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
+        Expr::Aggregate(a) => has_selector(&a.expr) || a.param.as_deref().is_some_and(has_selector),
+        Expr::Unary(u) => has_selector(&u.expr),
+        Expr::Binary(b) => has_selector(&b.lhs) || has_selector(&b.rhs),
+        Expr::Paren(p) => has_selector(&p.expr),
+        Expr::Subquery(s) => has_selector(&s.expr),
+        Expr::Call(c) => c.args.args.iter().any(|a| has_selector(a)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+    }
+}
