@@ -1,9 +1,11 @@
 //! Runs Prometheus's PromQL test scripts (promqltest format) against the engine.
 //!
-//! Every file in the shared `promqltest` directory beside the checkout is run. For the files
-//! listed in `REQUIRED`, every eval must pass unless `promqltest_exceptions.md` lists it (file,
-//! line, reason); a listed case that passes fails the test too, so the list only shrinks. The
-//! other files run and report their counts without gating.
+//! Every file in the shared `promqltest` directory beside the checkout is run, then this crate's
+//! own scripts in `tests/promqltest/` (float-only cases the shared files cover only together
+//! with native histograms). For the files listed in `REQUIRED` and for our own scripts, every
+//! eval must pass unless `promqltest_exceptions.md` lists it (file, line, reason); a listed case
+//! that passes fails the test too, so the list only shrinks. The other files run and report
+//! their counts without gating.
 //!
 //! Checks follow the reference harness: results compared with a relative tolerance of 1e-6,
 //! annotation expectations, ordering for `expect ordered`, and each instant eval repeated in
@@ -73,6 +75,20 @@ fn test_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promqltest")
 }
 
+fn own_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest")
+}
+
+fn test_files(dir: &PathBuf) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    files
+}
+
 fn exceptions() -> HashMap<(String, usize), String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest_exceptions.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -100,22 +116,20 @@ fn promql_test_files() {
         "PromQL test files not found at {} (the shared folder must sit beside the repository checkout)",
         dir.display()
     );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "test"))
-        .collect();
-    files.sort();
+    let shared = test_files(&dir);
+    let own = test_files(&own_dir());
     let listed = exceptions();
     let verbose = std::env::var_os("PROMQLTEST_VERBOSE").is_some();
     let mut problems = Vec::new();
     let mut seen_listed = HashSet::new();
     let engine = engine();
-    for path in files {
-        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for path in shared.iter().chain(&own) {
+        let is_own = own.contains(path);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = if is_own { format!("own/{name}") } else { name };
         let stem = file.trim_end_matches(".test");
-        let required = REQUIRED.contains(&stem);
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let required = is_own || REQUIRED.contains(&stem);
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let outcomes = run_file(&engine, &text);
         let (mut passed, mut failed, mut skipped) = (0, 0, 0);
         for (line, expr, result) in &outcomes {

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use strata_tsdb::block::SeriesChunks;
-use strata_tsdb::chunkenc::Encoding;
+use strata_tsdb::chunkenc::{Encoding, XorIter};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use strata_tsdb::querier::for_each_sample;
@@ -415,8 +415,15 @@ fn decode(s: &SeriesChunks, mint: i64, maxt: i64) -> Result<RangeSeries, QueryEr
             s.labels
         )));
     }
-    let mut t = Vec::new();
-    let mut v = Vec::new();
+    // Chunk headers give the sample count, so the vectors are allocated once.
+    let cap: usize = s
+        .chunks
+        .iter()
+        .filter(in_range)
+        .filter_map(|c| XorIter::new(&c.data).ok().map(|it| it.num_samples() as usize))
+        .sum();
+    let mut t = Vec::with_capacity(cap);
+    let mut v = Vec::with_capacity(cap);
     for_each_sample(s, mint, maxt, |ts, val| {
         // Chunks do not overlap, but a sample repeated at a chunk boundary must not count twice.
         if t.last().is_none_or(|&last| ts > last) {

@@ -108,6 +108,8 @@ pub(crate) struct Window<'w> {
     pub range: i64,
     /// Scalar arguments at this step.
     pub args: [f64; 2],
+    /// How many samples in the window are lower than their predecessor (counter resets).
+    pub resets: usize,
 }
 
 pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], g: Grid) -> Result<Val, QueryError> {
@@ -155,7 +157,7 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
             let n = w.v.windows(2).filter(|p| p[0] != p[1] && !(p[0].is_nan() && p[1].is_nan())).count();
             Some(n as f64)
         })?,
-        Resets => run(ev, &input, &scalars, g, |w| Some(w.v.windows(2).filter(|p| p[1] < p[0]).count() as f64))?,
+        Resets => run(ev, &input, &scalars, g, |w| Some(w.resets as f64))?,
         AvgOverTime => run(ev, &input, &scalars, g, |w| Some(avg(w.v)))?,
         SumOverTime => run(ev, &input, &scalars, g, |w| {
             let (mut sum, mut c) = (0.0, 0.0);
@@ -270,6 +272,15 @@ where
 {
     let mut points = Vec::new();
     let mut samples = 0;
+    // resets_upto[i]: decreases among samples 1..=i, so each window's count is one subtraction.
+    let mut resets_upto = Vec::with_capacity(s.v.len());
+    let mut n = 0usize;
+    for (i, &v) in s.v.iter().enumerate() {
+        if i > 0 && v < s.v[i - 1] {
+            n += 1;
+        }
+        resets_upto.push(n);
+    }
     let (mut lo, mut hi) = (0usize, 0usize);
     for i in 0..g.len() {
         let ts = g.ts(i);
@@ -297,6 +308,7 @@ where
                 scalars.first().map_or(f64::NAN, |a| a[i]),
                 scalars.get(1).map_or(f64::NAN, |a| a[i]),
             ],
+            resets: resets_upto[hi - 1] - resets_upto[lo],
         };
         if let Some(v) = k(&w) {
             points.push(Point { t: ts, v });
@@ -314,7 +326,7 @@ fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> Option<f64>
     }
     let (first_t, last_t) = (w.t[0], w.t[n - 1]);
     let mut result = w.v[n - 1] - w.v[0];
-    if is_counter {
+    if is_counter && w.resets > 0 {
         for p in w.v.windows(2) {
             if p[1] < p[0] {
                 result += p[0];
