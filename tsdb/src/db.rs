@@ -187,7 +187,9 @@ impl Db {
         for b in self.blocks().iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
             all.extend(b.label_names(matchers)?);
         }
-        all.extend(self.head.label_names(matchers)?);
+        if self.head_overlaps(mint, maxt) {
+            all.extend(self.head.label_names(matchers)?);
+        }
         Ok(all.into_iter().collect())
     }
 
@@ -197,8 +199,17 @@ impl Db {
         for b in self.blocks().iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
             all.extend(b.label_values(name, matchers)?);
         }
-        all.extend(self.head.label_values_matching(name, matchers)?);
+        if self.head_overlaps(mint, maxt) {
+            all.extend(self.head.label_values_matching(name, matchers)?);
+        }
         Ok(all.into_iter().collect())
+    }
+
+    /// Whether the head holds data in `[mint, maxt]`. Label names and values of the head are
+    /// answered for the head as a whole, as in Prometheus, when its range overlaps the query's.
+    fn head_overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let (min, max) = (self.head.min_time(), self.head.max_time());
+        min != i64::MAX && min <= maxt && max >= mint
     }
 
     /// Whether the head spans more than 1.5 chunk ranges, so its oldest range can be cut.
@@ -540,6 +551,17 @@ mod tests {
         let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().min_time).collect();
         assert_eq!(ranges, vec![4 * 3_600_000, 6 * 3_600_000], "newest ends at 8h; blocks ending 3h+ before are gone");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "two blocks and the WAL");
+    }
+
+    #[test]
+    fn label_names_and_values_respect_the_time_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        write(&db, "a", &[(1000, 1.0), (2000, 1.0)]);
+        assert_eq!(db.label_values("__name__", &[], 0, 1500).unwrap(), ["a"]);
+        assert!(db.label_values("__name__", &[], 3000, 4000).unwrap().is_empty());
+        assert!(db.label_names(&[], 3000, 4000).unwrap().is_empty());
+        assert_eq!(db.label_names(&[], 2000, 4000).unwrap(), ["__name__", "job"]);
     }
 
     #[test]
