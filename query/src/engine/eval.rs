@@ -1,7 +1,7 @@
 //! The evaluator: walks the AST, reads selectors from the storage and holds the query's limits,
 //! statistics and annotations.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
@@ -43,7 +43,7 @@ impl RangeInput {
     /// End (inclusive) of the window evaluated at time `ts`; the start is `end - range`
     /// (exclusive).
     pub fn window_end(&self, ts: i64) -> i64 {
-        self.at.unwrap_or(ts) - self.offset
+        self.at.unwrap_or(ts).saturating_sub(self.offset)
     }
 }
 
@@ -157,6 +157,11 @@ impl<'a> Evaluator<'a> {
     /// Evaluates `expr` at every step of `g`.
     pub fn eval(&mut self, expr: &Expr, g: Grid) -> Result<Val, QueryError> {
         self.check_deadline()?;
+        // Every step of a grid can hold a sample, and scalars are held per step: a grid longer
+        // than the sample limit cannot be evaluated within it.
+        if g.len() > self.limits.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
         let before = self.current;
         let val = self.eval_node(expr, g)?;
         // The node's inputs are gone now; only its output stays in memory.
@@ -199,7 +204,7 @@ impl<'a> Evaluator<'a> {
                 }
                 let input = self.range_input(expr, g)?;
                 let end = input.window_end(g.start);
-                let start = end - input.range;
+                let start = end.saturating_sub(input.range);
                 let mut out = Vec::with_capacity(input.series.len());
                 let mut n = 0;
                 for s in input.series {
@@ -256,7 +261,7 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.range_input(&p.expr, g),
             Expr::MatrixSelector(ms) => {
                 let vs = &ms.vs;
-                let range = ms.range.as_millis() as i64;
+                let range = duration_ms(ms.range);
                 let offset = offset_ms(&vs.offset);
                 let at = self.resolve_at(&vs.at);
                 let (first, last) = match at {
@@ -277,10 +282,10 @@ impl<'a> Evaluator<'a> {
                 Ok(RangeInput { series, range, offset, at })
             }
             Expr::Subquery(sq) => {
-                let range = sq.range.as_millis() as i64;
+                let range = duration_ms(sq.range);
                 let offset = offset_ms(&sq.offset);
                 let at = self.resolve_at(&sq.at);
-                let step = sq.step.map_or(DEFAULT_SUBQUERY_STEP, |d| d.as_millis() as i64);
+                let step = sq.step.map_or(DEFAULT_SUBQUERY_STEP, duration_ms);
                 if step <= 0 {
                     return Err(QueryError::BadData("zero or negative subquery step".into()));
                 }
@@ -292,7 +297,7 @@ impl<'a> Evaluator<'a> {
                 // start of the earliest window.
                 let base = first.saturating_sub(offset).saturating_sub(range);
                 let inner = Grid {
-                    start: (base.div_euclid(step) + 1).saturating_mul(step),
+                    start: base.div_euclid(step).saturating_add(1).saturating_mul(step),
                     end: last.saturating_sub(offset),
                     step,
                 };
@@ -444,7 +449,7 @@ fn instant_points(s: &RangeSeries, g: Grid, offset: i64, at: Option<i64>, lookba
             *cursor += 1;
         }
         let i = cursor.checked_sub(1)?;
-        if s.t[i] <= reference - lookback || is_stale(s.v[i]) {
+        if s.t[i] <= reference.saturating_sub(lookback) || is_stale(s.v[i]) {
             return None;
         }
         Some(if sample_times { s.t[i] as f64 / 1000.0 } else { s.v[i] })
@@ -469,18 +474,23 @@ fn instant_points(s: &RangeSeries, g: Grid, offset: i64, at: Option<i64>, lookba
     }
 }
 
+/// Milliseconds of a duration, saturating at the i64 range.
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => duration_ms(*d),
+        Some(Offset::Neg(d)) => -duration_ms(*d),
     }
 }
 
 fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(d),
+        Err(e) => -duration_ms(e.duration()),
     }
 }
 

@@ -138,6 +138,9 @@ impl Engine {
         if end < start {
             return Err(QueryError::BadData("end timestamp must not be before start time".into()));
         }
+        if end.checked_sub(start).is_none() {
+            return Err(QueryError::BadData("query time range is too large".into()));
+        }
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             other => {
@@ -248,4 +251,132 @@ fn finish_matrix(series: Vec<StepSeries>) -> Result<Vec<Series>, QueryError> {
         }
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_tsdb::block::{ChunkData, SeriesChunks};
+    use strata_tsdb::chunkenc::{Encoding, XorAppender};
+    use strata_tsdb::matchers::Matcher;
+
+    use super::*;
+    use crate::SelectHints;
+
+    /// Series kept as single chunks; `hist` marks series whose chunk is a native histogram one.
+    struct Mem(Vec<(Labels, Vec<(i64, f64)>, bool)>);
+
+    impl Storage for Mem {
+        fn select(&self, m: &[Matcher], mint: i64, maxt: i64, _: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(l, _, _)| m.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+                .filter(|(_, s, _)| s.iter().any(|&(t, _)| t >= mint && t <= maxt))
+                .map(|(l, s, hist)| {
+                    let mut a = XorAppender::new();
+                    s.iter().for_each(|&(t, v)| a.append(t, v));
+                    let encoding = if *hist { Encoding::FloatHistogram } else { Encoding::Xor };
+                    let c = ChunkData { min_time: s[0].0, max_time: s[s.len() - 1].0, encoding, data: a.bytes().to_vec() };
+                    SeriesChunks { labels: l.clone(), chunks: vec![c] }
+                })
+                .collect())
+        }
+        fn label_names(&self, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn label_values(&self, _: &str, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `x{i="0"}` … `x{i="n-1"}`, one sample per 15s over an hour, value = time in seconds.
+    fn data(n: usize) -> Mem {
+        Mem((0..n)
+            .map(|i| {
+                let labels = Labels::from_pairs(&[("__name__", "x"), ("i", i.to_string().as_str())]);
+                (labels, (0..=240).map(|k| (k * 15_000, k as f64 * 15.0)).collect(), false)
+            })
+            .collect())
+    }
+
+    fn engine() -> Engine {
+        Engine::new(EngineOptions::default())
+    }
+
+    #[test]
+    fn range_query_is_a_sorted_matrix() {
+        let r = engine().range_query(&data(3), "x * 2", 0, 60_000, 30_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert_eq!(m.len(), 3);
+        assert!(m.windows(2).all(|w| w[0].labels < w[1].labels));
+        assert_eq!(m[0].points, vec![(0, 0.0), (30_000, 60.0), (60_000, 120.0)]);
+        assert!(m[0].labels.get("__name__").is_none());
+        assert_eq!(r.stats.total_queryable_samples, 9);
+        assert!(r.stats.peak_samples >= 9);
+    }
+
+    #[test]
+    fn instant_rate_and_scalar() {
+        let r = engine().instant_query(&data(1), "rate(x[5m])", 3_600_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!("not a vector") };
+        assert!((v[0].v - 1.0).abs() < 1e-9);
+        assert_eq!(r.infos.len(), 1, "x does not look like a counter: {:?}", r.infos);
+        let r = engine().instant_query(&data(1), "scalar(x) + 1", 60_000).unwrap();
+        assert_eq!(r.value, Value::Scalar { t: 60_000, v: 61.0 });
+    }
+
+    #[test]
+    fn errors_have_the_expected_kinds() {
+        let e = engine();
+        let s = data(2);
+        assert!(matches!(e.instant_query(&s, "sum(", 0), Err(QueryError::Parse { .. })));
+        assert!(matches!(e.range_query(&s, "x[5m]", 0, 10, 1), Err(QueryError::BadData(_))));
+        assert!(matches!(e.range_query(&s, "x", 0, 10, 0), Err(QueryError::BadData(_))));
+        assert!(matches!(e.range_query(&s, "x", i64::MIN, i64::MAX, 1), Err(QueryError::BadData(_))));
+        let dup = e.instant_query(&s, "label_replace(x, \"i\", \"same\", \"i\", \".*\")", 0);
+        assert!(matches!(dup, Err(QueryError::Execution(m)) if m == DUPLICATE_LABELSET));
+        let bad_re = e.instant_query(&s, "label_replace(x, \"a\", \"b\", \"i\", \"(\")", 0);
+        assert!(matches!(bad_re, Err(QueryError::BadData(_))));
+        let many = e.instant_query(&s, "x + on() x", 0);
+        assert!(matches!(many, Err(QueryError::Execution(m)) if m.contains("many-to-many")));
+    }
+
+    #[test]
+    fn native_histograms_are_unsupported() {
+        let mut s = data(1);
+        s.0.push((Labels::from_pairs(&[("__name__", "h")]), vec![(0, 1.0)], true));
+        assert!(matches!(engine().instant_query(&s, "h", 0), Err(QueryError::Unsupported(_))));
+        assert!(engine().instant_query(&s, "x", 0).is_ok());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let s = data(10);
+        let small = Engine::new(EngineOptions { max_samples: 100, ..EngineOptions::default() });
+        assert!(matches!(small.range_query(&s, "x", 0, 3_600_000, 15_000), Err(QueryError::TooManySamples)));
+        assert!(small.instant_query(&s, "sum(x)", 0).is_ok());
+        let no_time = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
+        assert!(matches!(no_time.instant_query(&s, "x", 0), Err(QueryError::Timeout)));
+    }
+
+    #[test]
+    fn extreme_times_do_not_panic() {
+        let e = engine();
+        let s = data(2);
+        for q in [
+            "x offset 100000y",
+            "x offset -100000y",
+            "rate(x[100000y])",
+            "max_over_time(x[100000y:1ms])",
+            "x @ 100000000000",
+            "x @ -100000000000",
+            "last_over_time(x[1h:1ms] offset 100000y)",
+            "count_over_time(x[5m:] @ 0)",
+        ] {
+            for t in [i64::MIN, -1, 0, 1_000, i64::MAX] {
+                let _ = e.instant_query(&s, q, t);
+                let _ = e.range_query(&s, q, t.saturating_sub(60_000), t, 30_000);
+            }
+        }
+    }
 }

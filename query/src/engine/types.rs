@@ -27,7 +27,9 @@ impl Grid {
         if self.end < self.start {
             0
         } else {
-            ((self.end - self.start) / self.step) as usize + 1
+            // Wide arithmetic: the bounds may come from anywhere in the i64 range.
+            let n = (self.end as i128 - self.start as i128) / self.step as i128 + 1;
+            usize::try_from(n).unwrap_or(usize::MAX)
         }
     }
 

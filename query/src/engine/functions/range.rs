@@ -239,7 +239,7 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
 /// Number of samples of `s` in the window evaluated at `ts`.
 fn window_len(s: &RangeSeries, input: &RangeInput, ts: i64) -> usize {
     let end = input.window_end(ts);
-    let start = end - input.range;
+    let start = end.saturating_sub(input.range);
     s.t.partition_point(|&t| t <= end) - s.t.partition_point(|&t| t <= start)
 }
 
@@ -285,7 +285,7 @@ where
     for i in 0..g.len() {
         let ts = g.ts(i);
         let end = input.window_end(ts);
-        let start = end - input.range;
+        let start = end.saturating_sub(input.range);
         // Window ends only move forward along the grid (or stay, with `@`).
         while hi < s.t.len() && s.t[hi] <= end {
             hi += 1;
@@ -333,8 +333,8 @@ fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> Option<f64>
             }
         }
     }
-    let mut to_start = (first_t - w.start) as f64 / 1000.0;
-    let mut to_end = (w.end - last_t) as f64 / 1000.0;
+    let mut to_start = first_t.saturating_sub(w.start) as f64 / 1000.0;
+    let mut to_end = w.end.saturating_sub(last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
     let average_gap = sampled / (n - 1) as f64;
     // Extrapolate to an edge only if a sample was due there; otherwise assume the series starts
