@@ -199,17 +199,77 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-#[derive(Clone, Default)]
+/// Running state of one group at one step.
+#[derive(Clone, Copy, Default)]
 struct Acc {
     seen: bool,
+    incremental: bool,
+    drop_name: bool,
     value: f64,
     mean: f64,
     comp: f64,
     count: f64,
-    incremental: bool,
-    drop_name: bool,
-    values: Vec<f64>,
 }
+
+impl Acc {
+    fn first(op: u16, f: f64, drop_name: bool) -> Acc {
+        let value = match op {
+            T_STDDEV | T_STDVAR if f.is_nan() || f.is_infinite() => f64::NAN,
+            T_STDDEV | T_STDVAR => 0.0,
+            T_GROUP => 1.0,
+            _ => f,
+        };
+        Acc { seen: true, incremental: false, drop_name, value, mean: f, comp: 0.0, count: 1.0 }
+    }
+
+    fn add(&mut self, op: u16, f: f64, drop_name: bool) {
+        self.drop_name |= drop_name;
+        match op {
+            T_SUM => (self.value, self.comp) = kahan_inc(f, self.value, self.comp),
+            T_AVG => {
+                self.count += 1.0;
+                if !self.incremental {
+                    let (v, c) = kahan_inc(f, self.value, self.comp);
+                    if !v.is_infinite() {
+                        (self.value, self.comp) = (v, c);
+                        return;
+                    }
+                    // The plain sum would overflow: continue with an incremental mean.
+                    self.incremental = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.comp /= self.count - 1.0;
+                }
+                let k = (self.count - 1.0) / self.count;
+                (self.mean, self.comp) = kahan_inc(f / self.count, k * self.mean, k * self.comp);
+            }
+            T_MAX if self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if self.value > f || self.value.is_nan() => self.value = f,
+            T_COUNT | T_QUANTILE => self.count += 1.0,
+            T_STDDEV | T_STDVAR => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    fn result(&self, op: u16) -> f64 {
+        match op {
+            T_AVG if self.incremental => self.mean + self.comp,
+            T_AVG => self.value / self.count + self.comp / self.count,
+            T_SUM => self.value + self.comp,
+            T_COUNT => self.count,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+/// Most accumulators (groups × steps) the series-at-a-time fold allocates.
+const DENSE_ACCUMULATORS: usize = 1 << 20;
 
 /// sum, avg, count, min, max, group, stddev, stdvar, quantile.
 fn fold(
@@ -220,94 +280,71 @@ fn fold(
     q: &[f64],
     g: Grid,
 ) -> Result<Vec<StepSeries>, QueryError> {
-    let mut accs = vec![Acc::default(); groups.labels.len()];
-    let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.labels.len()];
-    let mut drop_name = vec![false; groups.labels.len()];
-    let mut cursor = vec![0usize; input.len()];
-    for i in 0..g.len() {
-        if i % 256 == 0 {
-            ev.check_deadline()?;
-        }
-        let ts = g.ts(i);
-        accs.iter_mut().for_each(|a| a.seen = false);
+    let (ng, n) = (groups.labels.len(), g.len());
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); ng];
+    let mut drop_name = vec![false; ng];
+    if op != T_QUANTILE && ng.saturating_mul(n) <= DENSE_ACCUMULATORS {
+        // Series at a time into a groups × steps table: each group still folds its values in
+        // input order at every step, and each series' points are read in one sweep.
+        let mut accs = vec![Acc::default(); ng * n];
         for (si, s) in input.iter().enumerate() {
-            let Some(p) = s.points.get(cursor[si]) else { continue };
-            if p.t != ts {
-                continue;
+            if si % 1024 == 0 {
+                ev.check_deadline()?;
             }
-            cursor[si] += 1;
-            let f = p.v;
-            let acc = &mut accs[groups.of_series[si]];
-            if !acc.seen {
-                *acc = Acc {
-                    seen: true,
-                    value: f,
-                    mean: f,
-                    comp: 0.0,
-                    count: 1.0,
-                    incremental: false,
-                    drop_name: s.drop_name,
-                    values: std::mem::take(&mut acc.values),
-                };
-                match op {
-                    T_STDDEV | T_STDVAR => acc.value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 },
-                    T_QUANTILE => {
-                        acc.values.clear();
-                        acc.values.push(f);
-                    }
-                    T_GROUP => acc.value = 1.0,
-                    _ => {}
+            let row = &mut accs[groups.of_series[si] * n..][..n];
+            for p in &s.points {
+                let a = &mut row[g.index(p.t)];
+                if a.seen {
+                    a.add(op, p.v, s.drop_name);
+                } else {
+                    *a = Acc::first(op, p.v, s.drop_name);
                 }
-                continue;
-            }
-            acc.drop_name |= s.drop_name;
-            match op {
-                T_SUM => (acc.value, acc.comp) = kahan_inc(f, acc.value, acc.comp),
-                T_AVG => {
-                    acc.count += 1.0;
-                    if !acc.incremental {
-                        let (v, c) = kahan_inc(f, acc.value, acc.comp);
-                        if !v.is_infinite() {
-                            (acc.value, acc.comp) = (v, c);
-                            continue;
-                        }
-                        // The plain sum would overflow: continue with an incremental mean.
-                        acc.incremental = true;
-                        acc.mean = acc.value / (acc.count - 1.0);
-                        acc.comp /= acc.count - 1.0;
-                    }
-                    let k = (acc.count - 1.0) / acc.count;
-                    (acc.mean, acc.comp) = kahan_inc(f / acc.count, k * acc.mean, k * acc.comp);
-                }
-                T_MAX if acc.value < f || acc.value.is_nan() => acc.value = f,
-                T_MIN if acc.value > f || acc.value.is_nan() => acc.value = f,
-                T_COUNT => acc.count += 1.0,
-                T_STDDEV | T_STDVAR => {
-                    acc.count += 1.0;
-                    let delta = f - acc.mean;
-                    acc.mean += delta / acc.count;
-                    acc.value += delta * (f - acc.mean);
-                }
-                T_QUANTILE => acc.values.push(f),
-                _ => {}
             }
         }
-        for (gi, acc) in accs.iter_mut().enumerate() {
-            if !acc.seen {
-                continue;
+        for (gi, row) in accs.chunks(n.max(1)).enumerate().take(ng) {
+            for (i, a) in row.iter().enumerate().filter(|(_, a)| a.seen) {
+                out[gi].push(Point { t: g.ts(i), v: a.result(op) });
+                drop_name[gi] = a.drop_name;
             }
-            let v = match op {
-                T_AVG if acc.incremental => acc.mean + acc.comp,
-                T_AVG => acc.value / acc.count + acc.comp / acc.count,
-                T_SUM => acc.value + acc.comp,
-                T_COUNT => acc.count,
-                T_STDVAR => acc.value / acc.count,
-                T_STDDEV => (acc.value / acc.count).sqrt(),
-                T_QUANTILE => quantile(q.get(i).copied().unwrap_or(f64::NAN), &mut acc.values),
-                _ => acc.value,
-            };
-            out[gi].push(Point { t: ts, v });
-            drop_name[gi] = acc.drop_name;
+        }
+    } else {
+        let mut accs = vec![Acc::default(); ng];
+        let mut values: Vec<Vec<f64>> = vec![Vec::new(); if op == T_QUANTILE { ng } else { 0 }];
+        let mut cursor = vec![0usize; input.len()];
+        for i in 0..n {
+            if i % 256 == 0 {
+                ev.check_deadline()?;
+            }
+            let ts = g.ts(i);
+            accs.iter_mut().for_each(|a| a.seen = false);
+            for (si, s) in input.iter().enumerate() {
+                let Some(p) = s.points.get(cursor[si]) else { continue };
+                if p.t != ts {
+                    continue;
+                }
+                cursor[si] += 1;
+                let gi = groups.of_series[si];
+                let a = &mut accs[gi];
+                if a.seen {
+                    a.add(op, p.v, s.drop_name);
+                } else {
+                    *a = Acc::first(op, p.v, s.drop_name);
+                    if let Some(v) = values.get_mut(gi) {
+                        v.clear();
+                    }
+                }
+                if let Some(v) = values.get_mut(gi) {
+                    v.push(p.v);
+                }
+            }
+            for (gi, a) in accs.iter().enumerate().filter(|(_, a)| a.seen) {
+                let v = match values.get_mut(gi) {
+                    Some(vals) => quantile(q.get(i).copied().unwrap_or(f64::NAN), vals),
+                    None => a.result(op),
+                };
+                out[gi].push(Point { t: ts, v });
+                drop_name[gi] = a.drop_name;
+            }
         }
     }
     Ok(groups

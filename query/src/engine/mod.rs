@@ -263,7 +263,8 @@ mod tests {
     use crate::SelectHints;
 
     /// Series kept as single chunks; `hist` marks series whose chunk is a native histogram one.
-    struct Mem(Vec<(Labels, Vec<(i64, f64)>, bool)>);
+    type MemSeries = (Labels, Vec<(i64, f64)>, bool);
+    struct Mem(Vec<MemSeries>);
 
     impl Storage for Mem {
         fn select(&self, m: &[Matcher], mint: i64, maxt: i64, _: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
