@@ -541,6 +541,8 @@ fn no_panics_on_test_queries() {
     let mut entries: Vec<PathBuf> =
         std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
+    // `PROMQLTEST_FUZZ_ROUNDS` raises the number of random times per query for longer runs.
+    let rounds: usize = std::env::var("PROMQLTEST_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut panics = Vec::new();
     let mut queries = 0;
     for path in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "test")) {
@@ -555,7 +557,7 @@ fn no_panics_on_test_queries() {
                     if promql_parser::parser::parse(&ev.expr).is_err() {
                         continue;
                     }
-                    for _ in 0..3 {
+                    for _ in 0..rounds {
                         let t = (next() % 7_200_000) as i64 - 600_000;
                         let step = (next() % 120_000) as i64 + 1;
                         let len = (next() % 200) as i64;

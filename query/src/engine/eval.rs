@@ -242,10 +242,10 @@ impl<'a> Evaluator<'a> {
         let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
         let maxt = last.saturating_sub(offset);
         let loaded = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
+        let points = par_map(&loaded, PARALLEL_MIN_SERIES, |s| instant_points(s, g, offset, at, lookback, sample_times));
         let mut out = Vec::with_capacity(loaded.len());
         let mut n = 0;
-        for s in loaded {
-            let points = instant_points(&s, g, offset, at, lookback, sample_times);
+        for (s, points) in loaded.into_iter().zip(points) {
             if !points.is_empty() {
                 n += points.len();
                 out.push(StepSeries { labels: s.labels, drop_name: false, points });
