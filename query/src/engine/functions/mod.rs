@@ -98,7 +98,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, call: &Call, g: Grid) -> Result<Val,
                     "sort" => input.sort_by(|a, b| value_order(first_value(a), first_value(b), false)),
                     "sort_desc" => input.sort_by(|a, b| value_order(first_value(a), first_value(b), true)),
                     _ => {
-                        let names = args[1..].iter().map(|a| string_arg(a)).collect::<Result<Vec<_>, _>>()?;
+                        let names = args.iter().skip(1).map(|a| string_arg(a)).collect::<Result<Vec<_>, _>>()?;
                         let desc = name == "sort_by_label_desc";
                         input.sort_by(|a, b| {
                             let o = label_order(&a.labels, &b.labels, &names);

@@ -113,6 +113,7 @@ pub(crate) struct Window<'w> {
 }
 
 pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], g: Grid) -> Result<Val, QueryError> {
+    use RangeFn::*;
     let m = f.matrix_arg();
     let mut scalars: Vec<Vec<f64>> = Vec::new();
     for (i, a) in args.iter().enumerate() {
@@ -123,6 +124,14 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
     let Some(matrix) = args.get(m) else {
         return Err(QueryError::Execution("missing range vector argument".into()));
     };
+    let wanted = match f {
+        QuantileOverTime | PredictLinear => 1,
+        DoubleExponentialSmoothing => 2,
+        _ => 0,
+    };
+    if scalars.len() != wanted {
+        return Err(QueryError::Execution(format!("wrong number of arguments to {}", call.func.name)));
+    }
     let input = ev.range_input(matrix, g)?;
 
     if f == RangeFn::DoubleExponentialSmoothing {
@@ -139,7 +148,6 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
         }
     }
 
-    use RangeFn::*;
     let results = match f {
         Rate => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, true, true))?,
         Increase => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, true, false))?,
