@@ -47,7 +47,7 @@ struct BenchWriteArgs {
     /// Tenant sent in the THANOS-TENANT header.
     #[arg(long)]
     tenant: Option<String>,
-    /// Sample-time distance between rounds (rounds themselves are sent back to back).
+    /// Sample-time distance between rounds.
     #[arg(long = "scrape-interval", default_value = "15s", value_parser = parse_duration)]
     scrape_interval: Duration,
     /// Timestamp of the first round in milliseconds; default: now minus rounds x interval.
@@ -56,6 +56,12 @@ struct BenchWriteArgs {
     /// Deadline for one request.
     #[arg(long = "request-timeout", default_value = "60s", value_parser = parse_duration)]
     request_timeout: Duration,
+    /// Wall-clock time between round starts, so rounds arrive like scrapes; default: back to back.
+    #[arg(long = "round-interval", value_parser = parse_duration)]
+    round_interval: Option<Duration>,
+    /// Write one line per request: unix ms at send, latency ms, HTTP status (or transport/timeout).
+    #[arg(long = "latency-log")]
+    latency_log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -201,6 +207,8 @@ async fn bench_write(a: BenchWriteArgs) -> anyhow::Result<()> {
             .context("scrape interval too long")?,
         start_ms: a.start_time,
         request_timeout: a.request_timeout,
+        round_interval: a.round_interval,
+        latency_log: a.latency_log,
     };
     let report = loadgen::run(&config).await?;
     println!("{report}");

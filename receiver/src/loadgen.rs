@@ -7,7 +7,10 @@
 //!
 //! Each series belongs to exactly one batch and each batch to exactly one connection, so the
 //! samples of a series always arrive in timestamp order even with many connections. Rounds (one
-//! sample per series, one scrape interval apart in sample time) are sent back to back.
+//! sample per series, one scrape interval apart in sample time) are sent back to back, or, with a
+//! round interval, paced in wall-clock time: round k is not sent before k intervals after the
+//! start, so rounds arrive like scrapes. Every request's send time, latency and status can be
+//! written to a log, to line requests up with events on the server.
 //!
 //! The label part of every series is encoded once up front; per request only the samples are
 //! encoded and spliced in, and a dedicated encoder thread per connection keeps the next batches
@@ -16,6 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -128,6 +133,11 @@ pub struct Config {
     pub start_ms: Option<i64>,
     /// Deadline for one request including reading its response.
     pub request_timeout: Duration,
+    /// Wall-clock time between the starts of consecutive rounds; `None` sends them back to back.
+    pub round_interval: Option<Duration>,
+    /// File to write one line per request to: unix milliseconds at send, latency in
+    /// milliseconds, HTTP status (or `transport` / `timeout`), ordered by send time.
+    pub latency_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -143,6 +153,8 @@ impl Default for Config {
             scrape_interval_ms: 15_000,
             start_ms: None,
             request_timeout: Duration::from_secs(60),
+            round_interval: None,
+            latency_log: None,
         }
     }
 }
@@ -157,6 +169,11 @@ pub enum Error {
     Url { url: String, reason: String },
     #[error("load generator task failed: {0}")]
     Task(String),
+    #[error("cannot write latency log {path:?}: {source}")]
+    LatencyLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Outcome of a load run.
@@ -191,6 +208,12 @@ pub struct Report {
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
+    /// The round interval, when rounds were paced.
+    pub round_interval: Option<Duration>,
+    /// Rounds (counted per connection) whose first request went out after the round's
+    /// scheduled start because the previous round was still being sent: the load fell short
+    /// of the configured rate.
+    pub late_rounds: u64,
 }
 
 impl Report {
@@ -213,7 +236,8 @@ impl Report {
         format!(
             "result requests={} ok_requests={} failed_requests={} samples_sent={} \
              samples_accepted={} bytes_sent={} wall_seconds={:.3} samples_per_second={:.0} \
-             p50_ms={:.3} p99_ms={:.3} encode_busy_seconds={:.3} send_wait_seconds={:.3}",
+             p50_ms={:.3} p99_ms={:.3} encode_busy_seconds={:.3} send_wait_seconds={:.3} \
+             late_rounds={}",
             self.requests,
             self.ok_requests,
             self.failed_requests(),
@@ -226,6 +250,7 @@ impl Report {
             ms(self.latency_p99),
             self.encode_busy.as_secs_f64(),
             self.send_wait.as_secs_f64(),
+            self.late_rounds,
         )
     }
 }
@@ -271,6 +296,13 @@ impl fmt::Display for Report {
             self.encode_busy.as_secs_f64(),
             self.send_wait.as_secs_f64()
         )?;
+        if let Some(interval) = self.round_interval {
+            writeln!(
+                f,
+                "pacing: one round every {interval:?}; {} rounds (per connection) started late",
+                self.late_rounds
+            )?;
+        }
         if self.errors.is_empty() {
             writeln!(f, "errors: none")?;
         } else {
@@ -308,6 +340,16 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
         Some(t) => Some(HeaderValue::from_str(t).map_err(|e| {
             Error::Config(format!("tenant {t:?} is not a valid header value: {e}"))
         })?),
+        None => None,
+    };
+
+    let log_error = |source| Error::LatencyLog {
+        path: config.latency_log.clone().unwrap_or_default(),
+        source,
+    };
+    // Created up front so that a bad path fails before the load, not after it.
+    let log_file = match &config.latency_log {
+        Some(path) => Some(std::fs::File::create(path).map_err(log_error)?),
         None => None,
     };
 
@@ -361,10 +403,12 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
         encoders.push(tokio::task::spawn_blocking(move || {
             encode_loop(&wl, &batches, rounds, start_ms, interval, tx)
         }));
+        let pace = config.round_interval.map(|every| (started, every));
         senders.push(tokio::spawn(send_loop(
             client.clone(),
             Arc::clone(&headers),
             rx,
+            pace,
         )));
     }
 
@@ -375,9 +419,11 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
         batch_size: config.batch_size,
         concurrency: config.concurrency,
         prepare,
+        round_interval: config.round_interval,
         ..Report::default()
     };
     let mut latencies = Vec::new();
+    let mut sent = Vec::new();
     for sender in senders {
         let stats = sender.await.map_err(|e| Error::Task(e.to_string()))?;
         report.requests += stats.requests;
@@ -386,6 +432,7 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
         report.samples_accepted += stats.samples_accepted;
         report.bytes_sent += stats.bytes_sent;
         report.send_wait += stats.wait;
+        report.late_rounds += stats.late_rounds;
         for (code, n) in stats.errors {
             *report.errors.entry(code).or_default() += n;
         }
@@ -394,7 +441,8 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
                 report.error_bodies.push(body);
             }
         }
-        latencies.extend(stats.latencies);
+        latencies.extend(stats.sent.iter().map(|s| s.latency));
+        sent.extend(stats.sent);
     }
     report.wall = started.elapsed();
     for encoder in encoders {
@@ -404,7 +452,19 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
     report.latency_p50 = percentile(&latencies, 0.50);
     report.latency_p99 = percentile(&latencies, 0.99);
     report.latency_max = latencies.last().copied().unwrap_or_default();
+    if let Some(file) = log_file {
+        sent.sort_by_key(|s| s.at_unix_ms);
+        write_latency_log(file, &sent).map_err(log_error)?;
+    }
     Ok(report)
+}
+
+fn write_latency_log(file: std::fs::File, sent: &[Sent]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(file);
+    for s in sent {
+        writeln!(out, "{} {:.3} {}", s.at_unix_ms, ms(s.latency), s.status)?;
+    }
+    out.flush()
 }
 
 fn validate(config: &Config) -> Result<(), Error> {
@@ -418,6 +478,9 @@ fn validate(config: &Config) -> Result<(), Error> {
         if n == 0 {
             return Err(Error::Config(format!("{what} must be at least 1")));
         }
+    }
+    if config.round_interval == Some(Duration::ZERO) {
+        return Err(Error::Config("round interval must be positive".to_string()));
     }
     if config.scrape_interval_ms <= 0 {
         return Err(Error::Config(
@@ -447,10 +510,11 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
-/// One encoded, compressed request and how many samples it carries.
+/// One encoded, compressed request, how many samples it carries and its round.
 struct Encoded {
     body: Bytes,
     samples: u64,
+    round: usize,
 }
 
 /// Encodes the worker's batches round by round; returns the time spent encoding.
@@ -481,6 +545,7 @@ fn encode_loop(
                 .blocking_send(Encoded {
                     body: Bytes::from(body),
                     samples,
+                    round,
                 })
                 .is_err()
             {
@@ -512,7 +577,16 @@ struct SenderStats {
     wait: Duration,
     errors: BTreeMap<String, u64>,
     error_bodies: Vec<String>,
-    latencies: Vec<Duration>,
+    late_rounds: u64,
+    sent: Vec<Sent>,
+}
+
+/// One request as the latency log records it.
+struct Sent {
+    at_unix_ms: i64,
+    latency: Duration,
+    /// HTTP status code, or `transport` / `timeout` when there was no answer.
+    status: String,
 }
 
 impl SenderStats {
@@ -524,19 +598,35 @@ impl SenderStats {
     }
 }
 
-/// Posts the requests of one connection one after the other.
+/// Posts the requests of one connection one after the other; with `pace` (start, interval),
+/// none of round k before start + k × interval.
 async fn send_loop(
     client: Client<HttpConnector, Full<Bytes>>,
     template: Arc<RequestTemplate>,
     mut rx: mpsc::Receiver<Encoded>,
+    pace: Option<(Instant, Duration)>,
 ) -> SenderStats {
     let mut stats = SenderStats::default();
+    let mut round = None;
+    // When the previous answer arrived: a round is late if its predecessor ended after its start.
+    let mut answered: Option<Instant> = None;
     loop {
         let waited = Instant::now();
         let Some(encoded) = rx.recv().await else {
             break;
         };
         stats.wait += waited.elapsed();
+        if let Some((start, every)) = pace {
+            if round != Some(encoded.round) {
+                round = Some(encoded.round);
+                let due =
+                    start + every.saturating_mul(u32::try_from(encoded.round).unwrap_or(u32::MAX));
+                if answered.is_some_and(|t| t > due) {
+                    stats.late_rounds += 1;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
         stats.requests += 1;
         stats.samples_sent += encoded.samples;
         stats.bytes_sent += encoded.body.len() as u64;
@@ -559,6 +649,7 @@ async fn send_loop(
             }
         };
 
+        let at_unix_ms = now_ms();
         let sent = Instant::now();
         let outcome = tokio::time::timeout(template.timeout, async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;
@@ -573,7 +664,18 @@ async fn send_loop(
             Ok::<_, String>((status, written, body.to_bytes()))
         })
         .await;
-        stats.latencies.push(sent.elapsed());
+        let latency = sent.elapsed();
+        answered = Some(sent + latency);
+        let status = match &outcome {
+            Ok(Ok((status, _, _))) => status.as_u16().to_string(),
+            Ok(Err(_)) => "transport".to_string(),
+            Err(_) => "timeout".to_string(),
+        };
+        stats.sent.push(Sent {
+            at_unix_ms,
+            latency,
+            status,
+        });
         match outcome {
             Ok(Ok((status, false, _)))
                 if status.is_success() && template.require_written_header =>
@@ -1259,6 +1361,11 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(validate(&bad), Err(Error::Config(_))));
+        let unpaced = Config {
+            round_interval: Some(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(matches!(validate(&unpaced), Err(Error::Config(_))));
     }
 
     /// A local sink that checks the headers, decodes every body and answers every
@@ -1361,6 +1468,64 @@ mod tests {
             Some(&3),
             "{report}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn paced_rounds_wait_for_their_start_and_every_request_is_logged() {
+        let (url, _, server) = sink(0, true).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("latency.log");
+        let config = Config {
+            url,
+            series: 300,
+            samples_per_series: 3,
+            batch_size: 100,
+            concurrency: 2,
+            protocol: Protocol::V2,
+            tenant: Some("team-a".to_string()),
+            round_interval: Some(Duration::from_millis(200)),
+            latency_log: Some(log.clone()),
+            ..Config::default()
+        };
+        let before = now_ms();
+        let report = run(&config).await.expect("run");
+        server.abort();
+        assert_eq!((report.requests, report.failed_requests()), (9, 0));
+        assert_eq!(report.late_rounds, 0, "{report}");
+        assert!(report.wall >= Duration::from_millis(400), "{report}");
+        let text = std::fs::read_to_string(&log).expect("latency log");
+        let lines: Vec<(i64, f64, &str)> = text
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                assert_eq!(f.len(), 3, "{line:?}");
+                (
+                    f[0].parse().expect("ms"),
+                    f[1].parse().expect("latency"),
+                    f[2],
+                )
+            })
+            .collect();
+        assert_eq!(lines.len(), 9);
+        assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "{text}");
+        assert!(lines
+            .iter()
+            .all(|&(_, l, status)| l >= 0.0 && status == "204"));
+        // Three requests per round, none sent before its round's start.
+        assert!(lines[3].0 >= before + 200, "{text}");
+        assert!(lines[6].0 >= before + 400, "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_latency_log_fails_before_any_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            // Nothing listens there: the run must stop before connecting.
+            url: "http://127.0.0.1:1/api/v1/receive".to_string(),
+            latency_log: Some(dir.path().join("missing").join("latency.log")),
+            ..Config::default()
+        };
+        assert!(matches!(run(&config).await, Err(Error::LatencyLog { .. })));
     }
 
     #[tokio::test]
