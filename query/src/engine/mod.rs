@@ -380,4 +380,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn reads_a_real_tsdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = strata_tsdb::db::Db::open(dir.path(), strata_tsdb::db::DbOptions::default()).unwrap();
+        let mut app = db.appender();
+        for job in ["a", "b"] {
+            // 500 samples: several head chunks per series.
+            let samples: Vec<(i64, f64)> = (0..500).map(|k| (k * 15_000, k as f64)).collect();
+            app.append(&[("__name__", "c_total"), ("job", job)], samples).unwrap();
+        }
+        app.commit().unwrap();
+        let r = engine().range_query(&db, "sum(rate(c_total[1m]))", 600_000, 7_000_000, 60_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].points.len(), 107);
+        assert!(m[0].points.iter().all(|&(_, v)| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", &m[0].points[..3]);
+    }
 }
