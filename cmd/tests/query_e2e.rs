@@ -9,81 +9,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http_get, require_binary, url_encode, wait_for, Proc};
-use prost::Message;
+use common::{http_get, http_post, require_binary, url_encode, StrataAndPrometheus};
 use serde_json::Value;
 use strata_proto::prometheus as v1;
 
 const STEP_MS: i64 = 15_000;
 /// 30 minutes of samples.
 const POINTS: i64 = 120;
-
-struct Servers {
-    strata: String,
-    prometheus: String,
-    strata_rw: String,
-    _strata_proc: Proc,
-    _prom_proc: Proc,
-}
-
-fn wait_ready(proc: &mut Proc, addr: &str, what: &str) {
-    let ready = wait_for(what, Duration::from_secs(60), || {
-        proc.assert_running();
-        match http_get(addr, "/-/ready")? {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("status {status}: {body}")),
-        }
-    });
-    if let Err(e) = ready {
-        panic!("{e}\n{}", proc.log_tail());
-    }
-}
-
-fn start(work: &Path) -> Servers {
-    let prometheus_bin = require_binary("prometheus", "prometheus");
-    let (rw, http, grpc, prom) = (free_port(), free_port(), free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("standalone")
-        .arg("--data-dir")
-        .arg(work.join("strata"))
-        .args(["--remote-write.address", &format!("127.0.0.1:{rw}")])
-        .args(["--http-address", &format!("127.0.0.1:{http}")])
-        .args(["--grpc-address", &format!("127.0.0.1:{grpc}")]);
-    let mut strata_proc = Proc::spawn("strata standalone", cmd, &work.join("strata.log"));
-    let config = work.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
-    let mut cmd = Command::new(prometheus_bin);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", work.join("prometheus").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-        .arg("--web.enable-remote-write-receiver");
-    let mut prom_proc = Proc::spawn("prometheus", cmd, &work.join("prometheus.log"));
-    let strata = format!("127.0.0.1:{http}");
-    let prometheus = format!("127.0.0.1:{prom}");
-    wait_ready(&mut strata_proc, &strata, "strata /-/ready");
-    wait_ready(&mut prom_proc, &prometheus, "prometheus /-/ready");
-    Servers { strata, prometheus, strata_rw: format!("127.0.0.1:{rw}"), _strata_proc: strata_proc, _prom_proc: prom_proc }
-}
-
-/// One HTTP/1.0 POST; returns status and body.
-fn post(addr: &str, path: &str, headers: &str, body: &[u8]) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let head = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed response {text:?}"))?;
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status in {head:?}"))?;
-    Ok((status, body.to_owned()))
-}
 
 fn label(name: &str, value: &str) -> v1::Label {
     v1::Label { name: name.into(), value: value.into() }
@@ -115,13 +50,6 @@ fn write_request(t0: i64) -> v1::WriteRequest {
         v1::MetricMetadata { r#type: 2, metric_family_name: "e2e_temperature".into(), help: "Room temperature.".into(), unit: "celsius".into() },
     ];
     v1::WriteRequest { timeseries, metadata }
-}
-
-fn remote_write(addr: &str, path: &str, req: &v1::WriteRequest) {
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
-    let headers = "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n";
-    let (status, text) = post(addr, path, headers, &body).unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
-    assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
 }
 
 /// promtool's output for `args` against `addr`.
@@ -204,13 +132,12 @@ fn sorted_lines(s: &str) -> Vec<&str> {
 #[test]
 fn query_api_matches_prometheus() {
     let work = tempfile::tempdir().expect("temp dir");
-    let s = start(work.path());
+    let s = StrataAndPrometheus::start(work.path());
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     // Whole minutes, so that every evaluation time below is a whole second.
     let t0 = (now_ms - 40 * 60_000) / 60_000 * 60_000;
     let req = write_request(t0);
-    remote_write(&s.strata_rw, "/api/v1/receive", &req);
-    remote_write(&s.prometheus, "/api/v1/write", &req);
+    s.write_both(&req);
     let secs = |ms: i64| (ms / 1000).to_string();
     let at = secs(t0 + 20 * 60_000);
     let (start, end) = (secs(t0 + 5 * 60_000), secs(t0 + 25 * 60_000));
@@ -297,7 +224,7 @@ fn query_api_matches_prometheus() {
     // Grafana's data-source check: the exact answer Prometheus gives, then build info.
     for addr in [&s.strata, &s.prometheus] {
         let form = "Content-Type: application/x-www-form-urlencoded\r\n";
-        let (status, body) = post(addr, "/api/v1/query", form, b"query=1%2B1&time=4").expect("Grafana check");
+        let (status, body) = http_post(addr, "/api/v1/query", form, b"query=1%2B1&time=4").expect("Grafana check");
         assert_eq!((status, body.as_str()), (200, r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#), "{addr}");
         assert_eq!(http_get(addr, "/api/v1/status/buildinfo").map(|(status, _)| status), Ok(200), "{addr}");
     }

@@ -309,3 +309,123 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
         .ok_or_else(|| format!("no timestamp in dump line {line:?}"))?;
     Ok((labels, value, ts))
 }
+
+/// One HTTP/1.0 POST; returns status and body.
+pub fn http_post(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed response {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// Sends `req` as a snappy-compressed remote-write 1.0 request; fails the test unless it gets a
+/// 2xx.
+pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::WriteRequest) {
+    use prost::Message;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
+    let headers = "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\n\
+                   X-Prometheus-Remote-Write-Version: 0.1.0\r\n";
+    let (status, text) = http_post(addr, path, headers, &body)
+        .unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
+    assert!(
+        (200..300).contains(&status),
+        "remote write to {addr}{path}: {status} {text}"
+    );
+}
+
+/// Polls `/-/ready` until it answers 200; fails with the process's log otherwise.
+pub fn wait_ready(proc: &mut Proc, addr: &str, what: &str) {
+    let ready = wait_for(what, Duration::from_secs(60), || {
+        proc.assert_running();
+        match http_get(addr, "/-/ready")? {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("status {status}: {body}")),
+        }
+    });
+    if let Err(e) = ready {
+        panic!("{e}\n{}", proc.log_tail());
+    }
+}
+
+/// `strata standalone` and Prometheus (remote-write receiver on, nothing scraped), both ready,
+/// for asking both the same questions about the same data.
+pub struct StrataAndPrometheus {
+    /// HTTP API address of strata.
+    pub strata: String,
+    /// HTTP API address of Prometheus.
+    pub prometheus: String,
+    /// Remote-write address of strata (path `/api/v1/receive`).
+    pub strata_rw: String,
+    pub strata_proc: Proc,
+    pub prom_proc: Proc,
+}
+
+impl StrataAndPrometheus {
+    /// Starts both with data and logs under `work`; fails clearly when `prometheus` is missing.
+    pub fn start(work: &Path) -> StrataAndPrometheus {
+        let prometheus_bin = require_binary("prometheus", "prometheus");
+        let (rw, http, grpc, prom) = (free_port(), free_port(), free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("standalone")
+            .arg("--data-dir")
+            .arg(work.join("strata"))
+            .args(["--remote-write.address", &format!("127.0.0.1:{rw}")])
+            .args(["--http-address", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-address", &format!("127.0.0.1:{grpc}")]);
+        let mut strata_proc = Proc::spawn("strata standalone", cmd, &work.join("strata.log"));
+        let config = work.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
+        let mut cmd = Command::new(prometheus_bin);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("prometheus").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+            .arg("--web.enable-remote-write-receiver");
+        let mut prom_proc = Proc::spawn("prometheus", cmd, &work.join("prometheus.log"));
+        let strata = format!("127.0.0.1:{http}");
+        let prometheus = format!("127.0.0.1:{prom}");
+        wait_ready(&mut strata_proc, &strata, "strata /-/ready");
+        wait_ready(&mut prom_proc, &prometheus, "prometheus /-/ready");
+        StrataAndPrometheus {
+            strata,
+            prometheus,
+            strata_rw: format!("127.0.0.1:{rw}"),
+            strata_proc,
+            prom_proc,
+        }
+    }
+
+    /// Remote-writes `req` to both.
+    pub fn write_both(&self, req: &strata_proto::prometheus::WriteRequest) {
+        remote_write(&self.strata_rw, "/api/v1/receive", req);
+        remote_write(&self.prometheus, "/api/v1/write", req);
+    }
+}
