@@ -29,14 +29,22 @@ pub(crate) struct Limits {
     pub deadline: Instant,
 }
 
-/// A range vector's source: the samples of a range selector or the points of a subquery, and
-/// where its windows sit relative to the evaluation times.
+/// A range vector's source: a range selector's series or a subquery's points, and where its
+/// windows sit relative to the evaluation times.
 pub(crate) struct RangeInput {
-    pub series: Vec<RangeSeries>,
+    pub source: RangeSource,
     pub range: i64,
     pub offset: i64,
     /// A fixed evaluation time from an `@` modifier.
     pub at: Option<i64>,
+}
+
+pub(crate) enum RangeSource {
+    /// A range selector's series, decoded one at a time where they are used (staleness markers
+    /// dropped), so that decoding and evaluating a series happen together.
+    Selected(Selected),
+    /// A subquery's points.
+    Points(Vec<RangeSeries>),
 }
 
 impl RangeInput {
@@ -45,9 +53,65 @@ impl RangeInput {
     pub fn window_end(&self, ts: i64) -> i64 {
         self.at.unwrap_or(ts).saturating_sub(self.offset)
     }
+
+    pub fn labels(&self, i: usize) -> &Labels {
+        match &self.source {
+            RangeSource::Selected(s) => &s.series[i].labels,
+            RangeSource::Points(p) => &p[i].labels,
+        }
+    }
+
+    pub fn drop_name(&self, i: usize) -> bool {
+        match &self.source {
+            RangeSource::Selected(_) => false,
+            RangeSource::Points(p) => p[i].drop_name,
+        }
+    }
+
+    /// Calls `f` with every series' sample times and values, on all cores when there are many
+    /// series; results in series order. Samples decoded here count as held by the query.
+    pub fn map_series<R: Send>(
+        &self,
+        ev: &mut Evaluator,
+        f: impl Fn(&[i64], &[f64]) -> R + Sync,
+    ) -> Result<Vec<R>, QueryError> {
+        let deadline = ev.limits.deadline;
+        let out: Vec<Result<(R, usize), QueryError>> = match &self.source {
+            RangeSource::Selected(sel) => par_map(&sel.series, PARALLEL_MIN_SERIES, |s| {
+                if Instant::now() > deadline {
+                    return Err(QueryError::Timeout);
+                }
+                let (t, v) = decode(s, sel.mint, sel.maxt, true)?;
+                Ok((f(&t, &v), t.len()))
+            }),
+            RangeSource::Points(p) => par_map(p, PARALLEL_MIN_SERIES, |s| {
+                if Instant::now() > deadline {
+                    return Err(QueryError::Timeout);
+                }
+                // Subquery points are already accounted for.
+                Ok((f(&s.t, &s.v), 0))
+            }),
+        };
+        let mut results = Vec::with_capacity(out.len());
+        let mut decoded = 0;
+        for r in out {
+            let (r, n) = r?;
+            results.push(r);
+            decoded += n;
+        }
+        ev.hold(decoded)?;
+        Ok(results)
+    }
 }
 
-/// One series of samples, oldest first.
+/// The series a selector matched in `[mint, maxt]`, still encoded.
+pub(crate) struct Selected {
+    pub series: Vec<SeriesChunks>,
+    pub mint: i64,
+    pub maxt: i64,
+}
+
+/// One series of points, oldest first.
 pub(crate) struct RangeSeries {
     pub labels: Labels,
     pub drop_name: bool,
@@ -205,15 +269,17 @@ impl<'a> Evaluator<'a> {
                 let input = self.range_input(expr, g)?;
                 let end = input.window_end(g.start);
                 let start = end.saturating_sub(input.range);
-                let mut out = Vec::with_capacity(input.series.len());
+                let windows = input.map_series(self, |t, v| {
+                    let lo = t.partition_point(|&x| x <= start);
+                    let hi = t.partition_point(|&x| x <= end);
+                    (lo..hi).map(|i| Point { t: t[i], v: v[i] }).collect::<Vec<_>>()
+                })?;
+                let mut out = Vec::with_capacity(windows.len());
                 let mut n = 0;
-                for s in input.series {
-                    let lo = s.t.partition_point(|&t| t <= start);
-                    let hi = s.t.partition_point(|&t| t <= end);
-                    if lo < hi {
-                        n += hi - lo;
-                        let points = (lo..hi).map(|i| Point { t: s.t[i], v: s.v[i] }).collect();
-                        out.push(StepSeries { labels: s.labels, drop_name: s.drop_name, points });
+                for (i, points) in windows.into_iter().enumerate() {
+                    if !points.is_empty() {
+                        n += points.len();
+                        out.push(StepSeries { labels: input.labels(i).clone(), drop_name: input.drop_name(i), points });
                     }
                 }
                 self.count_queryable(n);
@@ -241,16 +307,27 @@ impl<'a> Evaluator<'a> {
         // Left-open lookback window: a sample exactly `lookback` old is out.
         let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
         let maxt = last.saturating_sub(offset);
-        let loaded = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
-        let points = par_map(&loaded, PARALLEL_MIN_SERIES, |s| instant_points(s, g, offset, at, lookback, sample_times));
-        let mut out = Vec::with_capacity(loaded.len());
+        let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
+        let deadline = self.limits.deadline;
+        let points = par_map(&sel.series, PARALLEL_MIN_SERIES, |s| {
+            if Instant::now() > deadline {
+                return Err(QueryError::Timeout);
+            }
+            let (t, v) = decode(s, mint, maxt, false)?;
+            Ok((instant_points(&t, &v, g, offset, at, lookback, sample_times), t.len()))
+        });
+        let mut out = Vec::with_capacity(sel.series.len());
         let mut n = 0;
-        for (s, points) in loaded.into_iter().zip(points) {
+        let mut decoded = 0;
+        for (s, points) in sel.series.into_iter().zip(points) {
+            let (points, d) = points?;
+            decoded += d;
             if !points.is_empty() {
                 n += points.len();
                 out.push(StepSeries { labels: s.labels, drop_name: false, points });
             }
         }
+        self.hold(decoded)?;
         self.count_queryable(n);
         Ok(out)
     }
@@ -270,16 +347,8 @@ impl<'a> Evaluator<'a> {
                 };
                 let mint = first.saturating_sub(offset).saturating_sub(range) + 1;
                 let maxt = last.saturating_sub(offset);
-                let mut series = self.select(vs, mint, maxt, SelectHints { step: g.step, range })?;
-                for s in &mut series {
-                    if s.v.iter().any(|&v| is_stale(v)) {
-                        let (t, v): (Vec<i64>, Vec<f64>) =
-                            s.t.iter().zip(&s.v).filter(|(_, v)| !is_stale(**v)).map(|(t, v)| (*t, *v)).unzip();
-                        s.t = t;
-                        s.v = v;
-                    }
-                }
-                Ok(RangeInput { series, range, offset, at })
+                let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range })?;
+                Ok(RangeInput { source: RangeSource::Selected(sel), range, offset, at })
             }
             Expr::Subquery(sq) => {
                 let range = duration_ms(sq.range);
@@ -301,7 +370,7 @@ impl<'a> Evaluator<'a> {
                     end: last.saturating_sub(offset),
                     step,
                 };
-                let series = match self.eval(&sq.expr, inner)? {
+                let points = match self.eval(&sq.expr, inner)? {
                     Val::Vector(series) => series
                         .into_iter()
                         .map(|s| {
@@ -320,7 +389,7 @@ impl<'a> Evaluator<'a> {
                         )))
                     }
                 };
-                Ok(RangeInput { series, range, offset, at })
+                Ok(RangeInput { source: RangeSource::Points(points), range, offset, at })
             }
             _ => Err(QueryError::Execution("expected a range vector".into())),
         }
@@ -341,45 +410,47 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Reads and decodes the series `vs` selects with samples in `[mint, maxt]`.
+    /// Reads the series `vs` selects with samples in `[mint, maxt]`, still encoded.
     fn select(
         &mut self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
         hints: SelectHints,
-    ) -> Result<Vec<RangeSeries>, QueryError> {
+    ) -> Result<Selected, QueryError> {
         self.check_deadline()?;
         let groups = matcher_groups(vs)?;
-        let mut chunks: Vec<SeriesChunks> = Vec::new();
+        let mut series: Vec<SeriesChunks> = Vec::new();
         for (i, group) in groups.iter().enumerate() {
             let mut found = self
                 .storage
                 .select(group, mint, maxt, hints)
                 .map_err(|e| QueryError::Storage(e.to_string()))?;
             if i == 0 {
-                chunks = found;
+                series = found;
             } else {
-                chunks.append(&mut found);
+                series.append(&mut found);
             }
         }
         if groups.len() > 1 {
             // Alternatives (`{a="1" or b="2"}`) may select the same series twice.
-            chunks.sort_by(|a, b| a.labels.cmp(&b.labels));
-            chunks.dedup_by(|a, b| a.labels == b.labels);
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            series.dedup_by(|a, b| a.labels == b.labels);
         }
-        let decoded = par_map(&chunks, PARALLEL_MIN_SERIES, |s| decode(s, mint, maxt));
-        let mut out = Vec::with_capacity(decoded.len());
-        let mut n = 0;
-        for d in decoded {
-            let s = d?;
-            if !s.t.is_empty() {
-                n += s.t.len();
-                out.push(s);
+        for s in &mut series {
+            s.chunks.retain(|c| c.max_time >= mint && c.min_time <= maxt);
+            if let Some(c) = s.chunks.iter().find(|c| c.encoding != Encoding::Xor) {
+                return Err(match c.encoding {
+                    Encoding::Histogram | Encoding::FloatHistogram => QueryError::Unsupported(format!(
+                        "native histograms are not supported: series {} has histogram samples",
+                        s.labels
+                    )),
+                    other => QueryError::Storage(format!("series {}: unexpected chunk encoding {other}", s.labels)),
+                });
             }
         }
-        self.hold(n)?;
-        Ok(out)
+        series.retain(|s| !s.chunks.is_empty());
+        Ok(Selected { series, mint, maxt })
     }
 }
 
@@ -412,47 +483,44 @@ fn bad_matcher(e: strata_tsdb::Error) -> QueryError {
     QueryError::BadData(e.to_string())
 }
 
-fn decode(s: &SeriesChunks, mint: i64, maxt: i64) -> Result<RangeSeries, QueryError> {
-    let in_range = |c: &&strata_tsdb::block::ChunkData| c.max_time >= mint && c.min_time <= maxt;
-    if s.chunks.iter().filter(in_range).any(|c| matches!(c.encoding, Encoding::Histogram | Encoding::FloatHistogram)) {
-        return Err(QueryError::Unsupported(format!(
-            "native histograms are not supported: series {} has histogram samples",
-            s.labels
-        )));
-    }
+/// The XOR samples of `s` in `[mint, maxt]`, optionally without staleness markers.
+fn decode(s: &SeriesChunks, mint: i64, maxt: i64, drop_stale: bool) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
     // Chunk headers give the sample count, so the vectors are allocated once.
-    let cap: usize = s
-        .chunks
-        .iter()
-        .filter(in_range)
-        .filter_map(|c| XorIter::new(&c.data).ok().map(|it| it.num_samples() as usize))
-        .sum();
+    let cap: usize = s.chunks.iter().filter_map(|c| XorIter::new(&c.data).ok()).map(|it| it.num_samples() as usize).sum();
     let mut t = Vec::with_capacity(cap);
     let mut v = Vec::with_capacity(cap);
     for_each_sample(s, mint, maxt, |ts, val| {
         // Chunks do not overlap, but a sample repeated at a chunk boundary must not count twice.
-        if t.last().is_none_or(|&last| ts > last) {
+        if t.last().is_none_or(|&last| ts > last) && !(drop_stale && is_stale(val)) {
             t.push(ts);
             v.push(val);
         }
     })
     .map_err(|e| QueryError::Storage(e.to_string()))?;
-    Ok(RangeSeries { labels: s.labels.clone(), drop_name: false, t, v })
+    Ok((t, v))
 }
 
 /// The value of an instant selector over a series at every step: the newest sample no newer
 /// than the step (minus offset) and newer than the lookback window, unless that sample is a
 /// staleness marker.
-fn instant_points(s: &RangeSeries, g: Grid, offset: i64, at: Option<i64>, lookback: i64, sample_times: bool) -> Vec<Point> {
+fn instant_points(
+    t: &[i64],
+    v: &[f64],
+    g: Grid,
+    offset: i64,
+    at: Option<i64>,
+    lookback: i64,
+    sample_times: bool,
+) -> Vec<Point> {
     let value_at = |reference: i64, cursor: &mut usize| -> Option<f64> {
-        while *cursor < s.t.len() && s.t[*cursor] <= reference {
+        while *cursor < t.len() && t[*cursor] <= reference {
             *cursor += 1;
         }
         let i = cursor.checked_sub(1)?;
-        if s.t[i] <= reference.saturating_sub(lookback) || is_stale(s.v[i]) {
+        if t[i] <= reference.saturating_sub(lookback) || is_stale(v[i]) {
             return None;
         }
-        Some(if sample_times { s.t[i] as f64 / 1000.0 } else { s.v[i] })
+        Some(if sample_times { t[i] as f64 / 1000.0 } else { v[i] })
     };
     let n = g.len();
     let mut cursor = 0;

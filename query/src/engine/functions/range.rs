@@ -3,17 +3,16 @@
 //! Each series is walked once across the grid with a sliding window; the function runs once per
 //! step on the window's samples. Series are spread over cores when there are many.
 
+use std::sync::Mutex;
+
 use promql_parser::parser::{Call, Expr};
 use strata_tsdb::labels::{quote, METRIC_NAME};
 
 use super::{absent_labels, scalar_arg};
 use crate::engine::aggregate::{kahan_inc, quantile, quantile_warning};
-use crate::engine::eval::{par_map, Evaluator, RangeInput, RangeSeries};
+use crate::engine::eval::{Evaluator, RangeInput};
 use crate::engine::types::{format_go_float_g, Grid, Point, StepSeries, Val};
 use crate::engine::QueryError;
-
-/// Series below this count are evaluated on the calling thread.
-const PARALLEL_MIN_SERIES: usize = 128;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum RangeFn {
@@ -133,20 +132,8 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
         return Err(QueryError::Execution(format!("wrong number of arguments to {}", call.func.name)));
     }
     let input = ev.range_input(matrix, g)?;
-
-    if f == RangeFn::DoubleExponentialSmoothing {
-        check_smoothing_factors(&input, &scalars, g)?;
-    }
-    if f == RangeFn::QuantileOverTime {
-        let pos = ev.positions().call(call).and_then(|p| p.args.first().copied());
-        let q = &scalars[0];
-        let invalid: Vec<usize> = (0..g.len()).filter(|&i| q[i].is_nan() || q[i] < 0.0 || q[i] > 1.0).collect();
-        for i in invalid {
-            if input.series.iter().any(|s| window_len(s, &input, g.ts(i)) > 0) {
-                ev.warn(&quantile_warning(q[i]), pos);
-            }
-        }
-    }
+    // The first invalid smoothing parameter met on a non-empty window (Prometheus fails then).
+    let bad_factor: Mutex<Option<String>> = Mutex::new(None);
 
     let results = match f {
         Rate => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, true, true))?,
@@ -197,8 +184,37 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
             let mut dev: Vec<f64> = w.v.iter().map(|v| (v - median).abs()).collect();
             Some(quantile(0.5, &mut dev))
         })?,
-        DoubleExponentialSmoothing => run(ev, &input, &scalars, g, |w| smooth(w.v, w.args[0], w.args[1]))?,
+        DoubleExponentialSmoothing => run(ev, &input, &scalars, g, |w| {
+            let (sf, tf) = (w.args[0], w.args[1]);
+            let msg = if !(sf > 0.0 && sf < 1.0) {
+                format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", go_f6(sf))
+            } else if !(tf > 0.0 && tf < 1.0) {
+                format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", go_f6(tf))
+            } else {
+                return smooth(w.v, sf, tf);
+            };
+            if let Ok(mut bad) = bad_factor.lock() {
+                bad.get_or_insert(msg);
+            }
+            None
+        })?,
     };
+    if let Some(msg) = bad_factor.into_inner().ok().flatten() {
+        return Err(QueryError::BadData(msg));
+    }
+    if f == QuantileOverTime {
+        // Prometheus warns at steps where the function ran, i.e. where some window had samples.
+        let pos = ev.positions().call(call).and_then(|p| p.args.first().copied());
+        let mut ran = vec![false; g.len()];
+        for p in results.iter().flat_map(|r| &r.0) {
+            ran[g.index(p.t)] = true;
+        }
+        for (i, &q) in scalars[0].iter().enumerate() {
+            if ran[i] && (q.is_nan() || !(0.0..=1.0).contains(&q)) {
+                ev.warn(&quantile_warning(q), pos);
+            }
+        }
+    }
 
     let samples: usize = results.iter().map(|r| r.1).sum();
     ev.count_queryable(samples);
@@ -217,8 +233,8 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
 
     if matches!(f, Rate | Increase) {
         let pos = ev.positions().call(call).and_then(|p| p.args.first().copied());
-        for (s, r) in input.series.iter().zip(&results) {
-            let name = s.labels.get(METRIC_NAME).unwrap_or("");
+        for (i, r) in results.iter().enumerate() {
+            let name = input.labels(i).get(METRIC_NAME).unwrap_or("");
             if !name.is_empty()
                 && !r.0.is_empty()
                 && !["_total", "_sum", "_count", "_bucket"].iter().any(|suffix| name.ends_with(suffix))
@@ -234,21 +250,17 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
         }
     }
 
-    let out = input
-        .series
+    let out = results
         .into_iter()
-        .zip(results)
+        .enumerate()
         .filter(|(_, r)| !r.0.is_empty())
-        .map(|(s, (points, _))| StepSeries { labels: s.labels, drop_name: s.drop_name || f.drops_name(), points })
+        .map(|(i, (points, _))| StepSeries {
+            labels: input.labels(i).clone(),
+            drop_name: input.drop_name(i) || f.drops_name(),
+            points,
+        })
         .collect();
     Ok(Val::Vector(out))
-}
-
-/// Number of samples of `s` in the window evaluated at `ts`.
-fn window_len(s: &RangeSeries, input: &RangeInput, ts: i64) -> usize {
-    let end = input.window_end(ts);
-    let start = end.saturating_sub(input.range);
-    s.t.partition_point(|&t| t <= end) - s.t.partition_point(|&t| t <= start)
 }
 
 /// Runs `k` on every non-empty window of every series: per series, the output points and how
@@ -264,27 +276,20 @@ where
     K: Fn(&Window) -> Option<f64> + Sync,
 {
     ev.check_deadline()?;
-    let deadline = ev.limits.deadline;
-    let out = par_map(&input.series, PARALLEL_MIN_SERIES, |s| {
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        Some(run_series(s, input, scalars, g, &k))
-    });
-    out.into_iter().map(|r| r.ok_or(QueryError::Timeout)).collect()
+    input.map_series(ev, |t, v| run_series(t, v, input, scalars, g, &k))
 }
 
-fn run_series<K>(s: &RangeSeries, input: &RangeInput, scalars: &[Vec<f64>], g: Grid, k: &K) -> (Vec<Point>, usize)
+fn run_series<K>(t: &[i64], v: &[f64], input: &RangeInput, scalars: &[Vec<f64>], g: Grid, k: &K) -> (Vec<Point>, usize)
 where
     K: Fn(&Window) -> Option<f64>,
 {
     let mut points = Vec::new();
     let mut samples = 0;
     // resets_upto[i]: decreases among samples 1..=i, so each window's count is one subtraction.
-    let mut resets_upto = Vec::with_capacity(s.v.len());
+    let mut resets_upto = Vec::with_capacity(v.len());
     let mut n = 0usize;
-    for (i, &v) in s.v.iter().enumerate() {
-        if i > 0 && v < s.v[i - 1] {
+    for (i, &x) in v.iter().enumerate() {
+        if i > 0 && x < v[i - 1] {
             n += 1;
         }
         resets_upto.push(n);
@@ -295,10 +300,10 @@ where
         let end = input.window_end(ts);
         let start = end.saturating_sub(input.range);
         // Window ends only move forward along the grid (or stay, with `@`).
-        while hi < s.t.len() && s.t[hi] <= end {
+        while hi < t.len() && t[hi] <= end {
             hi += 1;
         }
-        while lo < hi && s.t[lo] <= start {
+        while lo < hi && t[lo] <= start {
             lo += 1;
         }
         if lo == hi {
@@ -306,8 +311,8 @@ where
         }
         samples += hi - lo;
         let w = Window {
-            t: &s.t[lo..hi],
-            v: &s.v[lo..hi],
+            t: &t[lo..hi],
+            v: &v[lo..hi],
             ts,
             start,
             end,
@@ -483,24 +488,6 @@ fn smooth(v: &[f64], sf: f64, tf: f64) -> Option<f64> {
         (s0, s1) = (s1, next);
     }
     Some(s1)
-}
-
-/// Prometheus fails `double_exponential_smoothing` on factors outside (0, 1) when there is any
-/// data to smooth.
-fn check_smoothing_factors(input: &RangeInput, scalars: &[Vec<f64>], g: Grid) -> Result<(), QueryError> {
-    for (i, (&sf, &tf)) in scalars[0].iter().zip(&scalars[1]).enumerate() {
-        let bad_sf = !(sf > 0.0 && sf < 1.0);
-        let bad_tf = !(tf > 0.0 && tf < 1.0);
-        if !(bad_sf || bad_tf) || !input.series.iter().any(|s| window_len(s, input, g.ts(i)) > 0) {
-            continue;
-        }
-        return Err(QueryError::BadData(if bad_sf {
-            format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", go_f6(sf))
-        } else {
-            format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", go_f6(tf))
-        }));
-    }
-    Ok(())
 }
 
 /// Go's `%f`.
