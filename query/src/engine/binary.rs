@@ -369,7 +369,58 @@ impl Output {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// State of a vector-to-vector operation across steps.
+struct Join<'m> {
+    op: TokenId,
+    m: &'m Matching,
+    return_bool: bool,
+    /// One-to-many, evaluated with the sides swapped so that the left is always "many".
+    swapped: bool,
+    out: Output,
+    /// Per signature: the step stamp when it was last matched.
+    matched_at: Vec<usize>,
+    /// Per signature (many-to-one): result slots already produced at that step.
+    used_slots: Vec<Vec<usize>>,
+}
+
+impl Join<'_> {
+    /// Combines a "many" and a "one" value matched on `sig` at step `mark` into `slot`.
+    fn apply(&mut self, sig: usize, mark: usize, slot: usize, many_v: f64, one_v: f64, ts: i64) -> Result<(), QueryError> {
+        let (l, r) = if self.swapped { (one_v, many_v) } else { (many_v, one_v) };
+        let (mut v, keep) = elem_binop(self.op, l, r)?;
+        if self.return_bool {
+            v = b2f(keep);
+        }
+        if self.m.card == Card::OneToOne {
+            if self.matched_at[sig] == mark {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
+        } else {
+            if self.matched_at[sig] != mark {
+                self.used_slots[sig].clear();
+            }
+            if self.used_slots[sig].contains(&slot) {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                ));
+            }
+            self.used_slots[sig].push(slot);
+        }
+        self.matched_at[sig] = mark;
+        if keep || self.return_bool {
+            self.out.push_to(slot, ts, v)?;
+        }
+        Ok(())
+    }
+
+    fn slot(&mut self, many: &Labels, one: &Labels) -> usize {
+        let labels = self.m.result_labels(self.op, many, one);
+        self.out.slot(labels, self.return_bool)
+    }
+}
+
 fn vector_vector(
     ev: &mut Evaluator,
     op: TokenId,
@@ -380,7 +431,6 @@ fn vector_vector(
     g: Grid,
 ) -> Result<Vec<StepSeries>, QueryError> {
     let (lsig, rsig, nsig) = signature_ordinals(m, &lhs, &rhs);
-    // For one-to-many the right side is the "many" side: swap so that the left is always "many".
     let swapped = m.card == Card::OneToMany;
     let (many, one, many_sig, one_sig) =
         if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
@@ -388,14 +438,19 @@ fn vector_vector(
     // missing "one" sample, the left fill for a missing "many" sample.
     let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
 
-    let mut out = Output::new();
+    let mut join = Join {
+        op,
+        m,
+        return_bool,
+        swapped,
+        out: Output::new(),
+        matched_at: vec![0; nsig],
+        used_slots: vec![Vec::new(); nsig],
+    };
     // Result slot per (many series, one series) pair; computed once.
     let mut pair_slot: HashMap<(usize, usize), usize> = HashMap::new();
     // Per signature: the "one" side's sample at this step, stamped with the step.
     let mut one_at: Vec<(usize, usize, f64)> = vec![(0, 0, 0.0); nsig];
-    // Per signature: step stamp when it was matched, and (many-to-one) the result slots used.
-    let mut matched_at = vec![0usize; nsig];
-    let mut used_slots: Vec<Vec<usize>> = vec![Vec::new(); nsig];
     let (mut mc, mut oc) = (StepCursor::new(many.len()), StepCursor::new(one.len()));
     let (mut mv, mut ov) = (Vec::new(), Vec::new());
 
@@ -419,88 +474,36 @@ fn vector_vector(
         }
         for &(j, v) in &mv {
             let sig = many_sig[j];
-            let (one_idx, one_v) = if one_at[sig].0 == mark {
-                (Some(one_at[sig].1), one_at[sig].2)
-            } else if let Some(f) = fill_one {
-                (None, f)
-            } else {
-                continue;
-            };
-            let slot = match one_idx {
-                Some(o) => match pair_slot.get(&(j, o)) {
+            let slot = if one_at[sig].0 == mark {
+                let o = one_at[sig].1;
+                match pair_slot.get(&(j, o)) {
                     Some(&s) => s,
                     None => {
-                        let labels = m.result_labels(op, &many[j].labels, &one[o].labels);
-                        let s = out.slot(labels, return_bool);
+                        let s = join.slot(&many[j].labels, &one[o].labels);
                         pair_slot.insert((j, o), s);
                         s
                     }
-                },
-                None => {
-                    let filler = m.match_labels(&many[j].labels);
-                    out.slot(m.result_labels(op, &many[j].labels, &filler), return_bool)
                 }
+            } else if fill_one.is_some() {
+                join.slot(&many[j].labels, &m.match_labels(&many[j].labels))
+            } else {
+                continue;
             };
-            apply(op, m, return_bool, swapped, &mut out, sig, mark, slot, v, one_v, ts, &mut matched_at, &mut used_slots)?;
+            let one_v = if one_at[sig].0 == mark { one_at[sig].2 } else { fill_one.unwrap_or(f64::NAN) };
+            join.apply(sig, mark, slot, v, one_v, ts)?;
         }
         if let Some(f) = fill_many {
             for &(j, v) in &ov {
                 let sig = one_sig[j];
-                if matched_at[sig] == mark {
+                if join.matched_at[sig] == mark {
                     continue;
                 }
-                let filler = m.match_labels(&one[j].labels);
-                let slot = out.slot(m.result_labels(op, &filler, &one[j].labels), return_bool);
-                apply(op, m, return_bool, swapped, &mut out, sig, mark, slot, f, v, ts, &mut matched_at, &mut used_slots)?;
+                let slot = join.slot(&m.match_labels(&one[j].labels), &one[j].labels);
+                join.apply(sig, mark, slot, f, v, ts)?;
             }
         }
     }
-    Ok(out.series.into_iter().filter(|s| !s.points.is_empty()).collect())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    op: TokenId,
-    m: &Matching,
-    return_bool: bool,
-    swapped: bool,
-    out: &mut Output,
-    sig: usize,
-    mark: usize,
-    slot: usize,
-    many_v: f64,
-    one_v: f64,
-    ts: i64,
-    matched_at: &mut [usize],
-    used_slots: &mut [Vec<usize>],
-) -> Result<(), QueryError> {
-    let (l, r) = if swapped { (one_v, many_v) } else { (many_v, one_v) };
-    let (mut v, keep) = elem_binop(op, l, r)?;
-    if return_bool {
-        v = b2f(keep);
-    }
-    if m.card == Card::OneToOne {
-        if matched_at[sig] == mark {
-            return Err(QueryError::Execution(
-                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-            ));
-        }
-    } else {
-        if matched_at[sig] != mark {
-            used_slots[sig].clear();
-        }
-        if used_slots[sig].contains(&slot) {
-            return Err(QueryError::Execution(
-                "multiple matches for labels: grouping labels must ensure unique matches".into(),
-            ));
-        }
-        used_slots[sig].push(slot);
-    }
-    matched_at[sig] = mark;
-    if keep || return_bool {
-        out.push_to(slot, ts, v)?;
-    }
-    Ok(())
+    Ok(join.out.series.into_iter().filter(|s| !s.points.is_empty()).collect())
 }
 
 fn duplicate_error(m: &Matching, swapped: bool, a: &Labels, b: &Labels) -> QueryError {
