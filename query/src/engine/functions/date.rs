@@ -63,25 +63,76 @@ fn go_float_to_int(v: f64) -> i64 {
     }
 }
 
+/// Seconds from Go's absolute zero time (a Monday in year -292277022399) to the Unix epoch.
+const UNIX_TO_ABSOLUTE: u64 = 9_223_372_028_715_321_600;
+const ABSOLUTE_ZERO_YEAR: i64 = -292_277_022_399;
+const DAYS_PER_400_YEARS: u64 = 365 * 400 + 97;
+const DAYS_PER_100_YEARS: u64 = 365 * 100 + 24;
+const DAYS_PER_4_YEARS: u64 = 365 * 4 + 1;
+/// Days before each month in a non-leap year.
+const DAYS_BEFORE: [u64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+
+/// A calendar field of Unix second `secs`, computed as Go's `time` package does it (which
+/// Prometheus uses): on unsigned seconds since Go's absolute zero, so values beyond Go's time
+/// range wrap around exactly as they do in Prometheus (e.g. `year(vector(NaN))`).
 fn apply(f: DateFn, secs: i64) -> f64 {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let abs = (secs as u64).wrapping_add(UNIX_TO_ABSOLUTE);
+    let mut d = abs / 86_400;
+    let mut n = d / DAYS_PER_400_YEARS;
+    let mut y = 400 * n;
+    d -= DAYS_PER_400_YEARS * n;
+    n = d / DAYS_PER_100_YEARS;
+    n -= n >> 2;
+    y += 100 * n;
+    d -= DAYS_PER_100_YEARS * n;
+    n = d / DAYS_PER_4_YEARS;
+    y += 4 * n;
+    d -= DAYS_PER_4_YEARS * n;
+    n = d / 365;
+    n -= n >> 2;
+    y += n;
+    d -= 365 * n;
+    let year = (y as i64).wrapping_add(ABSOLUTE_ZERO_YEAR);
+    let yday = d;
+    let (month, day) = month_day(year, yday);
+    let second_of_day = abs % 86_400;
     (match f {
-        DateFn::DaysInMonth => days_in_month(y, m),
-        DateFn::DayOfMonth => d,
-        // 1970-01-01 was a Thursday (weekday 4, Sunday being 0).
-        DateFn::DayOfWeek => (days + 4).rem_euclid(7),
-        DateFn::DayOfYear => days - days_from_civil(y, 1, 1) + 1,
-        DateFn::Hour => rem / 3600,
-        DateFn::Minute => rem % 3600 / 60,
-        DateFn::Month => m,
-        DateFn::Year => y,
+        DateFn::DaysInMonth => days_in_month(year, month),
+        DateFn::DayOfMonth => day,
+        // The absolute zero day is a Monday (weekday 1, Sunday being 0).
+        DateFn::DayOfWeek => ((abs + 86_400) % 604_800 / 86_400) as i64,
+        DateFn::DayOfYear => yday as i64 + 1,
+        DateFn::Hour => (second_of_day / 3600) as i64,
+        DateFn::Minute => (second_of_day % 3600 / 60) as i64,
+        DateFn::Month => month,
+        DateFn::Year => year,
     }) as f64
 }
 
+/// Month (1-12) and day of month of the 0-based day of the year.
+fn month_day(year: i64, yday: u64) -> (i64, i64) {
+    let mut day = yday;
+    if is_leap(year) {
+        if day == 31 + 29 - 1 {
+            return (2, 29);
+        }
+        if day > 31 + 29 - 1 {
+            day -= 1;
+        }
+    }
+    // Guess assuming 31-day months; the guess is low by at most one.
+    let mut month = (day / 31) as usize;
+    let begin = if day >= DAYS_BEFORE[month + 1] {
+        month += 1;
+        DAYS_BEFORE[month]
+    } else {
+        DAYS_BEFORE[month]
+    };
+    (month as i64 + 1, (day - begin + 1) as i64)
+}
+
 fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -91,30 +142,6 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         _ if is_leap(y) => 29,
         _ => 28,
     }
-}
-
-/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -135,5 +162,19 @@ mod tests {
         assert_eq!(apply(DateFn::Minute, t), 45.0);
         assert_eq!(apply(DateFn::Year, -1), 1969.0);
         assert_eq!(apply(DateFn::DayOfWeek, 0), 4.0);
+        assert_eq!(apply(DateFn::DayOfYear, 0), 1.0);
+        assert_eq!(apply(DateFn::DayOfMonth, 951_782_400), 29.0); // 2000-02-29
+        assert_eq!(apply(DateFn::Month, 951_868_800), 3.0); // 2000-03-01
+    }
+
+    #[test]
+    fn wraps_like_go_beyond_its_time_range() {
+        // Go's time.Unix(math.MinInt64, 0) is 292277026596-12-04T15:30:08Z.
+        let t = go_float_to_int(f64::NAN);
+        assert_eq!(apply(DateFn::Year, t), 292_277_026_596.0);
+        assert_eq!(apply(DateFn::Month, t), 12.0);
+        assert_eq!(apply(DateFn::DayOfMonth, t), 4.0);
+        assert_eq!(apply(DateFn::Hour, t), 15.0);
+        assert_eq!(apply(DateFn::Minute, t), 30.0);
     }
 }
