@@ -12,7 +12,8 @@
 //! range mode (the middle step of a 3-step query must agree) and with `@` pinned to the
 //! evaluation time at several other evaluation times.
 //!
-//! `PROMQLTEST_VERBOSE=1` prints every failing case, listed or not.
+//! `cargo test -p strata-query --test promqltest -- --nocapture` shows the per-file counts;
+//! `PROMQLTEST_VERBOSE=1` also prints every failing case, listed or not.
 
 #[path = "promqltest/parse.rs"]
 mod parse;
