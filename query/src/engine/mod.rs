@@ -30,7 +30,8 @@ use types::{drop_metric_name, Grid, StepSeries, Val};
 /// Settings of an [`Engine`].
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// How far back an instant selector looks for a sample, in milliseconds (default 5m).
+    /// How far back an instant selector looks for a sample, in milliseconds (default 5m; zero or
+    /// less means the default).
     pub lookback_delta: i64,
     /// Most samples a query may load or hold at once (default 50,000,000).
     pub max_samples: usize,
@@ -184,7 +185,12 @@ impl Engine {
             query,
             expr,
             eval::Limits {
-                lookback: self.opts.lookback_delta.max(1),
+                // As in Prometheus, a non-positive lookback delta means the default.
+                lookback: if self.opts.lookback_delta > 0 {
+                    self.opts.lookback_delta
+                } else {
+                    EngineOptions::default().lookback_delta
+                },
                 max_samples: self.opts.max_samples,
                 deadline: Instant::now() + self.opts.timeout,
             },
