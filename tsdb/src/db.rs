@@ -225,6 +225,7 @@ impl Db {
         }
         let db = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("block-cut".into()).spawn(move || {
+            lower_thread_priority();
             while db.compactable() && !db.closed.load(Ordering::Acquire) {
                 if let Err(error) = db.cut_block() {
                     tracing::error!(dir = %db.dir.display(), %error, "cutting a block from the head failed; will retry after the next append");
@@ -361,6 +362,33 @@ impl Db {
         self.wal.close()
     }
 }
+
+/// How much the block-cut thread's nice value is raised.
+#[cfg(target_os = "linux")]
+const CUT_THREAD_NICE: libc::c_int = 10;
+/// The highest (least favoured) nice value.
+#[cfg(target_os = "linux")]
+const MAX_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's CPU priority, so that a block cut runs on the CPU time appends
+/// leave over instead of competing with them for it: on a busy machine remote-write latency
+/// stays as it was and the cut takes longer (the next one is due two hours of samples later).
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // On Linux the nice value is per thread and `who` 0 is the calling thread; raising one's
+    // own nice value needs no privilege. Relative to the current value, so that a process
+    // started with a higher one keeps it. getpriority cannot fail for the calling thread.
+    // SAFETY: getpriority and setpriority only read their integer arguments.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let lowered = (nice + CUT_THREAD_NICE).min(MAX_NICE);
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, lowered) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the block-cut thread's priority");
+    }
+}
+
+/// Elsewhere the nice value belongs to the whole process, so the thread keeps its priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}
 
 /// Series from blocks overlapping `[mint, maxt]` and the head, merged by labels.
 fn select_from(blocks: &[Arc<Block>], head: &Head, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
@@ -581,6 +609,22 @@ mod tests {
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
         assert_eq!(db.head().num_series(), 1);
         assert!(std::fs::metadata(&seg).unwrap().len() < len);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_the_cut_thread_gets_a_lower_priority() {
+        // SAFETY: getpriority only reads its integer arguments.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let cut = std::thread::spawn(move || {
+            lower_thread_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(cut, (before + CUT_THREAD_NICE).min(MAX_NICE));
+        assert_eq!(nice(), before, "other threads keep theirs");
     }
 
     #[test]

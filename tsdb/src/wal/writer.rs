@@ -352,7 +352,17 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts the next segment and fsyncs the completed one, both under the lock: the record
+    /// that did not fit is acknowledged only after the fsync.
     fn next_segment_locked(&self, inner: &mut Inner) -> Result<u32> {
+        let (next, done, path) = self.rotate_locked(inner)?;
+        self.fsync(&done, &path)?;
+        Ok(next)
+    }
+
+    /// Pads the current segment to a page boundary and starts the next. Returns the new number
+    /// and the completed segment's file and path; the caller fsyncs it.
+    fn rotate_locked(&self, inner: &mut Inner) -> Result<(u32, File, PathBuf)> {
         if inner.file.is_none() {
             return Err(self.closed_error());
         }
@@ -364,17 +374,14 @@ impl Wal {
         if inner.alloc > 0 {
             self.flush_page(inner, true)?;
         }
-        if let Some(file) = inner.file.as_ref() {
-            self.fsync(file, &old)?;
-        }
         let file = create_segment(&self.dir, next)?;
-        inner.file = Some(file);
+        let done = inner.file.replace(file).ok_or_else(|| self.closed_error())?;
         inner.segment = next;
         inner.done_pages = 0;
         inner.record_end = 0;
         self.stats.segment_current.store(u64::from(next), Relaxed);
         tracing::debug!(segment = next, "WAL segment started");
-        Ok(next)
+        Ok((next, done, old))
     }
 
     fn fsync(&self, file: &File, path: &Path) -> Result<()> {
@@ -426,19 +433,26 @@ impl Wal {
 
     /// Completes the current segment (padded to a page boundary and fsynced) and starts the
     /// next; returns its number. Called before checkpointing so all earlier segments are final.
+    /// The fsync runs after the lock is released, so appends go on into the new segment
+    /// meanwhile instead of waiting for the disk (Prometheus fsyncs it in the background too).
     pub fn next_segment(&self) -> Result<u32> {
-        let mut inner = self.inner.lock();
-        if inner.file.is_none() {
-            return Err(self.closed_error());
-        }
-        self.writing(&mut inner, Self::next_segment_locked)
+        let (next, done, path) = {
+            let mut inner = self.inner.lock();
+            if inner.file.is_none() {
+                return Err(self.closed_error());
+            }
+            self.writing(&mut inner, Self::rotate_locked)?
+        };
+        self.fsync(&done, &path)?;
+        Ok(next)
     }
 
-    /// Deletes the segments numbered below `before`, never the one being written.
+    /// Deletes the segments numbered below `before`, never the one being written. Appends
+    /// never touch those, so the files are removed without holding the lock: unlinking large
+    /// segments takes tens of milliseconds each.
     pub fn truncate(&self, before: u32) -> Result<()> {
         self.stats.truncations_total.fetch_add(1, Relaxed);
-        let mut inner = self.inner.lock();
-        let before = before.min(inner.segment);
+        let before = before.min(self.inner.lock().segment);
         let res = (|| {
             for seg in list_segments(&self.dir)? {
                 if seg.index >= before {
@@ -453,6 +467,7 @@ impl Wal {
         }
         // Whatever got deleted, the listing says what is left.
         if let Ok(segs) = list_segments(&self.dir) {
+            let mut inner = self.inner.lock();
             inner.first_segment = segs.first().map_or(inner.segment, |s| s.index);
         }
         self.stats.storage_size_bytes.store(dir_size(&self.dir), Relaxed);
