@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Remote-write latency while the receiver cuts blocks: starts `strata receive` on 127.0.0.1 with a
+# fresh --tsdb.path and sends it paced remote-write load with `strata tools bench-write`, one
+# round of all series per --round-interval of wall time, --scrape-interval apart in sample time,
+# so the head passes 3h of sample time and blocks get cut while the load goes on. Then splits
+# the request latencies into those overlapping a cut (from the receiver's "cut block from head"
+# log lines) and the rest, and prints p50/p99/max for both and the p99 ratio
+# (scripts/cut-latency.py).
+#
+# The first sample sits on a 2h boundary, so every cut writes a full 2h block: the first one
+# after 3h of sample time, then one per 2h (defaults: rounds 181, 301, 421 of 480, 8 minutes).
+#
+# Usage: scripts/bench-cut-latency.sh [--series 200000] [--rounds 480] [--batch-size 2000]
+#                                     [--concurrency 4] [--scrape-interval 60s]
+#                                     [--round-interval 1s] [--out DIR]
+# Environment: STRATA_BIN (default: build and use the release binary of this checkout).
+set -euo pipefail
+
+series=200000
+rounds=480
+batch_size=2000
+concurrency=4
+scrape_interval=60s
+round_interval=1s
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --series) series="$2"; shift 2 ;;
+        --rounds) rounds="$2"; shift 2 ;;
+        --batch-size) batch_size="$2"; shift 2 ;;
+        --concurrency) concurrency="$2"; shift 2 ;;
+        --scrape-interval) scrape_interval="$2"; shift 2 ;;
+        --round-interval) round_interval="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+# Milliseconds of a duration written as a number with ms, s or m.
+to_ms() {
+    case "$1" in
+        *ms) echo "${1%ms}" ;;
+        *s) echo $(( ${1%s} * 1000 )) ;;
+        *m) echo $(( ${1%m} * 60000 )) ;;
+        *) echo "invalid duration $1: use ms, s or m" >&2; exit 2 ;;
+    esac
+}
+scrape_ms="$(to_ms "$scrape_interval")"
+round_ms="$(to_ms "$round_interval")"
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${STRATA_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --locked -p strata >&2)
+    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
+fi
+[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
+
+work="$(mktemp -d)"
+out="${out:-$work/results}"
+mkdir -p "$out"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 30000))
+        # A refused connection means nothing listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+rw_port="$(free_port)"; http_port="$(free_port)"; grpc_port="$(free_port)"
+"$STRATA_BIN" receive \
+    --remote-write.address "127.0.0.1:$rw_port" \
+    --http-address "127.0.0.1:$http_port" \
+    --grpc-address "127.0.0.1:$grpc_port" \
+    --tsdb.path "$work/data" >"$out/receive.log" 2>&1 &
+server_pid=$!
+deadline=$((SECONDS + 60))
+until curl -sf -o /dev/null "http://127.0.0.1:$http_port/-/ready"; do
+    if ! kill -0 "$server_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "receiver did not become ready; log follows" >&2
+        cat "$out/receive.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+
+{
+    echo "cpus: $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    echo "memory: $(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel: $(uname -r)"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$out/machine.txt"
+
+# The first round on a 2h boundary, far enough back that the last round is not in the future.
+block_ms=7200000
+start_ms=$(( ($(date +%s%3N) - rounds * scrape_ms) / block_ms * block_ms ))
+# The run takes rounds x round interval; anything far beyond that is a hang.
+limit_s=$(( rounds * round_ms / 1000 + 300 ))
+echo "== $series series x $rounds rounds, one per $round_interval," \
+    "$scrape_interval apart in sample time" >&2
+load_status=0
+timeout "$limit_s" "$STRATA_BIN" tools bench-write \
+    --url "http://127.0.0.1:$rw_port/api/v1/receive" \
+    --series "$series" --samples-per-series "$rounds" --batch-size "$batch_size" \
+    --concurrency "$concurrency" --scrape-interval "$scrape_interval" \
+    --round-interval "$round_interval" --start-time "$start_ms" \
+    --latency-log "$out/latency.log" | tee "$out/load.txt" >&2 || load_status=$?
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
+
+kill -TERM "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+
+cat "$out/machine.txt" >&2
+python3 "$repo/scripts/cut-latency.py" "$out/receive.log" "$out/latency.log" | tee "$out/table.md"
+echo >&2
+echo "load report, latency log, receiver log and table: $out" >&2
+if [ "$load_status" -ne 0 ]; then
+    echo "bench-write exited with status $load_status (failed requests or timeout)" >&2
+    exit "$load_status"
+fi
