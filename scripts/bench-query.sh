@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# PromQL range-query latency: `strata standalone` vs Prometheus on the same remote-written data.
+#
+# For each series count and server (one server at a time, each with a fresh data directory):
+# start it, load it with `strata tools bench-write` (the same sample timestamps for both), wait
+# until it is idle, then time range queries over the last hour of the data at a 15 s step with
+# scripts/bench-query.py: median latency over several runs, server CPU time per run, and peak
+# memory per query (VmHWM after the query minus VmRSS before it; VmHWM is reset before each run
+# through /proc/<pid>/clear_refs). Prints a markdown table; raw runs, load reports and server
+# logs go to the output directory.
+#
+# Usage: scripts/bench-query.sh [--series "1000 10000 100000"] [--hours 2] [--reps 5]
+#                               [--servers "strata prometheus"] [--out DIR]
+# Environment: STRATA_BIN (default: build and use the release binary of this checkout).
+set -euo pipefail
+
+series_list="1000 10000 100000"
+hours=2
+reps=5
+servers="strata prometheus"
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --series) series_list="$2"; shift 2 ;;
+        --hours) hours="$2"; shift 2 ;;
+        --reps) reps="$2"; shift 2 ;;
+        --servers) servers="$2"; shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
+if [ -z "${STRATA_BIN:-}" ]; then
+    (cd "$repo" && cargo build --release --locked -p strata >&2)
+    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
+fi
+[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
+
+# bench-write's series: per scrape target 10 counters (5 of them http_requests_total), 10
+# gauges and 5 classic histograms; every series has job="kubernetes-pods".
+queries=(
+    'rate(http_requests_total[5m])'
+    'sum by (job) (rate(http_requests_total[5m]))'
+    'histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))'
+    'topk(10, http_requests_total)'
+)
+
+work="$(mktemp -d)"
+out="${out:-$work/results}"
+mkdir -p "$out"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+free_port() {
+    local port tries=0
+    while [ "$tries" -lt 100 ]; do
+        port=$((20000 + RANDOM % 30000))
+        # A refused connection means nothing listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+        tries=$((tries + 1))
+    done
+    echo "no free port found" >&2
+    exit 1
+}
+
+cpu_ticks() {
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+wait_ready() {
+    local url="$1" log="$2" deadline=$((SECONDS + 120))
+    until curl -sf -o /dev/null "$url"; do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "server exited before becoming ready; log follows" >&2
+            cat "$log" >&2
+            exit 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "server not ready at $url after 120s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+# Waits (up to two minutes) until the server spends under 5% of a core for a whole second, so
+# background work after the load (WAL, GC, head compaction) does not land in the query timings.
+wait_idle() {
+    local deadline=$((SECONDS + 120)) before after
+    local limit=$(($(getconf CLK_TCK) / 20))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        before="$(cpu_ticks "$server_pid")"
+        sleep 1
+        after="$(cpu_ticks "$server_pid")"
+        if [ $((after - before)) -le "$limit" ]; then
+            return
+        fi
+    done
+    echo "warning: server still busy after 120s; timing anyway" >&2
+}
+
+stop_server() {
+    kill -TERM "$server_pid"
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$server_pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill -KILL "$server_pid"
+            break
+        fi
+        sleep 0.2
+    done
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+samples=$((hours * 240))
+# One start time for every load, on the 15 s grid, so both servers hold identical samples.
+start_ms=$((($(date +%s) - hours * 3600) / 15 * 15 * 1000))
+query_end=$((start_ms / 1000 + hours * 3600 - 15))
+query_start=$((query_end - 3600))
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "strata: $(cd "$repo" && git describe --always --dirty)"
+    echo "prometheus: $(prometheus --version 2>&1 | sed -n 1p)"
+    echo "cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    echo "memory: $(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "kernel: $(uname -r)"
+} | tee "$out/machine.txt" >&2
+
+results="$out/runs.tsv"
+: >"$results"
+query_args=()
+for q in "${queries[@]}"; do
+    query_args+=(--query "$q")
+done
+
+for n in $series_list; do
+    for server in $servers; do
+        rm -rf "$work/data"
+        mkdir -p "$work/data"
+        log="$out/$server-$n.log"
+        case "$server" in
+            strata)
+                rw_port="$(free_port)"; http_port="$(free_port)"; grpc_port="$(free_port)"
+                "$STRATA_BIN" standalone \
+                    --remote-write.address "127.0.0.1:$rw_port" \
+                    --http-address "127.0.0.1:$http_port" \
+                    --grpc-address "127.0.0.1:$grpc_port" \
+                    --data-dir "$work/data" >"$log" 2>&1 &
+                server_pid=$!
+                api="http://127.0.0.1:$http_port"
+                write_url="http://127.0.0.1:$rw_port/api/v1/receive"
+                ;;
+            prometheus)
+                port="$(free_port)"
+                printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
+                prometheus --web.enable-remote-write-receiver \
+                    --config.file "$work/prometheus.yml" \
+                    --storage.tsdb.path "$work/data" \
+                    --web.listen-address "127.0.0.1:$port" >"$log" 2>&1 &
+                server_pid=$!
+                api="http://127.0.0.1:$port"
+                write_url="http://127.0.0.1:$port/api/v1/write"
+                ;;
+            *) echo "unknown server $server" >&2; exit 2 ;;
+        esac
+        wait_ready "$api/-/ready" "$log"
+
+        echo "== $server, $n series x $samples samples" >&2
+        # Each of bench-write's 4 connections sends its own batches' rounds back to back, so a
+        # connection with more batches falls behind; more than an hour behind the newest sample,
+        # both servers refuse its samples as out of bounds. Equal shares keep them in step.
+        batch=$((n / 4 < 2500 ? n / 4 : 2500))
+        "$STRATA_BIN" tools bench-write --url "$write_url" --series "$n" \
+            --samples-per-series "$samples" --start-time "$start_ms" \
+            --concurrency 4 --batch-size "$batch" >"$out/$server-$n.load.txt"
+        wait_idle
+        echo "load average before queries: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/$server-$n.load.txt" >&2
+        echo "VmRSS after load: $(awk '$1 == "VmRSS:" { print $2 " kB" }' "/proc/$server_pid/status")" \
+            >>"$out/$server-$n.load.txt"
+
+        python3 "$repo/scripts/bench-query.py" run --url "$api" --pid "$server_pid" \
+            --server "$server" --series "$n" --start "$query_start" --end "$query_end" \
+            --step 15 --reps "$reps" --out "$results" "${query_args[@]}"
+        stop_server
+    done
+done
+
+python3 "$repo/scripts/bench-query.py" table "$results" | tee "$out/table.md"
