@@ -13,12 +13,19 @@ fn shortest_digits(v: f64) -> (String, i32) {
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     // A tie needs two n-digit neighbours that both round-trip, which only happens when the
     // value's spacing is coarse relative to n digits: in practice at 16 or 17 digits.
-    if digits.len() >= 16 {
+    if digits.len() >= 16 && may_be_tie(v.abs(), digits.len()) {
         if let Some(even) = tie_to_even(v.abs(), &digits, exp) {
             return even;
         }
     }
     (digits, exp)
+}
+
+/// Cheap necessary condition for a tie: rounded to one digit more than the shortest form, the
+/// value ends in 5. Only then is the exact (slow) expansion worth computing.
+fn may_be_tie(v: f64, n: usize) -> bool {
+    let s = format!("{v:.n$e}");
+    s.split_once('e').is_some_and(|(m, _)| m.ends_with('5'))
 }
 
 /// If `v` lies exactly halfway between two `digits.len()`-digit decimals, the one with the even
