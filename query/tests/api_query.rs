@@ -6,8 +6,12 @@ mod api_common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_common::{api, api_with, enc};
+use axum::body::Body;
+use axum::http::Request;
+use futures::StreamExt;
 use serde_json::json;
 use strata_query::engine::EngineOptions;
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn grafana_health_check() {
@@ -29,7 +33,9 @@ async fn instant_vector_exact_bytes() {
         r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","instance":"a","job":"api"},"value":[600.500,"1"]}]}}"#
     );
     // The same through a POST form and with an RFC 3339 time.
-    let b = api.post_form("/api/v1/query", &format!("query={}&time=1970-01-01T00:10:00.5Z", enc(r#"up{instance="a"}"#))).await;
+    let b = api
+        .post_form("/api/v1/query", &format!("query={}&time=1970-01-01T00:10:00.5Z", enc(r#"up{instance="a"}"#)))
+        .await;
     assert_eq!(b.body, a.body);
     // Body parameters win over the query string, as in Go's Request.FormValue.
     let c = api.post_form("/api/v1/query?time=1", &format!("query={}&time=600.5", enc(r#"up{instance="a"}"#))).await;
@@ -43,7 +49,10 @@ async fn instant_vector_exact_bytes() {
 async fn value_formatting() {
     let api = api();
     let cases = [
-        ("tiny", r#"{"resultType":"vector","result":[{"metric":{"__name__":"tiny","service.name":"x\u003cy"},"value":[600,"1e-07"]}]}"#),
+        (
+            "tiny",
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"tiny","service.name":"x\u003cy"},"value":[600,"1e-07"]}]}"#,
+        ),
         ("huge", r#"{"resultType":"vector","result":[{"metric":{"__name__":"huge"},"value":[600,"1e+21"]}]}"#),
         // Scalars print without an exponent and their time in the shortest form.
         ("scalar(tiny)", r#"{"resultType":"scalar","result":[600,"0.0000001"]}"#),
@@ -61,7 +70,10 @@ async fn value_formatting() {
     let a = api.get("/api/v1/query?query=time()&time=1.009").await;
     assert_eq!(a.body, r#"{"status":"success","data":{"resultType":"scalar","result":[1.009,"1.009"]}}"#);
     let a = api.get("/api/v1/query?query=vector(time())&time=-1.5").await;
-    assert_eq!(a.body, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[-1.500,"-1.5"]}]}}"#);
+    assert_eq!(
+        a.body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[-1.500,"-1.5"]}]}}"#
+    );
 }
 
 #[tokio::test]
@@ -87,7 +99,12 @@ async fn range_query_matrix() {
         )
     );
     // Step as a duration, times as RFC 3339, parameters in a POST form: the same answer.
-    let b = api.post_form("/api/v1/query_range", &format!("query={q}&start=1970-01-01T00:00:00Z&end=1970-01-01T00:00:30Z&step=15s")).await;
+    let b = api
+        .post_form(
+            "/api/v1/query_range",
+            &format!("query={q}&start=1970-01-01T00:00:00Z&end=1970-01-01T00:00:30Z&step=15s"),
+        )
+        .await;
     assert_eq!(b.body, a.body);
     // Millisecond steps print three decimals.
     let c = api.get("/api/v1/query_range?query=time()&start=0&end=1&step=0.25").await;
@@ -95,6 +112,38 @@ async fn range_query_matrix() {
         c.body,
         r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[0,"0"],[0.250,"0.25"],[0.500,"0.5"],[0.750,"0.75"],[1,"1"]]}]}}"#
     );
+}
+
+#[tokio::test]
+async fn large_results_stream_whole() {
+    let api = api();
+    // 6001 points for each of 7 series: about 1 MB of JSON, sent in many body chunks.
+    let q = enc(r#"{__name__=~".+"}"#);
+    let uri = format!("/api/v1/query_range?query={q}&start=0&end=600&step=0.1");
+    let resp = api.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+    let mut body = resp.into_body().into_data_stream();
+    let (mut chunks, mut bytes) = (0, Vec::new());
+    while let Some(chunk) = body.next().await {
+        chunks += 1;
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(chunks > 4, "{chunks} chunks for {} bytes", bytes.len());
+    let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let result = j["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 7);
+    for s in result {
+        let values = s["values"].as_array().unwrap();
+        assert_eq!(values.len(), 6001, "{}", s["metric"]);
+        assert_eq!(values[6000][0], json!(600));
+    }
+    // A client that leaves after the first chunk does not hold the server's encoder up.
+    for _ in 0..8 {
+        let resp = api.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+        let mut body = resp.into_body().into_data_stream();
+        assert!(body.next().await.is_some());
+    }
+    let small = api.get("/api/v1/query?query=1&time=1").await;
+    assert_eq!(small.body, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#);
 }
 
 #[tokio::test]
@@ -147,7 +196,11 @@ async fn query_errors() {
         "bad_data",
         "invalid parameter \"time\": Invalid time value for 'time': cannot parse \"tomorrow\" to a valid timestamp",
     );
-    api.get("/api/v1/query?query=1&limit=-1").await.assert_error(400, "bad_data", "invalid parameter \"limit\": limit must be non-negative");
+    api.get("/api/v1/query?query=1&limit=-1").await.assert_error(
+        400,
+        "bad_data",
+        "invalid parameter \"limit\": limit must be non-negative",
+    );
     // Evaluation failures are `execution` (422): here two api series end up with equal labels.
     api.get(&format!("/api/v1/query?query={}&time=600", enc(r#"label_replace(up, "instance", "x", "job", ".*")"#)))
         .await
@@ -185,7 +238,9 @@ async fn stats_limit_and_lookback() {
     let api = api();
     let data = api.get("/api/v1/query?query=up&time=600&stats=all").await.data();
     let stats = &data["stats"];
-    for key in ["evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime", "execQueueTime", "execTotalTime"] {
+    for key in
+        ["evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime", "execQueueTime", "execTotalTime"]
+    {
         assert!(stats["timings"][key].is_number(), "{key} in {stats}");
     }
     assert!(stats["samples"]["totalQueryableSamples"].as_u64().is_some_and(|n| n >= 3), "{stats}");

@@ -2,119 +2,230 @@
 //! compared byte for byte: `%g` (promtool's dump) and `strconv.FormatFloat(v, 'f', -1, 64)`
 //! (the HTTP API's sample values).
 
-/// The shortest decimal digits that parse back to `v` (finite, non-zero) and the decimal
-/// exponent of the first digit. When two shortest candidates are equally close to `v`, Go picks
-/// the one with the even last digit; Rust's formatter may pick the other, so ties are settled
-/// here from the exact decimal expansion.
-fn shortest_digits(v: f64) -> (String, i32) {
-    let sci = format!("{:e}", v.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    // A tie needs two n-digit neighbours that both round-trip, which only happens when the
-    // value's spacing is coarse relative to n digits: in practice at 16 or 17 digits.
-    if digits.len() >= 16 && may_be_tie(v.abs(), digits.len()) {
-        if let Some(even) = tie_to_even(v.abs(), &digits, exp) {
-            return even;
+use std::fmt::Write as _;
+
+/// The shortest decimal digits that parse back to a finite, non-zero float, and the decimal
+/// exponent of the first digit. When two shortest candidates are equally close to the value, Go
+/// picks the one with the even last digit; Rust's formatter may pick the other, so ties are
+/// settled here from the exact value.
+struct Digits {
+    buf: [u8; 17],
+    len: usize,
+    exp: i32,
+}
+
+impl Digits {
+    fn of(v: f64) -> Digits {
+        let v = v.abs();
+        let mut sci = StackStr::default();
+        // Shortest round-trip digits, at most 17; no allocation.
+        let _ = write!(sci, "{v:e}");
+        let text = sci.as_bytes();
+        let mut d = Digits { buf: [0; 17], len: 0, exp: 0 };
+        let mut rest = text;
+        while let Some((&c, tail)) = rest.split_first() {
+            rest = tail;
+            match c {
+                b'0'..=b'9' if d.len < d.buf.len() => {
+                    d.buf[d.len] = c;
+                    d.len += 1;
+                }
+                b'e' => break,
+                _ => {}
+            }
         }
+        d.exp = std::str::from_utf8(rest).ok().and_then(|e| e.parse().ok()).unwrap_or(0);
+        // A tie needs two n-digit neighbours that both round-trip, which only happens when the
+        // value's spacing is coarse relative to n digits: at 16 or 17 digits.
+        if d.len >= 16 {
+            if let Some(even) = d.tie_to_even(v) {
+                return even;
+            }
+        }
+        d
     }
-    (digits, exp)
-}
 
-/// Cheap necessary condition for a tie: rounded to one digit more than the shortest form, the
-/// value ends in 5. Only then is the exact (slow) expansion worth computing.
-fn may_be_tie(v: f64, n: usize) -> bool {
-    let s = format!("{v:.n$e}");
-    s.split_once('e').is_some_and(|(m, _)| m.ends_with('5'))
-}
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever stored.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("0")
+    }
 
-/// If `v` lies exactly halfway between two `digits.len()`-digit decimals, the one with the even
-/// last digit (when it still round-trips to `v`).
-fn tie_to_even(v: f64, digits: &str, exp: i32) -> Option<(String, i32)> {
-    // f64 values have at most 767 significant decimal digits; this prints them all exactly.
-    let exact = format!("{v:.767e}");
-    let (mantissa, exact_exp) = exact.split_once('e')?;
-    if exact_exp.parse::<i32>().ok()? != exp {
-        return None;
-    }
-    let all: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let n = digits.len();
-    let (head, tail) = all.split_at(n.min(all.len()));
-    if tail.first() != Some(&b'5') || tail[1..].iter().any(|&d| d != b'0') {
-        return None;
-    }
-    // Halfway: the candidates are `head` and `head + 1`; Go keeps the even one.
-    let mut cand = head.to_vec();
-    if cand.last().is_some_and(|d| (d - b'0') % 2 == 1) {
-        let mut i = cand.len();
-        loop {
-            if i == 0 {
+    /// If `v` lies exactly halfway between two `len`-digit decimals, the one with the even last
+    /// digit (when it still round-trips to `v`).
+    fn tie_to_even(&self, v: f64) -> Option<Digits> {
+        let exact = exact_decimal(v)?;
+        // Halfway means the exact value has one digit more than the shortest form, a 5.
+        if exact % 10 != 5 || decimal_len(exact) != self.len + 1 {
+            return None;
+        }
+        let mut head = exact / 10;
+        if head % 2 == 1 {
+            head += 1;
+            if decimal_len(head) != self.len {
                 return None; // all nines: the exponent would change; keep Rust's choice
             }
-            i -= 1;
-            if cand[i] == b'9' {
-                cand[i] = b'0';
-            } else {
-                cand[i] += 1;
-                break;
-            }
         }
+        let mut d = Digits { buf: [0; 17], len: self.len, exp: self.exp };
+        let mut rest = head;
+        for slot in d.buf[..d.len].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let mut back = StackStr::default();
+        let _ = write!(back, "{}e{}", d.as_str(), d.exp - d.len as i32 + 1);
+        let back: f64 = back.as_str().parse().ok()?;
+        (back == v).then_some(d)
     }
-    let s = String::from_utf8(cand).ok()?;
-    let back: f64 = format!("{}.{}e{exp}", &s[..1], &s[1..]).parse().ok()?;
-    (back == v).then_some((s, exp))
+}
+
+/// The significant digits of a finite, positive float's exact decimal value (trailing zeros
+/// removed), or `None` when they do not fit in a u128 — then there are more than 38 of them,
+/// far too many for a tie.
+fn exact_decimal(v: f64) -> Option<u128> {
+    let bits = v.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mut m, mut e) = if biased == 0 { (fraction, -1074) } else { (fraction | 1 << 52, biased - 1075) };
+    if m == 0 {
+        return None;
+    }
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    e += tz as i32;
+    if e < 0 {
+        // m / 2^k = m·5^k / 10^k, and m·5^k is odd: no trailing zero to remove.
+        5u128.checked_pow(e.unsigned_abs())?.checked_mul(u128::from(m))
+    } else {
+        // m·2^e: each factor 5 of m pairs with a factor 2 into a trailing zero.
+        let (mut m5, mut twos) = (m, e as u32);
+        while twos > 0 && m5 % 5 == 0 {
+            m5 /= 5;
+            twos -= 1;
+        }
+        let m5 = u128::from(m5);
+        (twos <= m5.leading_zeros()).then(|| m5 << twos)
+    }
+}
+
+fn decimal_len(x: u128) -> usize {
+    x.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// A small string on the stack, for formatting without allocation.
+#[derive(Default)]
+struct StackStr {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl StackStr {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Go's `%g` (`strconv.FormatFloat(v, 'g', -1, 64)`): shortest digits, exponent form when the
 /// decimal exponent is below -4 or at least 6 (Go decides with precision 6 when printing the
 /// shortest form). `NaN`, `+Inf`, `-Inf`.
 pub fn format_g(v: f64) -> String {
-    if let Some(s) = special(v) {
-        return s;
+    let mut out = String::new();
+    write_g(&mut out, v);
+    out
+}
+
+/// [`format_g`] appended to `out`.
+pub fn write_g(out: &mut String, v: f64) {
+    if write_special(out, v) {
+        return;
     }
-    let (digits, exp) = shortest_digits(v);
-    let sign = if v.is_sign_negative() { "-" } else { "" };
-    if !(-4..6).contains(&exp) {
-        let mantissa = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{esign}{:02}", exp.abs())
+    let d = Digits::of(v);
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    if !(-4..6).contains(&d.exp) {
+        let digits = d.as_str();
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let esign = if d.exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{esign}{:02}", d.exp.unsigned_abs());
     } else {
-        format!("{sign}{}", place_point(&digits, exp))
+        place_point(out, &d);
     }
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent.
 pub fn format_f(v: f64) -> String {
-    if let Some(s) = special(v) {
-        return s;
-    }
-    let (digits, exp) = shortest_digits(v);
-    let sign = if v.is_sign_negative() { "-" } else { "" };
-    format!("{sign}{}", place_point(&digits, exp))
+    let mut out = String::new();
+    write_f(&mut out, v);
+    out
 }
 
-fn special(v: f64) -> Option<String> {
-    if v.is_nan() {
-        Some("NaN".into())
+/// [`format_f`] appended to `out`.
+pub fn write_f(out: &mut String, v: f64) {
+    if write_special(out, v) {
+        return;
+    }
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    place_point(out, &Digits::of(v));
+}
+
+/// Writes NaN, infinities and zeros; false for any other value.
+fn write_special(out: &mut String, v: f64) -> bool {
+    let s = if v.is_nan() {
+        "NaN"
     } else if v.is_infinite() {
-        Some(if v > 0.0 { "+Inf".into() } else { "-Inf".into() })
+        if v > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        }
     } else if v == 0.0 {
-        Some(if v.is_sign_negative() { "-0".into() } else { "0".into() })
+        if v.is_sign_negative() {
+            "-0"
+        } else {
+            "0"
+        }
     } else {
-        None
-    }
+        return false;
+    };
+    out.push_str(s);
+    true
 }
 
-/// `digits` (first digit at 10^exp) as a plain decimal.
-fn place_point(digits: &str, exp: i32) -> String {
+/// The digits (first digit at 10^exp) as a plain decimal.
+fn place_point(out: &mut String, d: &Digits) {
+    let digits = d.as_str();
     let n = digits.len() as i32;
-    if exp < 0 {
-        format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-    } else if exp + 1 >= n {
-        format!("{digits}{}", "0".repeat((exp + 1 - n) as usize))
+    if d.exp < 0 {
+        out.push_str("0.");
+        (0..-d.exp - 1).for_each(|_| out.push('0'));
+        out.push_str(digits);
+    } else if d.exp + 1 >= n {
+        out.push_str(digits);
+        (0..d.exp + 1 - n).for_each(|_| out.push('0'));
     } else {
-        let cut = (exp + 1) as usize;
-        format!("{}.{}", &digits[..cut], &digits[cut..])
+        let cut = (d.exp + 1) as usize;
+        out.push_str(&digits[..cut]);
+        out.push('.');
+        out.push_str(&digits[cut..]);
     }
 }
 
@@ -165,6 +276,31 @@ mod tests {
         ] {
             assert_eq!(format_f(v), want, "{v}");
         }
+    }
+
+    #[test]
+    fn ties_keep_the_even_digit() {
+        // From 2^50 to 2^51 floats are 0.25 apart, so n + 0.25 and n + 0.75 lie exactly halfway
+        // between two 17-digit decimals.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (1u64 << 50) + x % (1 << 50);
+            for (frac, digit) in [(0.25, 2), (0.75, 8)] {
+                let v = n as f64 + frac;
+                let want = format!("{n}.{digit}");
+                assert_eq!(format_f(v), want, "{v:e}");
+                assert_eq!(format_f(-v), format!("-{want}"));
+            }
+        }
+        // Not ties: one digit more than the shortest form, but not ending in 5.
+        assert_eq!(format_f(1125899906842624.5), "1125899906842624.5");
+        assert_eq!(exact_decimal(0.5), Some(5));
+        assert_eq!(exact_decimal(1e22), Some(1));
+        assert_eq!(exact_decimal(f64::MAX), None);
+        assert_eq!(exact_decimal(f64::from_bits(1)), None);
     }
 
     #[test]

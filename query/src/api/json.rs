@@ -3,20 +3,61 @@
 
 use std::fmt::Write as _;
 
+use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use strata_tsdb::gofloat::{format_f, format_g};
+use strata_tsdb::gofloat::{format_g, write_f, write_g};
 use strata_tsdb::labels::Labels;
+use tokio::sync::mpsc;
 
 use crate::value::Value;
+
+/// Bytes a streaming writer collects before handing them to the response body.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 /// A JSON document written by hand, so that numbers come out exactly as Prometheus writes them.
 #[derive(Default)]
 pub struct JsonWriter {
     out: String,
+    /// Where a streaming writer sends full chunks; `None` for a writer that buffers everything.
+    sink: Option<mpsc::Sender<Bytes>>,
 }
 
 impl JsonWriter {
+    /// A writer that starts with the success envelope; finish it with [`success`].
+    pub fn success() -> JsonWriter {
+        let mut w = JsonWriter::default();
+        w.raw(r#"{"status":"success","data":"#);
+        w
+    }
+
+    /// Like [`JsonWriter::success`], but the document goes to the returned body in chunks as
+    /// it is written (from a blocking thread), so a large result is never held as one string.
+    pub fn streaming_success() -> (JsonWriter, Body) {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let mut w = JsonWriter::success();
+        w.sink = Some(tx);
+        let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>)));
+        (w, Body::from_stream(chunks))
+    }
+
+    /// Hands the written bytes to the body once there are enough of them. When the client has
+    /// gone, the rest of the document is discarded.
+    fn maybe_flush(&mut self) {
+        if self.out.len() >= STREAM_CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(tx) = &self.sink else { return };
+        let chunk = Bytes::from(std::mem::take(&mut self.out).into_bytes());
+        if tx.blocking_send(chunk).is_err() {
+            self.sink = None;
+            self.out = String::new();
+        }
+    }
+
     pub fn raw(&mut self, s: &str) {
         self.out.push_str(s);
     }
@@ -92,9 +133,9 @@ impl JsonWriter {
         let abs = v.abs();
         if abs != 0.0 && abs.is_finite() && !(1e-6..1e21).contains(&abs) {
             // Go's 'e' and 'g' formats agree whenever 'g' picks an exponent, as it does here.
-            self.out.push_str(&format_g(v));
+            write_g(&mut self.out, v);
         } else {
-            self.out.push_str(&format_f(v));
+            write_f(&mut self.out, v);
         }
         self.out.push('"');
     }
@@ -112,7 +153,7 @@ impl JsonWriter {
                 None => self.out.push_str(&g),
             }
         } else {
-            self.out.push_str(&format_f(v));
+            write_f(&mut self.out, v);
         }
     }
 
@@ -136,7 +177,7 @@ impl JsonWriter {
                 self.out.push('[');
                 self.go_float(*t as f64 / 1000.0);
                 self.out.push_str(",\"");
-                self.out.push_str(&format_f(*v));
+                write_f(&mut self.out, *v);
                 self.out.push_str("\"]");
             }
             Value::String { t, v } => {
@@ -157,6 +198,7 @@ impl JsonWriter {
                     self.raw(r#","value":"#);
                     self.point(s.t, s.v);
                     self.out.push('}');
+                    self.maybe_flush();
                 }
                 self.out.push(']');
             }
@@ -174,8 +216,12 @@ impl JsonWriter {
                             self.out.push(',');
                         }
                         self.point(t, v);
+                        if j % 1024 == 1023 {
+                            self.maybe_flush();
+                        }
                     }
                     self.raw("]}");
+                    self.maybe_flush();
                 }
                 self.out.push(']');
             }
@@ -187,11 +233,20 @@ impl JsonWriter {
     }
 }
 
-/// `{"status":"success","data":<data>}` plus `warnings` and `infos` when there are any.
-pub fn success(data: JsonWriter, warnings: &[String], infos: &[String]) -> Response {
-    let mut w = JsonWriter { out: String::with_capacity(data.out.len() + 64) };
-    w.raw(r#"{"status":"success","data":"#);
-    w.raw(&data.out);
+/// Ends a document begun with [`JsonWriter::success`] and makes it the response.
+pub fn success(mut w: JsonWriter, warnings: &[String], infos: &[String]) -> Response {
+    close_success(&mut w, warnings, infos);
+    w.into_response(StatusCode::OK)
+}
+
+/// Ends a document begun with [`JsonWriter::streaming_success`] and sends the last chunk.
+pub fn finish_stream(mut w: JsonWriter, warnings: &[String], infos: &[String]) {
+    close_success(&mut w, warnings, infos);
+    w.flush();
+}
+
+/// `warnings` and `infos` when there are any, and the envelope's closing brace.
+fn close_success(w: &mut JsonWriter, warnings: &[String], infos: &[String]) {
     if !warnings.is_empty() {
         w.raw(r#","warnings":"#);
         w.strings(warnings.iter().map(String::as_str));
@@ -201,7 +256,6 @@ pub fn success(data: JsonWriter, warnings: &[String], infos: &[String]) -> Respo
         w.strings(infos.iter().map(String::as_str));
     }
     w.raw("}");
-    w.into_response(StatusCode::OK)
 }
 
 #[cfg(test)]
@@ -256,14 +310,25 @@ mod tests {
 
     #[test]
     fn go_floats() {
-        for (v, want) in [(4.0, "4"), (1.009, "1.009"), (1.5, "1.5"), (0.000071247, "0.000071247"), (5e-7, "5e-7"), (1e21, "1e+21"), (0.0, "0")] {
+        for (v, want) in [
+            (4.0, "4"),
+            (1.009, "1.009"),
+            (1.5, "1.5"),
+            (0.000071247, "0.000071247"),
+            (5e-7, "5e-7"),
+            (1e21, "1e+21"),
+            (0.0, "0"),
+        ] {
             assert_eq!(written(|w| w.go_float(v)), want, "{v}");
         }
     }
 
     #[test]
     fn strings_escape_like_go() {
-        assert_eq!(written(|w| w.string("a\"b\\c\nd\te<f>&\u{1}\u{2028}é")), r#""a\"b\\c\nd\te\u003cf\u003e\u0026\u0001\u2028é""#);
+        assert_eq!(
+            written(|w| w.string("a\"b\\c\nd\te<f>&\u{1}\u{2028}é")),
+            r#""a\"b\\c\nd\te\u003cf\u003e\u0026\u0001\u2028é""#
+        );
     }
 
     #[test]

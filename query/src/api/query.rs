@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
 
@@ -79,7 +79,10 @@ async fn range_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
     // The engine steps in whole milliseconds.
     let step_ms = step / 1_000_000;
     if step_ms == 0 {
-        return Err(ApiError::invalid_param("step", "query resolution step widths below one millisecond are not accepted"));
+        return Err(ApiError::invalid_param(
+            "step",
+            "query resolution step widths below one millisecond are not accepted",
+        ));
     }
     let timeout = timeout_param(st, p)?;
     let opts = query_options(st, p)?;
@@ -115,8 +118,8 @@ fn wants_stats(p: &Params) -> bool {
     !p.get("stats").is_empty()
 }
 
-/// Runs a query on the blocking pool with a deadline and encodes its answer there too (large
-/// results take real CPU to encode).
+/// Runs a query on the blocking pool with a deadline, then encodes its answer there too (large
+/// results take real CPU to encode), streaming it into the response body.
 async fn execute<F>(
     st: &ApiState,
     opts: EngineOptions,
@@ -135,22 +138,39 @@ where
     let started = Instant::now();
     let deadline = started + timeout.min(FOREVER);
     let storage = st.storage.clone();
+    let (evaluated_tx, evaluated) = tokio::sync::oneshot::channel();
+    let (writer, body) = JsonWriter::streaming_success();
     let task = tokio::task::spawn_blocking(move || {
         let queued = started.elapsed();
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(queue_timeout());
+            let _ = evaluated_tx.send(Err(queue_timeout()));
+            return;
         }
         let engine = Engine::new(EngineOptions { timeout: left, ..opts });
         let eval_started = Instant::now();
-        let result = run(&engine, &*storage).map_err(ApiError::from_query)?;
-        let timings = Timings { queued, eval: eval_started.elapsed() };
-        Ok(encode(result, limit, stats.then_some(timings)))
+        match run(&engine, &*storage) {
+            Err(e) => {
+                let _ = evaluated_tx.send(Err(ApiError::from_query(e)));
+            }
+            Ok(result) => {
+                let timings = Timings { queued, eval: eval_started.elapsed() };
+                // Answered already (the request may have timed out meanwhile): nobody reads the body.
+                if evaluated_tx.send(Ok(())).is_ok() {
+                    encode(writer, result, limit, stats.then_some(timings));
+                }
+            }
+        }
     });
     // The engine stops itself at the same deadline; this answers in time even if it is late.
-    match tokio::time::timeout_at(deadline.into(), task).await {
+    match tokio::time::timeout_at(deadline.into(), evaluated).await {
         Err(_) => Err(ApiError::from_query(QueryError::Timeout)),
-        Ok(joined) => joined.map_err(|e| ApiError::internal(format!("query task failed: {e}")))?,
+        Ok(Ok(Ok(()))) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err(match task.await {
+            Err(e) => ApiError::internal(format!("query task failed: {e}")),
+            Ok(()) => ApiError::internal("query task ended without an answer"),
+        }),
     }
 }
 
@@ -159,7 +179,7 @@ struct Timings {
     eval: Duration,
 }
 
-fn encode(mut result: QueryResult, limit: Option<usize>, timings: Option<Timings>) -> Response {
+fn encode(mut w: JsonWriter, mut result: QueryResult, limit: Option<usize>, timings: Option<Timings>) {
     if let Some(limit) = limit {
         let truncated = match &mut result.value {
             Value::Vector(v) if v.len() > limit => {
@@ -176,7 +196,6 @@ fn encode(mut result: QueryResult, limit: Option<usize>, timings: Option<Timings
             result.warnings.push(TRUNCATED.into());
         }
     }
-    let mut w = JsonWriter::default();
     w.query_data_open(&result.value);
     if let Some(t) = timings {
         // Prometheus's stats object; this engine has no separate preparation or sort phase.
@@ -195,7 +214,7 @@ fn encode(mut result: QueryResult, limit: Option<usize>, timings: Option<Timings
         ));
     }
     w.raw("}");
-    json::success(w, &result.warnings, &result.infos)
+    json::finish_stream(w, &result.warnings, &result.infos);
 }
 
 /// No exemplars are stored yet: every valid request gets an empty list, or no content when
@@ -210,7 +229,7 @@ fn exemplar_query(p: &Params) -> Result<Response, ApiError> {
     if !has_selector(&expr) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw("[]");
     Ok(json::success(w, &[], &[]))
 }

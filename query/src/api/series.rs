@@ -59,7 +59,7 @@ async fn find_series(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
     let mut found: Vec<Labels> = found.into_iter().collect();
     let mut warnings = Vec::new();
     apply_limit(&mut found, limit, &mut warnings);
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw("[");
     for (i, labels) in found.iter().enumerate() {
         if i > 0 {
@@ -108,7 +108,7 @@ async fn strings_of(st: &ApiState, p: &Params, name: Option<String>) -> Result<R
     let mut found: Vec<String> = found.into_iter().collect();
     let mut warnings = Vec::new();
     apply_limit(&mut found, limit, &mut warnings);
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.strings(found.iter().map(String::as_str));
     Ok(json::success(w, &warnings, &[]))
 }
@@ -133,7 +133,7 @@ fn list_metadata(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
     let per_metric = metadata_limit(p, "limit_per_metric")?.filter(|&n| n > 0);
     let metric = Some(p.get("metric")).filter(|m| !m.is_empty());
     let families = st.metadata.metadata(metric);
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw("{");
     for (i, (name, entries)) in families.iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
         if i > 0 {

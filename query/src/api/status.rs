@@ -12,7 +12,7 @@ use super::ApiState;
 /// Prometheus's field names; the Go-specific ones stay empty. Grafana reads this to tell
 /// Prometheus from Mimir: without a `features` object it treats the server as Prometheus.
 pub async fn buildinfo() -> Response {
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw(r#"{"version":"#);
     w.string(env!("CARGO_PKG_VERSION"));
     w.raw(r#","revision":"","branch":"","buildUser":"","buildDate":"","goVersion":""}"#);
@@ -21,7 +21,7 @@ pub async fn buildinfo() -> Response {
 
 /// Every flag's value as a string, by long name.
 pub async fn flags(State(st): State<Arc<ApiState>>) -> Response {
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw("{");
     for (i, (name, value)) in st.flags.iter().enumerate() {
         if i > 0 {
@@ -41,7 +41,7 @@ pub async fn runtimeinfo(State(st): State<Arc<ApiState>>) -> Response {
     let started = DateTime::<Utc>::from(st.start_time).to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
     let rt = tokio::runtime::Handle::current().metrics();
-    let mut w = JsonWriter::default();
+    let mut w = JsonWriter::success();
     w.raw(r#"{"startTime":"#);
     w.string(&started);
     w.raw(r#","CWD":"#);
