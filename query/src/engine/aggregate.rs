@@ -10,7 +10,8 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
-use super::eval::Evaluator;
+use super::eval::{Evaluator, PARALLEL_MIN_SERIES};
+use super::functions;
 use super::types::{
     format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without,
     Grid, Point, StepSeries, Val,
@@ -55,9 +56,15 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val
         },
         None => None,
     };
+    if matches!(op, T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR) && streamable(&a.expr) {
+        return Ok(Val::Vector(fold_in_parts(ev, op, &a.expr, Groups::new(without, &grouping), g)?));
+    }
     let input = vector_of(ev.eval(&a.expr, g)?)?;
     let param_pos = ev.positions().aggregation(a).and_then(|p| p.args.first().copied());
-    let groups = Groups::new(&input, without, &grouping);
+    let mut groups = Groups::new(without, &grouping);
+    input.iter().for_each(|s| {
+        groups.add(&s.labels);
+    });
 
     match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
@@ -149,40 +156,105 @@ fn min_max(p: &[f64]) -> (f64, f64) {
     p.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
-/// The assignment of input series to output groups.
+/// The assignment of input series to output groups, in order of first appearance.
 struct Groups {
+    without: bool,
+    grouping: Vec<String>,
+    /// Labels a `without` group drops: the grouping labels and the metric name.
+    without_names: Vec<String>,
+    ids: HashMap<Vec<u8>, usize>,
+    /// The group of each series added, in order.
     of_series: Vec<usize>,
     labels: Vec<Labels>,
+    buf: Vec<u8>,
 }
 
 impl Groups {
-    fn new(input: &[StepSeries], without: bool, grouping: &[String]) -> Groups {
-        let mut ids: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut labels = Vec::new();
-        let mut buf = Vec::new();
+    fn new(without: bool, grouping: &[String]) -> Groups {
         let mut without_names = grouping.to_vec();
         without_names.push(METRIC_NAME.into());
-        let of_series = input
-            .iter()
-            .map(|s| {
-                if without {
-                    signature_without(&s.labels, grouping, &mut buf);
+        Groups {
+            without,
+            grouping: grouping.to_vec(),
+            without_names,
+            ids: HashMap::new(),
+            of_series: Vec::new(),
+            labels: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn signature(&self, labels: &Labels, out: &mut Vec<u8>) {
+        if self.without {
+            signature_without(labels, &self.grouping, out);
+        } else {
+            signature_on(labels, &self.grouping, out);
+        }
+    }
+
+    /// Adds the next series and returns its group.
+    fn add(&mut self, labels: &Labels) -> usize {
+        let mut sig = std::mem::take(&mut self.buf);
+        self.signature(labels, &mut sig);
+        let next = self.ids.len();
+        let id = match self.ids.get(&sig) {
+            Some(&id) => id,
+            None => {
+                self.ids.insert(sig.clone(), next);
+                self.labels.push(if self.without {
+                    remove_labels(labels, &self.without_names)
                 } else {
-                    signature_on(&s.labels, grouping, &mut buf);
-                }
-                let next = ids.len();
-                let id = *ids.entry(buf.clone()).or_insert(next);
-                if id == next {
-                    labels.push(if without {
-                        remove_labels(&s.labels, &without_names)
-                    } else {
-                        keep_labels(&s.labels, grouping)
-                    });
-                }
-                id
-            })
-            .collect();
-        Groups { of_series, labels }
+                    keep_labels(labels, &self.grouping)
+                });
+                next
+            }
+        };
+        self.buf = sig;
+        self.of_series.push(id);
+        id
+    }
+
+    /// How many groups there would be with `more` series added too.
+    fn count_with<'l>(&self, more: impl Iterator<Item = &'l Labels>) -> usize {
+        let mut extra = std::collections::HashSet::new();
+        let mut sig = Vec::new();
+        for l in more {
+            self.signature(l, &mut sig);
+            if !self.ids.contains_key(&sig) && !extra.contains(&sig) {
+                extra.insert(sig.clone());
+            }
+        }
+        self.ids.len() + extra.len()
+    }
+}
+
+/// Whether every series of `e` comes from one series of its only selector, with that series'
+/// labels (bar the metric name), so that `e` can be evaluated a part of its series at a time:
+/// a selector under per-series functions and operations with constants.
+fn streamable(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(_) => true,
+        Expr::Paren(p) => streamable(&p.expr),
+        Expr::Unary(u) => streamable(&u.expr),
+        Expr::Binary(b) => {
+            (streamable(&b.lhs) && is_constant(&b.rhs)) || (is_constant(&b.lhs) && streamable(&b.rhs))
+        }
+        Expr::Call(c) if functions::is_per_series(c.func.name) => {
+            let (inputs, constants): (Vec<&Expr>, Vec<&Expr>) = c.args.args.iter().map(|a| &**a).partition(|a| {
+                matches!(strip_parens(a), Expr::MatrixSelector(_)) || streamable(a)
+            });
+            inputs.len() == 1 && constants.iter().all(|a| is_constant(a))
+        }
+        _ => false,
+    }
+}
+
+fn is_constant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::Paren(p) => is_constant(&p.expr),
+        Expr::Unary(u) => is_constant(&u.expr),
+        _ => false,
     }
 }
 
@@ -271,6 +343,104 @@ impl Acc {
 /// Most accumulators (groups × steps) the series-at-a-time fold allocates.
 const DENSE_ACCUMULATORS: usize = 1 << 20;
 
+/// Points of an aggregation's argument evaluated at once when it is evaluated in parts.
+const PART_POINTS: usize = 1 << 18;
+
+/// sum … stdvar folded into a groups × steps table one series at a time: each group still folds
+/// its values in input order at every step, and each series' points are read in one sweep.
+struct Table {
+    op: u16,
+    g: Grid,
+    accs: Vec<Acc>,
+}
+
+impl Table {
+    fn new(op: u16, g: Grid) -> Table {
+        Table { op, g, accs: Vec::new() }
+    }
+
+    fn add(&mut self, group: usize, s: &StepSeries) {
+        let n = self.g.len();
+        if self.accs.len() < (group + 1) * n {
+            self.accs.resize((group + 1) * n, Acc::default());
+        }
+        let row = &mut self.accs[group * n..][..n];
+        for p in &s.points {
+            let a = &mut row[self.g.index(p.t)];
+            if a.seen {
+                a.add(self.op, p.v, s.drop_name);
+            } else {
+                *a = Acc::first(self.op, p.v, s.drop_name);
+            }
+        }
+    }
+
+    fn finish(self, groups: &Groups) -> Vec<StepSeries> {
+        let n = self.g.len();
+        let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.labels.len()];
+        let mut drop_name = vec![false; groups.labels.len()];
+        for (gi, row) in self.accs.chunks(n.max(1)).enumerate().take(groups.labels.len()) {
+            for (i, a) in row.iter().enumerate().filter(|(_, a)| a.seen) {
+                out[gi].push(Point { t: self.g.ts(i), v: a.result(self.op) });
+                drop_name[gi] = a.drop_name;
+            }
+        }
+        group_series(groups, out, drop_name)
+    }
+}
+
+/// The groups' output series, those with points.
+fn group_series(groups: &Groups, points: Vec<Vec<Point>>, drop_name: Vec<bool>) -> Vec<StepSeries> {
+    groups
+        .labels
+        .iter()
+        .zip(points)
+        .zip(drop_name)
+        .filter(|((_, p), _)| !p.is_empty())
+        .map(|((l, points), drop_name)| StepSeries { labels: l.clone(), drop_name, points })
+        .collect()
+}
+
+/// sum … stdvar of `expr` evaluated a part of its series at a time (see [`streamable`]), so
+/// that the argument is never in memory whole. When the groups × steps table would be too
+/// large, the parts are collected and folded step by step instead.
+fn fold_in_parts(
+    ev: &mut Evaluator,
+    op: u16,
+    expr: &Expr,
+    mut groups: Groups,
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let n = g.len();
+    let mut table = Table::new(op, g);
+    let mut dense = None;
+    let mut whole: Vec<StepSeries> = Vec::new();
+    ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(PARALLEL_MIN_SERIES), |ev, val| {
+        let part = vector_of(val)?;
+        // After the first part every series is selected: their groups size the table.
+        let dense = *dense.get_or_insert_with(|| {
+            let all = part.iter().map(|s| &s.labels).chain(ev.pending_part_labels());
+            groups.count_with(all).saturating_mul(n) <= DENSE_ACCUMULATORS
+        });
+        if dense {
+            for s in &part {
+                let group = groups.add(&s.labels);
+                table.add(group, s);
+            }
+        } else {
+            whole.extend(part);
+        }
+        Ok(())
+    })?;
+    if dense == Some(false) {
+        whole.iter().for_each(|s| {
+            groups.add(&s.labels);
+        });
+        return fold(ev, op, &whole, &groups, &[], g);
+    }
+    Ok(table.finish(&groups))
+}
+
 /// sum, avg, count, min, max, group, stddev, stdvar, quantile.
 fn fold(
     ev: &mut Evaluator,
@@ -281,80 +451,57 @@ fn fold(
     g: Grid,
 ) -> Result<Vec<StepSeries>, QueryError> {
     let (ng, n) = (groups.labels.len(), g.len());
-    let mut out: Vec<Vec<Point>> = vec![Vec::new(); ng];
-    let mut drop_name = vec![false; ng];
     if op != T_QUANTILE && ng.saturating_mul(n) <= DENSE_ACCUMULATORS {
-        // Series at a time into a groups × steps table: each group still folds its values in
-        // input order at every step, and each series' points are read in one sweep.
-        let mut accs = vec![Acc::default(); ng * n];
+        let mut table = Table::new(op, g);
         for (si, s) in input.iter().enumerate() {
             if si % 1024 == 0 {
                 ev.check_deadline()?;
             }
-            let row = &mut accs[groups.of_series[si] * n..][..n];
-            for p in &s.points {
-                let a = &mut row[g.index(p.t)];
-                if a.seen {
-                    a.add(op, p.v, s.drop_name);
-                } else {
-                    *a = Acc::first(op, p.v, s.drop_name);
-                }
-            }
+            table.add(groups.of_series[si], s);
         }
-        for (gi, row) in accs.chunks(n.max(1)).enumerate().take(ng) {
-            for (i, a) in row.iter().enumerate().filter(|(_, a)| a.seen) {
-                out[gi].push(Point { t: g.ts(i), v: a.result(op) });
-                drop_name[gi] = a.drop_name;
-            }
+        return Ok(table.finish(groups));
+    }
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); ng];
+    let mut drop_name = vec![false; ng];
+    let mut accs = vec![Acc::default(); ng];
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); if op == T_QUANTILE { ng } else { 0 }];
+    let mut cursor = vec![0usize; input.len()];
+    for i in 0..n {
+        if i % 256 == 0 {
+            ev.check_deadline()?;
         }
-    } else {
-        let mut accs = vec![Acc::default(); ng];
-        let mut values: Vec<Vec<f64>> = vec![Vec::new(); if op == T_QUANTILE { ng } else { 0 }];
-        let mut cursor = vec![0usize; input.len()];
-        for i in 0..n {
-            if i % 256 == 0 {
-                ev.check_deadline()?;
+        let ts = g.ts(i);
+        accs.iter_mut().for_each(|a| a.seen = false);
+        for (si, s) in input.iter().enumerate() {
+            let Some(p) = s.points.get(cursor[si]) else { continue };
+            if p.t != ts {
+                continue;
             }
-            let ts = g.ts(i);
-            accs.iter_mut().for_each(|a| a.seen = false);
-            for (si, s) in input.iter().enumerate() {
-                let Some(p) = s.points.get(cursor[si]) else { continue };
-                if p.t != ts {
-                    continue;
-                }
-                cursor[si] += 1;
-                let gi = groups.of_series[si];
-                let a = &mut accs[gi];
-                if a.seen {
-                    a.add(op, p.v, s.drop_name);
-                } else {
-                    *a = Acc::first(op, p.v, s.drop_name);
-                    if let Some(v) = values.get_mut(gi) {
-                        v.clear();
-                    }
-                }
+            cursor[si] += 1;
+            let gi = groups.of_series[si];
+            let a = &mut accs[gi];
+            if a.seen {
+                a.add(op, p.v, s.drop_name);
+            } else {
+                *a = Acc::first(op, p.v, s.drop_name);
                 if let Some(v) = values.get_mut(gi) {
-                    v.push(p.v);
+                    v.clear();
                 }
             }
-            for (gi, a) in accs.iter().enumerate().filter(|(_, a)| a.seen) {
-                let v = match values.get_mut(gi) {
-                    Some(vals) => quantile(q.get(i).copied().unwrap_or(f64::NAN), vals),
-                    None => a.result(op),
-                };
-                out[gi].push(Point { t: ts, v });
-                drop_name[gi] = a.drop_name;
+            if let Some(v) = values.get_mut(gi) {
+                v.push(p.v);
             }
+        }
+        for (gi, a) in accs.iter().enumerate().filter(|(_, a)| a.seen) {
+            let v = match values.get_mut(gi) {
+                Some(vals) => quantile(q.get(i).copied().unwrap_or(f64::NAN), vals),
+                None => a.result(op),
+            };
+            out[gi].push(Point { t: ts, v });
+            drop_name[gi] = a.drop_name;
         }
     }
-    Ok(groups
-        .labels
-        .iter()
-        .zip(out)
-        .zip(drop_name)
-        .filter(|((_, p), _)| !p.is_empty())
-        .map(|((l, points), drop_name)| StepSeries { labels: l.clone(), drop_name, points })
-        .collect())
+    Ok(group_series(groups, out, drop_name))
 }
 
 /// The φ-quantile of `values` (sorted in place), interpolating between neighbours, as

@@ -21,7 +21,7 @@ use crate::{SelectHints, Storage};
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
 /// Series below this count are decoded or evaluated on the calling thread.
-const PARALLEL_MIN_SERIES: usize = 256;
+pub(crate) const PARALLEL_MIN_SERIES: usize = 256;
 
 pub(crate) struct Limits {
     pub lookback: i64,
@@ -132,6 +132,17 @@ pub(crate) struct Evaluator<'a> {
     warnings: Vec<String>,
     infos: Vec<String>,
     positions: Option<Positions>,
+    /// Set while an expression is evaluated a part of its series at a time.
+    shards: Option<Shards>,
+}
+
+/// The series of the one selector of an expression evaluated in parts (see
+/// [`Evaluator::eval_in_parts`]): all of them are selected on the first evaluation, and each
+/// evaluation takes the next `size`.
+struct Shards {
+    size: usize,
+    /// The selected series not handed out yet, and the time range they were selected for.
+    pending: Option<(std::vec::IntoIter<SeriesChunks>, i64, i64)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -155,6 +166,7 @@ impl<'a> Evaluator<'a> {
             warnings: Vec::new(),
             infos: Vec::new(),
             positions: None,
+            shards: None,
         }
     }
 
@@ -216,6 +228,44 @@ impl<'a> Evaluator<'a> {
     pub fn positions(&mut self) -> &Positions {
         let (query, root) = (self.query, self.root);
         self.positions.get_or_insert_with(|| Positions::new(query, root))
+    }
+
+    /// Evaluates `expr` over `size` of its series at a time and hands each part's value to
+    /// `each`, so that only one part is in memory at once. `expr` must contain exactly one
+    /// selector and only per-series work above it, so that each part's result series come from
+    /// that part's selected series alone, in the same order as a whole evaluation would give.
+    pub fn eval_in_parts(
+        &mut self,
+        expr: &Expr,
+        g: Grid,
+        size: usize,
+        mut each: impl FnMut(&mut Self, Val) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        debug_assert!(self.shards.is_none(), "parts do not nest");
+        self.shards = Some(Shards { size: size.max(1), pending: None });
+        let held = self.current;
+        let result = loop {
+            let val = match self.eval(expr, g) {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = each(self, val) {
+                break Err(e);
+            }
+            // The part's points are gone once `each` has used them.
+            self.current = held;
+            // Done when the selector has handed out every series (or was never reached).
+            if self.shards.as_ref().and_then(|s| s.pending.as_ref()).is_none_or(|(it, _, _)| it.len() == 0) {
+                break Ok(());
+            }
+        };
+        self.shards = None;
+        result
+    }
+
+    /// Labels of the series an evaluation in parts has selected but not handed out yet.
+    pub fn pending_part_labels(&self) -> impl Iterator<Item = &Labels> {
+        self.shards.iter().flat_map(|s| s.pending.iter()).flat_map(|(it, _, _)| it.as_slice()).map(|s| &s.labels)
     }
 
     /// Evaluates `expr` at every step of `g`.
@@ -410,8 +460,30 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Reads the series `vs` selects with samples in `[mint, maxt]`, still encoded.
+    /// Reads the series `vs` selects with samples in `[mint, maxt]`, still encoded; during an
+    /// evaluation in parts, the next part of them.
     fn select(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        hints: SelectHints,
+    ) -> Result<Selected, QueryError> {
+        if self.shards.as_ref().is_some_and(|s| s.pending.is_none()) {
+            let all = self.select_all(vs, mint, maxt, hints)?;
+            if let Some(s) = &mut self.shards {
+                s.pending = Some((all.series.into_iter(), all.mint, all.maxt));
+            }
+        }
+        if let Some(Shards { size, pending: Some((series, mint, maxt)) }) = &mut self.shards {
+            let part = series.by_ref().take(*size).collect();
+            return Ok(Selected { series: part, mint: *mint, maxt: *maxt });
+        }
+        self.select_all(vs, mint, maxt, hints)
+    }
+
+    /// Reads all the series `vs` selects with samples in `[mint, maxt]`, still encoded.
+    fn select_all(
         &mut self,
         vs: &VectorSelector,
         mint: i64,

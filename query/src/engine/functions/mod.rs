@@ -166,6 +166,15 @@ pub(crate) fn eval_call(ev: &mut Evaluator, call: &Call, g: Grid) -> Result<Val,
     }
 }
 
+/// Functions each of whose result series comes from one series of their one vector or range
+/// argument, with its labels (bar the metric name).
+pub(crate) fn is_per_series(name: &str) -> bool {
+    matches!(name, "round" | "clamp" | "clamp_min" | "clamp_max" | "timestamp")
+        || math_function(name).is_some()
+        || date::function(name).is_some()
+        || range::RangeFn::from_name(name).is_some_and(|f| !matches!(f, range::RangeFn::AbsentOverTime))
+}
+
 pub(crate) fn strip_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => strip_parens(&p.expr),
