@@ -7,8 +7,14 @@ run the server's VmHWM is reset (writing 5 to /proc/<pid>/clear_refs sets it to 
 so VmHWM after the run minus VmRSS before it is the memory the query added at its peak. CPU time
 is utime + stime of the server process over the run.
 
+A Go server's RSS barely moves during a query: its heap keeps the room of earlier garbage
+collection cycles and a query allocates from that. For such a server (one that exports
+go_memstats_alloc_bytes_total) each run also records the bytes the process allocated on its heap
+during the run, from /metrics just before and after it, less what one /metrics scrape allocates.
+
 `run` appends one tab-separated line per run to --out:
-server, series, query, rep, latency_ms, rss_before_kb, peak_delta_kb, cpu_ms, result_series.
+server, series, query, rep, latency_ms, rss_before_kb, peak_delta_kb, cpu_ms, result_series,
+heap_alloc_kb (-1 when the server does not export it).
 `table` turns such a file into a markdown table comparing strata with Prometheus: medians of
 latency, of the peak increase over the RSS before the run (+MiB) and of the peak RSS itself, and
 the mean CPU time per run.
@@ -47,8 +53,29 @@ def reset_hwm(pid):
         f.write("5")
 
 
-def run(base, pid, query, start, end, step):
+def go_alloc_bytes(base):
+    """go_memstats_alloc_bytes_total of the server, or None."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=60) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("go_memstats_alloc_bytes_total "):
+                return float(line.split()[1])
+    return None
+
+
+def scrape_alloc_bytes(base):
+    """What one /metrics scrape allocates (median of five), or None for a non-Go server."""
+    deltas = []
+    for _ in range(5):
+        a = go_alloc_bytes(base)
+        if a is None:
+            return None
+        deltas.append(go_alloc_bytes(base) - a)
+    return statistics.median(deltas)
+
+
+def run(base, pid, query, start, end, step, scrape_alloc):
     params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": step})
+    alloc = go_alloc_bytes(base) if scrape_alloc is not None else None
     reset_hwm(pid)
     rss = status_kb(pid, "VmRSS")
     cpu = cpu_ms(pid)
@@ -58,19 +85,23 @@ def run(base, pid, query, start, end, step):
     latency = (time.perf_counter() - began) * 1000
     peak = status_kb(pid, "VmHWM") - rss
     used = cpu_ms(pid) - cpu
+    heap_kb = -1
+    if alloc is not None:
+        heap_kb = max(0, int((go_alloc_bytes(base) - alloc - scrape_alloc) / 1024))
     answer = json.loads(body)
     if answer.get("status") != "success":
         sys.exit(f"{query}: {answer}")
-    return latency, rss, peak, used, len(answer["data"]["result"])
+    return latency, rss, peak, used, len(answer["data"]["result"]), heap_kb
 
 
 def measure(a):
+    scrape_alloc = scrape_alloc_bytes(a.url)
     with open(a.out, "a") as out:
         for query in a.query:
-            run(a.url, a.pid, query, a.start, a.end, a.step)
+            run(a.url, a.pid, query, a.start, a.end, a.step, scrape_alloc)
             for rep in range(a.reps):
-                latency, rss, peak, used, n = run(a.url, a.pid, query, a.start, a.end, a.step)
-                out.write(f"{a.server}\t{a.series}\t{query}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t{used:.0f}\t{n}\n")
+                latency, rss, peak, used, n, heap = run(a.url, a.pid, query, a.start, a.end, a.step, scrape_alloc)
+                out.write(f"{a.server}\t{a.series}\t{query}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t{used:.0f}\t{n}\t{heap}\n")
                 out.flush()
             print(f"{a.server} {a.series} {query}: {n} series, last run {latency:.1f} ms", file=sys.stderr)
 
@@ -80,16 +111,18 @@ def table(a):
     order = []
     with open(a.results) as f:
         for line in f:
-            server, series, query, _, latency, rss, peak, cpu, n = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            server, series, query, _, latency, rss, peak, cpu, n = fields[:9]
+            heap = int(fields[9]) if len(fields) > 9 else -1
             key = (int(series), query)
             if key not in runs:
                 order.append(key)
-            run = (float(latency), int(peak), float(cpu), int(n), int(rss) + int(peak))
+            run = (float(latency), int(peak), float(cpu), int(n), int(rss) + int(peak), heap)
             runs.setdefault(key, {}).setdefault(server, []).append(run)
     print("| series | query | result series | strata ms | Prometheus ms | strata / Prometheus | "
           "strata CPU ms | Prometheus CPU ms | strata peak +MiB | Prometheus peak +MiB | "
-          "strata peak RSS MiB | Prometheus peak RSS MiB |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "Prometheus heap alloc MiB | strata peak RSS MiB | Prometheus peak RSS MiB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in order:
         s, p = runs[key].get("strata"), runs[key].get("prometheus")
         if not s or not p:
@@ -104,7 +137,7 @@ def table(a):
 
         print(f"| {key[0]} | `{key[1]}` | {s[0][3]} | {med(s, 0):.1f} | {med(p, 0):.1f} | "
               f"{med(s, 0) / med(p, 0):.2f} | {mean(s, 2):.0f} | {mean(p, 2):.0f} | "
-              f"{med(s, 1) / 1024:.2f} | {med(p, 1) / 1024:.2f} | "
+              f"{med(s, 1) / 1024:.2f} | {med(p, 1) / 1024:.2f} | {med(p, 5) / 1024:.1f} | "
               f"{med(s, 4) / 1024:.0f} | {med(p, 4) / 1024:.0f} |")
 
 
