@@ -1,10 +1,12 @@
 //! PromQL over any [`Storage`], and the Prometheus HTTP API on top of it.
 //!
-//! The engine parses with the promql-parser crate and evaluates the AST itself, step-wise over
-//! whole vectors. See README.md for what this crate owns.
+//! The engine parses with the promql-parser crate (errors worded and placed as Prometheus does,
+//! see [`parse`]) and evaluates the AST itself, step-wise over whole vectors. See README.md for
+//! what this crate owns.
 
 pub mod api;
 pub mod engine;
+pub mod parse;
 mod ui;
 pub mod value;
 

@@ -1,0 +1,199 @@
+//! PromQL parsing with Prometheus's error messages and positions.
+//!
+//! promql-parser builds the syntax tree. Its errors carry no position and are often just
+//! "invalid promql query", so when it fails, an error locator of ours reads the query the way
+//! Prometheus 3.x does ([`lex`] mirrors `promql/parser/lex.go`, `check` its grammar and
+//! parser checks) and reports what Prometheus reports: `1:5: parse error: unclosed left
+//! parenthesis`. The locator builds no tree.
+//!
+//! Series selectors (`match[]`) follow Prometheus's selector grammar, which is not the
+//! expression grammar, and are read by the locator alone.
+
+mod check;
+mod functions;
+mod golang;
+mod goregex;
+pub(crate) mod lex;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use promql_parser::parser::Expr;
+
+pub use check::LabelMatcher;
+
+/// Deepest nesting accepted, counted in nested brackets plus operators and modifiers in a
+/// chain. promql-parser and the evaluator recurse once per level; on a 2 MiB thread stack they
+/// get through about 1200 levels of `sum(…)`. Prometheus has no such limit.
+pub const MAX_DEPTH: usize = 500;
+
+/// A parse error as Prometheus reports it: `L:C: parse error: MESSAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Byte offset in the query.
+    pub position: usize,
+    pub message: String,
+    place: Place,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    LineColumn(usize, usize),
+    /// Prometheus gives no position in an empty query.
+    Unknown,
+    Invalid,
+}
+
+impl ParseError {
+    fn new(query: &str, located: Located) -> ParseError {
+        let pos = located.pos;
+        let place = if query.is_empty() {
+            Place::Unknown
+        } else if pos > query.len() {
+            Place::Invalid
+        } else {
+            // Lines and columns count bytes; the column is 1-based.
+            let before = &query.as_bytes()[..pos];
+            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+            let column = before.iter().rposition(|&b| b == b'\n').map_or(pos + 1, |nl| pos - nl);
+            Place::LineColumn(line, column)
+        };
+        ParseError { position: pos, message: located.message, place }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.place {
+            Place::LineColumn(line, column) => write!(f, "{line}:{column}")?,
+            Place::Unknown => f.write_str("unknown position")?,
+            Place::Invalid => f.write_str("invalid position")?,
+        }
+        write!(f, ": parse error: {}", self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// An error at a byte offset, before it is placed in lines and columns.
+#[derive(Clone, Debug, PartialEq)]
+struct Located {
+    pos: usize,
+    message: String,
+}
+
+fn too_deep(pos: usize) -> Located {
+    Located { pos, message: format!("expression nests too deeply: more than {MAX_DEPTH} levels") }
+}
+
+/// Parses a PromQL expression.
+pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    let located = match measure(query) {
+        Measure::Shallow => match promql_parser::parser::parse(query) {
+            Ok(expr) => return Ok(expr),
+            // promql-parser refuses something the locator accepts: its own words, at the end.
+            Err(message) => locate(query).unwrap_or(Located { pos: query.len(), message }),
+        },
+        Measure::TooDeep(pos) => too_deep(pos),
+        Measure::Unlexable(lex_error) => locate(query).unwrap_or(lex_error),
+    };
+    Err(ParseError::new(query, located))
+}
+
+/// Runs the locator on a thread of its own: it recurses once per nesting level, with frames
+/// too large for small thread stacks in unoptimized builds. If no thread can be had it runs
+/// here, where the nesting measured before bounds it.
+fn locate(query: &str) -> Option<Located> {
+    const STACK: usize = 64 << 20;
+    let run = || check::check_expression(query);
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new().name("promql-locate".into()).stack_size(STACK).spawn_scoped(scope, run) {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => run(),
+        }
+    })
+}
+
+/// Parses a series selector as Prometheus reads `match[]`: a metric name and/or matchers.
+pub fn parse_selector(query: &str) -> Result<Vec<LabelMatcher>, ParseError> {
+    check::check_selector(query).map_err(|e| ParseError::new(query, e))
+}
+
+enum Measure {
+    Shallow,
+    TooDeep(usize),
+    /// The lexer stopped at this error, and what follows it might nest too deeply to hand
+    /// the query to promql-parser; the locator stops at the error.
+    Unlexable(Located),
+}
+
+/// Estimates the query's nesting from its tokens, from above: each bracket level adds one,
+/// and within a level (or a comma-separated argument) every operator and modifier adds one.
+fn measure(query: &str) -> Measure {
+    use lex::Kind::*;
+    #[derive(Default)]
+    struct Level {
+        ops: usize,
+        widest_arg: usize,
+        deepest_child: usize,
+    }
+    impl Level {
+        fn depth(&self) -> usize {
+            self.ops.max(self.widest_arg) + self.deepest_child + 1
+        }
+    }
+    let mut levels = vec![Level::default()];
+    // The sum of the open levels' depths, kept up to date as they change.
+    let mut total = 1;
+    let mut lexer = lex::Lexer::new(query);
+    loop {
+        let tok = match lexer.next_token() {
+            Ok(tok) => tok,
+            Err(e) => {
+                let rest = query[e.pos..].bytes().filter(|b| !b.is_ascii_whitespace()).count();
+                return if total + rest > MAX_DEPTH {
+                    Measure::Unlexable(Located { pos: e.pos, message: e.message })
+                } else {
+                    Measure::Shallow
+                };
+            }
+        };
+        let nested = levels.len() > 1;
+        let Some(top) = levels.last_mut() else { return Measure::Shallow };
+        let before = top.depth();
+        match tok.kind {
+            Eof => return Measure::Shallow,
+            LeftParen | LeftBrace | LeftBracket => {
+                if tok.kind == LeftBracket {
+                    top.ops += 1;
+                }
+                total = total - before + top.depth() + 1;
+                levels.push(Level::default());
+            }
+            RightParen | RightBrace | RightBracket if nested => {
+                let closed = levels.pop().map_or(0, |l| l.depth());
+                total -= closed;
+                if let Some(top) = levels.last_mut() {
+                    let before = top.depth();
+                    top.deepest_child = top.deepest_child.max(closed);
+                    total = total - before + top.depth();
+                }
+            }
+            Comma => {
+                top.widest_arg = top.widest_arg.max(top.ops);
+                top.ops = 0;
+                total = total - before + top.depth();
+            }
+            Add | Sub | Mul | Div | Mod | Pow | Eqlc | Neq | Lss | Lte | Gtr | Gte | Land | Lor | Lunless | Atan2
+            | Offset | At | Anchored | Smoothed => {
+                top.ops += 1;
+                total = total - before + top.depth();
+            }
+            _ => {}
+        }
+        if total > MAX_DEPTH {
+            return Measure::TooDeep(tok.pos);
+        }
+    }
+}
