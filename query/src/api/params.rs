@@ -7,9 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
-use promql_parser::label::MatchOp as ParserOp;
-use promql_parser::parser::Expr;
-use strata_tsdb::matchers::{MatchOp, Matcher};
+use strata_tsdb::matchers::Matcher;
 
 use super::error::ApiError;
 
@@ -166,39 +164,18 @@ pub fn limit_param(p: &Params) -> Result<Option<usize>, ApiError> {
 /// words the error differently per endpoint, so the caller wraps it.
 pub fn match_param(p: &Params) -> Result<Vec<Vec<Matcher>>, String> {
     let sets = p.all("match[]").map(parse_selector).collect::<Result<Vec<_>, _>>()?;
-    // A selector all of whose matchers accept the empty value would select every series. The
-    // parser refuses most such selectors already; this holds even where its regex semantics
-    // and the storage's differ.
+    // A selector all of whose matchers accept the empty value would select every series.
     if sets.iter().any(|set| set.iter().all(Matcher::matches_empty)) {
         return Err("match[] must contain at least one non-empty matcher".into());
     }
     Ok(sets)
 }
 
-/// A series selector (`up`, `{job="api"}`, `http_requests_total{code=~"5.."}`) as matchers.
+/// A series selector (`up`, `{job="api"}`, `http_requests_total{code=~"5.."}`) as matchers,
+/// read as Prometheus reads `match[]`; errors are Prometheus's parse errors.
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    let vs = match promql_parser::parser::parse(s)? {
-        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => vs,
-        _ => return Err(format!("{s:?} is not a series selector")),
-    };
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(format!("{s:?}: \"or\" inside a series selector is not supported"));
-    }
-    let bad = |e: strata_tsdb::Error| e.to_string();
-    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
-    if let Some(name) = vs.name {
-        out.push(Matcher::new(MatchOp::Equal, "__name__", name).map_err(bad)?);
-    }
-    for m in vs.matchers.matchers {
-        let op = match m.op {
-            ParserOp::Equal => MatchOp::Equal,
-            ParserOp::NotEqual => MatchOp::NotEqual,
-            ParserOp::Re(_) => MatchOp::Regex,
-            ParserOp::NotRe(_) => MatchOp::NotRegex,
-        };
-        out.push(Matcher::new(op, m.name, m.value).map_err(bad)?);
-    }
-    Ok(out)
+    let matchers = crate::parse::parse_selector(s).map_err(|e| e.to_string())?;
+    matchers.into_iter().map(|m| Matcher::new(m.op, m.name, m.value).map_err(|e| e.to_string())).collect()
 }
 
 /// A label name from a URL path: Prometheus 3 lets clients spell names that are not legacy
@@ -331,16 +308,23 @@ mod tests {
     fn selectors() {
         let m = parse_selector(r#"http_requests_total{code=~"5..", job!="a"}"#).unwrap();
         let shown: Vec<String> = m.iter().map(|m| format!("{}{}{}", m.name, m.op, m.value)).collect();
-        assert_eq!(shown, ["__name__=http_requests_total", "code=~5..", "job!=a"]);
-        for bad in ["up(", "1+1", "rate(x[5m])", "up offset 5m", "x[5m]"] {
-            assert!(parse_selector(bad).is_err(), "{bad}");
+        assert_eq!(shown, ["code=~5..", "job!=a", "__name__=http_requests_total"]);
+        for (bad, err) in [
+            ("up(", "1:3: parse error: unexpected \"(\""),
+            ("1+1", "1:1: parse error: unexpected number \"1\""),
+            ("rate(x[5m])", "1:5: parse error: unexpected \"(\""),
+            ("up offset 5m", "1:4: parse error: unexpected <offset>"),
+            ("x[5m]", "1:2: parse error: unexpected \"[\""),
+        ] {
+            assert_eq!(parse_selector(bad).map(|_| ()), Err(err.to_string()), "{bad}");
         }
+        // The selector grammar accepts what an expression may not be.
+        assert_eq!(parse_selector(r#"up{__name__="x"}"#).unwrap().len(), 2);
         let sets = match_param(&params("match[]=up&match[]=%7Bjob%3D%22a%22%7D")).unwrap();
         assert_eq!(sets.len(), 2);
         for empty in ["match[]=%7Ba%3D%22%22%7D", "match[]=%7Ba%3D~%22.*%22%7D", "match[]=up&match[]=%7Ba%3D%22%22%7D"] {
-            // The parser refuses these itself, in its own words.
             let err = match_param(&params(empty)).expect_err(empty);
-            assert!(err.ends_with("must contain at least one non-empty matcher"), "{empty}: {err}");
+            assert_eq!(err, "match[] must contain at least one non-empty matcher", "{empty}");
         }
     }
 

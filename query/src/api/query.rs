@@ -225,7 +225,7 @@ fn exemplar_query(p: &Params) -> Result<Response, ApiError> {
     if end < start {
         return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
     }
-    let expr = promql_parser::parser::parse(p.get("query")).map_err(ApiError::bad_data)?;
+    let expr = crate::parse::parse(p.get("query")).map_err(|e| ApiError::bad_data(e.to_string()))?;
     if !has_selector(&expr) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

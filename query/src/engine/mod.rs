@@ -19,7 +19,7 @@ mod types;
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 use strata_tsdb::labels::Labels;
 
 use crate::value::{Sample, Series, Value};
@@ -201,7 +201,7 @@ impl Engine {
 }
 
 fn parse(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query).map_err(|message| QueryError::Parse { message })
+    crate::parse::parse(query).map_err(|e| QueryError::Parse { message: e.to_string() })
 }
 
 /// Prometheus's names of value types in messages.
