@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, Call, Expr};
 
+use crate::parse::lex::{Kind, Lexer};
+
 /// Where a call or aggregation starts and where each of its arguments starts (byte offsets).
 #[derive(Debug, Clone)]
 pub(crate) struct NodePos {
@@ -21,14 +23,6 @@ pub(crate) struct Positions {
     calls: HashMap<usize, NodePos>,
     aggregations: HashMap<usize, NodePos>,
 }
-
-const AGGREGATORS: &[&str] = &[
-    "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk", "count_values", "quantile",
-    "limitk", "limit_ratio",
-];
-
-const KEYWORDS: &[&str] =
-    &["and", "or", "unless", "atan2", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"];
 
 impl Positions {
     pub fn new(query: &str, root: &Expr) -> Positions {
@@ -83,75 +77,37 @@ fn walk(e: &Expr, calls: &mut Vec<usize>, aggs: &mut Vec<usize>) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok<'q> {
-    Ident(&'q str),
+enum Tok {
+    /// An identifier: a function name when `(` follows.
+    Name,
+    Aggregator,
+    /// `by` or `without`.
+    Grouping,
     /// `(`, which starts call arguments; other brackets only nest.
     Paren,
     Open,
     Close,
     Comma,
-    At,
     Other,
 }
 
-fn tokens(q: &str) -> Vec<(usize, Tok<'_>)> {
-    let b = q.as_bytes();
+/// The query's tokens, as far as it lexes.
+fn tokens(q: &str) -> Vec<(usize, Tok)> {
+    let mut lexer = Lexer::new(q);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' | b'\'' | b'`' => {
-                let start = i;
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-                out.push((start, Tok::Other));
-            }
-            b'(' => {
-                out.push((i, Tok::Paren));
-                i += 1;
-            }
-            b'{' | b'[' => {
-                out.push((i, Tok::Open));
-                i += 1;
-            }
-            b')' | b'}' | b']' => {
-                out.push((i, Tok::Close));
-                i += 1;
-            }
-            b',' => {
-                out.push((i, Tok::Comma));
-                i += 1;
-            }
-            b'@' => {
-                out.push((i, Tok::At));
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
-                    i += 1;
-                }
-                out.push((start, Tok::Ident(&q[start..i])));
-            }
-            _ => {
-                let start = i;
-                i += q[i..].chars().next().map_or(1, char::len_utf8);
-                out.push((start, Tok::Other));
-            }
-        }
+    while let Ok(t) = lexer.next_token() {
+        let tok = match t.kind {
+            Kind::Eof => break,
+            Kind::Identifier => Tok::Name,
+            Kind::Aggregator(_) => Tok::Aggregator,
+            Kind::By | Kind::Without => Tok::Grouping,
+            Kind::LeftParen => Tok::Paren,
+            Kind::LeftBrace | Kind::LeftBracket => Tok::Open,
+            Kind::RightParen | Kind::RightBrace | Kind::RightBracket => Tok::Close,
+            Kind::Comma => Tok::Comma,
+            _ => Tok::Other,
+        };
+        out.push((t.pos, tok));
     }
     out
 }
@@ -162,30 +118,24 @@ fn scan(q: &str) -> (Vec<NodePos>, Vec<NodePos>) {
     let mut calls = Vec::new();
     let mut aggs = Vec::new();
     for (k, &(pos, tok)) in toks.iter().enumerate() {
-        let Tok::Ident(name) = tok else { continue };
-        let lower = name.to_ascii_lowercase();
         let next = toks.get(k + 1).map(|t| t.1);
-        let after_at = k > 0 && toks[k - 1].1 == Tok::At;
-        if AGGREGATORS.contains(&lower.as_str()) {
-            let mut j = k + 1;
-            // `sum by (a) (x)`: skip the grouping clause to reach the arguments.
-            if let Some(Tok::Ident(kw)) = toks.get(j).map(|t| t.1) {
-                if matches!(kw.to_ascii_lowercase().as_str(), "by" | "without") {
-                    j = skip_group(&toks, j + 1);
+        match tok {
+            Tok::Aggregator => {
+                // `sum by (a) (x)`: skip the grouping clause to reach the arguments.
+                let j = if next == Some(Tok::Grouping) { skip_group(&toks, k + 2) } else { k + 1 };
+                if toks.get(j).map(|t| t.1) == Some(Tok::Paren) {
+                    aggs.push(NodePos { start: pos, args: arg_starts(&toks, j) });
                 }
             }
-            if toks.get(j).map(|t| t.1) == Some(Tok::Paren) {
-                aggs.push(NodePos { start: pos, args: arg_starts(&toks, j) });
-            }
-        } else if next == Some(Tok::Paren) && !after_at && !KEYWORDS.contains(&lower.as_str()) {
-            calls.push(NodePos { start: pos, args: arg_starts(&toks, k + 1) });
+            Tok::Name if next == Some(Tok::Paren) => calls.push(NodePos { start: pos, args: arg_starts(&toks, k + 1) }),
+            _ => {}
         }
     }
     (calls, aggs)
 }
 
 /// Index after the parenthesised group starting at `open`.
-fn skip_group(toks: &[(usize, Tok<'_>)], open: usize) -> usize {
+fn skip_group(toks: &[(usize, Tok)], open: usize) -> usize {
     let mut depth = 0;
     for (j, t) in toks.iter().enumerate().skip(open) {
         match t.1 {
@@ -203,7 +153,7 @@ fn skip_group(toks: &[(usize, Tok<'_>)], open: usize) -> usize {
 }
 
 /// Start offsets of the comma-separated arguments in the group opening at `open`.
-fn arg_starts(toks: &[(usize, Tok<'_>)], open: usize) -> Vec<usize> {
+fn arg_starts(toks: &[(usize, Tok)], open: usize) -> Vec<usize> {
     let mut out = Vec::new();
     let mut depth = 0;
     let mut expect_arg = false;
