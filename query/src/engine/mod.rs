@@ -25,6 +25,7 @@ use strata_tsdb::labels::Labels;
 use crate::value::{Sample, Series, Value};
 use crate::Storage;
 use eval::Evaluator;
+pub(crate) use eval::par_map;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].
