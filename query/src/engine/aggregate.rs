@@ -59,8 +59,15 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val
     if matches!(op, T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR) && streamable(&a.expr) {
         return Ok(Val::Vector(fold_in_parts(ev, op, &a.expr, Groups::new(without, &grouping), g)?));
     }
-    let input = vector_of(ev.eval(&a.expr, g)?)?;
     let param_pos = ev.positions().aggregation(a).and_then(|p| p.args.first().copied());
+    if matches!(op, T_TOPK | T_BOTTOMK) && !g.is_instant() && streamable(&a.expr) {
+        let params = params.unwrap_or_default();
+        if !check_k_params(ev, op, &params, param_pos)? {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        return Ok(Val::Vector(select_k_in_parts(ev, op, &a.expr, Groups::new(without, &grouping), &params, g)?));
+    }
+    let input = vector_of(ev.eval(&a.expr, g)?)?;
     let mut groups = Groups::new(without, &grouping);
     input.iter().for_each(|s| {
         groups.add(&s.labels);
@@ -69,33 +76,8 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val
     match op {
         T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
             let params = params.unwrap_or_default();
-            let (min, max) = min_max(&params);
-            if op == T_LIMIT_RATIO {
-                if (max == 0.0 && min == 0.0) || params.is_empty() {
-                    return Ok(Val::Vector(Vec::new()));
-                }
-                if params.iter().any(|p| p.is_nan()) {
-                    return Err(QueryError::Execution("Ratio value is NaN".into()));
-                }
-                if max > 1.0 {
-                    ev.warn(&ratio_warning(max, 1.0), param_pos);
-                }
-                if min < -1.0 {
-                    ev.warn(&ratio_warning(min, -1.0), param_pos);
-                }
-            } else {
-                if max < 1.0 || params.is_empty() {
-                    return Ok(Val::Vector(Vec::new()));
-                }
-                if params.iter().any(|p| p.is_nan()) {
-                    return Err(QueryError::Execution("Parameter value is NaN".into()));
-                }
-                if min <= MIN_INT64 {
-                    return Err(QueryError::Execution(format!("Scalar value {} underflows int64", format_go_float_g(min))));
-                }
-                if max >= MAX_INT64 {
-                    return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_go_float_g(max))));
-                }
+            if !check_k_params(ev, op, &params, param_pos)? {
+                return Ok(Val::Vector(Vec::new()));
             }
             Ok(Val::Vector(select_k(ev, op, &input, &groups, &params, g)?))
         }
@@ -116,6 +98,40 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val
             Ok(Val::Vector(fold(ev, op, &input, &groups, &q, g)?))
         }
     }
+}
+
+/// Checks the parameter of topk, bottomk, limitk or limit_ratio as Prometheus does (errors and
+/// warnings); false when no step can select anything.
+fn check_k_params(ev: &mut Evaluator, op: u16, params: &[f64], param_pos: Option<usize>) -> Result<bool, QueryError> {
+    let (min, max) = min_max(params);
+    if op == T_LIMIT_RATIO {
+        if (max == 0.0 && min == 0.0) || params.is_empty() {
+            return Ok(false);
+        }
+        if params.iter().any(|p| p.is_nan()) {
+            return Err(QueryError::Execution("Ratio value is NaN".into()));
+        }
+        if max > 1.0 {
+            ev.warn(&ratio_warning(max, 1.0), param_pos);
+        }
+        if min < -1.0 {
+            ev.warn(&ratio_warning(min, -1.0), param_pos);
+        }
+    } else {
+        if max < 1.0 || params.is_empty() {
+            return Ok(false);
+        }
+        if params.iter().any(|p| p.is_nan()) {
+            return Err(QueryError::Execution("Parameter value is NaN".into()));
+        }
+        if min <= MIN_INT64 {
+            return Err(QueryError::Execution(format!("Scalar value {} underflows int64", format_go_float_g(min))));
+        }
+        if max >= MAX_INT64 {
+            return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_go_float_g(max))));
+        }
+    }
+    Ok(true)
 }
 
 pub(crate) fn quantile_warning(q: f64) -> String {
@@ -612,6 +628,112 @@ fn ratio_keeps(ratio: f64, labels: &Labels) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
+/// Offers a sample to a topk or bottomk heap that keeps `k`: Prometheus replaces the heap's
+/// weakest candidate when the sample beats it (a number beats NaN).
+fn offer_k(heap: &mut GoHeap<ValueOrder>, op: u16, k: usize, h: Held) {
+    if heap.items.len() < k {
+        heap.push(h);
+        return;
+    }
+    let top = heap.items[0].v;
+    let beats = if op == T_TOPK { top < h.v } else { top > h.v };
+    if beats || (top.is_nan() && !h.v.is_nan()) {
+        heap.items[0] = h;
+        if k > 1 {
+            heap.fix(0);
+        }
+    }
+}
+
+/// Largest first for topk, smallest first for bottomk; NaN last either way.
+fn sort_candidates(heap: &mut GoHeap<ValueOrder>) {
+    let less = heap.less;
+    heap.items.sort_by(|a, b| {
+        if less(b.v, a.v) {
+            std::cmp::Ordering::Less
+        } else if less(a.v, b.v) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    });
+}
+
+/// The k of a topk or bottomk step; 0 when the step selects nothing.
+fn step_k(param: f64) -> usize {
+    usize::try_from(param as i64).unwrap_or(0)
+}
+
+/// topk and bottomk of `expr` over a range, evaluated a part of its series at a time (see
+/// [`streamable`]): every group keeps its candidates per step across the parts, and of the
+/// input series only the labels stay. When groups × steps heaps would be too many, the parts
+/// are collected and selected step by step instead.
+fn select_k_in_parts(
+    ev: &mut Evaluator,
+    op: u16,
+    expr: &Expr,
+    mut groups: Groups,
+    params: &[f64],
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let n = g.len();
+    let less: ValueOrder = if op == T_BOTTOMK { by_reverse_value } else { by_value };
+    let ks: Vec<usize> = (0..n).map(|i| step_k(params.get(i).copied().unwrap_or(f64::NAN))).collect();
+    // Group-major: the heap of group `gi` at step `i` is `heaps[gi * n + i]`.
+    let mut heaps: Vec<GoHeap<ValueOrder>> = Vec::new();
+    let mut inputs: Vec<(Labels, bool)> = Vec::new();
+    let mut dense = None;
+    let mut whole: Vec<StepSeries> = Vec::new();
+    ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(PARALLEL_MIN_SERIES), |ev, val| {
+        let part = vector_of(val)?;
+        let dense = *dense.get_or_insert_with(|| {
+            let all = part.iter().map(|s| &s.labels).chain(ev.pending_part_labels());
+            groups.count_with(all).saturating_mul(n) <= DENSE_ACCUMULATORS
+        });
+        if !dense {
+            whole.extend(part);
+            return Ok(());
+        }
+        for s in part {
+            let gi = groups.add(&s.labels);
+            if heaps.len() < (gi + 1) * n {
+                heaps.resize_with((gi + 1) * n, || GoHeap { items: Vec::new(), less });
+            }
+            let series = inputs.len();
+            for p in &s.points {
+                let i = g.index(p.t);
+                if ks[i] > 0 {
+                    offer_k(&mut heaps[gi * n + i], op, ks[i], Held { series, v: p.v });
+                }
+            }
+            inputs.push((s.labels, s.drop_name));
+        }
+        ev.check_deadline()
+    })?;
+    if dense == Some(false) {
+        whole.iter().for_each(|s| {
+            groups.add(&s.labels);
+        });
+        return select_k(ev, op, &whole, &groups, params, g);
+    }
+    let mut out: Vec<Vec<Point>> = vec![Vec::new(); inputs.len()];
+    for i in 0..n {
+        for gi in 0..groups.labels.len() {
+            let heap = &mut heaps[gi * n + i];
+            sort_candidates(heap);
+            for h in &heap.items {
+                out[h.series].push(Point { t: g.ts(i), v: h.v });
+            }
+        }
+    }
+    Ok(inputs
+        .into_iter()
+        .zip(out)
+        .filter(|(_, points)| !points.is_empty())
+        .map(|((labels, drop_name), points)| StepSeries { labels, drop_name, points })
+        .collect())
+}
+
 /// topk, bottomk, limitk and limit_ratio: keep some input series per group and step.
 fn select_k(
     ev: &mut Evaluator,
@@ -678,28 +800,7 @@ fn select_k(
                 continue;
             }
             match op {
-                T_TOPK => {
-                    let top = heap.items[0].v;
-                    if heap.items.len() < k {
-                        heap.push(h);
-                    } else if top < h.v || (top.is_nan() && !h.v.is_nan()) {
-                        heap.items[0] = h;
-                        if k > 1 {
-                            heap.fix(0);
-                        }
-                    }
-                }
-                T_BOTTOMK => {
-                    let top = heap.items[0].v;
-                    if heap.items.len() < k {
-                        heap.push(h);
-                    } else if top > h.v || (top.is_nan() && !h.v.is_nan()) {
-                        heap.items[0] = h;
-                        if k > 1 {
-                            heap.fix(0);
-                        }
-                    }
-                }
+                T_TOPK | T_BOTTOMK => offer_k(heap, op, k, h),
                 T_LIMITK => {
                     if heap.items.len() < k {
                         heap.push(h);
@@ -717,17 +818,7 @@ fn select_k(
                 continue;
             }
             if matches!(op, T_TOPK | T_BOTTOMK) {
-                // Largest first for topk, smallest first for bottomk; NaN last either way.
-                let less = heap.less;
-                heap.items.sort_by(|a, b| {
-                    if less(b.v, a.v) {
-                        std::cmp::Ordering::Less
-                    } else if less(a.v, b.v) {
-                        std::cmp::Ordering::Greater
-                    } else {
-                        std::cmp::Ordering::Equal
-                    }
-                });
+                sort_candidates(heap);
             }
             for h in &heap.items {
                 out[h.series].push(Point { t: ts, v: h.v });
