@@ -55,10 +55,7 @@ impl ParseError {
         } else if pos > query.len() {
             Place::Invalid
         } else {
-            // Lines and columns count bytes; the column is 1-based.
-            let before = &query.as_bytes()[..pos];
-            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-            let column = before.iter().rposition(|&b| b == b'\n').map_or(pos + 1, |nl| pos - nl);
+            let (line, column) = line_column(query, pos);
             Place::LineColumn(line, column)
         };
         ParseError { position: pos, message: located.message, place }
@@ -77,6 +74,15 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// The 1-based line and column of byte offset `pos` (at most `query.len()`), both counting
+/// bytes, as Prometheus places errors and annotations.
+pub(crate) fn line_column(query: &str, pos: usize) -> (usize, usize) {
+    let before = &query.as_bytes()[..pos];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = before.iter().rposition(|&b| b == b'\n').map_or(pos + 1, |nl| pos - nl);
+    (line, column)
+}
 
 /// An error at a byte offset, before it is placed in lines and columns.
 #[derive(Clone, Debug, PartialEq)]

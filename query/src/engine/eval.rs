@@ -215,10 +215,8 @@ impl<'a> Evaluator<'a> {
     fn position_suffix(&self, pos: Option<usize>) -> String {
         match pos {
             Some(p) if p <= self.query.len() => {
-                let before = &self.query[..p];
-                let line = before.matches('\n').count() + 1;
-                let col = p as i64 - before.rfind('\n').map_or(-1, |i| i as i64);
-                format!(" ({line}:{col})")
+                let (line, column) = crate::parse::line_column(self.query, p);
+                format!(" ({line}:{column})")
             }
             _ => String::new(),
         }
