@@ -417,18 +417,18 @@ fn group_series(groups: &Groups, points: Vec<Vec<Point>>, drop_name: Vec<bool>) 
         .collect()
 }
 
-/// sum … stdvar of `expr` evaluated a part of its series at a time (see [`streamable`]), so
-/// that the argument is never in memory whole. When the groups × steps table would be too
-/// large, the parts are collected and folded step by step instead.
-fn fold_in_parts(
+/// Evaluates `expr` a part of its series at a time (see [`streamable`]) and hands each result
+/// series with its group to `add`, so that the argument is never in memory whole; `None` then.
+/// When a groups × steps table would be too large, the parts are collected instead and
+/// returned, their groups added, for a step-by-step pass.
+fn eval_grouped_in_parts(
     ev: &mut Evaluator,
-    op: u16,
     expr: &Expr,
-    mut groups: Groups,
+    groups: &mut Groups,
     g: Grid,
-) -> Result<Vec<StepSeries>, QueryError> {
+    mut add: impl FnMut(usize, StepSeries),
+) -> Result<Option<Vec<StepSeries>>, QueryError> {
     let n = g.len();
-    let mut table = Table::new(op, g);
     let mut dense = None;
     let mut whole: Vec<StepSeries> = Vec::new();
     ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(PARALLEL_MIN_SERIES), |ev, val| {
@@ -439,22 +439,36 @@ fn fold_in_parts(
             groups.count_with(all).saturating_mul(n) <= DENSE_ACCUMULATORS
         });
         if dense {
-            for s in &part {
-                let group = groups.add(&s.labels);
-                table.add(group, s);
+            for s in part {
+                add(groups.add(&s.labels), s);
             }
         } else {
             whole.extend(part);
         }
-        Ok(())
+        ev.check_deadline()
     })?;
     if dense == Some(false) {
         whole.iter().for_each(|s| {
             groups.add(&s.labels);
         });
-        return fold(ev, op, &whole, &groups, &[], g);
+        return Ok(Some(whole));
     }
-    Ok(table.finish(&groups))
+    Ok(None)
+}
+
+/// sum … stdvar of `expr` evaluated a part of its series at a time.
+fn fold_in_parts(
+    ev: &mut Evaluator,
+    op: u16,
+    expr: &Expr,
+    mut groups: Groups,
+    g: Grid,
+) -> Result<Vec<StepSeries>, QueryError> {
+    let mut table = Table::new(op, g);
+    match eval_grouped_in_parts(ev, expr, &mut groups, g, |group, s| table.add(group, &s))? {
+        Some(whole) => fold(ev, op, &whole, &groups, &[], g),
+        None => Ok(table.finish(&groups)),
+    }
 }
 
 /// sum, avg, count, min, max, group, stddev, stdvar, quantile.
@@ -664,10 +678,9 @@ fn step_k(param: f64) -> usize {
     usize::try_from(param as i64).unwrap_or(0)
 }
 
-/// topk and bottomk of `expr` over a range, evaluated a part of its series at a time (see
-/// [`streamable`]): every group keeps its candidates per step across the parts, and of the
-/// input series only the labels stay. When groups × steps heaps would be too many, the parts
-/// are collected and selected step by step instead.
+/// topk and bottomk of `expr` over a range, evaluated a part of its series at a time: every
+/// group keeps its candidates per step across the parts, and of the input series only the
+/// labels stay.
 fn select_k_in_parts(
     ev: &mut Evaluator,
     op: u16,
@@ -682,38 +695,20 @@ fn select_k_in_parts(
     // Group-major: the heap of group `gi` at step `i` is `heaps[gi * n + i]`.
     let mut heaps: Vec<GoHeap<ValueOrder>> = Vec::new();
     let mut inputs: Vec<(Labels, bool)> = Vec::new();
-    let mut dense = None;
-    let mut whole: Vec<StepSeries> = Vec::new();
-    ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(PARALLEL_MIN_SERIES), |ev, val| {
-        let part = vector_of(val)?;
-        let dense = *dense.get_or_insert_with(|| {
-            let all = part.iter().map(|s| &s.labels).chain(ev.pending_part_labels());
-            groups.count_with(all).saturating_mul(n) <= DENSE_ACCUMULATORS
-        });
-        if !dense {
-            whole.extend(part);
-            return Ok(());
+    let collected = eval_grouped_in_parts(ev, expr, &mut groups, g, |gi, s| {
+        if heaps.len() < (gi + 1) * n {
+            heaps.resize_with((gi + 1) * n, || GoHeap { items: Vec::new(), less });
         }
-        for s in part {
-            let gi = groups.add(&s.labels);
-            if heaps.len() < (gi + 1) * n {
-                heaps.resize_with((gi + 1) * n, || GoHeap { items: Vec::new(), less });
+        let series = inputs.len();
+        for p in &s.points {
+            let i = g.index(p.t);
+            if ks[i] > 0 {
+                offer_k(&mut heaps[gi * n + i], op, ks[i], Held { series, v: p.v });
             }
-            let series = inputs.len();
-            for p in &s.points {
-                let i = g.index(p.t);
-                if ks[i] > 0 {
-                    offer_k(&mut heaps[gi * n + i], op, ks[i], Held { series, v: p.v });
-                }
-            }
-            inputs.push((s.labels, s.drop_name));
         }
-        ev.check_deadline()
+        inputs.push((s.labels, s.drop_name));
     })?;
-    if dense == Some(false) {
-        whole.iter().for_each(|s| {
-            groups.add(&s.labels);
-        });
+    if let Some(whole) = collected {
         return select_k(ev, op, &whole, &groups, params, g);
     }
     let mut out: Vec<Vec<Point>> = vec![Vec::new(); inputs.len()];
