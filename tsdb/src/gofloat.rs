@@ -17,24 +17,34 @@ struct Digits {
 impl Digits {
     fn of(v: f64) -> Digits {
         let v = v.abs();
-        let mut sci = StackStr::default();
-        // Shortest round-trip digits, at most 17; no allocation.
-        let _ = write!(sci, "{v:e}");
-        let text = sci.as_bytes();
+        // Ryū's shortest round-trip digits, at most 17, as `123.45`, `1e21` or `1.5e-7`.
+        let mut ryu = ryu::Buffer::new();
+        let text = ryu.format_finite(v).as_bytes();
+        let (mantissa, exp) = match text.iter().position(|&c| c == b'e') {
+            Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|x| x.parse().ok()).unwrap_or(0)),
+            None => (text, 0),
+        };
         let mut d = Digits { buf: [0; 17], len: 0, exp: 0 };
-        let mut rest = text;
-        while let Some((&c, tail)) = rest.split_first() {
-            rest = tail;
-            match c {
-                b'0'..=b'9' if d.len < d.buf.len() => {
-                    d.buf[d.len] = c;
-                    d.len += 1;
-                }
-                b'e' => break,
-                _ => {}
+        // The decimal exponent of the first digit: digits before the point, less one, or less
+        // the leading zeros after it.
+        let point = mantissa.iter().position(|&c| c == b'.').unwrap_or(mantissa.len()) as i32;
+        let mut first = None;
+        for (i, &c) in mantissa.iter().enumerate() {
+            if !c.is_ascii_digit() || (first.is_none() && c == b'0') {
+                continue;
+            }
+            first.get_or_insert(i as i32);
+            if d.len < d.buf.len() {
+                d.buf[d.len] = c;
+                d.len += 1;
             }
         }
-        d.exp = std::str::from_utf8(rest).ok().and_then(|e| e.parse().ok()).unwrap_or(0);
+        // Trailing zeros of an integer (`100.0`) are not significant.
+        while d.len > 1 && d.buf[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        let first = first.unwrap_or(0);
+        d.exp = exp + if first < point { point - first - 1 } else { point - first };
         // A tie needs two n-digit neighbours that both round-trip, which only happens when the
         // value's spacing is coarse relative to n digits: at 16 or 17 digits.
         if d.len >= 16 {
@@ -79,9 +89,9 @@ impl Digits {
 }
 
 /// The significant digits of a finite, positive float's exact decimal value (trailing zeros
-/// removed), or `None` when they do not fit in a u128 — then there are more than 38 of them,
-/// far too many for a tie.
-fn exact_decimal(v: f64) -> Option<u128> {
+/// removed), or `None` when they do not fit in a u64 — then there are more than 19 of them,
+/// too many for a tie (a tie has one digit more than the at most 17 of the shortest form).
+fn exact_decimal(v: f64) -> Option<u64> {
     let bits = v.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i32;
     let fraction = bits & ((1 << 52) - 1);
@@ -94,7 +104,7 @@ fn exact_decimal(v: f64) -> Option<u128> {
     e += tz as i32;
     if e < 0 {
         // m / 2^k = m·5^k / 10^k, and m·5^k is odd: no trailing zero to remove.
-        5u128.checked_pow(e.unsigned_abs())?.checked_mul(u128::from(m))
+        5u64.checked_pow(e.unsigned_abs())?.checked_mul(m)
     } else {
         // m·2^e: each factor 5 of m pairs with a factor 2 into a trailing zero.
         let (mut m5, mut twos) = (m, e as u32);
@@ -102,12 +112,11 @@ fn exact_decimal(v: f64) -> Option<u128> {
             m5 /= 5;
             twos -= 1;
         }
-        let m5 = u128::from(m5);
         (twos <= m5.leading_zeros()).then(|| m5 << twos)
     }
 }
 
-fn decimal_len(x: u128) -> usize {
+fn decimal_len(x: u64) -> usize {
     x.checked_ilog10().map_or(1, |l| l as usize + 1)
 }
 
@@ -300,6 +309,7 @@ mod tests {
         assert_eq!(exact_decimal(0.5), Some(5));
         assert_eq!(exact_decimal(1e22), Some(1));
         assert_eq!(exact_decimal(f64::MAX), None);
+        assert_eq!(exact_decimal(0.1), None);
         assert_eq!(exact_decimal(f64::from_bits(1)), None);
     }
 
@@ -312,6 +322,14 @@ mod tests {
             x ^= x << 17;
             let v = f64::from_bits(x);
             if v.is_finite() {
+                if v != 0.0 {
+                    // As short as Rust's own shortest form, with the same first-digit exponent.
+                    let sci = format!("{:e}", v.abs());
+                    let (mantissa, exp) = sci.split_once('e').unwrap();
+                    let d = Digits::of(v);
+                    assert_eq!(d.len, mantissa.chars().filter(char::is_ascii_digit).count(), "{v:e}");
+                    assert_eq!(d.exp, exp.parse::<i32>().unwrap(), "{v:e}");
+                }
                 assert_eq!(format_g(v).parse::<f64>().unwrap().to_bits(), v.to_bits(), "{v:e}");
                 assert_eq!(format_f(v).parse::<f64>().unwrap().to_bits(), v.to_bits(), "{v:e}");
             }

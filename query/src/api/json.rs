@@ -13,6 +13,10 @@ use tokio::sync::mpsc;
 use crate::engine::par_map;
 use crate::value::{Series, Value};
 
+fn digit(d: u32) -> char {
+    char::from_digit(d, 10).unwrap_or('0')
+}
+
 /// Bytes a streaming writer collects before handing them to the response body.
 const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -127,9 +131,10 @@ impl JsonWriter {
         }
         let abs = ms.unsigned_abs();
         let (secs, ms) = (abs / 1000, abs % 1000);
-        let _ = write!(self.out, "{secs}");
+        self.out.push_str(itoa::Buffer::new().format(secs));
         if ms > 0 {
-            let _ = write!(self.out, ".{ms:03}");
+            let ms = ms as u32;
+            self.out.extend(['.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10)]);
         }
     }
 
