@@ -274,6 +274,16 @@ impl<'a> Lexer<'a> {
         tok
     }
 
+    /// `)`, which closes a parenthesis in expressions and in brackets alike.
+    fn right_paren(&mut self) -> Result<Token<'a>, LexError> {
+        let tok = self.emit(Kind::RightParen);
+        self.paren_depth -= 1;
+        if self.paren_depth < 0 {
+            return Err(self.error(format!("unexpected right parenthesis {}", quote_rune(')'))));
+        }
+        Ok(tok)
+    }
+
     fn error(&self, message: String) -> LexError {
         LexError { pos: self.start, message }
     }
@@ -376,14 +386,7 @@ impl<'a> Lexer<'a> {
                 self.paren_depth += 1;
                 Kind::LeftParen
             }
-            ')' => {
-                let tok = self.emit(Kind::RightParen);
-                self.paren_depth -= 1;
-                if self.paren_depth < 0 {
-                    return Err(self.error(format!("unexpected right parenthesis {}", quote_rune(')'))));
-                }
-                return Ok(Some(tok));
-            }
+            ')' => return self.right_paren().map(Some),
             '{' => {
                 self.brace_open = true;
                 Kind::LeftBrace
@@ -487,14 +490,7 @@ impl<'a> Lexer<'a> {
                 self.paren_depth += 1;
                 Kind::LeftParen
             }
-            ')' => {
-                let tok = self.emit(Kind::RightParen);
-                self.paren_depth -= 1;
-                if self.paren_depth < 0 {
-                    return Err(self.error(format!("unexpected right parenthesis {}", quote_rune(')'))));
-                }
-                return Ok(Some(tok));
-            }
+            ')' => return self.right_paren().map(Some),
             c if is_space(c) => {
                 self.skip_spaces();
                 return Ok(None);
