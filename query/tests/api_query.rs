@@ -117,7 +117,8 @@ async fn range_query_matrix() {
 #[tokio::test]
 async fn large_results_stream_whole() {
     let api = api();
-    // 6001 points for each of 7 series: about 1 MB of JSON, sent in many body chunks.
+    // 6001 points for each of 7 series: about 600 KB of JSON, sent in pieces (the envelope's
+    // start, the series, encoded as one run, and the rest) rather than as one string.
     let q = enc(r#"{__name__=~".+"}"#);
     let uri = format!("/api/v1/query_range?query={q}&start=0&end=600&step=0.1");
     let resp = api.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
@@ -127,7 +128,7 @@ async fn large_results_stream_whole() {
         chunks += 1;
         bytes.extend_from_slice(&chunk.unwrap());
     }
-    assert!(chunks > 4, "{chunks} chunks for {} bytes", bytes.len());
+    assert!(chunks >= 3, "{chunks} chunks for {} bytes", bytes.len());
     let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let result = j["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 7);

@@ -20,11 +20,11 @@ fn digit(d: u32) -> char {
 /// Bytes a streaming writer collects before handing them to the response body.
 const STREAM_CHUNK: usize = 64 * 1024;
 
-/// Matrix series encoded together on all cores before they are written out.
-const ENCODE_BATCH: usize = 256;
+/// Matrix series encoded as one run by one thread.
+const ENCODE_RUN: usize = 128;
 
-/// Fewer series than this per thread are not worth a thread.
-const ENCODE_MIN_PER_THREAD: usize = 16;
+/// Runs encoded at once, spread over the cores, before they are written out.
+const ENCODE_RUNS_AT_ONCE: usize = 4;
 
 /// A JSON document written by hand, so that numbers come out exactly as Prometheus writes them.
 #[derive(Default)]
@@ -61,9 +61,25 @@ impl JsonWriter {
     }
 
     fn flush(&mut self) {
+        if self.sink.is_some() && !self.out.is_empty() {
+            let chunk = std::mem::take(&mut self.out);
+            self.send(chunk);
+        }
+    }
+
+    /// Appends text encoded elsewhere; a streaming writer sends it on as it is.
+    fn append_encoded(&mut self, text: String) {
+        if self.sink.is_none() {
+            self.out.push_str(&text);
+            return;
+        }
+        self.flush();
+        self.send(text);
+    }
+
+    fn send(&mut self, chunk: String) {
         let Some(tx) = &self.sink else { return };
-        let chunk = Bytes::from(std::mem::take(&mut self.out).into_bytes());
-        if tx.blocking_send(chunk).is_err() {
+        if tx.blocking_send(Bytes::from(chunk.into_bytes())).is_err() {
             self.sink = None;
             self.out = String::new();
         }
@@ -216,19 +232,23 @@ impl JsonWriter {
             }
             Value::Matrix(series) => {
                 self.out.push('[');
-                // Series encode independently: a batch at a time on all cores, written in order.
-                for (b, batch) in series.chunks(ENCODE_BATCH).enumerate() {
-                    let encoded = par_map(batch, ENCODE_MIN_PER_THREAD, |s| {
+                // Series encode independently: runs of them on all cores, each run written out
+                // whole (a streaming writer sends it as a chunk of its own, uncopied).
+                let runs: Vec<(usize, &[Series])> =
+                    series.chunks(ENCODE_RUN).enumerate().map(|(i, run)| (i * ENCODE_RUN, run)).collect();
+                for batch in runs.chunks(ENCODE_RUNS_AT_ONCE) {
+                    let encoded = par_map(batch, 1, |&(first, run)| {
                         let mut w = JsonWriter::default();
-                        w.matrix_series(s);
+                        for (i, s) in run.iter().enumerate() {
+                            if first + i > 0 {
+                                w.out.push(',');
+                            }
+                            w.matrix_series(s);
+                        }
                         w.out
                     });
-                    for (i, s) in encoded.iter().enumerate() {
-                        if b + i > 0 {
-                            self.out.push(',');
-                        }
-                        self.out.push_str(s);
-                        self.maybe_flush();
+                    for run in encoded {
+                        self.append_encoded(run);
                     }
                 }
                 self.out.push(']');
