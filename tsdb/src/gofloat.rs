@@ -190,10 +190,28 @@ pub fn write_f(out: &mut String, v: f64) {
     if write_special(out, v) {
         return;
     }
+    // Ryū writes plain decimals from 1e-5 to 1e16, with the same digits as Go unless the value
+    // is a tie; only its `.0` after integers differs.
+    let mut ryu = ryu::Buffer::new();
+    let text = ryu.format_finite(v);
+    if !text.contains('e') && !may_be_tie(v) {
+        out.push_str(text.strip_suffix(".0").unwrap_or(text));
+        return;
+    }
+    write_f_from_digits(out, v);
+}
+
+fn write_f_from_digits(out: &mut String, v: f64) {
     if v.is_sign_negative() {
         out.push('-');
     }
     place_point(out, &Digits::of(v));
+}
+
+/// Cheap necessary condition for a tie: the exact value has 17 to 19 significant digits (one
+/// more than a shortest form of 16 or 17), the last one a 5.
+fn may_be_tie(v: f64) -> bool {
+    exact_decimal(v.abs()).is_some_and(|d| d % 10 == 5 && d >= 10u64.pow(16))
 }
 
 /// Writes NaN, infinities and zeros; false for any other value.
@@ -311,6 +329,24 @@ mod tests {
         assert_eq!(exact_decimal(f64::MAX), None);
         assert_eq!(exact_decimal(0.1), None);
         assert_eq!(exact_decimal(f64::from_bits(1)), None);
+    }
+
+    #[test]
+    fn plain_decimals_take_the_short_way_unchanged() {
+        let mut x: u64 = 0x5851_F42D_4C95_7F2D;
+        for i in 0..50_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for v in [(x % 100_000) as f64 / 57.0, (x % 1_000_000_007) as f64, (i as f64) / 8.0, -((x % 977) as f64) / 1e3] {
+                let (mut fast, mut slow) = (String::new(), String::new());
+                write_f(&mut fast, v);
+                if v != 0.0 {
+                    write_f_from_digits(&mut slow, v);
+                    assert_eq!(fast, slow, "{v:e}");
+                }
+            }
+        }
     }
 
     #[test]
