@@ -49,36 +49,7 @@ to_ms() {
 scrape_ms="$(to_ms "$scrape_interval")"
 round_ms="$(to_ms "$round_interval")"
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -z "${STRATA_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --locked -p strata >&2)
-    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
-
-work="$(mktemp -d)"
-out="${out:-$work/results}"
-mkdir -p "$out"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work/data"
-}
-trap cleanup EXIT
-
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 30000))
-        # A refused connection means nothing listens there.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rw_port="$(free_port)"; http_port="$(free_port)"; grpc_port="$(free_port)"
 "$STRATA_BIN" receive \
@@ -87,15 +58,7 @@ rw_port="$(free_port)"; http_port="$(free_port)"; grpc_port="$(free_port)"
     --grpc-address "127.0.0.1:$grpc_port" \
     --tsdb.path "$work/data" >"$out/receive.log" 2>&1 &
 server_pid=$!
-deadline=$((SECONDS + 60))
-until curl -sf -o /dev/null "http://127.0.0.1:$http_port/-/ready"; do
-    if ! kill -0 "$server_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "receiver did not become ready; log follows" >&2
-        cat "$out/receive.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
+wait_ready "http://127.0.0.1:$http_port/-/ready" "$out/receive.log"
 
 {
     echo "cpus: $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
@@ -120,9 +83,7 @@ timeout "$limit_s" "$STRATA_BIN" tools bench-write \
     --latency-log "$out/latency.log" | tee "$out/load.txt" >&2 || load_status=$?
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
 
-kill -TERM "$server_pid"
-wait "$server_pid" 2>/dev/null || true
-server_pid=""
+stop_server
 
 cat "$out/machine.txt" >&2
 python3 "$repo/scripts/cut-latency.py" "$out/receive.log" "$out/latency.log" | tee "$out/table.md"

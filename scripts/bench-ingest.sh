@@ -28,84 +28,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
-if [ -z "${STRATA_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --locked -p strata >&2)
-    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
-
-work="$(mktemp -d)"
-out="${out:-$work/results}"
-mkdir -p "$out"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work/data"
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 clk_tck="$(getconf CLK_TCK)"
-
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 30000))
-        # A refused connection means nothing listens there.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# utime + stime in clock ticks; the command name is in parentheses and may hold spaces.
-cpu_ticks() {
-    local rest
-    rest="$(sed 's/^.*) //' "/proc/$1/stat")"
-    awk '{ print $12 + $13 }' <<<"$rest"
-}
 
 # Value of key=value in a bench-write result line.
 field() {
     sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"
-}
-
-status_kb() {
-    awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"
-}
-
-wait_ready() {
-    local url="$1" deadline=$((SECONDS + 120))
-    until curl -sf -o /dev/null "$url"; do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "server exited before becoming ready; log follows" >&2
-            cat "$2" >&2
-            exit 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "server not ready at $url after 120s" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-}
-
-stop_server() {
-    kill -TERM "$server_pid"
-    local deadline=$((SECONDS + 120))
-    while kill -0 "$server_pid" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            kill -KILL "$server_pid"
-            break
-        fi
-        sleep 0.2
-    done
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
 }
 
 printf 'server\tseries\tsamples_accepted\twall_s\tsamples_per_s\tcpu_s\tcpu_s_per_1m_samples\trss_idle_kb\trss_after_kb\thwm_kb\trss_bytes_per_series\tthreads\n' >"$out/results.tsv"

@@ -31,13 +31,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
-if [ -z "${STRATA_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --locked -p strata >&2)
-    STRATA_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/strata"
-fi
-[ -x "$STRATA_BIN" ] || { echo "no strata binary at $STRATA_BIN" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # bench-write's series: per scrape target 10 counters (5 of them http_requests_total), 10
 # gauges and 5 classic histograms; every series has job="kubernetes-pods".
@@ -47,53 +42,6 @@ queries=(
     'histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))'
     'topk(10, http_requests_total)'
 )
-
-work="$(mktemp -d)"
-out="${out:-$work/results}"
-mkdir -p "$out"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work/data"
-}
-trap cleanup EXIT
-
-free_port() {
-    local port tries=0
-    while [ "$tries" -lt 100 ]; do
-        port=$((20000 + RANDOM % 30000))
-        # A refused connection means nothing listens there.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-        tries=$((tries + 1))
-    done
-    echo "no free port found" >&2
-    exit 1
-}
-
-cpu_ticks() {
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
-wait_ready() {
-    local url="$1" log="$2" deadline=$((SECONDS + 120))
-    until curl -sf -o /dev/null "$url"; do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "server exited before becoming ready; log follows" >&2
-            cat "$log" >&2
-            exit 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "server not ready at $url after 120s" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-}
 
 # Waits (up to two minutes) until the server spends under 5% of a core for a whole second, so
 # background work after the load (WAL, GC, head compaction) does not land in the query timings.
@@ -109,20 +57,6 @@ wait_idle() {
         fi
     done
     echo "warning: server still busy after 120s; timing anyway" >&2
-}
-
-stop_server() {
-    kill -TERM "$server_pid"
-    local deadline=$((SECONDS + 120))
-    while kill -0 "$server_pid" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            kill -KILL "$server_pid"
-            break
-        fi
-        sleep 0.2
-    done
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
 }
 
 samples=$((hours * 240))
