@@ -54,23 +54,13 @@ for n in $series_list; do
                     --grpc-address "127.0.0.1:$grpc_port" \
                     --tsdb.path "$work/data" >"$log" 2>&1 &
                 server_pid=$!
-                ready_url="http://127.0.0.1:$http_port/-/ready"
+                api="http://127.0.0.1:$http_port"
                 write_url="http://127.0.0.1:$rw_port/api/v1/receive"
                 ;;
-            prometheus)
-                port="$(free_port)"
-                printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
-                prometheus --web.enable-remote-write-receiver \
-                    --config.file "$work/prometheus.yml" \
-                    --storage.tsdb.path "$work/data" \
-                    --web.listen-address "127.0.0.1:$port" >"$log" 2>&1 &
-                server_pid=$!
-                ready_url="http://127.0.0.1:$port/-/ready"
-                write_url="http://127.0.0.1:$port/api/v1/write"
-                ;;
+            prometheus) start_prometheus "$log" ;;
             *) echo "unknown server $server" >&2; exit 2 ;;
         esac
-        wait_ready "$ready_url" "$log"
+        wait_ready "$api/-/ready" "$log"
         # Let start-up work (WAL creation, first GC) finish before taking the idle baseline.
         sleep 2
         rss0="$(status_kb "$server_pid" VmRSS)"

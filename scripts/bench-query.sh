@@ -98,17 +98,7 @@ for n in $series_list; do
                 api="http://127.0.0.1:$http_port"
                 write_url="http://127.0.0.1:$rw_port/api/v1/receive"
                 ;;
-            prometheus)
-                port="$(free_port)"
-                printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
-                prometheus --web.enable-remote-write-receiver \
-                    --config.file "$work/prometheus.yml" \
-                    --storage.tsdb.path "$work/data" \
-                    --web.listen-address "127.0.0.1:$port" >"$log" 2>&1 &
-                server_pid=$!
-                api="http://127.0.0.1:$port"
-                write_url="http://127.0.0.1:$port/api/v1/write"
-                ;;
+            prometheus) start_prometheus "$log" ;;
             *) echo "unknown server $server" >&2; exit 2 ;;
         esac
         wait_ready "$api/-/ready" "$log"

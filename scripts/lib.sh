@@ -77,3 +77,18 @@ stop_server() {
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
 }
+
+# Starts Debian's Prometheus with its remote-write receiver on, nothing scraped, data under
+# $work/data, output to LOG; sets server_pid, api (its base URL) and write_url.
+start_prometheus() {
+    local port
+    port="$(free_port)"
+    printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
+    prometheus --web.enable-remote-write-receiver \
+        --config.file "$work/prometheus.yml" \
+        --storage.tsdb.path "$work/data" \
+        --web.listen-address "127.0.0.1:$port" >"$1" 2>&1 &
+    server_pid=$!
+    api="http://127.0.0.1:$port"
+    write_url="$api/api/v1/write"
+}
