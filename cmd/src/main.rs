@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt as _;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::ApiState;
 use strata_query::engine::EngineOptions;
@@ -222,7 +223,8 @@ fn receiver_config(
 fn parse_label_flag(s: &str) -> Result<(String, String), String> {
     let bad = || format!("invalid label {s:?}: expected name=\"value\", e.g. replica=\"0\"");
     let (name, value) = s.split_once('=').ok_or_else(bad)?;
-    let valid_name = name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    let valid_name =
+        name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
     if name.is_empty() || !valid_name {
         return Err(bad());
     }
@@ -255,7 +257,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Receive(a) => run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false, None).await,
+            Command::Receive(a) => {
+                run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false, None).await
+            }
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join("bucket"), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join("receive"), &a.receiver, Some(default_bucket))?;
@@ -286,6 +290,12 @@ async fn run_receiver(
     let serve = |listener: TcpListener, router: axum::Router, what: &'static str| {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            // As Go's net/http: replies go out without waiting on Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             let r = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -114,22 +114,27 @@ async fn range_query_matrix() {
     );
 }
 
-#[tokio::test]
-async fn large_results_stream_whole() {
-    let api = api();
-    // 6001 points for each of 7 series: about 600 KB of JSON, sent in pieces (the envelope's
-    // start, the series, encoded as one run, and the rest) rather than as one string.
-    let q = enc(r#"{__name__=~".+"}"#);
-    let uri = format!("/api/v1/query_range?query={q}&start=0&end=600&step=0.1");
-    let resp = api.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+/// The body of a GET as the chunks it arrives in, and its content-length header if any.
+async fn chunks_of(api: &api_common::TestApi, uri: &str) -> (Vec<axum::body::Bytes>, Option<String>) {
+    let resp = api.router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let length = resp.headers().get("content-length").map(|v| v.to_str().unwrap().to_owned());
     let mut body = resp.into_body().into_data_stream();
-    let (mut chunks, mut bytes) = (0, Vec::new());
+    let mut chunks = Vec::new();
     while let Some(chunk) = body.next().await {
-        chunks += 1;
-        bytes.extend_from_slice(&chunk.unwrap());
+        chunks.push(chunk.unwrap());
     }
-    assert!(chunks >= 3, "{chunks} chunks for {} bytes", bytes.len());
-    let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    (chunks, length)
+}
+
+#[tokio::test]
+async fn results_come_whole_or_streamed_by_size() {
+    let api = api();
+    // 6001 points for each of 7 series, about 600 KB of JSON: one body with its length.
+    let small = format!("/api/v1/query_range?query={}&start=0&end=600&step=0.1", enc(r#"{__name__=~".+"}"#));
+    let (chunks, length) = chunks_of(&api, &small).await;
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(length, Some(chunks[0].len().to_string()));
+    let j: serde_json::Value = serde_json::from_slice(&chunks[0]).unwrap();
     let result = j["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 7);
     for s in result {
@@ -137,9 +142,30 @@ async fn large_results_stream_whole() {
         assert_eq!(values.len(), 6001, "{}", s["metric"]);
         assert_eq!(values[6000][0], json!(600));
     }
+
+    // With 17-digit values the same points pass a mebibyte: sent in pieces as they are encoded
+    // (the start held until then, encoded runs, the rest), never as one string.
+    let q = enc(r#"{__name__=~".+"} + time() / 7"#);
+    let large = format!("/api/v1/query_range?query={q}&start=0&end=600&step=0.1");
+    let (chunks, length) = chunks_of(&api, &large).await;
+    let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    assert!(chunks.len() >= 3, "{} chunks for {} bytes", chunks.len(), bytes.len());
+    assert_eq!(length, None);
+    let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let result = j["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 7);
+    for s in result {
+        let values = s["values"].as_array().unwrap();
+        assert_eq!(values.len(), 6001, "{}", s["metric"]);
+    }
+    let up_a = result.iter().find(|s| s["metric"]["instance"] == "a").unwrap();
+    assert_eq!(up_a["values"][70], json!([7, "2"]));
+    assert_eq!(up_a["values"][1][1].as_str().unwrap().parse::<f64>().unwrap(), 1.0 + 0.1 / 7.0);
+
     // A client that leaves after the first chunk does not hold the server's encoder up.
     for _ in 0..8 {
-        let resp = api.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = api.router.clone().oneshot(Request::get(&large).body(Body::empty()).unwrap()).await.unwrap();
         let mut body = resp.into_body().into_data_stream();
         assert!(body.next().await.is_some());
     }

@@ -17,9 +17,10 @@ struct Digits {
 impl Digits {
     fn of(v: f64) -> Digits {
         let v = v.abs();
-        // Ryū's shortest round-trip digits, at most 17, as `123.45`, `1e21` or `1.5e-7`.
-        let mut ryu = ryu::Buffer::new();
-        let text = ryu.format_finite(v).as_bytes();
+        // The shortest round-trip digits (Żmij's, the same as Ryū's), at most 17, as `123.45`,
+        // `1e+21` or `1.5e-7`.
+        let mut buf = zmij::Buffer::new();
+        let text = buf.format_finite(v).as_bytes();
         let (mantissa, exp) = match text.iter().position(|&c| c == b'e') {
             Some(e) => (&text[..e], std::str::from_utf8(&text[e + 1..]).ok().and_then(|x| x.parse().ok()).unwrap_or(0)),
             None => (text, 0),
@@ -104,7 +105,7 @@ fn exact_decimal(v: f64) -> Option<u64> {
     e += tz as i32;
     if e < 0 {
         // m / 2^k = m·5^k / 10^k, and m·5^k is odd: no trailing zero to remove.
-        5u64.checked_pow(e.unsigned_abs())?.checked_mul(m)
+        POW5.get(e.unsigned_abs() as usize)?.checked_mul(m)
     } else {
         // m·2^e: each factor 5 of m pairs with a factor 2 into a trailing zero.
         let (mut m5, mut twos) = (m, e as u32);
@@ -115,6 +116,17 @@ fn exact_decimal(v: f64) -> Option<u64> {
         (twos <= m5.leading_zeros()).then(|| m5 << twos)
     }
 }
+
+/// 5^k for every k with 5^k in a u64 (a table: this runs for every formatted sample).
+const POW5: [u64; 28] = {
+    let mut t = [1u64; 28];
+    let mut k = 1;
+    while k < t.len() {
+        t[k] = t[k - 1] * 5;
+        k += 1;
+    }
+    t
+};
 
 fn decimal_len(x: u64) -> usize {
     x.checked_ilog10().map_or(1, |l| l as usize + 1)
@@ -190,11 +202,12 @@ pub fn write_f(out: &mut String, v: f64) {
     if write_special(out, v) {
         return;
     }
-    // Ryū writes plain decimals from 1e-5 to 1e16, with the same digits as Go unless the value
-    // is a tie; only its `.0` after integers differs.
-    let mut ryu = ryu::Buffer::new();
-    let text = ryu.format_finite(v);
-    if !text.contains('e') && !may_be_tie(v) {
+    // Żmij writes plain decimals when the shortest decimal is from 1e-5 up to (not including)
+    // 1e16, exactly for the floats in that range since both ends are floats' shortest forms;
+    // they have Go's digits unless the value is a tie, and only the `.0` after integers differs.
+    if (1e-5..1e16).contains(&v.abs()) && !may_be_tie(v) {
+        let mut buf = zmij::Buffer::new();
+        let text = buf.format_finite(v);
         out.push_str(text.strip_suffix(".0").unwrap_or(text));
         return;
     }
@@ -338,7 +351,10 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            for v in [(x % 100_000) as f64 / 57.0, (x % 1_000_000_007) as f64, (i as f64) / 8.0, -((x % 977) as f64) / 1e3] {
+            let edges = [1e-5, 1e16].map(|e: f64| f64::from_bits(e.to_bits() - (i % 3) + 1));
+            let values =
+                [(x % 100_000) as f64 / 57.0, (x % 1_000_000_007) as f64, (i as f64) / 8.0, -((x % 977) as f64) / 1e3];
+            for v in values.into_iter().chain(edges) {
                 let (mut fast, mut slow) = (String::new(), String::new());
                 write_f(&mut fast, v);
                 if v != 0.0 {

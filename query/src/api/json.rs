@@ -10,7 +10,7 @@ use strata_tsdb::gofloat::{format_g, write_f, write_g};
 use strata_tsdb::labels::Labels;
 use tokio::sync::mpsc;
 
-use crate::engine::par_map;
+use crate::engine::par_parts;
 use crate::value::{Series, Value};
 
 fn digit(d: u32) -> char {
@@ -20,19 +20,42 @@ fn digit(d: u32) -> char {
 /// Bytes a streaming writer collects before handing them to the response body.
 const STREAM_CHUNK: usize = 64 * 1024;
 
-/// Matrix series encoded as one run by one thread.
-const ENCODE_RUN: usize = 128;
+/// Matrix points encoded at once, spread over the cores, before they are written out (about
+/// 35 bytes each).
+const ENCODE_POINTS_AT_ONCE: usize = 1 << 17;
 
-/// Runs encoded at once, spread over the cores, before they are written out.
-const ENCODE_RUNS_AT_ONCE: usize = 4;
+/// Room for a piece of encoded matrix: a stream chunk and the series that crosses its end.
+const PIECE_CAPACITY: usize = STREAM_CHUNK + STREAM_CHUNK / 4;
+
+/// Fewest matrix points worth a thread of their own (a point takes tens of nanoseconds).
+const PARALLEL_MIN_POINTS: usize = 2048;
 
 /// A JSON document written by hand, so that numbers come out exactly as Prometheus writes them.
 #[derive(Default)]
 pub struct JsonWriter {
     out: String,
-    /// Where a streaming writer sends full chunks; `None` for a writer that buffers everything.
-    sink: Option<mpsc::Sender<Bytes>>,
+    output: Output,
 }
+
+/// Where a writer's text goes.
+#[derive(Default)]
+enum Output {
+    /// Everything stays in the writer.
+    #[default]
+    Whole,
+    /// The text stays in the writer until it passes [`STREAM_AFTER`] bytes; then the answer
+    /// starts (the function hands it a body, false when nobody waits for it any more) and the
+    /// rest streams into that body.
+    UntilLarge(Box<dyn FnOnce(Body) -> bool + Send>),
+    /// Full chunks go to the body of an answer already started.
+    Stream(mpsc::Sender<Bytes>),
+    /// The client has gone: the rest of the document is dropped.
+    Gone,
+}
+
+/// Bytes of an answer held whole before it starts to stream. Answers up to this size go out
+/// as one body with its length, without the handoffs streaming costs per chunk.
+const STREAM_AFTER: usize = 1 << 20;
 
 impl JsonWriter {
     /// A writer that starts with the success envelope; finish it with [`success`].
@@ -42,26 +65,39 @@ impl JsonWriter {
         w
     }
 
-    /// Like [`JsonWriter::success`], but the document goes to the returned body in chunks as
-    /// it is written (from a blocking thread), so a large result is never held as one string.
-    pub fn streaming_success() -> (JsonWriter, Body) {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    /// Like [`JsonWriter::success`], for answers written on a blocking thread and finished with
+    /// [`answer`]: `start` gets the body, whole if the document stays under [`STREAM_AFTER`]
+    /// bytes, else a stream that the rest is written into as it is encoded, so that a large
+    /// result is never held as one string.
+    pub fn success_answering(start: impl FnOnce(Body) -> bool + Send + 'static) -> JsonWriter {
         let mut w = JsonWriter::success();
-        w.sink = Some(tx);
-        let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>)));
-        (w, Body::from_stream(chunks))
+        w.output = Output::UntilLarge(Box::new(start));
+        w
     }
 
-    /// Hands the written bytes to the body once there are enough of them. When the client has
-    /// gone, the rest of the document is discarded.
+    /// Sends or starts streaming once enough text is written.
     fn maybe_flush(&mut self) {
-        if self.out.len() >= STREAM_CHUNK {
+        match self.output {
+            Output::UntilLarge(_) if self.out.len() >= STREAM_AFTER => self.start_stream(),
+            Output::Stream(_) if self.out.len() >= STREAM_CHUNK => self.flush(),
+            _ => {}
+        }
+    }
+
+    fn start_stream(&mut self) {
+        let Output::UntilLarge(start) = std::mem::replace(&mut self.output, Output::Gone) else { return };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>)));
+        if start(Body::from_stream(chunks)) {
+            self.output = Output::Stream(tx);
             self.flush();
+        } else {
+            self.out = String::new();
         }
     }
 
     fn flush(&mut self) {
-        if self.sink.is_some() && !self.out.is_empty() {
+        if !self.out.is_empty() {
             let chunk = std::mem::take(&mut self.out);
             self.send(chunk);
         }
@@ -69,20 +105,29 @@ impl JsonWriter {
 
     /// Appends text encoded elsewhere; a streaming writer sends it on as it is.
     fn append_encoded(&mut self, text: String) {
-        if self.sink.is_none() {
-            self.out.push_str(&text);
-            return;
+        match self.output {
+            Output::Whole | Output::UntilLarge(_) => {
+                self.out.push_str(&text);
+                self.maybe_flush();
+            }
+            Output::Stream(_) => {
+                self.flush();
+                self.send(text);
+            }
+            Output::Gone => {}
         }
-        self.flush();
-        self.send(text);
     }
 
     fn send(&mut self, chunk: String) {
-        let Some(tx) = &self.sink else { return };
+        let Output::Stream(tx) = &self.output else { return };
         if tx.blocking_send(Bytes::from(chunk.into_bytes())).is_err() {
-            self.sink = None;
+            self.output = Output::Gone;
             self.out = String::new();
         }
+    }
+
+    fn with_capacity(bytes: usize) -> JsonWriter {
+        JsonWriter { out: String::with_capacity(bytes), output: Output::Whole }
     }
 
     pub fn raw(&mut self, s: &str) {
@@ -232,26 +277,31 @@ impl JsonWriter {
             }
             Value::Matrix(series) => {
                 self.out.push('[');
-                // Series encode independently: runs of them on all cores, each run written out
-                // whole (a streaming writer sends it as a chunk of its own, uncopied).
-                let runs: Vec<(usize, &[Series])> =
-                    series.chunks(ENCODE_RUN).enumerate().map(|(i, run)| (i * ENCODE_RUN, run)).collect();
-                for batch in runs.chunks(ENCODE_RUNS_AT_ONCE) {
-                    let encoded = par_map(batch, 1, |&(first, run)| {
-                        let mut w = JsonWriter::default();
-                        for (i, s) in run.iter().enumerate() {
-                            if first + i > 0 {
-                                w.out.push(',');
-                            }
-                            w.matrix_series(s);
-                        }
-                        w.out
-                    });
-                    for run in encoded {
-                        self.append_encoded(run);
-                    }
-                }
+                self.matrix(series);
                 self.out.push(']');
+            }
+        }
+    }
+
+    /// The series of a matrix, comma-separated. Series encode independently: a batch of them at
+    /// a time, split over the cores, each thread writing pieces of about a stream chunk (small
+    /// enough to stay in cache and to come from reused heap memory), which a streaming writer
+    /// sends on as they are.
+    fn matrix(&mut self, series: &[Series]) {
+        let last = series.last();
+        let mut rest = series;
+        while !rest.is_empty() {
+            let (mut n, mut points) = (0, 0);
+            while n < rest.len() && (n == 0 || points + rest[n].points.len() <= ENCODE_POINTS_AT_ONCE) {
+                points += rest[n].points.len();
+                n += 1;
+            }
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            let pieces =
+                par_parts(batch, |s| s.points.len() + 1, PARALLEL_MIN_POINTS, |part| matrix_pieces(part, last));
+            for piece in pieces.into_iter().flatten() {
+                self.append_encoded(piece);
             }
         }
     }
@@ -275,16 +325,44 @@ impl JsonWriter {
     }
 }
 
+/// Matrix series encoded in pieces of about a stream chunk, each series followed by a comma but
+/// the matrix's `last`.
+fn matrix_pieces(series: &[Series], last: Option<&Series>) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut w = JsonWriter::with_capacity(PIECE_CAPACITY);
+    for s in series {
+        w.matrix_series(s);
+        if !last.is_some_and(|l| std::ptr::eq(l, s)) {
+            w.out.push(',');
+        }
+        if w.out.len() >= STREAM_CHUNK {
+            pieces.push(std::mem::replace(&mut w.out, String::with_capacity(PIECE_CAPACITY)));
+        }
+    }
+    pieces.push(w.out);
+    pieces
+}
+
 /// Ends a document begun with [`JsonWriter::success`] and makes it the response.
 pub fn success(mut w: JsonWriter, warnings: &[String], infos: &[String]) -> Response {
     close_success(&mut w, warnings, infos);
     w.into_response(StatusCode::OK)
 }
 
-/// Ends a document begun with [`JsonWriter::streaming_success`] and sends the last chunk.
-pub fn finish_stream(mut w: JsonWriter, warnings: &[String], infos: &[String]) {
+/// Ends a document begun with [`JsonWriter::success_answering`]: starts the answer with the
+/// whole body, or sends the last chunk of a streaming one.
+pub fn answer(mut w: JsonWriter, warnings: &[String], infos: &[String]) {
     close_success(&mut w, warnings, infos);
-    w.flush();
+    match std::mem::replace(&mut w.output, Output::Gone) {
+        Output::UntilLarge(start) => {
+            start(Body::from(std::mem::take(&mut w.out)));
+        }
+        stream @ Output::Stream(_) => {
+            w.output = stream;
+            w.flush();
+        }
+        Output::Whole | Output::Gone => {}
+    }
 }
 
 /// `warnings` and `infos` when there are any, and the envelope's closing brace.

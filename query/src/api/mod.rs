@@ -7,7 +7,7 @@
 //! pool, never on the async workers.
 
 mod error;
-mod json;
+pub mod json;
 mod params;
 mod query;
 mod series;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,7 +120,8 @@ fn wants_stats(p: &Params) -> bool {
 }
 
 /// Runs a query on the blocking pool with a deadline, then encodes its answer there too (large
-/// results take real CPU to encode), streaming it into the response body.
+/// results take real CPU to encode): whole when it is small, else streamed into the response
+/// body as it is encoded.
 async fn execute<F>(
     st: &ApiState,
     opts: EngineOptions,
@@ -138,34 +140,32 @@ where
     let started = Instant::now();
     let deadline = started + timeout.min(FOREVER);
     let storage = st.storage.clone();
-    let (evaluated_tx, evaluated) = tokio::sync::oneshot::channel();
-    let (writer, body) = JsonWriter::streaming_success();
+    let (answer_tx, answer) = tokio::sync::oneshot::channel::<Result<Body, ApiError>>();
     let task = tokio::task::spawn_blocking(move || {
         let queued = started.elapsed();
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = evaluated_tx.send(Err(queue_timeout()));
+            let _ = answer_tx.send(Err(queue_timeout()));
             return;
         }
         let engine = Engine::new(EngineOptions { timeout: left, ..opts });
         let eval_started = Instant::now();
         match run(&engine, &*storage) {
             Err(e) => {
-                let _ = evaluated_tx.send(Err(ApiError::from_query(e)));
+                let _ = answer_tx.send(Err(ApiError::from_query(e)));
             }
             Ok(result) => {
                 let timings = Timings { queued, eval: eval_started.elapsed() };
-                // Answered already (the request may have timed out meanwhile): nobody reads the body.
-                if evaluated_tx.send(Ok(())).is_ok() {
-                    encode(writer, result, limit, stats.then_some(timings));
-                }
+                // Once the request has timed out nobody takes the body: encoding stops there.
+                let w = JsonWriter::success_answering(move |body| answer_tx.send(Ok(body)).is_ok());
+                encode(w, result, limit, stats.then_some(timings));
             }
         }
     });
     // The engine stops itself at the same deadline; this answers in time even if it is late.
-    match tokio::time::timeout_at(deadline.into(), evaluated).await {
+    match tokio::time::timeout_at(deadline.into(), answer).await {
         Err(_) => Err(ApiError::from_query(QueryError::Timeout)),
-        Ok(Ok(Ok(()))) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        Ok(Ok(Ok(body))) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
         Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(match task.await {
             Err(e) => ApiError::internal(format!("query task failed: {e}")),
@@ -214,7 +214,7 @@ fn encode(mut w: JsonWriter, mut result: QueryResult, limit: Option<usize>, timi
         ));
     }
     w.raw("}");
-    json::finish_stream(w, &result.warnings, &result.infos);
+    json::answer(w, &result.warnings, &result.infos);
 }
 
 /// No exemplars are stored yet: every valid request gets an empty list, or no content when

@@ -10,7 +10,7 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
-use super::eval::{Evaluator, PARALLEL_MIN_SERIES};
+use super::eval::Evaluator;
 use super::functions;
 use super::types::{
     format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without,
@@ -362,6 +362,9 @@ const DENSE_ACCUMULATORS: usize = 1 << 20;
 /// Points of an aggregation's argument evaluated at once when it is evaluated in parts.
 const PART_POINTS: usize = 1 << 18;
 
+/// Fewest series in such a part, however long the range: enough to keep the cores busy.
+const MIN_PART_SERIES: usize = 256;
+
 /// sum … stdvar folded into a groups × steps table one series at a time: each group still folds
 /// its values in input order at every step, and each series' points are read in one sweep.
 struct Table {
@@ -431,7 +434,7 @@ fn eval_grouped_in_parts(
     let n = g.len();
     let mut dense = None;
     let mut whole: Vec<StepSeries> = Vec::new();
-    ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(PARALLEL_MIN_SERIES), |ev, val| {
+    ev.eval_in_parts(expr, g, (PART_POINTS / n.max(1)).max(MIN_PART_SERIES), |ev, val| {
         let part = vector_of(val)?;
         // After the first part every series is selected: their groups size the table.
         let dense = *dense.get_or_insert_with(|| {

@@ -20,8 +20,8 @@ use crate::{SelectHints, Storage};
 /// Subquery step when the query gives none, as Prometheus's default evaluation interval.
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
-/// Series below this count are decoded or evaluated on the calling thread.
-pub(crate) const PARALLEL_MIN_SERIES: usize = 256;
+/// Work (samples decoded plus steps evaluated) below which a thread is not worth starting.
+const PARALLEL_MIN_WORK: usize = 8192;
 
 pub(crate) struct Limits {
     pub lookback: i64,
@@ -68,29 +68,41 @@ impl RangeInput {
         }
     }
 
-    /// Calls `f` with every series' sample times and values, on all cores when there are many
-    /// series; results in series order. Samples decoded here count as held by the query.
+    /// Calls `f` with every series' sample times and values, on all cores when there is enough
+    /// work (`steps` is how many evaluation times `f` handles per series); results in series
+    /// order. Samples decoded here count as held by the query.
     pub fn map_series<R: Send>(
         &self,
         ev: &mut Evaluator,
+        steps: usize,
         f: impl Fn(&[i64], &[f64]) -> R + Sync,
     ) -> Result<Vec<R>, QueryError> {
         let deadline = ev.limits.deadline;
         let out: Vec<Result<(R, usize), QueryError>> = match &self.source {
-            RangeSource::Selected(sel) => par_map(&sel.series, PARALLEL_MIN_SERIES, |s| {
-                if Instant::now() > deadline {
-                    return Err(QueryError::Timeout);
-                }
-                let (t, v) = decode(s, sel.mint, sel.maxt, true)?;
-                Ok((f(&t, &v), t.len()))
-            }),
-            RangeSource::Points(p) => par_map(p, PARALLEL_MIN_SERIES, |s| {
-                if Instant::now() > deadline {
-                    return Err(QueryError::Timeout);
-                }
-                // Subquery points are already accounted for.
-                Ok((f(&s.t, &s.v), 0))
-            }),
+            RangeSource::Selected(sel) => par_map(
+                &sel.series,
+                |s| chunk_samples(s) + steps,
+                PARALLEL_MIN_WORK,
+                |s| {
+                    if Instant::now() > deadline {
+                        return Err(QueryError::Timeout);
+                    }
+                    let (t, v) = decode(s, sel.mint, sel.maxt, true)?;
+                    Ok((f(&t, &v), t.len()))
+                },
+            ),
+            RangeSource::Points(p) => par_map(
+                p,
+                |s| s.t.len() + steps,
+                PARALLEL_MIN_WORK,
+                |s| {
+                    if Instant::now() > deadline {
+                        return Err(QueryError::Timeout);
+                    }
+                    // Subquery points are already accounted for.
+                    Ok((f(&s.t, &s.v), 0))
+                },
+            ),
         };
         let mut results = Vec::with_capacity(out.len());
         let mut decoded = 0;
@@ -317,7 +329,7 @@ impl<'a> Evaluator<'a> {
                 let input = self.range_input(expr, g)?;
                 let end = input.window_end(g.start);
                 let start = end.saturating_sub(input.range);
-                let windows = input.map_series(self, |t, v| {
+                let windows = input.map_series(self, 1, |t, v| {
                     let lo = t.partition_point(|&x| x <= start);
                     let hi = t.partition_point(|&x| x <= end);
                     (lo..hi).map(|i| Point { t: t[i], v: v[i] }).collect::<Vec<_>>()
@@ -357,13 +369,18 @@ impl<'a> Evaluator<'a> {
         let maxt = last.saturating_sub(offset);
         let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
         let deadline = self.limits.deadline;
-        let points = par_map(&sel.series, PARALLEL_MIN_SERIES, |s| {
-            if Instant::now() > deadline {
-                return Err(QueryError::Timeout);
-            }
-            let (t, v) = decode(s, mint, maxt, false)?;
-            Ok((instant_points(&t, &v, g, offset, at, lookback, sample_times), t.len()))
-        });
+        let points = par_map(
+            &sel.series,
+            |s| chunk_samples(s) + g.len(),
+            PARALLEL_MIN_WORK,
+            |s| {
+                if Instant::now() > deadline {
+                    return Err(QueryError::Timeout);
+                }
+                let (t, v) = decode(s, mint, maxt, false)?;
+                Ok((instant_points(&t, &v, g, offset, at, lookback, sample_times), t.len()))
+            },
+        );
         let mut out = Vec::with_capacity(sel.series.len());
         let mut n = 0;
         let mut decoded = 0;
@@ -492,10 +509,8 @@ impl<'a> Evaluator<'a> {
         let groups = matcher_groups(vs)?;
         let mut series: Vec<SeriesChunks> = Vec::new();
         for (i, group) in groups.iter().enumerate() {
-            let mut found = self
-                .storage
-                .select(group, mint, maxt, hints)
-                .map_err(|e| QueryError::Storage(e.to_string()))?;
+            let mut found =
+                self.storage.select(group, mint, maxt, hints).map_err(|e| QueryError::Storage(e.to_string()))?;
             if i == 0 {
                 series = found;
             } else {
@@ -554,9 +569,13 @@ fn bad_matcher(e: strata_tsdb::Error) -> QueryError {
 }
 
 /// The XOR samples of `s` in `[mint, maxt]`, optionally without staleness markers.
+/// The samples in a series' chunks, from the chunk headers.
+fn chunk_samples(s: &SeriesChunks) -> usize {
+    s.chunks.iter().filter_map(|c| XorIter::new(&c.data).ok()).map(|it| it.num_samples() as usize).sum()
+}
+
 fn decode(s: &SeriesChunks, mint: i64, maxt: i64, drop_stale: bool) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
-    // Chunk headers give the sample count, so the vectors are allocated once.
-    let cap: usize = s.chunks.iter().filter_map(|c| XorIter::new(&c.data).ok()).map(|it| it.num_samples() as usize).sum();
+    let cap = chunk_samples(s);
     let mut t = Vec::with_capacity(cap);
     let mut v = Vec::with_capacity(cap);
     for_each_sample(s, mint, maxt, |ts, val| {
@@ -632,28 +651,67 @@ fn system_time_ms(t: SystemTime) -> i64 {
     }
 }
 
-/// Maps `f` over `items` on up to all cores when there are enough items to pay for threads;
-/// results keep the input order.
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], min_per_thread: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(items.len() / min_per_thread.max(1));
+/// Splits `items` into contiguous parts of about equal total `weight`, one per core but no
+/// more than leave each at least `min_per_thread` of weight, and calls `f` on every part, the
+/// parts in parallel on rayon's pool (whose threads outlive the call). Results are in part order.
+pub(crate) fn par_parts<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    min_per_thread: usize,
+    f: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = rayon::current_num_threads().min(total / min_per_thread.max(1)).min(items.len());
     if threads <= 1 {
-        return items.iter().map(f).collect();
+        return vec![f(items)];
     }
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out = Vec::with_capacity(items.len());
-        for h in handles {
-            match h.join() {
-                Ok(mut part) => out.append(&mut part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+    let share = total.div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let (mut begin, mut sum) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        sum += weight(item);
+        if parts.len() + 1 < threads && sum >= share * (parts.len() + 1) {
+            parts.push(&items[begin..=i]);
+            begin = i + 1;
         }
-        out
-    })
+    }
+    if begin < items.len() {
+        parts.push(&items[begin..]);
+    }
+    parts.into_par_iter().map(&f).collect()
+}
+
+/// Maps `f` over `items`, spread over the cores by [`par_parts`]; results keep the input order.
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    min_per_thread: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let parts = par_parts(items, weight, min_per_thread, |part| part.iter().map(&f).collect::<Vec<R>>());
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    parts.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{par_map, par_parts};
+
+    #[test]
+    fn parts_cover_the_items_in_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        // Uneven weights: the heavy items at the end get parts of their own share.
+        let weight = |&i: &usize| if i >= 990 { 10_000 } else { 1 };
+        let parts = par_parts(&items, weight, 100, |part| part.to_vec());
+        assert!(!parts.is_empty() && parts.len() <= rayon::current_num_threads().max(1));
+        assert!(parts.iter().all(|p| !p.is_empty()));
+        assert_eq!(parts.concat(), items);
+        // Too little work for a second thread: one part, on the calling thread.
+        assert_eq!(par_parts(&items, |_| 1, 1_000_000, |part| part.len()), vec![1000]);
+        assert_eq!(par_parts(&items[..0], |_| 1, 1, |part| part.len()), vec![0]);
+        assert_eq!(par_map(&items, |_| 1, 1, |&i| i * 2), items.iter().map(|i| i * 2).collect::<Vec<_>>());
+    }
 }

@@ -25,7 +25,7 @@ use strata_tsdb::labels::Labels;
 use crate::value::{Sample, Series, Value};
 use crate::Storage;
 use eval::Evaluator;
-pub(crate) use eval::par_map;
+pub(crate) use eval::par_parts;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].

@@ -276,7 +276,7 @@ where
     K: Fn(&Window) -> Option<f64> + Sync,
 {
     ev.check_deadline()?;
-    input.map_series(ev, |t, v| run_series(t, v, input, scalars, g, &k))
+    input.map_series(ev, g.len(), |t, v| run_series(t, v, input, scalars, g, &k))
 }
 
 fn run_series<K>(t: &[i64], v: &[f64], input: &RangeInput, scalars: &[Vec<f64>], g: Grid, k: &K) -> (Vec<Point>, usize)
