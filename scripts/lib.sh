@@ -21,10 +21,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A port nothing listens on, below the ephemeral range: a port of that range can be the local
+# end of some connection at the moment a server binds it.
 free_port() {
-    local port tries=0
+    local port tries=0 ephemeral
+    ephemeral="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)"
     while [ "$tries" -lt 100 ]; do
-        port=$((20000 + RANDOM % 30000))
+        port=$((10000 + RANDOM % (ephemeral - 10000)))
         # A refused connection means nothing listens there.
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"

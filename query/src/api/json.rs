@@ -1,11 +1,17 @@
 //! JSON output byte-compatible with Prometheus's: Go's string escaping, sample values as Go
 //! formats them, timestamps as seconds with milliseconds, and the success envelope.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use http_body::{Frame, SizeHint};
 use strata_tsdb::gofloat::{format_g, write_f, write_g};
 use strata_tsdb::labels::Labels;
 use tokio::sync::mpsc;
@@ -27,8 +33,9 @@ const ENCODE_POINTS_AT_ONCE: usize = 1 << 17;
 /// Room for a piece of encoded matrix: a stream chunk and the series that crosses its end.
 const PIECE_CAPACITY: usize = STREAM_CHUNK + STREAM_CHUNK / 4;
 
-/// Fewest matrix points worth a thread of their own (a point takes tens of nanoseconds).
-const PARALLEL_MIN_POINTS: usize = 2048;
+/// Fewest matrix points worth a thread of their own (a point takes tens of nanoseconds; see
+/// `PARALLEL_MIN_WORK` in the engine for the cost of a thread).
+const PARALLEL_MIN_POINTS: usize = 1 << 14;
 
 /// A JSON document written by hand, so that numbers come out exactly as Prometheus writes them.
 #[derive(Default)]
@@ -43,18 +50,18 @@ enum Output {
     /// Everything stays in the writer.
     #[default]
     Whole,
-    /// The text stays in the writer until it passes [`STREAM_AFTER`] bytes; then the answer
-    /// starts (the function hands it a body, false when nobody waits for it any more) and the
-    /// rest streams into that body.
-    UntilLarge(Box<dyn FnOnce(Body) -> bool + Send>),
-    /// Full chunks go to the body of an answer already started.
+    /// Pieces of text are held until they pass [`STREAM_AFTER`] bytes; then the answer starts
+    /// (the function hands it a body, false when nobody waits for it any more) and the rest
+    /// streams into that body.
+    UntilLarge { start: Box<dyn FnOnce(Body) -> bool + Send>, held: Vec<Bytes>, held_len: usize },
+    /// Pieces go to the body of an answer already started.
     Stream(mpsc::Sender<Bytes>),
     /// The client has gone: the rest of the document is dropped.
     Gone,
 }
 
-/// Bytes of an answer held whole before it starts to stream. Answers up to this size go out
-/// as one body with its length, without the handoffs streaming costs per chunk.
+/// Bytes of an answer held before it starts to stream. Answers up to this size go out as one
+/// body with its length, without the handoffs streaming costs per piece.
 const STREAM_AFTER: usize = 1 << 20;
 
 impl JsonWriter {
@@ -66,64 +73,69 @@ impl JsonWriter {
     }
 
     /// Like [`JsonWriter::success`], for answers written on a blocking thread and finished with
-    /// [`answer`]: `start` gets the body, whole if the document stays under [`STREAM_AFTER`]
-    /// bytes, else a stream that the rest is written into as it is encoded, so that a large
-    /// result is never held as one string.
+    /// [`answer`]: `start` gets the body, whole (its pieces, never copied into one buffer) if
+    /// the document stays under [`STREAM_AFTER`] bytes, else a stream that the rest is written
+    /// into as it is encoded, so that a large result is never held whole.
     pub fn success_answering(start: impl FnOnce(Body) -> bool + Send + 'static) -> JsonWriter {
         let mut w = JsonWriter::success();
-        w.output = Output::UntilLarge(Box::new(start));
+        w.output = Output::UntilLarge { start: Box::new(start), held: Vec::new(), held_len: 0 };
         w
     }
 
-    /// Sends or starts streaming once enough text is written.
+    /// Passes the text written so far on as a piece once there is enough of it.
     fn maybe_flush(&mut self) {
-        match self.output {
-            Output::UntilLarge(_) if self.out.len() >= STREAM_AFTER => self.start_stream(),
-            Output::Stream(_) if self.out.len() >= STREAM_CHUNK => self.flush(),
-            _ => {}
+        if self.out.len() >= STREAM_CHUNK && !matches!(self.output, Output::Whole) {
+            let piece = std::mem::replace(&mut self.out, String::with_capacity(PIECE_CAPACITY));
+            self.pass_on(piece);
         }
     }
 
-    fn start_stream(&mut self) {
-        let Output::UntilLarge(start) = std::mem::replace(&mut self.output, Output::Gone) else { return };
-        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-        let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>)));
-        if start(Body::from_stream(chunks)) {
-            self.output = Output::Stream(tx);
-            self.flush();
-        } else {
-            self.out = String::new();
-        }
-    }
-
-    fn flush(&mut self) {
-        if !self.out.is_empty() {
-            let chunk = std::mem::take(&mut self.out);
-            self.send(chunk);
-        }
-    }
-
-    /// Appends text encoded elsewhere; a streaming writer sends it on as it is.
-    fn append_encoded(&mut self, text: String) {
-        match self.output {
-            Output::Whole | Output::UntilLarge(_) => {
-                self.out.push_str(&text);
-                self.maybe_flush();
+    /// Hands a piece of the document to where it goes: held, or sent on.
+    fn pass_on(&mut self, piece: String) {
+        match &mut self.output {
+            Output::Whole => self.out.push_str(&piece),
+            Output::UntilLarge { held, held_len, .. } => {
+                *held_len += piece.len();
+                held.push(Bytes::from(piece.into_bytes()));
+                if *held_len >= STREAM_AFTER {
+                    self.start_stream();
+                }
             }
-            Output::Stream(_) => {
-                self.flush();
-                self.send(text);
+            Output::Stream(tx) => {
+                if tx.blocking_send(Bytes::from(piece.into_bytes())).is_err() {
+                    self.output = Output::Gone;
+                    self.out = String::new();
+                }
             }
             Output::Gone => {}
         }
     }
 
-    fn send(&mut self, chunk: String) {
-        let Output::Stream(tx) = &self.output else { return };
-        if tx.blocking_send(Bytes::from(chunk.into_bytes())).is_err() {
-            self.output = Output::Gone;
+    /// Starts the answer as a stream: the held pieces first, then what is sent on.
+    fn start_stream(&mut self) {
+        let Output::UntilLarge { start, held, .. } = std::mem::replace(&mut self.output, Output::Gone) else { return };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let pieces = futures::stream::iter(held).chain(rest).map(Ok::<_, std::io::Error>);
+        if start(Body::from_stream(pieces)) {
+            self.output = Output::Stream(tx);
+        } else {
             self.out = String::new();
         }
+    }
+
+    /// Appends text encoded elsewhere; unless the writer keeps everything, the text so far and
+    /// this text are passed on as pieces of their own, uncopied.
+    fn append_encoded(&mut self, text: String) {
+        if matches!(self.output, Output::Whole) {
+            self.out.push_str(&text);
+            return;
+        }
+        if !self.out.is_empty() {
+            let before = std::mem::take(&mut self.out);
+            self.pass_on(before);
+        }
+        self.pass_on(text);
     }
 
     fn with_capacity(bytes: usize) -> JsonWriter {
@@ -184,21 +196,6 @@ impl JsonWriter {
         self.out.push('}');
     }
 
-    /// A sample's timestamp in seconds: the integer part, then `.` and exactly three digits
-    /// when there are milliseconds (`1.500`), as Prometheus's `MarshalTimestamp`.
-    pub fn sample_time(&mut self, ms: i64) {
-        if ms < 0 {
-            self.out.push('-');
-        }
-        let abs = ms.unsigned_abs();
-        let (secs, ms) = (abs / 1000, abs % 1000);
-        self.out.push_str(itoa::Buffer::new().format(secs));
-        if ms > 0 {
-            let ms = ms as u32;
-            self.out.extend(['.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10)]);
-        }
-    }
-
     /// A sample's value as a string, as Prometheus's `MarshalValue`: Go's shortest decimal, with
     /// an exponent only below 1e-6 or from 1e21 on; `NaN`, `+Inf`, `-Inf`.
     pub fn sample_value(&mut self, v: f64) {
@@ -230,9 +227,10 @@ impl JsonWriter {
         }
     }
 
-    fn point(&mut self, t: i64, v: f64) {
+    /// `[time,"value"]`, the time already formatted.
+    fn point(&mut self, time: &str, v: f64) {
         self.out.push('[');
-        self.sample_time(t);
+        self.out.push_str(time);
         self.out.push(',');
         self.sample_value(v);
         self.out.push(']');
@@ -262,6 +260,8 @@ impl JsonWriter {
             }
             Value::Vector(samples) => {
                 self.out.push('[');
+                // The samples of an instant query share their time.
+                let mut times = TimeTexts::default();
                 for (i, s) in samples.iter().enumerate() {
                     if i > 0 {
                         self.out.push(',');
@@ -269,7 +269,7 @@ impl JsonWriter {
                     self.raw(r#"{"metric":"#);
                     self.labels(&s.labels);
                     self.raw(r#","value":"#);
-                    self.point(s.t, s.v);
+                    self.point(times.get(0, s.t), s.v);
                     self.out.push('}');
                     self.maybe_flush();
                 }
@@ -307,7 +307,7 @@ impl JsonWriter {
     }
 
     /// `{"metric":…,"values":[…]}`.
-    fn matrix_series(&mut self, s: &Series) {
+    fn matrix_series(&mut self, s: &Series, times: &mut TimeTexts) {
         self.raw(r#"{"metric":"#);
         self.labels(&s.labels);
         self.raw(r#","values":["#);
@@ -315,7 +315,7 @@ impl JsonWriter {
             if j > 0 {
                 self.out.push(',');
             }
-            self.point(t, v);
+            self.point(times.get(j, t), v);
         }
         self.raw("]}");
     }
@@ -325,13 +325,49 @@ impl JsonWriter {
     }
 }
 
+/// A sample's timestamp in seconds, as Prometheus's `MarshalTimestamp`: the integer part, then
+/// `.` and exactly three digits when there are milliseconds (`1.500`).
+fn write_time(out: &mut String, ms: i64) {
+    if ms < 0 {
+        out.push('-');
+    }
+    let abs = ms.unsigned_abs();
+    let (secs, ms) = (abs / 1000, abs % 1000);
+    out.push_str(itoa::Buffer::new().format(secs));
+    if ms > 0 {
+        let ms = ms as u32;
+        out.extend(['.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10)]);
+    }
+}
+
+/// Sample times already formatted, by point position: the series of a range query share their
+/// steps, so each step's time is formatted once per encoding part rather than once per series.
+#[derive(Default)]
+struct TimeTexts(Vec<(i64, String)>);
+
+impl TimeTexts {
+    fn get(&mut self, position: usize, t: i64) -> &str {
+        if position >= self.0.len() {
+            self.0.resize(position + 1, (0, String::new()));
+        }
+        let (at, text) = &mut self.0[position];
+        if *at != t || text.is_empty() {
+            text.clear();
+            write_time(text, t);
+            *at = t;
+        }
+        text
+    }
+}
+
 /// Matrix series encoded in pieces of about a stream chunk, each series followed by a comma but
 /// the matrix's `last`.
 fn matrix_pieces(series: &[Series], last: Option<&Series>) -> Vec<String> {
     let mut pieces = Vec::new();
     let mut w = JsonWriter::with_capacity(PIECE_CAPACITY);
+    let mut times = TimeTexts::default();
     for s in series {
-        w.matrix_series(s);
+        w.matrix_series(s, &mut times);
         if !last.is_some_and(|l| std::ptr::eq(l, s)) {
             w.out.push(',');
         }
@@ -350,18 +386,48 @@ pub fn success(mut w: JsonWriter, warnings: &[String], infos: &[String]) -> Resp
 }
 
 /// Ends a document begun with [`JsonWriter::success_answering`]: starts the answer with the
-/// whole body, or sends the last chunk of a streaming one.
+/// whole body, or sends the last piece of a streaming one.
 pub fn answer(mut w: JsonWriter, warnings: &[String], infos: &[String]) {
     close_success(&mut w, warnings, infos);
+    let last = std::mem::take(&mut w.out);
     match std::mem::replace(&mut w.output, Output::Gone) {
-        Output::UntilLarge(start) => {
-            start(Body::from(std::mem::take(&mut w.out)));
+        Output::UntilLarge { start, mut held, held_len } => {
+            let left = (held_len + last.len()) as u64;
+            held.push(Bytes::from(last.into_bytes()));
+            start(Body::new(Pieces { pieces: held.into(), left }));
         }
-        stream @ Output::Stream(_) => {
-            w.output = stream;
-            w.flush();
+        output => {
+            w.output = output;
+            w.pass_on(last);
         }
-        Output::Whole | Output::Gone => {}
+    }
+}
+
+/// A whole answer as the pieces it was encoded in, with its exact length (so that it carries
+/// a Content-Length), never copied into one buffer.
+struct Pieces {
+    pieces: VecDeque<Bytes>,
+    left: u64,
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.pieces.pop_front().map(|piece| {
+            this.left -= piece.len() as u64;
+            Ok(Frame::data(piece))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
     }
 }
 
@@ -402,7 +468,7 @@ mod tests {
             (-5, "-0.005"),
             (i64::MIN, "-9223372036854775.808"),
         ] {
-            assert_eq!(written(|w| w.sample_time(ms)), want, "{ms}");
+            assert_eq!(written(|w| write_time(&mut w.out, ms)), want, "{ms}");
         }
     }
 

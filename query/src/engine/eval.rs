@@ -20,8 +20,10 @@ use crate::{SelectHints, Storage};
 /// Subquery step when the query gives none, as Prometheus's default evaluation interval.
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
 
-/// Work (samples decoded plus steps evaluated) below which a thread is not worth starting.
-const PARALLEL_MIN_WORK: usize = 8192;
+/// Work (samples decoded plus steps evaluated, some nanoseconds each) that a part must have
+/// to be handed to another thread: waking one costs tens to hundreds of microseconds on a
+/// virtual machine, and below this a second thread did not make queries faster.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 pub(crate) struct Limits {
     pub lookback: i64,
@@ -660,7 +662,6 @@ pub(crate) fn par_parts<T: Sync, R: Send>(
     min_per_thread: usize,
     f: impl Fn(&[T]) -> R + Sync,
 ) -> Vec<R> {
-    use rayon::prelude::*;
     let total: usize = items.iter().map(&weight).sum();
     let threads = rayon::current_num_threads().min(total / min_per_thread.max(1)).min(items.len());
     if threads <= 1 {
@@ -679,7 +680,20 @@ pub(crate) fn par_parts<T: Sync, R: Send>(
     if begin < items.len() {
         parts.push(&items[begin..]);
     }
-    parts.into_par_iter().map(&f).collect()
+    // This thread takes the first part while the pool's threads wake up for the others.
+    let mut out: Vec<Option<R>> = parts.iter().map(|_| None).collect();
+    let f = &f;
+    rayon::in_place_scope(|scope| {
+        let mut slots = out.iter_mut().zip(&parts);
+        let first = slots.next();
+        for (slot, &part) in slots {
+            scope.spawn(move |_| *slot = Some(f(part)));
+        }
+        if let Some((slot, &part)) = first {
+            *slot = Some(f(part));
+        }
+    });
+    out.into_iter().flatten().collect()
 }
 
 /// Maps `f` over `items`, spread over the cores by [`par_parts`]; results keep the input order.
