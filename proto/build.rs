@@ -4,11 +4,7 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &[
-    "prometheus/types.proto",
-    "prometheus/remote.proto",
-    "io/prometheus/write/v2/types.proto",
-];
+const PROTOS: &[&str] = &["prometheus/types.proto", "prometheus/remote.proto", "io/prometheus/write/v2/types.proto"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");

@@ -147,36 +147,20 @@ struct BucketInspectArgs {
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
-        ToolsCommand::Tsdb(TsdbArgs {
-            command: TsdbCommand::Dump(a),
-        }) => dump(a).await,
-        ToolsCommand::Tsdb(TsdbArgs {
-            command: TsdbCommand::List(a),
-        }) => {
-            print_blocking(a.tsdb_path, move |dir, out| {
-                strata_tsdb::inspect::list(dir, a.human_readable, out)
-            })
-            .await
+        ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Dump(a) }) => dump(a).await,
+        ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::List(a) }) => {
+            print_blocking(a.tsdb_path, move |dir, out| strata_tsdb::inspect::list(dir, a.human_readable, out)).await
         }
-        ToolsCommand::Tsdb(TsdbArgs {
-            command: TsdbCommand::Analyze(a),
-        }) => {
-            print_blocking(a.tsdb_path, move |dir, out| {
-                strata_tsdb::inspect::analyze(dir, a.block, a.limit, out)
-            })
-            .await
+        ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Analyze(a) }) => {
+            print_blocking(a.tsdb_path, move |dir, out| strata_tsdb::inspect::analyze(dir, a.block, a.limit, out)).await
         }
-        ToolsCommand::Bucket(BucketArgs {
-            command: BucketCommand::Ls(a),
-        }) => {
+        ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Ls(a) }) => {
             let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_ls(&bucket, &mut out).await?;
             print_stdout(&out)
         }
-        ToolsCommand::Bucket(BucketArgs {
-            command: BucketCommand::Inspect(a),
-        }) => {
+        ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Inspect(a) }) => {
             let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_inspect(&bucket, a.block, &mut out).await?;
@@ -203,8 +187,7 @@ async fn bench_write(a: BenchWriteArgs) -> anyhow::Result<()> {
         concurrency: a.concurrency,
         protocol: a.protocol,
         tenant: a.tenant,
-        scrape_interval_ms: i64::try_from(a.scrape_interval.as_millis())
-            .context("scrape interval too long")?,
+        scrape_interval_ms: i64::try_from(a.scrape_interval.as_millis()).context("scrape interval too long")?,
         start_ms: a.start_time,
         request_timeout: a.request_timeout,
         round_interval: a.round_interval,
@@ -259,9 +242,7 @@ where
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -269,23 +250,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let millis = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: use a number with ms, s, m or h"
-            ))
-        }
+        _ => return Err(format!("invalid duration {s:?}: use a number with ms, s, m or h")),
     };
-    n.checked_mul(millis)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {s:?} is too long"))
+    n.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("duration {s:?} is too long"))
 }
 
 #[cfg(test)]

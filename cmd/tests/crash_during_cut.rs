@@ -67,11 +67,16 @@ fn round_body(round: i64, t0: i64) -> Vec<u8> {
                 v1::Label { name: "__name__".into(), value: "crash_test".into() },
                 v1::Label { name: "i".into(), value: i.to_string() },
             ],
-            samples: vec![v1::Sample { value: (round * SERIES as i64 + i as i64) as f64, timestamp: t0 + round * STEP_MS }],
+            samples: vec![v1::Sample {
+                value: (round * SERIES as i64 + i as i64) as f64,
+                timestamp: t0 + round * STEP_MS,
+            }],
             ..Default::default()
         })
         .collect();
-    snap::raw::Encoder::new().compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec()).unwrap()
+    snap::raw::Encoder::new()
+        .compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec())
+        .unwrap()
 }
 
 /// POSTs one remote-write body; Ok(status) or Err when the connection fails.
@@ -145,7 +150,8 @@ fn sigkill_during_block_write_loses_nothing() {
 
     // Restart: the leftover is removed, the WAL is replayed, the cut is redone.
     let rx = Receiver::start(&data, rw, http, &log);
-    let block_dirs = || std::fs::read_dir(&tenant).unwrap().filter(|e| e.as_ref().unwrap().file_name().len() == 26).count();
+    let block_dirs =
+        || std::fs::read_dir(&tenant).unwrap().filter(|e| e.as_ref().unwrap().file_name().len() == 26).count();
     wait_for("the interrupted cut to be redone", Duration::from_secs(120), || {
         if block_dirs() >= 1 {
             Ok(())
@@ -161,7 +167,11 @@ fn sigkill_during_block_write_loses_nothing() {
     assert!(tmp_dirs(&tenant).is_empty(), "temporary directories left: {:?}", tmp_dirs(&tenant));
 
     // Every acknowledged sample is there, once.
-    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["tools", "tsdb", "dump", "--tsdb.path"]).arg(&tenant).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["tools", "tsdb", "dump", "--tsdb.path"])
+        .arg(&tenant)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut per_series = vec![Vec::<(i64, f64)>::new(); SERIES];
     for line in String::from_utf8(out.stdout).unwrap().lines() {

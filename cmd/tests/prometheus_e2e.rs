@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    free_port, get_json, http_get, metric_sum, parse_dump_line, require_binary, url_encode,
-    wait_for, LabelSet, Proc,
+    free_port, get_json, http_get, metric_sum, parse_dump_line, require_binary, url_encode, wait_for, LabelSet, Proc,
 };
 
 /// Scrapes (one per second) that must have been sent before the samples are checked.
@@ -45,16 +44,11 @@ fn start_strata(data: &Path, rw_port: u16, http_port: u16, grpc_port: u16, log: 
 }
 
 /// Every raw sample Prometheus holds with a timestamp of at most `at_ms`, by series.
-fn prometheus_samples(
-    addr: &str,
-    at_ms: i64,
-) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
+fn prometheus_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
     let query = url_encode(r#"{__name__=~".+"}[10m]"#);
     let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
     let json = get_json(addr, &format!("/api/v1/query?query={query}&time={time}"))?;
-    let result = json["data"]["result"]
-        .as_array()
-        .ok_or_else(|| format!("no matrix in query answer: {json}"))?;
+    let result = json["data"]["result"].as_array().ok_or_else(|| format!("no matrix in query answer: {json}"))?;
     let mut out = BTreeMap::new();
     for series in result {
         let mut labels: LabelSet = series["metric"]
@@ -65,17 +59,10 @@ fn prometheus_samples(
             .collect();
         labels.sort();
         let mut samples = Vec::new();
-        for point in series["values"]
-            .as_array()
-            .ok_or_else(|| format!("no values in {series}"))?
-        {
-            let ts = point[0]
-                .as_f64()
-                .ok_or_else(|| format!("bad timestamp in {point}"))?;
-            let value = point[1]
-                .as_str()
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| format!("bad value in {point}"))?;
+        for point in series["values"].as_array().ok_or_else(|| format!("no values in {series}"))? {
+            let ts = point[0].as_f64().ok_or_else(|| format!("bad timestamp in {point}"))?;
+            let value =
+                point[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("bad value in {point}"))?;
             samples.push(((ts * 1000.0).round() as i64, value));
         }
         out.insert(labels, samples);
@@ -84,11 +71,7 @@ fn prometheus_samples(
 }
 
 fn highest_sent(metrics: &str) -> f64 {
-    metric_sum(
-        metrics,
-        "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
-    )
-    .unwrap_or(0.0)
+    metric_sum(metrics, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds").unwrap_or(0.0)
 }
 
 /// Fails the test with `what` and the recent log lines of `procs`.
@@ -150,54 +133,38 @@ fn prometheus_remote_write_survives_receiver_kill() {
     // T: SCRAPES seconds after the first sample Prometheus sent, so the check covers about
     // SCRAPES scrapes however slowly Prometheus starts. 2.42 reports the highest sent
     // timestamp in whole seconds.
-    let first_sent = wait_for(
-        "Prometheus to send its first samples",
-        Duration::from_secs(60),
-        || {
-            let (_, metrics) = http_get(&prom_addr, "/metrics")?;
-            match highest_sent(&metrics) {
-                h if h > 0.0 => Ok(h as i64),
-                _ => Err("no sample sent yet".to_string()),
-            }
-        },
-    )
+    let first_sent = wait_for("Prometheus to send its first samples", Duration::from_secs(60), || {
+        let (_, metrics) = http_get(&prom_addr, "/metrics")?;
+        match highest_sent(&metrics) {
+            h if h > 0.0 => Ok(h as i64),
+            _ => Err("no sample sent yet".to_string()),
+        }
+    })
     .unwrap_or_else(|e| fail(e, &[&prometheus, &strata.proc]));
     let t_secs = first_sent + SCRAPES as i64;
-    let sent = wait_for(
-        "Prometheus to have sent samples up to T",
-        Duration::from_secs(SCRAPES + 60),
-        || {
-            let (_, metrics) = http_get(&prom_addr, "/metrics")?;
-            let failed = metric_sum(&metrics, "prometheus_remote_storage_samples_failed_total");
-            if failed.is_some_and(|f| f > 0.0) {
-                // Not retryable; stop polling right away.
-                return Ok(Err(format!("Prometheus reports {failed:?} failed samples")));
-            }
-            let highest = highest_sent(&metrics);
-            let total =
-                metric_sum(&metrics, "prometheus_remote_storage_samples_total").unwrap_or(0.0);
-            if highest >= t_secs as f64 {
-                Ok(Ok((total, failed)))
-            } else {
-                Err(format!(
-                    "highest sent {highest}, T {t_secs}, samples sent {total}"
-                ))
-            }
-        },
-    );
+    let sent = wait_for("Prometheus to have sent samples up to T", Duration::from_secs(SCRAPES + 60), || {
+        let (_, metrics) = http_get(&prom_addr, "/metrics")?;
+        let failed = metric_sum(&metrics, "prometheus_remote_storage_samples_failed_total");
+        if failed.is_some_and(|f| f > 0.0) {
+            // Not retryable; stop polling right away.
+            return Ok(Err(format!("Prometheus reports {failed:?} failed samples")));
+        }
+        let highest = highest_sent(&metrics);
+        let total = metric_sum(&metrics, "prometheus_remote_storage_samples_total").unwrap_or(0.0);
+        if highest >= t_secs as f64 {
+            Ok(Ok((total, failed)))
+        } else {
+            Err(format!("highest sent {highest}, T {t_secs}, samples sent {total}"))
+        }
+    });
     let (samples_total, failed) = match sent {
         Ok(Ok(v)) => v,
         Ok(Err(e)) | Err(e) => fail(e, &[&prometheus, &strata.proc]),
     };
-    assert_eq!(
-        failed,
-        Some(0.0),
-        "prometheus_remote_storage_samples_failed_total must exist and be 0"
-    );
+    assert_eq!(failed, Some(0.0), "prometheus_remote_storage_samples_failed_total must exist and be 0");
 
     // Strictly before T: samples at T itself may be split over a sent and an unsent request.
-    let acked = prometheus_samples(&prom_addr, t_secs * 1000 - 1)
-        .unwrap_or_else(|e| fail(e, &[&prometheus]));
+    let acked = prometheus_samples(&prom_addr, t_secs * 1000 - 1).unwrap_or_else(|e| fail(e, &[&prometheus]));
     let acked_samples: usize = acked.values().map(Vec::len).sum();
     let most_per_series = acked.values().map(Vec::len).max().unwrap_or(0);
     assert!(
@@ -213,16 +180,10 @@ fn prometheus_remote_write_survives_receiver_kill() {
     // A crash must lose nothing that was acknowledged.
     strata.proc.kill();
     let strata = start_strata(&data, rw_port, http_port, grpc_port, &strata_log);
-    let status =
-        get_json(&strata.http, "/api/v1/status/tsdb").unwrap_or_else(|e| fail(e, &[&strata.proc]));
+    let status = get_json(&strata.http, "/api/v1/status/tsdb").unwrap_or_else(|e| fail(e, &[&strata.proc]));
     let num_series = status["data"]["headStats"]["numSeries"]
         .as_u64()
-        .unwrap_or_else(|| {
-            fail(
-                format!("no headStats.numSeries in {status}"),
-                &[&strata.proc],
-            )
-        });
+        .unwrap_or_else(|| fail(format!("no headStats.numSeries in {status}"), &[&strata.proc]));
     assert!(
         num_series >= acked.len() as u64,
         "after restart strata holds {num_series} series; Prometheus had {} acknowledged",
@@ -231,15 +192,11 @@ fn prometheus_remote_write_survives_receiver_kill() {
     // Prometheus first: on shutdown it flushes its queue to strata, which must still be there.
     prometheus.terminate(Duration::from_secs(30));
     let exit = strata.proc.terminate(Duration::from_secs(30));
-    assert!(
-        exit.success(),
-        "strata receive exited with {exit} after SIGTERM"
-    );
+    assert!(exit.success(), "strata receive exited with {exit} after SIGTERM");
 
     let dump_out = dir.path().join("dump.txt");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.args(["tools", "tsdb", "dump", "--tsdb.path"])
-        .arg(data.join("default-tenant"));
+    cmd.args(["tools", "tsdb", "dump", "--tsdb.path"]).arg(data.join("default-tenant"));
     let out_file = std::fs::File::create(&dump_out).expect("create dump output");
     let dump_log = dir.path().join("dump.log");
     let dump = Proc::spawn_with_stdout("strata tools tsdb dump", cmd, out_file, &dump_log);
@@ -261,9 +218,7 @@ fn prometheus_remote_write_survives_receiver_kill() {
         for &(ts, value) in samples {
             match stored.get(labels).and_then(|s| s.get(&ts)) {
                 Some(&v) if same_value(v, value) => {}
-                Some(&v) => {
-                    missing.push(format!("{labels:?} @{ts}: Prometheus {value}, strata {v}"))
-                }
+                Some(&v) => missing.push(format!("{labels:?} @{ts}: Prometheus {value}, strata {v}")),
                 None => missing.push(format!("{labels:?} @{ts}: Prometheus {value}, strata none")),
             }
         }
@@ -279,11 +234,6 @@ fn prometheus_remote_write_survives_receiver_kill() {
          restart; first ones:\n{}",
         missing.len(),
         acked.len(),
-        missing
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        missing.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
 }

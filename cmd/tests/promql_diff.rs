@@ -85,10 +85,7 @@ impl Data {
     }
 
     fn add(&mut self, name: &str, labels: &[(&str, &str)], samples: Vec<(i64, f64)>) {
-        let mut all: Vec<(String, String)> = labels
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        let mut all: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         all.push(("__name__".into(), name.into()));
         all.sort();
         self.series.push((all, samples));
@@ -96,13 +93,7 @@ impl Data {
 
     /// A counter over `times` growing by up to `step` per sample (whole numbers when `whole`),
     /// dropping to a small value at each index in `resets`.
-    fn counter(
-        &mut self,
-        times: &[i64],
-        step: f64,
-        whole: bool,
-        resets: &[usize],
-    ) -> Vec<(i64, f64)> {
+    fn counter(&mut self, times: &[i64], step: f64, whole: bool, resets: &[usize]) -> Vec<(i64, f64)> {
         let mut v = (self.rng.unit() * 1000.0).floor();
         let mut out = Vec::with_capacity(times.len());
         for (i, &t) in times.iter().enumerate() {
@@ -132,17 +123,12 @@ impl Data {
 
 const JOBS: [&str; 2] = ["api", "web"];
 const INSTANCES: [&str; 4] = ["host-0:9100", "host-1:9100", "host-2:9100", "host-3:9100"];
-const LE: [&str; 12] = [
-    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
-];
+const LE: [&str; 12] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
 
 /// Every series of the data set, relative to the data start; see the corpus for what each
 /// family is for.
 fn generate() -> Vec<Series> {
-    let mut d = Data {
-        rng: Rng(42),
-        series: Vec::new(),
-    };
+    let mut d = Data { rng: Rng(42), series: Vec::new() };
     for (j, job) in JOBS.iter().enumerate() {
         for (i, instance) in INSTANCES.iter().enumerate() {
             let base = [("job", *job), ("instance", *instance)];
@@ -157,79 +143,38 @@ fn generate() -> Vec<Series> {
                     };
                     let step = [40.0, 6.0, 2.0][c] * (1.0 + i as f64);
                     let samples = d.counter(&times, step, true, &resets);
-                    d.add(
-                        "diff_http_requests_total",
-                        &[base[0], base[1], ("method", method), ("code", code)],
-                        samples,
-                    );
+                    d.add("diff_http_requests_total", &[base[0], base[1], ("method", method), ("code", code)], samples);
                 }
             }
             let cpu_times = d.times(30 * SECOND, 0, SPAN);
             for mode in ["user", "system", "idle", "iowait"] {
                 let resets = if i == 3 { vec![120] } else { vec![] };
                 let samples = d.counter(&cpu_times, 25.0, false, &resets);
-                d.add(
-                    "diff_cpu_seconds_total",
-                    &[base[0], base[1], ("mode", mode)],
-                    samples,
-                );
+                d.add("diff_cpu_seconds_total", &[base[0], base[1], ("mode", mode)], samples);
             }
             let start = 2e9 + 1e9 * (j * 4 + i) as f64;
             let samples = d.walk(&times, start, 5e7);
             d.add("diff_memory_bytes", &base, samples);
             for (sensor, level, step) in [("cpu", 45.0, 1.5), ("ambient", -2.0 + i as f64, 0.8)] {
                 let samples = d.walk(&times, level, step);
-                d.add(
-                    "diff_temperature_celsius",
-                    &[base[0], base[1], ("sensor", sensor)],
-                    samples,
-                );
+                d.add("diff_temperature_celsius", &[base[0], base[1], ("sensor", sensor)], samples);
             }
             for queue in ["a", "b"] {
                 // Mostly empty queues: whole numbers, many zeros.
-                let samples = times
-                    .iter()
-                    .map(|&t| (t, (d.rng.unit() * 12.0 - 7.0).max(0.0).floor()))
-                    .collect();
-                d.add(
-                    "diff_queue_length",
-                    &[base[0], base[1], ("queue", queue)],
-                    samples,
-                );
+                let samples = times.iter().map(|&t| (t, (d.rng.unit() * 12.0 - 7.0).max(0.0).floor())).collect();
+                d.add("diff_queue_length", &[base[0], base[1], ("queue", queue)], samples);
             }
-            let samples = d
-                .walk(&times, 0.0, 0.2)
-                .into_iter()
-                .map(|(t, v)| (t, v.sin()))
-                .collect();
+            let samples = d.walk(&times, 0.0, 0.2).into_iter().map(|(t, v)| (t, v.sin())).collect();
             d.add("diff_ratio", &base, samples);
             let version = ["1.0.0", "1.1.0"][(i + j) % 2];
             let samples = times.iter().map(|&t| (t, 1.0)).collect();
-            d.add(
-                "diff_build_info",
-                &[base[0], base[1], ("version", version)],
-                samples,
-            );
-            histogram(
-                &mut d,
-                "diff_request_duration_seconds",
-                &base,
-                &LE,
-                i == 2,
-                i == 3,
-            );
+            d.add("diff_build_info", &[base[0], base[1], ("version", version)], samples);
+            histogram(&mut d, "diff_request_duration_seconds", &base, &LE, i == 2, i == 3);
         }
     }
     for handler in ["/orders", "/users"] {
         let le = ["100", "1000", "10000", "+Inf"];
-        histogram(
-            &mut d,
-            "diff_response_size_bytes",
-            &[("handler", handler)],
-            &le,
-            false,
-            false,
-        );
+        histogram(&mut d, "diff_response_size_bytes", &[("handler", handler)], &le, false, false);
     }
     extremes(&mut d);
     flaky(&mut d);
@@ -240,19 +185,9 @@ fn generate() -> Vec<Series> {
 
 /// A classic histogram (`_bucket` per `le`, `_sum`, `_count`) fed by random observations; `idle`
 /// gets no observations after the first half hour, `restart` resets every part at once.
-fn histogram(
-    d: &mut Data,
-    name: &str,
-    base: &[(&str, &str)],
-    le: &[&str],
-    idle: bool,
-    restart: bool,
-) {
+fn histogram(d: &mut Data, name: &str, base: &[(&str, &str)], le: &[&str], idle: bool, restart: bool) {
     let times = d.times(15 * SECOND, 0, SPAN);
-    let bounds: Vec<f64> = le
-        .iter()
-        .map(|b| b.parse().unwrap_or(f64::INFINITY))
-        .collect();
+    let bounds: Vec<f64> = le.iter().map(|b| b.parse().unwrap_or(f64::INFINITY)).collect();
     let scale = bounds[bounds.len() / 2];
     let mut counts = vec![0.0; bounds.len()];
     let mut sum = 0.0;
@@ -262,11 +197,7 @@ fn histogram(
             counts.iter_mut().for_each(|c| *c = 0.0);
             sum = 0.0;
         }
-        let observations = if idle && t > 30 * MINUTE {
-            0
-        } else {
-            d.rng.below(20)
-        };
+        let observations = if idle && t > 30 * MINUTE { 0 } else { d.rng.below(20) };
         for _ in 0..observations {
             // Log-uniform values around the middle bucket.
             let x = scale * 10f64.powf(d.rng.unit() * 3.0 - 1.5);
@@ -287,22 +218,10 @@ fn histogram(
     for b in le {
         let mut labels = base.to_vec();
         labels.push(("le", b));
-        d.add(
-            &format!("{name}_bucket"),
-            &labels,
-            parts.next().unwrap_or_default(),
-        );
+        d.add(&format!("{name}_bucket"), &labels, parts.next().unwrap_or_default());
     }
-    d.add(
-        &format!("{name}_sum"),
-        base,
-        parts.next().unwrap_or_default(),
-    );
-    d.add(
-        &format!("{name}_count"),
-        base,
-        parts.next().unwrap_or_default(),
-    );
+    d.add(&format!("{name}_sum"), base, parts.next().unwrap_or_default());
+    d.add(&format!("{name}_count"), base, parts.next().unwrap_or_default());
 }
 
 /// Values far from the usual ranges, real NaNs, infinities, and a histogram whose buckets are
@@ -315,21 +234,9 @@ fn extremes(d: &mut Data) {
     d.add("diff_extreme", &[("kind", "negative_huge")], neg);
     let tiny = d.walk(&times, 1e-9, 1e-11);
     d.add("diff_extreme", &[("kind", "tiny")], tiny);
-    d.add(
-        "diff_extreme",
-        &[("kind", "zero")],
-        times.iter().map(|&t| (t, 0.0)).collect(),
-    );
-    d.add(
-        "diff_extreme",
-        &[("kind", "constant")],
-        times.iter().map(|&t| (t, 7.25)).collect(),
-    );
-    d.add(
-        "diff_extreme",
-        &[("kind", "max")],
-        times.iter().map(|&t| (t, f64::MAX)).collect(),
-    );
+    d.add("diff_extreme", &[("kind", "zero")], times.iter().map(|&t| (t, 0.0)).collect());
+    d.add("diff_extreme", &[("kind", "constant")], times.iter().map(|&t| (t, 7.25)).collect());
+    d.add("diff_extreme", &[("kind", "max")], times.iter().map(|&t| (t, f64::MAX)).collect());
     for (instance, nan_every, inf_at) in [("n0", 7, 50), ("n1", 3, 300)] {
         let mut samples = d.walk(&times, 10.0, 2.0);
         for (k, s) in samples.iter_mut().enumerate() {
@@ -366,9 +273,7 @@ fn flaky(d: &mut Data) {
     let in_range = |from: i64, to: i64| times.iter().copied().filter(move |&t| t >= from && t < to);
     let gauge = |d: &mut Data, ts: Vec<i64>| d.walk(&ts, 50.0, 5.0);
     // A ten-minute hole with no marker.
-    let ts: Vec<i64> = in_range(0, 50 * MINUTE)
-        .chain(in_range(60 * MINUTE, SPAN))
-        .collect();
+    let ts: Vec<i64> = in_range(0, 50 * MINUTE).chain(in_range(60 * MINUTE, SPAN)).collect();
     let s = gauge(d, ts);
     d.add("diff_flaky", &[("instance", "f0")], s);
     // A stale marker, then five minutes of nothing.
@@ -390,19 +295,12 @@ fn flaky(d: &mut Data) {
     let s = gauge(d, sparse);
     d.add("diff_flaky", &[("instance", "f5")], s);
     // Counters: with a marker between two runs, and with a hole across a reset.
-    let mut s = d.counter(
-        &in_range(0, 70 * MINUTE).collect::<Vec<_>>(),
-        10.0,
-        true,
-        &[],
-    );
+    let mut s = d.counter(&in_range(0, 70 * MINUTE).collect::<Vec<_>>(), 10.0, true, &[]);
     s.push((70 * MINUTE + 5_123, stale));
     let rest: Vec<i64> = in_range(72 * MINUTE, SPAN).collect();
     s.extend(d.counter(&rest, 10.0, true, &[]));
     d.add("diff_flaky_total", &[("instance", "c0")], s);
-    let ts: Vec<i64> = in_range(0, 30 * MINUTE)
-        .chain(in_range(42 * MINUTE, SPAN))
-        .collect();
+    let ts: Vec<i64> = in_range(0, 30 * MINUTE).chain(in_range(42 * MINUTE, SPAN)).collect();
     let s = d.counter(&ts, 10.0, true, &[120]);
     d.add("diff_flaky_total", &[("instance", "c1")], s);
 }
@@ -422,15 +320,8 @@ fn constants(d: &mut Data) {
     ] {
         d.add("diff_epoch_seconds", &[("when", when)], constant(v));
     }
-    for (k, path) in ["/api/v1/users", "line1\nline2", "ünïcödé/ß", "a.b", "x-y-z"]
-        .iter()
-        .enumerate()
-    {
-        d.add(
-            "diff_info",
-            &[("path", path), ("src", "a-b-c")],
-            constant(k as f64),
-        );
+    for (k, path) in ["/api/v1/users", "line1\nline2", "ünïcödé/ß", "a.b", "x-y-z"].iter().enumerate() {
+        d.add("diff_info", &[("path", path), ("src", "a-b-c")], constant(k as f64));
     }
 }
 
@@ -443,11 +334,7 @@ fn grid(d: &mut Data) {
         let s = d.walk(&times, 10.0, 3.0);
         d.add("diff_grid_gauge", &[("instance", instance)], s);
     }
-    let early: Vec<i64> = times
-        .iter()
-        .copied()
-        .filter(|&t| t <= 60 * MINUTE)
-        .collect();
+    let early: Vec<i64> = times.iter().copied().filter(|&t| t <= 60 * MINUTE).collect();
     let s = d.walk(&early, 5.0, 1.0);
     d.add("diff_grid_ending", &[("instance", "g0")], s);
 }
@@ -464,28 +351,19 @@ fn write_requests(t0: i64, data: &[Series]) -> Vec<v1::WriteRequest> {
                     let samples: Vec<v1::Sample> = samples
                         .iter()
                         .filter(|(t, _)| t.div_euclid(window) == w)
-                        .map(|&(t, value)| v1::Sample {
-                            value,
-                            timestamp: t0 + t,
-                        })
+                        .map(|&(t, value)| v1::Sample { value, timestamp: t0 + t })
                         .collect();
                     (!samples.is_empty()).then(|| v1::TimeSeries {
                         labels: labels
                             .iter()
-                            .map(|(name, value)| v1::Label {
-                                name: name.clone(),
-                                value: value.clone(),
-                            })
+                            .map(|(name, value)| v1::Label { name: name.clone(), value: value.clone() })
                             .collect(),
                         samples,
                         ..Default::default()
                     })
                 })
                 .collect();
-            v1::WriteRequest {
-                timeseries,
-                metadata: Vec::new(),
-            }
+            v1::WriteRequest { timeseries, metadata: Vec::new() }
         })
         .collect()
 }
@@ -501,8 +379,7 @@ struct Section {
 /// Reads the corpus: `## name` starts a section (`## name @grid` for on-sample times), `#`
 /// lines are comments, every other non-empty line is a query.
 fn read_corpus(path: &Path) -> Vec<Section> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut sections: Vec<Section> = Vec::new();
     let mut seen = BTreeSet::new();
     for line in text.lines().map(str::trim) {
@@ -511,19 +388,10 @@ fn read_corpus(path: &Path) -> Vec<Section> {
                 Some(name) => (name, true),
                 None => (head, false),
             };
-            sections.push(Section {
-                name: name.trim().to_string(),
-                on_grid,
-                queries: Vec::new(),
-            });
+            sections.push(Section { name: name.trim().to_string(), on_grid, queries: Vec::new() });
         } else if !line.is_empty() && !line.starts_with('#') {
-            let section = sections
-                .last_mut()
-                .unwrap_or_else(|| panic!("query before any section: {line}"));
-            assert!(
-                seen.insert(line.to_string()),
-                "query listed twice in the corpus: {line}"
-            );
+            let section = sections.last_mut().unwrap_or_else(|| panic!("query before any section: {line}"));
+            assert!(seen.insert(line.to_string()), "query listed twice in the corpus: {line}");
             section.queries.push(line.to_string());
         }
     }
@@ -533,24 +401,16 @@ fn read_corpus(path: &Path) -> Vec<Section> {
 /// Reads the known differences: `## reason` headings, each followed by list items whose first
 /// code span is a corpus query. Returns query → reason.
 fn read_known(path: &Path) -> BTreeMap<String, String> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut reason = None;
     let mut known = BTreeMap::new();
     for line in text.lines() {
         if let Some(head) = line.strip_prefix("## ") {
             reason = Some(head.trim().to_string());
         } else if let Some(item) = line.strip_prefix("- `") {
-            let query = item
-                .split_once("` ")
-                .map_or(item.trim_end_matches('`'), |(q, _)| q);
-            let reason = reason
-                .clone()
-                .unwrap_or_else(|| panic!("listed query before any reason: {line}"));
-            assert!(
-                known.insert(query.to_string(), reason).is_none(),
-                "listed twice: {query}"
-            );
+            let query = item.split_once("` ").map_or(item.trim_end_matches('`'), |(q, _)| q);
+            let reason = reason.clone().unwrap_or_else(|| panic!("listed query before any reason: {line}"));
+            assert!(known.insert(query.to_string(), reason).is_none(), "listed twice: {query}");
         }
     }
     known
@@ -562,9 +422,7 @@ fn expand(query: &str, t0: i64) -> String {
     let mut rest = query;
     while let Some(i) = rest.find("$T{") {
         out.push_str(&rest[..i]);
-        let (dur, after) = rest[i + 3..]
-            .split_once('}')
-            .unwrap_or_else(|| panic!("unclosed $T{{ in {query}"));
+        let (dur, after) = rest[i + 3..].split_once('}').unwrap_or_else(|| panic!("unclosed $T{{ in {query}"));
         out.push_str(&((t0 + duration_ms(dur)) / SECOND).to_string());
         rest = after;
     }
@@ -617,12 +475,7 @@ impl Eval {
         match self {
             Eval::Instant { time } => format!("instant at {}", rel(*time)),
             Eval::Range { start, end, step } => {
-                format!(
-                    "range {}..{} step {}s",
-                    rel(*start),
-                    rel(*end),
-                    step / SECOND
-                )
+                format!("range {}..{} step {}s", rel(*start), rel(*end), step / SECOND)
             }
         }
     }
@@ -633,32 +486,14 @@ impl Eval {
 fn evals(t0: i64, on_grid: bool) -> Vec<Eval> {
     if on_grid {
         // On grid samples; at 65m the last sample of diff_grid_ending is exactly 5m old.
-        let at = |d: &str| Eval::Instant {
-            time: t0 + duration_ms(d),
-        };
-        let range = Eval::Range {
-            start: t0 + 30 * MINUTE,
-            end: t0 + 70 * MINUTE,
-            step: 15 * SECOND,
-        };
+        let at = |d: &str| Eval::Instant { time: t0 + duration_ms(d) };
+        let range = Eval::Range { start: t0 + 30 * MINUTE, end: t0 + 70 * MINUTE, step: 15 * SECOND };
         vec![at("45m"), at("65m"), at("90m"), range]
     } else {
-        let at = |d: &str| Eval::Instant {
-            time: t0 + duration_ms(d),
-        };
+        let at = |d: &str| Eval::Instant { time: t0 + duration_ms(d) };
         // Start 3 s past a minute with a one-minute step: never a multiple of 15 s.
-        let range = Eval::Range {
-            start: t0 + duration_ms("5m3s"),
-            end: t0 + duration_ms("125m3s"),
-            step: MINUTE,
-        };
-        vec![
-            at("30m7s"),
-            at("61m13s"),
-            at("95m41s"),
-            at("121m53s"),
-            range,
-        ]
+        let range = Eval::Range { start: t0 + duration_ms("5m3s"), end: t0 + duration_ms("125m3s"), step: MINUTE };
+        vec![at("30m7s"), at("61m13s"), at("95m41s"), at("121m53s"), range]
     }
 }
 
@@ -666,14 +501,8 @@ fn evals(t0: i64, on_grid: bool) -> Vec<Eval> {
 /// the error type).
 #[derive(Debug)]
 enum Answer {
-    Error {
-        kind: String,
-        message: String,
-    },
-    Data {
-        kind: String,
-        series: Vec<(String, Vec<(f64, f64)>)>,
-    },
+    Error { kind: String, message: String },
+    Data { kind: String, series: Vec<(String, Vec<(f64, f64)>)> },
 }
 
 fn parse_value(v: &Value) -> Result<f64, String> {
@@ -693,35 +522,26 @@ fn parse_point(p: &Value) -> Result<(f64, f64), String> {
 
 /// Labels in name order, as one comparable string.
 fn label_key(metric: &Value) -> Result<String, String> {
-    let map = metric
-        .as_object()
-        .ok_or_else(|| format!("metric {metric} is not an object"))?;
+    let map = metric.as_object().ok_or_else(|| format!("metric {metric} is not an object"))?;
     let sorted: BTreeMap<&String, &Value> = map.iter().collect();
     serde_json::to_string(&sorted).map_err(|e| e.to_string())
 }
 
 fn ask(addr: &str, path: &str) -> Result<Answer, String> {
     let (status, body) = http_get(addr, path)?;
-    let json: Value = serde_json::from_str(&body)
-        .map_err(|e| format!("status {status}, not JSON ({e}): {body}"))?;
+    let json: Value = serde_json::from_str(&body).map_err(|e| format!("status {status}, not JSON ({e}): {body}"))?;
     if json["status"] != "success" {
         return Ok(Answer::Error {
             kind: json["errorType"].as_str().unwrap_or_default().to_string(),
             message: json["error"].as_str().unwrap_or_default().to_string(),
         });
     }
-    let kind = json["data"]["resultType"]
-        .as_str()
-        .ok_or_else(|| format!("no resultType: {body}"))?
-        .to_string();
+    let kind = json["data"]["resultType"].as_str().ok_or_else(|| format!("no resultType: {body}"))?.to_string();
     let result = &json["data"]["result"];
     let series = match kind.as_str() {
         "scalar" => vec![(String::new(), vec![parse_point(result)?])],
         // A string's value is not a number: it is part of the key.
-        "string" => vec![(
-            result[1].to_string(),
-            vec![(result[0].as_f64().unwrap_or(f64::NAN), 0.0)],
-        )],
+        "string" => vec![(result[1].to_string(), vec![(result[0].as_f64().unwrap_or(f64::NAN), 0.0)])],
         _ => result
             .as_array()
             .ok_or_else(|| format!("result is not a list: {body}"))?
@@ -729,9 +549,7 @@ fn ask(addr: &str, path: &str) -> Result<Answer, String> {
             .map(|s| {
                 let points = match (s.get("value"), s.get("values")) {
                     (Some(v), _) => vec![parse_point(v)?],
-                    (_, Some(Value::Array(vs))) => {
-                        vs.iter().map(parse_point).collect::<Result<_, _>>()?
-                    }
+                    (_, Some(Value::Array(vs))) => vs.iter().map(parse_point).collect::<Result<_, _>>()?,
                     _ => return Err(format!("series without values: {s}")),
                 };
                 Ok((label_key(&s["metric"])?, points))
@@ -750,30 +568,14 @@ fn close(a: f64, b: f64) -> bool {
 fn compare(ours: &Answer, theirs: &Answer, ordered: bool) -> Option<String> {
     match (ours, theirs) {
         (Answer::Error { .. }, Answer::Error { .. }) => None,
-        (Answer::Error { kind, message }, _) => {
-            Some(format!("only strata fails: {kind}: {message}"))
-        }
-        (_, Answer::Error { kind, message }) => {
-            Some(format!("only Prometheus fails: {kind}: {message}"))
-        }
-        (
-            Answer::Data {
-                kind: ka,
-                series: sa,
-            },
-            Answer::Data {
-                kind: kb,
-                series: sb,
-            },
-        ) => {
+        (Answer::Error { kind, message }, _) => Some(format!("only strata fails: {kind}: {message}")),
+        (_, Answer::Error { kind, message }) => Some(format!("only Prometheus fails: {kind}: {message}")),
+        (Answer::Data { kind: ka, series: sa }, Answer::Data { kind: kb, series: sb }) => {
             if ka != kb {
                 return Some(format!("result type {ka} (strata) vs {kb} (Prometheus)"));
             }
             if ordered {
-                let (la, lb): (Vec<_>, Vec<_>) = (
-                    sa.iter().map(|s| &s.0).collect(),
-                    sb.iter().map(|s| &s.0).collect(),
-                );
+                let (la, lb): (Vec<_>, Vec<_>) = (sa.iter().map(|s| &s.0).collect(), sb.iter().map(|s| &s.0).collect());
                 if la != lb {
                     return Some(format!("series order: strata {la:?} vs Prometheus {lb:?}"));
                 }
@@ -784,18 +586,10 @@ fn compare(ours: &Answer, theirs: &Answer, ordered: bool) -> Option<String> {
                 return Some("duplicate series in a result".to_string());
             }
             if let Some(k) = ma.keys().find(|k| !mb.contains_key(*k)) {
-                return Some(format!(
-                    "series only in strata: {k} ({} vs {} series)",
-                    ma.len(),
-                    mb.len()
-                ));
+                return Some(format!("series only in strata: {k} ({} vs {} series)", ma.len(), mb.len()));
             }
             if let Some(k) = mb.keys().find(|k| !ma.contains_key(*k)) {
-                return Some(format!(
-                    "series only in Prometheus: {k} ({} vs {} series)",
-                    ma.len(),
-                    mb.len()
-                ));
+                return Some(format!("series only in Prometheus: {k} ({} vs {} series)", ma.len(), mb.len()));
             }
             for (k, pa) in &ma {
                 let pb = mb[k];
@@ -803,16 +597,8 @@ fn compare(ours: &Answer, theirs: &Answer, ordered: bool) -> Option<String> {
                 let tb: BTreeSet<u64> = pb.iter().map(|p| p.0.to_bits()).collect();
                 if let Some(t) = ta.symmetric_difference(&tb).next() {
                     let t = f64::from_bits(*t);
-                    let side = if ta.contains(&t.to_bits()) {
-                        "strata"
-                    } else {
-                        "Prometheus"
-                    };
-                    return Some(format!(
-                        "{k}: point at {t} only in {side} ({} vs {} points)",
-                        pa.len(),
-                        pb.len()
-                    ));
+                    let side = if ta.contains(&t.to_bits()) { "strata" } else { "Prometheus" };
+                    return Some(format!("{k}: point at {t} only in {side} ({} vs {} points)", pa.len(), pb.len()));
                 }
                 for ((t, va), (_, vb)) in pa.iter().zip(pb.iter()) {
                     if !close(*va, *vb) {
@@ -841,23 +627,14 @@ fn promql_answers_match_prometheus() {
     let known = read_known(&dir.join("known_differences.md"));
     let total: usize = sections.iter().map(|s| s.queries.len()).sum();
     assert!(total >= 300, "the corpus has only {total} queries");
-    let corpus: BTreeSet<&str> = sections
-        .iter()
-        .flat_map(|s| s.queries.iter().map(String::as_str))
-        .collect();
+    let corpus: BTreeSet<&str> = sections.iter().flat_map(|s| s.queries.iter().map(String::as_str)).collect();
     for q in known.keys() {
-        assert!(
-            corpus.contains(q.as_str()),
-            "known_differences.md lists a query that is not in the corpus: {q}"
-        );
+        assert!(corpus.contains(q.as_str()), "known_differences.md lists a query that is not in the corpus: {q}");
     }
 
     let work = tempfile::tempdir().expect("temp dir");
     let servers = StrataAndPrometheus::start(work.path());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     // A whole hour, so that data and evaluation times keep their phases from run to run.
     let t0 = now / (60 * MINUTE) * (60 * MINUTE) - 3 * 60 * MINUTE;
     let data = generate();
@@ -866,26 +643,17 @@ fn promql_answers_match_prometheus() {
         servers.write_both(&req);
     }
     // Both hold every series, so that agreement is not merely two empty answers.
-    let everything = Eval::Instant {
-        time: t0 + SPAN + MINUTE,
-    }
-    .path(r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#);
+    let everything =
+        Eval::Instant { time: t0 + SPAN + MINUTE }.path(r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#);
     for addr in [&servers.strata, &servers.prometheus] {
         match ask(addr, &everything) {
-            Ok(Answer::Data { series, .. })
-                if series.len() == 1 && series[0].1[0].1 == data.len() as f64 => {}
-            other => panic!(
-                "{addr} does not hold the {} series written: {other:?}",
-                data.len()
-            ),
+            Ok(Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == data.len() as f64 => {}
+            other => panic!("{addr} does not hold the {} series written: {other:?}", data.len()),
         }
     }
 
-    let jobs: Vec<(usize, &str)> = sections
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| s.queries.iter().map(move |q| (i, q.as_str())))
-        .collect();
+    let jobs: Vec<(usize, &str)> =
+        sections.iter().enumerate().flat_map(|(i, s)| s.queries.iter().map(move |q| (i, q.as_str()))).collect();
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
     let started = Instant::now();
@@ -902,9 +670,7 @@ fn promql_answers_match_prometheus() {
                 for eval in &evals {
                     let path = eval.path(&expanded);
                     let ask_one = |addr: &str| {
-                        ask(addr, &path).unwrap_or_else(|e| {
-                            panic!("{query} ({}): {addr}: {e}", eval.describe(t0))
-                        })
+                        ask(addr, &path).unwrap_or_else(|e| panic!("{query} ({}): {addr}: {e}", eval.describe(t0)))
                     };
                     let (ours, theirs) = (ask_one(&servers.strata), ask_one(&servers.prometheus));
                     let ordered = ordered_query && matches!(eval, Eval::Instant { .. });
@@ -912,27 +678,14 @@ fn promql_answers_match_prometheus() {
                         differences.push((eval.describe(t0), d));
                     }
                 }
-                let outcome = Outcome {
-                    section,
-                    query: query.to_string(),
-                    evaluations: evals.len(),
-                    differences,
-                };
+                let outcome = Outcome { section, query: query.to_string(), evaluations: evals.len(), differences };
                 outcomes.lock().expect("outcomes lock").push(outcome);
             });
         }
     });
     let elapsed = started.elapsed();
     let outcomes = outcomes.into_inner().expect("outcomes lock");
-    report(
-        &sections,
-        &known,
-        &outcomes,
-        data.len(),
-        samples,
-        elapsed,
-        t0,
-    );
+    report(&sections, &known, &outcomes, data.len(), samples, elapsed, t0);
 }
 
 /// Prints the per-section and per-reason summary and every unexplained difference; fails when
@@ -952,10 +705,7 @@ fn report(
         outcomes.len(),
         t0 / SECOND
     );
-    println!(
-        "{:<22} {:>7} {:>7} {:>7} {:>10}",
-        "section", "queries", "agree", "known", "unexpected"
-    );
+    println!("{:<22} {:>7} {:>7} {:>7} {:>10}", "section", "queries", "agree", "known", "unexpected");
     let mut unexpected = Vec::new();
     let mut stale = Vec::new();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
@@ -976,20 +726,14 @@ fn report(
                 }
             }
         }
-        println!(
-            "{:<22} {n:>7} {agree:>7} {listed:>7} {bad:>10}",
-            section.name
-        );
+        println!("{:<22} {n:>7} {agree:>7} {listed:>7} {bad:>10}", section.name);
     }
     println!("known differences by reason:");
     for (reason, n) in &by_reason {
         println!("  {n:>3}  {reason}");
     }
     for o in &unexpected {
-        println!(
-            "UNEXPECTED DIFFERENCE [{}] {}",
-            sections[o.section].name, o.query
-        );
+        println!("UNEXPECTED DIFFERENCE [{}] {}", sections[o.section].name, o.query);
         for (eval, d) in o.differences.iter().take(3) {
             println!("    {eval}: {d}");
         }

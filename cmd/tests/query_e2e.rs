@@ -35,7 +35,12 @@ fn write_request(t0: i64) -> v1::WriteRequest {
     for (instance, rate) in [("a", 1.0), ("b", 2.5)] {
         for (code, share) in [("200", 0.9), ("500", 0.1)] {
             series(
-                vec![label("__name__", "e2e_requests_total"), label("code", code), label("instance", instance), label("job", "api")],
+                vec![
+                    label("__name__", "e2e_requests_total"),
+                    label("code", code),
+                    label("instance", instance),
+                    label("job", "api"),
+                ],
                 &|i| (i as f64 * 15.0 * rate * share).floor(),
             );
         }
@@ -46,8 +51,18 @@ fn write_request(t0: i64) -> v1::WriteRequest {
     series(vec![label("__name__", "e2e_tiny"), label("kind", "small")], &|i| 1e-7 * (i + 1) as f64);
     series(vec![label("__name__", "e2e_tiny"), label("kind", "large")], &|i| 1e21 * (i + 1) as f64);
     let metadata = vec![
-        v1::MetricMetadata { r#type: 1, metric_family_name: "e2e_requests_total".into(), help: "Requests served.".into(), unit: String::new() },
-        v1::MetricMetadata { r#type: 2, metric_family_name: "e2e_temperature".into(), help: "Room temperature.".into(), unit: "celsius".into() },
+        v1::MetricMetadata {
+            r#type: 1,
+            metric_family_name: "e2e_requests_total".into(),
+            help: "Requests served.".into(),
+            unit: String::new(),
+        },
+        v1::MetricMetadata {
+            r#type: 2,
+            metric_family_name: "e2e_temperature".into(),
+            help: "Room temperature.".into(),
+            unit: "celsius".into(),
+        },
     ];
     v1::WriteRequest { timeseries, metadata }
 }
@@ -56,13 +71,14 @@ fn write_request(t0: i64) -> v1::WriteRequest {
 fn promtool(addr: &str, args: &[&str]) -> String {
     let bin = require_binary("promtool", "prometheus");
     let (sub, rest) = args.split_first().expect("promtool subcommand");
-    let out = Command::new(bin)
-        .args(["query", sub])
-        .arg(format!("http://{addr}"))
-        .args(rest)
-        .output()
-        .expect("run promtool");
-    assert!(out.status.success(), "promtool query {args:?} against {addr}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let out =
+        Command::new(bin).args(["query", sub]).arg(format!("http://{addr}")).args(rest).output().expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool query {args:?} against {addr}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("UTF-8 promtool output")
 }
 
@@ -185,7 +201,12 @@ fn query_api_matches_prometheus() {
     }
 
     // Byte-identical answers where order and arithmetic cannot differ.
-    for q in [r#"e2e_requests_total{instance="a",code="200"}"#, r#"e2e_tiny{kind="small"}"#, r#"e2e_tiny{kind="large"}"#, "1+1"] {
+    for q in [
+        r#"e2e_requests_total{instance="a",code="200"}"#,
+        r#"e2e_tiny{kind="small"}"#,
+        r#"e2e_tiny{kind="large"}"#,
+        "1+1",
+    ] {
         let path = format!("/api/v1/query?query={}&time={at}.5", url_encode(q));
         assert_eq!(http_get(&s.strata, &path), http_get(&s.prometheus, &path), "{q}");
         let path = format!("/api/v1/query_range?query={}&start={start}&end={end}&step=45", url_encode(q));
@@ -193,7 +214,13 @@ fn query_api_matches_prometheus() {
     }
 
     // Range queries.
-    for (q, exact) in [("e2e_temperature", true), ("rate(e2e_requests_total[2m])", false), ("sum(e2e_requests_total)", true), ("1", true), ("e2e_tiny", true)] {
+    for (q, exact) in [
+        ("e2e_temperature", true),
+        ("rate(e2e_requests_total[2m])", false),
+        ("sum(e2e_requests_total)", true),
+        ("1", true),
+        ("e2e_tiny", true),
+    ] {
         let args = ["range", "-o", "json", "--start", &start, "--end", &end, "--step", "30s", q];
         let (ours, theirs) = (promtool(&s.strata, &args), promtool(&s.prometheus, &args));
         let (ours, theirs) = (json_of(q, &ours), json_of(q, &theirs));
@@ -205,7 +232,9 @@ fn query_api_matches_prometheus() {
     }
 
     // Series and label values.
-    for matchers in [vec!["e2e_requests_total"], vec![r#"{room="hall"}"#, r#"e2e_tiny{kind=~"s.*"}"#], vec!["e2e_nonexistent"]] {
+    for matchers in
+        [vec!["e2e_requests_total"], vec![r#"{room="hall"}"#, r#"e2e_tiny{kind=~"s.*"}"#], vec!["e2e_nonexistent"]]
+    {
         let mut args = vec!["series", "--start", &start, "--end", &end];
         for m in &matchers {
             args.extend(["--match", m]);
@@ -225,14 +254,26 @@ fn query_api_matches_prometheus() {
     for addr in [&s.strata, &s.prometheus] {
         let form = "Content-Type: application/x-www-form-urlencoded\r\n";
         let (status, body) = http_post(addr, "/api/v1/query", form, b"query=1%2B1&time=4").expect("Grafana check");
-        assert_eq!((status, body.as_str()), (200, r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#), "{addr}");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#),
+            "{addr}"
+        );
         assert_eq!(http_get(addr, "/api/v1/status/buildinfo").map(|(status, _)| status), Ok(200), "{addr}");
     }
 
     // Metadata from remote write (Prometheus 2.42 only reports its scrape targets' metadata).
     let md = get_data(&s.strata, "/api/v1/metadata");
-    assert_eq!(md["e2e_requests_total"], serde_json::json!([{"type": "counter", "help": "Requests served.", "unit": ""}]), "{md}");
-    assert_eq!(md["e2e_temperature"], serde_json::json!([{"type": "gauge", "help": "Room temperature.", "unit": "celsius"}]), "{md}");
+    assert_eq!(
+        md["e2e_requests_total"],
+        serde_json::json!([{"type": "counter", "help": "Requests served.", "unit": ""}]),
+        "{md}"
+    );
+    assert_eq!(
+        md["e2e_temperature"],
+        serde_json::json!([{"type": "gauge", "help": "Room temperature.", "unit": "celsius"}]),
+        "{md}"
+    );
 }
 
 fn get_data(addr: &str, path: &str) -> Value {

@@ -24,10 +24,7 @@ const METRICS: &[&str] = &[
 const MODES: &[&str] = &["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
 
 fn label(name: &str, value: &str) -> v1::Label {
-    v1::Label {
-        name: name.into(),
-        value: value.into(),
-    }
+    v1::Label { name: name.into(), value: value.into() }
 }
 
 /// `n` series from a fleet of hosts, each with its labels sorted by name as Prometheus sends them.
@@ -62,21 +59,11 @@ fn v1_request(n: usize) -> v1::WriteRequest {
                 _ => {}
             }
             labels.sort_by(|a, b| a.name.cmp(&b.name));
-            let sample = v1::Sample {
-                value: i as f64 * 1234.567,
-                timestamp: 1_700_000_000_000 + (i % 15_000) as i64,
-            };
-            v1::TimeSeries {
-                labels,
-                samples: vec![sample],
-                ..Default::default()
-            }
+            let sample = v1::Sample { value: i as f64 * 1234.567, timestamp: 1_700_000_000_000 + (i % 15_000) as i64 };
+            v1::TimeSeries { labels, samples: vec![sample], ..Default::default() }
         })
         .collect();
-    v1::WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
+    v1::WriteRequest { timeseries, metadata: vec![] }
 }
 
 /// The same series as a 2.0 request with an interned symbol table.
@@ -93,25 +80,13 @@ fn v2_request(req: &v1::WriteRequest) -> v2::Request {
         .timeseries
         .iter()
         .map(|ts| v2::TimeSeries {
-            labels_refs: ts
-                .labels
-                .iter()
-                .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                .collect(),
+            labels_refs: ts.labels.iter().flat_map(|l| [intern(&l.name), intern(&l.value)]).collect(),
             samples: ts
                 .samples
                 .iter()
-                .map(|s| v2::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                    start_timestamp: 0,
-                })
+                .map(|s| v2::Sample { value: s.value, timestamp: s.timestamp, start_timestamp: 0 })
                 .collect(),
-            metadata: Some(v2::Metadata {
-                r#type: 1,
-                help_ref: 0,
-                unit_ref: 0,
-            }),
+            metadata: Some(v2::Metadata { r#type: 1, help_ref: 0, unit_ref: 0 }),
             ..Default::default()
         })
         .collect();

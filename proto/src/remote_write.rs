@@ -123,32 +123,13 @@ pub enum DecodeError {
     #[error(
         "invalid field key {key} at byte {offset} in {message} (field number 0, wire type 6 or 7, or over 32 bits)"
     )]
-    InvalidKey {
-        message: &'static str,
-        key: u64,
-        offset: usize,
-    },
+    InvalidKey { message: &'static str, key: u64, offset: usize },
     #[error("{field} at byte {offset} has wire type {found}, expected {expected}")]
-    WrongWireType {
-        field: Field,
-        found: &'static str,
-        expected: &'static str,
-        offset: usize,
-    },
+    WrongWireType { field: Field, found: &'static str, expected: &'static str, offset: usize },
     #[error("{field} at byte {offset} declares {len} bytes but only {available} remain in the enclosing message")]
-    LengthOutOfBounds {
-        field: Field,
-        len: u64,
-        available: usize,
-        offset: usize,
-    },
+    LengthOutOfBounds { field: Field, len: u64, available: usize, offset: usize },
     #[error("{field} at byte {offset} needs {needed} bytes but only {available} remain in the enclosing message")]
-    Truncated {
-        field: Field,
-        needed: usize,
-        available: usize,
-        offset: usize,
-    },
+    Truncated { field: Field, needed: usize, available: usize, offset: usize },
     #[error("packed {field} at byte {offset} is {len} bytes long, not a whole number of 8-byte values")]
     PackedLength { field: Field, len: usize, offset: usize },
     #[error("{field} at byte {offset} is not valid UTF-8")]
@@ -160,12 +141,7 @@ pub enum DecodeError {
     #[error("{field} at byte {offset} is nested deeper than the limit of {limit}", limit = RECURSION_LIMIT)]
     TooDeep { field: Field, offset: usize },
     #[error("{field} at byte {offset} refers to symbol {reference} but the request has {symbols} symbols")]
-    SymbolOutOfRange {
-        field: Field,
-        reference: u32,
-        symbols: usize,
-        offset: usize,
-    },
+    SymbolOutOfRange { field: Field, reference: u32, symbols: usize, offset: usize },
     #[error("{field} in the message at byte {offset} has an odd number ({count}) of label references")]
     OddLabelRefs { field: Field, count: usize, offset: usize },
     #[error("the first symbol, at byte {offset}, must be the empty string")]
@@ -230,9 +206,7 @@ impl<'a> WriteBatch<'a> {
             }
         }
         if symbols.first().is_some_and(|s| !s.is_empty()) {
-            return fail(DecodeError::FirstSymbolNotEmpty {
-                offset: first_symbol_at,
-            });
+            return fail(DecodeError::FirstSymbolNotEmpty { offset: first_symbol_at });
         }
 
         let mut batch = Self::default();
@@ -259,16 +233,12 @@ impl<'a> WriteBatch<'a> {
 
     /// The label pairs of `s`, a series of this batch.
     pub fn series_labels(&self, s: &Series) -> &[(&'a str, &'a str)] {
-        self.labels
-            .get(s.labels.start as usize..s.labels.end as usize)
-            .unwrap_or_default()
+        self.labels.get(s.labels.start as usize..s.labels.end as usize).unwrap_or_default()
     }
 
     /// The float samples of `s`, a series of this batch.
     pub fn series_samples(&self, s: &Series) -> &[Sample] {
-        self.samples
-            .get(s.samples.start as usize..s.samples.end as usize)
-            .unwrap_or_default()
+        self.samples.get(s.samples.start as usize..s.samples.end as usize).unwrap_or_default()
     }
 
     fn v1_series(&mut self, mut r: Reader<'a>) -> Res<()> {
@@ -355,16 +325,8 @@ impl<'a> WriteBatch<'a> {
         let metric_type = MetricType::from(meta.metric_type);
         if metric_type != MetricType::Unknown || !help.is_empty() || !unit.is_empty() {
             let series_labels = self.labels.get(labels_start..).unwrap_or_default();
-            let metric_family_name = series_labels
-                .iter()
-                .find(|(n, _)| *n == "__name__")
-                .map_or("", |(_, v)| *v);
-            self.metadata.push(Metadata {
-                metric_type,
-                metric_family_name,
-                help,
-                unit,
-            });
+            let metric_family_name = series_labels.iter().find(|(n, _)| *n == "__name__").map_or("", |(_, v)| *v);
+            self.metadata.push(Metadata { metric_type, metric_family_name, help, unit });
         }
         self.push_series(labels_start, samples_start, histograms, exemplars, created_timestamp);
         Ok(())
@@ -450,11 +412,7 @@ fn v1_label<'a>(mut r: Reader<'a>) -> Res<(&'a str, &'a str)> {
 }
 
 fn v1_sample(mut r: Reader<'_>) -> Res<Sample> {
-    let mut sample = Sample {
-        timestamp: 0,
-        value: 0.0,
-        start_timestamp: 0,
-    };
+    let mut sample = Sample { timestamp: 0, value: 0.0, start_timestamp: 0 };
     while !r.at_end() {
         let k = r.key()?;
         match k.tag {
@@ -467,11 +425,7 @@ fn v1_sample(mut r: Reader<'_>) -> Res<Sample> {
 }
 
 fn v2_sample(mut r: Reader<'_>) -> Res<Sample> {
-    let mut sample = Sample {
-        timestamp: 0,
-        value: 0.0,
-        start_timestamp: 0,
-    };
+    let mut sample = Sample { timestamp: 0, value: 0.0, start_timestamp: 0 };
     while !r.at_end() {
         let k = r.key()?;
         match k.tag {
@@ -485,12 +439,7 @@ fn v2_sample(mut r: Reader<'_>) -> Res<Sample> {
 }
 
 fn v1_metadata<'a>(mut r: Reader<'a>) -> Res<Metadata<'a>> {
-    let mut md = Metadata {
-        metric_type: MetricType::Unknown,
-        metric_family_name: "",
-        help: "",
-        unit: "",
-    };
+    let mut md = Metadata { metric_type: MetricType::Unknown, metric_family_name: "", help: "", unit: "" };
     while !r.at_end() {
         let k = r.key()?;
         match k.tag {
@@ -522,11 +471,7 @@ fn check_v2_exemplar(mut r: Reader<'_>, symbols: &[&str]) -> Res<()> {
         }
     }
     if refs % 2 == 1 {
-        return fail(DecodeError::OddLabelRefs {
-            field: V2_EXEMPLAR.field(1),
-            count: refs,
-            offset: start,
-        });
+        return fail(DecodeError::OddLabelRefs { field: V2_EXEMPLAR.field(1), count: refs, offset: start });
     }
     Ok(())
 }
@@ -575,12 +520,9 @@ fn resolve<'a>(symbols: &[&'a str], reference: u32, offset: usize, schema: &'sta
     match symbols.get(reference as usize) {
         Some(s) => Ok(*s),
         None if reference == 0 => Ok(""),
-        None => fail(DecodeError::SymbolOutOfRange {
-            field: schema.field(tag),
-            reference,
-            symbols: symbols.len(),
-            offset,
-        }),
+        None => {
+            fail(DecodeError::SymbolOutOfRange { field: schema.field(tag), reference, symbols: symbols.len(), offset })
+        }
     }
 }
 
@@ -642,11 +584,7 @@ impl Schema {
     }
 
     fn field(&self, tag: u32) -> Field {
-        Field {
-            message: self.name,
-            name: self.lookup(tag).map_or("", |f| f.0),
-            tag,
-        }
+        Field { message: self.name, name: self.lookup(tag).map_or("", |f| f.0), tag }
     }
 }
 
@@ -677,10 +615,7 @@ macro_rules! histogram_fields {
 
 static V1_WRITE_REQUEST: Schema = Schema {
     name: "WriteRequest",
-    fields: &[
-        (1, "timeseries", Kind::Message(&V1_TIME_SERIES)),
-        (3, "metadata", Kind::Message(&V1_METRIC_METADATA)),
-    ],
+    fields: &[(1, "timeseries", Kind::Message(&V1_TIME_SERIES)), (3, "metadata", Kind::Message(&V1_METRIC_METADATA))],
 };
 static V1_TIME_SERIES: Schema = Schema {
     name: "TimeSeries",
@@ -691,21 +626,12 @@ static V1_TIME_SERIES: Schema = Schema {
         (4, "histograms", Kind::Message(&V1_HISTOGRAM)),
     ],
 };
-static V1_LABEL: Schema = Schema {
-    name: "Label",
-    fields: &[(1, "name", Kind::Str), (2, "value", Kind::Str)],
-};
-static V1_SAMPLE: Schema = Schema {
-    name: "Sample",
-    fields: &[(1, "value", Kind::Fixed64), (2, "timestamp", Kind::Varint)],
-};
+static V1_LABEL: Schema = Schema { name: "Label", fields: &[(1, "name", Kind::Str), (2, "value", Kind::Str)] };
+static V1_SAMPLE: Schema =
+    Schema { name: "Sample", fields: &[(1, "value", Kind::Fixed64), (2, "timestamp", Kind::Varint)] };
 static V1_EXEMPLAR: Schema = Schema {
     name: "Exemplar",
-    fields: &[
-        (1, "labels", Kind::Message(&V1_LABEL)),
-        (2, "value", Kind::Fixed64),
-        (3, "timestamp", Kind::Varint),
-    ],
+    fields: &[(1, "labels", Kind::Message(&V1_LABEL)), (2, "value", Kind::Fixed64), (3, "timestamp", Kind::Varint)],
 };
 static V1_METRIC_METADATA: Schema = Schema {
     name: "MetricMetadata",
@@ -716,21 +642,12 @@ static V1_METRIC_METADATA: Schema = Schema {
         (5, "unit", Kind::Str),
     ],
 };
-static V1_HISTOGRAM: Schema = Schema {
-    name: "Histogram",
-    fields: histogram_fields!(&V1_BUCKET_SPAN;),
-};
-static V1_BUCKET_SPAN: Schema = Schema {
-    name: "BucketSpan",
-    fields: BUCKET_SPAN_FIELDS,
-};
+static V1_HISTOGRAM: Schema = Schema { name: "Histogram", fields: histogram_fields!(&V1_BUCKET_SPAN;) };
+static V1_BUCKET_SPAN: Schema = Schema { name: "BucketSpan", fields: BUCKET_SPAN_FIELDS };
 
 static V2_REQUEST: Schema = Schema {
     name: "v2.Request",
-    fields: &[
-        (4, "symbols", Kind::Str),
-        (5, "timeseries", Kind::Message(&V2_TIME_SERIES)),
-    ],
+    fields: &[(4, "symbols", Kind::Str), (5, "timeseries", Kind::Message(&V2_TIME_SERIES))],
 };
 static V2_TIME_SERIES: Schema = Schema {
     name: "v2.TimeSeries",
@@ -745,36 +662,19 @@ static V2_TIME_SERIES: Schema = Schema {
 };
 static V2_SAMPLE: Schema = Schema {
     name: "v2.Sample",
-    fields: &[
-        (1, "value", Kind::Fixed64),
-        (2, "timestamp", Kind::Varint),
-        (3, "start_timestamp", Kind::Varint),
-    ],
+    fields: &[(1, "value", Kind::Fixed64), (2, "timestamp", Kind::Varint), (3, "start_timestamp", Kind::Varint)],
 };
 static V2_EXEMPLAR: Schema = Schema {
     name: "v2.Exemplar",
-    fields: &[
-        (1, "labels_refs", Kind::RepeatedVarint),
-        (2, "value", Kind::Fixed64),
-        (3, "timestamp", Kind::Varint),
-    ],
+    fields: &[(1, "labels_refs", Kind::RepeatedVarint), (2, "value", Kind::Fixed64), (3, "timestamp", Kind::Varint)],
 };
 static V2_METADATA: Schema = Schema {
     name: "v2.Metadata",
-    fields: &[
-        (1, "type", Kind::Varint),
-        (3, "help_ref", Kind::Varint),
-        (4, "unit_ref", Kind::Varint),
-    ],
+    fields: &[(1, "type", Kind::Varint), (3, "help_ref", Kind::Varint), (4, "unit_ref", Kind::Varint)],
 };
-static V2_HISTOGRAM: Schema = Schema {
-    name: "v2.Histogram",
-    fields: histogram_fields!(&V2_BUCKET_SPAN; (17, "start_timestamp", Kind::Varint)),
-};
-static V2_BUCKET_SPAN: Schema = Schema {
-    name: "v2.BucketSpan",
-    fields: BUCKET_SPAN_FIELDS,
-};
+static V2_HISTOGRAM: Schema =
+    Schema { name: "v2.Histogram", fields: histogram_fields!(&V2_BUCKET_SPAN; (17, "start_timestamp", Kind::Varint)) };
+static V2_BUCKET_SPAN: Schema = Schema { name: "v2.BucketSpan", fields: BUCKET_SPAN_FIELDS };
 
 static BUCKET_SPAN_FIELDS: &[(u32, &str, Kind)] = &[(1, "offset", Kind::Varint), (2, "length", Kind::Varint)];
 
@@ -791,13 +691,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(data: &'a [u8], schema: &'static Schema) -> Self {
-        Reader {
-            data,
-            pos: 0,
-            base: 0,
-            depth: RECURSION_LIMIT,
-            schema,
-        }
+        Reader { data, pos: 0, base: 0, depth: RECURSION_LIMIT, schema }
     }
 
     #[inline(always)]
@@ -815,11 +709,7 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown(&self, tag: u32) -> Field {
-        Field {
-            message: self.schema.name,
-            name: "",
-            tag,
-        }
+        Field { message: self.schema.name, name: "", tag }
     }
 
     /// Names a field for an error: by the schema if it is a known field being read, as unknown
@@ -878,21 +768,11 @@ impl<'a> Reader<'a> {
             3 => Wire::StartGroup,
             4 => Wire::EndGroup,
             5 => Wire::Fixed32,
-            _ => {
-                return fail(DecodeError::InvalidKey {
-                    message: self.schema.name,
-                    key,
-                    offset: at,
-                })
-            }
+            _ => return fail(DecodeError::InvalidKey { message: self.schema.name, key, offset: at }),
         };
         match u32::try_from(key >> 3) {
             Ok(tag) if tag != 0 && key <= u64::from(u32::MAX) => Ok(Key { tag, wire, at }),
-            _ => fail(DecodeError::InvalidKey {
-                message: self.schema.name,
-                key,
-                offset: at,
-            }),
+            _ => fail(DecodeError::InvalidKey { message: self.schema.name, key, offset: at }),
         }
     }
 
@@ -933,31 +813,17 @@ impl<'a> Reader<'a> {
     fn message(&mut self, k: Key, schema: &'static Schema) -> Res<Reader<'a>> {
         self.expect(k, Wire::Len)?;
         if self.depth == 0 {
-            return fail(DecodeError::TooDeep {
-                field: self.field(k.tag),
-                offset: k.at,
-            });
+            return fail(DecodeError::TooDeep { field: self.field(k.tag), offset: k.at });
         }
         let (data, base) = self.len_prefixed(k, true)?;
-        Ok(Reader {
-            data,
-            pos: 0,
-            base,
-            depth: self.depth - 1,
-            schema,
-        })
+        Ok(Reader { data, pos: 0, base, depth: self.depth - 1, schema })
     }
 
     #[inline(always)]
     fn string(&mut self, k: Key) -> Res<&'a str> {
         self.expect(k, Wire::Len)?;
         let (bytes, _) = self.len_prefixed(k, true)?;
-        utf8(bytes).map_err(|_| {
-            Box::new(DecodeError::InvalidUtf8 {
-                field: self.field(k.tag),
-                offset: k.at,
-            })
-        })
+        utf8(bytes).map_err(|_| Box::new(DecodeError::InvalidUtf8 { field: self.field(k.tag), offset: k.at }))
     }
 
     #[inline(always)]
@@ -994,13 +860,7 @@ impl<'a> Reader<'a> {
     fn repeated_varint(&mut self, k: Key, mut f: impl FnMut(u64, usize) -> Res<()>) -> Res<()> {
         if k.wire == Wire::Len {
             let (data, base) = self.len_prefixed(k, true)?;
-            let mut packed = Reader {
-                data,
-                pos: 0,
-                base,
-                depth: self.depth,
-                schema: self.schema,
-            };
+            let mut packed = Reader { data, pos: 0, base, depth: self.depth, schema: self.schema };
             while !packed.at_end() {
                 let at = packed.base + packed.pos;
                 f(packed.varint()?, at)?;
@@ -1058,10 +918,7 @@ impl<'a> Reader<'a> {
 
     fn skip_at(&mut self, k: Key, depth: u32) -> Res<()> {
         if depth == 0 {
-            return fail(DecodeError::TooDeep {
-                field: self.unknown(k.tag),
-                offset: k.at,
-            });
+            return fail(DecodeError::TooDeep { field: self.unknown(k.tag), offset: k.at });
         }
         match k.wire {
             Wire::Varint => self.varint().map(drop),
@@ -1070,10 +927,7 @@ impl<'a> Reader<'a> {
             Wire::Len => self.len_prefixed(k, false).map(drop),
             Wire::StartGroup => loop {
                 if self.at_end() {
-                    return fail(DecodeError::UnterminatedGroup {
-                        field: self.unknown(k.tag),
-                        offset: k.at,
-                    });
+                    return fail(DecodeError::UnterminatedGroup { field: self.unknown(k.tag), offset: k.at });
                 }
                 let inner = self.key()?;
                 if inner.wire == Wire::EndGroup {
@@ -1087,10 +941,7 @@ impl<'a> Reader<'a> {
                 }
                 self.skip_at(inner, depth - 1)?;
             },
-            Wire::EndGroup => fail(DecodeError::UnexpectedEndGroup {
-                field: self.unknown(k.tag),
-                offset: k.at,
-            }),
+            Wire::EndGroup => fail(DecodeError::UnexpectedEndGroup { field: self.unknown(k.tag), offset: k.at }),
         }
     }
 }
@@ -1129,10 +980,7 @@ mod tests {
     }
 
     fn label(name: &str, value: &str) -> v1::Label {
-        v1::Label {
-            name: name.into(),
-            value: value.into(),
-        }
+        v1::Label { name: name.into(), value: value.into() }
     }
 
     fn node_request() -> v1::WriteRequest {
@@ -1141,26 +989,13 @@ mod tests {
                 v1::TimeSeries {
                     labels: vec![label("__name__", "up"), label("job", "node")],
                     samples: vec![
-                        v1::Sample {
-                            value: 1.0,
-                            timestamp: 1_700_000_000_000,
-                        },
-                        v1::Sample {
-                            value: f64::from_bits(STALE_NAN),
-                            timestamp: 1_700_000_015_000,
-                        },
+                        v1::Sample { value: 1.0, timestamp: 1_700_000_000_000 },
+                        v1::Sample { value: f64::from_bits(STALE_NAN), timestamp: 1_700_000_015_000 },
                     ],
-                    exemplars: vec![v1::Exemplar {
-                        labels: vec![label("trace_id", "abc")],
-                        value: 2.0,
-                        timestamp: 5,
-                    }],
+                    exemplars: vec![v1::Exemplar { labels: vec![label("trace_id", "abc")], value: 2.0, timestamp: 5 }],
                     histograms: vec![v1::Histogram::default()],
                 },
-                v1::TimeSeries {
-                    labels: vec![label("__name__", "other")],
-                    ..Default::default()
-                },
+                v1::TimeSeries { labels: vec![label("__name__", "other")], ..Default::default() },
             ],
             metadata: vec![v1::MetricMetadata {
                 r#type: 1,
@@ -1180,15 +1015,8 @@ mod tests {
         assert_eq!(batch.series_labels(first), &[("__name__", "up"), ("job", "node")]);
         let samples = batch.series_samples(first);
         assert_eq!((samples[0].timestamp, samples[0].value), (1_700_000_000_000, 1.0));
-        assert_eq!(
-            samples[1].value.to_bits(),
-            STALE_NAN,
-            "staleness marker must keep its bits"
-        );
-        assert_eq!(
-            (first.histograms, first.exemplars, batch.histograms, batch.exemplars),
-            (1, 1, 1, 1)
-        );
+        assert_eq!(samples[1].value.to_bits(), STALE_NAN, "staleness marker must keep its bits");
+        assert_eq!((first.histograms, first.exemplars, batch.histograms, batch.exemplars), (1, 1, 1, 1));
         assert_eq!(batch.series_labels(&batch.series[1]), &[("__name__", "other")]);
         assert!(batch.series_samples(&batch.series[1]).is_empty());
         assert_eq!(
@@ -1211,13 +1039,7 @@ mod tests {
     #[test]
     fn foreign_series_ranges_give_empty_slices() {
         let batch = WriteBatch::default();
-        let s = Series {
-            labels: 3..9,
-            samples: 1..2,
-            histograms: 0,
-            exemplars: 0,
-            created_timestamp: 0,
-        };
+        let s = Series { labels: 3..9, samples: 1..2, histograms: 0, exemplars: 0, created_timestamp: 0 };
         assert!(batch.series_labels(&s).is_empty());
         assert!(batch.series_samples(&s).is_empty());
     }
@@ -1225,35 +1047,15 @@ mod tests {
     #[test]
     fn v2_request_resolves_symbols_and_metadata() {
         let req = v2::Request {
-            symbols: [
-                "",
-                "__name__",
-                "http_requests_total",
-                "job",
-                "api",
-                "Requests.",
-                "seconds",
-            ]
-            .map(String::from)
-            .to_vec(),
+            symbols: ["", "__name__", "http_requests_total", "job", "api", "Requests.", "seconds"]
+                .map(String::from)
+                .to_vec(),
             timeseries: vec![
                 v2::TimeSeries {
                     labels_refs: vec![1, 2, 3, 4],
-                    samples: vec![v2::Sample {
-                        value: f64::from_bits(STALE_NAN),
-                        timestamp: 10,
-                        start_timestamp: 7,
-                    }],
-                    exemplars: vec![v2::Exemplar {
-                        labels_refs: vec![3, 4],
-                        value: 1.0,
-                        timestamp: 10,
-                    }],
-                    metadata: Some(v2::Metadata {
-                        r#type: 1,
-                        help_ref: 5,
-                        unit_ref: 6,
-                    }),
+                    samples: vec![v2::Sample { value: f64::from_bits(STALE_NAN), timestamp: 10, start_timestamp: 7 }],
+                    exemplars: vec![v2::Exemplar { labels_refs: vec![3, 4], value: 1.0, timestamp: 10 }],
+                    metadata: Some(v2::Metadata { r#type: 1, help_ref: 5, unit_ref: 6 }),
                     created_timestamp: 3,
                     ..Default::default()
                 },
@@ -1269,15 +1071,9 @@ mod tests {
         let bytes = req.encode_to_vec();
         let batch = WriteBatch::decode_v2(&bytes).unwrap();
         let s = &batch.series[0];
-        assert_eq!(
-            batch.series_labels(s),
-            &[("__name__", "http_requests_total"), ("job", "api")]
-        );
+        assert_eq!(batch.series_labels(s), &[("__name__", "http_requests_total"), ("job", "api")]);
         let sample = batch.series_samples(s)[0];
-        assert_eq!(
-            (sample.timestamp, sample.value.to_bits(), sample.start_timestamp),
-            (10, STALE_NAN, 7)
-        );
+        assert_eq!((sample.timestamp, sample.value.to_bits(), sample.start_timestamp), (10, STALE_NAN, 7));
         assert_eq!((s.created_timestamp, s.exemplars, batch.histograms), (3, 1, 1));
         assert_eq!(
             batch.metadata,
@@ -1292,18 +1088,8 @@ mod tests {
 
     #[test]
     fn v2_symbols_may_follow_the_series() {
-        let series = v2::TimeSeries {
-            labels_refs: vec![1, 2],
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let bytes = [
-            len_field(5, &series),
-            len_field(4, b""),
-            len_field(4, b"a"),
-            len_field(4, b"b"),
-        ]
-        .concat();
+        let series = v2::TimeSeries { labels_refs: vec![1, 2], ..Default::default() }.encode_to_vec();
+        let bytes = [len_field(5, &series), len_field(4, b""), len_field(4, b"a"), len_field(4, b"b")].concat();
         let batch = WriteBatch::decode_v2(&bytes).unwrap();
         assert_eq!(batch.labels, vec![("a", "b")]);
     }
@@ -1313,25 +1099,12 @@ mod tests {
         let encode = |symbols: &[&str], refs: Vec<u32>| {
             v2::Request {
                 symbols: symbols.iter().map(|s| s.to_string()).collect(),
-                timeseries: vec![v2::TimeSeries {
-                    labels_refs: refs,
-                    ..Default::default()
-                }],
+                timeseries: vec![v2::TimeSeries { labels_refs: refs, ..Default::default() }],
             }
             .encode_to_vec()
         };
         let err = WriteBatch::decode_v2(&encode(&["", "a"], vec![1, 2])).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DecodeError::SymbolOutOfRange {
-                    reference: 2,
-                    symbols: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::SymbolOutOfRange { reference: 2, symbols: 2, .. }), "{err}");
         assert!(err.to_string().contains("v2.TimeSeries.labels_refs"), "{err}");
 
         let err = WriteBatch::decode_v2(&encode(&["", "a"], vec![1, 1, 1])).unwrap_err();
@@ -1344,34 +1117,18 @@ mod tests {
         let bytes = encode(&[], vec![0, 0]);
         assert_eq!(WriteBatch::decode_v2(&bytes).unwrap().labels, vec![("", "")]);
 
-        let exemplar = v2::Exemplar {
-            labels_refs: vec![1, 9],
-            ..Default::default()
-        };
+        let exemplar = v2::Exemplar { labels_refs: vec![1, 9], ..Default::default() };
         let req = v2::Request {
             symbols: vec!["".into(), "a".into()],
-            timeseries: vec![v2::TimeSeries {
-                exemplars: vec![exemplar],
-                ..Default::default()
-            }],
+            timeseries: vec![v2::TimeSeries { exemplars: vec![exemplar], ..Default::default() }],
         };
         let err = WriteBatch::decode_v2(&req.encode_to_vec()).unwrap_err();
-        assert!(
-            matches!(err, DecodeError::SymbolOutOfRange { reference: 9, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::SymbolOutOfRange { reference: 9, .. }), "{err}");
 
-        let md = v2::Metadata {
-            r#type: 2,
-            help_ref: 1,
-            unit_ref: 5,
-        };
+        let md = v2::Metadata { r#type: 2, help_ref: 1, unit_ref: 5 };
         let req = v2::Request {
             symbols: vec!["".into(), "a".into()],
-            timeseries: vec![v2::TimeSeries {
-                metadata: Some(md),
-                ..Default::default()
-            }],
+            timeseries: vec![v2::TimeSeries { metadata: Some(md), ..Default::default() }],
         };
         let err = WriteBatch::decode_v2(&req.encode_to_vec()).unwrap_err();
         assert!(err.to_string().contains("v2.Metadata.unit_ref"), "{err}");
@@ -1384,31 +1141,15 @@ mod tests {
         series.extend(len_field(1, &[2, 1]));
         series.extend(key(1, 0));
         series.extend(varint(2));
-        let bytes = [
-            len_field(4, b""),
-            len_field(4, b"a"),
-            len_field(4, b"b"),
-            len_field(5, &series),
-        ]
-        .concat();
+        let bytes = [len_field(4, b""), len_field(4, b"a"), len_field(4, b"b"), len_field(5, &series)].concat();
         let batch = WriteBatch::decode_v2(&bytes).unwrap();
         assert_eq!(batch.labels, vec![("a", "b"), ("a", "b")]);
     }
 
     #[test]
     fn v2_metadata_seen_twice_is_merged() {
-        let first = v2::Metadata {
-            r#type: 3,
-            help_ref: 0,
-            unit_ref: 0,
-        }
-        .encode_to_vec();
-        let second = v2::Metadata {
-            r#type: 0,
-            help_ref: 1,
-            unit_ref: 0,
-        }
-        .encode_to_vec();
+        let first = v2::Metadata { r#type: 3, help_ref: 0, unit_ref: 0 }.encode_to_vec();
+        let second = v2::Metadata { r#type: 0, help_ref: 1, unit_ref: 0 }.encode_to_vec();
         let series = [len_field(5, &first), len_field(5, &second)].concat();
         let bytes = [len_field(4, b""), len_field(4, b"help"), len_field(5, &series)].concat();
         let batch = WriteBatch::decode_v2(&bytes).unwrap();
@@ -1418,11 +1159,7 @@ mod tests {
 
     #[test]
     fn last_scalar_wins_and_unknown_fields_are_skipped() {
-        let mut sample = v1::Sample {
-            value: 1.0,
-            timestamp: 5,
-        }
-        .encode_to_vec();
+        let mut sample = v1::Sample { value: 1.0, timestamp: 5 }.encode_to_vec();
         sample.extend(key(2, 0));
         sample.extend(varint(9));
         // Unknown fields of every wire type, a nested group among them.
@@ -1441,26 +1178,13 @@ mod tests {
 
     #[test]
     fn unknown_metric_types_map_to_unknown() {
-        let md = v1::MetricMetadata {
-            r#type: 42,
-            ..Default::default()
-        };
-        let bytes = v1::WriteRequest {
-            metadata: vec![md],
-            ..Default::default()
-        }
-        .encode_to_vec();
-        assert_eq!(
-            WriteBatch::decode_v1(&bytes).unwrap().metadata[0].metric_type,
-            MetricType::Unknown
-        );
+        let md = v1::MetricMetadata { r#type: 42, ..Default::default() };
+        let bytes = v1::WriteRequest { metadata: vec![md], ..Default::default() }.encode_to_vec();
+        assert_eq!(WriteBatch::decode_v1(&bytes).unwrap().metadata[0].metric_type, MetricType::Unknown);
         // Enums keep the low 32 bits of the varint, as prost does: 2^32 + 2 is GAUGE.
         let md = [key(1, 0), varint((1 << 32) + 2)].concat();
         let bytes = len_field(3, &md);
-        assert_eq!(
-            WriteBatch::decode_v1(&bytes).unwrap().metadata[0].metric_type,
-            MetricType::Gauge
-        );
+        assert_eq!(WriteBatch::decode_v1(&bytes).unwrap().metadata[0].metric_type, MetricType::Gauge);
     }
 
     #[test]
@@ -1472,53 +1196,27 @@ mod tests {
         // A nested length that fits the body but not its enclosing message.
         let series = len_field(1, b"\x0a\x05abc");
         let err = rejected_v1(&len_field(1, &series));
-        assert!(
-            matches!(err, DecodeError::LengthOutOfBounds { available: 3, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::LengthOutOfBounds { available: 3, .. }), "{err}");
         // Every proper prefix of a valid request that cuts a field short fails.
         let full = node_request().encode_to_vec();
         for end in 0..full.len() {
             let cut = &full[..end];
-            assert_eq!(
-                WriteBatch::decode_v1(cut).is_ok(),
-                v1::WriteRequest::decode(cut).is_ok(),
-                "prefix {end}"
-            );
+            assert_eq!(WriteBatch::decode_v1(cut).is_ok(), v1::WriteRequest::decode(cut).is_ok(), "prefix {end}");
         }
         let err = rejected_v1(&len_field(1, &len_field(2, &[0x09, 1, 2, 3])));
-        assert!(
-            matches!(
-                err,
-                DecodeError::Truncated {
-                    needed: 8,
-                    available: 3,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::Truncated { needed: 8, available: 3, .. }), "{err}");
     }
 
     #[test]
     fn bad_varints_and_keys_are_rejected() {
-        assert!(matches!(
-            rejected_v1(&[0x0a, 0x80]),
-            DecodeError::TruncatedVarint { offset: 1, .. }
-        ));
+        assert!(matches!(rejected_v1(&[0x0a, 0x80]), DecodeError::TruncatedVarint { offset: 1, .. }));
         let ten_bytes_overflowing = [&[0x0a][..], &[0xff; 9], &[0x02]].concat();
-        assert!(matches!(
-            rejected_v1(&ten_bytes_overflowing),
-            DecodeError::VarintOverflow { offset: 1, .. }
-        ));
+        assert!(matches!(rejected_v1(&ten_bytes_overflowing), DecodeError::VarintOverflow { offset: 1, .. }));
         let eleven_bytes = [&[0x0a][..], &[0x80; 10], &[0x00]].concat();
         assert!(matches!(rejected_v1(&eleven_bytes), DecodeError::VarintOverflow { .. }));
         // Ten bytes ending in 0x01 are u64::MAX: a valid varint, here an impossible length.
         let ten_bytes_max = [&[0x0a][..], &[0xff; 9], &[0x01]].concat();
-        assert!(matches!(
-            rejected_v1(&ten_bytes_max),
-            DecodeError::LengthOutOfBounds { len: u64::MAX, .. }
-        ));
+        assert!(matches!(rejected_v1(&ten_bytes_max), DecodeError::LengthOutOfBounds { len: u64::MAX, .. }));
         // Non-minimal encodings are fine.
         assert!(WriteBatch::decode_v1(&[0x10, 0x80, 0x80, 0x00]).is_ok());
 
@@ -1532,14 +1230,7 @@ mod tests {
     fn wrong_wire_types_are_rejected() {
         let err = rejected_v1(&[key(1, 1), vec![0; 8]].concat());
         assert!(
-            matches!(
-                err,
-                DecodeError::WrongWireType {
-                    field: Field { name: "timeseries", .. },
-                    found: "64-bit",
-                    ..
-                }
-            ),
+            matches!(err, DecodeError::WrongWireType { field: Field { name: "timeseries", .. }, found: "64-bit", .. }),
             "{err}"
         );
         // In a histogram, whose contents are only checked.
@@ -1551,32 +1242,14 @@ mod tests {
         assert!(matches!(err, DecodeError::PackedLength { len: 12, .. }), "{err}");
         // A known field sent as a group.
         let err = rejected_v1(&len_field(1, &[key(1, 3), key(1, 4)].concat()));
-        assert!(
-            matches!(
-                err,
-                DecodeError::WrongWireType {
-                    found: "start-group",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::WrongWireType { found: "start-group", .. }), "{err}");
     }
 
     #[test]
     fn invalid_utf8_is_rejected() {
         let bad_label = [len_field(1, b"ok"), len_field(2, b"\xff\xfe")].concat();
         let err = rejected_v1(&len_field(1, &len_field(1, &bad_label)));
-        assert!(
-            matches!(
-                err,
-                DecodeError::InvalidUtf8 {
-                    field: Field { name: "value", .. },
-                    offset: 8
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, DecodeError::InvalidUtf8 { field: Field { name: "value", .. }, offset: 8 }), "{err}");
         // Also in exemplar labels, which are otherwise skipped.
         let exemplar = len_field(1, &len_field(1, b"\xc0"));
         rejected_v1(&len_field(1, &len_field(3, &exemplar)));
@@ -1586,14 +1259,8 @@ mod tests {
 
     #[test]
     fn broken_groups_are_rejected() {
-        assert!(matches!(
-            rejected_v1(&key(5, 4)),
-            DecodeError::UnexpectedEndGroup { .. }
-        ));
-        assert!(matches!(
-            rejected_v1(&[key(5, 3), key(6, 4)].concat()),
-            DecodeError::UnexpectedEndGroup { .. }
-        ));
+        assert!(matches!(rejected_v1(&key(5, 4)), DecodeError::UnexpectedEndGroup { .. }));
+        assert!(matches!(rejected_v1(&[key(5, 3), key(6, 4)].concat()), DecodeError::UnexpectedEndGroup { .. }));
         assert!(matches!(rejected_v1(&key(5, 3)), DecodeError::UnterminatedGroup { .. }));
         // A group may not run past the end of the message holding it.
         let series = [key(5, 3)].concat();
@@ -1616,11 +1283,7 @@ mod tests {
                 let prost_ok = v1::WriteRequest::decode(bytes.as_slice()).is_ok();
                 let ours = WriteBatch::decode_v1(&bytes);
                 assert_eq!(ours.is_ok(), prost_ok, "depth {depth} wrap {wrap}: {ours:?}");
-                assert_eq!(
-                    prost_ok,
-                    depth + wrap <= RECURSION_LIMIT as usize,
-                    "depth {depth} wrap {wrap}"
-                );
+                assert_eq!(prost_ok, depth + wrap <= RECURSION_LIMIT as usize, "depth {depth} wrap {wrap}");
                 if let Err(e) = ours {
                     assert!(matches!(e, DecodeError::TooDeep { .. }), "{e}");
                 }
@@ -1628,10 +1291,7 @@ mod tests {
         }
         // Far beyond the limit: an error, not a stack overflow.
         let bytes = nested_groups(100_000, 0);
-        assert!(matches!(
-            WriteBatch::decode_v1(&bytes),
-            Err(DecodeError::TooDeep { .. })
-        ));
+        assert!(matches!(WriteBatch::decode_v1(&bytes), Err(DecodeError::TooDeep { .. })));
     }
 
     #[test]

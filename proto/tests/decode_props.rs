@@ -13,12 +13,7 @@ use strata_proto::write_v2 as v2;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 fn float() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        any::<f64>(),
-        any::<u64>().prop_map(f64::from_bits),
-        Just(f64::from_bits(STALE_NAN)),
-        Just(0.0),
-    ]
+    prop_oneof![any::<f64>(), any::<u64>().prop_map(f64::from_bits), Just(f64::from_bits(STALE_NAN)), Just(0.0),]
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -85,14 +80,8 @@ fn v1_histogram() -> impl Strategy<Value = v1::Histogram> {
 
 fn v1_request() -> impl Strategy<Value = v1::WriteRequest> {
     let sample = (float(), any::<i64>()).prop_map(|(value, timestamp)| v1::Sample { value, timestamp });
-    let exemplar =
-        (prop::collection::vec(v1_label(), 0..3), float(), any::<i64>()).prop_map(|(labels, value, timestamp)| {
-            v1::Exemplar {
-                labels,
-                value,
-                timestamp,
-            }
-        });
+    let exemplar = (prop::collection::vec(v1_label(), 0..3), float(), any::<i64>())
+        .prop_map(|(labels, value, timestamp)| v1::Exemplar { labels, value, timestamp });
     let series = (
         prop::collection::vec(v1_label(), 0..6),
         prop::collection::vec(sample, 0..4),
@@ -106,17 +95,9 @@ fn v1_request() -> impl Strategy<Value = v1::WriteRequest> {
             histograms,
         });
     let metadata = (enum_value(), text(), text(), text()).prop_map(|(r#type, metric_family_name, help, unit)| {
-        v1::MetricMetadata {
-            r#type,
-            metric_family_name,
-            help,
-            unit,
-        }
+        v1::MetricMetadata { r#type, metric_family_name, help, unit }
     });
-    (
-        prop::collection::vec(series, 0..8),
-        prop::collection::vec(metadata, 0..3),
-    )
+    (prop::collection::vec(series, 0..8), prop::collection::vec(metadata, 0..3))
         .prop_map(|(timeseries, metadata)| v1::WriteRequest { timeseries, metadata })
 }
 
@@ -136,16 +117,14 @@ fn refs(n: usize, len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u32>
 }
 
 fn v2_request() -> impl Strategy<Value = v2::Request> {
-    let symbols = (
-        prop::collection::vec(text(), 0..10),
-        prop_oneof![20 => Just(true), 1 => Just(false)],
-    )
-        .prop_map(|(mut symbols, empty_first)| {
+    let symbols = (prop::collection::vec(text(), 0..10), prop_oneof![20 => Just(true), 1 => Just(false)]).prop_map(
+        |(mut symbols, empty_first)| {
             if empty_first && !symbols.is_empty() {
                 symbols[0].clear();
             }
             symbols
-        });
+        },
+    );
     symbols.prop_flat_map(|symbols| {
         let n = symbols.len();
         let even = |v: Vec<u32>, keep_odd: bool| {
@@ -156,20 +135,10 @@ fn v2_request() -> impl Strategy<Value = v2::Request> {
             v
         };
         let odd = prop_oneof![30 => Just(false), 1 => Just(true)];
-        let sample = (float(), any::<i64>(), prop_oneof![Just(0i64), any::<i64>()]).prop_map(
-            |(value, timestamp, start_timestamp)| v2::Sample {
-                value,
-                timestamp,
-                start_timestamp,
-            },
-        );
-        let exemplar = (refs(n, 0..4), odd.clone(), float(), any::<i64>()).prop_map(move |(r, o, value, timestamp)| {
-            v2::Exemplar {
-                labels_refs: even(r, o),
-                value,
-                timestamp,
-            }
-        });
+        let sample = (float(), any::<i64>(), prop_oneof![Just(0i64), any::<i64>()])
+            .prop_map(|(value, timestamp, start_timestamp)| v2::Sample { value, timestamp, start_timestamp });
+        let exemplar = (refs(n, 0..4), odd.clone(), float(), any::<i64>())
+            .prop_map(move |(r, o, value, timestamp)| v2::Exemplar { labels_refs: even(r, o), value, timestamp });
         let metadata = prop::option::of((enum_value(), refs(n, 2..3)).prop_map(|(r#type, r)| v2::Metadata {
             r#type,
             help_ref: r[0],
@@ -183,20 +152,11 @@ fn v2_request() -> impl Strategy<Value = v2::Request> {
             metadata,
             prop_oneof![Just(0i64), any::<i64>()],
         )
-            .prop_map(
-                move |((r, o), samples, histograms, exemplars, metadata, created_timestamp)| v2::TimeSeries {
-                    labels_refs: even(r, o),
-                    samples,
-                    histograms,
-                    exemplars,
-                    metadata,
-                    created_timestamp,
-                },
-            );
-        prop::collection::vec(series, 0..6).prop_map(move |timeseries| v2::Request {
-            symbols: symbols.clone(),
-            timeseries,
-        })
+            .prop_map(move |((r, o), samples, histograms, exemplars, metadata, created_timestamp)| {
+                v2::TimeSeries { labels_refs: even(r, o), samples, histograms, exemplars, metadata, created_timestamp }
+            });
+        prop::collection::vec(series, 0..6)
+            .prop_map(move |timeseries| v2::Request { symbols: symbols.clone(), timeseries })
     })
 }
 

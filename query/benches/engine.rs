@@ -21,7 +21,13 @@ const BUCKETS: [&str; 10] = ["0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1",
 struct Chunks(Vec<SeriesChunks>);
 
 impl Storage for Chunks {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, _: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _: SelectHints,
+    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
         Ok(self
             .0
             .iter()
@@ -51,7 +57,12 @@ fn counter(labels: Labels, seed: u64) -> SeriesChunks {
     let mut t = 0;
     while t <= END {
         if a.num_samples() == 120 {
-            chunks.push(ChunkData { min_time: first, max_time: last, encoding: Encoding::Xor, data: a.bytes().to_vec() });
+            chunks.push(ChunkData {
+                min_time: first,
+                max_time: last,
+                encoding: Encoding::Xor,
+                data: a.bytes().to_vec(),
+            });
             a = XorAppender::new();
         }
         if a.num_samples() == 0 {
@@ -71,7 +82,8 @@ fn dataset(n: usize) -> Chunks {
     for i in 0..n {
         let job = format!("job{}", i % 10);
         let instance = format!("host{i}");
-        series.push(counter(Labels::from_pairs(&[("__name__", "x"), ("job", &job), ("instance", &instance)]), i as u64));
+        series
+            .push(counter(Labels::from_pairs(&[("__name__", "x"), ("job", &job), ("instance", &instance)]), i as u64));
     }
     for i in 0..n {
         let instance = format!("host{}", i / BUCKETS.len());

@@ -23,9 +23,13 @@ async fn series_by_selector_get_and_post() {
     assert_eq!(api.get("/api/v1/series?match[]=up").await.data(), want);
     assert_eq!(api.post_form("/api/v1/series", "match%5B%5D=up").await.data(), want);
     // Several selectors: the union, sorted, each series once.
-    let data = api.get(&format!("/api/v1/series?match[]={}&match[]={}", enc(r#"{job="db"}"#), enc(r#"up{instance="c"}"#))).await.data();
+    let data = api
+        .get(&format!("/api/v1/series?match[]={}&match[]={}", enc(r#"{job="db"}"#), enc(r#"up{instance="c"}"#)))
+        .await
+        .data();
     assert_eq!(data, json!([{"__name__": "up", "instance": "c", "job": "db"}]));
-    let data = api.get(&format!("/api/v1/series?match[]={}", enc(r#"{__name__=~"up|huge",instance!="a"}"#))).await.data();
+    let data =
+        api.get(&format!("/api/v1/series?match[]={}", enc(r#"{__name__=~"up|huge",instance!="a"}"#))).await.data();
     assert_eq!(data.as_array().map(Vec::len), Some(3), "{data}");
     // Nothing in the time range.
     assert_eq!(api.get("/api/v1/series?match[]=up&start=700&end=800").await.data(), json!([]));
@@ -62,7 +66,10 @@ async fn label_names() {
     let all = json!(["__name__", "code", "instance", "job", "service.name"]);
     assert_eq!(api.get("/api/v1/labels").await.data(), all);
     assert_eq!(api.post_form("/api/v1/labels", "start=0&end=600").await.data(), all);
-    assert_eq!(api.get(&format!("/api/v1/labels?match[]={}", enc("http_requests_total"))).await.data(), json!(["__name__", "code", "job"]));
+    assert_eq!(
+        api.get(&format!("/api/v1/labels?match[]={}", enc("http_requests_total"))).await.data(),
+        json!(["__name__", "code", "job"])
+    );
     assert_eq!(api.get("/api/v1/labels?match[]=huge&match[]=up").await.data(), json!(["__name__", "instance", "job"]));
     let a = api.get("/api/v1/labels?limit=2").await;
     assert_eq!(a.data(), json!(["__name__", "code"]));
@@ -70,7 +77,11 @@ async fn label_names() {
     // Prometheus does not name the parameter here, unlike for series.
     let a = api.get(&format!("/api/v1/labels?match[]={}", enc(r#"{job=""}"#))).await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert!(a.json()["error"].as_str().is_some_and(|e| e.ends_with("must contain at least one non-empty matcher")), "{}", a.body);
+    assert!(
+        a.json()["error"].as_str().is_some_and(|e| e.ends_with("must contain at least one non-empty matcher")),
+        "{}",
+        a.body
+    );
     api.get("/api/v1/labels?end=x").await.assert_error(
         400,
         "bad_data",
@@ -82,7 +93,10 @@ async fn label_names() {
 async fn label_values() {
     let api = api();
     assert_eq!(api.get("/api/v1/label/job/values").await.data(), json!(["api", "db"]));
-    assert_eq!(api.get("/api/v1/label/__name__/values").await.data(), json!(["http_requests_total", "huge", "tiny", "up"]));
+    assert_eq!(
+        api.get("/api/v1/label/__name__/values").await.data(),
+        json!(["http_requests_total", "huge", "tiny", "up"])
+    );
     assert_eq!(api.get("/api/v1/label/instance/values?match[]=%7Bjob%3D%22db%22%7D").await.data(), json!(["c"]));
     assert_eq!(api.get("/api/v1/label/nope/values").await.data(), json!([]));
     // Prometheus 3's escaping of names that are not identifiers, and plain percent-encoding.
@@ -117,20 +131,30 @@ async fn metadata() {
             ],
         })
     );
-    assert_eq!(api.get("/api/v1/metadata?metric=up&limit_per_metric=1").await.data(), json!({"up": [{"type": "gauge", "help": "Target is up.", "unit": ""}]}));
+    assert_eq!(
+        api.get("/api/v1/metadata?metric=up&limit_per_metric=1").await.data(),
+        json!({"up": [{"type": "gauge", "help": "Target is up.", "unit": ""}]})
+    );
     assert_eq!(api.get("/api/v1/metadata?limit=1").await.data().as_object().map(|o| o.len()), Some(1));
     assert_eq!(api.get("/api/v1/metadata?limit=0").await.data(), json!({}));
     assert_eq!(api.get("/api/v1/metadata?limit=-1").await.data(), all);
     assert_eq!(api.get("/api/v1/metadata?metric=nope").await.data(), json!({}));
     api.get("/api/v1/metadata?limit=abc").await.assert_error(400, "bad_data", "limit must be a number");
-    api.get("/api/v1/metadata?limit_per_metric=x").await.assert_error(400, "bad_data", "limit_per_metric must be a number");
+    api.get("/api/v1/metadata?limit_per_metric=x").await.assert_error(
+        400,
+        "bad_data",
+        "limit_per_metric must be a number",
+    );
 }
 
 #[tokio::test]
 async fn exemplars_are_empty() {
     let api = api();
     assert_eq!(api.get("/api/v1/query_exemplars?query=up").await.data(), json!([]));
-    assert_eq!(api.post_form("/api/v1/query_exemplars", "query=rate%28up%5B5m%5D%29&start=0&end=10").await.data(), json!([]));
+    assert_eq!(
+        api.post_form("/api/v1/query_exemplars", "query=rate%28up%5B5m%5D%29&start=0&end=10").await.data(),
+        json!([])
+    );
     let a = api.get("/api/v1/query_exemplars?query=1").await;
     assert_eq!((a.status.as_u16(), a.body.as_str()), (204, ""));
     api.get("/api/v1/query_exemplars?query=up&start=10&end=5").await.assert_error(

@@ -168,7 +168,8 @@ fn promql_test_files() {
     }
     for key in listed.keys() {
         if !seen_listed.contains(key) {
-            problems.push(format!("{}:{}: listed in promqltest_exceptions.md but there is no eval there", key.0, key.1));
+            problems
+                .push(format!("{}:{}: listed in promqltest_exceptions.md but there is no eval there", key.0, key.1));
         }
     }
     if !problems.is_empty() {
@@ -258,7 +259,8 @@ fn check_eval(engine: &Engine, store: &MemStorage, ev: &Eval) -> Result<(), Stri
         Kind::Instant { at } => {
             check_instant(engine, store, ev, &ev.expr, at)?;
             for (q, t) in at_modifier_variants(&ev.expr, at)? {
-                check_instant(engine, store, ev, &q, t).map_err(|e| format!("with @ pinned, at {t}ms: {q}\n    {e}"))?;
+                check_instant(engine, store, ev, &q, t)
+                    .map_err(|e| format!("with @ pinned, at {t}ms: {q}\n    {e}"))?;
             }
             Ok(())
         }
@@ -266,10 +268,7 @@ fn check_eval(engine: &Engine, store: &MemStorage, ev: &Eval) -> Result<(), Stri
 }
 
 /// `None` when the eval expected (and got) an error.
-fn check_outcome(
-    ev: &Eval,
-    res: Result<QueryResult, QueryError>,
-) -> Result<Option<QueryResult>, String> {
+fn check_outcome(ev: &Eval, res: Result<QueryResult, QueryError>) -> Result<Option<QueryResult>, String> {
     match (res, &ev.fail) {
         // An engine limitation is not the failure the script expects.
         (Err(e @ QueryError::Unsupported(_)), Some(m)) if !m.matches(&e.to_string()) || matches!(m, Matcher::Any) => {
@@ -311,7 +310,13 @@ fn check_instant(engine: &Engine, store: &MemStorage, ev: &Eval, q: &str, t: i64
     check_sorted(&m)?;
     let samples: Vec<strata_query::value::Sample> = m
         .iter()
-        .filter_map(|s| s.points.iter().find(|p| p.0 == t).map(|p| strata_query::value::Sample { labels: s.labels.clone(), t, v: p.1 }))
+        .filter_map(|s| {
+            s.points.iter().find(|p| p.0 == t).map(|p| strata_query::value::Sample {
+                labels: s.labels.clone(),
+                t,
+                v: p.1,
+            })
+        })
         .collect();
     let v = match r.value {
         Value::Scalar { .. } => Value::Scalar { t, v: samples.first().map_or(f64::NAN, |s| s.v) },
@@ -410,7 +415,9 @@ fn compare(ev: &Eval, value: &Value, (start, end, step): (i64, i64, i64)) -> Res
                     }
                     match v {
                         SeqValue::Float(f) => want.push((ts, *f)),
-                        SeqValue::Histogram => return Err(format!("expected native histogram points for {}", s.labels)),
+                        SeqValue::Histogram => {
+                            return Err(format!("expected native histogram points for {}", s.labels))
+                        }
                         SeqValue::Omitted => {}
                     }
                 }
@@ -568,7 +575,13 @@ fn no_panics_on_test_queries() {
                             let _ = engine.range_query(&store, &ev.expr, t, t + len * step, step);
                         }));
                         if let Err(p) = r {
-                            panics.push(format!("{}:{} {} at {t}: {}", path.display(), ev.line, ev.expr, panic_message(&p)));
+                            panics.push(format!(
+                                "{}:{} {} at {t}: {}",
+                                path.display(),
+                                ev.line,
+                                ev.expr,
+                                panic_message(&p)
+                            ));
                         }
                     }
                 }

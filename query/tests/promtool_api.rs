@@ -53,7 +53,10 @@ async fn promtool_reads_every_answer() {
         "up{instance=\"a\", job=\"api\"} => 1 @[600]\nup{instance=\"b\", job=\"api\"} => 0 @[600]\nup{instance=\"c\", job=\"db\"} => 1 @[600]\n"
     );
     assert_eq!(ok(&url, &["instant", "--time", "600.5", "1+1"]).await, "scalar: 2 @[600.5]\n");
-    assert_eq!(ok(&url, &["instant", "--time", "600", "tiny"]).await, "tiny{service.name=\"x<y\"} => 0.0000001 @[600]\n");
+    assert_eq!(
+        ok(&url, &["instant", "--time", "600", "tiny"]).await,
+        "tiny{service.name=\"x<y\"} => 0.0000001 @[600]\n"
+    );
     assert_eq!(
         ok(&url, &["instant", "-o", "json", "--time", "600", "huge"]).await.trim(),
         r#"[{"metric":{"__name__":"huge"},"value":[600,"1000000000000000000000"]}]"#

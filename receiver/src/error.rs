@@ -44,7 +44,9 @@ impl ReceiveError {
         use ReceiveError::*;
         match self {
             NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            BadTenant(_) | Body(_) | Snappy(_) | Decode(_) | InvalidLabels(_) | Unsupported(_) => StatusCode::BAD_REQUEST,
+            BadTenant(_) | Body(_) | Snappy(_) | Decode(_) | InvalidLabels(_) | Unsupported(_) => {
+                StatusCode::BAD_REQUEST
+            }
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Conflict(_) => StatusCode::CONFLICT,

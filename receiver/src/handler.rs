@@ -91,21 +91,30 @@ fn proto_or_v1(headers: &HeaderMap) -> Protocol {
 fn with_written(mut resp: Response, proto: Protocol, w: Written) -> Response {
     if proto == Protocol::V2 {
         let h = resp.headers_mut();
-        for (name, v) in [(SAMPLES_WRITTEN, w.samples), (HISTOGRAMS_WRITTEN, w.histograms), (EXEMPLARS_WRITTEN, w.exemplars)] {
+        for (name, v) in
+            [(SAMPLES_WRITTEN, w.samples), (HISTOGRAMS_WRITTEN, w.histograms), (EXEMPLARS_WRITTEN, w.exemplars)]
+        {
             h.insert(name, HeaderValue::from(v));
         }
     }
     resp
 }
 
-async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol) -> Result<Written, (ReceiveError, Written)> {
+async fn handle(
+    rx: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+    proto: Protocol,
+) -> Result<Written, (ReceiveError, Written)> {
     let none = |e: ReceiveError| (e, Written::default());
     if !rx.is_ready() {
         return Err(none(ReceiveError::NotReady("replaying the write-ahead log")));
     }
     let tenant = match headers.get(&rx.config.tenant_header) {
         None => rx.config.default_tenant.as_str(),
-        Some(v) => v.to_str().map_err(|_| none(ReceiveError::BadTenant(String::from_utf8_lossy(v.as_bytes()).into_owned())))?,
+        Some(v) => {
+            v.to_str().map_err(|_| none(ReceiveError::BadTenant(String::from_utf8_lossy(v.as_bytes()).into_owned())))?
+        }
     };
     if !crate::tenants::is_valid_tenant(tenant) {
         return Err(none(ReceiveError::BadTenant(tenant.to_owned())));
@@ -152,7 +161,10 @@ async fn handle(rx: &Receiver, headers: &HeaderMap, body: Body, proto: Protocol)
     let written = Written { samples: outcome.appended, histograms: 0, exemplars: 0 };
     rx.metrics.observe_write(tenant, &outcome);
     if let Some(first) = first_bad {
-        return Err((ReceiveError::InvalidLabels(format!("{bad_labels} series with invalid labels refused; first: {first}")), written));
+        return Err((
+            ReceiveError::InvalidLabels(format!("{bad_labels} series with invalid labels refused; first: {first}")),
+            written,
+        ));
     }
     if outcome.rejected.total() > 0 {
         let r = &outcome.rejected;
@@ -196,7 +208,8 @@ fn check_limit(what: &'static str, got: u64, limit: u64) -> Result<(), ReceiveEr
 
 /// Reads the body, refusing it with 413 as soon as it is known to be over `limit`.
 async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<bytes::Bytes, ReceiveError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(size) = declared {
         check_size(size, limit)?;
     }
@@ -224,8 +237,14 @@ mod tests {
         assert_eq!(negotiate(None).unwrap(), Protocol::V1);
         assert_eq!(negotiate(Some("application/x-protobuf")).unwrap(), Protocol::V1);
         assert_eq!(negotiate(Some("application/x-protobuf;proto=prometheus.WriteRequest")).unwrap(), Protocol::V1);
-        assert_eq!(negotiate(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")).unwrap(), Protocol::V2);
-        assert!(matches!(negotiate(Some("application/x-protobuf;proto=foo.Bar")), Err(ReceiveError::UnsupportedMediaType(_))));
+        assert_eq!(
+            negotiate(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")).unwrap(),
+            Protocol::V2
+        );
+        assert!(matches!(
+            negotiate(Some("application/x-protobuf;proto=foo.Bar")),
+            Err(ReceiveError::UnsupportedMediaType(_))
+        ));
         assert!(matches!(negotiate(Some("application/json")), Err(ReceiveError::UnsupportedMediaType(_))));
     }
 }

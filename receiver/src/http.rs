@@ -26,9 +26,8 @@ pub async fn ready(State(rx): State<Arc<Receiver>>) -> Response {
 
 pub async fn metrics(State(rx): State<Arc<Receiver>>) -> Response {
     match rx.metrics.render() {
-        Ok(body) => {
-            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
-        }
+        Ok(body) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+            .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),
     }
 }
@@ -44,22 +43,36 @@ fn api_error(status: StatusCode, error_type: &str, msg: String) -> Response {
 }
 
 /// `GET /api/v1/status/tsdb` for the tenant named by the tenant header (Thanos's behaviour).
-pub async fn tsdb_status(State(rx): State<Arc<Receiver>>, headers: HeaderMap, Query(p): Query<StatusParams>) -> Response {
+pub async fn tsdb_status(
+    State(rx): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    Query(p): Query<StatusParams>,
+) -> Response {
     let limit = match p.limit.as_deref().map(str::parse::<usize>) {
         None => 10,
         Some(Ok(n)) if n > 0 => n,
         _ => return api_error(StatusCode::BAD_REQUEST, "bad_data", "limit must be a positive number".into()),
     };
     if !rx.is_ready() {
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "receiver is replaying the write-ahead log".into());
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "receiver is replaying the write-ahead log".into(),
+        );
     }
     let tenant = match headers.get(&rx.config.tenant_header).map(|v| v.to_str()) {
         None => rx.config.default_tenant.clone(),
         Some(Ok(t)) => t.to_owned(),
-        Some(Err(_)) => return api_error(StatusCode::BAD_REQUEST, "bad_data", "tenant header is not valid UTF-8".into()),
+        Some(Err(_)) => {
+            return api_error(StatusCode::BAD_REQUEST, "bad_data", "tenant header is not valid UTF-8".into())
+        }
     };
     let Some(db) = rx.tenants.get(&tenant) else {
-        return api_error(StatusCode::NOT_FOUND, "not_found", format!("unknown tenant {tenant:?}: it has not written anything"));
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("unknown tenant {tenant:?}: it has not written anything"),
+        );
     };
     Json(json!({"status": "success", "data": status_json(&db.head().status(limit))})).into_response()
 }

@@ -21,8 +21,8 @@ use strata_tsdb::db::DbOptions;
 pub use error::ReceiveError;
 use metadata::MetadataStore;
 use metrics::Metrics;
-pub use tenants::Shipping;
 use tenants::MultiTsdb;
+pub use tenants::Shipping;
 
 /// How often tenants' blocks are shipped even without a cut (Thanos: 30s).
 const SHIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

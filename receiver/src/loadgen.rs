@@ -103,9 +103,7 @@ impl std::str::FromStr for Protocol {
         match s {
             "v1" | "1" | "1.0" => Ok(Protocol::V1),
             "v2" | "2" | "2.0" => Ok(Protocol::V2),
-            other => Err(Error::Config(format!(
-                "unknown protocol {other:?}, expected v1 or v2"
-            ))),
+            other => Err(Error::Config(format!("unknown protocol {other:?}, expected v1 or v2"))),
         }
     }
 }
@@ -170,10 +168,7 @@ pub enum Error {
     #[error("load generator task failed: {0}")]
     Task(String),
     #[error("cannot write latency log {path:?}: {source}")]
-    LatencyLog {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    LatencyLog { path: PathBuf, source: std::io::Error },
 }
 
 /// Outcome of a load run.
@@ -276,12 +271,7 @@ impl fmt::Display for Report {
             self.samples_accepted,
             self.bytes_sent as f64 / (1024.0 * 1024.0)
         )?;
-        writeln!(
-            f,
-            "wall {:.3} s, {:.0} samples/s accepted",
-            self.wall.as_secs_f64(),
-            self.samples_per_second()
-        )?;
+        writeln!(f, "wall {:.3} s, {:.0} samples/s accepted", self.wall.as_secs_f64(), self.samples_per_second())?;
         writeln!(
             f,
             "request latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -306,11 +296,7 @@ impl fmt::Display for Report {
         if self.errors.is_empty() {
             writeln!(f, "errors: none")?;
         } else {
-            let by_code: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(code, n)| format!("{code} x{n}"))
-                .collect();
+            let by_code: Vec<String> = self.errors.iter().map(|(code, n)| format!("{code} x{n}")).collect();
             writeln!(f, "errors: {}", by_code.join(", "))?;
             for body in &self.error_bodies {
                 writeln!(f, "  {body}")?;
@@ -326,27 +312,19 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
     let uri: Uri = config
         .url
         .parse()
-        .map_err(|e: hyper::http::uri::InvalidUri| Error::Url {
-            url: config.url.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e: hyper::http::uri::InvalidUri| Error::Url { url: config.url.clone(), reason: e.to_string() })?;
     if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(Error::Url {
-            url: config.url.clone(),
-            reason: "expected an http:// URL with a host".to_string(),
-        });
+        return Err(Error::Url { url: config.url.clone(), reason: "expected an http:// URL with a host".to_string() });
     }
     let tenant = match &config.tenant {
-        Some(t) => Some(HeaderValue::from_str(t).map_err(|e| {
-            Error::Config(format!("tenant {t:?} is not a valid header value: {e}"))
-        })?),
+        Some(t) => Some(
+            HeaderValue::from_str(t)
+                .map_err(|e| Error::Config(format!("tenant {t:?} is not a valid header value: {e}")))?,
+        ),
         None => None,
     };
 
-    let log_error = |source| Error::LatencyLog {
-        path: config.latency_log.clone().unwrap_or_default(),
-        source,
-    };
+    let log_error = |source| Error::LatencyLog { path: config.latency_log.clone().unwrap_or_default(), source };
     // Created up front so that a bad path fails before the load, not after it.
     let log_file = match &config.latency_log {
         Some(path) => Some(std::fs::File::create(path).map_err(log_error)?),
@@ -363,26 +341,19 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
 
     let rounds = config.samples_per_series;
     let interval = config.scrape_interval_ms;
-    let start_ms = config.start_ms.unwrap_or_else(|| {
-        now_ms()
-            - i64::try_from(rounds)
-                .unwrap_or(i64::MAX / 2)
-                .saturating_mul(interval)
-    });
+    let start_ms = config
+        .start_ms
+        .unwrap_or_else(|| now_ms() - i64::try_from(rounds).unwrap_or(i64::MAX / 2).saturating_mul(interval));
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(config.concurrency)
-        .build(connector);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(config.concurrency).build(connector);
     let headers = Arc::new(RequestTemplate {
         uri,
         content_type: HeaderValue::from_static(protocol.content_type()),
         version: HeaderValue::from_static(protocol.version_header()),
-        user_agent: HeaderValue::from_static(concat!(
-            "strata-bench-write/",
-            env!("CARGO_PKG_VERSION")
-        )),
+        user_agent: HeaderValue::from_static(concat!("strata-bench-write/", env!("CARGO_PKG_VERSION"))),
         tenant,
         timeout: config.request_timeout,
         require_written_header: protocol == Protocol::V2,
@@ -392,24 +363,15 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
     let mut encoders = Vec::with_capacity(config.concurrency);
     let mut senders = Vec::with_capacity(config.concurrency);
     for worker in 0..config.concurrency {
-        let batches: Vec<usize> = (worker..workload.batches.len())
-            .step_by(config.concurrency)
-            .collect();
+        let batches: Vec<usize> = (worker..workload.batches.len()).step_by(config.concurrency).collect();
         if batches.is_empty() {
             continue;
         }
         let (tx, rx) = mpsc::channel(ENCODE_AHEAD);
         let wl = Arc::clone(&workload);
-        encoders.push(tokio::task::spawn_blocking(move || {
-            encode_loop(&wl, &batches, rounds, start_ms, interval, tx)
-        }));
+        encoders.push(tokio::task::spawn_blocking(move || encode_loop(&wl, &batches, rounds, start_ms, interval, tx)));
         let pace = config.round_interval.map(|every| (started, every));
-        senders.push(tokio::spawn(send_loop(
-            client.clone(),
-            Arc::clone(&headers),
-            rx,
-            pace,
-        )));
+        senders.push(tokio::spawn(send_loop(client.clone(), Arc::clone(&headers), rx, pace)));
     }
 
     let mut report = Report {
@@ -483,23 +445,16 @@ fn validate(config: &Config) -> Result<(), Error> {
         return Err(Error::Config("round interval must be positive".to_string()));
     }
     if config.scrape_interval_ms <= 0 {
-        return Err(Error::Config(
-            "scrape interval must be positive".to_string(),
-        ));
+        return Err(Error::Config("scrape interval must be positive".to_string()));
     }
     if config.series > MAX_SERIES {
-        return Err(Error::Config(format!(
-            "at most {MAX_SERIES} series are supported"
-        )));
+        return Err(Error::Config(format!("at most {MAX_SERIES} series are supported")));
     }
     Ok(())
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -541,14 +496,7 @@ fn encode_loop(
             };
             busy += t.elapsed();
             let samples = workload.batches[b].len() as u64;
-            if tx
-                .blocking_send(Encoded {
-                    body: Bytes::from(body),
-                    samples,
-                    round,
-                })
-                .is_err()
-            {
+            if tx.blocking_send(Encoded { body: Bytes::from(body), samples, round }).is_err() {
                 // The sender is gone; nothing more will be sent.
                 return busy;
             }
@@ -619,8 +567,7 @@ async fn send_loop(
         if let Some((start, every)) = pace {
             if round != Some(encoded.round) {
                 round = Some(encoded.round);
-                let due =
-                    start + every.saturating_mul(u32::try_from(encoded.round).unwrap_or(u32::MAX));
+                let due = start + every.saturating_mul(u32::try_from(encoded.round).unwrap_or(u32::MAX));
                 if answered.is_some_and(|t| t > due) {
                     stats.late_rounds += 1;
                 }
@@ -656,11 +603,7 @@ async fn send_loop(
             let status = response.status();
             let written = response.headers().contains_key(SAMPLES_WRITTEN_HEADER);
             // Read the whole body so the connection can be reused.
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
+            let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((status, written, body.to_bytes()))
         })
         .await;
@@ -671,15 +614,9 @@ async fn send_loop(
             Ok(Err(_)) => "transport".to_string(),
             Err(_) => "timeout".to_string(),
         };
-        stats.sent.push(Sent {
-            at_unix_ms,
-            latency,
-            status,
-        });
+        stats.sent.push(Sent { at_unix_ms, latency, status });
         match outcome {
-            Ok(Ok((status, false, _)))
-                if status.is_success() && template.require_written_header =>
-            {
+            Ok(Ok((status, false, _))) if status.is_success() && template.require_written_header => {
                 stats.fail(
                     format!("{}-without-written-headers", status.as_u16()),
                     format!("no {SAMPLES_WRITTEN_HEADER} header: the receiver does not speak remote write 2.0"),
@@ -695,10 +632,7 @@ async fn send_loop(
                 stats.fail(status.as_u16().to_string(), text);
             }
             Ok(Err(e)) => stats.fail("transport".to_string(), e),
-            Err(_) => stats.fail(
-                "timeout".to_string(),
-                format!("no answer in {:?}", template.timeout),
-            ),
+            Err(_) => stats.fail("timeout".to_string(), format!("no answer in {:?}", template.timeout)),
         }
     }
     stats
@@ -750,11 +684,7 @@ const COUNTERS: [Family; 10] = [
         help: "Total number of HTTP requests by status code, handler and method.",
         labels: &[("code", "200"), ("handler", "/healthz"), ("method", "GET")],
     },
-    Family {
-        name: "process_cpu_seconds_total",
-        help: "Total user and system CPU time spent in seconds.",
-        labels: &[],
-    },
+    Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", labels: &[] },
     Family {
         name: "node_network_receive_bytes_total",
         help: "Network device statistic receive_bytes.",
@@ -778,21 +708,9 @@ const COUNTERS: [Family; 10] = [
 ];
 
 const GAUGES: [Family; 10] = [
-    Family {
-        name: "process_resident_memory_bytes",
-        help: "Resident memory size in bytes.",
-        labels: &[],
-    },
-    Family {
-        name: "go_goroutines",
-        help: "Number of goroutines that currently exist.",
-        labels: &[],
-    },
-    Family {
-        name: "process_open_fds",
-        help: "Number of open file descriptors.",
-        labels: &[],
-    },
+    Family { name: "process_resident_memory_bytes", help: "Resident memory size in bytes.", labels: &[] },
+    Family { name: "go_goroutines", help: "Number of goroutines that currently exist.", labels: &[] },
+    Family { name: "process_open_fds", help: "Number of open file descriptors.", labels: &[] },
     Family {
         name: "node_memory_MemAvailable_bytes",
         help: "Memory information field MemAvailable_bytes.",
@@ -801,24 +719,13 @@ const GAUGES: [Family; 10] = [
     Family {
         name: "node_filesystem_avail_bytes",
         help: "Filesystem space available to non-root users in bytes.",
-        labels: &[
-            ("device", "/dev/nvme0n1p1"),
-            ("fstype", "ext4"),
-            ("mountpoint", "/"),
-        ],
+        labels: &[("device", "/dev/nvme0n1p1"), ("fstype", "ext4"), ("mountpoint", "/")],
     },
-    Family {
-        name: "node_load1",
-        help: "1m load average.",
-        labels: &[],
-    },
+    Family { name: "node_load1", help: "1m load average.", labels: &[] },
     Family {
         name: "container_memory_working_set_bytes",
         help: "Current working set in bytes.",
-        labels: &[
-            ("container", "app"),
-            ("image", "registry.example.com/shop/app:v1.42.3"),
-        ],
+        labels: &[("container", "app"), ("image", "registry.example.com/shop/app:v1.42.3")],
     },
     Family {
         name: "kube_pod_status_ready",
@@ -830,21 +737,13 @@ const GAUGES: [Family; 10] = [
         help: "The number of requested request resource by a container.",
         labels: &[("container", "app"), ("resource", "cpu"), ("unit", "core")],
     },
-    Family {
-        name: "up",
-        help: "Whether the target could be scraped.",
-        labels: &[],
-    },
+    Family { name: "up", help: "Whether the target could be scraped.", labels: &[] },
 ];
 
-const LATENCY_BUCKETS: [&str; 14] = [
-    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "25", "60",
-    "+Inf",
-];
-const SIZE_BUCKETS: [&str; 14] = [
-    "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384", "32768", "65536", "131072",
-    "262144", "+Inf",
-];
+const LATENCY_BUCKETS: [&str; 14] =
+    ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "25", "60", "+Inf"];
+const SIZE_BUCKETS: [&str; 14] =
+    ["64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384", "32768", "65536", "131072", "262144", "+Inf"];
 /// Series per histogram: the buckets, `_sum` and `_count`.
 const HISTOGRAM_SERIES: usize = LATENCY_BUCKETS.len() + 2;
 
@@ -896,16 +795,8 @@ const HISTOGRAMS: [(Family, &[&str; 14]); 5] = [
 ];
 
 const CLUSTERS: [&str; 3] = ["prod-eu-west-1", "prod-us-east-1", "staging-eu-central-1"];
-const NAMESPACES: [&str; 8] = [
-    "checkout",
-    "payments",
-    "catalog",
-    "search",
-    "identity",
-    "shipping",
-    "monitoring",
-    "ingress",
-];
+const NAMESPACES: [&str; 8] =
+    ["checkout", "payments", "catalog", "search", "identity", "shipping", "monitoring", "ingress"];
 const APPS: [&str; 4] = ["api", "worker", "frontend", "gateway"];
 /// The alphabet Kubernetes uses for generated name suffixes.
 const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -977,19 +868,8 @@ fn series_labels(series: usize) -> Vec<(String, String)> {
         pod.push(POD_ALPHABET[idx] as char);
     }
     let mut labels = vec![
-        (
-            "cluster".to_string(),
-            CLUSTERS[target as usize % CLUSTERS.len()].to_string(),
-        ),
-        (
-            "instance".to_string(),
-            format!(
-                "10.{}.{}.{}:8080",
-                (target >> 16) & 255,
-                (target >> 8) & 255,
-                target & 255
-            ),
-        ),
+        ("cluster".to_string(), CLUSTERS[target as usize % CLUSTERS.len()].to_string()),
+        ("instance".to_string(), format!("10.{}.{}.{}:8080", (target >> 16) & 255, (target >> 8) & 255, target & 255)),
         ("job".to_string(), "kubernetes-pods".to_string()),
         ("namespace".to_string(), ns.to_string()),
         ("pod".to_string(), pod),
@@ -1095,24 +975,13 @@ impl Workload {
         let mut parts = Vec::new();
         let mut ends = Vec::with_capacity(2 * (end - first));
         for s in first..end {
-            let labels = series_labels(s)
-                .into_iter()
-                .map(|(name, value)| v1::Label { name, value })
-                .collect();
-            let head = v1::TimeSeries {
-                labels,
-                ..Default::default()
-            };
+            let labels = series_labels(s).into_iter().map(|(name, value)| v1::Label { name, value }).collect();
+            let head = v1::TimeSeries { labels, ..Default::default() };
             head.encode_raw(&mut parts);
             let offset = parts.len() as u32;
             ends.extend([offset, offset]);
         }
-        Batch {
-            first,
-            prefix: Vec::new(),
-            parts,
-            ends,
-        }
+        Batch { first, prefix: Vec::new(), parts, ends }
     }
 
     fn batch_v2(first: usize, end: usize) -> Batch {
@@ -1145,30 +1014,13 @@ impl Workload {
                 unit_ref: 0,
             };
             // Field order as a real sender writes it: labels, samples, metadata.
-            v2::TimeSeries {
-                labels_refs,
-                ..Default::default()
-            }
-            .encode_raw(&mut parts);
+            v2::TimeSeries { labels_refs, ..Default::default() }.encode_raw(&mut parts);
             let lead = parts.len() as u32;
-            v2::TimeSeries {
-                metadata: Some(metadata),
-                ..Default::default()
-            }
-            .encode_raw(&mut parts);
+            v2::TimeSeries { metadata: Some(metadata), ..Default::default() }.encode_raw(&mut parts);
             ends.extend([lead, parts.len() as u32]);
         }
-        let prefix = v2::Request {
-            symbols,
-            ..Default::default()
-        }
-        .encode_to_vec();
-        Batch {
-            first,
-            prefix,
-            parts,
-            ends,
-        }
+        let prefix = v2::Request { symbols, ..Default::default() }.encode_to_vec();
+        Batch { first, prefix, parts, ends }
     }
 
     /// Encodes batch `b` with one sample per series for `round` at timestamp `ts` into `out`.
@@ -1184,21 +1036,14 @@ impl Workload {
             encode_key(field, WireType::LengthDelimited, out);
             match self.protocol {
                 Protocol::V1 => {
-                    let sample = v1::Sample {
-                        value,
-                        timestamp: ts,
-                    };
+                    let sample = v1::Sample { value, timestamp: ts };
                     let len = end - start + message::encoded_len(2, &sample);
                     encode_varint(len as u64, out);
                     out.extend_from_slice(&batch.parts[start..lead_end]);
                     message::encode(2, &sample, out);
                 }
                 Protocol::V2 => {
-                    let sample = v2::Sample {
-                        value,
-                        timestamp: ts,
-                        ..Default::default()
-                    };
+                    let sample = v2::Sample { value, timestamp: ts, ..Default::default() };
                     let len = end - start + message::encoded_len(2, &sample);
                     encode_varint(len as u64, out);
                     out.extend_from_slice(&batch.parts[start..lead_end]);
@@ -1219,9 +1064,7 @@ mod tests {
 
     fn valid_name(s: &str, colon: bool) -> bool {
         let mut chars = s.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'));
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'));
         first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
     }
 
@@ -1233,19 +1076,12 @@ mod tests {
         for s in 0..n {
             let labels = series_labels(s);
             assert!((6..=10).contains(&labels.len()), "series {s}: {labels:?}");
-            assert!(
-                labels.windows(2).all(|w| w[0].0 < w[1].0),
-                "unsorted or repeated: {labels:?}"
-            );
+            assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "unsorted or repeated: {labels:?}");
             for (name, value) in &labels {
                 assert!(valid_name(name, false), "bad label name {name:?}");
                 assert!(!value.is_empty(), "empty value for {name}");
             }
-            let metric = &labels
-                .iter()
-                .find(|(n, _)| n == "__name__")
-                .expect("has a name")
-                .1;
+            let metric = &labels.iter().find(|(n, _)| n == "__name__").expect("has a name").1;
             assert!(valid_name(metric, true), "bad metric name {metric:?}");
             match Slot::of(s).kind() {
                 Kind::Counter => {
@@ -1259,10 +1095,7 @@ mod tests {
                     histograms += 1;
                 }
             }
-            assert!(
-                seen.insert(labels),
-                "series {s} repeats an earlier label set"
-            );
+            assert!(seen.insert(labels), "series {s} repeats an earlier label set");
         }
         assert_eq!((counters, gauges, histograms), (n / 10, n / 10, n * 8 / 10));
     }
@@ -1299,25 +1132,15 @@ mod tests {
         let expected = v1::WriteRequest {
             timeseries: (100..200)
                 .map(|s| v1::TimeSeries {
-                    labels: series_labels(s)
-                        .into_iter()
-                        .map(|(name, value)| v1::Label { name, value })
-                        .collect(),
-                    samples: vec![v1::Sample {
-                        value: series_value(s, 3),
-                        timestamp: 1_700_000_000_000,
-                    }],
+                    labels: series_labels(s).into_iter().map(|(name, value)| v1::Label { name, value }).collect(),
+                    samples: vec![v1::Sample { value: series_value(s, 3), timestamp: 1_700_000_000_000 }],
                     ..Default::default()
                 })
                 .collect(),
             ..Default::default()
         };
         assert_eq!(decode_v1(&buf), expected);
-        assert_eq!(
-            buf,
-            expected.encode_to_vec(),
-            "byte-identical to prost's own encoding"
-        );
+        assert_eq!(buf, expected.encode_to_vec(), "byte-identical to prost's own encoding");
     }
 
     #[test]
@@ -1332,12 +1155,7 @@ mod tests {
             let labels: Vec<(String, String)> = ts
                 .labels_refs
                 .chunks_exact(2)
-                .map(|p| {
-                    (
-                        request.symbols[p[0] as usize].clone(),
-                        request.symbols[p[1] as usize].clone(),
-                    )
-                })
+                .map(|p| (request.symbols[p[0] as usize].clone(), request.symbols[p[1] as usize].clone()))
                 .collect();
             assert_eq!(labels, series_labels(s));
             assert_eq!(ts.samples.len(), 1);
@@ -1345,10 +1163,7 @@ mod tests {
             assert_eq!(ts.samples[0].value, series_value(s, 2));
             let metadata = ts.metadata.expect("metadata set");
             assert_ne!(metadata.r#type, 0);
-            assert_eq!(
-                request.symbols[metadata.help_ref as usize],
-                Slot::of(s).help()
-            );
+            assert_eq!(request.symbols[metadata.help_ref as usize], Slot::of(s).help());
         }
     }
 
@@ -1356,24 +1171,15 @@ mod tests {
     fn protocol_parses_and_config_is_checked() {
         assert_eq!("v2".parse::<Protocol>().ok(), Some(Protocol::V2));
         assert!("v3".parse::<Protocol>().is_err());
-        let bad = Config {
-            batch_size: 0,
-            ..Config::default()
-        };
+        let bad = Config { batch_size: 0, ..Config::default() };
         assert!(matches!(validate(&bad), Err(Error::Config(_))));
-        let unpaced = Config {
-            round_interval: Some(Duration::ZERO),
-            ..Config::default()
-        };
+        let unpaced = Config { round_interval: Some(Duration::ZERO), ..Config::default() };
         assert!(matches!(validate(&unpaced), Err(Error::Config(_))));
     }
 
     /// A local sink that checks the headers, decodes every body and answers every
     /// `fail_every`-th request (never when 0) with 409.
-    async fn sink(
-        fail_every: u64,
-        written_header: bool,
-    ) -> (String, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    async fn sink(fail_every: u64, written_header: bool) -> (String, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
         use axum::http::{HeaderMap, StatusCode};
         let samples = Arc::new(AtomicU64::new(0));
         let count = Arc::clone(&samples);
@@ -1387,32 +1193,22 @@ mod tests {
                 assert_eq!(headers[CONTENT_TYPE], V2_CONTENT_TYPE);
                 assert_eq!(headers[VERSION_HEADER], "2.0.0");
                 assert_eq!(headers[TENANT_HEADER], "team-a");
-                assert!(headers[USER_AGENT]
-                    .to_str()
-                    .is_ok_and(|ua| ua.starts_with("strata-bench-write/")));
-                let raw = snap::raw::Decoder::new()
-                    .decompress_vec(&body)
-                    .expect("snappy");
+                assert!(headers[USER_AGENT].to_str().is_ok_and(|ua| ua.starts_with("strata-bench-write/")));
+                let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy");
                 let request = v2::Request::decode(raw.as_slice()).expect("protobuf");
                 let mut answer = HeaderMap::new();
                 if written_header {
                     answer.insert(SAMPLES_WRITTEN_HEADER, request.timeseries.len().into());
                 }
                 if n.checked_rem(fail_every) == Some(0) {
-                    return (
-                        StatusCode::CONFLICT,
-                        answer,
-                        "out of order sample".to_string(),
-                    );
+                    return (StatusCode::CONFLICT, answer, "out of order sample".to_string());
                 }
                 count.fetch_add(request.timeseries.len() as u64, Ordering::SeqCst);
                 (StatusCode::NO_CONTENT, answer, String::new())
             }
         };
         let app = axum::Router::new().route("/api/v1/receive", axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
@@ -1440,10 +1236,7 @@ mod tests {
         assert_eq!(report.samples_sent, 4_200);
         assert_eq!(report.failed_requests(), 11, "{report}");
         assert_eq!(report.errors.get("409"), Some(&11));
-        assert!(
-            report.error_bodies[0].contains("out of order sample"),
-            "{report}"
-        );
+        assert!(report.error_bodies[0].contains("out of order sample"), "{report}");
         assert_eq!(report.samples_accepted, received.load(Ordering::SeqCst));
         assert!(report.latency_p50 <= report.latency_p99);
     }
@@ -1463,11 +1256,7 @@ mod tests {
         let report = run(&config).await.expect("run");
         server.abort();
         assert_eq!(report.samples_accepted, 0);
-        assert_eq!(
-            report.errors.get("204-without-written-headers"),
-            Some(&3),
-            "{report}"
-        );
+        assert_eq!(report.errors.get("204-without-written-headers"), Some(&3), "{report}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1499,18 +1288,12 @@ mod tests {
             .map(|line| {
                 let f: Vec<&str> = line.split(' ').collect();
                 assert_eq!(f.len(), 3, "{line:?}");
-                (
-                    f[0].parse().expect("ms"),
-                    f[1].parse().expect("latency"),
-                    f[2],
-                )
+                (f[0].parse().expect("ms"), f[1].parse().expect("latency"), f[2])
             })
             .collect();
         assert_eq!(lines.len(), 9);
         assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "{text}");
-        assert!(lines
-            .iter()
-            .all(|&(_, l, status)| l >= 0.0 && status == "204"));
+        assert!(lines.iter().all(|&(_, l, status)| l >= 0.0 && status == "204"));
         // Three requests per round, none sent before its round's start.
         assert!(lines[3].0 >= before + 200, "{text}");
         assert!(lines[6].0 >= before + 400, "{text}");
@@ -1530,19 +1313,9 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_https_and_garbage_urls() {
-        for url in [
-            "https://127.0.0.1:1/api/v1/receive",
-            "not a url",
-            "/api/v1/receive",
-        ] {
-            let config = Config {
-                url: url.to_string(),
-                ..Config::default()
-            };
-            assert!(
-                matches!(run(&config).await, Err(Error::Url { .. })),
-                "{url}"
-            );
+        for url in ["https://127.0.0.1:1/api/v1/receive", "not a url", "/api/v1/receive"] {
+            let config = Config { url: url.to_string(), ..Config::default() };
+            assert!(matches!(run(&config).await, Err(Error::Url { .. })), "{url}");
         }
     }
 }

@@ -33,7 +33,11 @@ pub fn type_name(t: MetricType) -> &'static str {
 }
 
 fn convert(m: &Metadata<'_>) -> MetricMetadata {
-    MetricMetadata { metric_type: type_name(m.metric_type).to_owned(), help: m.help.to_owned(), unit: m.unit.to_owned() }
+    MetricMetadata {
+        metric_type: type_name(m.metric_type).to_owned(),
+        help: m.help.to_owned(),
+        unit: m.unit.to_owned(),
+    }
 }
 
 impl MetadataStore {
@@ -109,7 +113,10 @@ mod tests {
                 ("up".to_owned(), vec![entry("gauge", "new"), entry("gauge", "other")]),
             ]
         );
-        assert_eq!(store.metadata(Some("reqs_total")), vec![("reqs_total".to_owned(), vec![entry("counter", "requests")])]);
+        assert_eq!(
+            store.metadata(Some("reqs_total")),
+            vec![("reqs_total".to_owned(), vec![entry("counter", "requests")])]
+        );
         assert!(store.metadata(Some("nope")).is_empty());
     }
 

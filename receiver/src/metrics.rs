@@ -40,17 +40,22 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, handler: &'static str, method: &'static str, code: StatusCode) {
-        let labels = vec![("code", code.as_u16().to_string()), ("handler", handler.to_owned()), ("method", method.to_owned())];
+        let labels =
+            vec![("code", code.as_u16().to_string()), ("handler", handler.to_owned()), ("method", method.to_owned())];
         self.http_requests.get_or_create(&labels).inc();
     }
 
     pub fn observe_write(&self, tenant: &str, outcome: &AppendOutcome) {
         let r = &outcome.rejected;
-        for (reason, n) in
-            [("out_of_order", r.out_of_order), ("duplicate_timestamp", r.duplicate_timestamp), ("out_of_bounds", r.out_of_bounds)]
-        {
+        for (reason, n) in [
+            ("out_of_order", r.out_of_order),
+            ("duplicate_timestamp", r.duplicate_timestamp),
+            ("out_of_bounds", r.out_of_bounds),
+        ] {
             if n > 0 {
-                self.refused_samples.get_or_create(&vec![("reason", reason.to_owned()), ("tenant", tenant.to_owned())]).inc_by(n);
+                self.refused_samples
+                    .get_or_create(&vec![("reason", reason.to_owned()), ("tenant", tenant.to_owned())])
+                    .inc_by(n);
             }
         }
     }
@@ -114,25 +119,124 @@ impl Collector for TsdbCollector {
         };
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
         // Counter names omit `_total`: the encoder appends it.
-        family(&mut enc, "prometheus_tsdb_head_series", "Total number of series in the head block.", Kind::Gauge, &[], &per(&|db| load(&db.head().stats().series)))?;
-        family(&mut enc, "prometheus_tsdb_head_series_created", "Total number of series created in the head", Kind::Counter, &[], &per(&|db| load(&db.head().stats().series_created)))?;
-        family(&mut enc, "prometheus_tsdb_head_samples_appended", "Total number of appended samples.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().samples_appended)))?;
-        family(&mut enc, "prometheus_tsdb_head_chunks", "Total number of chunks in the head block.", Kind::Gauge, &[], &per(&|db| load(&db.head().stats().chunks)))?;
-        family(&mut enc, "prometheus_tsdb_head_chunks_created", "Total number of chunks created in the head", Kind::Counter, &[], &per(&|db| load(&db.head().stats().chunks_created)))?;
-        family(&mut enc, "prometheus_tsdb_out_of_order_samples", "Total number of out of order samples ingestion failed attempts.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().out_of_order)))?;
-        family(&mut enc, "prometheus_tsdb_out_of_bound_samples", "Total number of out of bound samples ingestion failed attempts.", Kind::Counter, &[("type", "float")], &per(&|db| load(&db.head().stats().out_of_bounds)))?;
-        family(&mut enc, "strata_tsdb_duplicate_timestamp_samples", "Total number of samples refused for a second value at an existing timestamp.", Kind::Counter, &[], &per(&|db| load(&db.head().stats().duplicate)))?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_series",
+            "Total number of series in the head block.",
+            Kind::Gauge,
+            &[],
+            &per(&|db| load(&db.head().stats().series)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_series_created",
+            "Total number of series created in the head",
+            Kind::Counter,
+            &[],
+            &per(&|db| load(&db.head().stats().series_created)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_samples_appended",
+            "Total number of appended samples.",
+            Kind::Counter,
+            &[("type", "float")],
+            &per(&|db| load(&db.head().stats().samples_appended)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_chunks",
+            "Total number of chunks in the head block.",
+            Kind::Gauge,
+            &[],
+            &per(&|db| load(&db.head().stats().chunks)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_chunks_created",
+            "Total number of chunks created in the head",
+            Kind::Counter,
+            &[],
+            &per(&|db| load(&db.head().stats().chunks_created)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_out_of_order_samples",
+            "Total number of out of order samples ingestion failed attempts.",
+            Kind::Counter,
+            &[("type", "float")],
+            &per(&|db| load(&db.head().stats().out_of_order)),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_out_of_bound_samples",
+            "Total number of out of bound samples ingestion failed attempts.",
+            Kind::Counter,
+            &[("type", "float")],
+            &per(&|db| load(&db.head().stats().out_of_bounds)),
+        )?;
+        family(
+            &mut enc,
+            "strata_tsdb_duplicate_timestamp_samples",
+            "Total number of samples refused for a second value at an existing timestamp.",
+            Kind::Counter,
+            &[],
+            &per(&|db| load(&db.head().stats().duplicate)),
+        )?;
         let time_s = |t: i64| if t == i64::MAX || t == i64::MIN { f64::NAN } else { t as f64 / 1000.0 };
-        family(&mut enc, "prometheus_tsdb_head_min_time_seconds", "Minimum time bound of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().min_time())))?;
-        family(&mut enc, "prometheus_tsdb_head_max_time_seconds", "Maximum timestamp of the head block.", Kind::Gauge, &[], &per(&|db| time_s(db.head().max_time())))?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_min_time_seconds",
+            "Minimum time bound of the head block.",
+            Kind::Gauge,
+            &[],
+            &per(&|db| time_s(db.head().min_time())),
+        )?;
+        family(
+            &mut enc,
+            "prometheus_tsdb_head_max_time_seconds",
+            "Maximum timestamp of the head block.",
+            Kind::Gauge,
+            &[],
+            &per(&|db| time_s(db.head().max_time())),
+        )?;
         crate::wal_metrics::encode(&mut enc, &tenants)?;
         let shippers = self.tenants.shippers();
-        let ship = |f: &dyn Fn(&strata_shipper::ShipperMetrics) -> &std::sync::atomic::AtomicU64| -> Vec<(String, f64)> {
-            shippers.iter().map(|(t, s)| (t.clone(), load(f(&s.metrics())))).collect()
-        };
-        family(&mut enc, "thanos_shipper_uploads", "Total number of uploaded blocks.", Kind::Counter, &[], &ship(&|m| &m.uploads_total))?;
-        family(&mut enc, "thanos_shipper_upload_failures", "Total number of block upload failures.", Kind::Counter, &[], &ship(&|m| &m.upload_failures_total))?;
-        family(&mut enc, "thanos_shipper_dir_syncs", "Total number of dir syncs.", Kind::Counter, &[], &ship(&|m| &m.dir_syncs_total))?;
-        family(&mut enc, "thanos_shipper_dir_sync_failures", "Total number of failed dir syncs.", Kind::Counter, &[], &ship(&|m| &m.dir_sync_failures_total))
+        let ship =
+            |f: &dyn Fn(&strata_shipper::ShipperMetrics) -> &std::sync::atomic::AtomicU64| -> Vec<(String, f64)> {
+                shippers.iter().map(|(t, s)| (t.clone(), load(f(&s.metrics())))).collect()
+            };
+        family(
+            &mut enc,
+            "thanos_shipper_uploads",
+            "Total number of uploaded blocks.",
+            Kind::Counter,
+            &[],
+            &ship(&|m| &m.uploads_total),
+        )?;
+        family(
+            &mut enc,
+            "thanos_shipper_upload_failures",
+            "Total number of block upload failures.",
+            Kind::Counter,
+            &[],
+            &ship(&|m| &m.upload_failures_total),
+        )?;
+        family(
+            &mut enc,
+            "thanos_shipper_dir_syncs",
+            "Total number of dir syncs.",
+            Kind::Counter,
+            &[],
+            &ship(&|m| &m.dir_syncs_total),
+        )?;
+        family(
+            &mut enc,
+            "thanos_shipper_dir_sync_failures",
+            "Total number of failed dir syncs.",
+            Kind::Counter,
+            &[],
+            &ship(&|m| &m.dir_sync_failures_total),
+        )
     }
 }

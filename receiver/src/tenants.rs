@@ -110,7 +110,10 @@ impl MultiTsdb {
         if let Some(shipping) = &self.shipping {
             let mut labels = shipping.external_labels.clone();
             labels.insert(shipping.tenant_label_name.clone(), tenant.to_owned());
-            let shipper = Arc::new(Shipper::new(shipping.bucket.clone(), &dir, labels, "receive").map_err(|e| ReceiveError::Internal(e.to_string()))?);
+            let shipper = Arc::new(
+                Shipper::new(shipping.bucket.clone(), &dir, labels, "receive")
+                    .map_err(|e| ReceiveError::Internal(e.to_string()))?,
+            );
             // Local retention deletes only blocks that are in the bucket.
             let shipped = shipper.clone();
             db.set_deletable(Arc::new(move |meta| shipped.is_uploaded(meta.ulid)));
@@ -143,7 +146,9 @@ impl MultiTsdb {
     pub async fn ship(&self) {
         for (tenant, shipper) in self.shippers() {
             match shipper.sync().await {
-                Ok(stats) if stats.uploaded > 0 => tracing::info!(tenant, uploaded = stats.uploaded, bytes = stats.bytes, "shipped blocks"),
+                Ok(stats) if stats.uploaded > 0 => {
+                    tracing::info!(tenant, uploaded = stats.uploaded, bytes = stats.bytes, "shipped blocks")
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(tenant, %error, "shipping blocks failed; will retry"),
             }
@@ -163,7 +168,13 @@ impl MultiTsdb {
 /// Queries see every tenant's series; a label set present in several tenants is one series.
 /// (Tenancy enforcement on the query path comes with the querier.)
 impl Storage for MultiTsdb {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, hints: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: SelectHints,
+    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
         let mut sets = Vec::new();
         for (_, db) in self.all() {
             sets.push(Storage::select(&*db, matchers, mint, maxt, hints)?);

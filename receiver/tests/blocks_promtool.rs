@@ -20,18 +20,17 @@ const STEP_MS: i64 = 30_000;
 const STEPS: i64 = 6 * 120 + 60;
 
 fn promtool(args: &[&str]) -> String {
-    let out = Command::new("promtool")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run promtool ({e}); install Debian's prometheus package (bash .ci/run does)"));
+    let out = Command::new("promtool").args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run promtool ({e}); install Debian's prometheus package (bash .ci/run does)")
+    });
     assert!(out.status.success(), "promtool {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn value(step: i64, i: usize) -> f64 {
     match i % 3 {
-        0 => (step * (i as i64 + 1)) as f64,          // counter
-        1 => ((step as f64) * 0.37).sin() * 100.0,    // gauge
+        0 => (step * (i as i64 + 1)) as f64,        // counter
+        1 => ((step as f64) * 0.37).sin() * 100.0,  // gauge
         _ => f64::from_bits(0x7ff0_0000_0000_0002), // staleness markers survive too
     }
 }
@@ -56,7 +55,9 @@ async fn promtool_reads_what_the_receiver_cut() {
                 ..Default::default()
             })
             .collect();
-        let body = snap::raw::Encoder::new().compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec()).unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec())
+            .unwrap();
         let req = Request::post("/api/v1/receive").header("Content-Encoding", "snappy").body(Body::from(body)).unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
@@ -85,7 +86,8 @@ async fn promtool_reads_what_the_receiver_cut() {
 
     let list = promtool(&["tsdb", "list", tenant]);
     for u in &ulids {
-        let line = list.lines().find(|l| l.starts_with(u.as_str())).unwrap_or_else(|| panic!("{u} missing from\n{list}"));
+        let line =
+            list.lines().find(|l| l.starts_with(u.as_str())).unwrap_or_else(|| panic!("{u} missing from\n{list}"));
         assert!(line.split_whitespace().any(|f| f == SERIES.to_string()), "series count in {line}");
     }
     for u in &ulids {

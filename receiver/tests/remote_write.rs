@@ -54,9 +54,14 @@ struct Reply {
 
 async fn post(f: &Fixture, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
     let mut req = Request::post("/api/v1/receive");
-    let defaults =
-        [("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")];
-    for (k, v) in defaults.iter().filter(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k))).chain(headers) {
+    let defaults = [
+        ("Content-Encoding", "snappy"),
+        ("Content-Type", "application/x-protobuf"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    for (k, v) in
+        defaults.iter().filter(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k))).chain(headers)
+    {
         req = req.header(*k, *v);
     }
     let resp = f.rx.remote_write_router().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
@@ -86,9 +91,17 @@ fn ts(labels: &[(&'static str, String)], samples: &[(i64, f64)]) -> v1::TimeSeri
 async fn valid_v1_write_is_durable_before_the_reply() {
     let f = fixture().await;
     let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-    let r = post(&f, v1_body(vec![ts(&up("a:1"), &[(NOW, 1.0), (NOW + 15_000, stale)]), ts(&up("b:1"), &[(NOW, 0.5)])]), &[]).await;
+    let r = post(
+        &f,
+        v1_body(vec![ts(&up("a:1"), &[(NOW, 1.0), (NOW + 15_000, stale)]), ts(&up("b:1"), &[(NOW, 0.5)])]),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.headers.get("X-Prometheus-Remote-Write-Samples-Written").is_none(), "1.0 replies carry no written headers");
+    assert!(
+        r.headers.get("X-Prometheus-Remote-Write-Samples-Written").is_none(),
+        "1.0 replies carry no written headers"
+    );
     // The WAL on disk already has every sample: the reply is only sent after the WAL write.
     assert_eq!(
         dump(&f, "default-tenant"),
@@ -117,7 +130,9 @@ async fn valid_v2_write_reports_written_counts() {
         }],
     };
     let ct = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
-    let r = post(&f, snappy(&req.encode_to_vec()), &[("Content-Type", ct), ("X-Prometheus-Remote-Write-Version", "2.0.0")]).await;
+    let r =
+        post(&f, snappy(&req.encode_to_vec()), &[("Content-Type", ct), ("X-Prometheus-Remote-Write-Version", "2.0.0")])
+            .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "2");
     assert_eq!(r.headers["X-Prometheus-Remote-Write-Histograms-Written"], "0");
@@ -137,7 +152,12 @@ async fn valid_v2_write_reports_written_counts() {
 async fn metadata_only_and_empty_requests_succeed() {
     let f = fixture().await;
     let md = v1::WriteRequest {
-        metadata: vec![v1::MetricMetadata { r#type: 1, metric_family_name: "up".into(), help: "h".into(), unit: "".into() }],
+        metadata: vec![v1::MetricMetadata {
+            r#type: 1,
+            metric_family_name: "up".into(),
+            help: "h".into(),
+            unit: "".into(),
+        }],
         ..Default::default()
     };
     assert_eq!(post(&f, snappy(&md.encode_to_vec()), &[]).await.status, StatusCode::OK);
@@ -165,7 +185,8 @@ async fn undecodable_bodies_are_400_and_change_nothing() {
     let msg = assert_refused(&f, snappy(b"\x0f\x01\x02"), &[], StatusCode::BAD_REQUEST).await;
     assert!(msg.contains("protobuf"), "{msg}");
     // Truncated protobuf: a series whose length runs past the end.
-    let mut full = v1::WriteRequest { timeseries: vec![ts(&up("b:1"), &[(NOW, 1.0)])], ..Default::default() }.encode_to_vec();
+    let mut full =
+        v1::WriteRequest { timeseries: vec![ts(&up("b:1"), &[(NOW, 1.0)])], ..Default::default() }.encode_to_vec();
     full.truncate(full.len() - 3);
     assert_refused(&f, snappy(&full), &[], StatusCode::BAD_REQUEST).await;
     // Truncated snappy.
@@ -225,17 +246,32 @@ async fn requests_over_limits_are_413_and_change_nothing() {
     let limits = RequestLimits { max_body_bytes: 400, max_decompressed_bytes: 2_000, max_series: 3, max_samples: 5 };
     let f = fixture_with(limits).await;
     let many = |n: usize, per: usize| -> Vec<v1::TimeSeries> {
-        (0..n).map(|i| ts(&up(&format!("i{i}")), &(0..per).map(|j| (NOW + j as i64, 1.0)).collect::<Vec<_>>())).collect()
+        (0..n)
+            .map(|i| ts(&up(&format!("i{i}")), &(0..per).map(|j| (NOW + j as i64, 1.0)).collect::<Vec<_>>()))
+            .collect()
     };
     assert_refused(&f, v1_body(many(4, 1)), &[], StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_refused(&f, v1_body(many(2, 3)), &[], StatusCode::PAYLOAD_TOO_LARGE).await;
     // Incompressible padding in a label pushes the compressed body over 400 bytes.
-    let noise: String = (0..600u32).map(|i| char::from(b'a' + ((i.wrapping_mul(2_654_435_761) >> 13) % 26) as u8)).collect();
-    let msg = assert_refused(&f, v1_body(vec![series(&[("__name__", "m"), ("x", &noise)], &[(NOW, 1.0)])]), &[], StatusCode::PAYLOAD_TOO_LARGE).await;
+    let noise: String =
+        (0..600u32).map(|i| char::from(b'a' + ((i.wrapping_mul(2_654_435_761) >> 13) % 26) as u8)).collect();
+    let msg = assert_refused(
+        &f,
+        v1_body(vec![series(&[("__name__", "m"), ("x", &noise)], &[(NOW, 1.0)])]),
+        &[],
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     assert!(msg.contains("over the limit"), "{msg}");
     // Highly compressible: small body, but over the decompressed limit.
     let long = "a".repeat(3_000);
-    assert_refused(&f, v1_body(vec![series(&[("__name__", "m"), ("x", &long)], &[(NOW, 1.0)])]), &[], StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_refused(
+        &f,
+        v1_body(vec![series(&[("__name__", "m"), ("x", &long)], &[(NOW, 1.0)])]),
+        &[],
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     assert_eq!(f.rx.tenants.get("default-tenant").unwrap().head().num_series(), 0);
     // At the limits exactly, it is accepted.
     assert_eq!(post(&f, v1_body(many(1, 5)), &[]).await.status, StatusCode::OK);
@@ -245,7 +281,13 @@ async fn requests_over_limits_are_413_and_change_nothing() {
 async fn unsupported_messages_and_encodings_are_415() {
     let f = fixture().await;
     let body = v1_body(vec![ts(&up("a:1"), &[(NOW, 1.0)])]);
-    assert_refused(&f, body.clone(), &[("Content-Type", "application/x-protobuf;proto=foo.Bar")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_refused(
+        &f,
+        body.clone(),
+        &[("Content-Type", "application/x-protobuf;proto=foo.Bar")],
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
     assert_refused(&f, body.clone(), &[("Content-Type", "application/json")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert_refused(&f, body, &[("Content-Encoding", "gzip")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert_eq!(f.rx.tenants.get("default-tenant").unwrap().head().num_series(), 0);

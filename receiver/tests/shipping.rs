@@ -28,10 +28,8 @@ fn config(dir: &std::path::Path, bucket_dir: &std::path::Path, labels: &[(&str, 
 }
 
 fn shipped(bucket_dir: &std::path::Path) -> Vec<BlockMeta> {
-    let mut v: Vec<BlockMeta> = std::fs::read_dir(bucket_dir)
-        .unwrap()
-        .filter_map(|e| BlockMeta::read(&e.ok()?.path()).ok())
-        .collect();
+    let mut v: Vec<BlockMeta> =
+        std::fs::read_dir(bucket_dir).unwrap().filter_map(|e| BlockMeta::read(&e.ok()?.path()).ok()).collect();
     v.sort_by_key(|m| m.min_time);
     v
 }
@@ -51,7 +49,9 @@ async fn cut_blocks_are_shipped_and_only_shipped_blocks_are_deleted() {
             samples: vec![v1::Sample { value: step as f64, timestamp: step * 60_000 }],
             ..Default::default()
         };
-        let body = snap::raw::Encoder::new().compress_vec(&v1::WriteRequest { timeseries: vec![ts], ..Default::default() }.encode_to_vec()).unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&v1::WriteRequest { timeseries: vec![ts], ..Default::default() }.encode_to_vec())
+            .unwrap();
         let req = Request::post("/api/v1/receive").header("THANOS-TENANT", "team-a").body(Body::from(body)).unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
@@ -61,8 +61,10 @@ async fn cut_blocks_are_shipped_and_only_shipped_blocks_are_deleted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metas = shipped(&bucket_dir);
-    let want: BTreeMap<String, String> =
-        [("receive_replica", "0"), ("tenant_id", "team-a")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let want: BTreeMap<String, String> = [("receive_replica", "0"), ("tenant_id", "team-a")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for m in &metas {
         let t = m.thanos.as_ref().expect("thanos section");
         assert_eq!(t.labels, want);

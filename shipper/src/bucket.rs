@@ -170,7 +170,10 @@ impl Bucket {
                 part.truncate(filled);
                 total += filled as u64;
                 parts += 1;
-                writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await.map_err(|e| Error::bucket("upload part", key, e))?;
+                writer
+                    .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| Error::bucket("upload part", key, e))?;
                 writer.put(part.freeze());
                 debug!(key, part = parts, bytes = total, of = size, "multipart upload progress");
                 if filled < part_size {

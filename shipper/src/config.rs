@@ -16,7 +16,9 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
-use object_store::{Attribute, AttributeValue, Attributes, BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{
+    Attribute, AttributeValue, Attributes, BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig,
+};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -331,7 +333,12 @@ pub fn parse_objstore_config(yaml: &str, source: &str) -> Result<BucketConfig> {
 
 /// Deserializes `config` as `T`. A present `config` is read from the original text so that
 /// errors carry line and column; a missing one is an empty map (required fields then fail).
-fn typed<T: serde::de::DeserializeOwned>(yaml: &str, config: &serde_norway::Value, source: &str, kind: &str) -> Result<T> {
+fn typed<T: serde::de::DeserializeOwned>(
+    yaml: &str,
+    config: &serde_norway::Value,
+    source: &str,
+    kind: &str,
+) -> Result<T> {
     let ctx = format!("{kind} config");
     if config.is_null() {
         return serde_norway::from_value(serde_norway::Value::Mapping(Default::default()))
@@ -442,7 +449,10 @@ impl BucketConfig {
                 if c.endpoint.contains("://") || c.endpoint.contains('/') {
                     return Err(self.err(
                         "endpoint",
-                        format!("{:?} must be host[:port] without scheme or path (set insecure: true for http)", c.endpoint),
+                        format!(
+                            "{:?} must be host[:port] without scheme or path (set insecure: true for http)",
+                            c.endpoint
+                        ),
                     ));
                 }
                 if c.signature_version2 {
@@ -463,7 +473,10 @@ impl BucketConfig {
                 if c.part_size != 0 && !(MIN_S3_PART_SIZE..=MAX_S3_PART_SIZE).contains(&c.part_size) {
                     return Err(self.err(
                         "part_size",
-                        format!("{} is outside S3's part size limits ({MIN_S3_PART_SIZE}..={MAX_S3_PART_SIZE} bytes)", c.part_size),
+                        format!(
+                            "{} is outside S3's part size limits ({MIN_S3_PART_SIZE}..={MAX_S3_PART_SIZE} bytes)",
+                            c.part_size
+                        ),
                     ));
                 }
                 match c.sse_config.kind.as_str() {
@@ -478,11 +491,15 @@ impl BucketConfig {
                     }
                     "SSE-C" => {
                         if c.sse_config.encryption_key.is_empty() {
-                            return Err(self.err("sse_config.encryption_key", "required for SSE-C (path to the key file)"));
+                            return Err(
+                                self.err("sse_config.encryption_key", "required for SSE-C (path to the key file)")
+                            );
                         }
                     }
                     other => {
-                        return Err(self.err("sse_config.type", format!("{other:?} is not one of SSE-S3, SSE-KMS, SSE-C")))
+                        return Err(
+                            self.err("sse_config.type", format!("{other:?} is not one of SSE-S3, SSE-KMS, SSE-C"))
+                        )
                     }
                 }
             }
@@ -519,42 +536,54 @@ impl BucketConfig {
 
     /// Connects nothing yet: builds the `object_store` client for this config.
     pub fn build(&self) -> Result<Bucket> {
-        let (store, description, part_size, multipart, attributes): (Arc<dyn ObjectStore>, String, u64, bool, Attributes) =
-            match &self.provider {
-                Provider::S3(c) => {
-                    let store = self.build_s3(c)?;
-                    let part = if c.part_size == 0 { DEFAULT_PART_SIZE } else { c.part_size };
-                    let mut attrs = Attributes::new();
-                    for (k, v) in &c.put_user_metadata {
-                        attrs.insert(Attribute::Metadata(k.clone().into()), AttributeValue::from(v.clone()));
-                    }
-                    (Arc::new(store), format!("s3://{}", c.bucket), part, !c.disable_multipart, attrs)
+        let (store, description, part_size, multipart, attributes): (
+            Arc<dyn ObjectStore>,
+            String,
+            u64,
+            bool,
+            Attributes,
+        ) = match &self.provider {
+            Provider::S3(c) => {
+                let store = self.build_s3(c)?;
+                let part = if c.part_size == 0 { DEFAULT_PART_SIZE } else { c.part_size };
+                let mut attrs = Attributes::new();
+                for (k, v) in &c.put_user_metadata {
+                    attrs.insert(Attribute::Metadata(k.clone().into()), AttributeValue::from(v.clone()));
                 }
-                Provider::Gcs(c) => {
-                    let mut b = GoogleCloudStorageBuilder::from_env()
-                        .with_bucket_name(&c.bucket)
-                        .with_client_options(self.client_options(&c.http_config)?)
-                        .with_retry(retry_config(c.max_retries));
-                    if !c.service_account.is_empty() {
-                        b = b.with_service_account_key(&c.service_account);
-                    }
-                    let store = b.build().map_err(|e| self.err("config", e))?;
-                    let part = if c.chunk_size_bytes == 0 { DEFAULT_PART_SIZE } else { c.chunk_size_bytes };
-                    (Arc::new(store), format!("gs://{}", c.bucket), part, true, Attributes::new())
+                (Arc::new(store), format!("s3://{}", c.bucket), part, !c.disable_multipart, attrs)
+            }
+            Provider::Gcs(c) => {
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&c.bucket)
+                    .with_client_options(self.client_options(&c.http_config)?)
+                    .with_retry(retry_config(c.max_retries));
+                if !c.service_account.is_empty() {
+                    b = b.with_service_account_key(&c.service_account);
                 }
-                Provider::Azure(c) => {
-                    let store = self.build_azure(c)?;
-                    (Arc::new(store), format!("azure://{}/{}", c.storage_account, c.container), DEFAULT_PART_SIZE, true, Attributes::new())
-                }
-                Provider::Filesystem(c) => {
-                    std::fs::create_dir_all(&c.directory).map_err(|e| self.err("directory", format!("{}: {e}", c.directory)))?;
-                    // fsync so that a block reported as uploaded survives a machine crash.
-                    let store = LocalFileSystem::new_with_prefix(&c.directory)
-                        .map_err(|e| self.err("directory", e))?
-                        .with_fsync(true);
-                    (Arc::new(store), format!("file://{}", c.directory), DEFAULT_PART_SIZE, true, Attributes::new())
-                }
-            };
+                let store = b.build().map_err(|e| self.err("config", e))?;
+                let part = if c.chunk_size_bytes == 0 { DEFAULT_PART_SIZE } else { c.chunk_size_bytes };
+                (Arc::new(store), format!("gs://{}", c.bucket), part, true, Attributes::new())
+            }
+            Provider::Azure(c) => {
+                let store = self.build_azure(c)?;
+                (
+                    Arc::new(store),
+                    format!("azure://{}/{}", c.storage_account, c.container),
+                    DEFAULT_PART_SIZE,
+                    true,
+                    Attributes::new(),
+                )
+            }
+            Provider::Filesystem(c) => {
+                std::fs::create_dir_all(&c.directory)
+                    .map_err(|e| self.err("directory", format!("{}: {e}", c.directory)))?;
+                // fsync so that a block reported as uploaded survives a machine crash.
+                let store = LocalFileSystem::new_with_prefix(&c.directory)
+                    .map_err(|e| self.err("directory", e))?
+                    .with_fsync(true);
+                (Arc::new(store), format!("file://{}", c.directory), DEFAULT_PART_SIZE, true, Attributes::new())
+            }
+        };
         let store: Arc<dyn ObjectStore> =
             if self.prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, self.prefix.as_str())) };
         let description = if self.prefix.is_empty() { description } else { format!("{description}/{}", self.prefix) };
@@ -600,13 +629,15 @@ impl BucketConfig {
         }
         match c.sse_config.kind.as_str() {
             "SSE-S3" => {
-                let key: AmazonS3ConfigKey = "aws_server_side_encryption".parse().map_err(|e| self.err("sse_config", e))?;
+                let key: AmazonS3ConfigKey =
+                    "aws_server_side_encryption".parse().map_err(|e| self.err("sse_config", e))?;
                 b = b.with_config(key, "AES256");
             }
             "SSE-KMS" => b = b.with_sse_kms_encryption(&c.sse_config.kms_key_id),
             "SSE-C" => {
                 let path = &c.sse_config.encryption_key;
-                let key = std::fs::read(path).map_err(|e| self.err("sse_config.encryption_key", format!("{path}: {e}")))?;
+                let key =
+                    std::fs::read(path).map_err(|e| self.err("sse_config.encryption_key", format!("{path}: {e}")))?;
                 if key.len() != 32 {
                     return Err(self.err(
                         "sse_config.encryption_key",
@@ -648,7 +679,8 @@ impl BucketConfig {
         if !c.endpoint.is_empty() && c.endpoint != "blob.core.windows.net" {
             b = b.with_endpoint(format!("https://{}.{}", c.storage_account, c.endpoint));
         }
-        let retries = [c.max_retries, c.pipeline_config.max_tries.saturating_sub(1)].into_iter().find(|&n| n > 0).unwrap_or(0);
+        let retries =
+            [c.max_retries, c.pipeline_config.max_tries.saturating_sub(1)].into_iter().find(|&n| n > 0).unwrap_or(0);
         b = b.with_retry(retry_config(retries));
         if c.storage_create_container {
             warn!(source = %self.source, "objstore config: storage_create_container is not applied; create the container beforehand");
@@ -673,7 +705,8 @@ impl BucketConfig {
         }
         if !h.tls_config.ca_file.is_empty() {
             let path = &h.tls_config.ca_file;
-            let pem = std::fs::read(path).map_err(|e| self.err("http_config.tls_config.ca_file", format!("{path}: {e}")))?;
+            let pem =
+                std::fs::read(path).map_err(|e| self.err("http_config.tls_config.ca_file", format!("{path}: {e}")))?;
             let certs = Certificate::from_pem_bundle(&pem)
                 .map_err(|e| self.err("http_config.tls_config.ca_file", format!("{path}: {e}")))?;
             for cert in certs {

@@ -216,7 +216,10 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result
         for f in t.files.iter().filter(|f| f.rel_path != META_FILENAME) {
             match (files.get(&f.rel_path), f.size_bytes) {
                 (None, _) => {
-                    return Err(Error::BadObject { key: format!("{id}/{}", f.rel_path), reason: "listed in meta.json, missing".into() })
+                    return Err(Error::BadObject {
+                        key: format!("{id}/{}", f.rel_path),
+                        reason: "listed in meta.json, missing".into(),
+                    })
                 }
                 (Some(&have), Some(want)) if have != want => {
                     return Err(Error::BadObject {

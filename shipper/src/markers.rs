@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn parses_thanos_deletion_mark() {
-        let text = br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"details":"retention","deletion_time":1700000000}"#;
+        let text =
+            br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"details":"retention","deletion_time":1700000000}"#;
         let m = DeletionMark::parse(text).unwrap();
         assert_eq!(m.deletion_time, 1_700_000_000);
         assert_eq!(m.details, "retention");

@@ -244,7 +244,8 @@ impl Shipper {
         info!(block = %id, files = files.len(), bytes = total, "uploading block");
 
         let mut sent = 0u64;
-        let uploads = segments.iter().map(|(name, _)| format!("chunks/{name}")).chain(std::iter::once("index".to_owned()));
+        let uploads =
+            segments.iter().map(|(name, _)| format!("chunks/{name}")).chain(std::iter::once("index".to_owned()));
         for rel in uploads {
             let key = format!("{id}/{rel}");
             let path = block_dir.join(&rel);
@@ -343,7 +344,8 @@ fn read_state(path: &Path) -> Vec<Ulid> {
 fn write_state(path: &Path, uploaded: &[Ulid]) -> Result<()> {
     let state = State { version: STATE_VERSION, uploaded: uploaded.iter().map(Ulid::to_string).collect() };
     let mut text = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut text, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut text, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
     // A struct of a number and strings always serialises.
     let _ = state.serialize(&mut ser);
     let mut tmp = path.as_os_str().to_owned();
@@ -370,7 +372,10 @@ mod tests {
         let ids = vec![Ulid::new(), Ulid::new()];
         write_state(&path, &ids).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, format!("{{\n\t\"version\": 1,\n\t\"uploaded\": [\n\t\t\"{}\",\n\t\t\"{}\"\n\t]\n}}", ids[0], ids[1]));
+        assert_eq!(
+            text,
+            format!("{{\n\t\"version\": 1,\n\t\"uploaded\": [\n\t\t\"{}\",\n\t\t\"{}\"\n\t]\n}}", ids[0], ids[1])
+        );
         assert_eq!(read_state(&path), ids);
         for bad in ["{", "{\"version\":2,\"uploaded\":[]}", ""] {
             std::fs::write(&path, bad).unwrap();

@@ -68,10 +68,7 @@ fn bench(c: &mut Criterion) {
         let data: Vec<Series> = (0..CHUNKS).map(|_| make(&mut rng)).collect();
         let chunks: Vec<Box<[u8]>> = data.iter().map(encode).collect();
         let bytes: usize = chunks.iter().map(|c| c.len()).sum();
-        eprintln!(
-            "{name}: {:.2} bytes/sample",
-            bytes as f64 / (SAMPLES * CHUNKS) as f64
-        );
+        eprintln!("{name}: {:.2} bytes/sample", bytes as f64 / (SAMPLES * CHUNKS) as f64);
 
         group.bench_with_input(BenchmarkId::new("encode", name), &data, |b, data| {
             b.iter(|| {

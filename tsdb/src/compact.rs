@@ -77,7 +77,8 @@ mod tests {
     fn write_block(dir: &Path, data: &Data) -> Arc<Block> {
         let ulid = Ulid::new();
         let mut w = BlockWriter::new(dir, ulid).unwrap();
-        let labels: Vec<Labels> = data.keys().map(|n| Labels::from_pairs(&[("__name__", n.as_str()), ("job", "x")])).collect();
+        let labels: Vec<Labels> =
+            data.keys().map(|n| Labels::from_pairs(&[("__name__", n.as_str()), ("job", "x")])).collect();
         let syms: Vec<String> = data.keys().cloned().chain(["__name__".into(), "job".into(), "x".into()]).collect();
         w.add_symbols(syms.iter().map(String::as_str)).unwrap();
         let (mut min, mut max) = (i64::MAX, i64::MIN);
@@ -90,21 +91,31 @@ mod tests {
                     for &(t, b) in part {
                         a.append(t, f64::from_bits(b));
                     }
-                    ChunkData { min_time: part[0].0, max_time: part[part.len() - 1].0, encoding: Encoding::Xor, data: a.into_bytes().into_vec() }
+                    ChunkData {
+                        min_time: part[0].0,
+                        max_time: part[part.len() - 1].0,
+                        encoding: Encoding::Xor,
+                        data: a.into_bytes().into_vec(),
+                    }
                 })
                 .collect();
             min = min.min(v[0].0);
             max = max.max(v[v.len() - 1].0);
             w.add_series(l, &chunks).unwrap();
         }
-        let meta = w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![ulid], ..Default::default() }).unwrap();
+        let meta =
+            w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![ulid], ..Default::default() }).unwrap();
         Arc::new(Block::open(&dir.join(meta.ulid.to_string())).unwrap())
     }
 
     fn data_strategy() -> impl Strategy<Value = Data> {
         prop::collection::btree_map(
             "[a-d]{1,3}",
-            prop::collection::btree_map(0i64..2_000, prop::sample::select(vec![0u64, 1.5f64.to_bits(), f64::NAN.to_bits(), 0x7ff0_0000_0000_0002]), 1..300),
+            prop::collection::btree_map(
+                0i64..2_000,
+                prop::sample::select(vec![0u64, 1.5f64.to_bits(), f64::NAN.to_bits(), 0x7ff0_0000_0000_0002]),
+                1..300,
+            ),
             1..6,
         )
     }

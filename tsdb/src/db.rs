@@ -15,10 +15,10 @@ use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockWriter, SeriesChunks};
+use crate::gofloat::format_g;
 use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
-use crate::gofloat::format_g;
 use crate::querier::{for_each_sample, merge_series_sets};
 use crate::wal::{self, Record, ReplayStats, Wal, WalOptions};
 use crate::{Error, Result};
@@ -84,7 +84,10 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
                     }
                     match &cur {
                         Some(series) => {
-                            if !matches!(head.replay_sample(series, s.t, s.v), crate::head::AppendResult::Appended { .. }) {
+                            if !matches!(
+                                head.replay_sample(series, s.t, s.v),
+                                crate::head::AppendResult::Appended { .. }
+                            ) {
                                 out.refused += 1;
                             }
                         }
@@ -296,7 +299,9 @@ impl Db {
                 head_chunks_removed = truncated.chunks_removed, duration = ?started.elapsed(),
                 "cut block from head"
             ),
-            None => tracing::info!(dir = %self.dir.display(), min_time = mint, max_time = maxt, "no samples in range; no block cut"),
+            None => {
+                tracing::info!(dir = %self.dir.display(), min_time = mint, max_time = maxt, "no samples in range; no block cut")
+            }
         }
         Ok(true)
     }
@@ -391,7 +396,13 @@ fn lower_thread_priority() {
 fn lower_thread_priority() {}
 
 /// Series from blocks overlapping `[mint, maxt]` and the head, merged by labels.
-fn select_from(blocks: &[Arc<Block>], head: &Head, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
+fn select_from(
+    blocks: &[Arc<Block>],
+    head: &Head,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<SeriesChunks>> {
     let mut sets = Vec::new();
     for b in blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
         sets.push(b.select(matchers, mint, maxt)?);
@@ -408,7 +419,11 @@ pub struct DbAppender<'a> {
 
 impl DbAppender<'_> {
     /// See [`HeadAppender::append`].
-    pub fn append(&mut self, pairs: &[(&str, &str)], samples: impl IntoIterator<Item = (i64, f64)>) -> std::result::Result<(), LabelsError> {
+    pub fn append(
+        &mut self,
+        pairs: &[(&str, &str)],
+        samples: impl IntoIterator<Item = (i64, f64)>,
+    ) -> std::result::Result<(), LabelsError> {
         self.inner.append(pairs, samples)
     }
 
@@ -503,7 +518,8 @@ mod tests {
     #[test]
     fn cut_blocks_truncate_head_and_wal_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = DbOptions { wal: WalOptions { segment_size: 32 * 1024, ..WalOptions::default() }, ..DbOptions::default() };
+        let opts =
+            DbOptions { wal: WalOptions { segment_size: 32 * 1024, ..WalOptions::default() }, ..DbOptions::default() };
         let db = Db::open(dir.path(), opts.clone()).unwrap();
         let h = 3_600_000;
         let mut want = Vec::new();

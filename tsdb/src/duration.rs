@@ -41,7 +41,8 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             .ok_or_else(bad)?;
         rest = &rest[unit.len()..];
         next_unit = i + 1;
-        total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("duration {s:?} overflows"))?;
+        total =
+            n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("duration {s:?} overflows"))?;
     }
     Ok(total)
 }
@@ -52,7 +53,15 @@ mod tests {
 
     #[test]
     fn parses_prometheus_durations() {
-        for (s, ms) in [("0", 0), ("15d", 15 * 86_400_000), ("1h30m", 5_400_000), ("500ms", 500), ("1m1s1ms", 61_001), ("2w", 14 * 86_400_000), ("1y", 365 * 86_400_000)] {
+        for (s, ms) in [
+            ("0", 0),
+            ("15d", 15 * 86_400_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("1m1s1ms", 61_001),
+            ("2w", 14 * 86_400_000),
+            ("1y", 365 * 86_400_000),
+        ] {
             assert_eq!(parse_duration(s), Ok(ms), "{s}");
         }
         for bad in ["", "1", "h", "1x", "1m1h", "1h1h", "-1h", "1.5h", "99999999999999999999y"] {

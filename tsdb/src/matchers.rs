@@ -52,24 +52,16 @@ pub struct Matcher {
 
 impl Matcher {
     /// A matcher; for the regex ops `value` must be a valid pattern.
-    pub fn new(
-        op: MatchOp,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Matcher, Error> {
+    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Matcher, Error> {
         let (name, value) = (name.into(), value.into());
         let re = match op {
             MatchOp::Equal | MatchOp::NotEqual => None,
-            MatchOp::Regex | MatchOp::NotRegex => Some(FastRegex::new(&value).map_err(|e| {
-                Error::InvalidMatcher(format!("{}{op}{}: {e}", quote_name(&name), quote(&value)))
-            })?),
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                FastRegex::new(&value)
+                    .map_err(|e| Error::InvalidMatcher(format!("{}{op}{}: {e}", quote_name(&name), quote(&value))))?,
+            ),
         };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            re,
-        })
+        Ok(Matcher { name, op, value, re })
     }
 
     /// Whether a label value (the empty string for a missing label) satisfies the matcher.
@@ -118,13 +110,7 @@ impl Hash for Matcher {
 impl fmt::Display for Matcher {
     /// PromQL form: `name="value"`, with the name quoted too when it is not a plain identifier.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}{}{}",
-            quote_name(&self.name),
-            self.op,
-            quote(&self.value)
-        )
+        write!(f, "{}{}{}", quote_name(&self.name), self.op, quote(&self.value))
     }
 }
 
@@ -172,12 +158,8 @@ impl FastRegex {
             FastRegex::Set(set) => set.binary_search_by(|s| s.as_str().cmp(v)).is_ok(),
             // The rest after (or before) a matching literal starts on a char boundary, so any
             // extra byte means at least one extra char, which is what `.+` needs.
-            FastRegex::Prefix { lit, min_rest } => {
-                v.starts_with(lit.as_str()) && v.len() >= lit.len() + min_rest
-            }
-            FastRegex::Suffix { lit, min_rest } => {
-                v.ends_with(lit.as_str()) && v.len() >= lit.len() + min_rest
-            }
+            FastRegex::Prefix { lit, min_rest } => v.starts_with(lit.as_str()) && v.len() >= lit.len() + min_rest,
+            FastRegex::Suffix { lit, min_rest } => v.ends_with(lit.as_str()) && v.len() >= lit.len() + min_rest,
             FastRegex::Contains(lit) => v.contains(lit.as_str()),
             FastRegex::Regex(re) => re.is_match(v),
         }
@@ -203,19 +185,9 @@ fn shortcut(pattern: &str) -> Option<FastRegex> {
         _ => None,
     };
     let head = pattern.get(..2).and_then(wild);
-    let tail = pattern
-        .len()
-        .checked_sub(2)
-        .and_then(|i| pattern.get(i..))
-        .and_then(wild);
-    let (start, end) = (
-        if head.is_some() { 2 } else { 0 },
-        if tail.is_some() {
-            pattern.len() - 2
-        } else {
-            pattern.len()
-        },
-    );
+    let tail = pattern.len().checked_sub(2).and_then(|i| pattern.get(i..)).and_then(wild);
+    let (start, end) =
+        (if head.is_some() { 2 } else { 0 }, if tail.is_some() { pattern.len() - 2 } else { pattern.len() });
     let lit = literal(pattern.get(start..end)?)?;
     if lit.is_empty() {
         return None;
@@ -230,10 +202,7 @@ fn shortcut(pattern: &str) -> Option<FastRegex> {
 
 /// `(x)` or `(?:x)` → `x`, when `x` has no groups of its own.
 fn strip_group(pattern: &str) -> &str {
-    let inner = pattern
-        .strip_prefix("(?:")
-        .or_else(|| pattern.strip_prefix('('))
-        .and_then(|p| p.strip_suffix(')'));
+    let inner = pattern.strip_prefix("(?:").or_else(|| pattern.strip_prefix('(')).and_then(|p| p.strip_suffix(')'));
     match inner {
         // A `\` before the closing paren would have escaped it.
         Some(inner) if !inner.contains(['(', ')']) && !ends_with_escape(inner) => inner,
@@ -266,9 +235,7 @@ fn literal_alternation(pattern: &str) -> Option<Vec<String>> {
 }
 
 /// Characters with a meaning in a regex; a `\` before one of them makes it literal.
-const META: &[char] = &[
-    '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
-];
+const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
 
 /// The text a pattern matches if it is a plain literal (escaped metacharacters allowed).
 fn literal(pattern: &str) -> Option<String> {
@@ -291,9 +258,7 @@ fn literal(pattern: &str) -> Option<String> {
 /// Whether a label name needs quotes in PromQL (Prometheus 3 accepts any UTF-8 name quoted).
 fn quote_name(name: &str) -> String {
     let plain = !name.is_empty()
-        && name
-            .char_indices()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        && name.char_indices().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
     if plain {
         name.to_owned()
     } else {
@@ -369,16 +334,8 @@ mod tests {
 
     #[test]
     fn equality() {
-        check(
-            MatchOp::Equal,
-            "a",
-            &[("a", true), ("", false), ("ab", false)],
-        );
-        check(
-            MatchOp::NotEqual,
-            "a",
-            &[("a", false), ("", true), ("b", true)],
-        );
+        check(MatchOp::Equal, "a", &[("a", true), ("", false), ("ab", false)]);
+        check(MatchOp::NotEqual, "a", &[("a", false), ("", true), ("b", true)]);
         // `l=""` selects series without the label; `l!=""` those with it.
         check(MatchOp::Equal, "", &[("", true), ("x", false)]);
         check(MatchOp::NotEqual, "", &[("", false), ("x", true)]);
@@ -389,32 +346,11 @@ mod tests {
 
     #[test]
     fn regexes_are_anchored() {
-        check(
-            MatchOp::Regex,
-            "foo",
-            &[
-                ("foo", true),
-                ("foobar", false),
-                ("barfoo", false),
-                ("", false),
-            ],
-        );
-        check(
-            MatchOp::Regex,
-            "fo+",
-            &[("fooo", true), ("xfoo", false), ("foox", false)],
-        );
+        check(MatchOp::Regex, "foo", &[("foo", true), ("foobar", false), ("barfoo", false), ("", false)]);
+        check(MatchOp::Regex, "fo+", &[("fooo", true), ("xfoo", false), ("foox", false)]);
         // Anchoring covers the whole alternation, not just its ends.
-        check(
-            MatchOp::Regex,
-            "a|b.*",
-            &[("a", true), ("ab", false), ("bxx", true), ("xb", false)],
-        );
-        check(
-            MatchOp::Regex,
-            "(a)|(b)c",
-            &[("a", true), ("bc", true), ("ac", false), ("b", false)],
-        );
+        check(MatchOp::Regex, "a|b.*", &[("a", true), ("ab", false), ("bxx", true), ("xb", false)]);
+        check(MatchOp::Regex, "(a)|(b)c", &[("a", true), ("bc", true), ("ac", false), ("b", false)]);
     }
 
     #[test]
@@ -437,11 +373,7 @@ mod tests {
         assert!(m(MatchOp::Regex, "a|").matches_empty());
         assert!(m(MatchOp::Regex, "a?").matches_empty());
         assert!(!m(MatchOp::Regex, "a").matches_empty());
-        check(
-            MatchOp::NotRegex,
-            ".+",
-            &[("", true), ("x", false), ("\n", false)],
-        );
+        check(MatchOp::NotRegex, ".+", &[("", true), ("x", false), ("\n", false)]);
         check(MatchOp::NotRegex, "", &[("", false), ("x", true)]);
     }
 
@@ -470,26 +402,16 @@ mod tests {
         ];
         for &(pattern, want) in cases {
             let got = m(MatchOp::Regex, pattern);
-            let got: Option<Vec<&str>> = got
-                .set_matches()
-                .map(|s| s.iter().map(String::as_str).collect());
+            let got: Option<Vec<&str>> = got.set_matches().map(|s| s.iter().map(String::as_str).collect());
             assert_eq!(got.as_deref(), want, "{pattern:?}");
         }
         // The set is just as valid for the negated op.
-        assert_eq!(
-            m(MatchOp::NotRegex, "x|y")
-                .set_matches()
-                .map(<[String]>::len),
-            Some(2)
-        );
+        assert_eq!(m(MatchOp::NotRegex, "x|y").set_matches().map(<[String]>::len), Some(2));
     }
 
     #[test]
     fn shortcuts_agree_with_the_regex_engine() {
-        let big_set: String = (0..40)
-            .map(|i| format!("v{i}"))
-            .collect::<Vec<_>>()
-            .join("|");
+        let big_set: String = (0..40).map(|i| format!("v{i}")).collect::<Vec<_>>().join("|");
         let patterns = [
             ".*",
             ".+",
@@ -508,28 +430,20 @@ mod tests {
             r"\(.*",
         ];
         let values = [
-            "", "a", "b", "c", "bc", "ab", "foo", "foox", "xfoo", "xfoox", "fo", "f\no", "foo\n",
-            "\nfoo", "ö", "xöx", ".", "..", "a.b", "v0", "v39", "v40", "v", "ü",
+            "", "a", "b", "c", "bc", "ab", "foo", "foox", "xfoo", "xfoox", "fo", "f\no", "foo\n", "\nfoo", "ö", "xöx",
+            ".", "..", "a.b", "v0", "v39", "v40", "v", "ü",
         ];
         for p in patterns {
             let fast = FastRegex::new(p).expect("valid");
-            assert!(
-                !matches!(fast, FastRegex::Regex(_)),
-                "{p:?} should have a shortcut"
-            );
+            assert!(!matches!(fast, FastRegex::Regex(_)), "{p:?} should have a shortcut");
             let re = Regex::new(&format!("^(?s:{p})$")).expect("valid");
             for v in values {
                 assert_eq!(fast.is_match(v), re.is_match(v), "{p:?} on {v:?}");
             }
         }
         // Forms deliberately left to the engine.
-        for p in [
-            ".+foo.+", ".*.*", ".+.*", r"\.+.*", "foo.*bar", ".*foo.+", "(foo).*", r"a\d",
-        ] {
-            assert!(
-                matches!(FastRegex::new(p), Ok(FastRegex::Regex(_))),
-                "{p:?}"
-            );
+        for p in [".+foo.+", ".*.*", ".+.*", r"\.+.*", "foo.*bar", ".*foo.+", "(foo).*", r"a\d"] {
+            assert!(matches!(FastRegex::new(p), Ok(FastRegex::Regex(_))), "{p:?}");
         }
     }
 
@@ -556,10 +470,7 @@ mod tests {
     #[test]
     fn invalid_regex_is_an_error() {
         let err = Matcher::new(MatchOp::Regex, "job", "a(b").expect_err("unbalanced group");
-        assert!(
-            matches!(&err, Error::InvalidMatcher(msg) if msg.starts_with("job=~\"a(b\":")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::InvalidMatcher(msg) if msg.starts_with("job=~\"a(b\":")), "{err}");
         assert!(Matcher::new(MatchOp::NotRegex, "job", "[").is_err());
         // The same text is fine as a literal.
         assert!(Matcher::new(MatchOp::Equal, "job", "a(b").is_ok());
@@ -567,25 +478,18 @@ mod tests {
 
     #[test]
     fn display_is_promql() {
-        let show =
-            |op, name: &str, value: &str| Matcher::new(op, name, value).expect("valid").to_string();
+        let show = |op, name: &str, value: &str| Matcher::new(op, name, value).expect("valid").to_string();
         assert_eq!(show(MatchOp::Equal, "job", "api"), r#"job="api""#);
         assert_eq!(show(MatchOp::NotEqual, "job", ""), r#"job!="""#);
         assert_eq!(show(MatchOp::Regex, "path", r"/a\.b"), r#"path=~"/a\\.b""#);
         assert_eq!(show(MatchOp::NotRegex, "_x9", "a|b"), r#"_x9!~"a|b""#);
-        assert_eq!(
-            show(MatchOp::Equal, "msg", "say \"hi\"\n\ttab\u{1}\u{7f}"),
-            r#"msg="say \"hi\"\n\ttab\x01\x7f""#
-        );
+        assert_eq!(show(MatchOp::Equal, "msg", "say \"hi\"\n\ttab\u{1}\u{7f}"), r#"msg="say \"hi\"\n\ttab\x01\x7f""#);
         assert_eq!(
             show(MatchOp::Equal, "u", "grüße ✓ \u{a0}\u{200b}\u{10ffff}"),
             r#"u="grüße ✓ \u00a0\u200b\U0010ffff""#
         );
         // Names PromQL cannot take bare are quoted, as Prometheus 3 prints them.
-        assert_eq!(
-            show(MatchOp::Equal, "service.name", "x"),
-            r#""service.name"="x""#
-        );
+        assert_eq!(show(MatchOp::Equal, "service.name", "x"), r#""service.name"="x""#);
         assert_eq!(show(MatchOp::Equal, "9lives", "x"), r#""9lives"="x""#);
     }
 

@@ -126,7 +126,10 @@ pub fn merge_series_sets(sets: Vec<Vec<SeriesChunks>>) -> Result<Vec<SeriesChunk
 pub fn for_each_sample(series: &SeriesChunks, mint: i64, maxt: i64, mut f: impl FnMut(i64, f64)) -> Result<()> {
     for c in series.chunks.iter().filter(|c| c.max_time >= mint && c.min_time <= maxt) {
         if c.encoding != Encoding::Xor {
-            return Err(Error::CorruptChunk(format!("series {}: unsupported chunk encoding {}", series.labels, c.encoding)));
+            return Err(Error::CorruptChunk(format!(
+                "series {}: unsupported chunk encoding {}",
+                series.labels, c.encoding
+            )));
         }
         let mut it = XorIter::new(&c.data)?;
         for (t, v) in it.by_ref().filter(|&(t, _)| t >= mint && t <= maxt) {
@@ -178,7 +181,10 @@ mod tests {
         let b = chunk(&[(2, 20.0), (3, 30.0), (6, 60.0)]);
         let m = merge_chunks(vec![a, b]).unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!(samples_of(&m), [(1, 1.0), (2, 20.0), (3, 3.0), (5, 5.0), (6, 60.0)].map(|(t, v): (i64, f64)| (t, v.to_bits())));
+        assert_eq!(
+            samples_of(&m),
+            [(1, 1.0), (2, 20.0), (3, 3.0), (5, 5.0), (6, 60.0)].map(|(t, v): (i64, f64)| (t, v.to_bits()))
+        );
     }
 
     #[test]

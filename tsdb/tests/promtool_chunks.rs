@@ -76,27 +76,17 @@ fn promtool_blocks_decode_and_reencode_exactly() {
         String::from_utf8_lossy(&run.stderr)
     );
 
-    let series: Vec<(String, &Series)> = families
-        .iter()
-        .flat_map(|f| f.series.iter().map(|s| (f.sample_name(), s)))
-        .collect();
+    let series: Vec<(String, &Series)> =
+        families.iter().flat_map(|f| f.series.iter().map(|s| (f.sample_name(), s))).collect();
     let mut coverage = Coverage::new(&series);
     let mut stats = Stats::default();
     let blocks = block_dirs(&out);
-    assert!(
-        blocks.len() >= 3,
-        "expected the data to span at least 3 two-hour blocks, got {}",
-        blocks.len()
-    );
+    assert!(blocks.len() >= 3, "expected the data to span at least 3 two-hour blocks, got {}", blocks.len());
     for block in &blocks {
         let chunk_dir = block.join("chunks");
         let mut segments: Vec<PathBuf> = read_dir(&chunk_dir);
         segments.sort();
-        assert!(
-            !segments.is_empty(),
-            "{} has no chunk segments",
-            chunk_dir.display()
-        );
+        assert!(!segments.is_empty(), "{} has no chunk segments", chunk_dir.display());
         for segment in segments {
             let data = std::fs::read(&segment).expect("read segment");
             for (offset, chunk) in parse_segment(&segment, &data) {
@@ -118,24 +108,12 @@ fn promtool_blocks_decode_and_reencode_exactly() {
         stats.aligned_only,
         stats.whole_only
     );
-    assert_eq!(
-        stats.samples,
-        series.iter().map(|s| s.1.samples.len()).sum::<usize>()
-    );
+    assert_eq!(stats.samples, series.iter().map(|s| s.1.samples.len()).sum::<usize>());
     // Every way a chunk can end must have been seen, or the trailing-byte rule went untested.
     assert!(stats.one_sample >= 1, "no 1-sample chunk");
-    assert!(
-        stats.open_byte > stats.one_sample,
-        "no multi-sample chunk with the empty byte"
-    );
-    assert!(
-        stats.aligned_only >= 1,
-        "no byte-aligned chunk ending on a bit-by-bit field"
-    );
-    assert!(
-        stats.whole_only >= 1,
-        "no chunk ending on a whole-byte field off alignment"
-    );
+    assert!(stats.open_byte > stats.one_sample, "no multi-sample chunk with the empty byte");
+    assert!(stats.aligned_only >= 1, "no byte-aligned chunk ending on a bit-by-bit field");
+    assert!(stats.whole_only >= 1, "no chunk ending on a whole-byte field off alignment");
 }
 
 fn read_dir(dir: &Path) -> Vec<PathBuf> {
@@ -146,10 +124,7 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn block_dirs(out: &Path) -> Vec<PathBuf> {
-    let mut blocks: Vec<PathBuf> = read_dir(out)
-        .into_iter()
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
+    let mut blocks: Vec<PathBuf> = read_dir(out).into_iter().filter(|p| p.join("meta.json").is_file()).collect();
     blocks.sort();
     blocks
 }
@@ -157,11 +132,7 @@ fn block_dirs(out: &Path) -> Vec<PathBuf> {
 /// Splits a chunk segment into `(offset, (encoding, data))`, checking the header and every CRC.
 fn parse_segment<'a>(path: &Path, data: &'a [u8]) -> Vec<(usize, (u8, &'a [u8]))> {
     let name = path.display();
-    assert!(
-        data.len() >= 8,
-        "{name}: {} bytes is too short for the segment header",
-        data.len()
-    );
+    assert!(data.len() >= 8, "{name}: {} bytes is too short for the segment header", data.len());
     assert_eq!(data[..4], [0x85, 0xbd, 0x40, 0xdd], "{name}: magic");
     assert_eq!(data[4], 1, "{name}: chunk format version");
     assert_eq!(data[5..8], [0, 0, 0], "{name}: header padding");
@@ -173,10 +144,7 @@ fn parse_segment<'a>(path: &Path, data: &'a [u8]) -> Vec<(usize, (u8, &'a [u8]))
         let mut shift = 0;
         loop {
             // Prometheus reads at most 5 bytes of length.
-            assert!(
-                shift < 35 && pos < data.len(),
-                "{name} offset {start}: bad chunk length"
-            );
+            assert!(shift < 35 && pos < data.len(), "{name} offset {start}: bad chunk length");
             let b = data[pos];
             pos += 1;
             len |= usize::from(b & 0x7f) << shift;
@@ -186,17 +154,10 @@ fn parse_segment<'a>(path: &Path, data: &'a [u8]) -> Vec<(usize, (u8, &'a [u8]))
             }
         }
         let end = pos + 1 + len;
-        assert!(
-            end + 4 <= data.len(),
-            "{name} offset {start}: chunk of {len} bytes runs past the end"
-        );
+        assert!(end + 4 <= data.len(), "{name} offset {start}: chunk of {len} bytes runs past the end");
         let body = &data[pos..end];
         let stored = u32::from_be_bytes([data[end], data[end + 1], data[end + 2], data[end + 3]]);
-        assert_eq!(
-            crc32c::crc32c(body),
-            stored,
-            "{name} offset {start}: CRC32C over encoding and data"
-        );
+        assert_eq!(crc32c::crc32c(body), stored, "{name} offset {start}: CRC32C over encoding and data");
         chunks.push((start, (body[0], &body[1..])));
         pos = end + 4;
     }
@@ -213,25 +174,12 @@ struct Stats {
     whole_only: usize,
 }
 
-fn check_chunk(
-    at: &str,
-    (encoding, data): (u8, &[u8]),
-    coverage: &mut Coverage,
-    stats: &mut Stats,
-) {
-    assert_eq!(
-        Encoding::try_from(encoding).ok(),
-        Some(Encoding::Xor),
-        "{at}: encoding {encoding}"
-    );
+fn check_chunk(at: &str, (encoding, data): (u8, &[u8]), coverage: &mut Coverage, stats: &mut Stats) {
+    assert_eq!(Encoding::try_from(encoding).ok(), Some(Encoding::Xor), "{at}: encoding {encoding}");
     let mut it = XorIter::new(data).unwrap_or_else(|e| panic!("{at}: {e}"));
     let samples: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
     assert!(it.err().is_none(), "{at}: {:?}", it.err());
-    assert_eq!(
-        samples.len(),
-        usize::from(it.num_samples()),
-        "{at}: sample count"
-    );
+    assert_eq!(samples.len(), usize::from(it.num_samples()), "{at}: sample count");
     assert!(!samples.is_empty(), "{at}: empty chunk");
 
     let mut app = XorAppender::new();
@@ -244,11 +192,7 @@ fn check_chunk(
         expected.push(0);
     }
     if data != expected.as_slice() {
-        let first_diff = data
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(data.len().min(expected.len()));
+        let first_diff = data.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(data.len().min(expected.len()));
         panic!(
             "{at}: {} samples re-encode differently (pre-3.0 empty byte predicted: {}): promtool has {} bytes, \
              we expect {}, first difference at byte {first_diff}\n promtool: {:02x?}\n expected: {:02x?}",
@@ -340,10 +284,7 @@ fn legacy_tail(samples: &[(i64, u64)]) -> LegacyTail {
         t_prev = t;
         v_prev = v;
     }
-    LegacyTail {
-        end_aligned: bits & 7 == 0,
-        last_field_whole_bytes: last_field & 7 == 0,
-    }
+    LegacyTail { end_aligned: bits & 7 == 0, last_field_whole_bytes: last_field & 7 == 0 }
 }
 
 fn varint_len(mut x: u64) -> u64 {
@@ -373,30 +314,16 @@ impl<'a> Coverage<'a> {
                 starts.entry((t, v)).or_default().push((s, i));
             }
         }
-        Coverage {
-            series,
-            claimed: series
-                .iter()
-                .map(|s| vec![false; s.1.samples.len()])
-                .collect(),
-            starts,
-        }
+        Coverage { series, claimed: series.iter().map(|s| vec![false; s.1.samples.len()]).collect(), starts }
     }
 
     fn claim(&mut self, at: &str, chunk: &[(i64, u64)]) {
-        let candidates = self
-            .starts
-            .get(&chunk[0])
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let candidates = self.starts.get(&chunk[0]).map(Vec::as_slice).unwrap_or_default();
         let found = candidates.iter().copied().find(|&(s, i)| {
             let file = &self.series[s].1.samples;
             file.len() >= i + chunk.len()
                 && !self.claimed[s][i]
-                && file[i..i + chunk.len()]
-                    .iter()
-                    .zip(chunk)
-                    .all(|(&(ft, fv, _), &(t, v))| (ft, fv) == (t, v))
+                && file[i..i + chunk.len()].iter().zip(chunk).all(|(&(ft, fv, _), &(t, v))| (ft, fv) == (t, v))
         });
         let Some((s, i)) = found else {
             panic!(
@@ -416,10 +343,7 @@ impl<'a> Coverage<'a> {
         for (s, claimed) in self.claimed.iter().enumerate() {
             if let Some(i) = claimed.iter().position(|c| !c) {
                 let (name, ser) = &self.series[s];
-                panic!(
-                    "{name}{:?}: sample {i} at {} is in no chunk",
-                    ser.labels, ser.samples[i].0
-                );
+                panic!("{name}{:?}: sample {i} at {} is in no chunk", ser.labels, ser.samples[i].0);
             }
         }
     }
@@ -429,20 +353,10 @@ impl<'a> Coverage<'a> {
 fn openmetrics(families: &[Family]) -> String {
     let mut out = String::new();
     for fam in families {
-        let _ = writeln!(
-            out,
-            "# TYPE {} {}",
-            fam.name,
-            if fam.counter { "counter" } else { "gauge" }
-        );
+        let _ = writeln!(out, "# TYPE {} {}", fam.name, if fam.counter { "counter" } else { "gauge" });
         let name = fam.sample_name();
         for s in &fam.series {
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{v}\""))
-                .collect::<Vec<_>>()
-                .join(",");
+            let labels = s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join(",");
             for (t, _, text) in &s.samples {
                 let _ = writeln!(out, "{name}{{{labels}}} {text} {}", om_timestamp(*t));
             }
@@ -481,11 +395,7 @@ fn value(v: f64) -> (u64, String) {
         _ => format!("{v:e}"),
     };
     if v.is_finite() {
-        assert_eq!(
-            text.parse::<f64>().map(f64::to_bits).ok(),
-            Some(v.to_bits()),
-            "{text}"
-        );
+        assert_eq!(text.parse::<f64>().map(f64::to_bits).ok(), Some(v.to_bits()), "{text}");
     }
     (v.to_bits(), text)
 }
@@ -511,11 +421,7 @@ fn scrape_times(rng: &mut StdRng, start: i64, n: usize, gaps: &[(usize, i64)]) -
         .collect()
 }
 
-fn series(
-    labels: &[(&'static str, &str)],
-    times: &[i64],
-    values: impl IntoIterator<Item = f64>,
-) -> Series {
+fn series(labels: &[(&'static str, &str)], times: &[i64], values: impl IntoIterator<Item = f64>) -> Series {
     Series {
         labels: labels.iter().map(|&(k, v)| (k, v.to_owned())).collect(),
         samples: times
@@ -585,11 +491,7 @@ fn generate(rng: &mut StdRng) -> Vec<Family> {
     let mut requests = Vec::new();
     for code in ["200", "500"] {
         let times = scrape_times(rng, START_MS, LONG, &[(400, 40 * 60_000)]);
-        requests.push(series(
-            &[("code", code), ("job", "api")],
-            &times,
-            counter(rng, 1.0, LONG),
-        ));
+        requests.push(series(&[("code", code), ("job", "api")], &times, counter(rng, 1.0, LONG)));
     }
     let times = scrape_times(rng, START_MS + 7, LONG, &[]);
     let cpu = vec![series(&[("job", "api")], &times, counter(rng, 0.01, LONG))];
@@ -611,15 +513,11 @@ fn generate(rng: &mut StdRng) -> Vec<Family> {
     let mut t = START_MS;
     let times: Vec<i64> = (0..LONG)
         .map(|_| {
-            t = exact_ms(
-                t + [1, 1_000, 15_000, 70_000, 600_001][rng.gen_range(0..5)] + rng.gen_range(0..3),
-            );
+            t = exact_ms(t + [1, 1_000, 15_000, 70_000, 600_001][rng.gen_range(0..5)] + rng.gen_range(0..3));
             t
         })
         .collect();
-    let values: Vec<f64> = (0..LONG)
-        .map(|i| if i % 5 == 0 { special(rng) } else { 1.0 })
-        .collect();
+    let values: Vec<f64> = (0..LONG).map(|i| if i % 5 == 0 { special(rng) } else { 1.0 }).collect();
     let irregular = vec![series(&[("job", "batch")], &times, values)];
 
     // Short one-chunk series inside the second block, chosen so that every way a chunk can end
@@ -630,24 +528,13 @@ fn generate(rng: &mut StdRng) -> Vec<Family> {
     let mut attempt = 0;
     while wanted.iter().any(|w| w.2 > 0) {
         attempt += 1;
-        assert!(
-            attempt < 100_000,
-            "could not find short series for every chunk ending"
-        );
+        assert!(attempt < 100_000, "could not find short series for every chunk ending");
         let n = rng.gen_range(2..40);
         let times = scrape_times(rng, second_block + 600_000, n, &[]);
         let values: Vec<f64> = (0..n).map(|_| special(rng)).collect();
         let s = series(&[("case", &attempt.to_string())], &times, values);
-        let tail = legacy_tail(
-            &s.samples
-                .iter()
-                .map(|&(t, v, _)| (t, v))
-                .collect::<Vec<_>>(),
-        );
-        if let Some(w) = wanted
-            .iter_mut()
-            .find(|w| (w.0, w.1) == (tail.end_aligned, tail.last_field_whole_bytes))
-        {
+        let tail = legacy_tail(&s.samples.iter().map(|&(t, v, _)| (t, v)).collect::<Vec<_>>());
+        if let Some(w) = wanted.iter_mut().find(|w| (w.0, w.1) == (tail.end_aligned, tail.last_field_whole_bytes)) {
             if w.2 > 0 {
                 w.2 -= 1;
                 short.push(s);
@@ -656,45 +543,15 @@ fn generate(rng: &mut StdRng) -> Vec<Family> {
     }
     let single = [(0, 3.5), (1, f64::NAN)]
         .into_iter()
-        .map(|(i, v)| {
-            series(
-                &[("n", &i.to_string())],
-                &[exact_ms(second_block + 3_600_000 + i)],
-                [v],
-            )
-        })
+        .map(|(i, v)| series(&[("n", &i.to_string())], &[exact_ms(second_block + 3_600_000 + i)], [v]))
         .collect();
 
     vec![
-        Family {
-            name: "http_requests",
-            counter: true,
-            series: requests,
-        },
-        Family {
-            name: "process_cpu_seconds",
-            counter: true,
-            series: cpu,
-        },
-        Family {
-            name: "sensor_celsius",
-            counter: false,
-            series: sensors,
-        },
-        Family {
-            name: "irregular",
-            counter: false,
-            series: irregular,
-        },
-        Family {
-            name: "short",
-            counter: false,
-            series: short,
-        },
-        Family {
-            name: "single",
-            counter: false,
-            series: single,
-        },
+        Family { name: "http_requests", counter: true, series: requests },
+        Family { name: "process_cpu_seconds", counter: true, series: cpu },
+        Family { name: "sensor_celsius", counter: false, series: sensors },
+        Family { name: "irregular", counter: false, series: irregular },
+        Family { name: "short", counter: false, series: short },
+        Family { name: "single", counter: false, series: single },
     ]
 }

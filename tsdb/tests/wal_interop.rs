@@ -50,7 +50,10 @@ fn promtool_dump_reads_our_wal() {
         })
         .collect();
     // A label set larger than a page: its series record spans several fragments.
-    series.push(RefSeries { series_ref: 41, labels: Labels::from_pairs(&[("__name__", "strata_wal_long"), ("v", &long_value)]) });
+    series.push(RefSeries {
+        series_ref: 41,
+        labels: Labels::from_pairs(&[("__name__", "strata_wal_long"), ("v", &long_value)]),
+    });
     let value = |r: u64, i: i64| -> f64 {
         match r % 5 {
             0 => (i as f64) * 0.25,
@@ -90,7 +93,8 @@ fn promtool_dump_reads_our_wal() {
     assert!(last >= 2, "the checkpointed part spans several segments");
     w.checkpoint(0, last - 1, |_| true, i64::MIN).expect("checkpoint");
     w.truncate(last).expect("truncate");
-    let cp_segment = std::fs::read(wal_dir.join(format!("checkpoint.{:08}/00000000", last - 1))).expect("checkpoint segment");
+    let cp_segment =
+        std::fs::read(wal_dir.join(format!("checkpoint.{:08}/00000000", last - 1))).expect("checkpoint segment");
     let frags = fragments(&cp_segment);
     assert!(frags.iter().any(|f| f.kind == 2 && f.compressed), "the checkpoint holds a compressed multi-page record");
 

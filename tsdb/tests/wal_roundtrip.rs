@@ -81,7 +81,7 @@ fn records_larger_than_pages_are_fragmented() {
         let w = open(&dir, DEFAULT_SEGMENT_SIZE, compress);
         let recs = vec![
             series_rec(1..=2),
-            big_series_rec(10, 40_000, 1),      // first + last
+            big_series_rec(10, 40_000, 1), // first + last
             samples_rec(&[(1, 5, 1.0)]),
             big_series_rec(100, 5 * PAGE_SIZE, 2), // first + middles + last
             big_series_rec(1000, PAGE_SIZE - 20, 3),
@@ -291,7 +291,13 @@ fn checkpoint_truncate_replay_keeps_what_the_head_needs() {
         let s: Vec<(u64, i64, f64)> = (1..=60).map(|r| (r, t, (r * 1000 + t as u64) as f64)).collect();
         w.log(&[&samples_rec(&s)]).expect("log");
         if t == 50 {
-            log_each(&w, &[tombstones_rec(&[(4, 0, 10), (6, 190, 220), (7, 230, 240)]), metadata_rec(&[(1, 1, "new", "new help")])]);
+            log_each(
+                &w,
+                &[
+                    tombstones_rec(&[(4, 0, 10), (6, 190, 220), (7, 230, 240)]),
+                    metadata_rec(&[(1, 1, "new", "new help")]),
+                ],
+            );
         }
     }
     // An exemplar record: skipped by replay, not carried into the checkpoint.
@@ -318,7 +324,8 @@ fn checkpoint_truncate_replay_keeps_what_the_head_needs() {
     assert_eq!(stats.checkpoint, Some(to));
     assert_eq!(stats.unsupported_records, 1, "the exemplar record lies after the checkpoint");
     // Series: the kept ones. Samples: everything from the kept segments, plus checkpointed t >= mint.
-    let want_series: BTreeMap<u64, String> = before.series.iter().filter(|(r, _)| keep(**r)).map(|(r, l)| (*r, l.clone())).collect();
+    let want_series: BTreeMap<u64, String> =
+        before.series.iter().filter(|(r, _)| keep(**r)).map(|(r, l)| (*r, l.clone())).collect();
     assert_eq!(after.series, want_series);
     assert!(after.samples.keys().all(|&(_, t)| t >= mint), "old samples were dropped");
     let want_samples: BTreeMap<(u64, i64), u64> =
@@ -361,7 +368,8 @@ fn checkpoint_refuses_a_gap_and_leaves_no_tmp_dir() {
     assert!(w.checkpoint(0, 9, |_| true, 0).is_err(), "segment 9 does not exist");
     w.checkpoint(0, 1, |_| true, 0).expect("checkpoint");
     assert!(w.checkpoint(3, 3, |_| true, 0).is_err(), "segment 2 would be lost");
-    let names: Vec<String> = std::fs::read_dir(&dir).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
     let st = w.stats();
     assert_eq!(st.checkpoint_creations_total.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -383,7 +391,8 @@ fn arb_record() -> impl Strategy<Value = Vec<u8>> {
         b
     });
     let samples = prop::collection::vec((any::<u64>(), any::<i64>(), any::<u64>()), 0..400).prop_map(|v| {
-        let s: Vec<RefSample> = v.into_iter().map(|(r, t, bits)| RefSample { series_ref: r, t, v: f64::from_bits(bits) }).collect();
+        let s: Vec<RefSample> =
+            v.into_iter().map(|(r, t, bits)| RefSample { series_ref: r, t, v: f64::from_bits(bits) }).collect();
         let mut b = Vec::new();
         record::encode_samples(&s, &mut b);
         b
@@ -393,7 +402,8 @@ fn arb_record() -> impl Strategy<Value = Vec<u8>> {
         let s: Vec<(u64, i64, f64)> = (0..n).map(|i| (r + i as u64, t, 1.0)).collect();
         samples_rec(&s)
     });
-    let tombstones = prop::collection::vec((any::<u64>(), any::<i64>(), any::<i64>()), 0..20).prop_map(|v| tombstones_rec(&v));
+    let tombstones =
+        prop::collection::vec((any::<u64>(), any::<i64>(), any::<i64>()), 0..20).prop_map(|v| tombstones_rec(&v));
     let metadata = prop::collection::vec((any::<u64>(), 0u8..8, "\\PC{0,10}", "\\PC{0,40}"), 0..10).prop_map(|v| {
         let v: Vec<(u64, u8, &str, &str)> = v.iter().map(|(r, t, u, h)| (*r, *t, u.as_str(), h.as_str())).collect();
         metadata_rec(&v)

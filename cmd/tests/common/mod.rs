@@ -14,23 +14,17 @@ use std::time::{Duration, Instant};
 /// Path of `name` on PATH; fails the test with an install hint when it is missing.
 pub fn require_binary(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed or not on PATH; this end-to-end test needs it \
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file()).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed or not on PATH; this end-to-end test needs it \
                  (Debian: apt-get install {package}; .ci/run installs it)"
-            )
-        })
+        )
+    })
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind an ephemeral port")
 }
 
 /// A child process that is killed when dropped, with its output in a log file.
@@ -43,32 +37,20 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, cmd: Command, log: &Path) -> Proc {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log file");
+        let out = File::options().create(true).append(true).open(log).expect("open log file");
         Proc::spawn_with_stdout(name, cmd, out, log)
     }
 
     /// Starts `cmd` with stdout going to `stdout` and stderr appended to `log`.
     pub fn spawn_with_stdout(name: &str, mut cmd: Command, stdout: File, log: &Path) -> Proc {
-        let err = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log file");
+        let err = File::options().create(true).append(true).open(log).expect("open log file");
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
+        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
     }
 
     fn child(&mut self) -> &mut Child {
@@ -78,11 +60,7 @@ impl Proc {
     /// Fails with the log when the process has already exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child().try_wait() {
-            panic!(
-                "{} exited early with {status}\n{}",
-                self.name,
-                self.log_tail()
-            );
+            panic!("{} exited early with {status}\n{}", self.name, self.log_tail());
         }
     }
 
@@ -106,11 +84,7 @@ impl Proc {
                 return status;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "{} did not exit within {timeout:?} of SIGTERM\n{}",
-                    self.name,
-                    self.log_tail()
-                );
+                panic!("{} did not exit within {timeout:?} of SIGTERM\n{}", self.name, self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -125,11 +99,7 @@ impl Proc {
                 return status;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "{} did not finish within {timeout:?}\n{}",
-                    self.name,
-                    self.log_tail()
-                );
+                panic!("{} did not finish within {timeout:?}\n{}", self.name, self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -140,11 +110,7 @@ impl Proc {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(40);
-        format!(
-            "--- last lines of {} log ---\n{}",
-            self.name,
-            lines[start..].join("\n")
-        )
+        format!("--- last lines of {} log ---\n{}", self.name, lines[start..].join("\n"))
     }
 }
 
@@ -161,25 +127,15 @@ impl Drop for Proc {
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     let timeout = Some(Duration::from_secs(30));
-    stream
-        .set_read_timeout(timeout)
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(timeout)
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
-    )
-    .map_err(|e| format!("send to {addr}: {e}"))?;
+    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(timeout).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n")
+        .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    stream.read_to_end(&mut raw).map_err(|e| format!("read from {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed HTTP response from {addr}{path}"))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed HTTP response from {addr}{path}"))?;
     let status = head
         .split_whitespace()
         .nth(1)
@@ -212,19 +168,13 @@ pub fn url_encode(s: &str) -> String {
 
 /// Calls `check` every 100 ms until it returns `Ok` or `timeout` passes; the error then names
 /// what was awaited and the last thing `check` saw.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     loop {
         match check() {
             Ok(v) => return Ok(v),
             Err(last) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "timed out after {timeout:?} waiting for {what}; last: {last}"
-                ))
+                return Err(format!("timed out after {timeout:?} waiting for {what}; last: {last}"))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -238,11 +188,7 @@ pub fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        let value = if rest.starts_with('{') {
-            rest.rsplit_once("} ").map(|(_, v)| v)
-        } else {
-            rest.strip_prefix(' ')
-        };
+        let value = if rest.starts_with('{') { rest.rsplit_once("} ").map(|(_, v)| v) } else { rest.strip_prefix(' ') };
         if let Some(v) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
             found = Some(found.unwrap_or(0.0) + v);
         }
@@ -256,17 +202,13 @@ pub type LabelSet = Vec<(String, String)>;
 /// Parses `{a="b", c="d"}` as printed by Prometheus's `labels.String()` (Go-quoted values),
 /// returning the labels and the rest of the input.
 pub fn parse_labels(s: &str) -> Result<(LabelSet, &str), String> {
-    let mut rest = s
-        .strip_prefix('{')
-        .ok_or_else(|| format!("no '{{' in {s:?}"))?;
+    let mut rest = s.strip_prefix('{').ok_or_else(|| format!("no '{{' in {s:?}"))?;
     let mut labels = Vec::new();
     if let Some(after) = rest.strip_prefix('}') {
         return Ok((labels, after));
     }
     loop {
-        let (name, after) = rest
-            .split_once("=\"")
-            .ok_or_else(|| format!("no label value in {s:?}"))?;
+        let (name, after) = rest.split_once("=\"").ok_or_else(|| format!("no label value in {s:?}"))?;
         let mut value = String::new();
         let mut chars = after.char_indices();
         let end = loop {
@@ -299,10 +241,8 @@ pub fn parse_labels(s: &str) -> Result<(LabelSet, &str), String> {
 pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
     let (labels, rest) = parse_labels(line)?;
     let mut fields = rest.split_whitespace();
-    let value = fields
-        .next()
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no value in dump line {line:?}"))?;
+    let value =
+        fields.next().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("no value in dump line {line:?}"))?;
     let ts = fields
         .next()
         .and_then(|t| t.parse::<i64>().ok())
@@ -311,34 +251,17 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
 }
 
 /// One HTTP/1.0 POST; returns status and body.
-pub fn http_post(
-    addr: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> Result<(u16, String), String> {
+pub fn http_post(addr: &str, path: &str, headers: &str, body: &[u8]) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let head = format!(
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .map_err(|e| format!("send to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let head = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| format!("send to {addr}: {e}"))?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    s.read_to_end(&mut resp).map_err(|e| format!("read from {addr}: {e}"))?;
     let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed response {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed response {text:?}"))?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status in {head:?}"))?;
     Ok((status, body.to_owned()))
 }
 
@@ -346,17 +269,12 @@ pub fn http_post(
 /// 2xx.
 pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::WriteRequest) {
     use prost::Message;
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("snappy");
+    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
     let headers = "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\n\
                    X-Prometheus-Remote-Write-Version: 0.1.0\r\n";
-    let (status, text) = http_post(addr, path, headers, &body)
-        .unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
-    assert!(
-        (200..300).contains(&status),
-        "remote write to {addr}{path}: {status} {text}"
-    );
+    let (status, text) =
+        http_post(addr, path, headers, &body).unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
+    assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
 }
 
 /// Polls `/-/ready` until it answers 200; fails with the process's log otherwise.
@@ -403,10 +321,7 @@ impl StrataAndPrometheus {
         std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
         let mut cmd = Command::new(prometheus_bin);
         cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.join("prometheus").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", work.join("prometheus").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
             .arg("--web.enable-remote-write-receiver");
         let mut prom_proc = Proc::spawn("prometheus", cmd, &work.join("prometheus.log"));
@@ -414,13 +329,7 @@ impl StrataAndPrometheus {
         let prometheus = format!("127.0.0.1:{prom}");
         wait_ready(&mut strata_proc, &strata, "strata /-/ready");
         wait_ready(&mut prom_proc, &prometheus, "prometheus /-/ready");
-        StrataAndPrometheus {
-            strata,
-            prometheus,
-            strata_rw: format!("127.0.0.1:{rw}"),
-            strata_proc,
-            prom_proc,
-        }
+        StrataAndPrometheus { strata, prometheus, strata_rw: format!("127.0.0.1:{rw}"), strata_proc, prom_proc }
     }
 
     /// Remote-writes `req` to both.

@@ -12,9 +12,7 @@ pub fn from_v1(req: &WriteRequest) -> WriteBatch<'_> {
     for ts in &req.timeseries {
         let labels_start = batch.labels.len() as u32;
         let samples_start = batch.samples.len() as u32;
-        batch
-            .labels
-            .extend(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        batch.labels.extend(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
         batch.samples.extend(ts.samples.iter().map(|s| Sample {
             timestamp: s.timestamp,
             value: s.value,
@@ -76,12 +74,7 @@ pub fn from_v2(req: &Request) -> Option<WriteBatch<'_>> {
         if metric_type != MetricType::Unknown || !help.is_empty() || !unit.is_empty() {
             let labels = &batch.labels[labels_start as usize..];
             let metric_family_name = labels.iter().find(|l| l.0 == "__name__").map_or("", |l| l.1);
-            batch.metadata.push(Metadata {
-                metric_type,
-                metric_family_name,
-                help,
-                unit,
-            });
+            batch.metadata.push(Metadata { metric_type, metric_family_name, help, unit });
         }
         batch.histograms += ts.histograms.len();
         batch.exemplars += ts.exemplars.len();
@@ -99,11 +92,7 @@ pub fn from_v2(req: &Request) -> Option<WriteBatch<'_>> {
 /// Equal content, with sample values compared by bits so NaNs (the staleness marker among them)
 /// must match exactly.
 pub fn same(a: &WriteBatch, b: &WriteBatch) -> bool {
-    let bits = |s: &[Sample]| {
-        s.iter()
-            .map(|s| (s.timestamp, s.value.to_bits(), s.start_timestamp))
-            .collect::<Vec<_>>()
-    };
+    let bits = |s: &[Sample]| s.iter().map(|s| (s.timestamp, s.value.to_bits(), s.start_timestamp)).collect::<Vec<_>>();
     a.series == b.series
         && a.labels == b.labels
         && bits(&a.samples) == bits(&b.samples)
@@ -120,10 +109,7 @@ pub fn check_v1(bytes: &[u8]) -> bool {
     match (&ours, &theirs) {
         (Ok(a), Ok(req)) => {
             let expected = from_v1(req);
-            assert!(
-                same(a, &expected),
-                "v1 content differs for {bytes:02x?}:\nours {a:?}\nprost {expected:?}"
-            );
+            assert!(same(a, &expected), "v1 content differs for {bytes:02x?}:\nours {a:?}\nprost {expected:?}");
             true
         }
         (Err(_), Err(_)) => false,
@@ -139,10 +125,7 @@ pub fn check_v2(bytes: &[u8]) -> bool {
     let expected = theirs.as_ref().ok().and_then(from_v2);
     match (&ours, &expected) {
         (Ok(a), Some(e)) => {
-            assert!(
-                same(a, e),
-                "v2 content differs for {bytes:02x?}:\nours {a:?}\nprost {e:?}"
-            );
+            assert!(same(a, e), "v2 content differs for {bytes:02x?}:\nours {a:?}\nprost {e:?}");
             true
         }
         (Err(_), None) => false,

@@ -293,7 +293,8 @@ mod tests {
         assert_eq!(time_param(&p, "absent", 7).map_err(|e| e.to_string()), Ok(7));
         assert_eq!(
             time_param(&p, "time", 0).map_err(|e| e.to_string()),
-            Err("invalid parameter \"time\": Invalid time value for 'time': cannot parse \"abc\" to a valid timestamp".into())
+            Err("invalid parameter \"time\": Invalid time value for 'time': cannot parse \"abc\" to a valid timestamp"
+                .into())
         );
         assert_eq!(
             limit_param(&p).map_err(|e| e.to_string()),
@@ -322,7 +323,8 @@ mod tests {
         assert_eq!(parse_selector(r#"up{__name__="x"}"#).unwrap().len(), 2);
         let sets = match_param(&params("match[]=up&match[]=%7Bjob%3D%22a%22%7D")).unwrap();
         assert_eq!(sets.len(), 2);
-        for empty in ["match[]=%7Ba%3D%22%22%7D", "match[]=%7Ba%3D~%22.*%22%7D", "match[]=up&match[]=%7Ba%3D%22%22%7D"] {
+        for empty in ["match[]=%7Ba%3D%22%22%7D", "match[]=%7Ba%3D~%22.*%22%7D", "match[]=up&match[]=%7Ba%3D%22%22%7D"]
+        {
             let err = match_param(&params(empty)).expect_err(empty);
             assert_eq!(err, "match[] must contain at least one non-empty matcher", "{empty}");
         }

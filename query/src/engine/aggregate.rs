@@ -13,8 +13,8 @@ use strata_tsdb::labels::{Labels, METRIC_NAME};
 use super::eval::Evaluator;
 use super::functions;
 use super::types::{
-    format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without,
-    Grid, Point, StepSeries, Val,
+    format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without, Grid,
+    Point, StepSeries, Val,
 };
 use super::QueryError;
 
@@ -156,10 +156,9 @@ fn strip_parens(e: &Expr) -> &Expr {
 fn vector_of(v: Val) -> Result<Vec<StepSeries>, QueryError> {
     match v {
         Val::Vector(s) => Ok(s),
-        other => Err(QueryError::Execution(format!(
-            "expected instant vector for aggregation, got {}",
-            other.type_name()
-        ))),
+        other => {
+            Err(QueryError::Execution(format!("expected instant vector for aggregation, got {}", other.type_name())))
+        }
     }
 }
 
@@ -252,13 +251,14 @@ fn streamable(e: &Expr) -> bool {
         Expr::VectorSelector(_) => true,
         Expr::Paren(p) => streamable(&p.expr),
         Expr::Unary(u) => streamable(&u.expr),
-        Expr::Binary(b) => {
-            (streamable(&b.lhs) && is_constant(&b.rhs)) || (is_constant(&b.lhs) && streamable(&b.rhs))
-        }
+        Expr::Binary(b) => (streamable(&b.lhs) && is_constant(&b.rhs)) || (is_constant(&b.lhs) && streamable(&b.rhs)),
         Expr::Call(c) if functions::is_per_series(c.func.name) => {
-            let (inputs, constants): (Vec<&Expr>, Vec<&Expr>) = c.args.args.iter().map(|a| &**a).partition(|a| {
-                matches!(strip_parens(a), Expr::MatrixSelector(_)) || streamable(a)
-            });
+            let (inputs, constants): (Vec<&Expr>, Vec<&Expr>) = c
+                .args
+                .args
+                .iter()
+                .map(|a| &**a)
+                .partition(|a| matches!(strip_parens(a), Expr::MatrixSelector(_)) || streamable(a));
             inputs.len() == 1 && constants.iter().all(|a| is_constant(a))
         }
         _ => false,

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use promql_parser::parser::token::{
-    T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD, T_MUL, T_NEQ,
-    T_POW, T_SUB,
+    T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD, T_MUL, T_NEQ, T_POW,
+    T_SUB,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
@@ -385,7 +385,15 @@ struct Join<'m> {
 
 impl Join<'_> {
     /// Combines a "many" and a "one" value matched on `sig` at step `mark` into `slot`.
-    fn apply(&mut self, sig: usize, mark: usize, slot: usize, many_v: f64, one_v: f64, ts: i64) -> Result<(), QueryError> {
+    fn apply(
+        &mut self,
+        sig: usize,
+        mark: usize,
+        slot: usize,
+        many_v: f64,
+        one_v: f64,
+        ts: i64,
+    ) -> Result<(), QueryError> {
         let (l, r) = if self.swapped { (one_v, many_v) } else { (many_v, one_v) };
         let (mut v, keep) = elem_binop(self.op, l, r)?;
         if self.return_bool {
@@ -394,7 +402,8 @@ impl Join<'_> {
         if self.m.card == Card::OneToOne {
             if self.matched_at[sig] == mark {
                 return Err(QueryError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+                        .into(),
                 ));
             }
         } else {
@@ -432,8 +441,7 @@ fn vector_vector(
 ) -> Result<Vec<StepSeries>, QueryError> {
     let (lsig, rsig, nsig) = signature_ordinals(m, &lhs, &rhs);
     let swapped = m.card == Card::OneToMany;
-    let (many, one, many_sig, one_sig) =
-        if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
+    let (many, one, many_sig, one_sig) = if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
     // As in Prometheus, the fill sides do not follow the swap: the right fill stands in for a
     // missing "one" sample, the left fill for a missing "many" sample.
     let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
@@ -461,7 +469,9 @@ fn vector_vector(
         let ts = g.ts(i);
         mc.gather(many, ts, &mut mv);
         oc.gather(one, ts, &mut ov);
-        if (mv.is_empty() && ov.is_empty()) || ((mv.is_empty() || ov.is_empty()) && fill_many.is_none() && fill_one.is_none()) {
+        if (mv.is_empty() && ov.is_empty())
+            || ((mv.is_empty() || ov.is_empty()) && fill_many.is_none() && fill_one.is_none())
+        {
             continue;
         }
         let mark = i + 1;

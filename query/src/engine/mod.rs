@@ -24,8 +24,8 @@ use strata_tsdb::labels::Labels;
 
 use crate::value::{Sample, Series, Value};
 use crate::Storage;
-use eval::Evaluator;
 pub(crate) use eval::par_parts;
+use eval::Evaluator;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].
@@ -42,11 +42,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            lookback_delta: 5 * 60 * 1000,
-            max_samples: 50_000_000,
-            timeout: Duration::from_secs(120),
-        }
+        EngineOptions { lookback_delta: 5 * 60 * 1000, max_samples: 50_000_000, timeout: Duration::from_secs(120) }
     }
 }
 
@@ -274,7 +270,13 @@ mod tests {
     struct Mem(Vec<MemSeries>);
 
     impl Storage for Mem {
-        fn select(&self, m: &[Matcher], mint: i64, maxt: i64, _: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+        fn select(
+            &self,
+            m: &[Matcher],
+            mint: i64,
+            maxt: i64,
+            _: SelectHints,
+        ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
             Ok(self
                 .0
                 .iter()
@@ -284,7 +286,8 @@ mod tests {
                     let mut a = XorAppender::new();
                     s.iter().for_each(|&(t, v)| a.append(t, v));
                     let encoding = if *hist { Encoding::FloatHistogram } else { Encoding::Xor };
-                    let c = ChunkData { min_time: s[0].0, max_time: s[s.len() - 1].0, encoding, data: a.bytes().to_vec() };
+                    let c =
+                        ChunkData { min_time: s[0].0, max_time: s[s.len() - 1].0, encoding, data: a.bytes().to_vec() };
                     SeriesChunks { labels: l.clone(), chunks: vec![c] }
                 })
                 .collect())
@@ -414,14 +417,30 @@ mod tests {
             ("avg without (i) (x * 2)", "avg without (i) (label_replace(x * 2, \"z\", \"\", \"z\", \"\"))", true),
             ("count(x > 50)", "count(label_replace(x > 50, \"z\", \"\", \"z\", \"\"))", true),
             ("max by (g) (-x)", "max by (g) (label_replace(-x, \"z\", \"\", \"z\", \"\"))", true),
-            ("stddev by (g) (clamp_max(x, 40))", "stddev by (g) (label_replace(clamp_max(x, 40), \"z\", \"\", \"z\", \"\"))", true),
-            ("group by (g) (max_over_time(x[1m]))", "group by (g) (label_replace(max_over_time(x[1m]), \"z\", \"\", \"z\", \"\"))", true),
+            (
+                "stddev by (g) (clamp_max(x, 40))",
+                "stddev by (g) (label_replace(clamp_max(x, 40), \"z\", \"\", \"z\", \"\"))",
+                true,
+            ),
+            (
+                "group by (g) (max_over_time(x[1m]))",
+                "group by (g) (label_replace(max_over_time(x[1m]), \"z\", \"\", \"z\", \"\"))",
+                true,
+            ),
             // One group per series: the output is as large as the input.
             ("sum by (i) (x)", "sum by (i) (label_replace(x, \"z\", \"\", \"z\", \"\"))", false),
-            ("topk by (g) (3, rate(x[5m]))", "topk by (g) (3, label_replace(rate(x[5m]), \"z\", \"\", \"z\", \"\"))", true),
+            (
+                "topk by (g) (3, rate(x[5m]))",
+                "topk by (g) (3, label_replace(rate(x[5m]), \"z\", \"\", \"z\", \"\"))",
+                true,
+            ),
             ("bottomk(5, -x)", "bottomk(5, label_replace(-x, \"z\", \"\", \"z\", \"\"))", true),
             ("topk by (i) (1, x)", "topk by (i) (1, label_replace(x, \"z\", \"\", \"z\", \"\"))", false),
-            ("min(quantile_over_time(0.5, x[2m]))", "min(label_replace(quantile_over_time(0.5, x[2m]), \"z\", \"\", \"z\", \"\"))", true),
+            (
+                "min(quantile_over_time(0.5, x[2m]))",
+                "min(label_replace(quantile_over_time(0.5, x[2m]), \"z\", \"\", \"z\", \"\"))",
+                true,
+            ),
         ] {
             // At a 3s step the one-group-per-series table would be too large: the parts are
             // collected and folded step by step.
@@ -432,7 +451,12 @@ mod tests {
                 assert_eq!(a.stats.total_queryable_samples, b.stats.total_queryable_samples, "{streamed}");
                 if step == 15_000 && small_output {
                     // Only one part of the argument is held at a time.
-                    assert!(a.stats.peak_samples * 2 < b.stats.peak_samples, "{streamed}: {:?} vs {:?}", a.stats, b.stats);
+                    assert!(
+                        a.stats.peak_samples * 2 < b.stats.peak_samples,
+                        "{streamed}: {:?} vs {:?}",
+                        a.stats,
+                        b.stats
+                    );
                 }
             }
             let a = e.instant_query(&s, streamed, 1_800_000).unwrap();

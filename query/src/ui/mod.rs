@@ -13,10 +13,7 @@ const QUERY_JS: &str = include_str!("query.js");
 /// `/` and `/graph` (Prometheus's path for the same page) serve the page; its script is at
 /// `/static/query.js`.
 pub fn router() -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/graph", get(index))
-        .route("/static/query.js", get(script))
+    Router::new().route("/", get(index)).route("/graph", get(index)).route("/static/query.js", get(script))
 }
 
 async fn index() -> impl IntoResponse {

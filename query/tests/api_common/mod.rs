@@ -44,7 +44,11 @@ pub struct FixedMetadata;
 
 impl MetadataSource for FixedMetadata {
     fn metadata(&self, metric: Option<&str>) -> Vec<(String, Vec<MetricMetadata>)> {
-        let md = |t: &str, help: &str, unit: &str| MetricMetadata { metric_type: t.into(), help: help.into(), unit: unit.into() };
+        let md = |t: &str, help: &str, unit: &str| MetricMetadata {
+            metric_type: t.into(),
+            help: help.into(),
+            unit: unit.into(),
+        };
         let all = vec![
             ("http_requests_total".to_owned(), vec![md("counter", "Requests served.", "")]),
             ("up".to_owned(), vec![md("gauge", "Target is up.", ""), md("gauge", "Whether the target is up.", "")]),
@@ -106,7 +110,8 @@ impl TestApi {
     pub async fn send(&self, req: Request<Body>) -> Answer {
         let resp = self.router.clone().oneshot(req).await.expect("router is infallible");
         let status = resp.status();
-        let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let content_type =
+            resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("read body");
         Answer { status, content_type, body: String::from_utf8(bytes.to_vec()).expect("UTF-8 body") }
     }

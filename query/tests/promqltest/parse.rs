@@ -158,10 +158,7 @@ fn parse_load(lines: &[String], i: usize) -> Result<(usize, Command), String> {
     let mut words = lines[i].split_whitespace();
     let head = words.next().unwrap_or("");
     let with_nhcb = head == "load_with_nhcb";
-    let interval = words
-        .next()
-        .and_then(parse_duration)
-        .ok_or_else(|| format!("line {}: bad load interval", i + 1))?;
+    let interval = words.next().and_then(parse_duration).ok_or_else(|| format!("line {}: bad load interval", i + 1))?;
     let mut series = Vec::new();
     let mut j = i + 1;
     while j < lines.len() && !lines[j].is_empty() {
@@ -208,9 +205,10 @@ fn parse_eval(lines: &[String], i: usize) -> Result<(usize, Eval), String> {
     if modifier == "fail" {
         ev.fail = Some(Matcher::Any);
     }
-    let expect_re =
-        Regex::new(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$").map_err(|e| e.to_string())?;
-    let range_re = Regex::new(r"^expect range vector\s+from\s+(\S+)\s+to\s+(\S+)\s+step\s+(\S+)$").map_err(|e| e.to_string())?;
+    let expect_re = Regex::new(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$")
+        .map_err(|e| e.to_string())?;
+    let range_re =
+        Regex::new(r"^expect range vector\s+from\s+(\S+)\s+to\s+(\S+)\s+step\s+(\S+)$").map_err(|e| e.to_string())?;
     let mut series = Vec::new();
     let mut j = i + 1;
     while j < lines.len() && !lines[j].is_empty() {

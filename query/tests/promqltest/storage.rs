@@ -33,10 +33,11 @@ impl MemStorage {
         self.series.clear();
     }
 
-    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = (&'a Labels, &'a BTreeMap<i64, Sample>)> {
-        self.series
-            .iter()
-            .filter(move |(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+    fn matching<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+    ) -> impl Iterator<Item = (&'a Labels, &'a BTreeMap<i64, Sample>)> {
+        self.series.iter().filter(move |(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
     }
 }
 
@@ -61,7 +62,12 @@ fn chunks_of(samples: &BTreeMap<i64, Sample>, mint: i64, maxt: i64) -> Vec<Chunk
     };
     let flush_hist = |hist: &mut Vec<i64>, out: &mut Vec<ChunkData>| {
         if let (Some(&first), Some(&last)) = (hist.first(), hist.last()) {
-            out.push(ChunkData { min_time: first, max_time: last, encoding: Encoding::FloatHistogram, data: Vec::new() });
+            out.push(ChunkData {
+                min_time: first,
+                max_time: last,
+                encoding: Encoding::FloatHistogram,
+                data: Vec::new(),
+            });
         }
         hist.clear();
     };
@@ -83,7 +89,13 @@ fn chunks_of(samples: &BTreeMap<i64, Sample>, mint: i64, maxt: i64) -> Vec<Chunk
 }
 
 impl Storage for MemStorage {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, _hints: SelectHints) -> strata_tsdb::Result<Vec<SeriesChunks>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: SelectHints,
+    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
         Ok(self
             .matching(matchers)
             .map(|(l, s)| SeriesChunks { labels: l.clone(), chunks: chunks_of(s, mint, maxt) })
@@ -92,15 +104,24 @@ impl Storage for MemStorage {
     }
 
     fn label_names(&self, matchers: &[Matcher], _mint: i64, _maxt: i64) -> strata_tsdb::Result<Vec<String>> {
-        let mut names: Vec<String> =
-            self.matching(matchers).flat_map(|(l, _)| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>()).collect();
+        let mut names: Vec<String> = self
+            .matching(matchers)
+            .flat_map(|(l, _)| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
+            .collect();
         names.sort();
         names.dedup();
         Ok(names)
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher], _mint: i64, _maxt: i64) -> strata_tsdb::Result<Vec<String>> {
-        let mut values: Vec<String> = self.matching(matchers).filter_map(|(l, _)| l.get(name).map(str::to_string)).collect();
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> strata_tsdb::Result<Vec<String>> {
+        let mut values: Vec<String> =
+            self.matching(matchers).filter_map(|(l, _)| l.get(name).map(str::to_string)).collect();
         values.sort();
         values.dedup();
         Ok(values)

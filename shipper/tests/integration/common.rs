@@ -60,7 +60,10 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("moto_server exited with {status}; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "moto_server exited with {status}; log: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             if http(self.port, "GET", "/", b"").is_some_and(|(code, _)| code == 200) {
                 return;
@@ -195,7 +198,9 @@ impl Proxy {
                         }
                         let _ = client.set_nonblocking(false);
                         let Ok(server) = TcpStream::connect(("127.0.0.1", acc.upstream)) else { continue };
-                        if let (Ok(c2), Ok(s2), Ok(mut conns)) = (client.try_clone(), server.try_clone(), acc.conns.lock()) {
+                        if let (Ok(c2), Ok(s2), Ok(mut conns)) =
+                            (client.try_clone(), server.try_clone(), acc.conns.lock())
+                        {
                             conns.push(c2);
                             conns.push(s2);
                         }

@@ -25,7 +25,17 @@ fn unknown_type() {
 #[test]
 fn unknown_field_names_field_provider_and_line() {
     let e = err("type: S3\nconfig:\n  bucket: b\n  endpoint: x:9000\n  buckt: c\n");
-    assert_mentions(&e, &["objstore config conf/objstore.yml", "S3 config", "unknown field `buckt`", "expected one of", "`bucket`", "line 5"]);
+    assert_mentions(
+        &e,
+        &[
+            "objstore config conf/objstore.yml",
+            "S3 config",
+            "unknown field `buckt`",
+            "expected one of",
+            "`bucket`",
+            "line 5",
+        ],
+    );
     let e = err("type: S3\nconfig:\n  bucket: b\n  http_config:\n    idle_timeout: 1m\n");
     assert_mentions(&e, &["S3 config.http_config", "unknown field `idle_timeout`", "line 5"]);
     let e = err("type: FILESYSTEM\nconfig:\n  directory: /x\nprefx: a\n");

@@ -83,7 +83,10 @@ async fn filesystem_bucket_end_to_end() {
     let inspect = String::from_utf8(out).expect("utf8");
     let index_size = std::fs::metadata(blocks[0].join("index")).expect("index").len();
     assert!(inspect.contains("\"source\": \"receive\""), "{inspect}");
-    assert!(inspect.lines().any(|l| l.trim_start().starts_with("index") && l.trim_end().ends_with(&index_size.to_string())), "{inspect}");
+    assert!(
+        inspect.lines().any(|l| l.trim_start().starts_with("index") && l.trim_end().ends_with(&index_size.to_string())),
+        "{inspect}"
+    );
     assert!(inspect.contains("chunks/000001"), "{inspect}");
     let missing = tools::bucket_inspect(&bucket, Ulid::new(), &mut Vec::new()).await;
     assert!(missing.is_err_and(|e| e.to_string().contains("not found")));
@@ -95,7 +98,11 @@ async fn filesystem_bucket_end_to_end() {
     assert_eq!(got, dl.join(&ids[0]));
     assert_eq!(local_files(&got), local_files(&blocks[0]));
     for rel in local_files(&blocks[0]).keys() {
-        assert_eq!(std::fs::read(got.join(rel)).expect("downloaded"), std::fs::read(blocks[0].join(rel)).expect("local"), "{rel}");
+        assert_eq!(
+            std::fs::read(got.join(rel)).expect("downloaded"),
+            std::fs::read(blocks[0].join(rel)).expect("local"),
+            "{rel}"
+        );
     }
     let analysis = promtool_analyze(&dl, &ids[0]);
     assert!(analysis.contains(&ids[0]), "{analysis}");
@@ -107,7 +114,8 @@ async fn filesystem_bucket_end_to_end() {
     // Fetcher filters: a deletion mark hides a block, a directory without meta.json is partial,
     // the consistency delay hides fresh uploads except the compactor's.
     let id1 = Ulid::from_string(&ids[1]).expect("ulid");
-    let mark = DeletionMark { id: id1, version: 1, details: "test".into(), deletion_time: chrono::Utc::now().timestamp() };
+    let mark =
+        DeletionMark { id: id1, version: 1, details: "test".into(), deletion_time: chrono::Utc::now().timestamp() };
     let mark_json = serde_json::to_vec(&mark).expect("mark json");
     bucket.put_bytes(&format!("{id1}/{DELETION_MARK_FILENAME}"), mark_json.into()).await.expect("put mark");
     let partial = Ulid::new();
@@ -129,11 +137,23 @@ async fn filesystem_bucket_end_to_end() {
     assert_eq!(fetched.marked_for_deletion, vec![id1]);
     assert_eq!(fetched.partial, vec![partial]);
 
-    let delayed = MetaFetcher::new(bucket.clone()).with_consistency_delay(Duration::from_secs(3600)).fetch().await.expect("fetch");
-    assert_eq!(delayed.metas.keys().copied().collect::<Vec<_>>(), vec![compactor_block], "only the compactor's block is exempt");
+    let delayed = MetaFetcher::new(bucket.clone())
+        .with_consistency_delay(Duration::from_secs(3600))
+        .fetch()
+        .await
+        .expect("fetch");
+    assert_eq!(
+        delayed.metas.keys().copied().collect::<Vec<_>>(),
+        vec![compactor_block],
+        "only the compactor's block is exempt"
+    );
     assert_eq!(delayed.too_fresh.len(), 2);
 
-    let lenient = MetaFetcher::new(bucket.clone()).with_deletion_mark_delay(Duration::from_secs(3600)).fetch().await.expect("fetch");
+    let lenient = MetaFetcher::new(bucket.clone())
+        .with_deletion_mark_delay(Duration::from_secs(3600))
+        .fetch()
+        .await
+        .expect("fetch");
     assert!(lenient.metas.contains_key(&id1), "a mark younger than the delay does not hide the block yet");
 
     let mut out = Vec::new();

@@ -53,7 +53,8 @@ async fn assert_all_shipped(bucket: &Bucket, tsdb: &Path, blocks: &[PathBuf]) {
         let meta = BlockMeta::parse(&text, Path::new("meta.json")).expect("uploaded meta parses");
         let mut want = local_files(block);
         let thanos = meta.thanos.clone().expect("thanos section");
-        let listed: Vec<(String, Option<u64>)> = thanos.files.iter().map(|f| (f.rel_path.clone(), f.size_bytes)).collect();
+        let listed: Vec<(String, Option<u64>)> =
+            thanos.files.iter().map(|f| (f.rel_path.clone(), f.size_bytes)).collect();
         let mut want_listed: Vec<(String, Option<u64>)> = want.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
         want_listed.push(("meta.json".into(), None));
         want_listed.sort();
@@ -66,7 +67,8 @@ async fn assert_all_shipped(bucket: &Bucket, tsdb: &Path, blocks: &[PathBuf]) {
         assert_eq!(thanos.version, Some(1));
         let segs: Vec<String> = want.keys().filter_map(|k| k.strip_prefix("chunks/")).map(str::to_owned).collect();
         assert_eq!(thanos.segment_files, segs);
-        let uploaded = chrono::DateTime::parse_from_rfc3339(thanos.upload_time.as_deref().expect("upload_time")).expect("rfc3339");
+        let uploaded =
+            chrono::DateTime::parse_from_rfc3339(thanos.upload_time.as_deref().expect("upload_time")).expect("rfc3339");
         assert!((chrono::Utc::now() - uploaded.to_utc()).num_seconds().abs() < 600, "upload_time {uploaded}");
         let mut stripped = meta.clone();
         stripped.thanos = None;
@@ -182,9 +184,14 @@ async fn s3_server_killed_mid_upload_and_restarted() {
     meta.write(&big).expect("write meta");
     blocks.insert(0, big);
 
-    let shipper = Shipper::new(s3_bucket(proxy.port, "blocks", PART, "  max_retries: 1\n"), &tsdb, labels(&[("replica", "0")]), "receive")
-        .expect("shipper")
-        .with_retry_policy(quick_retries());
+    let shipper = Shipper::new(
+        s3_bucket(proxy.port, "blocks", PART, "  max_retries: 1\n"),
+        &tsdb,
+        labels(&[("replica", "0")]),
+        "receive",
+    )
+    .expect("shipper")
+    .with_retry_policy(quick_retries());
     let first_segment = std::fs::metadata(blocks[0].join("chunks/000001")).expect("stat").len();
     let killer = moto.clone();
     proxy.trip_after(first_segment + 3 * MIB, move || {

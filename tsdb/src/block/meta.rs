@@ -137,10 +137,8 @@ pub struct ThanosFile {
 impl BlockMeta {
     /// Parses meta.json text; `what` names the file in errors.
     pub fn parse(text: &[u8], what: &Path) -> Result<BlockMeta> {
-        let meta: BlockMeta = serde_json::from_slice(text).map_err(|e| Error::BadMeta {
-            path: what.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let meta: BlockMeta = serde_json::from_slice(text)
+            .map_err(|e| Error::BadMeta { path: what.to_owned(), reason: e.to_string() })?;
         if meta.version != META_VERSION {
             return Err(Error::BadMeta {
                 path: what.to_owned(),
@@ -148,7 +146,10 @@ impl BlockMeta {
             });
         }
         if let Some(v) = meta.thanos.as_ref().and_then(|t| t.version).filter(|&v| v != 1) {
-            return Err(Error::BadMeta { path: what.to_owned(), reason: format!("unsupported thanos section version {v}") });
+            return Err(Error::BadMeta {
+                path: what.to_owned(),
+                reason: format!("unsupported thanos section version {v}"),
+            });
         }
         Ok(meta)
     }

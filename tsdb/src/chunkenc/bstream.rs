@@ -60,22 +60,13 @@ const MAX_FAST_READ: u32 = 56;
 
 impl<'a> BitReader<'a> {
     pub(super) fn new(data: &'a [u8]) -> Self {
-        BitReader {
-            data,
-            pos: 0,
-            buf: 0,
-            avail: 0,
-        }
+        BitReader { data, pos: 0, buf: 0, avail: 0 }
     }
 
     /// Tops the buffer up to at least 57 bits, or to the end of the data.
     #[inline]
     fn refill(&mut self) {
-        if let Some(word) = self
-            .data
-            .get(self.pos..)
-            .and_then(|rest| rest.first_chunk::<8>())
-        {
+        if let Some(word) = self.data.get(self.pos..).and_then(|rest| rest.first_chunk::<8>()) {
             self.buf |= u64::from_be_bytes(*word) >> self.avail;
             let take = (64 - self.avail) / 8;
             self.pos += take as usize;
@@ -211,10 +202,7 @@ mod tests {
 
     #[test]
     fn reads_what_was_written() {
-        let widths: Vec<u32> = (1..=64)
-            .chain((1..=64).rev())
-            .chain([7, 13, 64, 1, 56, 57])
-            .collect();
+        let widths: Vec<u32> = (1..=64).chain((1..=64).rev()).chain([7, 13, 64, 1, 56, 57]).collect();
         let value = |i: usize, n: u32| 0x9e37_79b9_7f4a_7c15u64.rotate_left(i as u32) >> (64 - n);
         let (mut buf, mut free) = (Vec::new(), 0u8);
         for (i, &n) in widths.iter().enumerate() {
@@ -246,13 +234,7 @@ mod tests {
     fn varints_match_go() {
         let mut out = [0u8; 10];
         let min = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        for (x, want) in [
-            (0i64, &[0u8][..]),
-            (-1, &[1]),
-            (1, &[2]),
-            (-65, &[0x81, 0x01]),
-            (i64::MIN, &min),
-        ] {
+        for (x, want) in [(0i64, &[0u8][..]), (-1, &[1]), (1, &[2]), (-65, &[0x81, 0x01]), (i64::MIN, &min)] {
             let n = put_varint(&mut out, x);
             assert_eq!(&out[..n], want);
             assert_eq!(BitReader::new(&out[..n]).read_varint(), Some(x));

@@ -60,12 +60,7 @@ mod tests {
 
     #[test]
     fn encoding_ids_round_trip() {
-        for e in [
-            Encoding::None,
-            Encoding::Xor,
-            Encoding::Histogram,
-            Encoding::FloatHistogram,
-        ] {
+        for e in [Encoding::None, Encoding::Xor, Encoding::Histogram, Encoding::FloatHistogram] {
             assert_eq!(Encoding::try_from(e as u8).ok(), Some(e));
         }
         // 4 is Prometheus 3.11's XOR2 and 0xff Thanos's aggregate chunk: neither is ours to decode.

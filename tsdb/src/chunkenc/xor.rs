@@ -53,15 +53,7 @@ impl XorAppender {
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
         buf.extend_from_slice(&[0, 0]);
-        XorAppender {
-            buf,
-            t: 0,
-            v: 0,
-            t_delta: 0,
-            leading: NO_WINDOW,
-            trailing: 0,
-            free: 0,
-        }
+        XorAppender { buf, t: 0, v: 0, t_delta: 0, leading: NO_WINDOW, trailing: 0, free: 0 }
     }
 
     /// Appends a sample. Timestamps are meant to increase (the head checks that); any sequence
@@ -353,11 +345,7 @@ impl Iterator for XorIter<'_> {
                 Some((self.t, f64::from_bits(self.v)))
             }
             Err(why) => {
-                self.err = Some(Error::CorruptChunk(format!(
-                    "XOR sample {} of {}: {why}",
-                    self.read + 1,
-                    self.total
-                )));
+                self.err = Some(Error::CorruptChunk(format!("XOR sample {} of {}: {why}", self.read + 1, self.total)));
                 self.end = self.read;
                 None
             }
@@ -396,10 +384,7 @@ mod tests {
     fn empty_chunk() {
         let app = XorAppender::new();
         assert_eq!(app.bytes(), &[0, 0]);
-        assert_eq!(
-            (app.first_time(), app.last_time(), app.last_value()),
-            (None, None, None)
-        );
+        assert_eq!((app.first_time(), app.last_time(), app.last_value()), (None, None, None));
         assert_eq!(app.iter().count(), 0);
     }
 
@@ -491,12 +476,8 @@ mod tests {
             u64::MAX,
             0x8000_0000_0000_0001,
         ];
-        let samples: Vec<_> = specials
-            .iter()
-            .chain(specials.iter().rev())
-            .enumerate()
-            .map(|(i, &v)| (i as i64, v))
-            .collect();
+        let samples: Vec<_> =
+            specials.iter().chain(specials.iter().rev()).enumerate().map(|(i, &v)| (i as i64, v)).collect();
         let app = encode(&samples);
         assert_eq!(decode(app.bytes()), (samples, false));
     }
@@ -507,10 +488,7 @@ mod tests {
         for i in 0..300i64 {
             app.append(i * 15_000 + (i % 7), (i as f64).sin());
             assert_eq!(app.iter().count(), i as usize + 1);
-            assert_eq!(
-                app.iter().last(),
-                Some((i * 15_000 + (i % 7), (i as f64).sin()))
-            );
+            assert_eq!(app.iter().last(), Some((i * 15_000 + (i % 7), (i as f64).sin())));
         }
     }
 
@@ -537,9 +515,7 @@ mod tests {
 
     #[test]
     fn truncation_is_reported() {
-        let samples: Vec<_> = (0..50)
-            .map(|i| (i * 15_000 + i % 3, (i as f64 * 1.37).to_bits()))
-            .collect();
+        let samples: Vec<_> = (0..50).map(|i| (i * 15_000 + i % 3, (i as f64 * 1.37).to_bits())).collect();
         let app = encode(&samples);
         let full = app.bytes();
         for cut in 2..full.len() {
@@ -600,12 +576,8 @@ mod tests {
             (0u32..1000).prop_map(|x| f64::from(x).to_bits()),
             Just(0x7ff0_0000_0000_0002u64),
         ];
-        prop::collection::vec((v, 1usize..5), n).prop_map(move |runs| {
-            runs.into_iter()
-                .flat_map(|(v, k)| std::iter::repeat_n(v, k))
-                .take(n)
-                .collect()
-        })
+        prop::collection::vec((v, 1usize..5), n)
+            .prop_map(move |runs| runs.into_iter().flat_map(|(v, k)| std::iter::repeat_n(v, k)).take(n).collect())
     }
 
     proptest! {

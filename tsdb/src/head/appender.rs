@@ -63,7 +63,11 @@ impl<'h> HeadAppender<'h> {
     /// Adds the samples of one series, given as its label pairs in wire order. The pairs are
     /// validated (sorted, no empty or repeated names); an invalid set is refused whole and
     /// nothing of it is appended. Samples the head would refuse are counted in the outcome.
-    pub fn append(&mut self, pairs: &[(&str, &str)], samples: impl IntoIterator<Item = (i64, f64)>) -> Result<(), LabelsError> {
+    pub fn append(
+        &mut self,
+        pairs: &[(&str, &str)],
+        samples: impl IntoIterator<Item = (i64, f64)>,
+    ) -> Result<(), LabelsError> {
         Labels::validate_pairs(pairs)?;
         let (series, created) = self.head.get_or_create(pairs);
         self.series_created += u64::from(created);
@@ -135,7 +139,11 @@ impl<'h> HeadAppender<'h> {
         head.stats.out_of_order.fetch_add(r.out_of_order, Ordering::Relaxed);
         head.stats.duplicate.fetch_add(r.duplicate_timestamp, Ordering::Relaxed);
         let appended = results.iter().filter(|(r, _)| matches!(r, AppendResult::Appended { .. })).count() as u64;
-        Ok(AppendOutcome { appended, series_created: self.series_created, rejected: std::mem::take(&mut self.rejected) })
+        Ok(AppendOutcome {
+            appended,
+            series_created: self.series_created,
+            rejected: std::mem::take(&mut self.rejected),
+        })
     }
 
     fn log(&mut self, wal: &Wal) -> crate::Result<()> {

@@ -102,7 +102,9 @@ pub struct MemSeries {
 /// What `MemSeries::append` did with a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendResult {
-    Appended { chunk_created: bool },
+    Appended {
+        chunk_created: bool,
+    },
     /// Same timestamp and the same value bits as the newest sample: nothing to do.
     Duplicate,
     OutOfOrder,
@@ -216,7 +218,12 @@ impl MemSeries {
         closed
             .chain(open)
             .filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt)
-            .map(|(min_time, max_time, data)| ChunkData { min_time, max_time, encoding: Encoding::Xor, data: data.to_vec() })
+            .map(|(min_time, max_time, data)| ChunkData {
+                min_time,
+                max_time,
+                encoding: Encoding::Xor,
+                data: data.to_vec(),
+            })
             .collect()
     }
 
@@ -231,7 +238,8 @@ impl MemSeries {
             st.open = None;
             dropped += 1;
         }
-        let first = st.closed.first().map(|c| c.min_time).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
+        let first =
+            st.closed.first().map(|c| c.min_time).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
         (dropped, first)
     }
 }
@@ -515,7 +523,9 @@ impl Head {
         }
         stats.series_removed = removed.len() as u64;
         self.stats.series.fetch_sub(stats.series_removed, Ordering::Relaxed);
-        self.stats.chunks.fetch_sub(stats.chunks_removed.min(self.stats.chunks.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.stats
+            .chunks
+            .fetch_sub(stats.chunks_removed.min(self.stats.chunks.load(Ordering::Relaxed)), Ordering::Relaxed);
         self.stats.series_removed.fetch_add(stats.series_removed, Ordering::Relaxed);
         // As Prometheus: the head now starts at `mint`, so the next block is range-aligned
         // (a gap before the first remaining sample just yields no block for that range).
@@ -559,11 +569,8 @@ mod tests {
             assert!(matches!(s.append(i * step, i as f64, &head.opts, &head.floor), AppendResult::Appended { .. }));
         }
         let st = s.state.lock();
-        let mut all: Vec<(i64, i64, u16)> = st
-            .closed
-            .iter()
-            .map(|c| (c.min_time, c.max_time, XorIter::new(&c.data).unwrap().num_samples()))
-            .collect();
+        let mut all: Vec<(i64, i64, u16)> =
+            st.closed.iter().map(|c| (c.min_time, c.max_time, XorIter::new(&c.data).unwrap().num_samples())).collect();
         let open = st.open.as_ref().unwrap();
         all.push((open.first_time().unwrap(), open.last_time().unwrap(), open.num_samples()));
         assert_eq!(all.len(), 8, "{all:?}");

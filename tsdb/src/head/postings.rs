@@ -77,9 +77,7 @@ impl MemPostings {
     pub fn heap_bytes(&self) -> usize {
         self.by_name
             .iter()
-            .map(|(n, m)| {
-                n.len() + 48 + m.iter().map(|(v, l)| v.len() + 48 + l.capacity() * 8).sum::<usize>()
-            })
+            .map(|(n, m)| n.len() + 48 + m.iter().map(|(v, l)| v.len() + 48 + l.capacity() * 8).sum::<usize>())
             .sum()
     }
 }

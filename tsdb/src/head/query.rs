@@ -13,7 +13,8 @@ impl PostingsSource for Head {
     }
 
     fn all_postings(&self) -> Result<Vec<u64>> {
-        let mut refs: Vec<u64> = self.ref_stripes.iter().flat_map(|s| s.read().keys().copied().collect::<Vec<_>>()).collect();
+        let mut refs: Vec<u64> =
+            self.ref_stripes.iter().flat_map(|s| s.read().keys().copied().collect::<Vec<_>>()).collect();
         refs.sort_unstable();
         Ok(refs)
     }
@@ -91,10 +92,14 @@ mod tests {
         let got = head.select(&[m(MatchOp::Equal, "__name__", "up")], 0, 2000).unwrap();
         assert_eq!(got.len(), 2);
         assert!(got[0].labels < got[1].labels);
-        let got = head.select(&[m(MatchOp::Regex, "job", "a"), m(MatchOp::NotEqual, "__name__", "up")], 0, 2000).unwrap();
+        let got =
+            head.select(&[m(MatchOp::Regex, "job", "a"), m(MatchOp::NotEqual, "__name__", "up")], 0, 2000).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].labels.metric_name(), Some("down"));
-        assert!(head.select(&[m(MatchOp::Equal, "job", "a")], 2000, 3000).unwrap().is_empty(), "outside the time range");
+        assert!(
+            head.select(&[m(MatchOp::Equal, "job", "a")], 2000, 3000).unwrap().is_empty(),
+            "outside the time range"
+        );
         assert_eq!(head.label_names(&[]).unwrap(), ["__name__", "job"]);
         assert_eq!(head.label_values_matching("job", &[m(MatchOp::Equal, "__name__", "down")]).unwrap(), ["a"]);
     }

@@ -11,7 +11,9 @@ use crate::{Error, Result};
 use super::reader::SegmentReader;
 use super::record::{self, decode};
 use super::writer::{Wal, WalOptions};
-use super::{checkpoint_path, last_checkpoint, list_checkpoints, list_segments, sync_dir, Record, RefMetadata, SeriesRef};
+use super::{
+    checkpoint_path, last_checkpoint, list_checkpoints, list_segments, sync_dir, Record, RefMetadata, SeriesRef,
+};
 
 /// Records are written to the checkpoint in batches of about this many bytes.
 const BATCH_BYTES: usize = 1 << 20;
@@ -46,7 +48,13 @@ pub struct CheckpointStats {
 /// reach `mint`, and the latest metadata of each kept series. It is written as
 /// `checkpoint.<to>.tmp`, fsynced and renamed into place; older checkpoints are then deleted.
 /// The segments themselves are left for [`Wal::truncate`]. Records are snappy-compressed.
-pub fn checkpoint(dir: &Path, from: u32, to: u32, keep: impl Fn(SeriesRef) -> bool, mint: i64) -> Result<CheckpointStats> {
+pub fn checkpoint(
+    dir: &Path,
+    from: u32,
+    to: u32,
+    keep: impl Fn(SeriesRef) -> bool,
+    mint: i64,
+) -> Result<CheckpointStats> {
     checkpoint_with(dir, from, to, keep, mint, true)
 }
 
@@ -59,7 +67,8 @@ pub(crate) fn checkpoint_with(
     compress: bool,
 ) -> Result<CheckpointStats> {
     let start = Instant::now();
-    let invalid = |msg: String| Error::io("create WAL checkpoint", dir, std::io::Error::new(ErrorKind::InvalidInput, msg));
+    let invalid =
+        |msg: String| Error::io("create WAL checkpoint", dir, std::io::Error::new(ErrorKind::InvalidInput, msg));
     let mut inputs: Vec<PathBuf> = Vec::new();
     let mut first = u64::from(from);
     if let Some((n, cp_dir)) = last_checkpoint(dir)? {
@@ -73,10 +82,8 @@ pub(crate) fn checkpoint_with(
         first = u64::from(n) + 1;
         inputs.extend(list_segments(&cp_dir)?.into_iter().map(|s| s.path));
     }
-    let segments: Vec<_> = list_segments(dir)?
-        .into_iter()
-        .filter(|s| u64::from(s.index) >= first && s.index <= to)
-        .collect();
+    let segments: Vec<_> =
+        list_segments(dir)?.into_iter().filter(|s| u64::from(s.index) >= first && s.index <= to).collect();
     for (i, seg) in segments.iter().enumerate() {
         if u64::from(seg.index) != first + i as u64 {
             return Err(invalid(format!("segment {} is missing", first + i as u64)));
@@ -93,11 +100,8 @@ pub(crate) fn checkpoint_with(
     let tmp_dir = PathBuf::from(tmp_name);
     remove_dir_if_exists(&tmp_dir)?;
 
-    let mut stats = CheckpointStats {
-        checkpoint: to,
-        from: u32::try_from(first).unwrap_or(u32::MAX),
-        ..Default::default()
-    };
+    let mut stats =
+        CheckpointStats { checkpoint: to, from: u32::try_from(first).unwrap_or(u32::MAX), ..Default::default() };
     let written = write_checkpoint(&tmp_dir, &inputs, &keep, mint, compress, &mut stats);
     if let Err(e) = written {
         // Best effort: the half-built directory is removed again by the next attempt anyway.

@@ -181,9 +181,7 @@ pub fn last_checkpoint(dir: &Path) -> Result<Option<(u32, PathBuf)>> {
 
 /// Fsyncs a directory so that creations, renames and removals in it are durable.
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Total size of the files under `dir`, as Prometheus reports for the WAL's storage size.

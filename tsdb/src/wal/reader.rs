@@ -173,7 +173,10 @@ impl SegmentReader {
         // No snappy element expands more than 64 bytes from 2 input bytes; a larger claim is
         // damage, refused before allocating for it.
         if len > self.compressed.len().saturating_mul(32) + 64 {
-            return Err(corrupt(start, format!("snappy length {len} impossible for {} input bytes", self.compressed.len())));
+            return Err(corrupt(
+                start,
+                format!("snappy length {len} impossible for {} input bytes", self.compressed.len()),
+            ));
         }
         out.resize(len, 0);
         let n = snap::raw::Decoder::new().decompress(&self.compressed, out).map_err(bad)?;

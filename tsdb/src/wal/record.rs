@@ -300,10 +300,7 @@ mod tests {
 
     #[test]
     fn samples_layout_is_prometheus() {
-        let samples = [
-            RefSample { series_ref: 10, t: 1000, v: 1.5 },
-            RefSample { series_ref: 9, t: 999, v: -2.0 },
-        ];
+        let samples = [RefSample { series_ref: 10, t: 1000, v: 1.5 }, RefSample { series_ref: 9, t: 999, v: -2.0 }];
         let mut buf = Vec::new();
         encode_samples(&samples, &mut buf);
         let mut want = vec![SAMPLES];

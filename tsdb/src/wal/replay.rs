@@ -120,7 +120,10 @@ fn consecutive(segments: Vec<SegmentFile>, first: Option<u64>, dir: &Path) -> Re
                 return Err(Error::CorruptWal {
                     segment: segment_path(dir, missing),
                     offset: 0,
-                    reason: format!("segment is missing but segment {} exists; WAL segments must be consecutive", seg.index),
+                    reason: format!(
+                        "segment is missing but segment {} exists; WAL segments must be consecutive",
+                        seg.index
+                    ),
                 });
             }
         }

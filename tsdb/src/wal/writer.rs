@@ -368,7 +368,11 @@ impl Wal {
         }
         let old = segment_path(&self.dir, inner.segment);
         let next = inner.segment.checked_add(1).ok_or_else(|| {
-            Error::io("start WAL segment", &old, std::io::Error::new(ErrorKind::InvalidData, "segment numbers exhausted"))
+            Error::io(
+                "start WAL segment",
+                &old,
+                std::io::Error::new(ErrorKind::InvalidData, "segment numbers exhausted"),
+            )
         })?;
         // A completed segment ends on a page boundary, as Prometheus leaves it.
         if inner.alloc > 0 {
@@ -476,13 +480,21 @@ impl Wal {
 
     /// Builds `checkpoint.<to>` from segments `from..=to` (see [`super::checkpoint()`]) with
     /// this WAL's compression setting, counting the outcome in [`WalStats`].
-    pub fn checkpoint(&self, from: u32, to: u32, keep: impl Fn(SeriesRef) -> bool, mint: i64) -> Result<CheckpointStats> {
+    pub fn checkpoint(
+        &self,
+        from: u32,
+        to: u32,
+        keep: impl Fn(SeriesRef) -> bool,
+        mint: i64,
+    ) -> Result<CheckpointStats> {
         let res = checkpoint_with(&self.dir, from, to, keep, mint, self.opts.compress);
         match &res {
             Ok(st) => {
                 self.stats.checkpoint_creations_total.fetch_add(1, Relaxed);
                 self.stats.checkpoint_deletions_total.fetch_add(u64::from(st.checkpoints_deleted), Relaxed);
-                self.stats.checkpoint_deletions_failed_total.fetch_add(u64::from(st.checkpoint_deletions_failed), Relaxed);
+                self.stats
+                    .checkpoint_deletions_failed_total
+                    .fetch_add(u64::from(st.checkpoint_deletions_failed), Relaxed);
             }
             Err(_) => {
                 self.stats.checkpoint_creations_failed_total.fetch_add(1, Relaxed);

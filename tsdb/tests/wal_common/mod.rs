@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_tsdb::wal::{self, record, Record, RefMetadata, RefSample, RefSeries, RefTombstone, Wal, WalOptions, PAGE_SIZE};
+use strata_tsdb::wal::{
+    self, record, Record, RefMetadata, RefSample, RefSeries, RefTombstone, Wal, WalOptions, PAGE_SIZE,
+};
 use strata_tsdb::Labels;
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -31,7 +33,8 @@ pub fn samples_rec(samples: &[(u64, i64, f64)]) -> Vec<u8> {
 }
 
 pub fn tombstones_rec(t: &[(u64, i64, i64)]) -> Vec<u8> {
-    let t: Vec<RefTombstone> = t.iter().map(|&(series_ref, mint, maxt)| RefTombstone { series_ref, mint, maxt }).collect();
+    let t: Vec<RefTombstone> =
+        t.iter().map(|&(series_ref, mint, maxt)| RefTombstone { series_ref, mint, maxt }).collect();
     let mut buf = Vec::new();
     record::encode_tombstones(&t, &mut buf);
     buf
@@ -40,7 +43,12 @@ pub fn tombstones_rec(t: &[(u64, i64, i64)]) -> Vec<u8> {
 pub fn metadata_rec(md: &[(u64, u8, &str, &str)]) -> Vec<u8> {
     let md: Vec<RefMetadata> = md
         .iter()
-        .map(|&(series_ref, metric_type, unit, help)| RefMetadata { series_ref, metric_type, unit: unit.into(), help: help.into() })
+        .map(|&(series_ref, metric_type, unit, help)| RefMetadata {
+            series_ref,
+            metric_type,
+            unit: unit.into(),
+            help: help.into(),
+        })
         .collect();
     let mut buf = Vec::new();
     record::encode_metadata(&md, &mut buf);

@@ -317,10 +317,7 @@ where
             start,
             end,
             range: input.range,
-            args: [
-                scalars.first().map_or(f64::NAN, |a| a[i]),
-                scalars.get(1).map_or(f64::NAN, |a| a[i]),
-            ],
+            args: [scalars.first().map_or(f64::NAN, |a| a[i]), scalars.get(1).map_or(f64::NAN, |a| a[i])],
             resets: resets_upto[hi - 1] - resets_upto[lo],
         };
         if let Some(v) = k(&w) {
