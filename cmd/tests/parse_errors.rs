@@ -86,6 +86,13 @@ const QUERIES: &[&str] = &[
     "hour(some_metric, some_metric, some_metric)",
     "histogram_quantile(0.9)",
     "rate(x[5m],)",
+    // Numbers and durations out of range: promql-parser accepts these or panics on them.
+    "rate(foo[300y])",
+    "foo offset 1000000000y",
+    "vector(1)[300y:1m]",
+    "foo[1e30]",
+    "foo offset 1e400",
+    "1e400",
 ];
 
 /// Malformed `match[]` selectors.

@@ -1,11 +1,12 @@
 //! PromQL parsing with Prometheus's error messages and positions.
 //!
-//! promql-parser builds the syntax tree. Its errors carry no position and are often just
-//! "invalid promql query", so when it fails, an error locator of ours reads the query the way
-//! Prometheus 3.x does ([`lex`] mirrors `promql/parser/lex.go`, `check` its grammar and
-//! parser checks) and reports what Prometheus reports: `1:5: parse error: unclosed left
-//! parenthesis`. Prometheus's parser collects every error but reports only the first
-//! (`ParseErrors.Error()`); the locator stops at that one. It builds no tree.
+//! An error locator of ours reads every query first, the way Prometheus 3.x does ([`lex`]
+//! mirrors `promql/parser/lex.go`, `check` its grammar and parser checks), and reports what
+//! Prometheus reports: `1:5: parse error: unclosed left parenthesis`. promql-parser then builds
+//! the syntax tree; its errors carry no position and are often just "invalid promql query",
+//! and it accepts some queries Prometheus refuses. Prometheus's parser collects every error
+//! but reports only the first (`ParseErrors.Error()`); the locator stops at that one. It builds
+//! no tree.
 //!
 //! Series selectors (`match[]`) follow Prometheus's selector grammar, which is not the
 //! expression grammar, and are read by the locator alone.
@@ -98,23 +99,41 @@ fn too_deep(pos: usize) -> Located {
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
     let located = match measure(query) {
-        Measure::Shallow => match promql_parser::parser::parse(query) {
-            Ok(expr) => return Ok(expr),
-            // promql-parser refuses something the locator accepts: its own words, at the end.
-            Err(message) => locate(query).unwrap_or(Located { pos: query.len(), message }),
-        },
         Measure::TooDeep(pos) => too_deep(pos),
-        Measure::Unlexable(lex_error) => locate(query).unwrap_or(lex_error),
+        Measure::Unlexable(lex_error) => locate(query, MAX_DEPTH).unwrap_or(lex_error),
+        // The locator reads first: promql-parser accepts a few queries Prometheus refuses
+        // (durations beyond Go's 292 years, `1e400`, `or` between matchers, …) and panics on
+        // some of those (`foo[1e30]`).
+        Measure::Shallow(depth) => match locate(query, depth) {
+            Some(located) => located,
+            None => match syntax_tree(query) {
+                Ok(expr) => return Ok(expr),
+                // promql-parser refuses something the locator accepts: its own words, at the end.
+                Err(message) => Located { pos: query.len(), message },
+            },
+        },
     };
     Err(ParseError::new(query, located))
 }
 
-/// Runs the locator on a thread of its own: it recurses once per nesting level, with frames
-/// too large for small thread stacks in unoptimized builds. If no thread can be had it runs
-/// here, where the nesting measured before bounds it.
-fn locate(query: &str) -> Option<Located> {
+/// promql-parser's syntax tree. A panic in it becomes a parse error, so that no query text
+/// can take down the thread that parses it.
+fn syntax_tree(query: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .unwrap_or_else(|_| Err("the PromQL parser failed on this query".to_string()))
+}
+
+/// Runs the locator on a query nested `depth` levels deep (as [`measure`] estimates it). It
+/// recurses once per level, with frames too large for small thread stacks in unoptimized
+/// builds, so deep queries get a thread of their own; if no thread can be had it runs here,
+/// where [`MAX_DEPTH`] bounds it.
+fn locate(query: &str, depth: usize) -> Option<Located> {
+    const INLINE_DEPTH: usize = 32;
     const STACK: usize = 64 << 20;
     let run = || check::check_expression(query);
+    if depth <= INLINE_DEPTH {
+        return run();
+    }
     std::thread::scope(|scope| {
         match std::thread::Builder::new().name("promql-locate".into()).stack_size(STACK).spawn_scoped(scope, run) {
             Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
@@ -129,7 +148,8 @@ pub fn parse_selector(query: &str) -> Result<Vec<LabelMatcher>, ParseError> {
 }
 
 enum Measure {
-    Shallow,
+    /// At most this deep.
+    Shallow(usize),
     TooDeep(usize),
     /// The lexer stopped at this error, and what follows it might nest too deeply to hand
     /// the query to promql-parser; the locator stops at the error.
@@ -154,6 +174,7 @@ fn measure(query: &str) -> Measure {
     let mut levels = vec![Level::default()];
     // The sum of the open levels' depths, kept up to date as they change.
     let mut total = 1;
+    let mut deepest = total;
     let mut lexer = lex::Lexer::new(query);
     loop {
         let tok = match lexer.next_token() {
@@ -163,15 +184,15 @@ fn measure(query: &str) -> Measure {
                 return if total + rest > MAX_DEPTH {
                     Measure::Unlexable(Located { pos: e.pos, message: e.message })
                 } else {
-                    Measure::Shallow
+                    Measure::Shallow(deepest.max(total + rest))
                 };
             }
         };
         let nested = levels.len() > 1;
-        let Some(top) = levels.last_mut() else { return Measure::Shallow };
+        let Some(top) = levels.last_mut() else { return Measure::Shallow(deepest) };
         let before = top.depth();
         match tok.kind {
-            Eof => return Measure::Shallow,
+            Eof => return Measure::Shallow(deepest),
             LeftParen | LeftBrace | LeftBracket => {
                 if tok.kind == LeftBracket {
                     top.ops += 1;
@@ -203,5 +224,6 @@ fn measure(query: &str) -> Measure {
         if total > MAX_DEPTH {
             return Measure::TooDeep(tok.pos);
         }
+        deepest = deepest.max(total);
     }
 }

@@ -319,8 +319,10 @@ fn failing_queries_get_prometheus_errors() {
     let mut wrong = Vec::new();
     for (query, want) in FAILING {
         let got = located(query);
-        if got.as_deref() != Some(*want) {
-            wrong.push(format!("{query:?}\n   want {want}\n    got {got:?}"));
+        // `parse` reports the same, whether promql-parser accepts the query or not.
+        let parsed = parse(query).err().map(|e| e.to_string());
+        if got.as_deref() != Some(*want) || parsed != got {
+            wrong.push(format!("{query:?}\n   want {want}\n    got {got:?}\n  parse {parsed:?}"));
         }
     }
     assert!(wrong.is_empty(), "{} of {} differ:\n{}", wrong.len(), FAILING.len(), wrong.join("\n"));
@@ -505,19 +507,28 @@ fn selectors_follow_prometheus() {
     }
 }
 
-/// Queries that promql-parser accepts and Prometheus refuses: out of this module's reach
-/// (the locator only runs when promql-parser fails), kept here so a change is noticed.
+/// Queries that promql-parser accepts, or panics on, and Prometheus refuses get Prometheus's
+/// error: the locator reads first.
 #[test]
-fn promql_parser_accepts_some_queries_prometheus_refuses() {
-    for q in [
-        r#"foo{a="b" or c="d"}"#,
-        "foo offset 9.5e10",
-        "1e400",
-        r#"info(foo, target_info{a="b"})"#,
-        "foo and fill(0) bar",
+fn queries_promql_parser_accepts_and_prometheus_refuses_are_refused() {
+    for (q, want) in [
+        (
+            r#"foo{a="b" or c="d"}"#,
+            r#"1:11: parse error: unexpected identifier "or" in label matching, expected "," or "}""#,
+        ),
+        ("foo offset 9.5e10", "1:12: parse error: duration out of range"),
+        ("rate(foo[300y])", "1:10: parse error: duration out of range"),
+        ("foo offset 1000000000y", "1:12: parse error: duration out of range"),
+        ("vector(1)[300y:1m]", "1:11: parse error: duration out of range"),
+        ("1e400", r#"1:1: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range"#),
+        // promql-parser panics on these.
+        ("foo[1e30]", "1:5: parse error: duration out of range"),
+        (
+            "foo offset 1e400",
+            r#"1:12: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range"#,
+        ),
     ] {
-        assert!(parse(q).is_ok(), "{q}");
-        assert!(located(q).is_some(), "{q}");
+        assert_eq!(parse(q).map_err(|e| e.to_string()).err().as_deref(), Some(want), "{q}");
     }
 }
 
