@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
+# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins.
+# A peer is rebuilt only when it is missing or older than go.mod, go.sum or this script; Go's build cache makes a
+# rebuild after a version bump cost only what changed. Prints each peer's version.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+mkdir -p bin
+
+# name → main package; the module version comes from go.mod's require and tool lines.
+peers=(
+    "thanos github.com/thanos-io/thanos/cmd/thanos"
+    "prometheus github.com/prometheus/prometheus/cmd/prometheus"
+    "promtool github.com/prometheus/prometheus/cmd/promtool"
+    "helm helm.sh/helm/v3/cmd/helm"
+)
+
+if ! command -v go >/dev/null; then
+    echo "interop/build.sh: no Go toolchain on PATH; the peers need Go 1.26 or newer" >&2
+    exit 1
+fi
+
+for peer in "${peers[@]}"; do
+    name=${peer%% *}
+    pkg=${peer#* }
+    out=bin/$name
+    module=$(go list -m -f '{{.Path}} {{.Version}}' "$(go list -f '{{.Module.Path}}' "$pkg")")
+    if [ -x "$out" ] && [ "$out" -nt go.mod ] && [ "$out" -nt go.sum ] && [ "$out" -nt build.sh ]; then
+        echo "$name: up to date ($module)"
+        continue
+    fi
+    version=${module#* v}
+    # Prometheus publishes release 3.Y.Z as module version v0.3YY.Z.
+    if [ "${module%% *}" = github.com/prometheus/prometheus ]; then
+        minor=${version#0.}
+        patch=${minor#*.}
+        minor=$((10#${minor%%.*} - 300))
+        version=3.$minor.$patch
+    fi
+    echo "$name: building $pkg from $module"
+    start=$SECONDS
+    # -trimpath keeps this machine's paths out of the binaries; the version stamp is what a
+    # release build would carry, so `--version` and the build-info metrics name the release.
+    go build -trimpath \
+        -ldflags "-X github.com/prometheus/common/version.Version=$version -X github.com/prometheus/common/version.Branch=module -X github.com/prometheus/common/version.Revision=${module%% *}@v${module#* v}" \
+        -o "$out.tmp" "$pkg"
+    mv "$out.tmp" "$out"
+    echo "$name: built in $((SECONDS - start)) s"
+done
+
+for peer in "${peers[@]}"; do
+    name=${peer%% *}
+    case $name in
+        helm) printf '%-10s %s\n' "$name" "$(bin/helm version --short 2>&1)" ;;
+        *) printf '%-10s %s\n' "$name" "$(bin/$name --version 2>&1 | sed -n 1p)" ;;
+    esac
+done
