@@ -386,6 +386,7 @@ fn lower_thread_priority() {
     // SAFETY: getpriority and setpriority only read their integer arguments.
     let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let lowered = (nice + CUT_THREAD_NICE).min(MAX_NICE);
+    // SAFETY: as above, integer arguments only.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, lowered) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the block-cut thread's priority");
     }
