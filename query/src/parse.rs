@@ -10,7 +10,7 @@
 //!
 //! promql-parser does not parse duration expressions (`foo[5m + step()]`), the `anchored` and
 //! `smoothed` modifiers, or an `info()` label selector whose matchers all match the empty
-//! string. The locator keeps what the tree cannot hold ([`check::Outline`]); when the query's
+//! string. The locator keeps what the tree cannot hold (`check::Outline`); when the query's
 //! step and range are known, duration expressions are evaluated and written into the text as
 //! literals, the modifiers are cut from it (the engine reads them from [`Parsed::selectors`]),
 //! and such a label selector is replaced by one promql-parser accepts (the engine reads its

@@ -290,7 +290,8 @@ impl<'a> Evaluator<'a> {
         self.selectors.get(&(vs as *const VectorSelector as usize)).copied()
     }
 
-    fn extended(&self, vs: &VectorSelector) -> Option<Extended> {
+    /// The extended-range modifier of `vs`, if any.
+    pub fn extended(&self, vs: &VectorSelector) -> Option<Extended> {
         let x = self.selector_extras(vs)?;
         if x.anchored {
             Some(Extended::Anchored)

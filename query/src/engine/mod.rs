@@ -360,6 +360,46 @@ mod tests {
     }
 
     #[test]
+    fn info_adds_the_data_labels_of_info_series() {
+        let series = |pairs: &[(&str, &str)]| (Labels::from_pairs(pairs), vec![(0, 1.0), (60_000, 2.0)], false);
+        let s = Mem(vec![
+            series(&[("__name__", "m"), ("instance", "a"), ("job", "j")]),
+            series(&[("__name__", "target_info"), ("instance", "a"), ("job", "j"), ("version", "1")]),
+        ]);
+        let want = Labels::from_pairs(&[("__name__", "m"), ("instance", "a"), ("job", "j"), ("version", "1")]);
+        // promql-parser alone refuses the second label selector: every matcher matches empty.
+        for q in ["info(m)", r#"info(m, {version=~".*"})"#] {
+            let r = engine().instant_query(&s, q, 60_000).unwrap();
+            let Value::Vector(v) = r.value else { panic!("not a vector") };
+            assert_eq!(v.iter().map(|s| (&s.labels, s.v)).collect::<Vec<_>>(), vec![(&want, 2.0)], "{q}");
+        }
+    }
+
+    #[test]
+    fn extended_range_modifiers_and_duration_expressions() {
+        let s = data(1);
+        // x is the time in seconds, a sample every 15s.
+        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t).unwrap().value {
+            Value::Vector(v) => v[0].v,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(value("x smoothed", 607_500), 607.5);
+        assert_eq!(value("increase(x[1m] anchored)", 607_500), 60.0);
+        assert_eq!(value("increase(x[1m] smoothed)", 607_500), 60.0);
+        assert_eq!(value("x offset (1m + 30s)", 600_000), 510.0);
+        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
+        );
+        // step() is the query's: 0 in an instant query, where a range cannot be 0.
+        assert!(matches!(engine().instant_query(&s, "x[step()]", 0), Err(QueryError::Parse { .. })));
+        let r = engine().range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert_eq!(m[0].points, vec![(600_000, 2.0), (630_000, 2.0), (660_000, 2.0)]);
+    }
+
+    #[test]
     fn native_histograms_are_unsupported() {
         let mut s = data(1);
         s.0.push((Labels::from_pairs(&[("__name__", "h")]), vec![(0, 1.0)], true));

@@ -97,8 +97,9 @@ impl RangeFn {
     }
 }
 
-/// The samples of one series inside one window, and the evaluation context.
+/// The samples of one series that one window reads, and the evaluation context.
 pub(crate) struct Window<'w> {
+    /// The samples in the window; for an extended selector also those read around it.
     pub t: &'w [i64],
     pub v: &'w [f64],
     /// Evaluation time of the step.
@@ -109,7 +110,7 @@ pub(crate) struct Window<'w> {
     pub range: i64,
     /// Scalar arguments at this step.
     pub args: [f64; 2],
-    /// How many samples in the window are lower than their predecessor (counter resets).
+    /// How many of the samples are lower than their predecessor (counter resets).
     pub resets: usize,
 }
 
@@ -133,8 +134,10 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
     if scalars.len() != wanted {
         return Err(QueryError::Execution(format!("wrong number of arguments to {}", call.func.name)));
     }
-    let input = ev.range_input(matrix, g)?;
-    let extended = input.extended;
+    let extended = match matrix {
+        Expr::MatrixSelector(ms) => ev.extended(&ms.vs),
+        _ => None,
+    };
     if let Some(e) = extended {
         let allowed: &[&str] = match e {
             Extended::Anchored => &["changes", "delta", "increase", "rate", "resets"],
@@ -149,6 +152,7 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
             )));
         }
     }
+    let input = ev.range_input(matrix, g)?;
     // The first invalid smoothing parameter met on a non-empty window (Prometheus fails then).
     let bad_factor: Mutex<Option<String>> = Mutex::new(None);
 
