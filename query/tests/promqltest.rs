@@ -4,7 +4,7 @@
 //! there is run too), then this crate's own scripts in `tests/promqltest/` (float-only cases
 //! the shared files cover only together with native histograms). Every eval must pass unless
 //! `promqltest_exceptions.md` lists it (file, line, reason); a listed case that passes fails the
-//! test too, so the list only shrinks.
+//! test too, so the list only shrinks. The file's cases per reason must match its header.
 //!
 //! Checks follow the reference harness: results compared with a relative tolerance of 1e-6,
 //! annotation expectations, ordering for `expect ordered`, and each instant eval repeated in
@@ -73,9 +73,13 @@ fn test_files(dir: &PathBuf) -> Vec<PathBuf> {
     files
 }
 
-fn exceptions() -> HashMap<(String, usize), String> {
+fn exceptions_text() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest_exceptions.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn exceptions() -> HashMap<(String, usize), String> {
+    let text = exceptions_text();
     let mut out = HashMap::new();
     for l in text.lines() {
         let cells: Vec<&str> = l.split('|').map(str::trim).collect();
@@ -90,6 +94,28 @@ fn exceptions() -> HashMap<(String, usize), String> {
 
 fn engine() -> Engine {
     Engine::new(EngineOptions::default())
+}
+
+/// The exceptions file names each reason with its number of cases (`- Native histograms (12
+/// cases): …`); every listed case's reason starts with one of those names, and the numbers add
+/// up.
+#[test]
+fn exception_reasons_match_their_counts() {
+    let text = exceptions_text();
+    let heading = Regex::new(r"(?m)^- (.+?) \((\d+) cases?\):").expect("valid regex");
+    let mut reasons: Vec<(String, usize, usize)> =
+        heading.captures_iter(&text).map(|c| (c[1].to_lowercase(), c[2].parse().unwrap_or(usize::MAX), 0)).collect();
+    assert!(!reasons.is_empty(), "no reasons with counts in promqltest_exceptions.md");
+    for ((file, line), reason) in exceptions() {
+        let reason = reason.to_lowercase();
+        let Some(r) = reasons.iter_mut().find(|(name, _, _)| reason.starts_with(&format!("{name}:"))) else {
+            panic!("{file}:{line}: the reason names none of the file's reasons: {reason}");
+        };
+        r.2 += 1;
+    }
+    for (name, said, listed) in reasons {
+        assert_eq!(said, listed, "{name}: the header says {said} cases, the table lists {listed}");
+    }
 }
 
 #[test]
