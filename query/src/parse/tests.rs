@@ -690,7 +690,7 @@ proptest! {
     #[test]
     fn mutated_queries_get_a_placed_error_or_parse(
         q in valid_query(),
-        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec!["", "(", ")", "[", "]", "{", "}", "\"", ",", " ", "+", "offset", "@", "by", "5m", ":", "=~", "sum(", "x"])), 1..4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec!["", "(", ")", "[", "]", "{", "}", "\"", ",", " ", "+", "offset", "@", "by", "5m", ":", "=~", "sum(", "x", "anchored", "smoothed", "step()", "*2", "info("])), 1..4),
     ) {
         let mut q = q;
         for (at, insert) in edits {
