@@ -8,10 +8,19 @@
 //! but reports only the first (`ParseErrors.Error()`); the locator stops at that one. It builds
 //! no tree.
 //!
+//! promql-parser does not parse duration expressions (`foo[5m + step()]`), the `anchored` and
+//! `smoothed` modifiers, or an `info()` label selector whose matchers all match the empty
+//! string. The locator keeps what the tree cannot hold (`check::Outline`); when the query's
+//! step and range are known, duration expressions are evaluated and written into the text as
+//! literals, the modifiers are cut from it (the engine reads them from [`Parsed::selectors`]),
+//! and such a label selector is replaced by one promql-parser accepts (the engine reads its
+//! matchers from there too). promql-parser then reads that text.
+//!
 //! Series selectors (`match[]`) follow Prometheus's selector grammar, which is not the
 //! expression grammar, and are read by the locator alone.
 
 mod check;
+mod durations;
 mod functions;
 mod golang;
 mod goregex;
@@ -46,6 +55,9 @@ enum Place {
     /// Prometheus gives no position in an empty query.
     Unknown,
     Invalid,
+    /// A duration expression that fails when the query is prepared: Prometheus names its byte
+    /// range, and the error is not a parse error.
+    Bytes(usize, usize),
 }
 
 impl ParseError {
@@ -61,6 +73,10 @@ impl ParseError {
         };
         ParseError { position: pos, message: located.message, place }
     }
+
+    fn bytes(start: usize, end: usize, message: &str) -> ParseError {
+        ParseError { position: start, message: message.to_string(), place: Place::Bytes(start, end) }
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -69,6 +85,7 @@ impl fmt::Display for ParseError {
             Place::LineColumn(line, column) => write!(f, "{line}:{column}")?,
             Place::Unknown => f.write_str("unknown position")?,
             Place::Invalid => f.write_str("invalid position")?,
+            Place::Bytes(start, end) => return write!(f, "{start}:{end}: {}", self.message),
         }
         write!(f, ": parse error: {}", self.message)
     }
@@ -96,21 +113,107 @@ fn too_deep(pos: usize) -> Located {
     Located { pos, message: format!("expression nests too deeply: more than {MAX_DEPTH} levels") }
 }
 
-/// Parses a PromQL expression.
+/// Parses a PromQL expression as an instant query evaluates it (`step()` and `range()` are 0).
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    parse_query(query, 0, 0).map(|p| p.expr)
+}
+
+/// A query ready for evaluation: promql-parser's tree and what the tree cannot hold.
+#[derive(Debug)]
+pub struct Parsed {
+    pub expr: Expr,
+    /// Per vector selector (also those of range selectors), in source order.
+    pub selectors: Vec<SelectorExtras>,
+    /// The text promql-parser read.
+    text: String,
+    /// Replaced byte ranges, in order: start and end in the query, then in `text`.
+    edits: Vec<[usize; 4]>,
+}
+
+/// What a vector selector has beyond promql-parser's tree.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SelectorExtras {
+    pub anchored: bool,
+    pub smoothed: bool,
+    /// The matchers as written when the selector is an `info()` call's label selector.
+    pub info_labels: Option<Vec<LabelMatcher>>,
+}
+
+impl Parsed {
+    /// The text the tree was read from.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The byte offset in the query of byte offset `pos` of [`Parsed::text`]; inside a replaced
+    /// range, that range's start.
+    pub(crate) fn query_position(&self, pos: usize) -> usize {
+        match self.edits.iter().rev().find(|e| e[2] <= pos) {
+            None => pos,
+            Some(&[start, _, _, new_end]) if pos < new_end => start,
+            Some(&[_, end, _, new_end]) => end + (pos - new_end),
+        }
+    }
+}
+
+/// Parses a PromQL expression for a query with `step` and a time range of `range` (both
+/// milliseconds; 0 for an instant query), which duration expressions may use.
+pub fn parse_query(query: &str, step: i64, range: i64) -> Result<Parsed, ParseError> {
+    let outline = outline(query)?;
+    // What promql-parser cannot read, replaced by what it can; spaces keep the replacements
+    // apart from the tokens around them.
+    let mut replaced: Vec<(usize, usize, String)> = Vec::new();
+    for d in &outline.durations {
+        let ms = d.expr.millis(d.usage, step, range).map_err(|m| ParseError::bytes(d.start, d.end, m))?;
+        // promql-parser refuses a zero duration but takes a zero number (no offset).
+        let literal = if ms == 0 { "0".to_string() } else { format!("{ms}ms") };
+        replaced.push((d.start, d.end, format!(" {literal} ")));
+    }
+    for &(start, end) in &outline.keywords {
+        replaced.push((start, end, " ".into()));
+    }
+    for s in outline.selectors.iter().filter(|s| s.info_labels && s.matches_empty()) {
+        replaced.push((s.start, s.end, r#" {__name__=~".+"} "#.into()));
+    }
+    replaced.sort_by_key(|r| r.0);
+    let mut text = String::with_capacity(query.len());
+    let mut edits = Vec::with_capacity(replaced.len());
+    let mut copied = 0;
+    for (start, end, with) in replaced {
+        text.push_str(&query[copied..start]);
+        edits.push([start, end, text.len(), text.len() + with.len()]);
+        text.push_str(&with);
+        copied = end;
+    }
+    text.push_str(&query[copied..]);
+    let expr = match syntax_tree(&text) {
+        Ok(expr) => expr,
+        // promql-parser refuses something the locator accepts: its own words, at the end.
+        Err(message) => return Err(ParseError::new(query, Located { pos: query.len(), message })),
+    };
+    let selectors = outline
+        .selectors
+        .into_iter()
+        .map(|s| SelectorExtras {
+            anchored: s.anchored,
+            smoothed: s.smoothed,
+            info_labels: s.info_labels.then_some(s.matchers),
+        })
+        .collect();
+    Ok(Parsed { expr, selectors, text, edits })
+}
+
+/// The locator's reading of the query, or the first error Prometheus reports.
+fn outline(query: &str) -> Result<check::Outline, ParseError> {
     let located = match measure(query) {
         Measure::TooDeep(pos) => too_deep(pos),
-        Measure::Unlexable(lex_error) => locate(query, MAX_DEPTH).unwrap_or(lex_error),
+        Measure::Unlexable(lex_error) => locate(query, MAX_DEPTH).err().unwrap_or(lex_error),
         // The locator reads first: promql-parser accepts a few queries Prometheus refuses
         // (durations beyond Go's 292 years, `1e400`, `or` between matchers, …) and panics on
         // some of those (`foo[1e30]`).
         Measure::Shallow(depth) => match locate(query, depth) {
-            Some(located) => located,
-            None => match syntax_tree(query) {
-                Ok(expr) => return Ok(expr),
-                // promql-parser refuses something the locator accepts: its own words, at the end.
-                Err(message) => Located { pos: query.len(), message },
-            },
+            Ok(outline) => return Ok(outline),
+            Err(located) => located,
         },
     };
     Err(ParseError::new(query, located))
@@ -127,7 +230,7 @@ fn syntax_tree(query: &str) -> Result<Expr, String> {
 /// recurses once per level, with frames too large for small thread stacks in unoptimized
 /// builds, so deep queries get a thread of their own; if no thread can be had it runs here,
 /// where [`MAX_DEPTH`] bounds it.
-fn locate(query: &str, depth: usize) -> Option<Located> {
+fn locate(query: &str, depth: usize) -> Result<check::Outline, Located> {
     const INLINE_DEPTH: usize = 32;
     const STACK: usize = 64 << 20;
     let run = || check::check_expression(query);

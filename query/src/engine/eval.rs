@@ -1,6 +1,7 @@
 //! The evaluator: walks the AST, reads selectors from the storage and holds the query's limits,
 //! statistics and annotations.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
@@ -11,9 +12,11 @@ use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use strata_tsdb::querier::for_each_sample;
 
+use super::extended::{extend_floats, smoothed_points};
 use super::positions::Positions;
 use super::types::{is_stale, Grid, Point, StepSeries, Val};
 use super::{aggregate, binary, functions, QueryError, QueryResult, QueryStats};
+use crate::parse::{Parsed, SelectorExtras};
 use crate::value::Value;
 use crate::{SelectHints, Storage};
 
@@ -39,6 +42,36 @@ pub(crate) struct RangeInput {
     pub offset: i64,
     /// A fixed evaluation time from an `@` modifier.
     pub at: Option<i64>,
+    /// The selector's `anchored` or `smoothed` modifier.
+    pub extended: Option<Extended>,
+    /// How far before (and, smoothed, after) a window an extended selector reads.
+    pub lookback: i64,
+}
+
+/// The extended-range modifiers: windows also see the last sample within the lookback delta
+/// before their start (`anchored`), and the first one after their end (`smoothed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extended {
+    Anchored,
+    Smoothed,
+}
+
+/// The samples read for a window `(start, end]` of a selector with `extended`.
+fn read_bounds(extended: Option<Extended>, lookback: i64, start: i64, end: i64) -> (i64, i64) {
+    match extended {
+        None => (start, end),
+        Some(Extended::Anchored) => (start.saturating_sub(lookback), end),
+        Some(Extended::Smoothed) => (start.saturating_sub(lookback), end.saturating_add(lookback)),
+    }
+}
+
+impl Extended {
+    pub fn name(self) -> &'static str {
+        match self {
+            Extended::Anchored => "anchored",
+            Extended::Smoothed => "smoothed",
+        }
+    }
 }
 
 pub(crate) enum RangeSource {
@@ -54,6 +87,11 @@ impl RangeInput {
     /// (exclusive).
     pub fn window_end(&self, ts: i64) -> i64 {
         self.at.unwrap_or(ts).saturating_sub(self.offset)
+    }
+
+    /// The samples read for the window `(start, end]`: more around it for an extended selector.
+    pub fn read_bounds(&self, start: i64, end: i64) -> (i64, i64) {
+        read_bounds(self.extended, self.lookback, start, end)
     }
 
     pub fn labels(&self, i: usize) -> &Labels {
@@ -135,8 +173,11 @@ pub(crate) struct RangeSeries {
 
 pub(crate) struct Evaluator<'a> {
     storage: &'a dyn Storage,
+    /// The query as written, where annotations point.
     query: &'a str,
-    root: &'a Expr,
+    parsed: &'a Parsed,
+    /// What selectors have beyond promql-parser's tree, by node address.
+    selectors: HashMap<usize, &'a SelectorExtras>,
     pub limits: Limits,
     /// The query's own grid: what `@ start()` and `@ end()` refer to.
     query_grid: Grid,
@@ -163,7 +204,8 @@ impl<'a> Evaluator<'a> {
     pub fn new(
         storage: &'a dyn Storage,
         query: &'a str,
-        root: &'a Expr,
+        parsed: &'a Parsed,
+        selectors: HashMap<usize, &'a SelectorExtras>,
         limits: Limits,
         query_grid: Grid,
         range_query: bool,
@@ -171,7 +213,8 @@ impl<'a> Evaluator<'a> {
         Evaluator {
             storage,
             query,
-            root,
+            parsed,
+            selectors,
             limits,
             query_grid,
             range_query,
@@ -238,8 +281,25 @@ impl<'a> Evaluator<'a> {
 
     /// Source positions of the query's nodes, computed on first use (only annotations need them).
     pub fn positions(&mut self) -> &Positions {
-        let (query, root) = (self.query, self.root);
-        self.positions.get_or_insert_with(|| Positions::new(query, root))
+        let parsed = self.parsed;
+        self.positions.get_or_insert_with(|| Positions::new(parsed))
+    }
+
+    /// What `vs` has beyond promql-parser's tree, if anything.
+    pub fn selector_extras(&self, vs: &VectorSelector) -> Option<&'a SelectorExtras> {
+        self.selectors.get(&(vs as *const VectorSelector as usize)).copied()
+    }
+
+    /// The extended-range modifier of `vs`, if any.
+    pub fn extended(&self, vs: &VectorSelector) -> Option<Extended> {
+        let x = self.selector_extras(vs)?;
+        if x.anchored {
+            Some(Extended::Anchored)
+        } else if x.smoothed {
+            Some(Extended::Smoothed)
+        } else {
+            None
+        }
     }
 
     /// Evaluates `expr` over `size` of its series at a time and hands each part's value to
@@ -331,10 +391,15 @@ impl<'a> Evaluator<'a> {
                 let input = self.range_input(expr, g)?;
                 let end = input.window_end(g.start);
                 let start = end.saturating_sub(input.range);
+                let (read_start, read_end) = input.read_bounds(start, end);
+                let extended = input.extended;
                 let windows = input.map_series(self, 1, |t, v| {
-                    let lo = t.partition_point(|&x| x <= start);
-                    let hi = t.partition_point(|&x| x <= end);
-                    (lo..hi).map(|i| Point { t: t[i], v: v[i] }).collect::<Vec<_>>()
+                    let lo = t.partition_point(|&x| x <= read_start);
+                    let hi = t.partition_point(|&x| x <= read_end);
+                    match extended {
+                        None => (lo..hi).map(|i| Point { t: t[i], v: v[i] }).collect::<Vec<_>>(),
+                        Some(e) => extend_floats(&t[lo..hi], &v[lo..hi], start, end, e == Extended::Smoothed),
+                    }
                 })?;
                 let mut out = Vec::with_capacity(windows.len());
                 let mut n = 0;
@@ -366,9 +431,12 @@ impl<'a> Evaluator<'a> {
             None => (g.start, g.end),
         };
         let lookback = self.limits.lookback;
+        // A smoothed selector interpolates between the samples around each step, and reads up
+        // to the lookback delta after it.
+        let smoothed = self.extended(vs) == Some(Extended::Smoothed);
         // Left-open lookback window: a sample exactly `lookback` old is out.
         let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
-        let maxt = last.saturating_sub(offset);
+        let maxt = last.saturating_sub(offset).saturating_add(if smoothed { lookback } else { 0 });
         let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
         let deadline = self.limits.deadline;
         let points = par_map(
@@ -379,8 +447,14 @@ impl<'a> Evaluator<'a> {
                 if Instant::now() > deadline {
                     return Err(QueryError::Timeout);
                 }
-                let (t, v) = decode(s, mint, maxt, false)?;
-                Ok((instant_points(&t, &v, g, offset, at, lookback, sample_times), t.len()))
+                // Interpolation passes over staleness markers, as over gaps.
+                let (t, v) = decode(s, mint, maxt, smoothed)?;
+                let points = if smoothed {
+                    smoothed_points(&t, &v, g, offset, at, lookback, sample_times)
+                } else {
+                    instant_points(&t, &v, g, offset, at, lookback, sample_times)
+                };
+                Ok((points, t.len()))
             },
         );
         let mut out = Vec::with_capacity(sel.series.len());
@@ -412,10 +486,12 @@ impl<'a> Evaluator<'a> {
                     Some(t) => (t, t),
                     None => (g.start, g.end),
                 };
-                let mint = first.saturating_sub(offset).saturating_sub(range) + 1;
-                let maxt = last.saturating_sub(offset);
-                let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range })?;
-                Ok(RangeInput { source: RangeSource::Selected(sel), range, offset, at })
+                let extended = self.extended(vs);
+                let lookback = self.limits.lookback;
+                let first_start = first.saturating_sub(offset).saturating_sub(range);
+                let (before, maxt) = read_bounds(extended, lookback, first_start, last.saturating_sub(offset));
+                let sel = self.select(vs, before + 1, maxt, SelectHints { step: g.step, range })?;
+                Ok(RangeInput { source: RangeSource::Selected(sel), range, offset, at, extended, lookback })
             }
             Expr::Subquery(sq) => {
                 let range = duration_ms(sq.range);
@@ -456,7 +532,14 @@ impl<'a> Evaluator<'a> {
                         )))
                     }
                 };
-                Ok(RangeInput { source: RangeSource::Points(points), range, offset, at })
+                Ok(RangeInput {
+                    source: RangeSource::Points(points),
+                    range,
+                    offset,
+                    at,
+                    extended: None,
+                    lookback: self.limits.lookback,
+                })
             }
             _ => Err(QueryError::Execution("expected a range vector".into())),
         }
@@ -507,8 +590,20 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         hints: SelectHints,
     ) -> Result<Selected, QueryError> {
-        self.check_deadline()?;
         let groups = matcher_groups(vs)?;
+        self.select_matching(&groups, mint, maxt, hints)
+    }
+
+    /// Reads the series that match any of the matcher sets `groups` with samples in
+    /// `[mint, maxt]`, still encoded.
+    pub fn select_matching(
+        &mut self,
+        groups: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        hints: SelectHints,
+    ) -> Result<Selected, QueryError> {
+        self.check_deadline()?;
         let mut series: Vec<SeriesChunks> = Vec::new();
         for (i, group) in groups.iter().enumerate() {
             let mut found =
@@ -570,13 +665,18 @@ fn bad_matcher(e: strata_tsdb::Error) -> QueryError {
     QueryError::BadData(e.to_string())
 }
 
-/// The XOR samples of `s` in `[mint, maxt]`, optionally without staleness markers.
 /// The samples in a series' chunks, from the chunk headers.
 fn chunk_samples(s: &SeriesChunks) -> usize {
     s.chunks.iter().filter_map(|c| XorIter::new(&c.data).ok()).map(|it| it.num_samples() as usize).sum()
 }
 
-fn decode(s: &SeriesChunks, mint: i64, maxt: i64, drop_stale: bool) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
+/// The XOR samples of `s` in `[mint, maxt]`, optionally without staleness markers.
+pub(crate) fn decode(
+    s: &SeriesChunks,
+    mint: i64,
+    maxt: i64,
+    drop_stale: bool,
+) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
     let cap = chunk_samples(s);
     let mut t = Vec::with_capacity(cap);
     let mut v = Vec::with_capacity(cap);

@@ -1,6 +1,8 @@
 //! The PromQL engine: Prometheus 3.x semantics on float samples.
 //!
-//! A query is parsed with promql-parser and evaluated node by node. Each node is evaluated once
+//! A query is parsed for its step and range ([`crate::parse::parse_query`]: promql-parser's tree,
+//! and per selector the `anchored`/`smoothed` modifiers and `info()` label matchers the tree
+//! cannot hold) and evaluated node by node. Each node is evaluated once
 //! over the whole evaluation grid (one step for instant queries), producing series-major values
 //! (see `types`); each selector reads its series from the storage once for the whole time range
 //! it needs. The metric name is removed lazily, as Prometheus does with delayed name removal:
@@ -12,6 +14,7 @@
 mod aggregate;
 mod binary;
 mod eval;
+mod extended;
 mod functions;
 mod positions;
 mod types;
@@ -19,9 +22,9 @@ mod types;
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::Expr;
 use strata_tsdb::labels::Labels;
 
+use crate::parse::Parsed;
 use crate::value::{Sample, Series, Value};
 use crate::Storage;
 pub(crate) use eval::par_parts;
@@ -104,10 +107,10 @@ impl Engine {
 
     /// Evaluates `query` at time `t` (milliseconds).
     pub fn instant_query(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryResult, QueryError> {
-        let expr = parse(query)?;
+        let parsed = parse(query, 0, 0)?;
         let grid = Grid { start: t, end: t, step: 1 };
-        let mut ev = self.evaluator(storage, query, &expr, grid, false);
-        let val = ev.eval(&expr, grid)?;
+        let mut ev = self.evaluator(storage, query, &parsed, grid, false)?;
+        let val = ev.eval(&parsed.expr, grid)?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar { t, v: v.first().copied().unwrap_or(f64::NAN) },
             Val::String(s) => Value::String { t, v: s },
@@ -127,7 +130,6 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult, QueryError> {
-        let expr = parse(query)?;
         if step <= 0 {
             return Err(QueryError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -136,10 +138,11 @@ impl Engine {
         if end < start {
             return Err(QueryError::BadData("end timestamp must not be before start time".into()));
         }
-        if end.checked_sub(start).is_none() {
+        let Some(range) = end.checked_sub(start) else {
             return Err(QueryError::BadData("query time range is too large".into()));
-        }
-        match expr.value_type() {
+        };
+        let parsed = parse(query, step, range)?;
+        match parsed.expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             other => {
                 return Err(QueryError::BadData(format!(
@@ -149,8 +152,8 @@ impl Engine {
             }
         }
         let grid = Grid { start, end, step };
-        let mut ev = self.evaluator(storage, query, &expr, grid, true);
-        let val = ev.eval(&expr, grid)?;
+        let mut ev = self.evaluator(storage, query, &parsed, grid, true)?;
+        let val = ev.eval(&parsed.expr, grid)?;
         let series = match val {
             Val::Scalar(v) => vec![StepSeries {
                 labels: Labels::empty(),
@@ -173,14 +176,17 @@ impl Engine {
         &self,
         storage: &'a dyn Storage,
         query: &'a str,
-        expr: &'a Expr,
+        parsed: &'a Parsed,
         grid: Grid,
         range: bool,
-    ) -> Evaluator<'a> {
-        Evaluator::new(
+    ) -> Result<Evaluator<'a>, QueryError> {
+        let selectors = positions::selector_extras(parsed)
+            .ok_or_else(|| QueryError::Execution("the parsed query's selectors do not match its text".into()))?;
+        Ok(Evaluator::new(
             storage,
             query,
-            expr,
+            parsed,
+            selectors,
             eval::Limits {
                 // As in Prometheus, a non-positive lookback delta means the default.
                 lookback: if self.opts.lookback_delta > 0 {
@@ -193,12 +199,13 @@ impl Engine {
             },
             grid,
             range,
-        )
+        ))
     }
 }
 
-fn parse(query: &str) -> Result<Expr, QueryError> {
-    crate::parse::parse(query).map_err(|e| QueryError::Parse { message: e.to_string() })
+/// Parses `query` for a query with `step` over `range` (milliseconds; 0 for an instant query).
+fn parse(query: &str, step: i64, range: i64) -> Result<Parsed, QueryError> {
+    crate::parse::parse_query(query, step, range).map_err(|e| QueryError::Parse { message: e.to_string() })
 }
 
 /// Prometheus's names of value types in messages.
@@ -350,6 +357,46 @@ mod tests {
         assert!(matches!(bad_re, Err(QueryError::BadData(_))));
         let many = e.instant_query(&s, "x + on() x", 0);
         assert!(matches!(many, Err(QueryError::Execution(m)) if m.contains("many-to-many")));
+    }
+
+    #[test]
+    fn info_adds_the_data_labels_of_info_series() {
+        let series = |pairs: &[(&str, &str)]| (Labels::from_pairs(pairs), vec![(0, 1.0), (60_000, 2.0)], false);
+        let s = Mem(vec![
+            series(&[("__name__", "m"), ("instance", "a"), ("job", "j")]),
+            series(&[("__name__", "target_info"), ("instance", "a"), ("job", "j"), ("version", "1")]),
+        ]);
+        let want = Labels::from_pairs(&[("__name__", "m"), ("instance", "a"), ("job", "j"), ("version", "1")]);
+        // promql-parser alone refuses the second label selector: every matcher matches empty.
+        for q in ["info(m)", r#"info(m, {version=~".*"})"#] {
+            let r = engine().instant_query(&s, q, 60_000).unwrap();
+            let Value::Vector(v) = r.value else { panic!("not a vector") };
+            assert_eq!(v.iter().map(|s| (&s.labels, s.v)).collect::<Vec<_>>(), vec![(&want, 2.0)], "{q}");
+        }
+    }
+
+    #[test]
+    fn extended_range_modifiers_and_duration_expressions() {
+        let s = data(1);
+        // x is the time in seconds, a sample every 15s.
+        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t).unwrap().value {
+            Value::Vector(v) => v[0].v,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(value("x smoothed", 607_500), 607.5);
+        assert_eq!(value("increase(x[1m] anchored)", 607_500), 60.0);
+        assert_eq!(value("increase(x[1m] smoothed)", 607_500), 60.0);
+        assert_eq!(value("x offset (1m + 30s)", 600_000), 510.0);
+        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
+        );
+        // step() is the query's: 0 in an instant query, where a range cannot be 0.
+        assert!(matches!(engine().instant_query(&s, "x[step()]", 0), Err(QueryError::Parse { .. })));
+        let r = engine().range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert_eq!(m[0].points, vec![(600_000, 2.0), (630_000, 2.0), (660_000, 2.0)]);
     }
 
     #[test]

@@ -1,17 +1,22 @@
-//! Source positions of function calls and aggregations, for annotations.
+//! Source positions of function calls and aggregations, for annotations, and the vector
+//! selectors' extended-range modifiers and `info()` label matchers.
 //!
 //! Prometheus ends each annotation with the position of the node it is about, e.g.
-//! `(1:6)`. The promql-parser AST carries no positions, so they are recovered from the query
-//! text: calls and aggregations appear in the text in the same order as in a source-order walk
-//! of the AST, so the k-th call token belongs to the k-th call node.
+//! `(1:6)`. The promql-parser AST carries no positions, so they are recovered from the text it
+//! read: calls and aggregations appear in the text in the same order as in a source-order walk
+//! of the AST, so the k-th call token belongs to the k-th call node. Vector selectors appear in
+//! the order the parser recorded what the tree cannot hold about them, so the k-th selector
+//! node gets the k-th record.
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{AggregateExpr, Call, Expr};
+use promql_parser::parser::{AggregateExpr, Call, Expr, VectorSelector};
 
 use crate::parse::lex::{Kind, Lexer};
+use crate::parse::{Parsed, SelectorExtras};
 
-/// Where a call or aggregation starts and where each of its arguments starts (byte offsets).
+/// Where a call or aggregation starts and where each of its arguments starts (byte offsets in
+/// the query).
 #[derive(Debug, Clone)]
 pub(crate) struct NodePos {
     pub start: usize,
@@ -25,17 +30,21 @@ pub(crate) struct Positions {
 }
 
 impl Positions {
-    pub fn new(query: &str, root: &Expr) -> Positions {
-        let mut calls = Vec::new();
-        let mut aggregations = Vec::new();
-        walk(root, &mut calls, &mut aggregations);
-        let (call_pos, agg_pos) = scan(query);
+    pub fn new(parsed: &Parsed) -> Positions {
+        let mut nodes = Nodes::default();
+        walk(&parsed.expr, &mut nodes);
+        let (call_pos, agg_pos) = scan(parsed.text());
+        let to_query = |mut n: NodePos| {
+            n.start = parsed.query_position(n.start);
+            n.args.iter_mut().for_each(|a| *a = parsed.query_position(*a));
+            n
+        };
         let mut p = Positions::default();
-        if call_pos.len() == calls.len() {
-            p.calls = calls.into_iter().zip(call_pos).collect();
+        if call_pos.len() == nodes.calls.len() {
+            p.calls = nodes.calls.into_iter().zip(call_pos.into_iter().map(to_query)).collect();
         }
-        if agg_pos.len() == aggregations.len() {
-            p.aggregations = aggregations.into_iter().zip(agg_pos).collect();
+        if agg_pos.len() == nodes.aggregations.len() {
+            p.aggregations = nodes.aggregations.into_iter().zip(agg_pos.into_iter().map(to_query)).collect();
         }
         p
     }
@@ -49,30 +58,51 @@ impl Positions {
     }
 }
 
-/// Collects call and aggregation nodes in source order.
-fn walk(e: &Expr, calls: &mut Vec<usize>, aggs: &mut Vec<usize>) {
+/// The vector selectors of `parsed` that have more than promql-parser's tree holds, by node
+/// address; `None` if the tree's selectors do not line up with the parser's records.
+pub(crate) fn selector_extras(parsed: &Parsed) -> Option<HashMap<usize, &SelectorExtras>> {
+    let mut nodes = Nodes::default();
+    walk(&parsed.expr, &mut nodes);
+    if nodes.selectors.len() != parsed.selectors.len() {
+        return None;
+    }
+    let plain = SelectorExtras::default();
+    Some(nodes.selectors.into_iter().zip(&parsed.selectors).filter(|(_, x)| **x != plain).collect())
+}
+
+/// Node addresses in source order.
+#[derive(Default)]
+struct Nodes {
+    calls: Vec<usize>,
+    aggregations: Vec<usize>,
+    selectors: Vec<usize>,
+}
+
+fn walk(e: &Expr, nodes: &mut Nodes) {
     match e {
         Expr::Aggregate(a) => {
-            aggs.push(a as *const AggregateExpr as usize);
+            nodes.aggregations.push(a as *const AggregateExpr as usize);
             if let Some(p) = &a.param {
-                walk(p, calls, aggs);
+                walk(p, nodes);
             }
-            walk(&a.expr, calls, aggs);
+            walk(&a.expr, nodes);
         }
-        Expr::Unary(u) => walk(&u.expr, calls, aggs),
+        Expr::Unary(u) => walk(&u.expr, nodes),
         Expr::Binary(b) => {
-            walk(&b.lhs, calls, aggs);
-            walk(&b.rhs, calls, aggs);
+            walk(&b.lhs, nodes);
+            walk(&b.rhs, nodes);
         }
-        Expr::Paren(p) => walk(&p.expr, calls, aggs),
-        Expr::Subquery(s) => walk(&s.expr, calls, aggs),
+        Expr::Paren(p) => walk(&p.expr, nodes),
+        Expr::Subquery(s) => walk(&s.expr, nodes),
         Expr::Call(c) => {
-            calls.push(c as *const Call as usize);
+            nodes.calls.push(c as *const Call as usize);
             for a in &c.args.args {
-                walk(a, calls, aggs);
+                walk(a, nodes);
             }
         }
-        _ => {}
+        Expr::VectorSelector(vs) => nodes.selectors.push(vs as *const VectorSelector as usize),
+        Expr::MatrixSelector(ms) => nodes.selectors.push(&ms.vs as *const VectorSelector as usize),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 
@@ -206,12 +236,27 @@ mod tests {
 
     #[test]
     fn maps_nodes() {
-        let q = "sum(sort(x))";
-        let e = promql_parser::parser::parse(q).unwrap();
-        let p = Positions::new(q, &e);
-        let Expr::Aggregate(a) = &e else { panic!() };
+        let parsed = crate::parse::parse_query("sum(sort(x))", 0, 0).unwrap();
+        let p = Positions::new(&parsed);
+        let Expr::Aggregate(a) = &parsed.expr else { panic!() };
         let Expr::Call(c) = a.expr.as_ref() else { panic!() };
         assert_eq!(p.call(c).unwrap().start, 4);
         assert_eq!(p.aggregation(a).unwrap().args, vec![4]);
+    }
+
+    #[test]
+    fn maps_positions_around_rewritten_text() {
+        // The duration expression and the modifier are rewritten before promql-parser reads
+        // the query; positions still point into the query as written.
+        let q = "rate(x[1m+1m] smoothed) + clamp_min(rate(y[step()]), 1)";
+        let parsed = crate::parse::parse_query(q, 60_000, 0).unwrap();
+        let p = Positions::new(&parsed);
+        let Expr::Binary(b) = &parsed.expr else { panic!() };
+        let Expr::Call(rhs) = b.rhs.as_ref() else { panic!() };
+        assert_eq!(p.call(rhs).unwrap().start, q.find("clamp_min").unwrap());
+        assert_eq!(p.call(rhs).unwrap().args, vec![q.find("rate(y").unwrap(), q.rfind('1').unwrap()]);
+        let extras = selector_extras(&parsed).unwrap();
+        assert_eq!(extras.len(), 1);
+        assert!(extras.values().all(|x| x.smoothed));
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! No syntax tree is built. A parsed sub-expression is summed up by what later checks need
 //! (its type, position, which modifiers it has) and by the first error Prometheus's type check
-//! (`checkAST`) would find in it, which only counts when the whole query parses.
+//! (`checkAST`) would find in it, which only counts when the whole query parses. Of a query
+//! that parses, the locator keeps what promql-parser's tree cannot hold ([`Outline`]).
+//! Experimental syntax is read as Prometheus reads it with its experimental features on: the
+//! engine evaluates duration expressions and the `anchored` and `smoothed` modifiers.
 //!
 //! Syntax errors name the context of the innermost grammar rule with an `error` production
 //! that is open where the parser stops, as yacc's error recovery does: "in aggregation",
@@ -12,6 +15,7 @@
 
 use strata_tsdb::matchers::{MatchOp, Matcher};
 
+use super::durations::{DurationExpr, DurationOp, DurationUse};
 use super::functions::{self, Function};
 use super::golang::{format_f, parse_duration, parse_number, quote, unquote};
 use super::lex::{is_space, Aggregator, Kind, Lexer, Token};
@@ -56,7 +60,7 @@ pub struct LabelMatcher {
 }
 
 impl LabelMatcher {
-    fn matches_empty(&self) -> bool {
+    pub(crate) fn matches_empty(&self) -> bool {
         match self.op {
             MatchOp::Equal => self.value.is_empty(),
             MatchOp::NotEqual => !self.value.is_empty(),
@@ -79,14 +83,66 @@ struct Modifiers {
 #[derive(Clone, Copy)]
 enum NodeKind {
     Number(f64),
+    /// A vector selector; `index` is its place in [`Outline::selectors`].
     Selector {
         named: bool,
         mods: Modifiers,
+        index: usize,
     },
-    /// A range selector, with the modifiers of its vector selector.
-    Matrix(Modifiers),
+    /// A range selector, with the modifiers of its vector selector and that selector's index.
+    Matrix(Modifiers, usize),
     Subquery(Modifiers),
     Other,
+}
+
+/// What a query holds beyond promql-parser's syntax tree, found while it is read: duration
+/// expressions, the `anchored` and `smoothed` modifiers, and `info()`'s label selectors,
+/// which promql-parser does not parse.
+#[derive(Debug, Default)]
+pub(crate) struct Outline {
+    /// Duration expressions other than plain literals, in source order.
+    pub durations: Vec<DurationSlot>,
+    /// Every vector selector (also those of range selectors), in source order.
+    pub selectors: Vec<SelectorOutline>,
+    /// Byte ranges of the `anchored` and `smoothed` keywords.
+    pub keywords: Vec<(usize, usize)>,
+}
+
+/// A duration expression and the bytes it takes in the query.
+#[derive(Debug)]
+pub(crate) struct DurationSlot {
+    pub start: usize,
+    pub end: usize,
+    pub expr: DurationExpr,
+    pub usage: DurationUse,
+}
+
+/// A vector selector as written.
+#[derive(Debug)]
+pub(crate) struct SelectorOutline {
+    /// Bytes of its metric name and matchers, without modifiers.
+    pub start: usize,
+    pub end: usize,
+    pub matchers: Vec<LabelMatcher>,
+    pub anchored: bool,
+    pub smoothed: bool,
+    /// It is the label selector of an `info()` call.
+    pub info_labels: bool,
+}
+
+impl SelectorOutline {
+    /// Whether every matcher matches the empty string (which promql-parser refuses, even
+    /// where `info()` allows it).
+    pub fn matches_empty(&self) -> bool {
+        self.matchers.iter().all(LabelMatcher::matches_empty)
+    }
+}
+
+/// A parsed duration expression and where it stands.
+struct Dur {
+    start: usize,
+    end: usize,
+    expr: DurationExpr,
 }
 
 struct Node {
@@ -139,8 +195,6 @@ fn type_error(node: &Node, want: Type, context: &str) -> Option<Located> {
         message: format!("expected type {} in {context}, got {}", want.documented(), node.typ.documented()),
     })
 }
-
-const EXPERIMENTAL_DURATION: &str = "experimental duration expression is not enabled";
 
 /// Beyond ±2^63 ns a duration does not fit Go's `time.Duration` (NaN passes, as in Go).
 fn duration_out_of_range(seconds: f64) -> bool {
@@ -283,13 +337,15 @@ fn is_grouping_label(kind: Kind) -> bool {
         || matches!(kind, Kind::Bool | Kind::GroupLeft | Kind::GroupRight | Kind::Ignoring | Kind::On | Kind::Atan2)
 }
 
-/// The first error Prometheus reports for the expression `input`, if any.
-pub(crate) fn check_expression(input: &str) -> Option<Located> {
+/// The first error Prometheus reports for the expression `input`, or what the query holds
+/// beyond promql-parser's tree.
+pub(crate) fn check_expression(input: &str) -> Result<Outline, Located> {
     let mut p = Parser::new(input);
     match p.expression() {
-        Ok(check) => check,
-        Err(Fail::Unexpected(t)) => Some(unexpected(t, "", "")),
-        Err(Fail::Error(e)) => Some(e),
+        Ok(None) => Ok(p.outline),
+        Ok(Some(check)) => Err(check),
+        Err(Fail::Unexpected(t)) => Err(unexpected(t, "", "")),
+        Err(Fail::Error(e)) => Err(e),
     }
 }
 
@@ -309,11 +365,12 @@ struct Parser<'a> {
     peeked: Option<Token<'a>>,
     last_end: usize,
     depth: usize,
+    outline: Outline,
 }
 
 impl<'a> Parser<'a> {
     fn new(input: &'a str) -> Self {
-        Parser { input, lexer: Lexer::new(input), peeked: None, last_end: 0, depth: 0 }
+        Parser { input, lexer: Lexer::new(input), peeked: None, last_end: 0, depth: 0, outline: Outline::default() }
     }
 
     /// The next token, lexed only when first needed, as Prometheus's parser asks for its
@@ -617,8 +674,10 @@ impl<'a> Parser<'a> {
                     self.next()?;
                     self.at(&mut node)?;
                 }
-                Kind::Anchored => return Err(error(node.start, "anchored modifier is experimental and not enabled")),
-                Kind::Smoothed => return Err(error(node.start, "smoothed modifier is experimental and not enabled")),
+                Kind::Anchored | Kind::Smoothed => {
+                    self.next()?;
+                    self.extended_range(&node, t)?;
+                }
                 _ => return Ok(node),
             }
         }
@@ -710,7 +769,16 @@ impl<'a> Parser<'a> {
                 message: "vector selector must contain at least one non-empty matcher".into(),
             }),
         };
-        let kind = NodeKind::Selector { named: name.is_some(), mods: Modifiers::default() };
+        let index = self.outline.selectors.len();
+        self.outline.selectors.push(SelectorOutline {
+            start,
+            end: self.last_end,
+            matchers,
+            anchored: false,
+            smoothed: false,
+            info_labels: false,
+        });
+        let kind = NodeKind::Selector { named: name.is_some(), mods: Modifiers::default(), index };
         Ok(Node { start, end: self.last_end, typ: Type::Vector, kind, check })
     }
 
@@ -812,6 +880,11 @@ impl<'a> Parser<'a> {
         let Some(func) = functions::lookup(&called) else {
             return Err(error(name.pos, format!("unknown function with name {}", quote(name.text))));
         };
+        if func.name == "info" {
+            if let Some(NodeKind::Selector { named: false, index, .. }) = args.get(1).map(|a| a.kind) {
+                self.outline.selectors[index].info_labels = true;
+            }
+        }
         let check = call_check(func, args, name.pos);
         Ok(Node { start: name.pos, end: self.last_end, typ: func.returns, kind: NodeKind::Other, check })
     }
@@ -861,12 +934,12 @@ impl<'a> Parser<'a> {
     fn range(&mut self, node: Node) -> Parsed<'a, Node> {
         let open = self.next()?;
         let range = self.positive_duration();
-        in_context(range, "subquery or range selector", "number, duration, step(), or range()")?;
+        let range = in_context(range, "subquery or range selector", "number, duration, step(), or range()")?;
         let t = self.peek()?;
         match t.kind {
             Kind::RightBracket => {
                 self.next()?;
-                let NodeKind::Selector { mods, .. } = node.kind else {
+                let NodeKind::Selector { mods, index, .. } = node.kind else {
                     return Err(error(open.pos, "ranges only allowed for vector selectors"));
                 };
                 if mods.offset {
@@ -875,18 +948,21 @@ impl<'a> Parser<'a> {
                 if mods.at {
                     return Err(error(open.pos, "no @ modifiers allowed before range"));
                 }
-                let kind = NodeKind::Matrix(Modifiers::default());
+                self.duration_slot(range, DurationUse::Positive);
+                let kind = NodeKind::Matrix(Modifiers::default(), index);
                 Ok(Node { start: node.start, end: self.last_end, typ: Type::Matrix, kind, check: node.check })
             }
             Kind::Colon => {
                 self.next()?;
+                self.duration_slot(range, DurationUse::Positive);
                 if self.peek()?.kind != Kind::RightBracket {
                     let step = self.positive_duration();
-                    in_context(step, "subquery selector", "number, duration, step(), range(), or \"]\"")?;
+                    let step = in_context(step, "subquery selector", "number, duration, step(), range(), or \"]\"")?;
                     let t = self.peek()?;
                     if t.kind != Kind::RightBracket {
                         return Err(Fail::Error(unexpected(t, "subquery selector", "\"]\"")));
                     }
+                    self.duration_slot(step, DurationUse::Positive);
                 }
                 self.next()?;
                 let check = node.check.or_else(|| {
@@ -902,49 +978,81 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn positive_duration(&mut self) -> Parsed<'a, Node> {
+    /// Keeps a duration expression for evaluation when the query is prepared. Literals stay in
+    /// the text, which promql-parser reads, except a zero one (`offset 0s`), which it refuses.
+    fn duration_slot(&mut self, d: Dur, usage: DurationUse) {
+        if !matches!(d.expr, DurationExpr::Literal(v) if v != 0.0) {
+            self.outline.durations.push(DurationSlot { start: d.start, end: d.end, expr: d.expr, usage });
+        }
+    }
+
+    fn positive_duration(&mut self) -> Parsed<'a, Dur> {
         let d = self.duration_expr(0)?;
-        match d.kind {
-            NodeKind::Number(v) if v <= 0.0 => Err(error(d.start, "duration must be greater than 0")),
+        match d.expr {
+            DurationExpr::Literal(v) if v <= 0.0 => Err(error(d.start, "duration must be greater than 0")),
             _ => Ok(d),
         }
     }
 
-    /// A duration expression. Its arithmetic is experimental in Prometheus and off by default,
-    /// so every operator is refused once its operands are read.
-    fn duration_expr(&mut self, min_prec: u8) -> Parsed<'a, Node> {
+    /// A duration expression, by precedence climbing. Division and modulo by a literal zero
+    /// are refused here; everything else waits for the query's step and range.
+    fn duration_expr(&mut self, min_prec: u8) -> Parsed<'a, Dur> {
         self.descend()?;
-        let lhs = self.duration_unary()?;
-        let t = self.peek()?;
-        if let Some(prec) = duration_precedence(t.kind).filter(|p| *p >= min_prec) {
+        let mut lhs = self.duration_unary()?;
+        loop {
+            let t = self.peek()?;
+            let Some(prec) = duration_precedence(t.kind).filter(|p| *p >= min_prec) else { break };
             self.next()?;
-            self.duration_expr(if t.kind == Kind::Pow { prec } else { prec + 1 })?;
-            return Err(error(lhs.start, EXPERIMENTAL_DURATION));
+            let rhs = self.duration_expr(if t.kind == Kind::Pow { prec } else { prec + 1 })?;
+            let op = match t.kind {
+                Kind::Add => DurationOp::Add,
+                Kind::Sub => DurationOp::Sub,
+                Kind::Mul => DurationOp::Mul,
+                Kind::Div => DurationOp::Div,
+                Kind::Mod => DurationOp::Mod,
+                _ => DurationOp::Pow,
+            };
+            if rhs.expr == DurationExpr::Literal(0.0) {
+                match op {
+                    DurationOp::Div => return Err(error(t.pos, "division by zero")),
+                    DurationOp::Mod => return Err(error(t.pos, "modulo by zero")),
+                    _ => {}
+                }
+            }
+            lhs = Dur {
+                start: lhs.start,
+                end: rhs.end,
+                expr: DurationExpr::Binary(op, Box::new(lhs.expr), Box::new(rhs.expr)),
+            };
         }
         self.ascend();
         Ok(lhs)
     }
 
-    fn duration_unary(&mut self) -> Parsed<'a, Node> {
+    /// A leading `+`/`-` binds looser than `^`; on a literal it becomes part of the number.
+    fn duration_unary(&mut self) -> Parsed<'a, Dur> {
         let t = self.peek()?;
         if !matches!(t.kind, Kind::Add | Kind::Sub) {
             return self.duration_primary();
         }
         self.next()?;
         let inner = self.duration_expr(3)?;
-        match inner.kind {
-            NodeKind::Number(v) => {
-                let v = if t.kind == Kind::Sub { -v } else { v };
+        let negate = t.kind == Kind::Sub;
+        let expr = match inner.expr {
+            DurationExpr::Literal(v) => {
+                let v = if negate { -v } else { v };
                 if duration_out_of_range(v) {
                     return Err(error(t.pos, "duration out of range"));
                 }
-                Ok(Node { start: t.pos, kind: NodeKind::Number(v), ..inner })
+                DurationExpr::Literal(v)
             }
-            _ => Ok(Node { start: t.pos, ..inner }),
-        }
+            e if negate => DurationExpr::Neg(Box::new(e)),
+            e => e,
+        };
+        Ok(Dur { start: t.pos, end: inner.end, expr })
     }
 
-    fn duration_primary(&mut self) -> Parsed<'a, Node> {
+    fn duration_primary(&mut self) -> Parsed<'a, Dur> {
         let t = self.peek()?;
         match t.kind {
             Kind::Number | Kind::Duration => {
@@ -953,39 +1061,44 @@ impl<'a> Parser<'a> {
                 if duration_out_of_range(v) {
                     return Err(error(t.pos, "duration out of range"));
                 }
-                Ok(self.leaf(t, Type::Scalar, NodeKind::Number(v)))
+                Ok(Dur { start: t.pos, end: t.end(), expr: DurationExpr::Literal(v) })
             }
             Kind::Step | Kind::Range => {
                 self.next()?;
                 self.expect(Kind::LeftParen)?;
                 self.expect(Kind::RightParen)?;
-                Ok(Node { start: t.pos, end: self.last_end, typ: Type::Scalar, kind: NodeKind::Other, check: None })
+                let expr = if t.kind == Kind::Step { DurationExpr::Step } else { DurationExpr::Range };
+                Ok(Dur { start: t.pos, end: self.last_end, expr })
             }
             _ if is_min_max(t) => {
                 self.next()?;
                 self.expect(Kind::LeftParen)?;
-                self.duration_expr(0)?;
+                let a = self.duration_expr(0)?;
                 self.expect(Kind::Comma)?;
-                self.duration_expr(0)?;
+                let b = self.duration_expr(0)?;
                 self.expect(Kind::RightParen)?;
-                Ok(Node { start: t.pos, end: self.last_end, typ: Type::Scalar, kind: NodeKind::Other, check: None })
+                let (a, b) = (Box::new(a.expr), Box::new(b.expr));
+                let is_min =
+                    matches!(t.kind, Kind::Aggregator(Aggregator::Min)) || t.text.eq_ignore_ascii_case("min_of");
+                let expr = if is_min { DurationExpr::Min(a, b) } else { DurationExpr::Max(a, b) };
+                Ok(Dur { start: t.pos, end: self.last_end, expr })
             }
             Kind::LeftParen => {
                 self.next()?;
                 let inner = self.duration_expr(0)?;
                 self.expect(Kind::RightParen)?;
-                Err(error(inner.start, EXPERIMENTAL_DURATION))
+                Ok(Dur { start: t.pos, end: self.last_end, expr: DurationExpr::Paren(Box::new(inner.expr)) })
             }
             _ => Err(Fail::Unexpected(t)),
         }
     }
 
     fn offset(&mut self, node: &mut Node) -> Parsed<'a, ()> {
-        let set = in_context(self.offset_duration(), "offset", "number, duration, step(), or range()")?;
+        let d = in_context(self.offset_duration(), "offset", "number, duration, step(), or range()")?;
         // Whether the offset ends here takes the next token to decide.
         self.peek()?;
         let mods = match &mut node.kind {
-            NodeKind::Selector { mods, .. } | NodeKind::Matrix(mods) | NodeKind::Subquery(mods) => mods,
+            NodeKind::Selector { mods, .. } | NodeKind::Matrix(mods, _) | NodeKind::Subquery(mods) => mods,
             _ => return Err(error(
                 node.start,
                 "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery",
@@ -994,52 +1107,76 @@ impl<'a> Parser<'a> {
         if mods.offset {
             return Err(error(node.start, "offset may not be set multiple times"));
         }
-        mods.offset = set;
+        // An offset of zero counts as none.
+        mods.offset = match d.expr {
+            DurationExpr::Literal(v) => (v * 1e9).round() != 0.0,
+            _ => true,
+        };
         node.end = self.last_end;
+        self.duration_slot(d, DurationUse::Offset);
         Ok(())
     }
 
-    /// The offset's duration: a signed literal, or a duration expression. Whether it sets an
-    /// offset: an offset of zero counts as none.
-    fn offset_duration(&mut self) -> Parsed<'a, bool> {
+    /// The offset's duration: a signed literal, or a duration expression.
+    fn offset_duration(&mut self) -> Parsed<'a, Dur> {
         let sign = self.peek()?;
         let signed = matches!(sign.kind, Kind::Add | Kind::Sub);
         if signed {
             self.next()?;
         }
         let t = self.peek()?;
-        match t.kind {
+        let d = match t.kind {
             Kind::Number | Kind::Duration => {
                 self.next()?;
                 let mut v = self.literal(t)?;
                 if sign.kind == Kind::Sub {
                     v = -v;
                 }
+                let start = if signed { sign.pos } else { t.pos };
                 if duration_out_of_range(v) {
-                    return Err(error(if signed { sign.pos } else { t.pos }, "duration out of range"));
+                    return Err(error(start, "duration out of range"));
                 }
-                Ok((v * 1e9).round() != 0.0)
+                return Ok(Dur { start, end: t.end(), expr: DurationExpr::Literal(v) });
             }
             Kind::LeftParen if signed => {
                 self.next()?;
-                self.duration_expr(0)?;
+                let inner = self.duration_expr(0)?;
                 self.expect(Kind::RightParen)?;
-                Ok(true)
+                Dur { start: t.pos, end: self.last_end, expr: DurationExpr::Paren(Box::new(inner.expr)) }
             }
-            Kind::Step | Kind::Range => {
-                self.duration_primary()?;
-                Ok(true)
-            }
-            _ if is_min_max(t) => {
-                self.duration_primary()?;
-                Ok(true)
-            }
-            Kind::LeftParen => {
-                self.duration_expr(0)?;
-                Ok(true)
-            }
-            _ => Err(Fail::Unexpected(t)),
+            Kind::Step | Kind::Range => self.duration_primary()?,
+            _ if is_min_max(t) => self.duration_primary()?,
+            Kind::LeftParen => return self.duration_expr(0),
+            _ => return Err(Fail::Unexpected(t)),
+        };
+        if !signed {
+            return Ok(d);
         }
+        let expr = if sign.kind == Kind::Sub { DurationExpr::Neg(Box::new(d.expr)) } else { d.expr };
+        Ok(Dur { start: sign.pos, end: d.end, expr })
+    }
+
+    /// `anchored` or `smoothed` (the keyword `t`, already read) after `node`.
+    fn extended_range(&mut self, node: &Node, t: Token<'a>) -> Parsed<'a, ()> {
+        let name = if t.kind == Kind::Anchored { "anchored" } else { "smoothed" };
+        let index = match node.kind {
+            NodeKind::Selector { index, .. } | NodeKind::Matrix(_, index) => index,
+            NodeKind::Subquery(_) => {
+                return Err(error(node.start, format!("{name} modifier is not supported for subqueries")))
+            }
+            _ => return Err(error(node.start, format!("{name} modifier not implemented"))),
+        };
+        let s = &mut self.outline.selectors[index];
+        if t.kind == Kind::Anchored {
+            s.anchored = true;
+        } else {
+            s.smoothed = true;
+        }
+        if s.anchored && s.smoothed {
+            return Err(error(node.start, "anchored and smoothed modifiers cannot be used together"));
+        }
+        self.outline.keywords.push((t.pos, t.end()));
+        Ok(())
     }
 
     fn at(&mut self, node: &mut Node) -> Parsed<'a, ()> {
@@ -1051,7 +1188,7 @@ impl<'a> Parser<'a> {
         }
         let mods =
             match &mut node.kind {
-                NodeKind::Selector { mods, .. } | NodeKind::Matrix(mods) | NodeKind::Subquery(mods) => mods,
+                NodeKind::Selector { mods, .. } | NodeKind::Matrix(mods, _) | NodeKind::Subquery(mods) => mods,
                 _ => return Err(error(
                     node.start,
                     "@ modifier must be preceded by an instant vector selector or range vector selector or a subquery",

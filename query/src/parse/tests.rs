@@ -9,7 +9,7 @@ use super::*;
 
 /// What Prometheus prints for `query`, as the locator finds it.
 fn located(query: &str) -> Option<String> {
-    check::check_expression(query).map(|l| ParseError::new(query, l).to_string())
+    check::check_expression(query).err().map(|l| ParseError::new(query, l).to_string())
 }
 
 /// Failing queries and Prometheus 3.x's error for each.
@@ -213,14 +213,13 @@ const FAILING: &[(&str, &str)] = &[
     ("some_metric @ start() [5m]", "1:23: parse error: no @ modifiers allowed before range"),
     ("some_metric @ end()[5m]", "1:20: parse error: no @ modifiers allowed before range"),
     ("foo x[5m]", r#"1:5: parse error: unexpected identifier "x""#),
-    // Duration expressions are experimental and off by default in Prometheus.
-    ("foo[5m+1m]", "1:5: parse error: experimental duration expression is not enabled"),
-    ("foo[5s/0d]", "1:5: parse error: experimental duration expression is not enabled"),
-    ("foo[step()/0d]", "1:5: parse error: experimental duration expression is not enabled"),
-    ("foo[1m + 2m * 3]", "1:10: parse error: experimental duration expression is not enabled"),
-    ("foo[(5m)]", "1:6: parse error: experimental duration expression is not enabled"),
-    ("foo offset (4d/0)", "1:13: parse error: experimental duration expression is not enabled"),
-    ("foo offset (5m)", "1:13: parse error: experimental duration expression is not enabled"),
+    // Duration expressions: a literal zero divisor is refused at its operator.
+    ("foo[5s/0d]", "1:7: parse error: division by zero"),
+    ("foo[step()/0d]", "1:11: parse error: division by zero"),
+    ("foo[5m%0]", "1:7: parse error: modulo by zero"),
+    ("foo offset (4d/0)", "1:15: parse error: division by zero"),
+    ("foo[5m/-0]", "1:7: parse error: division by zero"),
+    ("foo[-5m]", "1:5: parse error: duration must be greater than 0"),
     // Subqueries.
     ("test[5d] OFFSET 10s [10m:5s]", "1:1: parse error: subquery is only allowed on instant vector, got matrix instead"),
     (r#"(foo + bar{nm="val"})[5m:][10m:5s]"#, "1:1: parse error: subquery is only allowed on instant vector, got matrix instead"),
@@ -250,8 +249,12 @@ const FAILING: &[(&str, &str)] = &[
     ("foo @ -9223372036854775808.000000", "1:1: parse error: timestamp out of bounds for @ modifier: -9223372036854775808.000000"),
     ("foo @ 1 @ 2", "1:1: parse error: @ <timestamp> may not be set multiple times"),
     ("rate(some_metric[5m]) @ 1234", "1:1: parse error: @ modifier must be preceded by an instant vector selector or range vector selector or a subquery"),
-    ("foo anchored", "1:1: parse error: anchored modifier is experimental and not enabled"),
-    ("foo[5m] smoothed", "1:1: parse error: smoothed modifier is experimental and not enabled"),
+    ("foo[5m:1m] anchored", "1:1: parse error: anchored modifier is not supported for subqueries"),
+    ("foo[5m:] smoothed", "1:1: parse error: smoothed modifier is not supported for subqueries"),
+    ("(foo + bar) smoothed", "1:1: parse error: smoothed modifier not implemented"),
+    ("rate(foo[5m]) anchored", "1:1: parse error: anchored modifier not implemented"),
+    ("foo anchored smoothed", "1:1: parse error: anchored and smoothed modifiers cannot be used together"),
+    ("foo[5m] smoothed anchored", "1:1: parse error: anchored and smoothed modifiers cannot be used together"),
     // Aggregations.
     ("sum without(==)(some_metric)", "1:13: parse error: unexpected <op:==> in grouping opts, expected label"),
     ("sum without(,)(some_metric)", r#"1:13: parse error: unexpected "," in grouping opts, expected label"#),
@@ -449,12 +452,57 @@ const VALID: &[&str] = &[
     "foo[min_of(5m, step())]",
     "foo offset 5s-8",
     "sum(\n  rate(foo[5m]) # comment\n)",
+    "foo[5m+1m]",
+    "foo[1m + 2m * 3]",
+    "foo[(5m)]",
+    "foo offset (5m)",
+    "foo[29s+1s:5s+5s] offset -(20*(((((8 - 2) / 3) * 7s) % 4) + 8000ms))",
+    "foo offset -min_of(step(), 1s)+8000",
+    "foo anchored",
+    "foo smoothed",
+    "rate(foo[5m] smoothed)",
+    "increase(foo[5m] anchored offset 1m)",
+    "foo @ 100 smoothed + 0",
+    r#"info(foo, {__name__!="target_info"})"#,
 ];
 
 #[test]
 fn valid_queries_have_no_error() {
     for q in VALID {
         assert_eq!(located(q), None, "{q:?}");
+    }
+}
+
+/// Duration expressions are evaluated for the query's step and range, and promql-parser's tree
+/// holds the results; what it cannot hold is in the selectors' records.
+#[test]
+fn prepared_queries_hold_evaluated_durations_and_modifiers() {
+    use promql_parser::parser::{Expr, Offset};
+    use std::time::Duration;
+
+    let p =
+        parse_query("rate(foo[step() + 1ms] smoothed) + bar offset -(min_of(range(), 8s))", 10_000, 60_000).unwrap();
+    let Expr::Binary(b) = &p.expr else { panic!("{:?}", p.expr) };
+    let Expr::Call(rate) = b.lhs.as_ref() else { panic!() };
+    let Expr::MatrixSelector(ms) = rate.args.args[0].as_ref() else { panic!() };
+    assert_eq!(ms.range, Duration::from_millis(10_001));
+    let Expr::VectorSelector(bar) = b.rhs.as_ref() else { panic!() };
+    assert_eq!(bar.offset, Some(Offset::Neg(Duration::from_secs(8))));
+    let smoothed = SelectorExtras { smoothed: true, ..SelectorExtras::default() };
+    assert_eq!(p.selectors, vec![smoothed, SelectorExtras::default()]);
+
+    let p = parse_query(r#"info(foo, {data=~".*"})"#, 0, 0).unwrap();
+    let labels = p.selectors[1].info_labels.as_ref().unwrap();
+    assert_eq!((labels.len(), labels[0].name.as_str(), labels[0].value.as_str()), (1, "data", ".*"));
+
+    // Evaluated when the query is prepared, as Prometheus does: an instant query's step is 0.
+    assert_eq!(parse("foo[step()]").unwrap_err().to_string(), "4:10: duration must be greater than 0");
+    assert_eq!(parse("foo offset (1s / step())").unwrap_err().to_string(), "11:24: division by zero");
+    assert!(parse_query("foo[step()]", 15_000, 0).is_ok());
+    assert!(parse("foo offset step()").is_ok());
+    // promql-parser refuses a zero duration; Prometheus takes it as no offset.
+    for q in ["foo offset 0s", "foo offset -0m", "foo[5m] offset 0ms"] {
+        assert!(parse(q).is_ok(), "{q}");
     }
 }
 
@@ -633,7 +681,7 @@ proptest! {
         if let Err(e) = parse(&q) {
             prop_assert!(e.position <= q.len(), "{:?}: {}", q, e);
         }
-        if let Some(l) = located {
+        if let Err(l) = located {
             prop_assert!(l.pos <= q.len(), "{:?}: {:?}", q, l);
         }
         let _ = parse_selector(&q);
@@ -642,7 +690,7 @@ proptest! {
     #[test]
     fn mutated_queries_get_a_placed_error_or_parse(
         q in valid_query(),
-        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec!["", "(", ")", "[", "]", "{", "}", "\"", ",", " ", "+", "offset", "@", "by", "5m", ":", "=~", "sum(", "x"])), 1..4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec!["", "(", ")", "[", "]", "{", "}", "\"", ",", " ", "+", "offset", "@", "by", "5m", ":", "=~", "sum(", "x", "anchored", "smoothed", "step()", "*2", "info("])), 1..4),
     ) {
         let mut q = q;
         for (at, insert) in edits {
@@ -654,7 +702,7 @@ proptest! {
             let end = q[cut..].chars().next().map_or(cut, |c| cut + c.len_utf8());
             q.replace_range(cut..if insert.is_empty() { end } else { cut }, insert);
         }
-        if let Some(l) = check::check_expression(&q) {
+        if let Err(l) = check::check_expression(&q) {
             prop_assert!(l.pos <= q.len(), "{:?}: {:?}", q, l);
         }
         if let Err(e) = parse(&q) {

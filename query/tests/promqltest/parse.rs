@@ -162,7 +162,13 @@ fn parse_load(lines: &[String], i: usize) -> Result<(usize, Command), String> {
     let mut series = Vec::new();
     let mut j = i + 1;
     while j < lines.len() && !lines[j].is_empty() {
-        series.push(parse_series(&lines[j]).map_err(|e| format!("line {}: {e}", j + 1))?);
+        let err = |e: String| format!("line {}: {e}", j + 1);
+        let (labels, rest) = parse_labels(&lines[j]).map_err(err)?;
+        match rest.strip_prefix("@st") {
+            // The storage keeps no start timestamps: they are checked, not loaded.
+            Some(start_times) => check_start_times(start_times).map_err(err)?,
+            None => series.push((labels, parse_values(rest).map_err(err)?)),
+        }
         j += 1;
     }
     Ok((j, Command::Load { interval, with_nhcb, series }))
@@ -427,6 +433,30 @@ fn quoted_end(s: &str, start: usize) -> Result<usize, String> {
     Err("unterminated string".into())
 }
 
+/// Checks the values of a start-timestamp line (`series@st -1m-1mx2 _ …`): durations relative
+/// to each sample's time, in the value notation (`a+bxN`, `_xN`).
+fn check_start_times(s: &str) -> Result<(), String> {
+    let signed = |d: &str| {
+        let unsigned = d.strip_prefix(['+', '-']).unwrap_or(d);
+        parse_duration(unsigned).ok_or_else(|| format!("bad start time {d:?}"))
+    };
+    for item in value_items(s) {
+        let body = match item.rfind('x') {
+            Some(p) if p > 0 && p + 1 < item.len() && item[p + 1..].bytes().all(|c| c.is_ascii_digit()) => &item[..p],
+            _ => item.as_str(),
+        };
+        if body == "_" {
+            continue;
+        }
+        let (start, delta) = split_increment(body);
+        signed(start)?;
+        if let Some(d) = delta {
+            signed(d)?;
+        }
+    }
+    Ok(())
+}
+
 /// Splits the value part into items, keeping `{{…}}` histogram literals whole.
 fn value_items(s: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -527,6 +557,16 @@ mod tests {
         assert_eq!(v[3], SeqValue::Omitted);
         assert_eq!(v[7], SeqValue::Float(-2.0));
         assert_eq!(v[8], SeqValue::Histogram);
+    }
+
+    #[test]
+    fn start_time_lines_are_checked_and_skipped() {
+        let cmds =
+            parse_file("load 1m\n  m{a=\"b\"}@st _ -30s-1mx2 0-1mx1 -59999msx2 +1m -0ms\n  m{a=\"b\"} _ 1 2 3\n")
+                .unwrap();
+        let Command::Load { series, .. } = &cmds[0].1 else { panic!("not a load") };
+        assert_eq!(series.len(), 1);
+        assert!(parse_file("load 1m\n  m@st 1q\n").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod date;
 mod histogram;
+mod info;
 mod labels;
 mod range;
 
@@ -113,6 +114,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator, call: &Call, g: Grid) -> Result<Val,
             }
             Ok(Val::Vector(input))
         }
+        "info" => info::info(ev, call, &args, g),
         "label_replace" => labels::label_replace(ev, &args, g),
         "label_join" => labels::label_join(ev, &args, g),
         "histogram_quantile" => histogram::histogram_quantile(ev, call, &args, g),

@@ -3,6 +3,7 @@
 //! Each series is walked once across the grid with a sliding window; the function runs once per
 //! step on the window's samples. Series are spread over cores when there are many.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use promql_parser::parser::{Call, Expr};
@@ -10,7 +11,8 @@ use strata_tsdb::labels::{quote, METRIC_NAME};
 
 use super::{absent_labels, scalar_arg};
 use crate::engine::aggregate::{kahan_inc, quantile, quantile_warning};
-use crate::engine::eval::{Evaluator, RangeInput};
+use crate::engine::eval::{Evaluator, Extended, RangeInput};
+use crate::engine::extended::{extend_floats, extended_rate};
 use crate::engine::types::{format_go_float_g, Grid, Point, StepSeries, Val};
 use crate::engine::QueryError;
 
@@ -95,8 +97,9 @@ impl RangeFn {
     }
 }
 
-/// The samples of one series inside one window, and the evaluation context.
+/// The samples of one series that one window reads, and the evaluation context.
 pub(crate) struct Window<'w> {
+    /// The samples in the window; for an extended selector also those read around it.
     pub t: &'w [i64],
     pub v: &'w [f64],
     /// Evaluation time of the step.
@@ -107,7 +110,7 @@ pub(crate) struct Window<'w> {
     pub range: i64,
     /// Scalar arguments at this step.
     pub args: [f64; 2],
-    /// How many samples in the window are lower than their predecessor (counter resets).
+    /// How many of the samples are lower than their predecessor (counter resets).
     pub resets: usize,
 }
 
@@ -131,14 +134,32 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
     if scalars.len() != wanted {
         return Err(QueryError::Execution(format!("wrong number of arguments to {}", call.func.name)));
     }
+    let extended = match matrix {
+        Expr::MatrixSelector(ms) => ev.extended(&ms.vs),
+        _ => None,
+    };
+    if let Some(e) = extended {
+        let allowed: &[&str] = match e {
+            Extended::Anchored => &["changes", "delta", "increase", "rate", "resets"],
+            Extended::Smoothed => &["delta", "increase", "rate"],
+        };
+        if !allowed.contains(&call.func.name) {
+            return Err(QueryError::Execution(format!(
+                "{} modifier can only be used with: {} - not with {}",
+                e.name(),
+                allowed.join(", "),
+                call.func.name
+            )));
+        }
+    }
     let input = ev.range_input(matrix, g)?;
     // The first invalid smoothing parameter met on a non-empty window (Prometheus fails then).
     let bad_factor: Mutex<Option<String>> = Mutex::new(None);
 
     let results = match f {
-        Rate => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, true, true))?,
-        Increase => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, true, false))?,
-        Delta => run(ev, &input, &scalars, g, |w| extrapolated_rate(w, false, false))?,
+        Rate => run(ev, &input, &scalars, g, |w| change_rate(w, extended, true, true))?,
+        Increase => run(ev, &input, &scalars, g, |w| change_rate(w, extended, true, false))?,
+        Delta => run(ev, &input, &scalars, g, |w| change_rate(w, extended, false, false))?,
         Irate => run(ev, &input, &scalars, g, |w| instant_value(w, true))?,
         Idelta => run(ev, &input, &scalars, g, |w| instant_value(w, false))?,
         Deriv => run(ev, &input, &scalars, g, |w| (w.t.len() >= 2).then(|| linear_regression(w, w.t[0]).0))?,
@@ -149,10 +170,14 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
             })
         })?,
         Changes => run(ev, &input, &scalars, g, |w| {
-            let n = w.v.windows(2).filter(|p| p[0] != p[1] && !(p[0].is_nan() && p[1].is_nan())).count();
+            let v = counted_values(w, extended)?;
+            let n = v.windows(2).filter(|p| p[0] != p[1] && !(p[0].is_nan() && p[1].is_nan())).count();
             Some(n as f64)
         })?,
-        Resets => run(ev, &input, &scalars, g, |w| Some(w.resets as f64))?,
+        Resets => run(ev, &input, &scalars, g, |w| match extended {
+            None => Some(w.resets as f64),
+            Some(_) => Some(counted_values(w, extended)?.windows(2).filter(|p| p[1] < p[0]).count() as f64),
+        })?,
         AvgOverTime => run(ev, &input, &scalars, g, |w| Some(avg(w.v)))?,
         SumOverTime => run(ev, &input, &scalars, g, |w| {
             let (mut sum, mut c) = (0.0, 0.0);
@@ -299,11 +324,13 @@ where
         let ts = g.ts(i);
         let end = input.window_end(ts);
         let start = end.saturating_sub(input.range);
+        // The samples the window reads, which an extended selector's window reaches beyond.
+        let (read_start, read_end) = input.read_bounds(start, end);
         // Window ends only move forward along the grid (or stay, with `@`).
-        while hi < t.len() && t[hi] <= end {
+        while hi < t.len() && t[hi] <= read_end {
             hi += 1;
         }
-        while lo < hi && t[lo] <= start {
+        while lo < hi && t[lo] <= read_start {
             lo += 1;
         }
         if lo == hi {
@@ -325,6 +352,25 @@ where
         }
     }
     (points, samples)
+}
+
+/// `rate`, `increase` and `delta`: extrapolated, or from the values at the ends of an extended
+/// window.
+fn change_rate(w: &Window, extended: Option<Extended>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    match extended {
+        None => extrapolated_rate(w, is_counter, is_rate),
+        Some(e) => extended_rate(w.t, w.v, (w.start, w.end, w.range), e == Extended::Smoothed, is_counter, is_rate),
+    }
+}
+
+/// The values `changes` and `resets` count over: the window's, or an anchored window's with the
+/// value at its start first; `None` if an anchored window has no sample after its start.
+fn counted_values<'w>(w: &Window<'w>, extended: Option<Extended>) -> Option<Cow<'w, [f64]>> {
+    if extended.is_none() {
+        return Some(Cow::Borrowed(w.v));
+    }
+    let points = extend_floats(w.t, w.v, w.start, w.end, false);
+    (!points.is_empty()).then(|| Cow::Owned(points.iter().map(|p| p.v).collect()))
 }
 
 /// `rate`, `increase` and `delta`: the change over the window, corrected for counter resets
