@@ -54,23 +54,40 @@ pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Outp
 mod tests {
     use super::*;
 
-    #[test]
-    fn returns_the_first_success() {
+    /// A check that fails until its `n`th call, which returns `n`.
+    fn succeeds_on_call(n: u32) -> impl FnMut() -> Result<u32, String> {
         let mut calls = 0;
-        let got = wait_for("three calls", Duration::from_secs(10), || {
+        move || {
             calls += 1;
-            if calls == 3 {
+            if calls == n {
                 Ok(calls)
             } else {
                 Err(format!("call {calls}"))
             }
-        });
-        assert_eq!(got, Ok(3));
+        }
+    }
+
+    #[test]
+    fn returns_the_first_success() {
+        assert_eq!(wait_for("three calls", Duration::from_secs(10), succeeds_on_call(3)), Ok(3));
     }
 
     #[test]
     fn a_timeout_names_what_was_awaited_and_the_last_answer() {
         let got: Result<(), String> = wait_for("nothing", Duration::ZERO, || Err("still no".to_owned()));
         assert_eq!(got, Err("timed out after 0ns waiting for nothing; last: still no".to_owned()));
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn async_polling_and_deadlines() {
+        assert_eq!(wait_for_async("two calls", Duration::from_secs(10), succeeds_on_call(2)).await, Ok(2));
+        assert_eq!(within(10, "a ready future", async { 7 }).await, 7);
+        let hung = tokio::spawn(within(0, "a hung future", std::future::pending::<()>()));
+        let message = hung.await.expect_err("the deadline fails the test").into_panic();
+        assert_eq!(
+            message.downcast_ref::<String>().map(String::as_str),
+            Some("a hung future did not finish within 0s")
+        );
     }
 }
