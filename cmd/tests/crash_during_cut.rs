@@ -3,62 +3,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, wait_for};
-use prost::Message;
+use common::{parse_dump_line, remote_write_body, strata_bin, REMOTE_WRITE_V1};
 use strata_proto::prometheus as v1;
+use strata_testkit::promtool::path_arg;
+use strata_testkit::tools::run_ok;
+use strata_testkit::{http, send_signal, wait_for, Fleet, Node, Signal};
 
 const SERIES: usize = 4_000;
 const STEP_MS: i64 = 30_000;
 /// 3h20m of rounds: the head becomes cuttable (span > 3h) at about round 360.
 const ROUNDS: i64 = 400;
-
-/// The receiver process; killed when dropped so a failing test leaves nothing behind.
-struct Receiver {
-    child: Child,
-}
-
-impl Receiver {
-    fn start(dir: &Path, rw: u16, http: u16, log: &Path) -> Receiver {
-        let log = std::fs::File::options().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["receive", "--tsdb.path"])
-            .arg(dir)
-            .args(["--remote-write.address", &format!("127.0.0.1:{rw}")])
-            .args(["--http-address", &format!("127.0.0.1:{http}")])
-            .args(["--grpc-address", &format!("127.0.0.1:{}", free_port())])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start strata receive");
-        let addr = format!("127.0.0.1:{http}");
-        wait_for("receiver ready", Duration::from_secs(60), || match http_get(&addr, "/-/ready") {
-            Ok((200, _)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        })
-        .unwrap();
-        Receiver { child }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety implications.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn round_body(round: i64, t0: i64) -> Vec<u8> {
     let timeseries = (0..SERIES)
@@ -74,25 +33,7 @@ fn round_body(round: i64, t0: i64) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    snap::raw::Encoder::new()
-        .compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec())
-        .unwrap()
-}
-
-/// POSTs one remote-write body; Ok(status) or Err when the connection fails.
-fn post(addr: &str, body: &[u8]) -> Result<u16, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let head = format!(
-        "POST /api/v1/receive HTTP/1.0\r\nHost: {addr}\r\nContent-Encoding: snappy\r\n\
-         Content-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad response {text:?}"))
+    remote_write_body(&v1::WriteRequest { timeseries, ..Default::default() })
 }
 
 fn tmp_dirs(dir: &Path) -> Vec<String> {
@@ -104,16 +45,13 @@ fn tmp_dirs(dir: &Path) -> Vec<String> {
 #[test]
 fn sigkill_during_block_write_loses_nothing() {
     let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let tenant = data.join("default-tenant");
-    let log = work.path().join("strata.log");
-    let (rw, http) = (free_port(), free_port());
-    let rx = Receiver::start(&data, rw, http, &log);
-    let rw_addr = format!("127.0.0.1:{rw}");
+    let slot = Fleet::new(work.path()).slot("strata-receive");
+    let tenant = slot.data_dir.join("default-tenant");
+    let rx = Node::start(strata_bin(), &slot, slot.receive_args());
 
     // Kill the receiver the moment a block directory is being written.
     let seen_tmp = Arc::new(AtomicBool::new(false));
-    let pid = rx.child.id() as i32;
+    let pid = rx.proc.pid();
     let watcher = {
         let seen = seen_tmp.clone();
         let tenant = tenant.clone();
@@ -121,8 +59,8 @@ fn sigkill_during_block_write_loses_nothing() {
             let deadline = Instant::now() + Duration::from_secs(300);
             while Instant::now() < deadline {
                 if tmp_dirs(&tenant).iter().any(|n| n.ends_with(".tmp-for-creation")) {
-                    // SAFETY: see Receiver::signal.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // The receiver is reaped only when `rx` is dropped, after this thread is joined.
+                    send_signal(pid, Signal::Kill);
                     seen.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -133,9 +71,9 @@ fn sigkill_during_block_write_loses_nothing() {
     let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
     let mut acked = 0;
     for round in 0..ROUNDS {
-        match post(&rw_addr, &round_body(round, t0)) {
-            Ok(200) => acked = round + 1,
-            Ok(code) => panic!("round {round}: status {code}\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+        match http::post(&slot.remote_write, "/api/v1/receive", &REMOTE_WRITE_V1, &round_body(round, t0)) {
+            Ok((200, _)) => acked = round + 1,
+            Ok((code, body)) => panic!("round {round}: status {code}: {body}"),
             Err(_) => break,
         }
         if seen_tmp.load(Ordering::SeqCst) {
@@ -149,7 +87,7 @@ fn sigkill_during_block_write_loses_nothing() {
     assert!(!tmp_dirs(&tenant).is_empty(), "the kill came after the block write finished; nothing was interrupted");
 
     // Restart: the leftover is removed, the WAL is replayed, the cut is redone.
-    let rx = Receiver::start(&data, rw, http, &log);
+    let rx = Node::start(strata_bin(), &slot, slot.receive_args());
     let block_dirs =
         || std::fs::read_dir(&tenant).unwrap().filter(|e| e.as_ref().unwrap().file_name().len() == 26).count();
     wait_for("the interrupted cut to be redone", Duration::from_secs(120), || {
@@ -160,25 +98,18 @@ fn sigkill_during_block_write_loses_nothing() {
         }
     })
     .unwrap();
-    rx.signal(libc::SIGTERM);
-    let mut rx = rx;
-    let status = rx.child.wait().unwrap();
+    let status = rx.proc.terminate(Duration::from_secs(120));
     assert!(status.success(), "unclean exit {status:?}");
     assert!(tmp_dirs(&tenant).is_empty(), "temporary directories left: {:?}", tmp_dirs(&tenant));
 
     // Every acknowledged sample is there, once.
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["tools", "tsdb", "dump", "--tsdb.path"])
-        .arg(&tenant)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dump = run_ok(strata_bin(), &["tools", "tsdb", "dump", "--tsdb.path", path_arg(&tenant)]);
     let mut per_series = vec![Vec::<(i64, f64)>::new(); SERIES];
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let (labels, rest) = line.split_once("} ").unwrap();
-        let i: usize = labels.rsplit_once("i=\"").unwrap().1.trim_end_matches('"').parse().unwrap();
-        let (v, t) = rest.split_once(' ').unwrap();
-        per_series[i].push((t.parse().unwrap(), v.parse().unwrap()));
+    for line in dump.lines() {
+        let (labels, v, t) = parse_dump_line(line).unwrap_or_else(|e| panic!("{e}"));
+        let i = labels.iter().find(|(name, _)| name == "i").map(|(_, i)| i.parse::<usize>());
+        let i = i.unwrap_or_else(|| panic!("no label i in {line}")).unwrap_or_else(|e| panic!("{line}: {e}"));
+        per_series[i].push((t, v));
     }
     for (i, samples) in per_series.iter().enumerate() {
         assert!(samples.len() as i64 >= acked, "series {i}: {} samples, {acked} acknowledged", samples.len());

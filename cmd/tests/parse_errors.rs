@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{http_get, http_post, url_encode, StrataAndPrometheus};
+use common::StrataAndPrometheus;
+use strata_testkit::http::{self, Answer};
+use strata_testkit::url_encode;
 
 /// Malformed queries: lexer errors, syntax errors in each grammar context, and the parser's
 /// semantic and type checks.
@@ -98,9 +100,6 @@ const QUERIES: &[&str] = &[
 /// Malformed `match[]` selectors.
 const SELECTORS: &[&str] = &["up(", "1+1", "up{", r#"up{a=~"("}"#, r#"{a=""}"#, "up offset 5m", "rate(x[5m])"];
 
-/// Status and body of an HTTP answer.
-type Answer = Result<(u16, String), String>;
-
 const QUERY_PARAM: &str = "invalid parameter \"query\": ";
 
 /// Status, `errorType` and `error` of an answer, or what else it was.
@@ -159,12 +158,12 @@ fn parse_errors_match_prometheus() {
     let servers = StrataAndPrometheus::start(work.path());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     let (start, end) = (now - 3600, now);
-    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
 
     // Per case: the requests that got different answers, with both answers.
     let mut differences: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut compare = |case: &str, what: &str, ask: &dyn Fn(&str) -> Answer| {
-        let (ours, mut theirs) = (outcome(ask(&servers.strata)), outcome(ask(&servers.prometheus)));
+        let (ours, mut theirs) = (outcome(ask(servers.strata.http())), outcome(ask(servers.prometheus.http())));
         if what.ends_with("query_range") {
             let (status, error) =
                 theirs.split_once(": ").unwrap_or_else(|| panic!("{what} {case:?}: Prometheus answered {theirs}"));
@@ -183,15 +182,15 @@ fn parse_errors_match_prometheus() {
     for q in QUERIES {
         let query = url_encode(q);
         let instant = format!("query={query}&time={now}");
-        compare(q, "GET /api/v1/query", &|addr| http_get(addr, &format!("/api/v1/query?{instant}")));
-        compare(q, "POST /api/v1/query", &|addr| http_post(addr, "/api/v1/query", form, instant.as_bytes()));
+        compare(q, "GET /api/v1/query", &|addr| http::get(addr, &format!("/api/v1/query?{instant}")));
+        compare(q, "POST /api/v1/query", &|addr| http::post(addr, "/api/v1/query", &form, instant.as_bytes()));
         let range = format!("/api/v1/query_range?query={query}&start={start}&end={end}&step=60");
-        compare(q, "GET /api/v1/query_range", &|addr| http_get(addr, &range));
+        compare(q, "GET /api/v1/query_range", &|addr| http::get(addr, &range));
     }
     for s in SELECTORS {
         let params = format!("match[]={}&start={start}&end={end}", url_encode(s));
-        compare(&selector_case(s), "GET /api/v1/series", &|addr| http_get(addr, &format!("/api/v1/series?{params}")));
-        compare(&selector_case(s), "GET /api/v1/labels", &|addr| http_get(addr, &format!("/api/v1/labels?{params}")));
+        compare(&selector_case(s), "GET /api/v1/series", &|addr| http::get(addr, &format!("/api/v1/series?{params}")));
+        compare(&selector_case(s), "GET /api/v1/labels", &|addr| http::get(addr, &format!("/api/v1/labels?{params}")));
     }
 
     let mut unexpected = 0;

@@ -4,44 +4,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    free_port, get_json, http_get, metric_sum, parse_dump_line, require_binary, url_encode, wait_for, LabelSet, Proc,
-};
+use common::{parse_dump_line, strata_bin, LabelSet};
+use strata_testkit::http::{self, get_json};
+use strata_testkit::metrics::metric_sum;
+use strata_testkit::{tool, url_encode, wait_for, Fleet, Node, Proc};
 
 /// Scrapes (one per second) that must have been sent before the samples are checked.
 const SCRAPES: u64 = 10;
-
-struct Strata {
-    proc: Proc,
-    http: String,
-}
-
-fn start_strata(data: &Path, rw_port: u16, http_port: u16, grpc_port: u16, log: &Path) -> Strata {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("receive")
-        .args(["--remote-write.address", &format!("127.0.0.1:{rw_port}")])
-        .args(["--http-address", &format!("127.0.0.1:{http_port}")])
-        .args(["--grpc-address", &format!("127.0.0.1:{grpc_port}")])
-        .arg("--tsdb.path")
-        .arg(data);
-    let mut proc = Proc::spawn("strata receive", cmd, log);
-    let http = format!("127.0.0.1:{http_port}");
-    let ready = wait_for("strata /-/ready", Duration::from_secs(60), || {
-        proc.assert_running();
-        match http_get(&http, "/-/ready")? {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("status {status}: {body}")),
-        }
-    });
-    if let Err(e) = ready {
-        panic!("{e}\n{}", proc.log_tail());
-    }
-    Strata { proc, http }
-}
 
 /// Every raw sample Prometheus holds with a timestamp of at most `at_ms`, by series.
 fn prometheus_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
@@ -74,76 +46,50 @@ fn highest_sent(metrics: &str) -> f64 {
     metric_sum(metrics, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds").unwrap_or(0.0)
 }
 
-/// Fails the test with `what` and the recent log lines of `procs`.
-fn fail(what: String, procs: &[&Proc]) -> ! {
-    let logs: Vec<String> = procs.iter().map(|p| p.log_tail()).collect();
-    panic!("{what}\n{}", logs.join("\n"))
-}
-
 fn same_value(a: f64, b: f64) -> bool {
     a == b || (a.is_nan() && b.is_nan())
 }
 
 #[test]
 fn prometheus_remote_write_survives_receiver_kill() {
-    let prometheus_bin = require_binary("prometheus", "prometheus");
+    let prometheus_bin = tool("prometheus");
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("strata");
-    let (rw_port, http_port, grpc_port) = (free_port(), free_port(), free_port());
-    let strata_log = dir.path().join("strata.log");
-    let strata = start_strata(&data, rw_port, http_port, grpc_port, &strata_log);
+    let mut fleet = Fleet::new(dir.path());
+    let strata_slot = fleet.slot("strata-receive");
+    let data = &strata_slot.data_dir;
+    let strata = Node::start(strata_bin(), &strata_slot, strata_slot.receive_args());
 
-    let prom_port = free_port();
-    let prom_addr = format!("127.0.0.1:{prom_port}");
-    let config = dir.path().join("prometheus.yml");
+    let prom_slot = fleet.slot("prometheus");
+    let prom_addr = &prom_slot.http;
     // One shard sends samples in WAL order, so "highest sent timestamp >= T" implies that every
     // sample older than T has been acknowledged by strata.
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['{prom_addr}']\n\
-             remote_write:\n  - url: http://127.0.0.1:{rw_port}/api/v1/receive\n    queue_config:\n      \
-             batch_send_deadline: 1s\n      min_backoff: 10ms\n      max_backoff: 100ms\n      \
-             min_shards: 1\n      max_shards: 1\n"
-        ),
-    )
-    .expect("write prometheus.yml");
-    let mut cmd = Command::new(&prometheus_bin);
-    cmd.arg("--config.file")
-        .arg(&config)
-        .arg("--storage.tsdb.path")
-        .arg(dir.path().join("prometheus"))
-        .args(["--web.listen-address", &prom_addr])
-        // Bounds shutdown if strata stops answering (the default waits a minute).
-        .args(["--storage.remote.flush-deadline", "10s"]);
-    let mut prometheus = Proc::spawn("prometheus", cmd, &dir.path().join("prometheus.log"));
-
-    let ready = wait_for("prometheus /-/ready", Duration::from_secs(60), || {
-        prometheus.assert_running();
-        match http_get(&prom_addr, "/-/ready")? {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("status {status}: {body}")),
-        }
-    });
-    if let Err(e) = ready {
-        fail(e, &[&prometheus]);
-    }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['{prom_addr}']\n\
+         remote_write:\n  - url: http://{}/api/v1/receive\n    queue_config:\n      \
+         batch_send_deadline: 1s\n      min_backoff: 10ms\n      max_backoff: 100ms\n      \
+         min_shards: 1\n      max_shards: 1\n",
+        strata_slot.remote_write
+    );
+    let mut args = prom_slot.prometheus_args(&config);
+    // Bounds shutdown if strata stops answering (the default waits a minute).
+    args.extend(["--storage.remote.flush-deadline".into(), "10s".into()]);
+    let prometheus = Node::start(&prometheus_bin, &prom_slot, args);
 
     // T: SCRAPES seconds after the first sample Prometheus sent, so the check covers about
     // SCRAPES scrapes however slowly Prometheus starts. 2.42 reports the highest sent
     // timestamp in whole seconds.
     let first_sent = wait_for("Prometheus to send its first samples", Duration::from_secs(60), || {
-        let (_, metrics) = http_get(&prom_addr, "/metrics")?;
+        let (_, metrics) = http::get(prom_addr, "/metrics")?;
         match highest_sent(&metrics) {
             h if h > 0.0 => Ok(h as i64),
             _ => Err("no sample sent yet".to_string()),
         }
     })
-    .unwrap_or_else(|e| fail(e, &[&prometheus, &strata.proc]));
+    .unwrap_or_else(|e| panic!("{e}"));
     let t_secs = first_sent + SCRAPES as i64;
     let sent = wait_for("Prometheus to have sent samples up to T", Duration::from_secs(SCRAPES + 60), || {
-        let (_, metrics) = http_get(&prom_addr, "/metrics")?;
+        let (_, metrics) = http::get(prom_addr, "/metrics")?;
         let failed = metric_sum(&metrics, "prometheus_remote_storage_samples_failed_total");
         if failed.is_some_and(|f| f > 0.0) {
             // Not retryable; stop polling right away.
@@ -159,12 +105,12 @@ fn prometheus_remote_write_survives_receiver_kill() {
     });
     let (samples_total, failed) = match sent {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) | Err(e) => fail(e, &[&prometheus, &strata.proc]),
+        Ok(Err(e)) | Err(e) => panic!("{e}"),
     };
     assert_eq!(failed, Some(0.0), "prometheus_remote_storage_samples_failed_total must exist and be 0");
 
     // Strictly before T: samples at T itself may be split over a sent and an unsent request.
-    let acked = prometheus_samples(&prom_addr, t_secs * 1000 - 1).unwrap_or_else(|e| fail(e, &[&prometheus]));
+    let acked = prometheus_samples(prom_addr, t_secs * 1000 - 1).unwrap_or_else(|e| panic!("{e}"));
     let acked_samples: usize = acked.values().map(Vec::len).sum();
     let most_per_series = acked.values().map(Vec::len).max().unwrap_or(0);
     assert!(
@@ -179,23 +125,23 @@ fn prometheus_remote_write_survives_receiver_kill() {
 
     // A crash must lose nothing that was acknowledged.
     strata.proc.kill();
-    let strata = start_strata(&data, rw_port, http_port, grpc_port, &strata_log);
-    let status = get_json(&strata.http, "/api/v1/status/tsdb").unwrap_or_else(|e| fail(e, &[&strata.proc]));
+    let strata = Node::start(strata_bin(), &strata_slot, strata_slot.receive_args());
+    let status = get_json(strata.http(), "/api/v1/status/tsdb").unwrap_or_else(|e| panic!("{e}"));
     let num_series = status["data"]["headStats"]["numSeries"]
         .as_u64()
-        .unwrap_or_else(|| fail(format!("no headStats.numSeries in {status}"), &[&strata.proc]));
+        .unwrap_or_else(|| panic!("no headStats.numSeries in {status}"));
     assert!(
         num_series >= acked.len() as u64,
         "after restart strata holds {num_series} series; Prometheus had {} acknowledged",
         acked.len()
     );
     // Prometheus first: on shutdown it flushes its queue to strata, which must still be there.
-    prometheus.terminate(Duration::from_secs(30));
+    prometheus.proc.terminate(Duration::from_secs(30));
     let exit = strata.proc.terminate(Duration::from_secs(30));
     assert!(exit.success(), "strata receive exited with {exit} after SIGTERM");
 
     let dump_out = dir.path().join("dump.txt");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    let mut cmd = Command::new(strata_bin());
     cmd.args(["tools", "tsdb", "dump", "--tsdb.path"]).arg(data.join("default-tenant"));
     let out_file = std::fs::File::create(&dump_out).expect("create dump output");
     let dump_log = dir.path().join("dump.log");

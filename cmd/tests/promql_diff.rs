@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{http_get, url_encode, LabelSet, StrataAndPrometheus};
+use common::{LabelSet, StrataAndPrometheus};
 use serde_json::Value;
 use strata_proto::prometheus as v1;
+use strata_testkit::{http, url_encode};
 
 const SECOND: i64 = 1000;
 const MINUTE: i64 = 60 * SECOND;
@@ -528,7 +529,7 @@ fn label_key(metric: &Value) -> Result<String, String> {
 }
 
 fn ask(addr: &str, path: &str) -> Result<Answer, String> {
-    let (status, body) = http_get(addr, path)?;
+    let (status, body) = http::get(addr, path)?;
     let json: Value = serde_json::from_str(&body).map_err(|e| format!("status {status}, not JSON ({e}): {body}"))?;
     if json["status"] != "success" {
         return Ok(Answer::Error {
@@ -645,7 +646,7 @@ fn promql_answers_match_prometheus() {
     // Both hold every series, so that agreement is not merely two empty answers.
     let everything =
         Eval::Instant { time: t0 + SPAN + MINUTE }.path(r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#);
-    for addr in [&servers.strata, &servers.prometheus] {
+    for addr in [servers.strata.http(), servers.prometheus.http()] {
         match ask(addr, &everything) {
             Ok(Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == data.len() as f64 => {}
             other => panic!("{addr} does not hold the {} series written: {other:?}", data.len()),
@@ -672,7 +673,7 @@ fn promql_answers_match_prometheus() {
                     let ask_one = |addr: &str| {
                         ask(addr, &path).unwrap_or_else(|e| panic!("{query} ({}): {addr}: {e}", eval.describe(t0)))
                     };
-                    let (ours, theirs) = (ask_one(&servers.strata), ask_one(&servers.prometheus));
+                    let (ours, theirs) = (ask_one(servers.strata.http()), ask_one(servers.prometheus.http()));
                     let ordered = ordered_query && matches!(eval, Eval::Instant { .. });
                     if let Some(d) = compare(&ours, &theirs, ordered) {
                         differences.push((eval.describe(t0), d));

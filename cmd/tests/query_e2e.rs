@@ -9,12 +9,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{http_get, http_post, require_binary, url_encode, StrataAndPrometheus};
+use common::StrataAndPrometheus;
 use serde_json::Value;
 use strata_proto::prometheus as v1;
+use strata_testkit::promtool::{promtool, query_args};
+use strata_testkit::{http, url_encode};
 
 const STEP_MS: i64 = 15_000;
 /// 30 minutes of samples.
@@ -67,19 +68,9 @@ fn write_request(t0: i64) -> v1::WriteRequest {
     v1::WriteRequest { timeseries, metadata }
 }
 
-/// promtool's output for `args` against `addr`.
-fn promtool(addr: &str, args: &[&str]) -> String {
-    let bin = require_binary("promtool", "prometheus");
-    let (sub, rest) = args.split_first().expect("promtool subcommand");
-    let out =
-        Command::new(bin).args(["query", sub]).arg(format!("http://{addr}")).args(rest).output().expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool query {args:?} against {addr}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 promtool output")
+/// The output of `promtool query <args[0]> http://addr <args[1..]>`.
+fn promtool_query(addr: &str, args: &[&str]) -> String {
+    promtool(&query_args(&format!("http://{addr}"), args))
 }
 
 /// A result's series (or the scalar) as label set → points (seconds, value), for comparing
@@ -148,17 +139,18 @@ fn sorted_lines(s: &str) -> Vec<&str> {
 #[test]
 fn query_api_matches_prometheus() {
     let work = tempfile::tempdir().expect("temp dir");
-    let s = StrataAndPrometheus::start(work.path());
+    let servers = StrataAndPrometheus::start(work.path());
+    let (strata, prometheus) = (servers.strata.http(), servers.prometheus.http());
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     // Whole minutes, so that every evaluation time below is a whole second.
     let t0 = (now_ms - 40 * 60_000) / 60_000 * 60_000;
     let req = write_request(t0);
-    s.write_both(&req);
+    servers.write_both(&req);
     let secs = |ms: i64| (ms / 1000).to_string();
     let at = secs(t0 + 20 * 60_000);
     let (start, end) = (secs(t0 + 5 * 60_000), secs(t0 + 25 * 60_000));
     // Both have all eight series, so that agreeing answers are not merely empty ones.
-    for addr in [&s.strata, &s.prometheus] {
+    for addr in [strata, prometheus] {
         let data = get_data(addr, &format!("/api/v1/query?query={}&time={at}", url_encode(r#"{__name__=~"e2e_.*"}"#)));
         assert_eq!(data["result"].as_array().map(Vec::len), Some(8), "{addr}: {data}");
     }
@@ -186,15 +178,15 @@ fn query_api_matches_prometheus() {
         ("time()", true),
     ] {
         if exact {
-            let ours = promtool(&s.strata, &["instant", "--time", &at, q]);
-            let theirs = promtool(&s.prometheus, &["instant", "--time", &at, q]);
+            let ours = promtool_query(strata, &["instant", "--time", &at, q]);
+            let theirs = promtool_query(prometheus, &["instant", "--time", &at, q]);
             assert_eq!(sorted_lines(&ours), sorted_lines(&theirs), "promtool query instant {q}");
         }
-        let ours = promtool(&s.strata, &["instant", "-o", "json", "--time", &at, q]);
-        let theirs = promtool(&s.prometheus, &["instant", "-o", "json", "--time", &at, q]);
+        let ours = promtool_query(strata, &["instant", "-o", "json", "--time", &at, q]);
+        let theirs = promtool_query(prometheus, &["instant", "-o", "json", "--time", &at, q]);
         assert_same_points(q, &promtool_points(&json_of(q, &ours)), &promtool_points(&json_of(q, &theirs)));
         let path = format!("/api/v1/query?query={}&time={at}", url_encode(q));
-        let (ours, theirs) = (get_data(&s.strata, &path), get_data(&s.prometheus, &path));
+        let (ours, theirs) = (get_data(strata, &path), get_data(prometheus, &path));
         assert_eq!(ours["resultType"], theirs["resultType"], "{q}");
         let kind = ours["resultType"].as_str().unwrap_or_default().to_owned();
         assert_same_points(q, &points(&kind, &ours["result"]), &points(&kind, &theirs["result"]));
@@ -208,9 +200,9 @@ fn query_api_matches_prometheus() {
         "1+1",
     ] {
         let path = format!("/api/v1/query?query={}&time={at}.5", url_encode(q));
-        assert_eq!(http_get(&s.strata, &path), http_get(&s.prometheus, &path), "{q}");
+        assert_eq!(http::get(strata, &path), http::get(prometheus, &path), "{q}");
         let path = format!("/api/v1/query_range?query={}&start={start}&end={end}&step=45", url_encode(q));
-        assert_eq!(http_get(&s.strata, &path), http_get(&s.prometheus, &path), "{q}");
+        assert_eq!(http::get(strata, &path), http::get(prometheus, &path), "{q}");
     }
 
     // Range queries.
@@ -222,12 +214,12 @@ fn query_api_matches_prometheus() {
         ("e2e_tiny", true),
     ] {
         let args = ["range", "-o", "json", "--start", &start, "--end", &end, "--step", "30s", q];
-        let (ours, theirs) = (promtool(&s.strata, &args), promtool(&s.prometheus, &args));
+        let (ours, theirs) = (promtool_query(strata, &args), promtool_query(prometheus, &args));
         let (ours, theirs) = (json_of(q, &ours), json_of(q, &theirs));
         assert_same_points(q, &points("matrix", &ours), &points("matrix", &theirs));
         let text = ["range", "--start", &start, "--end", &end, "--step", "30s", q];
         if exact {
-            assert_eq!(promtool(&s.strata, &text), promtool(&s.prometheus, &text), "promtool query range {q}");
+            assert_eq!(promtool_query(strata, &text), promtool_query(prometheus, &text), "promtool query range {q}");
         }
     }
 
@@ -239,31 +231,31 @@ fn query_api_matches_prometheus() {
         for m in &matchers {
             args.extend(["--match", m]);
         }
-        let (ours, theirs) = (promtool(&s.strata, &args), promtool(&s.prometheus, &args));
+        let (ours, theirs) = (promtool_query(strata, &args), promtool_query(prometheus, &args));
         assert_eq!(sorted_lines(&ours), sorted_lines(&theirs), "promtool query series {matchers:?}");
         assert_eq!(ours.is_empty(), matchers == ["e2e_nonexistent"], "{matchers:?}: {ours}");
     }
     for name in ["__name__", "job", "room", "code", "nonexistent"] {
-        let (ours, theirs) = (promtool(&s.strata, &["labels", name]), promtool(&s.prometheus, &["labels", name]));
+        let (ours, theirs) = (promtool_query(strata, &["labels", name]), promtool_query(prometheus, &["labels", name]));
         assert_eq!(ours, theirs, "promtool query labels {name}");
     }
     let labels = "/api/v1/labels";
-    assert_eq!(get_data(&s.strata, labels), get_data(&s.prometheus, labels));
+    assert_eq!(get_data(strata, labels), get_data(prometheus, labels));
 
     // Grafana's data-source check: the exact answer Prometheus gives, then build info.
-    for addr in [&s.strata, &s.prometheus] {
-        let form = "Content-Type: application/x-www-form-urlencoded\r\n";
-        let (status, body) = http_post(addr, "/api/v1/query", form, b"query=1%2B1&time=4").expect("Grafana check");
+    for addr in [strata, prometheus] {
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let (status, body) = http::post(addr, "/api/v1/query", &form, b"query=1%2B1&time=4").expect("Grafana check");
         assert_eq!(
             (status, body.as_str()),
             (200, r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#),
             "{addr}"
         );
-        assert_eq!(http_get(addr, "/api/v1/status/buildinfo").map(|(status, _)| status), Ok(200), "{addr}");
+        assert_eq!(http::get(addr, "/api/v1/status/buildinfo").map(|(status, _)| status), Ok(200), "{addr}");
     }
 
     // Metadata from remote write (Prometheus 2.42 only reports its scrape targets' metadata).
-    let md = get_data(&s.strata, "/api/v1/metadata");
+    let md = get_data(strata, "/api/v1/metadata");
     assert_eq!(
         md["e2e_requests_total"],
         serde_json::json!([{"type": "counter", "help": "Requests served.", "unit": ""}]),
@@ -277,7 +269,7 @@ fn query_api_matches_prometheus() {
 }
 
 fn get_data(addr: &str, path: &str) -> Value {
-    let (status, body) = http_get(addr, path).unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"));
+    let (status, body) = http::get(addr, path).unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"));
     assert_eq!(status, 200, "GET {addr}{path}: {body}");
     let json = json_of(path, &body);
     assert_eq!(json["status"], "success", "GET {addr}{path}: {body}");

@@ -6,11 +6,12 @@ mod api_common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use api_common::{api, api_with, enc};
+use api_common::{api, api_with};
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::json;
 use strata_query::engine::EngineOptions;
+use strata_testkit::url_encode;
 
 #[tokio::test]
 async fn series_by_selector_get_and_post() {
@@ -24,12 +25,18 @@ async fn series_by_selector_get_and_post() {
     assert_eq!(api.post_form("/api/v1/series", "match%5B%5D=up").await.data(), want);
     // Several selectors: the union, sorted, each series once.
     let data = api
-        .get(&format!("/api/v1/series?match[]={}&match[]={}", enc(r#"{job="db"}"#), enc(r#"up{instance="c"}"#)))
+        .get(&format!(
+            "/api/v1/series?match[]={}&match[]={}",
+            url_encode(r#"{job="db"}"#),
+            url_encode(r#"up{instance="c"}"#)
+        ))
         .await
         .data();
     assert_eq!(data, json!([{"__name__": "up", "instance": "c", "job": "db"}]));
-    let data =
-        api.get(&format!("/api/v1/series?match[]={}", enc(r#"{__name__=~"up|huge",instance!="a"}"#))).await.data();
+    let data = api
+        .get(&format!("/api/v1/series?match[]={}", url_encode(r#"{__name__=~"up|huge",instance!="a"}"#)))
+        .await
+        .data();
     assert_eq!(data.as_array().map(Vec::len), Some(3), "{data}");
     // Nothing in the time range.
     assert_eq!(api.get("/api/v1/series?match[]=up&start=700&end=800").await.data(), json!([]));
@@ -67,7 +74,7 @@ async fn label_names() {
     assert_eq!(api.get("/api/v1/labels").await.data(), all);
     assert_eq!(api.post_form("/api/v1/labels", "start=0&end=600").await.data(), all);
     assert_eq!(
-        api.get(&format!("/api/v1/labels?match[]={}", enc("http_requests_total"))).await.data(),
+        api.get(&format!("/api/v1/labels?match[]={}", url_encode("http_requests_total"))).await.data(),
         json!(["__name__", "code", "job"])
     );
     assert_eq!(api.get("/api/v1/labels?match[]=huge&match[]=up").await.data(), json!(["__name__", "instance", "job"]));
@@ -75,7 +82,7 @@ async fn label_names() {
     assert_eq!(a.data(), json!(["__name__", "code"]));
     assert_eq!(a.json()["warnings"], json!(["results truncated due to limit"]));
     // Prometheus does not name the parameter here, unlike for series.
-    let a = api.get(&format!("/api/v1/labels?match[]={}", enc(r#"{job=""}"#))).await;
+    let a = api.get(&format!("/api/v1/labels?match[]={}", url_encode(r#"{job=""}"#))).await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(
         a.json()["error"].as_str().is_some_and(|e| e.ends_with("must contain at least one non-empty matcher")),

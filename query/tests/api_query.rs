@@ -5,12 +5,13 @@ mod api_common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_common::{api, api_with, enc};
+use api_common::{api, api_with};
 use axum::body::Body;
 use axum::http::Request;
 use futures::StreamExt;
 use serde_json::json;
 use strata_query::engine::EngineOptions;
+use strata_testkit::url_encode;
 use tower::ServiceExt;
 
 #[tokio::test]
@@ -27,18 +28,19 @@ async fn grafana_health_check() {
 #[tokio::test]
 async fn instant_vector_exact_bytes() {
     let api = api();
-    let a = api.get(&format!("/api/v1/query?query={}&time=600.5", enc(r#"up{instance="a"}"#))).await;
+    let a = api.get(&format!("/api/v1/query?query={}&time=600.5", url_encode(r#"up{instance="a"}"#))).await;
     assert_eq!(
         a.body,
         r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","instance":"a","job":"api"},"value":[600.500,"1"]}]}}"#
     );
     // The same through a POST form and with an RFC 3339 time.
     let b = api
-        .post_form("/api/v1/query", &format!("query={}&time=1970-01-01T00:10:00.5Z", enc(r#"up{instance="a"}"#)))
+        .post_form("/api/v1/query", &format!("query={}&time=1970-01-01T00:10:00.5Z", url_encode(r#"up{instance="a"}"#)))
         .await;
     assert_eq!(b.body, a.body);
     // Body parameters win over the query string, as in Go's Request.FormValue.
-    let c = api.post_form("/api/v1/query?time=1", &format!("query={}&time=600.5", enc(r#"up{instance="a"}"#))).await;
+    let c =
+        api.post_form("/api/v1/query?time=1", &format!("query={}&time=600.5", url_encode(r#"up{instance="a"}"#))).await;
     assert_eq!(c.body, a.body);
     let all = api.get("/api/v1/query?query=up&time=600").await.data();
     assert_eq!(all["resultType"], "vector");
@@ -64,7 +66,7 @@ async fn value_formatting() {
         (r#""a\"b""#, r#"{"resultType":"string","result":[600,"a\"b"]}"#),
     ];
     for (q, data) in cases {
-        let a = api.get(&format!("/api/v1/query?query={}&time=600", enc(q))).await;
+        let a = api.get(&format!("/api/v1/query?query={}&time=600", url_encode(q))).await;
         assert_eq!(a.body, format!(r#"{{"status":"success","data":{data}}}"#), "{q}");
     }
     let a = api.get("/api/v1/query?query=time()&time=1.009").await;
@@ -88,7 +90,7 @@ async fn default_time_is_now() {
 #[tokio::test]
 async fn range_query_matrix() {
     let api = api();
-    let q = enc(r#"up{job="api"}"#);
+    let q = url_encode(r#"up{job="api"}"#);
     let a = api.get(&format!("/api/v1/query_range?query={q}&start=0&end=30&step=15")).await;
     assert_eq!(
         a.body,
@@ -143,7 +145,7 @@ async fn results_come_whole_or_streamed_by_size() {
     let api = api();
     // 6001 points for each of 7 series, about 600 KB of JSON: one body with its length (in the
     // pieces it was encoded in).
-    let small = format!("/api/v1/query_range?query={}&start=0&end=600&step=0.1", enc(r#"{__name__=~".+"}"#));
+    let small = format!("/api/v1/query_range?query={}&start=0&end=600&step=0.1", url_encode(r#"{__name__=~".+"}"#));
     let (chunks, length) = chunks_of(&api, &small).await;
     let bytes: Vec<u8> = chunks.concat();
     assert_eq!(length, Some(bytes.len().to_string()));
@@ -152,7 +154,7 @@ async fn results_come_whole_or_streamed_by_size() {
 
     // With 17-digit values the same points pass a mebibyte: sent in pieces as they are encoded
     // (the start held until then, encoded runs, the rest), never as one string.
-    let q = enc(r#"{__name__=~".+"} + time() / 7"#);
+    let q = url_encode(r#"{__name__=~".+"} + time() / 7"#);
     let large = format!("/api/v1/query_range?query={q}&start=0&end=600&step=0.1");
     let (chunks, length) = chunks_of(&api, &large).await;
     let bytes: Vec<u8> = chunks.concat();
@@ -204,7 +206,7 @@ async fn range_query_parameter_errors() {
     let data = api.get("/api/v1/query_range?query=1&start=0&end=11000&step=1").await.data();
     assert_eq!(data["result"][0]["values"].as_array().map(Vec::len), Some(11_001));
     // Only instant vectors and scalars can be graphed.
-    let a = api.get(&format!("/api/v1/query_range?query={}&start=0&end=10&step=1", enc("up[5m]"))).await;
+    let a = api.get(&format!("/api/v1/query_range?query={}&start=0&end=10&step=1", url_encode("up[5m]"))).await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(a.json()["error"].as_str().is_some_and(|e| e.starts_with("invalid parameter \"query\": ")), "{}", a.body);
 }
@@ -213,7 +215,7 @@ async fn range_query_parameter_errors() {
 async fn query_errors() {
     let api = api();
     for q in ["up(", "", "sum(", "up{"] {
-        let a = api.get(&format!("/api/v1/query?query={}&time=600", enc(q))).await;
+        let a = api.get(&format!("/api/v1/query?query={}&time=600", url_encode(q))).await;
         assert_eq!(a.status, 400, "{q}: {}", a.body);
         let j = a.json();
         assert_eq!(j["errorType"], "bad_data");
@@ -230,9 +232,12 @@ async fn query_errors() {
         "invalid parameter \"limit\": limit must be non-negative",
     );
     // Evaluation failures are `execution` (422): here two api series end up with equal labels.
-    api.get(&format!("/api/v1/query?query={}&time=600", enc(r#"label_replace(up, "instance", "x", "job", ".*")"#)))
-        .await
-        .assert_error(422, "execution", "vector cannot contain metrics with the same labelset");
+    api.get(&format!(
+        "/api/v1/query?query={}&time=600",
+        url_encode(r#"label_replace(up, "instance", "x", "job", ".*")"#)
+    ))
+    .await
+    .assert_error(422, "execution", "vector cannot contain metrics with the same labelset");
 }
 
 #[tokio::test]

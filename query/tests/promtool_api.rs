@@ -3,42 +3,21 @@
 
 mod api_common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use api_common::api;
+use strata_testkit::promtool::{promtool, promtool_output, query_args};
+use strata_testkit::tools::ToolOutput;
 
-/// promtool on PATH; the test fails (never skips) without it.
-fn promtool() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("promtool")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("`promtool` is not installed or not on PATH; this test needs it (Debian: apt-get install prometheus; .ci/run installs it)")
-    })
+/// `promtool query <args[0]> <url> <args[1..]>`, off the runtime's threads (the server under
+/// test runs on them); the test fails (never skips) without promtool.
+async fn run(url: &str, args: &[&str]) -> ToolOutput {
+    let args = query_args(url, args);
+    tokio::task::spawn_blocking(move || promtool_output(&args)).await.expect("join")
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(url: &str, args: &[&str]) -> Run {
-    let bin = promtool();
-    let (sub, rest) = args.split_first().expect("promtool subcommand");
-    let mut cmd = Command::new(bin);
-    cmd.args(["query", sub]).arg(url).args(rest);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run promtool");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
+/// [`run`] that must succeed; its stdout.
 async fn ok(url: &str, args: &[&str]) -> String {
-    let r = run(url, args).await;
-    assert!(r.ok, "promtool query {args:?} failed: {}", r.stderr);
-    r.stdout
+    let args = query_args(url, args);
+    tokio::task::spawn_blocking(move || promtool(&args)).await.expect("join")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,13 +54,13 @@ async fn promtool_reads_every_answer() {
 
     // client_golang reads the error envelope of 400 and 422 answers.
     let r = run(&url, &["instant", "up("]).await;
-    assert!(!r.ok);
+    assert!(!r.status.success());
     assert!(r.stderr.contains("bad_data: invalid parameter \"query\""), "{}", r.stderr);
     let r = run(&url, &["range", "--start", "0", "--end", "20000", "--step", "1s", "up"]).await;
-    assert!(!r.ok);
+    assert!(!r.status.success());
     assert!(r.stderr.contains("exceeded maximum resolution of 11,000 points per timeseries"), "{}", r.stderr);
     let r = run(&url, &["instant", "--time", "600", r#"label_replace(up, "instance", "x", "job", ".*")"#]).await;
-    assert!(!r.ok);
+    assert!(!r.status.success());
     assert!(r.stderr.contains("execution: vector cannot contain metrics with the same labelset"), "{}", r.stderr);
     server.abort();
 }

@@ -2,30 +2,26 @@
 //! lists, analyzes and dumps the receiver's tenant directory, and its dump (blocks plus the
 //! head replayed from our WAL) is exactly the samples that were written.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use prost::Message;
 use strata_proto::prometheus as v1;
 use strata_receiver::{Receiver, ReceiverConfig};
+use strata_testkit::promtool::promtool;
+use strata_testkit::wait_for_async;
 use strata_tsdb::gofloat::format_g;
 use tower::ServiceExt;
+
+use common::v1_body;
 
 const SERIES: usize = 60;
 const STEP_MS: i64 = 30_000;
 /// 6.5h of samples: blocks for [first sample, 2h) and [2h, 4h) are cut; the last 2.5h stay in
 /// the head (it is cut only when it spans more than 3h).
 const STEPS: i64 = 6 * 120 + 60;
-
-fn promtool(args: &[&str]) -> String {
-    let out = Command::new("promtool").args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run promtool ({e}); install Debian's prometheus package (bash .ci/run does)")
-    });
-    assert!(out.status.success(), "promtool {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn value(step: i64, i: usize) -> f64 {
     match i % 3 {
@@ -55,10 +51,10 @@ async fn promtool_reads_what_the_receiver_cut() {
                 ..Default::default()
             })
             .collect();
-        let body = snap::raw::Encoder::new()
-            .compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec())
+        let req = Request::post("/api/v1/receive")
+            .header("Content-Encoding", "snappy")
+            .body(Body::from(v1_body(timeseries)))
             .unwrap();
-        let req = Request::post("/api/v1/receive").header("Content-Encoding", "snappy").body(Body::from(body)).unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
     for i in 0..SERIES {
@@ -71,11 +67,15 @@ async fn promtool_reads_what_the_receiver_cut() {
 
     // Cuts run in the background after appends; wait for them with a deadline.
     let db = rx.tenants.get("default-tenant").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.compactable() || db.blocks().len() < 2 {
-        assert!(Instant::now() < deadline, "blocks were not cut: {} blocks", db.blocks().len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_async("blocks to be cut", Duration::from_secs(60), || {
+        if db.compactable() || db.blocks().len() < 2 {
+            Err(format!("{} blocks", db.blocks().len()))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let blocks = db.blocks();
     assert_eq!(blocks.len(), 2);
     let ulids: Vec<String> = blocks.iter().map(|b| b.meta().ulid.to_string()).collect();

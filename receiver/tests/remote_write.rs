@@ -1,6 +1,8 @@
 //! The remote-write endpoint end to end through its router: every kind of bad input gets the
 //! status code Thanos receive gives, and changes nothing else.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,6 +13,8 @@ use strata_proto::{prometheus as v1, write_v2 as v2};
 use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
 use strata_tsdb::db;
 use tower::ServiceExt;
+
+use common::{snappy, v1_body};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -36,14 +40,6 @@ fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
         samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
         ..Default::default()
     }
-}
-
-fn v1_body(ts: Vec<v1::TimeSeries>) -> Vec<u8> {
-    snappy(&v1::WriteRequest { timeseries: ts, ..Default::default() }.encode_to_vec())
-}
-
-fn snappy(b: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(b).unwrap()
 }
 
 struct Reply {

@@ -1,17 +1,21 @@
 //! Blocks the receiver cuts are shipped to the bucket with Thanos metadata (external labels
 //! plus the tenant label), and local retention deletes only shipped blocks.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use prost::Message;
 use strata_proto::prometheus as v1;
 use strata_receiver::{Receiver, ReceiverConfig, Shipping};
+use strata_testkit::wait_for_async;
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::db::DbOptions;
 use tower::ServiceExt;
+
+use common::v1_body;
 
 fn config(dir: &std::path::Path, bucket_dir: &std::path::Path, labels: &[(&str, &str)]) -> ReceiverConfig {
     let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {:?}\n", bucket_dir.display().to_string());
@@ -49,17 +53,18 @@ async fn cut_blocks_are_shipped_and_only_shipped_blocks_are_deleted() {
             samples: vec![v1::Sample { value: step as f64, timestamp: step * 60_000 }],
             ..Default::default()
         };
-        let body = snap::raw::Encoder::new()
-            .compress_vec(&v1::WriteRequest { timeseries: vec![ts], ..Default::default() }.encode_to_vec())
+        let req = Request::post("/api/v1/receive")
+            .header("THANOS-TENANT", "team-a")
+            .body(Body::from(v1_body(vec![ts])))
             .unwrap();
-        let req = Request::post("/api/v1/receive").header("THANOS-TENANT", "team-a").body(Body::from(body)).unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while shipped(&bucket_dir).len() < 3 {
-        assert!(Instant::now() < deadline, "blocks not shipped: {:?}", shipped(&bucket_dir));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async("3 blocks to be shipped", Duration::from_secs(60), || match shipped(&bucket_dir) {
+        metas if metas.len() >= 3 => Ok(()),
+        metas => Err(format!("shipped: {metas:?}")),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let metas = shipped(&bucket_dir);
     let want: BTreeMap<String, String> = [("receive_replica", "0"), ("tenant_id", "team-a")]
         .iter()

@@ -8,16 +8,13 @@
 //!
 //! promtool is looked up on `PATH`; without it these tests fail rather than pass vacuously.
 
-mod prom_tools;
-
-use prom_tools::{arg, run_promtool};
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use strata_testkit::promtool::{create_blocks, exact_ms, om_timestamp, path_arg, promtool};
 use strata_tsdb::block::{open_blocks, BlockCompaction, BlockMeta, BlockWriter, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
 use strata_tsdb::gofloat::format_g;
@@ -132,7 +129,7 @@ fn promtool_reads_our_blocks() {
     }
 
     // list: one row per block with the meta.json numbers.
-    let list = run_promtool(&["tsdb", "list", arg(dir.path())]);
+    let list = promtool(&["tsdb", "list", path_arg(dir.path())]);
     for (meta, _) in &blocks {
         let row = line_with(&list, &meta.ulid.to_string());
         let s = &meta.stats;
@@ -145,7 +142,7 @@ fn promtool_reads_our_blocks() {
 
     // analyze --extended reads the index through Prometheus's reader and every chunk.
     for (meta, samples) in &blocks {
-        let out = run_promtool(&["tsdb", "analyze", "--extended", arg(dir.path()), &meta.ulid.to_string()]);
+        let out = promtool(&["tsdb", "analyze", "--extended", path_arg(dir.path()), &meta.ulid.to_string()]);
         let pairs: BTreeSet<(&str, &str)> = samples.keys().flat_map(|l| l.iter()).collect();
         let names: BTreeSet<&str> = pairs.iter().map(|p| p.0).collect();
         let entries: usize = samples.keys().map(Labels::len).sum();
@@ -159,7 +156,7 @@ fn promtool_reads_our_blocks() {
     // dump: exactly our samples, in promtool's format and order.
     // promtool 2.42's read-only open insists on a WAL directory, as any Prometheus data dir has.
     std::fs::create_dir(dir.path().join("wal")).unwrap();
-    let dump = run_promtool(&["tsdb", "dump", arg(dir.path())]);
+    let dump = promtool(&["tsdb", "dump", path_arg(dir.path())]);
     let mut expected = String::new();
     for (labels, samples) in &want {
         for &(t, bits) in samples {
@@ -177,20 +174,6 @@ fn promtool_reads_our_blocks() {
         want.len(),
         blocks.iter().map(|b| b.0.stats.num_chunks).sum::<u64>()
     );
-}
-
-/// Seconds with millisecond decimals, as OpenMetrics timestamps are written.
-fn om_timestamp(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// promtool converts a timestamp as `int64(seconds * 1000)` on the parsed float, which can
-/// land 1 ms low; the first timestamp from `ms` on that survives the trip unchanged.
-fn exact_ms(mut ms: i64) -> i64 {
-    while (om_timestamp(ms).parse::<f64>().expect("timestamp") * 1000.0) as i64 != ms {
-        ms += 1;
-    }
-    ms
 }
 
 /// OpenMetrics label value escaping.
@@ -256,15 +239,11 @@ fn promtool_blocks_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let (text, want) = openmetrics(&mut rng);
-    let input = dir.path().join("input.om");
-    std::fs::write(&input, text).unwrap();
     let out = dir.path().join("tsdb");
-    run_promtool(&["tsdb", "create-blocks-from", "openmetrics", arg(&input), arg(&out)]);
+    let made = create_blocks(&text, &out);
 
     let blocks = open_blocks(&out).expect("open promtool's blocks");
-    let dirs =
-        std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().path().join("meta.json").is_file()).count();
-    assert_eq!(blocks.len(), dirs, "every block promtool wrote must open");
+    assert_eq!(blocks.len(), made.len(), "every block promtool wrote must open");
     assert!(blocks.len() >= 3, "expected the data to span at least 3 blocks, got {}", blocks.len());
 
     let everything = [Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()];

@@ -10,25 +10,17 @@
 //!
 //! promtool is looked up on `PATH`; without it the test fails rather than passing vacuously.
 
-mod prom_tools;
-
-use prom_tools::{arg, run_promtool};
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use strata_testkit::promtool::{create_blocks, om_timestamp, path_arg, promtool};
 use strata_tsdb::block::open_blocks;
 use strata_tsdb::inspect;
 
 /// 2023-11-14T22:13:20Z.
 const START_MS: i64 = 1_700_000_000_000;
-
-/// Seconds with millisecond decimals, as OpenMetrics timestamps are written.
-fn om_timestamp(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
 
 /// An OpenMetrics file of about five hours: counters, gauges and histogram buckets, with
 /// series that start late, stop early or exist for one hour only (a `pod` label that changes
@@ -137,24 +129,22 @@ fn check_analysis(ours: &str, promtool: &str, complete: &str) {
 #[test]
 fn list_and_analyze_match_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("input.om");
-    std::fs::write(&input, openmetrics(&mut StdRng::seed_from_u64(42))).unwrap();
     let data = dir.path().join("data");
-    run_promtool(&["tsdb", "create-blocks-from", "openmetrics", arg(&input), arg(&data)]);
+    create_blocks(&openmetrics(&mut StdRng::seed_from_u64(42)), &data);
     let blocks = open_blocks(&data).expect("open promtool's blocks");
     assert!(blocks.len() >= 3, "expected at least 3 blocks, got {}", blocks.len());
 
-    assert_eq!(ours(|o| inspect::list(&data, false, o)), run_promtool(&["tsdb", "list", arg(&data)]));
-    assert_eq!(ours(|o| inspect::list(&data, true, o)), run_promtool(&["tsdb", "list", "-r", arg(&data)]));
+    assert_eq!(ours(|o| inspect::list(&data, false, o)), promtool(&["tsdb", "list", path_arg(&data)]));
+    assert_eq!(ours(|o| inspect::list(&data, true, o)), promtool(&["tsdb", "list", "-r", path_arg(&data)]));
 
     let mut rankings_with_ties = 0;
     for block in blocks.iter().map(|b| Some(b.meta().ulid)).chain([None]) {
         let id = block.map(|u| u.to_string());
         let promtool_analyze = |limit: usize| {
             let limit = format!("--limit={limit}");
-            let mut args = vec!["tsdb", "analyze", &limit, arg(&data)];
+            let mut args = vec!["tsdb", "analyze", &limit, path_arg(&data)];
             args.extend(id.as_deref());
-            run_promtool(&args)
+            promtool(&args)
         };
         let complete = promtool_analyze(10_000);
         for a in &parse_analysis(&complete).rankings {

@@ -9,17 +9,13 @@
 //!
 //! promtool is looked up on `PATH`; without it the test fails rather than pass vacuously.
 
-mod prom_tools;
-
-use prom_tools::require_binary;
-
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use strata_testkit::promtool::{create_blocks, exact_ms, om_timestamp};
 use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
 
 /// Prometheus's NaN: what its OpenMetrics parser stores for any `NaN` in the text.
@@ -54,33 +50,15 @@ impl Family {
 
 #[test]
 fn promtool_blocks_decode_and_reencode_exactly() {
-    let promtool = require_binary("promtool");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = StdRng::seed_from_u64(0x0bad_c0de);
     let families = generate(&mut rng);
-    let input = dir.path().join("input.om");
-    std::fs::write(&input, openmetrics(&families)).expect("write OpenMetrics file");
-
-    let out = dir.path().join("blocks");
-    let run = Command::new(&promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&input)
-        .arg(&out)
-        .output()
-        .expect("run promtool");
-    assert!(
-        run.status.success(),
-        "promtool create-blocks-from failed ({}):\n{}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let blocks = create_blocks(&openmetrics(&families), &dir.path().join("blocks"));
 
     let series: Vec<(String, &Series)> =
         families.iter().flat_map(|f| f.series.iter().map(|s| (f.sample_name(), s))).collect();
     let mut coverage = Coverage::new(&series);
     let mut stats = Stats::default();
-    let blocks = block_dirs(&out);
     assert!(blocks.len() >= 3, "expected the data to span at least 3 two-hour blocks, got {}", blocks.len());
     for block in &blocks {
         let chunk_dir = block.join("chunks");
@@ -121,12 +99,6 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .collect()
-}
-
-fn block_dirs(out: &Path) -> Vec<PathBuf> {
-    let mut blocks: Vec<PathBuf> = read_dir(out).into_iter().filter(|p| p.join("meta.json").is_file()).collect();
-    blocks.sort();
-    blocks
 }
 
 /// Splits a chunk segment into `(offset, (encoding, data))`, checking the header and every CRC.
@@ -364,23 +336,6 @@ fn openmetrics(families: &[Family]) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-/// Seconds with millisecond decimals, as OpenMetrics wants.
-fn om_timestamp(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// Prometheus turns the OpenMetrics timestamp into ms as `int64(seconds * 1000)` on the parsed
-/// float, which can land 1 ms low. Moves `ms` up to the next value that survives that exactly.
-fn exact_ms(mut ms: i64) -> i64 {
-    loop {
-        let secs: f64 = om_timestamp(ms).parse().expect("timestamp text");
-        if (secs * 1000.0) as i64 == ms {
-            return ms;
-        }
-        ms += 1;
-    }
 }
 
 /// The text for a value and the bits Prometheus will store for it.

@@ -5,18 +5,14 @@
 //!
 //! These tests fail (never skip) when the binaries are not on PATH.
 
-mod prom_tools;
-
-use prom_tools::require_binary;
-
 mod wal_common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use strata_testkit::promtool::{path_arg, promtool_output};
+use strata_testkit::{http, tool, wait_for, Fleet, Node};
 
 use strata_tsdb::wal::{self, record, Record, RefSample, RefSeries, WalOptions, PAGE_SIZE};
 use strata_tsdb::Labels;
@@ -30,7 +26,6 @@ fn prom_string(l: &Labels) -> String {
 
 #[test]
 fn promtool_dump_reads_our_wal() {
-    let promtool = require_binary("promtool");
     let tmp = tempfile::tempdir().expect("tempdir");
     let wal_dir = tmp.path().join("wal");
     let w = wal::Wal::open(&wal_dir, WalOptions { segment_size: PAGE_SIZE, compress: true }).expect("open");
@@ -124,9 +119,8 @@ fn promtool_dump_reads_our_wal() {
         .map(|(l, t, v)| (l.clone(), *t, if v.is_nan() { u64::MAX } else { v.to_bits() }))
         .collect();
 
-    let out = Command::new(&promtool).args(["tsdb", "dump"]).arg(tmp.path()).output().expect("run promtool");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = promtool_output(&["tsdb", "dump", path_arg(tmp.path())]);
+    let (stdout, stderr) = (out.stdout, out.stderr);
     assert!(out.status.success(), "promtool failed: {}\n{stderr}", out.status);
     let mut got = BTreeSet::new();
     let mut lines = 0;
@@ -148,92 +142,38 @@ fn promtool_dump_reads_our_wal() {
     assert_eq!(got.len(), 21 * 60 + 41 * 60 + 1 - 10);
 }
 
-/// Kills the child (only it, by its own handle) if the test ends early.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (head, body) = resp.split_once("\r\n\r\n")?;
-    // Go answers in the request's protocol version.
-    let status = head.split(' ').nth(1)?;
-    (status == "200").then(|| body.to_string())
-}
-
-/// Polls `check` every 200 ms until it returns true or `limit` passes.
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
-fn log_of(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Runs Prometheus scraping itself into `data` until at least 4 scrapes are in its head, then
-/// stops it: SIGTERM (a clean shutdown) or SIGKILL (a crash). Both go to our own child only.
-fn run_prometheus(tmp: &Path, graceful: bool) -> (PathBuf, u16) {
-    let prometheus = require_binary("prometheus");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let config = tmp.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .expect("write config");
-    let data = tmp.join("data");
-    let log_path = tmp.join("prometheus.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(&prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    let mut server = Server(child);
-    assert!(
-        wait_for(Duration::from_secs(60), || http_get(port, "/-/ready").is_some()),
-        "prometheus did not become ready:\n{}",
-        log_of(&log_path)
+/// Runs Prometheus scraping itself into its data dir until at least 4 scrapes are in its head,
+/// then stops it: SIGTERM (a clean shutdown) or SIGKILL (a crash). Returns its WAL directory
+/// and its HTTP address.
+fn run_prometheus(tmp: &Path, graceful: bool) -> (PathBuf, String) {
+    let slot = Fleet::new(tmp).slot("prometheus");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{}']\n",
+        slot.http
     );
-    let scraped = wait_for(Duration::from_secs(60), || {
-        http_get(port, "/api/v1/query?query=count_over_time(up%5B5m%5D)")
-            .and_then(|b| b.split("\"value\":[").nth(1).map(str::to_string))
+    let prometheus = Node::start(&tool("prometheus"), &slot, slot.prometheus_args(&config));
+    let scraped = wait_for("prometheus to scrape itself 4 times", Duration::from_secs(60), || {
+        let (status, body) = http::get(&slot.http, "/api/v1/query?query=count_over_time(up%5B5m%5D)")?;
+        let scrapes = body
+            .split("\"value\":[")
+            .nth(1)
             .and_then(|v| v.split('"').nth(1).and_then(|n| n.parse::<u32>().ok()))
-            .is_some_and(|n| n >= 4)
+            .unwrap_or_default();
+        if status == 200 && scrapes >= 4 {
+            Ok(())
+        } else {
+            Err(format!("status {status}: {body}"))
+        }
     });
-    assert!(scraped, "prometheus did not scrape itself:\n{}", log_of(&log_path));
-    if graceful {
-        let pid = server.0.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(status.success());
-    } else {
-        server.0.kill().expect("kill prometheus");
+    if let Err(e) = scraped {
+        panic!("{e}\n{}", prometheus.proc.log_tail());
     }
-    let exited = wait_for(Duration::from_secs(30), || matches!(server.0.try_wait(), Ok(Some(_))));
-    assert!(exited, "prometheus did not stop");
-    (data.join("wal"), port)
+    if graceful {
+        prometheus.proc.terminate(Duration::from_secs(30));
+    } else {
+        prometheus.proc.kill();
+    }
+    (slot.data_dir.join("wal"), slot.http)
 }
 
 /// What our replay found in a Prometheus WAL.
@@ -279,13 +219,12 @@ fn replay_prometheus_wal(wal_dir: &Path) -> Found {
 #[test]
 fn we_replay_a_wal_written_by_prometheus() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, port) = run_prometheus(tmp.path(), true);
+    let (wal_dir, instance) = run_prometheus(tmp.path(), true);
     let f = replay_prometheus_wal(&wal_dir);
     assert_eq!(f.stats.corruptions_repaired, 0, "{:?}", f.stats);
     assert!(f.series.len() > 100, "only {} series", f.series.len());
     assert!(f.samples >= 2 * f.series.len() as u64, "only {} samples for {} series", f.samples, f.series.len());
     assert!(f.up_values.len() >= 4 && f.up_values.iter().all(|&v| v == 1.0), "up: {:?}", f.up_values);
-    let instance = format!("127.0.0.1:{port}");
     assert!(f.series.values().any(|l| l.get("job") == Some("self") && l.get("instance") == Some(instance.as_str())));
     eprintln!(
         "prometheus WAL: {} segments, {} series, {} samples, {} unsupported records",

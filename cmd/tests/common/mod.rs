@@ -1,199 +1,36 @@
-//! Helpers for end-to-end tests that run the `strata` binary next to real Prometheus tools:
-//! child processes that cannot outlive a failing test, free ports, a minimal HTTP client and
-//! polling with deadlines.
+//! What the end-to-end tests need beyond strata-testkit: the `strata` binary, remote-write
+//! requests (strata_proto types), reading `tsdb dump` lines, and `strata standalone` next to
+//! Prometheus.
 
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-/// Path of `name` on PATH; fails the test with an install hint when it is missing.
-pub fn require_binary(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file()).unwrap_or_else(|| {
-        panic!(
-            "`{name}` is not installed or not on PATH; this end-to-end test needs it \
-                 (Debian: apt-get install {package}; .ci/run installs it)"
-        )
-    })
+use prost::Message;
+use strata_testkit::{http, tool, Fleet, Node};
+
+/// The `strata` binary Cargo built for these tests.
+pub fn strata_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_strata"))
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind an ephemeral port")
+/// The headers of a remote-write 1.0 request.
+pub const REMOTE_WRITE_V1: [(&str, &str); 3] = [
+    ("Content-Encoding", "snappy"),
+    ("Content-Type", "application/x-protobuf"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+];
+
+/// `req` as a remote-write 1.0 body: protobuf, snappy-compressed.
+pub fn remote_write_body(req: &strata_proto::prometheus::WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy compresses any input")
 }
 
-/// A child process that is killed when dropped, with its output in a log file.
-pub struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Starts `cmd` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, cmd: Command, log: &Path) -> Proc {
-        let out = File::options().create(true).append(true).open(log).expect("open log file");
-        Proc::spawn_with_stdout(name, cmd, out, log)
-    }
-
-    /// Starts `cmd` with stdout going to `stdout` and stderr appended to `log`.
-    pub fn spawn_with_stdout(name: &str, mut cmd: Command, stdout: File, log: &Path) -> Proc {
-        let err = File::options().create(true).append(true).open(log).expect("open log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("process already reaped")
-    }
-
-    /// Fails with the log when the process has already exited.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child().try_wait() {
-            panic!("{} exited early with {status}\n{}", self.name, self.log_tail());
-        }
-    }
-
-    /// SIGKILL, then reap.
-    pub fn kill(mut self) {
-        let mut child = self.child.take().expect("process already reaped");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap killed process");
-    }
-
-    /// SIGTERM, then wait up to `timeout` for the exit status.
-    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child().id()).expect("pid fits pid_t");
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped yet.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "send SIGTERM to {}", self.name);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child().try_wait().expect("wait for child") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("{} did not exit within {timeout:?} of SIGTERM\n{}", self.name, self.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit by itself.
-    pub fn wait(mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child().try_wait().expect("wait for child") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("{} did not finish within {timeout:?}\n{}", self.name, self.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The last lines of the process's log, for failure messages.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!("--- last lines of {} log ---\n{}", self.name, lines[start..].join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `GET http://addr/path` over HTTP/1.0 (no chunked encoding to undo); returns status and body.
-pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    let timeout = Some(Duration::from_secs(30));
-    stream.set_read_timeout(timeout).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(timeout).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n")
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) =
-        text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed HTTP response from {addr}{path}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status line from {addr}{path}: {head:?}"))?;
-    Ok((status, body.to_string()))
-}
-
-/// `http_get` that insists on 200 and parses JSON.
-pub fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    let (status, body) = http_get(addr, path)?;
-    if status != 200 {
-        return Err(format!("GET {addr}{path}: status {status}: {body}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("GET {addr}{path}: bad JSON ({e}): {body}"))
-}
-
-/// Percent-encodes a query-string component.
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Calls `check` every 100 ms until it returns `Ok` or `timeout` passes; the error then names
-/// what was awaited and the last thing `check` saw.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return Ok(v),
-            Err(last) if Instant::now() >= deadline => {
-                return Err(format!("timed out after {timeout:?} waiting for {what}; last: {last}"))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-/// Sum of every sample of metric `name` in a Prometheus text exposition.
-pub fn metric_sum(exposition: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in exposition.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let value = if rest.starts_with('{') { rest.rsplit_once("} ").map(|(_, v)| v) } else { rest.strip_prefix(' ') };
-        if let Some(v) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
-            found = Some(found.unwrap_or(0.0) + v);
-        }
-    }
-    found
+/// Sends `req` as a remote-write 1.0 request; fails the test unless it gets a 2xx.
+pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::WriteRequest) {
+    let (status, text) = http::post(addr, path, &REMOTE_WRITE_V1, &remote_write_body(req))
+        .unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
+    assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
 }
 
 /// A label set, sorted by name.
@@ -250,91 +87,34 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
     Ok((labels, value, ts))
 }
 
-/// One HTTP/1.0 POST; returns status and body.
-pub fn http_post(addr: &str, path: &str, headers: &str, body: &[u8]) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-    let head = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("malformed response {text:?}"))?;
-    let status =
-        head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status in {head:?}"))?;
-    Ok((status, body.to_owned()))
-}
-
-/// Sends `req` as a snappy-compressed remote-write 1.0 request; fails the test unless it gets a
-/// 2xx.
-pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::WriteRequest) {
-    use prost::Message;
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
-    let headers = "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\n\
-                   X-Prometheus-Remote-Write-Version: 0.1.0\r\n";
-    let (status, text) =
-        http_post(addr, path, headers, &body).unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
-    assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
-}
-
-/// Polls `/-/ready` until it answers 200; fails with the process's log otherwise.
-pub fn wait_ready(proc: &mut Proc, addr: &str, what: &str) {
-    let ready = wait_for(what, Duration::from_secs(60), || {
-        proc.assert_running();
-        match http_get(addr, "/-/ready")? {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("status {status}: {body}")),
-        }
-    });
-    if let Err(e) = ready {
-        panic!("{e}\n{}", proc.log_tail());
-    }
-}
-
 /// `strata standalone` and Prometheus (remote-write receiver on, nothing scraped), both ready,
 /// for asking both the same questions about the same data.
 pub struct StrataAndPrometheus {
-    /// HTTP API address of strata.
-    pub strata: String,
-    /// HTTP API address of Prometheus.
-    pub prometheus: String,
-    /// Remote-write address of strata (path `/api/v1/receive`).
-    pub strata_rw: String,
-    pub strata_proc: Proc,
-    pub prom_proc: Proc,
+    pub strata: Node,
+    pub prometheus: Node,
 }
 
 impl StrataAndPrometheus {
     /// Starts both with data and logs under `work`; fails clearly when `prometheus` is missing.
     pub fn start(work: &Path) -> StrataAndPrometheus {
-        let prometheus_bin = require_binary("prometheus", "prometheus");
-        let (rw, http, grpc, prom) = (free_port(), free_port(), free_port(), free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("standalone")
-            .arg("--data-dir")
-            .arg(work.join("strata"))
-            .args(["--remote-write.address", &format!("127.0.0.1:{rw}")])
-            .args(["--http-address", &format!("127.0.0.1:{http}")])
-            .args(["--grpc-address", &format!("127.0.0.1:{grpc}")]);
-        let mut strata_proc = Proc::spawn("strata standalone", cmd, &work.join("strata.log"));
-        let config = work.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").expect("write prometheus.yml");
-        let mut cmd = Command::new(prometheus_bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", work.join("prometheus").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-            .arg("--web.enable-remote-write-receiver");
-        let mut prom_proc = Proc::spawn("prometheus", cmd, &work.join("prometheus.log"));
-        let strata = format!("127.0.0.1:{http}");
-        let prometheus = format!("127.0.0.1:{prom}");
-        wait_ready(&mut strata_proc, &strata, "strata /-/ready");
-        wait_ready(&mut prom_proc, &prometheus, "prometheus /-/ready");
-        StrataAndPrometheus { strata, prometheus, strata_rw: format!("127.0.0.1:{rw}"), strata_proc, prom_proc }
+        let prometheus_bin = tool("prometheus");
+        let mut fleet = Fleet::new(work);
+        let (strata, prometheus) = (fleet.slot("strata"), fleet.slot("prometheus"));
+        let mut args = prometheus.prometheus_args("global:\n  scrape_interval: 1h\n");
+        args.push("--web.enable-remote-write-receiver".into());
+        // Both start at once; then both must become ready.
+        let mut both = StrataAndPrometheus {
+            strata: Node::spawn(strata_bin(), &strata, strata.standalone_args()),
+            prometheus: Node::spawn(&prometheus_bin, &prometheus, args),
+        };
+        both.strata.wait_ready();
+        both.prometheus.wait_ready();
+        both
     }
 
     /// Remote-writes `req` to both.
     pub fn write_both(&self, req: &strata_proto::prometheus::WriteRequest) {
-        remote_write(&self.strata_rw, "/api/v1/receive", req);
-        remote_write(&self.prometheus, "/api/v1/write", req);
+        remote_write(&self.strata.slot.remote_write, "/api/v1/receive", req);
+        remote_write(self.prometheus.http(), "/api/v1/write", req);
     }
 }

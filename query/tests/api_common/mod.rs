@@ -1,5 +1,6 @@
 //! A real TSDB with a small fixed data set behind the API router, and request helpers that go
-//! through the router as a server would.
+//! through the router as a server would. Query strings are encoded with strata-testkit's
+//! `url_encode`.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
@@ -128,17 +129,4 @@ impl TestApi {
             .expect("request");
         self.send(req).await
     }
-}
-
-/// Percent-encodes a query-string component.
-pub fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -9,6 +9,8 @@ use strata_shipper::{download_block, parse_objstore_config, read_block_range, to
 use strata_tsdb::block::meta::BlockMeta;
 use ulid::Ulid;
 
+use strata_testkit::promtool::{path_arg, promtool};
+
 use crate::common::*;
 
 fn fs_bucket(dir: &Path, prefix: &str) -> Bucket {
@@ -24,7 +26,7 @@ fn id_of(block: &Path) -> String {
 async fn filesystem_bucket_end_to_end() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let tsdb = tmp.path().join("tsdb");
-    let blocks = promtool_blocks(tmp.path(), &tsdb, 1_700_006_400, 5, 3);
+    let blocks = promtool_blocks(&tsdb, 1_700_006_400, 5, 3);
     assert_eq!(blocks.len(), 3, "5h of data makes three 2h-aligned blocks");
     let empty = copy_block(&blocks[0], &tsdb, |m| m.stats = Default::default());
     let compacted = copy_block(&blocks[0], &tsdb, |m| m.compaction.level = 2);
@@ -104,7 +106,7 @@ async fn filesystem_bucket_end_to_end() {
             "{rel}"
         );
     }
-    let analysis = promtool_analyze(&dl, &ids[0]);
+    let analysis = promtool(&["tsdb", "analyze", path_arg(&dl), &ids[0]]);
     assert!(analysis.contains(&ids[0]), "{analysis}");
 
     let index = std::fs::read(blocks[0].join("index")).expect("index");
@@ -169,7 +171,7 @@ async fn filesystem_bucket_end_to_end() {
 async fn state_file_loss_partial_uploads_and_local_deletion() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let tsdb = tmp.path().join("tsdb");
-    let blocks = promtool_blocks(tmp.path(), &tsdb, 1_700_100_000, 4, 2);
+    let blocks = promtool_blocks(&tsdb, 1_700_100_000, 4, 2);
     let ids: Vec<String> = blocks.iter().map(|b| id_of(b)).collect();
     let bucket_dir = tmp.path().join("bucket");
     let bucket = fs_bucket(&bucket_dir, "");

@@ -11,6 +11,9 @@ use strata_shipper::{download_block, Bucket, MetaFetcher, RetryPolicy, Shipper};
 use strata_tsdb::block::meta::BlockMeta;
 use ulid::Ulid;
 
+use strata_testkit::promtool::{path_arg, promtool};
+use strata_testkit::{within, FaultProxy, Moto};
+
 use crate::common::*;
 
 const MIB: u64 = 1 << 20;
@@ -24,8 +27,8 @@ fn id_of(block: &Path) -> String {
 
 /// Three promtool blocks and a copy of the first with a 13 MiB second chunk segment, placed
 /// second in upload order (its minTime is one ms after the first block's).
-fn test_blocks(tmp: &Path, tsdb: &Path) -> Vec<PathBuf> {
-    let mut blocks = promtool_blocks(tmp, tsdb, 1_700_006_400, 5, 3);
+fn test_blocks(tsdb: &Path) -> Vec<PathBuf> {
+    let mut blocks = promtool_blocks(tsdb, 1_700_006_400, 5, 3);
     let big = copy_block(&blocks[0], tsdb, |m| m.min_time += 1);
     add_big_segment(&big, "000002", BIG_SEGMENT);
     blocks.insert(1, big);
@@ -82,7 +85,7 @@ async fn s3_ships_blocks_with_thanos_meta_and_multipart() {
     let moto = Moto::start(tmp.path());
     moto.create_bucket("blocks");
     let tsdb = tmp.path().join("tsdb");
-    let blocks = test_blocks(tmp.path(), &tsdb);
+    let blocks = test_blocks(&tsdb);
     let bucket = s3_bucket(moto.port, "blocks", PART, "");
     let shipper = Shipper::new(bucket.clone(), &tsdb, labels(&[("replica", "0")]), "receive").expect("shipper");
 
@@ -117,7 +120,7 @@ async fn s3_ships_blocks_with_thanos_meta_and_multipart() {
     let dl = tmp.path().join("download");
     let id0 = id_of(&blocks[0]);
     download_block(&bucket, Ulid::from_string(&id0).expect("ulid"), &dl).await.expect("download");
-    let analysis = promtool_analyze(&dl, &id0);
+    let analysis = promtool(&["tsdb", "analyze", path_arg(&dl), &id0]);
     assert!(analysis.contains("Series: 3"), "{analysis}");
     let got = download_block(&bucket, Ulid::from_string(&big).expect("ulid"), &dl).await.expect("download big");
     assert_eq!(
@@ -131,9 +134,9 @@ async fn s3_outage_mid_upload_then_clean_reupload() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let moto = Moto::start(tmp.path());
     moto.create_bucket("blocks");
-    let proxy = Proxy::start(moto.port);
+    let proxy = FaultProxy::start(moto.port);
     let tsdb = tmp.path().join("tsdb");
-    let blocks = test_blocks(tmp.path(), &tsdb);
+    let blocks = test_blocks(&tsdb);
     let via_proxy = s3_bucket(proxy.port, "blocks", PART, "  max_retries: 1\n");
     let direct = s3_bucket(moto.port, "blocks", PART, "");
     let shipper = Shipper::new(via_proxy, &tsdb, labels(&[("replica", "0")]), "receive")
@@ -174,9 +177,9 @@ async fn s3_server_killed_mid_upload_and_restarted() {
     let moto = Arc::new(Mutex::new(Moto::start(tmp.path())));
     let port = moto.lock().expect("moto").port;
     moto.lock().expect("moto").create_bucket("blocks");
-    let proxy = Proxy::start(port);
+    let proxy = FaultProxy::start(port);
     let tsdb = tmp.path().join("tsdb");
-    let mut blocks = test_blocks(tmp.path(), &tsdb);
+    let mut blocks = test_blocks(&tsdb);
     // Make the big block the oldest, so the kill lands inside the first upload.
     let big = blocks.remove(1);
     let mut meta = BlockMeta::read(&big).expect("meta");
