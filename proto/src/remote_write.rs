@@ -57,6 +57,8 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata<'a> {
     pub metric_type: MetricType,
+    /// 1.0: as sent. 2.0: the family of the series the metadata came with
+    /// ([`MetricType::family_name`]).
     pub metric_family_name: &'a str,
     pub help: &'a str,
     pub unit: &'a str,
@@ -89,6 +91,27 @@ impl From<i32> for MetricType {
             7 => MetricType::StateSet,
             _ => MetricType::Unknown,
         }
+    }
+}
+
+impl MetricType {
+    /// The metric family that a series named `series_name` of this type belongs to. A 2.0
+    /// request attaches metadata to each series, without the family name that 1.0 sends and
+    /// that Prometheus's `/api/v1/metadata` lists, so the series' own suffix is taken off:
+    /// `_bucket`/`_sum`/`_count` of a histogram (`_gsum`/`_gcount` of a gauge histogram),
+    /// `_sum`/`_count` of a summary. Other types name their family with the series name, as
+    /// Prometheus reports them.
+    pub fn family_name(self, series_name: &str) -> &str {
+        let suffixes: &[&str] = match self {
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
+            MetricType::Summary => &["_sum", "_count"],
+            _ => &[],
+        };
+        suffixes
+            .iter()
+            .find_map(|suffix| series_name.strip_suffix(suffix).filter(|family| !family.is_empty()))
+            .unwrap_or(series_name)
     }
 }
 
@@ -325,7 +348,8 @@ impl<'a> WriteBatch<'a> {
         let metric_type = MetricType::from(meta.metric_type);
         if metric_type != MetricType::Unknown || !help.is_empty() || !unit.is_empty() {
             let series_labels = self.labels.get(labels_start..).unwrap_or_default();
-            let metric_family_name = series_labels.iter().find(|(n, _)| *n == "__name__").map_or("", |(_, v)| *v);
+            let series_name = series_labels.iter().find(|(n, _)| *n == "__name__").map_or("", |(_, v)| *v);
+            let metric_family_name = metric_type.family_name(series_name);
             self.metadata.push(Metadata { metric_type, metric_family_name, help, unit });
         }
         self.push_series(labels_start, samples_start, histograms, exemplars, created_timestamp);
@@ -948,6 +972,27 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn family_names_drop_the_suffix_of_the_series_type() {
+        let cases = [
+            (MetricType::Histogram, "http_duration_seconds_bucket", "http_duration_seconds"),
+            (MetricType::Histogram, "http_duration_seconds_sum", "http_duration_seconds"),
+            (MetricType::Histogram, "http_duration_seconds_count", "http_duration_seconds"),
+            (MetricType::Histogram, "http_duration_seconds", "http_duration_seconds"),
+            (MetricType::GaugeHistogram, "queue_gcount", "queue"),
+            (MetricType::GaugeHistogram, "queue_count", "queue_count"),
+            (MetricType::Summary, "gc_seconds_sum", "gc_seconds"),
+            (MetricType::Summary, "gc_seconds_bucket", "gc_seconds_bucket"),
+            (MetricType::Counter, "requests_total", "requests_total"),
+            (MetricType::Gauge, "temperature_count", "temperature_count"),
+            (MetricType::Histogram, "_bucket", "_bucket"),
+            (MetricType::Unknown, "", ""),
+        ];
+        for (t, series, family) in cases {
+            assert_eq!(t.family_name(series), family, "{t:?} {series}");
+        }
+    }
+
     use super::*;
     use crate::prometheus as v1;
     use crate::write_v2 as v2;

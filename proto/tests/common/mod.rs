@@ -73,7 +73,8 @@ pub fn from_v2(req: &Request) -> Option<WriteBatch<'_>> {
         let metric_type = MetricType::from(md.r#type);
         if metric_type != MetricType::Unknown || !help.is_empty() || !unit.is_empty() {
             let labels = &batch.labels[labels_start as usize..];
-            let metric_family_name = labels.iter().find(|l| l.0 == "__name__").map_or("", |l| l.1);
+            let series_name = labels.iter().find(|l| l.0 == "__name__").map_or("", |l| l.1);
+            let metric_family_name = metric_type.family_name(series_name);
             batch.metadata.push(Metadata { metric_type, metric_family_name, help, unit });
         }
         batch.histograms += ts.histograms.len();
