@@ -38,7 +38,7 @@ impl SelectRequest {
 /// resolution); Thanos's `QueryHints` and Prometheus's `SelectHints`. Milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SelectHints {
-    /// Evaluation step of the query (or of the enclosing subquery); 0 for instant queries.
+    /// Evaluation step of the query, or of the enclosing subquery; 0 when there is none.
     pub step: i64,
     /// Range of the range vector selector; 0 for instant vector selectors.
     pub range: i64,

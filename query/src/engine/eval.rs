@@ -149,6 +149,9 @@ pub(crate) struct Evaluator<'a> {
     shards: Option<Shards>,
     /// What encloses the node being evaluated, for the select hints of its selectors.
     enclosing: Enclosing,
+    /// Whether a subquery encloses the node being evaluated (its grid's step is then the
+    /// subquery's, a hint even in an instant query).
+    in_subquery: bool,
 }
 
 /// The function or aggregation nearest above a node (none past a binary operation) and the
@@ -209,6 +212,7 @@ impl<'a> Evaluator<'a> {
             positions: None,
             shards: None,
             enclosing: Enclosing::default(),
+            in_subquery: false,
         }
     }
 
@@ -391,9 +395,11 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The select hints of a selector evaluated over `g` with `range` (0 for an instant selector).
+    /// The step is the query's or the enclosing subquery's, 0 in an instant query outside
+    /// subqueries, as in Prometheus.
     fn hints(&self, g: Grid, range: i64) -> SelectHints {
         SelectHints {
-            step: g.step,
+            step: if self.range_query || self.in_subquery { g.step } else { 0 },
             range,
             func: self.enclosing.func.clone(),
             grouping: self.enclosing.grouping.clone(),
@@ -486,7 +492,10 @@ impl<'a> Evaluator<'a> {
                     end: last.saturating_sub(offset),
                     step,
                 };
-                let points = match self.within(self.enclosing.below(), |ev| ev.eval(&sq.expr, inner))? {
+                let in_subquery = std::mem::replace(&mut self.in_subquery, true);
+                let points = self.within(self.enclosing.below(), |ev| ev.eval(&sq.expr, inner));
+                self.in_subquery = in_subquery;
+                let points = match points? {
                     Val::Vector(series) => series
                         .into_iter()
                         .map(|s| {

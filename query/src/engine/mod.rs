@@ -357,6 +357,15 @@ mod tests {
             engine().range_query(&storage, query, 600_000, 660_000, 30_000).unwrap();
             assert_eq!(*storage.1.lock().unwrap(), want, "{query}");
         }
+        // An instant query has no step, but a subquery in it has its own.
+        for (query, want) in [
+            ("rate(x[5m])", hints(0, 300_000, Some("rate"), None)),
+            ("max_over_time(x[10m:1m])", hints(60_000, 0, Some("max_over_time"), None)),
+        ] {
+            let storage = Recording(data(2), Default::default());
+            engine().instant_query(&storage, query, 600_000).unwrap();
+            assert_eq!(*storage.1.lock().unwrap(), [want], "{query}");
+        }
     }
 
     #[test]
