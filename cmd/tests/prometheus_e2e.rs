@@ -89,13 +89,16 @@ fn prometheus_3_remote_write_2_0_with_metadata_survives_kill() {
     remote_write_survives_kill(Sender { prometheus: peer("prometheus"), v2: true, standalone: true });
 }
 
-/// Metadata by metric family as `/api/v1/metadata` reports it: (type, help, unit) sets.
-fn metadata(addr: &str) -> Result<BTreeMap<String, Vec<(String, String, String)>>, String> {
+/// (type, help, unit) of a metric family, as `/api/v1/metadata` reports each variant.
+type MetadataEntry = (String, String, String);
+
+/// Metadata by metric family as `/api/v1/metadata` reports it, variants sorted.
+fn metadata(addr: &str) -> Result<BTreeMap<String, Vec<MetadataEntry>>, String> {
     let json = get_json(addr, "/api/v1/metadata")?;
     let data = json["data"].as_object().ok_or_else(|| format!("no metadata object in {json}"))?;
     let mut out = BTreeMap::new();
     for (family, entries) in data {
-        let mut list: Vec<(String, String, String)> = entries
+        let mut list: Vec<MetadataEntry> = entries
             .as_array()
             .ok_or_else(|| format!("metadata of {family} is not a list: {entries}"))?
             .iter()

@@ -5,11 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use strata_query::engine::{Engine, EngineOptions};
-use strata_tsdb::block::{ChunkData, SeriesChunks};
+use strata_storage::{ChunkData, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::labels::Labels;
-use strata_tsdb::matchers::Matcher;
-use strata_tsdb::storage::{SelectHints, Storage};
 
 const SCRAPE: i64 = 15_000;
 const START: i64 = 2 * 3_600_000;
@@ -21,29 +19,25 @@ const BUCKETS: [&str; 10] = ["0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1",
 struct Chunks(Vec<SeriesChunks>);
 
 impl Storage for Chunks {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        _: SelectHints,
-    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
-        Ok(self
+    fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+        let (mint, maxt) = (req.min_time, req.max_time);
+        let found: Vec<SeriesChunks> = self
             .0
             .iter()
-            .filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))))
+            .filter(|s| req.matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))))
             .map(|s| SeriesChunks {
                 labels: s.labels.clone(),
                 chunks: s.chunks.iter().filter(|c| c.max_time >= mint && c.min_time <= maxt).cloned().collect(),
             })
-            .collect())
+            .collect();
+        Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
     }
 
-    fn label_names(&self, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+    fn label_names(&self, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
     }
 
-    fn label_values(&self, _: &str, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+    fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
     }
 }
@@ -61,7 +55,7 @@ fn counter(labels: Labels, seed: u64) -> SeriesChunks {
                 min_time: first,
                 max_time: last,
                 encoding: Encoding::Xor,
-                data: a.bytes().to_vec(),
+                data: a.bytes().to_vec().into(),
             });
             a = XorAppender::new();
         }
@@ -73,7 +67,12 @@ fn counter(labels: Labels, seed: u64) -> SeriesChunks {
         last = t;
         t += SCRAPE;
     }
-    chunks.push(ChunkData { min_time: first, max_time: last, encoding: Encoding::Xor, data: a.bytes().to_vec() });
+    chunks.push(ChunkData {
+        min_time: first,
+        max_time: last,
+        encoding: Encoding::Xor,
+        data: a.bytes().to_vec().into(),
+    });
     SeriesChunks { labels, chunks }
 }
 

@@ -1,4 +1,4 @@
-//! PromQL over any [`Storage`], and the Prometheus HTTP API on top of it.
+//! PromQL over any [`strata_storage::Storage`], and the Prometheus HTTP API on top of it.
 //!
 //! The engine parses with the promql-parser crate (errors worded and placed as Prometheus does,
 //! see [`parse`]) and evaluates the AST itself, step-wise over whole vectors. See README.md for
@@ -9,5 +9,3 @@ pub mod engine;
 pub mod parse;
 mod ui;
 pub mod value;
-
-pub use strata_tsdb::storage::{SelectHints, Storage};

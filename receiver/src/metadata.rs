@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parking_lot::RwLock;
 use strata_proto::remote_write::{Metadata, MetricType};
-use strata_tsdb::storage::{MetadataSource, MetricMetadata};
+use strata_storage::{MetadataSource, MetricMetadata};
 
 /// Most metric families kept per tenant; beyond it new names are dropped (known ones still
 /// update), so a sender inventing names cannot grow memory without bound.

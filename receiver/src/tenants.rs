@@ -9,11 +9,9 @@ use parking_lot::RwLock;
 use std::collections::BTreeMap;
 
 use strata_shipper::{Bucket, Shipper};
-use strata_tsdb::block::SeriesChunks;
+use strata_storage::{LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_tsdb::db::{Db, DbOptions};
-use strata_tsdb::matchers::Matcher;
-use strata_tsdb::querier::merge_series_sets;
-use strata_tsdb::storage::{SelectHints, Storage};
+use strata_tsdb::querier::{merge_series_sets, SeriesIter};
 
 use crate::error::ReceiveError;
 
@@ -168,40 +166,67 @@ impl MultiTsdb {
 /// Queries see every tenant's series; a label set present in several tenants is one series.
 /// (Tenancy enforcement on the query path comes with the querier.)
 impl Storage for MultiTsdb {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        hints: SelectHints,
-    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
-        let mut sets = Vec::new();
+    fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+        let mut sets: Vec<SeriesIter> = Vec::new();
         for (_, db) in self.all() {
-            sets.push(Storage::select(&*db, matchers, mint, maxt, hints)?);
+            sets.push(db.select(&req.matchers, req.min_time, req.max_time, req.skip_chunks)?);
         }
-        merge_series_sets(sets)
+        Ok(SeriesSet::from_local(merge_series_sets(sets), req))
     }
 
-    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> strata_tsdb::Result<Vec<String>> {
+    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         let mut all = std::collections::BTreeSet::new();
         for (_, db) in self.all() {
-            all.extend(db.label_names(matchers, mint, maxt)?);
+            all.extend(db.label_names(&req.matchers, req.min_time, req.max_time)?);
         }
-        Ok(all.into_iter().collect())
+        let mut names = all.into_iter().collect();
+        req.truncate(&mut names);
+        Ok(names)
     }
 
-    fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> strata_tsdb::Result<Vec<String>> {
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         let mut all = std::collections::BTreeSet::new();
         for (_, db) in self.all() {
-            all.extend(db.label_values(name, matchers, mint, maxt)?);
+            all.extend(db.label_values(name, &req.matchers, req.min_time, req.max_time)?);
         }
-        Ok(all.into_iter().collect())
+        let mut values = all.into_iter().collect();
+        req.truncate(&mut values);
+        Ok(values)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strata_tsdb::matchers::{MatchOp, Matcher};
+
     use super::*;
+
+    #[test]
+    fn queries_merge_the_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdbs = MultiTsdb::new(dir.path(), DbOptions::default(), None);
+        for (tenant, instances, t) in [("a", ["1", "3"], 1000), ("b", ["2", "3"], 2000)] {
+            let db = tsdbs.get_or_open(tenant).unwrap();
+            let mut app = db.appender();
+            for i in instances {
+                app.append(&[("__name__", "up"), ("instance", i)], [(t, 1.0)]).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        let up = vec![Matcher::new(MatchOp::Equal, "__name__", "up").unwrap()];
+        let req = SelectRequest::new(up.clone(), 0, 3000);
+        let got: Vec<_> = tsdbs.select(&req).unwrap().checked().collect::<Result<_, _>>().unwrap();
+        let instances: Vec<_> = got.iter().map(|s| s.labels.get("instance").unwrap_or_default()).collect();
+        assert_eq!(instances, ["1", "2", "3"]);
+        assert_eq!(got[2].chunks.len(), 2, "instance 3 has a chunk in each tenant");
+
+        let first = SelectRequest { limit: 2, skip_chunks: true, ..req };
+        let got: Vec<_> = tsdbs.select(&first).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|s| s.chunks.is_empty()));
+        let values = tsdbs.label_values("instance", &LabelsRequest { limit: 2, ..LabelsRequest::new(up, 0, 3000) });
+        assert_eq!(values.unwrap(), ["1", "2"]);
+    }
 
     #[test]
     fn tenant_names() {

@@ -7,6 +7,9 @@
 //! program is missing; it never skips. This crate depends on no strata crate, so every crate can
 //! use it.
 
+// Test code: a panic is how a failed step reports, with its message, to the test that called it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod fleet;
 pub mod http;
 pub mod metrics;

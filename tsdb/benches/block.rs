@@ -40,7 +40,7 @@ fn chunk(seed: usize) -> ChunkData {
         min_time: 0,
         max_time: (SAMPLES_PER_CHUNK - 1) * 60_000,
         encoding: Encoding::Xor,
-        data: app.bytes().to_vec(),
+        data: app.bytes().to_vec().into(),
     }
 }
 

@@ -247,7 +247,7 @@ fn rewrite(block: &Block, out: &Path) -> AnyResult<std::path::PathBuf> {
                 min_time: c.min_time,
                 max_time: c.max_time,
                 encoding: Encoding::Xor,
-                data: app.into_bytes().into_vec(),
+                data: app.into_bytes().into(),
             });
         }
         w.add_series(&s.labels, &chunks)?;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockDesc, BlockMeta};
-use crate::block::{Block, BlockWriter};
-use crate::querier::merge_series_sets;
+use crate::block::{Block, BlockSeries, BlockWriter};
+use crate::querier::{merge_series_sets, SeriesIter};
 use crate::{Error, Result};
 
 /// Writes the merge of `blocks` as a new block in `parent`. Series with equal labels become one;
@@ -44,11 +44,13 @@ pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<BlockMeta> {
     }
     w.add_symbols(symbols.iter().map(String::as_str))?;
     drop(symbols);
-    let mut sets = Vec::with_capacity(blocks.len());
+    let mut sets: Vec<SeriesIter> = Vec::with_capacity(blocks.len());
     for b in blocks {
-        sets.push(b.select(&[], i64::MIN, i64::MAX)?);
+        sets.push(Box::new(BlockSeries::new(Arc::clone(b), &[], i64::MIN, i64::MAX, false)?));
     }
-    for series in merge_series_sets(sets)? {
+    // Streamed: one series of each input is in memory at a time.
+    for series in merge_series_sets(sets) {
+        let series = series?;
         w.add_series(&series.labels, &series.chunks)?;
     }
     let meta = w.finish(min_time, max_time, compaction)?;
@@ -95,7 +97,7 @@ mod tests {
                         min_time: part[0].0,
                         max_time: part[part.len() - 1].0,
                         encoding: Encoding::Xor,
-                        data: a.into_bytes().into_vec(),
+                        data: a.into_bytes().into(),
                     }
                 })
                 .collect();

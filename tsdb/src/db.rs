@@ -14,12 +14,12 @@ use parking_lot::{Mutex, RwLock};
 use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockMeta};
-use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockWriter, SeriesChunks};
+use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
 use crate::gofloat::format_g;
 use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
-use crate::querier::{for_each_sample, merge_series_sets};
+use crate::querier::{for_each_sample, merge_series_sets, SeriesIter};
 use crate::wal::{self, Record, ReplayStats, Wal, WalOptions};
 use crate::{Error, Result};
 
@@ -178,9 +178,13 @@ impl Db {
         DbAppender { db: self, inner: self.head.appender() }
     }
 
-    /// Series matching `matchers` with data in `[mint, maxt]`, from blocks and head, merged.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
-        select_from(&self.blocks(), &self.head, matchers, mint, maxt)
+    /// Series matching `matchers` with data in `[mint, maxt]`, from blocks and head, merged, in
+    /// label order; with `skip_chunks` their chunk lists are empty. The head's part is copied
+    /// when this is called (later appends and block cuts do not change what the iterator
+    /// yields); blocks are read as the iterator advances, from the blocks open at the call
+    /// (their files stay mapped, so retention deleting one meanwhile does not matter).
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, skip_chunks: bool) -> Result<SeriesIter> {
+        select_from(&self.blocks(), &self.head, matchers, mint, maxt, skip_chunks)
     }
 
     /// Label names of series matching `matchers` in blocks overlapping `[mint, maxt]` and the
@@ -403,13 +407,14 @@ fn select_from(
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
-) -> Result<Vec<SeriesChunks>> {
-    let mut sets = Vec::new();
+    skip_chunks: bool,
+) -> Result<SeriesIter> {
+    let mut sets: Vec<SeriesIter> = Vec::new();
     for b in blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
-        sets.push(b.select(matchers, mint, maxt)?);
+        sets.push(Box::new(BlockSeries::new(Arc::clone(b), matchers, mint, maxt, skip_chunks)?));
     }
-    sets.push(head.select(matchers, mint, maxt)?);
-    merge_series_sets(sets)
+    sets.push(Box::new(head.select(matchers, mint, maxt, skip_chunks)?.into_iter().map(Ok)));
+    Ok(merge_series_sets(sets))
 }
 
 /// A batch of appends to a [`Db`].
@@ -457,7 +462,8 @@ pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()>
         ));
     }
     let io = |e| Error::io("write dump output", "-", e);
-    for series in select_from(&blocks, &head, &[], mint, maxt)? {
+    for series in select_from(&blocks, &head, &[], mint, maxt, false)? {
+        let series = series?;
         let labels = &series.labels;
         let mut err = None;
         for_each_sample(&series, mint, maxt, |t, v| {
@@ -559,7 +565,8 @@ mod tests {
         assert_eq!(db.blocks().len(), 2);
         assert_eq!(db.head().floor(), 4 * h);
         assert_eq!(dump_lines(dir.path()), lines);
-        let all = db.select(&[], i64::MIN, i64::MAX).unwrap();
+        let all: Vec<crate::block::SeriesChunks> =
+            db.select(&[], i64::MIN, i64::MAX, false).unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(all.len(), 10);
         let mut n = 0;
         for s in &all {

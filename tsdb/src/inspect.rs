@@ -409,7 +409,7 @@ mod tests {
         for t in (from..=to).step_by(15_000) {
             app.append(t, 1.0);
         }
-        ChunkData { min_time: from, max_time: to, encoding: Encoding::Xor, data: app.bytes().to_vec() }
+        ChunkData { min_time: from, max_time: to, encoding: Encoding::Xor, data: app.bytes().to_vec().into() }
     }
 
     #[test]

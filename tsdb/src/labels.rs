@@ -155,6 +155,12 @@ impl Labels {
     pub fn hash(&self) -> u64 {
         hash_of(self.iter())
     }
+
+    /// [`Labels::hash`] over only the labels whose name `keep` accepts (Prometheus's
+    /// `HashForLabels` and `HashWithoutLabels` are this with a name list).
+    pub fn hash_matching(&self, keep: impl Fn(&str) -> bool) -> u64 {
+        hash_of(self.iter().filter(|(n, _)| keep(n)))
+    }
 }
 
 impl Ord for Labels {
@@ -329,6 +335,10 @@ mod tests {
         let mut h = XxHash64::with_seed(0);
         h.write(b"__name__\xffup\xffjob\xffprometheus\xff");
         assert_eq!(l.hash(), h.finish());
+        assert_eq!(l.hash_matching(|_| true), l.hash());
+        let mut h = XxHash64::with_seed(0);
+        h.write(b"job\xffprometheus\xff");
+        assert_eq!(l.hash_matching(|n| n == "job"), h.finish());
     }
 
     #[test]

@@ -16,7 +16,6 @@ pub mod labels;
 pub mod matchers;
 pub mod postings;
 pub mod querier;
-pub mod storage;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -79,46 +79,93 @@ fn flush_group(mut group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> 
             app.append(t, v);
         }
         let (Some(min_time), Some(max_time)) = (app.first_time(), app.last_time()) else { continue };
-        out.push(ChunkData { min_time, max_time, encoding: Encoding::Xor, data: app.into_bytes().into_vec() });
+        out.push(ChunkData { min_time, max_time, encoding: Encoding::Xor, data: app.into_bytes().into() });
     }
     Ok(())
 }
 
+/// Series in label order, owned by the iterator, so that it can be handed to another thread or
+/// outlive the reader that made it. After an error it ends.
+pub type SeriesIter = Box<dyn Iterator<Item = Result<SeriesChunks>> + Send>;
+
 /// Merges series sets, each sorted by labels, into one sorted set: series with equal labels
 /// become one series whose chunks are merged with [`merge_chunks`] (earlier sets win ties).
-pub fn merge_series_sets(sets: Vec<Vec<SeriesChunks>>) -> Result<Vec<SeriesChunks>> {
-    let mut sets: Vec<std::vec::IntoIter<SeriesChunks>> = sets.into_iter().map(Vec::into_iter).collect();
-    let mut heads: Vec<Option<SeriesChunks>> = sets.iter_mut().map(Iterator::next).collect();
-    let mut out = Vec::new();
-    loop {
-        // The smallest label set among the sets' current series (few sets: a linear scan is fine).
+/// Lazy: it holds one series of each set at a time.
+pub fn merge_series_sets(mut sets: Vec<SeriesIter>) -> SeriesIter {
+    if sets.len() == 1 {
+        if let Some(only) = sets.pop() {
+            return only;
+        }
+    }
+    Box::new(MergeSeries { heads: Vec::new(), sets, started: false, done: false })
+}
+
+/// See [`merge_series_sets`].
+struct MergeSeries {
+    sets: Vec<SeriesIter>,
+    /// The current series of each set; filled at the first call to `next`.
+    heads: Vec<Option<SeriesChunks>>,
+    started: bool,
+    done: bool,
+}
+
+impl MergeSeries {
+    /// Moves set `i` to its next series.
+    fn advance(&mut self, i: usize) -> Result<()> {
+        self.heads[i] = self.sets[i].next().transpose()?;
+        Ok(())
+    }
+
+    fn next_merged(&mut self) -> Result<Option<SeriesChunks>> {
+        if !self.started {
+            self.started = true;
+            self.heads = (0..self.sets.len()).map(|_| None).collect();
+            for i in 0..self.sets.len() {
+                self.advance(i)?;
+            }
+        }
+        // The smallest label set among the sets' current series (few sets: a linear scan is fine);
+        // the first set wins ties, so equal series in earlier sets cannot exist.
         let mut min: Option<usize> = None;
-        for (i, h) in heads.iter().enumerate() {
+        for (i, h) in self.heads.iter().enumerate() {
             let Some(h) = h else { continue };
             match min {
-                Some(m) if heads[m].as_ref().is_some_and(|cur| cur.labels.cmp(&h.labels) != Ordering::Greater) => {}
+                Some(m) if self.heads[m].as_ref().is_some_and(|cur| cur.labels.cmp(&h.labels) != Ordering::Greater) => {
+                }
                 _ => min = Some(i),
             }
         }
-        let Some(m) = min else { break };
-        let Some(first) = heads[m].take() else { break };
-        heads[m] = sets[m].next();
+        let Some(m) = min else { return Ok(None) };
+        let Some(first) = self.heads[m].take() else { return Ok(None) };
+        self.advance(m)?;
         let labels = first.labels;
         let mut chunks = first.chunks;
         let mut merged = false;
-        for i in m + 1..heads.len() {
-            if heads[i].as_ref().is_some_and(|h| h.labels == labels) {
-                if let Some(same) = heads[i].take() {
+        for i in m + 1..self.heads.len() {
+            if self.heads[i].as_ref().is_some_and(|h| h.labels == labels) {
+                if let Some(same) = self.heads[i].take() {
                     chunks.extend(same.chunks);
                     merged = true;
                 }
-                heads[i] = sets[i].next();
+                self.advance(i)?;
             }
         }
         let chunks = if merged { merge_chunks(chunks)? } else { chunks };
-        out.push(SeriesChunks { labels, chunks });
+        Ok(Some(SeriesChunks { labels, chunks }))
     }
-    Ok(out)
+}
+
+impl Iterator for MergeSeries {
+    type Item = Result<SeriesChunks>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_merged().transpose();
+        self.done = !matches!(next, Some(Ok(_)));
+        next
+    }
 }
 
 /// Calls `f` with every sample of `series` in `[mint, maxt]`, oldest first. The chunks must not
@@ -157,7 +204,7 @@ mod tests {
             min_time: samples[0].0,
             max_time: samples[samples.len() - 1].0,
             encoding: Encoding::Xor,
-            data: a.into_bytes().into_vec(),
+            data: a.into_bytes().into(),
         }
     }
 
@@ -202,7 +249,8 @@ mod tests {
         let s = |n: &str, c: ChunkData| SeriesChunks { labels: l(n), chunks: vec![c] };
         let set1 = vec![s("a", chunk(&[(1, 1.0)])), s("c", chunk(&[(1, 1.0)]))];
         let set2 = vec![s("b", chunk(&[(1, 1.0)])), s("c", chunk(&[(2, 2.0)]))];
-        let m = merge_series_sets(vec![set1, set2]).unwrap();
+        let sets: Vec<SeriesIter> = vec![Box::new(set1.into_iter().map(Ok)), Box::new(set2.into_iter().map(Ok))];
+        let m: Vec<SeriesChunks> = merge_series_sets(sets).collect::<Result<_>>().unwrap();
         let names: Vec<_> = m.iter().map(|s| s.labels.metric_name().unwrap().to_owned()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(m[2].chunks.len(), 2);

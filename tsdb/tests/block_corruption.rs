@@ -29,7 +29,7 @@ fn write_block(dir: &Path, n: usize) -> PathBuf {
                     min_time: c * 1000,
                     max_time: c * 1000 + 390,
                     encoding: Encoding::Xor,
-                    data: app.bytes().to_vec(),
+                    data: app.bytes().to_vec().into(),
                 }
             })
             .collect();
@@ -245,7 +245,7 @@ fn interrupted_writes_are_cleaned_up() {
     w.add_symbols(["a", "1"]).unwrap();
     let mut app = XorAppender::new();
     app.append(1, 1.0);
-    let chunk = ChunkData { min_time: 1, max_time: 1, encoding: Encoding::Xor, data: app.bytes().to_vec() };
+    let chunk = ChunkData { min_time: 1, max_time: 1, encoding: Encoding::Xor, data: app.bytes().to_vec().into() };
     w.add_series(&Labels::from_pairs(&[("a", "1")]), &[chunk]).unwrap();
     drop(w);
     let creating = dir.path().join(format!("{abandoned}.tmp-for-creation"));

@@ -90,7 +90,7 @@ fn write_block(dir: &Path, rng: &mut StdRng, series: &[Labels], min_time: i64, m
                 min_time: min,
                 max_time: max,
                 encoding: Encoding::Xor,
-                data: app.bytes().to_vec(),
+                data: app.bytes().to_vec().into(),
             });
         }
         w.add_series(labels, &chunks).expect("add series");

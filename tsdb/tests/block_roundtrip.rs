@@ -38,7 +38,7 @@ fn chunks() -> impl Strategy<Value = Vec<ChunkData>> {
                         t += step;
                         app.append(t, f64::from_bits(bits));
                     }
-                    ChunkData { min_time, max_time: t, encoding: Encoding::Xor, data: app.bytes().to_vec() }
+                    ChunkData { min_time, max_time: t, encoding: Encoding::Xor, data: app.bytes().to_vec().into() }
                 })
                 .collect()
         })
@@ -167,7 +167,7 @@ fn writer_skips_empty_series_and_refuses_out_of_range_samples() {
     w.add_symbols(["a", "1", "2"]).unwrap();
     let mut app = XorAppender::new();
     app.append(100, 1.0);
-    let chunk = ChunkData { min_time: 100, max_time: 100, encoding: Encoding::Xor, data: app.bytes().to_vec() };
+    let chunk = ChunkData { min_time: 100, max_time: 100, encoding: Encoding::Xor, data: app.bytes().to_vec().into() };
     w.add_series(&Labels::from_pairs(&[("a", "1")]), &[]).unwrap();
     w.add_series(&Labels::from_pairs(&[("a", "2")]), std::slice::from_ref(&chunk)).unwrap();
     // maxt is exclusive: a sample at 100 needs maxt > 100.
@@ -205,7 +205,12 @@ fn large_segments_split_without_splitting_chunks() {
         for t in 0..=(i as i64) {
             app.append(t * 10, t as f64 * 0.5);
         }
-        let c = ChunkData { min_time: 0, max_time: i as i64 * 10, encoding: Encoding::Xor, data: app.bytes().to_vec() };
+        let c = ChunkData {
+            min_time: 0,
+            max_time: i as i64 * 10,
+            encoding: Encoding::Xor,
+            data: app.bytes().to_vec().into(),
+        };
         let labels = Labels::from_pairs(&[("s", v.as_str())]);
         w.add_series(&labels, std::slice::from_ref(&c)).unwrap();
         want.push(SeriesChunks { labels, chunks: vec![c] });

@@ -4,6 +4,7 @@ use std::fmt;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use strata_storage::StorageError;
 
 use super::json::JsonWriter;
 use crate::engine::QueryError;
@@ -85,9 +86,12 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl From<strata_tsdb::Error> for ApiError {
-    fn from(e: strata_tsdb::Error) -> Self {
-        Self::internal(e.to_string())
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidArgument(m) => Self::bad_data(m),
+            e => Self::internal(e.to_string()),
+        }
     }
 }
 

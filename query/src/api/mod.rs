@@ -23,12 +23,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use strata_tsdb::storage::MetadataSource;
+use strata_storage::{MetadataSource, Storage};
 
 use error::ApiError;
 
 use crate::engine::EngineOptions;
-use crate::Storage;
 
 /// What the API serves from, and what it reports about the process.
 pub struct ApiState {

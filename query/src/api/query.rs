@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
+use strata_storage::Storage;
 
 use super::error::{ApiError, ErrorType};
 use super::json::{self, JsonWriter};
@@ -17,7 +18,6 @@ use super::params::{
 use super::ApiState;
 use crate::engine::{Engine, EngineOptions, QueryError, QueryResult};
 use crate::value::Value;
-use crate::Storage;
 
 /// Prometheus refuses range queries with more points per series than this.
 const MAX_POINTS_PER_SERIES: i128 = 11_000;

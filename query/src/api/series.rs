@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use strata_storage::{LabelsRequest, SelectRequest};
 use strata_tsdb::labels::Labels;
-use strata_tsdb::matchers::Matcher;
 
 use super::error::ApiError;
 use super::json::{self, JsonWriter};
 use super::params::{limit_param, match_param, time_param, unescape_label_name, Params, MAX_TIME, MIN_TIME};
 use super::{blocking, ApiState};
-use crate::SelectHints;
 
 const TRUNCATED: &str = "results truncated due to limit";
 
@@ -23,6 +22,11 @@ fn respond(r: Result<Response, ApiError>) -> Response {
 /// `start` and `end`, defaulting to all time.
 fn time_range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((time_param(p, "start", MIN_TIME)?, time_param(p, "end", MAX_TIME)?))
+}
+
+/// The storage limit for a request with `limit`: one more than it, so that a truncation shows.
+fn storage_limit(limit: Option<usize>) -> usize {
+    limit.map_or(0, |l| l.saturating_add(1))
 }
 
 /// Keeps the first `limit` items, saying so in a warning when that dropped some.
@@ -48,10 +52,18 @@ async fn find_series(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
     let sets = match_param(p).map_err(|e| ApiError::invalid_param("match[]", e))?;
     let storage = st.storage.clone();
     let found = blocking(move || {
-        // Several selectors: the union of their series, sorted by labels.
+        // Several selectors: the union of their series, sorted by labels. The first `limit` + 1
+        // of each are enough to know the union's first `limit` + 1.
         let mut all: BTreeSet<Labels> = BTreeSet::new();
-        for set in &sets {
-            all.extend(storage.select(set, start, end, SelectHints::default())?.into_iter().map(|s| s.labels));
+        for matchers in sets {
+            let req = SelectRequest {
+                skip_chunks: true,
+                limit: storage_limit(limit),
+                ..SelectRequest::new(matchers, start, end)
+            };
+            for s in storage.select(&req)? {
+                all.insert(s?.labels);
+            }
         }
         Ok(all)
     })
@@ -95,11 +107,11 @@ async fn strings_of(st: &ApiState, p: &Params, name: Option<String>) -> Result<R
     let storage = st.storage.clone();
     let found = blocking(move || {
         let mut all: BTreeSet<String> = BTreeSet::new();
-        for set in &sets {
-            let set: &[Matcher] = set;
+        for matchers in sets {
+            let req = LabelsRequest { limit: storage_limit(limit), ..LabelsRequest::new(matchers, start, end) };
             all.extend(match &name {
-                None => storage.label_names(set, start, end)?,
-                Some(n) => storage.label_values(n, set, start, end)?,
+                None => storage.label_names(&req)?,
+                Some(n) => storage.label_values(n, &req)?,
             });
         }
         Ok(all)

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
-use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
-use strata_tsdb::block::SeriesChunks;
+use promql_parser::parser::{AggregateExpr, AtModifier, Expr, LabelModifier, Offset, VectorSelector};
+use strata_storage::{Grouping, SelectHints, SelectRequest, SeriesChunks, Storage, StorageError};
 use strata_tsdb::chunkenc::{Encoding, XorIter};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
@@ -18,7 +18,6 @@ use super::types::{is_stale, Grid, Point, StepSeries, Val};
 use super::{aggregate, binary, functions, QueryError, QueryResult, QueryStats};
 use crate::parse::{Parsed, SelectorExtras};
 use crate::value::Value;
-use crate::{SelectHints, Storage};
 
 /// Subquery step when the query gives none, as Prometheus's default evaluation interval.
 const DEFAULT_SUBQUERY_STEP: i64 = 60_000;
@@ -189,6 +188,37 @@ pub(crate) struct Evaluator<'a> {
     positions: Option<Positions>,
     /// Set while an expression is evaluated a part of its series at a time.
     shards: Option<Shards>,
+    /// What encloses the node being evaluated, for the select hints of its selectors.
+    enclosing: Enclosing,
+    /// Whether a subquery encloses the node being evaluated (its grid's step is then the
+    /// subquery's, a hint even in an instant query).
+    in_subquery: bool,
+}
+
+/// The function or aggregation nearest above a node (none past a binary operation) and the
+/// grouping of an aggregation directly above it: what Prometheus's engine passes as `Func`,
+/// `By` and `Grouping` in the select hints of a selector.
+#[derive(Debug, Clone, Default)]
+struct Enclosing {
+    func: Option<String>,
+    grouping: Option<Grouping>,
+}
+
+impl Enclosing {
+    fn aggregation(a: &AggregateExpr) -> Self {
+        let grouping = match &a.modifier {
+            Some(LabelModifier::Include(l)) => Grouping { by: true, labels: l.labels.clone() },
+            Some(LabelModifier::Exclude(l)) => Grouping { by: false, labels: l.labels.clone() },
+            None => Grouping { by: true, labels: Vec::new() },
+        };
+        Enclosing { func: Some(a.op.to_string()), grouping: Some(grouping) }
+    }
+
+    /// What a node that is not itself a function, aggregation or binary operation passes to its
+    /// operand: the function, but not the grouping (which is only for direct operands).
+    fn below(&self) -> Self {
+        Enclosing { func: self.func.clone(), grouping: None }
+    }
 }
 
 /// The series of the one selector of an expression evaluated in parts (see
@@ -224,6 +254,8 @@ impl<'a> Evaluator<'a> {
             infos: Vec::new(),
             positions: None,
             shards: None,
+            enclosing: Enclosing::default(),
+            in_subquery: false,
         }
     }
 
@@ -360,8 +392,8 @@ impl<'a> Evaluator<'a> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; g.len()])),
             Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
-            Expr::Paren(p) => self.eval(&p.expr, g),
-            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+            Expr::Paren(p) => self.within(self.enclosing.below(), |ev| ev.eval(&p.expr, g)),
+            Expr::Unary(u) => match self.within(self.enclosing.below(), |ev| ev.eval(&u.expr, g))? {
                 Val::Scalar(mut v) => {
                     v.iter_mut().for_each(|x| *x = -*x);
                     Ok(Val::Scalar(v))
@@ -378,9 +410,12 @@ impl<'a> Evaluator<'a> {
                     other.type_name()
                 ))),
             },
-            Expr::Binary(b) => binary::eval(self, b, g),
-            Expr::Aggregate(a) => aggregate::eval(self, a, g),
-            Expr::Call(c) => functions::eval_call(self, c, g),
+            Expr::Binary(b) => self.within(Enclosing::default(), |ev| binary::eval(ev, b, g)),
+            Expr::Aggregate(a) => self.within(Enclosing::aggregation(a), |ev| aggregate::eval(ev, a, g)),
+            Expr::Call(c) => {
+                let enclosing = Enclosing { func: Some(c.func.name.to_owned()), grouping: None };
+                self.within(enclosing, |ev| functions::eval_call(ev, c, g))
+            }
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, g, false)?)),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if !g.is_instant() {
@@ -416,6 +451,26 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Runs `f` with `enclosing` as what encloses the nodes it evaluates.
+    fn within<R>(&mut self, enclosing: Enclosing, f: impl FnOnce(&mut Self) -> R) -> R {
+        let outer = std::mem::replace(&mut self.enclosing, enclosing);
+        let r = f(self);
+        self.enclosing = outer;
+        r
+    }
+
+    /// The select hints of a selector evaluated over `g` with `range` (0 for an instant selector).
+    /// The step is the query's or the enclosing subquery's, 0 in an instant query outside
+    /// subqueries, as in Prometheus.
+    pub(crate) fn hints(&self, g: Grid, range: i64) -> SelectHints {
+        SelectHints {
+            step: if self.range_query || self.in_subquery { g.step } else { 0 },
+            range,
+            func: self.enclosing.func.clone(),
+            grouping: self.enclosing.grouping.clone(),
+        }
+    }
+
     /// Evaluates an instant vector selector. With `sample_times`, each point's value is the
     /// time of the sample it came from (in seconds), for `timestamp()`.
     pub fn eval_vector_selector(
@@ -437,7 +492,7 @@ impl<'a> Evaluator<'a> {
         // Left-open lookback window: a sample exactly `lookback` old is out.
         let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
         let maxt = last.saturating_sub(offset).saturating_add(if smoothed { lookback } else { 0 });
-        let sel = self.select(vs, mint, maxt, SelectHints { step: g.step, range: 0 })?;
+        let sel = self.select(vs, mint, maxt, self.hints(g, 0))?;
         let deadline = self.limits.deadline;
         let points = par_map(
             &sel.series,
@@ -490,7 +545,7 @@ impl<'a> Evaluator<'a> {
                 let lookback = self.limits.lookback;
                 let first_start = first.saturating_sub(offset).saturating_sub(range);
                 let (before, maxt) = read_bounds(extended, lookback, first_start, last.saturating_sub(offset));
-                let sel = self.select(vs, before + 1, maxt, SelectHints { step: g.step, range })?;
+                let sel = self.select(vs, before + 1, maxt, self.hints(g, range))?;
                 Ok(RangeInput { source: RangeSource::Selected(sel), range, offset, at, extended, lookback })
             }
             Expr::Subquery(sq) => {
@@ -513,7 +568,10 @@ impl<'a> Evaluator<'a> {
                     end: last.saturating_sub(offset),
                     step,
                 };
-                let points = match self.eval(&sq.expr, inner)? {
+                let in_subquery = std::mem::replace(&mut self.in_subquery, true);
+                let points = self.within(self.enclosing.below(), |ev| ev.eval(&sq.expr, inner));
+                self.in_subquery = in_subquery;
+                let points = match points? {
                     Val::Vector(series) => series
                         .into_iter()
                         .map(|s| {
@@ -570,7 +628,7 @@ impl<'a> Evaluator<'a> {
         hints: SelectHints,
     ) -> Result<Selected, QueryError> {
         if self.shards.as_ref().is_some_and(|s| s.pending.is_none()) {
-            let all = self.select_all(vs, mint, maxt, hints)?;
+            let all = self.select_all(vs, mint, maxt, &hints)?;
             if let Some(s) = &mut self.shards {
                 s.pending = Some((all.series.into_iter(), all.mint, all.maxt));
             }
@@ -579,7 +637,7 @@ impl<'a> Evaluator<'a> {
             let part = series.by_ref().take(*size).collect();
             return Ok(Selected { series: part, mint: *mint, maxt: *maxt });
         }
-        self.select_all(vs, mint, maxt, hints)
+        self.select_all(vs, mint, maxt, &hints)
     }
 
     /// Reads all the series `vs` selects with samples in `[mint, maxt]`, still encoded.
@@ -588,7 +646,7 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
-        hints: SelectHints,
+        hints: &SelectHints,
     ) -> Result<Selected, QueryError> {
         let groups = matcher_groups(vs)?;
         self.select_matching(&groups, mint, maxt, hints)
@@ -601,20 +659,18 @@ impl<'a> Evaluator<'a> {
         groups: &[Vec<Matcher>],
         mint: i64,
         maxt: i64,
-        hints: SelectHints,
+        hints: &SelectHints,
     ) -> Result<Selected, QueryError> {
         self.check_deadline()?;
+        let alternatives = groups.len();
         let mut series: Vec<SeriesChunks> = Vec::new();
-        for (i, group) in groups.iter().enumerate() {
-            let mut found =
-                self.storage.select(group, mint, maxt, hints).map_err(|e| QueryError::Storage(e.to_string()))?;
-            if i == 0 {
-                series = found;
-            } else {
-                series.append(&mut found);
+        for matchers in groups {
+            let req = SelectRequest { hints: hints.clone(), ..SelectRequest::new(matchers.clone(), mint, maxt) };
+            for s in self.storage.select(&req).map_err(storage_error)? {
+                series.push(s.map_err(storage_error)?);
             }
         }
-        if groups.len() > 1 {
+        if alternatives > 1 {
             // Alternatives (`{a="1" or b="2"}`) may select the same series twice.
             series.sort_by(|a, b| a.labels.cmp(&b.labels));
             series.dedup_by(|a, b| a.labels == b.labels);
@@ -659,6 +715,10 @@ fn matcher_groups(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> 
     } else {
         vs.matchers.or_matchers.iter().map(|g| convert(g)).collect()
     }
+}
+
+fn storage_error(e: StorageError) -> QueryError {
+    QueryError::Storage(e.to_string())
 }
 
 fn bad_matcher(e: strata_tsdb::Error) -> QueryError {

@@ -26,9 +26,9 @@ use strata_tsdb::labels::Labels;
 
 use crate::parse::Parsed;
 use crate::value::{Sample, Series, Value};
-use crate::Storage;
 pub(crate) use eval::par_parts;
 use eval::Evaluator;
+use strata_storage::Storage;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].
@@ -265,26 +265,21 @@ fn finish_matrix(series: Vec<StepSeries>) -> Result<Vec<Series>, QueryError> {
 
 #[cfg(test)]
 mod tests {
-    use strata_tsdb::block::{ChunkData, SeriesChunks};
+    use strata_storage::{
+        ChunkData, Grouping, LabelsRequest, SelectHints, SelectRequest, SeriesChunks, SeriesSet, StorageError,
+    };
     use strata_tsdb::chunkenc::{Encoding, XorAppender};
-    use strata_tsdb::matchers::Matcher;
 
     use super::*;
-    use crate::SelectHints;
 
     /// Series kept as single chunks; `hist` marks series whose chunk is a native histogram one.
     type MemSeries = (Labels, Vec<(i64, f64)>, bool);
     struct Mem(Vec<MemSeries>);
 
     impl Storage for Mem {
-        fn select(
-            &self,
-            m: &[Matcher],
-            mint: i64,
-            maxt: i64,
-            _: SelectHints,
-        ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
-            Ok(self
+        fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+            let (m, mint, maxt) = (&req.matchers, req.min_time, req.max_time);
+            let found: Vec<SeriesChunks> = self
                 .0
                 .iter()
                 .filter(|(l, _, _)| m.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
@@ -293,16 +288,21 @@ mod tests {
                     let mut a = XorAppender::new();
                     s.iter().for_each(|&(t, v)| a.append(t, v));
                     let encoding = if *hist { Encoding::FloatHistogram } else { Encoding::Xor };
-                    let c =
-                        ChunkData { min_time: s[0].0, max_time: s[s.len() - 1].0, encoding, data: a.bytes().to_vec() };
+                    let c = ChunkData {
+                        min_time: s[0].0,
+                        max_time: s[s.len() - 1].0,
+                        encoding,
+                        data: a.bytes().to_vec().into(),
+                    };
                     SeriesChunks { labels: l.clone(), chunks: vec![c] }
                 })
-                .collect())
+                .collect();
+            Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
         }
-        fn label_names(&self, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+        fn label_names(&self, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
             Ok(Vec::new())
         }
-        fn label_values(&self, _: &str, _: &[Matcher], _: i64, _: i64) -> strata_tsdb::Result<Vec<String>> {
+        fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
             Ok(Vec::new())
         }
     }
@@ -319,6 +319,60 @@ mod tests {
 
     fn engine() -> Engine {
         Engine::new(EngineOptions::default())
+    }
+
+    /// A [`Mem`] that records the hints of every selection.
+    struct Recording(Mem, std::sync::Mutex<Vec<SelectHints>>);
+
+    impl Storage for Recording {
+        fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+            self.1.lock().unwrap().push(req.hints.clone());
+            self.0.select(req)
+        }
+        fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+            self.0.label_names(req)
+        }
+        fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+            self.0.label_values(name, req)
+        }
+    }
+
+    #[test]
+    fn selections_carry_the_enclosing_function_and_grouping() {
+        let hints = |step: i64, range: i64, func: Option<&str>, grouping: Option<(bool, &[&str])>| SelectHints {
+            step,
+            range,
+            func: func.map(str::to_owned),
+            grouping: grouping.map(|(by, l)| Grouping { by, labels: l.iter().map(|&l| l.to_owned()).collect() }),
+        };
+        let cases = [
+            ("sum by (i) (x)", vec![hints(30_000, 0, Some("sum"), Some((true, &["i"])))]),
+            ("count without (i) (x)", vec![hints(30_000, 0, Some("count"), Some((false, &["i"])))]),
+            ("max(x)", vec![hints(30_000, 0, Some("max"), Some((true, &[])))]),
+            // Grouping only for the aggregation's direct operand; the function walks up.
+            ("sum by (i) (rate(x[5m]))", vec![hints(30_000, 300_000, Some("rate"), None)]),
+            ("count((x))", vec![hints(30_000, 0, Some("count"), None)]),
+            ("-x", vec![hints(30_000, 0, None, None)]),
+            // A binary operation ends the walk.
+            ("rate(x[1m]) * x", vec![hints(30_000, 60_000, Some("rate"), None), hints(30_000, 0, None, None)]),
+            ("abs(x + x)", vec![hints(30_000, 0, None, None); 2]),
+            // Inside a subquery the step is the subquery's.
+            ("max_over_time(x[10m:1m])", vec![hints(60_000, 0, Some("max_over_time"), None)]),
+        ];
+        for (query, want) in cases {
+            let storage = Recording(data(2), Default::default());
+            engine().range_query(&storage, query, 600_000, 660_000, 30_000).unwrap();
+            assert_eq!(*storage.1.lock().unwrap(), want, "{query}");
+        }
+        // An instant query has no step, but a subquery in it has its own.
+        for (query, want) in [
+            ("rate(x[5m])", hints(0, 300_000, Some("rate"), None)),
+            ("max_over_time(x[10m:1m])", hints(60_000, 0, Some("max_over_time"), None)),
+        ] {
+            let storage = Recording(data(2), Default::default());
+            engine().instant_query(&storage, query, 600_000).unwrap();
+            assert_eq!(*storage.1.lock().unwrap(), [want], "{query}");
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use strata_query::api::{router, ApiState};
 use strata_query::engine::EngineOptions;
+use strata_storage::{MetadataSource, MetricMetadata};
 use strata_tsdb::db::{Db, DbOptions};
-use strata_tsdb::storage::{MetadataSource, MetricMetadata};
 use tempfile::TempDir;
 use tower::ServiceExt;
 

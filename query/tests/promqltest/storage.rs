@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use strata_tsdb::block::{ChunkData, SeriesChunks};
+use strata_storage::{ChunkData, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::Matcher;
-use strata_tsdb::storage::{SelectHints, Storage};
 
 /// Samples per XOR chunk, as Prometheus cuts them.
 const CHUNK_SAMPLES: usize = 120;
@@ -55,7 +54,7 @@ fn chunks_of(samples: &BTreeMap<i64, Sample>, mint: i64, maxt: i64) -> Vec<Chunk
                 min_time: part[0].0,
                 max_time: part[part.len() - 1].0,
                 encoding: Encoding::Xor,
-                data: a.bytes().to_vec(),
+                data: a.bytes().to_vec().into(),
             });
         }
         floats.clear();
@@ -66,7 +65,7 @@ fn chunks_of(samples: &BTreeMap<i64, Sample>, mint: i64, maxt: i64) -> Vec<Chunk
                 min_time: first,
                 max_time: last,
                 encoding: Encoding::FloatHistogram,
-                data: Vec::new(),
+                data: Default::default(),
             });
         }
         hist.clear();
@@ -89,41 +88,32 @@ fn chunks_of(samples: &BTreeMap<i64, Sample>, mint: i64, maxt: i64) -> Vec<Chunk
 }
 
 impl Storage for MemStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        _hints: SelectHints,
-    ) -> strata_tsdb::Result<Vec<SeriesChunks>> {
-        Ok(self
-            .matching(matchers)
-            .map(|(l, s)| SeriesChunks { labels: l.clone(), chunks: chunks_of(s, mint, maxt) })
+    fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+        let found: Vec<SeriesChunks> = self
+            .matching(&req.matchers)
+            .map(|(l, s)| SeriesChunks { labels: l.clone(), chunks: chunks_of(s, req.min_time, req.max_time) })
             .filter(|s| !s.chunks.is_empty())
-            .collect())
+            .collect();
+        Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
     }
 
-    fn label_names(&self, matchers: &[Matcher], _mint: i64, _maxt: i64) -> strata_tsdb::Result<Vec<String>> {
+    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         let mut names: Vec<String> = self
-            .matching(matchers)
+            .matching(&req.matchers)
             .flat_map(|(l, _)| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
             .collect();
         names.sort();
         names.dedup();
+        req.truncate(&mut names);
         Ok(names)
     }
 
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        _mint: i64,
-        _maxt: i64,
-    ) -> strata_tsdb::Result<Vec<String>> {
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
         let mut values: Vec<String> =
-            self.matching(matchers).filter_map(|(l, _)| l.get(name).map(str::to_string)).collect();
+            self.matching(&req.matchers).filter_map(|(l, _)| l.get(name).map(str::to_string)).collect();
         values.sort();
         values.dedup();
+        req.truncate(&mut values);
         Ok(values)
     }
 }

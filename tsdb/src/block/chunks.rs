@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use memmap2::Mmap;
 
 use crate::chunkenc::Encoding;
@@ -117,8 +118,9 @@ fn segment_name(index: u32) -> String {
 /// The memory-mapped segment files of a block.
 pub struct ChunkReader {
     dir: PathBuf,
-    /// Path and map of each segment, in name order; a ref's segment index indexes this.
-    segments: Vec<(PathBuf, Mmap)>,
+    /// Path and map of each segment, in name order; a ref's segment index indexes this. The map
+    /// is shared with the chunks read from it, so they stay valid after the block is closed.
+    segments: Vec<(PathBuf, Bytes)>,
 }
 
 impl ChunkReader {
@@ -155,13 +157,14 @@ impl ChunkReader {
             if map[4] != 1 {
                 return Err(Error::Unsupported { path, what: format!("chunk segment format version {}", map[4]) });
             }
-            segments.push((path, map));
+            segments.push((path, Bytes::from_owner(map)));
         }
         Ok(ChunkReader { dir: dir.to_owned(), segments })
     }
 
-    /// The encoding and data of the chunk at `chunk_ref`, CRC-checked.
-    pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, &[u8])> {
+    /// The encoding and data of the chunk at `chunk_ref`, CRC-checked; the data is a view of
+    /// the segment's map, not a copy.
+    pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, Bytes)> {
         let index = (chunk_ref >> 32) as usize;
         let offset = (chunk_ref & 0xffff_ffff) as usize;
         let Some((path, map)) = self.segments.get(index) else {
@@ -184,7 +187,7 @@ impl ChunkReader {
         let (&enc, data) = body.split_first().ok_or_else(|| corrupt(format!("chunk at offset {offset}: empty")))?;
         match Encoding::try_from(enc) {
             Ok(Encoding::None) | Err(_) => Err(corrupt(format!("chunk at offset {offset}: unknown encoding {enc}"))),
-            Ok(enc) => Ok((enc, data)),
+            Ok(enc) => Ok((enc, map.slice_ref(data))),
         }
     }
 

@@ -14,11 +14,12 @@ mod writer;
 
 use std::path::Path;
 
+use bytes::Bytes;
 use ulid::Ulid;
 
 pub use chunks::{ChunkReader, ChunkWriter, DEFAULT_SEGMENT_SIZE};
 pub use meta::{BlockCompaction, BlockMeta};
-pub use reader::Block;
+pub use reader::{Block, BlockSeries};
 pub use tombstones::{read_tombstones, write_empty_tombstones, Tombstone, TOMBSTONES_FILENAME};
 pub use writer::BlockWriter;
 
@@ -39,8 +40,9 @@ pub struct ChunkData {
     pub min_time: i64,
     pub max_time: i64,
     pub encoding: Encoding,
-    /// The chunk bytes after the encoding byte.
-    pub data: Vec<u8>,
+    /// The chunk bytes after the encoding byte. Chunks read from a block share the segment's
+    /// memory map instead of copying it.
+    pub data: Bytes,
 }
 
 /// A series and some of its chunks.

@@ -1,12 +1,13 @@
 //! An opened block: its meta, memory-mapped index and chunks, and tombstones.
 
 use std::collections::BTreeSet;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use super::meta::BlockMeta;
 use super::tombstones::{read_tombstones, Tombstone};
 use super::{ChunkData, ChunkReader, SeriesChunks, CHUNKS_DIR};
-use crate::index::{IndexReader, INDEX_FILENAME};
+use crate::index::{ChunkMeta, IndexReader, INDEX_FILENAME};
 use crate::matchers::Matcher;
 use crate::postings::{overlaps, postings_for_matchers, PostingsSource};
 use crate::Result;
@@ -53,25 +54,10 @@ impl Block {
     }
 
     /// The series matching every matcher (an empty list matches all) that have at least one
-    /// chunk overlapping `[mint, maxt]` (inclusive), sorted by labels, with those chunks copied
-    /// out. Tombstones are not applied.
+    /// chunk overlapping `[mint, maxt]` (inclusive), sorted by labels, with those chunks.
+    /// Tombstones are not applied. See [`BlockSeries`] for reading them one at a time.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
-        let refs = postings_for_matchers(&self.index, matchers)?;
-        let mut out = Vec::new();
-        let mut metas = Vec::new();
-        for r in refs {
-            // Refs ascend in file order, which is label order.
-            let labels = self.index.series(r, &mut metas)?;
-            let mut chunks = Vec::new();
-            for m in metas.iter().filter(|m| m.min_time <= maxt && m.max_time >= mint) {
-                let (encoding, data) = self.chunks.chunk(m.chunk_ref)?;
-                chunks.push(ChunkData { min_time: m.min_time, max_time: m.max_time, encoding, data: data.to_vec() });
-            }
-            if !chunks.is_empty() {
-                out.push(SeriesChunks { labels, chunks });
-            }
-        }
-        Ok(out)
+        BlockSeries::new(self, matchers, mint, maxt, false)?.collect()
     }
 
     /// Sorted label names of the series matching the matchers; all names if there are none.
@@ -110,5 +96,69 @@ impl Block {
             }
         }
         Ok(out)
+    }
+}
+
+/// The series of a block that match a selection, read from the index one at a time, in label
+/// order, when the iterator is advanced: only the postings are read up front. `B` is how the
+/// block is held (`&Block`, or `Arc<Block>` for an iterator that outlives the caller). Chunk
+/// data is a view of the block's memory map. After an error the iterator ends.
+pub struct BlockSeries<B> {
+    block: B,
+    /// Series refs left to read; they ascend in file order, which is label order.
+    refs: std::vec::IntoIter<u64>,
+    mint: i64,
+    maxt: i64,
+    skip_chunks: bool,
+    metas: Vec<ChunkMeta>,
+}
+
+impl<B: Deref<Target = Block>> BlockSeries<B> {
+    /// The series matching every matcher with at least one chunk overlapping `[mint, maxt]`;
+    /// with `skip_chunks` their chunk lists are left empty (and no chunk is read).
+    pub fn new(block: B, matchers: &[Matcher], mint: i64, maxt: i64, skip_chunks: bool) -> Result<Self> {
+        let refs = postings_for_matchers(&block.index, matchers)?.into_iter();
+        Ok(BlockSeries { block, refs, mint, maxt, skip_chunks, metas: Vec::new() })
+    }
+
+    /// The series at `r` if it has a chunk in range.
+    fn read(&mut self, r: u64) -> Result<Option<SeriesChunks>> {
+        let labels = self.block.index.series(r, &mut self.metas)?;
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut in_range = self.metas.iter().filter(|m| m.min_time <= maxt && m.max_time >= mint).peekable();
+        if in_range.peek().is_none() {
+            return Ok(None);
+        }
+        if self.skip_chunks {
+            return Ok(Some(SeriesChunks { labels, chunks: Vec::new() }));
+        }
+        let mut chunks = Vec::new();
+        for m in in_range {
+            let (encoding, data) = self.block.chunks.chunk(m.chunk_ref)?;
+            chunks.push(ChunkData { min_time: m.min_time, max_time: m.max_time, encoding, data });
+        }
+        Ok(Some(SeriesChunks { labels, chunks }))
+    }
+}
+
+impl<B: Deref<Target = Block>> Iterator for BlockSeries<B> {
+    type Item = Result<SeriesChunks>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some(r) = self.refs.next() {
+            match self.read(r) {
+                Ok(Some(s)) => return Some(Ok(s)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.refs = Vec::new().into_iter();
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.refs.len()))
     }
 }

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::ChunkData;
@@ -184,24 +185,20 @@ impl MemSeries {
 
     /// Calls `f` with every sample in `[mint, maxt]`, oldest first.
     pub fn for_each_sample(&self, mint: i64, maxt: i64, mut f: impl FnMut(i64, f64)) -> crate::Result<()> {
-        let st = self.state.lock();
-        let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, &*c.data));
-        let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
-        for (cmin, cmax, data) in closed.chain(open) {
-            if cmax < mint || cmin > maxt {
-                continue;
-            }
-            let mut it = XorIter::new(data)?;
-            for (t, v) in it.by_ref() {
-                if t >= mint && t <= maxt {
-                    f(t, v);
+        self.with_chunks_in(mint, maxt, |chunks| {
+            for (_, _, data) in chunks {
+                let mut it = XorIter::new(data)?;
+                for (t, v) in it.by_ref() {
+                    if t >= mint && t <= maxt {
+                        f(t, v);
+                    }
+                }
+                if let Some(e) = it.err() {
+                    return Err(crate::Error::CorruptChunk(format!("series {}: {e}", self.labels)));
                 }
             }
-            if let Some(e) = it.err() {
-                return Err(crate::Error::CorruptChunk(format!("series {}: {e}", self.labels)));
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Number of chunks, open one included.
@@ -212,19 +209,35 @@ impl MemSeries {
 
     /// Copies of the chunks (open one included) overlapping `[mint, maxt]`, oldest first.
     pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        self.with_chunks_in(mint, maxt, |chunks| {
+            chunks
+                .map(|(min_time, max_time, data)| ChunkData {
+                    min_time,
+                    max_time,
+                    encoding: Encoding::Xor,
+                    data: Bytes::copy_from_slice(data),
+                })
+                .collect()
+        })
+    }
+
+    /// Whether a chunk (open one included) overlaps `[mint, maxt]`.
+    pub fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
+        self.with_chunks_in(mint, maxt, |chunks| chunks.next().is_some())
+    }
+
+    /// Calls `f`, under the series lock, with the time range and bytes of each chunk (the open
+    /// one last) overlapping `[mint, maxt]`, oldest first.
+    fn with_chunks_in<R>(
+        &self,
+        mint: i64,
+        maxt: i64,
+        f: impl FnOnce(&mut dyn Iterator<Item = (i64, i64, &[u8])>) -> R,
+    ) -> R {
         let st = self.state.lock();
         let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, &*c.data));
         let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
-        closed
-            .chain(open)
-            .filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt)
-            .map(|(min_time, max_time, data)| ChunkData {
-                min_time,
-                max_time,
-                encoding: Encoding::Xor,
-                data: data.to_vec(),
-            })
-            .collect()
+        f(&mut closed.chain(open).filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt))
     }
 
     /// Drops chunks that end before `mint` (they are in a block now). Returns how many were

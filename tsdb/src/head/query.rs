@@ -28,15 +28,20 @@ impl PostingsSource for Head {
 
 impl Head {
     /// Series matching every matcher with chunks overlapping `[mint, maxt]`, sorted by labels,
-    /// with copies of those chunks.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesChunks>> {
+    /// with copies of those chunks (none with `skip_chunks`). A snapshot: appends and
+    /// truncations after the call do not change it.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, skip_chunks: bool) -> Result<Vec<SeriesChunks>> {
         let refs = postings_for_matchers(self, matchers)?;
         let mut out: Vec<SeriesChunks> = refs
             .into_iter()
             .filter_map(|r| self.series_by_ref(r))
             .filter_map(|s| {
-                let chunks = s.chunks_in(mint, maxt);
-                (!chunks.is_empty()).then(|| SeriesChunks { labels: s.labels.clone(), chunks })
+                let chunks = if skip_chunks {
+                    s.has_chunk_in(mint, maxt).then(Vec::new)?
+                } else {
+                    Some(s.chunks_in(mint, maxt)).filter(|c| !c.is_empty())?
+                };
+                Some(SeriesChunks { labels: s.labels.clone(), chunks })
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -89,15 +94,22 @@ mod tests {
         }
         app.commit(None).unwrap();
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
-        let got = head.select(&[m(MatchOp::Equal, "__name__", "up")], 0, 2000).unwrap();
+        let got = head.select(&[m(MatchOp::Equal, "__name__", "up")], 0, 2000, false).unwrap();
         assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|s| s.chunks.len() == 1));
+        let labels_only = head.select(&[m(MatchOp::Equal, "__name__", "up")], 0, 2000, true).unwrap();
+        assert_eq!(
+            labels_only.iter().map(|s| (&s.labels, s.chunks.len())).collect::<Vec<_>>(),
+            [(&got[0].labels, 0), (&got[1].labels, 0)]
+        );
         assert!(got[0].labels < got[1].labels);
-        let got =
-            head.select(&[m(MatchOp::Regex, "job", "a"), m(MatchOp::NotEqual, "__name__", "up")], 0, 2000).unwrap();
+        let got = head
+            .select(&[m(MatchOp::Regex, "job", "a"), m(MatchOp::NotEqual, "__name__", "up")], 0, 2000, false)
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].labels.metric_name(), Some("down"));
         assert!(
-            head.select(&[m(MatchOp::Equal, "job", "a")], 2000, 3000).unwrap().is_empty(),
+            head.select(&[m(MatchOp::Equal, "job", "a")], 2000, 3000, true).unwrap().is_empty(),
             "outside the time range"
         );
         assert_eq!(head.label_names(&[]).unwrap(), ["__name__", "job"]);

@@ -12,7 +12,6 @@ use super::vector_arg;
 use crate::engine::eval::{decode, offset_ms, Evaluator};
 use crate::engine::types::{is_stale, Grid, Point, StepSeries, Val};
 use crate::engine::{QueryError, DUPLICATE_LABELSET};
-use crate::SelectHints;
 
 const TARGET_INFO: &str = "target_info";
 
@@ -212,7 +211,8 @@ fn select_info_series(
     matchers.extend(data.iter().cloned());
     let lookback = ev.limits.lookback;
     let mint = first.saturating_sub(lookback).saturating_add(1);
-    let sel = ev.select_matching(&[matchers], mint, last, SelectHints { step: g.step, range: 0 })?;
+    let hints = ev.hints(g, 0);
+    let sel = ev.select_matching(&[matchers], mint, last, &hints)?;
     let mut out = Vec::with_capacity(sel.series.len());
     let mut decoded = 0;
     for s in sel.series {
