@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use strata_receiver::loadgen::{self, Protocol};
+use strata_loadgen::{self as loadgen, Version};
 
 #[derive(Args)]
 pub struct ToolsArgs {
@@ -43,7 +43,7 @@ struct BenchWriteArgs {
     concurrency: usize,
     /// Remote-write protocol: v1 (prometheus.WriteRequest) or v2 (io.prometheus.write.v2.Request).
     #[arg(long, default_value = "v1")]
-    protocol: Protocol,
+    protocol: Version,
     /// Tenant sent in the THANOS-TENANT header.
     #[arg(long)]
     tenant: Option<String>,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, http_get, wait_for};
 use prost::Message;
 use strata_proto::prometheus as v1;
+use strata_proto::protocol::{Version, CONTENT_ENCODING_HEADER, SNAPPY_ENCODING, VERSION_HEADER};
 
 const SERIES: usize = 4_000;
 const STEP_MS: i64 = 30_000;
@@ -84,8 +85,10 @@ fn post(addr: &str, body: &[u8]) -> Result<u16, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let head = format!(
-        "POST /api/v1/receive HTTP/1.0\r\nHost: {addr}\r\nContent-Encoding: snappy\r\n\
-         Content-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/receive HTTP/1.0\r\nHost: {addr}\r\n{CONTENT_ENCODING_HEADER}: {SNAPPY_ENCODING}\r\n\
+         Content-Type: {}\r\n{VERSION_HEADER}: {}\r\nContent-Length: {}\r\n\r\n",
+        Version::V1.content_type(),
+        Version::V1.header_value(),
         body.len()
     );
     s.write_all(head.as_bytes()).and_then(|_| s.write_all(body)).map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use prost::Message;
 use strata_proto::prometheus as v1;
+use strata_proto::protocol::{CONTENT_ENCODING_HEADER, SNAPPY_ENCODING};
 use strata_receiver::{Receiver, ReceiverConfig};
 use strata_tsdb::gofloat::format_g;
 use tower::ServiceExt;
@@ -58,7 +59,10 @@ async fn promtool_reads_what_the_receiver_cut() {
         let body = snap::raw::Encoder::new()
             .compress_vec(&v1::WriteRequest { timeseries, ..Default::default() }.encode_to_vec())
             .unwrap();
-        let req = Request::post("/api/v1/receive").header("Content-Encoding", "snappy").body(Body::from(body)).unwrap();
+        let req = Request::post("/api/v1/receive")
+            .header(CONTENT_ENCODING_HEADER, SNAPPY_ENCODING)
+            .body(Body::from(body))
+            .unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
     for i in 0..SERIES {

@@ -269,11 +269,15 @@ pub fn http_post(addr: &str, path: &str, headers: &str, body: &[u8]) -> Result<(
 /// 2xx.
 pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::WriteRequest) {
     use prost::Message;
+    use strata_proto::protocol::{Version, CONTENT_ENCODING_HEADER, SNAPPY_ENCODING, VERSION_HEADER};
     let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
-    let headers = "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\n\
-                   X-Prometheus-Remote-Write-Version: 0.1.0\r\n";
+    let headers = format!(
+        "{CONTENT_ENCODING_HEADER}: {SNAPPY_ENCODING}\r\nContent-Type: {}\r\n{VERSION_HEADER}: {}\r\n",
+        Version::V1.content_type(),
+        Version::V1.header_value()
+    );
     let (status, text) =
-        http_post(addr, path, headers, &body).unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
+        http_post(addr, path, &headers, &body).unwrap_or_else(|e| panic!("remote write to {addr}{path}: {e}"));
     assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
 }
 
