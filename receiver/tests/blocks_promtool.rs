@@ -11,7 +11,7 @@ use prost::Message;
 use strata_proto::prometheus as v1;
 use strata_proto::protocol::{CONTENT_ENCODING_HEADER, SNAPPY_ENCODING};
 use strata_receiver::{Receiver, ReceiverConfig};
-use strata_tsdb::gofloat::format_g;
+use strata_tsdb::gotext::format_g;
 use tower::ServiceExt;
 
 const SERIES: usize = 60;

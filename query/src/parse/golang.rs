@@ -1,69 +1,9 @@
-//! Go's text conventions, which Prometheus's parse errors are written in: `strconv` quoting
-//! (`%q`, `%#U`, `%f`), reading PromQL strings, numbers (`strconv.ParseInt`/`ParseFloat`) and
-//! durations (`model.ParseDuration`).
+//! Go's text conventions that only PromQL needs, on top of [`strata_tsdb::gotext`] (quoting,
+//! durations, floats): `%#U`, reading PromQL strings and numbers (`strconv.ParseInt`/`ParseFloat`),
+//! durations in seconds.
 
-use std::fmt::Write as _;
-
-/// Go's `unicode.IsPrint`, closely: letters, marks, numbers, punctuation, symbols and the
-/// ASCII space. Unassigned code points count as printable here, which Go would escape.
-pub(crate) fn is_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    // Format characters, non-characters and private use areas.
-    !matches!(c as u32,
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
-        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFDD0..=0xFDEF | 0xFEFF
-        | 0xFFF9..=0xFFFB | 0xFFFE..=0xFFFF | 0x110BD | 0x110CD | 0x13430..=0x1343F
-        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F
-        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
-}
-
-fn push_escaped(out: &mut String, c: char, quote: char) {
-    if c == quote || c == '\\' {
-        out.push('\\');
-        out.push(c);
-        return;
-    }
-    if is_print(c) {
-        out.push(c);
-        return;
-    }
-    let _ = match c {
-        '\x07' => write!(out, "\\a"),
-        '\x08' => write!(out, "\\b"),
-        '\x0c' => write!(out, "\\f"),
-        '\n' => write!(out, "\\n"),
-        '\r' => write!(out, "\\r"),
-        '\t' => write!(out, "\\t"),
-        '\x0b' => write!(out, "\\v"),
-        c if (c as u32) < 0x20 || c == '\x7f' => write!(out, "\\x{:02x}", c as u32),
-        c if (c as u32) < 0x10000 => write!(out, "\\u{:04x}", c as u32),
-        c => write!(out, "\\U{:08x}", c as u32),
-    };
-}
-
-/// `%q` of a string.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_escaped(&mut out, c, '"');
-    }
-    out.push('"');
-    out
-}
-
-/// `%q` of a rune.
-pub(crate) fn quote_rune(c: char) -> String {
-    let mut out = String::from('\'');
-    push_escaped(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
+use strata_tsdb::gotext::{self, is_print};
+pub(crate) use strata_tsdb::gotext::{format_percent_f, quote, quote_bytes, quote_rune};
 
 /// `%#U`: `U+0063 'c'`, without the character when it does not print.
 pub(crate) fn unicode_name(c: char) -> String {
@@ -71,17 +11,6 @@ pub(crate) fn unicode_name(c: char) -> String {
         format!("U+{:04X} '{c}'", c as u32)
     } else {
         format!("U+{:04X}", c as u32)
-    }
-}
-
-/// `%f`.
-pub(crate) fn format_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v:.6}")
     }
 }
 
@@ -213,54 +142,10 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `model.ParseDuration` (Prometheus 3.x): terms like `1h30m`, largest unit first, each unit
-/// once; `0` alone is zero. Returns seconds.
+/// A PromQL duration in seconds: `model.ParseDuration`, then `time.Duration.Seconds`.
 pub(crate) fn parse_duration(s: &str) -> Result<f64, String> {
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000_000_000),
-        ("w", 7 * 24 * 3_600_000_000_000),
-        ("d", 24 * 3_600_000_000_000),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-    ];
-    match s {
-        "0" => return Ok(0.0),
-        "" => return Err("empty duration string".into()),
-        _ => {}
-    }
-    let invalid = || format!("not a valid duration string: {}", quote(s));
-    let mut rest = s;
-    let mut total: u64 = 0;
-    let mut last_unit = None;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| !b.is_ascii_digit()).count();
-        if unit_len == 0 {
-            return Err(invalid());
-        }
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("unknown unit {} in duration {}", quote(unit), quote(s)));
-        };
-        if last_unit.is_some_and(|last| index <= last) {
-            return Err(invalid());
-        }
-        last_unit = Some(index);
-        let mult = UNITS[index].1;
-        if value > (1u64 << 63) / mult {
-            return Err("duration out of range".into());
-        }
-        total += value * mult;
-        if total > i64::MAX as u64 {
-            return Err("duration out of range".into());
-        }
-    }
-    Ok((total / 1_000_000_000) as f64 + (total % 1_000_000_000) as f64 / 1e9)
+    let d = gotext::parse_duration(s).map_err(|e| e.to_string())?;
+    Ok(d.as_secs() as f64 + f64::from(d.subsec_nanos()) / 1e9)
 }
 
 #[cfg(test)]
@@ -274,8 +159,8 @@ mod tests {
         assert_eq!(quote_rune('"'), "'\"'");
         assert_eq!(unicode_name('c'), "U+0063 'c'");
         assert_eq!(unicode_name('\n'), "U+000A");
-        assert_eq!(format_f(9_223_372_036_854_775_808.0), "9223372036854775808.000000");
-        assert_eq!(format_f(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_percent_f(9_223_372_036_854_775_808.0), "9223372036854775808.000000");
+        assert_eq!(format_percent_f(f64::NEG_INFINITY), "-Inf");
     }
 
     #[test]
