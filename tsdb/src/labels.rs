@@ -11,6 +11,7 @@ use std::hash::Hasher;
 
 use twox_hash::XxHash64;
 
+use crate::encoding::{put_uvarint_str, uvarint};
 use crate::gotext::quote;
 
 /// The label that holds the metric name.
@@ -52,8 +53,8 @@ impl Labels {
             if value.is_empty() {
                 continue;
             }
-            put_str(&mut data, name);
-            put_str(&mut data, value);
+            put_uvarint_str(&mut data, name);
+            put_uvarint_str(&mut data, value);
         }
         Labels { data: data.into_boxed_slice() }
     }
@@ -235,34 +236,14 @@ fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     h.finish()
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    let mut n = s.len();
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// Reads one string that `put_str` wrote. The buffer was built from `&str`s by this module, so
-/// the length prefix and the UTF-8 are valid by construction.
+/// Reads one string that [`put_uvarint_str`] wrote. The buffer was built from `&str`s by this
+/// module, so the length prefix and the UTF-8 are valid by construction.
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut i = 0;
-    loop {
-        let b = rest[i];
-        i += 1;
-        len |= ((b & 0x7f) as usize) << shift;
-        if b < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    let (s, tail) = rest[i..].split_at(len);
+    // Cannot fail on a buffer this module built; should it, the rest reads as empty.
+    let (len, n) = uvarint(rest).unwrap_or((0, rest.len()));
+    let (s, tail) = rest[n..].split_at(len as usize);
     *rest = tail;
-    // SAFETY: the bytes were copied from a `&str` by `put_str` and the buffer is immutable.
+    // SAFETY: the bytes were copied from a `&str` by `put_uvarint_str` and the buffer is immutable.
     unsafe { std::str::from_utf8_unchecked(s) }
 }
 
