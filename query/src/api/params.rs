@@ -74,20 +74,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     }
 }
 
-/// Go's `strconv.ParseFloat` for what clients send: Rust's parser accepts the same decimal and
-/// `inf`/`nan` spellings; out-of-range values (which Rust turns into infinities) are refused
-/// as Go refuses them.
-fn parse_float(s: &str) -> Option<f64> {
-    let v: f64 = s.parse().ok()?;
-    let spelled_infinite = s.trim_start_matches(['+', '-']).to_ascii_lowercase().starts_with("inf");
-    (v.is_finite() || spelled_infinite).then_some(v)
-}
-
 /// A time as Prometheus parses it: unix seconds with up to millisecond precision (rounded), or
 /// RFC 3339 with optional fractional seconds (truncated to milliseconds). Milliseconds.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let invalid = || format!("cannot parse {} to a valid timestamp", quote(s));
-    if let Some(t) = parse_float(s) {
+    if let Ok(t) = gotext::parse_float(s) {
         if !t.is_finite() {
             return Err(invalid());
         }
@@ -114,7 +105,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 /// A duration as Prometheus parses it: float seconds or a Prometheus duration (`5m`, `1h30m`).
 /// Nanoseconds, like Go's `time.Duration`.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if let Some(secs) = parse_float(s) {
+    if let Ok(secs) = gotext::parse_float(s) {
         let ns = secs * 1e9;
         if ns.is_nan() || ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
             return Err(format!("cannot parse {} to a valid duration. It overflows int64", quote(s)));

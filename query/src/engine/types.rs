@@ -155,43 +155,9 @@ fn push_pair(out: &mut Vec<u8>, n: &str, v: &str) {
     out.push(0xff);
 }
 
-/// Parses a float as Go's `strconv.ParseFloat` does for the forms PromQL data uses
-/// (decimal, exponent, `Inf`/`+Inf`/`-Inf`/`NaN` in any case).
-pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
-    let t = s.trim_start_matches(['+', '-']);
-    let neg = s.starts_with('-');
-    let lower = t.to_ascii_lowercase();
-    let special = match lower.as_str() {
-        "inf" | "infinity" => Some(f64::INFINITY),
-        "nan" => Some(f64::NAN),
-        _ => None,
-    };
-    if let Some(v) = special {
-        if s.len() - t.len() > 1 {
-            return None;
-        }
-        return Some(if neg { -v } else { v });
-    }
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
-        return None;
-    }
-    s.parse::<f64>().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_float_parse() {
-        assert_eq!(parse_go_float("+Inf"), Some(f64::INFINITY));
-        assert_eq!(parse_go_float("-inf"), Some(f64::NEG_INFINITY));
-        assert_eq!(parse_go_float("0.5"), Some(0.5));
-        assert_eq!(parse_go_float("1e3"), Some(1000.0));
-        assert_eq!(parse_go_float("Hello World"), None);
-        assert_eq!(parse_go_float(""), None);
-        assert!(parse_go_float("NaN").is_some_and(f64::is_nan));
-    }
 
     #[test]
     fn label_helpers() {

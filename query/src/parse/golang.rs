@@ -1,6 +1,6 @@
 //! Go's text conventions that only PromQL needs, on top of [`strata_tsdb::gotext`] (quoting,
-//! durations, floats): `%#U`, reading PromQL strings and numbers (`strconv.ParseInt`/`ParseFloat`),
-//! durations in seconds.
+//! durations, numbers, floats): `%#U`, reading PromQL strings, number tokens and durations in
+//! seconds.
 
 use strata_tsdb::gotext::{self, is_print};
 pub(crate) use strata_tsdb::gotext::{format_percent_f, quote, quote_bytes, quote_rune};
@@ -66,80 +66,13 @@ pub(crate) fn unquote(token: &str) -> Vec<u8> {
     out
 }
 
-/// Go's `underscoreOK`: `_` only between digits, or between a base prefix and a digit.
-fn underscores_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut saw = b'^';
-    let mut hex = false;
-    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
-        i = 2;
-        saw = b'0';
-        hex = b[1].eq_ignore_ascii_case(&b'x');
-    }
-    for &c in &b[i..] {
-        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
-            saw = b'0';
-        } else if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-        } else if saw == b'_' {
-            return false;
-        } else {
-            saw = b'!';
-        }
-    }
-    saw != b'_'
-}
-
-/// `strconv.ParseInt(s, 0, 64)` for unsigned number tokens.
-fn parse_int(s: &str) -> Option<i64> {
-    let lower = s.to_ascii_lowercase();
-    let (digits, radix) = if let Some(hex) = lower.strip_prefix("0x").filter(|_| s.len() >= 3) {
-        (hex, 16)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (&lower[1..], 8)
-    } else {
-        (lower.as_str(), 10)
-    };
-    if digits.contains('_') && !underscores_ok(s) {
-        return None;
-    }
-    let digits: String = digits.chars().filter(|&c| c != '_').collect();
-    if digits.is_empty() && radix != 8 {
-        return None;
-    }
-    if digits.is_empty() {
-        return Some(0);
-    }
-    i64::from_str_radix(&digits, radix).ok()
-}
-
-/// How Prometheus reads a number token: as an integer (decimal, octal with a leading 0, or
-/// hex), else as a float. The error is `strconv.ParseFloat`'s.
+/// How Prometheus reads a number token: `strconv.ParseInt(s, 0, 64)` (decimal, octal with a
+/// leading 0, hex), else `strconv.ParseFloat`, whose error is reported.
 pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
-    if let Some(v) = parse_int(s) {
+    if let Ok(v) = gotext::parse_int(s) {
         return Ok(v as f64);
     }
-    let fail = |why: &str| format!("strconv.ParseFloat: parsing {}: {why}", quote(s));
-    let lower = s.to_ascii_lowercase();
-    match lower.as_str() {
-        "inf" | "infinity" => return Ok(f64::INFINITY),
-        "nan" => return Ok(f64::NAN),
-        _ => {}
-    }
-    // Hex floats need a `p` exponent, which the lexer never lets through.
-    if lower.starts_with("0x") || (s.contains('_') && !underscores_ok(s)) {
-        return Err(fail("invalid syntax"));
-    }
-    let plain: String = s.chars().filter(|&c| c != '_').collect();
-    match plain.parse::<f64>() {
-        Ok(v) if v.is_infinite() => Err(fail("value out of range")),
-        Ok(v) => Ok(v),
-        Err(_) => Err(fail("invalid syntax")),
-    }
+    gotext::parse_float(s).map_err(|e| e.to_string())
 }
 
 /// A PromQL duration in seconds: `model.ParseDuration`, then `time.Duration.Seconds`.

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use promql_parser::parser::{Call, Expr};
-use strata_tsdb::gotext::format_g;
+use strata_tsdb::gotext::{format_g, parse_float};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
 use super::{scalar_arg, string_arg, vector_arg};
 use crate::engine::aggregate::quantile_warning;
 use crate::engine::eval::Evaluator;
-use crate::engine::types::{parse_go_float, set_label, Grid, Point, StepSeries, Val};
+use crate::engine::types::{set_label, Grid, Point, StepSeries, Val};
 use crate::engine::QueryError;
 
 const BUCKET_LABEL: &str = "le";
@@ -38,7 +38,7 @@ impl Histograms {
         for s in input {
             let le = s.labels.get(BUCKET_LABEL).unwrap_or("");
             let name = s.labels.get(METRIC_NAME).unwrap_or("");
-            let Some(upper) = parse_go_float(le) else {
+            let Ok(upper) = parse_float(le) else {
                 ev.warn(
                     &format!(
                         "bucket label \"le\" is missing or has a malformed value of \"{le}\" for metric name \"{name}\""
