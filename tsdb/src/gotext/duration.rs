@@ -101,10 +101,12 @@ pub fn format_duration(nanos: i128) -> String {
         return "0s".into();
     }
     if u < 1_000_000_000 {
-        let (digits, unit) = match u {
-            ..1_000 => (0, "ns"),
-            ..1_000_000 => (3, "µs"),
-            _ => (6, "ms"),
+        let (digits, unit) = if u < 1_000 {
+            (0, "ns")
+        } else if u < 1_000_000 {
+            (3, "µs")
+        } else {
+            (6, "ms")
         };
         let fraction = split_fraction(&mut u, digits);
         let _ = write!(out, "{u}{fraction}{unit}");
