@@ -465,6 +465,9 @@ struct RequestTemplate {
     user_agent: HeaderValue,
     tenant: Option<HeaderValue>,
     timeout: Duration,
+    /// A 2.0 receiver reports on every answer how many samples it wrote; a 2xx without that
+    /// header comes from a 1.x receiver that decoded the body as an empty 1.0 request, which
+    /// the 2.0 spec says senders should treat as 415.
     require_written_header: bool,
 }
 

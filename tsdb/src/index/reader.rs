@@ -443,7 +443,7 @@ fn read_entry(b: &[u8], pos: usize) -> DecodeResult<(&[u8], usize, usize)> {
 
 /// Reads a `BE32 len | len bytes | BE32 CRC32C` section at `pos` and returns the `len` bytes,
 /// CRC-checked. This is how the symbol table, postings lists and offset tables are framed.
-pub(crate) fn crc_section(buf: &[u8], pos: usize) -> DecodeResult<&[u8]> {
+fn crc_section(buf: &[u8], pos: usize) -> DecodeResult<&[u8]> {
     let mut d = Decbuf::at(buf, pos)?;
     let len = d.be32()? as usize;
     let body = d.bytes(len).map_err(|_| "section length runs past the end of the file")?;

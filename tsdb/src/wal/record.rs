@@ -107,7 +107,7 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
             let base_ref = d.be64()?;
             let base_t = d.be64()? as i64;
             // Each sample takes at least 10 bytes; reserving from that bound cannot overshoot.
-            let mut out = Vec::with_capacity(d.d.remaining() / 10);
+            let mut out = Vec::with_capacity(d.remaining() / 10);
             while !d.at_end() {
                 let dref = d.varint()?;
                 let dt = d.varint()?;
@@ -167,15 +167,19 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn err(&self, msg: &str) -> Error {
-        Error::CorruptRecord(format!("{} record: {msg} ({} bytes left)", self.what, self.d.remaining()))
+        Error::CorruptRecord(format!("{} record: {msg} ({} bytes left)", self.what, self.remaining()))
     }
 
     fn check<T>(&self, read: DecodeResult<T>) -> Result<T, Error> {
         read.map_err(|msg| self.err(msg))
     }
 
+    fn remaining(&self) -> usize {
+        self.d.remaining()
+    }
+
     fn at_end(&self) -> bool {
-        self.d.remaining() == 0
+        self.remaining() == 0
     }
 
     fn byte(&mut self) -> Result<u8, Error> {
@@ -209,7 +213,7 @@ impl<'a> Decoder<'a> {
     fn labels(&mut self) -> Result<Labels, Error> {
         let n = self.uvarint()?;
         // Each pair takes at least two bytes, which bounds a lying count before allocating.
-        if n > (self.d.remaining() / 2) as u64 {
+        if n > (self.remaining() / 2) as u64 {
             return Err(self.err("label count exceeds record size"));
         }
         let mut pairs = Vec::with_capacity(n as usize);
