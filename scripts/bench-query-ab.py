@@ -31,7 +31,7 @@ def main():
     p.add_argument("--step", default="15")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--per-round", type=int, default=25)
-    p.add_argument("--query", default="rate(http_requests_total[5m])")
+    p.add_argument("--query", default="rate(bench_http_requests_total[5m])")
     args = p.parse_args()
 
     servers = [tuple(s.split(":")) for s in (args.a, args.b)]

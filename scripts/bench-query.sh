@@ -34,13 +34,14 @@ done
 command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# bench-write's series: per scrape target 10 counters (5 of them http_requests_total), 10
-# gauges and 5 classic histograms; every series has job="kubernetes-pods".
+# bench-write's series: per scrape target 10 counters (5 of them bench_http_requests_total), 10
+# gauges and 5 classic histograms; every metric name starts with bench_ and every series has
+# job="kubernetes-pods".
 queries=(
-    'rate(http_requests_total[5m])'
-    'sum by (job) (rate(http_requests_total[5m]))'
-    'histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))'
-    'topk(10, http_requests_total)'
+    'rate(bench_http_requests_total[5m])'
+    'sum by (job) (rate(bench_http_requests_total[5m]))'
+    'histogram_quantile(0.9, sum by (le) (rate(bench_http_request_duration_seconds_bucket[5m])))'
+    'topk(10, bench_http_requests_total)'
 )
 
 # Waits (up to two minutes) until the server spends under 5% of a core for a whole second, so

@@ -246,8 +246,10 @@ fn parse_label_flag(s: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), out))
 }
 
-fn parse_duration_flag(s: &str) -> Result<i64, String> {
-    strata_tsdb::duration::parse_duration(s)
+/// A Prometheus duration flag (`15d`, `1h30m`), in milliseconds.
+fn parse_duration_flag(s: &str) -> Result<i64, strata_tsdb::gotext::DurationError> {
+    // At most 2^63 - 1 ns, so the milliseconds fit.
+    strata_tsdb::gotext::parse_duration(s).map(|d| d.as_millis() as i64)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use strata_receiver::loadgen::{self, Protocol};
+use strata_loadgen::{self as loadgen, Version};
+use strata_tsdb::gotext::parse_duration;
 
 #[derive(Args)]
 pub struct ToolsArgs {
@@ -43,7 +44,7 @@ struct BenchWriteArgs {
     concurrency: usize,
     /// Remote-write protocol: v1 (prometheus.WriteRequest) or v2 (io.prometheus.write.v2.Request).
     #[arg(long, default_value = "v1")]
-    protocol: Protocol,
+    protocol: Version,
     /// Tenant sent in the THANOS-TENANT header.
     #[arg(long)]
     tenant: Option<String>,
@@ -246,32 +247,26 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Parses durations written the Prometheus way: a number followed by ms, s, m or h.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("invalid duration {s:?}: use a number with ms, s, m or h")),
-    };
-    n.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("duration {s:?} is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_like_prometheus_flags() {
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("15").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("1.5s").is_err());
+    fn bench_write_takes_prometheus_durations() {
+        use clap::FromArgMatches;
+        let parse = |interval: &str| {
+            BenchWriteArgs::augment_args(clap::Command::new("bench-write"))
+                .try_get_matches_from(["bench-write", "--url", "http://x", "--scrape-interval", interval])
+                .and_then(|m| BenchWriteArgs::from_arg_matches(&m))
+                .map(|a| a.scrape_interval)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["15", "s", "1.5s", "30s1m"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

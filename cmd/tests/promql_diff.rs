@@ -433,18 +433,8 @@ fn expand(query: &str, t0: i64) -> String {
 
 /// `1h2m3s`-style durations in milliseconds.
 fn duration_ms(s: &str) -> i64 {
-    let mut total = 0;
-    let mut n = 0;
-    for c in s.chars() {
-        match c {
-            '0'..='9' => n = n * 10 + i64::from(c as u8 - b'0'),
-            'h' => (total, n) = (total + n * 60 * MINUTE, 0),
-            'm' => (total, n) = (total + n * MINUTE, 0),
-            's' => (total, n) = (total + n * SECOND, 0),
-            _ => panic!("bad duration {s:?}"),
-        }
-    }
-    total
+    let d = strata_tsdb::gotext::parse_duration(s).unwrap_or_else(|e| panic!("bad duration {s:?}: {e}"));
+    d.as_millis() as i64
 }
 
 /// One question asked of both servers.

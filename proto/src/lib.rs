@@ -1,6 +1,8 @@
 //! Wire formats spoken by Strata: the remote write 1.0/2.0 and remote read protobuf messages as
-//! prost-generated types, and a zero-copy decoder for the remote-write hot path.
+//! prost-generated types, a zero-copy decoder for the remote-write hot path, and the protocol's
+//! header names, content types and versions.
 
+pub mod protocol;
 pub mod remote_write;
 
 /// Remote write 1.0 and remote read messages (protobuf package `prometheus`).

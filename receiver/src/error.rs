@@ -11,8 +11,8 @@ pub enum ReceiveError {
     BadTenant(String),
     #[error("unsupported Content-Encoding {0:?}: remote write bodies must be snappy block-compressed")]
     UnsupportedEncoding(String),
-    #[error("unsupported Content-Type {0:?}: expected application/x-protobuf with proto=prometheus.WriteRequest or proto=io.prometheus.write.v2.Request")]
-    UnsupportedMediaType(String),
+    #[error(transparent)]
+    UnsupportedMediaType(#[from] strata_proto::protocol::UnsupportedContentType),
     #[error("request body of {size} bytes is over the limit of {limit} bytes")]
     BodyTooLarge { size: u64, limit: u64 },
     #[error("failed to read request body: {0}")]

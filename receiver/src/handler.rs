@@ -6,47 +6,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use strata_proto::protocol::{
+    Version, CONTENT_ENCODING_HEADER, EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
+    SNAPPY_ENCODING,
+};
 use strata_proto::remote_write::WriteBatch;
 
 use crate::error::ReceiveError;
 use crate::Receiver;
-
-/// Response headers a remote write 2.0 receiver must set.
-pub const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
-pub const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
-pub const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
-
-/// The protobuf message a request carries, chosen by its Content-Type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    V1,
-    V2,
-}
-
-/// Picks the message from Content-Type as the 2.0 spec says: `application/x-protobuf` with an
-/// optional `proto=` parameter; no Content-Type at all means 1.0 (older senders omit it).
-pub fn negotiate(content_type: Option<&str>) -> Result<Protocol, ReceiveError> {
-    let Some(ct) = content_type.map(str::trim).filter(|c| !c.is_empty()) else {
-        return Ok(Protocol::V1);
-    };
-    let mut parts = ct.split(';');
-    let media = parts.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/x-protobuf") {
-        return Err(ReceiveError::UnsupportedMediaType(ct.to_owned()));
-    }
-    let mut proto = Protocol::V1;
-    for param in parts {
-        let Some((k, v)) = param.split_once('=') else { continue };
-        if k.trim().eq_ignore_ascii_case("proto") {
-            proto = match v.trim().trim_matches('"') {
-                "prometheus.WriteRequest" => Protocol::V1,
-                "io.prometheus.write.v2.Request" => Protocol::V2,
-                _ => return Err(ReceiveError::UnsupportedMediaType(ct.to_owned())),
-            };
-        }
-    }
-    Ok(proto)
-}
 
 /// Totals of what a request wrote, for the 2.0 response headers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -58,7 +25,7 @@ struct Written {
 
 pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let proto = negotiate(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
+    let proto = negotiate(&parts.headers);
     let result = match proto {
         Ok(proto) => handle(&rx, &parts.headers, body, proto).await.map(|w| (proto, w)),
         Err(e) => Err((e, Written::default())),
@@ -66,7 +33,7 @@ pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response 
     let (status, response) = match result {
         Ok((proto, written)) => {
             // Thanos answers 200; the 2.0 spec asks for 204.
-            let status = if proto == Protocol::V2 { StatusCode::NO_CONTENT } else { StatusCode::OK };
+            let status = if proto == Version::V2 { StatusCode::NO_CONTENT } else { StatusCode::OK };
             (status, with_written((status, "").into_response(), proto, written))
         }
         Err((e, written)) => {
@@ -76,7 +43,7 @@ pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response 
             } else {
                 tracing::debug!(error = %e, %status, "remote write refused");
             }
-            let proto = proto_or_v1(&parts.headers);
+            let proto = negotiate(&parts.headers).unwrap_or(Version::V1);
             (status, with_written((status, format!("{e}\n")).into_response(), proto, written))
         }
     };
@@ -84,16 +51,19 @@ pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response 
     response
 }
 
-fn proto_or_v1(headers: &HeaderMap) -> Protocol {
-    negotiate(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).unwrap_or(Protocol::V1)
+/// The version the request's Content-Type asks for.
+fn negotiate(headers: &HeaderMap) -> Result<Version, ReceiveError> {
+    Ok(Version::from_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?)
 }
 
-fn with_written(mut resp: Response, proto: Protocol, w: Written) -> Response {
-    if proto == Protocol::V2 {
+fn with_written(mut resp: Response, proto: Version, w: Written) -> Response {
+    if proto == Version::V2 {
         let h = resp.headers_mut();
-        for (name, v) in
-            [(SAMPLES_WRITTEN, w.samples), (HISTOGRAMS_WRITTEN, w.histograms), (EXEMPLARS_WRITTEN, w.exemplars)]
-        {
+        for (name, v) in [
+            (SAMPLES_WRITTEN_HEADER, w.samples),
+            (HISTOGRAMS_WRITTEN_HEADER, w.histograms),
+            (EXEMPLARS_WRITTEN_HEADER, w.exemplars),
+        ] {
             h.insert(name, HeaderValue::from(v));
         }
     }
@@ -104,7 +74,7 @@ async fn handle(
     rx: &Receiver,
     headers: &HeaderMap,
     body: Body,
-    proto: Protocol,
+    proto: Version,
 ) -> Result<Written, (ReceiveError, Written)> {
     let none = |e: ReceiveError| (e, Written::default());
     if !rx.is_ready() {
@@ -119,9 +89,9 @@ async fn handle(
     if !crate::tenants::is_valid_tenant(tenant) {
         return Err(none(ReceiveError::BadTenant(tenant.to_owned())));
     }
-    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {
+    match headers.get(CONTENT_ENCODING_HEADER).map(|v| v.to_str().unwrap_or("?")) {
         None | Some("") => {}
-        Some(enc) if enc.eq_ignore_ascii_case("snappy") => {}
+        Some(enc) if enc.eq_ignore_ascii_case(SNAPPY_ENCODING) => {}
         Some(enc) => return Err(none(ReceiveError::UnsupportedEncoding(enc.to_owned()))),
     }
     let limits = &rx.config.limits;
@@ -134,8 +104,8 @@ async fn handle(
     check_size(raw_len as u64, limits.max_decompressed_bytes).map_err(none)?;
     let raw = snap::raw::Decoder::new().decompress_vec(&compressed).map_err(|e| none(e.into()))?;
     let batch = match proto {
-        Protocol::V1 => WriteBatch::decode_v1(&raw),
-        Protocol::V2 => WriteBatch::decode_v2(&raw),
+        Version::V1 => WriteBatch::decode_v1(&raw),
+        Version::V2 => WriteBatch::decode_v2(&raw),
     }
     .map_err(|e| none(e.into()))?;
     check_limit("series", batch.series.len() as u64, limits.max_series).map_err(none)?;
@@ -225,26 +195,5 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<bytes:
                 Err(ReceiveError::Body(e.to_string()))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_type_negotiation() {
-        assert_eq!(negotiate(None).unwrap(), Protocol::V1);
-        assert_eq!(negotiate(Some("application/x-protobuf")).unwrap(), Protocol::V1);
-        assert_eq!(negotiate(Some("application/x-protobuf;proto=prometheus.WriteRequest")).unwrap(), Protocol::V1);
-        assert_eq!(
-            negotiate(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request")).unwrap(),
-            Protocol::V2
-        );
-        assert!(matches!(
-            negotiate(Some("application/x-protobuf;proto=foo.Bar")),
-            Err(ReceiveError::UnsupportedMediaType(_))
-        ));
-        assert!(matches!(negotiate(Some("application/json")), Err(ReceiveError::UnsupportedMediaType(_))));
     }
 }

@@ -4,7 +4,6 @@
 pub mod error;
 pub mod handler;
 pub mod http;
-pub mod loadgen;
 pub mod metadata;
 pub mod metrics;
 pub mod tenants;

@@ -9,10 +9,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use strata_proto::prometheus as v1;
+use strata_proto::protocol::{CONTENT_ENCODING_HEADER, SNAPPY_ENCODING};
 use strata_receiver::{Receiver, ReceiverConfig};
 use strata_testkit::promtool::promtool;
 use strata_testkit::wait_for_async;
-use strata_tsdb::gofloat::format_g;
+use strata_tsdb::gotext::format_g;
 use tower::ServiceExt;
 
 use common::v1_body;
@@ -52,7 +53,7 @@ async fn promtool_reads_what_the_receiver_cut() {
             })
             .collect();
         let req = Request::post("/api/v1/receive")
-            .header("Content-Encoding", "snappy")
+            .header(CONTENT_ENCODING_HEADER, SNAPPY_ENCODING)
             .body(Body::from(v1_body(timeseries)))
             .unwrap();
         assert_eq!(router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);

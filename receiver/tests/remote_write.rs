@@ -9,6 +9,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use prost::Message;
+use strata_proto::protocol::{
+    Version, CONTENT_ENCODING_HEADER, EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
+    SNAPPY_ENCODING, V1_CONTENT_TYPE, V2_CONTENT_TYPE, VERSION_HEADER,
+};
 use strata_proto::{prometheus as v1, write_v2 as v2};
 use strata_receiver::{Receiver, ReceiverConfig, RequestLimits};
 use strata_tsdb::db;
@@ -51,9 +55,9 @@ struct Reply {
 async fn post(f: &Fixture, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
     let mut req = Request::post("/api/v1/receive");
     let defaults = [
-        ("Content-Encoding", "snappy"),
-        ("Content-Type", "application/x-protobuf"),
-        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        (CONTENT_ENCODING_HEADER, SNAPPY_ENCODING),
+        ("Content-Type", V1_CONTENT_TYPE),
+        (VERSION_HEADER, Version::V1.header_value()),
     ];
     for (k, v) in
         defaults.iter().filter(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k))).chain(headers)
@@ -94,10 +98,7 @@ async fn valid_v1_write_is_durable_before_the_reply() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(
-        r.headers.get("X-Prometheus-Remote-Write-Samples-Written").is_none(),
-        "1.0 replies carry no written headers"
-    );
+    assert!(r.headers.get(SAMPLES_WRITTEN_HEADER).is_none(), "1.0 replies carry no written headers");
     // The WAL on disk already has every sample: the reply is only sent after the WAL write.
     assert_eq!(
         dump(&f, "default-tenant"),
@@ -125,14 +126,14 @@ async fn valid_v2_write_reports_written_counts() {
             ..Default::default()
         }],
     };
-    let ct = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    let ct = V2_CONTENT_TYPE;
     let r =
-        post(&f, snappy(&req.encode_to_vec()), &[("Content-Type", ct), ("X-Prometheus-Remote-Write-Version", "2.0.0")])
+        post(&f, snappy(&req.encode_to_vec()), &[("Content-Type", ct), (VERSION_HEADER, Version::V2.header_value())])
             .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
-    assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "2");
-    assert_eq!(r.headers["X-Prometheus-Remote-Write-Histograms-Written"], "0");
-    assert_eq!(r.headers["X-Prometheus-Remote-Write-Exemplars-Written"], "0");
+    assert_eq!(r.headers[SAMPLES_WRITTEN_HEADER], "2");
+    assert_eq!(r.headers[HISTOGRAMS_WRITTEN_HEADER], "0");
+    assert_eq!(r.headers[EXEMPLARS_WRITTEN_HEADER], "0");
     assert_eq!(dump(&f, "default-tenant").len(), 2);
 
     // A symbol reference past the table is undecodable: 400, and the written headers say 0.
@@ -140,7 +141,7 @@ async fn valid_v2_write_reports_written_counts() {
     bad.timeseries[0].labels_refs = vec![1, 2, 3, 99];
     let r = post(&f, snappy(&bad.encode_to_vec()), &[("Content-Type", ct)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert_eq!(r.headers["X-Prometheus-Remote-Write-Samples-Written"], "0");
+    assert_eq!(r.headers[SAMPLES_WRITTEN_HEADER], "0");
     assert_eq!(dump(&f, "default-tenant").len(), 2);
 }
 
@@ -285,7 +286,7 @@ async fn unsupported_messages_and_encodings_are_415() {
     )
     .await;
     assert_refused(&f, body.clone(), &[("Content-Type", "application/json")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    assert_refused(&f, body, &[("Content-Encoding", "gzip")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_refused(&f, body, &[(CONTENT_ENCODING_HEADER, "gzip")], StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert_eq!(f.rx.tenants.get("default-tenant").unwrap().head().num_series(), 0);
 }
 

@@ -163,15 +163,15 @@ pub struct TraceConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub idle_conn_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub response_header_timeout: Option<Duration>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub tls_handshake_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub expect_continue_timeout: Option<Duration>,
     #[serde(default)]
     pub max_idle_conns: usize,
@@ -271,11 +271,11 @@ pub struct AzureReaderConfig {
 pub struct AzurePipelineConfig {
     #[serde(default)]
     pub max_tries: usize,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub try_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub retry_delay: Option<Duration>,
-    #[serde(default, deserialize_with = "go_duration")]
+    #[serde(default, deserialize_with = "model_duration")]
     pub max_retry_delay: Option<Duration>,
 }
 
@@ -377,55 +377,25 @@ fn yaml_error(source: &str, ctx: &str, e: &serde_norway::Error) -> Error {
     Error::config(source, text)
 }
 
-/// Parses a Go `time.Duration` string ("1m30s", "2m", "0s", "1.5h", "100ms").
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_end] {
-            "ns" => 1e0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += value * nanos_per_unit;
-    }
-    Some(Duration::from_nanos(total as u64))
-}
-
-fn go_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+/// A Thanos `model.Duration` field: Prometheus's duration syntax ("1m30s", "2m", "500ms", "1d").
+/// An empty string counts as absent.
+fn model_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
     // A visitor (rather than parsing a deserialized String) makes the parser attach the
     // value's own line and field path to the error.
-    struct GoDuration;
-    impl serde::de::Visitor<'_> for GoDuration {
+    struct ModelDuration;
+    impl serde::de::Visitor<'_> for ModelDuration {
         type Value = Option<Duration>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a duration such as \"1m30s\", \"2m\" or \"500ms\"")
         }
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
             if s.is_empty() {
                 return Ok(None);
             }
-            parse_go_duration(s).map(Some).ok_or_else(|| {
-                E::custom(format!("invalid duration {s:?} (expected e.g. \"1m30s\", \"2m\", \"500ms\")"))
-            })
+            strata_tsdb::gotext::parse_duration(s).map(Some).map_err(E::custom)
         }
     }
-    d.deserialize_str(GoDuration)
+    d.deserialize_str(ModelDuration)
 }
 
 impl BucketConfig {
@@ -752,16 +722,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_go_duration("0s"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_go_duration("1h0m0s"), Some(Duration::from_secs(3600)));
-        for bad in ["", "5", "1x", "m", "1m30", "--1s"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad}");
+    fn durations_are_prometheus_durations() {
+        let timeout = |value: &str| {
+            let yaml = format!("type: S3\nconfig:\n  bucket: b\n  http_config:\n    idle_conn_timeout: {value}\n");
+            parse_objstore_config(&yaml, "inline").map(|cfg| match cfg.provider {
+                Provider::S3(s3) => s3.http_config.idle_conn_timeout,
+                _ => None,
+            })
+        };
+        for (value, want) in [
+            ("1m30s", Duration::from_secs(90)),
+            ("2m", Duration::from_secs(120)),
+            ("0s", Duration::ZERO),
+            ("0", Duration::ZERO),
+            ("100ms", Duration::from_millis(100)),
+            ("1h0m0s", Duration::from_secs(3600)),
+            ("1d", Duration::from_secs(86_400)),
+        ] {
+            assert_eq!(timeout(value).ok(), Some(Some(want)), "{value}");
+        }
+        assert_eq!(timeout("\"\"").ok(), Some(None));
+        // Thanos reads these fields as model.Duration, which has no fractions or sub-ms units.
+        for bad in ["5", "1x", "m", "1m30", "--1s", "1.5h", "10us", "1s1m"] {
+            let err = timeout(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("duration"), "{bad}: {err}");
         }
     }
 

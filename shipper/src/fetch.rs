@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::StreamExt;
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
+use strata_tsdb::fileutil::{sync_dir, write_atomic};
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
@@ -241,10 +242,13 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result
     for rel in files.keys() {
         total += bucket.download_file(&format!("{id}/{rel}"), &tmp_dir.join(rel)).await?;
     }
-    let meta_path = tmp_dir.join(META_FILENAME);
-    std::fs::write(&meta_path, &meta_text).map_err(|e| Error::io("write", &meta_path, e))?;
+    // Every file is fsynced; the directories' entries are made durable before the rename
+    // publishes the block (meta.json's atomic write syncs `tmp_dir`).
+    sync_dir(&chunks_dir)?;
+    write_atomic(&tmp_dir.join(META_FILENAME), &meta_text)?;
     remove_dir_if_exists(&final_dir)?;
     std::fs::rename(&tmp_dir, &final_dir).map_err(|e| Error::io("rename", &tmp_dir, e))?;
+    sync_dir(dst_dir)?;
     info!(block = %id, files = files.len() + 1, bytes = total + meta_text.len() as u64, dir = %final_dir.display(), "downloaded block");
     Ok(final_dir)
 }

@@ -340,7 +340,8 @@ fn read_state(path: &Path) -> Vec<Ulid> {
     ids
 }
 
-/// Writes the state file as Thanos does: tab-indented JSON through `.tmp` and a rename.
+/// Writes the state file as Thanos does: tab-indented JSON, replaced atomically (through
+/// `.tmp`).
 fn write_state(path: &Path, uploaded: &[Ulid]) -> Result<()> {
     let state = State { version: STATE_VERSION, uploaded: uploaded.iter().map(Ulid::to_string).collect() };
     let mut text = Vec::new();
@@ -348,16 +349,7 @@ fn write_state(path: &Path, uploaded: &[Ulid]) -> Result<()> {
         serde_json::Serializer::with_formatter(&mut text, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
     // A struct of a number and strings always serialises.
     let _ = state.serialize(&mut ser);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&text).map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+    Ok(strata_tsdb::fileutil::write_atomic(path, &text)?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat};
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
+use strata_tsdb::gotext::{format_duration, quote};
 use ulid::Ulid;
 
 use crate::bucket::Bucket;
@@ -55,7 +56,7 @@ pub async fn bucket_ls(bucket: &Bucket, out: &mut dyn Write) -> Result<()> {
 fn ls_row(m: &BlockMeta) -> [String; 11] {
     let (labels, resolution, source) = match &m.thanos {
         Some(t) => (
-            t.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(","),
+            t.labels.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect::<Vec<_>>().join(","),
             t.downsample.resolution,
             t.source.clone(),
         ),
@@ -65,9 +66,9 @@ fn ls_row(m: &BlockMeta) -> [String; 11] {
         m.ulid.to_string(),
         rfc3339_ms(m.min_time),
         rfc3339_ms(m.max_time),
-        go_duration_ms(m.max_time.saturating_sub(m.min_time)),
+        format_duration((i128::from(m.max_time) - i128::from(m.min_time)) * 1_000_000),
         m.compaction.level.to_string(),
-        go_duration_ms(resolution),
+        format_duration(i128::from(resolution) * 1_000_000),
         m.stats.num_series.to_string(),
         m.stats.num_samples.to_string(),
         m.stats.num_chunks.to_string(),
@@ -81,26 +82,6 @@ pub fn rfc3339_ms(ms: i64) -> String {
     match DateTime::from_timestamp_millis(ms) {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         None => ms.to_string(),
-    }
-}
-
-/// A millisecond span the way Go prints a `time.Duration` ("2h0m0s", "5m0s", "1.5s", "0s").
-pub fn go_duration_ms(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let sign = if ms < 0 { "-" } else { "" };
-    let ms = ms.unsigned_abs();
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let secs = if frac == 0 { format!("{s}s") } else { format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')) };
-    if h > 0 {
-        format!("{sign}{h}h{m}m{secs}")
-    } else if m > 0 {
-        format!("{sign}{m}m{secs}")
-    } else if s > 0 || ms >= 1000 {
-        format!("{sign}{secs}")
-    } else {
-        format!("{sign}{ms}ms")
     }
 }
 
@@ -155,16 +136,6 @@ pub async fn bucket_inspect(bucket: &Bucket, id: Ulid, out: &mut dyn Write) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_style_durations() {
-        assert_eq!(go_duration_ms(7_200_000), "2h0m0s");
-        assert_eq!(go_duration_ms(300_000), "5m0s");
-        assert_eq!(go_duration_ms(90_500), "1m30.5s");
-        assert_eq!(go_duration_ms(1_500), "1.5s");
-        assert_eq!(go_duration_ms(15), "15ms");
-        assert_eq!(go_duration_ms(0), "0s");
-    }
 
     #[test]
     fn rfc3339_times() {

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata_tsdb::gofloat::write_f;
+use strata_tsdb::gotext::write_f;
 
 const VALUES: usize = 4096;
 

@@ -15,7 +15,7 @@ use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
-use crate::gofloat::format_g;
+use crate::gotext::format_g;
 use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;

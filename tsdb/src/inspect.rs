@@ -14,6 +14,7 @@ pub use ulid::Ulid;
 
 use crate::block::meta::META_FILENAME;
 use crate::block::{open_blocks, Block, CHUNKS_DIR, TOMBSTONES_FILENAME};
+use crate::gotext::format_duration;
 use crate::index::INDEX_FILENAME;
 use crate::postings::PostingsSource;
 use crate::{Error, Result};
@@ -45,7 +46,7 @@ pub fn list(dir: &Path, human_readable: bool, out: &mut dyn Write) -> Result<()>
             m.ulid.to_string(),
             min_time,
             max_time,
-            go_duration(i128::from(m.max_time) - i128::from(m.min_time)),
+            format_duration((i128::from(m.max_time) - i128::from(m.min_time)) * 1_000_000),
             m.stats.num_samples.to_string(),
             m.stats.num_chunks.to_string(),
             m.stats.num_series.to_string(),
@@ -150,7 +151,11 @@ impl BlockStats {
     fn print(&self, b: &Block, limit: usize, out: &mut dyn Write) -> std::io::Result<()> {
         let meta = b.meta();
         writeln!(out, "Block ID: {}", meta.ulid)?;
-        writeln!(out, "Duration: {}", go_duration(i128::from(meta.max_time) - i128::from(meta.min_time)))?;
+        writeln!(
+            out,
+            "Duration: {}",
+            format_duration((i128::from(meta.max_time) - i128::from(meta.min_time)) * 1_000_000)
+        )?;
         writeln!(out, "Series: {}", meta.stats.num_series)?;
         writeln!(out, "Label names: {}", self.label_names.len())?;
         writeln!(out, "Postings (unique label pairs): {}", self.pairs.len())?;
@@ -261,36 +266,6 @@ fn write_table<const N: usize>(rows: &[[String; N]], out: &mut dyn Write) -> std
     Ok(())
 }
 
-/// A millisecond duration as Go's `time.Duration.String` prints it: `0s`, `250ms`, `1m1s`,
-/// `2h0m0.001s`. (Go's nanosecond int64 would overflow past 292 years; this does not.)
-fn go_duration(ms: i128) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
-    let ms = ms.unsigned_abs();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{sign}{ms}ms");
-    }
-    let (secs, frac) = (ms / 1000, ms % 1000);
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = sign.to_string();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&s.to_string());
-    if frac > 0 {
-        let digits = format!("{frac:03}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-    out.push('s');
-    out
-}
-
 /// A millisecond timestamp as promtool's `-r` prints it: Go's `time.Time.String` of the whole
 /// seconds (truncated toward zero) in UTC, e.g. `2023-11-14 22:13:20 +0000 UTC`.
 fn go_utc_time(ms: i64) -> String {
@@ -347,26 +322,6 @@ mod tests {
     use crate::block::{BlockCompaction, BlockWriter, ChunkData};
     use crate::chunkenc::{Encoding, XorAppender};
     use crate::Labels;
-
-    #[test]
-    fn durations_print_like_go() {
-        for (ms, want) in [
-            (0, "0s"),
-            (1, "1ms"),
-            (999, "999ms"),
-            (1000, "1s"),
-            (1500, "1.5s"),
-            (61_000, "1m1s"),
-            (3_600_000, "1h0m0s"),
-            (7_200_001, "2h0m0.001s"),
-            (6_390_001, "1h46m30.001s"),
-            (4_380_010, "1h13m0.01s"),
-            (-1500, "-1.5s"),
-            (-5, "-5ms"),
-        ] {
-            assert_eq!(go_duration(ms), want, "{ms}");
-        }
-    }
 
     #[test]
     fn times_print_like_go() {

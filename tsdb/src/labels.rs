@@ -11,6 +11,9 @@ use std::hash::Hasher;
 
 use twox_hash::XxHash64;
 
+use crate::encoding::{put_uvarint_str, uvarint};
+use crate::gotext::quote;
+
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -50,8 +53,8 @@ impl Labels {
             if value.is_empty() {
                 continue;
             }
-            put_str(&mut data, name);
-            put_str(&mut data, value);
+            put_uvarint_str(&mut data, name);
+            put_uvarint_str(&mut data, value);
         }
         Labels { data: data.into_boxed_slice() }
     }
@@ -210,34 +213,6 @@ impl fmt::Debug for Labels {
     }
 }
 
-/// Quotes a string as Go's `strconv.Quote` does for printable UTF-8.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let n = c as u32;
-                if n < 0x80 {
-                    out.push_str(&format!("\\x{n:02x}"));
-                } else if n <= 0xffff {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Iterator over the pairs of a [`Labels`].
 pub struct LabelsIter<'a> {
     rest: &'a [u8],
@@ -267,34 +242,14 @@ fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     h.finish()
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    let mut n = s.len();
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// Reads one string that `put_str` wrote. The buffer was built from `&str`s by this module, so
-/// the length prefix and the UTF-8 are valid by construction.
+/// Reads one string that [`put_uvarint_str`] wrote. The buffer was built from `&str`s by this
+/// module, so the length prefix and the UTF-8 are valid by construction.
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut i = 0;
-    loop {
-        let b = rest[i];
-        i += 1;
-        len |= ((b & 0x7f) as usize) << shift;
-        if b < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    let (s, tail) = rest[i..].split_at(len);
+    // Cannot fail on a buffer this module built; should it, the rest reads as empty.
+    let (len, n) = uvarint(rest).unwrap_or((0, rest.len()));
+    let (s, tail) = rest[n..].split_at(len as usize);
     *rest = tail;
-    // SAFETY: the bytes were copied from a `&str` by `put_str` and the buffer is immutable.
+    // SAFETY: the bytes were copied from a `&str` by `put_uvarint_str` and the buffer is immutable.
     unsafe { std::str::from_utf8_unchecked(s) }
 }
 

@@ -10,11 +10,12 @@
 //! Patterns use the syntax of the `regex` crate, which agrees with Go's RE2 syntax except that
 //! the Perl classes (`\d`, `\w`, `\s`, `\b`) are Unicode-aware rather than ASCII-only.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use regex::Regex;
 
+use crate::gotext::quote;
 use crate::Error;
 
 /// How a matcher compares a label value.
@@ -264,55 +265,6 @@ fn quote_name(name: &str) -> String {
     } else {
         quote(name)
     }
-}
-
-/// A double-quoted string with Go's `strconv.Quote` escapes, which PromQL reads back.
-///
-/// Go escapes every character `unicode.IsPrint` rejects; without Unicode tables this escapes
-/// control characters, non-ASCII spaces, the common invisible format characters and private-use
-/// characters, and keeps the rest.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c < ' ' || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if !printable(c) => {
-                let _ = if u32::from(c) < 0x10000 {
-                    write!(out, "\\u{:04x}", u32::from(c))
-                } else {
-                    write!(out, "\\U{:08x}", u32::from(c))
-                };
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(c,
-            '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}' | '\u{180e}'
-            | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
-            | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
-            | '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{10ffff}'))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use strata_testkit::promtool::{create_blocks, exact_ms, om_timestamp, path_arg, promtool};
 use strata_tsdb::block::{open_blocks, BlockCompaction, BlockMeta, BlockWriter, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
-use strata_tsdb::gofloat::format_g;
+use strata_tsdb::gotext::format_g;
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use strata_tsdb::Labels;
 use ulid::Ulid;

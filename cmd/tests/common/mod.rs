@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use prost::Message;
+use strata_proto::protocol;
 use strata_testkit::{http, tool, Fleet, Node};
 
 /// The `strata` binary Cargo built for these tests.
@@ -16,9 +17,9 @@ pub fn strata_bin() -> &'static Path {
 
 /// The headers of a remote-write 1.0 request.
 pub const REMOTE_WRITE_V1: [(&str, &str); 3] = [
-    ("Content-Encoding", "snappy"),
-    ("Content-Type", "application/x-protobuf"),
-    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    (protocol::CONTENT_ENCODING_HEADER, protocol::SNAPPY_ENCODING),
+    ("Content-Type", protocol::Version::V1.content_type()),
+    (protocol::VERSION_HEADER, protocol::Version::V1.header_value()),
 ];
 
 /// `req` as a remote-write 1.0 body: protobuf, snappy-compressed.

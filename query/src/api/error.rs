@@ -59,7 +59,7 @@ impl ApiError {
 
     /// Prometheus's `invalidParamError`: bad data naming the parameter.
     pub fn invalid_param(name: &str, msg: impl fmt::Display) -> Self {
-        Self::bad_data(format!("invalid parameter {name:?}: {msg}"))
+        Self::bad_data(format!("invalid parameter {}: {msg}", strata_tsdb::gotext::quote(name)))
     }
 
     pub fn internal(msg: impl Into<String>) -> Self {

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use http_body::{Frame, SizeHint};
-use strata_tsdb::gofloat::{format_g, write_f, write_g};
+use strata_tsdb::gotext::{format_g, write_f, write_g};
 use strata_tsdb::labels::Labels;
 use tokio::sync::mpsc;
 

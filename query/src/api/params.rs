@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
+use strata_tsdb::gotext::{self, quote};
 use strata_tsdb::matchers::Matcher;
 
 use super::error::ApiError;
@@ -73,20 +74,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     }
 }
 
-/// Go's `strconv.ParseFloat` for what clients send: Rust's parser accepts the same decimal and
-/// `inf`/`nan` spellings; out-of-range values (which Rust turns into infinities) are refused
-/// as Go refuses them.
-fn parse_float(s: &str) -> Option<f64> {
-    let v: f64 = s.parse().ok()?;
-    let spelled_infinite = s.trim_start_matches(['+', '-']).to_ascii_lowercase().starts_with("inf");
-    (v.is_finite() || spelled_infinite).then_some(v)
-}
-
 /// A time as Prometheus parses it: unix seconds with up to millisecond precision (rounded), or
 /// RFC 3339 with optional fractional seconds (truncated to milliseconds). Milliseconds.
 pub fn parse_time(s: &str) -> Result<i64, String> {
-    let invalid = || format!("cannot parse {s:?} to a valid timestamp");
-    if let Some(t) = parse_float(s) {
+    let invalid = || format!("cannot parse {} to a valid timestamp", quote(s));
+    if let Ok(t) = gotext::parse_float(s) {
         if !t.is_finite() {
             return Err(invalid());
         }
@@ -113,17 +105,17 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 /// A duration as Prometheus parses it: float seconds or a Prometheus duration (`5m`, `1h30m`).
 /// Nanoseconds, like Go's `time.Duration`.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if let Some(secs) = parse_float(s) {
+    if let Ok(secs) = gotext::parse_float(s) {
         let ns = secs * 1e9;
         if ns.is_nan() || ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!("cannot parse {} to a valid duration. It overflows int64", quote(s)));
         }
         return Ok(ns as i64);
     }
-    strata_tsdb::duration::parse_duration(s)
-        .ok()
-        .and_then(|ms| ms.checked_mul(1_000_000))
-        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+    // At most 2^63 - 1 ns, so the cast is exact.
+    gotext::parse_duration(s)
+        .map(|d| d.as_nanos() as i64)
+        .map_err(|_| format!("cannot parse {} to a valid duration", quote(s)))
 }
 
 /// An optional time parameter: `default` when absent or empty.
@@ -155,7 +147,9 @@ pub fn limit_param(p: &Params) -> Result<Option<usize>, ApiError> {
             Ok(n) if n < 0 => Err(ApiError::invalid_param("limit", "limit must be non-negative")),
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-            Err(_) => Err(ApiError::invalid_param("limit", format!("strconv.Atoi: parsing {v:?}: invalid syntax"))),
+            Err(_) => {
+                Err(ApiError::invalid_param("limit", format!("strconv.Atoi: parsing {}: invalid syntax", quote(v))))
+            }
         },
     }
 }
@@ -247,7 +241,7 @@ mod tests {
             assert_eq!(parse_time(s), Ok(ms), "{s}");
         }
         for bad in ["", "abc", "NaN", "+Inf", "1e300", "2015-07-01 20:10:51Z", "2015-07-01", "1e400"] {
-            assert_eq!(parse_time(bad), Err(format!("cannot parse {bad:?} to a valid timestamp")), "{bad}");
+            assert_eq!(parse_time(bad), Err(format!("cannot parse {} to a valid timestamp", quote(bad))), "{bad}");
         }
     }
 
@@ -269,6 +263,10 @@ mod tests {
         assert_eq!(parse_duration(""), Err("cannot parse \"\" to a valid duration".into()));
         assert_eq!(parse_duration("1e10"), Err("cannot parse \"1e10\" to a valid duration. It overflows int64".into()));
         assert!(parse_duration("NaN").is_err());
+        // Go's %q, not Rust's debug quoting.
+        assert_eq!(parse_duration("\x01é"), Err("cannot parse \"\\x01é\" to a valid duration".into()));
+        assert_eq!(parse_duration("300y"), Err("cannot parse \"300y\" to a valid duration".into()));
+        assert_eq!(parse_duration("292y"), Ok(9_208_512_000_000_000_000));
     }
 
     fn params(q: &str) -> Params {

@@ -90,7 +90,8 @@ pub async fn label_names(State(st): State<Arc<ApiState>>, p: Params) -> Response
 pub async fn label_values(State(st): State<Arc<ApiState>>, Path(name): Path<String>, p: Params) -> Response {
     let name = unescape_label_name(&name);
     if name.is_empty() {
-        return ApiError::bad_data(format!("invalid label name: {name:?}")).into_response();
+        return ApiError::bad_data(format!("invalid label name: {}", strata_tsdb::gotext::quote(&name)))
+            .into_response();
     }
     respond(strings_of(&st, &p, Some(name)).await)
 }

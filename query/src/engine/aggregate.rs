@@ -8,13 +8,13 @@ use promql_parser::parser::token::{
     T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use strata_tsdb::gotext::{format_f, format_g, quote};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
 use super::eval::Evaluator;
 use super::functions;
 use super::types::{
-    format_go_float_f, format_go_float_g, keep_labels, remove_labels, set_label, signature_on, signature_without, Grid,
-    Point, StepSeries, Val,
+    keep_labels, remove_labels, set_label, signature_on, signature_without, Grid, Point, StepSeries, Val,
 };
 use super::QueryError;
 
@@ -38,7 +38,7 @@ pub(crate) fn eval(ev: &mut Evaluator, a: &AggregateExpr, g: Grid) -> Result<Val
             _ => return Err(QueryError::BadData("count_values needs a string parameter".into())),
         };
         if label.is_empty() {
-            return Err(QueryError::Execution(format!("invalid label name {}", strata_tsdb::labels::quote(&label))));
+            return Err(QueryError::Execution(format!("invalid label name {}", quote(&label))));
         }
         let input = vector_of(ev.eval(&a.expr, g)?)?;
         return Ok(Val::Vector(count_values(ev, &input, &label, without, grouping, g)?));
@@ -125,25 +125,21 @@ fn check_k_params(ev: &mut Evaluator, op: u16, params: &[f64], param_pos: Option
             return Err(QueryError::Execution("Parameter value is NaN".into()));
         }
         if min <= MIN_INT64 {
-            return Err(QueryError::Execution(format!("Scalar value {} underflows int64", format_go_float_g(min))));
+            return Err(QueryError::Execution(format!("Scalar value {} underflows int64", format_g(min))));
         }
         if max >= MAX_INT64 {
-            return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_go_float_g(max))));
+            return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_g(max))));
         }
     }
     Ok(true)
 }
 
 pub(crate) fn quantile_warning(q: f64) -> String {
-    format!("quantile value should be between 0 and 1, got {}", format_go_float_g(q))
+    format!("quantile value should be between 0 and 1, got {}", format_g(q))
 }
 
 fn ratio_warning(r: f64, cap: f64) -> String {
-    format!(
-        "ratio value should be between -1 and 1, got {}, capping to {}",
-        format_go_float_g(r),
-        format_go_float_g(cap)
-    )
+    format!("ratio value should be between -1 and 1, got {}, capping to {}", format_g(r), format_g(cap))
 }
 
 fn strip_parens(e: &Expr) -> &Expr {
@@ -878,7 +874,7 @@ fn count_values(
                 continue;
             }
             cursor[si] += 1;
-            let metric = set_label(&s.labels, label, &format_go_float_f(p.v));
+            let metric = set_label(&s.labels, label, &format_f(p.v));
             let group = if without { remove_labels(&metric, &without_names) } else { keep_labels(&metric, &grouping) };
             let next = out.len();
             let idx = *index.entry(group.clone()).or_insert(next);

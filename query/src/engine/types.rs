@@ -155,91 +155,9 @@ fn push_pair(out: &mut Vec<u8>, n: &str, v: &str) {
     out.push(0xff);
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` (shortest, never an exponent).
-pub(crate) fn format_go_float_f(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f == f64::INFINITY {
-        "+Inf".into()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{f}")
-    }
-}
-
-/// Formats a float as Go's `%g`/`%v` (shortest digits; exponent form below 1e-4 and from 1e6).
-pub(crate) fn format_go_float_g(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let e = format!("{f:e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{f}")
-    }
-}
-
-/// Parses a float as Go's `strconv.ParseFloat` does for the forms PromQL data uses
-/// (decimal, exponent, `Inf`/`+Inf`/`-Inf`/`NaN` in any case).
-pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
-    let t = s.trim_start_matches(['+', '-']);
-    let neg = s.starts_with('-');
-    let lower = t.to_ascii_lowercase();
-    let special = match lower.as_str() {
-        "inf" | "infinity" => Some(f64::INFINITY),
-        "nan" => Some(f64::NAN),
-        _ => None,
-    };
-    if let Some(v) = special {
-        if s.len() - t.len() > 1 {
-            return None;
-        }
-        return Some(if neg { -v } else { v });
-    }
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
-        return None;
-    }
-    s.parse::<f64>().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_float_formats() {
-        assert_eq!(format_go_float_f(1.5), "1.5");
-        assert_eq!(format_go_float_f(f64::INFINITY), "+Inf");
-        assert_eq!(format_go_float_f(1e21), "1000000000000000000000");
-        assert_eq!(format_go_float_g(1.1), "1.1");
-        assert_eq!(format_go_float_g(-1.1), "-1.1");
-        assert_eq!(format_go_float_g(1e6), "1e+06");
-        assert_eq!(format_go_float_g(123456.0), "123456");
-        assert_eq!(format_go_float_g(0.00001), "1e-05");
-        assert_eq!(format_go_float_g(f64::NAN), "NaN");
-    }
-
-    #[test]
-    fn go_float_parse() {
-        assert_eq!(parse_go_float("+Inf"), Some(f64::INFINITY));
-        assert_eq!(parse_go_float("-inf"), Some(f64::NEG_INFINITY));
-        assert_eq!(parse_go_float("0.5"), Some(0.5));
-        assert_eq!(parse_go_float("1e3"), Some(1000.0));
-        assert_eq!(parse_go_float("Hello World"), None);
-        assert_eq!(parse_go_float(""), None);
-        assert!(parse_go_float("NaN").is_some_and(f64::is_nan));
-    }
 
     #[test]
     fn label_helpers() {

@@ -17,7 +17,7 @@ use strata_tsdb::matchers::{MatchOp, Matcher};
 
 use super::durations::{DurationExpr, DurationOp, DurationUse};
 use super::functions::{self, Function};
-use super::golang::{format_f, parse_duration, parse_number, quote, unquote};
+use super::golang::{format_percent_f, parse_duration, parse_number, quote, quote_bytes, unquote};
 use super::lex::{is_space, Aggregator, Kind, Lexer, Token};
 use super::{goregex, too_deep, Located, MAX_DEPTH};
 
@@ -603,11 +603,10 @@ impl<'a> Parser<'a> {
                 labels.push(t.text.to_string());
             } else if t.kind == Kind::String {
                 let bytes = unquote(t.text);
-                let name = String::from_utf8_lossy(&bytes).into_owned();
-                if bytes.is_empty() || std::str::from_utf8(&bytes).is_err() {
-                    return Err(error(t.pos, format!("invalid label name for grouping: {}", quote(&name))));
-                }
-                labels.push(name);
+                let Some(name) = std::str::from_utf8(&bytes).ok().filter(|n| !n.is_empty()) else {
+                    return Err(error(t.pos, format!("invalid label name for grouping: {}", quote_bytes(&bytes))));
+                };
+                labels.push(name.to_owned());
             } else {
                 return Err(Fail::Error(unexpected(t, CONTEXT, "label")));
             }
@@ -1183,7 +1182,10 @@ impl<'a> Parser<'a> {
         let timestamp = in_context(self.at_timestamp(), "@", "timestamp")?;
         if let Some(ts) = timestamp {
             if !ts.is_finite() || ts >= i64::MAX as f64 || ts <= i64::MIN as f64 {
-                return Err(error(node.start, format!("timestamp out of bounds for @ modifier: {}", format_f(ts))));
+                return Err(error(
+                    node.start,
+                    format!("timestamp out of bounds for @ modifier: {}", format_percent_f(ts)),
+                ));
             }
         }
         let mods =

@@ -1,69 +1,9 @@
-//! Go's text conventions, which Prometheus's parse errors are written in: `strconv` quoting
-//! (`%q`, `%#U`, `%f`), reading PromQL strings, numbers (`strconv.ParseInt`/`ParseFloat`) and
-//! durations (`model.ParseDuration`).
+//! Go's text conventions that only PromQL needs, on top of [`strata_tsdb::gotext`] (quoting,
+//! durations, numbers, floats): `%#U`, reading PromQL strings, number tokens and durations in
+//! seconds.
 
-use std::fmt::Write as _;
-
-/// Go's `unicode.IsPrint`, closely: letters, marks, numbers, punctuation, symbols and the
-/// ASCII space. Unassigned code points count as printable here, which Go would escape.
-pub(crate) fn is_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    // Format characters, non-characters and private use areas.
-    !matches!(c as u32,
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
-        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFDD0..=0xFDEF | 0xFEFF
-        | 0xFFF9..=0xFFFB | 0xFFFE..=0xFFFF | 0x110BD | 0x110CD | 0x13430..=0x1343F
-        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F
-        | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF)
-}
-
-fn push_escaped(out: &mut String, c: char, quote: char) {
-    if c == quote || c == '\\' {
-        out.push('\\');
-        out.push(c);
-        return;
-    }
-    if is_print(c) {
-        out.push(c);
-        return;
-    }
-    let _ = match c {
-        '\x07' => write!(out, "\\a"),
-        '\x08' => write!(out, "\\b"),
-        '\x0c' => write!(out, "\\f"),
-        '\n' => write!(out, "\\n"),
-        '\r' => write!(out, "\\r"),
-        '\t' => write!(out, "\\t"),
-        '\x0b' => write!(out, "\\v"),
-        c if (c as u32) < 0x20 || c == '\x7f' => write!(out, "\\x{:02x}", c as u32),
-        c if (c as u32) < 0x10000 => write!(out, "\\u{:04x}", c as u32),
-        c => write!(out, "\\U{:08x}", c as u32),
-    };
-}
-
-/// `%q` of a string.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_escaped(&mut out, c, '"');
-    }
-    out.push('"');
-    out
-}
-
-/// `%q` of a rune.
-pub(crate) fn quote_rune(c: char) -> String {
-    let mut out = String::from('\'');
-    push_escaped(&mut out, c, '\'');
-    out.push('\'');
-    out
-}
+use strata_tsdb::gotext::{self, is_print};
+pub(crate) use strata_tsdb::gotext::{format_percent_f, quote, quote_bytes, quote_rune};
 
 /// `%#U`: `U+0063 'c'`, without the character when it does not print.
 pub(crate) fn unicode_name(c: char) -> String {
@@ -71,17 +11,6 @@ pub(crate) fn unicode_name(c: char) -> String {
         format!("U+{:04X} '{c}'", c as u32)
     } else {
         format!("U+{:04X}", c as u32)
-    }
-}
-
-/// `%f`.
-pub(crate) fn format_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v:.6}")
     }
 }
 
@@ -137,130 +66,19 @@ pub(crate) fn unquote(token: &str) -> Vec<u8> {
     out
 }
 
-/// Go's `underscoreOK`: `_` only between digits, or between a base prefix and a digit.
-fn underscores_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut saw = b'^';
-    let mut hex = false;
-    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
-        i = 2;
-        saw = b'0';
-        hex = b[1].eq_ignore_ascii_case(&b'x');
-    }
-    for &c in &b[i..] {
-        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
-            saw = b'0';
-        } else if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-        } else if saw == b'_' {
-            return false;
-        } else {
-            saw = b'!';
-        }
-    }
-    saw != b'_'
-}
-
-/// `strconv.ParseInt(s, 0, 64)` for unsigned number tokens.
-fn parse_int(s: &str) -> Option<i64> {
-    let lower = s.to_ascii_lowercase();
-    let (digits, radix) = if let Some(hex) = lower.strip_prefix("0x").filter(|_| s.len() >= 3) {
-        (hex, 16)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (&lower[1..], 8)
-    } else {
-        (lower.as_str(), 10)
-    };
-    if digits.contains('_') && !underscores_ok(s) {
-        return None;
-    }
-    let digits: String = digits.chars().filter(|&c| c != '_').collect();
-    if digits.is_empty() && radix != 8 {
-        return None;
-    }
-    if digits.is_empty() {
-        return Some(0);
-    }
-    i64::from_str_radix(&digits, radix).ok()
-}
-
-/// How Prometheus reads a number token: as an integer (decimal, octal with a leading 0, or
-/// hex), else as a float. The error is `strconv.ParseFloat`'s.
+/// How Prometheus reads a number token: `strconv.ParseInt(s, 0, 64)` (decimal, octal with a
+/// leading 0, hex), else `strconv.ParseFloat`, whose error is reported.
 pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
-    if let Some(v) = parse_int(s) {
+    if let Ok(v) = gotext::parse_int(s) {
         return Ok(v as f64);
     }
-    let fail = |why: &str| format!("strconv.ParseFloat: parsing {}: {why}", quote(s));
-    let lower = s.to_ascii_lowercase();
-    match lower.as_str() {
-        "inf" | "infinity" => return Ok(f64::INFINITY),
-        "nan" => return Ok(f64::NAN),
-        _ => {}
-    }
-    // Hex floats need a `p` exponent, which the lexer never lets through.
-    if lower.starts_with("0x") || (s.contains('_') && !underscores_ok(s)) {
-        return Err(fail("invalid syntax"));
-    }
-    let plain: String = s.chars().filter(|&c| c != '_').collect();
-    match plain.parse::<f64>() {
-        Ok(v) if v.is_infinite() => Err(fail("value out of range")),
-        Ok(v) => Ok(v),
-        Err(_) => Err(fail("invalid syntax")),
-    }
+    gotext::parse_float(s).map_err(|e| e.to_string())
 }
 
-/// `model.ParseDuration` (Prometheus 3.x): terms like `1h30m`, largest unit first, each unit
-/// once; `0` alone is zero. Returns seconds.
+/// A PromQL duration in seconds: `model.ParseDuration`, then `time.Duration.Seconds`.
 pub(crate) fn parse_duration(s: &str) -> Result<f64, String> {
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000_000_000),
-        ("w", 7 * 24 * 3_600_000_000_000),
-        ("d", 24 * 3_600_000_000_000),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-    ];
-    match s {
-        "0" => return Ok(0.0),
-        "" => return Err("empty duration string".into()),
-        _ => {}
-    }
-    let invalid = || format!("not a valid duration string: {}", quote(s));
-    let mut rest = s;
-    let mut total: u64 = 0;
-    let mut last_unit = None;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| !b.is_ascii_digit()).count();
-        if unit_len == 0 {
-            return Err(invalid());
-        }
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("unknown unit {} in duration {}", quote(unit), quote(s)));
-        };
-        if last_unit.is_some_and(|last| index <= last) {
-            return Err(invalid());
-        }
-        last_unit = Some(index);
-        let mult = UNITS[index].1;
-        if value > (1u64 << 63) / mult {
-            return Err("duration out of range".into());
-        }
-        total += value * mult;
-        if total > i64::MAX as u64 {
-            return Err("duration out of range".into());
-        }
-    }
-    Ok((total / 1_000_000_000) as f64 + (total % 1_000_000_000) as f64 / 1e9)
+    let d = gotext::parse_duration(s).map_err(|e| e.to_string())?;
+    Ok(d.as_secs() as f64 + f64::from(d.subsec_nanos()) / 1e9)
 }
 
 #[cfg(test)]
@@ -274,8 +92,8 @@ mod tests {
         assert_eq!(quote_rune('"'), "'\"'");
         assert_eq!(unicode_name('c'), "U+0063 'c'");
         assert_eq!(unicode_name('\n'), "U+000A");
-        assert_eq!(format_f(9_223_372_036_854_775_808.0), "9223372036854775808.000000");
-        assert_eq!(format_f(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_percent_f(9_223_372_036_854_775_808.0), "9223372036854775808.000000");
+        assert_eq!(format_percent_f(f64::NEG_INFINITY), "-Inf");
     }
 
     #[test]

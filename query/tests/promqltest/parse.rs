@@ -75,38 +75,7 @@ pub struct Eval {
 
 /// Parses a Prometheus duration (`1h30m`, `10s`, `500ms`, `0`) into milliseconds.
 pub fn parse_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    let mut total: i64 = 0;
-    let b = s.as_bytes();
-    let mut i = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = match &s[ustart..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    Some(total)
+    strata_tsdb::gotext::parse_duration(s).ok().map(|d| d.as_millis() as i64)
 }
 
 /// Lines with comments blanked, as the reference harness sees them.

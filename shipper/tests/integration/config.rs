@@ -67,7 +67,11 @@ fn wrong_value_types() {
     let e = err("type: S3\nconfig:\n  bucket: b\n  bucket_lookup_type: dns\n");
     assert_mentions(&e, &["S3 config.bucket_lookup_type", "unknown variant `dns`", "`virtual-hosted`", "line 4"]);
     let e = err("type: S3\nconfig:\n  bucket: b\n  http_config:\n    idle_conn_timeout: soon\n");
-    assert_mentions(&e, &["S3 config.http_config.idle_conn_timeout", "invalid duration \"soon\"", "line 5"]);
+    // Prometheus's model.ParseDuration message, as Thanos reports it.
+    assert_mentions(
+        &e,
+        &["S3 config.http_config.idle_conn_timeout", "not a valid duration string: \"soon\"", "line 5"],
+    );
     let e = err("type: [S3]\n");
     assert_mentions(&e, &["conf/objstore.yml", "type", "line 1"]);
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use memmap2::Mmap;
 
 use crate::chunkenc::Encoding;
-use crate::index::enc::{put_uvarint, sync_dir, Decbuf, DecodeResult, FileWriter};
+use crate::encoding::{put_be32, put_uvarint, Decbuf, DecodeResult};
+use crate::fileutil::{sync_dir, FileWriter};
 use crate::{Error, Result};
 
 /// Segment header: magic `85 BD 40 DD`, format version 1, three bytes of padding.
@@ -58,7 +59,7 @@ impl ChunkWriter {
         b.push(encoding as u8);
         b.extend_from_slice(data);
         let crc = crc32c::crc32c(&b[b.len() - data.len() - 1..]);
-        b.extend_from_slice(&crc.to_be_bytes());
+        put_be32(b, crc);
 
         let cut = match &self.current {
             None => true,

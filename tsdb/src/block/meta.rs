@@ -171,17 +171,9 @@ impl BlockMeta {
         out
     }
 
-    /// Writes `<block_dir>/meta.json` through `meta.json.tmp`, fsynced, then renamed.
+    /// Writes `<block_dir>/meta.json` atomically (through `meta.json.tmp`).
     pub fn write(&self, block_dir: &Path) -> Result<()> {
-        let tmp = block_dir.join(format!("{META_FILENAME}.tmp"));
-        let path = block_dir.join(META_FILENAME);
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-            f.write_all(&self.to_json()).map_err(|e| Error::io("write", &tmp, e))?;
-            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))
+        crate::fileutil::write_atomic(&block_dir.join(META_FILENAME), &self.to_json())
     }
 }
 

@@ -4,10 +4,10 @@
 //! BE32 CRC32C` with the CRC over the entries only (not the version byte). A missing file
 //! means no tombstones.
 
-use std::io::Write;
 use std::path::Path;
 
-use crate::index::enc::Decbuf;
+use crate::encoding::{put_be32, Decbuf};
+use crate::fileutil::write_atomic;
 use crate::{Error, Result};
 
 const MAGIC: [u8; 4] = [0x01, 0x30, 0xBA, 0x30];
@@ -55,19 +55,14 @@ fn parse(data: &[u8]) -> std::result::Result<Vec<Tombstone>, &'static str> {
     Ok(out)
 }
 
-/// Writes the 9-byte empty tombstones file Prometheus puts in every new block, through
-/// `tombstones.tmp` and a rename, fsynced.
+/// Writes the 9-byte empty tombstones file Prometheus puts in every new block, atomically
+/// (through `tombstones.tmp`).
 pub fn write_empty_tombstones(block_dir: &Path) -> Result<()> {
-    let tmp = block_dir.join(format!("{TOMBSTONES_FILENAME}.tmp"));
-    let path = block_dir.join(TOMBSTONES_FILENAME);
     let mut content = MAGIC.to_vec();
     content.push(VERSION);
     // CRC32C of no bytes.
-    content.extend_from_slice(&crc32c::crc32c(&[]).to_be_bytes());
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(&content).map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))
+    put_be32(&mut content, crc32c::crc32c(&[]));
+    write_atomic(&block_dir.join(TOMBSTONES_FILENAME), &content)
 }
 
 #[cfg(test)]

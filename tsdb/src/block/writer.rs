@@ -11,7 +11,7 @@ use super::meta::{BlockCompaction, BlockMeta, BlockStats, META_VERSION};
 use super::tombstones::write_empty_tombstones;
 use super::{ChunkData, CHUNKS_DIR, TMP_FOR_CREATION};
 use crate::chunkenc::Encoding;
-use crate::index::enc::sync_dir;
+use crate::fileutil::sync_dir;
 use crate::index::{ChunkMeta, IndexWriter, INDEX_FILENAME};
 use crate::labels::Labels;
 use crate::{Error, Result};

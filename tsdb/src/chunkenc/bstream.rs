@@ -1,5 +1,7 @@
 //! Bit streams, most significant bit first, as Prometheus lays them out in chunks.
 
+use crate::encoding::{unzigzag, uvarint_from};
+
 /// Appends the low `n` bits (1..=64) of `value` to `buf`, most significant first. `free` is the
 /// number of still-unused low bits of the last byte of `buf` (0..=7) and is updated.
 ///
@@ -139,44 +141,15 @@ impl<'a> BitReader<'a> {
         Some((hi << 32) | lo)
     }
 
-    /// Reads a Go `binary.Uvarint` (at most 10 bytes, the last at most 1) as whole bytes.
+    /// Reads a Go `binary.Uvarint`, eight bits a byte.
     pub(super) fn read_uvarint(&mut self) -> Option<u64> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let b = self.read(8)?;
-            if b < 0x80 {
-                if i == 9 && b > 1 {
-                    return None;
-                }
-                return Some(x | (b << (7 * i)));
-            }
-            x |= (b & 0x7f) << (7 * i);
-        }
-        None
+        uvarint_from(|| self.read(8).map(|b| b as u8)).ok()
     }
 
     /// Reads a Go `binary.Varint`: a zig-zag encoded uvarint.
     pub(super) fn read_varint(&mut self) -> Option<i64> {
-        let u = self.read_uvarint()?;
-        Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.read_uvarint().map(unzigzag)
     }
-}
-
-/// Writes `x` as a Go `binary.PutUvarint` into `out`, returning the number of bytes used.
-pub(super) fn put_uvarint(out: &mut [u8; 10], mut x: u64) -> usize {
-    let mut i = 0;
-    while x >= 0x80 {
-        out[i] = (x as u8) | 0x80;
-        x >>= 7;
-        i += 1;
-    }
-    out[i] = x as u8;
-    i + 1
-}
-
-/// Writes `x` as a Go `binary.PutVarint` (zig-zag, then uvarint).
-pub(super) fn put_varint(out: &mut [u8; 10], x: i64) -> usize {
-    put_uvarint(out, ((x << 1) ^ (x >> 63)) as u64)
 }
 
 #[cfg(test)]
@@ -231,18 +204,17 @@ mod tests {
     }
 
     #[test]
-    fn varints_match_go() {
-        let mut out = [0u8; 10];
+    fn varints_read_like_go() {
+        // Encodings from Go's encoding/binary; the rules are tested in `encoding`.
         let min = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        for (x, want) in [(0i64, &[0u8][..]), (-1, &[1]), (1, &[2]), (-65, &[0x81, 0x01]), (i64::MIN, &min)] {
-            let n = put_varint(&mut out, x);
-            assert_eq!(&out[..n], want);
-            assert_eq!(BitReader::new(&out[..n]).read_varint(), Some(x));
+        for (x, bytes) in [(0i64, &[0u8][..]), (-1, &[1]), (1, &[2]), (-65, &[0x81, 0x01]), (i64::MIN, &min)] {
+            let mut r = BitReader::new(bytes);
+            assert_eq!(r.read_varint(), Some(x));
+            assert_eq!(r.read(1), None, "reads only the varint's bytes");
         }
-        let n = put_uvarint(&mut out, u64::MAX);
-        assert_eq!(n, 10);
-        assert_eq!(BitReader::new(&out[..n]).read_uvarint(), Some(u64::MAX));
-        // Go rejects an 11th byte and a 10th byte above 1 as overflow.
+        let mut max = Vec::new();
+        crate::encoding::put_uvarint(&mut max, u64::MAX);
+        assert_eq!(BitReader::new(&max).read_uvarint(), Some(u64::MAX));
         assert_eq!(BitReader::new(&[0xff; 11]).read_uvarint(), None);
         let mut big = [0xffu8; 10];
         big[9] = 0x02;

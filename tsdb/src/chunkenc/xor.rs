@@ -18,7 +18,8 @@
 
 use std::iter::FusedIterator;
 
-use super::bstream::{put_uvarint, put_varint, write_bits, BitReader};
+use super::bstream::{write_bits, BitReader};
+use crate::encoding::{put_be64, put_uvarint, put_varint};
 use crate::Error;
 
 /// `leading` value meaning "no leading/trailing-zero window yet".
@@ -71,18 +72,14 @@ impl XorAppender {
         let v = v.to_bits();
         match n {
             0 => {
-                let mut tmp = [0u8; 10];
-                let len = put_varint(&mut tmp, t);
-                self.buf.extend_from_slice(&tmp[..len]);
-                self.buf.extend_from_slice(&v.to_be_bytes());
+                put_varint(&mut self.buf, t);
+                put_be64(&mut self.buf, v);
             }
             1 => {
                 let delta = t.wrapping_sub(self.t) as u64;
                 // Sample 0 was whole bytes, so this varint is byte-aligned too.
                 debug_assert_eq!(self.free, 0);
-                let mut tmp = [0u8; 10];
-                let len = put_uvarint(&mut tmp, delta);
-                self.buf.extend_from_slice(&tmp[..len]);
+                put_uvarint(&mut self.buf, delta);
                 self.write_value(v);
                 self.t_delta = delta;
             }

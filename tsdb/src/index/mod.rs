@@ -8,12 +8,13 @@
 //! and a 52-byte table of contents. Every section carries a CRC32C. Legacy label-index sections
 //! (written by Prometheus before 3.7) are neither written nor read.
 
-pub(crate) mod enc;
 mod reader;
 mod writer;
 
 pub use reader::IndexReader;
 pub use writer::IndexWriter;
+
+use crate::encoding::{put_be32, put_be64, Decbuf, DecodeResult};
 
 /// First four bytes of an index file.
 pub const MAGIC: u32 = 0xBAAA_D700;
@@ -55,16 +56,16 @@ impl Toc {
             self.postings,
             self.postings_table,
         ] {
-            enc::put_be64(&mut b, v);
+            put_be64(&mut b, v);
         }
         let crc = crc32c::crc32c(&b);
-        enc::put_be32(&mut b, crc);
+        put_be32(&mut b, crc);
         b
     }
 
-    fn decode(b: &[u8]) -> enc::DecodeResult<Toc> {
+    fn decode(b: &[u8]) -> DecodeResult<Toc> {
         let body = b.get(..TOC_LEN - 4).ok_or("table of contents is truncated")?;
-        let mut d = enc::Decbuf::new(b);
+        let mut d = Decbuf::new(b);
         let toc = Toc {
             symbols: d.be64()?,
             series: d.be64()?,

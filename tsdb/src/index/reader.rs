@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::enc::{crc_section, Decbuf, DecodeResult};
 use super::{ChunkMeta, Toc, FORMAT_V2, MAGIC, TOC_LEN};
+use crate::encoding::{Decbuf, DecodeResult};
 use crate::labels::Labels;
 use crate::postings::{seek, PostingsSource};
 use crate::{Error, Result};
@@ -439,4 +439,34 @@ fn read_entry(b: &[u8], pos: usize) -> DecodeResult<(&[u8], usize, usize)> {
     let value = d.uvarint_bytes()?;
     let offset = usize::try_from(d.uvarint()?).map_err(|_| "postings offset overflows")?;
     Ok((value, offset, d.pos()))
+}
+
+/// Reads a `BE32 len | len bytes | BE32 CRC32C` section at `pos` and returns the `len` bytes,
+/// CRC-checked. This is how the symbol table, postings lists and offset tables are framed.
+fn crc_section(buf: &[u8], pos: usize) -> DecodeResult<&[u8]> {
+    let mut d = Decbuf::at(buf, pos)?;
+    let len = d.be32()? as usize;
+    let body = d.bytes(len).map_err(|_| "section length runs past the end of the file")?;
+    let crc = d.be32().map_err(|_| "section CRC runs past the end of the file")?;
+    if crc32c::crc32c(body) != crc {
+        return Err("CRC32C mismatch");
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_sections() {
+        // The symbol table of Prometheus's repair_index_version test block.
+        let table = [0, 0, 0, 0x0c, 0, 0, 0, 4, 1, b'1', 1, b'2', 1, b'a', 1, b'b', 0xb3, 0x72, 0x07, 0xb6];
+        assert_eq!(crc_section(&table, 0).map(<[u8]>::len), Ok(12));
+        let mut bad = table;
+        bad[9] = b'9';
+        assert!(crc_section(&bad, 0).is_err());
+        assert!(crc_section(&table[..19], 0).is_err());
+        assert!(crc_section(&[0xff, 0xff, 0xff, 0xff, 0], 0).is_err());
+    }
 }

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use super::enc::{put_be32, put_uvarint, put_uvarint_str, put_varint, FileWriter};
 use super::{ChunkMeta, Toc, FORMAT_V2, MAGIC};
+use crate::encoding::{put_be32, put_uvarint, put_uvarint_str, put_varint};
+use crate::fileutil::FileWriter;
 use crate::labels::Labels;
 use crate::{Error, Result};
 

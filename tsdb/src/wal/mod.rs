@@ -22,6 +22,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+use crate::fileutil::sync_dir;
 use crate::labels::Labels;
 use crate::{Error, Result};
 
@@ -177,11 +178,6 @@ fn list_checkpoints(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 /// The newest complete checkpoint of `dir`, if any.
 pub fn last_checkpoint(dir: &Path) -> Result<Option<(u32, PathBuf)>> {
     Ok(list_checkpoints(dir)?.pop())
-}
-
-/// Fsyncs a directory so that creations, renames and removals in it are durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Total size of the files under `dir`, as Prometheus reports for the WAL's storage size.

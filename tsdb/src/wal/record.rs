@@ -5,6 +5,7 @@
 //! (unsigned LEB128; signed ones zig-zag encoded first). Deltas in samples and tombstones are
 //! signed varints even though Prometheus's format document draws them as unsigned.
 
+use crate::encoding::{put_be64, put_uvarint, put_uvarint_str, put_varint, Decbuf, DecodeResult};
 use crate::labels::Labels;
 use crate::Error;
 
@@ -28,11 +29,11 @@ const HELP_FIELD: &str = "HELP";
 pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
     buf.push(SERIES);
     for s in series {
-        buf.extend_from_slice(&s.series_ref.to_be_bytes());
+        put_be64(buf, s.series_ref);
         put_uvarint(buf, s.labels.iter().count() as u64);
         for (name, value) in s.labels.iter() {
-            put_str(buf, name);
-            put_str(buf, value);
+            put_uvarint_str(buf, name);
+            put_uvarint_str(buf, value);
         }
     }
 }
@@ -44,13 +45,13 @@ pub fn encode_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
     let Some(first) = samples.first() else {
         return;
     };
-    buf.extend_from_slice(&first.series_ref.to_be_bytes());
-    buf.extend_from_slice(&first.t.to_be_bytes());
+    put_be64(buf, first.series_ref);
+    put_be64(buf, first.t as u64);
     for s in samples {
         // Go computes int64(ref) - int64(base) with wrap-around; so do we.
         put_varint(buf, (s.series_ref as i64).wrapping_sub(first.series_ref as i64));
         put_varint(buf, s.t.wrapping_sub(first.t));
-        buf.extend_from_slice(&s.v.to_bits().to_be_bytes());
+        put_be64(buf, s.v.to_bits());
     }
 }
 
@@ -58,7 +59,7 @@ pub fn encode_samples(samples: &[RefSample], buf: &mut Vec<u8>) {
 pub fn encode_tombstones(tombstones: &[RefTombstone], buf: &mut Vec<u8>) {
     buf.push(TOMBSTONES);
     for t in tombstones {
-        buf.extend_from_slice(&t.series_ref.to_be_bytes());
+        put_be64(buf, t.series_ref);
         put_varint(buf, t.mint);
         put_varint(buf, t.maxt);
     }
@@ -72,10 +73,10 @@ pub fn encode_metadata(metadata: &[RefMetadata], buf: &mut Vec<u8>) {
         put_uvarint(buf, m.series_ref);
         buf.push(m.metric_type);
         put_uvarint(buf, 2);
-        put_str(buf, UNIT_FIELD);
-        put_str(buf, &m.unit);
-        put_str(buf, HELP_FIELD);
-        put_str(buf, &m.help);
+        put_uvarint_str(buf, UNIT_FIELD);
+        put_uvarint_str(buf, &m.unit);
+        put_uvarint_str(buf, HELP_FIELD);
+        put_uvarint_str(buf, &m.help);
     }
 }
 
@@ -86,12 +87,12 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
     let Some((&typ, body)) = rec.split_first() else {
         return Err(Error::CorruptRecord("empty record".into()));
     };
-    let mut d = Decoder { b: body, what: "" };
+    let mut d = Decoder { d: Decbuf::new(body), what: "" };
     match typ {
         SERIES => {
             d.what = "series";
             let mut out = Vec::new();
-            while !d.b.is_empty() {
+            while !d.at_end() {
                 let series_ref = d.be64()?;
                 let labels = d.labels()?;
                 out.push(RefSeries { series_ref, labels });
@@ -100,14 +101,14 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
         }
         SAMPLES => {
             d.what = "samples";
-            if d.b.is_empty() {
+            if d.at_end() {
                 return Ok(Record::Samples(Vec::new()));
             }
             let base_ref = d.be64()?;
             let base_t = d.be64()? as i64;
             // Each sample takes at least 10 bytes; reserving from that bound cannot overshoot.
-            let mut out = Vec::with_capacity(d.b.len() / 10);
-            while !d.b.is_empty() {
+            let mut out = Vec::with_capacity(d.remaining() / 10);
+            while !d.at_end() {
                 let dref = d.varint()?;
                 let dt = d.varint()?;
                 let v = f64::from_bits(d.be64()?);
@@ -122,7 +123,7 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
         TOMBSTONES => {
             d.what = "tombstones";
             let mut out = Vec::new();
-            while !d.b.is_empty() {
+            while !d.at_end() {
                 let series_ref = d.be64()?;
                 let mint = d.varint()?;
                 let maxt = d.varint()?;
@@ -133,7 +134,7 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
         METADATA => {
             d.what = "metadata";
             let mut out = Vec::new();
-            while !d.b.is_empty() {
+            while !d.at_end() {
                 let series_ref = d.uvarint()?;
                 let metric_type = d.byte()?;
                 let fields = d.uvarint()?;
@@ -157,83 +158,53 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
     }
 }
 
-fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        buf.push(x as u8 | 0x80);
-        x >>= 7;
-    }
-    buf.push(x as u8);
-}
-
-fn put_varint(buf: &mut Vec<u8>, x: i64) {
-    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
-}
-
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    put_uvarint(buf, s.len() as u64);
-    buf.extend_from_slice(s.as_bytes());
-}
-
 /// A cursor over a record body whose every read reports truncation or malformed data as an
 /// error naming the record kind and how many bytes were left.
 struct Decoder<'a> {
-    b: &'a [u8],
+    d: Decbuf<'a>,
     what: &'static str,
 }
 
 impl<'a> Decoder<'a> {
     fn err(&self, msg: &str) -> Error {
-        Error::CorruptRecord(format!("{} record: {msg} ({} bytes left)", self.what, self.b.len()))
+        Error::CorruptRecord(format!("{} record: {msg} ({} bytes left)", self.what, self.remaining()))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        if self.b.len() < n {
-            return Err(self.err("unexpected end"));
-        }
-        let (head, tail) = self.b.split_at(n);
-        self.b = tail;
-        Ok(head)
+    fn check<T>(&self, read: DecodeResult<T>) -> Result<T, Error> {
+        read.map_err(|msg| self.err(msg))
+    }
+
+    fn remaining(&self) -> usize {
+        self.d.remaining()
+    }
+
+    fn at_end(&self) -> bool {
+        self.remaining() == 0
     }
 
     fn byte(&mut self) -> Result<u8, Error> {
-        Ok(self.take(1)?[0])
+        let read = self.d.byte();
+        self.check(read)
     }
 
     fn be64(&mut self) -> Result<u64, Error> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(a))
+        let read = self.d.be64();
+        self.check(read)
     }
 
-    /// Go's `binary.Uvarint`: at most 10 bytes, and the 10th may only carry the top bit.
     fn uvarint(&mut self) -> Result<u64, Error> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let Some(&c) = self.b.get(i) else {
-                return Err(self.err("truncated varint"));
-            };
-            if i == 9 && c > 1 {
-                return Err(self.err("varint overflows 64 bits"));
-            }
-            x |= u64::from(c & 0x7f) << (7 * i);
-            if c < 0x80 {
-                self.b = &self.b[i + 1..];
-                return Ok(x);
-            }
-        }
-        Err(self.err("varint overflows 64 bits"))
+        let read = self.d.uvarint();
+        self.check(read)
     }
 
     fn varint(&mut self) -> Result<i64, Error> {
-        let u = self.uvarint()?;
-        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
+        let read = self.d.varint();
+        self.check(read)
     }
 
     fn str(&mut self) -> Result<&'a str, Error> {
-        let len = self.uvarint()?;
-        let len = usize::try_from(len).map_err(|_| self.err("string length overflows"))?;
-        let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|_| self.err("string is not UTF-8"))
+        let read = self.d.uvarint_str();
+        self.check(read)
     }
 
     /// A label set. Prometheus sorts decoded labels rather than trusting the writer, so we do
@@ -242,7 +213,7 @@ impl<'a> Decoder<'a> {
     fn labels(&mut self) -> Result<Labels, Error> {
         let n = self.uvarint()?;
         // Each pair takes at least two bytes, which bounds a lying count before allocating.
-        if n > (self.b.len() / 2) as u64 {
+        if n > (self.remaining() / 2) as u64 {
             return Err(self.err("label count exceeds record size"));
         }
         let mut pairs = Vec::with_capacity(n as usize);
@@ -273,29 +244,14 @@ mod tests {
     }
 
     #[test]
-    fn varints_match_go() {
-        // Values and encodings from Go's encoding/binary PutVarint/PutUvarint.
-        let cases: &[(i64, &[u8])] = &[
-            (0, &[0x00]),
-            (-1, &[0x01]),
-            (1, &[0x02]),
-            (-64, &[0x7f]),
-            (64, &[0x80, 0x01]),
-            (i64::MAX, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-            (i64::MIN, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-        ];
-        for &(v, want) in cases {
-            let mut buf = Vec::new();
-            put_varint(&mut buf, v);
-            assert_eq!(buf, want, "encode {v}");
-            let mut d = Decoder { b: &buf, what: "test" };
-            assert_eq!(d.varint().expect("decodes"), v);
-            assert!(d.b.is_empty());
-        }
-        let mut d = Decoder { b: &[0xff; 10], what: "test" };
-        assert!(d.uvarint().is_err());
-        let mut d = Decoder { b: &[0x80, 0x80], what: "test" };
-        assert!(d.uvarint().is_err());
+    fn bad_varints_name_the_record() {
+        // The varint rules themselves are tested in `encoding`.
+        let mut d = Decoder { d: Decbuf::new(&[0xff; 10]), what: "samples" };
+        let err = d.uvarint().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("samples record: uvarint overflows 64 bits"), "{err}");
+        let mut d = Decoder { d: Decbuf::new(&[0x80, 0x80]), what: "series" };
+        let err = d.varint().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("series record: unexpected end of data"), "{err}");
     }
 
     #[test]

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use promql_parser::parser::{Call, Expr};
+use strata_tsdb::gotext::{format_g, parse_float};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 
 use super::{scalar_arg, string_arg, vector_arg};
 use crate::engine::aggregate::quantile_warning;
 use crate::engine::eval::Evaluator;
-use crate::engine::types::{format_go_float_g, parse_go_float, set_label, Grid, Point, StepSeries, Val};
+use crate::engine::types::{set_label, Grid, Point, StepSeries, Val};
 use crate::engine::QueryError;
 
 const BUCKET_LABEL: &str = "le";
@@ -37,7 +38,7 @@ impl Histograms {
         for s in input {
             let le = s.labels.get(BUCKET_LABEL).unwrap_or("");
             let name = s.labels.get(METRIC_NAME).unwrap_or("");
-            let Some(upper) = parse_go_float(le) else {
+            let Ok(upper) = parse_float(le) else {
                 ev.warn(
                     &format!(
                         "bucket label \"le\" is missing or has a malformed value of \"{le}\" for metric name \"{name}\""
@@ -172,7 +173,7 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator, call: &Call, args: &[&Expr
 
 /// A float as OpenMetrics writes it: Go's shortest form, with `.0` added to whole numbers.
 fn format_open_metrics_float(f: f64) -> String {
-    let s = format_go_float_g(f);
+    let s = format_g(f);
     if f.is_finite() && !s.contains(['.', 'e']) {
         s + ".0"
     } else {

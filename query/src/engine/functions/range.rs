@@ -7,13 +7,14 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 
 use promql_parser::parser::{Call, Expr};
-use strata_tsdb::labels::{quote, METRIC_NAME};
+use strata_tsdb::gotext::{format_percent_f, quote};
+use strata_tsdb::labels::METRIC_NAME;
 
 use super::{absent_labels, scalar_arg};
 use crate::engine::aggregate::{kahan_inc, quantile, quantile_warning};
 use crate::engine::eval::{Evaluator, Extended, RangeInput};
 use crate::engine::extended::{extend_floats, extended_rate};
-use crate::engine::types::{format_go_float_g, Grid, Point, StepSeries, Val};
+use crate::engine::types::{Grid, Point, StepSeries, Val};
 use crate::engine::QueryError;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -212,9 +213,9 @@ pub(crate) fn eval(ev: &mut Evaluator, call: &Call, f: RangeFn, args: &[&Expr], 
         DoubleExponentialSmoothing => run(ev, &input, &scalars, g, |w| {
             let (sf, tf) = (w.args[0], w.args[1]);
             let msg = if !(sf > 0.0 && sf < 1.0) {
-                format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", go_f6(sf))
+                format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", format_percent_f(sf))
             } else if !(tf > 0.0 && tf < 1.0) {
-                format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", go_f6(tf))
+                format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", format_percent_f(tf))
             } else {
                 return smooth(w.v, sf, tf);
             };
@@ -531,13 +532,4 @@ fn smooth(v: &[f64], sf: f64, tf: f64) -> Option<f64> {
         (s0, s1) = (s1, next);
     }
     Some(s1)
-}
-
-/// Go's `%f`.
-fn go_f6(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.6}")
-    } else {
-        format_go_float_g(v)
-    }
 }

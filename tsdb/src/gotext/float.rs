@@ -1,6 +1,5 @@
-//! Floats printed exactly as Go prints them, since Prometheus's tools and API output are
-//! compared byte for byte: `%g` (promtool's dump) and `strconv.FormatFloat(v, 'f', -1, 64)`
-//! (the HTTP API's sample values).
+//! Floats printed exactly as Go prints them: `%g` (promtool's dump, PromQL messages),
+//! `strconv.FormatFloat(v, 'f', -1, 64)` (the HTTP API's sample values) and `%f`.
 
 use std::fmt::Write as _;
 
@@ -197,6 +196,17 @@ pub fn format_f(v: f64) -> String {
     out
 }
 
+/// Go's `%f` (`strconv.FormatFloat(v, 'f', 6, 64)`, infinities signed): six decimals, rounded
+/// half to even on the exact value as Rust's formatter does too.
+pub fn format_percent_f(v: f64) -> String {
+    if v.is_finite() {
+        return format!("{v:.6}");
+    }
+    let mut out = String::new();
+    write_special(&mut out, v);
+    out
+}
+
 /// [`format_f`] appended to `out`.
 pub fn write_f(out: &mut String, v: f64) {
     if write_special(out, v) {
@@ -315,6 +325,25 @@ mod tests {
             (f64::INFINITY, "+Inf"),
         ] {
             assert_eq!(format_f(v), want, "{v}");
+        }
+    }
+
+    /// Expected values are what Go's `fmt.Sprintf("%f", v)` prints.
+    #[test]
+    fn go_percent_f_format() {
+        for (v, want) in [
+            (0.0078125, "0.007812"),
+            (0.25, "0.250000"),
+            (1e21, "1000000000000000000000.000000"),
+            (9_223_372_036_854_775_808.0, "9223372036854775808.000000"),
+            (-0.0, "-0.000000"),
+            (0.1234565, "0.123456"),
+            (2f64.powi(-20), "0.000001"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(format_percent_f(v), want, "{v}");
         }
     }
 

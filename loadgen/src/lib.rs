@@ -1,9 +1,11 @@
-//! Remote-write load generation for benchmarks.
+//! Remote-write load generation for benchmarks (`strata tools bench-write`).
 //!
 //! Sends realistic remote-write traffic (1.0 or 2.0) to any remote-write URL: Strata's
-//! `/api/v1/receive` or Prometheus's `/api/v1/write`. The series look like what node_exporter and
-//! kube-state-metrics expose: per scrape target 10 counters, 10 gauges and 80 classic histogram
-//! series (`_bucket` with `le`, `_sum`, `_count`), each with 6 to 10 labels.
+//! `/api/v1/receive` or Prometheus's `/api/v1/write`. The series are shaped like what
+//! node_exporter and kube-state-metrics expose: per scrape target 10 counters, 10 gauges and 80
+//! classic histogram series (`_bucket` with `le`, `_sum`, `_count`), each with 6 to 10 labels.
+//! Their values are invented, so every metric name starts with [`METRIC_PREFIX`]: written into a
+//! store that also holds real data, they cannot pass for the exporters' own series.
 //!
 //! Each series belongs to exactly one batch and each batch to exactly one connection, so the
 //! samples of a series always arrive in timestamp order even with many connections. Rounds (one
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -34,18 +36,15 @@ use hyper_util::rt::TokioExecutor;
 use prost::encoding::{encode_key, encode_varint, message, WireType};
 use prost::Message;
 use strata_proto::prometheus as v1;
+pub use strata_proto::protocol::Version;
+use strata_proto::protocol::{CONTENT_ENCODING_HEADER, SAMPLES_WRITTEN_HEADER, SNAPPY_ENCODING, VERSION_HEADER};
 use strata_proto::write_v2 as v2;
 use tokio::sync::mpsc;
 
 /// Header carrying the tenant, as Thanos receive expects it.
 pub const TENANT_HEADER: &str = "THANOS-TENANT";
-const VERSION_HEADER: &str = "X-Prometheus-Remote-Write-Version";
-/// A 2.0 receiver reports on every answer how many samples it wrote; a 2xx without it comes from
-/// a 1.x receiver that decoded the body as an empty 1.0 request, which the 2.0 spec says senders
-/// should treat as 415.
-const SAMPLES_WRITTEN_HEADER: &str = "X-Prometheus-Remote-Write-Samples-Written";
-const V1_CONTENT_TYPE: &str = "application/x-protobuf";
-const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+/// Start of every metric name the generator writes.
+pub const METRIC_PREFIX: &str = "bench_";
 
 /// How many failure bodies the report keeps verbatim.
 const KEPT_ERROR_BODIES: usize = 5;
@@ -54,57 +53,11 @@ const MAX_ERROR_BODY: usize = 512;
 /// Encoded requests queued per connection ahead of the sender.
 const ENCODE_AHEAD: usize = 4;
 
-/// Remote-write protocol version to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `prometheus.WriteRequest`, remote write 1.0.
-    V1,
-    /// `io.prometheus.write.v2.Request`, remote write 2.0.
-    V2,
-}
-
-impl Protocol {
-    fn content_type(self) -> &'static str {
-        match self {
-            Protocol::V1 => V1_CONTENT_TYPE,
-            Protocol::V2 => V2_CONTENT_TYPE,
-        }
-    }
-
-    fn version_header(self) -> &'static str {
-        match self {
-            Protocol::V1 => "0.1.0",
-            Protocol::V2 => "2.0.0",
-        }
-    }
-
-    /// Field number of the repeated time series in the top-level request message.
-    fn timeseries_field(self) -> u32 {
-        match self {
-            Protocol::V1 => 1,
-            Protocol::V2 => 5,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::V1 => "v1",
-            Protocol::V2 => "v2",
-        })
-    }
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "v1" | "1" | "1.0" => Ok(Protocol::V1),
-            "v2" | "2" | "2.0" => Ok(Protocol::V2),
-            other => Err(Error::Config(format!("unknown protocol {other:?}, expected v1 or v2"))),
-        }
+/// Field number of the repeated time series in the top-level request message.
+fn timeseries_field(version: Version) -> u32 {
+    match version {
+        Version::V1 => 1,
+        Version::V2 => 5,
     }
 }
 
@@ -121,7 +74,7 @@ pub struct Config {
     pub batch_size: usize,
     /// Parallel connections.
     pub concurrency: usize,
-    pub protocol: Protocol,
+    pub protocol: Version,
     /// Value of the `THANOS-TENANT` header; not sent when `None`.
     pub tenant: Option<String>,
     /// Distance between rounds in sample time, milliseconds.
@@ -146,7 +99,7 @@ impl Default for Config {
             samples_per_series: 10,
             batch_size: 2000,
             concurrency: 4,
-            protocol: Protocol::V1,
+            protocol: Version::V1,
             tenant: None,
             scrape_interval_ms: 15_000,
             start_ms: None,
@@ -174,7 +127,7 @@ pub enum Error {
 /// Outcome of a load run.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<Version>,
     pub series: usize,
     pub samples_per_series: usize,
     pub batch_size: usize,
@@ -352,11 +305,11 @@ pub async fn run(config: &Config) -> Result<Report, Error> {
     let headers = Arc::new(RequestTemplate {
         uri,
         content_type: HeaderValue::from_static(protocol.content_type()),
-        version: HeaderValue::from_static(protocol.version_header()),
+        version: HeaderValue::from_static(protocol.header_value()),
         user_agent: HeaderValue::from_static(concat!("strata-bench-write/", env!("CARGO_PKG_VERSION"))),
         tenant,
         timeout: config.request_timeout,
-        require_written_header: protocol == Protocol::V2,
+        require_written_header: protocol == Version::V2,
     });
 
     let started = Instant::now();
@@ -512,6 +465,9 @@ struct RequestTemplate {
     user_agent: HeaderValue,
     tenant: Option<HeaderValue>,
     timeout: Duration,
+    /// A 2.0 receiver reports on every answer how many samples it wrote; a 2xx without that
+    /// header comes from a 1.x receiver that decoded the body as an empty 1.0 request, which
+    /// the 2.0 spec says senders should treat as 415.
     require_written_header: bool,
 }
 
@@ -581,7 +537,7 @@ async fn send_loop(
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(template.uri.clone())
-            .header(CONTENT_ENCODING, HeaderValue::from_static("snappy"))
+            .header(CONTENT_ENCODING_HEADER, HeaderValue::from_static(SNAPPY_ENCODING))
             .header(CONTENT_TYPE, template.content_type.clone())
             .header(VERSION_HEADER, template.version.clone())
             .header(USER_AGENT, template.user_agent.clone());
@@ -651,6 +607,7 @@ enum Kind {
 }
 
 struct Family {
+    /// The exporter's metric name; series get [`METRIC_PREFIX`] in front of it.
     name: &'static str,
     help: &'static str,
     labels: &'static [(&'static str, &'static str)],
@@ -875,8 +832,8 @@ fn series_labels(series: usize) -> Vec<(String, String)> {
         ("pod".to_string(), pod),
     ];
     let (name, extra): (String, &[(&str, &str)]) = match Slot::of(series) {
-        Slot::Counter(i) => (COUNTERS[i].name.to_string(), COUNTERS[i].labels),
-        Slot::Gauge(i) => (GAUGES[i].name.to_string(), GAUGES[i].labels),
+        Slot::Counter(i) => (format!("{METRIC_PREFIX}{}", COUNTERS[i].name), COUNTERS[i].labels),
+        Slot::Gauge(i) => (format!("{METRIC_PREFIX}{}", GAUGES[i].name), GAUGES[i].labels),
         Slot::Histogram(hist, part) => {
             let (family, buckets) = &HISTOGRAMS[hist];
             let suffix = match part.cmp(&buckets.len()) {
@@ -887,7 +844,7 @@ fn series_labels(series: usize) -> Vec<(String, String)> {
                 std::cmp::Ordering::Equal => "sum",
                 std::cmp::Ordering::Greater => "count",
             };
-            (format!("{}_{suffix}", family.name), family.labels)
+            (format!("{METRIC_PREFIX}{}_{suffix}", family.name), family.labels)
         }
     };
     labels.push(("__name__".to_string(), name));
@@ -952,19 +909,19 @@ impl Batch {
 
 /// Every series of a run, grouped into request-sized batches with their labels encoded.
 struct Workload {
-    protocol: Protocol,
+    protocol: Version,
     batches: Vec<Batch>,
 }
 
 impl Workload {
-    fn new(series: usize, batch_size: usize, protocol: Protocol) -> Workload {
+    fn new(series: usize, batch_size: usize, protocol: Version) -> Workload {
         let batches = (0..series)
             .step_by(batch_size)
             .map(|first| {
                 let end = (first + batch_size).min(series);
                 match protocol {
-                    Protocol::V1 => Self::batch_v1(first, end),
-                    Protocol::V2 => Self::batch_v2(first, end),
+                    Version::V1 => Self::batch_v1(first, end),
+                    Version::V2 => Self::batch_v2(first, end),
                 }
             })
             .collect();
@@ -1028,21 +985,21 @@ impl Workload {
         let batch = &self.batches[b];
         out.clear();
         out.extend_from_slice(&batch.prefix);
-        let field = self.protocol.timeseries_field();
+        let field = timeseries_field(self.protocol);
         let mut start = 0usize;
         for (i, pair) in batch.ends.chunks_exact(2).enumerate() {
             let (lead_end, end) = (pair[0] as usize, pair[1] as usize);
             let value = series_value(batch.first + i, round);
             encode_key(field, WireType::LengthDelimited, out);
             match self.protocol {
-                Protocol::V1 => {
+                Version::V1 => {
                     let sample = v1::Sample { value, timestamp: ts };
                     let len = end - start + message::encoded_len(2, &sample);
                     encode_varint(len as u64, out);
                     out.extend_from_slice(&batch.parts[start..lead_end]);
                     message::encode(2, &sample, out);
                 }
-                Protocol::V2 => {
+                Version::V2 => {
                     let sample = v2::Sample { value, timestamp: ts, ..Default::default() };
                     let len = end - start + message::encoded_len(2, &sample);
                     encode_varint(len as u64, out);
@@ -1083,6 +1040,7 @@ mod tests {
             }
             let metric = &labels.iter().find(|(n, _)| n == "__name__").expect("has a name").1;
             assert!(valid_name(metric, true), "bad metric name {metric:?}");
+            assert!(metric.starts_with(METRIC_PREFIX), "{metric:?} could pass for an exporter's series");
             match Slot::of(s).kind() {
                 Kind::Counter => {
                     assert!(metric.ends_with("_total"));
@@ -1124,7 +1082,7 @@ mod tests {
 
     #[test]
     fn v1_requests_decode_to_the_expected_write_request() {
-        let workload = Workload::new(250, 100, Protocol::V1);
+        let workload = Workload::new(250, 100, Version::V1);
         assert_eq!(workload.batches.len(), 3);
         assert_eq!(workload.batches[2].len(), 50);
         let mut buf = Vec::new();
@@ -1145,7 +1103,7 @@ mod tests {
 
     #[test]
     fn v2_requests_resolve_to_the_same_series() {
-        let workload = Workload::new(120, 120, Protocol::V2);
+        let workload = Workload::new(120, 120, Version::V2);
         let mut buf = Vec::new();
         workload.encode(0, 2, 1_700_000_030_000, &mut buf);
         let request = v2::Request::decode(buf.as_slice()).expect("valid v2 Request");
@@ -1168,9 +1126,7 @@ mod tests {
     }
 
     #[test]
-    fn protocol_parses_and_config_is_checked() {
-        assert_eq!("v2".parse::<Protocol>().ok(), Some(Protocol::V2));
-        assert!("v3".parse::<Protocol>().is_err());
+    fn config_is_checked() {
         let bad = Config { batch_size: 0, ..Config::default() };
         assert!(matches!(validate(&bad), Err(Error::Config(_))));
         let unpaced = Config { round_interval: Some(Duration::ZERO), ..Config::default() };
@@ -1189,9 +1145,9 @@ mod tests {
             let requests = Arc::clone(&requests);
             async move {
                 let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-                assert_eq!(headers[CONTENT_ENCODING], "snappy");
-                assert_eq!(headers[CONTENT_TYPE], V2_CONTENT_TYPE);
-                assert_eq!(headers[VERSION_HEADER], "2.0.0");
+                assert_eq!(headers[CONTENT_ENCODING_HEADER], SNAPPY_ENCODING);
+                assert_eq!(headers[CONTENT_TYPE], Version::V2.content_type());
+                assert_eq!(headers[VERSION_HEADER], Version::V2.header_value());
                 assert_eq!(headers[TENANT_HEADER], "team-a");
                 assert!(headers[USER_AGENT].to_str().is_ok_and(|ua| ua.starts_with("strata-bench-write/")));
                 let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy");
@@ -1225,7 +1181,7 @@ mod tests {
             samples_per_series: 4,
             batch_size: 100,
             concurrency: 3,
-            protocol: Protocol::V2,
+            protocol: Version::V2,
             tenant: Some("team-a".to_string()),
             ..Config::default()
         };
@@ -1249,7 +1205,7 @@ mod tests {
             series: 300,
             samples_per_series: 1,
             batch_size: 100,
-            protocol: Protocol::V2,
+            protocol: Version::V2,
             tenant: Some("team-a".to_string()),
             ..Config::default()
         };
@@ -1270,7 +1226,7 @@ mod tests {
             samples_per_series: 3,
             batch_size: 100,
             concurrency: 2,
-            protocol: Protocol::V2,
+            protocol: Version::V2,
             tenant: Some("team-a".to_string()),
             round_interval: Some(Duration::from_millis(200)),
             latency_log: Some(log.clone()),
