@@ -1,14 +1,11 @@
 //! Differential test of parse errors: malformed queries are sent to `strata standalone` and to
-//! Debian's Prometheus 2.42 through `/api/v1/query` (GET and POST) and `/api/v1/query_range`,
-//! and malformed selectors through `/api/v1/series`; status code, `errorType` and `error` must
-//! be the same.
+//! Prometheus 3.x (built by interop/, with the PromQL features strata always has) through
+//! `/api/v1/query` (GET and POST) and `/api/v1/query_range`, and malformed selectors through
+//! `/api/v1/series` and `/api/v1/labels`; status code, `errorType` and `error` must be the same.
 //!
-//! strata words parse errors as Prometheus 3.x does, so some differ from 2.42 by design; those
-//! cases are listed in parse_errors/known_differences.md under the change that explains them.
-//! The test fails on a difference that is not listed, and on a listed case that no longer
-//! differs. One change applies to every case and is made to 2.42's answers instead of being
-//! listed: since 3.0 a range query's parse error names the `query` parameter, as an instant
-//! query's does; the test fails if 2.42 ever answers with the name already there.
+//! Cases whose answers differ for a reason are listed in parse_errors/known_differences.md under
+//! that reason. The test fails on a difference that is not listed, and on a listed case that no
+//! longer differs.
 
 mod common;
 
@@ -100,8 +97,6 @@ const QUERIES: &[&str] = &[
 /// Malformed `match[]` selectors.
 const SELECTORS: &[&str] = &["up(", "1+1", "up{", r#"up{a=~"("}"#, r#"{a=""}"#, "up offset 5m", "rate(x[5m])"];
 
-const QUERY_PARAM: &str = "invalid parameter \"query\": ";
-
 /// Status, `errorType` and `error` of an answer, or what else it was.
 fn outcome(answer: Answer) -> String {
     let (status, body) = match answer {
@@ -163,16 +158,7 @@ fn parse_errors_match_prometheus() {
     // Per case: the requests that got different answers, with both answers.
     let mut differences: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut compare = |case: &str, what: &str, ask: &dyn Fn(&str) -> Answer| {
-        let (ours, mut theirs) = (outcome(ask(servers.strata.http())), outcome(ask(servers.prometheus.http())));
-        if what.ends_with("query_range") {
-            let (status, error) =
-                theirs.split_once(": ").unwrap_or_else(|| panic!("{what} {case:?}: Prometheus answered {theirs}"));
-            assert!(
-                !error.starts_with(QUERY_PARAM),
-                "{what} {case:?}: Prometheus 2.42 names the parameter now: {theirs}"
-            );
-            theirs = format!("{status}: {QUERY_PARAM}{error}");
-        }
+        let (ours, theirs) = (outcome(ask(servers.strata.http())), outcome(ask(servers.prometheus.http())));
         assert!(ours.starts_with("400 "), "{what} {case:?}: strata should refuse it, answered {ours}");
         let entry = differences.entry(case.to_string()).or_default();
         if ours != theirs {

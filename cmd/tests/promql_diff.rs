@@ -1,16 +1,17 @@
 //! Differential PromQL test: the same generated data is remote-written to `strata standalone` and
-//! to Prometheus 2.42, every query of the corpus (promql_diff/queries.txt) is asked of both as
-//! instant queries at several times and as a range query, and the answers must agree: the same
-//! series, the same timestamps, values within 1e-6 relative (NaN equals NaN).
+//! to Prometheus 3.x (built by interop/, with the PromQL features strata always has: see
+//! `common::PROMQL_FEATURES`), every query of the corpus (promql_diff/queries.txt) is asked of
+//! both as instant queries at several times and as a range query, and the answers must agree:
+//! the same series, the same timestamps, values within 1e-6 relative (NaN equals NaN).
 //!
-//! strata follows Prometheus 3.x, so some answers differ by design; those queries are listed in
-//! promql_diff/known_differences.md under the reason they differ. The test fails on a difference
-//! that is not listed, and on a listed query that no longer differs (so the list stays true).
+//! A query whose answers differ for a reason is listed in promql_diff/known_differences.md under
+//! that reason. The test fails on a difference that is not listed, and on a listed query that no
+//! longer differs (so the list stays true).
 //!
-//! Samples sit off whole seconds and queries are evaluated at whole seconds, so the left-open
-//! (3.x) and closed (2.x) range and lookback windows select the same samples. Only the
+//! Most samples sit off whole seconds and queries are evaluated at whole seconds; the
 //! "on-sample" corpus section uses series sampled on whole seconds at evaluation times that hit
-//! sample timestamps exactly.
+//! sample timestamps exactly, where the left-open range and lookback windows of Prometheus 3
+//! decide which samples count.
 
 mod common;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use prost::Message;
 use strata_proto::protocol;
-use strata_testkit::{http, tool, Fleet, Node};
+use strata_testkit::{http, peer, Fleet, Node};
 
 /// The `strata` binary Cargo built for these tests.
 pub fn strata_bin() -> &'static Path {
@@ -88,6 +88,17 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
     Ok((labels, value, ts))
 }
 
+/// Prometheus 3.x feature flags for PromQL that strata implements unconditionally: experimental
+/// functions (`sort_by_label`, `info`, `limitk`, …), duration expressions, `anchored` and
+/// `smoothed` range selectors, and metric names removed at the end of the query rather than by
+/// each function (which changes what `by (__name__)` sees).
+pub const PROMQL_FEATURES: [&str; 4] = [
+    "promql-experimental-functions",
+    "promql-duration-expr",
+    "promql-extended-range-selectors",
+    "promql-delayed-name-removal",
+];
+
 /// `strata standalone` and Prometheus (remote-write receiver on, nothing scraped), both ready,
 /// for asking both the same questions about the same data.
 pub struct StrataAndPrometheus {
@@ -96,13 +107,16 @@ pub struct StrataAndPrometheus {
 }
 
 impl StrataAndPrometheus {
-    /// Starts both with data and logs under `work`; fails clearly when `prometheus` is missing.
+    /// Starts both with data and logs under `work`: Prometheus 3.x (interop/), with the PromQL
+    /// features that strata always has switched on (see [`PROMQL_FEATURES`]); fails clearly when
+    /// the peer is missing.
     pub fn start(work: &Path) -> StrataAndPrometheus {
-        let prometheus_bin = tool("prometheus");
+        let prometheus_bin = peer("prometheus");
         let mut fleet = Fleet::new(work);
         let (strata, prometheus) = (fleet.slot("strata"), fleet.slot("prometheus"));
         let mut args = prometheus.prometheus_args("global:\n  scrape_interval: 1h\n");
         args.push("--web.enable-remote-write-receiver".into());
+        args.push(format!("--enable-feature={}", PROMQL_FEATURES.join(",")).into());
         // Both start at once; then both must become ready.
         let mut both = StrataAndPrometheus {
             strata: Node::spawn(strata_bin(), &strata, strata.standalone_args()),
