@@ -57,6 +57,7 @@ struct Written {
 }
 
 pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let proto = negotiate(parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let result = match proto {
@@ -80,7 +81,7 @@ pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response 
             (status, with_written((status, format!("{e}\n")).into_response(), proto, written))
         }
     };
-    rx.metrics.observe_request("receive", "POST", status);
+    rx.metrics.observe_request("receive", "POST", status, started.elapsed());
     response
 }
 
