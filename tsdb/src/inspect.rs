@@ -270,8 +270,8 @@ pub fn check_tsdb_dir(dir: &Path) -> Result<Layout> {
     Err(not_found(
         dir,
         format!(
-            "not a TSDB directory (no blocks and no wal/ in it); it holds the TSDB directories {}{more} \
-             (one per tenant): try --tsdb.path {}",
+            "not a TSDB directory (no blocks and no wal/ in it); it holds the TSDB directories {}{more}: \
+             try --tsdb.path {}",
             names.join(", "),
             first.display()
         ),
@@ -677,14 +677,14 @@ mod tests {
         let err = list(&receive, false, &mut Vec::new()).unwrap_err().to_string();
         let want = format!(
             "not a TSDB directory (no blocks and no wal/ in it); it holds the TSDB directories default-tenant, \
-             team-b (one per tenant): try --tsdb.path {}",
+             team-b: try --tsdb.path {}",
             receive.join("default-tenant").display()
         );
         assert!(err.contains(&want), "{err}");
         // Two levels down; tenants (with a WAL) before a directory of blocks.
         let err = analyze(data.path(), None, 10, &mut Vec::new()).unwrap_err().to_string();
         let want = format!(
-            "the TSDB directories receive/default-tenant, receive/team-b, bucket (one per tenant): try --tsdb.path {}",
+            "the TSDB directories receive/default-tenant, receive/team-b, bucket: try --tsdb.path {}",
             receive.join("default-tenant").display()
         );
         assert!(err.contains(&want), "{err}");
