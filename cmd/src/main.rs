@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 #[command(name = "strata", version, about = "Long-term, highly available Prometheus storage")]
 struct Cli {
     /// Log filter: error, warn, info, debug, or a tracing filter such as `strata_tsdb=debug`.
+    /// Tools log at warn unless this is given.
     #[arg(long = "log.level", env = "STRATA_LOG_LEVEL", default_value = "info", global = true)]
     log_level: String,
     #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]

@@ -21,6 +21,9 @@ enum ToolsCommand {
     /// Inspect a local TSDB directory.
     Tsdb(TsdbArgs),
     /// Inspect an object-storage bucket in the Thanos layout.
+    ///
+    /// Without an objstore flag, the bucket is ./data/bucket (strata standalone's) if it is in
+    /// the current directory.
     Bucket(BucketArgs),
 }
 
@@ -130,8 +133,6 @@ enum BucketCommand {
     Inspect(BucketInspectArgs),
 }
 
-/// Without an objstore flag, the bucket commands use strata standalone's local bucket
-/// (`./data/bucket`) when it is in the current directory.
 #[derive(Args)]
 struct BucketLsArgs {
     #[command(flatten)]
