@@ -47,7 +47,8 @@ impl Default for BuildInfo {
     }
 }
 
-/// The process's metrics registry.
+/// The process's metrics registry. Help texts of registered metrics have no final period: the
+/// registry adds one.
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<RequestLabels, Counter>,
@@ -59,18 +60,18 @@ impl Metrics {
     pub fn new(tenants: Arc<MultiTsdb>, build: &BuildInfo) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "Tracks the number of HTTP requests.", http_requests.clone());
+        registry.register("http_requests", "Tracks the number of HTTP requests", http_requests.clone());
         let http_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
         registry.register(
             "http_request_duration_seconds",
-            "Tracks the latencies for HTTP requests.",
+            "Tracks the latencies for HTTP requests",
             http_request_duration.clone(),
         );
         let refused_samples = Family::<RequestLabels, Counter>::default();
         registry.register(
             "strata_receive_refused_samples",
-            "Samples refused by the TSDB head, by tenant and reason.",
+            "Samples refused by the TSDB head, by tenant and reason",
             refused_samples.clone(),
         );
         let build_info = Family::<RequestLabels, Gauge>::default();
@@ -85,7 +86,7 @@ impl Metrics {
         registry.register(
             "strata_build_info",
             "A metric with a constant '1' value labeled by version, revision, branch, and rustversion from which \
-             strata was built.",
+             strata was built",
             build_info,
         );
         registry.register_collector(Box::new(TsdbCollector { tenants }));
