@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt as _;
+use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::ApiState;
 use strata_query::engine::EngineOptions;
-use strata_receiver::{Receiver, ReceiverConfig, RequestLimits, Shipping};
+use strata_receiver::{BuildInfo, Receiver, ReceiverConfig, RequestLimits, Shipping};
 use strata_tsdb::db::DbOptions;
 use strata_tsdb::wal::WalOptions;
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 #[command(name = "strata", version, about = "Long-term, highly available Prometheus storage")]
 struct Cli {
     /// Log filter: error, warn, info, debug, or a tracing filter such as `strata_tsdb=debug`.
+    /// Tools log at warn unless this is given.
     #[arg(long = "log.level", env = "STRATA_LOG_LEVEL", default_value = "info", global = true)]
     log_level: String,
     #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
@@ -41,6 +43,12 @@ enum Command {
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
+
+/// Standalone's `--data-dir` default and its subdirectories: the receiver's TSDBs and the
+/// local bucket (which the tools also use by default).
+const DEFAULT_DATA_DIR: &str = "./data";
+const RECEIVE_DIR: &str = "receive";
+const BUCKET_DIR: &str = "bucket";
 
 /// Flags shared by `receive` and `standalone`.
 #[derive(Args)]
@@ -115,7 +123,7 @@ struct StandaloneArgs {
     /// Directory for all data: the receiver's TSDBs in `<data-dir>/receive/`, and, unless an
     /// objstore flag is given, the bucket in `<data-dir>/bucket/` (blocks get the external label
     /// receive="standalone" unless `--label` is given).
-    #[arg(long = "data-dir", default_value = "./data")]
+    #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     #[command(flatten)]
     query: QueryArgs,
@@ -190,8 +198,7 @@ fn receiver_config(
             if external_labels.is_empty() {
                 external_labels.insert(label.0, label.1);
             }
-            let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {:?}\n", dir.display().to_string());
-            Some(strata_shipper::parse_objstore_config(&yaml, "the default local bucket")?.build()?)
+            Some(objstore::filesystem_bucket(&dir, "the default local bucket")?)
         }
         (None, None) => None,
     };
@@ -205,6 +212,7 @@ fn receiver_config(
             max_series: t.max_request_series,
             max_samples: t.max_request_samples,
         },
+        build: build_info(),
         db: DbOptions {
             wal: WalOptions { compress: t.wal_compression, ..WalOptions::default() },
             retention: (t.retention > 0).then_some(t.retention),
@@ -252,20 +260,41 @@ fn parse_duration_flag(s: &str) -> Result<i64, strata_tsdb::gotext::DurationErro
     strata_tsdb::gotext::parse_duration(s).map(|d| d.as_millis() as i64)
 }
 
+/// What this binary was built from (see build.rs).
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        revision: env!("STRATA_REVISION").to_owned(),
+        branch: env!("STRATA_BRANCH").to_owned(),
+        rust_version: env!("STRATA_RUST_VERSION").to_owned(),
+    }
+}
+
+/// The log filter: `--log.level` (or STRATA_LOG_LEVEL), whose default is `info`, except that
+/// tools, like promtool, print their output alone: warnings and errors only, unless asked.
+fn log_filter<'a>(cli: &'a Cli, matches: &clap::ArgMatches) -> &'a str {
+    let defaulted = matches.value_source("log_level") == Some(ValueSource::DefaultValue);
+    if defaulted && matches!(cli.command, Command::Tools(_)) {
+        "warn"
+    } else {
+        &cli.log_level
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    logging::init(&cli.log_level, cli.log_format)?;
+    logging::init(log_filter(&cli, &matches), cli.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")?;
     rt.block_on(async move {
         match cli.command {
             Command::Receive(a) => {
-                run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, false, None).await
+                run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, None).await
             }
             Command::Standalone(a) => {
-                let default_bucket = (a.data_dir.join("bucket"), ("receive".to_owned(), "standalone".to_owned()));
-                let config = receiver_config(a.data_dir.join("receive"), &a.receiver, Some(default_bucket))?;
-                run_receiver(config, &a.listen, true, Some(query_setup(&a.query, &matches))).await
+                let default_bucket = (a.data_dir.join(BUCKET_DIR), ("receive".to_owned(), "standalone".to_owned()));
+                let config = receiver_config(a.data_dir.join(RECEIVE_DIR), &a.receiver, Some(default_bucket))?;
+                run_receiver(config, &a.listen, Some(query_setup(&a.query, &matches))).await
             }
             Command::Tools(a) => tools::run(a).await,
         }
@@ -273,14 +302,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Serves the receiver (and for standalone, with `query`, the query API and page on the HTTP
-/// address) until SIGTERM or Ctrl-C, then closes every WAL.
-async fn run_receiver(
-    config: ReceiverConfig,
-    listen: &ListenArgs,
-    print_snippet: bool,
-    query: Option<QuerySetup>,
-) -> anyhow::Result<()> {
-    tracing::info!(tsdb_path = %config.tsdb_path.display(), remote_write = %listen.remote_write_address, http = %listen.http_address, "starting receiver");
+/// address, announced on stdout) until SIGTERM or Ctrl-C, then closes every WAL.
+async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option<QuerySetup>) -> anyhow::Result<()> {
     let rx = Receiver::new(config);
     let rw = TcpListener::bind(listen.remote_write_address)
         .await
@@ -288,6 +311,10 @@ async fn run_receiver(
     let http = TcpListener::bind(listen.http_address)
         .await
         .with_context(|| format!("listen on --http-address {}", listen.http_address))?;
+    // The addresses bound, which differ from the flags' for port 0.
+    let rw_addr = rw.local_addr().context("remote-write listener address")?;
+    let http_addr = http.local_addr().context("HTTP listener address")?;
+    tracing::info!(tsdb_path = %rx.config.tsdb_path.display(), remote_write = %rw_addr, http = %http_addr, "starting receiver");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serve = |listener: TcpListener, router: axum::Router, what: &'static str| {
         let mut stop = stop_rx.clone();
@@ -310,6 +337,7 @@ async fn run_receiver(
     };
     // Listen before replaying: writes during replay get 503 and probes report not ready.
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
+    let standalone = query.is_some();
     let http_router = match query {
         Some(q) => rx.http_router().merge(query_router(&rx, q)),
         None => rx.http_router(),
@@ -317,8 +345,8 @@ async fn run_receiver(
     let http_task = serve(http, http_router, "http");
     let started = Arc::clone(&rx);
     let start = tokio::spawn(async move { started.start().await });
-    if print_snippet {
-        print_remote_write_snippet(listen.remote_write_address);
+    if standalone {
+        print!("{}", standalone_banner(rw_addr, http_addr));
     }
     let signalled = tokio::select! {
         r = start => {
@@ -338,13 +366,20 @@ async fn run_receiver(
     Ok(())
 }
 
-/// The query API over all tenants, not ready while the receiver replays WALs.
+/// The query API over all tenants, not ready while the receiver replays WALs, its requests
+/// counted in the receiver's metrics.
 fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
     let mut state = ApiState::new(rx.tenants.clone(), rx.metadata.clone(), q.engine);
     state.flags = q.flags;
     state.storage_retention = q.retention;
+    state.build_revision = rx.config.build.revision.clone();
+    state.build_branch = rx.config.build.branch.clone();
     let receiver = Arc::clone(rx);
     state.ready = Arc::new(move || receiver.is_ready());
+    let receiver = Arc::clone(rx);
+    state.observe = Some(Arc::new(move |handler, method, code, elapsed| {
+        receiver.metrics.observe_request(handler, method.as_str(), code, elapsed)
+    }));
     strata_query::api::router(state)
 }
 
@@ -363,18 +398,45 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_remote_write_snippet(addr: SocketAddr) {
-    let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
-    println!(
+/// What standalone prints when it starts: the remote-write snippet for prometheus.yml, the
+/// query page and the URL of a Grafana data source, at the addresses it listens on.
+fn standalone_banner(remote_write: SocketAddr, http: SocketAddr) -> String {
+    let (rw, http) = (base_url(remote_write), base_url(http));
+    format!(
         "\nstrata standalone is starting. Add this to prometheus.yml and reload Prometheus:\n\n\
-         remote_write:\n  - url: http://{host}:{port}/api/v1/receive\n",
-        port = addr.port()
-    );
+         remote_write:\n  - url: {rw}/api/v1/receive\n\n\
+         Query page: {http}/\n\
+         Grafana: add a data source of type Prometheus with the URL {http}\n\n"
+    )
+}
+
+/// `http://host:port` for a listen address; a wildcard address becomes localhost, which a user
+/// on the same machine can paste.
+fn base_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_label_flag;
+    use super::{parse_label_flag, standalone_banner};
+
+    #[test]
+    fn banner_gives_urls_to_paste() {
+        let banner = standalone_banner("0.0.0.0:19291".parse().unwrap(), "127.0.0.1:10902".parse().unwrap());
+        for line in [
+            "  - url: http://localhost:19291/api/v1/receive\n",
+            "Query page: http://127.0.0.1:10902/\n",
+            "Grafana: add a data source of type Prometheus with the URL http://127.0.0.1:10902\n",
+        ] {
+            assert!(banner.contains(line), "{line:?} in {banner}");
+        }
+        let banner = standalone_banner("[::]:19291".parse().unwrap(), "[::1]:10902".parse().unwrap());
+        assert!(banner.contains("http://localhost:19291/api/v1/receive") && banner.contains("http://[::1]:10902/"));
+    }
 
     #[test]
     fn label_flags() {

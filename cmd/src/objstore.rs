@@ -1,6 +1,6 @@
 //! The `--objstore.config-file` / `--objstore.config` flags, as Thanos spells them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -28,4 +28,18 @@ impl ObjstoreArgs {
         };
         Ok(Some(strata_shipper::parse_objstore_config(&yaml, &source)?.build()?))
     }
+}
+
+/// A FILESYSTEM bucket (Thanos's local-directory bucket) rooted at `dir`, created if missing.
+/// `source` names it in messages.
+pub fn filesystem_bucket(dir: &Path, source: &str) -> anyhow::Result<strata_shipper::Bucket> {
+    let directory = dir.to_str().with_context(|| format!("bucket directory {} is not UTF-8", dir.display()))?;
+    let config = strata_shipper::BucketConfig {
+        provider: strata_shipper::Provider::Filesystem(strata_shipper::config::FilesystemConfig {
+            directory: directory.to_owned(),
+        }),
+        prefix: String::new(),
+        source: source.to_owned(),
+    };
+    Ok(config.build()?)
 }

@@ -1,7 +1,7 @@
 //! `strata tools`: operator and benchmark utilities.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -22,6 +22,9 @@ enum ToolsCommand {
     /// Inspect a local TSDB directory.
     Tsdb(TsdbArgs),
     /// Inspect an object-storage bucket in the Thanos layout.
+    ///
+    /// Without an objstore flag, the bucket is ./data/bucket (strata standalone's) if it is in
+    /// the current directory.
     Bucket(BucketArgs),
 }
 
@@ -153,21 +156,45 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
             print_blocking(a.tsdb_path, move |dir, out| strata_tsdb::inspect::list(dir, a.human_readable, out)).await
         }
         ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Analyze(a) }) => {
-            print_blocking(a.tsdb_path, move |dir, out| strata_tsdb::inspect::analyze(dir, a.block, a.limit, out)).await
+            print_blocking(a.tsdb_path, move |dir, out| {
+                strata_tsdb::inspect::analyze(dir, a.block, a.limit, out).map(|()| None)
+            })
+            .await
         }
         ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Ls(a) }) => {
-            let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
+            let bucket = tool_bucket(&a.objstore)?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_ls(&bucket, &mut out).await?;
             print_stdout(&out)
         }
         ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Inspect(a) }) => {
-            let bucket = a.objstore.bucket()?.context("set --objstore.config-file or --objstore.config")?;
+            let bucket = tool_bucket(&a.objstore)?;
             let mut out = Vec::new();
             strata_shipper::tools::bucket_inspect(&bucket, a.block, &mut out).await?;
             print_stdout(&out)
         }
     }
+}
+
+/// The bucket of the objstore flags or, without them, strata standalone's default bucket if it
+/// is here (named on stderr, so that the output stays the listing).
+fn tool_bucket(objstore: &crate::objstore::ObjstoreArgs) -> anyhow::Result<strata_shipper::Bucket> {
+    if let Some(bucket) = objstore.bucket()? {
+        return Ok(bucket);
+    }
+    let dir = Path::new(crate::DEFAULT_DATA_DIR).join(crate::BUCKET_DIR);
+    if !dir.is_dir() {
+        bail!(
+            "no bucket given: set --objstore.config-file or --objstore.config (without them, the bucket of strata \
+             standalone, {}, is used, but there is none here)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "bucket: the FILESYSTEM bucket {} of strata standalone (--objstore.config-file selects another)",
+        dir.display()
+    );
+    crate::objstore::filesystem_bucket(&dir, "strata standalone's bucket")
 }
 
 /// Writes a finished report to stdout; a reader that stops early is not an error.
@@ -222,20 +249,26 @@ async fn dump(a: DumpArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a report over the TSDB at `dir` off the async workers (it reads files), printing to
-/// stdout; a reader that stops early is not an error.
+/// stdout, then the note it may return to stderr; a reader that stops early is not an error.
 async fn print_blocking<F>(dir: PathBuf, report: F) -> anyhow::Result<()>
 where
-    F: FnOnce(&std::path::Path, &mut dyn Write) -> strata_tsdb::Result<()> + Send + 'static,
+    F: FnOnce(&Path, &mut dyn Write) -> strata_tsdb::Result<Option<String>> + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let written = report(&dir, &mut out)
             .with_context(|| format!("inspect {}", dir.display()))
-            .and_then(|()| out.flush().context("write to stdout"));
+            .and_then(|note| out.flush().context("write to stdout").map(|()| note));
         match written {
+            Ok(note) => {
+                if let Some(note) = note {
+                    eprintln!("{note}");
+                }
+                Ok(())
+            }
             Err(e) if is_broken_pipe(&e) => Ok(()),
-            other => other,
+            Err(e) => Err(e),
         }
     })
     .await?

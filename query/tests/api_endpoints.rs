@@ -1,10 +1,11 @@
 //! The non-query endpoints through the router over a real TSDB: series, label names and
-//! values, metadata, exemplars, status, the query page, and Prometheus's 404/405/503 answers.
+//! values, metadata, exemplars, status, rules/alerts/targets, format_query, the query page,
+//! the request observer, and Prometheus's 404/405/503 answers.
 
 mod api_common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use api_common::{api, api_with};
 use axum::body::Body;
@@ -246,4 +247,94 @@ async fn query_page() {
     assert_eq!(js.content_type, "text/javascript; charset=utf-8");
     assert!(js.body.contains("api/v1/query_range") && js.body.contains("api/v1/query"));
     assert!(!js.body.contains("https://"));
+}
+
+#[tokio::test]
+async fn rules_alerts_and_targets_are_empty_as_in_prometheus_without_any() {
+    let api = api();
+    for (path, body) in [
+        ("/api/v1/rules", r#"{"status":"success","data":{"groups":[]}}"#),
+        ("/api/v1/alerts", r#"{"status":"success","data":{"alerts":[]}}"#),
+        (
+            "/api/v1/targets",
+            r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}}"#,
+        ),
+    ] {
+        let a = api.get(path).await;
+        assert_eq!((a.status.as_u16(), a.content_type.as_str(), a.body.as_str()), (200, "application/json", body));
+    }
+    // GET only, as in Prometheus.
+    assert_eq!(api.post_form("/api/v1/rules", "").await.status, 405);
+}
+
+#[tokio::test]
+async fn config_is_the_flags_as_yaml() {
+    let api = api_with(EngineOptions::default(), |st| {
+        st.flags.insert("query.timeout".into(), "2m".into());
+        st.flags.insert("label".into(), r#"receive="standalone""#.into());
+    });
+    let yaml = api.get("/api/v1/status/config").await.data()["yaml"].as_str().map(str::to_owned);
+    assert_eq!(yaml.as_deref(), Some("flags:\n  label: \"receive=\\\"standalone\\\"\"\n  query.timeout: \"2m\"\n"));
+}
+
+#[tokio::test]
+async fn format_query_get_post_and_errors() {
+    let api = api();
+    let q = url_encode("sum(rate(x[5m]))by(job)");
+    assert_eq!(api.get(&format!("/api/v1/format_query?query={q}")).await.data(), json!("sum by (job) (rate(x[5m]))"));
+    assert_eq!(
+        api.post_form("/api/v1/format_query", &format!("query={q}")).await.data(),
+        json!("sum by (job) (rate(x[5m]))")
+    );
+    api.get(&format!("/api/v1/format_query?query={}", url_encode("sum("))).await.assert_error(
+        400,
+        "bad_data",
+        "invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis",
+    );
+    // Deep nesting, as far as queries may go, is printed without running out of stack.
+    let deep = format!("{}x{}", "sum(".repeat(400), ")".repeat(400));
+    let a = api.post_form("/api/v1/format_query", &format!("query={}", url_encode(&deep))).await;
+    assert_eq!(a.data().as_str().map(|s| s.matches("sum(").count()), Some(400));
+}
+
+#[tokio::test]
+async fn every_api_request_is_observed_by_endpoint_name() {
+    let seen: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
+    let record = seen.clone();
+    let ready = Arc::new(AtomicBool::new(true));
+    let flag = ready.clone();
+    let api = api_with(EngineOptions::default(), move |st| {
+        st.ready = Arc::new(move || flag.load(Ordering::Acquire));
+        st.observe = Some(Arc::new(move |handler, method, code, _| {
+            record.lock().unwrap().push((handler.to_owned(), method.to_string(), code.as_u16()));
+        }));
+    });
+    api.get("/api/v1/query?query=up").await;
+    api.post_form("/api/v1/query_range", "query=up&start=0&end=60&step=15").await;
+    api.get("/api/v1/label/job/values").await;
+    api.get("/api/v1/labels").await;
+    api.get("/api/v1/query?query=sum(").await;
+    api.get("/api/v1/nope").await;
+    ready.store(false, Ordering::Release);
+    api.get("/api/v1/rules").await;
+    let want = [
+        ("query", "GET", 200),
+        ("query_range", "POST", 200),
+        ("label_values", "GET", 200),
+        ("label_names", "GET", 200),
+        ("query", "GET", 400),
+        ("rules", "GET", 503),
+    ]
+    .map(|(h, m, c)| (h.to_owned(), m.to_owned(), c));
+    assert_eq!(*seen.lock().unwrap(), want);
+}
+
+#[tokio::test]
+async fn buildinfo_names_the_build() {
+    let api = api_with(EngineOptions::default(), |st| {
+        st.build_revision = "0123abc".into();
+        st.build_branch = "main".into();
+    });
+    let b = api.get("/api/v1/status/buildinfo").await.data();
+    assert_eq!((b["revision"].as_str(), b["branch"].as_str()), (Some("0123abc"), Some("main")));
 }

@@ -24,6 +24,7 @@ struct Written {
 }
 
 pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let proto = negotiate(&parts.headers);
     let result = match proto {
@@ -47,7 +48,7 @@ pub async fn receive(State(rx): State<Arc<Receiver>>, req: Request) -> Response 
             (status, with_written((status, format!("{e}\n")).into_response(), proto, written))
         }
     };
-    rx.metrics.observe_request("receive", "POST", status);
+    rx.metrics.observe_request("receive", "POST", status, started.elapsed());
     response
 }
 

@@ -6,6 +6,7 @@ pub mod handler;
 pub mod http;
 pub mod metadata;
 pub mod metrics;
+mod process_metrics;
 pub mod tenants;
 mod wal_metrics;
 
@@ -19,6 +20,7 @@ use strata_tsdb::db::DbOptions;
 
 pub use error::ReceiveError;
 use metadata::MetadataStore;
+pub use metrics::BuildInfo;
 use metrics::Metrics;
 use tenants::MultiTsdb;
 pub use tenants::Shipping;
@@ -60,6 +62,8 @@ pub struct ReceiverConfig {
     pub db: DbOptions,
     /// Ship blocks to object storage; `None` keeps them local only.
     pub shipping: Option<Shipping>,
+    /// What the binary was built from, for `strata_build_info`.
+    pub build: BuildInfo,
 }
 
 impl ReceiverConfig {
@@ -73,6 +77,7 @@ impl ReceiverConfig {
             limits: RequestLimits::default(),
             db: DbOptions::default(),
             shipping: None,
+            build: BuildInfo::default(),
         }
     }
 }
@@ -92,7 +97,7 @@ impl Receiver {
     pub fn new(config: ReceiverConfig) -> Arc<Self> {
         let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone(), config.shipping.clone()));
         Arc::new(Receiver {
-            metrics: Metrics::new(tenants.clone()),
+            metrics: Metrics::new(tenants.clone(), &config.build),
             tenants,
             metadata: Arc::default(),
             config,

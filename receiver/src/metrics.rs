@@ -1,15 +1,19 @@
-//! `/metrics`: request counters and the per-tenant TSDB metrics under Prometheus's names.
+//! `/metrics`, the process's one registry: HTTP request counters and durations (the receiver's
+//! and, in standalone, the query API's), the per-tenant TSDB metrics under Prometheus's names,
+//! the shipper's under Thanos's, `process_*` and `strata_build_info`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use strata_tsdb::head::AppendOutcome;
 
@@ -17,32 +21,90 @@ use crate::tenants::MultiTsdb;
 
 type RequestLabels = Vec<(&'static str, String)>;
 
-/// The receiver's metrics registry.
+/// Thanos's default buckets for `http_request_duration_seconds`, in seconds.
+const DURATION_BUCKETS: [f64; 17] =
+    [0.001, 0.01, 0.1, 0.3, 0.6, 1., 3., 6., 9., 20., 30., 60., 90., 120., 240., 360., 720.];
+
+/// What the binary was built from, for `strata_build_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    /// The source's commit, or "unknown".
+    pub revision: String,
+    pub branch: String,
+    pub rust_version: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        let unknown = || "unknown".to_owned();
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: unknown(),
+            branch: unknown(),
+            rust_version: unknown(),
+        }
+    }
+}
+
+/// The process's metrics registry. Help texts of registered metrics have no final period: the
+/// registry adds one.
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<RequestLabels, Counter>,
+    http_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     refused_samples: Family<RequestLabels, Counter>,
 }
 
 impl Metrics {
-    pub fn new(tenants: Arc<MultiTsdb>) -> Self {
+    pub fn new(tenants: Arc<MultiTsdb>, build: &BuildInfo) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "Tracks the number of HTTP requests.", http_requests.clone());
+        registry.register("http_requests", "Tracks the number of HTTP requests", http_requests.clone());
+        let http_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        registry.register(
+            "http_request_duration_seconds",
+            "Tracks the latencies for HTTP requests",
+            http_request_duration.clone(),
+        );
         let refused_samples = Family::<RequestLabels, Counter>::default();
         registry.register(
             "strata_receive_refused_samples",
-            "Samples refused by the TSDB head, by tenant and reason.",
+            "Samples refused by the TSDB head, by tenant and reason",
             refused_samples.clone(),
         );
+        let build_info = Family::<RequestLabels, Gauge>::default();
+        build_info
+            .get_or_create(&vec![
+                ("version", build.version.clone()),
+                ("revision", build.revision.clone()),
+                ("branch", build.branch.clone()),
+                ("rustversion", build.rust_version.clone()),
+            ])
+            .set(1);
+        registry.register(
+            "strata_build_info",
+            "A metric with a constant '1' value labeled by version, revision, branch, and rustversion from which \
+             strata was built",
+            build_info,
+        );
         registry.register_collector(Box::new(TsdbCollector { tenants }));
-        Metrics { registry, http_requests, refused_samples }
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        Metrics { registry, http_requests, http_request_duration, refused_samples }
     }
 
-    pub fn observe_request(&self, handler: &'static str, method: &'static str, code: StatusCode) {
-        let labels =
-            vec![("code", code.as_u16().to_string()), ("handler", handler.to_owned()), ("method", method.to_owned())];
+    /// Counts a request and its duration under Thanos's names and labels: `handler` is the
+    /// endpoint's name (`receive`, `query`, `label_values`, …), the method is lower-cased as
+    /// Go's promhttp does.
+    pub fn observe_request(&self, handler: &str, method: &str, code: StatusCode, elapsed: Duration) {
+        let labels = vec![
+            ("code", code.as_u16().to_string()),
+            ("handler", handler.to_owned()),
+            ("method", method.to_ascii_lowercase()),
+        ];
         self.http_requests.get_or_create(&labels).inc();
+        self.http_request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_write(&self, tenant: &str, outcome: &AppendOutcome) {
@@ -238,5 +300,46 @@ impl Collector for TsdbCollector {
             &[],
             &ship(&|m| &m.dir_sync_failures_total),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_process_and_build_are_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = Arc::new(MultiTsdb::new(dir.path(), Default::default(), None));
+        let build = BuildInfo {
+            version: "1.2.3".into(),
+            revision: "abc123".into(),
+            branch: "main".into(),
+            rust_version: "1.85.0".into(),
+        };
+        let m = Metrics::new(tenants, &build);
+        m.observe_request("query", "GET", StatusCode::OK, Duration::from_millis(20));
+        m.observe_request("query", "GET", StatusCode::OK, Duration::from_millis(200));
+        let text = m.render().unwrap();
+        let labels = r#"{code="200",handler="query",method="get"}"#;
+        for want in [
+            format!("http_requests_total{labels} 2\n"),
+            format!("http_request_duration_seconds_count{labels} 2\n"),
+            format!("http_request_duration_seconds_sum{labels} 0.22"),
+            r#"strata_build_info{version="1.2.3",revision="abc123",branch="main",rustversion="1.85.0"} 1"#.into(),
+        ] {
+            assert!(text.contains(&want), "{want} in\n{text}");
+        }
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+            "process_max_fds",
+        ] {
+            let value = text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).map(str::parse::<f64>);
+            assert!(matches!(value, Some(Ok(v)) if v >= 0.0), "{name} in\n{text}");
+        }
     }
 }

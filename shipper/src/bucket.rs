@@ -31,6 +31,47 @@ pub struct Bucket {
     part_size: u64,
     multipart: bool,
     attributes: Attributes,
+    credentials: Option<CredentialSearch>,
+}
+
+/// Where a cloud store looks for credentials before it asks the instance metadata endpoint,
+/// which it does when nothing else provides any. A failure to get them there then reads as
+/// "no credentials found" and where they were looked for, instead of object_store's retry
+/// report of the metadata requests.
+#[derive(Clone, Debug)]
+pub(crate) struct CredentialSearch {
+    pub store: &'static str,
+    /// The config fields and environment variables, in words.
+    pub searched: &'static str,
+    /// The metadata endpoint as the store uses it.
+    pub endpoint: String,
+    /// Pieces of the metadata request URLs, by which an error from them is recognised.
+    pub requests: &'static [&'static str],
+    /// Appended to the message (places that are not searched, say).
+    pub note: &'static str,
+}
+
+impl CredentialSearch {
+    /// The "no credentials" error for `e` if `e` is a failed credential request to the
+    /// metadata endpoint.
+    pub(crate) fn explain(&self, e: &object_store::Error) -> Option<Error> {
+        let text = e.to_string();
+        if !self.requests.iter().any(|r| text.contains(r)) {
+            return None;
+        }
+        // The innermost cause says why the endpoint gave nothing (refused, timed out, 404).
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        Some(Error::NoCredentials {
+            store: self.store,
+            searched: self.searched,
+            endpoint: self.endpoint.clone(),
+            cause: cause.to_string(),
+            note: self.note,
+        })
+    }
 }
 
 impl fmt::Debug for Bucket {
@@ -62,7 +103,19 @@ impl Bucket {
         multipart: bool,
         attributes: Attributes,
     ) -> Bucket {
-        Bucket { store, prefix, description, part_size, multipart, attributes }
+        Bucket { store, prefix, description, part_size, multipart, attributes, credentials: None }
+    }
+
+    /// Explains credential failures with where `search` says credentials were looked for.
+    pub(crate) fn with_credential_search(mut self, search: CredentialSearch) -> Bucket {
+        self.credentials = Some(search);
+        self
+    }
+
+    /// The error of a failed store operation: a missing credential explained, or else the
+    /// store's error with the operation and key.
+    fn error(&self, op: &'static str, key: impl ToString, e: object_store::Error) -> Error {
+        self.credentials.as_ref().and_then(|c| c.explain(&e)).unwrap_or_else(|| Error::bucket(op, key, e))
     }
 
     /// Wraps any store (e.g. `object_store::memory::InMemory`) with default upload settings.
@@ -95,7 +148,7 @@ impl Bucket {
         match self.store.head(&ObjectPath::from(key)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::bucket("head", key, e)),
+            Err(e) => Err(self.error("head", key, e)),
         }
     }
 
@@ -104,14 +157,14 @@ impl Bucket {
         let res = match self.store.get(&ObjectPath::from(key)).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::bucket("get", key, e)),
+            Err(e) => return Err(self.error("get", key, e)),
         };
-        res.bytes().await.map(Some).map_err(|e| Error::bucket("get", key, e))
+        res.bytes().await.map(Some).map_err(|e| self.error("get", key, e))
     }
 
     /// A byte range of an object.
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        self.store.get_range(&ObjectPath::from(key), range).await.map_err(|e| Error::bucket("get range", key, e))
+        self.store.get_range(&ObjectPath::from(key), range).await.map_err(|e| self.error("get range", key, e))
     }
 
     /// Writes a small object in one request.
@@ -121,11 +174,11 @@ impl Bucket {
             .put_opts(&ObjectPath::from(key), PutPayload::from(data), opts)
             .await
             .map(|_| ())
-            .map_err(|e| Error::bucket("put", key, e))
+            .map_err(|e| self.error("put", key, e))
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        self.store.delete(&ObjectPath::from(key)).await.map_err(|e| Error::bucket("delete", key, e))
+        self.store.delete(&ObjectPath::from(key)).await.map_err(|e| self.error("delete", key, e))
     }
 
     /// Uploads a local file: one PUT up to the part size, a multipart upload above it (parts
@@ -148,7 +201,7 @@ impl Bucket {
             .store
             .put_multipart_opts(&ObjectPath::from(key), opts)
             .await
-            .map_err(|e| Error::bucket("start multipart upload", key, e))?;
+            .map_err(|e| self.error("start multipart upload", key, e))?;
         let part_size = self.part_size as usize;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
         let sent = async {
@@ -170,10 +223,7 @@ impl Bucket {
                 part.truncate(filled);
                 total += filled as u64;
                 parts += 1;
-                writer
-                    .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| Error::bucket("upload part", key, e))?;
+                writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await.map_err(|e| self.error("upload part", key, e))?;
                 writer.put(part.freeze());
                 debug!(key, part = parts, bytes = total, of = size, "multipart upload progress");
                 if filled < part_size {
@@ -188,7 +238,7 @@ impl Bucket {
         .await;
         match sent {
             Ok(parts) => {
-                writer.finish().await.map_err(|e| Error::bucket("complete multipart upload", key, e))?;
+                writer.finish().await.map_err(|e| self.error("complete multipart upload", key, e))?;
                 Ok(UploadedFile { size, parts })
             }
             Err(e) => {
@@ -203,7 +253,7 @@ impl Bucket {
 
     /// Streams an object into a local file (through `<file>.tmp`, fsynced, then renamed).
     pub async fn download_file(&self, key: &str, dst: &Path) -> Result<u64> {
-        let res = self.store.get(&ObjectPath::from(key)).await.map_err(|e| Error::bucket("get", key, e))?;
+        let res = self.store.get(&ObjectPath::from(key)).await.map_err(|e| self.error("get", key, e))?;
         let mut tmp = dst.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
@@ -211,7 +261,7 @@ impl Bucket {
         let mut stream = res.into_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::bucket("read", key, e))?;
+            let chunk = chunk.map_err(|e| self.error("read", key, e))?;
             out.write_all(&chunk).await.map_err(|e| Error::io("write", &tmp, e))?;
             written += chunk.len() as u64;
         }
@@ -223,13 +273,13 @@ impl Bucket {
 
     /// Names of the top-level "directories" (common prefixes) of the bucket.
     pub async fn list_top_level(&self) -> Result<Vec<String>> {
-        let res = self.store.list_with_delimiter(None).await.map_err(|e| Error::bucket("list", "/", e))?;
+        let res = self.store.list_with_delimiter(None).await.map_err(|e| self.error("list", "/", e))?;
         Ok(res.common_prefixes.iter().filter_map(|p| p.parts().next_back().map(|s| s.as_ref().to_owned())).collect())
     }
 
     /// Every object under `dir/`, recursively.
     pub async fn list_recursive(&self, dir: &str) -> Result<Vec<ObjectMeta>> {
-        self.store.list(Some(&ObjectPath::from(dir))).try_collect().await.map_err(|e| Error::bucket("list", dir, e))
+        self.store.list(Some(&ObjectPath::from(dir))).try_collect().await.map_err(|e| self.error("list", dir, e))
     }
 }
 

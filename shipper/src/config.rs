@@ -22,7 +22,7 @@ use object_store::{
 use serde::Deserialize;
 use tracing::warn;
 
-use crate::bucket::Bucket;
+use crate::bucket::{Bucket, CredentialSearch};
 use crate::{Error, Result};
 
 /// Multipart part size when `part_size` is absent or 0 (Thanos's default).
@@ -504,8 +504,17 @@ impl BucketConfig {
         Ok(())
     }
 
-    /// Connects nothing yet: builds the `object_store` client for this config.
+    /// Connects nothing yet: builds the `object_store` client for this config. Settings the
+    /// config leaves out (credentials above all) come from the environment, as object_store
+    /// reads it.
     pub fn build(&self) -> Result<Bucket> {
+        self.build_from(AmazonS3Builder::from_env(), GoogleCloudStorageBuilder::from_env())
+    }
+
+    /// [`BucketConfig::build`] on S3 and GCS builders that already hold the environment's
+    /// settings.
+    fn build_from(&self, s3_env: AmazonS3Builder, gcs_env: GoogleCloudStorageBuilder) -> Result<Bucket> {
+        let mut credentials = None;
         let (store, description, part_size, multipart, attributes): (
             Arc<dyn ObjectStore>,
             String,
@@ -514,7 +523,8 @@ impl BucketConfig {
             Attributes,
         ) = match &self.provider {
             Provider::S3(c) => {
-                let store = self.build_s3(c)?;
+                let (store, search) = self.build_s3(c, s3_env)?;
+                credentials = Some(search);
                 let part = if c.part_size == 0 { DEFAULT_PART_SIZE } else { c.part_size };
                 let mut attrs = Attributes::new();
                 for (k, v) in &c.put_user_metadata {
@@ -523,7 +533,7 @@ impl BucketConfig {
                 (Arc::new(store), format!("s3://{}", c.bucket), part, !c.disable_multipart, attrs)
             }
             Provider::Gcs(c) => {
-                let mut b = GoogleCloudStorageBuilder::from_env()
+                let mut b = gcs_env
                     .with_bucket_name(&c.bucket)
                     .with_client_options(self.client_options(&c.http_config)?)
                     .with_retry(retry_config(c.max_retries));
@@ -531,6 +541,7 @@ impl BucketConfig {
                     b = b.with_service_account_key(&c.service_account);
                 }
                 let store = b.build().map_err(|e| self.err("config", e))?;
+                credentials = Some(gcs_credential_search());
                 let part = if c.chunk_size_bytes == 0 { DEFAULT_PART_SIZE } else { c.chunk_size_bytes };
                 (Arc::new(store), format!("gs://{}", c.bucket), part, true, Attributes::new())
             }
@@ -557,14 +568,20 @@ impl BucketConfig {
         let store: Arc<dyn ObjectStore> =
             if self.prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, self.prefix.as_str())) };
         let description = if self.prefix.is_empty() { description } else { format!("{description}/{}", self.prefix) };
-        Ok(Bucket::new(store, self.prefix.clone(), description, part_size, multipart, attributes))
+        let bucket = Bucket::new(store, self.prefix.clone(), description, part_size, multipart, attributes);
+        Ok(match credentials {
+            Some(search) => bucket.with_credential_search(search),
+            None => bucket,
+        })
     }
 
-    fn build_s3(&self, c: &S3Config) -> Result<object_store::aws::AmazonS3> {
+    /// The S3 client, and where it looks for credentials. `env` holds the environment's
+    /// settings, used when the config has no keys.
+    fn build_s3(&self, c: &S3Config, env: AmazonS3Builder) -> Result<(object_store::aws::AmazonS3, CredentialSearch)> {
         let mut b = if c.access_key.is_empty() {
             // No keys in the file: the environment (AWS_ACCESS_KEY_ID, web identity, instance
             // profile, ...) provides them, as the AWS SDK chain does for Thanos.
-            AmazonS3Builder::from_env()
+            env
         } else {
             let mut b = AmazonS3Builder::new().with_access_key_id(&c.access_key).with_secret_access_key(&c.secret_key);
             if !c.session_token.is_empty() {
@@ -624,7 +641,19 @@ impl BucketConfig {
         if !c.sts_endpoint.is_empty() {
             warn!(source = %self.source, "objstore config: sts_endpoint is not applied");
         }
-        b.build().map_err(|e| self.err("config", e))
+        let search = CredentialSearch {
+            store: "S3",
+            searched: "the objstore config (access_key and secret_key) and the environment (AWS_ACCESS_KEY_ID \
+                       and AWS_SECRET_ACCESS_KEY; AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN; \
+                       AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or AWS_CONTAINER_CREDENTIALS_FULL_URI)",
+            endpoint: b
+                .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+                .unwrap_or_else(|| DEFAULT_AWS_METADATA_ENDPOINT.to_owned()),
+            requests: &["/latest/api/token", "/latest/meta-data/iam/security-credentials"],
+            note: " The shared credentials file ~/.aws/credentials (and AWS_PROFILE) is not read: put the keys in \
+                   the config or in the environment.",
+        };
+        Ok((b.build().map_err(|e| self.err("config", e))?, search))
     }
 
     fn build_azure(&self, c: &AzureConfig) -> Result<object_store::azure::MicrosoftAzure> {
@@ -704,6 +733,30 @@ impl BucketConfig {
             warn!(source = %self.source, fields = %not_applied.join(", "), "objstore config: http_config fields not applied");
         }
         Ok(o)
+    }
+}
+
+/// Where object_store asks for AWS credentials last, unless `AWS_METADATA_ENDPOINT` says
+/// otherwise.
+const DEFAULT_AWS_METADATA_ENDPOINT: &str = "http://169.254.169.254";
+
+/// Where object_store looks for GCS credentials: the config, the environment, gcloud's
+/// application default credentials, then the metadata server (by name, then by address, each
+/// overridable in the environment as the Google libraries allow).
+fn gcs_credential_search() -> CredentialSearch {
+    let env = |names: &[&str], default: &str| {
+        names.iter().find_map(|n| std::env::var(n).ok()).unwrap_or_else(|| default.to_owned())
+    };
+    let host = env(&["GCE_METADATA_HOST", "GCE_METADATA_ROOT"], "metadata.google.internal");
+    let ip = env(&["GCE_METADATA_IP"], "169.254.169.254");
+    CredentialSearch {
+        store: "GCS",
+        searched: "the objstore config (service_account), the environment (GOOGLE_SERVICE_ACCOUNT naming a key \
+                   file, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS) and gcloud's application default \
+                   credentials (~/.config/gcloud/application_default_credentials.json)",
+        endpoint: format!("http://{host} (then http://{ip})"),
+        requests: &["/computeMetadata/v1/instance/service-accounts/default/token"],
+        note: "",
     }
 }
 
@@ -813,5 +866,56 @@ prefix: "/tenant-0/prefix0/"
         assert!(err.contains("missing field `directory`"), "{err}");
         let cfg = parse_objstore_config("type: filesystem\nconfig:\n  directory: /tmp/x\n", "inline").unwrap();
         assert_eq!(cfg.provider, Provider::Filesystem(FilesystemConfig { directory: "/tmp/x".into() }));
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn s3_without_credentials_says_where_it_looked_once() {
+        // A metadata endpoint nothing listens on, as off a cloud instance.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap();
+        let yaml = "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:1\n  insecure: true\n  max_retries: 1\n";
+        let config = parse_objstore_config(yaml, "test").unwrap();
+        let env = AmazonS3Builder::new().with_metadata_endpoint(format!("http://{closed}"));
+        let bucket = config.build_from(env, GoogleCloudStorageBuilder::new()).unwrap();
+        let err = bucket.exists("meta.json").await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::NoCredentials { .. }), "{text}");
+        assert!(
+            text.starts_with(
+                "no S3 credentials found. Looked in the objstore config (access_key and secret_key) and the \
+                 environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY;"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(&format!("asked the instance metadata endpoint http://{closed}, which gave none (")));
+        assert!(text.contains("~/.aws/credentials"), "{text}");
+        assert_eq!(text.matches(&closed.to_string()).count(), 1, "the endpoint once: {text}");
+        // Retrying cannot conjure credentials.
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn gcs_metadata_failures_read_as_missing_credentials() {
+        let search = gcs_credential_search();
+        let failed = object_store::Error::Generic {
+            store: "GCS",
+            source: "Error performing GET http://metadata.google.internal/computeMetadata/v1/instance/\
+                     service-accounts/default/token?audience=x in 1s - error sending request for url \
+                     (http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token)"
+                .into(),
+        };
+        let text = search.explain(&failed).map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.starts_with("no GCS credentials found. Looked in the objstore config (service_account), "),
+            "{text}"
+        );
+        assert!(text.contains("GOOGLE_APPLICATION_CREDENTIALS") && text.contains("metadata.google.internal"), "{text}");
+        // Other failures keep their own words.
+        let other = object_store::Error::NotFound { path: "x".into(), source: "no such object".into() };
+        assert!(search.explain(&other).is_none());
     }
 }

@@ -36,6 +36,13 @@ pub enum Error {
     BadObject { key: String, reason: String },
     #[error("block {0} not found in the bucket (no meta.json)")]
     BlockNotFound(ulid::Ulid),
+    /// A cloud bucket without credentials: none in the config or the environment, and the
+    /// instance metadata endpoint, asked last, gave none either.
+    #[error(
+        "no {store} credentials found. Looked in {searched}, and asked the instance metadata endpoint \
+         {endpoint}, which gave none ({cause}).{note}"
+    )]
+    NoCredentials { store: &'static str, searched: &'static str, endpoint: String, cause: String, note: &'static str },
 }
 
 impl Error {

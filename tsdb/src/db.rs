@@ -16,7 +16,7 @@ use ulid::Ulid;
 use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
 use crate::gotext::format_g;
-use crate::head::{AppendOutcome, Head, HeadAppender, HeadOptions};
+use crate::head::{AppendOutcome, AppendResult, Head, HeadAppender, HeadOptions};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
 use crate::querier::{for_each_sample, merge_series_sets, SeriesIter};
@@ -49,6 +49,7 @@ pub struct Db {
     closed: AtomicBool,
     deletable: RwLock<Option<DeletableFn>>,
     on_block: RwLock<Option<BlockHook>>,
+    replayed: HeadReplay,
 }
 
 /// Called after each new block is written (the receiver wakes its shipper with it).
@@ -60,11 +61,15 @@ pub struct HeadReplay {
     pub wal: ReplayStats,
     /// Samples that refer to a series no series record introduced.
     pub unknown_refs: u64,
-    /// Samples the head refused (out of order or duplicate timestamps).
+    /// Samples older than the end of the newest block, skipped because a block holds them:
+    /// expected after a block cut, since the WAL segments after the checkpoint keep them.
+    pub in_blocks: u64,
+    /// Samples the head refused (out of order, or a second value at a timestamp).
     pub refused: u64,
 }
 
-/// Rebuilds a head from the WAL in `wal_dir`.
+/// Rebuilds a head from the WAL in `wal_dir`. Samples before the head's floor are counted as
+/// already in blocks, not as refused.
 fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> {
     let mut out = HeadReplay::default();
     let apply = |rec: Record| -> Result<()> {
@@ -82,16 +87,15 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
                     if cur.as_ref().map(|c| c.series_ref) != Some(s.series_ref) {
                         cur = head.series_by_ref(s.series_ref);
                     }
-                    match &cur {
-                        Some(series) => {
-                            if !matches!(
-                                head.replay_sample(series, s.t, s.v),
-                                crate::head::AppendResult::Appended { .. }
-                            ) {
-                                out.refused += 1;
-                            }
-                        }
-                        None => out.unknown_refs += 1,
+                    let Some(series) = &cur else {
+                        out.unknown_refs += 1;
+                        continue;
+                    };
+                    match head.replay_sample(series, s.t, s.v) {
+                        // A repeated identical sample is a no-op, as when it is appended.
+                        AppendResult::Appended { .. } | AppendResult::Duplicate => {}
+                        AppendResult::OutOfBounds => out.in_blocks += 1,
+                        AppendResult::OutOfOrder | AppendResult::DuplicateTimestamp => out.refused += 1,
                     }
                 }
             }
@@ -103,6 +107,19 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
     Ok(out)
 }
 
+/// The blocks of the TSDB in `dir` (oldest first) and a head rebuilt from its WAL, whose floor
+/// is the end of the newest block. With `repair`, a damaged WAL tail is cut off; without, the
+/// WAL is read up to the damage and nothing on disk changes.
+pub(crate) fn load(dir: &Path, head: HeadOptions, repair: bool) -> Result<(Vec<Arc<Block>>, Head, HeadReplay)> {
+    let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
+    let head = Head::new(head);
+    if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
+        head.raise_floor(end);
+    }
+    let replay = replay_into(&head, &dir.join("wal"), repair)?;
+    Ok((blocks, head, replay))
+}
+
 impl Db {
     /// Opens (or creates) the TSDB in `dir`: removes what interrupted block writes left, opens
     /// the blocks, and replays the WAL into a new head whose floor is the end of the newest
@@ -110,27 +127,22 @@ impl Db {
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create TSDB directory", dir, e))?;
         remove_tmp_dirs(dir)?;
-        let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
-        let wal_dir = dir.join("wal");
-        let head = Head::new(opts.head.clone());
-        if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
-            head.raise_floor(end);
-        }
         let started = Instant::now();
-        let replay = replay_into(&head, &wal_dir, true)?;
+        let (blocks, head, replay) = load(dir, opts.head.clone(), true)?;
         tracing::info!(
             dir = %dir.display(),
             blocks = blocks.len(),
             segments = replay.wal.segments,
             series = head.num_series(),
             samples = replay.wal.samples,
+            samples_already_in_blocks = replay.in_blocks,
             unknown_series_refs = replay.unknown_refs,
             refused_samples = replay.refused,
             corruptions_repaired = replay.wal.corruptions_repaired,
             duration = ?started.elapsed(),
             "WAL replay completed"
         );
-        let wal = Wal::open(&wal_dir, opts.wal)?;
+        let wal = Wal::open(&dir.join("wal"), opts.wal)?;
         wal.stats().corruptions_total.fetch_add(u64::from(replay.wal.corruptions_repaired), Ordering::Relaxed);
         Ok(Db {
             dir: dir.to_owned(),
@@ -143,7 +155,13 @@ impl Db {
             closed: AtomicBool::new(false),
             deletable: RwLock::new(None),
             on_block: RwLock::new(None),
+            replayed: replay,
         })
+    }
+
+    /// What the WAL replay at open found.
+    pub fn wal_replay(&self) -> &HeadReplay {
+        &self.replayed
     }
 
     pub fn dir(&self) -> &Path {
@@ -445,22 +463,10 @@ impl DbAppender<'_> {
 /// head merged. Changes nothing on disk (the WAL is read without repair), so it is safe on the
 /// directory of a running receiver.
 pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()> {
-    let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
-    let head = Head::new(HeadOptions::default());
-    if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
-        head.raise_floor(end);
+    if crate::inspect::check_tsdb_dir(dir)? == crate::inspect::Layout::Block {
+        return Err(crate::inspect::block_not_tsdb(dir));
     }
-    let replay = replay_into(&head, &dir.join("wal"), false)?;
-    if blocks.is_empty() && replay.wal.segments == 0 && replay.wal.checkpoint.is_none() {
-        return Err(Error::io(
-            "find blocks or WAL in",
-            dir,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no blocks and no WAL segments; is this a TSDB directory such as <tsdb.path>/<tenant>?",
-            ),
-        ));
-    }
+    let (blocks, head, _) = load(dir, HeadOptions::default(), false)?;
     let io = |e| Error::io("write dump output", "-", e);
     for series in select_from(&blocks, &head, &[], mint, maxt, false)? {
         let series = series?;
@@ -579,6 +585,29 @@ mod tests {
             .unwrap();
         }
         assert_eq!(n, 10 * 7 * 240);
+    }
+
+    #[test]
+    fn replay_after_a_cut_counts_block_samples_as_skipped_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        // Ten series, a sample a minute for 4h: the first 2h become a block, and the WAL (too
+        // short to be checkpointed) keeps every sample.
+        for step in 0..(4 * 60) {
+            let mut app = db.appender();
+            for i in 0..10 {
+                let inst = format!("i{i}");
+                app.append(&[("__name__", "m"), ("instance", &inst)], [(step * 60_000, 1.0)]).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        assert!(db.cut_block().unwrap());
+        drop(db);
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.refused, r.unknown_refs), (0, 0), "{r:?}");
+        assert_eq!(r.in_blocks, 10 * 2 * 60, "the block's samples, skipped: {r:?}");
+        assert_eq!(r.wal.samples, 10 * 4 * 60);
     }
 
     #[test]

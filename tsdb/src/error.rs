@@ -34,6 +34,10 @@ pub enum Error {
     /// Series, chunks or symbols handed to a block or index writer that break the format's rules.
     #[error("invalid block input: {0}")]
     InvalidBlockInput(String),
+    /// A directory that does not hold what was asked for (it is not a TSDB directory, the
+    /// block is not there, there are no blocks yet), with what it holds instead.
+    #[error("{path}: {message}")]
+    NotFound { path: PathBuf, message: String },
 }
 
 impl Error {

@@ -3,11 +3,13 @@
 //!
 //! Both take a TSDB directory holding blocks (such as a receiver's `<tsdb.path>/<tenant>`) or
 //! a single block directory. Blocks that cannot be opened are logged and skipped, where
-//! promtool would refuse the whole directory.
+//! promtool would refuse the whole directory. A directory without blocks gets an answer that
+//! says what is there instead: the head rebuilt from the WAL, or, for a directory that is not
+//! a TSDB directory, the TSDB directories below it ([`check_tsdb_dir`]).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The block id [`analyze`] takes, re-exported so callers need no ulid dependency of their own.
 pub use ulid::Ulid;
@@ -15,6 +17,7 @@ pub use ulid::Ulid;
 use crate::block::meta::META_FILENAME;
 use crate::block::{open_blocks, Block, CHUNKS_DIR, TOMBSTONES_FILENAME};
 use crate::gotext::format_duration;
+use crate::head::HeadOptions;
 use crate::index::INDEX_FILENAME;
 use crate::postings::PostingsSource;
 use crate::{Error, Result};
@@ -26,8 +29,9 @@ const COLUMN_PADDING: usize = 2;
 
 /// Prints one line per block, oldest first, like `promtool tsdb list [-r]`: ULID, min and
 /// max time (ms, or UTC date-times with `human_readable`), duration, samples, chunks, series
-/// and the bytes of the block's files (humanized with `human_readable`).
-pub fn list(dir: &Path, human_readable: bool, out: &mut dyn Write) -> Result<()> {
+/// and the bytes of the block's files (humanized with `human_readable`). A TSDB directory
+/// without blocks gets the header alone, and the returned note says what its head holds.
+pub fn list(dir: &Path, human_readable: bool, out: &mut dyn Write) -> Result<Option<String>> {
     let blocks = blocks_in(dir)?;
     let mut rows: Vec<[String; 8]> = Vec::with_capacity(blocks.len() + 1);
     rows.push(
@@ -53,7 +57,11 @@ pub fn list(dir: &Path, human_readable: bool, out: &mut dyn Write) -> Result<()>
             size,
         ]);
     }
-    write_table(&rows, out).map_err(output_error)
+    write_table(&rows, out).map_err(output_error)?;
+    if blocks.is_empty() {
+        return Ok(Some(format!("no blocks in {} yet: {}", dir.display(), head_summary(dir)?)));
+    }
+    Ok(None)
 }
 
 /// Prints label and churn statistics of one block, like `promtool tsdb analyze`: the block
@@ -68,7 +76,10 @@ pub fn analyze(dir: &Path, block: Option<Ulid>, limit: usize, out: &mut dyn Writ
             .into_iter()
             .find(|b| b.meta().ulid == id)
             .ok_or_else(|| not_found(dir, format!("block {id} not found")))?,
-        None => blocks_in(dir)?.pop().ok_or_else(|| not_found(dir, "no blocks found".into()))?,
+        None => match blocks_in(dir)?.pop() {
+            Some(b) => b,
+            None => return Err(not_found(dir, format!("no blocks to analyze yet: {}", head_summary(dir)?))),
+        },
     };
     let stats = BlockStats::gather(&b)?;
     stats.print(&b, limit, out).map_err(output_error)
@@ -201,10 +212,128 @@ fn print_top(mut items: Vec<(&str, u64)>, limit: usize, out: &mut dyn Write) -> 
 
 /// The blocks of a TSDB directory sorted by min time, or the block `dir` itself if it is one.
 fn blocks_in(dir: &Path) -> Result<Vec<Block>> {
-    if dir.join(META_FILENAME).is_file() {
-        return Ok(vec![Block::open(dir)?]);
+    match check_tsdb_dir(dir)? {
+        Layout::Block => Ok(vec![Block::open(dir)?]),
+        Layout::Tsdb => open_blocks(dir),
     }
-    open_blocks(dir)
+}
+
+/// What a directory given to a TSDB tool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One block: it has a `meta.json`.
+    Block,
+    /// A TSDB directory: blocks, a WAL (`wal/`), or both.
+    Tsdb,
+}
+
+/// How many of the TSDB directories found below a directory an error names.
+const MAX_NAMED_DIRS: usize = 10;
+
+/// Checks that `dir` is a TSDB directory or a block. Any other directory is an error that says
+/// what it holds instead: the TSDB directories one or two levels below it (a receiver's
+/// `--tsdb.path` holds one per tenant, and standalone's `--data-dir` holds `receive/<tenant>`),
+/// or nothing a TSDB keeps.
+pub fn check_tsdb_dir(dir: &Path) -> Result<Layout> {
+    if dir.join(META_FILENAME).is_file() {
+        return Ok(Layout::Block);
+    }
+    if holds_tsdb(dir)? {
+        return Ok(Layout::Tsdb);
+    }
+    // Directories below that cannot be read are passed over: they are only suggestions.
+    let mut found: Vec<(bool, PathBuf)> = Vec::new();
+    for child in subdirs(dir)? {
+        if holds_tsdb(&child).unwrap_or(false) {
+            found.push((child.join("wal").is_dir(), child));
+            continue;
+        }
+        for grandchild in subdirs(&child).unwrap_or_default() {
+            if holds_tsdb(&grandchild).unwrap_or(false) {
+                found.push((grandchild.join("wal").is_dir(), grandchild));
+            }
+        }
+    }
+    // Those with a WAL first: a receiver's tenants rather than a directory of blocks (such as
+    // a local bucket).
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let Some((_, first)) = found.first() else {
+        return Err(not_found(
+            dir,
+            "not a TSDB directory: no blocks and no WAL segments (no wal/ directory) in it; a receiver keeps \
+             one TSDB directory per tenant, in <tsdb.path>/<tenant>"
+                .into(),
+        ));
+    };
+    let names: Vec<String> = found
+        .iter()
+        .take(MAX_NAMED_DIRS)
+        .map(|(_, p)| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .collect();
+    let more = found.len().saturating_sub(MAX_NAMED_DIRS);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    Err(not_found(
+        dir,
+        format!(
+            "not a TSDB directory (no blocks and no wal/ in it); it holds the TSDB directories {}{more}: \
+             try --tsdb.path {}",
+            names.join(", "),
+            first.display()
+        ),
+    ))
+}
+
+/// The error for a block directory given where a TSDB directory is needed.
+pub fn block_not_tsdb(dir: &Path) -> Error {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    not_found(
+        dir,
+        format!(
+            "this is a block, not a TSDB directory: try --tsdb.path {}, the directory holding it",
+            parent.display()
+        ),
+    )
+}
+
+/// Whether `dir` has a `wal/` directory or a block directory (named by a ULID).
+fn holds_tsdb(dir: &Path) -> Result<bool> {
+    if dir.join("wal").is_dir() {
+        return Ok(true);
+    }
+    Ok(subdirs(dir)?
+        .iter()
+        .any(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| Ulid::from_string(n).is_ok())))
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// What the head of the TSDB in `dir` holds, rebuilt from its WAL without changing anything,
+/// and when blocks are cut from it.
+fn head_summary(dir: &Path) -> Result<String> {
+    let opts = HeadOptions::default();
+    let every = short_duration(opts.chunk_range);
+    let first = short_duration(opts.chunk_range / 2 * 3);
+    let (_, head, _) = crate::db::load(dir, opts, false)?;
+    let (min, max) = (head.min_time(), head.max_time());
+    if min > max {
+        return Ok("the head (rebuilt from the WAL) is empty: nothing has been written here".into());
+    }
+    Ok(format!(
+        "the head (rebuilt from the WAL) holds {} series with samples from {} to {}; blocks are cut every {every} \
+         of samples, the first once the head spans {first} (`tools tsdb dump` prints the head's samples)",
+        head.num_series(),
+        go_utc_time(min),
+        go_utc_time(max),
+    ))
 }
 
 /// Bytes of the files Prometheus counts as a block's size: meta.json, index, tombstones and
@@ -234,8 +363,8 @@ fn block_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-fn not_found(dir: &Path, what: String) -> Error {
-    Error::io("find block in", dir, std::io::Error::new(std::io::ErrorKind::NotFound, what))
+fn not_found(dir: &Path, message: String) -> Error {
+    Error::NotFound { path: dir.to_owned(), message }
 }
 
 fn output_error(e: std::io::Error) -> Error {
@@ -264,6 +393,19 @@ fn write_table<const N: usize>(rows: &[[String; N]], out: &mut dyn Write) -> std
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// A duration as people write it: Go's `time.Duration.String` without zero minutes and seconds
+/// (`2h`, `1h30m`).
+fn short_duration(ms: i64) -> String {
+    let mut s = format_duration(i128::from(ms) * 1_000_000);
+    if s.ends_with("m0s") {
+        s.truncate(s.len() - 2);
+    }
+    if s.ends_with("h0m") {
+        s.truncate(s.len() - 2);
+    }
+    s
 }
 
 /// A millisecond timestamp as promtool's `-r` prints it: Go's `time.Time.String` of the whole
@@ -437,5 +579,75 @@ mod tests {
         let missing = dir.path().join("nope");
         let err = list(&missing, false, &mut Vec::new()).unwrap_err().to_string();
         assert!(err.contains(&missing.display().to_string()), "{err}");
+    }
+
+    /// A TSDB directory with a WAL and no blocks, as a receiver leaves it in its first hours.
+    fn head_only_tsdb(dir: &Path) {
+        let db = crate::db::Db::open(dir, crate::db::DbOptions::default()).unwrap();
+        let mut app = db.appender();
+        for job in ["a", "b"] {
+            app.append(&[("__name__", "up"), ("job", job)], [(1_700_000_000_000, 1.0), (1_700_000_060_000, 1.0)])
+                .unwrap();
+        }
+        app.commit().unwrap();
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn without_blocks_list_and_analyze_describe_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        head_only_tsdb(dir.path());
+        let mut out = Vec::new();
+        let note = list(dir.path(), false, &mut out).unwrap().unwrap_or_default();
+        assert!(String::from_utf8(out).unwrap().starts_with("BLOCK ULID"), "the header alone, as promtool prints it");
+        let head = "the head (rebuilt from the WAL) holds 2 series with samples from 2023-11-14 22:13:20 +0000 UTC \
+                    to 2023-11-14 22:14:20 +0000 UTC; blocks are cut every 2h of samples, the first once the head \
+                    spans 3h";
+        assert!(note.starts_with(&format!("no blocks in {} yet: {head}", dir.path().display())), "{note}");
+        let err = analyze(dir.path(), None, 10, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains(&format!("no blocks to analyze yet: {head}")), "{err}");
+        // Said once: no cause repeats the message.
+        assert!(std::error::Error::source(&err).is_none());
+
+        // An empty WAL: nothing written yet.
+        let fresh = tempfile::tempdir().unwrap();
+        crate::db::Db::open(fresh.path(), crate::db::DbOptions::default()).unwrap().close().unwrap();
+        let note = list(fresh.path(), false, &mut Vec::new()).unwrap().unwrap_or_default();
+        assert!(note.ends_with("the head (rebuilt from the WAL) is empty: nothing has been written here"), "{note}");
+    }
+
+    #[test]
+    fn a_directory_above_tsdbs_names_them() {
+        // A standalone data directory: tenants under receive/, blocks in the local bucket.
+        let data = tempfile::tempdir().unwrap();
+        let receive = data.path().join("receive");
+        for tenant in ["team-b", "default-tenant"] {
+            head_only_tsdb(&receive.join(tenant));
+        }
+        let mut w = BlockWriter::new(&data.path().join("bucket"), Ulid::new()).unwrap();
+        w.add_symbols(["__name__", "a"]).unwrap();
+        w.add_series(&Labels::from_pairs(&[("__name__", "a")]), &[chunk(0, 15_000)]).unwrap();
+        w.finish(0, 15_001, BlockCompaction { level: 1, ..Default::default() }).unwrap();
+
+        let err = list(&receive, false, &mut Vec::new()).unwrap_err().to_string();
+        let want = format!(
+            "not a TSDB directory (no blocks and no wal/ in it); it holds the TSDB directories default-tenant, \
+             team-b: try --tsdb.path {}",
+            receive.join("default-tenant").display()
+        );
+        assert!(err.contains(&want), "{err}");
+        // Two levels down; tenants (with a WAL) before a directory of blocks.
+        let err = analyze(data.path(), None, 10, &mut Vec::new()).unwrap_err().to_string();
+        let want = format!(
+            "the TSDB directories receive/default-tenant, receive/team-b, bucket: try --tsdb.path {}",
+            receive.join("default-tenant").display()
+        );
+        assert!(err.contains(&want), "{err}");
+        assert_eq!(check_tsdb_dir(&receive.join("team-b")).unwrap(), Layout::Tsdb);
+        assert_eq!(check_tsdb_dir(&data.path().join("bucket")).unwrap(), Layout::Tsdb);
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = list(empty.path(), false, &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("not a TSDB directory: no blocks and no WAL segments"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The Prometheus HTTP API v1 over a [`Storage`]: instant and range queries, series, label
-//! names and values, metadata, exemplars (none yet) and the status endpoints, with
-//! Prometheus's envelope, error types, status codes and number formatting; plus the query
-//! page at `/`.
+//! names and values, metadata, exemplars (none yet), `format_query`, the status endpoints, and
+//! rules, alerts and targets (none: nothing is evaluated or scraped), with Prometheus's
+//! envelope, error types, status codes and number formatting; plus the query page at `/`.
 //!
 //! Queries and storage reads are synchronous CPU and disk work and run on tokio's blocking
 //! pool, never on the async workers.
@@ -10,18 +10,19 @@ mod error;
 pub mod json;
 mod params;
 mod query;
+mod rules;
 mod series;
 mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use strata_storage::{MetadataSource, Storage};
 
@@ -43,7 +44,17 @@ pub struct ApiState {
     /// Until this says yes (e.g. while WALs replay) every API endpoint answers 503, as
     /// Prometheus does before it is ready.
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Told of every API request, for the process's request metrics.
+    pub observe: Option<RequestObserver>,
+    /// The commit and branch the binary was built from, for `/api/v1/status/buildinfo`.
+    pub build_revision: String,
+    pub build_branch: String,
 }
+
+/// Called after each API request with the endpoint's name as Thanos names its query API's
+/// handlers (`query`, `query_range`, `label_values`, …), the method, the status and the time
+/// until the answer started (a streamed answer may go on after that).
+pub type RequestObserver = Arc<dyn Fn(&str, &Method, StatusCode, Duration) + Send + Sync>;
 
 impl ApiState {
     /// A state that is always ready, with no flags to report.
@@ -56,6 +67,9 @@ impl ApiState {
             storage_retention: String::new(),
             start_time: SystemTime::now(),
             ready: Arc::new(|| true),
+            observe: None,
+            build_revision: String::new(),
+            build_branch: String::new(),
         }
     }
 }
@@ -63,28 +77,46 @@ impl ApiState {
 /// All routes: `/api/v1/…`, the query page, and Prometheus's plain-text 404 and 405 answers.
 pub fn router(state: ApiState) -> Router {
     let state = Arc::new(state);
+    let endpoint = |name, methods| api_route(&state, name, methods);
     let api = Router::new()
-        .route("/api/v1/query", get(query::instant).post(query::instant))
-        .route("/api/v1/query_range", get(query::range).post(query::range))
-        .route("/api/v1/query_exemplars", get(query::exemplars).post(query::exemplars))
-        .route("/api/v1/series", get(series::series).post(series::series))
-        .route("/api/v1/labels", get(series::label_names).post(series::label_names))
-        .route("/api/v1/label/{name}/values", get(series::label_values))
-        .route("/api/v1/metadata", get(series::metadata))
-        .route("/api/v1/status/buildinfo", get(status::buildinfo))
-        .route("/api/v1/status/flags", get(status::flags))
-        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
-        .route_layer(middleware::from_fn_with_state(state.clone(), ready_gate))
-        .with_state(state);
+        .route("/api/v1/query", endpoint("query", get(query::instant).post(query::instant)))
+        .route("/api/v1/query_range", endpoint("query_range", get(query::range).post(query::range)))
+        .route("/api/v1/query_exemplars", endpoint("exemplars", get(query::exemplars).post(query::exemplars)))
+        .route("/api/v1/series", endpoint("series", get(series::series).post(series::series)))
+        .route("/api/v1/labels", endpoint("label_names", get(series::label_names).post(series::label_names)))
+        .route("/api/v1/label/{name}/values", endpoint("label_values", get(series::label_values)))
+        .route("/api/v1/metadata", endpoint("metadata", get(series::metadata)))
+        .route("/api/v1/format_query", endpoint("format_query", get(query::format_query).post(query::format_query)))
+        .route("/api/v1/rules", endpoint("rules", get(rules::rules)))
+        .route("/api/v1/alerts", endpoint("alerts", get(rules::alerts)))
+        .route("/api/v1/targets", endpoint("targets", get(rules::targets)))
+        .route("/api/v1/status/buildinfo", endpoint("status_build", get(status::buildinfo)))
+        .route("/api/v1/status/config", endpoint("status_config", get(status::config)))
+        .route("/api/v1/status/flags", endpoint("status_flags", get(status::flags)))
+        .route("/api/v1/status/runtimeinfo", endpoint("status_runtime", get(status::runtimeinfo)))
+        .with_state(Arc::clone(&state));
     api.merge(crate::ui::router()).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn ready_gate(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    if (st.ready)() {
-        next.run(req).await
-    } else {
-        plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+/// An API endpoint named `name` (as Thanos names its query API's handlers, for the request
+/// metrics): 503 until the state says ready, and every answer reported to the observer.
+fn api_route(
+    st: &Arc<ApiState>,
+    name: &'static str,
+    methods: MethodRouter<Arc<ApiState>>,
+) -> MethodRouter<Arc<ApiState>> {
+    methods.route_layer(middleware::from_fn_with_state((Arc::clone(st), name), serve))
+}
+
+async fn serve(State((st, name)): State<(Arc<ApiState>, &'static str)>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp =
+        if (st.ready)() { next.run(req).await } else { plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable") };
+    if let Some(observe) = &st.observe {
+        observe(name, &method, resp.status(), started.elapsed());
     }
+    resp
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
