@@ -191,7 +191,13 @@ fn parse_errors_match_prometheus() {
                     println!("    {d}");
                 }
             }
-            _ => {}
+            (false, Some(reason)) => {
+                println!("listed difference {case:?} ({reason})");
+                for d in diffs {
+                    println!("    {d}");
+                }
+            }
+            (true, None) => {}
         }
     }
     for case in &stale {
