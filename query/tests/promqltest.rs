@@ -1,18 +1,21 @@
 //! Runs Prometheus's PromQL test scripts (promqltest format) against the engine.
 //!
-//! Every file in the shared `promqltest` directory beside the checkout is run (a file added
-//! there is run too), then this crate's own scripts in `tests/promqltest/` (float-only cases
-//! the shared files cover only together with native histograms). Every eval must pass unless
-//! `promqltest_exceptions.md` lists it (file, line, reason); a listed case that passes fails the
-//! test too, so the list only shrinks. The file's cases per reason must match its header.
+//! The scripts are the `promql/promqltest/testdata/*.test` files of the Prometheus Go module at
+//! the version `interop/go.mod` pins, read from the Go module cache (`bash interop/build.sh`
+//! puts the module there when it builds Prometheus; see [`prometheus_scripts`]). Every one of
+//! them runs, then this crate's own scripts in `tests/promqltest/` (float cases the Prometheus
+//! files cover only together with native histograms, and features newer than that release).
+//! Every eval must pass unless `promqltest_exceptions.md` lists it (file, line, reason); a
+//! listed case that passes fails the test too, so the list only shrinks. The file's cases per
+//! reason must match its header.
 //!
 //! Checks follow the reference harness: results compared with a relative tolerance of 1e-6,
 //! annotation expectations, ordering for `expect ordered`, and each instant eval repeated in
 //! range mode (the middle step of a 3-step query must agree) and with `@` pinned to the
 //! evaluation time at several other evaluation times (see [`at_modifier_variants`]).
 //!
-//! `cargo test -p strata-query --test promqltest -- --nocapture` shows the per-file counts;
-//! `PROMQLTEST_VERBOSE=1` also prints every failing case, listed or not.
+//! `cargo test -p strata-query --test promqltest -- --nocapture` shows the Prometheus version
+//! and the per-file counts; `PROMQLTEST_VERBOSE=1` also prints every failing case, listed or not.
 
 #[path = "promqltest/parse.rs"]
 mod parse;
@@ -55,8 +58,55 @@ const AT_UNSAFE: &[&str] = &[
 /// Relative tolerance of the reference harness.
 const EPSILON: f64 = 1e-6;
 
-fn test_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promqltest")
+/// The Go module whose promqltest files are the gating set.
+const PROMETHEUS_MODULE: &str = "github.com/prometheus/prometheus";
+
+/// The Prometheus module's test scripts: where they are and which release they belong to.
+struct PrometheusScripts {
+    /// The module version `interop/go.mod` pins (`v0.309.1`).
+    module_version: String,
+    dir: PathBuf,
+}
+
+impl PrometheusScripts {
+    /// Prometheus publishes release 3.Y.Z as module version v0.3YY.Z.
+    fn release(&self) -> String {
+        let v = self.module_version.trim_start_matches('v');
+        let mut parts = v.splitn(3, '.');
+        match (parts.next(), parts.next().and_then(|m| m.parse::<u32>().ok()), parts.next()) {
+            (Some("0"), Some(minor), Some(patch)) if minor >= 300 => format!("{}.{}.{patch}", minor / 100, minor % 100),
+            _ => v.to_string(),
+        }
+    }
+}
+
+/// Finds the Prometheus module of `interop/go.mod` in the Go module cache. `go mod download`
+/// resolves the version from that go.mod and only fetches the module if the cache lacks it.
+fn prometheus_scripts() -> PrometheusScripts {
+    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop");
+    let help = "the PromQL test scripts come from the Prometheus Go module that interop/go.mod pins; \
+                `bash interop/build.sh` installs it into the Go module cache (it needs Go on PATH)";
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", PROMETHEUS_MODULE])
+        .current_dir(&interop)
+        .output()
+        .unwrap_or_else(|e| panic!("running `go mod download` in interop/: {e}; {help}"));
+    // On failure `go mod download -json` still prints the module's JSON, with an `Error` field.
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let field = |name: &str| info.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    if !out.status.success() || field("Error").is_some() {
+        panic!(
+            "`go mod download {PROMETHEUS_MODULE}` in interop/ failed: {}{}; {help}",
+            field("Error").unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let (Some(module_version), Some(dir)) = (field("Version"), field("Dir")) else {
+        panic!("`go mod download -json {PROMETHEUS_MODULE}` named no version or directory; {help}");
+    };
+    let dir = PathBuf::from(dir).join("promql/promqltest/testdata");
+    assert!(dir.is_dir(), "{PROMETHEUS_MODULE} {module_version} has no promql/promqltest/testdata; {help}");
+    PrometheusScripts { module_version, dir }
 }
 
 fn own_dir() -> PathBuf {
@@ -120,20 +170,22 @@ fn exception_reasons_match_their_counts() {
 
 #[test]
 fn promql_test_files() {
-    let dir = test_dir();
-    assert!(
-        dir.is_dir(),
-        "PromQL test files not found at {} (the shared folder must sit beside the repository checkout)",
-        dir.display()
-    );
-    let shared = test_files(&dir);
+    let prometheus = prometheus_scripts();
+    let upstream = test_files(&prometheus.dir);
     let own = test_files(&own_dir());
+    println!(
+        "Prometheus {} ({PROMETHEUS_MODULE} {}): {} test files; this crate's own: {} files",
+        prometheus.release(),
+        prometheus.module_version,
+        upstream.len(),
+        own.len()
+    );
     let listed = exceptions();
     let verbose = std::env::var_os("PROMQLTEST_VERBOSE").is_some();
     let mut problems = Vec::new();
     let mut seen_listed = HashSet::new();
     let engine = engine();
-    for path in shared.iter().chain(&own) {
+    for path in upstream.iter().chain(&own) {
         let is_own = own.contains(path);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let file = if is_own { format!("own/{name}") } else { name };
@@ -343,6 +395,10 @@ fn check_annotations(ev: &Eval, r: &QueryResult) -> Result<(), String> {
     Ok(())
 }
 
+/// Each expected annotation must match an actual one and each actual one an expected one. The
+/// engine ends a message with the ` (line:column)` of its node, as the HTTP API does; the
+/// reference harness of the pinned release compares messages without it, so an expectation
+/// matches the message with or without the position (one that names a position checks it).
 fn check_expected_annotations(kind: &str, expected: &[Matcher], actual: &[String]) -> Result<(), String> {
     if expected.is_empty() {
         return Ok(());
@@ -350,13 +406,15 @@ fn check_expected_annotations(kind: &str, expected: &[Matcher], actual: &[String
     if actual.is_empty() {
         return Err(format!("expected {kind} annotations, got none"));
     }
+    let position = Regex::new(r" \(\d+:\d+\)$").map_err(|e| e.to_string())?;
+    let matches = |e: &Matcher, a: &str| e.matches(a) || position.find(a).is_some_and(|p| e.matches(&a[..p.start()]));
     for e in expected {
-        if !actual.iter().any(|a| e.matches(a)) {
+        if !actual.iter().any(|a| matches(e, a)) {
             return Err(format!("expected {kind} annotation matching {e:?}, got {actual:?}"));
         }
     }
     for a in actual {
-        if !expected.iter().any(|e| e.matches(a)) {
+        if !expected.iter().any(|e| matches(e, a)) {
             return Err(format!("unexpected {kind} annotation {a:?}"));
         }
     }
@@ -542,8 +600,7 @@ fn pin(e: &mut Expr, at: &SystemTime, inside_pinned: bool, unsafe_call: &mut boo
 /// files' data, must return a result or an error, never panic.
 #[test]
 fn no_panics_on_test_queries() {
-    let dir = test_dir();
-    assert!(dir.is_dir(), "PromQL test files not found at {}", dir.display());
+    let prometheus = prometheus_scripts();
     let engine = Engine::new(EngineOptions { timeout: Duration::from_secs(10), ..EngineOptions::default() });
     // A fixed-seed xorshift keeps the run reproducible.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -553,14 +610,13 @@ fn no_panics_on_test_queries() {
         seed ^= seed << 17;
         seed
     };
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
+    let mut entries = test_files(&prometheus.dir);
+    entries.extend(test_files(&own_dir()));
     // `PROMQLTEST_FUZZ_ROUNDS` raises the number of random times per query for longer runs.
     let rounds: usize = std::env::var("PROMQLTEST_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut panics = Vec::new();
     let mut queries = 0;
-    for path in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "test")) {
+    for path in &entries {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let Ok(cmds) = parse::parse_file(&text) else { continue };
         let mut store = MemStorage::default();
