@@ -90,16 +90,15 @@ fn prometheus_scripts() -> PrometheusScripts {
         .args(["mod", "download", "-json", PROMETHEUS_MODULE])
         .current_dir(&interop)
         .output()
-        .unwrap_or_else(|e| panic!("running `go mod download` in interop/: {e}; {help}"));
+        .unwrap_or_else(|e| panic!("running `go mod download` in interop/ (is Go on PATH?): {e}; {help}"));
     // On failure `go mod download -json` still prints the module's JSON, with an `Error` field.
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     let field = |name: &str| info.get(name).and_then(|v| v.as_str()).map(str::to_string);
     if !out.status.success() || field("Error").is_some() {
-        panic!(
-            "`go mod download {PROMETHEUS_MODULE}` in interop/ failed: {}{}; {help}",
-            field("Error").unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let error = field("Error").unwrap_or_default();
+        let causes: Vec<&str> = [error.as_str(), stderr.trim()].into_iter().filter(|c| !c.is_empty()).collect();
+        panic!("`go mod download {PROMETHEUS_MODULE}` in interop/ failed: {}; {help}", causes.join("; "));
     }
     let (Some(module_version), Some(dir)) = (field("Version"), field("Dir")) else {
         panic!("`go mod download -json {PROMETHEUS_MODULE}` named no version or directory; {help}");
