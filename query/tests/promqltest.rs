@@ -1,18 +1,21 @@
 //! Runs Prometheus's PromQL test scripts (promqltest format) against the engine.
 //!
-//! Every file in the shared `promqltest` directory beside the checkout is run (a file added
-//! there is run too), then this crate's own scripts in `tests/promqltest/` (float-only cases
-//! the shared files cover only together with native histograms). Every eval must pass unless
-//! `promqltest_exceptions.md` lists it (file, line, reason); a listed case that passes fails the
-//! test too, so the list only shrinks. The file's cases per reason must match its header.
+//! The scripts are the `promql/promqltest/testdata/*.test` files of the Prometheus Go module at
+//! the version `interop/go.mod` pins, read from the Go module cache (`bash interop/build.sh`
+//! puts the module there when it builds Prometheus; see [`prometheus_scripts`]). Every one of
+//! them runs, then this crate's own scripts in `tests/promqltest/` (float cases the Prometheus
+//! files cover only together with native histograms, and features newer than that release).
+//! Every eval must pass unless `promqltest_exceptions.md` lists it (file, line, reason); a
+//! listed case that passes fails the test too, so the list only shrinks. The file's cases per
+//! reason must match its header.
 //!
 //! Checks follow the reference harness: results compared with a relative tolerance of 1e-6,
 //! annotation expectations, ordering for `expect ordered`, and each instant eval repeated in
 //! range mode (the middle step of a 3-step query must agree) and with `@` pinned to the
 //! evaluation time at several other evaluation times (see [`at_modifier_variants`]).
 //!
-//! `cargo test -p strata-query --test promqltest -- --nocapture` shows the per-file counts;
-//! `PROMQLTEST_VERBOSE=1` also prints every failing case, listed or not.
+//! `cargo test -p strata-query --test promqltest -- --nocapture` shows the Prometheus version
+//! and the per-file counts; `PROMQLTEST_VERBOSE=1` also prints every failing case, listed or not.
 
 #[path = "promqltest/parse.rs"]
 mod parse;
@@ -55,8 +58,54 @@ const AT_UNSAFE: &[&str] = &[
 /// Relative tolerance of the reference harness.
 const EPSILON: f64 = 1e-6;
 
-fn test_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/promqltest")
+/// The Go module whose promqltest files are the gating set.
+const PROMETHEUS_MODULE: &str = "github.com/prometheus/prometheus";
+
+/// The Prometheus module's test scripts: where they are and which release they belong to.
+struct PrometheusScripts {
+    /// The module version `interop/go.mod` pins (`v0.309.1`).
+    module_version: String,
+    dir: PathBuf,
+}
+
+impl PrometheusScripts {
+    /// Prometheus publishes release 3.Y.Z as module version v0.3YY.Z.
+    fn release(&self) -> String {
+        let v = self.module_version.trim_start_matches('v');
+        let mut parts = v.splitn(3, '.');
+        match (parts.next(), parts.next().and_then(|m| m.parse::<u32>().ok()), parts.next()) {
+            (Some("0"), Some(minor), Some(patch)) if minor >= 300 => format!("{}.{}.{patch}", minor / 100, minor % 100),
+            _ => v.to_string(),
+        }
+    }
+}
+
+/// Finds the Prometheus module of `interop/go.mod` in the Go module cache. `go mod download`
+/// resolves the version from that go.mod and only fetches the module if the cache lacks it.
+fn prometheus_scripts() -> PrometheusScripts {
+    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop");
+    let help = "the PromQL test scripts come from the Prometheus Go module that interop/go.mod pins; \
+                `bash interop/build.sh` installs it into the Go module cache (it needs Go on PATH)";
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", PROMETHEUS_MODULE])
+        .current_dir(&interop)
+        .output()
+        .unwrap_or_else(|e| panic!("running `go mod download` in interop/ (is Go on PATH?): {e}; {help}"));
+    // On failure `go mod download -json` still prints the module's JSON, with an `Error` field.
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let field = |name: &str| info.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    if !out.status.success() || field("Error").is_some() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let error = field("Error").unwrap_or_default();
+        let causes: Vec<&str> = [error.as_str(), stderr.trim()].into_iter().filter(|c| !c.is_empty()).collect();
+        panic!("`go mod download {PROMETHEUS_MODULE}` in interop/ failed: {}; {help}", causes.join("; "));
+    }
+    let (Some(module_version), Some(dir)) = (field("Version"), field("Dir")) else {
+        panic!("`go mod download -json {PROMETHEUS_MODULE}` named no version or directory; {help}");
+    };
+    let dir = PathBuf::from(dir).join("promql/promqltest/testdata");
+    assert!(dir.is_dir(), "{PROMETHEUS_MODULE} {module_version} has no promql/promqltest/testdata; {help}");
+    PrometheusScripts { module_version, dir }
 }
 
 fn own_dir() -> PathBuf {
@@ -120,20 +169,22 @@ fn exception_reasons_match_their_counts() {
 
 #[test]
 fn promql_test_files() {
-    let dir = test_dir();
-    assert!(
-        dir.is_dir(),
-        "PromQL test files not found at {} (the shared folder must sit beside the repository checkout)",
-        dir.display()
-    );
-    let shared = test_files(&dir);
+    let prometheus = prometheus_scripts();
+    let upstream = test_files(&prometheus.dir);
     let own = test_files(&own_dir());
+    println!(
+        "Prometheus {} ({PROMETHEUS_MODULE} {}): {} test files; this crate's own: {} files",
+        prometheus.release(),
+        prometheus.module_version,
+        upstream.len(),
+        own.len()
+    );
     let listed = exceptions();
     let verbose = std::env::var_os("PROMQLTEST_VERBOSE").is_some();
     let mut problems = Vec::new();
     let mut seen_listed = HashSet::new();
     let engine = engine();
-    for path in shared.iter().chain(&own) {
+    for path in upstream.iter().chain(&own) {
         let is_own = own.contains(path);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let file = if is_own { format!("own/{name}") } else { name };
@@ -164,7 +215,7 @@ fn promql_test_files() {
                 }
             }
         }
-        println!("{file:<28} passed {passed:>4}  failed {failed:>4}  skipped {skipped:>4}");
+        println!("{file:<40} passed {passed:>4}  failed {failed:>4}  skipped {skipped:>4}");
     }
     for key in listed.keys() {
         if !seen_listed.contains(key) {
@@ -253,13 +304,13 @@ fn check_eval(engine: &Engine, store: &MemStorage, ev: &Eval) -> Result<(), Stri
         Kind::Range { start, end, step } => {
             let res = engine.range_query(store, &ev.expr, start, end, step);
             let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
-            check_annotations(ev, &r)?;
+            check_annotations(ev, &r, true)?;
             compare(ev, &r.value, (start, end, step))
         }
         Kind::Instant { at } => {
-            check_instant(engine, store, ev, &ev.expr, at)?;
+            check_instant(engine, store, ev, &ev.expr, at, true)?;
             for (q, t) in at_modifier_variants(&ev.expr, at)? {
-                check_instant(engine, store, ev, &q, t)
+                check_instant(engine, store, ev, &q, t, false)
                     .map_err(|e| format!("with @ pinned, at {t}ms: {q}\n    {e}"))?;
             }
             Ok(())
@@ -287,10 +338,18 @@ fn check_outcome(ev: &Eval, res: Result<QueryResult, QueryError>) -> Result<Opti
     }
 }
 
-fn check_instant(engine: &Engine, store: &MemStorage, ev: &Eval, q: &str, t: i64) -> Result<(), String> {
+/// `as_written`: `q` is the eval's query as the script writes it, not a reprinted variant.
+fn check_instant(
+    engine: &Engine,
+    store: &MemStorage,
+    ev: &Eval,
+    q: &str,
+    t: i64,
+    as_written: bool,
+) -> Result<(), String> {
     let res = engine.instant_query(store, q, t);
     let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
-    check_annotations(ev, &r)?;
+    check_annotations(ev, &r, as_written)?;
     let timeline = ev.range_vector.unwrap_or((t, i64::MIN, 0));
     compare(ev, &r.value, timeline)?;
     if ev.range_vector.is_some() || matches!(ev.expected, Expected::String(_)) {
@@ -325,15 +384,15 @@ fn check_instant(engine: &Engine, store: &MemStorage, ev: &Eval, q: &str, t: i64
     compare(ev, &v, timeline).map_err(|e| format!("range mode: {e}"))
 }
 
-fn check_annotations(ev: &Eval, r: &QueryResult) -> Result<(), String> {
+fn check_annotations(ev: &Eval, r: &QueryResult, as_written: bool) -> Result<(), String> {
     if ev.any_warn && r.warnings.is_empty() {
         return Err("expected warnings, got none".into());
     }
     if ev.any_info && r.infos.is_empty() {
         return Err("expected info annotations, got none".into());
     }
-    check_expected_annotations("warn", &ev.warn, &r.warnings)?;
-    check_expected_annotations("info", &ev.info, &r.infos)?;
+    check_expected_annotations("warn", &ev.warn, &r.warnings, as_written)?;
+    check_expected_annotations("info", &ev.info, &r.infos, as_written)?;
     if ev.no_warn && !r.warnings.is_empty() {
         return Err(format!("unexpected warnings: {:?}", r.warnings));
     }
@@ -343,20 +402,40 @@ fn check_annotations(ev: &Eval, r: &QueryResult) -> Result<(), String> {
     Ok(())
 }
 
-fn check_expected_annotations(kind: &str, expected: &[Matcher], actual: &[String]) -> Result<(), String> {
+/// Each expected annotation must match an actual one and each actual one an expected one. The
+/// engine ends a message with the ` (line:column)` of its node, as the HTTP API does; the
+/// reference harness of the pinned release compares messages without it, so an expectation
+/// matches the message with or without the position, and one that names a position checks it
+/// for the query as written (`as_written`; a reprinted variant has other columns).
+fn check_expected_annotations(
+    kind: &str,
+    expected: &[Matcher],
+    actual: &[String],
+    as_written: bool,
+) -> Result<(), String> {
     if expected.is_empty() {
         return Ok(());
     }
     if actual.is_empty() {
         return Err(format!("expected {kind} annotations, got none"));
     }
-    for e in expected {
-        if !actual.iter().any(|a| e.matches(a)) {
+    let position = Regex::new(r" \(\d+:\d+\)$").map_err(|e| e.to_string())?;
+    let without_position = |a: &str| position.find(a).map(|p| a[..p.start()].to_string());
+    let expected: Vec<Matcher> = expected
+        .iter()
+        .map(|e| match e {
+            Matcher::Exact(m) if !as_written => without_position(m).map_or_else(|| e.clone(), Matcher::Exact),
+            _ => e.clone(),
+        })
+        .collect();
+    let matches = |e: &Matcher, a: &str| e.matches(a) || without_position(a).is_some_and(|a| e.matches(&a));
+    for e in &expected {
+        if !actual.iter().any(|a| matches(e, a)) {
             return Err(format!("expected {kind} annotation matching {e:?}, got {actual:?}"));
         }
     }
     for a in actual {
-        if !expected.iter().any(|e| e.matches(a)) {
+        if !expected.iter().any(|e| matches(e, a)) {
             return Err(format!("unexpected {kind} annotation {a:?}"));
         }
     }
@@ -542,8 +621,7 @@ fn pin(e: &mut Expr, at: &SystemTime, inside_pinned: bool, unsafe_call: &mut boo
 /// files' data, must return a result or an error, never panic.
 #[test]
 fn no_panics_on_test_queries() {
-    let dir = test_dir();
-    assert!(dir.is_dir(), "PromQL test files not found at {}", dir.display());
+    let prometheus = prometheus_scripts();
     let engine = Engine::new(EngineOptions { timeout: Duration::from_secs(10), ..EngineOptions::default() });
     // A fixed-seed xorshift keeps the run reproducible.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -553,14 +631,13 @@ fn no_panics_on_test_queries() {
         seed ^= seed << 17;
         seed
     };
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
+    let mut entries = test_files(&prometheus.dir);
+    entries.extend(test_files(&own_dir()));
     // `PROMQLTEST_FUZZ_ROUNDS` raises the number of random times per query for longer runs.
     let rounds: usize = std::env::var("PROMQLTEST_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut panics = Vec::new();
     let mut queries = 0;
-    for path in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "test")) {
+    for path in &entries {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let Ok(cmds) = parse::parse_file(&text) else { continue };
         let mut store = MemStorage::default();
