@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
 # promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins.
-# A peer is rebuilt only when it is missing or older than go.mod, go.sum or this script; Go's build cache makes a
-# rebuild after a version bump cost only what changed. Prints each peer's version.
+# A peer is rebuilt only when it is missing or older than go.mod, go.sum or this script; Go's
+# build cache makes a rebuild after a version bump cost only what changed. Prints each peer's version.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -40,9 +40,11 @@ for peer in "${peers[@]}"; do
     fi
     echo "$name: building $pkg from $module"
     start=$SECONDS
-    # -trimpath keeps this machine's paths out of the binaries; the version stamp is what a
-    # release build would carry, so `--version` and the build-info metrics name the release.
-    go build -trimpath \
+    # -trimpath keeps this machine's paths out of the binaries and -buildvcs=false keeps our
+    # checkout's git state out of them (a copy without .git builds too); the version stamp is
+    # what a release build would carry, so `--version` and the build-info metrics name the
+    # release.
+    go build -trimpath -buildvcs=false \
         -ldflags "-X github.com/prometheus/common/version.Version=$version -X github.com/prometheus/common/version.Branch=module -X github.com/prometheus/common/version.Revision=${module%% *}@v${module#* v}" \
         -o "$out.tmp" "$pkg"
     mv "$out.tmp" "$out"
