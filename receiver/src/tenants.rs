@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use std::collections::BTreeMap;
 
 use strata_shipper::{Bucket, Shipper};
-use strata_storage::{LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
+use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::querier::{merge_series_sets, SeriesIter};
 
@@ -174,24 +174,24 @@ impl Storage for MultiTsdb {
         Ok(SeriesSet::from_local(merge_series_sets(sets), req))
     }
 
-    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut all = std::collections::BTreeSet::new();
         for (_, db) in self.all() {
             all.extend(db.label_names(&req.matchers, req.min_time, req.max_time)?);
         }
         let mut names = all.into_iter().collect();
         req.truncate(&mut names);
-        Ok(names)
+        Ok(LabelsAnswer::from(names))
     }
 
-    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut all = std::collections::BTreeSet::new();
         for (_, db) in self.all() {
             all.extend(db.label_values(name, &req.matchers, req.min_time, req.max_time)?);
         }
         let mut values = all.into_iter().collect();
         req.truncate(&mut values);
-        Ok(values)
+        Ok(LabelsAnswer::from(values))
     }
 }
 
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|s| s.chunks.is_empty()));
         let values = tsdbs.label_values("instance", &LabelsRequest { limit: 2, ..LabelsRequest::new(up, 0, 3000) });
-        assert_eq!(values.unwrap(), ["1", "2"]);
+        assert_eq!(values.unwrap().values, ["1", "2"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use strata_tsdb::db::Db;
 
-use crate::{LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
+use crate::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 
 impl Storage for Db {
     fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
@@ -13,16 +13,16 @@ impl Storage for Db {
         Ok(SeriesSet::from_local(series, req))
     }
 
-    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut names = Db::label_names(self, &req.matchers, req.min_time, req.max_time)?;
         req.truncate(&mut names);
-        Ok(names)
+        Ok(names.into())
     }
 
-    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut values = Db::label_values(self, name, &req.matchers, req.min_time, req.max_time)?;
         req.truncate(&mut values);
-        Ok(values)
+        Ok(values.into())
     }
 }
 
@@ -87,13 +87,13 @@ mod tests {
         assert_eq!(first, all[..4]);
         let names =
             Storage::label_names(&db, &LabelsRequest { limit: 1, ..LabelsRequest::new(Vec::new(), 0, 5 * HOUR) });
-        assert_eq!(names.unwrap(), ["__name__"]);
+        assert_eq!(names.unwrap().values, ["__name__"]);
         let values = Storage::label_values(
             &db,
             "instance",
             &LabelsRequest { limit: 2, ..LabelsRequest::new(up(), 0, 5 * HOUR) },
         );
-        assert_eq!(values.unwrap(), ["host-00", "host-01"]);
+        assert_eq!(values.unwrap().values, ["host-00", "host-01"]);
     }
 
     #[test]

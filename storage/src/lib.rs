@@ -16,8 +16,8 @@ mod request;
 mod series;
 
 pub use error::{Limit, StorageError};
-pub use request::{Aggr, Grouping, LabelsRequest, SelectHints, SelectRequest, ShardInfo};
-pub use series::SeriesSet;
+pub use request::{Aggr, Grouping, LabelsRequest, PartialResponse, ReadScope, SelectHints, SelectRequest, ShardInfo};
+pub use series::{SeriesSet, Warnings};
 pub use strata_tsdb::block::{ChunkData, SeriesChunks};
 
 /// A source of series.
@@ -27,9 +27,23 @@ pub trait Storage: Send + Sync {
     /// (a bad matcher, an unreadable index) come here; later ones end the set.
     fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError>;
     /// Label names of the matching series (of all series without matchers), sorted.
-    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError>;
+    fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError>;
     /// Values of label `name` among the matching series, sorted.
-    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError>;
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError>;
+}
+
+/// Sorted label names or values, and what went wrong on the way without failing the read
+/// (a store that did not answer under [`PartialResponse::Warn`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelsAnswer {
+    pub values: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<String>> for LabelsAnswer {
+    fn from(values: Vec<String>) -> Self {
+        LabelsAnswer { values, warnings: Vec::new() }
+    }
 }
 
 /// What a sender said about a metric family (from remote-write metadata), as the Prometheus API

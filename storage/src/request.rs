@@ -25,6 +25,11 @@ pub struct SelectRequest {
     pub skip_chunks: bool,
     /// At most this many series (the first ones in label order); 0 for no limit.
     pub limit: usize,
+    /// Labels to leave out of every series (replica labels, for deduplication); the set stays
+    /// sorted by what is left.
+    pub without_replica_labels: Vec<String>,
+    /// Who asks and how a fan-out treats failed stores.
+    pub scope: ReadScope,
 }
 
 impl SelectRequest {
@@ -92,6 +97,29 @@ pub enum Aggr {
     Counter,
 }
 
+/// The parts of a read that a fan-out over many stores acts on and a single store ignores:
+/// the tenant, what to do when a store fails, and which stores to ask.
+#[derive(Debug, Clone, Default)]
+pub struct ReadScope {
+    /// The tenant the read is made for (Thanos's `thanos-tenant` gRPC metadata), if any.
+    pub tenant: Option<String>,
+    pub partial_response: PartialResponse,
+    /// Only the stores whose external labels match one of these matcher sets (the query API's
+    /// `storeMatch[]`); empty asks every store.
+    pub store_matchers: Vec<Vec<Matcher>>,
+}
+
+/// What a read over many stores does when some of them fail (Thanos's
+/// `PartialResponseStrategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PartialResponse {
+    /// The read fails.
+    #[default]
+    Abort,
+    /// The read answers from the stores that answered, with a warning naming the others.
+    Warn,
+}
+
 /// A request for label names, or for the values of one label, among the series matching every
 /// matcher (all series without matchers) with data in `[min_time, max_time]`.
 #[derive(Debug, Clone, Default)]
@@ -101,12 +129,16 @@ pub struct LabelsRequest {
     pub matchers: Vec<Matcher>,
     /// At most this many names or values (the first ones in sort order); 0 for no limit.
     pub limit: usize,
+    /// Label names to leave out of the answer and of the series it looks at (replica labels).
+    pub without_replica_labels: Vec<String>,
+    /// Who asks and how a fan-out treats failed stores.
+    pub scope: ReadScope,
 }
 
 impl LabelsRequest {
     /// A request with no limit.
     pub fn new(matchers: Vec<Matcher>, min_time: i64, max_time: i64) -> Self {
-        LabelsRequest { min_time, max_time, matchers, limit: 0 }
+        LabelsRequest { min_time, max_time, matchers, ..LabelsRequest::default() }
     }
 
     /// Cuts sorted `names` (or values) to the request's limit.

@@ -1,5 +1,8 @@
 //! Streams of series: what [`Storage::select`](crate::Storage::select) returns.
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use strata_tsdb::block::SeriesChunks;
 use strata_tsdb::labels::Labels;
 
@@ -11,15 +14,57 @@ use crate::{SelectRequest, StorageError};
 /// The set owns what it reads from (`'static`) and is `Send`, so that a server can move it into
 /// a blocking task and stream it from there, and a reader can drop it half-way to stop the
 /// work. After an error (or the end) it yields nothing more.
+///
+/// A set may carry warnings: what went wrong without failing the read (a store of a fan-out
+/// that did not answer). They can be added while the set is read, so a reader looks at
+/// [`SeriesSet::warnings`] after the last series.
 pub struct SeriesSet {
     series: Box<dyn Iterator<Item = Result<SeriesChunks, StorageError>> + Send>,
     ended: bool,
+    warnings: Warnings,
+}
+
+/// The warnings of a [`SeriesSet`], shared between the set and whatever produces its series.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds `warning` unless it is there already.
+    pub fn add(&self, warning: String) {
+        let mut all = self.0.lock();
+        if !all.contains(&warning) {
+            all.push(warning);
+        }
+    }
+
+    /// The warnings added so far, in order.
+    pub fn get(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
 }
 
 impl SeriesSet {
     /// A set of the series `series` yields, which must keep the contract above.
     pub fn new(series: impl Iterator<Item = Result<SeriesChunks, StorageError>> + Send + 'static) -> Self {
-        SeriesSet { series: Box::new(series), ended: false }
+        SeriesSet::with_warnings(series, Warnings::default())
+    }
+
+    /// A set of the series `series` yields, with `warnings` that its producer may add to.
+    pub fn with_warnings(
+        series: impl Iterator<Item = Result<SeriesChunks, StorageError>> + Send + 'static,
+        warnings: Warnings,
+    ) -> Self {
+        SeriesSet { series: Box::new(series), ended: false, warnings }
+    }
+
+    /// The warnings added so far; complete once the set has ended.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.get()
+    }
+
+    /// The handle warnings are added through (to carry them over to a set built from this one).
+    pub fn warnings_handle(&self) -> Warnings {
+        self.warnings.clone()
     }
 
     /// No series.
@@ -60,32 +105,36 @@ impl SeriesSet {
     /// chunk starting at or before the end of the previous one.
     pub fn checked(self) -> Self {
         let mut prev: Option<Labels> = None;
-        SeriesSet::new(self.map(move |s| {
-            s.and_then(|s| {
-                if let Some(p) = &prev {
-                    if *p >= s.labels {
+        let warnings = self.warnings_handle();
+        SeriesSet::with_warnings(
+            self.map(move |s| {
+                s.and_then(|s| {
+                    if let Some(p) = &prev {
+                        if *p >= s.labels {
+                            return Err(StorageError::Contract(format!(
+                                "series {} after {p}: not in label order",
+                                s.labels
+                            )));
+                        }
+                    }
+                    if let Some(c) = s.chunks.iter().find(|c| c.min_time > c.max_time) {
                         return Err(StorageError::Contract(format!(
-                            "series {} after {p}: not in label order",
-                            s.labels
+                            "series {}: chunk [{}, {}] ends before it starts",
+                            s.labels, c.min_time, c.max_time
                         )));
                     }
-                }
-                if let Some(c) = s.chunks.iter().find(|c| c.min_time > c.max_time) {
-                    return Err(StorageError::Contract(format!(
-                        "series {}: chunk [{}, {}] ends before it starts",
-                        s.labels, c.min_time, c.max_time
-                    )));
-                }
-                if let Some(w) = s.chunks.windows(2).find(|w| w[1].min_time <= w[0].max_time) {
-                    return Err(StorageError::Contract(format!(
-                        "series {}: chunk [{}, {}] overlaps or precedes [{}, {}]",
-                        s.labels, w[1].min_time, w[1].max_time, w[0].min_time, w[0].max_time
-                    )));
-                }
-                prev = Some(s.labels.clone());
-                Ok(s)
-            })
-        }))
+                    if let Some(w) = s.chunks.windows(2).find(|w| w[1].min_time <= w[0].max_time) {
+                        return Err(StorageError::Contract(format!(
+                            "series {}: chunk [{}, {}] overlaps or precedes [{}, {}]",
+                            s.labels, w[1].min_time, w[1].max_time, w[0].min_time, w[0].max_time
+                        )));
+                    }
+                    prev = Some(s.labels.clone());
+                    Ok(s)
+                })
+            }),
+            warnings,
+        )
     }
 }
 
@@ -192,6 +241,23 @@ mod tests {
         }
         seen.sort_by(|a, b| a.labels.cmp(&b.labels));
         assert_eq!(seen, all, "the shards partition the series");
+    }
+
+    #[test]
+    fn warnings_added_while_reading_are_seen_after_it() {
+        let warnings = Warnings::default();
+        let producer = warnings.clone();
+        let items = (0..3).map(move |i| {
+            if i == 1 {
+                producer.add("store b did not answer".into());
+                producer.add("store b did not answer".into());
+            }
+            Ok(series(&format!("m{i}"), &[]))
+        });
+        let mut set = SeriesSet::with_warnings(items, warnings).checked();
+        assert!(set.warnings().is_empty());
+        assert_eq!(set.by_ref().count(), 3);
+        assert_eq!(set.warnings(), ["store b did not answer"]);
     }
 
     #[test]

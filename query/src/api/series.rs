@@ -106,20 +106,22 @@ async fn strings_of(st: &ApiState, p: &Params, name: Option<String>) -> Result<R
         sets.push(Vec::new());
     }
     let storage = st.storage.clone();
-    let found = blocking(move || {
+    let (found, mut warnings) = blocking(move || {
         let mut all: BTreeSet<String> = BTreeSet::new();
+        let mut warnings: Vec<String> = Vec::new();
         for matchers in sets {
             let req = LabelsRequest { limit: storage_limit(limit), ..LabelsRequest::new(matchers, start, end) };
-            all.extend(match &name {
+            let answer = match &name {
                 None => storage.label_names(&req)?,
                 Some(n) => storage.label_values(n, &req)?,
-            });
+            };
+            all.extend(answer.values);
+            warnings.extend(answer.warnings.into_iter().filter(|w| !warnings.contains(w)).collect::<Vec<_>>());
         }
-        Ok(all)
+        Ok((all, warnings))
     })
     .await?;
     let mut found: Vec<String> = found.into_iter().collect();
-    let mut warnings = Vec::new();
     apply_limit(&mut found, limit, &mut warnings);
     let mut w = JsonWriter::success();
     w.strings(found.iter().map(String::as_str));

@@ -266,7 +266,8 @@ fn finish_matrix(series: Vec<StepSeries>) -> Result<Vec<Series>, QueryError> {
 #[cfg(test)]
 mod tests {
     use strata_storage::{
-        ChunkData, Grouping, LabelsRequest, SelectHints, SelectRequest, SeriesChunks, SeriesSet, StorageError,
+        ChunkData, Grouping, LabelsAnswer, LabelsRequest, SelectHints, SelectRequest, SeriesChunks, SeriesSet,
+        StorageError,
     };
     use strata_tsdb::chunkenc::{Encoding, XorAppender};
 
@@ -299,11 +300,11 @@ mod tests {
                 .collect();
             Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
         }
-        fn label_names(&self, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
-            Ok(Vec::new())
+        fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+            Ok(LabelsAnswer::default())
         }
-        fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<Vec<String>, StorageError> {
-            Ok(Vec::new())
+        fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+            Ok(LabelsAnswer::default())
         }
     }
 
@@ -329,10 +330,10 @@ mod tests {
             self.1.lock().unwrap().push(req.hints.clone());
             self.0.select(req)
         }
-        fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+        fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
             self.0.label_names(req)
         }
-        fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+        fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
             self.0.label_values(name, req)
         }
     }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use strata_storage::{ChunkData, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
+use strata_storage::{
+    ChunkData, LabelsAnswer, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError,
+};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::Matcher;
@@ -97,7 +99,7 @@ impl Storage for MemStorage {
         Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
     }
 
-    fn label_names(&self, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut names: Vec<String> = self
             .matching(&req.matchers)
             .flat_map(|(l, _)| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
@@ -105,15 +107,15 @@ impl Storage for MemStorage {
         names.sort();
         names.dedup();
         req.truncate(&mut names);
-        Ok(names)
+        Ok(names.into())
     }
 
-    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<Vec<String>, StorageError> {
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let mut values: Vec<String> =
             self.matching(&req.matchers).filter_map(|(l, _)| l.get(name).map(str::to_string)).collect();
         values.sort();
         values.dedup();
         req.truncate(&mut values);
-        Ok(values)
+        Ok(values.into())
     }
 }
