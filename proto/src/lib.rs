@@ -14,3 +14,19 @@ pub mod prometheus {
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
 }
+
+/// The Thanos gRPC APIs (protobuf package `thanos`): the StoreAPI (`Store`: Series, LabelNames,
+/// LabelValues) and the receive forwarding API (`WriteableStore`), with clients and servers.
+pub mod thanos {
+    include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
+
+    /// The Info API every StoreAPI endpoint serves (protobuf package `thanos.info`).
+    pub mod info {
+        include!(concat!(env!("OUT_DIR"), "/thanos.info.rs"));
+    }
+}
+
+/// Store-gateway hints carried in the StoreAPI's `Any` fields (protobuf package `hintspb`).
+pub mod hintspb {
+    include!(concat!(env!("OUT_DIR"), "/hintspb.rs"));
+}

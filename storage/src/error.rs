@@ -16,6 +16,9 @@ pub enum StorageError {
     /// A series set that breaks the interface's contract (see [`SeriesSet::checked`](crate::SeriesSet::checked)).
     #[error("series set breaks the storage contract: {0}")]
     Contract(String),
+    /// A store of a fan-out failed, timed out or could not be reached; the message names it.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure of the local TSDB: I/O, a corrupt block or WAL.
     #[error(transparent)]
     Tsdb(strata_tsdb::Error),
@@ -28,6 +31,8 @@ pub enum Limit {
     Series,
     /// Samples in one answer's chunks.
     Samples,
+    /// Bytes of chunk data in one answer.
+    ChunkBytes,
 }
 
 impl fmt::Display for Limit {
@@ -35,6 +40,7 @@ impl fmt::Display for Limit {
         f.write_str(match self {
             Limit::Series => "series",
             Limit::Samples => "samples",
+            Limit::ChunkBytes => "chunk bytes",
         })
     }
 }

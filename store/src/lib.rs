@@ -1,0 +1,74 @@
+//! The Thanos StoreAPI (`thanos.Store`, `thanos.info.Info`) over the read interface of
+//! `strata-storage`: what a store is ([`StoreInfo`]), the conversions between the wire messages
+//! and the read interface ([`convert`]), the gRPC server that serves any [`Store`], and the
+//! proxy that fans a read out to many stores, local or remote, and merges their answers.
+
+pub mod convert;
+
+use strata_storage::Storage;
+use strata_tsdb::labels::Labels;
+
+/// A source of series that can say what it holds: the Info API's view of it.
+pub trait Store: Storage {
+    /// What the store holds now; cheap enough to call for every Info request and every
+    /// fan-out (time range and external labels prune stores from a read).
+    fn info(&self) -> StoreInfo;
+}
+
+/// What a store tells about itself (Thanos's `InfoResponse` with its `StoreInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// Thanos's component name: `receive`, `query`, `store`, `sidecar`, `rule`.
+    pub component: Component,
+    /// The external label sets of the data; every series carries one of them.
+    pub label_sets: Vec<Labels>,
+    /// Oldest and newest sample time (ms) the store may hold; `i64::MAX`/`i64::MIN` when empty
+    /// is not known, Thanos's convention for "nothing yet".
+    pub min_time: i64,
+    pub max_time: i64,
+    /// One entry per TSDB the store holds (per tenant on a receiver).
+    pub tsdb_infos: Vec<TsdbInfo>,
+}
+
+/// One TSDB of a store: its external labels and time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsdbInfo {
+    pub labels: Labels,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// The kinds of StoreAPI endpoint, as Thanos names them in `InfoResponse.ComponentType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    Query,
+    Receive,
+    Rule,
+    Sidecar,
+    Store,
+}
+
+impl Component {
+    /// Thanos's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Query => "query",
+            Component::Receive => "receive",
+            Component::Rule => "rule",
+            Component::Sidecar => "sidecar",
+            Component::Store => "store",
+        }
+    }
+
+    /// The component Thanos's name stands for.
+    pub fn parse(name: &str) -> Option<Component> {
+        Some(match name {
+            "query" => Component::Query,
+            "receive" => Component::Receive,
+            "rule" => Component::Rule,
+            "sidecar" => Component::Sidecar,
+            "store" => Component::Store,
+            _ => return None,
+        })
+    }
+}
