@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub mod corpus;
+
 use std::path::Path;
 
 use prost::Message;
