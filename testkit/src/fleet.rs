@@ -100,6 +100,31 @@ impl Slot {
         args
     }
 
+    /// `strata query` on this slot over the StoreAPI `endpoints`.
+    pub fn query_args(&self, endpoints: &[&str]) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["query".into()];
+        args.extend(self.listen_args());
+        args.extend(endpoints.iter().map(|e| OsString::from(format!("--endpoint={e}"))));
+        args
+    }
+
+    /// The real `thanos receive` on this slot as a single ingestor (no hashring): its three
+    /// addresses and `--tsdb.path` = the data dir.
+    pub fn thanos_receive_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["receive".into(), "--tsdb.path".into(), self.data_dir.clone().into()];
+        args.extend(["--remote-write.address".into(), self.remote_write.clone().into()]);
+        args.extend(self.listen_args());
+        args
+    }
+
+    /// The real `thanos query` on this slot over the StoreAPI `endpoints`.
+    pub fn thanos_query_args(&self, endpoints: &[&str]) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["query".into()];
+        args.extend(self.listen_args());
+        args.extend(endpoints.iter().map(|e| OsString::from(format!("--endpoint={e}"))));
+        args
+    }
+
     /// Writes `config` (YAML) to `<dir>/prometheus.yml` and returns the flags that run
     /// Prometheus (Debian's 2.42 or 3.x) on this slot with it: the config, the data dir as its
     /// TSDB, and the HTTP address to listen on.

@@ -434,7 +434,7 @@ pub enum Eval {
 }
 
 impl Eval {
-    fn path(&self, query: &str) -> String {
+    pub fn path(&self, query: &str) -> String {
         let q = url_encode(query);
         match self {
             Eval::Instant { time } => format!("/api/v1/query?query={q}&time={}", time / SECOND),
@@ -447,7 +447,7 @@ impl Eval {
         }
     }
 
-    fn describe(&self, t0: i64) -> String {
+    pub fn describe(&self, t0: i64) -> String {
         let rel = |t: i64| {
             let d = (t - t0) / SECOND;
             format!("t0+{}m{}s", d / 60, d % 60)

@@ -101,6 +101,18 @@ pub const PROMQL_FEATURES: [&str; 4] = [
     "promql-delayed-name-removal",
 ];
 
+/// Starts Prometheus 3.x (interop/) as the reference of the differential tests, without waiting
+/// for it: remote-write receiver on (path /api/v1/write), nothing scraped, and the PromQL
+/// features that strata always has switched on (see [`PROMQL_FEATURES`]); fails clearly when the
+/// peer is missing.
+pub fn spawn_reference_prometheus(fleet: &mut Fleet) -> Node {
+    let slot = fleet.slot("prometheus");
+    let mut args = slot.prometheus_args("global:\n  scrape_interval: 1h\n");
+    args.push("--web.enable-remote-write-receiver".into());
+    args.push(format!("--enable-feature={}", PROMQL_FEATURES.join(",")).into());
+    Node::spawn(&peer("prometheus"), &slot, args)
+}
+
 /// `strata standalone` and Prometheus (remote-write receiver on, nothing scraped), both ready,
 /// for asking both the same questions about the same data.
 pub struct StrataAndPrometheus {
@@ -109,20 +121,15 @@ pub struct StrataAndPrometheus {
 }
 
 impl StrataAndPrometheus {
-    /// Starts both with data and logs under `work`: Prometheus 3.x (interop/), with the PromQL
-    /// features that strata always has switched on (see [`PROMQL_FEATURES`]); fails clearly when
-    /// the peer is missing.
+    /// Starts both with data and logs under `work` (Prometheus as [`spawn_reference_prometheus`]
+    /// starts it).
     pub fn start(work: &Path) -> StrataAndPrometheus {
-        let prometheus_bin = peer("prometheus");
         let mut fleet = Fleet::new(work);
-        let (strata, prometheus) = (fleet.slot("strata"), fleet.slot("prometheus"));
-        let mut args = prometheus.prometheus_args("global:\n  scrape_interval: 1h\n");
-        args.push("--web.enable-remote-write-receiver".into());
-        args.push(format!("--enable-feature={}", PROMQL_FEATURES.join(",")).into());
+        let strata = fleet.slot("strata");
         // Both start at once; then both must become ready.
         let mut both = StrataAndPrometheus {
             strata: Node::spawn(strata_bin(), &strata, strata.standalone_args()),
-            prometheus: Node::spawn(&prometheus_bin, &prometheus, args),
+            prometheus: spawn_reference_prometheus(&mut fleet),
         };
         both.strata.wait_ready();
         both.prometheus.wait_ready();

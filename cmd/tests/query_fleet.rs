@@ -1,0 +1,121 @@
+//! The global view end to end, on the differential corpus (tests/common/corpus.rs), with real
+//! peers only:
+//! - HA: two `strata receive` replicas (`--label replica="a"` / `"b"`) get the same remote
+//!   write, each killed for a different ten-minute window of the data and restarted on its own
+//!   data; `strata query --query.replica-label=replica --deduplication.func=chain` over both
+//!   answers every corpus query exactly as one Prometheus 3.x that got every sample.
+//! - Reading Thanos: `strata query` over the real `thanos receive`, fed the same data, answers
+//!   exactly as Prometheus too.
+//!
+//! Prometheus's series get the label every receiver's series carry, `tenant_id="default-tenant"`
+//! (the tenant's external label), so that the series are the same everywhere.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{corpus, remote_write, spawn_reference_prometheus, strata_bin};
+use strata_proto::prometheus as v1;
+use strata_testkit::{http, peer, wait_for, Fleet, Node};
+
+/// The data windows (ten minutes each, see `corpus::write_requests`) during which replica a and
+/// replica b are down.
+const A_DOWN: usize = 3;
+const B_DOWN: usize = 8;
+
+/// `req` with `tenant_id="default-tenant"` added to every series, as a receiver stores it.
+fn with_tenant_label(req: &v1::WriteRequest) -> v1::WriteRequest {
+    let mut req = req.clone();
+    for ts in &mut req.timeseries {
+        ts.labels.push(v1::Label { name: "tenant_id".into(), value: "default-tenant".into() });
+        ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    req
+}
+
+/// Waits until the querier at `addr` answers `query` with `n` as the single value.
+fn wait_for_count(addr: &str, query: &str, t: i64, n: usize) {
+    let path = corpus::Eval::Instant { time: t }.path(query);
+    let answered = wait_for(&format!("{addr} to answer {query} = {n}"), Duration::from_secs(60), || {
+        match corpus::ask(addr, &path) {
+            Ok(corpus::Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == n as f64 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    answered.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_global_view_answers_as_one_prometheus() {
+    let (sections, known) = corpus::load("known_differences.md");
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut fleet = Fleet::new(work.path());
+    let thanos = peer("thanos");
+    let mut prometheus = spawn_reference_prometheus(&mut fleet);
+    let replica_slots = fleet.slots("receive", 2);
+    let replica_args = |i: usize| {
+        let mut args = replica_slots[i].receive_args();
+        args.push(format!("--label=replica=\"{}\"", ["a", "b"][i]).into());
+        args
+    };
+    let mut replicas: Vec<Option<Node>> =
+        (0..2).map(|i| Some(Node::spawn(strata_bin(), &replica_slots[i], replica_args(i)))).collect();
+    let thanos_slot = fleet.slot("thanos-receive");
+    let mut thanos_args = thanos_slot.thanos_receive_args();
+    thanos_args.push("--label=replica=\"t\"".into());
+    let mut thanos_receive = Node::spawn(&thanos, &thanos_slot, thanos_args);
+    prometheus.wait_ready();
+    replicas.iter_mut().flatten().for_each(Node::wait_ready);
+    thanos_receive.wait_ready();
+
+    let t0 = corpus::data_start();
+    let data = corpus::generate();
+    let samples: usize = data.iter().map(|s| s.1.len()).sum();
+    for (w, req) in corpus::write_requests(t0, &data).iter().enumerate() {
+        for (i, down) in [A_DOWN, B_DOWN].into_iter().enumerate() {
+            if w == down {
+                // Killed for this window: it misses every sample of it.
+                if let Some(node) = replicas[i].take() {
+                    node.proc.kill();
+                }
+            } else if replicas[i].is_none() {
+                replicas[i] = Some(Node::start(strata_bin(), &replica_slots[i], replica_args(i)));
+            }
+            if let Some(node) = &replicas[i] {
+                remote_write(&node.slot.remote_write, "/api/v1/receive", req);
+            }
+        }
+        remote_write(&thanos_slot.remote_write, "/api/v1/receive", req);
+        remote_write(prometheus.http(), "/api/v1/write", &with_tenant_label(req));
+    }
+    corpus::assert_holds_all(prometheus.http(), t0, data.len());
+
+    let endpoints: Vec<&str> = replica_slots.iter().map(|s| s.grpc.as_str()).collect();
+    let query_slot = fleet.slot("query-chain");
+    let mut args = query_slot.query_args(&endpoints);
+    args.extend(["--query.replica-label=replica".into(), "--deduplication.func=chain".into()]);
+    let mut chain = Node::start(strata_bin(), &query_slot, args);
+    let over_thanos_slot = fleet.slot("query-over-thanos");
+    let mut args = over_thanos_slot.query_args(&[thanos_slot.grpc.as_str()]);
+    args.push("--query.replica-label=replica".into());
+    let mut over_thanos = Node::start(strata_bin(), &over_thanos_slot, args);
+    let everything = r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#;
+    for node in [&mut chain, &mut over_thanos] {
+        wait_for_count(node.http(), everything, t0 + corpus::SPAN + corpus::MINUTE, data.len());
+    }
+
+    let names = ("strata query (chain dedup over two replicas with gaps)", "Prometheus");
+    let (outcomes, elapsed) = corpus::run(&sections, t0, chain.http(), prometheus.http(), names);
+    corpus::report(names, &sections, &known, &outcomes, data.len(), samples, elapsed, t0);
+
+    let names = ("strata query over thanos receive", "Prometheus");
+    let (outcomes, elapsed) = corpus::run(&sections, t0, over_thanos.http(), prometheus.http(), names);
+    corpus::report(names, &sections, &known, &outcomes, data.len(), samples, elapsed, t0);
+
+    // The stores page lists both replicas, healthy, with their external labels.
+    let stores = http::get_json(chain.http(), "/api/v1/stores").expect("stores");
+    let listed = stores.to_string();
+    for (slot, replica) in replica_slots.iter().zip(["a", "b"]) {
+        assert!(listed.contains(&slot.grpc) && listed.contains(&format!("\"{replica}\"")), "{stores}");
+    }
+}
