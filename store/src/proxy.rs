@@ -65,7 +65,14 @@ impl StoreRef {
 
     /// Whether the store may hold series matching `matchers` in `[min_time, max_time]`, and is
     /// one of those `scope` asks for.
-    fn may_answer(&self, info: &StoreInfo, min_time: i64, max_time: i64, matchers: &[Matcher], scope: &ReadScope) -> bool {
+    fn may_answer(
+        &self,
+        info: &StoreInfo,
+        min_time: i64,
+        max_time: i64,
+        matchers: &[Matcher],
+        scope: &ReadScope,
+    ) -> bool {
         min_time <= info.max_time
             && max_time >= info.min_time
             && label_sets_match(matchers, &info.label_sets)
@@ -102,9 +109,7 @@ impl StoreRef {
 /// set has (with a value) contradicts a matcher on it.
 pub fn label_sets_match(matchers: &[Matcher], sets: &[Labels]) -> bool {
     sets.is_empty()
-        || sets
-            .iter()
-            .any(|set| matchers.iter().all(|m| set.get(&m.name).is_none_or(|v| v.is_empty() || m.matches(v))))
+        || sets.iter().any(|set| matchers.iter().all(|m| set.get(&m.name).is_none_or(|v| v.is_empty() || m.matches(v))))
 }
 
 /// Where a proxy finds its stores, asked at every read: a fixed list, or the active endpoints
@@ -319,7 +324,13 @@ struct StoreStream {
 }
 
 impl StoreStream {
-    fn start(proxy: &Proxy, store: &StoreRef, req: &SelectRequest, cancel: CancellationToken, warnings: &Warnings) -> Self {
+    fn start(
+        proxy: &Proxy,
+        store: &StoreRef,
+        req: &SelectRequest,
+        cancel: CancellationToken,
+        warnings: &Warnings,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
         let target = store.store.with_cancel(cancel.clone()).unwrap_or_else(|| store.store.clone());
         let spawned = std::thread::Builder::new().name("strata-proxy".into()).spawn({
@@ -503,4 +514,437 @@ pub fn merge_infos(component: Component, infos: impl IntoIterator<Item = StoreIn
         }
     }
     StoreInfo { component, label_sets: label_sets.into_iter().collect(), min_time, max_time, tsdb_infos }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use strata_storage::ChunkData;
+    use strata_tsdb::chunkenc::{Encoding, XorAppender};
+    use strata_tsdb::matchers::MatchOp;
+    use strata_tsdb::querier::for_each_sample;
+
+    use super::*;
+
+    fn chunk(samples: &[(i64, f64)]) -> ChunkData {
+        let mut a = XorAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        ChunkData {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            encoding: Encoding::Xor,
+            data: a.into_bytes().into(),
+        }
+    }
+
+    fn series(pairs: &[(&str, &str)], chunks: Vec<ChunkData>) -> SeriesChunks {
+        SeriesChunks { labels: Labels::from_pairs(pairs), chunks }
+    }
+
+    fn up(instance: &str, chunks: Vec<ChunkData>) -> SeriesChunks {
+        series(&[("__name__", "up"), ("instance", instance)], chunks)
+    }
+
+    fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
+        Matcher::new(op, name, value).unwrap()
+    }
+
+    fn info(label_sets: &[&[(&str, &str)]], min_time: i64, max_time: i64) -> StoreInfo {
+        StoreInfo {
+            component: Component::Receive,
+            label_sets: label_sets.iter().map(|s| Labels::from_pairs(s)).collect(),
+            min_time,
+            max_time,
+            tsdb_infos: Vec::new(),
+        }
+    }
+
+    /// How an in-memory store answers.
+    #[derive(Clone)]
+    enum Behaviour {
+        Answer,
+        /// Fails the call.
+        Refuse,
+        /// Yields this many series, then an error.
+        FailAfter(usize),
+        /// Yields this many series, then waits until its read is cancelled.
+        HangAfter(usize),
+    }
+
+    /// A store of series in memory that counts its reads.
+    struct MemStore {
+        info: StoreInfo,
+        series: Vec<SeriesChunks>,
+        behaviour: Behaviour,
+        reads: Arc<AtomicUsize>,
+        /// The token its reads were cancelled through, once one was.
+        cancel: Option<CancellationToken>,
+        seen_cancel: Arc<parking_lot::Mutex<Vec<CancellationToken>>>,
+    }
+
+    impl MemStore {
+        fn new(info: StoreInfo, series: Vec<SeriesChunks>, behaviour: Behaviour) -> Arc<MemStore> {
+            Arc::new(MemStore {
+                info,
+                series,
+                behaviour,
+                reads: Arc::default(),
+                cancel: None,
+                seen_cancel: Arc::default(),
+            })
+        }
+
+        fn matching(&self, matchers: &[Matcher], min_time: i64, max_time: i64) -> Vec<SeriesChunks> {
+            self.series
+                .iter()
+                .filter(|s| matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))))
+                .filter(|s| {
+                    s.chunks.is_empty() || s.chunks.iter().any(|c| c.max_time >= min_time && c.min_time <= max_time)
+                })
+                .cloned()
+                .collect()
+        }
+    }
+
+    impl Storage for MemStore {
+        fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let found = self.matching(&req.matchers, req.min_time, req.max_time);
+            let (n, then): (usize, Option<Behaviour>) = match &self.behaviour {
+                Behaviour::Answer => (found.len(), None),
+                Behaviour::Refuse => return Err(StorageError::Unavailable("refused".into())),
+                Behaviour::FailAfter(n) | Behaviour::HangAfter(n) => (*n, Some(self.behaviour.clone())),
+            };
+            let cancel = self.cancel.clone();
+            let tail = std::iter::once(()).filter_map(move |()| match then {
+                Some(Behaviour::FailAfter(_)) => Some(Err(strata_tsdb::Error::CorruptChunk("disk on fire".into()))),
+                Some(Behaviour::HangAfter(_)) => {
+                    let cancel = cancel.clone()?;
+                    futures::executor::block_on(cancel.cancelled());
+                    Some(Err(strata_tsdb::Error::CorruptChunk("cancelled".into())))
+                }
+                _ => None,
+            });
+            Ok(SeriesSet::from_local(found.into_iter().take(n).map(Ok).chain(tail), req))
+        }
+
+        fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+            if let Behaviour::Refuse = self.behaviour {
+                return Err(StorageError::Unavailable("refused".into()));
+            }
+            let mut names: Vec<String> = self
+                .matching(&req.matchers, req.min_time, req.max_time)
+                .iter()
+                .flat_map(|s| s.labels.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>())
+                .collect();
+            names.sort();
+            names.dedup();
+            Ok(names.into())
+        }
+
+        fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+            if let Behaviour::Refuse = self.behaviour {
+                return Err(StorageError::Unavailable("refused".into()));
+            }
+            let mut values: Vec<String> = self
+                .matching(&req.matchers, req.min_time, req.max_time)
+                .iter()
+                .filter_map(|s| s.labels.get(name).map(str::to_owned))
+                .collect();
+            values.sort();
+            values.dedup();
+            Ok(values.into())
+        }
+    }
+
+    impl Store for MemStore {
+        fn info(&self) -> StoreInfo {
+            self.info.clone()
+        }
+
+        fn with_cancel(&self, cancel: CancellationToken) -> Option<Arc<dyn Store>> {
+            self.seen_cancel.lock().push(cancel.clone());
+            Some(Arc::new(MemStore {
+                info: self.info.clone(),
+                series: self.series.clone(),
+                behaviour: self.behaviour.clone(),
+                reads: self.reads.clone(),
+                cancel: Some(cancel),
+                seen_cancel: self.seen_cancel.clone(),
+            }))
+        }
+    }
+
+    fn proxy(stores: Vec<StoreRef>, response_timeout: Option<Duration>) -> Proxy {
+        Proxy::new(Arc::new(stores), ProxyOptions { component: Component::Query, response_timeout })
+    }
+
+    fn select_req(matchers: Vec<Matcher>, partial: PartialResponse) -> SelectRequest {
+        let mut req = SelectRequest::new(matchers, 0, 10_000);
+        req.scope.partial_response = partial;
+        req
+    }
+
+    fn all_up() -> Vec<Matcher> {
+        vec![m(MatchOp::Equal, "__name__", "up")]
+    }
+
+    fn read(p: &Proxy, req: &SelectRequest) -> (Result<Vec<SeriesChunks>, StorageError>, Vec<String>) {
+        let mut set = p.select(req).unwrap().checked();
+        let got = set.by_ref().collect();
+        (got, set.warnings())
+    }
+
+    fn instances(got: &[SeriesChunks]) -> Vec<&str> {
+        got.iter().map(|s| s.labels.get("instance").unwrap_or("")).collect()
+    }
+
+    fn samples(s: &SeriesChunks) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        for_each_sample(s, i64::MIN, i64::MAX, |t, v| out.push((t, v))).unwrap();
+        out
+    }
+
+    #[test]
+    fn merges_stores_in_label_order_and_duplicates_into_one() {
+        let shared = chunk(&[(0, 1.0), (10, 2.0)]);
+        let later = chunk(&[(20, 3.0)]);
+        let a = MemStore::new(
+            info(&[], 0, 100),
+            vec![up("a", vec![chunk(&[(0, 1.0)])]), up("c", vec![shared.clone()]), up("e", vec![chunk(&[(5, 5.0)])])],
+            Behaviour::Answer,
+        );
+        let b = MemStore::new(
+            info(&[], 0, 100),
+            vec![up("b", vec![chunk(&[(0, 1.0)])]), up("c", vec![shared.clone(), later.clone()]), up("d", vec![])],
+            Behaviour::Answer,
+        );
+        let p = proxy(vec![StoreRef::local("a", a), StoreRef::local("b", b)], None);
+        let (got, warnings) = read(&p, &select_req(all_up(), PartialResponse::Abort));
+        let got = got.unwrap();
+        assert_eq!(instances(&got), ["a", "b", "c", "d", "e"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // The chunk both stores hold is kept once, byte for byte, beside the one only b has.
+        assert_eq!(got[2].chunks, vec![shared, later]);
+    }
+
+    #[test]
+    fn overlapping_chunks_from_two_stores_merge() {
+        let a = MemStore::new(info(&[], 0, 100), vec![up("x", vec![chunk(&[(0, 1.0), (20, 3.0)])])], Behaviour::Answer);
+        let b =
+            MemStore::new(info(&[], 0, 100), vec![up("x", vec![chunk(&[(10, 2.0), (30, 4.0)])])], Behaviour::Answer);
+        let p = proxy(vec![StoreRef::local("a", a), StoreRef::local("b", b)], None);
+        let got = read(&p, &select_req(all_up(), PartialResponse::Abort)).0.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(samples(&got[0]), [(0, 1.0), (10, 2.0), (20, 3.0), (30, 4.0)]);
+    }
+
+    #[test]
+    fn limit_applies_to_the_merged_answer() {
+        let a = MemStore::new(info(&[], 0, 100), vec![up("a", vec![]), up("c", vec![])], Behaviour::Answer);
+        let b = MemStore::new(info(&[], 0, 100), vec![up("b", vec![]), up("d", vec![])], Behaviour::Answer);
+        let p = proxy(vec![StoreRef::local("a", a), StoreRef::local("b", b)], None);
+        let req = SelectRequest { limit: 3, ..select_req(all_up(), PartialResponse::Abort) };
+        assert_eq!(instances(&read(&p, &req).0.unwrap()), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn stores_are_pruned_by_time_external_labels_and_store_matchers() {
+        let one = || vec![up("x", vec![chunk(&[(50, 1.0)])])];
+        let old = MemStore::new(info(&[&[("cluster", "a")]], 0, 100), one(), Behaviour::Answer);
+        let new = MemStore::new(info(&[&[("cluster", "b")]], 1000, 2000), one(), Behaviour::Answer);
+        let other = MemStore::new(info(&[&[("cluster", "c")], &[("cluster", "d")]], 0, 2000), one(), Behaviour::Answer);
+        let local = MemStore::new(info(&[], 0, 2000), one(), Behaviour::Answer);
+        let p = proxy(
+            vec![
+                StoreRef::remote("10.0.0.1:10901", old.clone()),
+                StoreRef::remote("10.0.0.2:10901", new.clone()),
+                StoreRef::remote("10.0.0.3:10901", other.clone()),
+                StoreRef::local("local", local.clone()),
+            ],
+            None,
+        );
+        let reads = || [&old, &new, &other, &local].map(|s| s.reads.swap(0, Ordering::SeqCst));
+
+        // Time: [0, 500] is not the second store's.
+        read(&p, &SelectRequest::new(all_up(), 0, 500)).0.unwrap();
+        assert_eq!(reads(), [1, 0, 1, 1]);
+
+        // External labels against matchers: a store without the label, or with a set that
+        // matches, is asked.
+        let by_cluster = |op, v| {
+            let mut ms = all_up();
+            ms.push(m(op, "cluster", v));
+            SelectRequest::new(ms, 0, 2000)
+        };
+        read(&p, &by_cluster(MatchOp::Equal, "a")).0.unwrap();
+        assert_eq!(reads(), [1, 0, 0, 1]);
+        read(&p, &by_cluster(MatchOp::Regex, "b|d")).0.unwrap();
+        assert_eq!(reads(), [0, 1, 1, 1]);
+        read(&p, &by_cluster(MatchOp::NotEqual, "c")).0.unwrap();
+        assert_eq!(reads(), [1, 1, 1, 1], "the store with sets c and d has d");
+
+        // storeMatch[]: the address, or the external labels; a store in process has no address.
+        let scoped = |sets: Vec<Vec<Matcher>>| {
+            let mut req = SelectRequest::new(all_up(), 0, 2000);
+            req.scope.store_matchers = sets;
+            req
+        };
+        read(&p, &scoped(vec![vec![m(MatchOp::Equal, "__address__", "10.0.0.2:10901")]])).0.unwrap();
+        assert_eq!(reads(), [0, 1, 0, 0]);
+        read(
+            &p,
+            &scoped(vec![
+                vec![m(MatchOp::Regex, "__address__", "10.0.0.[13]:.*"), m(MatchOp::Equal, "cluster", "d")],
+                vec![m(MatchOp::Equal, "cluster", "a")],
+            ]),
+        )
+        .0
+        .unwrap();
+        assert_eq!(reads(), [1, 0, 1, 0]);
+
+        // Nothing left to ask: an empty answer that says so.
+        let (got, warnings) = read(&p, &SelectRequest::new(all_up(), 5000, 6000));
+        assert!(got.unwrap().is_empty());
+        assert_eq!(warnings, [NO_STORES_MATCHED]);
+    }
+
+    #[test]
+    fn a_failed_store_is_a_warning_or_an_error() {
+        let good = MemStore::new(info(&[], 0, 100), vec![up("a", vec![]), up("b", vec![])], Behaviour::Answer);
+        let bad = MemStore::new(info(&[], 0, 100), vec![up("c", vec![])], Behaviour::Refuse);
+        let p = proxy(vec![StoreRef::local("good", good), StoreRef::remote("10.1.1.1:10901", bad)], None);
+
+        let (got, warnings) = read(&p, &select_req(all_up(), PartialResponse::Warn));
+        assert_eq!(instances(&got.unwrap()), ["a", "b"]);
+        assert_eq!(warnings, ["store 10.1.1.1:10901: refused"]);
+
+        let (got, _) = read(&p, &select_req(all_up(), PartialResponse::Abort));
+        let e = got.unwrap_err();
+        assert_eq!(e.to_string(), "store 10.1.1.1:10901: refused");
+    }
+
+    #[test]
+    fn a_store_failing_mid_stream_keeps_what_it_sent_under_warn() {
+        let good = MemStore::new(info(&[], 0, 100), vec![up("b", vec![]), up("e", vec![])], Behaviour::Answer);
+        let flaky = MemStore::new(
+            info(&[], 0, 100),
+            vec![up("a", vec![]), up("c", vec![]), up("d", vec![])],
+            Behaviour::FailAfter(2),
+        );
+        let p = proxy(vec![StoreRef::local("good", good), StoreRef::local("flaky", flaky)], None);
+
+        let (got, warnings) = read(&p, &select_req(all_up(), PartialResponse::Warn));
+        assert_eq!(instances(&got.unwrap()), ["a", "b", "c", "e"]);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("store flaky: "), "{warnings:?}");
+
+        let mut set = p.select(&select_req(all_up(), PartialResponse::Abort)).unwrap();
+        let got: Vec<_> = set.by_ref().collect();
+        assert!(matches!(got.last(), Some(Err(e)) if e.to_string().starts_with("store flaky: ")), "{got:?}");
+        assert!(set.next().is_none());
+    }
+
+    #[test]
+    fn a_hung_store_is_cut_off_at_the_response_timeout_and_its_read_cancelled() {
+        let good = MemStore::new(info(&[], 0, 100), vec![up("a", vec![]), up("c", vec![])], Behaviour::Answer);
+        let hung = MemStore::new(info(&[], 0, 100), vec![up("b", vec![]), up("d", vec![])], Behaviour::HangAfter(1));
+        let p = proxy(
+            vec![StoreRef::local("good", good), StoreRef::remote("10.9.9.9:10901", hung.clone())],
+            Some(Duration::from_millis(200)),
+        );
+        let start = Instant::now();
+        let (got, warnings) = read(&p, &select_req(all_up(), PartialResponse::Warn));
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert_eq!(instances(&got.unwrap()), ["a", "b", "c"]);
+        assert_eq!(warnings, ["store 10.9.9.9:10901: no data received in 200ms"]);
+        assert!(hung.seen_cancel.lock().iter().all(CancellationToken::is_cancelled), "the hung read was cancelled");
+
+        let (got, _) = read(&p, &select_req(all_up(), PartialResponse::Abort));
+        assert_eq!(got.unwrap_err().to_string(), "store 10.9.9.9:10901: no data received in 200ms");
+    }
+
+    #[test]
+    fn the_query_deadline_fails_the_read_under_either_strategy() {
+        let hung = MemStore::new(info(&[], 0, 100), vec![up("b", vec![])], Behaviour::HangAfter(0));
+        let p = proxy(vec![StoreRef::local("hung", hung)], None);
+        for partial in [PartialResponse::Warn, PartialResponse::Abort] {
+            let p = p.with_deadline(Instant::now() + Duration::from_millis(150));
+            let (got, _) = read(&p, &select_req(all_up(), partial));
+            let e = got.unwrap_err();
+            assert!(e.to_string().contains("deadline exceeded while waiting for store hung"), "{e}");
+        }
+    }
+
+    #[test]
+    fn dropping_the_answer_cancels_every_read() {
+        let slow = MemStore::new(info(&[], 0, 100), vec![up("a", vec![])], Behaviour::HangAfter(1));
+        let p = proxy(vec![StoreRef::local("slow", slow.clone())], None);
+        let mut set = p.select(&select_req(all_up(), PartialResponse::Abort)).unwrap();
+        assert!(set.next().is_some_and(|s| s.is_ok()));
+        drop(set);
+        let tokens = slow.seen_cancel.lock().clone();
+        assert_eq!(tokens.len(), 1);
+        assert!(tokens[0].is_cancelled());
+    }
+
+    #[test]
+    fn requests_without_matchers_are_refused() {
+        let p = proxy(Vec::new(), None);
+        assert!(matches!(p.select(&SelectRequest::new(Vec::new(), 0, 1)), Err(StorageError::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn label_names_and_values_are_merged() {
+        let a = MemStore::new(
+            info(&[], 0, 100),
+            vec![
+                series(&[("__name__", "up"), ("job", "a")], vec![]),
+                series(&[("__name__", "x"), ("zone", "1")], vec![]),
+            ],
+            Behaviour::Answer,
+        );
+        let b = MemStore::new(
+            info(&[], 0, 100),
+            vec![series(&[("__name__", "down"), ("job", "b")], vec![])],
+            Behaviour::Answer,
+        );
+        let bad = MemStore::new(info(&[], 0, 100), Vec::new(), Behaviour::Refuse);
+        let p = proxy(
+            vec![StoreRef::local("a", a.clone()), StoreRef::local("b", b.clone()), StoreRef::local("bad", bad)],
+            None,
+        );
+        let mut req = LabelsRequest::new(Vec::new(), 0, 100);
+        req.scope.partial_response = PartialResponse::Warn;
+        let names = p.label_names(&req).unwrap();
+        assert_eq!(names.values, ["__name__", "job", "zone"]);
+        assert_eq!(names.warnings, ["store bad: refused"]);
+        let values = p.label_values("__name__", &LabelsRequest { limit: 2, ..req.clone() }).unwrap();
+        assert_eq!(values.values, ["down", "up"]);
+
+        req.scope.partial_response = PartialResponse::Abort;
+        assert_eq!(p.label_names(&req).unwrap_err().to_string(), "store bad: refused");
+
+        // Stores are pruned for labels too.
+        let p = proxy(vec![StoreRef::local("a", a), StoreRef::local("b", b)], None);
+        let late = LabelsRequest::new(Vec::new(), 500, 600);
+        assert!(p.label_names(&late).unwrap().values.is_empty());
+    }
+
+    #[test]
+    fn info_is_the_union_of_the_stores() {
+        let a = MemStore::new(info(&[&[("replica", "a")]], 10, 100), Vec::new(), Behaviour::Answer);
+        let b =
+            MemStore::new(info(&[&[("replica", "b")], &[("replica", "a")]], 50, 300), Vec::new(), Behaviour::Answer);
+        let p = proxy(vec![StoreRef::local("a", a), StoreRef::local("b", b)], None);
+        let i = p.info();
+        assert_eq!(i.component, Component::Query);
+        assert_eq!(i.label_sets, [Labels::from_pairs(&[("replica", "a")]), Labels::from_pairs(&[("replica", "b")])]);
+        assert_eq!((i.min_time, i.max_time), (10, 300));
+        let empty = proxy(Vec::new(), None).info();
+        assert_eq!((empty.min_time, empty.max_time), (i64::MAX, i64::MIN));
+    }
 }

@@ -110,14 +110,7 @@ impl RemoteStore {
         };
         let store = StoreClient::new(channel.clone()).max_decoding_message_size(options.max_message_size);
         let info = InfoClient::new(channel).max_decoding_message_size(options.max_message_size);
-        let inner = Inner {
-            address: address.to_owned(),
-            store,
-            info,
-            runtime,
-            options,
-            last_info: RwLock::new(None),
-        };
+        let inner = Inner { address: address.to_owned(), store, info, runtime, options, last_info: RwLock::new(None) };
         Ok(RemoteStore { inner: Arc::new(inner), cancel: None })
     }
 
@@ -285,7 +278,12 @@ struct SeriesReader {
 }
 
 impl SeriesReader {
-    async fn read(mut self, mut client: StoreClient<Channel>, request: tonic::Request<pb::SeriesRequest>, tx: &mpsc::Sender<Frame>) {
+    async fn read(
+        mut self,
+        mut client: StoreClient<Channel>,
+        request: tonic::Request<pb::SeriesRequest>,
+        tx: &mpsc::Sender<Frame>,
+    ) {
         let mut stream = match client.series(request).await {
             Ok(answer) => answer.into_inner(),
             Err(status) => {
