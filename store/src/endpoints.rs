@@ -533,3 +533,42 @@ impl Collector for ConnectionsGauge {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_values_as_thanos_reads_them() {
+        let parse = |v: &str| EndpointSpec::parse(v).unwrap();
+        assert_eq!(parse("receive-0:10901"), EndpointSpec::Static("receive-0:10901".into()));
+        assert_eq!(parse("dns+receive.svc:10901"), EndpointSpec::Dns { host: "receive.svc".into(), port: 10901 });
+        assert_eq!(parse("dns+[::1]:10901"), EndpointSpec::Dns { host: "::1".into(), port: 10901 });
+        assert_eq!(
+            parse("dnssrv+_grpc._tcp.receive.svc"),
+            EndpointSpec::Srv { name: "_grpc._tcp.receive.svc".into(), resolve_targets: true }
+        );
+        assert_eq!(
+            parse("dnssrvnoa+_grpc._tcp.receive.svc"),
+            EndpointSpec::Srv { name: "_grpc._tcp.receive.svc".into(), resolve_targets: false }
+        );
+        for v in ["dns+receive.svc:10901", "dns+[::1]:10901", "dnssrv+_grpc._tcp.x", "dnssrvnoa+x", "host:1"] {
+            assert_eq!(parse(v).to_string(), v);
+        }
+        for bad in ["dns+receive.svc", "dns+host:port", "dns+:10901", "dnssrv+", ""] {
+            assert!(EndpointSpec::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sd_files_in_prometheus_format() {
+        let yaml = "- targets: ['a:1', 'b:2']\n  labels:\n    team: x\n- targets: ['dns+c:3']\n";
+        assert_eq!(parse_sd_file(Path::new("t.yml"), yaml).unwrap(), ["a:1", "b:2", "dns+c:3"]);
+        assert_eq!(parse_sd_file(Path::new("t.yaml"), "").unwrap(), Vec::<String>::new());
+        let json = r#"[{"targets": ["a:1"], "labels": {"team": "x"}}, {"labels": {}}]"#;
+        assert_eq!(parse_sd_file(Path::new("t.json"), json).unwrap(), ["a:1"]);
+        assert!(parse_sd_file(Path::new("t.json"), "{").is_err());
+        assert!(parse_sd_file(Path::new("t.yml"), "targets: a").is_err());
+        assert!(parse_sd_file(Path::new("t.txt"), "[]").is_err());
+    }
+}
