@@ -6,12 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, up_series, Behaviour, Server, TestStore};
+use common::{up_series, Behaviour, Server, TestStore};
 use prometheus_client::registry::Registry;
 use strata_storage::{PartialResponse, SelectRequest, Storage};
 use strata_store::endpoints::{EndpointOptions, EndpointSet};
 use strata_store::proxy::{Proxy, ProxyOptions, StoreSource};
 use strata_store::{CancellationToken, Store};
+use strata_testkit::{free_port, wait_for};
 use strata_tsdb::matchers::{MatchOp, Matcher};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -32,16 +33,24 @@ fn metrics(registry: &Registry) -> String {
     out
 }
 
-/// An address nothing listens on.
-async fn free_address() -> String {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string()
+/// Waits until the active set is `want`.
+fn wait_active(set: &EndpointSet, want: &str) {
+    wait_for("the active endpoints", Duration::from_secs(10), || {
+        let now = active(set);
+        if now == [want] {
+            Ok(())
+        } else {
+            Err(format!("{now:?}, statuses {:?}", set.statuses()))
+        }
+    })
+    .unwrap();
 }
 
 #[test]
 fn static_endpoints_that_answer_are_active() {
     let rt = runtime();
     let a = rt.block_on(Server::start(store("a"), "127.0.0.1:0"));
-    let down = rt.block_on(free_address());
+    let down = format!("127.0.0.1:{}", free_port());
     let mut registry = Registry::default();
     let options = EndpointOptions { endpoints: vec![a.addr.clone(), down.clone()], ..EndpointOptions::default() };
     let set = EndpointSet::new(options, &mut registry).unwrap();
@@ -109,20 +118,20 @@ fn sd_file_changes_are_picked_up() {
         let _entered = rt.enter();
         set.spawn(shutdown.clone())
     };
-    assert!(eventually(Duration::from_secs(10), || active(&set) == [a.addr.clone()]), "{:?}", set.statuses());
+    wait_active(&set, &a.addr);
 
     std::fs::write(&yaml, "").unwrap();
     std::fs::write(&json, format!(r#"[{{"targets": ["{}"], "labels": {{}}}}]"#, b.addr)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || active(&set) == [b.addr.clone()]), "{:?}", set.statuses());
+    wait_active(&set, &b.addr);
     assert_eq!(set.statuses().len(), 1, "the endpoint no longer listed is gone");
-
-    // A file that cannot be read keeps its last targets.
-    std::fs::write(&json, "{ not json").unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(active(&set), [b.addr.as_str()]);
 
     shutdown.cancel();
     rt.block_on(task).unwrap();
+
+    // A file that cannot be read keeps its last targets.
+    std::fs::write(&json, "{ not json").unwrap();
+    rt.block_on(set.update());
+    assert_eq!(active(&set), [b.addr.as_str()]);
 }
 
 #[test]

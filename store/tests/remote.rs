@@ -6,11 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, garbage_server, up_series, Behaviour, Forwarder, Server, TestStore};
+use common::{garbage_server, up_series, Behaviour, Server, TestStore};
 use strata_storage::{LabelsRequest, PartialResponse, SelectRequest, SeriesChunks, Storage, StorageError};
 use strata_store::proxy::{Proxy, ProxyOptions, StoreRef};
 use strata_store::remote::{RemoteOptions, RemoteStore};
 use strata_store::{Component, Store};
+use strata_testkit::{wait_for, FaultProxy};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::{MatchOp, Matcher};
 
@@ -28,6 +29,15 @@ fn request(partial: PartialResponse, tenant: Option<&str>) -> SelectRequest {
 fn remote(rt: &tokio::runtime::Runtime, addr: &str) -> RemoteStore {
     let _entered = rt.enter();
     RemoteStore::connect_lazy(addr, RemoteOptions::default()).unwrap()
+}
+
+/// Waits until the server saw one call cancelled.
+fn cancelled_once(seen: &parking_lot::Mutex<common::Seen>) {
+    wait_for("the server to see the call cancelled", Duration::from_secs(5), || match seen.lock().cancelled {
+        1 => Ok(()),
+        n => Err(format!("{n} cancelled")),
+    })
+    .unwrap();
 }
 
 fn read_all(store: &dyn Storage, req: &SelectRequest) -> (Vec<Result<SeriesChunks, StorageError>>, Vec<String>) {
@@ -117,15 +127,18 @@ fn an_error_status_mid_stream_ends_the_set_with_it() {
 fn a_server_dying_mid_stream_is_an_error() {
     let rt = runtime();
     let server = rt.block_on(Server::start(TestStore::new(up_series(5), Behaviour::HangAfter(2), &[]), "127.0.0.1:0"));
-    let forwarder = rt.block_on(Forwarder::start(server.addr.clone()));
-    let remote = remote(&rt, &forwarder.addr);
+    let port: u16 = server.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = FaultProxy::start(port);
+    let addr = format!("127.0.0.1:{}", proxy.port);
+    let remote = remote(&rt, &addr);
     let mut set = remote.select(&request(PartialResponse::Abort, None)).unwrap();
     assert!(set.next().is_some_and(|s| s.is_ok()));
     assert!(set.next().is_some_and(|s| s.is_ok()));
-    forwarder.cut();
+    let mut die = proxy.outage_switch();
+    die();
     let start = Instant::now();
     let next = set.next();
-    assert!(matches!(&next, Some(Err(StorageError::Unavailable(m))) if m.contains(&forwarder.addr)), "{next:?}");
+    assert!(matches!(&next, Some(Err(StorageError::Unavailable(m))) if m.contains(&addr)), "{next:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(set.next().is_none());
 }
@@ -162,7 +175,7 @@ fn dropping_the_set_cancels_the_call() {
     let mut set = remote.select(&request(PartialResponse::Abort, None)).unwrap();
     assert!(set.next().is_some_and(|s| s.is_ok()));
     drop(set);
-    assert!(eventually(Duration::from_secs(5), || seen.lock().cancelled == 1), "the server saw the call end");
+    cancelled_once(&seen);
 }
 
 /// The proxy over two remote stores, one of which hangs: the answer of the other with a warning,
@@ -189,5 +202,5 @@ fn a_proxy_cuts_off_a_hung_remote_store() {
     let got: Vec<SeriesChunks> = got.into_iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, up_series(3), "the same series from both stores, merged");
     assert_eq!(warnings, [format!("store {}: no data received in 300ms", hung.addr)]);
-    assert!(eventually(Duration::from_secs(5), || seen.lock().cancelled == 1), "the hung call was cancelled");
+    cancelled_once(&seen);
 }

@@ -1,6 +1,5 @@
 //! Test peers of the remote store and the endpoint set: a minimal `thanos.Store` + `thanos.info.Info`
-//! server over series in memory (with ways to misbehave), a server of undecodable frames, and a
-//! TCP forwarder whose connections can be cut.
+//! server over series in memory (with ways to misbehave) and a server of undecodable frames.
 
 #![allow(dead_code)]
 
@@ -16,9 +15,8 @@ use strata_storage::{ChunkData, SeriesChunks};
 use strata_store::convert::{labels_to_proto, series_to_proto, TENANT_METADATA_KEY};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::labels::Labels;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
@@ -271,49 +269,4 @@ pub async fn garbage_server() -> String {
         }
     });
     addr
-}
-
-/// Forwards TCP connections to `upstream`; [`Forwarder::cut`] drops every open one at once, as
-/// a peer that dies does.
-pub struct Forwarder {
-    pub addr: String,
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Forwarder {
-    pub async fn start(upstream: String) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let open = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let task = tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else { return };
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
-                open.lock().push(task.abort_handle());
-            }
-        });
-        Forwarder { addr, connections }
-    }
-
-    pub fn cut(&self) {
-        for c in self.connections.lock().drain(..) {
-            c.abort();
-        }
-    }
-}
-
-/// Polls `check` every 20 ms until it holds, for at most `limit`.
-pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    check()
 }
