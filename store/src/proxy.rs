@@ -732,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn many_stores_merge_into_the_sorted_union() {
+        // Store i holds the series whose number is a multiple of i + 2, each with the same chunk
+        // in every store that has it.
+        let the_chunk = |n: usize| chunk(&[(n as i64, n as f64)]);
+        let stores: Vec<StoreRef> = (0..6)
+            .map(|i| {
+                let held = (0..300).filter(|n| n % (i + 2) == 0).map(|n| up(&format!("{n:03}"), vec![the_chunk(n)]));
+                StoreRef::local(format!("s{i}"), MemStore::new(info(&[], 0, 1000), held.collect(), Behaviour::Answer))
+            })
+            .collect();
+        let p = proxy(stores, Some(Duration::from_secs(10)));
+        let got = read(&p, &select_req(all_up(), PartialResponse::Abort)).0.unwrap();
+        let want: Vec<usize> = (0..300).filter(|n| (2..8).any(|d| n % d == 0)).collect();
+        assert_eq!(instances(&got), want.iter().map(|n| format!("{n:03}")).collect::<Vec<_>>());
+        assert!(got.iter().zip(&want).all(|(s, &n)| s.chunks == [the_chunk(n)]));
+    }
+
+    #[test]
     fn overlapping_chunks_from_two_stores_merge() {
         let a = MemStore::new(info(&[], 0, 100), vec![up("x", vec![chunk(&[(0, 1.0), (20, 3.0)])])], Behaviour::Answer);
         let b =
@@ -854,17 +872,17 @@ mod tests {
         let hung = MemStore::new(info(&[], 0, 100), vec![up("b", vec![]), up("d", vec![])], Behaviour::HangAfter(1));
         let p = proxy(
             vec![StoreRef::local("good", good), StoreRef::remote("10.9.9.9:10901", hung.clone())],
-            Some(Duration::from_millis(200)),
+            Some(Duration::from_millis(500)),
         );
         let start = Instant::now();
         let (got, warnings) = read(&p, &select_req(all_up(), PartialResponse::Warn));
         assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
         assert_eq!(instances(&got.unwrap()), ["a", "b", "c"]);
-        assert_eq!(warnings, ["store 10.9.9.9:10901: no data received in 200ms"]);
+        assert_eq!(warnings, ["store 10.9.9.9:10901: no data received in 500ms"]);
         assert!(hung.seen_cancel.lock().iter().all(CancellationToken::is_cancelled), "the hung read was cancelled");
 
         let (got, _) = read(&p, &select_req(all_up(), PartialResponse::Abort));
-        assert_eq!(got.unwrap_err().to_string(), "store 10.9.9.9:10901: no data received in 200ms");
+        assert_eq!(got.unwrap_err().to_string(), "store 10.9.9.9:10901: no data received in 500ms");
     }
 
     #[test]

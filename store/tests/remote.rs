@@ -194,13 +194,13 @@ fn a_proxy_cuts_off_a_hung_remote_store() {
     ];
     let proxy = Proxy::new(
         Arc::new(stores),
-        ProxyOptions { component: Component::Query, response_timeout: Some(Duration::from_millis(300)) },
+        ProxyOptions { component: Component::Query, response_timeout: Some(Duration::from_secs(2)) },
     );
     let start = Instant::now();
     let (got, warnings) = read_all(&proxy, &request(PartialResponse::Warn, None));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(10));
     let got: Vec<SeriesChunks> = got.into_iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, up_series(3), "the same series from both stores, merged");
-    assert_eq!(warnings, [format!("store {}: no data received in 300ms", hung.addr)]);
+    assert_eq!(warnings, [format!("store {}: no data received in 2s", hung.addr)]);
     cancelled_once(&seen);
 }
