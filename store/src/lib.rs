@@ -4,15 +4,30 @@
 //! proxy that fans a read out to many stores, local or remote, and merges their answers.
 
 pub mod convert;
+pub mod endpoints;
+pub mod proxy;
+pub mod remote;
+
+use std::sync::Arc;
 
 use strata_storage::Storage;
 use strata_tsdb::labels::Labels;
+pub use tokio_util::sync::CancellationToken;
 
 /// A source of series that can say what it holds: the Info API's view of it.
 pub trait Store: Storage {
     /// What the store holds now; cheap enough to call for every Info request and every
     /// fan-out (time range and external labels prune stores from a read).
     fn info(&self) -> StoreInfo;
+
+    /// This store for reads that `cancel` may stop before they end (a fan-out that gave up on
+    /// the store, or whose reader went away): once it is cancelled, a call waiting on a peer
+    /// returns an error at once, and so does a series set waiting for its next series. `None`
+    /// (the default) for a store whose reads wait on nothing but local work, for which dropping
+    /// its set is enough.
+    fn with_cancel(&self, _cancel: CancellationToken) -> Option<Arc<dyn Store>> {
+        None
+    }
 }
 
 /// What a store tells about itself (Thanos's `InfoResponse` with its `StoreInfo`).

@@ -11,7 +11,8 @@ use crate::{Error, Result};
 pub const MERGED_CHUNK_SAMPLES: usize = 120;
 
 /// Merges the chunks of one series, given in any order. Chunks that overlap no other are kept
-/// byte for byte; each group of overlapping chunks is decoded, merged (one sample per timestamp:
+/// byte for byte, and so is a chunk whose identical copies (same time range and bytes) are all
+/// that overlaps it: the copies are dropped. Each other group of overlapping chunks is decoded, merged (one sample per timestamp:
 /// the first source in `chunks` order wins, as in Prometheus's chained merge) and re-encoded into
 /// chunks of at most [`MERGED_CHUNK_SAMPLES`] samples.
 pub fn merge_chunks(mut chunks: Vec<ChunkData>) -> Result<Vec<ChunkData>> {
@@ -45,19 +46,19 @@ pub fn merge_chunks(mut chunks: Vec<ChunkData>) -> Result<Vec<ChunkData>> {
     Ok(out)
 }
 
-fn flush_group(mut group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> Result<()> {
-    if group.len() == 1 {
-        if let Some((_, c)) = group.pop() {
-            out.push(c);
+fn flush_group(group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> Result<()> {
+    // Identical duplicates (the same chunk from two replicas, two stores or overlapping blocks:
+    // same time range and bytes) are dropped before anything is decoded; what is left alone needs
+    // no re-encoding.
+    let mut distinct: Vec<(usize, ChunkData)> = Vec::with_capacity(group.len());
+    for (src, c) in group {
+        if !distinct.iter().any(|(_, d)| *d == c) {
+            distinct.push((src, c));
         }
-        return Ok(());
     }
-    // Identical duplicates (the same chunk from two replicas or overlapping blocks) need no
-    // re-encoding.
-    if group.windows(2).all(|w| w[0].1 == w[1].1) {
-        if let Some((_, c)) = group.pop() {
-            out.push(c);
-        }
+    let group = distinct;
+    if group.len() == 1 {
+        out.extend(group.into_iter().map(|(_, c)| c));
         return Ok(());
     }
     let mut samples: Vec<(i64, usize, f64)> = Vec::new();
@@ -85,13 +86,19 @@ fn flush_group(mut group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> 
 }
 
 /// Series in label order, owned by the iterator, so that it can be handed to another thread or
-/// outlive the reader that made it. After an error it ends.
-pub type SeriesIter = Box<dyn Iterator<Item = Result<SeriesChunks>> + Send>;
+/// outlive the reader that made it. After an error it ends. `E` is the error of whoever reads:
+/// the TSDB's own for blocks and the head, the read interface's for a fan-out over stores.
+pub type SeriesIter<E = Error> = Box<dyn Iterator<Item = std::result::Result<SeriesChunks, E>> + Send>;
 
 /// Merges series sets, each sorted by labels, into one sorted set: series with equal labels
-/// become one series whose chunks are merged with [`merge_chunks`] (earlier sets win ties).
-/// Lazy: it holds one series of each set at a time.
-pub fn merge_series_sets(mut sets: Vec<SeriesIter>) -> SeriesIter {
+/// become one series whose chunks are merged with [`merge_chunks`] (earlier sets win ties;
+/// identical chunks are kept once). Lazy: it holds one series of each set at a time. The first
+/// error of any set (or of a merge) ends the merged set. The one merge of the workspace: a TSDB's
+/// blocks and head, compaction, a receiver's tenants and the StoreAPI proxy's stores all use it.
+pub fn merge_series_sets<E>(mut sets: Vec<SeriesIter<E>>) -> SeriesIter<E>
+where
+    E: From<Error> + Send + 'static,
+{
     if sets.len() == 1 {
         if let Some(only) = sets.pop() {
             return only;
@@ -101,22 +108,22 @@ pub fn merge_series_sets(mut sets: Vec<SeriesIter>) -> SeriesIter {
 }
 
 /// See [`merge_series_sets`].
-struct MergeSeries {
-    sets: Vec<SeriesIter>,
+struct MergeSeries<E> {
+    sets: Vec<SeriesIter<E>>,
     /// The current series of each set; filled at the first call to `next`.
     heads: Vec<Option<SeriesChunks>>,
     started: bool,
     done: bool,
 }
 
-impl MergeSeries {
+impl<E: From<Error>> MergeSeries<E> {
     /// Moves set `i` to its next series.
-    fn advance(&mut self, i: usize) -> Result<()> {
+    fn advance(&mut self, i: usize) -> std::result::Result<(), E> {
         self.heads[i] = self.sets[i].next().transpose()?;
         Ok(())
     }
 
-    fn next_merged(&mut self) -> Result<Option<SeriesChunks>> {
+    fn next_merged(&mut self) -> std::result::Result<Option<SeriesChunks>, E> {
         if !self.started {
             self.started = true;
             self.heads = (0..self.sets.len()).map(|_| None).collect();
@@ -155,8 +162,8 @@ impl MergeSeries {
     }
 }
 
-impl Iterator for MergeSeries {
-    type Item = Result<SeriesChunks>;
+impl<E: From<Error>> Iterator for MergeSeries<E> {
+    type Item = std::result::Result<SeriesChunks, E>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -232,6 +239,19 @@ mod tests {
             samples_of(&m),
             [(1, 1.0), (2, 20.0), (3, 3.0), (5, 5.0), (6, 60.0)].map(|(t, v): (i64, f64)| (t, v.to_bits()))
         );
+    }
+
+    #[test]
+    fn identical_chunks_are_kept_once() {
+        let a = chunk(&[(1, 1.0), (3, 3.0)]);
+        let b = chunk(&[(10, 1.0)]);
+        // Two copies of each (two replicas): no re-encoding, one of each.
+        let m = merge_chunks(vec![a.clone(), b.clone(), a.clone(), b.clone()]).unwrap();
+        assert_eq!(m, vec![a.clone(), b]);
+        // Beside a different chunk that overlaps them, the copies count once in the merge.
+        let c = chunk(&[(2, 20.0), (3, 30.0)]);
+        let m = merge_chunks(vec![a.clone(), c, a]).unwrap();
+        assert_eq!(samples_of(&m), [(1, 1.0), (2, 20.0), (3, 3.0)].map(|(t, v): (i64, f64)| (t, v.to_bits())));
     }
 
     #[test]
