@@ -10,9 +10,14 @@
 //!
 //! Native histograms are not evaluated: selecting a series whose chunks in range hold histogram
 //! samples fails with [`QueryError::Unsupported`].
+//!
+//! A query reads as its [`QueryOptions`] say: every selection carries their read scope,
+//! resolution and enforced matchers, and with replica labels the series of a selection that
+//! differ only in them are merged into one (`dedup`, as Thanos's querier does).
 
 mod aggregate;
 mod binary;
+mod dedup;
 mod eval;
 mod extended;
 mod functions;
@@ -26,9 +31,12 @@ use strata_tsdb::labels::Labels;
 
 use crate::parse::Parsed;
 use crate::value::{Sample, Series, Value};
+pub use dedup::DedupFunc;
 pub(crate) use eval::par_parts;
 use eval::Evaluator;
-use strata_storage::Storage;
+use strata_storage::{ReadScope, Storage};
+use strata_tsdb::matchers::Matcher;
+pub(crate) use types::remove_labels;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].
@@ -49,12 +57,44 @@ impl Default for EngineOptions {
     }
 }
 
+/// How one query reads (the Thanos querier's per-request options).
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Labels that tell replicas of a series apart (Thanos's `--query.replica-label`): the
+    /// series of a selection that are equal without them are merged into one, without them.
+    /// Empty: no deduplication.
+    pub replica_labels: Vec<String>,
+    /// How replicas are merged.
+    pub dedup_func: DedupFunc,
+    /// Tenant, partial-response strategy and store matchers of every read.
+    pub scope: ReadScope,
+    /// The coarsest downsampling resolution every read accepts, in milliseconds; 0 for raw data.
+    pub max_resolution_window: i64,
+    /// Matchers every read carries in place of any the query has for the same label (tenancy
+    /// enforcement: `tenant_id="<tenant>"`).
+    pub enforced_matchers: Vec<Matcher>,
+}
+
+impl QueryOptions {
+    /// `matchers` with the enforced matchers in place of any on the same labels, as Thanos's
+    /// tenancy enforcement (prom-label-proxy) rewrites selectors: whatever a query says about an
+    /// enforced label, the read is for the enforced value.
+    pub fn enforce(&self, mut matchers: Vec<Matcher>) -> Vec<Matcher> {
+        if !self.enforced_matchers.is_empty() {
+            matchers.retain(|m| !self.enforced_matchers.iter().any(|e| e.name == m.name));
+            matchers.extend(self.enforced_matchers.iter().cloned());
+        }
+        matchers
+    }
+}
+
 /// What a query returned.
 #[derive(Debug)]
 pub struct QueryResult {
     pub value: Value,
     pub stats: QueryStats,
-    /// Prometheus's warning annotations (`PromQL warning: …`).
+    /// Prometheus's warning annotations (`PromQL warning: …`) and the storage's warnings (a
+    /// store that did not answer), in the order they arose.
     pub warnings: Vec<String>,
     /// Prometheus's info annotations (`PromQL info: …`).
     pub infos: Vec<String>,
@@ -106,10 +146,16 @@ impl Engine {
     }
 
     /// Evaluates `query` at time `t` (milliseconds).
-    pub fn instant_query(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        t: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         let parsed = parse(query, 0, 0)?;
         let grid = Grid { start: t, end: t, step: 1 };
-        let mut ev = self.evaluator(storage, query, &parsed, grid, false)?;
+        let mut ev = self.evaluator(storage, opts, query, &parsed, grid, false)?;
         let val = ev.eval(&parsed.expr, grid)?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar { t, v: v.first().copied().unwrap_or(f64::NAN) },
@@ -129,6 +175,7 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+        opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
         if step <= 0 {
             return Err(QueryError::BadData(
@@ -152,7 +199,7 @@ impl Engine {
             }
         }
         let grid = Grid { start, end, step };
-        let mut ev = self.evaluator(storage, query, &parsed, grid, true)?;
+        let mut ev = self.evaluator(storage, opts, query, &parsed, grid, true)?;
         let val = ev.eval(&parsed.expr, grid)?;
         let series = match val {
             Val::Scalar(v) => vec![StepSeries {
@@ -175,6 +222,7 @@ impl Engine {
     fn evaluator<'a>(
         &self,
         storage: &'a dyn Storage,
+        opts: &'a QueryOptions,
         query: &'a str,
         parsed: &'a Parsed,
         grid: Grid,
@@ -184,6 +232,7 @@ impl Engine {
             .ok_or_else(|| QueryError::Execution("the parsed query's selectors do not match its text".into()))?;
         Ok(Evaluator::new(
             storage,
+            opts,
             query,
             parsed,
             selectors,
@@ -362,7 +411,7 @@ mod tests {
         ];
         for (query, want) in cases {
             let storage = Recording(data(2), Default::default());
-            engine().range_query(&storage, query, 600_000, 660_000, 30_000).unwrap();
+            engine().range_query(&storage, query, 600_000, 660_000, 30_000, &QueryOptions::default()).unwrap();
             assert_eq!(*storage.1.lock().unwrap(), want, "{query}");
         }
         // An instant query has no step, but a subquery in it has its own.
@@ -371,14 +420,14 @@ mod tests {
             ("max_over_time(x[10m:1m])", hints(60_000, 0, Some("max_over_time"), None)),
         ] {
             let storage = Recording(data(2), Default::default());
-            engine().instant_query(&storage, query, 600_000).unwrap();
+            engine().instant_query(&storage, query, 600_000, &QueryOptions::default()).unwrap();
             assert_eq!(*storage.1.lock().unwrap(), [want], "{query}");
         }
     }
 
     #[test]
     fn range_query_is_a_sorted_matrix() {
-        let r = engine().range_query(&data(3), "x * 2", 0, 60_000, 30_000).unwrap();
+        let r = engine().range_query(&data(3), "x * 2", 0, 60_000, 30_000, &QueryOptions::default()).unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m.len(), 3);
         assert!(m.windows(2).all(|w| w[0].labels < w[1].labels));
@@ -390,11 +439,11 @@ mod tests {
 
     #[test]
     fn instant_rate_and_scalar() {
-        let r = engine().instant_query(&data(1), "rate(x[5m])", 3_600_000).unwrap();
+        let r = engine().instant_query(&data(1), "rate(x[5m])", 3_600_000, &QueryOptions::default()).unwrap();
         let Value::Vector(v) = r.value else { panic!("not a vector") };
         assert!((v[0].v - 1.0).abs() < 1e-9);
         assert_eq!(r.infos.len(), 1, "x does not look like a counter: {:?}", r.infos);
-        let r = engine().instant_query(&data(1), "scalar(x) + 1", 60_000).unwrap();
+        let r = engine().instant_query(&data(1), "scalar(x) + 1", 60_000, &QueryOptions::default()).unwrap();
         assert_eq!(r.value, Value::Scalar { t: 60_000, v: 61.0 });
     }
 
@@ -402,15 +451,18 @@ mod tests {
     fn errors_have_the_expected_kinds() {
         let e = engine();
         let s = data(2);
-        assert!(matches!(e.instant_query(&s, "sum(", 0), Err(QueryError::Parse { .. })));
-        assert!(matches!(e.range_query(&s, "x[5m]", 0, 10, 1), Err(QueryError::BadData(_))));
-        assert!(matches!(e.range_query(&s, "x", 0, 10, 0), Err(QueryError::BadData(_))));
-        assert!(matches!(e.range_query(&s, "x", i64::MIN, i64::MAX, 1), Err(QueryError::BadData(_))));
-        let dup = e.instant_query(&s, "label_replace(x, \"i\", \"same\", \"i\", \".*\")", 0);
+        assert!(matches!(e.instant_query(&s, "sum(", 0, &QueryOptions::default()), Err(QueryError::Parse { .. })));
+        assert!(matches!(e.range_query(&s, "x[5m]", 0, 10, 1, &QueryOptions::default()), Err(QueryError::BadData(_))));
+        assert!(matches!(e.range_query(&s, "x", 0, 10, 0, &QueryOptions::default()), Err(QueryError::BadData(_))));
+        assert!(matches!(
+            e.range_query(&s, "x", i64::MIN, i64::MAX, 1, &QueryOptions::default()),
+            Err(QueryError::BadData(_))
+        ));
+        let dup = e.instant_query(&s, "label_replace(x, \"i\", \"same\", \"i\", \".*\")", 0, &QueryOptions::default());
         assert!(matches!(dup, Err(QueryError::Execution(m)) if m == DUPLICATE_LABELSET));
-        let bad_re = e.instant_query(&s, "label_replace(x, \"a\", \"b\", \"i\", \"(\")", 0);
+        let bad_re = e.instant_query(&s, "label_replace(x, \"a\", \"b\", \"i\", \"(\")", 0, &QueryOptions::default());
         assert!(matches!(bad_re, Err(QueryError::BadData(_))));
-        let many = e.instant_query(&s, "x + on() x", 0);
+        let many = e.instant_query(&s, "x + on() x", 0, &QueryOptions::default());
         assert!(matches!(many, Err(QueryError::Execution(m)) if m.contains("many-to-many")));
     }
 
@@ -424,7 +476,7 @@ mod tests {
         let want = Labels::from_pairs(&[("__name__", "m"), ("instance", "a"), ("job", "j"), ("version", "1")]);
         // promql-parser alone refuses the second label selector: every matcher matches empty.
         for q in ["info(m)", r#"info(m, {version=~".*"})"#] {
-            let r = engine().instant_query(&s, q, 60_000).unwrap();
+            let r = engine().instant_query(&s, q, 60_000, &QueryOptions::default()).unwrap();
             let Value::Vector(v) = r.value else { panic!("not a vector") };
             assert_eq!(v.iter().map(|s| (&s.labels, s.v)).collect::<Vec<_>>(), vec![(&want, 2.0)], "{q}");
         }
@@ -434,7 +486,7 @@ mod tests {
     fn extended_range_modifiers_and_duration_expressions() {
         let s = data(1);
         // x is the time in seconds, a sample every 15s.
-        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t).unwrap().value {
+        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t, &QueryOptions::default()).unwrap().value {
             Value::Vector(v) => v[0].v,
             other => panic!("{q}: {other:?}"),
         };
@@ -442,14 +494,19 @@ mod tests {
         assert_eq!(value("increase(x[1m] anchored)", 607_500), 60.0);
         assert_eq!(value("increase(x[1m] smoothed)", 607_500), 60.0);
         assert_eq!(value("x offset (1m + 30s)", 600_000), 510.0);
-        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000).unwrap_err();
+        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000, &QueryOptions::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
         );
         // step() is the query's: 0 in an instant query, where a range cannot be 0.
-        assert!(matches!(engine().instant_query(&s, "x[step()]", 0), Err(QueryError::Parse { .. })));
-        let r = engine().range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000).unwrap();
+        assert!(matches!(
+            engine().instant_query(&s, "x[step()]", 0, &QueryOptions::default()),
+            Err(QueryError::Parse { .. })
+        ));
+        let r = engine()
+            .range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000, &QueryOptions::default())
+            .unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m[0].points, vec![(600_000, 2.0), (630_000, 2.0), (660_000, 2.0)]);
     }
@@ -458,18 +515,24 @@ mod tests {
     fn native_histograms_are_unsupported() {
         let mut s = data(1);
         s.0.push((Labels::from_pairs(&[("__name__", "h")]), vec![(0, 1.0)], true));
-        assert!(matches!(engine().instant_query(&s, "h", 0), Err(QueryError::Unsupported(_))));
-        assert!(engine().instant_query(&s, "x", 0).is_ok());
+        assert!(matches!(
+            engine().instant_query(&s, "h", 0, &QueryOptions::default()),
+            Err(QueryError::Unsupported(_))
+        ));
+        assert!(engine().instant_query(&s, "x", 0, &QueryOptions::default()).is_ok());
     }
 
     #[test]
     fn limits_are_enforced() {
         let s = data(10);
         let small = Engine::new(EngineOptions { max_samples: 100, ..EngineOptions::default() });
-        assert!(matches!(small.range_query(&s, "x", 0, 3_600_000, 15_000), Err(QueryError::TooManySamples)));
-        assert!(small.instant_query(&s, "sum(x)", 0).is_ok());
+        assert!(matches!(
+            small.range_query(&s, "x", 0, 3_600_000, 15_000, &QueryOptions::default()),
+            Err(QueryError::TooManySamples)
+        ));
+        assert!(small.instant_query(&s, "sum(x)", 0, &QueryOptions::default()).is_ok());
         let no_time = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
-        assert!(matches!(no_time.instant_query(&s, "x", 0), Err(QueryError::Timeout)));
+        assert!(matches!(no_time.instant_query(&s, "x", 0, &QueryOptions::default()), Err(QueryError::Timeout)));
     }
 
     #[test]
@@ -487,8 +550,8 @@ mod tests {
             "count_over_time(x[5m:] @ 0)",
         ] {
             for t in [i64::MIN, -1, 0, 1_000, i64::MAX] {
-                let _ = e.instant_query(&s, q, t);
-                let _ = e.range_query(&s, q, t.saturating_sub(60_000), t, 30_000);
+                let _ = e.instant_query(&s, q, t, &QueryOptions::default());
+                let _ = e.range_query(&s, q, t.saturating_sub(60_000), t, 30_000, &QueryOptions::default());
             }
         }
     }
@@ -547,8 +610,8 @@ mod tests {
             // At a 3s step the one-group-per-series table would be too large: the parts are
             // collected and folded step by step.
             for step in [15_000, 3_000] {
-                let a = e.range_query(&s, streamed, 0, 3_600_000, step).unwrap();
-                let b = e.range_query(&s, whole, 0, 3_600_000, step).unwrap();
+                let a = e.range_query(&s, streamed, 0, 3_600_000, step, &QueryOptions::default()).unwrap();
+                let b = e.range_query(&s, whole, 0, 3_600_000, step, &QueryOptions::default()).unwrap();
                 assert_eq!(a.value, b.value, "{streamed} at step {step}");
                 assert_eq!(a.stats.total_queryable_samples, b.stats.total_queryable_samples, "{streamed}");
                 if step == 15_000 && small_output {
@@ -561,8 +624,8 @@ mod tests {
                     );
                 }
             }
-            let a = e.instant_query(&s, streamed, 1_800_000).unwrap();
-            let b = e.instant_query(&s, whole, 1_800_000).unwrap();
+            let a = e.instant_query(&s, streamed, 1_800_000, &QueryOptions::default()).unwrap();
+            let b = e.instant_query(&s, whole, 1_800_000, &QueryOptions::default()).unwrap();
             assert_eq!(a.value, b.value, "{streamed}");
         }
     }
@@ -578,7 +641,9 @@ mod tests {
             app.append(&[("__name__", "c_total"), ("job", job)], samples).unwrap();
         }
         app.commit().unwrap();
-        let r = engine().range_query(&db, "sum(rate(c_total[1m]))", 600_000, 7_000_000, 60_000).unwrap();
+        let r = engine()
+            .range_query(&db, "sum(rate(c_total[1m]))", 600_000, 7_000_000, 60_000, &QueryOptions::default())
+            .unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].points.len(), 107);
