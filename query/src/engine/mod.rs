@@ -322,31 +322,37 @@ mod tests {
 
     use super::*;
 
-    /// Series kept as single chunks; `hist` marks series whose chunk is a native histogram one.
+    /// Series kept as chunks of 120 samples; `hist` marks series whose chunks are native
+    /// histogram ones.
     type MemSeries = (Labels, Vec<(i64, f64)>, bool);
     struct Mem(Vec<MemSeries>);
 
     impl Storage for Mem {
         fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
             let (m, mint, maxt) = (&req.matchers, req.min_time, req.max_time);
-            let found: Vec<SeriesChunks> = self
+            let mut found: Vec<SeriesChunks> = self
                 .0
                 .iter()
                 .filter(|(l, _, _)| m.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
                 .filter(|(_, s, _)| s.iter().any(|&(t, _)| t >= mint && t <= maxt))
                 .map(|(l, s, hist)| {
-                    let mut a = XorAppender::new();
-                    s.iter().for_each(|&(t, v)| a.append(t, v));
-                    let encoding = if *hist { Encoding::FloatHistogram } else { Encoding::Xor };
-                    let c = ChunkData {
-                        min_time: s[0].0,
-                        max_time: s[s.len() - 1].0,
-                        encoding,
-                        data: a.bytes().to_vec().into(),
-                    };
-                    SeriesChunks { labels: l.clone(), chunks: vec![c] }
+                    let chunks = s
+                        .chunks(120)
+                        .map(|part| {
+                            let mut a = XorAppender::new();
+                            part.iter().for_each(|&(t, v)| a.append(t, v));
+                            ChunkData {
+                                min_time: part[0].0,
+                                max_time: part[part.len() - 1].0,
+                                encoding: if *hist { Encoding::FloatHistogram } else { Encoding::Xor },
+                                data: a.bytes().to_vec().into(),
+                            }
+                        })
+                        .collect();
+                    SeriesChunks { labels: l.clone(), chunks }
                 })
                 .collect();
+            found.sort_by(|a, b| a.labels.cmp(&b.labels));
             Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
         }
         fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
@@ -371,12 +377,18 @@ mod tests {
         Engine::new(EngineOptions::default())
     }
 
-    /// A [`Mem`] that records the hints of every selection.
-    struct Recording(Mem, std::sync::Mutex<Vec<SelectHints>>);
+    /// A [`Mem`] that records every selection.
+    struct Recording(Mem, std::sync::Mutex<Vec<SelectRequest>>);
+
+    impl Recording {
+        fn hints(&self) -> Vec<SelectHints> {
+            self.1.lock().unwrap().iter().map(|r| r.hints.clone()).collect()
+        }
+    }
 
     impl Storage for Recording {
         fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
-            self.1.lock().unwrap().push(req.hints.clone());
+            self.1.lock().unwrap().push(req.clone());
             self.0.select(req)
         }
         fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
@@ -412,7 +424,7 @@ mod tests {
         for (query, want) in cases {
             let storage = Recording(data(2), Default::default());
             engine().range_query(&storage, query, 600_000, 660_000, 30_000, &QueryOptions::default()).unwrap();
-            assert_eq!(*storage.1.lock().unwrap(), want, "{query}");
+            assert_eq!(storage.hints(), want, "{query}");
         }
         // An instant query has no step, but a subquery in it has its own.
         for (query, want) in [
@@ -421,7 +433,7 @@ mod tests {
         ] {
             let storage = Recording(data(2), Default::default());
             engine().instant_query(&storage, query, 600_000, &QueryOptions::default()).unwrap();
-            assert_eq!(*storage.1.lock().unwrap(), [want], "{query}");
+            assert_eq!(storage.hints(), [want], "{query}");
         }
     }
 
@@ -648,5 +660,274 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].points.len(), 107);
         assert!(m[0].points.iter().all(|&(_, v)| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", &m[0].points[..3]);
+    }
+
+    const MINUTE: i64 = 60_000;
+    const SCRAPE: i64 = 15_000;
+    const END: i64 = 180 * MINUTE;
+    /// Where replica a and replica b miss ten minutes of samples each.
+    const GAP_A: std::ops::Range<i64> = 60 * MINUTE..70 * MINUTE;
+    const GAP_B: std::ops::Range<i64> = 120 * MINUTE..130 * MINUTE;
+
+    type Samples = Vec<(i64, f64)>;
+
+    /// What one server that got every sample holds, over three hours at 15s: counters (`i1`
+    /// resets at 90m, `r` resets during replica a's gap), gauges, a gauge that goes stale at
+    /// 100m, and `only_a`, which only replica a has (so it has a's gap).
+    fn complete() -> Vec<(Labels, Samples)> {
+        let times = || (0..=END / SCRAPE).map(|k| k * SCRAPE);
+        let mut out = Vec::new();
+        for (i, instance) in ["i0", "i1", "i2", "r"].iter().enumerate() {
+            let job = if i % 2 == 0 { "api" } else { "db" };
+            let reset_at = match *instance {
+                "i1" => 90 * MINUTE,
+                "r" => 65 * MINUTE,
+                _ => i64::MAX,
+            };
+            let mut v = 0.0;
+            let samples = times()
+                .map(|t| {
+                    v = if t == reset_at { 1.0 } else { v + ((t / SCRAPE) as usize * (i + 3) % 7) as f64 };
+                    (t, v)
+                })
+                .collect();
+            out.push((Labels::from_pairs(&[("__name__", "c_total"), ("instance", instance), ("job", job)]), samples));
+        }
+        for (i, instance) in ["i0", "i1", "i2", "gone", "only_a"].iter().enumerate() {
+            let samples: Samples = times()
+                .map(|t| (t, ((t / SCRAPE) as usize * (37 + i) % 101) as f64 / 4.0))
+                .filter(|&(t, _)| *instance != "only_a" || !GAP_A.contains(&t))
+                .filter(|&(t, _)| *instance != "gone" || t <= 100 * MINUTE)
+                .chain((*instance == "gone").then(|| (100 * MINUTE + SCRAPE, f64::from_bits(types::STALE_NAN_BITS))))
+                .collect();
+            let job = if i % 2 == 0 { "api" } else { "db" };
+            out.push((Labels::from_pairs(&[("__name__", "g"), ("instance", instance), ("job", job)]), samples));
+        }
+        out
+    }
+
+    fn mem(series: Vec<(Labels, Samples)>) -> Mem {
+        Mem(series.into_iter().map(|(l, s)| (l, s, false)).collect())
+    }
+
+    /// `complete` as two replicas, `replica="a"` and `"b"`, each without its gap.
+    fn replicas(complete: &[(Labels, Samples)]) -> Mem {
+        let mut out = Vec::new();
+        for (labels, samples) in complete {
+            for (replica, gap) in [("a", GAP_A), ("b", GAP_B)] {
+                if labels.get("instance") == Some("only_a") && replica == "b" {
+                    continue;
+                }
+                let mut pairs: Vec<(&str, &str)> = labels.iter().collect();
+                pairs.push(("replica", replica));
+                let kept = samples.iter().copied().filter(|(t, _)| !gap.contains(t)).collect();
+                out.push((Labels::from_pairs(&pairs), kept));
+            }
+        }
+        mem(out)
+    }
+
+    fn dedup(func: DedupFunc) -> QueryOptions {
+        QueryOptions { replica_labels: vec!["replica".into()], dedup_func: func, ..QueryOptions::default() }
+    }
+
+    /// Queries of the kinds the query corpus has, over counters and gauges.
+    const DEDUP_QUERIES: &[&str] = &[
+        "c_total",
+        "g",
+        "timestamp(g)",
+        "rate(c_total[5m])",
+        "increase(c_total[10m])",
+        "irate(c_total[1m])",
+        "resets(c_total[30m])",
+        "sum(rate(c_total[5m]))",
+        "sum by (job) (increase(c_total[15m]))",
+        "sum by (job) (g)",
+        "avg(g)",
+        "count(g)",
+        "avg_over_time(g[10m])",
+        "count_over_time(g[5m])",
+        "max_over_time(g[3m])",
+        "last_over_time(g[2m])",
+        "changes(g[10m])",
+        "delta(g[5m])",
+        "rate(c_total[5m] offset 10m)",
+        "max_over_time(rate(c_total[5m])[30m:1m])",
+        "avg_over_time(g[20m:30s])",
+    ];
+
+    fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {
+        assert_eq!(a.value, b.value, "{what}");
+        assert_eq!((&a.warnings, &a.infos), (&b.warnings, &b.infos), "{what}");
+    }
+
+    /// Chain deduplication answers over the two replicas exactly what one complete series
+    /// answers: gaps filled, no sample twice, counter resets (one of them while a is away) and
+    /// the staleness marker as they were.
+    #[test]
+    fn chain_dedup_answers_as_one_complete_series() {
+        let complete = complete();
+        let (one, two) = (mem(complete.clone()), replicas(&complete));
+        let e = engine();
+        let opts = dedup(DedupFunc::Chain);
+        let plain = QueryOptions::default();
+        let ranges =
+            [(10 * MINUTE, END, MINUTE), (55 * MINUTE, 80 * MINUTE, SCRAPE), (115 * MINUTE, 140 * MINUTE, SCRAPE)];
+        let instants = [59, 60, 61, 65, 70, 71, 100, 101, 120, 125, 130, 175].map(|m| m * MINUTE + SCRAPE);
+        for q in DEDUP_QUERIES {
+            for (start, end, step) in ranges {
+                let want = e.range_query(&one, q, start, end, step, &plain).unwrap();
+                let got = e.range_query(&two, q, start, end, step, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} from {start} to {end} by {step}"));
+            }
+            for t in instants {
+                let want = e.instant_query(&one, q, t, &plain).unwrap();
+                let got = e.instant_query(&two, q, t, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} at {t}"));
+            }
+        }
+        // Without deduplication both replicas come back, told apart by their label.
+        let r = e.instant_query(&two, "count(g)", 30 * MINUTE, &plain).unwrap();
+        assert_eq!(r.value, Value::Vector(vec![Sample { labels: Labels::empty(), t: 30 * MINUTE, v: 9.0 }]));
+    }
+
+    /// Penalty deduplication stays on a replica and switches only across a gap, holding the
+    /// other replica back by two scrape intervals: after each switch the first two samples of
+    /// the replica switched to are not taken (as in Thanos). Its answers are exactly those of
+    /// one series holding the samples it takes; with equal replicas a counter does not go down
+    /// at a switch, so rates are not broken there.
+    #[test]
+    fn penalty_dedup_answers_as_the_series_it_takes() {
+        // `r` resets while a is away: the counter adjustment at the switch hides that reset
+        // (Thanos's behaviour, tested with the merge itself).
+        let complete: Vec<(Labels, Samples)> =
+            complete().into_iter().filter(|(l, _)| l.get("instance") != Some("r")).collect();
+        let not_taken = [GAP_A.start, GAP_A.start + SCRAPE, GAP_B.start, GAP_B.start + SCRAPE];
+        let taken: Vec<(Labels, Samples)> = complete
+            .iter()
+            .map(|(l, s)| {
+                let merged = if l.get("instance") == Some("only_a") {
+                    s.clone()
+                } else {
+                    s.iter().copied().filter(|(t, _)| !not_taken.contains(t)).collect()
+                };
+                (l.clone(), merged)
+            })
+            .collect();
+        let (one, two) = (mem(taken), replicas(&complete));
+        let e = engine();
+        let opts = dedup(DedupFunc::Penalty);
+        for q in DEDUP_QUERIES {
+            // Every selection starts before the first gap, so the merge takes the same samples.
+            for step in [MINUTE, SCRAPE] {
+                let want = e.range_query(&one, q, 10 * MINUTE, END, step, &QueryOptions::default()).unwrap();
+                let got = e.range_query(&two, q, 10 * MINUTE, END, step, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} by {step}"));
+            }
+        }
+    }
+
+    #[test]
+    fn dedup_changes_nothing_without_replicas() {
+        let s = data(20);
+        let e = engine();
+        for q in ["x", "rate(x[5m])", "sum(x)", "max_over_time(x[10m:1m])"] {
+            let want = e.range_query(&s, q, 600_000, 3_600_000, 30_000, &QueryOptions::default()).unwrap();
+            for func in [DedupFunc::Penalty, DedupFunc::Chain] {
+                let got = e.range_query(&s, q, 600_000, 3_600_000, 30_000, &dedup(func)).unwrap();
+                assert_same(&got, &want, q);
+            }
+        }
+    }
+
+    #[test]
+    fn dedup_in_parts_matches_whole_evaluation() {
+        // Enough series for several parts, as two replicas with gaps.
+        let complete: Vec<(Labels, Samples)> = (0..1500)
+            .map(|i| {
+                let labels = Labels::from_pairs(&[
+                    ("__name__", "c_total"),
+                    ("g", (i % 7).to_string().as_str()),
+                    ("i", i.to_string().as_str()),
+                ]);
+                (labels, (0..=240).map(|k| (k * SCRAPE, (k * (i % 5 + 1)) as f64)).collect())
+            })
+            .collect();
+        let (one, two) = (mem(complete.clone()), replicas(&complete));
+        let e = engine();
+        for (streamed, whole) in [
+            ("sum by (g) (rate(c_total[5m]))", r#"sum by (g) (label_replace(rate(c_total[5m]), "z", "", "z", ""))"#),
+            ("count(c_total > 50)", r#"count(label_replace(c_total > 50, "z", "", "z", ""))"#),
+            ("topk by (g) (2, c_total)", r#"topk by (g) (2, label_replace(c_total, "z", "", "z", ""))"#),
+        ] {
+            let want = e.range_query(&one, streamed, 0, 60 * MINUTE, SCRAPE, &QueryOptions::default()).unwrap();
+            let a = e.range_query(&two, streamed, 0, 60 * MINUTE, SCRAPE, &dedup(DedupFunc::Chain)).unwrap();
+            let b = e.range_query(&two, whole, 0, 60 * MINUTE, SCRAPE, &dedup(DedupFunc::Chain)).unwrap();
+            assert_eq!(a.value, b.value, "{streamed}");
+            assert_eq!(a.value, want.value, "{streamed}");
+            assert!(a.stats.peak_samples < b.stats.peak_samples, "{streamed}: {:?} vs {:?}", a.stats, b.stats);
+        }
+    }
+
+    /// Every read carries the query's scope, resolution and enforced matchers (in place of the
+    /// query's own on that label), and reads the replicas as they are.
+    #[test]
+    fn reads_carry_the_query_options() {
+        let mut series = data(2).0;
+        series.push((Labels::from_pairs(&[("__name__", "x"), ("i", "9"), ("tenant_id", "t2")]), vec![(0, 1.0)], false));
+        let storage = Recording(Mem(series), Default::default());
+        let tenant = |v: &str| Matcher::new(strata_tsdb::matchers::MatchOp::Equal, "tenant_id", v).unwrap();
+        let opts = QueryOptions {
+            replica_labels: vec!["replica".into()],
+            scope: ReadScope {
+                tenant: Some("t1".into()),
+                partial_response: strata_storage::PartialResponse::Warn,
+                store_matchers: vec![vec![tenant("t1")]],
+            },
+            max_resolution_window: 300_000,
+            enforced_matchers: vec![tenant("t1")],
+            ..QueryOptions::default()
+        };
+        let q = r#"rate(x{tenant_id="t2"}[5m]) + on() group_left count(x{tenant_id=~".+"})"#;
+        let r = engine().instant_query(&storage, q, 600_000, &opts).unwrap();
+        assert_eq!(r.value, Value::Vector(Vec::new()), "no series of t1");
+        let reqs = storage.1.lock().unwrap();
+        assert_eq!(reqs.len(), 2);
+        for req in reqs.iter() {
+            assert_eq!(req.scope.tenant.as_deref(), Some("t1"));
+            assert_eq!(req.scope.partial_response, strata_storage::PartialResponse::Warn);
+            assert_eq!(req.scope.store_matchers.len(), 1);
+            assert_eq!(req.max_resolution_window, 300_000);
+            assert!(req.without_replica_labels.is_empty());
+            let on_tenant: Vec<&Matcher> = req.matchers.iter().filter(|m| m.name == "tenant_id").collect();
+            assert_eq!(on_tenant.len(), 1);
+            assert_eq!(on_tenant[0].value, "t1");
+        }
+        assert_eq!(reqs[0].aggregates, [strata_storage::Aggr::Counter]);
+        assert_eq!(reqs[1].aggregates, [strata_storage::Aggr::Count]);
+    }
+
+    /// What a fan-out reports while a set is read (a store that did not answer) ends up in the
+    /// query's warnings, once.
+    #[test]
+    fn storage_warnings_become_query_warnings() {
+        struct Warning(Mem);
+        impl Storage for Warning {
+            fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+                let inner = self.0.select(req)?;
+                let warnings = inner.warnings_handle();
+                let w = warnings.clone();
+                let series = inner.inspect(move |_| w.add("store b did not answer".into()));
+                Ok(SeriesSet::with_warnings(series, warnings))
+            }
+            fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+            fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+        }
+        let r = engine().instant_query(&Warning(data(3)), "x + x", 60_000, &QueryOptions::default()).unwrap();
+        assert_eq!(r.warnings, ["store b did not answer"]);
     }
 }
