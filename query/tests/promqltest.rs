@@ -31,7 +31,7 @@ use parse::{Command, Eval, Expected, Kind, Matcher, SeqValue};
 use promql_parser::parser::{AtModifier, Expr};
 use regex::Regex;
 use storage::{MemStorage, Sample};
-use strata_query::engine::{Engine, EngineOptions, QueryError, QueryResult};
+use strata_query::engine::{Engine, EngineOptions, QueryError, QueryOptions, QueryResult};
 use strata_query::parse::SelectorExtras;
 use strata_query::value::Value;
 use strata_tsdb::labels::{Labels, METRIC_NAME};
@@ -302,7 +302,7 @@ fn nhcb_base(labels: &Labels) -> Option<Labels> {
 fn check_eval(engine: &Engine, store: &MemStorage, ev: &Eval) -> Result<(), String> {
     match ev.kind {
         Kind::Range { start, end, step } => {
-            let res = engine.range_query(store, &ev.expr, start, end, step);
+            let res = engine.range_query(store, &ev.expr, start, end, step, &QueryOptions::default());
             let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
             check_annotations(ev, &r, true)?;
             compare(ev, &r.value, (start, end, step))
@@ -347,7 +347,7 @@ fn check_instant(
     t: i64,
     as_written: bool,
 ) -> Result<(), String> {
-    let res = engine.instant_query(store, q, t);
+    let res = engine.instant_query(store, q, t, &QueryOptions::default());
     let Some(r) = check_outcome(ev, res)? else { return Ok(()) };
     check_annotations(ev, &r, as_written)?;
     let timeline = ev.range_vector.unwrap_or((t, i64::MIN, 0));
@@ -360,7 +360,7 @@ fn check_instant(
     }
     // The same query in range mode must give the same values at the middle step.
     let rr = engine
-        .range_query(store, q, t - 60_000, t + 60_000, 60_000)
+        .range_query(store, q, t - 60_000, t + 60_000, 60_000, &QueryOptions::default())
         .map_err(|e| format!("range mode: unexpected error: {e}"))?;
     if ev.ordered {
         return Ok(());
@@ -656,8 +656,9 @@ fn no_panics_on_test_queries() {
                         let len = (next() % 200) as i64;
                         queries += 2;
                         let r = catch_unwind(AssertUnwindSafe(|| {
-                            let _ = engine.instant_query(&store, &ev.expr, t);
-                            let _ = engine.range_query(&store, &ev.expr, t, t + len * step, step);
+                            let _ = engine.instant_query(&store, &ev.expr, t, &QueryOptions::default());
+                            let _ =
+                                engine.range_query(&store, &ev.expr, t, t + len * step, step, &QueryOptions::default());
                         }));
                         if let Err(p) = r {
                             panics.push(format!(

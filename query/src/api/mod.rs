@@ -2,6 +2,8 @@
 //! names and values, metadata, exemplars (none yet), `format_query`, the status endpoints, and
 //! rules, alerts and targets (none: nothing is evaluated or scraped), with Prometheus's
 //! envelope, error types, status codes and number formatting; plus the query page at `/`.
+//! Queries, series, labels and label values also take the Thanos querier's parameters and
+//! tenant header ([`QuerierOptions`]).
 //!
 //! Queries and storage reads are synchronous CPU and disk work and run on tokio's blocking
 //! pool, never on the async workers.
@@ -9,6 +11,7 @@
 mod error;
 pub mod json;
 mod params;
+mod querier;
 mod query;
 mod rules;
 mod series;
@@ -27,6 +30,7 @@ use axum::Router;
 use strata_storage::{MetadataSource, Storage};
 
 use error::ApiError;
+pub use querier::{QuerierOptions, DEFAULT_TENANT, DEFAULT_TENANT_HEADER, DEFAULT_TENANT_LABEL};
 
 use crate::engine::EngineOptions;
 
@@ -36,6 +40,9 @@ pub struct ApiState {
     pub metadata: Arc<dyn MetadataSource>,
     /// Query settings; a request's `timeout` can only shorten `timeout`.
     pub engine: EngineOptions,
+    /// Deduplication, partial response, downsampling and tenancy, as Thanos's querier flags
+    /// set them (Thanos's defaults unless changed).
+    pub querier: QuerierOptions,
     /// Command-line flags by long name, for `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
     /// How long data is kept, as the flag spells it (`runtimeinfo`'s `storageRetention`).
@@ -63,6 +70,7 @@ impl ApiState {
             storage,
             metadata,
             engine,
+            querier: QuerierOptions::default(),
             flags: BTreeMap::new(),
             storage_retention: String::new(),
             start_time: SystemTime::now(),

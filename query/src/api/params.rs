@@ -41,7 +41,7 @@ impl Params {
         self.pairs.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    fn extend_from(&mut self, encoded: &[u8]) {
+    pub(crate) fn extend_from(&mut self, encoded: &[u8]) {
         self.pairs.extend(form_urlencoded::parse(encoded).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
 use strata_storage::Storage;
@@ -15,8 +15,9 @@ use super::json::{self, JsonWriter};
 use super::params::{
     duration_param, limit_param, parse_duration, required_time_param, time_param, Params, MAX_TIME, MIN_TIME,
 };
+use super::querier::{max_source_resolution, read_options};
 use super::ApiState;
-use crate::engine::{Engine, EngineOptions, QueryError, QueryResult};
+use crate::engine::{Engine, EngineOptions, QueryError, QueryOptions, QueryResult};
 use crate::value::Value;
 
 /// Prometheus refuses range queries with more points per series than this.
@@ -27,12 +28,12 @@ const TRUNCATED: &str = "results truncated due to limit";
 /// Deadlines are capped here so that a huge `--query.timeout` cannot overflow `Instant`.
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 86_400);
 
-pub async fn instant(State(st): State<Arc<ApiState>>, p: Params) -> Response {
-    respond(instant_query(&st, &p).await)
+pub async fn instant(State(st): State<Arc<ApiState>>, headers: HeaderMap, p: Params) -> Response {
+    respond(instant_query(&st, &headers, &p).await)
 }
 
-pub async fn range(State(st): State<Arc<ApiState>>, p: Params) -> Response {
-    respond(range_query(&st, &p).await)
+pub async fn range(State(st): State<Arc<ApiState>>, headers: HeaderMap, p: Params) -> Response {
+    respond(range_query(&st, &headers, &p).await)
 }
 
 pub async fn exemplars(p: Params) -> Response {
@@ -65,17 +66,22 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn instant_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
+async fn instant_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<Response, ApiError> {
     let limit = limit_param(p)?;
     let t = time_param(p, "time", now_ms())?;
     let timeout = timeout_param(st, p)?;
-    let opts = query_options(st, p)?;
+    let engine = engine_options(st, p)?;
+    // Thanos's instant queries read raw data unless told otherwise.
+    let read = read_options(&st.querier, headers, p)?;
+    let read = QueryOptions { max_resolution_window: max_source_resolution(&st.querier, p, 0)?, ..read };
     let query = p.get("query").to_owned();
-    execute(st, opts, timeout, limit, wants_stats(p), move |engine, storage| engine.instant_query(storage, &query, t))
-        .await
+    execute(st, engine, timeout, limit, wants_stats(p), move |engine, storage| {
+        engine.instant_query(storage, &query, t, &read)
+    })
+    .await
 }
 
-async fn range_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
+async fn range_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<Response, ApiError> {
     let limit = limit_param(p)?;
     let start = required_time_param(p, "start")?;
     let end = required_time_param(p, "end")?;
@@ -104,10 +110,13 @@ async fn range_query(st: &ApiState, p: &Params) -> Result<Response, ApiError> {
         ));
     }
     let timeout = timeout_param(st, p)?;
-    let opts = query_options(st, p)?;
+    let engine = engine_options(st, p)?;
+    // `auto`: at least five samples per step.
+    let read = read_options(&st.querier, headers, p)?;
+    let read = QueryOptions { max_resolution_window: max_source_resolution(&st.querier, p, step_ms / 5)?, ..read };
     let query = p.get("query").to_owned();
-    execute(st, opts, timeout, limit, wants_stats(p), move |engine, storage| {
-        engine.range_query(storage, &query, start, end, step_ms)
+    execute(st, engine, timeout, limit, wants_stats(p), move |engine, storage| {
+        engine.range_query(storage, &query, start, end, step_ms, &read)
     })
     .await
 }
@@ -121,7 +130,7 @@ fn timeout_param(st: &ApiState, p: &Params) -> Result<Duration, ApiError> {
 }
 
 /// Engine settings for this request: Prometheus 3 lets a request set its own lookback delta.
-fn query_options(st: &ApiState, p: &Params) -> Result<EngineOptions, ApiError> {
+fn engine_options(st: &ApiState, p: &Params) -> Result<EngineOptions, ApiError> {
     let mut opts = st.engine.clone();
     if let Some(ns) = duration_param(p, "lookback_delta")? {
         let ms = ns / 1_000_000;

@@ -2,20 +2,21 @@
 //! statistics and annotations.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AggregateExpr, AtModifier, Expr, LabelModifier, Offset, VectorSelector};
-use strata_storage::{Grouping, SelectHints, SelectRequest, SeriesChunks, Storage, StorageError};
+use strata_storage::{Aggr, Grouping, SelectHints, SelectRequest, SeriesChunks, Storage, StorageError};
 use strata_tsdb::chunkenc::{Encoding, XorIter};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
-use strata_tsdb::querier::for_each_sample;
 
+use super::dedup::{self, Merge};
 use super::extended::{extend_floats, smoothed_points};
 use super::positions::Positions;
-use super::types::{is_stale, Grid, Point, StepSeries, Val};
-use super::{aggregate, binary, functions, QueryError, QueryResult, QueryStats};
+use super::types::{is_stale, remove_labels, Grid, Point, StepSeries, Val};
+use super::{aggregate, binary, functions, QueryError, QueryOptions, QueryResult, QueryStats};
 use crate::parse::{Parsed, SelectorExtras};
 use crate::value::Value;
 
@@ -95,7 +96,7 @@ impl RangeInput {
 
     pub fn labels(&self, i: usize) -> &Labels {
         match &self.source {
-            RangeSource::Selected(s) => &s.series[i].labels,
+            RangeSource::Selected(s) => s.labels(i),
             RangeSource::Points(p) => &p[i].labels,
         }
     }
@@ -118,18 +119,7 @@ impl RangeInput {
     ) -> Result<Vec<R>, QueryError> {
         let deadline = ev.limits.deadline;
         let out: Vec<Result<(R, usize), QueryError>> = match &self.source {
-            RangeSource::Selected(sel) => par_map(
-                &sel.series,
-                |s| chunk_samples(s) + steps,
-                PARALLEL_MIN_WORK,
-                |s| {
-                    if Instant::now() > deadline {
-                        return Err(QueryError::Timeout);
-                    }
-                    let (t, v) = decode(s, sel.mint, sel.maxt, true)?;
-                    Ok((f(&t, &v), t.len()))
-                },
-            ),
+            RangeSource::Selected(sel) => sel.map_decoded(steps, true, deadline, f),
             RangeSource::Points(p) => par_map(
                 p,
                 |s| s.t.len() + steps,
@@ -155,11 +145,106 @@ impl RangeInput {
     }
 }
 
-/// The series a selector matched in `[mint, maxt]`, still encoded.
+/// The series a selector matched in `[mint, maxt]`, still encoded, as output series: each is
+/// a group of replicas (one, unless deduplicating), side by side in label order.
 pub(crate) struct Selected {
-    pub series: Vec<SeriesChunks>,
+    series: Vec<SeriesChunks>,
+    /// Each output series' replicas in `series`.
+    groups: Vec<Range<usize>>,
     pub mint: i64,
     pub maxt: i64,
+    /// How a group of several replicas becomes one series.
+    merge: Merge,
+}
+
+impl Selected {
+    /// `series` as read (sorted by labels), grouped: without `replica_labels` each series is its
+    /// own group, unchanged; with them, the labels lose the replica labels, the series are
+    /// sorted again (stably, so replicas keep their order) and equal labels form a group.
+    fn new(mut series: Vec<SeriesChunks>, replica_labels: &[String], mint: i64, maxt: i64, merge: Merge) -> Self {
+        let mut stripped = false;
+        for s in &mut series {
+            if replica_labels.iter().any(|r| s.labels.get(r).is_some()) {
+                s.labels = remove_labels(&s.labels, replica_labels);
+                stripped = true;
+            }
+        }
+        if stripped {
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        let mut groups = Vec::with_capacity(series.len());
+        let mut start = 0;
+        for i in 1..=series.len() {
+            if i == series.len() || !stripped || series[i].labels != series[start].labels {
+                groups.push(start..i);
+                start = i;
+            }
+        }
+        Selected { series, groups, mint, maxt, merge }
+    }
+
+    /// How many output series there are.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn labels(&self, i: usize) -> &Labels {
+        &self.series[self.groups[i].start].labels
+    }
+
+    /// The output series' labels, moved out.
+    pub fn into_labels(mut self) -> impl Iterator<Item = Labels> {
+        let groups = std::mem::take(&mut self.groups);
+        groups.into_iter().map(move |g| std::mem::take(&mut self.series[g.start].labels))
+    }
+
+    /// The samples of output series `i` (see [`decode`]).
+    pub fn decode(&self, i: usize, drop_stale: bool) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
+        self.decode_group(&self.groups[i], drop_stale)
+    }
+
+    fn decode_group(&self, g: &Range<usize>, drop_stale: bool) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
+        decode(&self.series[g.clone()], self.mint, self.maxt, self.merge, drop_stale)
+    }
+
+    /// Decodes every output series and calls `f` with its sample times and values, on all cores
+    /// when there is enough work (`steps` is how many evaluation times `f` handles per series);
+    /// results in series order, each with the number of samples decoded.
+    pub fn map_decoded<R: Send>(
+        &self,
+        steps: usize,
+        drop_stale: bool,
+        deadline: Instant,
+        f: impl Fn(&[i64], &[f64]) -> R + Sync,
+    ) -> Vec<Result<(R, usize), QueryError>> {
+        par_map(
+            &self.groups,
+            |g| self.series[g.clone()].iter().map(chunk_samples).sum::<usize>() + steps,
+            PARALLEL_MIN_WORK,
+            |g| {
+                if Instant::now() > deadline {
+                    return Err(QueryError::Timeout);
+                }
+                let (t, v) = self.decode_group(g, drop_stale)?;
+                Ok((f(&t, &v), t.len()))
+            },
+        )
+    }
+
+    /// Output series `from` up to `from + size`, moved out into a selection of their own.
+    fn take_part(&mut self, from: usize, size: usize) -> Selected {
+        let groups = &self.groups[from.min(self.groups.len())..(from.saturating_add(size)).min(self.groups.len())];
+        let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
+            return Selected { series: Vec::new(), groups: Vec::new(), ..*self };
+        };
+        let base = first.start;
+        let series = self.series[base..last.end]
+            .iter_mut()
+            .map(|s| SeriesChunks { labels: std::mem::take(&mut s.labels), chunks: std::mem::take(&mut s.chunks) })
+            .collect();
+        let groups = groups.iter().map(|g| g.start - base..g.end - base).collect();
+        Selected { series, groups, ..*self }
+    }
 }
 
 /// One series of points, oldest first.
@@ -172,6 +257,8 @@ pub(crate) struct RangeSeries {
 
 pub(crate) struct Evaluator<'a> {
     storage: &'a dyn Storage,
+    /// How the query reads: deduplication, scope, resolution, enforced matchers.
+    opts: &'a QueryOptions,
     /// The query as written, where annotations point.
     query: &'a str,
     parsed: &'a Parsed,
@@ -223,16 +310,18 @@ impl Enclosing {
 
 /// The series of the one selector of an expression evaluated in parts (see
 /// [`Evaluator::eval_in_parts`]): all of them are selected on the first evaluation, and each
-/// evaluation takes the next `size`.
+/// evaluation takes the next `size` output series.
 struct Shards {
     size: usize,
-    /// The selected series not handed out yet, and the time range they were selected for.
-    pending: Option<(std::vec::IntoIter<SeriesChunks>, i64, i64)>,
+    /// The selection, and the first of its output series not handed out yet.
+    pending: Option<(Selected, usize)>,
 }
 
 impl<'a> Evaluator<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         storage: &'a dyn Storage,
+        opts: &'a QueryOptions,
         query: &'a str,
         parsed: &'a Parsed,
         selectors: HashMap<usize, &'a SelectorExtras>,
@@ -242,6 +331,7 @@ impl<'a> Evaluator<'a> {
     ) -> Self {
         Evaluator {
             storage,
+            opts,
             query,
             parsed,
             selectors,
@@ -359,7 +449,7 @@ impl<'a> Evaluator<'a> {
             // The part's points are gone once `each` has used them.
             self.current = held;
             // Done when the selector has handed out every series (or was never reached).
-            if self.shards.as_ref().and_then(|s| s.pending.as_ref()).is_none_or(|(it, _, _)| it.len() == 0) {
+            if self.shards.as_ref().and_then(|s| s.pending.as_ref()).is_none_or(|(sel, next)| *next >= sel.len()) {
                 break Ok(());
             }
         };
@@ -369,7 +459,10 @@ impl<'a> Evaluator<'a> {
 
     /// Labels of the series an evaluation in parts has selected but not handed out yet.
     pub fn pending_part_labels(&self) -> impl Iterator<Item = &Labels> {
-        self.shards.iter().flat_map(|s| s.pending.iter()).flat_map(|(it, _, _)| it.as_slice()).map(|s| &s.labels)
+        self.shards
+            .iter()
+            .flat_map(|s| s.pending.iter())
+            .flat_map(|(sel, next)| (*next..sel.len()).map(|i| sel.labels(i)))
     }
 
     /// Evaluates `expr` at every step of `g`.
@@ -493,34 +586,23 @@ impl<'a> Evaluator<'a> {
         let mint = first.saturating_sub(offset).saturating_sub(lookback) + 1;
         let maxt = last.saturating_sub(offset).saturating_add(if smoothed { lookback } else { 0 });
         let sel = self.select(vs, mint, maxt, self.hints(g, 0))?;
-        let deadline = self.limits.deadline;
-        let points = par_map(
-            &sel.series,
-            |s| chunk_samples(s) + g.len(),
-            PARALLEL_MIN_WORK,
-            |s| {
-                if Instant::now() > deadline {
-                    return Err(QueryError::Timeout);
-                }
-                // Interpolation passes over staleness markers, as over gaps.
-                let (t, v) = decode(s, mint, maxt, smoothed)?;
-                let points = if smoothed {
-                    smoothed_points(&t, &v, g, offset, at, lookback, sample_times)
-                } else {
-                    instant_points(&t, &v, g, offset, at, lookback, sample_times)
-                };
-                Ok((points, t.len()))
-            },
-        );
-        let mut out = Vec::with_capacity(sel.series.len());
+        // Interpolation passes over staleness markers, as over gaps.
+        let points = sel.map_decoded(g.len(), smoothed, self.limits.deadline, |t, v| {
+            if smoothed {
+                smoothed_points(t, v, g, offset, at, lookback, sample_times)
+            } else {
+                instant_points(t, v, g, offset, at, lookback, sample_times)
+            }
+        });
+        let mut out = Vec::with_capacity(sel.len());
         let mut n = 0;
         let mut decoded = 0;
-        for (s, points) in sel.series.into_iter().zip(points) {
+        for (labels, points) in sel.into_labels().zip(points) {
             let (points, d) = points?;
             decoded += d;
             if !points.is_empty() {
                 n += points.len();
-                out.push(StepSeries { labels: s.labels, drop_name: false, points });
+                out.push(StepSeries { labels, drop_name: false, points });
             }
         }
         self.hold(decoded)?;
@@ -630,12 +712,13 @@ impl<'a> Evaluator<'a> {
         if self.shards.as_ref().is_some_and(|s| s.pending.is_none()) {
             let all = self.select_all(vs, mint, maxt, &hints)?;
             if let Some(s) = &mut self.shards {
-                s.pending = Some((all.series.into_iter(), all.mint, all.maxt));
+                s.pending = Some((all, 0));
             }
         }
-        if let Some(Shards { size, pending: Some((series, mint, maxt)) }) = &mut self.shards {
-            let part = series.by_ref().take(*size).collect();
-            return Ok(Selected { series: part, mint: *mint, maxt: *maxt });
+        if let Some(Shards { size, pending: Some((all, next)) }) = &mut self.shards {
+            let part = all.take_part(*next, *size);
+            *next += part.len();
+            return Ok(part);
         }
         self.select_all(vs, mint, maxt, &hints)
     }
@@ -653,7 +736,8 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Reads the series that match any of the matcher sets `groups` with samples in
-    /// `[mint, maxt]`, still encoded.
+    /// `[mint, maxt]`, still encoded, grouped into output series (replicas merged when the
+    /// query deduplicates); the storage's warnings become the query's.
     pub fn select_matching(
         &mut self,
         groups: &[Vec<Matcher>],
@@ -665,9 +749,21 @@ impl<'a> Evaluator<'a> {
         let alternatives = groups.len();
         let mut series: Vec<SeriesChunks> = Vec::new();
         for matchers in groups {
-            let req = SelectRequest { hints: hints.clone(), ..SelectRequest::new(matchers.clone(), mint, maxt) };
-            for s in self.storage.select(&req).map_err(storage_error)? {
+            let req = SelectRequest {
+                hints: hints.clone(),
+                max_resolution_window: self.opts.max_resolution_window,
+                aggregates: aggregates(hints.func.as_deref()),
+                scope: self.opts.scope.clone(),
+                ..SelectRequest::new(self.opts.enforce(matchers.clone()), mint, maxt)
+            };
+            let mut set = self.storage.select(&req).map_err(storage_error)?;
+            for s in set.by_ref() {
                 series.push(s.map_err(storage_error)?);
+            }
+            for w in set.warnings() {
+                if !self.warnings.contains(&w) {
+                    self.warnings.push(w);
+                }
             }
         }
         if alternatives > 1 {
@@ -688,7 +784,29 @@ impl<'a> Evaluator<'a> {
             }
         }
         series.retain(|s| !s.chunks.is_empty());
-        Ok(Selected { series, mint, maxt })
+        let merge = Merge::new(self.opts.dedup_func, hints.func.as_deref());
+        Ok(Selected::new(series, &self.opts.replica_labels, mint, maxt, merge))
+    }
+}
+
+/// The aggregates of downsampled data a selection feeding `func` needs, as Thanos's querier
+/// asks for them (`aggrsFromFunc`).
+fn aggregates(func: Option<&str>) -> Vec<Aggr> {
+    let f = func.unwrap_or("");
+    let has = |name: &str| f == name || f.strip_prefix(name).is_some_and(|rest| rest.starts_with('_'));
+    if has("min") {
+        vec![Aggr::Min]
+    } else if has("max") {
+        vec![Aggr::Max]
+    } else if has("count") {
+        vec![Aggr::Count]
+    } else if f.starts_with("sum_") {
+        // `sum` itself wants the samples: count and sum, below.
+        vec![Aggr::Sum]
+    } else if matches!(f, "increase" | "rate" | "irate" | "resets") {
+        vec![Aggr::Counter]
+    } else {
+        vec![Aggr::Count, Aggr::Sum]
     }
 }
 
@@ -730,17 +848,19 @@ fn chunk_samples(s: &SeriesChunks) -> usize {
     s.chunks.iter().filter_map(|c| XorIter::new(&c.data).ok()).map(|it| it.num_samples() as usize).sum()
 }
 
-/// The XOR samples of `s` in `[mint, maxt]`, optionally without staleness markers.
-pub(crate) fn decode(
-    s: &SeriesChunks,
+/// The samples in `[mint, maxt]` of the series that `replicas` are (merged by `merge` when
+/// there are several), optionally without staleness markers.
+fn decode(
+    replicas: &[SeriesChunks],
     mint: i64,
     maxt: i64,
+    merge: Merge,
     drop_stale: bool,
 ) -> Result<(Vec<i64>, Vec<f64>), QueryError> {
-    let cap = chunk_samples(s);
+    let cap = replicas.first().map_or(0, chunk_samples);
     let mut t = Vec::with_capacity(cap);
     let mut v = Vec::with_capacity(cap);
-    for_each_sample(s, mint, maxt, |ts, val| {
+    dedup::for_each_sample(replicas, mint, maxt, merge, |ts, val| {
         // Chunks do not overlap, but a sample repeated at a chunk boundary must not count twice.
         if t.last().is_none_or(|&last| ts > last) && !(drop_stale && is_stale(val)) {
             t.push(ts);

@@ -10,9 +10,14 @@
 //!
 //! Native histograms are not evaluated: selecting a series whose chunks in range hold histogram
 //! samples fails with [`QueryError::Unsupported`].
+//!
+//! A query reads as its [`QueryOptions`] say: every selection carries their read scope,
+//! resolution and enforced matchers, and with replica labels the series of a selection that
+//! differ only in them are merged into one (`dedup`, as Thanos's querier does).
 
 mod aggregate;
 mod binary;
+mod dedup;
 mod eval;
 mod extended;
 mod functions;
@@ -26,9 +31,12 @@ use strata_tsdb::labels::Labels;
 
 use crate::parse::Parsed;
 use crate::value::{Sample, Series, Value};
+pub use dedup::DedupFunc;
 pub(crate) use eval::par_parts;
 use eval::Evaluator;
-use strata_storage::Storage;
+use strata_storage::{ReadScope, Storage};
+use strata_tsdb::matchers::Matcher;
+pub(crate) use types::remove_labels;
 use types::{drop_metric_name, Grid, StepSeries, Val};
 
 /// Settings of an [`Engine`].
@@ -49,12 +57,44 @@ impl Default for EngineOptions {
     }
 }
 
+/// How one query reads (the Thanos querier's per-request options).
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Labels that tell replicas of a series apart (Thanos's `--query.replica-label`): the
+    /// series of a selection that are equal without them are merged into one, without them.
+    /// Empty: no deduplication.
+    pub replica_labels: Vec<String>,
+    /// How replicas are merged.
+    pub dedup_func: DedupFunc,
+    /// Tenant, partial-response strategy and store matchers of every read.
+    pub scope: ReadScope,
+    /// The coarsest downsampling resolution every read accepts, in milliseconds; 0 for raw data.
+    pub max_resolution_window: i64,
+    /// Matchers every read carries in place of any the query has for the same label (tenancy
+    /// enforcement: `tenant_id="<tenant>"`).
+    pub enforced_matchers: Vec<Matcher>,
+}
+
+impl QueryOptions {
+    /// `matchers` with the enforced matchers in place of any on the same labels, as Thanos's
+    /// tenancy enforcement (prom-label-proxy) rewrites selectors: whatever a query says about an
+    /// enforced label, the read is for the enforced value.
+    pub fn enforce(&self, mut matchers: Vec<Matcher>) -> Vec<Matcher> {
+        if !self.enforced_matchers.is_empty() {
+            matchers.retain(|m| !self.enforced_matchers.iter().any(|e| e.name == m.name));
+            matchers.extend(self.enforced_matchers.iter().cloned());
+        }
+        matchers
+    }
+}
+
 /// What a query returned.
 #[derive(Debug)]
 pub struct QueryResult {
     pub value: Value,
     pub stats: QueryStats,
-    /// Prometheus's warning annotations (`PromQL warning: …`).
+    /// Prometheus's warning annotations (`PromQL warning: …`) and the storage's warnings (a
+    /// store that did not answer), in the order they arose.
     pub warnings: Vec<String>,
     /// Prometheus's info annotations (`PromQL info: …`).
     pub infos: Vec<String>,
@@ -106,10 +146,16 @@ impl Engine {
     }
 
     /// Evaluates `query` at time `t` (milliseconds).
-    pub fn instant_query(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        t: i64,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, QueryError> {
         let parsed = parse(query, 0, 0)?;
         let grid = Grid { start: t, end: t, step: 1 };
-        let mut ev = self.evaluator(storage, query, &parsed, grid, false)?;
+        let mut ev = self.evaluator(storage, opts, query, &parsed, grid, false)?;
         let val = ev.eval(&parsed.expr, grid)?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar { t, v: v.first().copied().unwrap_or(f64::NAN) },
@@ -129,6 +175,7 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+        opts: &QueryOptions,
     ) -> Result<QueryResult, QueryError> {
         if step <= 0 {
             return Err(QueryError::BadData(
@@ -152,7 +199,7 @@ impl Engine {
             }
         }
         let grid = Grid { start, end, step };
-        let mut ev = self.evaluator(storage, query, &parsed, grid, true)?;
+        let mut ev = self.evaluator(storage, opts, query, &parsed, grid, true)?;
         let val = ev.eval(&parsed.expr, grid)?;
         let series = match val {
             Val::Scalar(v) => vec![StepSeries {
@@ -175,6 +222,7 @@ impl Engine {
     fn evaluator<'a>(
         &self,
         storage: &'a dyn Storage,
+        opts: &'a QueryOptions,
         query: &'a str,
         parsed: &'a Parsed,
         grid: Grid,
@@ -184,6 +232,7 @@ impl Engine {
             .ok_or_else(|| QueryError::Execution("the parsed query's selectors do not match its text".into()))?;
         Ok(Evaluator::new(
             storage,
+            opts,
             query,
             parsed,
             selectors,
@@ -273,31 +322,37 @@ mod tests {
 
     use super::*;
 
-    /// Series kept as single chunks; `hist` marks series whose chunk is a native histogram one.
+    /// Series kept as chunks of 120 samples; `hist` marks series whose chunks are native
+    /// histogram ones.
     type MemSeries = (Labels, Vec<(i64, f64)>, bool);
     struct Mem(Vec<MemSeries>);
 
     impl Storage for Mem {
         fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
             let (m, mint, maxt) = (&req.matchers, req.min_time, req.max_time);
-            let found: Vec<SeriesChunks> = self
+            let mut found: Vec<SeriesChunks> = self
                 .0
                 .iter()
                 .filter(|(l, _, _)| m.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
                 .filter(|(_, s, _)| s.iter().any(|&(t, _)| t >= mint && t <= maxt))
                 .map(|(l, s, hist)| {
-                    let mut a = XorAppender::new();
-                    s.iter().for_each(|&(t, v)| a.append(t, v));
-                    let encoding = if *hist { Encoding::FloatHistogram } else { Encoding::Xor };
-                    let c = ChunkData {
-                        min_time: s[0].0,
-                        max_time: s[s.len() - 1].0,
-                        encoding,
-                        data: a.bytes().to_vec().into(),
-                    };
-                    SeriesChunks { labels: l.clone(), chunks: vec![c] }
+                    let chunks = s
+                        .chunks(120)
+                        .map(|part| {
+                            let mut a = XorAppender::new();
+                            part.iter().for_each(|&(t, v)| a.append(t, v));
+                            ChunkData {
+                                min_time: part[0].0,
+                                max_time: part[part.len() - 1].0,
+                                encoding: if *hist { Encoding::FloatHistogram } else { Encoding::Xor },
+                                data: a.bytes().to_vec().into(),
+                            }
+                        })
+                        .collect();
+                    SeriesChunks { labels: l.clone(), chunks }
                 })
                 .collect();
+            found.sort_by(|a, b| a.labels.cmp(&b.labels));
             Ok(SeriesSet::from_local(found.into_iter().map(Ok), req))
         }
         fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
@@ -322,12 +377,18 @@ mod tests {
         Engine::new(EngineOptions::default())
     }
 
-    /// A [`Mem`] that records the hints of every selection.
-    struct Recording(Mem, std::sync::Mutex<Vec<SelectHints>>);
+    /// A [`Mem`] that records every selection.
+    struct Recording(Mem, std::sync::Mutex<Vec<SelectRequest>>);
+
+    impl Recording {
+        fn hints(&self) -> Vec<SelectHints> {
+            self.1.lock().unwrap().iter().map(|r| r.hints.clone()).collect()
+        }
+    }
 
     impl Storage for Recording {
         fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
-            self.1.lock().unwrap().push(req.hints.clone());
+            self.1.lock().unwrap().push(req.clone());
             self.0.select(req)
         }
         fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
@@ -362,8 +423,8 @@ mod tests {
         ];
         for (query, want) in cases {
             let storage = Recording(data(2), Default::default());
-            engine().range_query(&storage, query, 600_000, 660_000, 30_000).unwrap();
-            assert_eq!(*storage.1.lock().unwrap(), want, "{query}");
+            engine().range_query(&storage, query, 600_000, 660_000, 30_000, &QueryOptions::default()).unwrap();
+            assert_eq!(storage.hints(), want, "{query}");
         }
         // An instant query has no step, but a subquery in it has its own.
         for (query, want) in [
@@ -371,14 +432,14 @@ mod tests {
             ("max_over_time(x[10m:1m])", hints(60_000, 0, Some("max_over_time"), None)),
         ] {
             let storage = Recording(data(2), Default::default());
-            engine().instant_query(&storage, query, 600_000).unwrap();
-            assert_eq!(*storage.1.lock().unwrap(), [want], "{query}");
+            engine().instant_query(&storage, query, 600_000, &QueryOptions::default()).unwrap();
+            assert_eq!(storage.hints(), [want], "{query}");
         }
     }
 
     #[test]
     fn range_query_is_a_sorted_matrix() {
-        let r = engine().range_query(&data(3), "x * 2", 0, 60_000, 30_000).unwrap();
+        let r = engine().range_query(&data(3), "x * 2", 0, 60_000, 30_000, &QueryOptions::default()).unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m.len(), 3);
         assert!(m.windows(2).all(|w| w[0].labels < w[1].labels));
@@ -390,11 +451,11 @@ mod tests {
 
     #[test]
     fn instant_rate_and_scalar() {
-        let r = engine().instant_query(&data(1), "rate(x[5m])", 3_600_000).unwrap();
+        let r = engine().instant_query(&data(1), "rate(x[5m])", 3_600_000, &QueryOptions::default()).unwrap();
         let Value::Vector(v) = r.value else { panic!("not a vector") };
         assert!((v[0].v - 1.0).abs() < 1e-9);
         assert_eq!(r.infos.len(), 1, "x does not look like a counter: {:?}", r.infos);
-        let r = engine().instant_query(&data(1), "scalar(x) + 1", 60_000).unwrap();
+        let r = engine().instant_query(&data(1), "scalar(x) + 1", 60_000, &QueryOptions::default()).unwrap();
         assert_eq!(r.value, Value::Scalar { t: 60_000, v: 61.0 });
     }
 
@@ -402,15 +463,18 @@ mod tests {
     fn errors_have_the_expected_kinds() {
         let e = engine();
         let s = data(2);
-        assert!(matches!(e.instant_query(&s, "sum(", 0), Err(QueryError::Parse { .. })));
-        assert!(matches!(e.range_query(&s, "x[5m]", 0, 10, 1), Err(QueryError::BadData(_))));
-        assert!(matches!(e.range_query(&s, "x", 0, 10, 0), Err(QueryError::BadData(_))));
-        assert!(matches!(e.range_query(&s, "x", i64::MIN, i64::MAX, 1), Err(QueryError::BadData(_))));
-        let dup = e.instant_query(&s, "label_replace(x, \"i\", \"same\", \"i\", \".*\")", 0);
+        assert!(matches!(e.instant_query(&s, "sum(", 0, &QueryOptions::default()), Err(QueryError::Parse { .. })));
+        assert!(matches!(e.range_query(&s, "x[5m]", 0, 10, 1, &QueryOptions::default()), Err(QueryError::BadData(_))));
+        assert!(matches!(e.range_query(&s, "x", 0, 10, 0, &QueryOptions::default()), Err(QueryError::BadData(_))));
+        assert!(matches!(
+            e.range_query(&s, "x", i64::MIN, i64::MAX, 1, &QueryOptions::default()),
+            Err(QueryError::BadData(_))
+        ));
+        let dup = e.instant_query(&s, "label_replace(x, \"i\", \"same\", \"i\", \".*\")", 0, &QueryOptions::default());
         assert!(matches!(dup, Err(QueryError::Execution(m)) if m == DUPLICATE_LABELSET));
-        let bad_re = e.instant_query(&s, "label_replace(x, \"a\", \"b\", \"i\", \"(\")", 0);
+        let bad_re = e.instant_query(&s, "label_replace(x, \"a\", \"b\", \"i\", \"(\")", 0, &QueryOptions::default());
         assert!(matches!(bad_re, Err(QueryError::BadData(_))));
-        let many = e.instant_query(&s, "x + on() x", 0);
+        let many = e.instant_query(&s, "x + on() x", 0, &QueryOptions::default());
         assert!(matches!(many, Err(QueryError::Execution(m)) if m.contains("many-to-many")));
     }
 
@@ -424,7 +488,7 @@ mod tests {
         let want = Labels::from_pairs(&[("__name__", "m"), ("instance", "a"), ("job", "j"), ("version", "1")]);
         // promql-parser alone refuses the second label selector: every matcher matches empty.
         for q in ["info(m)", r#"info(m, {version=~".*"})"#] {
-            let r = engine().instant_query(&s, q, 60_000).unwrap();
+            let r = engine().instant_query(&s, q, 60_000, &QueryOptions::default()).unwrap();
             let Value::Vector(v) = r.value else { panic!("not a vector") };
             assert_eq!(v.iter().map(|s| (&s.labels, s.v)).collect::<Vec<_>>(), vec![(&want, 2.0)], "{q}");
         }
@@ -434,7 +498,7 @@ mod tests {
     fn extended_range_modifiers_and_duration_expressions() {
         let s = data(1);
         // x is the time in seconds, a sample every 15s.
-        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t).unwrap().value {
+        let value = |q: &str, t: i64| match engine().instant_query(&s, q, t, &QueryOptions::default()).unwrap().value {
             Value::Vector(v) => v[0].v,
             other => panic!("{q}: {other:?}"),
         };
@@ -442,14 +506,19 @@ mod tests {
         assert_eq!(value("increase(x[1m] anchored)", 607_500), 60.0);
         assert_eq!(value("increase(x[1m] smoothed)", 607_500), 60.0);
         assert_eq!(value("x offset (1m + 30s)", 600_000), 510.0);
-        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000).unwrap_err();
+        let e = engine().instant_query(&s, "deriv(x[1m] anchored)", 600_000, &QueryOptions::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "anchored modifier can only be used with: changes, delta, increase, rate, resets - not with deriv"
         );
         // step() is the query's: 0 in an instant query, where a range cannot be 0.
-        assert!(matches!(engine().instant_query(&s, "x[step()]", 0), Err(QueryError::Parse { .. })));
-        let r = engine().range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000).unwrap();
+        assert!(matches!(
+            engine().instant_query(&s, "x[step()]", 0, &QueryOptions::default()),
+            Err(QueryError::Parse { .. })
+        ));
+        let r = engine()
+            .range_query(&s, "count_over_time(x[step()])", 600_000, 660_000, 30_000, &QueryOptions::default())
+            .unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m[0].points, vec![(600_000, 2.0), (630_000, 2.0), (660_000, 2.0)]);
     }
@@ -458,18 +527,24 @@ mod tests {
     fn native_histograms_are_unsupported() {
         let mut s = data(1);
         s.0.push((Labels::from_pairs(&[("__name__", "h")]), vec![(0, 1.0)], true));
-        assert!(matches!(engine().instant_query(&s, "h", 0), Err(QueryError::Unsupported(_))));
-        assert!(engine().instant_query(&s, "x", 0).is_ok());
+        assert!(matches!(
+            engine().instant_query(&s, "h", 0, &QueryOptions::default()),
+            Err(QueryError::Unsupported(_))
+        ));
+        assert!(engine().instant_query(&s, "x", 0, &QueryOptions::default()).is_ok());
     }
 
     #[test]
     fn limits_are_enforced() {
         let s = data(10);
         let small = Engine::new(EngineOptions { max_samples: 100, ..EngineOptions::default() });
-        assert!(matches!(small.range_query(&s, "x", 0, 3_600_000, 15_000), Err(QueryError::TooManySamples)));
-        assert!(small.instant_query(&s, "sum(x)", 0).is_ok());
+        assert!(matches!(
+            small.range_query(&s, "x", 0, 3_600_000, 15_000, &QueryOptions::default()),
+            Err(QueryError::TooManySamples)
+        ));
+        assert!(small.instant_query(&s, "sum(x)", 0, &QueryOptions::default()).is_ok());
         let no_time = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
-        assert!(matches!(no_time.instant_query(&s, "x", 0), Err(QueryError::Timeout)));
+        assert!(matches!(no_time.instant_query(&s, "x", 0, &QueryOptions::default()), Err(QueryError::Timeout)));
     }
 
     #[test]
@@ -487,8 +562,8 @@ mod tests {
             "count_over_time(x[5m:] @ 0)",
         ] {
             for t in [i64::MIN, -1, 0, 1_000, i64::MAX] {
-                let _ = e.instant_query(&s, q, t);
-                let _ = e.range_query(&s, q, t.saturating_sub(60_000), t, 30_000);
+                let _ = e.instant_query(&s, q, t, &QueryOptions::default());
+                let _ = e.range_query(&s, q, t.saturating_sub(60_000), t, 30_000, &QueryOptions::default());
             }
         }
     }
@@ -547,8 +622,8 @@ mod tests {
             // At a 3s step the one-group-per-series table would be too large: the parts are
             // collected and folded step by step.
             for step in [15_000, 3_000] {
-                let a = e.range_query(&s, streamed, 0, 3_600_000, step).unwrap();
-                let b = e.range_query(&s, whole, 0, 3_600_000, step).unwrap();
+                let a = e.range_query(&s, streamed, 0, 3_600_000, step, &QueryOptions::default()).unwrap();
+                let b = e.range_query(&s, whole, 0, 3_600_000, step, &QueryOptions::default()).unwrap();
                 assert_eq!(a.value, b.value, "{streamed} at step {step}");
                 assert_eq!(a.stats.total_queryable_samples, b.stats.total_queryable_samples, "{streamed}");
                 if step == 15_000 && small_output {
@@ -561,8 +636,8 @@ mod tests {
                     );
                 }
             }
-            let a = e.instant_query(&s, streamed, 1_800_000).unwrap();
-            let b = e.instant_query(&s, whole, 1_800_000).unwrap();
+            let a = e.instant_query(&s, streamed, 1_800_000, &QueryOptions::default()).unwrap();
+            let b = e.instant_query(&s, whole, 1_800_000, &QueryOptions::default()).unwrap();
             assert_eq!(a.value, b.value, "{streamed}");
         }
     }
@@ -578,10 +653,281 @@ mod tests {
             app.append(&[("__name__", "c_total"), ("job", job)], samples).unwrap();
         }
         app.commit().unwrap();
-        let r = engine().range_query(&db, "sum(rate(c_total[1m]))", 600_000, 7_000_000, 60_000).unwrap();
+        let r = engine()
+            .range_query(&db, "sum(rate(c_total[1m]))", 600_000, 7_000_000, 60_000, &QueryOptions::default())
+            .unwrap();
         let Value::Matrix(m) = r.value else { panic!("not a matrix") };
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].points.len(), 107);
         assert!(m[0].points.iter().all(|&(_, v)| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", &m[0].points[..3]);
+    }
+
+    const MINUTE: i64 = 60_000;
+    const SCRAPE: i64 = 15_000;
+    const END: i64 = 180 * MINUTE;
+    /// Where replica a and replica b miss ten minutes of samples each.
+    const GAP_A: std::ops::Range<i64> = 60 * MINUTE..70 * MINUTE;
+    const GAP_B: std::ops::Range<i64> = 120 * MINUTE..130 * MINUTE;
+
+    type Samples = Vec<(i64, f64)>;
+
+    /// What one server that got every sample holds, over three hours at 15s: counters (`i1`
+    /// resets at 90m, `r` resets during replica a's gap), gauges, a gauge that goes stale at
+    /// 100m, and `only_a`, which only replica a has (so it has a's gap).
+    fn complete() -> Vec<(Labels, Samples)> {
+        let times = || (0..=END / SCRAPE).map(|k| k * SCRAPE);
+        let mut out = Vec::new();
+        for (i, instance) in ["i0", "i1", "i2", "r"].iter().enumerate() {
+            let job = if i % 2 == 0 { "api" } else { "db" };
+            let reset_at = match *instance {
+                "i1" => 90 * MINUTE,
+                "r" => 65 * MINUTE,
+                _ => i64::MAX,
+            };
+            let mut v = 0.0;
+            let samples = times()
+                .map(|t| {
+                    v = if t == reset_at { 1.0 } else { v + ((t / SCRAPE) as usize * (i + 3) % 7) as f64 };
+                    (t, v)
+                })
+                .collect();
+            out.push((Labels::from_pairs(&[("__name__", "c_total"), ("instance", instance), ("job", job)]), samples));
+        }
+        for (i, instance) in ["i0", "i1", "i2", "gone", "only_a"].iter().enumerate() {
+            let samples: Samples = times()
+                .map(|t| (t, ((t / SCRAPE) as usize * (37 + i) % 101) as f64 / 4.0))
+                .filter(|&(t, _)| *instance != "only_a" || !GAP_A.contains(&t))
+                .filter(|&(t, _)| *instance != "gone" || t <= 100 * MINUTE)
+                .chain((*instance == "gone").then(|| (100 * MINUTE + SCRAPE, f64::from_bits(types::STALE_NAN_BITS))))
+                .collect();
+            let job = if i % 2 == 0 { "api" } else { "db" };
+            out.push((Labels::from_pairs(&[("__name__", "g"), ("instance", instance), ("job", job)]), samples));
+        }
+        out
+    }
+
+    fn mem(series: Vec<(Labels, Samples)>) -> Mem {
+        Mem(series.into_iter().map(|(l, s)| (l, s, false)).collect())
+    }
+
+    /// `complete` as two replicas, `replica="a"` and `"b"`, each without its gap.
+    fn replicas(complete: &[(Labels, Samples)]) -> Mem {
+        let mut out = Vec::new();
+        for (labels, samples) in complete {
+            for (replica, gap) in [("a", GAP_A), ("b", GAP_B)] {
+                if labels.get("instance") == Some("only_a") && replica == "b" {
+                    continue;
+                }
+                let mut pairs: Vec<(&str, &str)> = labels.iter().collect();
+                pairs.push(("replica", replica));
+                let kept = samples.iter().copied().filter(|(t, _)| !gap.contains(t)).collect();
+                out.push((Labels::from_pairs(&pairs), kept));
+            }
+        }
+        mem(out)
+    }
+
+    fn dedup(func: DedupFunc) -> QueryOptions {
+        QueryOptions { replica_labels: vec!["replica".into()], dedup_func: func, ..QueryOptions::default() }
+    }
+
+    /// Queries of the kinds the query corpus has, over counters and gauges.
+    const DEDUP_QUERIES: &[&str] = &[
+        "c_total",
+        "g",
+        "timestamp(g)",
+        "rate(c_total[5m])",
+        "increase(c_total[10m])",
+        "irate(c_total[1m])",
+        "resets(c_total[30m])",
+        "sum(rate(c_total[5m]))",
+        "sum by (job) (increase(c_total[15m]))",
+        "sum by (job) (g)",
+        "avg(g)",
+        "count(g)",
+        "avg_over_time(g[10m])",
+        "count_over_time(g[5m])",
+        "max_over_time(g[3m])",
+        "last_over_time(g[2m])",
+        "changes(g[10m])",
+        "delta(g[5m])",
+        "rate(c_total[5m] offset 10m)",
+        "max_over_time(rate(c_total[5m])[30m:1m])",
+        "avg_over_time(g[20m:30s])",
+    ];
+
+    fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {
+        assert_eq!(a.value, b.value, "{what}");
+        assert_eq!((&a.warnings, &a.infos), (&b.warnings, &b.infos), "{what}");
+    }
+
+    /// Chain deduplication answers over the two replicas exactly what one complete series
+    /// answers: gaps filled, no sample twice, counter resets (one of them while a is away) and
+    /// the staleness marker as they were.
+    #[test]
+    fn chain_dedup_answers_as_one_complete_series() {
+        let complete = complete();
+        let (one, two) = (mem(complete.clone()), replicas(&complete));
+        let e = engine();
+        let opts = dedup(DedupFunc::Chain);
+        let plain = QueryOptions::default();
+        let ranges =
+            [(10 * MINUTE, END, MINUTE), (55 * MINUTE, 80 * MINUTE, SCRAPE), (115 * MINUTE, 140 * MINUTE, SCRAPE)];
+        let instants = [59, 60, 61, 65, 70, 71, 100, 101, 120, 125, 130, 175].map(|m| m * MINUTE + SCRAPE);
+        for q in DEDUP_QUERIES {
+            for (start, end, step) in ranges {
+                let want = e.range_query(&one, q, start, end, step, &plain).unwrap();
+                let got = e.range_query(&two, q, start, end, step, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} from {start} to {end} by {step}"));
+            }
+            for t in instants {
+                let want = e.instant_query(&one, q, t, &plain).unwrap();
+                let got = e.instant_query(&two, q, t, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} at {t}"));
+            }
+        }
+        // Without deduplication both replicas come back, told apart by their label.
+        let r = e.instant_query(&two, "count(g)", 30 * MINUTE, &plain).unwrap();
+        assert_eq!(r.value, Value::Vector(vec![Sample { labels: Labels::empty(), t: 30 * MINUTE, v: 9.0 }]));
+    }
+
+    /// Penalty deduplication stays on a replica and switches only across a gap, holding the
+    /// other replica back by two scrape intervals: after each switch the first two samples of
+    /// the replica switched to are not taken (as in Thanos). Its answers are exactly those of
+    /// one series holding the samples it takes; with equal replicas a counter does not go down
+    /// at a switch, so rates are not broken there.
+    #[test]
+    fn penalty_dedup_answers_as_the_series_it_takes() {
+        // `r` resets while a is away: the counter adjustment at the switch hides that reset
+        // (Thanos's behaviour, tested with the merge itself).
+        let complete: Vec<(Labels, Samples)> =
+            complete().into_iter().filter(|(l, _)| l.get("instance") != Some("r")).collect();
+        let not_taken = [GAP_A.start, GAP_A.start + SCRAPE, GAP_B.start, GAP_B.start + SCRAPE];
+        let taken: Vec<(Labels, Samples)> = complete
+            .iter()
+            .map(|(l, s)| {
+                let merged = if l.get("instance") == Some("only_a") {
+                    s.clone()
+                } else {
+                    s.iter().copied().filter(|(t, _)| !not_taken.contains(t)).collect()
+                };
+                (l.clone(), merged)
+            })
+            .collect();
+        let (one, two) = (mem(taken), replicas(&complete));
+        let e = engine();
+        let opts = dedup(DedupFunc::Penalty);
+        for q in DEDUP_QUERIES {
+            // Every selection starts before the first gap, so the merge takes the same samples.
+            for step in [MINUTE, SCRAPE] {
+                let want = e.range_query(&one, q, 10 * MINUTE, END, step, &QueryOptions::default()).unwrap();
+                let got = e.range_query(&two, q, 10 * MINUTE, END, step, &opts).unwrap();
+                assert_same(&got, &want, &format!("{q} by {step}"));
+            }
+        }
+    }
+
+    #[test]
+    fn dedup_changes_nothing_without_replicas() {
+        let s = data(20);
+        let e = engine();
+        for q in ["x", "rate(x[5m])", "sum(x)", "max_over_time(x[10m:1m])"] {
+            let want = e.range_query(&s, q, 600_000, 3_600_000, 30_000, &QueryOptions::default()).unwrap();
+            for func in [DedupFunc::Penalty, DedupFunc::Chain] {
+                let got = e.range_query(&s, q, 600_000, 3_600_000, 30_000, &dedup(func)).unwrap();
+                assert_same(&got, &want, q);
+            }
+        }
+    }
+
+    #[test]
+    fn dedup_in_parts_matches_whole_evaluation() {
+        // Enough series for several parts, as two replicas with gaps.
+        let complete: Vec<(Labels, Samples)> = (0..1500)
+            .map(|i| {
+                let labels = Labels::from_pairs(&[
+                    ("__name__", "c_total"),
+                    ("g", (i % 7).to_string().as_str()),
+                    ("i", i.to_string().as_str()),
+                ]);
+                (labels, (0..=240).map(|k| (k * SCRAPE, (k * (i % 5 + 1)) as f64)).collect())
+            })
+            .collect();
+        let (one, two) = (mem(complete.clone()), replicas(&complete));
+        let e = engine();
+        for (streamed, whole) in [
+            ("sum by (g) (rate(c_total[5m]))", r#"sum by (g) (label_replace(rate(c_total[5m]), "z", "", "z", ""))"#),
+            ("count(c_total > 50)", r#"count(label_replace(c_total > 50, "z", "", "z", ""))"#),
+            ("topk by (g) (2, c_total)", r#"topk by (g) (2, label_replace(c_total, "z", "", "z", ""))"#),
+        ] {
+            let want = e.range_query(&one, streamed, 0, 60 * MINUTE, SCRAPE, &QueryOptions::default()).unwrap();
+            let a = e.range_query(&two, streamed, 0, 60 * MINUTE, SCRAPE, &dedup(DedupFunc::Chain)).unwrap();
+            let b = e.range_query(&two, whole, 0, 60 * MINUTE, SCRAPE, &dedup(DedupFunc::Chain)).unwrap();
+            assert_eq!(a.value, b.value, "{streamed}");
+            assert_eq!(a.value, want.value, "{streamed}");
+            assert!(a.stats.peak_samples < b.stats.peak_samples, "{streamed}: {:?} vs {:?}", a.stats, b.stats);
+        }
+    }
+
+    /// Every read carries the query's scope, resolution and enforced matchers (in place of the
+    /// query's own on that label), and reads the replicas as they are.
+    #[test]
+    fn reads_carry_the_query_options() {
+        let mut series = data(2).0;
+        series.push((Labels::from_pairs(&[("__name__", "x"), ("i", "9"), ("tenant_id", "t2")]), vec![(0, 1.0)], false));
+        let storage = Recording(Mem(series), Default::default());
+        let tenant = |v: &str| Matcher::new(strata_tsdb::matchers::MatchOp::Equal, "tenant_id", v).unwrap();
+        let opts = QueryOptions {
+            replica_labels: vec!["replica".into()],
+            scope: ReadScope {
+                tenant: Some("t1".into()),
+                partial_response: strata_storage::PartialResponse::Warn,
+                store_matchers: vec![vec![tenant("t1")]],
+            },
+            max_resolution_window: 300_000,
+            enforced_matchers: vec![tenant("t1")],
+            ..QueryOptions::default()
+        };
+        let q = r#"rate(x{tenant_id="t2"}[5m]) + on() group_left count(x{tenant_id=~".+"})"#;
+        let r = engine().instant_query(&storage, q, 600_000, &opts).unwrap();
+        assert_eq!(r.value, Value::Vector(Vec::new()), "no series of t1");
+        let reqs = storage.1.lock().unwrap();
+        assert_eq!(reqs.len(), 2);
+        for req in reqs.iter() {
+            assert_eq!(req.scope.tenant.as_deref(), Some("t1"));
+            assert_eq!(req.scope.partial_response, strata_storage::PartialResponse::Warn);
+            assert_eq!(req.scope.store_matchers.len(), 1);
+            assert_eq!(req.max_resolution_window, 300_000);
+            assert!(req.without_replica_labels.is_empty());
+            let on_tenant: Vec<&Matcher> = req.matchers.iter().filter(|m| m.name == "tenant_id").collect();
+            assert_eq!(on_tenant.len(), 1);
+            assert_eq!(on_tenant[0].value, "t1");
+        }
+        assert_eq!(reqs[0].aggregates, [strata_storage::Aggr::Counter]);
+        assert_eq!(reqs[1].aggregates, [strata_storage::Aggr::Count]);
+    }
+
+    /// What a fan-out reports while a set is read (a store that did not answer) ends up in the
+    /// query's warnings, once.
+    #[test]
+    fn storage_warnings_become_query_warnings() {
+        struct Warning(Mem);
+        impl Storage for Warning {
+            fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+                let inner = self.0.select(req)?;
+                let warnings = inner.warnings_handle();
+                let w = warnings.clone();
+                let series = inner.inspect(move |_| w.add("store b did not answer".into()));
+                Ok(SeriesSet::with_warnings(series, warnings))
+            }
+            fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+            fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+        }
+        let r = engine().instant_query(&Warning(data(3)), "x + x", 60_000, &QueryOptions::default()).unwrap();
+        assert_eq!(r.warnings, ["store b did not answer"]);
     }
 }

@@ -11,7 +11,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use strata_query::api::{router, ApiState};
 use strata_query::engine::EngineOptions;
-use strata_storage::{MetadataSource, MetricMetadata};
+use strata_storage::{MetadataSource, MetricMetadata, Storage};
 use strata_tsdb::db::{Db, DbOptions};
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -64,15 +64,26 @@ pub fn api() -> TestApi {
 
 /// The fixture in a fresh TSDB; `adjust` may change the state before the router is built.
 pub fn api_with(engine: EngineOptions, adjust: impl FnOnce(&mut ApiState)) -> TestApi {
+    api_over(&fixture(), |db| Arc::new(db), engine, adjust)
+}
+
+/// `series` (sampled as the fixture is) in a fresh TSDB, which `storage` may wrap; `adjust`
+/// may change the state before the router is built.
+pub fn api_over(
+    series: &[SeriesDef],
+    storage: impl FnOnce(Db) -> Arc<dyn Storage>,
+    engine: EngineOptions,
+    adjust: impl FnOnce(&mut ApiState),
+) -> TestApi {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Db::open(dir.path(), DbOptions::default()).expect("open TSDB");
     let mut app = db.appender();
-    for (labels, value) in fixture() {
+    for (labels, value) in series {
         let samples = (0..=LAST_MS / STEP_MS).map(|i| (i * STEP_MS, value((i * STEP_MS) as f64 / 1000.0)));
-        app.append(&labels, samples).expect("append");
+        app.append(labels, samples).expect("append");
     }
     app.commit().expect("commit");
-    let mut state = ApiState::new(Arc::new(db), Arc::new(FixedMetadata), engine);
+    let mut state = ApiState::new(storage(db), Arc::new(FixedMetadata), engine);
     adjust(&mut state);
     TestApi { router: router(state), _dir: dir }
 }
@@ -118,7 +129,13 @@ impl TestApi {
     }
 
     pub async fn get(&self, uri: &str) -> Answer {
-        self.send(Request::get(uri).body(Body::empty()).expect("request")).await
+        self.get_with(uri, &[]).await
+    }
+
+    /// A GET with these headers.
+    pub async fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> Answer {
+        let req = headers.iter().fold(Request::get(uri), |r, (k, v)| r.header(*k, *v));
+        self.send(req.body(Body::empty()).expect("request")).await
     }
 
     /// A form-encoded POST, as Grafana and promtool send.

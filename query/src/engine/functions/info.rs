@@ -9,7 +9,7 @@ use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
 
 use super::vector_arg;
-use crate::engine::eval::{decode, offset_ms, Evaluator};
+use crate::engine::eval::{offset_ms, Evaluator};
 use crate::engine::types::{is_stale, Grid, Point, StepSeries, Val};
 use crate::engine::{QueryError, DUPLICATE_LABELSET};
 
@@ -213,15 +213,9 @@ fn select_info_series(
     let mint = first.saturating_sub(lookback).saturating_add(1);
     let hints = ev.hints(g, 0);
     let sel = ev.select_matching(&[matchers], mint, last, &hints)?;
-    let mut out = Vec::with_capacity(sel.series.len());
-    let mut decoded = 0;
-    for s in sel.series {
-        let (t, v) = decode(&s, mint, last, false)?;
-        decoded += t.len();
-        out.push(InfoSeries { labels: s.labels, t, v });
-    }
-    ev.hold(decoded)?;
-    Ok(out)
+    let samples = (0..sel.len()).map(|i| sel.decode(i, false)).collect::<Result<Vec<_>, _>>()?;
+    ev.hold(samples.iter().map(|(t, _)| t.len()).sum())?;
+    Ok(sel.into_labels().zip(samples).map(|(labels, (t, v))| InfoSeries { labels, t, v }).collect())
 }
 
 /// The time the first vector selector of `e` reads at evaluation time `ts`, with its `@` and
