@@ -36,12 +36,13 @@ fn with_tenant_label(req: &v1::WriteRequest) -> v1::WriteRequest {
 /// Waits until the querier at `addr` answers `query` with `n` as the single value.
 fn wait_for_count(addr: &str, query: &str, t: i64, n: usize) {
     let path = corpus::Eval::Instant { time: t }.path(query);
-    let answered = wait_for(&format!("{addr} to answer {query} = {n}"), Duration::from_secs(60), || {
-        match corpus::ask(addr, &path) {
-            Ok(corpus::Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == n as f64 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    });
+    let answered =
+        wait_for(&format!("{addr} to answer {query} = {n}"), Duration::from_secs(60), || {
+            match corpus::ask(addr, &path) {
+                Ok(corpus::Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == n as f64 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
     answered.unwrap_or_else(|e| panic!("{e}"));
 }
 

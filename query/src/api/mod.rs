@@ -16,6 +16,7 @@ mod query;
 mod rules;
 mod series;
 mod status;
+mod stores;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use strata_storage::{MetadataSource, Storage};
 
 use error::ApiError;
 pub use querier::{QuerierOptions, DEFAULT_TENANT, DEFAULT_TENANT_HEADER, DEFAULT_TENANT_LABEL};
+pub use stores::StoresSource;
 
 use crate::engine::EngineOptions;
 
@@ -56,6 +58,9 @@ pub struct ApiState {
     /// The commit and branch the binary was built from, for `/api/v1/status/buildinfo`.
     pub build_revision: String,
     pub build_branch: String,
+    /// The querier's StoreAPI endpoints, for `/api/v1/stores` and the Stores page; `None`
+    /// where there are none to show.
+    pub stores: Option<StoresSource>,
 }
 
 /// Called after each API request with the endpoint's name as Thanos names its query API's
@@ -78,6 +83,7 @@ impl ApiState {
             observe: None,
             build_revision: String::new(),
             build_branch: String::new(),
+            stores: None,
         }
     }
 }
@@ -98,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/rules", endpoint("rules", get(rules::rules)))
         .route("/api/v1/alerts", endpoint("alerts", get(rules::alerts)))
         .route("/api/v1/targets", endpoint("targets", get(rules::targets)))
+        .route("/api/v1/stores", endpoint("stores", get(stores::stores)))
         .route("/api/v1/status/buildinfo", endpoint("status_build", get(status::buildinfo)))
         .route("/api/v1/status/config", endpoint("status_config", get(status::config)))
         .route("/api/v1/status/flags", endpoint("status_flags", get(status::flags)))
