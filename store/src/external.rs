@@ -21,10 +21,15 @@
 //!
 //! Series that carry a label whose value is replaced (named like an external label) or removed
 //! (a replica label) would reorder arbitrarily. The read is therefore split by the values of
-//! those labels (found with label-values lookups, "absent" being one value): inside one part
-//! every series has the same value of each, removing them keeps the order, and the parts are
+//! those labels (found with label-values lookups, "absent" being one value), and the parts are
 //! merged (which also joins series that end up with the same labels). In the common case no
-//! series carries any of them and there is one part.
+//! series carries any of them and there is one part. Inside a part every series carries the
+//! same such pairs, so the inner order is that of the remaining labels with a constant set
+//! added, and the rule above holds with M compared to the greatest name of that set: as long as
+//! it is not above M (the part's pairs are external labels that stay), the stack suffices. When
+//! a part carries a removed label named above M (`without_replica_labels` removes a label the
+//! series hold), prefixes the inner order put after their extensions must come first: that part
+//! alone is read whole and sorted, as Thanos sorts every answer in that case.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,27 +79,37 @@ impl ExternalLabels {
         Labels::from_sorted_unchecked(self.labels.iter().filter(|(n, _)| !without.iter().any(|w| w == n)))
     }
 
-    /// The matcher sets that split a read of `matchers` into parts in which each of `names`
-    /// has one value (or is absent) across all series.
-    fn parts(&self, matchers: Vec<Matcher>, names: &[String], req: &SelectRequest) -> Result<Vec<Vec<Matcher>>, StorageError> {
+    /// The parts that split a read of `matchers` so that in each, every one of `names` has one
+    /// value (or is absent) across all series.
+    fn parts(&self, matchers: Vec<Matcher>, names: &[String], req: &SelectRequest) -> Result<Vec<Part>, StorageError> {
         let labels_req = |matchers: Vec<Matcher>| LabelsRequest {
             matchers,
             scope: req.scope.clone(),
             ..LabelsRequest::new(Vec::new(), req.min_time, req.max_time)
         };
-        let mut parts = vec![matchers];
+        let mut parts = vec![Part { matchers, present: Vec::new() }];
         for name in names {
             // An index lookup first: usually no series has the label at all.
-            let any = !self.inner.label_values(name, &LabelsRequest { limit: 1, ..labels_req(Vec::new()) })?.values.is_empty();
+            let any = !self
+                .inner
+                .label_values(name, &LabelsRequest { limit: 1, ..labels_req(Vec::new()) })?
+                .values
+                .is_empty();
             let mut next = Vec::with_capacity(parts.len());
             for part in parts {
-                let values =
-                    if any { self.inner.label_values(name, &labels_req(part.clone()))?.values } else { Vec::new() };
+                let values = if any {
+                    self.inner.label_values(name, &labels_req(part.matchers.clone()))?.values
+                } else {
+                    Vec::new()
+                };
                 for value in values.into_iter().chain(std::iter::once(String::new())) {
                     let mut split = part.clone();
+                    if !value.is_empty() {
+                        split.present.push(name.clone());
+                    }
                     // `name=""` selects the series without the label; a series that gains it
                     // after the lookup is left out rather than breaking the order.
-                    split.push(Matcher::new(MatchOp::Equal, name.clone(), value)?);
+                    split.matchers.push(Matcher::new(MatchOp::Equal, name.clone(), value)?);
                     next.push(split);
                 }
             }
@@ -119,11 +134,13 @@ impl Storage for ExternalLabels {
         fixed.extend(req.without_replica_labels.iter().cloned());
         fixed.sort();
         fixed.dedup();
+        let max_kept = kept.iter().last().map(|(n, _)| n.to_owned());
         let mut sets = Vec::new();
         for part in self.parts(matchers, &fixed, req)? {
+            let sort = part.present.iter().any(|n| max_kept.as_ref().is_none_or(|m| n > m));
             // Shard and limit apply to the labels served, so after the labels change.
             let inner_req = SelectRequest {
-                matchers: part,
+                matchers: part.matchers,
                 shard: None,
                 limit: 0,
                 without_replica_labels: Vec::new(),
@@ -131,7 +148,8 @@ impl Storage for ExternalLabels {
             };
             let set = self.inner.select(&inner_req)?;
             let warnings = set.warnings_handle();
-            sets.push(SeriesSet::with_warnings(Relabel::new(set, fixed.clone(), kept.clone()), warnings));
+            let relabel = Relabel::new(set, fixed.clone(), kept.clone(), sort);
+            sets.push(SeriesSet::with_warnings(relabel, warnings));
         }
         let merged = merge_sorted_sets(sets);
         let warnings = merged.warnings_handle();
@@ -196,15 +214,20 @@ impl Storage for ExternalLabels {
                 None => Ok(LabelsAnswer { values: Vec::new(), warnings: set.warnings() }),
             };
         }
-        self.inner.label_values(
-            name,
-            &LabelsRequest { matchers, without_replica_labels: Vec::new(), ..req.clone() },
-        )
+        self.inner.label_values(name, &LabelsRequest { matchers, without_replica_labels: Vec::new(), ..req.clone() })
     }
 }
 
+/// One part of a read: its matchers, and the names among those split by that the part's series
+/// carry.
+#[derive(Clone)]
+struct Part {
+    matchers: Vec<Matcher>,
+    present: Vec<String>,
+}
+
 /// One part of a read (see the module documentation): removes the `fixed` labels, adds `kept`,
-/// and restores the order with a stack of held-back series.
+/// and restores the order with a stack of held-back series, or by sorting the whole part.
 struct Relabel {
     inner: SeriesSet,
     fixed: Vec<String>,
@@ -215,13 +238,15 @@ struct Relabel {
     /// served).
     held: Vec<(Labels, SeriesChunks)>,
     ready: VecDeque<SeriesChunks>,
+    /// Read the part whole and sort it.
+    sort: bool,
     ended: bool,
 }
 
 impl Relabel {
-    fn new(inner: SeriesSet, fixed: Vec<String>, kept: Labels) -> Self {
+    fn new(inner: SeriesSet, fixed: Vec<String>, kept: Labels, sort: bool) -> Self {
         let max_name = kept.iter().last().map(|(n, _)| n.to_owned());
-        Relabel { inner, fixed, kept, max_name, held: Vec::new(), ready: VecDeque::new(), ended: false }
+        Relabel { inner, fixed, kept, max_name, held: Vec::new(), ready: VecDeque::new(), sort, ended: false }
     }
 
     /// Whether `b` extends `a` (a proper prefix) with a next label named below M.
@@ -244,6 +269,10 @@ impl Relabel {
 
     fn take(&mut self, s: SeriesChunks) {
         let inner = Labels::from_sorted_unchecked(s.labels.iter().filter(|(n, _)| !self.fixed.iter().any(|f| f == n)));
+        if self.sort {
+            self.ready.push_back(SeriesChunks { labels: merge_labels(&inner, &self.kept), chunks: s.chunks });
+            return;
+        }
         while let Some((top, _)) = self.held.last() {
             if self.extends_below(top, &inner) {
                 break;
@@ -266,8 +295,10 @@ impl Iterator for Relabel {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(s) = self.ready.pop_front() {
-                return Some(Ok(s));
+            if self.ended || !self.sort {
+                if let Some(s) = self.ready.pop_front() {
+                    return Some(Ok(s));
+                }
             }
             if self.ended {
                 return self.held.pop().map(|(_, s)| Ok(s));
@@ -277,9 +308,15 @@ impl Iterator for Relabel {
                 Some(Err(e)) => {
                     self.ended = true;
                     self.held.clear();
+                    self.ready.clear();
                     return Some(Err(e));
                 }
-                None => self.ended = true,
+                None => {
+                    self.ended = true;
+                    if self.sort {
+                        self.ready.make_contiguous().sort_by(|a, b| a.labels.cmp(&b.labels));
+                    }
+                }
             }
         }
     }

@@ -21,7 +21,12 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    pub fn new(storage: Arc<dyn Storage>, time_range: TimeRange, external_labels: Labels, component: Component) -> Self {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        time_range: TimeRange,
+        external_labels: Labels,
+        component: Component,
+    ) -> Self {
         LocalStore { storage: ExternalLabels::new(storage, external_labels), time_range, component }
     }
 
@@ -87,10 +92,8 @@ mod tests {
     #[test]
     fn info_follows_the_data() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = DbOptions {
-            head: HeadOptions { chunk_range: HOUR, ..HeadOptions::default() },
-            ..DbOptions::default()
-        };
+        let opts =
+            DbOptions { head: HeadOptions { chunk_range: HOUR, ..HeadOptions::default() }, ..DbOptions::default() };
         let db = Arc::new(Db::open(dir.path(), opts).unwrap());
         let ext = Labels::from_pairs(&[("tenant_id", "a")]);
         let store = LocalStore::for_db(db.clone(), ext.clone(), Component::Receive);

@@ -114,7 +114,10 @@ impl StoreApi {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder().add_routes(self.routes()).serve_with_incoming_shutdown(incoming, shutdown).await
+        tonic::transport::Server::builder()
+            .add_routes(self.routes())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
     }
 
     fn check_ready(&self) -> Result<(), Status> {
