@@ -196,23 +196,18 @@ impl Storage for ExternalLabels {
         }
         let Some(matchers) = self.inner_matchers(&req.matchers) else { return Ok(LabelsAnswer::default()) };
         if let Some(value) = self.labels.get(name) {
-            // As Thanos: the external value, without a read when nothing else is asked, else
-            // if any series matches.
-            let answer = LabelsAnswer::from(vec![value.to_owned()]);
-            if matchers.is_empty() {
-                return Ok(answer);
-            }
-            let probe = SelectRequest {
-                skip_chunks: true,
+            // The external value where the store has matching series. (Thanos answers it
+            // without looking when no other matcher is given, even for a store without data,
+            // such as a receiver's tenant that has not been written to or whose blocks
+            // retention has deleted.)
+            let names = self.inner.label_names(&LabelsRequest {
+                matchers,
                 limit: 1,
-                scope: req.scope.clone(),
-                ..SelectRequest::new(matchers, req.min_time, req.max_time)
-            };
-            let mut set = self.inner.select(&probe)?;
-            return match set.next().transpose()? {
-                Some(_) => Ok(LabelsAnswer { warnings: set.warnings(), ..answer }),
-                None => Ok(LabelsAnswer { values: Vec::new(), warnings: set.warnings() }),
-            };
+                without_replica_labels: Vec::new(),
+                ..req.clone()
+            })?;
+            let values = if names.values.is_empty() { Vec::new() } else { vec![value.to_owned()] };
+            return Ok(LabelsAnswer { values, warnings: names.warnings });
         }
         self.inner.label_values(name, &LabelsRequest { matchers, without_replica_labels: Vec::new(), ..req.clone() })
     }
