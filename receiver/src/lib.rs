@@ -119,14 +119,12 @@ impl Receiver {
     /// Opens existing tenant TSDBs (replaying their WALs) and then reports ready. Writes that
     /// arrive before then get 503, so senders retry them.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReceiveError> {
-        if self.config.shipping.is_some() {
-            if self.config.labels.external.is_empty() {
-                return Err(ReceiveError::Config(
-                    "shipping blocks needs at least one external label to tell this receiver's blocks apart in the \
-                     bucket; add one, e.g. --label 'receive_replica=\"0\"'"
-                        .into(),
-                ));
-            }
+        if self.config.shipping.is_some() && self.config.labels.external.is_empty() {
+            return Err(ReceiveError::Config(
+                "shipping blocks needs at least one external label to tell this receiver's blocks apart in the \
+                 bucket; add one, e.g. --label 'receive_replica=\"0\"'"
+                    .into(),
+            ));
         }
         let rx = self.clone();
         tokio::task::spawn_blocking(move || rx.tenants.open_existing(&rx.config.default_tenant))

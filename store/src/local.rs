@@ -99,7 +99,7 @@ mod tests {
         let store = LocalStore::for_db(db.clone(), ext.clone(), Component::Receive);
         let empty = store.info();
         assert_eq!((empty.min_time, empty.max_time), (i64::MAX, i64::MAX));
-        assert_eq!(empty.label_sets, [ext.clone()]);
+        assert_eq!(empty.label_sets, std::slice::from_ref(&ext));
         assert_eq!(empty.component, Component::Receive);
 
         for t in (HOUR..5 * HOUR).step_by(60_000) {
