@@ -8,9 +8,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 mkdir -p bin
 
-# name → main package; the module version comes from go.mod's require and tool lines.
+# name → main package [build tags]; the module version comes from go.mod's require and tool
+# lines. Thanos's releases are built with `slicelabels` (its .promu.yml): its gRPC code casts
+# wire label slices to Prometheus's labels.Labels, which only holds with that layout; without
+# it the querier panics on the first Info answer that carries label sets.
 peers=(
-    "thanos github.com/thanos-io/thanos/cmd/thanos"
+    "thanos github.com/thanos-io/thanos/cmd/thanos slicelabels"
     "prometheus github.com/prometheus/prometheus/cmd/prometheus"
     "promtool github.com/prometheus/prometheus/cmd/promtool"
     "helm helm.sh/helm/v3/cmd/helm"
@@ -22,8 +25,7 @@ if ! command -v go >/dev/null; then
 fi
 
 for peer in "${peers[@]}"; do
-    name=${peer%% *}
-    pkg=${peer#* }
+    read -r name pkg tags <<<"$peer"
     out=bin/$name
     module=$(go list -m -f '{{.Path}} {{.Version}}' "$(go list -f '{{.Module.Path}}' "$pkg")")
     if [ -x "$out" ] && [ "$out" -nt go.mod ] && [ "$out" -nt go.sum ] && [ "$out" -nt build.sh ]; then
@@ -44,7 +46,7 @@ for peer in "${peers[@]}"; do
     # checkout's git state out of them (a copy without .git builds too); the version stamp is
     # what a release build would carry, so `--version` and the build-info metrics name the
     # release.
-    go build -trimpath -buildvcs=false \
+    go build -trimpath -buildvcs=false -tags "${tags:-}" \
         -ldflags "-X github.com/prometheus/common/version.Version=$version -X github.com/prometheus/common/version.Branch=module -X github.com/prometheus/common/version.Revision=${module%% *}@v${module#* v}" \
         -o "$out.tmp" "$pkg"
     mv "$out.tmp" "$out"

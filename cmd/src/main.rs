@@ -15,7 +15,8 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::ApiState;
 use strata_query::engine::EngineOptions;
-use strata_receiver::{BuildInfo, Receiver, ReceiverConfig, RequestLimits, Shipping};
+use strata_receiver::{BuildInfo, Receiver, ReceiverConfig, RequestLimits, Shipping, TenantLabels};
+use strata_store::server::{SeriesLimits, ServerOptions};
 use strata_tsdb::db::DbOptions;
 use strata_tsdb::wal::WalOptions;
 use tokio::net::TcpListener;
@@ -59,9 +60,16 @@ struct ListenArgs {
     /// Address for /metrics, /-/healthy, /-/ready and the HTTP API.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: SocketAddr,
-    /// Address for gRPC (StoreAPI); reserved, nothing listens on it yet.
+    /// Address of the gRPC StoreAPI (`thanos.Store`) and Info API over every tenant.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: SocketAddr,
+    /// Most series one StoreAPI Series call may answer; more fails the call. 0 disables the limit.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    store_request_series: u64,
+    /// Most samples one StoreAPI Series call may answer (counted from the chunk headers, where
+    /// Thanos counts 120 per chunk); more fails the call. 0 disables the limit.
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    store_request_samples: u64,
 }
 
 #[derive(Args)]
@@ -190,13 +198,13 @@ fn receiver_config(
     t: &ReceiverArgs,
     default_bucket: Option<(PathBuf, (String, String))>,
 ) -> anyhow::Result<ReceiverConfig> {
-    let mut external_labels: BTreeMap<String, String> = t.labels.iter().cloned().collect();
+    let mut external: BTreeMap<String, String> = t.labels.iter().cloned().collect();
     let bucket = match (t.objstore.bucket()?, default_bucket) {
         (Some(b), _) => Some(b),
         (None, Some((dir, label))) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create bucket directory {}", dir.display()))?;
-            if external_labels.is_empty() {
-                external_labels.insert(label.0, label.1);
+            if external.is_empty() {
+                external.insert(label.0, label.1);
             }
             Some(objstore::filesystem_bucket(&dir, "the default local bucket")?)
         }
@@ -218,12 +226,8 @@ fn receiver_config(
             retention: (t.retention > 0).then_some(t.retention),
             ..DbOptions::default()
         },
-        shipping: bucket.map(|bucket| Shipping {
-            bucket,
-            external_labels,
-            tenant_label_name: t.tenant_label_name.clone(),
-            wake: Arc::default(),
-        }),
+        labels: TenantLabels { external, tenant_label_name: t.tenant_label_name.clone() },
+        shipping: bucket.map(|bucket| Shipping { bucket, wake: Arc::default() }),
     })
 }
 
@@ -311,10 +315,20 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
     let http = TcpListener::bind(listen.http_address)
         .await
         .with_context(|| format!("listen on --http-address {}", listen.http_address))?;
+    let grpc = TcpListener::bind(listen.grpc_address)
+        .await
+        .with_context(|| format!("listen on --grpc-address {}", listen.grpc_address))?;
     // The addresses bound, which differ from the flags' for port 0.
     let rw_addr = rw.local_addr().context("remote-write listener address")?;
     let http_addr = http.local_addr().context("HTTP listener address")?;
-    tracing::info!(tsdb_path = %rx.config.tsdb_path.display(), remote_write = %rw_addr, http = %http_addr, "starting receiver");
+    let grpc_addr = grpc.local_addr().context("gRPC listener address")?;
+    tracing::info!(
+        tsdb_path = %rx.config.tsdb_path.display(),
+        remote_write = %rw_addr,
+        http = %http_addr,
+        grpc = %grpc_addr,
+        "starting receiver"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serve = |listener: TcpListener, router: axum::Router, what: &'static str| {
         let mut stop = stop_rx.clone();
@@ -343,6 +357,18 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
         None => rx.http_router(),
     };
     let http_task = serve(http, http_router, "http");
+    let store_options = ServerOptions {
+        limits: SeriesLimits {
+            series: listen.store_request_series,
+            samples: listen.store_request_samples,
+            ..SeriesLimits::default()
+        },
+        ..ServerOptions::default()
+    };
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(rx.store_api(store_options).serve(grpc, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    }));
     let started = Arc::clone(&rx);
     let start = tokio::spawn(async move { started.start().await });
     if standalone {
@@ -360,7 +386,12 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
     }
     tracing::info!("shutting down: finishing in-flight requests, then closing WALs");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(rw_task, http_task);
+    let (_, _, grpc) = tokio::join!(rw_task, http_task, grpc_task);
+    match grpc {
+        Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
+        Err(e) => tracing::error!(error = %e, server = "grpc", "server task failed"),
+        Ok(Ok(())) => {}
+    }
     rx.shutdown().await.context("close WALs")?;
     tracing::info!("shutdown complete");
     Ok(())

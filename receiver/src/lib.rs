@@ -7,6 +7,7 @@ pub mod http;
 pub mod metadata;
 pub mod metrics;
 mod process_metrics;
+pub mod store;
 pub mod tenants;
 mod wal_metrics;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
+use strata_store::server::{ServerOptions, StoreApi};
 use strata_tsdb::db::DbOptions;
 
 pub use error::ReceiveError;
@@ -23,7 +25,7 @@ use metadata::MetadataStore;
 pub use metrics::BuildInfo;
 use metrics::Metrics;
 use tenants::MultiTsdb;
-pub use tenants::Shipping;
+pub use tenants::{Shipping, TenantLabels};
 
 /// How often tenants' blocks are shipped even without a cut (Thanos: 30s).
 const SHIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -60,6 +62,9 @@ pub struct ReceiverConfig {
     pub default_tenant: String,
     pub limits: RequestLimits,
     pub db: DbOptions,
+    /// The `--label`s and the tenant label: the external labels of each tenant's blocks and
+    /// StoreAPI series.
+    pub labels: TenantLabels,
     /// Ship blocks to object storage; `None` keeps them local only.
     pub shipping: Option<Shipping>,
     /// What the binary was built from, for `strata_build_info`.
@@ -76,6 +81,7 @@ impl ReceiverConfig {
             default_tenant: "default-tenant".into(),
             limits: RequestLimits::default(),
             db: DbOptions::default(),
+            labels: TenantLabels::default(),
             shipping: None,
             build: BuildInfo::default(),
         }
@@ -95,7 +101,12 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver that is not ready until [`Receiver::start`] has replayed the WALs.
     pub fn new(config: ReceiverConfig) -> Arc<Self> {
-        let tenants = Arc::new(MultiTsdb::new(&config.tsdb_path, config.db.clone(), config.shipping.clone()));
+        let tenants = Arc::new(MultiTsdb::new(
+            &config.tsdb_path,
+            config.db.clone(),
+            config.labels.clone(),
+            config.shipping.clone(),
+        ));
         Arc::new(Receiver {
             metrics: Metrics::new(tenants.clone(), &config.build),
             tenants,
@@ -108,14 +119,12 @@ impl Receiver {
     /// Opens existing tenant TSDBs (replaying their WALs) and then reports ready. Writes that
     /// arrive before then get 503, so senders retry them.
     pub async fn start(self: &Arc<Self>) -> Result<(), ReceiveError> {
-        if let Some(shipping) = &self.config.shipping {
-            if shipping.external_labels.is_empty() {
-                return Err(ReceiveError::Config(
-                    "shipping blocks needs at least one external label to tell this receiver's blocks apart in the \
-                     bucket; add one, e.g. --label 'receive_replica=\"0\"'"
-                        .into(),
-                ));
-            }
+        if self.config.shipping.is_some() && self.config.labels.external.is_empty() {
+            return Err(ReceiveError::Config(
+                "shipping blocks needs at least one external label to tell this receiver's blocks apart in the \
+                 bucket; add one, e.g. --label 'receive_replica=\"0\"'"
+                    .into(),
+            ));
         }
         let rx = self.clone();
         tokio::task::spawn_blocking(move || rx.tenants.open_existing(&rx.config.default_tenant))
@@ -152,6 +161,14 @@ impl Receiver {
             .map_err(|e| ReceiveError::Internal(format!("closing TSDBs failed: {e}")))??;
         self.tenants.ship().await;
         Ok(())
+    }
+
+    /// The StoreAPI and Info over every tenant (component `receive`), answering `Unavailable`
+    /// until the WALs are replayed, its calls counted in the receiver's metrics.
+    pub fn store_api(self: &Arc<Self>, options: ServerOptions) -> StoreApi {
+        let store = Arc::new(store::ReceiverStore::new(self.tenants.clone()));
+        let rx = Arc::clone(self);
+        StoreApi::new(store, options, self.metrics.grpc.clone()).with_readiness(Arc::new(move || rx.is_ready()))
     }
 
     /// The remote-write listener's routes.

@@ -1,6 +1,7 @@
 //! `/metrics`, the process's one registry: HTTP request counters and durations (the receiver's
-//! and, in standalone, the query API's), the per-tenant TSDB metrics under Prometheus's names,
-//! the shipper's under Thanos's, `process_*` and `strata_build_info`.
+//! and, in standalone, the query API's), the StoreAPI server's `grpc_server_*`, the per-tenant
+//! TSDB metrics under Prometheus's names, the shipper's under Thanos's, `process_*` and
+//! `strata_build_info`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use strata_store::server::ServerMetrics;
 use strata_tsdb::head::AppendOutcome;
 
 use crate::tenants::MultiTsdb;
@@ -51,6 +53,8 @@ impl Default for BuildInfo {
 /// registry adds one.
 pub struct Metrics {
     registry: Registry,
+    /// The StoreAPI server's `grpc_server_*` metrics.
+    pub grpc: ServerMetrics,
     http_requests: Family<RequestLabels, Counter>,
     http_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     refused_samples: Family<RequestLabels, Counter>,
@@ -91,7 +95,8 @@ impl Metrics {
         );
         registry.register_collector(Box::new(TsdbCollector { tenants }));
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
-        Metrics { registry, http_requests, http_request_duration, refused_samples }
+        let grpc = ServerMetrics::new(&mut registry);
+        Metrics { registry, grpc, http_requests, http_request_duration, refused_samples }
     }
 
     /// Counts a request and its duration under Thanos's names and labels: `handler` is the
@@ -310,7 +315,7 @@ mod tests {
     #[test]
     fn requests_process_and_build_are_exported() {
         let dir = tempfile::tempdir().unwrap();
-        let tenants = Arc::new(MultiTsdb::new(dir.path(), Default::default(), None));
+        let tenants = Arc::new(MultiTsdb::new(dir.path(), Default::default(), Default::default(), None));
         let build = BuildInfo {
             version: "1.2.3".into(),
             revision: "abc123".into(),

@@ -1,17 +1,16 @@
 //! Per-tenant TSDBs: one directory `<tsdb.path>/<tenant>/` each, opened at start or on the
 //! tenant's first write.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use std::collections::BTreeMap;
 
 use strata_shipper::{Bucket, Shipper};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
+use strata_store::merge_sorted_sets;
 use strata_tsdb::db::{Db, DbOptions};
-use strata_tsdb::querier::{merge_series_sets, SeriesIter};
 
 use crate::error::ReceiveError;
 
@@ -21,24 +20,45 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
     !tenant.is_empty() && tenant != "." && tenant != ".." && !tenant.contains(['/', '\\', '\0'])
 }
 
-/// Where and how tenants' blocks are shipped.
+/// The external labels of the receiver's data: each tenant's are the receiver's `--label`s plus
+/// `<tenant_label_name>="<tenant>"`. Its blocks carry them in `meta.json` and the StoreAPI adds
+/// them to every series.
+#[derive(Debug, Clone)]
+pub struct TenantLabels {
+    /// `--label` flags.
+    pub external: BTreeMap<String, String>,
+    /// `--receive.tenant-label-name` (`tenant_id`).
+    pub tenant_label_name: String,
+}
+
+impl Default for TenantLabels {
+    /// No `--label`s; Thanos's tenant label name.
+    fn default() -> Self {
+        TenantLabels { external: BTreeMap::new(), tenant_label_name: "tenant_id".into() }
+    }
+}
+
+impl TenantLabels {
+    /// The external labels of `tenant`'s data (the tenant label wins over a `--label` of the same
+    /// name, as in Thanos).
+    pub fn of(&self, tenant: &str) -> BTreeMap<String, String> {
+        let mut labels = self.external.clone();
+        labels.insert(self.tenant_label_name.clone(), tenant.to_owned());
+        labels
+    }
+}
+
+/// Where tenants' blocks are shipped.
 #[derive(Clone)]
 pub struct Shipping {
     pub bucket: Bucket,
-    /// `--label` flags; must not be empty.
-    pub external_labels: BTreeMap<String, String>,
-    /// Added to each tenant's external labels with the tenant as value (`tenant_id`).
-    pub tenant_label_name: String,
     /// Woken after every block cut, so blocks are shipped right away.
     pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Shipping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shipping")
-            .field("external_labels", &self.external_labels)
-            .field("tenant_label_name", &self.tenant_label_name)
-            .finish_non_exhaustive()
+        f.debug_struct("Shipping").finish_non_exhaustive()
     }
 }
 
@@ -46,6 +66,7 @@ impl std::fmt::Debug for Shipping {
 pub struct MultiTsdb {
     dir: PathBuf,
     opts: DbOptions,
+    labels: TenantLabels,
     shipping: Option<Shipping>,
     tenants: RwLock<HashMap<String, Arc<Db>>>,
     shippers: RwLock<HashMap<String, Arc<Shipper>>>,
@@ -54,10 +75,11 @@ pub struct MultiTsdb {
 }
 
 impl MultiTsdb {
-    pub fn new(dir: &Path, opts: DbOptions, shipping: Option<Shipping>) -> Self {
+    pub fn new(dir: &Path, opts: DbOptions, labels: TenantLabels, shipping: Option<Shipping>) -> Self {
         MultiTsdb {
             dir: dir.to_owned(),
             opts,
+            labels,
             shipping,
             tenants: RwLock::default(),
             shippers: RwLock::default(),
@@ -106,10 +128,8 @@ impl MultiTsdb {
         let dir = self.dir.join(tenant);
         let db = Arc::new(Db::open(&dir, self.opts.clone())?);
         if let Some(shipping) = &self.shipping {
-            let mut labels = shipping.external_labels.clone();
-            labels.insert(shipping.tenant_label_name.clone(), tenant.to_owned());
             let shipper = Arc::new(
-                Shipper::new(shipping.bucket.clone(), &dir, labels, "receive")
+                Shipper::new(shipping.bucket.clone(), &dir, self.labels.of(tenant), "receive")
                     .map_err(|e| ReceiveError::Internal(e.to_string()))?,
             );
             // Local retention deletes only blocks that are in the bucket.
@@ -124,6 +144,10 @@ impl MultiTsdb {
         db.maybe_cut();
         self.tenants.write().insert(tenant.to_owned(), db.clone());
         Ok(db)
+    }
+
+    pub fn labels(&self) -> &TenantLabels {
+        &self.labels
     }
 
     /// Every open tenant, sorted by name.
@@ -163,36 +187,58 @@ impl MultiTsdb {
     }
 }
 
-/// Queries see every tenant's series; a label set present in several tenants is one series.
-/// (Tenancy enforcement on the query path comes with the querier.)
+/// Queries see every tenant's series as written, without external labels; a label set present
+/// in several tenants is one series. (The StoreAPI's view, with each tenant's labels, is
+/// [`crate::store::ReceiverStore`].)
 impl Storage for MultiTsdb {
     fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
-        let mut sets: Vec<SeriesIter> = Vec::new();
-        for (_, db) in self.all() {
-            sets.push(db.select(&req.matchers, req.min_time, req.max_time, req.skip_chunks)?);
-        }
-        Ok(SeriesSet::from_local(merge_series_sets(sets), req))
+        merged_select(self.all().into_iter().map(|(_, db)| db as Arc<dyn Storage>), req)
     }
 
     fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
-        let mut all = std::collections::BTreeSet::new();
-        for (_, db) in self.all() {
-            all.extend(db.label_names(&req.matchers, req.min_time, req.max_time)?);
-        }
-        let mut names = all.into_iter().collect();
-        req.truncate(&mut names);
-        Ok(LabelsAnswer::from(names))
+        merged_labels(self.all().into_iter().map(|(_, db)| db as Arc<dyn Storage>), req, |s| s.label_names(req))
     }
 
     fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
-        let mut all = std::collections::BTreeSet::new();
-        for (_, db) in self.all() {
-            all.extend(db.label_values(name, &req.matchers, req.min_time, req.max_time)?);
-        }
-        let mut values = all.into_iter().collect();
-        req.truncate(&mut values);
-        Ok(LabelsAnswer::from(values))
+        merged_labels(self.all().into_iter().map(|(_, db)| db as Arc<dyn Storage>), req, |s| s.label_values(name, req))
     }
+}
+
+/// The series of every storage, merged (sorted, one series per label set), at most `req.limit`.
+pub(crate) fn merged_select(
+    stores: impl Iterator<Item = Arc<dyn Storage>>,
+    req: &SelectRequest,
+) -> Result<SeriesSet, StorageError> {
+    let sets = stores.map(|s| s.select(req)).collect::<Result<Vec<_>, _>>()?;
+    let merged = merge_sorted_sets(sets);
+    if req.limit == 0 {
+        return Ok(merged);
+    }
+    // Each set holds its first `limit` series, so the merge's first `limit` are among them.
+    let warnings = merged.warnings_handle();
+    Ok(SeriesSet::with_warnings(merged.take(req.limit), warnings))
+}
+
+/// The names or values `ask` finds in every storage: sorted, distinct, at most `req.limit`.
+pub(crate) fn merged_labels(
+    stores: impl Iterator<Item = Arc<dyn Storage>>,
+    req: &LabelsRequest,
+    ask: impl Fn(&dyn Storage) -> Result<LabelsAnswer, StorageError>,
+) -> Result<LabelsAnswer, StorageError> {
+    let mut values = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for store in stores {
+        let answer = ask(store.as_ref())?;
+        values.extend(answer.values);
+        for w in answer.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    let mut values = values.into_iter().collect();
+    req.truncate(&mut values);
+    Ok(LabelsAnswer { values, warnings })
 }
 
 #[cfg(test)]
@@ -204,7 +250,7 @@ mod tests {
     #[test]
     fn queries_merge_the_tenants() {
         let dir = tempfile::tempdir().unwrap();
-        let tsdbs = MultiTsdb::new(dir.path(), DbOptions::default(), None);
+        let tsdbs = MultiTsdb::new(dir.path(), DbOptions::default(), TenantLabels::default(), None);
         for (tenant, instances, t) in [("a", ["1", "3"], 1000), ("b", ["2", "3"], 2000)] {
             let db = tsdbs.get_or_open(tenant).unwrap();
             let mut app = db.appender();

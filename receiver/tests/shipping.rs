@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use strata_proto::prometheus as v1;
-use strata_receiver::{Receiver, ReceiverConfig, Shipping};
+use strata_receiver::{Receiver, ReceiverConfig, Shipping, TenantLabels};
 use strata_testkit::wait_for_async;
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::db::DbOptions;
@@ -21,10 +21,12 @@ fn config(dir: &std::path::Path, bucket_dir: &std::path::Path, labels: &[(&str, 
     let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {:?}\n", bucket_dir.display().to_string());
     ReceiverConfig {
         db: DbOptions { retention: Some(3_600_000), ..DbOptions::default() },
+        labels: TenantLabels {
+            external: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..TenantLabels::default()
+        },
         shipping: Some(Shipping {
             bucket: strata_shipper::parse_objstore_config(&yaml, "test").unwrap().build().unwrap(),
-            external_labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            tenant_label_name: "tenant_id".into(),
             wake: Default::default(),
         }),
         ..ReceiverConfig::new(dir)

@@ -5,13 +5,18 @@
 
 pub mod convert;
 pub mod endpoints;
+pub mod external;
+pub mod local;
 pub mod proxy;
 pub mod remote;
+pub mod server;
 
 use std::sync::Arc;
 
-use strata_storage::Storage;
+use parking_lot::Mutex;
+use strata_storage::{SeriesSet, Storage, StorageError, Warnings};
 use strata_tsdb::labels::Labels;
+use strata_tsdb::querier::SeriesIter;
 pub use tokio_util::sync::CancellationToken;
 
 /// A source of series that can say what it holds: the Info API's view of it.
@@ -86,4 +91,55 @@ impl Component {
             _ => return None,
         })
     }
+}
+
+/// The answer Thanos's TSDB store gives a series request whose matchers are all on external
+/// labels (or that has none): the TSDB would have to read every series.
+pub fn no_matchers_error() -> StorageError {
+    StorageError::InvalidArgument("no matchers specified (excluding external labels)".to_owned())
+}
+
+/// Merges sets of the read interface, each sorted, into one sorted set with
+/// [`strata_tsdb::querier::merge_series_sets`]: series with equal labels become one (earlier sets
+/// win samples at equal timestamps), and the warnings of every set are the merged set's once it
+/// has ended. An error of any set ends the merged set with that error.
+pub fn merge_sorted_sets(mut sets: Vec<SeriesSet>) -> SeriesSet {
+    if sets.len() == 1 {
+        if let Some(only) = sets.pop() {
+            return only;
+        }
+    }
+    // The tsdb merge carries tsdb errors: an input's own error waits here while a stand-in
+    // travels through the merge, and takes its place again on the way out.
+    let failed: Arc<Mutex<Option<StorageError>>> = Arc::default();
+    let inputs: Vec<Warnings> = sets.iter().map(SeriesSet::warnings_handle).collect();
+    let iters: Vec<SeriesIter> = sets
+        .into_iter()
+        .map(|set| {
+            let failed = failed.clone();
+            Box::new(set.map(move |s| {
+                s.map_err(|e| {
+                    let stand_in = strata_tsdb::Error::CorruptChunk(e.to_string());
+                    *failed.lock() = Some(e);
+                    stand_in
+                })
+            })) as SeriesIter
+        })
+        .collect();
+    let merged = strata_tsdb::querier::merge_series_sets(iters);
+    let warnings = Warnings::default();
+    let out = warnings.clone();
+    let mut ended = false;
+    let series = merged
+        .map(move |s| s.map_err(|e| failed.lock().take().unwrap_or_else(|| StorageError::from(e))))
+        .chain(std::iter::from_fn(move || {
+            if !ended {
+                ended = true;
+                for w in inputs.iter().flat_map(Warnings::get) {
+                    out.add(w);
+                }
+            }
+            None
+        }));
+    SeriesSet::with_warnings(series, warnings)
 }
