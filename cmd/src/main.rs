@@ -2,6 +2,7 @@
 
 mod logging;
 mod objstore;
+mod query;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ enum Command {
     /// Everything in one process on one machine (for now: the receiver with local defaults and
     /// the query API over its tenants).
     Standalone(StandaloneArgs),
+    /// PromQL over many StoreAPI endpoints, with HA deduplication (Thanos's querier).
+    Query(query::QueryCmdArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -139,7 +142,7 @@ struct StandaloneArgs {
 
 /// PromQL settings (Thanos `query` flag names).
 #[derive(Args)]
-struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// Longest a query may run; a request's `timeout` parameter can only shorten it.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration_flag)]
     timeout: i64,
@@ -151,17 +154,17 @@ struct QueryArgs {
     max_samples: usize,
 }
 
-/// What the query API needs besides the receiver's tenants.
-struct QuerySetup {
-    engine: EngineOptions,
-    flags: BTreeMap<String, String>,
-    retention: String,
+/// What the query API needs besides its storage.
+pub(crate) struct QuerySetup {
+    pub(crate) engine: EngineOptions,
+    pub(crate) flags: BTreeMap<String, String>,
+    pub(crate) retention: String,
 }
 
-/// The query API's settings for `standalone`, and its command line for /api/v1/status/flags.
-fn query_setup(q: &QueryArgs, matches: &clap::ArgMatches) -> QuerySetup {
+/// The query API's settings for `subcommand`, and its command line for /api/v1/status/flags.
+pub(crate) fn query_setup(q: &QueryArgs, matches: &clap::ArgMatches, subcommand: &str) -> QuerySetup {
     let cli = Cli::command();
-    let flags = match (cli.find_subcommand("standalone"), matches.subcommand_matches("standalone")) {
+    let flags = match (cli.find_subcommand(subcommand), matches.subcommand_matches(subcommand)) {
         (Some(sub), Some(m)) => flag_values(&cli, sub, m),
         _ => BTreeMap::new(),
     };
@@ -259,13 +262,13 @@ fn parse_label_flag(s: &str) -> Result<(String, String), String> {
 }
 
 /// A Prometheus duration flag (`15d`, `1h30m`), in milliseconds.
-fn parse_duration_flag(s: &str) -> Result<i64, strata_tsdb::gotext::DurationError> {
+pub(crate) fn parse_duration_flag(s: &str) -> Result<i64, strata_tsdb::gotext::DurationError> {
     // At most 2^63 - 1 ns, so the milliseconds fit.
     strata_tsdb::gotext::parse_duration(s).map(|d| d.as_millis() as i64)
 }
 
 /// What this binary was built from (see build.rs).
-fn build_info() -> BuildInfo {
+pub(crate) fn build_info() -> BuildInfo {
     BuildInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         revision: env!("STRATA_REVISION").to_owned(),
@@ -298,8 +301,9 @@ fn main() -> anyhow::Result<()> {
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join(BUCKET_DIR), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join(RECEIVE_DIR), &a.receiver, Some(default_bucket))?;
-                run_receiver(config, &a.listen, Some(query_setup(&a.query, &matches))).await
+                run_receiver(config, &a.listen, Some(query_setup(&a.query, &matches, "standalone"))).await
             }
+            Command::Query(a) => query::run(a, &matches).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })
@@ -330,25 +334,7 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
         "starting receiver"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serve = |listener: TcpListener, router: axum::Router, what: &'static str| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            // As Go's net/http: replies go out without waiting on Nagle's algorithm.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
-                }
-            });
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, server = what, "server failed");
-            }
-        })
-    };
+    let serve = |listener, router, what| serve_http(listener, router, stop_rx.clone(), what);
     // Listen before replaying: writes during replay get 503 and probes report not ready.
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
     let standalone = query.is_some();
@@ -397,6 +383,31 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
     Ok(())
 }
 
+/// Serves `router` on `listener` until `stop` turns true, then lets requests in flight finish.
+fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // As Go's net/http: replies go out without waiting on Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, server = what, "server failed");
+        }
+    })
+}
+
 /// The query API over all tenants, not ready while the receiver replays WALs, its requests
 /// counted in the receiver's metrics.
 fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
@@ -414,7 +425,7 @@ fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
     strata_query::api::router(state)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

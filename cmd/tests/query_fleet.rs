@@ -47,7 +47,6 @@ fn wait_for_count(addr: &str, query: &str, t: i64, n: usize) {
 }
 
 #[test]
-#[ignore = "strata query is not wired yet"]
 fn the_global_view_answers_as_one_prometheus() {
     let (sections, known) = corpus::load("known_differences.md");
     let work = tempfile::tempdir().expect("temp dir");

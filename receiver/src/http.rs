@@ -25,7 +25,12 @@ pub async fn ready(State(rx): State<Arc<Receiver>>) -> Response {
 }
 
 pub async fn metrics(State(rx): State<Arc<Receiver>>) -> Response {
-    match rx.metrics.render() {
+    metrics_response(&rx.metrics)
+}
+
+/// `/metrics` of any strata process: `metrics` in the OpenMetrics text format.
+pub fn metrics_response(metrics: &crate::metrics::Metrics) -> Response {
+    match metrics.render() {
         Ok(body) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
             .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response(),

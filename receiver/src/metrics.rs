@@ -61,7 +61,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A receiver's metrics: the process's, and the head and WAL counters of every tenant.
     pub fn new(tenants: Arc<MultiTsdb>, build: &BuildInfo) -> Self {
+        let mut metrics = Metrics::for_process(build);
+        metrics.registry.register_collector(Box::new(TsdbCollector { tenants }));
+        metrics
+    }
+
+    /// What every strata process exports: HTTP requests, build info, process resources and the
+    /// StoreAPI server's gRPC metrics. Components add theirs through [`Metrics::registry_mut`].
+    pub fn for_process(build: &BuildInfo) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "Tracks the number of HTTP requests", http_requests.clone());
@@ -93,7 +102,6 @@ impl Metrics {
              strata was built",
             build_info,
         );
-        registry.register_collector(Box::new(TsdbCollector { tenants }));
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         let grpc = ServerMetrics::new(&mut registry);
         Metrics { registry, grpc, http_requests, http_request_duration, refused_samples }
@@ -125,6 +133,11 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// The registry, for a component's own metrics.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// The registry in the text exposition format.

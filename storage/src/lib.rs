@@ -57,6 +57,15 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// No metadata: for a process that holds none (a querier, until it asks its stores).
+pub struct NoMetadata;
+
+impl MetadataSource for NoMetadata {
+    fn metadata(&self, _metric: Option<&str>) -> Vec<(String, Vec<MetricMetadata>)> {
+        Vec::new()
+    }
+}
+
 /// A source of metric metadata. It lives here, beside [`Storage`], so that the query API can
 /// read what the receiver (or later a remote store) keeps without depending on it.
 pub trait MetadataSource: Send + Sync {
