@@ -32,6 +32,6 @@ fn promql_answers_match_prometheus() {
         corpus::assert_holds_all(addr, t0, data.len());
     }
     let names = ("strata", "Prometheus");
-    let (outcomes, elapsed) = corpus::run(&sections, t0, servers.strata.http(), servers.prometheus.http(), names);
-    corpus::report(names, &sections, &known, &outcomes, data.len(), samples, elapsed, t0);
+    let run = corpus::run(&sections, t0, servers.strata.http(), servers.prometheus.http(), names);
+    corpus::report(names, &sections, &known, &run, data.len(), samples, t0);
 }

@@ -106,12 +106,12 @@ fn the_global_view_answers_as_one_prometheus() {
     }
 
     let names = ("strata query (chain dedup over two replicas with gaps)", "Prometheus");
-    let (outcomes, elapsed) = corpus::run(&sections, t0, chain.http(), prometheus.http(), names);
-    corpus::report(names, &sections, &known, &outcomes, data.len(), samples, elapsed, t0);
+    let run = corpus::run(&sections, t0, chain.http(), prometheus.http(), names);
+    corpus::report(names, &sections, &known, &run, data.len(), samples, t0);
 
     let names = ("strata query over thanos receive", "Prometheus");
-    let (outcomes, elapsed) = corpus::run(&sections, t0, over_thanos.http(), prometheus.http(), names);
-    corpus::report(names, &sections, &known, &outcomes, data.len(), samples, elapsed, t0);
+    let run = corpus::run(&sections, t0, over_thanos.http(), prometheus.http(), names);
+    corpus::report(names, &sections, &known, &run, data.len(), samples, t0);
 
     // The stores page lists both replicas, healthy, with their external labels.
     let stores = http::get_json(chain.http(), "/api/v1/stores").expect("stores");

@@ -606,7 +606,7 @@ pub type Names = (&'static str, &'static str);
 
 /// Asks every corpus query of `sections` of both servers (`ours` and `theirs`, HTTP addresses)
 /// at the section's evaluation times, `WORKERS` queries at a time; returns what differed.
-pub fn run(sections: &[Section], t0: i64, ours: &str, theirs: &str, names: Names) -> (Vec<Outcome>, Duration) {
+pub fn run(sections: &[Section], t0: i64, ours: &str, theirs: &str, names: Names) -> Run {
     let jobs: Vec<(usize, &str)> =
         sections.iter().enumerate().flat_map(|(i, s)| s.queries.iter().map(move |q| (i, q.as_str()))).collect();
     let next = AtomicUsize::new(0);
@@ -638,7 +638,13 @@ pub fn run(sections: &[Section], t0: i64, ours: &str, theirs: &str, names: Names
             });
         }
     });
-    (outcomes.into_inner().expect("outcomes lock"), started.elapsed())
+    Run { outcomes: outcomes.into_inner().expect("outcomes lock"), elapsed: started.elapsed() }
+}
+
+/// What [`run`] found, and how long it took.
+pub struct Run {
+    pub outcomes: Vec<Outcome>,
+    pub elapsed: Duration,
 }
 
 /// Fails unless `addr` answers that it holds every one of the `n` series of the data set, so
@@ -680,12 +686,12 @@ pub fn report(
     names: Names,
     sections: &[Section],
     known: &BTreeMap<String, String>,
-    outcomes: &[Outcome],
+    run: &Run,
     series: usize,
     samples: usize,
-    elapsed: Duration,
     t0: i64,
 ) {
+    let (outcomes, elapsed) = (&run.outcomes, run.elapsed);
     let evaluations: usize = outcomes.iter().map(|o| o.evaluations).sum();
     println!(
         "{} queries, {evaluations} evaluations against each server in {elapsed:.1?}; data: {series} series, {samples} samples from t0 = {} s",
