@@ -14,10 +14,12 @@ use anyhow::Context;
 use axum::serve::ListenerExt as _;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use strata_query::api::ApiState;
+use strata_query::api::{ApiState, QuerierOptions};
 use strata_query::engine::EngineOptions;
 use strata_receiver::{BuildInfo, Receiver, ReceiverConfig, RequestLimits, Shipping, TenantLabels};
+use strata_store::proxy::{Proxy, ProxyOptions, StoreRef};
 use strata_store::server::{SeriesLimits, ServerOptions};
+use strata_store::Component;
 use strata_tsdb::db::DbOptions;
 use strata_tsdb::wal::WalOptions;
 use tokio::net::TcpListener;
@@ -138,6 +140,8 @@ struct StandaloneArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     query: QueryArgs,
+    #[command(flatten)]
+    querier: query::QuerierFlags,
 }
 
 /// PromQL settings (Thanos `query` flag names).
@@ -157,12 +161,18 @@ pub(crate) struct QueryArgs {
 /// What the query API needs besides its storage.
 pub(crate) struct QuerySetup {
     pub(crate) engine: EngineOptions,
+    pub(crate) querier: QuerierOptions,
     pub(crate) flags: BTreeMap<String, String>,
     pub(crate) retention: String,
 }
 
 /// The query API's settings for `subcommand`, and its command line for /api/v1/status/flags.
-pub(crate) fn query_setup(q: &QueryArgs, matches: &clap::ArgMatches, subcommand: &str) -> QuerySetup {
+pub(crate) fn query_setup(
+    q: &QueryArgs,
+    querier: &query::QuerierFlags,
+    matches: &clap::ArgMatches,
+    subcommand: &str,
+) -> QuerySetup {
     let cli = Cli::command();
     let flags = match (cli.find_subcommand(subcommand), matches.subcommand_matches(subcommand)) {
         (Some(sub), Some(m)) => flag_values(&cli, sub, m),
@@ -174,6 +184,7 @@ pub(crate) fn query_setup(q: &QueryArgs, matches: &clap::ArgMatches, subcommand:
             max_samples: q.max_samples,
             timeout: std::time::Duration::from_millis(u64::try_from(q.timeout).unwrap_or(0)),
         },
+        querier: querier.options(),
         retention: flags.get("tsdb.retention").cloned().unwrap_or_default(),
         flags,
     }
@@ -301,7 +312,7 @@ fn main() -> anyhow::Result<()> {
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join(BUCKET_DIR), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join(RECEIVE_DIR), &a.receiver, Some(default_bucket))?;
-                run_receiver(config, &a.listen, Some(query_setup(&a.query, &matches, "standalone"))).await
+                run_receiver(config, &a.listen, Some(query_setup(&a.query, &a.querier, &matches, "standalone"))).await
             }
             Command::Query(a) => query::run(a, &matches).await,
             Command::Tools(a) => tools::run(a).await,
@@ -408,10 +419,15 @@ fn serve_http(
     })
 }
 
-/// The query API over all tenants, not ready while the receiver replays WALs, its requests
-/// counted in the receiver's metrics.
+/// The query API over all tenants, through the proxy as `strata query` reads (each tenant's
+/// series with its tenant label and the `--label`s), not ready while the receiver replays WALs,
+/// its requests counted in the receiver's metrics.
 fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
-    let mut state = ApiState::new(rx.tenants.clone(), rx.metadata.clone(), q.engine);
+    let tenants = Arc::new(strata_receiver::store::ReceiverStore::new(rx.tenants.clone()));
+    let stores = vec![StoreRef::local("receive", tenants)];
+    let proxy = Proxy::new(Arc::new(stores), ProxyOptions { component: Component::Query, response_timeout: None });
+    let mut state = ApiState::new(Arc::new(proxy), rx.metadata.clone(), q.engine);
+    state.querier = q.querier;
     state.flags = q.flags;
     state.storage_retention = q.retention;
     state.build_revision = rx.config.build.revision.clone();
@@ -478,6 +494,14 @@ mod tests {
         }
         let banner = standalone_banner("[::]:19291".parse().unwrap(), "[::1]:10902".parse().unwrap());
         assert!(banner.contains("http://localhost:19291/api/v1/receive") && banner.contains("http://[::1]:10902/"));
+    }
+
+    /// clap checks a command line's definition (unique ids, valid defaults) only when it is
+    /// used; this checks every subcommand's at once.
+    #[test]
+    fn command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 
     #[test]

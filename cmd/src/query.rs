@@ -46,6 +46,16 @@ pub struct QueryCmdArgs {
     /// then decides); 0 waits for as long as the query may run.
     #[arg(long = "store.response-timeout", default_value = "0ms", value_parser = parse_duration_flag)]
     response_timeout: i64,
+    #[command(flatten)]
+    querier: QuerierFlags,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+/// Deduplication, partial response, downsampling and tenancy of the query API (Thanos's querier
+/// flags), for `query` and `standalone`.
+#[derive(Args)]
+pub(crate) struct QuerierFlags {
     /// A label that tells replicas of the same series apart; series equal without these labels
     /// are merged into one. Repeatable.
     #[arg(long = "query.replica-label")]
@@ -63,19 +73,32 @@ pub struct QueryCmdArgs {
     #[arg(long = "query.auto-downsampling")]
     auto_downsampling: bool,
     /// HTTP header naming the tenant of a request.
-    #[arg(long = "query.tenant-header", default_value = strata_query::api::DEFAULT_TENANT_HEADER)]
+    #[arg(id = "query_tenant_header", long = "query.tenant-header", default_value = strata_query::api::DEFAULT_TENANT_HEADER)]
     tenant_header: String,
     /// Tenant of requests without the tenant header.
-    #[arg(long = "query.default-tenant-id", default_value = strata_query::api::DEFAULT_TENANT)]
+    #[arg(id = "query_default_tenant", long = "query.default-tenant-id", default_value = strata_query::api::DEFAULT_TENANT)]
     default_tenant: String,
     /// Label that holds a series' tenant.
-    #[arg(long = "query.tenant-label-name", default_value = strata_query::api::DEFAULT_TENANT_LABEL)]
+    #[arg(id = "query_tenant_label", long = "query.tenant-label-name", default_value = strata_query::api::DEFAULT_TENANT_LABEL)]
     tenant_label: String,
     /// Limit every read of a request to its tenant's series.
     #[arg(long = "query.enforce-tenancy")]
     enforce_tenancy: bool,
-    #[command(flatten)]
-    query: QueryArgs,
+}
+
+impl QuerierFlags {
+    pub(crate) fn options(&self) -> QuerierOptions {
+        QuerierOptions {
+            replica_labels: self.replica_labels.clone(),
+            dedup_func: self.dedup_func,
+            partial_response: self.partial_response,
+            auto_downsampling: self.auto_downsampling,
+            tenant_header: self.tenant_header.clone(),
+            default_tenant: self.default_tenant.clone(),
+            tenant_label: self.tenant_label.clone(),
+            enforce_tenancy: self.enforce_tenancy,
+        }
+    }
 }
 
 fn parse_dedup_func(s: &str) -> Result<DedupFunc, String> {
@@ -113,22 +136,13 @@ pub async fn run(a: QueryCmdArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         http = %http.local_addr().context("HTTP listener address")?,
         grpc = %grpc.local_addr().context("gRPC listener address")?,
         endpoints = ?a.endpoints,
-        replica_labels = ?a.replica_labels,
+        replica_labels = ?a.querier.replica_labels,
         "starting querier"
     );
 
-    let setup = query_setup(&a.query, matches, "query");
+    let setup = query_setup(&a.query, &a.querier, matches, "query");
     let mut state = ApiState::new(proxy.clone(), Arc::new(NoMetadata), setup.engine);
-    state.querier = QuerierOptions {
-        replica_labels: a.replica_labels.clone(),
-        dedup_func: a.dedup_func,
-        partial_response: a.partial_response,
-        auto_downsampling: a.auto_downsampling,
-        tenant_header: a.tenant_header.clone(),
-        default_tenant: a.default_tenant.clone(),
-        tenant_label: a.tenant_label.clone(),
-        enforce_tenancy: a.enforce_tenancy,
-    };
+    state.querier = setup.querier;
     state.flags = setup.flags;
     state.build_revision = build.revision.clone();
     state.build_branch = build.branch.clone();

@@ -14,24 +14,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{corpus, remote_write, spawn_reference_prometheus, strata_bin};
-use strata_proto::prometheus as v1;
+use common::{corpus, remote_write, spawn_reference_prometheus, strata_bin, with_labels};
 use strata_testkit::{http, peer, wait_for, Fleet, Node};
 
 /// The data windows (ten minutes each, see `corpus::write_requests`) during which replica a and
 /// replica b are down.
 const A_DOWN: usize = 3;
 const B_DOWN: usize = 8;
-
-/// `req` with `tenant_id="default-tenant"` added to every series, as a receiver stores it.
-fn with_tenant_label(req: &v1::WriteRequest) -> v1::WriteRequest {
-    let mut req = req.clone();
-    for ts in &mut req.timeseries {
-        ts.labels.push(v1::Label { name: "tenant_id".into(), value: "default-tenant".into() });
-        ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-    req
-}
 
 /// Waits until the querier at `addr` answers `query` with `n` as the single value.
 fn wait_for_count(addr: &str, query: &str, t: i64, n: usize) {
@@ -87,7 +76,7 @@ fn the_global_view_answers_as_one_prometheus() {
             }
         }
         remote_write(&thanos_slot.remote_write, "/api/v1/receive", req);
-        remote_write(prometheus.http(), "/api/v1/write", &with_tenant_label(req));
+        remote_write(prometheus.http(), "/api/v1/write", &with_labels(req, &[("tenant_id", "default-tenant")]));
     }
     corpus::assert_holds_all(prometheus.http(), t0, data.len());
 

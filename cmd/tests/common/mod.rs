@@ -36,6 +36,27 @@ pub fn remote_write(addr: &str, path: &str, req: &strata_proto::prometheus::Writ
     assert!((200..300).contains(&status), "remote write to {addr}{path}: {status} {text}");
 }
 
+/// `req` with `labels` added to every series (kept sorted): what a store adds as external labels.
+pub fn with_labels(
+    req: &strata_proto::prometheus::WriteRequest,
+    labels: &[(&str, &str)],
+) -> strata_proto::prometheus::WriteRequest {
+    let mut req = req.clone();
+    for ts in &mut req.timeseries {
+        ts.labels.extend(
+            labels
+                .iter()
+                .map(|(name, value)| strata_proto::prometheus::Label { name: (*name).into(), value: (*value).into() }),
+        );
+        ts.labels.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    req
+}
+
+/// The external labels every series of a `strata standalone` carries by default: the tenant's
+/// label and the default `--label` of its blocks.
+pub const STANDALONE_LABELS: [(&str, &str); 2] = [("receive", "standalone"), ("tenant_id", "default-tenant")];
+
 /// A label set, sorted by name.
 pub type LabelSet = Vec<(String, String)>;
 
@@ -136,9 +157,10 @@ impl StrataAndPrometheus {
         both
     }
 
-    /// Remote-writes `req` to both.
+    /// Remote-writes `req` to both; Prometheus's copy carries the labels strata adds
+    /// ([`STANDALONE_LABELS`]), so that both hold the same series.
     pub fn write_both(&self, req: &strata_proto::prometheus::WriteRequest) {
         remote_write(&self.strata.slot.remote_write, "/api/v1/receive", req);
-        remote_write(self.prometheus.http(), "/api/v1/write", req);
+        remote_write(self.prometheus.http(), "/api/v1/write", &with_labels(req, &STANDALONE_LABELS));
     }
 }
