@@ -250,6 +250,22 @@ async fn query_page() {
 }
 
 #[tokio::test]
+async fn stores_page_and_api() {
+    let api = api();
+    let page = api.get("/stores").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type, "text/html; charset=utf-8");
+    assert!(page.body.contains("static/stores.js") && !page.body.contains("https://"));
+    let js = api.get("/static/stores.js").await;
+    assert_eq!(js.content_type, "text/javascript; charset=utf-8");
+    assert!(js.body.contains("/api/v1/stores") && !js.body.contains("https://"));
+    // Without a querier's endpoints the list is empty, as Thanos's is with none.
+    let stores = api.get("/api/v1/stores").await;
+    assert_eq!(stores.status, 200);
+    assert_eq!(stores.body, r#"{"status":"success","data":{}}"#);
+}
+
+#[tokio::test]
 async fn rules_alerts_and_targets_are_empty_as_in_prometheus_without_any() {
     let api = api();
     for (path, body) in [
