@@ -328,7 +328,7 @@ impl Hashring {
                 if shard_size > 0 {
                     return Err(Error::HashmodShuffleSharding);
                 }
-                Placement::Hashmod(Hashmod::new(config.endpoints.clone()))
+                Placement::Hashmod(Hashmod::new(config.endpoints.clone(), options.replication_factor))
             }
             Algorithm::Ketama => {
                 let ketama = Ketama::new(config.endpoints.clone(), SECTIONS_PER_NODE, options.replication_factor)?;
@@ -458,12 +458,14 @@ impl TenantSet {
 struct Hashmod {
     /// Sorted by address.
     endpoints: Vec<Endpoint>,
+    /// Only for [`Hashmod::shares`]: hashmod places any replica that has an endpoint.
+    replication_factor: u64,
 }
 
 impl Hashmod {
-    fn new(mut endpoints: Vec<Endpoint>) -> Hashmod {
+    fn new(mut endpoints: Vec<Endpoint>, replication_factor: u64) -> Hashmod {
         endpoints.sort_by(|a, b| a.address.cmp(&b.address));
-        Hashmod { endpoints }
+        Hashmod { endpoints, replication_factor }
     }
 
     fn get_n(&self, hash: u64, n: u64) -> Result<&Endpoint, Error> {
@@ -477,9 +479,11 @@ impl Hashmod {
 
     fn shares(&self) -> Vec<EndpointShare> {
         let len = self.endpoints.len() as f64;
+        // Each endpoint holds one of the replicas of every series whose replicas reach it.
+        let replicas = (self.replication_factor as f64).min(len) / len;
         self.endpoints
             .iter()
-            .map(|e| EndpointShare { endpoint: e.clone(), sections: 0, primary: 1.0 / len, replicas: 1.0 / len })
+            .map(|e| EndpointShare { endpoint: e.clone(), sections: 0, primary: 1.0 / len, replicas })
             .collect()
     }
 }
