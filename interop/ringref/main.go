@@ -7,7 +7,8 @@
 //	    Each CASE file is {"algorithm": "ketama", "replication_factor": 3, "hashrings": [...]},
 //	    the hashrings being a hashrings.json. For each case the output is one line "case FILE",
 //	    then either "build error: MESSAGE" or one line per series: the endpoint address of each
-//	    replica 0..RF-1, tab-separated, a failed lookup written as "!MESSAGE".
+//	    replica 0..RF-1, tab-separated, a failed lookup written as "!MESSAGE" (once a tenant's
+//	    replica failed, its later series repeat that error without asking again).
 //	ringref rand SEED COUNT
 //	    Prints COUNT values of rand.New(rand.NewSource(SEED)).Uint64(), one a line.
 //	ringref seed TENANT [ZONE]
@@ -98,14 +99,25 @@ func route(out *bufio.Writer, args []string) {
 			fmt.Fprintf(out, "build error: %s\n", oneLine(err.Error()))
 			continue
 		}
+		// GetN fails for a tenant before it reads the series (no hashring, a shard that
+		// cannot be built, a replica beyond the ring), and a failing shuffle-sharded tenant
+		// rebuilds its shard on every call; so the first error of a (tenant, replica) stands
+		// for the rest, which keeps a run over 100k series short.
+		failed := map[string]string{}
 		for _, s := range all {
 			for n := uint64(0); n < c.ReplicationFactor; n++ {
 				if n > 0 {
 					out.WriteByte('\t')
 				}
+				key := s.tenant + "\x00" + strconv.FormatUint(n, 10)
+				if msg, ok := failed[key]; ok {
+					out.WriteString(msg)
+					continue
+				}
 				endpoint, err := ring.GetN(s.tenant, s.ts, n)
 				if err != nil {
-					out.WriteString("!" + oneLine(err.Error()))
+					failed[key] = "!" + oneLine(err.Error())
+					out.WriteString(failed[key])
 				} else {
 					out.WriteString(endpoint.Address)
 				}
