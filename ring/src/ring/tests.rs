@@ -510,3 +510,59 @@ fn endpoints_lists_each_once() {
     let addresses: Vec<&str> = r.endpoints().iter().map(|e| e.address.as_str()).collect();
     assert_eq!(addresses, ["a", "b", "c"]);
 }
+
+/// Hostile or broken files: thousands of byte-level mutations of a full configuration are each
+/// refused or built and routed, never a panic or a hang.
+#[test]
+fn mutated_configurations_never_panic() {
+    let base = br#"[{"hashring": "a", "tenants": ["t*", "u"], "tenant_matcher_type": "glob", "algorithm": "ketama",
+        "external_labels": {"k": "v"},
+        "endpoints": ["r1:1", {"address": "r2:1", "az": "x"}, {"address": "r3:1", "capnproto_address": "c", "az": "y"}],
+        "shuffle_sharding_config": {"shard_size": 2, "cache_size": 1, "zone_awareness_disabled": false,
+          "overrides": [{"shard_size": -1, "tenants": ["u"], "tenant_matcher_type": "exact"}]}},
+        {"endpoints": ["r4:1", "r5:1"], "algorithm": "hashmod"}]"#;
+    let alphabet = b"[]{}\":,-0123456789 tuaxyz*?\\nul";
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut built, mut refused) = (0, 0);
+    for _ in 0..3000 {
+        let mut text = base.to_vec();
+        for _ in 0..1 + next() % 3 {
+            let at = (next() % text.len() as u64) as usize;
+            match next() % 3 {
+                0 => text[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                1 => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+            }
+        }
+        let Ok(Some(configs)) = parse(&text) else {
+            refused += 1;
+            continue;
+        };
+        match Ring::new(
+            &configs,
+            RingOptions { algorithm: Algorithm::Ketama, replication_factor: 2 },
+            &RingMetrics::default(),
+        ) {
+            Ok(r) => {
+                built += 1;
+                for tenant in ["t1", "u", "v", ""] {
+                    if let Ok(t) = r.tenant(tenant) {
+                        for n in 0..3 {
+                            let _ = t.get_n(next(), n);
+                        }
+                    }
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(built > 100 && refused > 100, "built {built}, refused {refused}");
+}
