@@ -104,11 +104,11 @@ impl RingWatcher {
         RingHandle(self.sender.subscribe())
     }
 
-    /// Re-reads the file if its modification time or size changed since the last read. Whether
+    /// Re-reads the file if its modification time or size changed since the last read (a file
+    /// that failed is not read again until it changes or the refresh interval comes). Whether
     /// the ring changed.
     pub fn check(&mut self) -> Result<bool, Error> {
-        let stamp = self.file_stamp();
-        if stamp.is_some() && stamp == self.stamp {
+        if self.file_stamp() == self.stamp {
             return Ok(false);
         }
         self.reload()
@@ -128,6 +128,7 @@ impl RingWatcher {
             }
             Ring::new(&configs, self.options, &self.ring_metrics).map(|ring| Some((configs, hash, ring)))
         });
+        self.stamp = stamp;
         match loaded {
             Err(e) => {
                 metrics.errors.inc();
@@ -136,12 +137,10 @@ impl RingWatcher {
                 Err(e)
             }
             Ok(None) => {
-                self.stamp = stamp;
                 metrics.last_reload_successful.set(1);
                 Ok(false)
             }
             Ok(Some((configs, hash, ring))) => {
-                self.stamp = stamp;
                 self.loaded_hash = Some(hash);
                 metrics.changes.inc();
                 record_change(metrics, &configs, hash);
@@ -296,6 +295,8 @@ mod tests {
         for (step, bad) in [(2, "[{"), (3, "[]"), (4, r#"[{"endpoints": ["f:1"]}]"#)] {
             write(&path, bad, step);
             assert!(watcher.check().is_err(), "{bad}");
+            // Not read again until it changes.
+            assert!(!watcher.check().unwrap());
             assert_eq!(first_address(&handle.current()), "c:1");
             let text = encode(&registry);
             assert_eq!(metric(&text, "thanos_receive_config_last_reload_successful"), 0.0);
@@ -304,9 +305,11 @@ mod tests {
         assert_eq!(metric(&text, "thanos_receive_hashrings_file_errors_total"), 3.0);
         assert_eq!(metric(&text, "thanos_receive_hashrings_file_changes_total"), 1.0);
 
-        // A missing file is an error too; putting back the content in use is no change.
+        // A missing file is an error too (once); putting back the content in use is no change.
         std::fs::remove_file(&path).unwrap();
-        assert!(watcher.reload().is_err());
+        assert!(watcher.check().is_err());
+        assert!(!watcher.check().unwrap());
+        assert_eq!(metric(&encode(&registry), "thanos_receive_hashrings_file_errors_total"), 4.0);
         write(&path, r#"[{"hashring": "x", "endpoints": ["c:1", "d:1", "e:1"], "tenants": ["t"]}]"#, 5);
         assert!(!watcher.check().unwrap());
         let text = encode(&registry);
