@@ -11,7 +11,7 @@
 pub mod config;
 mod glob;
 mod gojson;
-pub mod gorand;
+mod gorand;
 mod hash;
 mod metrics;
 mod ring;
