@@ -385,6 +385,7 @@ mod tests {
         };
         assert_eq!(shard("3").unwrap(), 3);
         assert_eq!(shard("-3").unwrap(), -3);
+        assert_eq!(shard("-0").unwrap(), 0);
         assert_eq!(shard("9223372036854775807").unwrap(), i64::MAX);
         for bad in ["2.0", "1e3", "9223372036854775808", "\"2\"", "true", "[]"] {
             assert!(shard(bad).is_err(), "{bad}");
@@ -413,6 +414,8 @@ mod tests {
         assert_eq!(parse(deep_object.as_bytes()).unwrap().unwrap()[0].endpoints[0].address, "a");
         assert!(parse(b"[{\"endpoints\": [\"a\"]").is_err());
         assert!(parse(b"[{\"endpoints\": [\"a\x00\"]}]").is_err());
+        // A lone surrogate escape is refused (Go would read U+FFFD).
+        assert!(parse(br#"[{"endpoints": ["a\ud800"]}]"#).is_err());
         // Invalid UTF-8 inside a string is replaced, as Go replaces it.
         let cfg = parse(b"[{\"endpoints\": [\"a\xff\"]}]").unwrap().unwrap();
         assert_eq!(cfg[0].endpoints[0].address, "a\u{fffd}");

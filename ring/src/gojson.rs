@@ -135,6 +135,15 @@ impl GoDecode for i64 {
                 *self.0 = i64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))?;
                 Ok(())
             }
+            /// serde_json reads `-0` as a float; Go reads it as the integer 0. (`-0.0` comes here
+            /// too and is taken as 0, where Go refuses it: the two cannot be told apart.)
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+                if v == 0.0 && v.is_sign_negative() {
+                    *self.0 = 0;
+                    return Ok(());
+                }
+                Err(E::invalid_type(de::Unexpected::Float(v), &self))
+            }
         }
         d.deserialize_any(V(self))
     }
