@@ -105,7 +105,8 @@ struct Case {
     name: String,
     algorithm: &'static str,
     replication_factor: u64,
-    hashrings: Value,
+    /// The hashrings.json text.
+    hashrings: String,
 }
 
 fn addresses(n: usize) -> Vec<String> {
@@ -125,7 +126,7 @@ fn cases() -> Vec<Case> {
                     name: format!("{variant} endpoints={n} rf={rf}"),
                     algorithm,
                     replication_factor: rf,
-                    hashrings,
+                    hashrings: hashrings.to_string(),
                 })
             };
             add("hashmod", "hashmod", json!([{"endpoints": addresses(n)}]));
@@ -219,32 +220,31 @@ fn same(ours: &str, theirs: &str) -> bool {
         && ours.split('\t').zip(theirs.split('\t')).all(|(a, b)| comparable(a) == comparable(b))
 }
 
-#[test]
-fn every_series_lands_where_thanos_puts_it() {
+/// Runs every case through strata-ring and, in one ringref run, through Thanos's code; returns
+/// one report line per case and the first disagreements.
+fn compare(series: &[Series], cases: &[Case]) -> (Vec<String>, Vec<String>) {
     let ringref = strata_testkit::peer("ringref");
-    let started = std::time::Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let series = corpus();
     let series_file = dir.path().join("series.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&series_file).unwrap());
-    for s in &series {
+    for s in series {
         let mut fields = vec![s.tenant];
-        for (name, value) in &s.labels {
-            fields.push(name);
-            fields.push(value);
-        }
+        fields.extend(s.labels.iter().flat_map(|(n, v)| [n.as_str(), v.as_str()]));
         serde_json::to_writer(&mut out, &fields).unwrap();
         out.write_all(b"\n").unwrap();
     }
     out.flush().unwrap();
     drop(out);
 
-    let cases = cases();
     let mut paths = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let path = dir.path().join(format!("case-{i}.json"));
-        let body = json!({"algorithm": case.algorithm, "replication_factor": case.replication_factor, "hashrings": case.hashrings});
-        std::fs::write(&path, body.to_string()).unwrap();
+        // The hashrings go in as written, so that ringref reads the very bytes strata-ring reads.
+        let body = format!(
+            r#"{{"algorithm": "{}", "replication_factor": {}, "hashrings": {}}}"#,
+            case.algorithm, case.replication_factor, case.hashrings
+        );
+        std::fs::write(&path, body).unwrap();
         paths.push(path);
     }
     let hashes: Vec<u64> =
@@ -267,9 +267,16 @@ fn every_series_lands_where_thanos_puts_it() {
         assert_eq!(next(), format!("case {}", path.display()));
         let algorithm: Algorithm = case.algorithm.parse().unwrap();
         let options = RingOptions { algorithm, replication_factor: case.replication_factor };
-        let built = config::parse(case.hashrings.to_string().as_bytes())
+        let built = config::parse(case.hashrings.as_bytes())
             .and_then(|c| Ring::new(&c.unwrap_or_default(), options, &RingMetrics::default()));
         let ring = match built {
+            // Go's JSON errors are worded by Go; that both refuse the file is what must agree.
+            Err(e @ strata_ring::Error::Parse(_)) => {
+                let theirs = next();
+                assert!(theirs.starts_with("build error: "), "{}: strata refused ({e}), Thanos read it", case.name);
+                report.push(format!("{}: refused by both: {e} / {theirs}", case.name));
+                continue;
+            }
             Err(e) => {
                 assert_eq!(next(), format!("build error: {e}"), "{}: both refuse the configuration alike", case.name);
                 report.push(format!("{}: refused by both: {e}", case.name));
@@ -298,6 +305,13 @@ fn every_series_lands_where_thanos_puts_it() {
     }
     assert!(lines.next().is_none(), "ringref printed more than the cases");
     assert!(child.wait().unwrap().success());
+    (report, mismatches)
+}
+
+#[test]
+fn every_series_lands_where_thanos_puts_it() {
+    let started = std::time::Instant::now();
+    let (report, mismatches) = compare(&corpus(), &cases());
     println!("{}\ncompared in {:.1?}", report.join("\n"), started.elapsed());
     assert!(mismatches.is_empty(), "strata-ring and Thanos disagree:\n{}", mismatches.join("\n"));
     // Every variant placed series in some case (the comparison is not all errors).
@@ -305,6 +319,88 @@ fn every_series_lands_where_thanos_puts_it() {
         assert!(report.iter().any(|r| r.starts_with(variant) && !r.contains(": 0 series placed")), "{variant}");
     }
     assert_eq!(report.iter().filter(|r| r.contains("refused by both")).count(), 12);
+}
+
+/// Files written oddly but legally, read as Go's decoder reads them: keys in any case (and `ſ`
+/// for `s`), repeated keys decoding into what is there, nulls, unknown keys, values that are
+/// not names Thanos knows, repeated endpoints, a malformed glob; and files both refuse. (A
+/// negative shard size override is left out: Thanos panics on its tenant's first series.)
+#[test]
+fn odd_files_are_read_as_thanos_reads_them() {
+    let files: &[(&str, u64, &str)] = &[
+        ("case-insensitive keys", 1, r#"[{"ENDPOINTS": ["a:1", "b:1", "c:1"], "Algorithm": "ketama"}]"#),
+        (
+            "long s",
+            1,
+            r#"[{"ſhuffle_ſharding_config": {"ſhard_ſize": 2}, "endpoints": ["a:1", "b:1", "c:1"], "algorithm": "ketama"}]"#,
+        ),
+        ("repeated array", 1, r#"[{"endpoints": ["a:1"], "endpoints": ["x:1", "y:1", "z:1"]}]"#),
+        (
+            "repeated array reuses elements",
+            1,
+            r#"[{"endpoints": [{"address": "a:1", "az": "z1"}, {"address": "b:1", "az": "z2"}], "endpoints": ["d:1", "e:1"], "algorithm": "ketama"}]"#,
+        ),
+        (
+            "repeated object merges",
+            1,
+            r#"[{"endpoints": ["a:1", "b:1", "c:1"], "algorithm": "ketama", "shuffle_sharding_config": {"shard_size": 2, "zone_awareness_disabled": true}, "shuffle_sharding_config": {"shard_size": 1}}]"#,
+        ),
+        (
+            "nulls",
+            1,
+            r#"[{"endpoints": ["a:1", "b:1", "c:1"], "tenants": null, "hashring": null, "algorithm": null, "external_labels": null}]"#,
+        ),
+        (
+            "unknown keys",
+            1,
+            r#"[{"endpoints": [{"address": "a:1", "address": "b:1", "port": 9}], "extra": {"deep": [1, {"x": null}]}}]"#,
+        ),
+        (
+            "matcher type is not folded",
+            1,
+            r#"[{"endpoints": ["a:1"], "tenants": ["team-*"], "tenant_matcher_type": "GLOB"}, {"endpoints": ["b:1"], "tenants": ["team-a"]}]"#,
+        ),
+        ("algorithm is not folded", 1, r#"[{"endpoints": ["a:1", "b:1"], "algorithm": "Ketama"}]"#),
+        (
+            "malformed glob",
+            1,
+            r#"[{"endpoints": ["a:1"], "tenants": ["["], "tenant_matcher_type": "glob"}, {"endpoints": ["b:1"]}]"#,
+        ),
+        ("null file", 1, "null"),
+        ("empty file", 1, "[]"),
+        ("ipv6 address", 1, r#"[{"endpoints": ["[::1]:10901", "[::2]:10901"]}]"#),
+        (
+            "overrides without shard size",
+            1,
+            r#"[{"endpoints": ["a:1", "b:1"], "algorithm": "ketama", "shuffle_sharding_config": {"overrides": [{"shard_size": 1, "tenants": ["team-a"], "tenant_matcher_type": "exact"}]}}]"#,
+        ),
+        ("repeated endpoints, hashmod", 2, r#"[{"endpoints": ["b:1", "a:1", "b:1"]}]"#),
+        ("repeated endpoints, ketama", 2, r#"[{"endpoints": ["a:1", "a:1", "b:1", "c:1"], "algorithm": "ketama"}]"#),
+        (
+            "repeated endpoints, shuffle sharding",
+            2,
+            r#"[{"algorithm": "ketama", "endpoints": [{"address": "a:1", "az": "x"}, {"address": "a:1", "az": "x"}, {"address": "b:1", "az": "y"}, {"address": "c:1", "az": "y"}], "shuffle_sharding_config": {"shard_size": 2}}]"#,
+        ),
+        ("refused: float shard size", 1, r#"[{"endpoints": ["a:1"], "shuffle_sharding_config": {"shard_size": 1.0}}]"#),
+        ("refused: endpoint without address", 1, r#"[{"endpoints": [{"az": "x"}]}]"#),
+        ("refused: number endpoint", 1, r#"[{"endpoints": [7]}]"#),
+        ("refused: object file", 1, r#"{"endpoints": ["a:1"]}"#),
+        ("refused: one endpoint, two replicas", 2, r#"[{"endpoints": ["a:1"], "algorithm": "ketama"}]"#),
+    ];
+    let cases: Vec<Case> = files
+        .iter()
+        .map(|(name, rf, text)| Case {
+            name: (*name).to_owned(),
+            algorithm: "hashmod",
+            replication_factor: *rf,
+            hashrings: (*text).to_owned(),
+        })
+        .collect();
+    let series: Vec<Series> = corpus().into_iter().step_by(97).collect();
+    let (report, mismatches) = compare(&series, &cases);
+    println!("{}", report.join("\n"));
+    assert!(mismatches.is_empty(), "strata-ring and Thanos disagree:\n{}", mismatches.join("\n"));
+    assert_eq!(report.iter().filter(|r| r.contains("refused by both")).count(), 5, "{report:#?}");
 }
 
 /// The corpus is what the comparison needs: 100k distinct series, every tenant, several shapes.

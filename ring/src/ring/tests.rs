@@ -423,6 +423,26 @@ fn shuffle_shards_take_the_configured_endpoints() {
     }
 }
 
+/// Thanos panics on a negative shard size (it makes a slice of negative capacity); here the
+/// tenant's shard is empty and its writes fail.
+#[test]
+fn a_negative_shard_size_fails_its_tenant() {
+    let r = ring(
+        &six_in_three_zones().replace(
+            "SHUFFLE",
+            r#"{"shard_size": 3, "overrides": [{"shard_size": -2, "tenants": ["odd"], "tenant_matcher_type": "exact"}]}"#,
+        ),
+        Algorithm::Ketama,
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        r.tenant("odd").err().unwrap().to_string(),
+        "ketama: amount of endpoints needs to be larger than replication factor"
+    );
+    assert_eq!(r.tenant("even").unwrap().endpoints().len(), 3);
+}
+
 #[test]
 fn zone_aware_shards_take_from_every_zone() {
     let r = ring(&six_in_three_zones().replace("SHUFFLE", r#"{"shard_size": 3}"#), Algorithm::Ketama, 3).unwrap();
