@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
-# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins.
-# A peer is rebuilt only when it is missing or older than go.mod, go.sum or this script; Go's
-# build cache makes a rebuild after a version bump cost only what changed. Prints each peer's version.
+# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins,
+# and our own Go programs that call into them (ringref: Thanos's receive hashring).
+# A binary is rebuilt only when it is missing or older than go.mod, go.sum, this script or (ours)
+# its sources; Go's build cache makes a rebuild after a version bump cost only what changed.
+# Prints each peer's version.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -51,6 +53,19 @@ for peer in "${peers[@]}"; do
         -o "$out.tmp" "$pkg"
     mv "$out.tmp" "$out"
     echo "$name: built in $((SECONDS - start)) s"
+done
+
+# Our programs, in this module: name = directory. They import the peers' packages at the
+# versions go.mod pins.
+for name in ringref; do
+    out=bin/$name
+    if [ -x "$out" ] && [ -z "$(find go.mod go.sum build.sh "$name" -newer "$out" -print -quit)" ]; then
+        echo "$name: up to date"
+        continue
+    fi
+    echo "$name: building ./$name"
+    go build -trimpath -buildvcs=false -o "$out.tmp" "./$name"
+    mv "$out.tmp" "$out"
 done
 
 for peer in "${peers[@]}"; do

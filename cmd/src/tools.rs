@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use strata_loadgen::{self as loadgen, Version};
 use strata_tsdb::gotext::parse_duration;
 
+mod ring;
+
 #[derive(Args)]
 pub struct ToolsArgs {
     #[command(subcommand)]
@@ -26,6 +28,8 @@ enum ToolsCommand {
     /// Without an objstore flag, the bucket is ./data/bucket (strata standalone's) if it is in
     /// the current directory.
     Bucket(BucketArgs),
+    /// Inspect a receive hashrings.json: its hashrings, and where a series goes.
+    Ring(ring::RingArgs),
 }
 
 #[derive(Args)]
@@ -166,6 +170,18 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
             let mut out = Vec::new();
             strata_shipper::tools::bucket_ls(&bucket, &mut out).await?;
             print_stdout(&out)
+        }
+        ToolsCommand::Ring(a) => {
+            // Building a ketama ring hashes a thousand sections per endpoint: keep it off the
+            // async workers.
+            let (out, result) = tokio::task::spawn_blocking(move || {
+                let mut out = String::new();
+                let result = ring::run(a, &mut out);
+                (out, result)
+            })
+            .await?;
+            print_stdout(out.as_bytes())?;
+            result
         }
         ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Inspect(a) }) => {
             let bucket = tool_bucket(&a.objstore)?;

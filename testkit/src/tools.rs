@@ -15,8 +15,9 @@ const INSTALL_HINTS: &[(&str, &str)] = &[
     ("moto_server", "python3 -m pip install 'moto[server]'"),
 ];
 
-/// The peers `interop/build.sh` builds into `interop/bin/`.
-pub const PEERS: &[&str] = &["thanos", "prometheus", "promtool", "helm"];
+/// The peers `interop/build.sh` builds into `interop/bin/`, and its program that answers with
+/// Thanos's hashring code (`ringref`).
+pub const PEERS: &[&str] = &["thanos", "prometheus", "promtool", "helm", "ringref"];
 
 /// The path of `name` on PATH; panics with its install command when it is not there.
 pub fn tool(name: &str) -> PathBuf {
