@@ -119,6 +119,8 @@ pub async fn run(a: QueryCmdArgs, matches: &clap::ArgMatches) -> anyhow::Result<
 
     let setup = query_setup(&a.query, matches, "query");
     let mut state = ApiState::new(proxy.clone(), Arc::new(NoMetadata), setup.engine);
+    let until = proxy.clone();
+    state.storage_until = Some(Arc::new(move |deadline| Arc::new(until.with_deadline(deadline))));
     state.querier = QuerierOptions {
         replica_labels: a.replica_labels.clone(),
         dedup_func: a.dedup_func,
