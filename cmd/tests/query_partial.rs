@@ -106,7 +106,7 @@ fn wait_for_both(addr: &str) {
     wait_for(&format!("{addr} to answer from both stores"), Duration::from_secs(30), || {
         let r = count(addr, "");
         match (r.count(), r.warnings().is_empty()) {
-            (Some(n), true) if n == 2.0 => Ok(()),
+            (Some(2.0), true) => Ok(()),
             _ => Err(format!("{} {}", r.status, r.json)),
         }
     })
