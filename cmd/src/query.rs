@@ -142,6 +142,8 @@ pub async fn run(a: QueryCmdArgs, matches: &clap::ArgMatches) -> anyhow::Result<
 
     let setup = query_setup(&a.query, &a.querier, matches, "query");
     let mut state = ApiState::new(proxy.clone(), Arc::new(NoMetadata), setup.engine);
+    let until = proxy.clone();
+    state.storage_until = Some(Arc::new(move |deadline| Arc::new(until.with_deadline(deadline))));
     state.querier = setup.querier;
     state.flags = setup.flags;
     state.build_revision = build.revision.clone();

@@ -6,6 +6,11 @@
 //!   answers every corpus query exactly as one Prometheus 3.x that got every sample.
 //! - Reading Thanos: `strata query` over the real `thanos receive`, fed the same data, answers
 //!   exactly as Prometheus too.
+//! - Read by Thanos: the real `thanos query` (penalty deduplication, experimental functions on)
+//!   over the same two replicas answers every corpus query as `strata query
+//!   --deduplication.func=penalty` does, but for the queries listed, with the Thanos behaviour
+//!   that explains each, in promql_diff/thanos_query_differences.md; each listed difference is
+//!   checked to look like its reason.
 //!
 //! Prometheus's series get the label every receiver's series carry, `tenant_id="default-tenant"`
 //! (the tenant's external label), so that the series are the same everywhere.
@@ -21,6 +26,25 @@ use strata_testkit::{http, peer, wait_for, Fleet, Node};
 /// replica b are down.
 const A_DOWN: usize = 3;
 const B_DOWN: usize = 8;
+
+/// How the corpus comparison names `strata query` with penalty deduplication.
+const PENALTY: &str = "strata query (penalty dedup over two replicas with gaps)";
+
+/// The reasons of promql_diff/thanos_query_differences.md, each with what its differences look
+/// like.
+const THANOS_QUERY_REASONS: [corpus::ReasonCheck; 2] = [
+    ("Thanos rebases counters for rate, increase, irate and resets", |query, difference| {
+        let counter_function = ["rate(", "increase(", "resets("].iter().any(|f| query.contains(f));
+        // Neither side fails; Thanos never sees a reset.
+        let both_answer = !difference.starts_with("only ");
+        let no_resets = !query.starts_with("resets(") || difference.ends_with(" vs thanos query 0");
+        counter_function && both_answer && no_resets
+    }),
+    ("Thanos has no delayed name removal", |_, difference| {
+        difference.starts_with(&format!("only {PENALTY} fails"))
+            && difference.ends_with("vector cannot contain metrics with the same labelset")
+    }),
+];
 
 /// Waits until the querier at `addr` answers `query` with `n` as the single value.
 fn wait_for_count(addr: &str, query: &str, t: i64, n: usize) {
@@ -81,16 +105,29 @@ fn the_global_view_answers_as_one_prometheus() {
     corpus::assert_holds_all(prometheus.http(), t0, data.len());
 
     let endpoints: Vec<&str> = replica_slots.iter().map(|s| s.grpc.as_str()).collect();
+    let dedup_args = |func: &str| -> Vec<std::ffi::OsString> {
+        vec!["--query.replica-label=replica".into(), format!("--deduplication.func={func}").into()]
+    };
     let query_slot = fleet.slot("query-chain");
     let mut args = query_slot.query_args(&endpoints);
-    args.extend(["--query.replica-label=replica".into(), "--deduplication.func=chain".into()]);
-    let mut chain = Node::start(strata_bin(), &query_slot, args);
+    args.extend(dedup_args("chain"));
+    let mut chain = Node::spawn(strata_bin(), &query_slot, args);
+    let penalty_slot = fleet.slot("query-penalty");
+    let mut args = penalty_slot.query_args(&endpoints);
+    args.extend(dedup_args("penalty"));
+    let mut penalty = Node::spawn(strata_bin(), &penalty_slot, args);
+    let thanos_query_slot = fleet.slot("thanos-query");
+    let mut args = thanos_query_slot.thanos_query_args(&endpoints);
+    args.extend(dedup_args("penalty"));
+    args.push("--enable-feature=promql-experimental-functions".into());
+    let mut thanos_query = Node::spawn(&thanos, &thanos_query_slot, args);
     let over_thanos_slot = fleet.slot("query-over-thanos");
     let mut args = over_thanos_slot.query_args(&[thanos_slot.grpc.as_str()]);
     args.push("--query.replica-label=replica".into());
-    let mut over_thanos = Node::start(strata_bin(), &over_thanos_slot, args);
+    let mut over_thanos = Node::spawn(strata_bin(), &over_thanos_slot, args);
     let everything = r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#;
-    for node in [&mut chain, &mut over_thanos] {
+    for node in [&mut chain, &mut penalty, &mut thanos_query, &mut over_thanos] {
+        node.wait_ready();
         wait_for_count(node.http(), everything, t0 + corpus::SPAN + corpus::MINUTE, data.len());
     }
 
@@ -101,6 +138,12 @@ fn the_global_view_answers_as_one_prometheus() {
     let names = ("strata query over thanos receive", "Prometheus");
     let run = corpus::run(&sections, t0, over_thanos.http(), prometheus.http(), names);
     corpus::report(names, &sections, &known, &run, data.len(), samples, t0);
+
+    let (sections, thanos_known) = corpus::load("thanos_query_differences.md");
+    let names = (PENALTY, "thanos query");
+    let run = corpus::run(&sections, t0, penalty.http(), thanos_query.http(), names);
+    corpus::check_reasons(&thanos_known, &run, &THANOS_QUERY_REASONS);
+    corpus::report(names, &sections, &thanos_known, &run, data.len(), samples, t0);
 
     // The stores page lists both replicas, healthy, with their external labels.
     let stores = http::get_json(chain.http(), "/api/v1/stores").expect("stores");

@@ -3,6 +3,7 @@
 
 mod api_common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_common::{api, api_with};
@@ -11,6 +12,7 @@ use axum::http::Request;
 use futures::StreamExt;
 use serde_json::json;
 use strata_query::engine::EngineOptions;
+use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_testkit::url_encode;
 use tower::ServiceExt;
 
@@ -264,6 +266,44 @@ async fn timeouts_are_503() {
     let a = api.get("/api/v1/query?query=up&timeout=1h").await;
     assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(a.json()["errorType"], "timeout");
+}
+
+/// A storage cut off at a deadline, as a proxy is: its reads wait until then and fail.
+struct CutOffAt(std::time::Instant);
+
+impl Storage for CutOffAt {
+    fn select(&self, _: &SelectRequest) -> Result<SeriesSet, StorageError> {
+        std::thread::sleep(self.0.saturating_duration_since(std::time::Instant::now()));
+        Err(StorageError::Unavailable("query deadline exceeded while waiting for store s".into()))
+    }
+    fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+        Ok(LabelsAnswer::default())
+    }
+    fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+        Ok(LabelsAnswer::default())
+    }
+}
+
+/// With `storage_until`, a query reads the storage it gives for the query's deadline; a read
+/// cut off there fails the query as a timeout.
+#[tokio::test]
+async fn queries_read_the_storage_for_their_deadline() {
+    let deadlines = Arc::new(Mutex::new(Vec::new()));
+    let seen = deadlines.clone();
+    let api = api_with(EngineOptions { timeout: Duration::from_secs(60), ..EngineOptions::default() }, move |st| {
+        st.storage_until = Some(Arc::new(move |deadline| {
+            seen.lock().unwrap().push(deadline);
+            Arc::new(CutOffAt(deadline)) as Arc<dyn Storage>
+        }));
+    });
+    let asked = std::time::Instant::now();
+    let a = api.get("/api/v1/query?query=up&time=600&timeout=300ms").await;
+    let answered = std::time::Instant::now();
+    a.assert_error(503, "timeout", "query timed out in expression evaluation");
+    // The request's timeout from when the API took it.
+    let timeout = Duration::from_millis(300);
+    let deadline = deadlines.lock().unwrap()[0];
+    assert!(deadline >= asked + timeout && deadline <= answered + timeout, "{:?}", deadline - asked);
 }
 
 #[tokio::test]

@@ -60,7 +60,8 @@ pub struct SeriesLimits {
 pub struct ServerOptions {
     pub limits: SeriesLimits,
     /// Largest request message accepted (after decompression); a larger one gets
-    /// `OutOfRange` from tonic and the server goes on.
+    /// `OutOfRange` from tonic (`ResourceExhausted` when it is over only once decompressed)
+    /// and the server goes on.
     pub max_request_bytes: usize,
 }
 

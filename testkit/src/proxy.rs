@@ -1,6 +1,7 @@
 //! A TCP proxy on 127.0.0.1 that injects faults: it counts the bytes clients send and, once a
 //! threshold is crossed, runs a trigger (kill the server, or cut every connection and refuse new
-//! ones).
+//! ones); and it can hold every byte in both directions while keeping the connections open (a
+//! server that hangs).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -23,6 +24,8 @@ struct Inner {
     sent: AtomicU64,
     trip_at: AtomicU64,
     down: AtomicBool,
+    /// Bytes are held (not forwarded) while this is set.
+    held: AtomicBool,
     stop: AtomicBool,
     tripped: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
@@ -60,6 +63,7 @@ impl FaultProxy {
             sent: AtomicU64::new(0),
             trip_at: AtomicU64::new(u64::MAX),
             down: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             tripped: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -82,8 +86,8 @@ impl FaultProxy {
                             conns.push(c2);
                             conns.push(s2);
                         }
-                        pipe(client.try_clone(), server.try_clone(), Some(acc.clone()));
-                        pipe(Ok(server), Ok(client), None);
+                        pipe(client.try_clone(), server.try_clone(), acc.clone(), true);
+                        pipe(Ok(server), Ok(client), acc.clone(), false);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -123,6 +127,17 @@ impl FaultProxy {
     pub fn set_up(&self) {
         self.inner.down.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every byte from now on, in both directions, keeping the connections open: to its
+    /// clients the server hangs. New connections are accepted and held too.
+    pub fn hold(&self) {
+        self.inner.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends a hold: the bytes held go through, and everything after them.
+    pub fn release(&self) {
+        self.inner.held.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for FaultProxy {
@@ -135,9 +150,9 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies `from` to `to` on a thread until either side closes; counts client bytes when given
-/// the proxy's state.
-fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, counter: Option<Arc<Inner>>) {
+/// Copies `from` to `to` on a thread until either side closes or the proxy stops, holding
+/// bytes while the proxy holds; counts them when they come from a client (`client`).
+fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, inner: Arc<Inner>, client: bool) {
     let (Ok(mut from), Ok(mut to)) = (from, to) else { return };
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 << 10];
@@ -146,14 +161,17 @@ fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, counte
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if counter.as_ref().is_some_and(|c| c.down.load(Ordering::SeqCst)) {
+            while inner.held.load(Ordering::SeqCst) && !inner.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if inner.stop.load(Ordering::SeqCst) || (client && inner.down.load(Ordering::SeqCst)) {
                 break;
             }
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
-            if let Some(c) = &counter {
-                c.count(n as u64);
+            if client {
+                inner.count(n as u64);
             }
         }
         let _ = to.shutdown(Shutdown::Write);
@@ -212,5 +230,24 @@ mod tests {
         let mut back = [0u8; 4];
         again.read_exact(&mut back).expect("echo");
         assert_eq!(&back, b"back");
+    }
+
+    #[test]
+    fn holds_bytes_until_released() {
+        let proxy = FaultProxy::start(echo());
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+        proxy.hold();
+        conn.write_all(b"held").expect("send");
+        conn.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
+        let mut back = [0u8; 4];
+        // Nothing comes back, and the connection stays open.
+        let err = conn.read(&mut back).expect_err("no bytes while held");
+        assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{err}");
+        assert_eq!(proxy.sent(), 0);
+        proxy.release();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        conn.read_exact(&mut back).expect("echo after the release");
+        assert_eq!(&back, b"held");
+        assert_eq!(proxy.sent(), 4);
     }
 }

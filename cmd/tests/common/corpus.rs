@@ -658,11 +658,13 @@ pub fn assert_holds_all(addr: &str, t0: i64, n: usize) {
     }
 }
 
-/// A start time for the data: a whole hour three hours ago, so that data and evaluation times
-/// keep their phases from run to run.
+/// A start time for the data: a multiple of two hours, three to five hours ago, so that data,
+/// evaluation times and the head chunks a TSDB cuts (never across a two-hour boundary) keep
+/// their phases from run to run.
 pub fn data_start() -> i64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
-    now / (60 * MINUTE) * (60 * MINUTE) - 3 * 60 * MINUTE
+    let block = 120 * MINUTE;
+    (now - 3 * 60 * MINUTE).div_euclid(block) * block
 }
 
 /// The corpus (promql_diff/queries.txt) and a list of known differences in the same directory,
@@ -678,6 +680,32 @@ pub fn load(known_file: &str) -> (Vec<Section>, BTreeMap<String, String>) {
         assert!(corpus.contains(q.as_str()), "{known_file} lists a query that is not in the corpus: {q}");
     }
     (sections, known)
+}
+
+/// A reason of a known-differences file (its `##` heading) and what every difference of a query
+/// listed under it must look like: `check(query, difference)` (a difference as [`compare`]
+/// words it).
+pub type ReasonCheck = (&'static str, fn(&str, &str) -> bool);
+
+/// Fails unless every reason of `known` has a check in `checks` and every difference of a
+/// listed query passes its reason's check: a listed query differs for the reason it is listed
+/// under, not for another.
+pub fn check_reasons(known: &BTreeMap<String, String>, run: &Run, checks: &[ReasonCheck]) {
+    let reasons: BTreeSet<&str> = known.values().map(String::as_str).collect();
+    for reason in &reasons {
+        assert!(checks.iter().any(|(r, _)| r == reason), "no check for the known-difference reason {reason:?}");
+    }
+    let mut wrong = Vec::new();
+    for o in &run.outcomes {
+        let Some(reason) = known.get(&o.query) else { continue };
+        let Some((_, check)) = checks.iter().find(|(r, _)| r == reason) else { continue };
+        for (eval, d) in &o.differences {
+            if !check(&o.query, d) {
+                wrong.push(format!("{} ({eval}): {d}\n    does not look like: {reason}", o.query));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "listed queries that differ for another reason than theirs:\n{}", wrong.join("\n"));
 }
 
 /// Prints the per-section and per-reason summary and every unexplained difference; fails when

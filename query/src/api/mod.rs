@@ -39,6 +39,10 @@ use crate::engine::EngineOptions;
 /// What the API serves from, and what it reports about the process.
 pub struct ApiState {
     pub storage: Arc<dyn Storage>,
+    /// The storage for the reads of one query that must end by a deadline (its timeout): a
+    /// proxy that cuts off a store still owing an answer then. Without it a query reads
+    /// `storage`, and a read waiting on a silent store outlives the query's answer.
+    pub storage_until: Option<DeadlineStorage>,
     pub metadata: Arc<dyn MetadataSource>,
     /// Query settings; a request's `timeout` can only shorten `timeout`.
     pub engine: EngineOptions,
@@ -63,6 +67,9 @@ pub struct ApiState {
     pub stores: Option<StoresSource>,
 }
 
+/// See [`ApiState::storage_until`].
+pub type DeadlineStorage = Arc<dyn Fn(Instant) -> Arc<dyn Storage> + Send + Sync>;
+
 /// Called after each API request with the endpoint's name as Thanos names its query API's
 /// handlers (`query`, `query_range`, `label_values`, …), the method, the status and the time
 /// until the answer started (a streamed answer may go on after that).
@@ -73,6 +80,7 @@ impl ApiState {
     pub fn new(storage: Arc<dyn Storage>, metadata: Arc<dyn MetadataSource>, engine: EngineOptions) -> Self {
         ApiState {
             storage,
+            storage_until: None,
             metadata,
             engine,
             querier: QuerierOptions::default(),

@@ -166,7 +166,7 @@ where
     }
     let started = Instant::now();
     let deadline = started + timeout.min(FOREVER);
-    let storage = st.storage.clone();
+    let storage = st.storage_until.as_ref().map_or_else(|| st.storage.clone(), |until| until(deadline));
     let (answer_tx, answer) = tokio::sync::oneshot::channel::<Result<Body, ApiError>>();
     let task = tokio::task::spawn_blocking(move || {
         let queued = started.elapsed();
@@ -178,6 +178,10 @@ where
         let engine = Engine::new(EngineOptions { timeout: left, ..opts });
         let eval_started = Instant::now();
         match run(&engine, &*storage) {
+            // A read cut off at the deadline fails the query because time ran out.
+            Err(_) if Instant::now() >= deadline => {
+                let _ = answer_tx.send(Err(ApiError::from_query(QueryError::Timeout)));
+            }
             Err(e) => {
                 let _ = answer_tx.send(Err(ApiError::from_query(e)));
             }

@@ -2,22 +2,26 @@
 //! whose labels are equal once the replica labels are removed are replicas of one series, and
 //! their samples are merged into one series.
 //!
-//! - `penalty` (Thanos's `dedupSeriesIterator`, the default): two replicas are read side by
-//!   side; each step takes the earlier of their next samples (the first replica's on a tie) and
-//!   holds the other one back by twice the distance from the previous sample taken (5 s before
-//!   the first), so the merge stays on one replica and switches only across a gap of more than
-//!   about two scrape intervals. N replicas merge pairwise: `((r0, r1), r2)…`. For counters
-//!   (the selection's function is `rate`, `increase`, `irate` or `resets`) a replica switched
-//!   to that is behind the last value taken is raised by the difference, from then on, so that
-//!   a switch does not look like a counter reset (Thanos's `counterErrAdjustSeriesIterator`).
+//! - `penalty` (Thanos's `dedupSeriesIterator`, the default): Thanos's querier asks its stores
+//!   to leave the replica labels out, so it never sees the replicas themselves: it gets their
+//!   chunks pooled, identical ones kept once, and splits the pool into runs of chunks that do
+//!   not overlap ([`overlap_split`]). The runs are what it merges, and so are they here. Two
+//!   runs are read side by side; each step takes the earlier of their next samples (the first
+//!   run's on a tie) and holds the other one back by twice the distance from the previous
+//!   sample taken (5 s before the first), so the merge stays on one run and switches only
+//!   across a gap of more than about two scrape intervals. N runs merge pairwise:
+//!   `((r0, r1), r2)…`. For counters (the selection's function is `rate`, `increase`, `irate`
+//!   or `resets`) a run switched to that is behind the last value taken is raised by the
+//!   difference, from then on, so that a switch does not look like a counter reset (Thanos's
+//!   `counterErrAdjustSeriesIterator`).
 //! - `chain` (Prometheus's `ChainSampleIterator`): the union of the replicas' samples, one per
 //!   timestamp; on equal timestamps the first replica's sample.
 //!
-//! Each replica is read only within the selection's time range, as Thanos bounds its series
-//! iterators. A penalty merge reads a replica only when its next sample could be taken: while
-//! the other replica is ahead of it, its seek target is only remembered, and chunks that end
-//! before the target are skipped undecoded. Two healthy replicas thus cost one decode and a few
-//! samples of the other.
+//! Each run is read only within the selection's time range, as Thanos bounds its series
+//! iterators. A penalty merge reads a run only when its next sample could be taken: while the
+//! other run is ahead of it, its seek target is only remembered, and chunks that end before the
+//! target are skipped undecoded. Replicas fed the same remote write hold identical chunks, which
+//! make one run: read as one series, without a merge.
 
 use strata_storage::{ChunkData, SeriesChunks};
 use strata_tsdb::chunkenc::{Encoding, XorIter};
@@ -83,9 +87,38 @@ pub(crate) fn for_each_sample(
 ) -> Result<()> {
     match (replicas, merge.func) {
         ([one], _) => for_each_series_sample(one, mint, maxt, f),
-        (_, DedupFunc::Penalty) => penalty(replicas, mint, maxt, merge.counter, f),
+        (_, DedupFunc::Penalty) => match overlap_split(replicas).as_slice() {
+            [one] => for_each_series_sample(one, mint, maxt, f),
+            runs => penalty(runs, mint, maxt, merge.counter, f),
+        },
         (_, DedupFunc::Chain) => chain(replicas, mint, maxt, f),
     }
+}
+
+/// The replicas of a series as Thanos's querier hands them to its penalty merge. It asks its
+/// stores to leave the replica labels out, so the replicas reach it as one series: its proxy
+/// pools their chunks, keeps one of identical ones and sorts them (by min time, max time,
+/// encoding, then greater bytes first, `AggrChunk.Compare`); the querier then splits the pool
+/// into runs without overlaps, each chunk joining the first run whose last chunk ends before it
+/// starts, or starting a run (`dedup.NewOverlapSplit`). The runs are the merge's replicas.
+fn overlap_split(replicas: &[SeriesChunks]) -> Vec<SeriesChunks> {
+    let mut pool: Vec<&ChunkData> = replicas.iter().flat_map(|r| &r.chunks).collect();
+    pool.sort_by(|x, y| {
+        (x.min_time, x.max_time, x.encoding as u8)
+            .cmp(&(y.min_time, y.max_time, y.encoding as u8))
+            .then_with(|| y.data.cmp(&x.data))
+    });
+    // Identical chunks hold the same samples, so they sort next to each other.
+    pool.dedup_by(|x, y| x.data == y.data);
+    let mut runs: Vec<Vec<ChunkData>> = Vec::new();
+    for c in pool {
+        match runs.iter_mut().find(|run| run.last().is_some_and(|last| last.max_time < c.min_time)) {
+            Some(run) => run.push(c.clone()),
+            None => runs.push(vec![c.clone()]),
+        }
+    }
+    let labels = replicas.first().map(|r| r.labels.clone()).unwrap_or_default();
+    runs.into_iter().map(|chunks| SeriesChunks { labels: labels.clone(), chunks }).collect()
 }
 
 fn chain(replicas: &[SeriesChunks], mint: i64, maxt: i64, mut f: impl FnMut(i64, f64)) -> Result<()> {

@@ -1,5 +1,7 @@
-//! The merges against Thanos's and Prometheus's test cases, and the penalty merge against a
-//! direct port of Thanos's iterator (eager seeks, samples in memory) on random replicas.
+//! The merges against Thanos's and Prometheus's test cases: the overlap split as Thanos's
+//! `TestOverlapSplit`, the penalty iterator against Thanos's iterator tests and a direct port of
+//! it (eager seeks, samples in memory) on random replicas, and the whole penalty merge (split,
+//! then iterator) against the port over the split's runs.
 
 use proptest::prelude::*;
 use strata_storage::{ChunkData, SeriesChunks};
@@ -40,8 +42,29 @@ fn merged(replicas: &[Samples], func: DedupFunc, counter: bool) -> Samples {
     merged_in(replicas, i64::MIN, i64::MAX, func, counter, 3)
 }
 
-fn penalty(replicas: &[Samples], counter: bool) -> Samples {
-    merged(replicas, DedupFunc::Penalty, counter)
+/// The penalty iterator over `replicas` as they are, without the overlap split.
+fn iterated_in(replicas: &[Samples], counter: bool, per_chunk: usize) -> Samples {
+    let replicas: Vec<SeriesChunks> = replicas.iter().map(|r| series(r, per_chunk)).collect();
+    let mut out = Vec::new();
+    super::penalty(&replicas, i64::MIN, i64::MAX, counter, |t, v| out.push((t, v))).unwrap();
+    out
+}
+
+fn iterated(replicas: &[Samples], counter: bool) -> Samples {
+    iterated_in(replicas, counter, 3)
+}
+
+/// The samples of each run the overlap split makes of `replicas`.
+fn runs(replicas: &[Samples], per_chunk: usize) -> Vec<Samples> {
+    let replicas: Vec<SeriesChunks> = replicas.iter().map(|r| series(r, per_chunk)).collect();
+    overlap_split(&replicas)
+        .iter()
+        .map(|run| {
+            let mut out = Vec::new();
+            for_each_series_sample(run, i64::MIN, i64::MAX, |t, v| out.push((t, v))).unwrap();
+            out
+        })
+        .collect()
 }
 
 fn s(pairs: &[(i64, f64)]) -> Samples {
@@ -269,7 +292,7 @@ fn penalty_as_thanos_iterator_tests() {
     ];
     for (i, (a, b, want)) in cases.into_iter().enumerate() {
         let replicas = [a, b];
-        assert_eq!(penalty(&replicas, false), want, "case {i}");
+        assert_eq!(iterated(&replicas, false), want, "case {i}");
         assert_eq!(reference::merge(&replicas, false, true), want, "case {i}: the port");
     }
 }
@@ -283,8 +306,8 @@ fn penalty_as_thanos_series_set_tests() {
     let last = s(&[(200000, 5.0), (210000, 6.0)]);
     let four = [early.clone(), later.clone(), last, early.clone()];
     let want = s(&[(10000, 1.0), (20000, 2.0), (60000, 3.0), (70000, 4.0), (200000, 5.0), (210000, 6.0)]);
-    assert_eq!(penalty(&four, false), want);
-    assert_eq!(penalty(&[early, later], false), want[..4]);
+    assert_eq!(iterated(&four, false), want);
+    assert_eq!(iterated(&[early, later], false), want[..4]);
 }
 
 /// Thanos's regression tests for issue 2401: replica a (taken first) misses samples, b is
@@ -320,7 +343,7 @@ fn penalty_as_thanos_counter_regression_tests() {
     ] {
         assert_eq!(reference::merge(&replicas, counter, true), thanos, "counter {counter}: the port, as Thanos's test");
         assert_eq!(reference::merge(&replicas, counter, false), ours, "counter {counter}: the port, forward seeks");
-        assert_eq!(penalty(&replicas, counter), ours, "counter {counter}");
+        assert_eq!(iterated(&replicas, counter), ours, "counter {counter}");
     }
 }
 
@@ -340,9 +363,9 @@ fn penalty_as_thanos_real_data_test() {
     let [a, b, want] = <[Samples; 3]>::try_from(sections).unwrap();
     let replicas = [a, b];
     assert_eq!(reference::merge(&replicas, true, true), want);
-    assert_eq!(penalty(&replicas, true), want);
+    assert_eq!(iterated(&replicas, true), want);
     for per_chunk in [1, 120, 1000] {
-        assert_eq!(merged_in(&replicas, i64::MIN, i64::MAX, DedupFunc::Penalty, true, per_chunk), want);
+        assert_eq!(iterated_in(&replicas, true, per_chunk), want);
     }
 }
 
@@ -377,27 +400,100 @@ fn replicas_are_read_within_the_range() {
     }
 }
 
-/// While replica a has samples, b's chunks past its first are not decoded: a corrupt one
-/// there goes unnoticed by the penalty merge, which the chain merge (reading everything) and a
+/// While run a has samples, b's chunks past its first are not decoded: a corrupt one there
+/// goes unnoticed by the penalty iterator, which the chain merge (reading everything) and a
 /// switch to b do notice.
 #[test]
-fn penalty_leaves_the_other_replica_unread() {
+fn penalty_leaves_the_other_run_unread() {
     let a: Samples = (0..60).map(|i| (i * 15_000, i as f64)).collect();
-    let mut b = series(&a, 20);
+    // b's samples a millisecond later, so that no chunk of b equals one of a.
+    let b: Samples = a.iter().map(|&(t, v)| (t + 1, v)).collect();
+    let mut b = series(&b, 20);
     let corrupt = ChunkData { data: vec![0, 20, 0xff].into(), ..b.chunks[1].clone() };
     b.chunks[1] = corrupt;
     let replicas = [series(&a, 20), b];
-    let run = |replicas: &[SeriesChunks], func| {
+    let iterate = |replicas: &[SeriesChunks]| {
         let mut out = Vec::new();
-        for_each_sample(replicas, i64::MIN, i64::MAX, Merge { func, counter: false }, |t, v| out.push((t, v)))
-            .map(|()| out)
+        super::penalty(replicas, i64::MIN, i64::MAX, false, |t, v| out.push((t, v))).map(|()| out)
     };
-    assert_eq!(run(&replicas, DedupFunc::Penalty).unwrap(), a);
-    assert!(run(&replicas, DedupFunc::Chain).is_err());
+    let chain = |replicas: &[SeriesChunks]| {
+        let merge = Merge { func: DedupFunc::Chain, counter: false };
+        for_each_sample(replicas, i64::MIN, i64::MAX, merge, |_, _| ())
+    };
+    assert_eq!(iterate(&replicas).unwrap(), a);
+    assert!(chain(&replicas).is_err());
     // A gap in a over b's corrupt chunk makes the merge read it.
     let gappy: Samples = a.iter().copied().filter(|&(t, _)| !(20 * 15_000..40 * 15_000).contains(&t)).collect();
     let replicas = [series(&gappy, 20), replicas[1].clone()];
-    assert!(run(&replicas, DedupFunc::Penalty).is_err());
+    assert!(iterate(&replicas).is_err());
+}
+
+/// Thanos's `TestOverlapSplit` ("3_tworeplicas", "5_minimaloverlap", "6_fourreplica"): each
+/// chunk joins the first run whose last chunk ends before it starts. Runs as (min, max) times.
+#[test]
+fn overlap_split_as_thanos() {
+    let chunk = |(min_time, max_time): (i64, i64)| ChunkData {
+        min_time,
+        max_time,
+        encoding: Encoding::Xor,
+        // Distinct bytes: no two chunks are identical.
+        data: format!("{min_time}-{max_time}").into_bytes().into(),
+    };
+    // The pool is sorted first: the replicas may come in any order.
+    let split = |replicas: &[&[(i64, i64)]]| -> Vec<Vec<(i64, i64)>> {
+        let replicas: Vec<SeriesChunks> = replicas
+            .iter()
+            .rev()
+            .map(|r| SeriesChunks {
+                labels: Labels::from_pairs(&[("a", "1")]),
+                chunks: r.iter().copied().map(chunk).collect(),
+            })
+            .collect();
+        overlap_split(&replicas).iter().map(|r| r.chunks.iter().map(|c| (c.min_time, c.max_time)).collect()).collect()
+    };
+    assert_eq!(
+        split(&[&[(0, 20), (21, 50), (100, 160)], &[(0, 30), (31, 60)]]),
+        [vec![(0, 20), (21, 50), (100, 160)], vec![(0, 30), (31, 60)]]
+    );
+    assert_eq!(split(&[&[(50, 55)], &[(55, 100)]]), [vec![(50, 55)], vec![(55, 100)]]);
+    assert_eq!(
+        split(&[&[(0, 20), (21, 50), (100, 160)], &[(0, 30), (31, 60)], &[(1, 15), (16, 200)], &[(2, 36)]]),
+        [vec![(0, 20), (21, 50), (100, 160)], vec![(0, 30), (31, 60)], vec![(1, 15), (16, 200)], vec![(2, 36)]]
+    );
+    assert!(split(&[]).is_empty());
+}
+
+/// Equal times sort the chunk with the greater bytes first (`AggrChunk.Compare`); identical
+/// chunks are kept once, so copies of one replica are one run, read as it is.
+#[test]
+fn overlap_split_orders_by_bytes_and_drops_identical_chunks() {
+    let a = s(&[(0, 1.0), (10, 1.0), (20, 1.0)]);
+    let b = s(&[(0, 2.0), (10, 2.0), (20, 2.0)]);
+    let greater = if series(&a, 3).chunks[0].data > series(&b, 3).chunks[0].data { &a } else { &b };
+    assert_eq!(&runs(&[a.clone(), b.clone()], 3)[0], greater);
+    assert_eq!(&runs(&[b.clone(), a.clone()], 3)[0], greater);
+    assert_eq!(runs(&[a.clone(), a.clone(), a.clone()], 2), vec![a.clone()]);
+    for func in [DedupFunc::Penalty, DedupFunc::Chain] {
+        assert_eq!(merged(&[a.clone(), a.clone()], func, false), a, "{func:?}");
+    }
+}
+
+/// Two receivers fed the same remote write, a down for a while: their chunks before the gap are
+/// identical, after it they differ. The run that continues b's chunks over a's gap is the one
+/// the merge stays on, so the gap is filled at once; the iterator over the replicas themselves
+/// would wait out the penalty on b and skip its first samples.
+#[test]
+fn a_gap_is_filled_from_the_run_that_spans_it() {
+    // Scrapes every 10 s; a misses 40 s to 60 s.
+    let at = |ts: &[i64], v: f64| -> Samples { ts.iter().map(|&t| (t * 10_000, v)).collect() };
+    let a = [at(&[0, 1, 2, 3], 1.0), at(&[7, 8, 9], 1.5)].concat();
+    let b = [at(&[0, 1, 2, 3], 1.0), at(&[4, 5, 6, 7, 8, 9], 2.0)].concat();
+    // Chunks of four samples: the first is the same in both.
+    assert_eq!(runs(&[a.clone(), b.clone()], 4), [b.clone(), a[4..].to_vec()]);
+    assert_eq!(merged_in(&[a.clone(), b.clone()], i64::MIN, i64::MAX, DedupFunc::Penalty, false, 4), b);
+    let mut skipped = b.clone();
+    skipped.retain(|&(t, _)| t != 40_000 && t != 50_000);
+    assert_eq!(iterated_in(&[a, b], false, 4), skipped);
 }
 
 #[test]
@@ -405,7 +501,7 @@ fn counter_adjustment_keeps_staleness_markers() {
     let stale = f64::from_bits(crate::engine::types::STALE_NAN_BITS);
     let a = s(&[(0, 10.0), (15_000, 11.0)]);
     let b = s(&[(1, 5.0), (60_000, 6.0), (75_000, stale), (90_000, 7.0)]);
-    let got = penalty(&[a, b], true);
+    let got = iterated(&[a, b], true);
     assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 15_000, 60_000, 75_000, 90_000]);
     // Raised by 5 from the switch on, but a staleness marker stays one.
     assert_eq!(got[2].1, 11.0);
@@ -446,18 +542,44 @@ fn copies() -> impl Strategy<Value = Vec<Samples>> {
         .prop_filter("two replicas with samples", |r| r.len() >= 2)
 }
 
+/// The port over the runs the overlap split makes of `replicas` (one run as it is).
+fn port_over_runs(replicas: &[Samples], counter: bool, per_chunk: usize) -> Samples {
+    match runs(replicas, per_chunk).as_slice() {
+        [] => Vec::new(),
+        [one] => one.clone(),
+        runs => reference::merge(runs, counter, false),
+    }
+}
+
 proptest! {
-    /// The lazy merge takes exactly the samples the direct port takes (with seeks that never
+    /// The lazy iterator takes exactly the samples the direct port takes (with seeks that never
     /// move back), for two to four replicas, counters or not.
     #[test]
-    fn penalty_matches_the_port(replicas in prop::collection::vec(replica(), 2..5), counter in any::<bool>(), per_chunk in 1usize..10) {
+    fn iterator_matches_the_port(replicas in prop::collection::vec(replica(), 2..5), counter in any::<bool>(), per_chunk in 1usize..10) {
         let want = reference::merge(&replicas, counter, false);
+        prop_assert_eq!(iterated_in(&replicas, counter, per_chunk), want);
+    }
+
+    #[test]
+    fn iterator_matches_the_port_on_copies(replicas in copies(), counter in any::<bool>(), per_chunk in 1usize..10) {
+        let want = reference::merge(&replicas, counter, false);
+        prop_assert_eq!(iterated_in(&replicas, counter, per_chunk), want);
+    }
+
+    /// The penalty merge is the port over the runs of the overlap split, whose runs never
+    /// overlap within themselves.
+    #[test]
+    fn penalty_is_the_port_over_the_runs(replicas in copies(), counter in any::<bool>(), per_chunk in 1usize..10) {
+        for run in runs(&replicas, per_chunk) {
+            prop_assert!(run.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", run);
+        }
+        let want = port_over_runs(&replicas, counter, per_chunk);
         prop_assert_eq!(merged_in(&replicas, i64::MIN, i64::MAX, DedupFunc::Penalty, counter, per_chunk), want);
     }
 
     #[test]
-    fn penalty_matches_the_port_on_copies(replicas in copies(), counter in any::<bool>(), per_chunk in 1usize..10) {
-        let want = reference::merge(&replicas, counter, false);
+    fn penalty_is_the_port_over_the_runs_of_any_replicas(replicas in prop::collection::vec(replica(), 2..5), counter in any::<bool>(), per_chunk in 1usize..10) {
+        let want = port_over_runs(&replicas, counter, per_chunk);
         prop_assert_eq!(merged_in(&replicas, i64::MIN, i64::MAX, DedupFunc::Penalty, counter, per_chunk), want);
     }
 }
