@@ -109,10 +109,13 @@ impl Slot {
     }
 
     /// The real `thanos receive` on this slot as a single ingestor (no hashring): its three
-    /// addresses and `--tsdb.path` = the data dir.
+    /// addresses and `--tsdb.path` = the data dir. Its Cap'n Proto replication server, which a
+    /// single ingestor does not use, listens on a port the OS picks: its fixed default would
+    /// clash with any other `thanos receive` on the machine.
     pub fn thanos_receive_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["receive".into(), "--tsdb.path".into(), self.data_dir.clone().into()];
         args.extend(["--remote-write.address".into(), self.remote_write.clone().into()]);
+        args.push("--receive.capnproto-address=127.0.0.1:0".into());
         args.extend(self.listen_args());
         args
     }
