@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
-# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins.
+# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins,
+# and seriesbench, a StoreAPI client of ours on Thanos's client code.
 # A peer is rebuilt only when it is missing or older than go.mod, go.sum or this script; Go's
 # build cache makes a rebuild after a version bump cost only what changed. Prints each peer's version.
 set -euo pipefail
@@ -52,6 +53,10 @@ for peer in "${peers[@]}"; do
     mv "$out.tmp" "$out"
     echo "$name: built in $((SECONDS - start)) s"
 done
+
+# Our own Series() client for scripts/bench-storeapi.sh, on Thanos's storepb and gRPC dial
+# options; with Go's build cache this is a link step when nothing changed.
+go build -trimpath -buildvcs=false -o bin/seriesbench ./seriesbench
 
 for peer in "${peers[@]}"; do
     name=${peer%% *}
