@@ -97,17 +97,15 @@ def parse_target(spec):
 
 
 def measured(target, scrape_alloc, call):
-    """Runs call() (which returns result series, answer bytes and its own duration in ms or
-    None) with the target's readings around it."""
+    """Runs call() (which returns result series, answer bytes and the duration in ms of the
+    call alone, without checking the answer) with the target's readings around it."""
     pid, base = target["pid"], target["url"]
     alloc = go_alloc_bytes(base) if scrape_alloc is not None else None
     reset_hwm(pid)
     rss = status_kb(pid, "VmRSS")
     cpu = cpu_ms(pid)
     stores_cpu = sum(cpu_ms(p) for p in target["stores"])
-    began = time.perf_counter()
-    n, nbytes, own_ms = call()
-    latency = own_ms if own_ms is not None else (time.perf_counter() - began) * 1000
+    n, nbytes, latency = call()
     peak = status_kb(pid, "VmHWM") - rss
     used = cpu_ms(pid) - cpu
     stores_used = sum(cpu_ms(p) for p in target["stores"]) - stores_cpu if target["stores"] else -1
@@ -123,12 +121,14 @@ def range_query(target, query, a):
     url = f"{target['url']}/api/v1/query_range?{urllib.parse.urlencode(params)}"
 
     def call():
+        began = time.perf_counter()
         with urllib.request.urlopen(url, timeout=300) as resp:
             body = resp.read()
+        latency = (time.perf_counter() - began) * 1000
         answer = json.loads(body)
         if answer.get("status") != "success":
             sys.exit(f"{target['name']}: {query}: {answer}")
-        return len(answer["data"]["result"]), len(body), None
+        return len(answer["data"]["result"]), len(body), latency
 
     return call
 
