@@ -77,8 +77,9 @@ for querier in strata-query thanos-query; do
         --endpoint "${grpc[a]}" --endpoint "${grpc[b]}" --query.replica-label replica
     pids[$querier]=$pid; urls[$querier]=$http
     # Ready is not enough: the querier learns its endpoints from Info calls made in the
-    # background. Both replicas are in view when the undeduplicated answer holds both.
-    probe="$http/api/v1/query?dedup=false&query=count(count+by+(replica)+(bench_http_requests_total))"
+    # background. Both replicas are in view when the undeduplicated answer holds both (at the
+    # last sample: the load can take longer than the lookback).
+    probe="$http/api/v1/query?dedup=false&time=$query_end&query=count(count+by+(replica)+(bench_http_requests_total))"
     deadline=$((SECONDS + 60))
     until curl -sf "$probe" | grep -q '"2"\]'; do
         [ "$SECONDS" -lt "$deadline" ] || { echo "$querier does not see both replicas" >&2; exit 1; }
