@@ -6,10 +6,11 @@
 # In one run: start two `strata receive` (--label replica="a" / "b") and a `strata standalone`,
 # load all three with the same `strata tools bench-write` data (the same sample timestamps),
 # wait until they are idle, start `strata query` and `thanos query`, both with
-# --query.replica-label=replica over the two receivers, wait until both see both replicas, then
+# --query.replica-label=replica over the two receivers, and a `strata query` over replica "a"
+# alone, wait until each sees its replicas, then
 # time bench-query.sh's queries over the last hour of the data at a 15 s step with
-# scripts/bench-query.py, the three targets taking turns run by run: median latency, CPU time
-# per run of the querier (and apart, of the two receivers serving it), and peak memory of the
+# scripts/bench-query.py, the four targets taking turns run by run: median latency, CPU time
+# per run of the querier (and apart, of the receivers serving it), and peak memory of the
 # querier per query. Prints a markdown table; raw runs, load reports and logs go to the output
 # directory.
 #
@@ -48,7 +49,7 @@ query_start=$((query_end - 3600))
     echo "thanos: $("$THANOS_BIN" --version 2>&1 | sed -n 1p)"
 } | tee "$out/machine.txt" >&2
 
-declare -A pids grpc urls
+declare -A pids grpc
 for name in a b standalone; do
     mkdir -p "$work/data/$name"
     rw_port="$(free_port)"; grpc_port="$(free_port)"; http="http://127.0.0.1:$(free_port)"
@@ -61,7 +62,10 @@ for name in a b standalone; do
             --remote-write.address "127.0.0.1:$rw_port" --http-address "${http#http://}" \
             --grpc-address "127.0.0.1:$grpc_port"
     fi
-    pids[$name]=$pid; grpc[$name]="127.0.0.1:$grpc_port"; urls[$name]=$http
+    pids[$name]=$pid; grpc[$name]="127.0.0.1:$grpc_port"
+    if [ "$name" = standalone ]; then
+        targets=(--target "name=$name,url=$http,pid=$pid")
+    fi
     echo "== $name: $n series x $samples samples" >&2
     load_bench "http://127.0.0.1:$rw_port/api/v1/receive" "$n" "$samples" "$start_ms" "$out/$name.load.txt"
 done
@@ -69,20 +73,30 @@ for name in a b standalone; do
     wait_idle "${pids[$name]}"
 done
 
-for querier in strata-query thanos-query; do
+# strata-query-one reads replica "a" alone: against standalone it costs the gRPC hop, against
+# strata-query the second replica and the deduplication.
+for querier in strata-query thanos-query strata-query-one; do
     http="http://127.0.0.1:$(free_port)"
     bin="$STRATA_BIN"
     [ "$querier" = thanos-query ] && bin="$THANOS_BIN"
-    start_bg "$querier" "$http/-/ready" "$bin" query --http-address "${http#http://}" --grpc-address "127.0.0.1:$(free_port)" \
-        --endpoint "${grpc[a]}" --endpoint "${grpc[b]}" --query.replica-label replica
-    pids[$querier]=$pid; urls[$querier]=$http
+    replicas=(a b)
+    [ "$querier" = strata-query-one ] && replicas=(a)
+    endpoints=()
+    stores=""
+    for r in "${replicas[@]}"; do
+        endpoints+=(--endpoint "${grpc[$r]}")
+        stores="${stores:+$stores+}${pids[$r]}"
+    done
+    start_bg "$querier" "$http/-/ready" "$bin" query --http-address "${http#http://}" \
+        --grpc-address "127.0.0.1:$(free_port)" "${endpoints[@]}" --query.replica-label replica
+    targets+=(--target "name=$querier,url=$http,pid=$pid,stores=$stores")
     # Ready is not enough: the querier learns its endpoints from Info calls made in the
-    # background. Both replicas are in view when the undeduplicated answer holds both (at the
-    # last sample: the load can take longer than the lookback).
+    # background. The replicas are in view when the undeduplicated answer holds them all (at
+    # the last sample: the load can take longer than the lookback).
     probe="$http/api/v1/query?dedup=false&time=$query_end&query=count(count+by+(replica)+(bench_http_requests_total))"
     deadline=$((SECONDS + 60))
-    until curl -sf "$probe" | grep -q '"2"\]'; do
-        [ "$SECONDS" -lt "$deadline" ] || { echo "$querier does not see both replicas" >&2; exit 1; }
+    until curl -sf "$probe" | grep -q "\"${#replicas[@]}\"\]"; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "$querier does not see its replicas" >&2; exit 1; }
         sleep 0.5
     done
     wait_idle "$pid"
@@ -93,18 +107,15 @@ query_args=()
 for q in "${bench_queries[@]}"; do
     query_args+=(--query "$q")
 done
-stores="${pids[a]}+${pids[b]}"
 results="$out/runs.tsv"
 : >"$results"
-python3 "$repo/scripts/bench-query.py" run \
-    --target "name=strata-query,url=${urls[strata-query]},pid=${pids[strata-query]},stores=$stores" \
-    --target "name=thanos-query,url=${urls[thanos-query]},pid=${pids[thanos-query]},stores=$stores" \
-    --target "name=standalone,url=${urls[standalone]},pid=${pids[standalone]}" \
+python3 "$repo/scripts/bench-query.py" run "${targets[@]}" \
     --param dedup=true --series "$n" --start "$query_start" --end "$query_end" --step 15 \
     --reps "$reps" --out "$results" "${query_args[@]}"
 echo "load average after queries: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
 
 python3 "$repo/scripts/bench-query.py" table "$results" \
     --servers "strata-query=strata query" "thanos-query=thanos query" "standalone=strata standalone" \
-    --ratio strata-query/thanos-query strata-query/standalone \
+    "strata-query-one=strata query, one replica" \
+    --ratio strata-query/thanos-query strata-query/standalone strata-query-one/standalone \
     --memory-ratio strata-query/thanos-query | tee "$out/table.md"
