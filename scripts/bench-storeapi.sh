@@ -12,7 +12,7 @@
 # messages, CPU time per call and peak memory per call. Prints a markdown table; raw runs, load
 # reports and logs go to the output directory.
 #
-# Usage: scripts/bench-storeapi.sh [--series 1000000] [--samples-per-series 60] [--reps 5]
+# Usage: scripts/bench-storeapi.sh [--series 1000000] [--samples-per-series 120] [--reps 5]
 #                                  [--out DIR]
 # Environment: STRATA_BIN (default: build and use the release binary of this checkout),
 # THANOS_BIN and SERIESBENCH_BIN (default: interop/bin/thanos and interop/bin/seriesbench, built
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 n=1000000
-samples=60
+samples=120
 reps=5
 out=""
 while [ $# -gt 0 ]; do
