@@ -25,6 +25,8 @@ cleanup() {
         fi
     done
     rm -rf "$work/data"
+    # Gone unless the results (or a config file) are in it.
+    rmdir "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
 
