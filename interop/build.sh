@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
 # promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins,
-# and our own Go programs that call into them (ringref: Thanos's receive hashring).
+# and our own Go programs that call into them (ringref: Thanos's receive hashring; seriesbench: a
+# StoreAPI client on Thanos's client code, for scripts/bench-storeapi.sh).
 # A binary is rebuilt only when it is missing or older than go.mod, go.sum, this script or (ours)
 # its sources; Go's build cache makes a rebuild after a version bump cost only what changed.
 # Prints each peer's version.
@@ -57,7 +58,7 @@ done
 
 # Our programs, in this module: name = directory. They import the peers' packages at the
 # versions go.mod pins.
-for name in ringref; do
+for name in ringref seriesbench; do
     out=bin/$name
     if [ -x "$out" ] && [ -z "$(find go.mod go.sum build.sh "$name" -newer "$out" -print -quit)" ]; then
         echo "$name: up to date"

@@ -34,32 +34,6 @@ done
 command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# bench-write's series: per scrape target 10 counters (5 of them bench_http_requests_total), 10
-# gauges and 5 classic histograms; every metric name starts with bench_ and every series has
-# job="kubernetes-pods".
-queries=(
-    'rate(bench_http_requests_total[5m])'
-    'sum by (job) (rate(bench_http_requests_total[5m]))'
-    'histogram_quantile(0.9, sum by (le) (rate(bench_http_request_duration_seconds_bucket[5m])))'
-    'topk(10, bench_http_requests_total)'
-)
-
-# Waits (up to two minutes) until the server spends under 5% of a core for a whole second, so
-# background work after the load (WAL, GC, head compaction) does not land in the query timings.
-wait_idle() {
-    local deadline=$((SECONDS + 120)) before after
-    local limit=$(($(getconf CLK_TCK) / 20))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        before="$(cpu_ticks "$server_pid")"
-        sleep 1
-        after="$(cpu_ticks "$server_pid")"
-        if [ $((after - before)) -le "$limit" ]; then
-            return
-        fi
-    done
-    echo "warning: server still busy after 120s; timing anyway" >&2
-}
-
 samples=$((hours * 240))
 # One start time for every load, on the 15 s grid, so both servers hold identical samples.
 start_ms=$((($(date +%s) - hours * 3600) / 15 * 15 * 1000))
@@ -67,18 +41,14 @@ query_end=$((start_ms / 1000 + hours * 3600 - 15))
 query_start=$((query_end - 3600))
 
 {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "strata: $(cd "$repo" && git describe --always --dirty)"
+    machine_info
     echo "prometheus: $(prometheus --version 2>&1 | sed -n 1p)"
-    echo "cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-    echo "memory: $(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "kernel: $(uname -r)"
 } | tee "$out/machine.txt" >&2
 
 results="$out/runs.tsv"
 : >"$results"
 query_args=()
-for q in "${queries[@]}"; do
+for q in "${bench_queries[@]}"; do
     query_args+=(--query "$q")
 done
 
@@ -105,20 +75,14 @@ for n in $series_list; do
         wait_ready "$api/-/ready" "$log"
 
         echo "== $server, $n series x $samples samples" >&2
-        # Each of bench-write's 4 connections sends its own batches' rounds back to back, so a
-        # connection with more batches falls behind; more than an hour behind the newest sample,
-        # both servers refuse its samples as out of bounds. Equal shares keep them in step.
-        batch=$((n / 4 < 2500 ? n / 4 : 2500))
-        "$STRATA_BIN" tools bench-write --url "$write_url" --series "$n" \
-            --samples-per-series "$samples" --start-time "$start_ms" \
-            --concurrency 4 --batch-size "$batch" >"$out/$server-$n.load.txt"
+        load_bench "$write_url" "$n" "$samples" "$start_ms" "$out/$server-$n.load.txt"
         wait_idle
         echo "load average before queries: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/$server-$n.load.txt" >&2
         echo "VmRSS after load: $(awk '$1 == "VmRSS:" { print $2 " kB" }' "/proc/$server_pid/status")" \
             >>"$out/$server-$n.load.txt"
 
-        python3 "$repo/scripts/bench-query.py" run --url "$api" --pid "$server_pid" \
-            --server "$server" --series "$n" --start "$query_start" --end "$query_end" \
+        python3 "$repo/scripts/bench-query.py" run --target "name=$server,url=$api,pid=$server_pid" \
+            --series "$n" --start "$query_start" --end "$query_end" \
             --step 15 --reps "$reps" --out "$results" "${query_args[@]}"
         stop_server
     done
