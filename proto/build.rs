@@ -21,6 +21,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let fds = protox::compile(PROTOS, [&root])?;
     // Chunk bytes in StoreAPI messages are `bytes::Bytes`, so a chunk read from a memory-mapped
     // block goes into a response, and out of a decoded one, without a copy.
-    tonic_prost_build::configure().bytes(".thanos.Chunk.data").compile_fds(fds)?;
+    // `thanos.Series` is written by hand (src/thanos_series.rs): its labels stay in wire form.
+    tonic_prost_build::configure()
+        .bytes(".thanos.Chunk.data")
+        .extern_path(".thanos.Series", "crate::thanos_series::Series")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod protocol;
 pub mod remote_write;
+mod thanos_series;
 
 /// Remote write 1.0 and remote read messages (protobuf package `prometheus`).
 pub mod prometheus {
@@ -19,6 +20,7 @@ pub mod write_v2 {
 /// LabelValues) and the receive forwarding API (`WriteableStore`), with clients and servers.
 pub mod thanos {
     include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
+    pub use crate::thanos_series::{Series, SeriesLabels};
 
     /// The Info API every StoreAPI endpoint serves (protobuf package `thanos.info`).
     pub mod info {

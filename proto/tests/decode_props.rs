@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{check_v1, check_v2, from_v1, from_v2, same};
+use common::{check_thanos_series, check_v1, check_v2, from_v1, from_v2, same, GeneratedSeries};
 use proptest::prelude::*;
 use prost::Message;
 use strata_proto::prometheus as v1;
 use strata_proto::remote_write::WriteBatch;
+use strata_proto::thanos;
 use strata_proto::write_v2 as v2;
 
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -158,6 +159,20 @@ fn v2_request() -> impl Strategy<Value = v2::Request> {
         prop::collection::vec(series, 0..6)
             .prop_map(move |timeseries| v2::Request { symbols: symbols.clone(), timeseries })
     })
+}
+
+fn thanos_series() -> impl Strategy<Value = GeneratedSeries> {
+    let label = (text(), text()).prop_map(|(name, value)| thanos::Label { name, value });
+    let chunk = (any::<i64>(), any::<i64>(), prop::collection::vec(any::<u8>(), 0..16), any::<u64>()).prop_map(
+        |(min_time, max_time, data, hash)| thanos::AggrChunk {
+            min_time,
+            max_time,
+            raw: Some(thanos::Chunk { r#type: 1, data: data.into(), hash }),
+            ..thanos::AggrChunk::default()
+        },
+    );
+    (prop::collection::vec(label, 0..6), prop::collection::vec(chunk, 0..3))
+        .prop_map(|(labels, chunks)| GeneratedSeries { labels, chunks })
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +355,7 @@ proptest! {
     fn arbitrary_bytes_agree_with_prost(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         check_v1(&bytes);
         check_v2(&bytes);
+        check_thanos_series(&bytes);
     }
 
     #[test]
@@ -348,5 +364,13 @@ proptest! {
         encode_nodes(&nodes, &mut bytes);
         check_v1(&bytes);
         check_v2(&bytes);
+        check_thanos_series(&bytes);
+    }
+
+    #[test]
+    fn thanos_series_decode_like_prost(series in thanos_series(), m in mutations()) {
+        let bytes = series.encode_to_vec();
+        prop_assert!(check_thanos_series(&bytes));
+        check_thanos_series(&mutate(bytes, &m));
     }
 }

@@ -27,11 +27,27 @@ pub fn labels_to_proto(labels: &Labels) -> Vec<pb::Label> {
 /// A label set from the wire. Senders sort their labels, but a set is sorted here in any case and
 /// empty values dropped, so that a careless peer cannot break the order of a merge.
 pub fn labels_from_proto(labels: &[pb::Label]) -> Labels {
-    let sorted = labels.windows(2).all(|w| w[0].name < w[1].name);
+    labels_from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+}
+
+/// The label set of a series from the wire, as [`labels_from_proto`] makes it.
+pub fn series_labels(s: &pb::Series) -> Labels {
+    labels_from_pairs(s.labels())
+}
+
+fn labels_from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
+    let mut names = pairs.clone().map(|(name, _)| name);
+    let sorted = names.next().is_none_or(|mut prev| {
+        names.all(|name| {
+            let ordered = prev < name;
+            prev = name;
+            ordered
+        })
+    });
     if sorted {
-        Labels::from_sorted_unchecked(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        Labels::from_sorted_unchecked(pairs)
     } else {
-        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = pairs.collect();
         Labels::from_pairs(&pairs)
     }
 }
@@ -312,28 +328,26 @@ pub fn chunk_hash(data: &[u8]) -> u64 {
 /// A series as the wire carries it; chunk bytes are shared, not copied. A chunk with no wire
 /// encoding (never produced by a valid source) is left out.
 pub fn series_to_proto(s: SeriesChunks) -> pb::Series {
-    pb::Series {
-        labels: labels_to_proto(&s.labels),
-        chunks: s
-            .chunks
-            .into_iter()
-            .filter_map(|c| {
-                let r#type = encoding_to_proto(c.encoding)? as i32;
-                Some(pb::AggrChunk {
-                    min_time: c.min_time,
-                    max_time: c.max_time,
-                    raw: Some(pb::Chunk { r#type, hash: chunk_hash(&c.data), data: c.data }),
-                    ..pb::AggrChunk::default()
-                })
+    let chunks = s
+        .chunks
+        .into_iter()
+        .filter_map(|c| {
+            let r#type = encoding_to_proto(c.encoding)? as i32;
+            Some(pb::AggrChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                raw: Some(pb::Chunk { r#type, hash: chunk_hash(&c.data), data: c.data }),
+                ..pb::AggrChunk::default()
             })
-            .collect(),
-    }
+        })
+        .collect();
+    pb::Series::new(s.labels.iter(), chunks)
 }
 
 /// A series from the wire. `store` names the sender for errors. Raw chunks only: downsampled
 /// aggregates are not asked for until the read interface carries them.
 pub fn series_from_proto(s: pb::Series, store: &str) -> Result<SeriesChunks, StorageError> {
-    let labels = labels_from_proto(&s.labels);
+    let labels = series_labels(&s);
     let mut chunks = Vec::with_capacity(s.chunks.len());
     for c in s.chunks {
         let Some(raw) = c.raw else {

@@ -30,9 +30,17 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{Component, Store, StoreInfo, TsdbInfo};
 
-/// Series a store's reader may hold before the merge takes them: enough to keep a store busy
+/// Batches a store's reader may hold before the merge takes them: enough to keep a store busy
 /// while the merge waits on another, few enough to bound the memory of a slow reader.
-const READ_AHEAD: usize = 64;
+const READ_AHEAD: usize = 4;
+
+/// Series a reader passes on at once, so that the merge wakes once per batch, not per series.
+const BATCH: usize = 64;
+
+/// A reader holds series for a batch only while it passed on its last batch this recently: a
+/// slow store's series go on one by one, as they come, so waits between them (which the
+/// response timeout measures) are seen as they are, give or take this.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 /// The warning of a read that no store may answer (Thanos's words).
 pub const NO_STORES_MATCHED: &str = "No StoreAPIs matched for this query";
@@ -307,15 +315,17 @@ fn named(store: &str, e: StorageError) -> StorageError {
     }
 }
 
-/// What a store's reader thread sends: a series or an error, then `None` once the store's set
-/// ended cleanly (a closed channel without it means the reader died).
-type Frame = Option<Result<SeriesChunks, StorageError>>;
+/// What a store's reader thread sends: series (in order, a batch at a time) or an error, then
+/// `None` once the store's set ended cleanly (a closed channel without it means the reader died).
+type Frame = Option<Result<Vec<SeriesChunks>, StorageError>>;
 
 /// One store's part of a fan-out: its series as its reader thread receives them, waited for at
 /// most the response timeout (and until the deadline) each.
 struct StoreStream {
     name: String,
     rx: Receiver<Frame>,
+    /// The rest of the last batch.
+    buffered: std::vec::IntoIter<SeriesChunks>,
     cancel: CancellationToken,
     proxy: Proxy,
     partial: PartialResponse,
@@ -343,6 +353,7 @@ impl StoreStream {
         StoreStream {
             name: store.name.clone(),
             rx,
+            buffered: Vec::new().into_iter(),
             cancel,
             proxy: proxy.clone(),
             partial: req.scope.partial_response,
@@ -378,10 +389,30 @@ fn read_store(store: &dyn Store, req: &SelectRequest, tx: &SyncSender<Frame>, wa
         }
     };
     let store_warnings = set.warnings_handle();
+    let mut batch = Vec::new();
+    let mut sent_at: Option<Instant> = None;
     for series in set {
-        if tx.send(Some(series)).is_err() {
-            return;
+        let series = match series {
+            Ok(series) => series,
+            Err(e) => {
+                if !batch.is_empty() {
+                    let _ = tx.send(Some(Ok(batch)));
+                }
+                let _ = tx.send(Some(Err(e)));
+                return;
+            }
+        };
+        batch.push(series);
+        let now = Instant::now();
+        if batch.len() >= BATCH || sent_at.is_none_or(|at| now.duration_since(at) >= BATCH_WINDOW) {
+            if tx.send(Some(Ok(std::mem::take(&mut batch)))).is_err() {
+                return;
+            }
+            sent_at = Some(now);
         }
+    }
+    if !batch.is_empty() && tx.send(Some(Ok(batch))).is_err() {
+        return;
     }
     // Before the end is sent, so that the merged set has them all when it ends.
     for w in store_warnings.get() {
@@ -394,17 +425,23 @@ impl Iterator for StoreStream {
     type Item = Result<SeriesChunks, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(series) = self.buffered.next() {
+            return Some(Ok(series));
+        }
         if self.done {
             return None;
         }
-        // Each series gets the whole response timeout: Thanos's is a timeout between frames.
+        // Each batch gets the whole response timeout: Thanos's is a timeout between frames.
         let wait = self.proxy.wait(Instant::now());
         let received = match wait {
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some((wait, _)) => self.rx.recv_timeout(wait),
         };
         match received {
-            Ok(Some(Ok(series))) => Some(Ok(series)),
+            Ok(Some(Ok(batch))) => {
+                self.buffered = batch.into_iter();
+                self.buffered.next().map(Ok).or_else(|| self.next())
+            }
             Ok(None) => {
                 self.done = true;
                 None

@@ -40,8 +40,8 @@ use crate::{Component, Store, StoreInfo};
 /// Series per `SeriesResponse` asked of the store, as Thanos's querier asks.
 pub const RESPONSE_BATCH_SIZE: i64 = 64;
 
-/// Series read ahead of the reader.
-const READ_AHEAD: usize = 64;
+/// Responses read ahead of the reader.
+const READ_AHEAD: usize = 4;
 
 /// How a remote store connects and calls.
 #[derive(Debug, Clone)]
@@ -90,9 +90,10 @@ struct Inner {
     last_info: RwLock<Option<StoreInfo>>,
 }
 
-/// What a series-reading task sends: a series or an error, then `None` at the clean end of the
-/// stream (a channel closed without it means the task died).
-type Frame = Option<Result<SeriesChunks, StorageError>>;
+/// What a series-reading task sends: the checked series of one response (sent together, so
+/// that a reader wakes once per response rather than once per series) or an error, then `None`
+/// at the clean end of the stream (a channel closed without it means the task died).
+type Frame = Option<Result<Vec<SeriesChunks>, StorageError>>;
 
 impl RemoteStore {
     /// A store at `address` (`host:port`, or a URI with its scheme). Nothing is dialled until the
@@ -225,7 +226,9 @@ impl Storage for RemoteStore {
             }
         });
         let address = self.inner.address.clone();
-        Ok(SeriesSet::with_warnings(RemoteSeries { rx, address, done: false, _cancel: cancel.drop_guard() }, warnings))
+        let series =
+            RemoteSeries { rx, address, buffered: Vec::new().into_iter(), done: false, _cancel: cancel.drop_guard() };
+        Ok(SeriesSet::with_warnings(series, warnings))
     }
 
     fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
@@ -319,22 +322,36 @@ impl SeriesReader {
                 // nothing.
                 Some(pb::series_response::Result::Hints(_)) | None => continue,
             };
+            let mut checked = Vec::with_capacity(series.len());
+            let mut failed = None;
             for s in series {
-                let checked = self.check(s);
-                let failed = checked.is_err();
-                if tx.send(Some(checked)).await.is_err() || failed {
+                match self.check(s, checked.last().map(|s: &SeriesChunks| &s.labels).or(self.prev.as_ref())) {
+                    Ok(s) => checked.push(s),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(last) = checked.last() {
+                self.prev = Some(last.labels.clone());
+                if tx.send(Some(Ok(checked))).await.is_err() {
                     return;
                 }
+            }
+            if let Some(e) = failed {
+                let _ = tx.send(Some(Err(e))).await;
+                return;
             }
         }
     }
 
-    /// A series from the wire, if it follows the previous one; its chunks sorted, identical
-    /// copies dropped and overlapping ones merged when the store sent them otherwise.
-    fn check(&mut self, s: pb::Series) -> Result<SeriesChunks, StorageError> {
+    /// A series from the wire, if it follows `prev`; its chunks sorted, identical copies
+    /// dropped and overlapping ones merged when the store sent them otherwise.
+    fn check(&self, s: pb::Series, prev: Option<&Labels>) -> Result<SeriesChunks, StorageError> {
         let address = &self.address;
         let mut series = series_from_proto(s, address)?;
-        if let Some(prev) = &self.prev {
+        if let Some(prev) = prev {
             if *prev >= series.labels {
                 return Err(StorageError::Unavailable(format!(
                     "store {address}: series {} after {prev}: not in label order",
@@ -352,7 +369,6 @@ impl SeriesReader {
             series.chunks = merge_chunks(std::mem::take(&mut series.chunks))
                 .map_err(|e| StorageError::Unavailable(format!("store {address}: series {}: {e}", series.labels)))?;
         }
-        self.prev = Some(series.labels.clone());
         Ok(series)
     }
 }
@@ -361,6 +377,8 @@ impl SeriesReader {
 struct RemoteSeries {
     rx: mpsc::Receiver<Frame>,
     address: String,
+    /// The rest of the last response.
+    buffered: std::vec::IntoIter<SeriesChunks>,
     done: bool,
     _cancel: DropGuard,
 }
@@ -369,16 +387,26 @@ impl Iterator for RemoteSeries {
     type Item = Result<SeriesChunks, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+        loop {
+            if let Some(series) = self.buffered.next() {
+                return Some(Ok(series));
+            }
+            if self.done {
+                return None;
+            }
+            // Not tokio's blocking_recv: that one panics when a caller blocks inside the runtime.
+            match futures::executor::block_on(self.rx.recv()) {
+                Some(Some(Ok(batch))) => self.buffered = batch.into_iter(),
+                Some(Some(Err(e))) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Some(None) => self.done = true,
+                None => {
+                    self.done = true;
+                    return Some(Err(stopped(&self.address)));
+                }
+            }
         }
-        // Not tokio's blocking_recv: that one panics when a caller blocks inside the runtime.
-        let next = match futures::executor::block_on(self.rx.recv()) {
-            Some(Some(item)) => Some(item),
-            Some(None) => None,
-            None => Some(Err(stopped(&self.address))),
-        };
-        self.done = !matches!(next, Some(Ok(_)));
-        next
     }
 }

@@ -15,7 +15,7 @@ use strata_proto::thanos::info::info_client::InfoClient;
 use strata_proto::thanos::info::InfoRequest;
 use strata_proto::thanos::store_client::StoreClient;
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
-use strata_store::convert::{labels_from_proto, TENANT_METADATA_KEY};
+use strata_store::convert::{labels_from_proto, series_labels, TENANT_METADATA_KEY};
 use strata_store::local::LocalStore;
 use strata_store::server::{SeriesLimits, ServerMetrics, ServerOptions, StoreApi};
 use strata_store::{Component, Store};
@@ -134,14 +134,17 @@ async fn series(
 }
 
 fn label_sets(series: &[pb::Series]) -> Vec<Labels> {
-    series.iter().map(|s| labels_from_proto(&s.labels)).collect()
+    series.iter().map(series_labels).collect()
 }
 
 /// The series sorted strictly, each with the external labels, in the store's order.
 fn check_sorted_and_labelled(series: &[pb::Series]) {
     let sets = label_sets(series);
     assert!(sets.windows(2).all(|w| w[0] < w[1]), "strictly sorted");
-    assert!(series.iter().all(|s| s.labels.windows(2).all(|w| w[0].name < w[1].name)), "labels sorted on the wire");
+    assert!(
+        series.iter().all(|s| s.labels().zip(s.labels().skip(1)).all(|(a, b)| a.0 < b.0)),
+        "labels sorted on the wire"
+    );
     for l in &sets {
         assert_eq!((l.get("receive"), l.get("tenant_id")), (Some("r1"), Some("t1")), "{l}");
     }

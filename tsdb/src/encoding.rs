@@ -64,6 +64,12 @@ pub(crate) fn uvarint_from(mut next: impl FnMut() -> Option<u8>) -> Result<u64, 
 /// Go's `binary.Uvarint` at the start of `b`: the value and how many bytes it took.
 #[inline]
 pub(crate) fn uvarint(b: &[u8]) -> Result<(u64, usize), VarintError> {
+    // One byte is the common case: every label string and most lengths are under 128 bytes.
+    if let Some(&first) = b.first() {
+        if first < 0x80 {
+            return Ok((u64::from(first), 1));
+        }
+    }
     let mut n = 0;
     let v = uvarint_from(|| {
         let byte = b.get(n).copied();

@@ -47,8 +47,12 @@ impl Labels {
 
     /// Builds a label set from pairs that the caller has already sorted by name and checked.
     /// Pairs with an empty value are dropped: in Prometheus an empty value means "no label".
-    pub fn from_sorted_unchecked<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut data = Vec::with_capacity(64);
+    pub fn from_sorted_unchecked<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str), IntoIter: Clone>) -> Self {
+        let pairs = pairs.into_iter();
+        // Sized exactly first: the buffer is kept as it is, so growing it would cost a copy and
+        // leave slack (or a second copy to shrink it).
+        let len = pairs.clone().filter(|(_, v)| !v.is_empty()).map(|(n, v)| str_len(n) + str_len(v)).sum();
+        let mut data = Vec::with_capacity(len);
         for (name, value) in pairs {
             if value.is_empty() {
                 continue;
@@ -214,6 +218,7 @@ impl fmt::Debug for Labels {
 }
 
 /// Iterator over the pairs of a [`Labels`].
+#[derive(Clone)]
 pub struct LabelsIter<'a> {
     rest: &'a [u8],
 }
@@ -244,6 +249,17 @@ fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
 
 /// Reads one string that [`put_uvarint_str`] wrote. The buffer was built from `&str`s by this
 /// module, so the length prefix and the UTF-8 are valid by construction.
+/// The bytes `put_uvarint_str` writes for `s`.
+fn str_len(s: &str) -> usize {
+    let mut len = s.len();
+    let mut prefix = 1;
+    while len >= 0x80 {
+        len >>= 7;
+        prefix += 1;
+    }
+    prefix + s.len()
+}
+
 fn take_str<'a>(rest: &mut &'a [u8]) -> &'a str {
     // Cannot fail on a buffer this module built; should it, the rest reads as empty.
     let (len, n) = uvarint(rest).unwrap_or((0, rest.len()));

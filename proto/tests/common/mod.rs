@@ -1,9 +1,11 @@
-//! The reference the hand-written decoder is held to: prost's generated decoder, its result turned
-//! into `WriteBatch` form. Shared by the property tests and the fuzz targets.
+//! The reference the hand-written decoders are held to: prost's generated decoder, its result
+//! turned into `WriteBatch` form (remote write) or compared field by field (`thanos.Series`).
+//! Shared by the property tests and the fuzz targets.
 
 use prost::Message;
 use strata_proto::prometheus::WriteRequest;
 use strata_proto::remote_write::{Metadata, MetricType, Sample, Series, WriteBatch};
+use strata_proto::thanos;
 use strata_proto::write_v2::Request;
 
 /// A v1 request as the hand-written decoder should see it.
@@ -131,5 +133,32 @@ pub fn check_v2(bytes: &[u8]) -> bool {
         }
         (Err(_), None) => false,
         _ => panic!("v2 decoders disagree on {bytes:02x?}:\nours {ours:?}\nprost {theirs:?}"),
+    }
+}
+
+/// `thanos.Series` as prost generates it: the reference for the hand-written `thanos::Series`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GeneratedSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<thanos::Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub chunks: Vec<thanos::AggrChunk>,
+}
+
+/// Decodes `bytes` as a `thanos.Series` with both decoders; panics if they disagree on success,
+/// labels, chunks or the re-encoding. Returns whether it decoded.
+pub fn check_thanos_series(bytes: &[u8]) -> bool {
+    let ours = thanos::Series::decode(bytes);
+    let theirs = GeneratedSeries::decode(bytes);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => {
+            let expected: Vec<(&str, &str)> = b.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            assert_eq!(a.labels().collect::<Vec<_>>(), expected, "labels differ for {bytes:02x?}");
+            assert_eq!(a.chunks, b.chunks, "chunks differ for {bytes:02x?}");
+            assert_eq!(a.encode_to_vec(), b.encode_to_vec(), "re-encodings differ for {bytes:02x?}");
+            true
+        }
+        (Err(_), Err(_)) => false,
+        _ => panic!("thanos.Series decoders disagree on {bytes:02x?}:\nours {ours:?}\nprost {theirs:?}"),
     }
 }
