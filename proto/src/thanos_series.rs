@@ -66,14 +66,19 @@ impl Series {
 }
 
 /// The name and value of a `Label` message holding at most a name then a value, valid UTF-8.
-fn canonical_label(mut message: &[u8]) -> Option<(&str, &str)> {
-    let mut fields = [""; 2];
+fn canonical_label(message: &[u8]) -> Option<(&str, &str)> {
+    let (name, value) = label_fields(message)?;
+    Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
+}
+
+/// The name and value bytes of a `Label` message holding at most a name then a value.
+fn label_fields(mut message: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut fields: [&[u8]; 2] = [&[]; 2];
     for (i, key) in [KEY_1, KEY_2].into_iter().enumerate() {
         if message.first() == Some(&key) {
             message = &message[1..];
             let len = usize::try_from(encoding::decode_varint(&mut message).ok()?).ok()?;
-            let bytes = message.get(..len)?;
-            fields[i] = std::str::from_utf8(bytes).ok()?;
+            fields[i] = message.get(..len)?;
             message = &message[len..];
         }
     }
@@ -91,13 +96,16 @@ impl<'a> Iterator for SeriesLabels<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         // The buffer holds only what `push_label` wrote, so this parse cannot fail; should it,
-        // the labels end there.
+        // the labels end there. Its strings were checked when they were pushed.
         let rest = self.rest.get(1..)?;
         let mut after_len = rest;
         let len = usize::try_from(encoding::decode_varint(&mut after_len).ok()?).ok()?;
         let message = after_len.get(..len)?;
         self.rest = &after_len[len..];
-        canonical_label(message)
+        let (name, value) = label_fields(message)?;
+        // SAFETY: the buffer holds only what `push_label` copied from `&str`s, so both fields
+        // are whole, valid UTF-8 strings.
+        unsafe { Some((std::str::from_utf8_unchecked(name), std::str::from_utf8_unchecked(value))) }
     }
 }
 

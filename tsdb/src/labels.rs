@@ -172,23 +172,53 @@ impl Labels {
 
 impl Ord for Labels {
     /// Prometheus's `labels.Compare`: pair by pair, name first, then value; a prefix sorts first.
+    ///
+    /// Sorting series compares label sets that mostly share their first pairs, so the shared
+    /// bytes are skipped first and only the string where the two first differ is compared.
     fn cmp(&self, other: &Self) -> Ordering {
-        let mut a = self.iter();
-        let mut b = other.iter();
-        loop {
-            match (a.next(), b.next()) {
-                (None, None) => return Ordering::Equal,
-                (None, Some(_)) => return Ordering::Less,
-                (Some(_), None) => return Ordering::Greater,
-                (Some((an, av)), Some((bn, bv))) => {
-                    let o = an.cmp(bn).then_with(|| av.cmp(bv));
-                    if o != Ordering::Equal {
-                        return o;
-                    }
-                }
+        let (a, b) = (&*self.data, &*other.data);
+        let common = common_prefix(a, b);
+        // Strings alternate name, value, name, …; every one that ends within the shared bytes
+        // (its length prefix included) is equal in both sets.
+        let mut pos = 0;
+        let mut rest = a;
+        while !rest.is_empty() {
+            let before = rest.len();
+            take_str(&mut rest);
+            let end = pos + (before - rest.len());
+            if end > common {
+                break;
             }
+            pos = end;
+        }
+        let (mut ra, mut rb) = (&a[pos..], &b[pos..]);
+        match (ra.is_empty(), rb.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            // The first string that differs, at the same place in both: both names, or both
+            // values of equal names.
+            (false, false) => take_str(&mut ra).cmp(take_str(&mut rb)),
         }
     }
+}
+
+/// How many bytes `a` and `b` start with in common.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let len = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= len {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < len && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 impl PartialOrd for Labels {
@@ -318,5 +348,39 @@ mod tests {
         let b = Labels::from_pairs(&[("a", "1"), ("b", "1")]);
         let c = Labels::from_pairs(&[("a", "2")]);
         assert!(a < b && b < c);
+    }
+
+    /// Prometheus's `labels.Compare`, pair by pair: the definition `Ord` must keep.
+    fn compare_pairwise(a: &Labels, b: &Labels) -> std::cmp::Ordering {
+        let (mut x, mut y) = (a.iter(), b.iter());
+        loop {
+            match (x.next(), y.next()) {
+                (None, None) => return std::cmp::Ordering::Equal,
+                (None, Some(_)) => return std::cmp::Ordering::Less,
+                (Some(_), None) => return std::cmp::Ordering::Greater,
+                (Some(p), Some(q)) => match p.0.cmp(q.0).then_with(|| p.1.cmp(q.1)) {
+                    std::cmp::Ordering::Equal => {}
+                    o => return o,
+                },
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ordering_is_prometheus_compare(
+            // Few distinct names and values, lengths around the one-byte varint limit, so
+            // that sets share prefixes and differ by length as often as by content.
+            a in proptest::collection::btree_map("[ab]{1,3}", "(x{0,3}|y{126,130})", 0..5),
+            b in proptest::collection::btree_map("[ab]{1,3}", "(x{0,3}|y{126,130})", 0..5),
+        ) {
+            let set = |m: &std::collections::BTreeMap<String, String>| {
+                Labels::from_sorted_unchecked(m.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            };
+            let (a, b) = (set(&a), set(&b));
+            proptest::prop_assert_eq!(a.cmp(&b), compare_pairwise(&a, &b));
+            proptest::prop_assert_eq!(b.cmp(&a), compare_pairwise(&b, &a));
+            proptest::prop_assert_eq!(a.cmp(&a), std::cmp::Ordering::Equal);
+        }
     }
 }
