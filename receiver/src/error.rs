@@ -35,6 +35,21 @@ pub enum ReceiveError {
     Internal(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("request replica {replica} exceeds receiver replication factor {replication_factor}")]
+    BadReplica { replica: u64, replication_factor: u64 },
+    #[error("could not parse replica header")]
+    BadReplicaHeader,
+    /// A replica could not be written for a reason that may clear by itself: its receiver is
+    /// down, backed off or not ready.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Replicas failed without a majority of one cause (Thanos answers 500 there too).
+    #[error("{0}")]
+    Replication(String),
+    #[error("forwarding the request timed out after {0:?}")]
+    ForwardTimeout(std::time::Duration),
+    #[error(transparent)]
+    Ring(#[from] strata_ring::Error),
 }
 
 impl ReceiveError {
@@ -43,14 +58,35 @@ impl ReceiveError {
     pub fn status(&self) -> StatusCode {
         use ReceiveError::*;
         match self {
-            NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            BadTenant(_) | Body(_) | Snappy(_) | Decode(_) | InvalidLabels(_) | Unsupported(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            NotReady(_) | Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BadTenant(_)
+            | Body(_)
+            | Snappy(_)
+            | Decode(_)
+            | InvalidLabels(_)
+            | Unsupported(_)
+            | BadReplica { .. }
+            | BadReplicaHeader => StatusCode::BAD_REQUEST,
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Conflict(_) => StatusCode::CONFLICT,
-            Tsdb(_) | Internal(_) | Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Tsdb(_) | Internal(_) | Config(_) | Replication(_) | ForwardTimeout(_) | Ring(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The gRPC code Thanos's `WriteableStore/RemoteWrite` answers with for the same
+    /// condition, which routers map back to a status: conflicts (invalid labels included, as
+    /// Thanos's writer counts them) are `AlreadyExists`, conditions that clear by themselves
+    /// `Unavailable`, a bad replica or tenant `InvalidArgument`, anything else `Internal`.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use ReceiveError::*;
+        match self {
+            NotReady(_) | Unavailable(_) => tonic::Code::Unavailable,
+            Conflict(_) | InvalidLabels(_) => tonic::Code::AlreadyExists,
+            BadReplica { .. } | BadTenant(_) => tonic::Code::InvalidArgument,
+            _ => tonic::Code::Internal,
         }
     }
 }

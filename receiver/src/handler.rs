@@ -72,7 +72,7 @@ fn with_written(mut resp: Response, proto: Version, w: Written) -> Response {
 }
 
 async fn handle(
-    rx: &Receiver,
+    rx: &Arc<Receiver>,
     headers: &HeaderMap,
     body: Body,
     proto: Version,
@@ -90,6 +90,14 @@ async fn handle(
     if !crate::tenants::is_valid_tenant(tenant) {
         return Err(none(ReceiveError::BadTenant(tenant.to_owned())));
     }
+    // Absent or empty: a write not replicated yet.
+    let replica = match headers.get(&rx.config.replica_header).map(|v| v.as_bytes()) {
+        None | Some(b"") => 0,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| none(ReceiveError::BadReplicaHeader))?,
+    };
     match headers.get(CONTENT_ENCODING_HEADER).map(|v| v.to_str().unwrap_or("?")) {
         None | Some("") => {}
         Some(enc) if enc.eq_ignore_ascii_case(SNAPPY_ENCODING) => {}
@@ -116,51 +124,12 @@ async fn handle(
     if batch.series.is_empty() {
         return Ok(Written::default());
     }
-    let db = rx.tenants.get_or_open(tenant).map_err(none)?;
-    let mut app = db.appender();
-    let mut bad_labels = 0u64;
-    let mut first_bad = None;
-    for s in &batch.series {
-        let samples = batch.series_samples(s).iter().map(|x| (x.timestamp, x.value));
-        if let Err(e) = app.append(batch.series_labels(s), samples) {
-            bad_labels += 1;
-            first_bad.get_or_insert_with(|| format!("{e} in series {:?}", batch.series_labels(s)));
-        }
-    }
-    let outcome = app.commit().map_err(|e| none(e.into()))?;
-    db.maybe_cut();
-    let written = Written { samples: outcome.appended, histograms: 0, exemplars: 0 };
-    rx.metrics.observe_write(tenant, &outcome);
-    if let Some(first) = first_bad {
-        return Err((
-            ReceiveError::InvalidLabels(format!("{bad_labels} series with invalid labels refused; first: {first}")),
-            written,
-        ));
-    }
-    if outcome.rejected.total() > 0 {
-        let r = &outcome.rejected;
-        return Err((
-            ReceiveError::Conflict(format!(
-                "{} samples refused ({} out of order, {} duplicate timestamp, {} out of bounds), the rest written; first: {}",
-                r.total(),
-                r.out_of_order,
-                r.duplicate_timestamp,
-                r.out_of_bounds,
-                r.first.as_deref().unwrap_or("?")
-            )),
-            written,
-        ));
-    }
-    if batch.histograms > 0 {
-        return Err((
-            ReceiveError::Unsupported(format!(
-                "{} native histogram samples refused: native histograms are not supported yet; float samples were written",
-                batch.histograms
-            )),
-            written,
-        ));
-    }
-    Ok(written)
+    let result = rx.write(tenant, replica, &batch).await;
+    let code = result.as_ref().map_or_else(|(e, _)| e.status(), |_| StatusCode::OK);
+    rx.metrics.observe_write_request(code, tenant, batch.series.len(), batch.samples.len());
+    result
+        .map(|samples| Written { samples, histograms: 0, exemplars: 0 })
+        .map_err(|(e, samples)| (e, Written { samples, histograms: 0, exemplars: 0 }))
 }
 
 fn check_size(size: u64, limit: u64) -> Result<(), ReceiveError> {

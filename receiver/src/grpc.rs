@@ -1,0 +1,47 @@
+//! `thanos.WriteableStore/RemoteWrite`: writes forwarded by routers (Thanos's or ours). The
+//! request's `tenant` (the default tenant when empty) and 1-based `replica` are taken as
+//! Thanos's handler takes them: an ingestor-only receiver writes the series as sent; a
+//! router-ingestor writes the replica it was sent (placing it again on its own ring, so a write
+//! sent on an older ring still reaches the owner), or routes a write not yet replicated. Refusals
+//! carry the codes Thanos's routers map back to HTTP statuses (`ReceiveError::grpc_code`).
+
+use std::sync::Arc;
+
+use strata_proto::thanos as pb;
+use strata_proto::thanos::writeable_store_server::WriteableStore;
+use tonic::{Request, Response, Status};
+
+use crate::tenants::is_valid_tenant;
+use crate::writer::batch_from_proto;
+use crate::Receiver;
+
+pub struct WriteService {
+    rx: Arc<Receiver>,
+}
+
+impl WriteService {
+    pub fn new(rx: Arc<Receiver>) -> Self {
+        WriteService { rx }
+    }
+}
+
+#[tonic::async_trait]
+impl WriteableStore for WriteService {
+    async fn remote_write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let req = request.into_inner();
+        let tenant = if req.tenant.is_empty() { self.rx.config.default_tenant.as_str() } else { req.tenant.as_str() };
+        if !is_valid_tenant(tenant) {
+            return Err(Status::invalid_argument(format!("invalid tenant {tenant:?}")));
+        }
+        let batch = batch_from_proto(&req.timeseries);
+        // Negative replicas are beyond any replication factor, as Go's conversion to uint64 makes them.
+        let replica = u64::try_from(req.replica).unwrap_or(u64::MAX);
+        match self.rx.write(tenant, replica, &batch).await {
+            Ok(_) => Ok(Response::new(pb::WriteResponse {})),
+            Err((e, _)) => {
+                tracing::debug!(tenant, err = %e, "forwarded write refused");
+                Err(Status::new(e.grpc_code(), e.to_string()))
+            }
+        }
+    }
+}
