@@ -1,8 +1,8 @@
 //! `thanos.WriteableStore/RemoteWrite`: writes forwarded by routers (Thanos's or ours). The
 //! request's `tenant` (the default tenant when empty) and 1-based `replica` are taken as
 //! Thanos's handler takes them: an ingestor-only receiver writes the series as sent; a
-//! router-ingestor writes the replica it was sent (placing it again on its own ring, so a write
-//! sent on an older ring still reaches the owner), or routes a write not yet replicated. Refusals
+//! router-ingestor stores the replica it was sent, or routes a write not yet replicated; a
+//! router-only receiver routes every write. Refusals
 //! carry the codes Thanos's routers map back to HTTP statuses (`ReceiveError::grpc_code`).
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! endpoint of each of its replicas, batched per (endpoint, replica); the local part is written
 //! straight into the TSDB, the rest forwarded over `thanos.WriteableStore/RemoteWrite` with the
 //! 1-based `replica` field set, so the receiving end writes it without replicating it again.
+//! A replica another receiver placed here is stored here, with no second placement.
 //! A request succeeds when every series reached the write quorum; otherwise its status comes
 //! from the causes of the failed series, as Thanos decides it (see [`Tally`]).
 //!
@@ -182,10 +183,23 @@ impl Router {
         let deadline = Instant::now() + self.forward.timeout;
 
         let ring = self.ring.current();
+        let mut hashes = Vec::new();
         let all: Vec<usize> = (0..batch.series.len()).collect();
         let mut groups: Vec<Group> = Vec::new();
-        for &n in &replicas {
-            groups.extend(self.distribute(&ring, tenant, batch, &all, n)?);
+        match (&self.local, replicated) {
+            // A replica another receiver placed here is stored here: placing it again on this
+            // receiver's ring (as Thanos does) sends it back and forth between two receivers
+            // that have not both seen a ring change yet, until the forward timeout.
+            (Some(local), true) => {
+                groups.push(Group { address: local.clone(), n: replicas[0], local: true, series: all });
+            }
+            _ => {
+                hashes =
+                    batch.series.iter().map(|s| series_hash(tenant, batch.series_labels(s).iter().copied())).collect();
+                for &n in &replicas {
+                    groups.extend(self.distribute(&ring, tenant, &hashes, &all, n)?);
+                }
+            }
         }
         let (tx, mut responses) = mpsc::unbounded_channel();
         let mut outstanding = 0usize;
@@ -216,7 +230,7 @@ impl Router {
                     // them to their new owners; those whose owner did not change keep the
                     // failure.
                     let failed = &groups[i];
-                    let moved = self.distribute(&current, tenant, batch, &failed.series, failed.n)?;
+                    let moved = self.distribute(&current, tenant, &hashes, &failed.series, failed.n)?;
                     tracing::debug!(endpoint = %failed.address, replica = failed.n, "forward failed after a ring change; writing to the new owners");
                     for group in moved {
                         if group.address == groups[i].address {
@@ -241,21 +255,20 @@ impl Router {
         tally.outcome()
     }
 
-    /// The series `ids` of `batch` grouped by the endpoint of their replica `n` on `ring`, in
-    /// endpoint order.
+    /// The series `ids` (whose [`series_hash`]es are `hashes`) grouped by the endpoint of their
+    /// replica `n` on `ring`, in endpoint order.
     fn distribute(
         &self,
         ring: &Ring,
         tenant: &str,
-        batch: &WriteBatch<'_>,
+        hashes: &[u64],
         ids: &[usize],
         n: u64,
     ) -> Result<Vec<Group>, ReceiveError> {
         let placement = ring.tenant(tenant)?;
         let mut by_endpoint: BTreeMap<&str, (bool, Vec<usize>)> = BTreeMap::new();
         for &id in ids {
-            let labels = batch.series_labels(&batch.series[id]);
-            let endpoint = placement.get_n(series_hash(tenant, labels.iter().copied()), n)?;
+            let endpoint = placement.get_n(hashes[id], n)?;
             let entry =
                 by_endpoint.entry(endpoint.address.as_str()).or_insert_with(|| (self.is_local(endpoint), Vec::new()));
             entry.1.push(id);
