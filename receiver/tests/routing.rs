@@ -1,0 +1,129 @@
+//! Routing in one process: a router-only receiver and an ingestor serving
+//! `thanos.WriteableStore` on a local port.
+//! - A forward in flight to an endpoint that leaves the ring, and then fails, is written to the
+//!   series' owner on the new ring: the write succeeds.
+//! - Snappy-compressed and uncompressed forwards are both taken.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::prometheus as v1;
+use strata_receiver::writer::batch_from_proto;
+use strata_receiver::{Compression, ForwardOptions, Receiver, ReceiverConfig, RoutingConfig};
+use strata_ring::{Algorithm, RingOptions, RingSource};
+use strata_store::server::ServerOptions;
+use tokio::net::TcpListener;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn series(n: usize) -> Vec<v1::TimeSeries> {
+    (0..n)
+        .map(|i| v1::TimeSeries {
+            labels: vec![
+                v1::Label { name: "__name__".into(), value: "up".into() },
+                v1::Label { name: "instance".into(), value: format!("i{i}") },
+            ],
+            samples: vec![v1::Sample { value: 1.0, timestamp: NOW }],
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// An ingestor-only receiver serving gRPC on a local port; its address.
+async fn ingestor(dir: &std::path::Path) -> (Arc<Receiver>, String) {
+    let rx = Receiver::new(ReceiverConfig::new(dir));
+    rx.start().await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = rx.clone();
+    tokio::spawn(async move { served.serve_grpc(listener, ServerOptions::default(), std::future::pending()).await });
+    (rx, addr)
+}
+
+fn ring_file(path: &std::path::Path, endpoints: &[&str]) {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
+    std::fs::write(path, format!(r#"[{{"endpoints":[{}]}}]"#, endpoints.join(","))).unwrap();
+}
+
+fn routing(path: &std::path::Path, compression: Compression) -> RoutingConfig {
+    RoutingConfig {
+        source: RingSource::File { path: path.to_owned(), refresh_interval: Duration::from_secs(3600) },
+        options: RingOptions { algorithm: Algorithm::Ketama, replication_factor: 1 },
+        local_endpoint: None,
+        forward: ForwardOptions { compression, ..ForwardOptions::default() },
+    }
+}
+
+fn head_series(rx: &Receiver, tenant: &str) -> u64 {
+    rx.tenants.get(tenant).map_or(0, |db| db.head().status(1).num_series)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_to_an_endpoint_that_left_goes_to_the_new_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, owner_addr) = ingestor(&dir.path().join("owner")).await;
+
+    // An endpoint that takes connections and never answers, until told to drop them.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let hang_up = Arc::new(tokio::sync::Notify::new());
+    let hang = hang_up.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                Ok((conn, _)) = silent.accept() => {
+                    held.push(conn);
+                    let _ = accepted_tx.send(());
+                }
+                () = hang.notified() => held.clear(),
+            }
+        }
+    });
+
+    let ring = dir.path().join("hashrings.json");
+    ring_file(&ring, &[&silent_addr]);
+    let (router, mut watcher) =
+        Receiver::with_routing(ReceiverConfig::new(dir.path().join("router")), routing(&ring, Compression::Snappy))
+            .unwrap();
+    router.start().await.unwrap();
+
+    let writing = router.clone();
+    let write = tokio::spawn(async move {
+        let timeseries = series(10);
+        let batch = batch_from_proto(&timeseries);
+        writing.write("t", 0, &batch).await.map_err(|(e, _)| e.to_string())
+    });
+    accepted.recv().await.unwrap();
+    // The endpoint leaves the ring while the forward waits on it, then fails.
+    ring_file(&ring, &[&owner_addr]);
+    assert!(watcher.reload().unwrap(), "the ring changed");
+    hang_up.notify_one();
+    let written = tokio::time::timeout(Duration::from_secs(10), write).await.unwrap().unwrap();
+    assert_eq!(written, Ok(10));
+    assert_eq!(head_series(&owner, "t"), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_with_and_without_snappy_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, owner_addr) = ingestor(&dir.path().join("owner")).await;
+    let ring = dir.path().join("hashrings.json");
+    ring_file(&ring, &[&owner_addr]);
+    for (i, compression) in [Compression::Snappy, Compression::None].into_iter().enumerate() {
+        let (router, _watcher) = Receiver::with_routing(
+            ReceiverConfig::new(dir.path().join(format!("router{i}"))),
+            routing(&ring, compression),
+        )
+        .unwrap();
+        router.start().await.unwrap();
+        let timeseries = series(5 * (i + 1));
+        let tenant = format!("t{i}");
+        assert_eq!(
+            router.write(&tenant, 0, &batch_from_proto(&timeseries)).await.map_err(|(e, _)| e.to_string()),
+            Ok(timeseries.len() as u64)
+        );
+        assert_eq!(head_series(&owner, &tenant), timeseries.len() as u64, "{compression:?}");
+    }
+}
