@@ -115,6 +115,10 @@ struct ReceiverArgs {
     /// Label added to each tenant's external labels with the tenant as its value.
     #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
     tenant_label_name: String,
+    /// Label naming the tenant of each series (it wins over the tenant header; the series is
+    /// stored without it).
+    #[arg(long = "receive.split-tenant-label-name")]
+    split_tenant_label: Option<String>,
     #[command(flatten)]
     objstore: objstore::ObjstoreArgs,
     /// Snappy-compress WAL records (as Prometheus does by default).
@@ -304,6 +308,7 @@ fn receiver_config(
         tenant_header: t.tenant_header.clone(),
         default_tenant: t.default_tenant.clone(),
         replica_header: t.replica_header.clone(),
+        split_tenant_label: t.split_tenant_label.clone().filter(|l| !l.is_empty()),
         limits: RequestLimits {
             max_body_bytes: t.max_request_bytes,
             max_decompressed_bytes: t.max_request_decompressed_bytes,

@@ -11,8 +11,9 @@ use strata_proto::thanos as pb;
 use strata_proto::thanos::writeable_store_server::WriteableStore;
 use tonic::{Request, Response, Status};
 
+use crate::router::Mode;
 use crate::tenants::is_valid_tenant;
-use crate::writer::batch_from_proto;
+use crate::writer::{batch_from_proto, Tenants};
 use crate::Receiver;
 
 pub struct WriteService {
@@ -36,7 +37,16 @@ impl WriteableStore for WriteService {
         let batch = batch_from_proto(&req.timeseries);
         // Negative replicas are beyond any replication factor, as Go's conversion to uint64 makes them.
         let replica = u64::try_from(req.replica).unwrap_or(u64::MAX);
-        match self.rx.write(tenant, replica, &batch).await {
+        // As Thanos: an ingestor-only receiver stores forwards as sent, the others split them.
+        let split = match self.rx.mode() {
+            Mode::IngestorOnly => None,
+            _ => self.rx.tenants_of(tenant, &batch).map_err(|e| Status::new(e.grpc_code(), e.to_string()))?,
+        };
+        let (batch, tenants) = match &split {
+            Some((b, tenants)) => (b, tenants.clone()),
+            None => (&batch, Tenants::One(tenant)),
+        };
+        match self.rx.write(&tenants, replica, batch).await {
             Ok(_) => Ok(Response::new(pb::WriteResponse {})),
             Err((e, _)) => {
                 tracing::debug!(tenant, err = %e, "forwarded write refused");

@@ -13,6 +13,7 @@ use strata_proto::protocol::{
 use strata_proto::remote_write::WriteBatch;
 
 use crate::error::ReceiveError;
+use crate::writer::Tenants;
 use crate::Receiver;
 
 /// Totals of what a request wrote, for the 2.0 response headers.
@@ -124,9 +125,21 @@ async fn handle(
     if batch.series.is_empty() {
         return Ok(Written::default());
     }
-    let result = rx.write(tenant, replica, &batch).await;
+    let split;
+    let (batch, tenants) = match rx.tenants_of(tenant, &batch).map_err(none)? {
+        Some((b, tenants)) => {
+            split = b;
+            (&split, tenants)
+        }
+        None => (&batch, Tenants::One(tenant)),
+    };
+    let result = rx.write(&tenants, replica, batch).await;
     let code = result.as_ref().map_or_else(|(e, _)| e.status(), |_| StatusCode::OK);
-    rx.metrics.observe_write_request(code, tenant, batch.series.len(), batch.samples.len());
+    let all: Vec<usize> = (0..batch.series.len()).collect();
+    for (tenant, ids) in tenants.group(&all) {
+        let samples = ids.iter().map(|&i| batch.series_samples(&batch.series[i]).len()).sum();
+        rx.metrics.observe_write_request(code, tenant, ids.len(), samples);
+    }
     result
         .map(|samples| Written { samples, histograms: 0, exemplars: 0 })
         .map_err(|(e, samples)| (e, Written { samples, histograms: 0, exemplars: 0 }))

@@ -36,6 +36,7 @@ use router::Mode;
 pub use router::{Compression, ForwardOptions, RoutingConfig};
 use tenants::MultiTsdb;
 pub use tenants::{Shipping, TenantLabels};
+pub use writer::Tenants;
 
 /// How often tenants' blocks are shipped even without a cut (Thanos: 30s).
 const SHIP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -73,6 +74,9 @@ pub struct ReceiverConfig {
     /// `--receive.replica-header`: the 1-based replica of a write another receiver already
     /// replicated (Thanos's `THANOS-REPLICA`).
     pub replica_header: String,
+    /// `--receive.split-tenant-label-name`: a series with this label belongs to the tenant it
+    /// names (and is stored without it).
+    pub split_tenant_label: Option<String>,
     pub limits: RequestLimits,
     pub db: DbOptions,
     /// The `--label`s and the tenant label: the external labels of each tenant's blocks and
@@ -93,6 +97,7 @@ impl ReceiverConfig {
             tenant_header: "THANOS-TENANT".into(),
             default_tenant: "default-tenant".into(),
             replica_header: "THANOS-REPLICA".into(),
+            split_tenant_label: None,
             limits: RequestLimits::default(),
             db: DbOptions::default(),
             labels: TenantLabels::default(),
@@ -159,23 +164,52 @@ impl Receiver {
         self.router.as_ref().map_or(Mode::IngestorOnly, |r| r.mode())
     }
 
-    /// Writes a request's series: routed over the ring, or, ingestor-only, into the tenant's
-    /// TSDB. `replica` is the request's 1-based replica (0: not replicated yet). The samples
-    /// written come back with the answer; a routed write reports the request's samples once
-    /// quorum is reached. Native histograms are refused (400) once the floats are written.
+    /// The tenant of each series of a request sent as `tenant` and, with
+    /// `--receive.split-tenant-label-name`, the request without that label (Thanos's split).
+    pub fn tenants_of<'a>(
+        &self,
+        tenant: &'a str,
+        batch: &WriteBatch<'a>,
+    ) -> Result<Option<(WriteBatch<'a>, Tenants<'a>)>, ReceiveError> {
+        match &self.config.split_tenant_label {
+            Some(label) => writer::split_tenants(batch, label, tenant).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a request's series, each of its tenant: routed over the ring, or, ingestor-only,
+    /// into the tenants' TSDBs. `replica` is the request's 1-based replica (0: not replicated
+    /// yet). The samples written come back with the answer; a routed write reports the
+    /// request's samples once quorum is reached. Native histograms are refused (400) once the
+    /// floats are written.
     pub async fn write(
         self: &Arc<Self>,
-        tenant: &str,
+        tenants: &Tenants<'_>,
         replica: u64,
         batch: &WriteBatch<'_>,
     ) -> Result<u64, (ReceiveError, u64)> {
         let written = match &self.router {
-            Some(router) => router
-                .route(self, tenant, replica, batch)
-                .await
-                .map(|()| batch.samples.len() as u64)
-                .map_err(|e| (e, 0))?,
-            None => writer::write_local(self, tenant, batch, &batch.series)?,
+            Some(router) => {
+                router.route(self, tenants, replica, batch).await.map_err(|e| (e, 0))?;
+                batch.samples.len() as u64
+            }
+            None => {
+                let all: Vec<usize> = (0..batch.series.len()).collect();
+                let (mut written, mut first_error) = (0, None);
+                for (tenant, ids) in tenants.group(&all) {
+                    match writer::write_local(self, tenant, batch, ids.iter().map(|&i| &batch.series[i])) {
+                        Ok(n) => written += n,
+                        Err((e, n)) => {
+                            written += n;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err((e, written));
+                }
+                written
+            }
         };
         if batch.histograms > 0 {
             return Err((

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 
 use crate::error::ReceiveError;
 use crate::snappy_grpc::SnappyChannel;
-use crate::writer::{series_to_proto, write_local};
+use crate::writer::{series_to_proto, write_local, Tenants};
 use crate::Receiver;
 
 /// How a receiver takes part in the ring (Thanos's `determineMode`).
@@ -162,13 +162,13 @@ impl Router {
         self.local.as_deref().is_some_and(|l| endpoint.address == l || endpoint.capnproto_address == l)
     }
 
-    /// Writes `batch` of `tenant` to the replicas the ring gives each series. `replica` is the
-    /// request's (1-based; 0 for a write not yet replicated), which a router-only receiver
-    /// ignores, as in Thanos.
+    /// Writes each series of `batch` (of its tenant in `tenants`) to the replicas the ring gives
+    /// it. `replica` is the request's (1-based; 0 for a write not yet replicated), which a
+    /// router-only receiver ignores, as in Thanos.
     pub async fn route(
         self: &Arc<Self>,
         rx: &Arc<Receiver>,
-        tenant: &str,
+        tenants: &Tenants<'_>,
         replica: u64,
         batch: &WriteBatch<'_>,
     ) -> Result<(), ReceiveError> {
@@ -191,13 +191,20 @@ impl Router {
             // receiver's ring (as Thanos does) sends it back and forth between two receivers
             // that have not both seen a ring change yet, until the forward timeout.
             (Some(local), true) => {
-                groups.push(Group { address: local.clone(), n: replicas[0], local: true, series: all });
+                groups.extend(tenants.group(&all).into_iter().map(|(tenant, series)| Group {
+                    tenant: tenant.to_owned(),
+                    address: local.clone(),
+                    n: replicas[0],
+                    local: true,
+                    series,
+                }));
             }
             _ => {
-                hashes =
-                    batch.series.iter().map(|s| series_hash(tenant, batch.series_labels(s).iter().copied())).collect();
+                hashes = (batch.series.iter().enumerate())
+                    .map(|(i, s)| series_hash(tenants.of(i), batch.series_labels(s).iter().copied()))
+                    .collect();
                 for &n in &replicas {
-                    groups.extend(self.distribute(&ring, tenant, &hashes, &all, n)?);
+                    groups.extend(self.distribute(&ring, tenants, &hashes, &all, n)?);
                 }
             }
         }
@@ -207,12 +214,12 @@ impl Router {
         // Forwards first, so they are in flight while the local part is written.
         for (i, group) in groups.iter().enumerate() {
             if !group.local {
-                self.spawn_forward(tenant, batch, group, i, deadline, &tx);
+                self.spawn_forward(batch, group, i, deadline, &tx);
                 outstanding += 1;
             }
         }
         for group in groups.iter().filter(|g| g.local) {
-            tally.record(&group.series, &self.write_local(rx, tenant, batch, group));
+            tally.record(&group.series, &self.write_local(rx, batch, group));
         }
         while outstanding > 0 && !tally.decided() {
             let (i, result): (usize, Result<(), Failure>) =
@@ -230,7 +237,7 @@ impl Router {
                     // them to their new owners; those whose owner did not change keep the
                     // failure.
                     let failed = &groups[i];
-                    let moved = self.distribute(&current, tenant, &hashes, &failed.series, failed.n)?;
+                    let moved = self.distribute(&current, tenants, &hashes, &failed.series, failed.n)?;
                     tracing::debug!(endpoint = %failed.address, replica = failed.n, "forward failed after a ring change; writing to the new owners");
                     for group in moved {
                         if group.address == groups[i].address {
@@ -240,9 +247,9 @@ impl Router {
                         let j = groups.len();
                         retried.push(true);
                         if group.local {
-                            tally.record(&group.series, &self.write_local(rx, tenant, batch, &group));
+                            tally.record(&group.series, &self.write_local(rx, batch, &group));
                         } else {
-                            self.spawn_forward(tenant, batch, &group, j, deadline, &tx);
+                            self.spawn_forward(batch, &group, j, deadline, &tx);
                             outstanding += 1;
                         }
                         groups.push(group);
@@ -255,39 +262,47 @@ impl Router {
         tally.outcome()
     }
 
-    /// The series `ids` (whose [`series_hash`]es are `hashes`) grouped by the endpoint of their
-    /// replica `n` on `ring`, in endpoint order.
+    /// The series `ids` (whose [`series_hash`]es are `hashes`) grouped by tenant and by the
+    /// endpoint of their replica `n` on `ring`, in that order: one write each, as a
+    /// `WriteRequest` carries one tenant.
     fn distribute(
         &self,
         ring: &Ring,
-        tenant: &str,
+        tenants: &Tenants<'_>,
         hashes: &[u64],
         ids: &[usize],
         n: u64,
     ) -> Result<Vec<Group>, ReceiveError> {
-        let placement = ring.tenant(tenant)?;
-        let mut by_endpoint: BTreeMap<&str, (bool, Vec<usize>)> = BTreeMap::new();
-        for &id in ids {
-            let endpoint = placement.get_n(hashes[id], n)?;
-            let entry =
-                by_endpoint.entry(endpoint.address.as_str()).or_insert_with(|| (self.is_local(endpoint), Vec::new()));
-            entry.1.push(id);
+        let mut groups = Vec::new();
+        for (tenant, ids) in tenants.group(ids) {
+            let placement = ring.tenant(tenant)?;
+            let mut by_endpoint: BTreeMap<&str, (bool, Vec<usize>)> = BTreeMap::new();
+            for id in ids {
+                let endpoint = placement.get_n(hashes[id], n)?;
+                let entry = by_endpoint
+                    .entry(endpoint.address.as_str())
+                    .or_insert_with(|| (self.is_local(endpoint), Vec::new()));
+                entry.1.push(id);
+            }
+            groups.extend(by_endpoint.into_iter().map(|(address, (local, series))| Group {
+                tenant: tenant.to_owned(),
+                address: address.to_owned(),
+                n,
+                local,
+                series,
+            }));
         }
-        Ok(by_endpoint
-            .into_iter()
-            .map(|(address, (local, series))| Group { address: address.to_owned(), n, local, series })
-            .collect())
+        Ok(groups)
     }
 
-    fn write_local(&self, rx: &Receiver, tenant: &str, batch: &WriteBatch<'_>, group: &Group) -> Result<(), Failure> {
-        write_local(rx, tenant, batch, group.series.iter().map(|&i| &batch.series[i]))
+    fn write_local(&self, rx: &Receiver, batch: &WriteBatch<'_>, group: &Group) -> Result<(), Failure> {
+        write_local(rx, &group.tenant, batch, group.series.iter().map(|&i| &batch.series[i]))
             .map(|_| ())
             .map_err(|(e, _)| Failure::local(&e))
     }
 
     fn spawn_forward(
         self: &Arc<Self>,
-        tenant: &str,
         batch: &WriteBatch<'_>,
         group: &Group,
         index: usize,
@@ -296,7 +311,7 @@ impl Router {
     ) {
         let request = pb::WriteRequest {
             timeseries: group.series.iter().map(|&i| series_to_proto(batch, &batch.series[i])).collect(),
-            tenant: tenant.to_owned(),
+            tenant: group.tenant.clone(),
             // 1-based on the wire; 0 would mean not yet replicated.
             replica: i64::try_from(group.n + 1).unwrap_or(i64::MAX),
         };
@@ -385,9 +400,10 @@ pub fn write_quorum(replication_factor: u64) -> u32 {
     u32::try_from(replication_factor / 2 + 1).unwrap_or(u32::MAX)
 }
 
-/// The series of one write to one endpoint for one replica.
+/// The series of one tenant written to one endpoint for one replica.
 #[derive(Debug)]
 struct Group {
+    tenant: String,
     address: String,
     n: u64,
     local: bool,

@@ -3,13 +3,15 @@
 //! - A forward in flight to an endpoint that leaves the ring, and then fails, is written to the
 //!   series' owner on the new ring: the write succeeds.
 //! - Snappy-compressed and uncompressed forwards are both taken.
+//! - With a split-tenant label, each series goes to its own tenant, without the label, on the
+//!   endpoint the ring gives it as that tenant's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::prometheus as v1;
 use strata_receiver::writer::batch_from_proto;
-use strata_receiver::{Compression, ForwardOptions, Receiver, ReceiverConfig, RoutingConfig};
+use strata_receiver::{Compression, ForwardOptions, Receiver, ReceiverConfig, RoutingConfig, Tenants};
 use strata_ring::{Algorithm, RingOptions, RingSource};
 use strata_store::server::ServerOptions;
 use tokio::net::TcpListener;
@@ -93,7 +95,7 @@ async fn a_forward_to_an_endpoint_that_left_goes_to_the_new_owner() {
     let write = tokio::spawn(async move {
         let timeseries = series(10);
         let batch = batch_from_proto(&timeseries);
-        writing.write("t", 0, &batch).await.map_err(|(e, _)| e.to_string())
+        writing.write(&Tenants::One("t"), 0, &batch).await.map_err(|(e, _)| e.to_string())
     });
     accepted.recv().await.unwrap();
     // The endpoint leaves the ring while the forward waits on it, then fails.
@@ -121,9 +123,61 @@ async fn forwards_with_and_without_snappy_are_taken() {
         let timeseries = series(5 * (i + 1));
         let tenant = format!("t{i}");
         assert_eq!(
-            router.write(&tenant, 0, &batch_from_proto(&timeseries)).await.map_err(|(e, _)| e.to_string()),
+            router
+                .write(&Tenants::One(&tenant), 0, &batch_from_proto(&timeseries))
+                .await
+                .map_err(|(e, _)| e.to_string()),
             Ok(timeseries.len() as u64)
         );
         assert_eq!(head_series(&owner, &tenant), timeseries.len() as u64, "{compression:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_split_by_tenant_label_go_to_their_tenants_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_addr) = ingestor(&dir.path().join("a")).await;
+    let (b, b_addr) = ingestor(&dir.path().join("b")).await;
+    let ring = dir.path().join("hashrings.json");
+    ring_file(&ring, &[&a_addr, &b_addr]);
+    let config =
+        ReceiverConfig { split_tenant_label: Some("team".into()), ..ReceiverConfig::new(dir.path().join("router")) };
+    let (router, _watcher) = Receiver::with_routing(config, routing(&ring, Compression::Snappy)).unwrap();
+    router.start().await.unwrap();
+
+    let mut timeseries = series(40);
+    for (i, ts) in timeseries.iter_mut().enumerate() {
+        if i % 4 != 0 {
+            ts.labels.push(v1::Label { name: "team".into(), value: format!("team-{}", i % 4) });
+        }
+    }
+    let batch = batch_from_proto(&timeseries);
+    let (split, tenants) = router.tenants_of("header", &batch).unwrap().unwrap();
+    assert_eq!(router.write(&tenants, 0, &split).await.map_err(|(e, _)| e.to_string()), Ok(40));
+
+    // Where each series should be: its tenant's placement, without the team label.
+    let (configs, _) = strata_ring::config::load_file(&ring).unwrap();
+    let options = RingOptions { algorithm: Algorithm::Ketama, replication_factor: 1 };
+    let placed = strata_ring::Ring::new(&configs, options, &strata_ring::RingMetrics::default()).unwrap();
+    let mut want: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for (i, ts) in timeseries.iter().enumerate() {
+        let tenant = if i % 4 == 0 { "header".to_owned() } else { format!("team-{}", i % 4) };
+        let labels = ts.labels.iter().filter(|l| l.name != "team").map(|l| (l.name.as_str(), l.value.as_str()));
+        let owner = placed.get_n(&tenant, labels, 0).unwrap().address;
+        *want.entry((owner, tenant)).or_default() += 1;
+    }
+    let mut got = std::collections::BTreeMap::new();
+    for (rx, addr) in [(&a, &a_addr), (&b, &b_addr)] {
+        for (tenant, db) in rx.tenants.all() {
+            let n = db.head().status(1).num_series;
+            if n > 0 {
+                got.insert((addr.clone(), tenant), n);
+            }
+        }
+    }
+    assert_eq!(got, want);
+    assert!(want.keys().any(|(owner, _)| *owner == a_addr) && want.keys().any(|(owner, _)| *owner == b_addr));
+    let stored = a.tenants.get("team-1").or_else(|| b.tenants.get("team-1")).unwrap();
+    let names = stored.head().status(10).label_value_count_by_label_name;
+    assert!(names.iter().all(|s| s.name != "team"), "{names:?}");
 }
