@@ -16,6 +16,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::{ApiState, QuerierOptions};
 use strata_query::engine::EngineOptions;
+use strata_receiver::limits::{Limiter, LimitsSource};
 use strata_receiver::{
     BuildInfo, Compression, ForwardOptions, Receiver, ReceiverConfig, RequestLimits, RoutingConfig, Shipping,
     TenantLabels,
@@ -119,6 +120,16 @@ struct ReceiverArgs {
     /// stored without it).
     #[arg(long = "receive.split-tenant-label-name")]
     split_tenant_label: Option<String>,
+    /// Thanos's write limits YAML (write gate, per-tenant request and head series limits),
+    /// re-read every `--receive.limits-config-reload-timer` and applied when it changed.
+    #[arg(long = "receive.limits-config-file", conflicts_with = "limits_config")]
+    limits_config_file: Option<PathBuf>,
+    /// The write limits YAML itself.
+    #[arg(long = "receive.limits-config")]
+    limits_config: Option<String>,
+    /// How often the limits file is re-read.
+    #[arg(long = "receive.limits-config-reload-timer", default_value = "1s", value_parser = parse_duration_flag)]
+    limits_reload: i64,
     #[command(flatten)]
     objstore: objstore::ObjstoreArgs,
     /// Snappy-compress WAL records (as Prometheus does by default).
@@ -309,6 +320,16 @@ fn receiver_config(
         default_tenant: t.default_tenant.clone(),
         replica_header: t.replica_header.clone(),
         split_tenant_label: t.split_tenant_label.clone().filter(|l| !l.is_empty()),
+        limiter: Arc::new(match (&t.limits_config_file, &t.limits_config) {
+            (Some(path), _) => {
+                Limiter::load(LimitsSource::File { path: path.clone(), reload_interval: millis(t.limits_reload) })
+                    .context("load the limits configuration")?
+            }
+            (None, Some(content)) => {
+                Limiter::load(LimitsSource::Inline(content.clone())).context("load the limits configuration")?
+            }
+            (None, None) => Limiter::default(),
+        }),
         limits: RequestLimits {
             max_body_bytes: t.max_request_bytes,
             max_decompressed_bytes: t.max_request_decompressed_bytes,
@@ -444,6 +465,10 @@ async fn run_receiver(
         "starting receiver"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut limits_stop = stop_rx.clone();
+    tokio::spawn(rx.config.limiter.clone().run(async move {
+        let _ = limits_stop.wait_for(|s| *s).await;
+    }));
     if let Some(watcher) = watcher {
         let mut stop = stop_rx.clone();
         tokio::spawn(watcher.run(HASHRINGS_POLL, async move {

@@ -50,6 +50,9 @@ pub enum ReceiveError {
     ForwardTimeout(std::time::Duration),
     #[error(transparent)]
     Ring(#[from] strata_ring::Error),
+    /// Thanos's words for a tenant at its head series limit.
+    #[error("tenant is above active series limit: {series} head series, limit {limit}")]
+    HeadSeriesLimit { series: u64, limit: u64 },
 }
 
 impl ReceiveError {
@@ -69,6 +72,7 @@ impl ReceiveError {
             | BadReplicaHeader => StatusCode::BAD_REQUEST,
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HeadSeriesLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Conflict(_) => StatusCode::CONFLICT,
             Tsdb(_) | Internal(_) | Config(_) | Replication(_) | ForwardTimeout(_) | Ring(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

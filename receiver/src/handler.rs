@@ -14,7 +14,7 @@ use strata_proto::remote_write::WriteBatch;
 
 use crate::error::ReceiveError;
 use crate::writer::Tenants;
-use crate::Receiver;
+use crate::{Receiver, RequestLimits};
 
 /// Totals of what a request wrote, for the 2.0 response headers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -104,7 +104,22 @@ async fn handle(
         Some(enc) if enc.eq_ignore_ascii_case(SNAPPY_ENCODING) => {}
         Some(enc) => return Err(none(ReceiveError::UnsupportedEncoding(enc.to_owned()))),
     }
-    let limits = &rx.config.limits;
+    // Thanos's order: the write gate (held until the answer), the tenant's head series, then
+    // the request limits; each request limit is the lower of the flag's and the tenant's.
+    let _gate = rx.config.limiter.enter().await;
+    let tenant_limits = rx.config.limiter.config().of(tenant);
+    if tenant_limits.head_series > 0 {
+        if let Some(series) = rx.tenant_head_series(tenant).filter(|&n| n >= tenant_limits.head_series) {
+            return Err(none(ReceiveError::HeadSeriesLimit { series, limit: tenant_limits.head_series }));
+        }
+    }
+    let flags = &rx.config.limits;
+    let limits = RequestLimits {
+        max_body_bytes: lower(flags.max_body_bytes, tenant_limits.size_bytes),
+        max_decompressed_bytes: lower(flags.max_decompressed_bytes, tenant_limits.size_bytes),
+        max_series: lower(flags.max_series, tenant_limits.series),
+        max_samples: lower(flags.max_samples, tenant_limits.samples),
+    };
     let compressed = read_body(headers, body, limits.max_body_bytes).await.map_err(none)?;
     if compressed.is_empty() {
         // An empty body is an empty request, as Prometheus's own receiver treats it.
@@ -143,6 +158,14 @@ async fn handle(
     result
         .map(|samples| Written { samples, histograms: 0, exemplars: 0 })
         .map_err(|(e, samples)| (e, Written { samples, histograms: 0, exemplars: 0 }))
+}
+
+/// The lower of two limits where 0 is none.
+fn lower(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
 }
 
 fn check_size(size: u64, limit: u64) -> Result<(), ReceiveError> {

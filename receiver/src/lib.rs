@@ -5,6 +5,7 @@ pub mod error;
 pub mod grpc;
 pub mod handler;
 pub mod http;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 mod process_metrics;
@@ -78,6 +79,8 @@ pub struct ReceiverConfig {
     /// names (and is stored without it).
     pub split_tenant_label: Option<String>,
     pub limits: RequestLimits,
+    /// Per-tenant limits and the write gate (`--receive.limits-config-file`); none by default.
+    pub limiter: Arc<limits::Limiter>,
     pub db: DbOptions,
     /// The `--label`s and the tenant label: the external labels of each tenant's blocks and
     /// StoreAPI series.
@@ -98,6 +101,7 @@ impl ReceiverConfig {
             default_tenant: "default-tenant".into(),
             replica_header: "THANOS-REPLICA".into(),
             split_tenant_label: None,
+            limiter: Arc::default(),
             limits: RequestLimits::default(),
             db: DbOptions::default(),
             labels: TenantLabels::default(),
@@ -146,7 +150,8 @@ impl Receiver {
             config.labels.clone(),
             config.shipping.clone(),
         ));
-        let metrics = Metrics::new(tenants.clone(), &config.build);
+        let mut metrics = Metrics::new(tenants.clone(), &config.build);
+        config.limiter.register(metrics.registry_mut());
         (tenants, metrics)
     }
 
@@ -162,6 +167,18 @@ impl Receiver {
     /// How this receiver takes part in the ring.
     pub fn mode(&self) -> Mode {
         self.router.as_ref().map_or(Mode::IngestorOnly, |r| r.mode())
+    }
+
+    /// `tenant`'s head series over all its replicas as far as this receiver can tell without
+    /// asking anyone (what Thanos asks a meta-monitoring Prometheus for): its own head's
+    /// series, scaled by its share of the tenant's series in the ring. `None` when it holds no
+    /// share (a router only).
+    pub fn tenant_head_series(&self, tenant: &str) -> Option<u64> {
+        let local = self.tenants.get(tenant).map_or(0, |db| db.head().num_series());
+        match &self.router {
+            None => Some(local),
+            Some(router) => router.scale_local_series(tenant, local),
+        }
     }
 
     /// The tenant of each series of a request sent as `tenant` and, with

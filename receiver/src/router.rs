@@ -111,8 +111,13 @@ pub struct Router {
     replication_factor: u64,
     forward: ForwardOptions,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
+    /// Per tenant: this receiver's share of its series on a ring, for head series limits.
+    shares: Mutex<HashMap<String, (Arc<Ring>, f64)>>,
     metrics: RouterMetrics,
 }
+
+/// Tenants whose share is remembered; more start the cache over.
+const MAX_CACHED_SHARES: usize = 10_000;
 
 impl Router {
     /// Loads the ring (a startup error if it cannot be built) and registers the routing
@@ -128,6 +133,7 @@ impl Router {
             replication_factor: config.options.replication_factor,
             forward: config.forward,
             peers: Mutex::default(),
+            shares: Mutex::default(),
             metrics,
         };
         Ok((router, watcher))
@@ -156,6 +162,27 @@ impl Router {
             });
             old = new;
         }
+    }
+
+    /// The series of `tenant` over all replicas, estimated from the `local` series this
+    /// receiver holds and its share of the tenant's series (its shard, with shuffle sharding).
+    pub fn scale_local_series(&self, tenant: &str, local: u64) -> Option<u64> {
+        let ring = self.ring.current();
+        let mut shares = self.shares.lock();
+        let share = match shares.get(tenant) {
+            Some((r, share)) if Arc::ptr_eq(r, &ring) => *share,
+            _ => {
+                let placement = ring.tenant(tenant).ok()?;
+                let share = placement.shares().iter().find(|s| self.is_local(&s.endpoint)).map_or(0.0, |s| s.replicas);
+                if shares.len() >= MAX_CACHED_SHARES {
+                    shares.clear();
+                }
+                shares.insert(tenant.to_owned(), (ring.clone(), share));
+                share
+            }
+        };
+        // The shares of all endpoints add up to the replication factor.
+        (share > 0.0).then(|| (local as f64 * self.replication_factor as f64 / share).round() as u64)
     }
 
     fn is_local(&self, endpoint: &strata_ring::Endpoint) -> bool {
