@@ -383,9 +383,8 @@ impl Router {
                 "backing off forward request for endpoint {address}: target not available"
             )));
         }
-        let replication = request.replica == 1;
         let Ok(_permit) = tokio::time::timeout_at(deadline, peer.permits.acquire()).await else {
-            self.metrics.count(false, replication);
+            self.metrics.count(false);
             return Err(Failure::other(format!(
                 "scheduling forward request for endpoint {address}: context deadline exceeded"
             )));
@@ -396,14 +395,14 @@ impl Router {
         let outcome = tokio::time::timeout_at(deadline, client.remote_write(call)).await;
         match outcome {
             Ok(Ok(_)) => {
-                self.metrics.count(true, replication);
+                self.metrics.count(true);
                 peer.mark_available();
                 Ok(())
             }
             Ok(Err(status)) => {
                 // Conflicts are the sender's data, not a failure of the peer.
                 if status.code() != tonic::Code::AlreadyExists {
-                    self.metrics.count(false, replication);
+                    self.metrics.count(false);
                 }
                 if status.code() == tonic::Code::Unavailable {
                     peer.mark_unavailable();
@@ -411,7 +410,7 @@ impl Router {
                 Err(Failure::status(address, &status))
             }
             Err(_) => {
-                self.metrics.count(false, replication);
+                self.metrics.count(false);
                 Err(Failure::other(format!("forwarding request to endpoint {address}: context deadline exceeded")))
             }
         }
@@ -707,14 +706,13 @@ impl RouterMetrics {
         m
     }
 
-    /// Counts a forward; `replication` when it carried a replica this router made (Thanos
-    /// counts replications only for writes not replicated before).
-    fn count(&self, ok: bool, replication: bool) {
+    /// Counts a forward. Thanos counts a replication for each forward of a write not
+    /// replicated before; a replica sent here is stored here, never forwarded, so every
+    /// forward is one.
+    fn count(&self, ok: bool) {
         let labels = vec![("result", if ok { "success" } else { "error" })];
         self.forward_requests.get_or_create(&labels).inc();
-        if replication {
-            self.replications.get_or_create(&labels).inc();
-        }
+        self.replications.get_or_create(&labels).inc();
     }
 }
 
