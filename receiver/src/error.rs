@@ -94,3 +94,30 @@ impl ReceiveError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Thanos answers for each condition over HTTP and over `RemoteWrite` (reference
+    /// §1.7-1.8; `handler.go` `receiveHTTP` and `RemoteWrite`).
+    #[test]
+    fn statuses_and_codes_are_thanos() {
+        use tonic::Code;
+        let cases: [(ReceiveError, u16, Code); 10] = [
+            (ReceiveError::NotReady("replaying"), 503, Code::Unavailable),
+            (ReceiveError::Unavailable("peer down".into()), 503, Code::Unavailable),
+            (ReceiveError::Conflict("out of order".into()), 409, Code::AlreadyExists),
+            (ReceiveError::InvalidLabels("duplicate".into()), 400, Code::AlreadyExists),
+            (ReceiveError::BadReplica { replica: 4, replication_factor: 3 }, 400, Code::InvalidArgument),
+            (ReceiveError::BadTenant("..".into()), 400, Code::InvalidArgument),
+            (ReceiveError::TooMany { what: "series", got: 2, limit: 1 }, 413, Code::Internal),
+            (ReceiveError::HeadSeriesLimit { series: 5, limit: 5 }, 429, Code::Internal),
+            (ReceiveError::ForwardTimeout(std::time::Duration::from_secs(5)), 500, Code::Internal),
+            (ReceiveError::Replication("2 errors".into()), 500, Code::Internal),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status().as_u16(), e.grpc_code()), (status, code), "{e}");
+        }
+    }
+}
