@@ -3,6 +3,7 @@
 //! - A forward in flight to an endpoint that leaves the ring, and then fails, is written to the
 //!   series' owner on the new ring: the write succeeds.
 //! - Snappy-compressed and uncompressed forwards are both taken.
+//! - A router-ingestor estimates a tenant's head series (for its limit) from its ring share.
 //! - With a split-tenant label, each series goes to its own tenant, without the label, on the
 //!   endpoint the ring gives it as that tenant's.
 
@@ -180,4 +181,30 @@ async fn series_split_by_tenant_label_go_to_their_tenants_owners() {
     let stored = a.tenants.get("team-1").or_else(|| b.tenants.get("team-1")).unwrap();
     let names = stored.head().status(10).label_value_count_by_label_name;
     assert!(names.iter().all(|s| s.name != "team"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_ingestor_counts_a_tenants_series_from_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let (other, other_addr) = ingestor(&dir.path().join("other")).await;
+    // This receiver's own endpoint is never dialled: its share is written locally.
+    let local = "127.0.0.1:1";
+    let ring = dir.path().join("hashrings.json");
+    ring_file(&ring, &[&other_addr, local]);
+    let mut config = routing(&ring, Compression::Snappy);
+    config.local_endpoint = Some(local.into());
+    config.options.algorithm = Algorithm::Hashmod;
+    let (rx, _watcher) = Receiver::with_routing(ReceiverConfig::new(dir.path().join("local")), config).unwrap();
+    rx.start().await.unwrap();
+    let timeseries = series(200);
+    assert_eq!(
+        rx.write(&Tenants::One("t"), 0, &batch_from_proto(&timeseries)).await.map_err(|(e, _)| e.to_string()),
+        Ok(200)
+    );
+    let (here, there) = (head_series(&rx, "t"), head_series(&other, "t"));
+    assert_eq!(here + there, 200);
+    // Half of the hash space: twice what it holds, near the 200 written.
+    let estimate = rx.tenant_head_series("t").unwrap();
+    assert_eq!(estimate, 2 * here);
+    assert!((140..=260).contains(&estimate), "{estimate}");
 }
