@@ -1,4 +1,4 @@
-//! Routing in one process: a router-only receiver and an ingestor serving
+//! Routing in one process: routers and ingestors, the ingestors serving
 //! `thanos.WriteableStore` on a local port.
 //! - A forward in flight to an endpoint that leaves the ring, and then fails, is written to the
 //!   series' owner on the new ring: the write succeeds.
