@@ -46,8 +46,6 @@ pub enum ReceiveError {
     /// Replicas failed without a majority of one cause (Thanos answers 500 there too).
     #[error("{0}")]
     Replication(String),
-    #[error("forwarding the request timed out after {0:?}")]
-    ForwardTimeout(std::time::Duration),
     #[error(transparent)]
     Ring(#[from] strata_ring::Error),
     /// Thanos's words for a tenant at its head series limit.
@@ -74,9 +72,7 @@ impl ReceiveError {
             BodyTooLarge { .. } | TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HeadSeriesLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Conflict(_) => StatusCode::CONFLICT,
-            Tsdb(_) | Internal(_) | Config(_) | Replication(_) | ForwardTimeout(_) | Ring(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Tsdb(_) | Internal(_) | Config(_) | Replication(_) | Ring(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,7 +100,7 @@ mod tests {
     #[test]
     fn statuses_and_codes_are_thanos() {
         use tonic::Code;
-        let cases: [(ReceiveError, u16, Code); 10] = [
+        let cases: [(ReceiveError, u16, Code); 9] = [
             (ReceiveError::NotReady("replaying"), 503, Code::Unavailable),
             (ReceiveError::Unavailable("peer down".into()), 503, Code::Unavailable),
             (ReceiveError::Conflict("out of order".into()), 409, Code::AlreadyExists),
@@ -113,7 +109,6 @@ mod tests {
             (ReceiveError::BadTenant("..".into()), 400, Code::InvalidArgument),
             (ReceiveError::TooMany { what: "series", got: 2, limit: 1 }, 413, Code::Internal),
             (ReceiveError::HeadSeriesLimit { series: 5, limit: 5 }, 429, Code::Internal),
-            (ReceiveError::ForwardTimeout(std::time::Duration::from_secs(5)), 500, Code::Internal),
             (ReceiveError::Replication("2 errors".into()), 500, Code::Internal),
         ];
         for (e, status, code) in cases {

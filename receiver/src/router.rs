@@ -236,27 +236,35 @@ impl Router {
             }
         }
         let (tx, mut responses) = mpsc::unbounded_channel();
-        let mut outstanding = 0usize;
+        // Forwards in flight, by group.
+        let mut outstanding = BTreeSet::new();
         let mut retried = vec![false; groups.len()];
         // Forwards first, so they are in flight while the local part is written.
         for (i, group) in groups.iter().enumerate() {
             if !group.local {
                 self.spawn_forward(batch, group, i, deadline, &tx);
-                outstanding += 1;
+                outstanding.insert(i);
             }
         }
         for group in groups.iter().filter(|g| g.local) {
             tally.record(&group.series, &self.write_local(rx, batch, group));
         }
-        while outstanding > 0 && !tally.decided() {
+        while !outstanding.is_empty() && !tally.decided() {
             let (i, result): (usize, Result<(), Failure>) =
                 match tokio::time::timeout_at(deadline, responses.recv()).await {
                     Ok(Some(response)) => response,
                     // The sender is held here, so the channel never closes while forwards run.
                     Ok(None) => break,
-                    Err(_) => return Err(ReceiveError::ForwardTimeout(self.forward.timeout)),
+                    Err(_) => {
+                        // Replicas that did not answer in time failed for a reason that may
+                        // clear (Thanos answers its context error, a 500, here).
+                        for &i in &outstanding {
+                            tally.record(&groups[i].series, &Err(Failure::timeout(&groups[i].address)));
+                        }
+                        break;
+                    }
                 };
-            outstanding -= 1;
+            outstanding.remove(&i);
             if let Err(failure) = &result {
                 let current = self.ring.current();
                 if !failure.kinds.conflict && !retried[i] && !Arc::ptr_eq(&ring, &current) {
@@ -277,7 +285,7 @@ impl Router {
                             tally.record(&group.series, &self.write_local(rx, batch, &group));
                         } else {
                             self.spawn_forward(batch, &group, j, deadline, &tx);
-                            outstanding += 1;
+                            outstanding.insert(j);
                         }
                         groups.push(group);
                     }
@@ -385,7 +393,7 @@ impl Router {
         }
         let Ok(_permit) = tokio::time::timeout_at(deadline, peer.permits.acquire()).await else {
             self.metrics.count(false);
-            return Err(Failure::other(format!(
+            return Err(Failure::unavailable(format!(
                 "scheduling forward request for endpoint {address}: context deadline exceeded"
             )));
         };
@@ -411,7 +419,7 @@ impl Router {
             }
             Err(_) => {
                 self.metrics.count(false);
-                Err(Failure::other(format!("forwarding request to endpoint {address}: context deadline exceeded")))
+                Err(Failure::timeout(address))
             }
         }
     }
@@ -501,6 +509,8 @@ impl Failure {
         let kinds = match status.code() {
             tonic::Code::AlreadyExists => Kinds { conflict: true, ..Kinds::default() },
             tonic::Code::Unavailable => Kinds { not_ready: true, unavailable: true, ..Kinds::default() },
+            // The peer did not answer in time, as when the request's own deadline passes.
+            tonic::Code::DeadlineExceeded => Kinds { unavailable: true, ..Kinds::default() },
             _ => Kinds::default(),
         };
         let message = format!(
@@ -515,8 +525,9 @@ impl Failure {
         Failure { kinds: Kinds { unavailable: true, ..Kinds::default() }, message }
     }
 
-    fn other(message: String) -> Failure {
-        Failure { kinds: Kinds::default(), message }
+    /// A replica that did not answer before the forward timeout.
+    fn timeout(address: &str) -> Failure {
+        Failure::unavailable(format!("forwarding request to endpoint {address}: context deadline exceeded"))
     }
 }
 
@@ -737,7 +748,7 @@ mod tests {
     type Case = (u64, Vec<Result<(), Failure>>, u16);
 
     fn internal() -> Result<(), Failure> {
-        Err(Failure::other("internal".into()))
+        Err(Failure { kinds: Kinds::default(), message: "internal".into() })
     }
 
     fn status(rf: u64, results: &[Result<(), Failure>]) -> u16 {
