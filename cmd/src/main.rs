@@ -16,7 +16,12 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::{ApiState, QuerierOptions};
 use strata_query::engine::EngineOptions;
-use strata_receiver::{BuildInfo, Receiver, ReceiverConfig, RequestLimits, Shipping, TenantLabels};
+use strata_receiver::limits::{Limiter, LimitsSource};
+use strata_receiver::{
+    BuildInfo, Compression, ForwardOptions, Receiver, ReceiverConfig, RequestLimits, RoutingConfig, Shipping,
+    TenantLabels,
+};
+use strata_ring::{RingOptions, RingSource};
 use strata_store::proxy::{Proxy, ProxyOptions, StoreRef};
 use strata_store::server::{SeriesLimits, ServerOptions};
 use strata_store::Component;
@@ -85,6 +90,9 @@ struct ReceiverArgs {
     /// Tenant of writes without the tenant header.
     #[arg(long = "receive.default-tenant-id", default_value = "default-tenant")]
     default_tenant: String,
+    /// HTTP header carrying the 1-based replica of a write another receiver already replicated.
+    #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
+    replica_header: String,
     /// Largest accepted request body (compressed), in bytes; 0 disables the limit.
     #[arg(long = "receive.max-request-bytes", default_value_t = RequestLimits::default().max_body_bytes)]
     max_request_bytes: u64,
@@ -108,11 +116,91 @@ struct ReceiverArgs {
     /// Label added to each tenant's external labels with the tenant as its value.
     #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
     tenant_label_name: String,
+    /// Label naming the tenant of each series (it wins over the tenant header; the series is
+    /// stored without it).
+    #[arg(long = "receive.split-tenant-label-name")]
+    split_tenant_label: Option<String>,
+    /// Thanos's write limits YAML (write gate, per-tenant request and head series limits),
+    /// re-read every `--receive.limits-config-reload-timer` and applied when it changed.
+    #[arg(long = "receive.limits-config-file", conflicts_with = "limits_config")]
+    limits_config_file: Option<PathBuf>,
+    /// The write limits YAML itself.
+    #[arg(long = "receive.limits-config")]
+    limits_config: Option<String>,
+    /// How often the limits file is re-read.
+    #[arg(long = "receive.limits-config-reload-timer", default_value = "1s", value_parser = parse_duration_flag)]
+    limits_reload: i64,
     #[command(flatten)]
     objstore: objstore::ObjstoreArgs,
     /// Snappy-compress WAL records (as Prometheus does by default).
     #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
     wal_compression: bool,
+}
+
+/// The hashring and forwarding (Thanos's flags). With a hashring and a local endpoint the
+/// receiver routes and stores its share; with a hashring alone it only routes; without one it
+/// stores whatever it is sent.
+#[derive(Args)]
+struct RingArgs {
+    /// Path of the hashrings.json, re-read when it changes and every refresh interval.
+    #[arg(long = "receive.hashrings-file", conflicts_with = "hashrings")]
+    hashrings_file: Option<PathBuf>,
+    /// The hashrings.json content itself.
+    #[arg(long = "receive.hashrings")]
+    hashrings: Option<String>,
+    /// How often the hashrings file is re-read even when it has not changed.
+    #[arg(long = "receive.hashrings-file-refresh-interval", default_value = "5m", value_parser = parse_duration_flag)]
+    hashrings_refresh: i64,
+    /// Algorithm of hashrings that do not name one: hashmod or ketama.
+    #[arg(long = "receive.hashrings-algorithm", default_value = "hashmod")]
+    algorithm: strata_ring::Algorithm,
+    /// This receiver's address in the hashrings (its gRPC address as the file lists it).
+    #[arg(long = "receive.local-endpoint")]
+    local_endpoint: Option<String>,
+    /// Replicas of each series.
+    #[arg(long = "receive.replication-factor", default_value_t = 1)]
+    replication_factor: u64,
+    /// Longest a write waits for its replicas.
+    #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = parse_duration_flag)]
+    forward_timeout: i64,
+    /// Longest an unavailable receiver is skipped.
+    #[arg(long = "receive-forward-max-backoff", default_value = "5s", value_parser = parse_duration_flag)]
+    forward_max_backoff: i64,
+    /// Forwards in flight to each receiver.
+    #[arg(long = "receive.forward.async-workers", default_value_t = 5)]
+    forward_workers: usize,
+    /// Compression of forwarded writes: snappy or none.
+    #[arg(long = "receive.grpc-compression", default_value = "snappy", value_parser = ["snappy", "none"])]
+    grpc_compression: String,
+}
+
+impl RingArgs {
+    /// The routing configuration, `None` without a hashring (ingestor only).
+    fn routing(&self) -> Option<RoutingConfig> {
+        let source = match (&self.hashrings_file, &self.hashrings) {
+            (Some(path), _) => {
+                RingSource::File { path: path.clone(), refresh_interval: millis(self.hashrings_refresh) }
+            }
+            (None, Some(content)) if !content.is_empty() => RingSource::Inline(content.clone()),
+            _ => return None,
+        };
+        Some(RoutingConfig {
+            source,
+            options: RingOptions { algorithm: self.algorithm, replication_factor: self.replication_factor },
+            local_endpoint: self.local_endpoint.clone().filter(|e| !e.is_empty()),
+            forward: ForwardOptions {
+                timeout: millis(self.forward_timeout),
+                max_backoff: millis(self.forward_max_backoff),
+                workers: self.forward_workers,
+                compression: if self.grpc_compression == "none" { Compression::None } else { Compression::Snappy },
+                ..ForwardOptions::default()
+            },
+        })
+    }
+}
+
+fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 #[derive(Args)]
@@ -121,6 +209,8 @@ struct ReceiveArgs {
     listen: ListenArgs,
     #[command(flatten)]
     receiver: ReceiverArgs,
+    #[command(flatten)]
+    ring: RingArgs,
     /// Directory of the per-tenant TSDBs (`<path>/<tenant>/`). Blocks are shipped when an
     /// objstore flag is given.
     #[arg(long = "tsdb.path", default_value = "./data")]
@@ -228,6 +318,18 @@ fn receiver_config(
         tsdb_path,
         tenant_header: t.tenant_header.clone(),
         default_tenant: t.default_tenant.clone(),
+        replica_header: t.replica_header.clone(),
+        split_tenant_label: t.split_tenant_label.clone().filter(|l| !l.is_empty()),
+        limiter: Arc::new(match (&t.limits_config_file, &t.limits_config) {
+            (Some(path), _) => {
+                Limiter::load(LimitsSource::File { path: path.clone(), reload_interval: millis(t.limits_reload) })
+                    .context("load the limits configuration")?
+            }
+            (None, Some(content)) => {
+                Limiter::load(LimitsSource::Inline(content.clone())).context("load the limits configuration")?
+            }
+            (None, None) => Limiter::default(),
+        }),
         limits: RequestLimits {
             max_body_bytes: t.max_request_bytes,
             max_decompressed_bytes: t.max_request_decompressed_bytes,
@@ -307,12 +409,14 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Receive(a) => {
-                run_receiver(receiver_config(a.tsdb_path, &a.receiver, None)?, &a.listen, None).await
+                let config = receiver_config(a.tsdb_path, &a.receiver, None)?;
+                run_receiver(config, a.ring.routing(), &a.listen, None).await
             }
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join(BUCKET_DIR), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join(RECEIVE_DIR), &a.receiver, Some(default_bucket))?;
-                run_receiver(config, &a.listen, Some(query_setup(&a.query, &a.querier, &matches, "standalone"))).await
+                let query = Some(query_setup(&a.query, &a.querier, &matches, "standalone"));
+                run_receiver(config, None, &a.listen, query).await
             }
             Command::Query(a) => query::run(a, &matches).await,
             Command::Tools(a) => tools::run(a).await,
@@ -320,10 +424,25 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Serves the receiver (and for standalone, with `query`, the query API and page on the HTTP
-/// address, announced on stdout) until SIGTERM or Ctrl-C, then closes every WAL.
-async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option<QuerySetup>) -> anyhow::Result<()> {
-    let rx = Receiver::new(config);
+/// How often the hashrings file's modification time and size are checked.
+const HASHRINGS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves the receiver (routing over the hashring of `routing`, if given; and for standalone,
+/// with `query`, the query API and page on the HTTP address, announced on stdout) until
+/// SIGTERM or Ctrl-C, then closes every WAL.
+async fn run_receiver(
+    config: ReceiverConfig,
+    routing: Option<RoutingConfig>,
+    listen: &ListenArgs,
+    query: Option<QuerySetup>,
+) -> anyhow::Result<()> {
+    let (rx, watcher) = match routing {
+        Some(routing) => {
+            let (rx, watcher) = Receiver::with_routing(config, routing).context("load the hashring")?;
+            (rx, Some(watcher))
+        }
+        None => (Receiver::new(config), None),
+    };
     let rw = TcpListener::bind(listen.remote_write_address)
         .await
         .with_context(|| format!("listen on --remote-write.address {}", listen.remote_write_address))?;
@@ -339,12 +458,23 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
     let grpc_addr = grpc.local_addr().context("gRPC listener address")?;
     tracing::info!(
         tsdb_path = %rx.config.tsdb_path.display(),
+        mode = rx.mode().as_str(),
         remote_write = %rw_addr,
         http = %http_addr,
         grpc = %grpc_addr,
         "starting receiver"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut limits_stop = stop_rx.clone();
+    tokio::spawn(rx.config.limiter.clone().run(async move {
+        let _ = limits_stop.wait_for(|s| *s).await;
+    }));
+    if let Some(watcher) = watcher {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(watcher.run(HASHRINGS_POLL, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     let serve = |listener, router, what| serve_http(listener, router, stop_rx.clone(), what);
     // Listen before replaying: writes during replay get 503 and probes report not ready.
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
@@ -363,9 +493,14 @@ async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option
         ..ServerOptions::default()
     };
     let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(rx.store_api(store_options).serve(grpc, async move {
-        let _ = grpc_stop.wait_for(|s| *s).await;
-    }));
+    let grpc_rx = Arc::clone(&rx);
+    let grpc_task = tokio::spawn(async move {
+        grpc_rx
+            .serve_grpc(grpc, store_options, async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
     let started = Arc::clone(&rx);
     let start = tokio::spawn(async move { started.start().await });
     if standalone {

@@ -10,40 +10,13 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{parse_dump_line, strata_bin, LabelSet};
+use common::{parse_dump_line, raw_samples, strata_bin, LabelSet};
 use strata_testkit::http::{self, get_json};
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{peer, tool, url_encode, wait_for, Fleet, Node, Proc, Slot};
+use strata_testkit::{peer, tool, wait_for, Fleet, Node, Proc, Slot};
 
 /// Scrapes (one per second) that must have been sent before the samples are checked.
 const SCRAPES: u64 = 10;
-
-/// Every raw sample Prometheus holds with a timestamp of at most `at_ms`, by series.
-fn prometheus_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
-    let query = url_encode(r#"{__name__=~".+"}[10m]"#);
-    let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
-    let json = get_json(addr, &format!("/api/v1/query?query={query}&time={time}"))?;
-    let result = json["data"]["result"].as_array().ok_or_else(|| format!("no matrix in query answer: {json}"))?;
-    let mut out = BTreeMap::new();
-    for series in result {
-        let mut labels: LabelSet = series["metric"]
-            .as_object()
-            .ok_or_else(|| format!("no metric in {series}"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        labels.sort();
-        let mut samples = Vec::new();
-        for point in series["values"].as_array().ok_or_else(|| format!("no values in {series}"))? {
-            let ts = point[0].as_f64().ok_or_else(|| format!("bad timestamp in {point}"))?;
-            let value =
-                point[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("bad value in {point}"))?;
-            samples.push(((ts * 1000.0).round() as i64, value));
-        }
-        out.insert(labels, samples);
-    }
-    Ok(out)
-}
 
 fn highest_sent(metrics: &str) -> f64 {
     metric_sum(metrics, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds").unwrap_or(0.0)
@@ -193,7 +166,7 @@ fn remote_write_survives_kill(sender: Sender) {
     assert_eq!(failed, Some(0.0), "prometheus_remote_storage_samples_failed_total must exist and be 0");
 
     // Strictly before T: samples at T itself may be split over a sent and an unsent request.
-    let acked = prometheus_samples(prom_addr, t_secs * 1000 - 1).unwrap_or_else(|e| panic!("{e}"));
+    let acked = raw_samples(prom_addr, t_secs * 1000 - 1).unwrap_or_else(|e| panic!("{e}"));
     let acked_samples: usize = acked.values().map(Vec::len).sum();
     let most_per_series = acked.values().map(Vec::len).max().unwrap_or(0);
     assert!(

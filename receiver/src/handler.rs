@@ -13,7 +13,8 @@ use strata_proto::protocol::{
 use strata_proto::remote_write::WriteBatch;
 
 use crate::error::ReceiveError;
-use crate::Receiver;
+use crate::writer::Tenants;
+use crate::{Receiver, RequestLimits};
 
 /// Totals of what a request wrote, for the 2.0 response headers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,7 +73,7 @@ fn with_written(mut resp: Response, proto: Version, w: Written) -> Response {
 }
 
 async fn handle(
-    rx: &Receiver,
+    rx: &Arc<Receiver>,
     headers: &HeaderMap,
     body: Body,
     proto: Version,
@@ -90,12 +91,35 @@ async fn handle(
     if !crate::tenants::is_valid_tenant(tenant) {
         return Err(none(ReceiveError::BadTenant(tenant.to_owned())));
     }
+    // Absent or empty: a write not replicated yet.
+    let replica = match headers.get(&rx.config.replica_header).map(|v| v.as_bytes()) {
+        None | Some(b"") => 0,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| none(ReceiveError::BadReplicaHeader))?,
+    };
     match headers.get(CONTENT_ENCODING_HEADER).map(|v| v.to_str().unwrap_or("?")) {
         None | Some("") => {}
         Some(enc) if enc.eq_ignore_ascii_case(SNAPPY_ENCODING) => {}
         Some(enc) => return Err(none(ReceiveError::UnsupportedEncoding(enc.to_owned()))),
     }
-    let limits = &rx.config.limits;
+    // Thanos's order: the write gate (held until the answer), the tenant's head series, then
+    // the request limits; each request limit is the lower of the flag's and the tenant's.
+    let _gate = rx.config.limiter.enter().await;
+    let tenant_limits = rx.config.limiter.config().of(tenant);
+    if tenant_limits.head_series > 0 {
+        if let Some(series) = rx.tenant_head_series(tenant).filter(|&n| n >= tenant_limits.head_series) {
+            return Err(none(ReceiveError::HeadSeriesLimit { series, limit: tenant_limits.head_series }));
+        }
+    }
+    let flags = &rx.config.limits;
+    let limits = RequestLimits {
+        max_body_bytes: lower(flags.max_body_bytes, tenant_limits.size_bytes),
+        max_decompressed_bytes: lower(flags.max_decompressed_bytes, tenant_limits.size_bytes),
+        max_series: lower(flags.max_series, tenant_limits.series),
+        max_samples: lower(flags.max_samples, tenant_limits.samples),
+    };
     let compressed = read_body(headers, body, limits.max_body_bytes).await.map_err(none)?;
     if compressed.is_empty() {
         // An empty body is an empty request, as Prometheus's own receiver treats it.
@@ -116,51 +140,32 @@ async fn handle(
     if batch.series.is_empty() {
         return Ok(Written::default());
     }
-    let db = rx.tenants.get_or_open(tenant).map_err(none)?;
-    let mut app = db.appender();
-    let mut bad_labels = 0u64;
-    let mut first_bad = None;
-    for s in &batch.series {
-        let samples = batch.series_samples(s).iter().map(|x| (x.timestamp, x.value));
-        if let Err(e) = app.append(batch.series_labels(s), samples) {
-            bad_labels += 1;
-            first_bad.get_or_insert_with(|| format!("{e} in series {:?}", batch.series_labels(s)));
+    let split;
+    let (batch, tenants) = match rx.tenants_of(tenant, &batch).map_err(none)? {
+        Some((b, tenants)) => {
+            split = b;
+            (&split, tenants)
         }
+        None => (&batch, Tenants::One(tenant)),
+    };
+    let result = rx.write(&tenants, replica, batch).await;
+    let code = result.as_ref().map_or_else(|(e, _)| e.status(), |_| StatusCode::OK);
+    let all: Vec<usize> = (0..batch.series.len()).collect();
+    for (tenant, ids) in tenants.group(&all) {
+        let samples = ids.iter().map(|&i| batch.series_samples(&batch.series[i]).len()).sum();
+        rx.metrics.observe_write_request(code, tenant, ids.len(), samples);
     }
-    let outcome = app.commit().map_err(|e| none(e.into()))?;
-    db.maybe_cut();
-    let written = Written { samples: outcome.appended, histograms: 0, exemplars: 0 };
-    rx.metrics.observe_write(tenant, &outcome);
-    if let Some(first) = first_bad {
-        return Err((
-            ReceiveError::InvalidLabels(format!("{bad_labels} series with invalid labels refused; first: {first}")),
-            written,
-        ));
+    result
+        .map(|samples| Written { samples, histograms: 0, exemplars: 0 })
+        .map_err(|(e, samples)| (e, Written { samples, histograms: 0, exemplars: 0 }))
+}
+
+/// The lower of two limits where 0 is none.
+fn lower(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
     }
-    if outcome.rejected.total() > 0 {
-        let r = &outcome.rejected;
-        return Err((
-            ReceiveError::Conflict(format!(
-                "{} samples refused ({} out of order, {} duplicate timestamp, {} out of bounds), the rest written; first: {}",
-                r.total(),
-                r.out_of_order,
-                r.duplicate_timestamp,
-                r.out_of_bounds,
-                r.first.as_deref().unwrap_or("?")
-            )),
-            written,
-        ));
-    }
-    if batch.histograms > 0 {
-        return Err((
-            ReceiveError::Unsupported(format!(
-                "{} native histogram samples refused: native histograms are not supported yet; float samples were written",
-                batch.histograms
-            )),
-            written,
-        ));
-    }
-    Ok(written)
 }
 
 fn check_size(size: u64, limit: u64) -> Result<(), ReceiveError> {

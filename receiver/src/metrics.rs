@@ -58,7 +58,12 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     http_request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     refused_samples: Family<RequestLabels, Counter>,
+    write_timeseries: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    write_samples: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
+
+/// Thanos's buckets for `thanos_receive_write_{timeseries,samples}`.
+const WRITE_SIZE_BUCKETS: [f64; 7] = [10., 50., 100., 500., 1000., 5000., 10000.];
 
 impl Metrics {
     /// A receiver's metrics: the process's, and the head and WAL counters of every tenant.
@@ -87,6 +92,20 @@ impl Metrics {
             "Samples refused by the TSDB head, by tenant and reason",
             refused_samples.clone(),
         );
+        let write_timeseries: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(WRITE_SIZE_BUCKETS));
+        registry.register(
+            "thanos_receive_write_timeseries",
+            "The number of timeseries received in the incoming write requests",
+            write_timeseries.clone(),
+        );
+        let write_samples: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(WRITE_SIZE_BUCKETS));
+        registry.register(
+            "thanos_receive_write_samples",
+            "The number of sampled received in the incoming write requests",
+            write_samples.clone(),
+        );
         let build_info = Family::<RequestLabels, Gauge>::default();
         build_info
             .get_or_create(&vec![
@@ -104,7 +123,15 @@ impl Metrics {
         );
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         let grpc = ServerMetrics::new(&mut registry);
-        Metrics { registry, grpc, http_requests, http_request_duration, refused_samples }
+        Metrics {
+            registry,
+            grpc,
+            http_requests,
+            http_request_duration,
+            refused_samples,
+            write_timeseries,
+            write_samples,
+        }
     }
 
     /// Counts a request and its duration under Thanos's names and labels: `handler` is the
@@ -133,6 +160,14 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// The size of a remote-write request that reached the write path, by its status and tenant
+    /// (Thanos's `thanos_receive_write_{timeseries,samples}`).
+    pub fn observe_write_request(&self, code: StatusCode, tenant: &str, series: usize, samples: usize) {
+        let labels = vec![("code", code.as_u16().to_string()), ("tenant", tenant.to_owned())];
+        self.write_timeseries.get_or_create(&labels).observe(series as f64);
+        self.write_samples.get_or_create(&labels).observe(samples as f64);
     }
 
     /// The registry, for a component's own metrics.

@@ -356,3 +356,26 @@ async fn metrics_use_prometheus_names() {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_split_tenant_label_names_each_series_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ReceiverConfig { split_tenant_label: Some("team".into()), ..ReceiverConfig::new(dir.path()) };
+    let rx = Receiver::new(config);
+    rx.start().await.unwrap();
+    let f = Fixture { rx, dir };
+    let mut a = up("a:1");
+    a.push(("team", "red".into()));
+    let body = v1_body(vec![ts(&a, &[(NOW, 1.0)]), ts(&up("b:1"), &[(NOW, 2.0)])]);
+    let r = post(&f, body, &[("THANOS-TENANT", "blue")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(dump(&f, "red"), vec![format!(r#"{{__name__="up", instance="a:1", job="node"}} 1 {NOW}"#)]);
+    assert_eq!(dump(&f, "blue"), vec![format!(r#"{{__name__="up", instance="b:1", job="node"}} 2 {NOW}"#)]);
+
+    // A label that does not name a valid tenant refuses the request, which writes nothing.
+    let mut bad = up("c:1");
+    bad.push(("team", "..".into()));
+    let r = post(&f, v1_body(vec![ts(&bad, &[(NOW, 1.0)]), ts(&up("d:1"), &[(NOW, 1.0)])]), &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(f.rx.tenants.get("default-tenant").is_some_and(|db| db.head().status(1).num_series == 0));
+}

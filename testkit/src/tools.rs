@@ -13,6 +13,8 @@ const INSTALL_HINTS: &[(&str, &str)] = &[
     ("promtool", "apt-get install prometheus"),
     ("prometheus-alertmanager", "apt-get install prometheus-alertmanager"),
     ("moto_server", "python3 -m pip install 'moto[server]'"),
+    // The HTTP/1.1 load balancer in front of receivers.
+    ("haproxy", "apt-get install haproxy"),
 ];
 
 /// The peers `interop/build.sh` builds into `interop/bin/`, and its program that answers with

@@ -6,11 +6,13 @@
 
 pub mod corpus;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use prost::Message;
 use strata_proto::protocol;
-use strata_testkit::{http, peer, Fleet, Node};
+use strata_testkit::http::get_json;
+use strata_testkit::{http, peer, url_encode, Fleet, Node};
 
 /// The `strata` binary Cargo built for these tests.
 pub fn strata_bin() -> &'static Path {
@@ -109,6 +111,34 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
         .and_then(|t| t.parse::<i64>().ok())
         .ok_or_else(|| format!("no timestamp in dump line {line:?}"))?;
     Ok((labels, value, ts))
+}
+
+/// Every raw sample the query API at `addr` (Prometheus or strata) holds with a timestamp of at
+/// most `at_ms` and at most ten minutes old, by series.
+pub fn raw_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
+    let query = url_encode(r#"{__name__=~".+"}[10m]"#);
+    let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
+    let json = get_json(addr, &format!("/api/v1/query?query={query}&time={time}"))?;
+    let result = json["data"]["result"].as_array().ok_or_else(|| format!("no matrix in query answer: {json}"))?;
+    let mut out = BTreeMap::new();
+    for series in result {
+        let mut labels: LabelSet = series["metric"]
+            .as_object()
+            .ok_or_else(|| format!("no metric in {series}"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        labels.sort();
+        let mut samples = Vec::new();
+        for point in series["values"].as_array().ok_or_else(|| format!("no values in {series}"))? {
+            let ts = point[0].as_f64().ok_or_else(|| format!("bad timestamp in {point}"))?;
+            let value =
+                point[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("bad value in {point}"))?;
+            samples.push(((ts * 1000.0).round() as i64, value));
+        }
+        out.insert(labels, samples);
+    }
+    Ok(out)
 }
 
 /// Prometheus 3.x feature flags for PromQL that strata implements unconditionally: experimental
