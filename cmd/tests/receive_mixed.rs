@@ -85,11 +85,11 @@ async fn stored(addr: &str) -> BTreeMap<String, BTreeSet<Series>> {
         for s in batch {
             let mut tenant = String::new();
             let mut series = Series::new();
-            for l in s.labels {
-                if l.name == "tenant_id" {
-                    tenant = l.value;
-                } else if l.name != NODE_LABEL {
-                    series.push((l.name, l.value));
+            for (name, value) in s.labels() {
+                if name == "tenant_id" {
+                    tenant = value.to_owned();
+                } else if name != NODE_LABEL {
+                    series.push((name.to_owned(), value.to_owned()));
                 }
             }
             out.entry(tenant).or_default().insert(series);
