@@ -165,6 +165,17 @@ impl IndexHeader {
             + self.names.iter().map(|n| n.name.len() + n.samples.len() * 8 + 48).sum::<usize>()
     }
 
+    /// The length of the index file: a header file built for another version of the object
+    /// (re-uploaded under the same ULID) is told apart by it.
+    pub fn index_len(&self) -> u64 {
+        self.content_end + TOC_LEN as u64
+    }
+
+    /// Whether some series has label `name`.
+    pub fn has_label(&self, name: &str) -> bool {
+        !name.is_empty() && self.names.binary_search_by(|n| (*n.name).cmp(name)).is_ok()
+    }
+
     /// Every label name of every series, sorted.
     pub fn label_names(&self) -> Vec<String> {
         self.names.iter().filter(|n| !n.name.is_empty()).map(|n| n.name.to_string()).collect()
