@@ -36,14 +36,15 @@ mod tests {
 
     type Case = (Vec<Range<u64>>, Vec<(Range<u64>, Range<usize>)>);
 
-    /// The cases of Thanos's TestGapBasedPartitioner (max gap 10).
+    /// The gap rule with a gap of 10: a range joins when it starts at most 10 past the read's end.
     #[test]
     fn as_thanos_partitions() {
         let cases: Vec<Case> = vec![
             (std::iter::once(1..10).collect(), vec![(1..10, 0..1)]),
             (vec![1..2, 3..5, 7..10], vec![(1..10, 0..3)]),
             (vec![1..2, 3..5, 20..30, 30..40], vec![(1..5, 0..2), (20..40, 2..4)]),
-            (vec![1..2, 3..5, 14..20, 30..40], vec![(1..20, 0..3), (30..40, 3..4)]),
+            (vec![1..2, 3..5, 14..20, 30..40], vec![(1..40, 0..4)]),
+            (vec![1..2, 3..5, 14..20, 31..40], vec![(1..20, 0..3), (31..40, 3..4)]),
             // Overlapping and contained ranges.
             (vec![1..30, 1..4, 3..28, 30..31, 35..40], vec![(1..40, 0..5)]),
             (vec![1..2, 3..5, 7..1000, 5..15, 9..11], vec![(1..1000, 0..5)]),
