@@ -3,6 +3,7 @@
 mod logging;
 mod objstore;
 mod query;
+mod store;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ enum Command {
     Standalone(StandaloneArgs),
     /// PromQL over many StoreAPI endpoints, with HA deduplication (Thanos's querier).
     Query(query::QueryCmdArgs),
+    /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
+    /// place (Thanos's store).
+    Store(store::StoreCmdArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -315,6 +319,7 @@ fn main() -> anyhow::Result<()> {
                 run_receiver(config, &a.listen, Some(query_setup(&a.query, &a.querier, &matches, "standalone"))).await
             }
             Command::Query(a) => query::run(a, &matches).await,
+            Command::Store(a) => store::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

@@ -44,10 +44,34 @@ pub struct BucketStoreOptions {
     /// A deletion-marked block is dropped once its mark is this old
     /// (`--ignore-deletion-marks-delay`).
     pub ignore_deletion_marks_delay: Duration,
-    /// Only blocks overlapping `[min_time, max_time]` (ms) are served (`--min-time`,
-    /// `--max-time`); Info and reads are clamped to it.
-    pub min_time: i64,
-    pub max_time: i64,
+    /// Only blocks overlapping `[min_time, max_time]` are served (`--min-time`, `--max-time`);
+    /// Info and reads are clamped to it.
+    pub min_time: TimeBound,
+    pub max_time: TimeBound,
+}
+
+/// A time (ms): absolute, or relative to the moment it is used (Thanos's
+/// `TimeOrDurationValue`: `-2w` means two weeks before now, and moves with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    Absolute(i64),
+    /// Milliseconds added to the current time.
+    Relative(i64),
+}
+
+impl TimeBound {
+    /// The time this stands for now.
+    pub fn now(self) -> i64 {
+        match self {
+            TimeBound::Absolute(t) => t,
+            TimeBound::Relative(d) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                now.saturating_add(d)
+            }
+        }
+    }
 }
 
 impl Default for BucketStoreOptions {
@@ -58,8 +82,8 @@ impl Default for BucketStoreOptions {
             block_sync_concurrency: 20,
             consistency_delay: Duration::ZERO,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
-            min_time: i64::MIN,
-            max_time: i64::MAX,
+            min_time: TimeBound::Absolute(i64::MIN),
+            max_time: TimeBound::Absolute(i64::MAX),
         }
     }
 }
@@ -298,7 +322,7 @@ impl BucketStore {
     /// The blocks to serve among those fetched (Thanos's meta filters: time partition, then
     /// deduplication of blocks whose sources another block holds), and the count per state.
     fn filter(&self, fetched: FetchedMetas) -> (BTreeMap<Ulid, BlockMeta>, Vec<(&'static str, usize)>) {
-        let (min, max) = (self.options.min_time, self.options.max_time);
+        let (min, max) = self.time_window();
         let before = fetched.metas.len();
         let in_time: Vec<BlockMeta> =
             fetched.metas.into_values().filter(|m| m.max_time >= min && m.min_time <= max).collect();
@@ -317,9 +341,15 @@ impl BucketStore {
         (kept.into_iter().map(|m| (m.ulid, m)).collect(), counts)
     }
 
+    /// `--min-time` and `--max-time` now.
+    fn time_window(&self) -> (i64, i64) {
+        (self.options.min_time.now(), self.options.max_time.now())
+    }
+
     /// Each loaded block overlapping `[mint, maxt]` as a storage with its external labels.
     fn storages(&self, mint: i64, maxt: i64) -> Vec<Arc<dyn Storage>> {
-        let (mint, maxt) = (mint.max(self.options.min_time), maxt.min(self.options.max_time));
+        let (min, max) = self.time_window();
+        let (mint, maxt) = (mint.max(min), maxt.min(max));
         self.blocks
             .read()
             .values()
@@ -402,11 +432,12 @@ impl Store for BucketStore {
                 tsdb_infos.push(TsdbInfo { labels: labels.clone(), min_time: lo, max_time: hi });
             }
         }
+        let (min, max) = self.time_window();
         StoreInfo {
             component: Component::Store,
             label_sets: by_labels.into_keys().filter(|l| !l.is_empty()).collect(),
-            min_time: min_time.max(self.options.min_time),
-            max_time: max_time.min(self.options.max_time),
+            min_time: min_time.max(min),
+            max_time: max_time.min(max),
             tsdb_infos,
         }
     }

@@ -1,0 +1,248 @@
+//! `strata store`: the store gateway, serving the blocks of a bucket over the StoreAPI. Flags
+//! are Thanos's `store` flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use strata_receiver::metrics::Metrics;
+use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
+use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
+use tokio::net::TcpListener;
+
+use crate::{build_info, objstore, parse_duration_flag, serve_http, shutdown_signal};
+
+#[derive(Args)]
+pub struct StoreCmdArgs {
+    #[command(flatten)]
+    objstore: objstore::ObjstoreArgs,
+    /// Directory for the blocks' index headers (rebuilt from the bucket when missing).
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address of the StoreAPI (`thanos.Store`, `thanos.info.Info`).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: SocketAddr,
+    /// Address for /metrics, /-/healthy and /-/ready.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// How often the bucket is listed for new and removed blocks.
+    #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration_flag)]
+    sync_block_duration: i64,
+    /// Blocks loaded at once during a sync.
+    #[arg(long = "block-sync-concurrency", default_value_t = 20)]
+    block_sync_concurrency: usize,
+    /// Blocks uploaded less than this long ago are not loaded yet (except compactor output).
+    #[arg(long = "consistency-delay", default_value = "0s", value_parser = parse_duration_flag)]
+    consistency_delay: i64,
+    /// A block marked for deletion is still served until its mark is this old.
+    #[arg(long = "ignore-deletion-marks-delay", default_value = "24h", value_parser = parse_duration_flag)]
+    ignore_deletion_marks_delay: i64,
+    /// Serve only blocks ending after this time: RFC 3339, or a duration relative to now
+    /// (`-2w`).
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z", value_parser = parse_time_or_duration)]
+    min_time: TimeBound,
+    /// Serve only blocks starting before this time: RFC 3339, or a duration relative to now.
+    #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", value_parser = parse_time_or_duration)]
+    max_time: TimeBound,
+    /// Most samples one Series call may answer (counted from the chunk headers); 0 = no limit.
+    #[arg(long = "store.grpc.series-sample-limit", default_value_t = 0)]
+    series_sample_limit: u64,
+    /// Series calls answered at once; more wait.
+    #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
+    series_max_concurrency: usize,
+    /// Most series one Series call may answer; 0 = no limit.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    request_series: u64,
+    /// Most samples one Series call may answer; 0 = no limit.
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    request_samples: u64,
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Thanos's `TimeOrDurationValue`: an RFC 3339 time, or a Prometheus duration (negative with
+/// a leading `-`) added to the time of use.
+pub(crate) fn parse_time_or_duration(s: &str) -> Result<TimeBound, String> {
+    if let Some(ms) = parse_rfc3339_ms(s) {
+        return Ok(TimeBound::Absolute(ms));
+    }
+    let (minus, d) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let ms = parse_duration_flag(d).map_err(|e| format!("{s:?} is neither an RFC 3339 time nor a duration: {e}"))?;
+    Ok(TimeBound::Relative(if minus { -ms } else { ms }))
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (years 0000 to 9999, as Go's parser).
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if !t.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let mut scaled = format!("{:0<9}", &frac[..digits.min(9)]);
+        scaled.truncate(9);
+        nanos = scaled.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            sign * (num(s.len() - 5..s.len() - 3)? * 3600 + num(s.len() - 2..s.len())? * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    Some(secs * 1000 + nanos / 1_000_000)
+}
+
+/// Runs the store gateway until SIGTERM or Ctrl-C: the first sync, then one every
+/// `--sync-block-duration`; not ready until the first sync has finished.
+pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
+    let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
+    let build = build_info();
+    let mut metrics = Metrics::for_process(&build);
+    let options = BucketStoreOptions {
+        data_dir: a.data_dir.clone(),
+        block_sync_concurrency: a.block_sync_concurrency,
+        consistency_delay: millis(a.consistency_delay),
+        ignore_deletion_marks_delay: millis(a.ignore_deletion_marks_delay),
+        min_time: a.min_time,
+        max_time: a.max_time,
+    };
+    let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
+    let metrics = Arc::new(metrics);
+
+    let http = TcpListener::bind(a.http_address)
+        .await
+        .with_context(|| format!("listen on --http-address {}", a.http_address))?;
+    let grpc = TcpListener::bind(a.grpc_address)
+        .await
+        .with_context(|| format!("listen on --grpc-address {}", a.grpc_address))?;
+    tracing::info!(
+        http = %http.local_addr().context("HTTP listener address")?,
+        grpc = %grpc.local_addr().context("gRPC listener address")?,
+        data_dir = %a.data_dir.display(),
+        "starting store gateway"
+    );
+
+    let scraped = metrics.clone();
+    let ready = store.clone();
+    let router = axum::Router::new()
+        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
+        .route("/-/healthy", get(|| std::future::ready("OK\n")))
+        .route(
+            "/-/ready",
+            get(move || {
+                std::future::ready(if ready.is_synced() {
+                    (StatusCode::OK, "OK\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready: first bucket sync in progress\n")
+                })
+            }),
+        );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = serve_http(http, router, stop_rx.clone(), "http");
+    let samples = [a.series_sample_limit, a.request_samples].into_iter().filter(|&l| l > 0).min().unwrap_or(0);
+    let server_options = ServerOptions {
+        limits: SeriesLimits { series: a.request_series, samples, ..SeriesLimits::default() },
+        max_concurrent_series: a.series_max_concurrency,
+        ..ServerOptions::default()
+    };
+    let synced = store.clone();
+    let store_api = StoreApi::new(store.clone(), server_options, metrics.grpc.clone())
+        .with_readiness(Arc::new(move || synced.is_synced()));
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(store_api.serve(grpc, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    }));
+
+    let syncing = store.clone();
+    let interval = millis(a.sync_block_duration).max(Duration::from_secs(1));
+    let mut sync_stop = stop_rx.clone();
+    let sync_task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = syncing.sync().await {
+                tracing::error!(error = %e, "bucket sync failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = sync_stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let (_, grpc, _) = tokio::join!(http_task, grpc_task, sync_task);
+    match grpc {
+        Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
+        Err(e) => tracing::error!(error = %e, server = "grpc", "server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_time_or_duration("1970-01-01T00:00:00Z"), Ok(TimeBound::Absolute(0)));
+        assert_eq!(parse_time_or_duration("2023-11-14T22:13:20.5Z"), Ok(TimeBound::Absolute(1_700_000_000_500)));
+        assert_eq!(parse_time_or_duration("2023-11-15T00:13:20+02:00"), Ok(TimeBound::Absolute(1_700_000_000_000)));
+        assert_eq!(parse_time_or_duration("0000-01-01T00:00:00Z"), Ok(TimeBound::Absolute(-62_167_219_200_000)));
+        assert_eq!(parse_time_or_duration("9999-12-31T23:59:59Z"), Ok(TimeBound::Absolute(253_402_300_799_000)));
+        assert_eq!(parse_time_or_duration("-2w"), Ok(TimeBound::Relative(-14 * 24 * 3_600_000)));
+        assert_eq!(parse_time_or_duration("1h30m"), Ok(TimeBound::Relative(5_400_000)));
+        for bad in ["", "-", "yesterday", "2023-13-01T00:00:00Z", "2023-11-14 22:13:20Z", "2023-11-14T22:13:20"] {
+            assert!(parse_time_or_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
