@@ -273,6 +273,9 @@ impl BucketStore {
             self.metrics.block_loads.inc();
             match result {
                 Ok(block) => {
+                    if !first {
+                        info!(block = %id, "loaded new block");
+                    }
                     self.blocks.write().insert(id, Arc::new(block));
                     ok += 1;
                 }
