@@ -151,13 +151,18 @@ pub fn merged_select(
     req: &SelectRequest,
 ) -> Result<SeriesSet, StorageError> {
     let sets = stores.map(|s| s.select(req)).collect::<Result<Vec<_>, _>>()?;
+    Ok(merge_limited(sets, req.limit))
+}
+
+/// The answers of several storages to one request, merged, at most `limit` (0 = all).
+pub fn merge_limited(sets: Vec<SeriesSet>, limit: usize) -> SeriesSet {
     let merged = merge_sorted_sets(sets);
-    if req.limit == 0 {
-        return Ok(merged);
+    if limit == 0 {
+        return merged;
     }
     // Each set holds its first `limit` series, so the merge's first `limit` are among them.
     let warnings = merged.warnings_handle();
-    Ok(SeriesSet::with_warnings(merged.take(req.limit), warnings))
+    SeriesSet::with_warnings(merged.take(limit), warnings)
 }
 
 /// The names or values `ask` finds in every storage: sorted, distinct, at most `req.limit`.

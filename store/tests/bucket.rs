@@ -330,3 +330,85 @@ fn the_view_follows_the_bucket() {
     assert_eq!(store.blocks().len(), f.disk.len() - 1);
     assert!(all() > 600);
 }
+
+/// Bad input in the bucket: stray objects, a meta.json that does not parse, a partial upload,
+/// a truncated index, a chunk segment shorter than meta.json says, one truncated where meta.json
+/// says nothing, a meta.json that lies about the time range. Nothing panics; the blocks that
+/// cannot be used are skipped with a log line and a metric, a read reaching a damaged chunk
+/// fails with an error naming the object, and every other read answers as before.
+#[test]
+fn bad_input_is_skipped_or_an_error() {
+    let f = fixture();
+    let root = &f.bucket_root;
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(root.join("garbage.txt"), b"\x00\x01 not a block").unwrap();
+    std::fs::create_dir_all(root.join("not-a-ulid")).unwrap();
+    std::fs::write(root.join("not-a-ulid/meta.json"), b"{}").unwrap();
+    let garbage_meta = Ulid::new();
+    std::fs::create_dir_all(root.join(garbage_meta.to_string())).unwrap();
+    std::fs::write(root.join(garbage_meta.to_string()).join("meta.json"), b"{\"ulid\": 12").unwrap();
+    let partial = Ulid::new();
+    std::fs::create_dir_all(root.join(partial.to_string()).join("chunks")).unwrap();
+    std::fs::write(root.join(partial.to_string()).join("index"), b"half an index").unwrap();
+
+    let block = |labels: &[(&str, &str)]| {
+        let dir = write_block(src.path(), 20, START, START + 2 * HOUR);
+        (put_block(root, &dir, labels), dir)
+    };
+    let truncate = |path: &Path, keep: usize| {
+        let b = std::fs::read(path).unwrap();
+        std::fs::write(path, &b[..keep.min(b.len())]).unwrap();
+    };
+    let (truncated_index, _) = block(&[("source", "truncated-index")]);
+    let index = root.join(truncated_index.to_string()).join("index");
+    let len = std::fs::metadata(&index).unwrap().len() as usize;
+    truncate(&index, len / 2);
+    let (short_listed, dir) = block(&[("source", "short-listed")]);
+    let mut meta = BlockMeta::read(&root.join(short_listed.to_string())).unwrap();
+    let segment = root.join(short_listed.to_string()).join("chunks/000001");
+    let size = std::fs::metadata(dir.join("chunks/000001")).unwrap().len();
+    if let Some(t) = meta.thanos.as_mut() {
+        t.files = vec![strata_tsdb::block::meta::ThanosFile {
+            rel_path: "chunks/000001".into(),
+            size_bytes: Some(size),
+            hash: None,
+        }];
+    }
+    meta.write(&root.join(short_listed.to_string())).unwrap();
+    truncate(&segment, 100);
+    let (short_chunks, _) = block(&[("source", "short-chunks")]);
+    truncate(&root.join(short_chunks.to_string()).join("chunks/000001"), 100);
+    let (lying, _) = block(&[("source", "lying")]);
+    let mut meta = BlockMeta::read(&root.join(lying.to_string())).unwrap();
+    (meta.min_time, meta.max_time) = (0, 1000);
+    meta.write(&root.join(lying.to_string())).unwrap();
+
+    let mut registry = Registry::default();
+    let options = BucketStoreOptions { data_dir: f.data_dir.clone(), ..BucketStoreOptions::default() };
+    let store = BucketStore::new(fs_bucket(root), options, f.rt.handle().clone(), &mut registry);
+    f.rt.block_on(store.sync()).unwrap();
+    let loaded: BTreeSet<Ulid> = store.blocks().iter().map(|b| b.id()).collect();
+    assert!(!loaded.contains(&truncated_index) && !loaded.contains(&short_listed));
+    assert!(loaded.contains(&short_chunks) && loaded.contains(&lying));
+    assert_eq!(loaded.len(), f.disk.len() + 2);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("thanos_bucket_store_block_load_failures_total 2"), "{text}");
+    assert!(text.contains("thanos_blocks_meta_synced{state=\"corrupted-meta-json\"} 1"), "{text}");
+    assert!(text.contains("thanos_blocks_meta_synced{state=\"no-meta-json\"} 1"), "{text}");
+
+    // Reads that reach the damaged chunks fail, naming the segment; the others answer.
+    let name = |v: &str| vec![m(MatchOp::Regex, "__name__", ".+"), m(MatchOp::Equal, "source", v)];
+    let err = store.select(&SelectRequest::new(name("short-chunks"), i64::MIN, i64::MAX)).expect_err("an error");
+    assert!(err.to_string().contains(&format!("{short_chunks}/chunks/000001")), "{err}");
+    let fine = select(&store, &SelectRequest::new(name("strata"), i64::MIN, i64::MAX));
+    assert_eq!(fine.len(), 600);
+    let labels_only = select(
+        &store,
+        &SelectRequest { skip_chunks: true, ..SelectRequest::new(name("short-chunks"), i64::MIN, i64::MAX) },
+    );
+    assert_eq!(labels_only.len(), 20, "the index is whole");
+    // The lying block is only asked for its claimed range, where no chunk is.
+    assert!(select(&store, &SelectRequest::new(name("lying"), 0, 1000)).is_empty());
+    assert!(select(&store, &SelectRequest::new(name("lying"), START, START + HOUR)).is_empty());
+}

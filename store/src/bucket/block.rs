@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use strata_shipper::Bucket;
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
-use strata_tsdb::block::meta::BlockMeta;
+use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
 use strata_tsdb::block::{chunk_record_len, decode_chunk, segment_name, ChunkData};
 use strata_tsdb::chunkenc::Encoding;
 use strata_tsdb::index::{build_header_file, ChunkMeta, IndexHeader, Toc, INDEX_FILENAME, TOC_LEN};
@@ -182,6 +182,22 @@ impl BucketBlock {
                 if let Some(index) = n.checked_sub(1) {
                     segments.insert(index, o.size);
                 }
+            }
+        }
+        // A meta.json that lists the files with sizes vouches for them: a file missing or of
+        // another size (a truncated upload) makes the block unusable.
+        let sizes: HashMap<&str, u64> =
+            objects.iter().filter_map(|o| Some((o.location.as_ref().strip_prefix(&prefix)?, o.size))).collect();
+        for f in meta.thanos.iter().flat_map(|t| &t.files).filter(|f| f.rel_path != META_FILENAME) {
+            let found = sizes.get(f.rel_path.as_str()).copied();
+            if found.is_none() || f.size_bytes.is_some_and(|want| Some(want) != found) {
+                return Err(strata_tsdb::Error::CorruptFile {
+                    path: PathBuf::from(format!("{id}/{}", f.rel_path)),
+                    reason: match found {
+                        None => "listed in meta.json, missing from the bucket".into(),
+                        Some(have) => format!("{have} bytes, meta.json says {}", f.size_bytes.unwrap_or_default()),
+                    },
+                });
             }
         }
         let index_key = format!("{id}/{INDEX_FILENAME}");
@@ -500,7 +516,7 @@ impl Storage for BlockStorage {
             return Ok(SeriesSet::empty());
         }
         let refs = block.select_refs(&req.matchers)?;
-        let series = BlockSeries {
+        let mut series = BlockSeries {
             block: block.clone(),
             refs: refs.into_iter(),
             mint: req.min_time,
@@ -508,6 +524,11 @@ impl Storage for BlockStorage {
             skip_chunks: req.skip_chunks,
             ready: VecDeque::new(),
         };
+        // The first batch now, so that a caller asking several blocks at once overlaps their
+        // round trips.
+        if series.refs.len() > 0 {
+            series.next_batch()?;
+        }
         Ok(SeriesSet::from_local(series, req))
     }
 

@@ -30,7 +30,10 @@ use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, FetchStats};
 use crate::external::ExternalLabels;
-use crate::{merged_labels, merged_select, Component, Store, StoreInfo, TsdbInfo};
+use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
+
+/// Blocks whose first reads run at once in one select.
+const BLOCK_READ_CONCURRENCY: usize = 8;
 
 /// How a [`BucketStore`] finds and filters blocks (Thanos's `store` flags).
 #[derive(Debug, Clone)]
@@ -390,8 +393,24 @@ fn deduplicate(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
 }
 
 impl Storage for BucketStore {
+    /// The blocks are asked at once, a few threads at a time: each block's first round of
+    /// reads happens in its `select`, so their round trips overlap.
     fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
-        merged_select(self.storages(req.min_time, req.max_time).into_iter(), req)
+        let storages = self.storages(req.min_time, req.max_time);
+        let mut sets = Vec::with_capacity(storages.len());
+        for group in storages.chunks(BLOCK_READ_CONCURRENCY) {
+            let answers: Vec<Result<SeriesSet, StorageError>> = std::thread::scope(|scope| {
+                let reads: Vec<_> = group.iter().map(|s| scope.spawn(move || s.select(req))).collect();
+                reads
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|_| Err(StorageError::Unavailable("block read panicked".into()))))
+                    .collect()
+            });
+            for a in answers {
+                sets.push(a?);
+            }
+        }
+        Ok(merge_limited(sets, req.limit))
     }
 
     fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
