@@ -55,6 +55,10 @@ pub struct StoreCmdArgs {
     /// Series calls answered at once; more wait.
     #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
     series_max_concurrency: usize,
+    /// Bytes of postings lists and series entries kept in memory (`250MB`, `1GiB`, …; units of
+    /// 1024 as Thanos reads them).
+    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    index_cache_size: usize,
     /// Most series one Series call may answer; 0 = no limit.
     #[arg(long = "store.limits.request-series", default_value_t = 0)]
     request_series: u64,
@@ -65,6 +69,23 @@ pub struct StoreCmdArgs {
 
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A byte size as Thanos's flags take it (`units.Base2Bytes`): a whole number with an optional
+/// unit, `B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`, each 1024 times the previous.
+pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a byte size like 250MB"))?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Thanos's `TimeOrDurationValue`: an RFC 3339 time, or a Prometheus duration (negative with
@@ -151,6 +172,7 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         ignore_deletion_marks_delay: millis(a.ignore_deletion_marks_delay),
         min_time: a.min_time,
         max_time: a.max_time,
+        index_cache_size: a.index_cache_size,
     };
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -231,6 +253,17 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("250MB"), Ok(250 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512B"), Ok(512));
+        for bad in ["", "MB", "1.5GB", "10XB", "-1MB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_and_durations() {

@@ -237,26 +237,25 @@ fn blocks_read_from_the_bucket_as_from_disk() {
 }
 
 /// Reading every series of the block takes a handful of GETs: neighbouring series and chunks
-/// are fetched together.
+/// are fetched together; read again, postings and series come from the index cache.
 #[test]
 fn neighbouring_ranges_are_read_together() {
     let f = fixture();
     let store = f.store();
     let before = store.fetch_stats().requests();
-    let got = select(
-        &store,
-        &SelectRequest::new(
-            vec![m(MatchOp::Equal, "replica", "a"), m(MatchOp::Regex, "__name__", ".+")],
-            i64::MIN,
-            i64::MAX,
-        ),
-    );
+    let matchers = vec![m(MatchOp::Equal, "replica", "a"), m(MatchOp::Regex, "__name__", ".+")];
+    let req = SelectRequest::new(matchers, i64::MIN, i64::MAX);
+    let got = select(&store, &req);
     assert_eq!(got.len(), 600);
     let segments = std::fs::read_dir(f.disk[0].join("chunks")).unwrap().count() as u64;
     let gets = store.fetch_stats().requests() - before;
     // One postings read, one series read, one read per chunk segment.
     assert!(gets <= 2 + segments, "{gets} GETs for {segments} segments");
     assert!(segments > 3, "{segments} segments");
+    // Again: postings and series come from the index cache, only chunks are read.
+    let before = store.fetch_stats().requests();
+    assert_eq!(select(&store, &req), got);
+    assert_eq!(store.fetch_stats().requests() - before, segments);
 }
 
 /// The header is built from ranged reads once and kept; a restart reads it from disk, a corrupt

@@ -30,6 +30,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, warn};
 use ulid::Ulid;
 
+use super::cache::{CacheKey, IndexCache};
 use super::partition::{partition, MAX_GAP};
 
 /// Name of the index header file in `<data-dir>/<ULID>/`.
@@ -95,6 +96,7 @@ pub struct BucketBlock {
     /// Size of each chunk segment object, by segment index (`chunks/000001` is 0).
     segments: HashMap<u32, u64>,
     handle: Handle,
+    cache: Arc<IndexCache>,
 }
 
 /// Ranged reads of a bucket, counted.
@@ -167,6 +169,7 @@ impl BucketBlock {
         data_dir: &Path,
         handle: Handle,
         stats: Arc<FetchStats>,
+        cache: Arc<IndexCache>,
     ) -> strata_tsdb::Result<BucketBlock> {
         let id = meta.ulid;
         let objects =
@@ -242,7 +245,7 @@ impl BucketBlock {
             .as_ref()
             .map(|t| t.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect())
             .unwrap_or_default();
-        Ok(BucketBlock { labels: Labels::from_pairs(&labels), meta, fetcher, header, segments, handle })
+        Ok(BucketBlock { labels: Labels::from_pairs(&labels), meta, fetcher, header, segments, handle, cache })
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -327,22 +330,35 @@ impl BucketBlock {
         format!("{}/{INDEX_FILENAME}", self.meta.ulid)
     }
 
-    /// The postings lists of `keys`, fetched together.
+    /// The postings lists of `keys`, from the cache or fetched together.
     fn fetch_postings(&self, keys: Vec<(String, String)>) -> strata_tsdb::Result<HashMap<(String, String), Vec<u64>>> {
+        let id = self.meta.ulid;
+        let mut out = HashMap::with_capacity(keys.len());
         let mut located = Vec::with_capacity(keys.len());
         for (name, value) in keys {
-            if let Some(r) = self.header.postings_range(&name, &value)? {
-                located.push((r.start..r.end.max(r.start + 8), name, value));
+            let Some(r) = self.header.postings_range(&name, &value)? else { continue };
+            let key = CacheKey::Postings(id, name, value);
+            match self.cache.get(&key) {
+                Some(b) => {
+                    let CacheKey::Postings(_, name, value) = key else { continue };
+                    let refs = self.header.decode_postings(&b, r.start, &name, &value)?;
+                    out.insert((name, value), refs);
+                }
+                None => located.push((r.start..r.end.max(r.start + 8), key)),
             }
         }
         located.sort_by_key(|l| l.0.start);
         let ranges: Vec<Range<u64>> = located.iter().map(|l| l.0.clone()).collect();
         let limit = self.header.index_len() - TOC_LEN as u64;
         let lists = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::postings_entry_len)?;
-        let mut out = HashMap::with_capacity(lists.len());
-        for ((r, name, value), b) in located.into_iter().zip(lists) {
-            let refs = self.header.decode_postings(&b, r.start, &name, &value)?;
-            out.insert((name, value), refs);
+        for ((r, key), b) in located.into_iter().zip(lists) {
+            let CacheKey::Postings(_, name, value) = &key else { continue };
+            let refs = self.header.decode_postings(&b, r.start, name, value)?;
+            let len = IndexHeader::postings_entry_len(&b).unwrap_or(b.len()).min(b.len());
+            self.cache.put(key.clone(), &b[..len]);
+            if let CacheKey::Postings(_, name, value) = key {
+                out.insert((name, value), refs);
+            }
         }
         Ok(out)
     }
@@ -368,19 +384,33 @@ impl BucketBlock {
         postings_for_matchers(&Fetched { header: &self.header, lists }, matchers)
     }
 
-    /// The series entries of `refs` (ascending), each decoded by `each`.
+    /// The series entries of `refs` (ascending), from the cache or fetched, each decoded by
+    /// `each` in order.
     fn read_series(
         &self,
         refs: &[u64],
         mut each: impl FnMut(u64, Labels, &[ChunkMeta]) -> strata_tsdb::Result<()>,
     ) -> strata_tsdb::Result<()> {
-        let starts = refs.iter().map(|&r| self.header.series_offset(r)).collect::<strata_tsdb::Result<Vec<u64>>>()?;
-        let limit = self.header.index_len() - TOC_LEN as u64;
-        let ranges = Self::entry_ranges(&starts, limit);
-        let entries = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::series_entry_len)?;
+        let id = self.meta.ulid;
+        let mut entries: Vec<Option<Bytes>> = refs.iter().map(|&r| self.cache.get(&CacheKey::Series(id, r))).collect();
+        let missing: Vec<usize> = (0..refs.len()).filter(|&i| entries[i].is_none()).collect();
+        if !missing.is_empty() {
+            let starts = missing
+                .iter()
+                .map(|&i| self.header.series_offset(refs[i]))
+                .collect::<strata_tsdb::Result<Vec<u64>>>()?;
+            let limit = self.header.index_len() - TOC_LEN as u64;
+            let ranges = Self::entry_ranges(&starts, limit);
+            let fetched = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::series_entry_len)?;
+            for (i, b) in missing.into_iter().zip(fetched) {
+                let len = IndexHeader::series_entry_len(&b).unwrap_or(b.len()).min(b.len());
+                self.cache.put(CacheKey::Series(id, refs[i]), &b[..len]);
+                entries[i] = Some(b);
+            }
+        }
         let mut metas = Vec::new();
         for (&r, b) in refs.iter().zip(entries) {
-            let labels = self.header.decode_series(r, &b, &mut metas)?;
+            let labels = self.header.decode_series(r, &b.unwrap_or_default(), &mut metas)?;
             each(r, labels, &metas)?;
         }
         Ok(())

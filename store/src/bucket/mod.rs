@@ -5,6 +5,7 @@
 //! merged.
 
 pub mod block;
+pub mod cache;
 pub mod partition;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, FetchStats};
+use self::cache::IndexCache;
 use crate::external::ExternalLabels;
 use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
 
@@ -51,6 +53,8 @@ pub struct BucketStoreOptions {
     /// Info and reads are clamped to it.
     pub min_time: TimeBound,
     pub max_time: TimeBound,
+    /// Bytes of postings lists and series entries kept in memory (`--index-cache-size`).
+    pub index_cache_size: usize,
 }
 
 /// A time (ms): absolute, or relative to the moment it is used (Thanos's
@@ -87,6 +91,7 @@ impl Default for BucketStoreOptions {
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
             min_time: TimeBound::Absolute(i64::MIN),
             max_time: TimeBound::Absolute(i64::MAX),
+            index_cache_size: 250 << 20,
         }
     }
 }
@@ -200,6 +205,7 @@ pub struct BucketStore {
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
     handle: Handle,
     stats: Arc<FetchStats>,
+    cache: Arc<IndexCache>,
     metrics: Metrics,
     synced: AtomicBool,
 }
@@ -212,7 +218,9 @@ impl BucketStore {
             .with_deletion_mark_delay(options.ignore_deletion_marks_delay);
         let stats = Arc::new(FetchStats::default());
         let metrics = Metrics::new(registry, &stats);
+        let cache = Arc::new(IndexCache::new(options.index_cache_size, registry));
         BucketStore {
+            cache,
             bucket,
             fetcher,
             options,
@@ -266,8 +274,14 @@ impl BucketStore {
         let total = to_load.len();
         let mut loads = futures::stream::iter(to_load.into_iter().map(|meta| {
             let id = meta.ulid;
-            let load =
-                BucketBlock::load(&self.bucket, meta, &self.options.data_dir, self.handle.clone(), self.stats.clone());
+            let load = BucketBlock::load(
+                &self.bucket,
+                meta,
+                &self.options.data_dir,
+                self.handle.clone(),
+                self.stats.clone(),
+                self.cache.clone(),
+            );
             async move { (id, load.await) }
         }))
         .buffer_unordered(self.options.block_sync_concurrency.max(1));
