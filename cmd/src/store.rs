@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
 use strata_receiver::metrics::Metrics;
+use strata_store::bucket::relabel::Relabel;
 use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 use tokio::net::TcpListener;
@@ -59,6 +60,13 @@ pub struct StoreCmdArgs {
     /// 1024 as Thanos reads them).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: usize,
+    /// Relabel configs (Prometheus's `relabel_configs` YAML) selecting the blocks to serve by
+    /// their external labels and `__block_id`, e.g. `hashmod` to shard blocks over stores.
+    #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
+    selector_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "selector.relabel-config")]
+    selector_relabel_config: Option<String>,
     /// Most series one Series call may answer; 0 = no limit.
     #[arg(long = "store.limits.request-series", default_value_t = 0)]
     request_series: u64,
@@ -163,6 +171,15 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
+    let selector = match (&a.selector_relabel_config_file, &a.selector_relabel_config) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read --selector.relabel-config-file {}", path.display()))?;
+            Relabel::parse(&text).with_context(|| format!("--selector.relabel-config-file {}", path.display()))?
+        }
+        (None, Some(text)) => Relabel::parse(text).context("--selector.relabel-config")?,
+        (None, None) => Relabel::default(),
+    };
     let build = build_info();
     let mut metrics = Metrics::for_process(&build);
     let options = BucketStoreOptions {
@@ -173,6 +190,7 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         min_time: a.min_time,
         max_time: a.max_time,
         index_cache_size: a.index_cache_size,
+        selector,
     };
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
     let metrics = Arc::new(metrics);

@@ -411,3 +411,33 @@ fn bad_input_is_skipped_or_an_error() {
     assert!(select(&store, &SelectRequest::new(name("lying"), 0, 1000)).is_empty());
     assert!(select(&store, &SelectRequest::new(name("lying"), START, START + HOUR)).is_empty());
 }
+
+/// The relabel selector serves only the blocks it keeps; `hashmod` on `__block_id` shards the
+/// blocks over stores, each block in exactly one.
+#[test]
+fn the_selector_picks_blocks() {
+    let f = fixture();
+    let store = |yaml: &str| {
+        let options = BucketStoreOptions {
+            data_dir: f.data_dir.clone(),
+            selector: strata_store::bucket::relabel::Relabel::parse(yaml).unwrap(),
+            ..BucketStoreOptions::default()
+        };
+        let store =
+            BucketStore::new(fs_bucket(&f.bucket_root), options, f.rt.handle().clone(), &mut Registry::default());
+        f.rt.block_on(store.sync()).unwrap();
+        store.blocks().iter().map(|b| b.id()).collect::<BTreeSet<Ulid>>()
+    };
+    let promtool = store("- action: keep\n  source_labels: [source]\n  regex: promtool\n");
+    assert_eq!(promtool.len(), f.disk.len() - 1);
+    let mut all = BTreeSet::new();
+    for shard in 0..2 {
+        let got = store(&format!(
+            "- action: hashmod\n  source_labels: [__block_id]\n  target_label: shard\n  modulus: 2\n\
+             - action: keep\n  source_labels: [shard]\n  regex: \"{shard}\"\n"
+        ));
+        assert!(got.is_disjoint(&all));
+        all.extend(got);
+    }
+    assert_eq!(all.len(), f.disk.len());
+}

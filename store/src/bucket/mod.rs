@@ -7,6 +7,7 @@
 pub mod block;
 pub mod cache;
 pub mod partition;
+pub mod relabel;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, FetchStats};
 use self::cache::IndexCache;
+use self::relabel::Relabel;
 use crate::external::ExternalLabels;
 use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
 
@@ -55,6 +57,9 @@ pub struct BucketStoreOptions {
     pub max_time: TimeBound,
     /// Bytes of postings lists and series entries kept in memory (`--index-cache-size`).
     pub index_cache_size: usize,
+    /// Which blocks this store serves, by their external labels and `__block_id`
+    /// (`--selector.relabel-config`); no rules serve every block.
+    pub selector: Relabel,
 }
 
 /// A time (ms): absolute, or relative to the moment it is used (Thanos's
@@ -92,6 +97,7 @@ impl Default for BucketStoreOptions {
             min_time: TimeBound::Absolute(i64::MIN),
             max_time: TimeBound::Absolute(i64::MAX),
             index_cache_size: 250 << 20,
+            selector: Relabel::default(),
         }
     }
 }
@@ -339,19 +345,30 @@ impl BucketStore {
         }
     }
 
-    /// The blocks to serve among those fetched (Thanos's meta filters: time partition, then
-    /// deduplication of blocks whose sources another block holds), and the count per state.
+    /// The blocks to serve among those fetched (Thanos's meta filters: time partition, the
+    /// relabel selector, then deduplication of blocks whose sources another block holds), and
+    /// the count per state.
     fn filter(&self, fetched: FetchedMetas) -> (BTreeMap<Ulid, BlockMeta>, Vec<(&'static str, usize)>) {
         let (min, max) = self.time_window();
         let before = fetched.metas.len();
         let in_time: Vec<BlockMeta> =
             fetched.metas.into_values().filter(|m| m.max_time >= min && m.min_time <= max).collect();
         let time_excluded = before - in_time.len();
-        let kept = deduplicate(in_time);
-        let duplicate = before - time_excluded - kept.len();
+        let no_labels = BTreeMap::new();
+        let selected: Vec<BlockMeta> = in_time
+            .into_iter()
+            .filter(|m| {
+                let labels = m.thanos.as_ref().map_or(&no_labels, |t| &t.labels);
+                self.options.selector.selects(labels, &m.ulid.to_string())
+            })
+            .collect();
+        let label_excluded = before - time_excluded - selected.len();
+        let kept = deduplicate(selected);
+        let duplicate = before - time_excluded - label_excluded - kept.len();
         let counts = vec![
             ("corrupted-meta-json", fetched.corrupt.len()),
             ("duplicate", duplicate),
+            ("label-excluded", label_excluded),
             ("loaded", kept.len()),
             ("marked-for-deletion", fetched.marked_for_deletion.len()),
             ("no-meta-json", fetched.partial.len()),
