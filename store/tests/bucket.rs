@@ -332,7 +332,8 @@ fn the_view_follows_the_bucket() {
 
 /// Bad input in the bucket: stray objects, a meta.json that does not parse, a partial upload,
 /// a truncated index, a chunk segment shorter than meta.json says, one truncated where meta.json
-/// says nothing, a meta.json that lies about the time range. Nothing panics; the blocks that
+/// says nothing, a meta.json that lies about the time range (and a downsampled block, which is
+/// not served). Nothing panics; the blocks that
 /// cannot be used are skipped with a log line and a metric, a read reaching a damaged chunk
 /// fails with an error naming the object, and every other read answers as before.
 #[test]
@@ -377,6 +378,12 @@ fn bad_input_is_skipped_or_an_error() {
     truncate(&segment, 100);
     let (short_chunks, _) = block(&[("source", "short-chunks")]);
     truncate(&root.join(short_chunks.to_string()).join("chunks/000001"), 100);
+    let (downsampled, _) = block(&[("source", "downsampled")]);
+    let mut meta = BlockMeta::read(&root.join(downsampled.to_string())).unwrap();
+    if let Some(t) = meta.thanos.as_mut() {
+        t.downsample.resolution = 300_000;
+    }
+    meta.write(&root.join(downsampled.to_string())).unwrap();
     let (lying, _) = block(&[("source", "lying")]);
     let mut meta = BlockMeta::read(&root.join(lying.to_string())).unwrap();
     (meta.min_time, meta.max_time) = (0, 1000);
@@ -388,6 +395,7 @@ fn bad_input_is_skipped_or_an_error() {
     f.rt.block_on(store.sync()).unwrap();
     let loaded: BTreeSet<Ulid> = store.blocks().iter().map(|b| b.id()).collect();
     assert!(!loaded.contains(&truncated_index) && !loaded.contains(&short_listed));
+    assert!(!loaded.contains(&downsampled), "downsampled blocks are not served yet");
     assert!(loaded.contains(&short_chunks) && loaded.contains(&lying));
     assert_eq!(loaded.len(), f.disk.len() + 2);
     let mut text = String::new();

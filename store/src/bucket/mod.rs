@@ -27,7 +27,7 @@ use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Stor
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
 use tokio::runtime::Handle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, FetchStats};
@@ -365,6 +365,13 @@ impl BucketStore {
         let label_excluded = before - time_excluded - selected.len();
         let kept = deduplicate(selected);
         let duplicate = before - time_excluded - label_excluded - kept.len();
+        // Downsampled blocks hold aggregate chunks, which are not read yet: only raw blocks
+        // are served (Thanos serves raw data too when that is all a request allows).
+        let (kept, downsampled): (Vec<BlockMeta>, Vec<BlockMeta>) =
+            kept.into_iter().partition(|m| m.thanos.as_ref().is_none_or(|t| t.downsample.resolution == 0));
+        if !downsampled.is_empty() {
+            debug!(blocks = downsampled.len(), "downsampled blocks are not served");
+        }
         let counts = vec![
             ("corrupted-meta-json", fetched.corrupt.len()),
             ("duplicate", duplicate),
