@@ -60,6 +60,10 @@ pub struct StoreCmdArgs {
     /// 1024 as Thanos reads them).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: usize,
+    /// Bytes of chunk data all Series calls may hold at once; a call that would need more fails
+    /// naming the limit.
+    #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
+    chunk_pool_size: usize,
     /// Relabel configs (Prometheus's `relabel_configs` YAML) selecting the blocks to serve by
     /// their external labels and `__block_id`, e.g. `hashmod` to shard blocks over stores.
     #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
@@ -190,6 +194,7 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         min_time: a.min_time,
         max_time: a.max_time,
         index_cache_size: a.index_cache_size,
+        chunk_pool_size: a.chunk_pool_size as u64,
         selector,
     };
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));

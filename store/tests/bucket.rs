@@ -449,3 +449,31 @@ fn the_selector_picks_blocks() {
     }
     assert_eq!(all.len(), f.disk.len());
 }
+
+/// The chunk pool bounds the chunk bytes reads hold: a read that needs more than it has fails
+/// naming the limit; bytes go back once the answer is dropped.
+#[test]
+fn the_chunk_pool_bounds_chunk_bytes() {
+    let f = fixture();
+    let store = |pool: u64| {
+        let options =
+            BucketStoreOptions { data_dir: f.data_dir.clone(), chunk_pool_size: pool, ..BucketStoreOptions::default() };
+        let store =
+            BucketStore::new(fs_bucket(&f.bucket_root), options, f.rt.handle().clone(), &mut Registry::default());
+        f.rt.block_on(store.sync()).unwrap();
+        store
+    };
+    let req = SelectRequest::new(vec![m(MatchOp::Regex, "__name__", ".+")], i64::MIN, i64::MAX);
+    let small = store(4096);
+    let err = small.select(&req).expect_err("over the pool");
+    assert_eq!(err.to_string(), "chunk pool bytes limit of 4096 exceeded");
+    assert_eq!(small.chunk_pool_used(), 0);
+    let big = store(64 << 20);
+    let set = big.select(&req).unwrap();
+    assert!(big.chunk_pool_used() > 0, "the first chunks are held");
+    let all: Vec<SeriesChunks> = set.collect::<Result<_, _>>().unwrap();
+    assert_eq!(all.len(), 640);
+    assert!(big.chunk_pool_used() > 0, "held while the chunks live");
+    drop(all);
+    assert_eq!(big.chunk_pool_used(), 0);
+}

@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +19,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use strata_shipper::Bucket;
-use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError};
+use strata_storage::{
+    LabelsAnswer, LabelsRequest, Limit, SelectRequest, SeriesChunks, SeriesSet, Storage, StorageError,
+};
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
 use strata_tsdb::block::{chunk_record_len, decode_chunk, segment_name, ChunkData};
 use strata_tsdb::chunkenc::Encoding;
@@ -97,6 +100,60 @@ pub struct BucketBlock {
     segments: HashMap<u32, u64>,
     handle: Handle,
     cache: Arc<IndexCache>,
+    pool: Arc<ChunkPool>,
+}
+
+/// The bytes of chunk data all reads of a store may hold at once (Thanos's `--chunk-pool-size`):
+/// a chunk read reserves its bytes before it fetches them and gives them back when the last
+/// chunk cut from them is dropped (sent to the client, or the read abandoned).
+#[derive(Debug)]
+pub struct ChunkPool {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl ChunkPool {
+    pub fn new(max: u64) -> Self {
+        ChunkPool { max, used: AtomicU64::new(0) }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn reserve(self: &Arc<Self>, n: u64) -> Result<Reservation, StorageError> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .map_err(|_| StorageError::LimitExceeded { limit: Limit::ChunkPool, max: self.max })?;
+        Ok(Reservation { pool: self.clone(), n })
+    }
+}
+
+/// Bytes reserved from a [`ChunkPool`], given back when dropped.
+struct Reservation {
+    pool: Arc<ChunkPool>,
+    n: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.pool.used.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// Fetched bytes that hold their reservation for as long as any slice of them lives.
+struct Pooled {
+    bytes: Bytes,
+    _reservation: Reservation,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Ranged reads of a bucket, counted.
@@ -170,6 +227,7 @@ impl BucketBlock {
         handle: Handle,
         stats: Arc<FetchStats>,
         cache: Arc<IndexCache>,
+        pool: Arc<ChunkPool>,
     ) -> strata_tsdb::Result<BucketBlock> {
         let id = meta.ulid;
         let objects =
@@ -245,7 +303,7 @@ impl BucketBlock {
             .as_ref()
             .map(|t| t.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect())
             .unwrap_or_default();
-        Ok(BucketBlock { labels: Labels::from_pairs(&labels), meta, fetcher, header, segments, handle, cache })
+        Ok(BucketBlock { labels: Labels::from_pairs(&labels), meta, fetcher, header, segments, handle, cache, pool })
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -273,16 +331,19 @@ impl BucketBlock {
     /// The bytes of each of `ranges` (sorted by start) of object `key`, merged into few reads.
     /// `entry_len` tells from an element's first bytes how long it really is; an element
     /// longer than its range is fetched again whole (up to `limit`, the object's end).
+    /// With `pool`, the bytes are reserved from it before each read and held until every
+    /// slice of them is dropped; a read it has no room for fails.
     fn fetch(
         &self,
         key: &str,
         ranges: &[Range<u64>],
         limit: u64,
         entry_len: fn(&[u8]) -> Option<usize>,
-    ) -> strata_tsdb::Result<Vec<Bytes>> {
+        pool: Option<&Arc<ChunkPool>>,
+    ) -> Result<Vec<Bytes>, StorageError> {
         let parts = partition(ranges, MAX_GAP);
         let fetched: Vec<Bytes> = self.handle.block_on(
-            futures::stream::iter(parts.iter().map(|p| self.fetcher.get(key, p.range.clone())))
+            futures::stream::iter(parts.iter().map(|p| self.read(key, p.range.clone(), pool)))
                 .buffered(FETCH_CONCURRENCY)
                 .try_collect(),
         )?;
@@ -302,7 +363,7 @@ impl BucketBlock {
         }
         if !short.is_empty() {
             let again: Vec<Bytes> = self.handle.block_on(
-                futures::stream::iter(short.iter().map(|(_, r)| self.fetcher.get(key, r.clone())))
+                futures::stream::iter(short.iter().map(|(_, r)| self.read(key, r.clone(), pool)))
                     .buffered(FETCH_CONCURRENCY)
                     .try_collect(),
             )?;
@@ -311,6 +372,15 @@ impl BucketBlock {
             }
         }
         Ok(out)
+    }
+
+    async fn read(&self, key: &str, range: Range<u64>, pool: Option<&Arc<ChunkPool>>) -> Result<Bytes, StorageError> {
+        let reserved = pool.map(|p| p.reserve(range.end - range.start)).transpose()?;
+        let bytes = self.fetcher.get(key, range).await?;
+        Ok(match reserved {
+            Some(reservation) => Bytes::from_owner(Pooled { bytes, _reservation: reservation }),
+            None => bytes,
+        })
     }
 
     /// Ranges starting at each of `starts` (sorted, distinct), each up to the next start or
@@ -331,7 +401,7 @@ impl BucketBlock {
     }
 
     /// The postings lists of `keys`, from the cache or fetched together.
-    fn fetch_postings(&self, keys: Vec<(String, String)>) -> strata_tsdb::Result<HashMap<(String, String), Vec<u64>>> {
+    fn fetch_postings(&self, keys: Vec<(String, String)>) -> Result<HashMap<(String, String), Vec<u64>>, StorageError> {
         let id = self.meta.ulid;
         let mut out = HashMap::with_capacity(keys.len());
         let mut located = Vec::with_capacity(keys.len());
@@ -350,7 +420,7 @@ impl BucketBlock {
         located.sort_by_key(|l| l.0.start);
         let ranges: Vec<Range<u64>> = located.iter().map(|l| l.0.clone()).collect();
         let limit = self.header.index_len() - TOC_LEN as u64;
-        let lists = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::postings_entry_len)?;
+        let lists = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::postings_entry_len, None)?;
         for ((r, key), b) in located.into_iter().zip(lists) {
             let CacheKey::Postings(_, name, value) = &key else { continue };
             let refs = self.header.decode_postings(&b, r.start, name, value)?;
@@ -364,7 +434,7 @@ impl BucketBlock {
     }
 
     /// The refs of the series matching `matchers`, with the lists they need fetched at once.
-    fn select_refs(&self, matchers: &[Matcher]) -> strata_tsdb::Result<Vec<u64>> {
+    fn select_refs(&self, matchers: &[Matcher]) -> Result<Vec<u64>, StorageError> {
         let keys = postings_keys(&HeaderValues(&self.header), matchers)?;
         // A matcher that rejects "" selects nothing when none of its values has a list: the
         // answer is empty and nothing needs fetching.
@@ -381,7 +451,7 @@ impl BucketBlock {
             }
         }
         let lists = self.fetch_postings(keys)?;
-        postings_for_matchers(&Fetched { header: &self.header, lists }, matchers)
+        Ok(postings_for_matchers(&Fetched { header: &self.header, lists }, matchers)?)
     }
 
     /// The series entries of `refs` (ascending), from the cache or fetched, each decoded by
@@ -389,8 +459,8 @@ impl BucketBlock {
     fn read_series(
         &self,
         refs: &[u64],
-        mut each: impl FnMut(u64, Labels, &[ChunkMeta]) -> strata_tsdb::Result<()>,
-    ) -> strata_tsdb::Result<()> {
+        mut each: impl FnMut(u64, Labels, &[ChunkMeta]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let id = self.meta.ulid;
         let mut entries: Vec<Option<Bytes>> = refs.iter().map(|&r| self.cache.get(&CacheKey::Series(id, r))).collect();
         let missing: Vec<usize> = (0..refs.len()).filter(|&i| entries[i].is_none()).collect();
@@ -401,7 +471,7 @@ impl BucketBlock {
                 .collect::<strata_tsdb::Result<Vec<u64>>>()?;
             let limit = self.header.index_len() - TOC_LEN as u64;
             let ranges = Self::entry_ranges(&starts, limit);
-            let fetched = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::series_entry_len)?;
+            let fetched = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::series_entry_len, None)?;
             for (i, b) in missing.into_iter().zip(fetched) {
                 let len = IndexHeader::series_entry_len(&b).unwrap_or(b.len()).min(b.len());
                 self.cache.put(CacheKey::Series(id, refs[i]), &b[..len]);
@@ -417,7 +487,7 @@ impl BucketBlock {
     }
 
     /// The chunks at `refs`, fetched per segment.
-    fn read_chunks(&self, mut refs: Vec<u64>) -> strata_tsdb::Result<HashMap<u64, (Encoding, Bytes)>> {
+    fn read_chunks(&self, mut refs: Vec<u64>) -> Result<HashMap<u64, (Encoding, Bytes)>, StorageError> {
         refs.sort_unstable();
         refs.dedup();
         let mut out = HashMap::with_capacity(refs.len());
@@ -425,14 +495,14 @@ impl BucketBlock {
             let segment = (group[0] >> 32) as u32;
             let key = format!("{}/chunks/{}", self.meta.ulid, segment_name(segment));
             let Some(&size) = self.segments.get(&segment) else {
-                return Err(strata_tsdb::Error::CorruptFile {
+                return Err(StorageError::Tsdb(strata_tsdb::Error::CorruptFile {
                     path: PathBuf::from(&key),
                     reason: format!("chunk ref {:#x} names a segment the block does not have", group[0]),
-                });
+                }));
             };
             let starts: Vec<u64> = group.iter().map(|r| r & 0xffff_ffff).collect();
             let ranges = Self::entry_ranges(&starts, size);
-            let records = self.fetch(&key, &ranges, size, chunk_record_len)?;
+            let records = self.fetch(&key, &ranges, size, chunk_record_len, Some(&self.pool))?;
             for ((&r, &offset), b) in group.iter().zip(&starts).zip(records) {
                 out.insert(r, decode_chunk(&b, Path::new(&key), offset)?);
             }
@@ -490,7 +560,7 @@ struct BlockSeries {
 }
 
 impl BlockSeries {
-    fn next_batch(&mut self) -> strata_tsdb::Result<()> {
+    fn next_batch(&mut self) -> Result<(), StorageError> {
         let batch: Vec<u64> = self.refs.by_ref().take(SERIES_BATCH).collect();
         let (mint, maxt) = (self.mint, self.maxt);
         let mut found: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
@@ -520,7 +590,7 @@ impl BlockSeries {
 }
 
 impl Iterator for BlockSeries {
-    type Item = strata_tsdb::Result<SeriesChunks>;
+    type Item = Result<SeriesChunks, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.ready.is_empty() {
@@ -559,7 +629,7 @@ impl Storage for BlockStorage {
         if series.refs.len() > 0 {
             series.next_batch()?;
         }
-        Ok(SeriesSet::from_local(series, req))
+        Ok(SeriesSet::from_read(series, req))
     }
 
     fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {

@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
-use self::block::{BlockStorage, BucketBlock, FetchStats};
+use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
 use self::cache::IndexCache;
 use self::relabel::Relabel;
 use crate::external::ExternalLabels;
@@ -57,6 +57,9 @@ pub struct BucketStoreOptions {
     pub max_time: TimeBound,
     /// Bytes of postings lists and series entries kept in memory (`--index-cache-size`).
     pub index_cache_size: usize,
+    /// Bytes of chunk data the reads may hold at once (`--chunk-pool-size`); a read that would
+    /// need more fails with the limit's name.
+    pub chunk_pool_size: u64,
     /// Which blocks this store serves, by their external labels and `__block_id`
     /// (`--selector.relabel-config`); no rules serve every block.
     pub selector: Relabel,
@@ -97,6 +100,7 @@ impl Default for BucketStoreOptions {
             min_time: TimeBound::Absolute(i64::MIN),
             max_time: TimeBound::Absolute(i64::MAX),
             index_cache_size: 250 << 20,
+            chunk_pool_size: 2 << 30,
             selector: Relabel::default(),
         }
     }
@@ -212,6 +216,7 @@ pub struct BucketStore {
     handle: Handle,
     stats: Arc<FetchStats>,
     cache: Arc<IndexCache>,
+    pool: Arc<ChunkPool>,
     metrics: Metrics,
     synced: AtomicBool,
 }
@@ -227,6 +232,7 @@ impl BucketStore {
         let cache = Arc::new(IndexCache::new(options.index_cache_size, registry));
         BucketStore {
             cache,
+            pool: Arc::new(ChunkPool::new(options.chunk_pool_size)),
             bucket,
             fetcher,
             options,
@@ -241,6 +247,11 @@ impl BucketStore {
     /// Whether the first sync has finished (the store is ready).
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// Bytes of chunk data reads hold now.
+    pub fn chunk_pool_used(&self) -> u64 {
+        self.pool.used()
     }
 
     /// What the reads fetched from the bucket so far.
@@ -287,6 +298,7 @@ impl BucketStore {
                 self.handle.clone(),
                 self.stats.clone(),
                 self.cache.clone(),
+                self.pool.clone(),
             );
             async move { (id, load.await) }
         }))
