@@ -79,6 +79,9 @@ pub struct StoreCmdArgs {
     request_samples: u64,
 }
 
+/// How soon a failed first sync is tried again.
+const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
+
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
@@ -250,11 +253,20 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let mut sync_stop = stop_rx.clone();
     let sync_task = tokio::spawn(async move {
         loop {
-            if let Err(e) = syncing.sync().await {
-                tracing::error!(error = %e, "bucket sync failed");
-            }
+            let next = match syncing.sync().await {
+                Ok(()) => interval,
+                Err(e) => {
+                    tracing::error!(error = %e, "bucket sync failed");
+                    // Until the first sync succeeds the store is not ready: try again soon.
+                    if syncing.is_synced() {
+                        interval
+                    } else {
+                        FIRST_SYNC_RETRY.min(interval)
+                    }
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(next) => {}
                 _ = sync_stop.wait_for(|s| *s) => return,
             }
         }
