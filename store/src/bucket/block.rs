@@ -268,19 +268,13 @@ impl BucketBlock {
         })?;
         let dir = data_dir.join(id.to_string());
         let header_path = dir.join(HEADER_FILENAME);
-        let header = match std::fs::read(&header_path) {
-            Ok(b) => match IndexHeader::from_header_file(Path::new(&index_key), Bytes::from(b)) {
-                Ok(h) if h.index_len() == index_len => Some(h),
-                Ok(h) => {
-                    warn!(block = %id, built_for = h.index_len(), index_len, "index header is for another index; rebuilding it");
-                    None
-                }
-                Err(e) => {
-                    warn!(block = %id, error = %e, "index header unreadable; rebuilding it");
-                    None
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        let header = match IndexHeader::open_header_file(Path::new(&index_key), &header_path) {
+            Ok(h) if h.index_len() == index_len => Some(h),
+            Ok(h) => {
+                warn!(block = %id, built_for = h.index_len(), index_len, "index header is for another index; rebuilding it");
+                None
+            }
+            Err(strata_tsdb::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 warn!(block = %id, error = %e, "index header unreadable; rebuilding it");
                 None
@@ -290,10 +284,13 @@ impl BucketBlock {
         let header = match header {
             Some(h) => h,
             None => {
-                let bytes = fetcher.build_header(&index_key, index_len).await?;
-                let header = IndexHeader::from_header_file(Path::new(&index_key), Bytes::from(bytes.clone()))?;
+                let bytes = Bytes::from(fetcher.build_header(&index_key, index_len).await?);
+                // Checked before it is kept, then used through the kept file.
+                IndexHeader::from_header_file(Path::new(&index_key), bytes.clone())?;
                 std::fs::create_dir_all(&dir).map_err(|e| strata_tsdb::Error::io("create dir", &dir, e))?;
                 strata_tsdb::fileutil::write_atomic(&header_path, &bytes)?;
+                drop(bytes);
+                let header = IndexHeader::open_header_file(Path::new(&index_key), &header_path)?;
                 debug!(block = %id, bytes = header.size_bytes(), "built index header");
                 header
             }

@@ -124,6 +124,19 @@ impl IndexHeader {
             .map_err(|e| e.into_error(index_path))
     }
 
+    /// Maps the header file at `file` and decodes it as
+    /// [`from_header_file`](Self::from_header_file) does. The pages are the page cache's, not
+    /// the process's heap, as Thanos maps its binary index headers.
+    pub fn open_header_file(index_path: &Path, file: &Path) -> Result<Self> {
+        let f = std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?;
+        // SAFETY: mapping a file is unsound only if it changes while mapped. Header files are
+        // written under a temporary name and renamed into place (a rebuilt one replaces the old
+        // by rename, which leaves this mapping on the old file); nothing writes to or truncates
+        // them in place.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("mmap", file, e))?;
+        Self::from_header_file(index_path, Bytes::from_owner(map))
+    }
+
     fn parse(
         path: &Path,
         buf: Bytes,
@@ -158,7 +171,7 @@ impl IndexHeader {
         &self.path
     }
 
-    /// Bytes held in memory for this header (its sections and lookup tables).
+    /// Bytes this header takes: its sections (mapped or in memory) and lookup tables.
     pub fn size_bytes(&self) -> usize {
         self.buf.len()
             + self.symbol_offsets.len() * 4
