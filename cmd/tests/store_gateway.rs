@@ -7,8 +7,8 @@
 //! - `thanos store` and `strata store` serve the same bucket; `thanos query` over each answers
 //!   a slice of the corpus the same, and so does `strata query` over each (reading across:
 //!   Thanos's querier over strata's store, strata's querier over Thanos's store);
-//! - a block shipped and blocks deleted while everything runs are picked up by both stores at
-//!   their next sync, without a restart.
+//! - a block shipped, blocks deleted and a block marked for deletion while everything runs are
+//!   picked up by both stores at their next sync, without a restart.
 
 mod common;
 
@@ -247,6 +247,17 @@ fn strata_store_and_thanos_store_answer_the_same() {
     for (_, node) in &queriers {
         wait_for_value(node.http(), promtool_count, t0 + corpus::SPAN + corpus::MINUTE, 0.0);
         wait_for_value(node.http(), "count(gateway_added)", at, 1.0);
+    }
+    // Marked for deletion (both stores run with --ignore-deletion-marks-delay=0s): dropped.
+    let added_id = strata_testkit::promtool::block_dirs(&added_dir)
+        .first()
+        .and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .expect("the added block");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let mark = format!(r#"{{"id":"{added_id}","version":1,"deletion_time":{now}}}"#);
+    rt.block_on(bucket.put_bytes(&format!("{added_id}/deletion-mark.json"), mark.into())).expect("mark");
+    for (_, node) in &queriers {
+        wait_for_value(node.http(), "count(gateway_added)", at, 0.0);
     }
     drop(queriers);
     drop(moto);
