@@ -22,6 +22,10 @@ const SAMPLE_EVERY: usize = 32;
 /// First bytes of a header file ("STRH"), then its format version.
 const HEADER_MAGIC: u32 = 0x5354_5248;
 const HEADER_VERSION: u8 = 1;
+/// A header loaded from a header file keeps the offset of one symbol in this many (as
+/// Prometheus's and Thanos's readers do) and finds the others by scanning from it: a block's
+/// symbols can number millions, and a store holds thousands of headers.
+const HEADER_SYMBOL_STRIDE: usize = 32;
 /// Header file layout before the sections: magic, version, the index's TOC, the index's length.
 const HEADER_PREFIX: usize = 4 + 1 + TOC_LEN + 8;
 
@@ -51,8 +55,10 @@ pub struct IndexHeader {
     buf: Bytes,
     /// Offset in `buf` of the first symbol entry (after the table's length and count).
     symbols_at: usize,
-    /// Offset of each symbol relative to `symbols_at`; a series' symbol ref indexes this.
+    /// Offset relative to `symbols_at` of every `symbol_stride`th symbol, from the first.
     symbol_offsets: Vec<u32>,
+    symbol_stride: usize,
+    symbol_count: u32,
     /// Sorted by name; the first is `""` (the all-postings key).
     names: Vec<NameEntries>,
     /// Offset in `buf` just past the last offset table entry.
@@ -95,7 +101,8 @@ impl IndexHeader {
         };
         let symbols_pos = offset(toc.symbols, "symbol table")?;
         let table_pos = offset(toc.postings_table, "postings offset table")?;
-        Self::parse(path, content, symbols_pos, table_pos, toc.postings_table, content_end)
+        // Every symbol's offset: series decoding in a local read finds each symbol directly.
+        Self::parse(path, content, symbols_pos, table_pos, toc.postings_table, content_end, 1)
     }
 
     /// Decodes a header file written by [`build_header_file`] for the index at `index_path`.
@@ -120,7 +127,8 @@ impl IndexHeader {
         let symbols_pos = d.pos();
         let symbols_len = Decbuf::at(&file, symbols_pos).and_then(|mut d| d.be32()).map_err(bad)? as usize;
         let table_pos = symbols_pos.checked_add(symbols_len + 8).ok_or_else(|| bad("symbol table too long"))?;
-        Self::parse(index_path, file.slice(..body_len), symbols_pos, table_pos, toc.postings_table, content_end)
+        let body = file.slice(..body_len);
+        Self::parse(index_path, body, symbols_pos, table_pos, toc.postings_table, content_end, HEADER_SYMBOL_STRIDE)
             .map_err(|e| e.into_error(index_path))
     }
 
@@ -144,9 +152,11 @@ impl IndexHeader {
         table_pos: usize,
         postings_end: u64,
         content_end: u64,
+        symbol_stride: usize,
     ) -> std::result::Result<Self, OpenError> {
         let symbols = crc_section(&buf, symbols_pos).map_err(OpenError::at("symbol table"))?;
-        let symbol_offsets = read_symbol_offsets(symbols).map_err(OpenError::at("symbol table"))?;
+        let (symbol_offsets, symbol_count) =
+            read_symbol_offsets(symbols, symbol_stride).map_err(OpenError::at("symbol table"))?;
         let table = crc_section(&buf, table_pos).map_err(OpenError::at("postings offset table"))?;
         let (names, table_end) =
             read_postings_table(table, table_pos + 4).map_err(OpenError::at("postings offset table"))?;
@@ -155,6 +165,8 @@ impl IndexHeader {
             buf,
             symbols_at: symbols_pos + 8,
             symbol_offsets,
+            symbol_stride,
+            symbol_count,
             names,
             table_end,
             postings_end,
@@ -196,17 +208,24 @@ impl IndexHeader {
 
     /// The whole symbol table, in order.
     pub fn symbols(&self) -> Result<Vec<String>> {
-        (0..self.symbol_offsets.len()).map(|i| self.symbol(i as u32).map(str::to_owned)).collect()
+        (0..self.symbol_count).map(|i| self.symbol(i).map(str::to_owned)).collect()
     }
 
     fn symbol(&self, sym_ref: u32) -> Result<&str> {
+        let i = sym_ref as usize;
         let off = self
             .symbol_offsets
-            .get(sym_ref as usize)
+            .get(i / self.symbol_stride)
+            .filter(|_| sym_ref < self.symbol_count)
             .ok_or_else(|| self.corrupt(format!("symbol ref {sym_ref} is past the end of the symbol table")))?;
-        // The table was walked when loaded, so this entry is in bounds and valid UTF-8.
+        // The table was walked when loaded, so these entries are in bounds and valid UTF-8.
         Decbuf::at(&self.buf, self.symbols_at + *off as usize)
-            .and_then(|mut d| d.uvarint_str())
+            .and_then(|mut d| {
+                for _ in 0..i % self.symbol_stride {
+                    d.uvarint_bytes()?;
+                }
+                d.uvarint_str()
+            })
             .map_err(|e| self.corrupt(format!("symbol {sym_ref}: {e}")))
     }
 
@@ -440,17 +459,19 @@ fn series_body(b: &[u8], offset: usize) -> DecodeResult<&[u8]> {
     Ok(body)
 }
 
-/// Walks the symbol table (`#symbols | strings`), checking every string, and returns each
-/// one's offset relative to the first.
-fn read_symbol_offsets(table: &[u8]) -> DecodeResult<Vec<u32>> {
+/// Walks the symbol table (`#symbols | strings`), checking every string, and returns the offset
+/// relative to the first of every `stride`th one, from the first, and the number of symbols.
+fn read_symbol_offsets(table: &[u8], stride: usize) -> DecodeResult<(Vec<u32>, u32)> {
     let mut d = Decbuf::new(table);
-    let n = d.be32()? as usize;
+    let n = d.be32()?;
     // Each symbol takes at least one byte, which bounds the reservation.
-    let mut offsets = Vec::with_capacity(n.min(d.remaining()));
+    let mut offsets = Vec::with_capacity((n as usize).min(d.remaining()) / stride + 1);
     let mut prev: Option<&str> = None;
-    for _ in 0..n {
-        // The table is under 4 GiB (its length is a BE32), so offsets fit.
-        offsets.push((d.pos() - 4) as u32);
+    for i in 0..n as usize {
+        if i % stride == 0 {
+            // The table is under 4 GiB (its length is a BE32), so offsets fit.
+            offsets.push((d.pos() - 4) as u32);
+        }
         let s = d.uvarint_str()?;
         if prev.is_some_and(|p| p >= s) {
             return Err("symbols not sorted");
@@ -460,7 +481,7 @@ fn read_symbol_offsets(table: &[u8]) -> DecodeResult<Vec<u32>> {
     if d.remaining() != 0 {
         return Err("trailing bytes after the last symbol");
     }
-    Ok(offsets)
+    Ok((offsets, n))
 }
 
 /// Reads the postings offset table body (`#entries | entries`), which starts at offset `at` of
@@ -539,6 +560,53 @@ pub(crate) fn crc_section(buf: &[u8], pos: usize) -> DecodeResult<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{IndexReader, IndexWriter};
+    use crate::postings::PostingsSource;
+
+    /// A header file built from an index's sections (symbols found by scanning from every
+    /// 32nd) answers as the memory-mapped reader over the whole index.
+    #[test]
+    fn header_file_answers_as_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let values: Vec<String> = (0..1000).map(|i| format!("{i:05}")).collect();
+        let mut w = IndexWriter::create(&path).unwrap();
+        w.add_symbols(values.iter().map(String::as_str).chain(["v", "w", "x"])).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let l = Labels::from_pairs(&[("v", v.as_str()), ("w", if i % 2 == 0 { "x" } else { "v" })]);
+            let chunk = ChunkMeta { min_time: i as i64, max_time: i as i64 + 5, chunk_ref: 8 + i as u64 };
+            w.add_series(&l, &[chunk]).unwrap();
+        }
+        w.finish().unwrap();
+        let index = std::fs::read(&path).unwrap();
+        let content_end = index.len() - TOC_LEN;
+        let toc = Toc::decode(&index[content_end..]).unwrap();
+        let file = build_header_file(
+            &path,
+            index.len() as u64,
+            &index[content_end..],
+            &index[toc.symbols as usize..toc.series as usize],
+            &index[toc.postings_table as usize..content_end],
+        )
+        .unwrap();
+        let header = IndexHeader::from_header_file(&path, Bytes::from(file)).unwrap();
+        let reader = IndexReader::open(&path).unwrap();
+        assert_eq!(header.symbols().unwrap(), reader.symbols().unwrap());
+        assert_eq!(header.index_len(), index.len() as u64);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for r in reader.all_postings().unwrap() {
+            let at = header.series_offset(r).unwrap() as usize;
+            assert_eq!(header.decode_series(r, &index[at..], &mut a).unwrap(), reader.series(r, &mut b).unwrap());
+            assert_eq!(a, b);
+        }
+        for (name, value) in [("v", "00999"), ("w", "x"), ("", "")] {
+            let range = header.postings_range(name, value).unwrap().unwrap();
+            let got =
+                header.decode_postings(&index[range.start as usize..range.end as usize], range.start, name, value);
+            assert_eq!(got.unwrap(), reader.postings(name, value).unwrap(), "{name}={value}");
+        }
+        assert!(header.symbol(1003).is_err() && header.symbol(u32::MAX).is_err());
+    }
 
     #[test]
     fn crc_sections() {
