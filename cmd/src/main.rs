@@ -3,6 +3,7 @@
 mod logging;
 mod objstore;
 mod query;
+mod store;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,9 @@ enum Command {
     Standalone(StandaloneArgs),
     /// PromQL over many StoreAPI endpoints, with HA deduplication (Thanos's querier).
     Query(query::QueryCmdArgs),
+    /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
+    /// place (Thanos's store).
+    Store(store::StoreCmdArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -419,6 +423,7 @@ fn main() -> anyhow::Result<()> {
                 run_receiver(config, None, &a.listen, query).await
             }
             Command::Query(a) => query::run(a, &matches).await,
+            Command::Store(a) => store::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

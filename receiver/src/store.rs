@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_store::local::LocalStore;
-use strata_store::{Component, Store, StoreInfo};
+use strata_store::{merged_labels, merged_select, Component, Store, StoreInfo};
 use strata_tsdb::labels::Labels;
 
-use crate::tenants::{merged_labels, merged_select, MultiTsdb};
+use crate::tenants::MultiTsdb;
 
 /// Every tenant of a receiver as one store (what Thanos receive serves over gRPC).
 pub struct ReceiverStore {

@@ -1,7 +1,7 @@
 //! Per-tenant TSDBs: one directory `<tsdb.path>/<tenant>/` each, opened at start or on the
 //! tenant's first write.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use strata_shipper::{Bucket, Shipper};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
-use strata_store::merge_sorted_sets;
+use strata_store::{merged_labels, merged_select};
 use strata_tsdb::db::{Db, DbOptions};
 
 use crate::error::ReceiveError;
@@ -202,43 +202,6 @@ impl Storage for MultiTsdb {
     fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         merged_labels(self.all().into_iter().map(|(_, db)| db as Arc<dyn Storage>), req, |s| s.label_values(name, req))
     }
-}
-
-/// The series of every storage, merged (sorted, one series per label set), at most `req.limit`.
-pub(crate) fn merged_select(
-    stores: impl Iterator<Item = Arc<dyn Storage>>,
-    req: &SelectRequest,
-) -> Result<SeriesSet, StorageError> {
-    let sets = stores.map(|s| s.select(req)).collect::<Result<Vec<_>, _>>()?;
-    let merged = merge_sorted_sets(sets);
-    if req.limit == 0 {
-        return Ok(merged);
-    }
-    // Each set holds its first `limit` series, so the merge's first `limit` are among them.
-    let warnings = merged.warnings_handle();
-    Ok(SeriesSet::with_warnings(merged.take(req.limit), warnings))
-}
-
-/// The names or values `ask` finds in every storage: sorted, distinct, at most `req.limit`.
-pub(crate) fn merged_labels(
-    stores: impl Iterator<Item = Arc<dyn Storage>>,
-    req: &LabelsRequest,
-    ask: impl Fn(&dyn Storage) -> Result<LabelsAnswer, StorageError>,
-) -> Result<LabelsAnswer, StorageError> {
-    let mut values = BTreeSet::new();
-    let mut warnings = Vec::new();
-    for store in stores {
-        let answer = ask(store.as_ref())?;
-        values.extend(answer.values);
-        for w in answer.warnings {
-            if !warnings.contains(&w) {
-                warnings.push(w);
-            }
-        }
-    }
-    let mut values = values.into_iter().collect();
-    req.truncate(&mut values);
-    Ok(LabelsAnswer { values, warnings })
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub enum Limit {
     Samples,
     /// Bytes of chunk data in one answer.
     ChunkBytes,
+    /// Bytes of chunk data all reads of a process hold at once (a store gateway's
+    /// `--chunk-pool-size`).
+    ChunkPool,
 }
 
 impl fmt::Display for Limit {
@@ -41,6 +44,7 @@ impl fmt::Display for Limit {
             Limit::Series => "series",
             Limit::Samples => "samples",
             Limit::ChunkBytes => "chunk bytes",
+            Limit::ChunkPool => "chunk pool bytes",
         })
     }
 }

@@ -78,12 +78,20 @@ impl SeriesSet {
         series: impl Iterator<Item = strata_tsdb::Result<SeriesChunks>> + Send + 'static,
         req: &SelectRequest,
     ) -> Self {
+        Self::from_read(series.map(|s| s.map_err(StorageError::from)), req)
+    }
+
+    /// [`from_local`](Self::from_local) for a read that fails with the interface's errors (a
+    /// limit, say) besides the TSDB's.
+    pub fn from_read(
+        series: impl Iterator<Item = Result<SeriesChunks, StorageError>> + Send + 'static,
+        req: &SelectRequest,
+    ) -> Self {
         let shard = req.shard.clone().filter(|s| s.total_shards > 0);
         let skip_chunks = req.skip_chunks;
         let limit = if req.limit == 0 { usize::MAX } else { req.limit };
         SeriesSet::new(
             series
-                .map(|s| s.map_err(StorageError::from))
                 .filter(move |s| match (s, &shard) {
                     (Ok(s), Some(shard)) => shard.matches(&s.labels),
                     _ => true,

@@ -3,6 +3,7 @@
 //! and the read interface ([`convert`]), the gRPC server that serves any [`Store`], and the
 //! proxy that fans a read out to many stores, local or remote, and merges their answers.
 
+pub mod bucket;
 pub mod convert;
 pub mod endpoints;
 pub mod external;
@@ -14,7 +15,7 @@ pub mod server;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strata_storage::{SeriesSet, Storage, StorageError, Warnings};
+use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError, Warnings};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::querier::SeriesIter;
 pub use tokio_util::sync::CancellationToken;
@@ -142,4 +143,46 @@ pub fn merge_sorted_sets(mut sets: Vec<SeriesSet>) -> SeriesSet {
             None
         }));
     SeriesSet::with_warnings(series, warnings)
+}
+
+/// The series of every storage, merged (sorted, one series per label set), at most `req.limit`.
+pub fn merged_select(
+    stores: impl Iterator<Item = Arc<dyn Storage>>,
+    req: &SelectRequest,
+) -> Result<SeriesSet, StorageError> {
+    let sets = stores.map(|s| s.select(req)).collect::<Result<Vec<_>, _>>()?;
+    Ok(merge_limited(sets, req.limit))
+}
+
+/// The answers of several storages to one request, merged, at most `limit` (0 = all).
+pub fn merge_limited(sets: Vec<SeriesSet>, limit: usize) -> SeriesSet {
+    let merged = merge_sorted_sets(sets);
+    if limit == 0 {
+        return merged;
+    }
+    // Each set holds its first `limit` series, so the merge's first `limit` are among them.
+    let warnings = merged.warnings_handle();
+    SeriesSet::with_warnings(merged.take(limit), warnings)
+}
+
+/// The names or values `ask` finds in every storage: sorted, distinct, at most `req.limit`.
+pub fn merged_labels(
+    stores: impl Iterator<Item = Arc<dyn Storage>>,
+    req: &LabelsRequest,
+    ask: impl Fn(&dyn Storage) -> Result<LabelsAnswer, StorageError>,
+) -> Result<LabelsAnswer, StorageError> {
+    let mut values = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
+    for store in stores {
+        let answer = ask(store.as_ref())?;
+        values.extend(answer.values);
+        for w in answer.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    let mut values = values.into_iter().collect();
+    req.truncate(&mut values);
+    Ok(LabelsAnswer { values, warnings })
 }

@@ -63,13 +63,16 @@ pub struct ServerOptions {
     /// `OutOfRange` from tonic (`ResourceExhausted` when it is over only once decompressed)
     /// and the server goes on.
     pub max_request_bytes: usize,
+    /// Series calls answered at once; more wait for one to finish (Thanos's
+    /// `--store.grpc.series-max-concurrency`). 0 = no limit.
+    pub max_concurrent_series: usize,
 }
 
 impl Default for ServerOptions {
     /// No answer limits; requests up to 32 MiB (long regex matchers fit; tonic's default of
     /// 4 MiB is below what Thanos accepts).
     fn default() -> Self {
-        ServerOptions { limits: SeriesLimits::default(), max_request_bytes: 32 << 20 }
+        ServerOptions { limits: SeriesLimits::default(), max_request_bytes: 32 << 20, max_concurrent_series: 0 }
     }
 }
 
@@ -83,11 +86,15 @@ pub struct StoreApi {
     options: ServerOptions,
     metrics: ServerMetrics,
     ready: Option<Readiness>,
+    /// Permits for Series calls when their concurrency is limited.
+    series_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl StoreApi {
     pub fn new(store: Arc<dyn Store>, options: ServerOptions, metrics: ServerMetrics) -> Self {
-        StoreApi { store, options, metrics, ready: None }
+        let series_gate = (options.max_concurrent_series > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_series)));
+        StoreApi { store, options, metrics, ready: None, series_gate }
     }
 
     /// Answers every call with `Unavailable` while `ready` says no.
@@ -154,6 +161,11 @@ impl StoreRpc for StoreApi {
 
     async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<Self::SeriesStream>, Status> {
         let call = self.metrics.start(Method::Series);
+        // Held until the answer is streamed; the gate is never closed, so acquiring only waits.
+        let permit = match &self.series_gate {
+            Some(gate) => gate.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let started = async {
             self.check_ready()?;
             let tenant = tenant(request.metadata());
@@ -180,6 +192,7 @@ impl StoreRpc for StoreApi {
         let sent = self.metrics.sent(Method::Series);
         tokio::task::spawn_blocking(move || {
             let code = stream_series(set, &tx, batch, limits, &sent);
+            drop(permit);
             call.finish(code);
         });
         Ok(Response::new(ReceiverStream::new(rx)))

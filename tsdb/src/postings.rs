@@ -194,6 +194,29 @@ pub fn postings_for_matchers(src: &impl PostingsSource, matchers: &[Matcher]) ->
     Ok(result)
 }
 
+/// The `(name, value)` keys of every postings list [`postings_for_matchers`] may read for
+/// `matchers` (`("", "")` standing for all series), found from label values alone: a source
+/// that fetches lists from far away reads them all at once with this before it selects.
+pub fn postings_keys(src: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<(String, String)>> {
+    let mut keys = Vec::new();
+    for m in matchers {
+        // Matchers that reject "" read the values they accept; the others those they reject.
+        let accept = !m.matches_empty();
+        match literal_values(m, accept) {
+            Some(values) => keys.extend(values.into_iter().map(|v| (m.name.clone(), v.to_owned()))),
+            None => keys.extend(
+                src.label_values(&m.name)?.into_iter().filter(|v| m.matches(v) == accept).map(|v| (m.name.clone(), v)),
+            ),
+        }
+    }
+    if matchers.iter().all(Matcher::matches_empty) {
+        keys.push((String::new(), String::new()));
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
 /// The values of `m.name` for which `m.matches(value) == accept`, when the matcher names them
 /// literally. Callers only ask for sets that exclude `""` (accepted values of a matcher that
 /// rejects it, rejected values of one that accepts it), so `""` is never among them.
@@ -301,6 +324,30 @@ mod tests {
         }
     }
 
+    /// A source that serves only the lists `postings_keys` named, failing on any other.
+    struct Prefetched<'a> {
+        inner: &'a Series,
+        keys: Vec<(String, String)>,
+    }
+
+    impl PostingsSource for Prefetched<'_> {
+        fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>> {
+            if !self.keys.contains(&(name.to_owned(), value.to_owned())) {
+                return Err(crate::Error::InvalidMatcher(format!("{name}={value} not prefetched")));
+            }
+            self.inner.postings(name, value)
+        }
+        fn all_postings(&self) -> Result<Vec<u64>> {
+            if !self.keys.contains(&(String::new(), String::new())) {
+                return Err(crate::Error::InvalidMatcher("all postings not prefetched".into()));
+            }
+            self.inner.all_postings()
+        }
+        fn label_values(&self, name: &str) -> Result<Vec<String>> {
+            self.inner.label_values(name)
+        }
+    }
+
     #[test]
     fn matcher_semantics() {
         let src = Series {
@@ -314,7 +361,10 @@ mod tests {
         };
         let sel = |ms: &[(&str, MatchOp, &str)]| {
             let ms: Vec<Matcher> = ms.iter().map(|&(n, op, v)| Matcher::new(op, n, v).unwrap()).collect();
-            postings_for_matchers(&src, &ms).unwrap()
+            let got = postings_for_matchers(&src, &ms).unwrap();
+            let prefetched = Prefetched { inner: &src, keys: postings_keys(&src, &ms).unwrap() };
+            assert_eq!(postings_for_matchers(&prefetched, &ms).unwrap(), got, "{ms:?} with prefetched lists");
+            got
         };
         use MatchOp::*;
         assert_eq!(sel(&[("a", Equal, "1")]), vec![0, 3]);
@@ -329,9 +379,14 @@ mod tests {
         assert_eq!(sel(&[]), vec![0, 1, 2, 3]);
         // Literal sets and equality are looked up, not scanned.
         src.scans.set(0);
-        sel(&[("a", Regex, "1|2"), ("b", NotRegex, "x|q"), ("a", NotEqual, "7")]);
+        let literal: Vec<Matcher> = [("a", Regex, "1|2"), ("b", NotRegex, "x|q"), ("a", NotEqual, "7")]
+            .iter()
+            .map(|&(n, op, v)| Matcher::new(op, n, v).unwrap())
+            .collect();
+        postings_for_matchers(&src, &literal).unwrap();
+        postings_keys(&src, &literal).unwrap();
         assert_eq!(src.scans.get(), 0);
-        sel(&[("a", Regex, "1.*")]);
+        postings_for_matchers(&src, &[Matcher::new(Regex, "a", "1.*").unwrap()]).unwrap();
         assert_eq!(src.scans.get(), 1);
     }
 }

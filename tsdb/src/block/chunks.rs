@@ -111,8 +111,35 @@ fn read_record(map: &[u8], offset: usize) -> DecodeResult<(&[u8], u32)> {
     Ok((body, d.be32()?))
 }
 
+/// Decodes the chunk record at the start of `b` (which may run on past it), CRC-checked: its
+/// encoding and data, a view of `b`. `path` and `offset` (of the record in its segment) name it
+/// in errors.
+pub fn decode_chunk(b: &Bytes, path: &Path, offset: u64) -> Result<(Encoding, Bytes)> {
+    let corrupt = |reason: String| Error::CorruptFile {
+        path: path.to_owned(),
+        reason: format!("chunk at offset {offset}: {reason}"),
+    };
+    let (body, crc) = read_record(b, 0).map_err(|e| corrupt(e.to_owned()))?;
+    if crc32c::crc32c(body) != crc {
+        return Err(corrupt("CRC32C mismatch".into()));
+    }
+    let (&enc, data) = body.split_first().ok_or_else(|| corrupt("empty".into()))?;
+    match Encoding::try_from(enc) {
+        Ok(Encoding::None) | Err(_) => Err(corrupt(format!("unknown encoding {enc}"))),
+        Ok(enc) => Ok((enc, b.slice_ref(data))),
+    }
+}
+
+/// The whole length of the chunk record whose first bytes `b` holds, if `b` holds its length
+/// field: what to read when a range proves too short for it.
+pub fn chunk_record_len(b: &[u8]) -> Option<usize> {
+    let mut d = Decbuf::new(b);
+    let len = d.uvarint32().ok()? as usize;
+    (d.pos() <= MAX_LEN_FIELD).then(|| d.pos() + len + 1 + 4)
+}
+
 /// `000001` for the segment with index 0.
-fn segment_name(index: u32) -> String {
+pub fn segment_name(index: u32) -> String {
     format!("{:06}", u64::from(index) + 1)
 }
 
@@ -177,19 +204,13 @@ impl ChunkReader {
                 ),
             });
         };
-        let corrupt = |reason: String| Error::CorruptFile { path: path.clone(), reason };
-        if offset < SEGMENT_HEADER.len() {
-            return Err(corrupt(format!("chunk ref {chunk_ref:#x} points into the segment header")));
+        if offset < SEGMENT_HEADER.len() || offset > map.len() {
+            return Err(Error::CorruptFile {
+                path: path.clone(),
+                reason: format!("chunk ref {chunk_ref:#x} points outside the segment's chunks"),
+            });
         }
-        let (body, crc) = read_record(map, offset).map_err(|e| corrupt(format!("chunk at offset {offset}: {e}")))?;
-        if crc32c::crc32c(body) != crc {
-            return Err(corrupt(format!("chunk at offset {offset}: CRC32C mismatch")));
-        }
-        let (&enc, data) = body.split_first().ok_or_else(|| corrupt(format!("chunk at offset {offset}: empty")))?;
-        match Encoding::try_from(enc) {
-            Ok(Encoding::None) | Err(_) => Err(corrupt(format!("chunk at offset {offset}: unknown encoding {enc}"))),
-            Ok(enc) => Ok((enc, map.slice_ref(data))),
-        }
+        decode_chunk(&map.slice(offset..), path, offset as u64)
     }
 
     /// Number of segment files.

@@ -17,7 +17,7 @@ use std::path::Path;
 use bytes::Bytes;
 use ulid::Ulid;
 
-pub use chunks::{ChunkReader, ChunkWriter, DEFAULT_SEGMENT_SIZE};
+pub use chunks::{chunk_record_len, decode_chunk, segment_name, ChunkReader, ChunkWriter, DEFAULT_SEGMENT_SIZE};
 pub use meta::{BlockCompaction, BlockMeta};
 pub use reader::{Block, BlockSeries};
 pub use tombstones::{read_tombstones, write_empty_tombstones, Tombstone, TOMBSTONES_FILENAME};

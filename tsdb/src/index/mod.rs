@@ -8,9 +8,11 @@
 //! and a 52-byte table of contents. Every section carries a CRC32C. Legacy label-index sections
 //! (written by Prometheus before 3.7) are neither written nor read.
 
+mod header;
 mod reader;
 mod writer;
 
+pub use header::{build_header_file, IndexHeader, PostingsRange};
 pub use reader::IndexReader;
 pub use writer::IndexWriter;
 
@@ -36,16 +38,22 @@ pub struct ChunkMeta {
 
 /// The table of contents: absolute offsets of the sections (0 = absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Toc {
-    symbols: u64,
-    series: u64,
-    label_indices: u64,
-    label_indices_table: u64,
-    postings: u64,
-    postings_table: u64,
+pub struct Toc {
+    pub symbols: u64,
+    pub series: u64,
+    pub label_indices: u64,
+    pub label_indices_table: u64,
+    pub postings: u64,
+    pub postings_table: u64,
 }
 
 impl Toc {
+    /// Decodes the last [`TOC_LEN`] bytes of the index at `path`, checking the CRC.
+    pub fn read(path: &std::path::Path, b: &[u8]) -> crate::Result<Toc> {
+        Toc::decode(b)
+            .map_err(|e| crate::Error::CorruptFile { path: path.to_owned(), reason: format!("table of contents: {e}") })
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(TOC_LEN);
         for v in [

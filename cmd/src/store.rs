@@ -1,0 +1,260 @@
+//! `strata store`: the store gateway, serving the blocks of a bucket over the StoreAPI. Flags
+//! are Thanos's `store` flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use strata_receiver::metrics::Metrics;
+use strata_store::bucket::relabel::Relabel;
+use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
+use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
+use tokio::net::TcpListener;
+
+use crate::{build_info, objstore, parse_duration_flag, serve_http, shutdown_signal};
+
+#[derive(Args)]
+pub struct StoreCmdArgs {
+    #[command(flatten)]
+    objstore: objstore::ObjstoreArgs,
+    /// Directory for the blocks' index headers (rebuilt from the bucket when missing).
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address of the StoreAPI (`thanos.Store`, `thanos.info.Info`).
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: SocketAddr,
+    /// Address for /metrics, /-/healthy and /-/ready.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// How often the bucket is listed for new and removed blocks.
+    #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration_flag)]
+    sync_block_duration: i64,
+    /// Blocks loaded at once during a sync.
+    #[arg(long = "block-sync-concurrency", default_value_t = 20)]
+    block_sync_concurrency: usize,
+    /// Blocks uploaded less than this long ago are not loaded yet (except compactor output).
+    #[arg(long = "consistency-delay", default_value = "0s", value_parser = parse_duration_flag)]
+    consistency_delay: i64,
+    /// A block marked for deletion is still served until its mark is this old.
+    #[arg(long = "ignore-deletion-marks-delay", default_value = "24h", value_parser = parse_duration_flag)]
+    ignore_deletion_marks_delay: i64,
+    /// Serve only blocks ending after this time: RFC 3339, or a duration relative to now
+    /// (`-2w`).
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z", value_parser = parse_time_or_duration)]
+    min_time: TimeBound,
+    /// Serve only blocks starting before this time: RFC 3339, or a duration relative to now.
+    #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", value_parser = parse_time_or_duration)]
+    max_time: TimeBound,
+    /// Most samples one Series call may answer (counted from the chunk headers); 0 = no limit.
+    #[arg(long = "store.grpc.series-sample-limit", default_value_t = 0)]
+    series_sample_limit: u64,
+    /// Series calls answered at once; more wait.
+    #[arg(long = "store.grpc.series-max-concurrency", default_value_t = 20)]
+    series_max_concurrency: usize,
+    /// Bytes of postings lists and series entries kept in memory (`250MB`, `1GiB`, …; units of
+    /// 1024 as Thanos reads them).
+    #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
+    index_cache_size: usize,
+    /// Bytes of chunk data all Series calls may hold at once; a call that would need more fails
+    /// naming the limit.
+    #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
+    chunk_pool_size: usize,
+    /// Relabel configs (Prometheus's `relabel_configs` YAML) selecting the blocks to serve by
+    /// their external labels and `__block_id`, e.g. `hashmod` to shard blocks over stores.
+    #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
+    selector_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "selector.relabel-config")]
+    selector_relabel_config: Option<String>,
+    /// Most series one Series call may answer; 0 = no limit.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    request_series: u64,
+    /// Most samples one Series call may answer; 0 = no limit.
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    request_samples: u64,
+}
+
+/// How soon a failed first sync is tried again.
+const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A byte size as Thanos's flags take it (`units.Base2Bytes`): a whole number with an optional
+/// unit, `B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`, each 1024 times the previous.
+pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a byte size like 250MB"))?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Thanos's `TimeOrDurationValue`: an RFC 3339 time, or a Prometheus duration (negative with
+/// a leading `-`) added to the time of use.
+pub(crate) fn parse_time_or_duration(s: &str) -> Result<TimeBound, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(TimeBound::Absolute(t.timestamp_millis()));
+    }
+    let (minus, d) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let ms = parse_duration_flag(d).map_err(|e| format!("{s:?} is neither an RFC 3339 time nor a duration: {e}"))?;
+    Ok(TimeBound::Relative(if minus { -ms } else { ms }))
+}
+
+/// Runs the store gateway until SIGTERM or Ctrl-C: the first sync, then one every
+/// `--sync-block-duration`; not ready until the first sync has finished.
+pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
+    let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
+    let selector = match (&a.selector_relabel_config_file, &a.selector_relabel_config) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read --selector.relabel-config-file {}", path.display()))?;
+            Relabel::parse(&text).with_context(|| format!("--selector.relabel-config-file {}", path.display()))?
+        }
+        (None, Some(text)) => Relabel::parse(text).context("--selector.relabel-config")?,
+        (None, None) => Relabel::default(),
+    };
+    let build = build_info();
+    let mut metrics = Metrics::for_process(&build);
+    let options = BucketStoreOptions {
+        data_dir: a.data_dir.clone(),
+        block_sync_concurrency: a.block_sync_concurrency,
+        consistency_delay: millis(a.consistency_delay),
+        ignore_deletion_marks_delay: millis(a.ignore_deletion_marks_delay),
+        min_time: a.min_time,
+        max_time: a.max_time,
+        index_cache_size: a.index_cache_size,
+        chunk_pool_size: a.chunk_pool_size as u64,
+        selector,
+    };
+    let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
+    let metrics = Arc::new(metrics);
+
+    let http = TcpListener::bind(a.http_address)
+        .await
+        .with_context(|| format!("listen on --http-address {}", a.http_address))?;
+    let grpc = TcpListener::bind(a.grpc_address)
+        .await
+        .with_context(|| format!("listen on --grpc-address {}", a.grpc_address))?;
+    tracing::info!(
+        http = %http.local_addr().context("HTTP listener address")?,
+        grpc = %grpc.local_addr().context("gRPC listener address")?,
+        data_dir = %a.data_dir.display(),
+        "starting store gateway"
+    );
+
+    let scraped = metrics.clone();
+    let ready = store.clone();
+    let router = axum::Router::new()
+        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
+        .route("/-/healthy", get(|| std::future::ready("OK\n")))
+        .route(
+            "/-/ready",
+            get(move || {
+                std::future::ready(if ready.is_synced() {
+                    (StatusCode::OK, "OK\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready: first bucket sync in progress\n")
+                })
+            }),
+        );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = serve_http(http, router, stop_rx.clone(), "http");
+    let samples = [a.series_sample_limit, a.request_samples].into_iter().filter(|&l| l > 0).min().unwrap_or(0);
+    let server_options = ServerOptions {
+        limits: SeriesLimits { series: a.request_series, samples, ..SeriesLimits::default() },
+        max_concurrent_series: a.series_max_concurrency,
+        ..ServerOptions::default()
+    };
+    let synced = store.clone();
+    let store_api = StoreApi::new(store.clone(), server_options, metrics.grpc.clone())
+        .with_readiness(Arc::new(move || synced.is_synced()));
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(store_api.serve(grpc, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    }));
+
+    let syncing = store.clone();
+    let interval = millis(a.sync_block_duration).max(Duration::from_secs(1));
+    let mut sync_stop = stop_rx.clone();
+    let sync_task = tokio::spawn(async move {
+        loop {
+            let next = match syncing.sync().await {
+                Ok(()) => interval,
+                Err(e) => {
+                    tracing::error!(error = %e, "bucket sync failed");
+                    // Until the first sync succeeds the store is not ready: try again soon.
+                    if syncing.is_synced() {
+                        interval
+                    } else {
+                        FIRST_SYNC_RETRY.min(interval)
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(next) => {}
+                _ = sync_stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let (_, grpc, _) = tokio::join!(http_task, grpc_task, sync_task);
+    match grpc {
+        Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
+        Err(e) => tracing::error!(error = %e, server = "grpc", "server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("250MB"), Ok(250 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("512B"), Ok(512));
+        for bad in ["", "MB", "1.5GB", "10XB", "-1MB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_time_or_duration("1970-01-01T00:00:00Z"), Ok(TimeBound::Absolute(0)));
+        assert_eq!(parse_time_or_duration("2023-11-14T22:13:20.5Z"), Ok(TimeBound::Absolute(1_700_000_000_500)));
+        assert_eq!(parse_time_or_duration("2023-11-15T00:13:20+02:00"), Ok(TimeBound::Absolute(1_700_000_000_000)));
+        assert_eq!(parse_time_or_duration("0000-01-01T00:00:00Z"), Ok(TimeBound::Absolute(-62_167_219_200_000)));
+        assert_eq!(parse_time_or_duration("9999-12-31T23:59:59Z"), Ok(TimeBound::Absolute(253_402_300_799_000)));
+        assert_eq!(parse_time_or_duration("-2w"), Ok(TimeBound::Relative(-14 * 24 * 3_600_000)));
+        assert_eq!(parse_time_or_duration("1h30m"), Ok(TimeBound::Relative(5_400_000)));
+        for bad in ["", "-", "yesterday", "2023-13-01T00:00:00Z", "2023-11-14T22:13:20"] {
+            assert!(parse_time_or_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The store gateway end to end, against a real S3 server (moto) and the real Thanos:
+//! - the bucket holds the corpus (tests/common/corpus.rs) in blocks shipped by the strata
+//!   shipper (written with `BlockWriter`, external label `source="strata"`) and blocks made by
+//!   `promtool tsdb create-blocks-from openmetrics`, shipped with a Thanos meta section
+//!   (`source="promtool"`); series with NaN samples (stale markers among them, which
+//!   OpenMetrics cannot carry) are in strata's blocks, the others alternate;
+//! - `thanos store` and `strata store` serve the same bucket; `thanos query` over each answers
+//!   a slice of the corpus the same, and so does `strata query` over each (reading across:
+//!   Thanos's querier over strata's store, strata's querier over Thanos's store);
+//! - a block shipped, blocks deleted and a block marked for deletion while everything runs are
+//!   picked up by both stores at their next sync, without a restart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{corpus, strata_bin};
+use strata_testkit::promtool::{create_blocks, om_timestamp};
+use strata_testkit::{peer, wait_for, Fleet, Moto, Node};
+use strata_tsdb::block::{BlockCompaction, BlockWriter, ChunkData};
+use strata_tsdb::chunkenc::{Encoding, XorAppender};
+use strata_tsdb::Labels;
+
+const BUCKET: &str = "gateway";
+/// Every this many corpus queries is asked (a slice keeps the test short).
+const EVERY_NTH_QUERY: usize = 8;
+
+fn s3_yaml(port: u16) -> String {
+    format!(
+        "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
+         secret_key: test\n  insecure: true\n"
+    )
+}
+
+/// A series with its samples at absolute times.
+type Series = (Labels, Vec<(i64, f64)>);
+
+/// Writes `series` as one block under `dir` with `BlockWriter`.
+fn write_block(dir: &Path, series: &[Series]) {
+    let mut sorted: Vec<&Series> = series.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let id = ulid::Ulid::new();
+    let mut w = BlockWriter::new(dir, id).expect("block writer");
+    let mut symbols: Vec<&str> = sorted.iter().flat_map(|(l, _)| l.iter().flat_map(|(n, v)| [n, v])).collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    w.add_symbols(symbols).expect("symbols");
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for (labels, samples) in sorted {
+        let chunks: Vec<ChunkData> = samples
+            .chunks(120)
+            .map(|part| {
+                let mut app = XorAppender::new();
+                for &(t, v) in part {
+                    app.append(t, v);
+                }
+                ChunkData {
+                    min_time: part[0].0,
+                    max_time: part[part.len() - 1].0,
+                    encoding: Encoding::Xor,
+                    data: bytes::Bytes::from(app.into_bytes()),
+                }
+            })
+            .collect();
+        min = min.min(samples[0].0);
+        max = max.max(samples[samples.len() - 1].0);
+        w.add_series(labels, &chunks).expect("series");
+    }
+    w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })
+        .expect("finish block");
+}
+
+/// `series` in OpenMetrics text, each family's samples together.
+fn openmetrics(series: &[Series]) -> String {
+    let mut families: BTreeMap<String, Vec<&Series>> = BTreeMap::new();
+    for s in series {
+        families.entry(s.0.get("__name__").unwrap_or_default().to_owned()).or_default().push(s);
+    }
+    let mut out = String::new();
+    for (name, members) in families {
+        for (labels, samples) in members {
+            let pairs: Vec<String> = labels
+                .iter()
+                .filter(|(n, _)| *n != "__name__")
+                .map(|(n, v)| format!("{n}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                .collect();
+            let set = if pairs.is_empty() { String::new() } else { format!("{{{}}}", pairs.join(",")) };
+            for &(t, v) in samples {
+                let value = match v {
+                    v if v.is_nan() => "NaN".to_owned(),
+                    f64::INFINITY => "+Inf".to_owned(),
+                    f64::NEG_INFINITY => "-Inf".to_owned(),
+                    v => format!("{v:?}"),
+                };
+                writeln!(out, "{name}{set} {value} {}", om_timestamp(t)).expect("write to a string");
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Uploads the blocks in `dir` to the bucket with the strata shipper, as `labels`' stream.
+fn ship(rt: &tokio::runtime::Runtime, bucket: &strata_shipper::Bucket, dir: &Path, labels: &[(&str, &str)]) {
+    let labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    let shipper = strata_shipper::Shipper::new(bucket.clone(), dir, labels, "receive").expect("shipper");
+    let stats = rt.block_on(shipper.sync()).expect("ship blocks");
+    assert!(stats.uploaded > 0, "nothing shipped from {}", dir.display());
+}
+
+/// Waits until the querier at `addr` answers `query` at `t` with the single value `n` (or with
+/// no series for 0).
+fn wait_for_value(addr: &str, query: &str, t: i64, n: f64) {
+    let path = corpus::Eval::Instant { time: t }.path(query);
+    wait_for(&format!("{addr} to answer {query} = {n}"), Duration::from_secs(60), || match corpus::ask(addr, &path) {
+        Ok(corpus::Answer::Data { series, .. }) if series.len() == 1 && series[0].1[0].1 == n => Ok(()),
+        Ok(corpus::Answer::Data { series, .. }) if series.is_empty() && n == 0.0 => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn strata_store_and_thanos_store_answer_the_same() {
+    let (sections, _) = corpus::load("known_differences.md");
+    let sections: Vec<corpus::Section> = sections
+        .into_iter()
+        .map(|s| corpus::Section {
+            queries: s.queries.into_iter().step_by(EVERY_NTH_QUERY).collect(),
+            name: s.name,
+            on_grid: s.on_grid,
+        })
+        .collect();
+    let work = tempfile::tempdir().expect("temp dir");
+    let moto = Moto::start(work.path());
+    moto.create_bucket(BUCKET);
+    let yaml = s3_yaml(moto.port);
+    let config_file = work.path().join("objstore.yml");
+    std::fs::write(&config_file, &yaml).expect("write objstore config");
+    let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+
+    // The corpus, split between strata's blocks and promtool's.
+    let t0 = corpus::data_start();
+    let data = corpus::generate();
+    let (mut ours, mut promtools) = (Vec::new(), Vec::new());
+    for (i, (labels, samples)) in data.iter().enumerate() {
+        let series = (Labels::from_pairs(labels), samples.iter().map(|&(t, v)| (t0 + t, v)).collect::<Vec<_>>());
+        if samples.iter().any(|s| s.1.is_nan()) || i % 2 == 0 {
+            ours.push(series);
+        } else {
+            promtools.push(series);
+        }
+    }
+    let strata_dir = work.path().join("strata-blocks");
+    std::fs::create_dir_all(&strata_dir).expect("blocks dir");
+    write_block(&strata_dir, &ours);
+    ship(&rt, &bucket, &strata_dir, &[("source", "strata")]);
+    let promtool_dir = work.path().join("promtool-blocks");
+    create_blocks(&openmetrics(&promtools), &promtool_dir);
+    ship(&rt, &bucket, &promtool_dir, &[("source", "promtool")]);
+
+    let mut fleet = Fleet::new(work.path());
+    let thanos = peer("thanos");
+    let store_args = |slot: &strata_testkit::Slot| -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["store".into()];
+        args.extend(["--objstore.config-file".into(), config_file.clone().into_os_string()]);
+        args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
+        args.extend(["--http-address", &slot.http, "--grpc-address", &slot.grpc].map(OsString::from));
+        args.extend(["--sync-block-duration=2s", "--ignore-deletion-marks-delay=0s"].map(OsString::from));
+        args
+    };
+    let strata_store_slot = fleet.slot("strata-store");
+    let mut strata_store = Node::spawn(strata_bin(), &strata_store_slot, store_args(&strata_store_slot));
+    let thanos_store_slot = fleet.slot("thanos-store");
+    let mut thanos_store = Node::spawn(&thanos, &thanos_store_slot, store_args(&thanos_store_slot));
+    strata_store.wait_ready();
+    thanos_store.wait_ready();
+
+    let mut queriers: Vec<(&str, Node)> = [
+        ("thanos query over thanos store", thanos.as_path(), &thanos_store_slot),
+        ("thanos query over strata store", thanos.as_path(), &strata_store_slot),
+        ("strata query over strata store", strata_bin(), &strata_store_slot),
+        ("strata query over thanos store", strata_bin(), &thanos_store_slot),
+    ]
+    .into_iter()
+    .map(|(name, bin, store)| {
+        let slot = fleet.slot(&name.replace(' ', "-"));
+        let mut args =
+            if bin == strata_bin() { slot.query_args(&[&store.grpc]) } else { slot.thanos_query_args(&[&store.grpc]) };
+        if bin != strata_bin() {
+            args.push("--enable-feature=promql-experimental-functions".into());
+        }
+        (name, Node::spawn(bin, &slot, args))
+    })
+    .collect();
+    let everything = r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#;
+    for (_, node) in &mut queriers {
+        node.wait_ready();
+        wait_for_value(node.http(), everything, t0 + corpus::SPAN + corpus::MINUTE, data.len() as f64);
+    }
+
+    let samples: usize = data.iter().map(|s| s.1.len()).sum();
+    let addr = |i: usize| queriers[i].1.http();
+    let thanos_names = (queriers[1].0, queriers[0].0);
+    let strata_names = (queriers[2].0, queriers[3].0);
+    let [thanos_run, strata_run] = std::thread::scope(|s| {
+        [
+            s.spawn(|| corpus::run(&sections, t0, addr(1), addr(0), thanos_names)),
+            s.spawn(|| corpus::run(&sections, t0, addr(2), addr(3), strata_names)),
+        ]
+        .map(|h| h.join().expect("corpus run"))
+    });
+    let none = BTreeMap::new();
+    corpus::report(thanos_names, &sections, &none, &thanos_run, data.len(), samples, t0);
+    corpus::report(strata_names, &sections, &none, &strata_run, data.len(), samples, t0);
+
+    // A block shipped while running appears; deleted blocks disappear.
+    let at = t0 + corpus::SPAN / 2;
+    let added_dir = work.path().join("added-blocks");
+    std::fs::create_dir_all(&added_dir).expect("blocks dir");
+    let added = Labels::from_pairs(&[("__name__", "gateway_added"), ("instance", "x")]);
+    write_block(&added_dir, &[(added, (0..60).map(|i| (at - i * 15_000, i as f64)).rev().collect())]);
+    ship(&rt, &bucket, &added_dir, &[("source", "added")]);
+    // A selection by external labels alone is refused (Thanos's stores want a matcher on the
+    // series' own labels).
+    let promtool_count = r#"count(last_over_time({__name__=~"diff_.+", source="promtool"}[3h]))"#;
+    for (_, node) in &queriers {
+        wait_for_value(node.http(), "count(gateway_added)", at, 1.0);
+        wait_for_value(node.http(), promtool_count, t0 + corpus::SPAN + corpus::MINUTE, promtools.len() as f64);
+    }
+    for dir in strata_testkit::promtool::block_dirs(&promtool_dir) {
+        let id = dir.file_name().and_then(|n| n.to_str()).expect("block name").to_owned();
+        rt.block_on(async {
+            // meta.json first, as Thanos's compactor deletes: the block is then a partial
+            // upload, which no store loads.
+            bucket.delete(&format!("{id}/meta.json")).await.expect("delete meta.json");
+            for o in bucket.list_recursive(&id).await.expect("list block") {
+                bucket.delete(o.location.as_ref()).await.expect("delete object");
+            }
+        });
+    }
+    for (_, node) in &queriers {
+        wait_for_value(node.http(), promtool_count, t0 + corpus::SPAN + corpus::MINUTE, 0.0);
+        wait_for_value(node.http(), "count(gateway_added)", at, 1.0);
+    }
+    // Marked for deletion (both stores run with --ignore-deletion-marks-delay=0s): dropped.
+    let added_id = strata_testkit::promtool::block_dirs(&added_dir)
+        .first()
+        .and_then(|d| d.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .expect("the added block");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let mark = format!(r#"{{"id":"{added_id}","version":1,"deletion_time":{now}}}"#);
+    rt.block_on(bucket.put_bytes(&format!("{added_id}/deletion-mark.json"), mark.into())).expect("mark");
+    for (_, node) in &queriers {
+        wait_for_value(node.http(), "count(gateway_added)", at, 0.0);
+    }
+    drop(queriers);
+    drop(moto);
+}

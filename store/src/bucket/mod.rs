@@ -1,0 +1,516 @@
+//! The store gateway: the blocks of an object storage bucket as a store (Thanos's
+//! `BucketStore`, pkg/store/bucket.go). [`BucketStore::sync`] brings the view in line with the
+//! bucket (new blocks loaded, vanished or hidden ones dropped); reads go to the loaded blocks
+//! overlapping the request, each read in place ([`block`]), with the block's external labels,
+//! merged.
+
+pub mod block;
+pub mod cache;
+pub mod partition;
+pub mod relabel;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use parking_lot::RwLock;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use strata_shipper::{Bucket, FetchedMetas, MetaFetcher};
+use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
+use strata_tsdb::block::meta::BlockMeta;
+use strata_tsdb::labels::Labels;
+use tokio::runtime::Handle;
+use tracing::{debug, info, warn};
+use ulid::Ulid;
+
+use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
+use self::cache::IndexCache;
+use self::relabel::Relabel;
+use crate::external::ExternalLabels;
+use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
+
+/// Blocks whose first reads run at once in one select.
+const BLOCK_READ_CONCURRENCY: usize = 8;
+
+/// How a [`BucketStore`] finds and filters blocks (Thanos's `store` flags).
+#[derive(Debug, Clone)]
+pub struct BucketStoreOptions {
+    /// Where index headers are kept, one directory per block (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// Blocks loaded at once during a sync (`--block-sync-concurrency`).
+    pub block_sync_concurrency: usize,
+    /// Blocks younger than this are not loaded yet (`--consistency-delay`).
+    pub consistency_delay: Duration,
+    /// A deletion-marked block is dropped once its mark is this old
+    /// (`--ignore-deletion-marks-delay`).
+    pub ignore_deletion_marks_delay: Duration,
+    /// Only blocks overlapping `[min_time, max_time]` are served (`--min-time`, `--max-time`);
+    /// Info and reads are clamped to it.
+    pub min_time: TimeBound,
+    pub max_time: TimeBound,
+    /// Bytes of postings lists and series entries kept in memory (`--index-cache-size`).
+    pub index_cache_size: usize,
+    /// Bytes of chunk data the reads may hold at once (`--chunk-pool-size`); a read that would
+    /// need more fails with the limit's name.
+    pub chunk_pool_size: u64,
+    /// Which blocks this store serves, by their external labels and `__block_id`
+    /// (`--selector.relabel-config`); no rules serve every block.
+    pub selector: Relabel,
+}
+
+/// A time (ms): absolute, or relative to the moment it is used (Thanos's
+/// `TimeOrDurationValue`: `-2w` means two weeks before now, and moves with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    Absolute(i64),
+    /// Milliseconds added to the current time.
+    Relative(i64),
+}
+
+impl TimeBound {
+    /// The time this stands for now.
+    pub fn now(self) -> i64 {
+        match self {
+            TimeBound::Absolute(t) => t,
+            TimeBound::Relative(d) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                now.saturating_add(d)
+            }
+        }
+    }
+}
+
+impl Default for BucketStoreOptions {
+    /// Thanos's defaults.
+    fn default() -> Self {
+        BucketStoreOptions {
+            data_dir: PathBuf::from("./data"),
+            block_sync_concurrency: 20,
+            consistency_delay: Duration::ZERO,
+            ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
+            min_time: TimeBound::Absolute(i64::MIN),
+            max_time: TimeBound::Absolute(i64::MAX),
+            index_cache_size: 250 << 20,
+            chunk_pool_size: 2 << 30,
+            selector: Relabel::default(),
+        }
+    }
+}
+
+/// Errors of a sync; a block that fails to load is not one (it is logged, counted and retried
+/// at the next sync).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("fetch block metas: {0}")]
+    Fetch(#[from] strata_shipper::Error),
+}
+
+/// States of `thanos_blocks_meta_synced`, as Thanos's fetcher names them.
+const SYNCED_STATES: [&str; 10] = [
+    "corrupted-meta-json",
+    "duplicate",
+    "failed",
+    "label-excluded",
+    "loaded",
+    "marked-for-deletion",
+    "marked-for-no-compact",
+    "no-meta-json",
+    "time-excluded",
+    "too-fresh",
+];
+
+type StateLabel = [(&'static str, &'static str); 1];
+
+/// Thanos's metric names for the meta sync (`thanos_blocks_meta_*`) and the bucket store
+/// (`thanos_bucket_store_*`), plus the bucket reads.
+#[derive(Clone)]
+struct Metrics {
+    syncs: Counter,
+    sync_failures: Counter,
+    sync_duration: Histogram,
+    synced: Family<StateLabel, Gauge>,
+    blocks_loaded: Gauge,
+    block_loads: Counter,
+    block_load_failures: Counter,
+    block_drops: Counter,
+    block_drop_failures: Counter,
+}
+
+impl Metrics {
+    fn new(registry: &mut Registry, fetch: &FetchStats) -> Self {
+        let m = Metrics {
+            syncs: Counter::default(),
+            sync_failures: Counter::default(),
+            sync_duration: Histogram::new([0.01, 1., 10., 100., 300., 600., 1000.]),
+            synced: Family::default(),
+            blocks_loaded: Gauge::default(),
+            block_loads: Counter::default(),
+            block_load_failures: Counter::default(),
+            block_drops: Counter::default(),
+            block_drop_failures: Counter::default(),
+        };
+        registry.register(
+            "thanos_blocks_meta_syncs",
+            "Total blocks metadata synchronization attempts",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_failures",
+            "Total blocks metadata synchronization failures",
+            m.sync_failures.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_duration_seconds",
+            "Duration of the blocks metadata synchronization in seconds",
+            m.sync_duration.clone(),
+        );
+        registry.register("thanos_blocks_meta_synced", "Number of block metadata synced", m.synced.clone());
+        for state in SYNCED_STATES {
+            m.synced.get_or_create(&[("state", state)]).set(0);
+        }
+        registry.register(
+            "thanos_bucket_store_blocks_loaded",
+            "Number of currently loaded blocks",
+            m.blocks_loaded.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_block_loads",
+            "Total number of remote block loading attempts",
+            m.block_loads.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_block_load_failures",
+            "Total number of failed remote block loading attempts",
+            m.block_load_failures.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_block_drops",
+            "Total number of local blocks that were dropped",
+            m.block_drops.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_block_drop_failures",
+            "Total number of local blocks that failed to be dropped",
+            m.block_drop_failures.clone(),
+        );
+        fetch.register(registry);
+        m
+    }
+}
+
+/// The blocks of a bucket as one store.
+pub struct BucketStore {
+    bucket: Bucket,
+    fetcher: MetaFetcher,
+    options: BucketStoreOptions,
+    blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
+    handle: Handle,
+    stats: Arc<FetchStats>,
+    cache: Arc<IndexCache>,
+    pool: Arc<ChunkPool>,
+    metrics: Metrics,
+    synced: AtomicBool,
+}
+
+impl BucketStore {
+    /// A store over `bucket` with no blocks loaded yet; its reads block on `handle`'s runtime.
+    pub fn new(bucket: Bucket, options: BucketStoreOptions, handle: Handle, registry: &mut Registry) -> Self {
+        let fetcher = MetaFetcher::new(bucket.clone())
+            .with_consistency_delay(options.consistency_delay)
+            .with_deletion_mark_delay(options.ignore_deletion_marks_delay);
+        let stats = Arc::new(FetchStats::default());
+        let metrics = Metrics::new(registry, &stats);
+        let cache = Arc::new(IndexCache::new(options.index_cache_size, registry));
+        BucketStore {
+            cache,
+            pool: Arc::new(ChunkPool::new(options.chunk_pool_size)),
+            bucket,
+            fetcher,
+            options,
+            blocks: RwLock::new(BTreeMap::new()),
+            handle,
+            stats,
+            metrics,
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the first sync has finished (the store is ready).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Bytes of chunk data reads hold now.
+    pub fn chunk_pool_used(&self) -> u64 {
+        self.pool.used()
+    }
+
+    /// What the reads fetched from the bucket so far.
+    pub fn fetch_stats(&self) -> &FetchStats {
+        &self.stats
+    }
+
+    /// The loaded blocks.
+    pub fn blocks(&self) -> Vec<Arc<BucketBlock>> {
+        self.blocks.read().values().cloned().collect()
+    }
+
+    /// Lists the bucket and loads the blocks to serve that are not loaded yet, drops those no
+    /// longer to serve and removes their local files.
+    pub async fn sync(&self) -> Result<(), SyncError> {
+        let started = Instant::now();
+        self.metrics.syncs.inc();
+        let fetched = match self.fetcher.fetch().await {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.sync_failures.inc();
+                return Err(e.into());
+            }
+        };
+        let first = !self.is_synced();
+        let (wanted, counts) = self.filter(fetched);
+        for (state, n) in counts {
+            self.metrics.synced.get_or_create(&[("state", state)]).set(n as i64);
+        }
+        self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+
+        let loaded: HashSet<Ulid> = self.blocks.read().keys().copied().collect();
+        let to_load: Vec<BlockMeta> = wanted.values().filter(|m| !loaded.contains(&m.ulid)).cloned().collect();
+        if first {
+            info!(blocks = wanted.len(), to_load = to_load.len(), "first sync: loading blocks");
+        }
+        let total = to_load.len();
+        let mut loads = futures::stream::iter(to_load.into_iter().map(|meta| {
+            let id = meta.ulid;
+            let load = BucketBlock::load(
+                &self.bucket,
+                meta,
+                &self.options.data_dir,
+                self.handle.clone(),
+                self.stats.clone(),
+                self.cache.clone(),
+                self.pool.clone(),
+            );
+            async move { (id, load.await) }
+        }))
+        .buffer_unordered(self.options.block_sync_concurrency.max(1));
+        let (mut ok, mut failed) = (0usize, 0usize);
+        while let Some((id, result)) = loads.next().await {
+            self.metrics.block_loads.inc();
+            match result {
+                Ok(block) => {
+                    if !first {
+                        info!(block = %id, "loaded new block");
+                    }
+                    self.blocks.write().insert(id, Arc::new(block));
+                    ok += 1;
+                }
+                Err(e) => {
+                    self.metrics.block_load_failures.inc();
+                    warn!(block = %id, error = %e, "loading block failed; skipping it until the next sync");
+                    failed += 1;
+                }
+            }
+            if first && (ok + failed) % 100 == 0 {
+                info!(loaded = ok, failed, of = total, "first sync: loading blocks");
+            }
+        }
+        let dropped: Vec<Ulid> = self.blocks.read().keys().filter(|id| !wanted.contains_key(id)).copied().collect();
+        for id in &dropped {
+            self.blocks.write().remove(id);
+            self.metrics.block_drops.inc();
+            info!(block = %id, "dropped block");
+        }
+        self.remove_stale_dirs();
+        self.metrics.blocks_loaded.set(self.blocks.read().len() as i64);
+        if first {
+            info!(loaded = ok, failed, elapsed = ?started.elapsed(), "first sync done");
+        }
+        self.synced.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the local directories of blocks that are not loaded (dropped, or left by an
+    /// earlier run).
+    fn remove_stale_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.options.data_dir) else { return };
+        let loaded = self.blocks.read();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| Ulid::from_string(n).ok()) else { continue };
+            if loaded.contains_key(&id) {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                self.metrics.block_drop_failures.inc();
+                warn!(block = %id, error = %e, "removing the block's local files failed");
+            }
+        }
+    }
+
+    /// The blocks to serve among those fetched (Thanos's meta filters: time partition, the
+    /// relabel selector, then deduplication of blocks whose sources another block holds), and
+    /// the count per state.
+    fn filter(&self, fetched: FetchedMetas) -> (BTreeMap<Ulid, BlockMeta>, Vec<(&'static str, usize)>) {
+        let (min, max) = self.time_window();
+        let before = fetched.metas.len();
+        let in_time: Vec<BlockMeta> =
+            fetched.metas.into_values().filter(|m| m.max_time >= min && m.min_time <= max).collect();
+        let time_excluded = before - in_time.len();
+        let no_labels = BTreeMap::new();
+        let selected: Vec<BlockMeta> = in_time
+            .into_iter()
+            .filter(|m| {
+                let labels = m.thanos.as_ref().map_or(&no_labels, |t| &t.labels);
+                self.options.selector.selects(labels, &m.ulid.to_string())
+            })
+            .collect();
+        let label_excluded = before - time_excluded - selected.len();
+        let kept = deduplicate(selected);
+        let duplicate = before - time_excluded - label_excluded - kept.len();
+        // Downsampled blocks hold aggregate chunks, which are not read yet: only raw blocks
+        // are served (Thanos serves raw data too when that is all a request allows).
+        let (kept, downsampled): (Vec<BlockMeta>, Vec<BlockMeta>) =
+            kept.into_iter().partition(|m| m.thanos.as_ref().is_none_or(|t| t.downsample.resolution == 0));
+        if !downsampled.is_empty() {
+            debug!(blocks = downsampled.len(), "downsampled blocks are not served");
+        }
+        let counts = vec![
+            ("corrupted-meta-json", fetched.corrupt.len()),
+            ("duplicate", duplicate),
+            ("label-excluded", label_excluded),
+            ("loaded", kept.len()),
+            ("marked-for-deletion", fetched.marked_for_deletion.len()),
+            ("no-meta-json", fetched.partial.len()),
+            ("time-excluded", time_excluded),
+            ("too-fresh", fetched.too_fresh.len()),
+        ];
+        (kept.into_iter().map(|m| (m.ulid, m)).collect(), counts)
+    }
+
+    /// `--min-time` and `--max-time` now.
+    fn time_window(&self) -> (i64, i64) {
+        (self.options.min_time.now(), self.options.max_time.now())
+    }
+
+    /// Each loaded block overlapping `[mint, maxt]` as a storage with its external labels.
+    fn storages(&self, mint: i64, maxt: i64) -> Vec<Arc<dyn Storage>> {
+        let (min, max) = self.time_window();
+        let (mint, maxt) = (mint.max(min), maxt.min(max));
+        self.blocks
+            .read()
+            .values()
+            .filter(|b| b.overlaps(mint, maxt))
+            .map(|b| {
+                let raw: Arc<dyn Storage> = Arc::new(BlockStorage(b.clone()));
+                Arc::new(ExternalLabels::new(raw, b.labels().clone())) as Arc<dyn Storage>
+            })
+            .collect()
+    }
+}
+
+/// Drops blocks whose sources are all in another block of the same resolution (a compactor's
+/// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
+/// then by ULID; a block is kept unless a kept one holds all its sources.
+fn deduplicate(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
+    let resolution = |m: &BlockMeta| m.thanos.as_ref().map_or(0, |t| t.downsample.resolution);
+    metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
+    let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
+    for m in metas {
+        let sources: HashSet<Ulid> = if m.compaction.sources.is_empty() {
+            HashSet::from([m.ulid])
+        } else {
+            m.compaction.sources.iter().copied().collect()
+        };
+        let covered =
+            kept.iter().any(|(k, ks)| resolution(k) == resolution(&m) && sources.iter().all(|s| ks.contains(s)));
+        if !covered {
+            kept.push((m, sources));
+        }
+    }
+    let mut out: Vec<BlockMeta> = kept.into_iter().map(|(m, _)| m).collect();
+    out.sort_by_key(|m| m.ulid);
+    out
+}
+
+impl Storage for BucketStore {
+    /// The blocks are asked at once, a few threads at a time: each block's first round of
+    /// reads happens in its `select`, so their round trips overlap.
+    fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
+        let storages = self.storages(req.min_time, req.max_time);
+        let mut sets = Vec::with_capacity(storages.len());
+        for group in storages.chunks(BLOCK_READ_CONCURRENCY) {
+            let answers: Vec<Result<SeriesSet, StorageError>> = std::thread::scope(|scope| {
+                let reads: Vec<_> = group.iter().map(|s| scope.spawn(move || s.select(req))).collect();
+                reads
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|_| Err(StorageError::Unavailable("block read panicked".into()))))
+                    .collect()
+            });
+            for a in answers {
+                sets.push(a?);
+            }
+        }
+        Ok(merge_limited(sets, req.limit))
+    }
+
+    fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+        merged_labels(self.storages(req.min_time, req.max_time).into_iter(), req, |s| s.label_names(req))
+    }
+
+    fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+        merged_labels(self.storages(req.min_time, req.max_time).into_iter(), req, |s| s.label_values(name, req))
+    }
+}
+
+impl Store for BucketStore {
+    /// Thanos's answer: the distinct external label sets of the blocks, their time span clamped
+    /// to `--min-time`/`--max-time` (`i64::MAX`/`i64::MIN` without blocks), and per label set
+    /// the runs of blocks that touch or overlap as `tsdb_infos`.
+    fn info(&self) -> StoreInfo {
+        let blocks = self.blocks.read();
+        let mut by_labels: BTreeMap<Labels, Vec<(i64, i64)>> = BTreeMap::new();
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for b in blocks.values() {
+            let m = b.meta();
+            min_time = min_time.min(m.min_time);
+            max_time = max_time.max(m.max_time);
+            by_labels.entry(b.labels().clone()).or_default().push((m.min_time, m.max_time));
+        }
+        let mut tsdb_infos = Vec::new();
+        for (labels, mut ranges) in by_labels.clone() {
+            ranges.sort();
+            let mut cur: Option<(i64, i64)> = None;
+            for (lo, hi) in ranges {
+                cur = match cur {
+                    Some((clo, chi)) if lo <= chi => Some((clo, chi.max(hi))),
+                    Some((clo, chi)) => {
+                        tsdb_infos.push(TsdbInfo { labels: labels.clone(), min_time: clo, max_time: chi });
+                        Some((lo, hi))
+                    }
+                    None => Some((lo, hi)),
+                };
+            }
+            if let Some((lo, hi)) = cur {
+                tsdb_infos.push(TsdbInfo { labels: labels.clone(), min_time: lo, max_time: hi });
+            }
+        }
+        let (min, max) = self.time_window();
+        StoreInfo {
+            component: Component::Store,
+            label_sets: by_labels.into_keys().filter(|l| !l.is_empty()).collect(),
+            min_time: min_time.max(min),
+            max_time: max_time.min(max),
+            tsdb_infos,
+        }
+    }
+}
