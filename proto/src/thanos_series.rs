@@ -34,8 +34,13 @@ pub struct Series {
 
 impl Series {
     /// A series of these labels (in this order) and chunks.
-    pub fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>, chunks: Vec<AggrChunk>) -> Series {
-        let mut series = Series { labels: Vec::new(), chunks };
+    pub fn new<'a>(
+        labels: impl IntoIterator<Item = (&'a str, &'a str), IntoIter: Clone>,
+        chunks: Vec<AggrChunk>,
+    ) -> Series {
+        let labels = labels.into_iter();
+        let len = labels.clone().map(|(name, value)| label_field_len(name, value)).sum();
+        let mut series = Series { labels: Vec::with_capacity(len), chunks };
         for (name, value) in labels {
             series.push_label(name, value);
         }
@@ -44,10 +49,8 @@ impl Series {
 
     /// Appends a label.
     pub fn push_label(&mut self, name: &str, value: &str) {
-        let field_len =
-            |s: &str| if s.is_empty() { 0 } else { 1 + encoding::encoded_len_varint(s.len() as u64) + s.len() };
-        let message_len = field_len(name) + field_len(value);
-        self.labels.reserve(1 + encoding::encoded_len_varint(message_len as u64) + message_len);
+        self.labels.reserve(label_field_len(name, value));
+        let message_len = label_message_len(name, value);
         self.labels.put_u8(KEY_1);
         encoding::encode_varint(message_len as u64, &mut self.labels);
         for (key, s) in [(KEY_1, name), (KEY_2, value)] {
@@ -63,6 +66,18 @@ impl Series {
     pub fn labels(&self) -> SeriesLabels<'_> {
         SeriesLabels { rest: &self.labels }
     }
+}
+
+/// The bytes of a `Label` message: its non-empty fields.
+fn label_message_len(name: &str, value: &str) -> usize {
+    let field_len = |s: &str| if s.is_empty() { 0 } else { 1 + encoding::encoded_len_varint(s.len() as u64) + s.len() };
+    field_len(name) + field_len(value)
+}
+
+/// The bytes of a `labels` field: key, length and message.
+fn label_field_len(name: &str, value: &str) -> usize {
+    let message_len = label_message_len(name, value);
+    1 + encoding::encoded_len_varint(message_len as u64) + message_len
 }
 
 /// The name and value of a `Label` message holding at most a name then a value, valid UTF-8.
