@@ -263,7 +263,13 @@ impl Relabel {
     }
 
     fn take(&mut self, s: SeriesChunks) {
-        let inner = Labels::from_sorted_unchecked(s.labels.iter().filter(|(n, _)| !self.fixed.iter().any(|f| f == n)));
+        let is_fixed = |n: &str| self.fixed.iter().any(|f| f == n);
+        // Most series carry no label named like an external or removed one: theirs are kept.
+        let inner = if s.labels.iter().any(|(n, _)| is_fixed(n)) {
+            Labels::from_sorted_unchecked(s.labels.iter().filter(|(n, _)| !is_fixed(n)))
+        } else {
+            s.labels
+        };
         if self.sort {
             self.ready.push_back(SeriesChunks { labels: merge_labels(&inner, &self.kept), chunks: s.chunks });
             return;
