@@ -157,11 +157,12 @@ bench_queries=(
 # with `strata tools bench-write`; its report goes to REPORT. Each of bench-write's 4
 # connections sends its own batches' rounds back to back, so a connection with more batches
 # falls behind; more than an hour behind the newest sample, a TSDB refuses its samples as out
-# of bounds. Equal shares keep them in step.
+# of bounds. Equal shares keep them in step. Arguments after REPORT go to bench-write.
 load_bench() {
     local url="$1" n="$2" samples="$3" start_ms="$4" report="$5"
+    shift 5
     local batch=$((n / 4 < 2500 ? n / 4 : 2500))
     "$STRATA_BIN" tools bench-write --url "$url" --series "$n" \
         --samples-per-series "$samples" --start-time "$start_ms" \
-        --concurrency 4 --batch-size "$batch" >"$report"
+        --concurrency 4 --batch-size "$batch" "$@" >"$report"
 }

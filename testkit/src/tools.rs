@@ -15,6 +15,8 @@ const INSTALL_HINTS: &[(&str, &str)] = &[
     ("moto_server", "python3 -m pip install 'moto[server]'"),
     // The HTTP/1.1 load balancer in front of receivers.
     ("haproxy", "apt-get install haproxy"),
+    // Network namespaces and links for partition tests.
+    ("ip", "apt-get install iproute2"),
 ];
 
 /// The peers `interop/build.sh` builds into `interop/bin/`, and its program that answers with
