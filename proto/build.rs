@@ -21,10 +21,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let fds = protox::compile(PROTOS, [&root])?;
     // Chunk bytes in StoreAPI messages are `bytes::Bytes`, so a chunk read from a memory-mapped
     // block goes into a response, and out of a decoded one, without a copy.
-    // `thanos.Series` is written by hand (src/thanos_series.rs): its labels stay in wire form.
+    // `thanos.Series` and `thanos.WriteRequest` are written by hand (src/thanos_series.rs,
+    // src/thanos_write.rs): their labels and series stay in wire form.
     tonic_prost_build::configure()
         .bytes(".thanos.Chunk.data")
         .extern_path(".thanos.Series", "crate::thanos_series::Series")
+        .extern_path(".thanos.WriteRequest", "crate::thanos_write::WriteRequest")
         .compile_fds(fds)?;
     Ok(())
 }

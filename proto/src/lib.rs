@@ -5,6 +5,7 @@
 pub mod protocol;
 pub mod remote_write;
 mod thanos_series;
+mod thanos_write;
 
 /// Remote write 1.0 and remote read messages (protobuf package `prometheus`).
 pub mod prometheus {
@@ -21,6 +22,7 @@ pub mod write_v2 {
 pub mod thanos {
     include!(concat!(env!("OUT_DIR"), "/thanos.rs"));
     pub use crate::thanos_series::{Series, SeriesLabels};
+    pub use crate::thanos_write::WriteRequest;
 
     /// The Info API every StoreAPI endpoint serves (protobuf package `thanos.info`).
     pub mod info {

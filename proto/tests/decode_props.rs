@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_thanos_series, check_v1, check_v2, from_v1, from_v2, same, GeneratedSeries};
+use common::{check_thanos_series, check_thanos_write, check_v1, check_v2, from_v1, from_v2, same, GeneratedSeries, GeneratedWriteRequest};
 use proptest::prelude::*;
 use prost::Message;
 use strata_proto::prometheus as v1;
@@ -356,6 +356,7 @@ proptest! {
         check_v1(&bytes);
         check_v2(&bytes);
         check_thanos_series(&bytes);
+        check_thanos_write(&bytes);
     }
 
     #[test]
@@ -365,6 +366,15 @@ proptest! {
         check_v1(&bytes);
         check_v2(&bytes);
         check_thanos_series(&bytes);
+        check_thanos_write(&bytes);
+    }
+
+    #[test]
+    fn thanos_write_requests_decode_like_prost(req in v1_request(), tenant in text(), replica in any::<i64>(), m in mutations()) {
+        let generated = GeneratedWriteRequest { timeseries: req.timeseries, tenant, replica };
+        let bytes = generated.encode_to_vec();
+        prop_assert!(check_thanos_write(&bytes));
+        check_thanos_write(&mutate(bytes, &m));
     }
 
     #[test]

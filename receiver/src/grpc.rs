@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::router::Mode;
 use crate::tenants::is_valid_tenant;
-use crate::writer::{batch_from_proto, Tenants};
+use crate::writer::Tenants;
 use crate::Receiver;
 
 pub struct WriteService {
@@ -34,7 +34,9 @@ impl WriteableStore for WriteService {
         if !is_valid_tenant(tenant) {
             return Err(Status::invalid_argument(format!("invalid tenant {tenant:?}")));
         }
-        let batch = batch_from_proto(&req.timeseries);
+        // The series are checked here, by the decoder of the HTTP path; a Go server's gRPC
+        // layer refuses such a request as it unmarshals it, with this code.
+        let batch = req.batch().map_err(|e| Status::internal(format!("grpc: error unmarshalling request: {e}")))?;
         // Negative replicas are beyond any replication factor, as Go's conversion to uint64 makes them.
         let replica = u64::try_from(req.replica).unwrap_or(u64::MAX);
         // As Thanos: an ingestor-only receiver stores forwards as sent, the others split them.

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 
 use crate::error::ReceiveError;
 use crate::snappy_grpc::SnappyChannel;
-use crate::writer::{series_to_proto, write_local, Tenants};
+use crate::writer::{write_local, Tenants};
 use crate::Receiver;
 
 /// How a receiver takes part in the ring (Thanos's `determineMode`).
@@ -344,12 +344,13 @@ impl Router {
         deadline: Instant,
         tx: &mpsc::UnboundedSender<(usize, Result<(), Failure>)>,
     ) {
-        let request = pb::WriteRequest {
-            timeseries: group.series.iter().map(|&i| series_to_proto(batch, &batch.series[i])).collect(),
-            tenant: group.tenant.clone(),
-            // 1-based on the wire; 0 would mean not yet replicated.
-            replica: i64::try_from(group.n + 1).unwrap_or(i64::MAX),
-        };
+        // 1-based on the wire; 0 would mean not yet replicated.
+        let mut request = pb::WriteRequest::new(group.tenant.clone(), i64::try_from(group.n + 1).unwrap_or(i64::MAX));
+        for &i in &group.series {
+            // Float samples only: native histograms and exemplars are not stored here.
+            let s = &batch.series[i];
+            request.push_series(batch.series_labels(s), batch.series_samples(s));
+        }
         let (router, address, tx) = (Arc::clone(self), group.address.clone(), tx.clone());
         tokio::spawn(async move {
             let result = router.forward(&address, request, deadline).await;

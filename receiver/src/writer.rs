@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_proto::prometheus as pb;
-use strata_proto::remote_write::{Sample, Series, WriteBatch};
+use strata_proto::remote_write::{Series, WriteBatch};
 
 use crate::error::ReceiveError;
 use crate::tenants::is_valid_tenant;
@@ -122,75 +121,9 @@ pub fn split_tenants<'a>(
     Ok((out, Tenants::PerSeries(tenants)))
 }
 
-/// A batch over series decoded by prost (a gRPC write), borrowing their strings, so that they
-/// take the same path as a decoded remote-write body.
-pub fn batch_from_proto(timeseries: &[pb::TimeSeries]) -> WriteBatch<'_> {
-    let mut batch = WriteBatch::default();
-    for ts in timeseries {
-        let (labels_from, samples_from) = (batch.labels.len() as u32, batch.samples.len() as u32);
-        batch.labels.extend(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        batch.samples.extend(ts.samples.iter().map(|s| Sample {
-            timestamp: s.timestamp,
-            value: s.value,
-            start_timestamp: 0,
-        }));
-        batch.histograms += ts.histograms.len();
-        batch.exemplars += ts.exemplars.len();
-        batch.series.push(Series {
-            labels: labels_from..batch.labels.len() as u32,
-            samples: samples_from..batch.samples.len() as u32,
-            histograms: ts.histograms.len() as u32,
-            exemplars: ts.exemplars.len() as u32,
-            created_timestamp: 0,
-        });
-    }
-    batch
-}
-
-/// One series of `batch` as the protobuf a forward carries (float samples; native histograms
-/// and exemplars are not stored here and are not forwarded).
-pub fn series_to_proto(batch: &WriteBatch<'_>, s: &Series) -> pb::TimeSeries {
-    pb::TimeSeries {
-        labels: batch
-            .series_labels(s)
-            .iter()
-            .map(|(name, value)| pb::Label { name: (*name).to_owned(), value: (*value).to_owned() })
-            .collect(),
-        samples: batch
-            .series_samples(s)
-            .iter()
-            .map(|x| pb::Sample { value: x.value, timestamp: x.timestamp })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proto_series_round_trip() {
-        let ts = vec![
-            pb::TimeSeries {
-                labels: vec![pb::Label { name: "__name__".into(), value: "up".into() }],
-                samples: vec![pb::Sample { value: 1.0, timestamp: 10 }, pb::Sample { value: 2.0, timestamp: 20 }],
-                ..Default::default()
-            },
-            pb::TimeSeries {
-                labels: vec![
-                    pb::Label { name: "__name__".into(), value: "x".into() },
-                    pb::Label { name: "a".into(), value: "b".into() },
-                ],
-                ..Default::default()
-            },
-        ];
-        let batch = batch_from_proto(&ts);
-        assert_eq!(batch.series.len(), 2);
-        assert_eq!(batch.series_labels(&batch.series[1]), &[("__name__", "x"), ("a", "b")]);
-        let back: Vec<_> = batch.series.iter().map(|s| series_to_proto(&batch, s)).collect();
-        assert_eq!(back, ts);
-    }
 
     #[test]
     fn split_by_tenant_label() {

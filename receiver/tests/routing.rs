@@ -10,14 +10,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
 use strata_proto::prometheus as v1;
-use strata_receiver::writer::batch_from_proto;
+use strata_proto::remote_write::WriteBatch;
 use strata_receiver::{Compression, ForwardOptions, Receiver, ReceiverConfig, RoutingConfig, Tenants};
 use strata_ring::{Algorithm, RingOptions, RingSource};
 use strata_store::server::ServerOptions;
 use tokio::net::TcpListener;
 
 const NOW: i64 = 1_700_000_000_000;
+
+/// `timeseries` as a remote write 1.0 body, for `WriteBatch::decode_v1`.
+fn body(timeseries: &[v1::TimeSeries]) -> Vec<u8> {
+    v1::WriteRequest { timeseries: timeseries.to_vec(), ..Default::default() }.encode_to_vec()
+}
 
 fn series(n: usize) -> Vec<v1::TimeSeries> {
     (0..n)
@@ -94,8 +100,8 @@ async fn a_forward_to_an_endpoint_that_left_goes_to_the_new_owner() {
 
     let writing = router.clone();
     let write = tokio::spawn(async move {
-        let timeseries = series(10);
-        let batch = batch_from_proto(&timeseries);
+        let body = body(&series(10));
+        let batch = WriteBatch::decode_v1(&body).unwrap();
         writing.write(&Tenants::One("t"), 0, &batch).await.map_err(|(e, _)| e.to_string())
     });
     accepted.recv().await.unwrap();
@@ -122,10 +128,11 @@ async fn forwards_with_and_without_snappy_are_taken() {
         .unwrap();
         router.start().await.unwrap();
         let timeseries = series(5 * (i + 1));
+        let body = body(&timeseries);
         let tenant = format!("t{i}");
         assert_eq!(
             router
-                .write(&Tenants::One(&tenant), 0, &batch_from_proto(&timeseries))
+                .write(&Tenants::One(&tenant), 0, &WriteBatch::decode_v1(&body).unwrap())
                 .await
                 .map_err(|(e, _)| e.to_string()),
             Ok(timeseries.len() as u64)
@@ -152,7 +159,8 @@ async fn series_split_by_tenant_label_go_to_their_tenants_owners() {
             ts.labels.push(v1::Label { name: "team".into(), value: format!("team-{}", i % 4) });
         }
     }
-    let batch = batch_from_proto(&timeseries);
+    let body = body(&timeseries);
+    let batch = WriteBatch::decode_v1(&body).unwrap();
     let (split, tenants) = router.tenants_of("header", &batch).unwrap().unwrap();
     assert_eq!(router.write(&tenants, 0, &split).await.map_err(|(e, _)| e.to_string()), Ok(40));
 
@@ -196,9 +204,9 @@ async fn a_router_ingestor_counts_a_tenants_series_from_its_share() {
     config.options.algorithm = Algorithm::Hashmod;
     let (rx, _watcher) = Receiver::with_routing(ReceiverConfig::new(dir.path().join("local")), config).unwrap();
     rx.start().await.unwrap();
-    let timeseries = series(200);
+    let body = body(&series(200));
     assert_eq!(
-        rx.write(&Tenants::One("t"), 0, &batch_from_proto(&timeseries)).await.map_err(|(e, _)| e.to_string()),
+        rx.write(&Tenants::One("t"), 0, &WriteBatch::decode_v1(&body).unwrap()).await.map_err(|(e, _)| e.to_string()),
         Ok(200)
     );
     let (here, there) = (head_series(&rx, "t"), head_series(&other, "t"));

@@ -162,3 +162,35 @@ pub fn check_thanos_series(bytes: &[u8]) -> bool {
         _ => panic!("thanos.Series decoders disagree on {bytes:02x?}:\nours {ours:?}\nprost {theirs:?}"),
     }
 }
+
+/// `thanos.WriteRequest` as prost generates it: the reference for the hand-written
+/// `thanos::WriteRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GeneratedWriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<strata_proto::prometheus::TimeSeries>,
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    #[prost(int64, tag = "3")]
+    pub replica: i64,
+}
+
+/// Decodes `bytes` as a `thanos.WriteRequest` with both decoders (ours then its series through
+/// `WriteBatch::decode_v1`); panics if they disagree on success or content. Returns whether it
+/// decoded.
+pub fn check_thanos_write(bytes: &[u8]) -> bool {
+    let ours = thanos::WriteRequest::decode(bytes);
+    let theirs = GeneratedWriteRequest::decode(bytes);
+    let batch = ours.as_ref().ok().map(|r| r.batch());
+    match (&ours, &batch, &theirs) {
+        (Ok(a), Some(Ok(batch)), Ok(b)) => {
+            let req = WriteRequest { timeseries: b.timeseries.clone(), ..Default::default() };
+            let expected = from_v1(&req);
+            assert!(same(batch, &expected), "content differs for {bytes:02x?}:\nours {batch:?}\nprost {expected:?}");
+            assert_eq!((&a.tenant, a.replica), (&b.tenant, b.replica), "tenant or replica differ for {bytes:02x?}");
+            true
+        }
+        (Err(_), _, Err(_)) | (_, Some(Err(_)), Err(_)) => false,
+        _ => panic!("thanos.WriteRequest decoders disagree on {bytes:02x?}:\nours {ours:?} {batch:?}\nprost {theirs:?}"),
+    }
+}
