@@ -179,16 +179,20 @@ mod tests {
         replica: i64,
     }
 
+    /// A series' labels and samples.
+    type SeriesCase<'a> = (&'a [(&'a str, &'a str)], Vec<Sample>);
+
     fn sample(timestamp: i64, value: f64) -> Sample {
         Sample { timestamp, value, start_timestamp: 0 }
     }
 
     #[test]
     fn encodes_as_the_generated_message() {
-        let series: [(&[(&str, &str)], Vec<Sample>); 3] = [
+        let long = "v".repeat(300);
+        let series: [SeriesCase; 3] = [
             (&[("__name__", "up"), ("job", "a")], vec![sample(1000, 1.0), sample(0, 0.0), sample(-5, f64::NAN)]),
             (&[("__name__", "empty"), ("", "x"), ("y", "")], vec![]),
-            (&[("long", &"v".repeat(300))], vec![sample(i64::MAX, -0.0)]),
+            (&[("long", long.as_str())], vec![sample(i64::MAX, -0.0)]),
         ];
         let mut ours = WriteRequest::new("tenant-a".into(), 2);
         let mut generated = GeneratedWriteRequest { tenant: "tenant-a".into(), replica: 2, ..Default::default() };
