@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use strata_tsdb::head::{Head, HeadOptions, MemPostings};
+use strata_tsdb::head::{ChunkFiles, Head, HeadOptions, MemPostings};
 use strata_tsdb::labels::Labels;
 
 struct Counting;
@@ -25,6 +25,7 @@ fn footprint(ptr: *mut u8) -> isize {
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on unchanged.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             LIVE.fetch_add(footprint(p), Ordering::Relaxed);
@@ -34,11 +35,13 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(footprint(ptr), Ordering::Relaxed);
+        // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let before = footprint(ptr);
+        // SAFETY: as above.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_add(footprint(p) - before, Ordering::Relaxed);
@@ -115,7 +118,10 @@ fn bytes_per_series_at_a_full_head() {
     drop(postings);
     drop(labels);
 
-    let head = Head::new(HeadOptions::default());
+    // As a TSDB directory's head: closed chunks go to the chunk files.
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = ChunkFiles::open(dir.path(), true).unwrap();
+    let head = Head::with_chunk_files(HeadOptions::default(), files);
     let empty_head = live();
     for p in &pairs {
         let mut app = head.appender();
