@@ -203,6 +203,9 @@ impl MemSeries {
             if let Some(done) = st.open.take() {
                 if let (Some(min_time), Some(max_time)) = (done.first_time(), done.last_time()) {
                     let data = head.close_chunk(self.series_ref, min_time, max_time, done);
+                    // One chunk every two hours or so: exact growth costs little and saves
+                    // doubling's slack in every series.
+                    st.closed.reserve_exact(1);
                     st.closed.push(ClosedChunk { min_time, max_time, data });
                 }
             }
@@ -317,6 +320,7 @@ impl MemSeries {
                 continue;
             }
             n += 1;
+            st.closed.reserve_exact(1);
             mint = mint.min(c.min_time);
             maxt = maxt.max(c.max_time);
             st.closed.push(ClosedChunk {
