@@ -1,6 +1,7 @@
 //! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
 
 mod logging;
+mod memory;
 mod objstore;
 mod query;
 mod tools;
@@ -324,6 +325,7 @@ fn main() -> anyhow::Result<()> {
 /// address, announced on stdout) until SIGTERM or Ctrl-C, then closes every WAL.
 async fn run_receiver(config: ReceiverConfig, listen: &ListenArgs, query: Option<QuerySetup>) -> anyhow::Result<()> {
     let rx = Receiver::new(config);
+    memory::spawn_trimmer();
     let rw = TcpListener::bind(listen.remote_write_address)
         .await
         .with_context(|| format!("listen on --remote-write.address {}", listen.remote_write_address))?;

@@ -2,7 +2,8 @@
 //! write-ahead log. When the head spans more than 1.5 chunk ranges, its oldest chunk range is
 //! cut into a block, the head is truncated and the WAL checkpointed, as in Prometheus.
 //!
-//! Layout (as Prometheus): `<dir>/<ULID>/` blocks, `<dir>/wal/` WAL segments and checkpoints.
+//! Layout (as Prometheus): `<dir>/<ULID>/` blocks, `<dir>/wal/` WAL segments and checkpoints,
+//! `<dir>/chunks_head/` the head's closed chunks.
 
 use std::collections::HashMap;
 use std::io::Write;

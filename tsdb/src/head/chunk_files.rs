@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::chunkenc::Encoding;
@@ -39,6 +39,17 @@ const MAX_FILE_SIZE: u64 = 128 << 20;
 
 /// Where a chunk is in the files: file number << 32 | offset of its record.
 pub type ChunkRef = u64;
+
+/// Unmaps the pages of `map` read so far from the process (they stay in the page cache, and a
+/// later read maps them again), so that reading every chunk (the scan at open, a block cut)
+/// does not leave the files' bytes counted in the process's resident memory.
+fn release(map: &Mmap) {
+    // SAFETY: the map is a shared, read-only file mapping: dropping its pages loses nothing,
+    // the next access reads the file again.
+    if let Err(error) = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) } {
+        tracing::debug!(%error, "madvise(MADV_DONTNEED) on a head chunk file failed");
+    }
+}
 
 /// The number of the file a chunk ref points into.
 pub fn chunk_file(r: ChunkRef) -> u32 {
@@ -210,6 +221,7 @@ impl ChunkFiles {
                 }
                 break;
             }
+            release(&map);
             maps.insert(seq, map);
         }
         let last = maps.keys().next_back().copied().unwrap_or(0);
@@ -310,7 +322,8 @@ impl ChunkFiles {
         }
     }
 
-    /// Deletes the files numbered below `keep_from` (none of whose chunks the head uses).
+    /// Deletes the files numbered below `keep_from` (none of whose chunks the head uses), and
+    /// takes the pages a block cut just read of the others out of the process's memory.
     pub fn delete_before(&self, keep_from: u32) -> Result<usize> {
         let doomed: Vec<u32> = {
             let mut maps = self.maps.write();
@@ -318,6 +331,7 @@ impl ChunkFiles {
             for s in &doomed {
                 maps.remove(s);
             }
+            maps.values().for_each(release);
             doomed
         };
         for &seq in &doomed {
