@@ -6,6 +6,7 @@
 //! `<dir>/chunks_head/` the head's closed chunks.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,9 @@ use ulid::Ulid;
 use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
 use crate::gotext::format_g;
-use crate::head::{chunk_files, AppendOutcome, AppendResult, ChunkFiles, Head, HeadAppender, HeadOptions, LoadedChunk};
+use crate::head::{
+    chunk_files, AppendOutcome, AppendResult, ChunkFiles, Head, HeadAppender, HeadOptions, LoadedChunk, MemSeries,
+};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
 use crate::querier::{for_each_sample, merge_series_sets, SeriesIter};
@@ -74,6 +77,29 @@ pub struct HeadReplay {
     pub mapped_samples: u64,
 }
 
+/// Hashes a series ref by one multiplication (Fibonacci hashing): refs are small, dense
+/// integers, not attacker-chosen keys.
+#[derive(Default)]
+struct RefHasher(u64);
+
+impl Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHash = BuildHasherDefault<RefHasher>;
+
 /// Rebuilds a head from the WAL in `wal_dir`, giving each series the chunks of `mapped` (the
 /// head chunk files' chunks, in file order) that are its. Samples before the head's floor are
 /// counted as already in blocks, not as refused; samples the chunk files hold are skipped.
@@ -84,32 +110,43 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool, mapped: Vec<LoadedChun
         head.reserve_refs(c.series_ref);
         by_series.entry(c.series_ref).or_default().push(c);
     }
+    // Per ref seen in a samples record: the series and the newest time its chunk files hold.
+    // Samples records of a receiver hold one sample of each of thousands of series, so the
+    // lookup and the skip are per sample and must be cheap: no lock, a multiplicative hash.
+    let mut seen: HashMap<SeriesRef, Option<(Arc<MemSeries>, i64)>, RefHash> = HashMap::default();
+    let floor = head.floor();
     let apply = |rec: Record| -> Result<()> {
         match rec {
             Record::Series(series) => {
                 for s in series {
                     let chunks = by_series.remove(&s.series_ref).unwrap_or_default();
                     out.mapped_chunks += head.replay_series(s.series_ref, s.labels, chunks);
+                    // A ref looked up before its series record was unknown then.
+                    seen.remove(&s.series_ref);
                 }
             }
             Record::Samples(samples) => {
-                // Samples records group many samples of few series; look each series up once
-                // per run of equal refs.
-                let mut cur: Option<std::sync::Arc<crate::head::MemSeries>> = None;
                 for s in samples {
-                    if cur.as_ref().map(|c| c.series_ref) != Some(s.series_ref) {
-                        cur = head.series_by_ref(s.series_ref);
-                    }
-                    let Some(series) = &cur else {
+                    let entry = seen.entry(s.series_ref).or_insert_with(|| {
+                        let series = head.series_by_ref(s.series_ref)?;
+                        let until = head.mapped_until(&series).unwrap_or(i64::MIN);
+                        Some((series, until))
+                    });
+                    let Some((series, until)) = entry else {
                         out.unknown_refs += 1;
                         continue;
                     };
+                    // WAL samples of a series are in time order: once one is past the chunk
+                    // files' end, so are the rest.
+                    if s.t >= floor && s.t <= *until {
+                        out.mapped_samples += 1;
+                        continue;
+                    }
                     match head.replay_sample(series, s.t, s.v) {
-                        None => out.mapped_samples += 1,
                         // A repeated identical sample is a no-op, as when it is appended.
-                        Some(AppendResult::Appended { .. } | AppendResult::Duplicate) => {}
-                        Some(AppendResult::OutOfBounds) => out.in_blocks += 1,
-                        Some(AppendResult::OutOfOrder | AppendResult::DuplicateTimestamp) => out.refused += 1,
+                        AppendResult::Appended { .. } | AppendResult::Duplicate => {}
+                        AppendResult::OutOfBounds => out.in_blocks += 1,
+                        AppendResult::OutOfOrder | AppendResult::DuplicateTimestamp => out.refused += 1,
                     }
                 }
             }

@@ -638,14 +638,16 @@ impl Head {
     }
 
     /// Appends one replayed sample; samples the head would refuse are dropped and counted.
-    /// Returns None, appending nothing, for a sample the chunk files already hold.
-    pub fn replay_sample(&self, s: &MemSeries, t: i64, v: f64) -> Option<AppendResult> {
-        if t >= self.floor() && s.closed_until().is_some_and(|until| t <= until) {
-            return None;
-        }
+    pub fn replay_sample(&self, s: &MemSeries, t: i64, v: f64) -> AppendResult {
         let r = s.append(t, v, self);
         self.account(&[(r, t)]);
-        Some(r)
+        r
+    }
+
+    /// The newest time of the chunks `s` took from the chunk files, while it has no open chunk
+    /// (as right after [`Head::replay_series`]): WAL samples up to it are in those files.
+    pub fn mapped_until(&self, s: &MemSeries) -> Option<i64> {
+        s.closed_until()
     }
 
     /// Updates time bounds and append counters; refusals are counted by the caller.
@@ -856,7 +858,7 @@ mod tests {
         let head = Head::with_chunk_files(HeadOptions::default(), files);
         assert_eq!(head.replay_series(5, Labels::from_sorted_unchecked(pairs("m")), loaded), 1);
         let s = head.series_by_ref(5).unwrap();
-        assert_eq!(head.replay_sample(&s, 2000, 2.0), None, "in the files already");
+        assert_eq!(head.mapped_until(&s), Some(2000), "replay skips samples up to here");
         assert_eq!(head.last_sample(&s), Some((2000, 2.0f64.to_bits())));
         let mut app = head.appender();
         app.append(&pairs("m"), [(2000, 2.0), (2000, 3.0), (1500, 1.0), (3000, 3.0)]).unwrap();
