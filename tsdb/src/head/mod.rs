@@ -181,9 +181,14 @@ impl MemSeries {
         if t < head.floor.load(Ordering::Acquire) {
             return AppendResult::OutOfBounds;
         }
-        let files = head.chunk_files.as_ref();
-        if let Some(r) = Self::check(last_of(&st, files), t, v) {
-            return r;
+        // Without an open chunk (right after replay took the series' chunks from the files), a
+        // sample after the newest closed chunk needs no check: reading that chunk would map
+        // its page back in for nothing.
+        let after_closed = st.open.is_none() && st.closed.last().is_none_or(|c| t > c.max_time);
+        if !after_closed {
+            if let Some(r) = Self::check(last_of(&st, head.chunk_files.as_ref()), t, v) {
+                return r;
+            }
         }
         let spc = opts.samples_per_chunk;
         let mut chunk_created = false;
