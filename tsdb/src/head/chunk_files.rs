@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
@@ -188,10 +188,13 @@ impl ChunkFiles {
         if writable {
             if let Some(&last) = seqs.last() {
                 let path = dir.join(file_name(last));
-                let head = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                let mut head = Vec::with_capacity(4);
+                File::open(&path)
+                    .and_then(|f| f.take(4).read_to_end(&mut head))
+                    .map_err(|e| Error::io("read", &path, e))?;
                 // As Prometheus's `repairLastChunkFile`: a crash between creating the file and
                 // writing its header leaves it short or zero.
-                if head.len() < 4 || head[..4] == [0; 4] {
+                if head.len() < 4 || head == [0; 4] {
                     tracing::warn!(file = %path.display(), "removing a head chunk file without a header");
                     std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                     seqs.pop();
