@@ -327,7 +327,11 @@ impl ChunkFiles {
 
     /// Deletes the files numbered below `keep_from` (none of whose chunks the head uses), and
     /// takes the pages a block cut just read of the others out of the process's memory.
+    /// Opened read-only, deletes nothing.
     pub fn delete_before(&self, keep_from: u32) -> Result<usize> {
+        if !self.writable() {
+            return Ok(0);
+        }
         let doomed: Vec<u32> = {
             let mut maps = self.maps.write();
             let doomed: Vec<u32> = maps.range(..keep_from).map(|(&s, _)| s).collect();
@@ -462,5 +466,10 @@ mod tests {
         assert_eq!(files.delete_before(keep).unwrap(), 1);
         assert_eq!(list(dir.path()).unwrap(), vec![2]);
         assert_eq!(files.maps().get(b), Some(&chunk(4)[..]));
+        drop(files);
+        let (files, _) = ChunkFiles::open(dir.path(), false).unwrap();
+        assert_eq!(files.rotate(), u32::MAX);
+        assert_eq!(files.delete_before(u32::MAX).unwrap(), 0, "read-only deletes nothing");
+        assert_eq!(list(dir.path()).unwrap(), vec![2]);
     }
 }
