@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real peers that strata's tests and benchmarks run beside it (Thanos, Prometheus and
-# promtool 3.x, helm) from the Go module proxy into interop/bin/, at the versions go.mod pins,
+# promtool 3.x, helm; VictoriaMetrics single-node from the module in victoriametrics/) from the
+# Go module proxy into interop/bin/, at the versions the go.mod files pin,
 # and our own Go programs that call into them (ringref: Thanos's receive hashring; seriesbench: a
 # StoreAPI client on Thanos's client code, for scripts/bench-storeapi.sh).
 # A binary is rebuilt only when it is missing or older than go.mod, go.sum, this script or (ours)
@@ -56,6 +57,21 @@ for peer in "${peers[@]}"; do
     echo "$name: built in $((SECONDS - start)) s"
 done
 
+# VictoriaMetrics single-node, from a module of its own (victoriametrics/go.mod) so that its
+# dependency versions and Thanos's do not move each other. Stamped as its release builds are.
+vm_module=$(cd victoriametrics && go list -m -f '{{.Version}}' github.com/VictoriaMetrics/VictoriaMetrics)
+if [ -x bin/victoria-metrics ] && [ -z "$(find victoriametrics/go.mod victoriametrics/go.sum build.sh -newer bin/victoria-metrics -print -quit)" ]; then
+    echo "victoria-metrics: up to date ($vm_module)"
+else
+    echo "victoria-metrics: building app/victoria-metrics from $vm_module"
+    start=$SECONDS
+    (cd victoriametrics && go build -trimpath -buildvcs=false \
+        -ldflags "-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-metrics-$vm_module" \
+        -o ../bin/victoria-metrics.tmp github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
+    mv bin/victoria-metrics.tmp bin/victoria-metrics
+    echo "victoria-metrics: built in $((SECONDS - start)) s"
+fi
+
 # Our programs, in this module: name = directory. They import the peers' packages at the
 # versions go.mod pins.
 for name in ringref seriesbench; do
@@ -76,3 +92,4 @@ for peer in "${peers[@]}"; do
         *) printf '%-10s %s\n' "$name" "$(bin/$name --version 2>&1 | sed -n 1p)" ;;
     esac
 done
+printf '%-10s %s\n' victoria-metrics "$(bin/victoria-metrics --version 2>&1 | sed -n 1p)"

@@ -1,6 +1,7 @@
 //! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
 
 mod logging;
+mod memory;
 mod objstore;
 mod query;
 mod store;
@@ -448,6 +449,7 @@ async fn run_receiver(
         }
         None => (Receiver::new(config), None),
     };
+    memory::spawn_trimmer();
     let rw = TcpListener::bind(listen.remote_write_address)
         .await
         .with_context(|| format!("listen on --remote-write.address {}", listen.remote_write_address))?;

@@ -2,8 +2,11 @@
 //! write-ahead log. When the head spans more than 1.5 chunk ranges, its oldest chunk range is
 //! cut into a block, the head is truncated and the WAL checkpointed, as in Prometheus.
 //!
-//! Layout (as Prometheus): `<dir>/<ULID>/` blocks, `<dir>/wal/` WAL segments and checkpoints.
+//! Layout (as Prometheus): `<dir>/<ULID>/` blocks, `<dir>/wal/` WAL segments and checkpoints,
+//! `<dir>/chunks_head/` the head's closed chunks.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +19,13 @@ use ulid::Ulid;
 use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
 use crate::gotext::format_g;
-use crate::head::{AppendOutcome, AppendResult, Head, HeadAppender, HeadOptions};
+use crate::head::{
+    chunk_files, AppendOutcome, AppendResult, ChunkFiles, Head, HeadAppender, HeadOptions, LoadedChunk, MemSeries,
+};
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
 use crate::querier::{for_each_sample, merge_series_sets, SeriesIter};
-use crate::wal::{self, Record, ReplayStats, Wal, WalOptions};
+use crate::wal::{self, Record, ReplayStats, SeriesRef, Wal, WalOptions};
 use crate::{Error, Result};
 
 /// Options for a TSDB directory.
@@ -66,31 +71,77 @@ pub struct HeadReplay {
     pub in_blocks: u64,
     /// Samples the head refused (out of order, or a second value at a timestamp).
     pub refused: u64,
+    /// Closed chunks read from the head chunk files instead of being rebuilt from the WAL.
+    pub mapped_chunks: u64,
+    /// Samples skipped because the head chunk files hold them.
+    pub mapped_samples: u64,
 }
 
-/// Rebuilds a head from the WAL in `wal_dir`. Samples before the head's floor are counted as
-/// already in blocks, not as refused.
-fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> {
+/// Hashes a series ref by one multiplication (Fibonacci hashing): refs are small, dense
+/// integers, not attacker-chosen keys.
+#[derive(Default)]
+struct RefHasher(u64);
+
+impl Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type RefHash = BuildHasherDefault<RefHasher>;
+
+/// Rebuilds a head from the WAL in `wal_dir`, giving each series the chunks of `mapped` (the
+/// head chunk files' chunks, in file order) that are its. Samples before the head's floor are
+/// counted as already in blocks, not as refused; samples the chunk files hold are skipped.
+fn replay_into(head: &Head, wal_dir: &Path, repair: bool, mapped: Vec<LoadedChunk>) -> Result<HeadReplay> {
     let mut out = HeadReplay::default();
+    let mut by_series: HashMap<SeriesRef, Vec<LoadedChunk>> = HashMap::new();
+    for c in mapped {
+        head.reserve_refs(c.series_ref);
+        by_series.entry(c.series_ref).or_default().push(c);
+    }
+    // Per ref seen in a samples record: the series and the newest time its chunk files hold.
+    // Samples records of a receiver hold one sample of each of thousands of series, so the
+    // lookup and the skip are per sample and must be cheap: no lock, a multiplicative hash.
+    let mut seen: HashMap<SeriesRef, Option<(Arc<MemSeries>, i64)>, RefHash> = HashMap::default();
+    let floor = head.floor();
     let apply = |rec: Record| -> Result<()> {
         match rec {
             Record::Series(series) => {
                 for s in series {
-                    head.replay_series(s.series_ref, s.labels);
+                    let chunks = by_series.remove(&s.series_ref).unwrap_or_default();
+                    out.mapped_chunks += head.replay_series(s.series_ref, s.labels, chunks);
+                    // A ref looked up before its series record was unknown then.
+                    seen.remove(&s.series_ref);
                 }
             }
             Record::Samples(samples) => {
-                // Samples records group many samples of few series; look each series up once
-                // per run of equal refs.
-                let mut cur: Option<std::sync::Arc<crate::head::MemSeries>> = None;
                 for s in samples {
-                    if cur.as_ref().map(|c| c.series_ref) != Some(s.series_ref) {
-                        cur = head.series_by_ref(s.series_ref);
-                    }
-                    let Some(series) = &cur else {
+                    let entry = seen.entry(s.series_ref).or_insert_with(|| {
+                        let series = head.series_by_ref(s.series_ref)?;
+                        let until = head.mapped_until(&series).unwrap_or(i64::MIN);
+                        Some((series, until))
+                    });
+                    let Some((series, until)) = entry else {
                         out.unknown_refs += 1;
                         continue;
                     };
+                    // WAL samples of a series are in time order: once one is past the chunk
+                    // files' end, so are the rest.
+                    if s.t >= floor && s.t <= *until {
+                        out.mapped_samples += 1;
+                        continue;
+                    }
                     match head.replay_sample(series, s.t, s.v) {
                         // A repeated identical sample is a no-op, as when it is appended.
                         AppendResult::Appended { .. } | AppendResult::Duplicate => {}
@@ -107,16 +158,18 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool) -> Result<HeadReplay> 
     Ok(out)
 }
 
-/// The blocks of the TSDB in `dir` (oldest first) and a head rebuilt from its WAL, whose floor
-/// is the end of the newest block. With `repair`, a damaged WAL tail is cut off; without, the
-/// WAL is read up to the damage and nothing on disk changes.
+/// The blocks of the TSDB in `dir` (oldest first) and a head rebuilt from its head chunk files
+/// and WAL, whose floor is the end of the newest block. With `repair`, a damaged WAL tail is cut
+/// off, damaged chunk files are removed and the head writes the chunks it closes to new ones;
+/// without, both are read up to the damage and nothing on disk changes.
 pub(crate) fn load(dir: &Path, head: HeadOptions, repair: bool) -> Result<(Vec<Arc<Block>>, Head, HeadReplay)> {
     let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
-    let head = Head::new(head);
+    let (files, mapped) = ChunkFiles::open(&dir.join(chunk_files::DIR_NAME), repair)?;
+    let head = Head::with_chunk_files(head, files);
     if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
         head.raise_floor(end);
     }
-    let replay = replay_into(&head, &dir.join("wal"), repair)?;
+    let replay = replay_into(&head, &dir.join("wal"), repair, mapped)?;
     Ok((blocks, head, replay))
 }
 
@@ -138,6 +191,8 @@ impl Db {
             samples_already_in_blocks = replay.in_blocks,
             unknown_series_refs = replay.unknown_refs,
             refused_samples = replay.refused,
+            chunks_from_chunk_files = replay.mapped_chunks,
+            samples_in_chunk_files = replay.mapped_samples,
             corruptions_repaired = replay.wal.corruptions_repaired,
             duration = ?started.elapsed(),
             "WAL replay completed"
@@ -284,7 +339,7 @@ impl Db {
         // (a gap in ingestion) yields no block, as in Prometheus.
         let mut writer: Option<BlockWriter> = None;
         for series in self.head.series_sorted() {
-            let chunks = series.chunks_in(mint, maxt - 1);
+            let chunks = self.head.chunks_in(&series, mint, maxt - 1);
             if chunks.is_empty() {
                 continue;
             }
@@ -386,6 +441,9 @@ impl Db {
     pub fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         let _cut = self.cut_lock.lock();
+        if let Some(files) = self.head.chunk_files() {
+            files.sync()?;
+        }
         self.wal.close()
     }
 }
@@ -528,6 +586,89 @@ mod tests {
         );
     }
 
+    /// Three series with 480 samples at 15 s: three closed chunks each in the chunk files and
+    /// an open one, plus the dump of everything.
+    fn full_head(dir: &Path) -> Vec<String> {
+        let db = Db::open(dir, DbOptions::default()).unwrap();
+        for step in 0..480 {
+            for name in ["a", "b", "c"] {
+                assert_eq!(write(&db, name, &[(step * 15_000, step as f64 * 1.5)]).appended, 1);
+            }
+        }
+        assert_eq!(db.head().stats().chunks.load(Ordering::Relaxed), 12);
+        let want = dump_lines(dir);
+        assert_eq!(want.len(), 3 * 480);
+        // Dropped without close, as a killed process leaves it.
+        drop(db);
+        want
+    }
+
+    #[test]
+    fn replay_takes_closed_chunks_from_the_chunk_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let want = full_head(dir.path());
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.mapped_chunks, r.mapped_samples, r.refused), (9, 9 * 120, 0), "{r:?}");
+        assert_eq!(db.head().stats().chunks.load(Ordering::Relaxed), 12);
+        assert_eq!((db.head().min_time(), db.head().max_time()), (0, 479 * 15_000));
+        // The newest sample is known again, so the replayed head refuses what the original did.
+        let out = write(&db, "a", &[(479 * 15_000, 1.0), (478 * 15_000, 1.0)]);
+        assert_eq!((out.rejected.duplicate_timestamp, out.rejected.out_of_order), (1, 1));
+        db.close().unwrap();
+        assert_eq!(dump_lines(dir.path()), want);
+    }
+
+    #[test]
+    fn a_torn_chunk_file_is_repaired_and_the_wal_fills_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let want = full_head(dir.path());
+        let file = dir.path().join(chunk_files::DIR_NAME).join("000001");
+        let len = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
+        // Reading the directory changes nothing and still finds every sample.
+        assert_eq!(dump_lines(dir.path()), want);
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), len - 5);
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.mapped_chunks, r.mapped_samples, r.refused), (0, 0, 0), "{r:?}");
+        // The torn file was removed, as Prometheus removes it, and the chunks rebuilt from the
+        // WAL written again under the next free number: its own.
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), len);
+        db.close().unwrap();
+        assert_eq!(dump_lines(dir.path()), want);
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.wal_replay().mapped_chunks, 9);
+        drop(db);
+        assert_eq!(dump_lines(dir.path()), want);
+    }
+
+    #[test]
+    fn truncation_deletes_chunk_files_no_chunk_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let files = dir.path().join(chunk_files::DIR_NAME);
+        let count = || std::fs::read_dir(&files).unwrap().count();
+        // 4h at 15 s: chunks of [0,2h) in file 1; the cut at 3h+ rotates to file 2.
+        for step in 0..(4 * 240) {
+            write(&db, "a", &[(step * 15_000, 1.0)]);
+            while db.cut_block().unwrap() {}
+        }
+        assert_eq!(db.blocks().len(), 1);
+        // File 1 still holds the [2h,3h) chunk written before the cut.
+        assert_eq!(count(), 2);
+        for step in (4 * 240)..(6 * 240) {
+            write(&db, "a", &[(step * 15_000, 1.0)]);
+            while db.cut_block().unwrap() {}
+        }
+        assert_eq!(db.blocks().len(), 2);
+        assert!(!files.join("000001").exists(), "nothing in the head is in file 1 any more");
+        assert!(count() <= 2, "{}", count());
+        db.close().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.wal_replay().refused, 0);
+    }
+
     #[test]
     fn cut_blocks_truncate_head_and_wal_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -631,7 +772,7 @@ mod tests {
         }
         let ranges: Vec<i64> = db.blocks().iter().map(|b| b.meta().min_time).collect();
         assert_eq!(ranges, vec![4 * 3_600_000, 6 * 3_600_000], "newest ends at 8h; blocks ending 3h+ before are gone");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "two blocks and the WAL");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4, "two blocks, the WAL and chunks_head");
     }
 
     #[test]

@@ -28,6 +28,10 @@ const NO_WINDOW: u8 = 0xff;
 /// Bytes to reserve for a new chunk, as Prometheus does: a typical 120-sample chunk fits.
 const INITIAL_CAPACITY: usize = 128;
 
+/// Room one sample may need: at most 145 bits of timestamp and value, plus the 8 bytes the bit
+/// writer stores past the end before cutting the length back.
+const SAMPLE_ROOM: usize = 32;
+
 /// An appendable XOR chunk: the encoded bytes plus what the encoder must remember between samples.
 #[derive(Clone, Debug)]
 pub struct XorAppender {
@@ -68,6 +72,11 @@ impl XorAppender {
         if n == u16::MAX {
             debug_assert!(false, "append to a full XOR chunk");
             return;
+        }
+        // Grown a step at a time rather than doubled: the open chunk of every head series lives
+        // for hours, so doubling's slack (up to half the buffer) would be paid per series.
+        if self.buf.capacity() - self.buf.len() < SAMPLE_ROOM {
+            self.buf.reserve_exact(2 * SAMPLE_ROOM);
         }
         let v = v.to_bits();
         match n {

@@ -71,7 +71,7 @@ impl<'h> HeadAppender<'h> {
         Labels::validate_pairs(pairs)?;
         let (series, created) = self.head.get_or_create(pairs);
         self.series_created += u64::from(created);
-        let mut last = series.last_sample();
+        let mut last = self.head.last_sample(&series);
         let start = self.samples.len();
         for (t, v) in samples {
             if t < self.min_valid_time {
@@ -111,7 +111,7 @@ impl<'h> HeadAppender<'h> {
         let mut results = Vec::with_capacity(self.samples.len());
         for (series, start, end) in &self.series {
             for s in &self.samples[*start..*end] {
-                let r = series.append(s.t, s.v, &head.opts, &head.floor);
+                let r = series.append(s.t, s.v, head);
                 // A concurrent batch may have appended newer samples to the same series since
                 // `append` checked, or a block cut may have raised the floor; those refusals are
                 // reported like any other.

@@ -2,7 +2,10 @@
 //!
 //! Series are found by label hash (for appends) and by ref (for WAL replay); both maps are
 //! striped so concurrent appenders rarely contend. Each series keeps its closed chunks and one
-//! open XOR chunk behind its own mutex.
+//! open XOR chunk behind its own mutex. A head over a TSDB directory writes each chunk it closes
+//! to the head chunk files (`chunks_head/`, see [`chunk_files`]) and keeps only its time range
+//! and file reference; a head without files (tests, read-only tools) keeps closed chunks on the
+//! heap.
 //!
 //! Invariants:
 //! - a series' samples are strictly increasing in time; the head refuses, as Prometheus does,
@@ -11,9 +14,13 @@
 //! - the series record of a series is written to the WAL no later than the first samples record
 //!   that refers to it (every appender logs the record of each series it touches that is not
 //!   known to be logged yet; duplicates are harmless on replay);
-//! - a chunk never crosses a `chunk_range`-aligned boundary.
+//! - a chunk never crosses a `chunk_range`-aligned boundary;
+//! - a closed chunk is written to the chunk files only after its samples are in the WAL (it is
+//!   closed while a committed batch is applied), so the WAL always holds every head sample and
+//!   the files are a cache that replay may skip samples with and that damage may cost.
 
 mod appender;
+pub mod chunk_files;
 mod postings;
 mod query;
 mod status;
@@ -31,6 +38,7 @@ use crate::labels::Labels;
 use crate::wal::SeriesRef;
 
 pub use appender::{AppendOutcome, HeadAppender, Rejections};
+pub use chunk_files::{ChunkFiles, ChunkRef, LoadedChunk};
 pub use postings::MemPostings;
 pub use status::{HeadStatus, HeadStatusStat};
 
@@ -73,13 +81,34 @@ pub struct HeadStats {
 pub struct TruncateStats {
     pub series_removed: u64,
     pub chunks_removed: u64,
+    /// Head chunk files deleted: no chunk left in the head is in them.
+    pub chunk_files_removed: usize,
 }
 
-/// A completed chunk of a head series.
-pub struct ClosedChunk {
-    pub min_time: i64,
-    pub max_time: i64,
-    pub data: Box<[u8]>,
+/// A completed chunk of a head series: 32 bytes when it is in the chunk files.
+struct ClosedChunk {
+    min_time: i64,
+    max_time: i64,
+    data: ClosedData,
+}
+
+/// Where a closed chunk's bytes are.
+enum ClosedData {
+    /// In the head chunk files.
+    Mapped(ChunkRef),
+    /// On the heap: the head has no writable chunk files, or writing failed.
+    Heap(Box<[u8]>),
+}
+
+impl ClosedChunk {
+    /// The chunk's bytes; empty if its file reference does not resolve (which decoding then
+    /// reports as a corrupt chunk).
+    fn bytes<'a>(&'a self, maps: Option<&'a chunk_files::Maps<'_>>) -> &'a [u8] {
+        match &self.data {
+            ClosedData::Heap(b) => b,
+            ClosedData::Mapped(r) => maps.and_then(|m| m.get(*r)).unwrap_or(&[]),
+        }
+    }
 }
 
 /// The mutable part of a series.
@@ -127,9 +156,9 @@ impl MemSeries {
     }
 
     /// The newest sample's time and value bits.
-    pub fn last_sample(&self) -> Option<(i64, u64)> {
+    fn last_sample(&self, files: Option<&ChunkFiles>) -> Option<(i64, u64)> {
         let st = self.state.lock();
-        last_of(&st)
+        last_of(&st, files)
     }
 
     /// Checks `t`/`v` against the newest sample without appending.
@@ -143,15 +172,23 @@ impl MemSeries {
         }
     }
 
-    /// Appends one sample, cutting chunks as Prometheus's head does. `floor` is read under the
-    /// series lock, so a sample is either refused or visible to a block cut that raised it.
-    pub fn append(&self, t: i64, v: f64, opts: &HeadOptions, floor: &AtomicI64) -> AppendResult {
+    /// Appends one sample, cutting chunks as Prometheus's head does; a closed chunk goes to
+    /// `files` when they are writable. `floor` is read under the series lock, so a sample is
+    /// either refused or visible to a block cut that raised it.
+    fn append(&self, t: i64, v: f64, head: &Head) -> AppendResult {
+        let opts = &head.opts;
         let mut st = self.state.lock();
-        if t < floor.load(Ordering::Acquire) {
+        if t < head.floor.load(Ordering::Acquire) {
             return AppendResult::OutOfBounds;
         }
-        if let Some(r) = Self::check(last_of(&st), t, v) {
-            return r;
+        // Without an open chunk (right after replay took the series' chunks from the files), a
+        // sample after the newest closed chunk needs no check: reading that chunk would map
+        // its page back in for nothing.
+        let after_closed = st.open.is_none() && st.closed.last().is_none_or(|c| t > c.max_time);
+        if !after_closed {
+            if let Some(r) = Self::check(last_of(&st, head.chunk_files.as_ref()), t, v) {
+                return r;
+            }
         }
         let spc = opts.samples_per_chunk;
         let mut chunk_created = false;
@@ -170,7 +207,11 @@ impl MemSeries {
         if need_cut {
             if let Some(done) = st.open.take() {
                 if let (Some(min_time), Some(max_time)) = (done.first_time(), done.last_time()) {
-                    st.closed.push(ClosedChunk { min_time, max_time, data: done.into_bytes() });
+                    let data = head.close_chunk(self.series_ref, min_time, max_time, done);
+                    // One chunk every two hours or so: exact growth costs little and saves
+                    // doubling's slack in every series.
+                    st.closed.reserve_exact(1);
+                    st.closed.push(ClosedChunk { min_time, max_time, data });
                 }
             }
             st.open = Some(XorAppender::new());
@@ -184,8 +225,14 @@ impl MemSeries {
     }
 
     /// Calls `f` with every sample in `[mint, maxt]`, oldest first.
-    pub fn for_each_sample(&self, mint: i64, maxt: i64, mut f: impl FnMut(i64, f64)) -> crate::Result<()> {
-        self.with_chunks_in(mint, maxt, |chunks| {
+    fn for_each_sample(
+        &self,
+        files: Option<&ChunkFiles>,
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(i64, f64),
+    ) -> crate::Result<()> {
+        self.with_chunks_in(files, mint, maxt, |chunks| {
             for (_, _, data) in chunks {
                 let mut it = XorIter::new(data)?;
                 for (t, v) in it.by_ref() {
@@ -208,8 +255,8 @@ impl MemSeries {
     }
 
     /// Copies of the chunks (open one included) overlapping `[mint, maxt]`, oldest first.
-    pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
-        self.with_chunks_in(mint, maxt, |chunks| {
+    fn chunks_in(&self, files: Option<&ChunkFiles>, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        self.with_chunks_in(files, mint, maxt, |chunks| {
             chunks
                 .map(|(min_time, max_time, data)| ChunkData {
                     min_time,
@@ -222,27 +269,31 @@ impl MemSeries {
     }
 
     /// Whether a chunk (open one included) overlaps `[mint, maxt]`.
-    pub fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
-        self.with_chunks_in(mint, maxt, |chunks| chunks.next().is_some())
+    fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
+        let st = self.state.lock();
+        let open = st.open.as_ref().and_then(|c| Some((c.first_time()?, c.last_time()?)));
+        st.closed.iter().map(|c| (c.min_time, c.max_time)).chain(open).any(|(cmin, cmax)| cmax >= mint && cmin <= maxt)
     }
 
     /// Calls `f`, under the series lock, with the time range and bytes of each chunk (the open
     /// one last) overlapping `[mint, maxt]`, oldest first.
     fn with_chunks_in<R>(
         &self,
+        files: Option<&ChunkFiles>,
         mint: i64,
         maxt: i64,
         f: impl FnOnce(&mut dyn Iterator<Item = (i64, i64, &[u8])>) -> R,
     ) -> R {
         let st = self.state.lock();
-        let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, &*c.data));
+        let maps = files.map(ChunkFiles::maps);
+        let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, c.bytes(maps.as_ref())));
         let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
         f(&mut closed.chain(open).filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt))
     }
 
     /// Drops chunks that end before `mint` (they are in a block now). Returns how many were
-    /// dropped and the first sample time left, if any.
-    fn truncate_before(&self, mint: i64) -> (usize, Option<i64>) {
+    /// dropped, the first sample time left, if any, and the lowest chunk file still used.
+    fn truncate_before(&self, mint: i64) -> (usize, Option<i64>, Option<u32>) {
         let mut st = self.state.lock();
         let before = st.closed.len();
         st.closed.retain(|c| c.max_time >= mint);
@@ -253,13 +304,61 @@ impl MemSeries {
         }
         let first =
             st.closed.first().map(|c| c.min_time).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
-        (dropped, first)
+        // Chunks are closed in order, so the first one in the files is in the lowest file.
+        let file = st.closed.iter().find_map(|c| match c.data {
+            ClosedData::Mapped(r) => Some(chunk_files::chunk_file(r)),
+            ClosedData::Heap(_) => None,
+        });
+        (dropped, first, file)
+    }
+
+    /// Gives a series replayed from the WAL the chunks the chunk files hold for it (oldest
+    /// first, those before the head's floor left out). Returns how many it took and their
+    /// time span.
+    fn attach(&self, chunks: Vec<LoadedChunk>, floor: i64) -> (u64, i64, i64) {
+        let mut st = self.state.lock();
+        let (mut n, mut mint, mut maxt) = (0, i64::MAX, i64::MIN);
+        for c in chunks.into_iter().filter(|c| c.max_time >= floor) {
+            // Files are read oldest first, so a series' chunks arrive in time order; one that
+            // does not follow the last is left out rather than break the order.
+            if st.closed.last().is_some_and(|last| c.min_time <= last.max_time) {
+                continue;
+            }
+            n += 1;
+            st.closed.reserve_exact(1);
+            mint = mint.min(c.min_time);
+            maxt = maxt.max(c.max_time);
+            st.closed.push(ClosedChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                data: ClosedData::Mapped(c.chunk_ref),
+            });
+        }
+        (n, mint, maxt)
+    }
+
+    /// The end of the newest closed chunk, when there is no open one: WAL samples up to it are
+    /// in the chunk files already.
+    fn closed_until(&self) -> Option<i64> {
+        let st = self.state.lock();
+        if st.open.is_some() {
+            return None;
+        }
+        st.closed.last().map(|c| c.max_time)
     }
 }
 
-fn last_of(st: &SeriesState) -> Option<(i64, u64)> {
-    let c = st.open.as_ref()?;
-    Some((c.last_time()?, c.last_value()?.to_bits()))
+/// The newest sample's time and value bits: from the open chunk, or (right after a replay that
+/// found every sample of the series in the chunk files) decoded from the newest closed one.
+fn last_of(st: &SeriesState, files: Option<&ChunkFiles>) -> Option<(i64, u64)> {
+    match st.open.as_ref() {
+        Some(c) => Some((c.last_time()?, c.last_value()?.to_bits())),
+        None => {
+            let maps = files.map(ChunkFiles::maps);
+            let last = st.closed.last()?;
+            XorIter::new(last.bytes(maps.as_ref())).ok()?.last().map(|(t, v)| (t, v.to_bits()))
+        }
+    }
 }
 
 /// The end of the chunk-range window `t` falls in (Prometheus's `rangeForTimestamp`).
@@ -340,12 +439,28 @@ pub struct Head {
     /// Samples before this time belong to persisted blocks and are refused as out of bounds.
     floor: AtomicI64,
     stats: HeadStats,
+    /// Where closed chunks go; None keeps them on the heap.
+    chunk_files: Option<ChunkFiles>,
+    /// Set while writing closed chunks fails, so the failure is logged once, not per chunk.
+    chunk_write_failing: AtomicBool,
 }
 
 impl Head {
+    /// A head that keeps closed chunks on the heap.
     pub fn new(opts: HeadOptions) -> Self {
+        Self::build(opts, None)
+    }
+
+    /// A head that writes closed chunks to `files` (when writable) and reads them from there.
+    pub fn with_chunk_files(opts: HeadOptions, files: ChunkFiles) -> Self {
+        Self::build(opts, Some(files))
+    }
+
+    fn build(opts: HeadOptions, chunk_files: Option<ChunkFiles>) -> Self {
         let stripes = opts.stripes.max(1).next_power_of_two();
         Head {
+            chunk_files,
+            chunk_write_failing: AtomicBool::new(false),
             hash_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
             ref_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
             postings: RwLock::default(),
@@ -403,6 +518,54 @@ impl Head {
         HeadAppender::new(self)
     }
 
+    /// The head chunk files, if the head has them.
+    pub fn chunk_files(&self) -> Option<&ChunkFiles> {
+        self.chunk_files.as_ref()
+    }
+
+    /// Where the bytes of a chunk just closed go: the chunk files when writable, else (or if
+    /// the write fails, which is logged once per run of failures) the heap.
+    fn close_chunk(&self, series_ref: SeriesRef, min_time: i64, max_time: i64, chunk: XorAppender) -> ClosedData {
+        let Some(files) = self.chunk_files.as_ref().filter(|f| f.writable()) else {
+            return ClosedData::Heap(chunk.into_bytes());
+        };
+        match files.write(series_ref, min_time, max_time, chunk.bytes()) {
+            Ok(r) => {
+                if self.chunk_write_failing.load(Ordering::Relaxed) {
+                    self.chunk_write_failing.store(false, Ordering::Relaxed);
+                    tracing::info!("writing head chunks to their files works again");
+                }
+                ClosedData::Mapped(r)
+            }
+            Err(error) => {
+                if !self.chunk_write_failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%error, "cannot write a head chunk to its file; closed chunks stay in memory meanwhile");
+                }
+                ClosedData::Heap(chunk.into_bytes())
+            }
+        }
+    }
+
+    /// Copies of the chunks of `s` (open one included) overlapping `[mint, maxt]`, oldest first.
+    pub fn chunks_in(&self, s: &MemSeries, mint: i64, maxt: i64) -> Vec<ChunkData> {
+        s.chunks_in(self.chunk_files.as_ref(), mint, maxt)
+    }
+
+    /// Whether `s` has a chunk (open one included) overlapping `[mint, maxt]`.
+    pub fn has_chunk_in(&self, s: &MemSeries, mint: i64, maxt: i64) -> bool {
+        s.has_chunk_in(mint, maxt)
+    }
+
+    /// Calls `f` with every sample of `s` in `[mint, maxt]`, oldest first.
+    pub fn for_each_sample(&self, s: &MemSeries, mint: i64, maxt: i64, f: impl FnMut(i64, f64)) -> crate::Result<()> {
+        s.for_each_sample(self.chunk_files.as_ref(), mint, maxt, f)
+    }
+
+    /// The newest sample of `s`: time and value bits.
+    pub fn last_sample(&self, s: &MemSeries) -> Option<(i64, u64)> {
+        s.last_sample(self.chunk_files.as_ref())
+    }
+
     fn hash_stripe(&self, hash: u64) -> &RwLock<HashStripe> {
         &self.hash_stripes[(hash as usize) & (self.hash_stripes.len() - 1)]
     }
@@ -435,23 +598,37 @@ impl Head {
         (s, true)
     }
 
-    /// Re-creates a series from a WAL series record. A ref seen before is kept as it is.
-    pub fn replay_series(&self, series_ref: SeriesRef, labels: Labels) {
+    /// Re-creates a series from a WAL series record, with the chunks the chunk files hold for
+    /// it. A ref seen before is kept as it is. Returns how many of those chunks it took.
+    pub fn replay_series(&self, series_ref: SeriesRef, labels: Labels, mapped: Vec<LoadedChunk>) -> u64 {
         if self.ref_stripe(series_ref).read().contains_key(&series_ref) {
-            return;
+            return 0;
         }
         let hash = labels.hash();
         let mut w = self.hash_stripe(hash).write();
         if w.find(hash, |s| s.labels == labels).is_some() {
             // The same label set under another ref: Prometheus keeps the first; samples under
             // the second ref are dropped as unknown on replay, as they are there.
-            return;
+            return 0;
         }
         self.last_ref.fetch_max(series_ref, Ordering::Relaxed);
         let s = Arc::new(MemSeries::new(series_ref, labels, true));
+        let (n, mint, maxt) = s.attach(mapped, self.floor());
+        if n > 0 {
+            self.min_time.fetch_min(mint, Ordering::Relaxed);
+            self.max_time.fetch_max(maxt, Ordering::Relaxed);
+            self.stats.chunks.fetch_add(n, Ordering::Relaxed);
+        }
         w.insert(hash, s.clone());
         drop(w);
         self.index(&s);
+        n
+    }
+
+    /// Raises the ref counter past refs the chunk files name, so that a series created after
+    /// replay never takes the ref of chunks left there by a series that is gone.
+    pub fn reserve_refs(&self, upto: SeriesRef) {
+        self.last_ref.fetch_max(upto, Ordering::Relaxed);
     }
 
     fn index(&self, s: &Arc<MemSeries>) {
@@ -467,9 +644,15 @@ impl Head {
 
     /// Appends one replayed sample; samples the head would refuse are dropped and counted.
     pub fn replay_sample(&self, s: &MemSeries, t: i64, v: f64) -> AppendResult {
-        let r = s.append(t, v, &self.opts, &self.floor);
+        let r = s.append(t, v, self);
         self.account(&[(r, t)]);
         r
+    }
+
+    /// The newest time of the chunks `s` took from the chunk files, while it has no open chunk
+    /// (as right after [`Head::replay_series`]): WAL samples up to it are in those files.
+    pub fn mapped_until(&self, s: &MemSeries) -> Option<i64> {
+        s.closed_until()
     }
 
     /// Updates time bounds and append counters; refusals are counted by the caller.
@@ -506,6 +689,9 @@ impl Head {
     /// series left without chunks that no appender holds. Raises the floor to `mint` first.
     pub fn truncate(&self, mint: i64) -> TruncateStats {
         self.raise_floor(mint);
+        // Chunks closed from here on go to files numbered `writes_from` or later.
+        let writes_from = self.chunk_files.as_ref().map(ChunkFiles::rotate);
+        let mut min_file = u32::MAX;
         let mut stats = TruncateStats::default();
         let mut new_min = i64::MAX;
         let mut removed: Vec<Arc<MemSeries>> = Vec::new();
@@ -514,8 +700,9 @@ impl Head {
             let mut gone = Vec::new();
             let all = w.by_hash.iter().chain(w.collisions.iter().flat_map(|(h, l)| l.iter().map(move |s| (h, s))));
             for (&hash, s) in all {
-                let (dropped, first) = s.truncate_before(mint);
+                let (dropped, first, file) = s.truncate_before(mint);
                 stats.chunks_removed += dropped as u64;
+                min_file = min_file.min(file.unwrap_or(u32::MAX));
                 match first {
                     Some(t) => new_min = new_min.min(t),
                     None if s.pending.load(Ordering::Acquire) == 0 => gone.push((hash, s.clone())),
@@ -532,6 +719,12 @@ impl Head {
             for s in &removed {
                 postings.remove(s.series_ref, s.labels.iter());
                 self.ref_stripe(s.series_ref).write().remove(&s.series_ref);
+            }
+        }
+        if let (Some(files), Some(writes_from)) = (&self.chunk_files, writes_from) {
+            match files.delete_before(min_file.min(writes_from)) {
+                Ok(n) => stats.chunk_files_removed = n,
+                Err(error) => tracing::warn!(%error, "cannot delete head chunk files no longer needed; will retry"),
             }
         }
         stats.series_removed = removed.len() as u64;
@@ -579,11 +772,14 @@ mod tests {
         // 15s scrapes over 4h: chunks of ~120 samples that never cross a 2h boundary.
         let step = 15_000;
         for i in 0..960 {
-            assert!(matches!(s.append(i * step, i as f64, &head.opts, &head.floor), AppendResult::Appended { .. }));
+            assert!(matches!(s.append(i * step, i as f64, &head), AppendResult::Appended { .. }));
         }
         let st = s.state.lock();
-        let mut all: Vec<(i64, i64, u16)> =
-            st.closed.iter().map(|c| (c.min_time, c.max_time, XorIter::new(&c.data).unwrap().num_samples())).collect();
+        let mut all: Vec<(i64, i64, u16)> = st
+            .closed
+            .iter()
+            .map(|c| (c.min_time, c.max_time, XorIter::new(c.bytes(None)).unwrap().num_samples()))
+            .collect();
         let open = st.open.as_ref().unwrap();
         all.push((open.first_time().unwrap(), open.last_time().unwrap(), open.num_samples()));
         assert_eq!(all.len(), 8, "{all:?}");
@@ -598,26 +794,26 @@ mod tests {
         let head = Head::new(HeadOptions::default());
         let (s, _) = head.get_or_create(&pairs("m"));
         for i in 0..1000 {
-            s.append(i, 1.0, &head.opts, &head.floor);
+            s.append(i, 1.0, &head);
         }
         let st = s.state.lock();
-        assert!(st.closed.iter().all(|c| XorIter::new(&c.data).unwrap().num_samples() <= 240));
+        assert!(st.closed.iter().all(|c| XorIter::new(c.bytes(None)).unwrap().num_samples() <= 240));
     }
 
     #[test]
     fn refuses_what_prometheus_refuses() {
         let head = Head::new(HeadOptions::default());
         let (s, _) = head.get_or_create(&pairs("m"));
-        assert!(matches!(s.append(100, 1.0, &head.opts, &head.floor), AppendResult::Appended { .. }));
-        assert_eq!(s.append(100, 1.0, &head.opts, &head.floor), AppendResult::Duplicate);
-        assert_eq!(s.append(100, 2.0, &head.opts, &head.floor), AppendResult::DuplicateTimestamp);
-        assert_eq!(s.append(99, 2.0, &head.opts, &head.floor), AppendResult::OutOfOrder);
+        assert!(matches!(s.append(100, 1.0, &head), AppendResult::Appended { .. }));
+        assert_eq!(s.append(100, 1.0, &head), AppendResult::Duplicate);
+        assert_eq!(s.append(100, 2.0, &head), AppendResult::DuplicateTimestamp);
+        assert_eq!(s.append(99, 2.0, &head), AppendResult::OutOfOrder);
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        assert!(matches!(s.append(200, stale, &head.opts, &head.floor), AppendResult::Appended { .. }));
+        assert!(matches!(s.append(200, stale, &head), AppendResult::Appended { .. }));
         // A NaN with other bits is a different value.
-        assert_eq!(s.append(200, f64::NAN, &head.opts, &head.floor), AppendResult::DuplicateTimestamp);
+        assert_eq!(s.append(200, f64::NAN, &head), AppendResult::DuplicateTimestamp);
         let mut got = vec![];
-        s.for_each_sample(i64::MIN, i64::MAX, |t, v| got.push((t, v.to_bits()))).unwrap();
+        head.for_each_sample(&s, i64::MIN, i64::MAX, |t, v| got.push((t, v.to_bits()))).unwrap();
         assert_eq!(got, vec![(100, 1.0f64.to_bits()), (200, 0x7ff0_0000_0000_0002)]);
     }
 
@@ -639,10 +835,10 @@ mod tests {
         assert_eq!(head.min_time(), 2 * h);
         assert!(head.postings().get("__name__", "short").is_empty());
         let long = head.series_sorted().into_iter().find(|s| s.labels.metric_name() == Some("long")).unwrap();
-        assert!(long.chunks_in(i64::MIN, 2 * h - 1).is_empty());
-        assert_eq!(long.chunks_in(2 * h, i64::MAX).len(), 4);
+        assert!(head.chunks_in(&long, i64::MIN, 2 * h - 1).is_empty());
+        assert_eq!(head.chunks_in(&long, 2 * h, i64::MAX).len(), 4);
         // Appends before the floor are out of bounds, even for a brand-new series.
-        assert_eq!(long.append(2 * h - 1, 1.0, &head.opts, &head.floor), AppendResult::OutOfBounds);
+        assert_eq!(long.append(2 * h - 1, 1.0, &head), AppendResult::OutOfBounds);
         let mut app = head.appender();
         app.append(&pairs("new"), [(2 * h - 1, 1.0), (4 * h, 1.0)]).unwrap();
         let out = app.commit(None).unwrap();
@@ -650,6 +846,32 @@ mod tests {
         drop(held);
         head.truncate(2 * h);
         assert_eq!(head.num_series(), 2, "the released empty series is collected");
+    }
+
+    #[test]
+    fn a_series_replayed_from_chunk_files_alone_knows_its_newest_sample() {
+        // What a machine crash can leave: a closed chunk in the files whose next sample the WAL
+        // lost. The series' newest sample is then the chunk's last.
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = ChunkFiles::open(dir.path(), true).unwrap();
+        let mut chunk = XorAppender::new();
+        chunk.append(1000, 1.0);
+        chunk.append(2000, 2.0);
+        files.write(5, 1000, 2000, chunk.bytes()).unwrap();
+        drop(files);
+        let (files, loaded) = ChunkFiles::open(dir.path(), true).unwrap();
+        let head = Head::with_chunk_files(HeadOptions::default(), files);
+        assert_eq!(head.replay_series(5, Labels::from_sorted_unchecked(pairs("m")), loaded), 1);
+        let s = head.series_by_ref(5).unwrap();
+        assert_eq!(head.mapped_until(&s), Some(2000), "replay skips samples up to here");
+        assert_eq!(head.last_sample(&s), Some((2000, 2.0f64.to_bits())));
+        let mut app = head.appender();
+        app.append(&pairs("m"), [(2000, 2.0), (2000, 3.0), (1500, 1.0), (3000, 3.0)]).unwrap();
+        let out = app.commit(None).unwrap();
+        assert_eq!((out.appended, out.rejected.duplicate_timestamp, out.rejected.out_of_order), (1, 1, 1));
+        let mut got = vec![];
+        head.for_each_sample(&s, i64::MIN, i64::MAX, |t, v| got.push((t, v))).unwrap();
+        assert_eq!(got, vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]);
     }
 
     #[test]

@@ -37,9 +37,9 @@ impl Head {
             .filter_map(|r| self.series_by_ref(r))
             .filter_map(|s| {
                 let chunks = if skip_chunks {
-                    s.has_chunk_in(mint, maxt).then(Vec::new)?
+                    self.has_chunk_in(&s, mint, maxt).then(Vec::new)?
                 } else {
-                    Some(s.chunks_in(mint, maxt)).filter(|c| !c.is_empty())?
+                    Some(self.chunks_in(&s, mint, maxt)).filter(|c| !c.is_empty())?
                 };
                 Some(SeriesChunks { labels: s.labels.clone(), chunks })
             })

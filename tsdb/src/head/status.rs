@@ -81,7 +81,7 @@ mod tests {
         for i in 0..3 {
             let inst = format!("i{i}");
             let (s, _) = head.get_or_create(&[("__name__", "up"), ("instance", &inst)]);
-            s.append(1000, 1.0, head.options(), &head.floor);
+            s.append(1000, 1.0, &head);
         }
         head.get_or_create(&[("__name__", "other"), ("instance", "i0")]);
         let st = head.status(2);
