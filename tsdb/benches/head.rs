@@ -1,9 +1,11 @@
 //! Head append throughput: batches shaped like remote-write requests (2,000 series with one
-//! sample each), into a head alone and through the WAL as the receiver does it.
+//! sample each), into a head alone and through the WAL as the receiver does it; and the label
+//! hash every append looks its series up by.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::head::{Head, HeadOptions};
+use strata_tsdb::labels::Labels;
 
 const SERIES: usize = 2_000;
 
@@ -77,5 +79,17 @@ fn bench_append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_append);
+fn bench_hash(c: &mut Criterion) {
+    let sets = label_sets();
+    let pairs: Vec<Vec<(&str, &str)>> =
+        sets.iter().map(|s| s.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    let mut g = c.benchmark_group("labels_hash");
+    g.throughput(Throughput::Elements(SERIES as u64));
+    g.bench_function("hash_pairs", |b| {
+        b.iter(|| pairs.iter().map(|p| Labels::hash_pairs(p)).fold(0, u64::wrapping_add))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_append, bench_hash);
 criterion_main!(benches);
