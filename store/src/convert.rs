@@ -327,18 +327,6 @@ pub fn chunk_hash(data: &[u8]) -> u64 {
     XxHash64::oneshot(0, data)
 }
 
-/// The aggregate of a downsampled chunk that `a` asks for; none for raw data.
-pub fn aggr_type(a: Aggr) -> Option<AggrType> {
-    match a {
-        Aggr::Raw => None,
-        Aggr::Count => Some(AggrType::Count),
-        Aggr::Sum => Some(AggrType::Sum),
-        Aggr::Min => Some(AggrType::Min),
-        Aggr::Max => Some(AggrType::Max),
-        Aggr::Counter => Some(AggrType::Counter),
-    }
-}
-
 /// The field of `storepb.AggrChunk` that carries aggregate `t`.
 fn aggr_field(c: &mut pb::AggrChunk, t: AggrType) -> &mut Option<pb::Chunk> {
     match t {
@@ -366,7 +354,7 @@ pub fn series_to_proto(s: SeriesChunks, aggregates: &[Aggr]) -> Result<pb::Serie
                     s.labels, c.min_time, c.max_time
                 )))
             })?;
-            for t in aggregates.iter().filter_map(|&a| aggr_type(a)) {
+            for t in aggregates.iter().filter_map(|a| a.aggr_type()) {
                 let Some(sub) = aggr.get(t) else {
                     return Err(StorageError::Tsdb(strata_tsdb::Error::CorruptChunk(format!(
                         "series {}: downsampled chunk [{}, {}]: aggregate {} does not exist",
