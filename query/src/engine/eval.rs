@@ -751,10 +751,14 @@ impl<'a> Evaluator<'a> {
         let alternatives = groups.len();
         let mut series: Vec<SeriesChunks> = Vec::new();
         let aggregates = aggregates(hints.func.as_deref());
+        let max_resolution_window = max_resolution(self.opts.max_resolution_window, hints);
+        // A read that allows downsampled data reads counters as Thanos's querier does, raw ones
+        // too; a raw read keeps Prometheus's semantics (`resets` sees resets).
+        let thanos_counters = max_resolution_window > 0 && aggregates == [Aggr::Counter];
         for matchers in groups {
             let req = SelectRequest {
                 hints: hints.clone(),
-                max_resolution_window: max_resolution(self.opts.max_resolution_window, hints),
+                max_resolution_window,
                 aggregates: aggregates.clone(),
                 scope: self.opts.scope.clone(),
                 ..SelectRequest::new(self.opts.enforce(matchers.clone()), mint, maxt)
@@ -776,7 +780,7 @@ impl<'a> Evaluator<'a> {
         }
         for s in &mut series {
             s.chunks.retain(|c| c.max_time >= mint && c.min_time <= maxt);
-            if s.chunks.iter().any(|c| c.encoding == Encoding::Aggr) {
+            if thanos_counters || s.chunks.iter().any(|c| c.encoding == Encoding::Aggr) {
                 read_downsampled(s, &aggregates)?;
             }
             if let Some(c) = s.chunks.iter().find(|c| c.encoding != Encoding::Xor) {
@@ -819,7 +823,8 @@ fn max_resolution(query_max: i64, hints: &SelectHints) -> i64 {
 /// Thanos's querier reads from them for `aggregates` (`chunkSeries.Iterator`: one aggregate,
 /// the counter with resets undone across every chunk, or sum / count), so that the rest of the
 /// engine reads plain float samples. Raw chunks of the series are read along (for the counter,
-/// through the reset correction too, as Thanos does).
+/// through the reset correction too, as Thanos does; a series of raw chunks only is read so as
+/// well when the read allows downsampled data).
 fn read_downsampled(s: &mut SeriesChunks, aggregates: &[Aggr]) -> Result<(), QueryError> {
     let view = match aggregates {
         [one] => match one.aggr_type() {
