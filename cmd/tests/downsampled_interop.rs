@@ -4,9 +4,9 @@
 //! hours after it is added, which reads of 5m and 1h data fill their gap with. `strata query` over
 //! `strata store`, and across (`thanos query` over `strata store`, `strata query` over
 //! `thanos store`), must answer range queries (plain selectors, rate, increase, irate, resets,
-//! the *_over_time functions, sum by) with `max_source_resolution=5m` and `1h` as `thanos query`
-//! over `thanos store` on that bucket does. Its answers must differ from its raw ones somewhere
-//! (else no downsampled data was read).
+//! the *_over_time functions, sum by) with `max_source_resolution=5m`, `1h` and `auto` (a fifth
+//! of the step) as `thanos query` over `thanos store` on that bucket does. Its answers must
+//! differ from its raw ones somewhere (else no downsampled data was read).
 
 mod common;
 
@@ -71,7 +71,7 @@ fn data() -> Vec<Series> {
         let mut v = 0.0;
         let samples = (0..minutes)
             .map(|i| {
-                if rng.next() % 2000 == 0 {
+                if rng.next().is_multiple_of(2000) {
                     v = 0.0;
                 }
                 v += (rng.next() % 100) as f64;
@@ -94,15 +94,27 @@ fn data() -> Vec<Series> {
 }
 
 /// The downsampling resolutions of the blocks in the FILESYSTEM bucket at `root`.
-fn resolutions(root: &Path) -> Vec<i64> {
+fn resolutions(root: &Path) -> Result<Vec<i64>, String> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(root).expect("list bucket").flatten() {
+    for entry in std::fs::read_dir(root).map_err(|e| format!("list {}: {e}", root.display()))?.flatten() {
         let Ok(meta) = std::fs::read_to_string(entry.path().join("meta.json")) else { continue };
-        let meta: serde_json::Value = serde_json::from_str(&meta).expect("meta.json");
+        let meta: serde_json::Value =
+            serde_json::from_str(&meta).map_err(|e| format!("{}/meta.json: {e}", entry.path().display()))?;
         out.push(meta["thanos"]["downsample"]["resolution"].as_i64().unwrap_or(0));
     }
     out.sort_unstable();
-    out
+    Ok(out)
+}
+
+/// Splits every series' samples at `t`: those before, those at or after.
+fn split_at(series: Vec<Series>, t: i64) -> (Vec<Series>, Vec<Series>) {
+    series
+        .into_iter()
+        .map(|(labels, samples)| {
+            let (before, after) = samples.into_iter().partition(|s| s.0 < t);
+            ((labels.clone(), before), (labels, after))
+        })
+        .unzip()
 }
 
 #[test]
@@ -116,16 +128,11 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
     let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
 
-    let (mut span, mut tail): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
-    for (labels, samples) in data() {
-        let (before, after): (Vec<(i64, f64)>, Vec<(i64, f64)>) = samples.into_iter().partition(|s| s.0 < T0 + SPAN);
-        span.push((labels.clone(), before));
-        tail.push((labels, after));
-    }
+    let (span, tail) = split_at(data(), T0 + SPAN);
     let raw_dir = work.path().join("raw-blocks");
     std::fs::create_dir_all(&raw_dir).expect("blocks dir");
-    write_block(&raw_dir, &span);
-    ship(&rt, &bucket, &raw_dir, &[("cluster", "ds")]);
+    write_block(&raw_dir, &span).expect("write block");
+    ship(&rt, &bucket, &raw_dir, &[("cluster", "ds")]).expect("ship");
 
     // One compactor run downsamples raw to 5m, then 5m to 1h.
     let thanos = peer("thanos");
@@ -137,11 +144,11 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
         Proc::spawn("thanos compact", compact, &work.path().join("compact.log")).wait(Duration::from_secs(120));
     let log = std::fs::read_to_string(work.path().join("compact.log")).unwrap_or_default();
     assert!(status.success(), "thanos compact failed: {status}\n{log}");
-    assert_eq!(resolutions(&root), [0, 300_000, 3_600_000], "blocks after thanos compact\n{log}");
+    assert_eq!(resolutions(&root).unwrap(), [0, 300_000, 3_600_000], "blocks after thanos compact\n{log}");
     let tail_dir = work.path().join("tail-blocks");
     std::fs::create_dir_all(&tail_dir).expect("blocks dir");
-    write_block(&tail_dir, &tail);
-    ship(&rt, &bucket, &tail_dir, &[("cluster", "ds")]);
+    write_block(&tail_dir, &tail).expect("write block");
+    ship(&rt, &bucket, &tail_dir, &[("cluster", "ds")]).expect("ship");
 
     let mut fleet = Fleet::new(work.path());
     let store_args = |slot: &strata_testkit::Slot| -> Vec<OsString> {
@@ -192,11 +199,12 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
 
     let (reference_name, reference) = (queriers[0].0, queriers[0].1.http());
     let mut failures = Vec::new();
-    let mut downsampled_differs = [false; 2];
+    let mut downsampled_differs = [false; 3];
     for query in QUERIES {
         let raw_path = format!("{}&max_source_resolution=0s", eval.path(query));
         let raw = corpus::ask(reference, &raw_path).expect("thanos raw answer");
-        for (r, resolution) in ["5m", "1h"].into_iter().enumerate() {
+        // `auto` is a fifth of the step: 12m, so 5m data.
+        for (r, resolution) in ["5m", "1h", "auto"].into_iter().enumerate() {
             let path = format!("{}&max_source_resolution={resolution}", eval.path(query));
             let theirs = corpus::ask(reference, &path).expect("thanos answer");
             match &theirs {
@@ -214,7 +222,7 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
             }
         }
     }
-    let asked = 2 * QUERIES.len() * (queriers.len() - 1);
+    let asked = 3 * QUERIES.len() * (queriers.len() - 1);
     assert!(failures.is_empty(), "{} of {asked} answers differ:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(downsampled_differs, [true, true], "5m and 1h answers must come from downsampled blocks");
+    assert_eq!(downsampled_differs, [true; 3], "5m, 1h and auto answers must come from downsampled blocks");
 }

@@ -110,11 +110,11 @@ fn strata_store_and_thanos_store_answer_the_same() {
     }
     let strata_dir = work.path().join("strata-blocks");
     std::fs::create_dir_all(&strata_dir).expect("blocks dir");
-    write_block(&strata_dir, &ours);
-    ship(&rt, &bucket, &strata_dir, &[("source", "strata")]);
+    write_block(&strata_dir, &ours).expect("write block");
+    ship(&rt, &bucket, &strata_dir, &[("source", "strata")]).expect("ship");
     let promtool_dir = work.path().join("promtool-blocks");
     create_blocks(&openmetrics(&promtools), &promtool_dir);
-    ship(&rt, &bucket, &promtool_dir, &[("source", "promtool")]);
+    ship(&rt, &bucket, &promtool_dir, &[("source", "promtool")]).expect("ship");
 
     let mut fleet = Fleet::new(work.path());
     let thanos = peer("thanos");
@@ -176,8 +176,9 @@ fn strata_store_and_thanos_store_answer_the_same() {
     let added_dir = work.path().join("added-blocks");
     std::fs::create_dir_all(&added_dir).expect("blocks dir");
     let added = Labels::from_pairs(&[("__name__", "gateway_added"), ("instance", "x")]);
-    write_block(&added_dir, &[(added, (0..60).map(|i| (at - i * 15_000, i as f64)).rev().collect())]);
-    ship(&rt, &bucket, &added_dir, &[("source", "added")]);
+    write_block(&added_dir, &[(added, (0..60).map(|i| (at - i * 15_000, i as f64)).rev().collect())])
+        .expect("write block");
+    ship(&rt, &bucket, &added_dir, &[("source", "added")]).expect("ship");
     // A selection by external labels alone is refused (Thanos's stores want a matcher on the
     // series' own labels).
     let promtool_count = r#"count(last_over_time({__name__=~"diff_.+", source="promtool"}[3h]))"#;

@@ -604,7 +604,7 @@ mod tests {
         let err = series_to_proto(s, &[Aggr::Counter]).unwrap_err().to_string();
         assert!(err.contains("aggregate counter does not exist"), "{err}");
         let empty = pb::Series::new(
-            [("__name__", "up")].into_iter(),
+            [("__name__", "up")],
             vec![pb::AggrChunk { min_time: 1, max_time: 2, ..pb::AggrChunk::default() }],
         );
         let err = series_from_proto(empty, "s").unwrap_err().to_string();

@@ -481,14 +481,14 @@ fn the_chunk_pool_bounds_chunk_bytes() {
 /// Writes the chunks of a 5m-resolution block over `[min, max)` with the series of `raw` (a
 /// block this file wrote), one downsampled chunk each holding count and sum (the aggregates'
 /// values are not looked at here); the resolution goes in once the block is in the bucket.
-fn write_downsampled_block(dir: &Path, raw: &Path, min: i64, max: i64) -> PathBuf {
+fn write_downsampled_block(dir: &Path, raw: &Path, min: i64, max: i64) -> strata_tsdb::Result<PathBuf> {
     use strata_tsdb::chunkenc::{AggrChunk, AggrType, SubChunk};
     const RES: i64 = 300_000;
-    let series = Block::open(raw).unwrap().select(&[], i64::MIN, i64::MAX).unwrap();
+    let series = Block::open(raw)?.select(&[], i64::MIN, i64::MAX)?;
     let id = Ulid::new();
-    let mut w = BlockWriter::new(dir, id).unwrap();
+    let mut w = BlockWriter::new(dir, id)?;
     let symbols: BTreeSet<&str> = series.iter().flat_map(|s| s.labels.iter().flat_map(|(n, v)| [n, v])).collect();
-    w.add_symbols(symbols).unwrap();
+    w.add_symbols(symbols)?;
     for s in &series {
         let mut aggr = AggrChunk::default();
         for t in [AggrType::Count, AggrType::Sum] {
@@ -502,10 +502,10 @@ fn write_downsampled_block(dir: &Path, raw: &Path, min: i64, max: i64) -> PathBu
             encoding: Encoding::Aggr,
             data: aggr.encode().into(),
         };
-        w.add_series(&s.labels, &[chunk]).unwrap();
+        w.add_series(&s.labels, &[chunk])?;
     }
-    w.finish(min, max, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() }).unwrap();
-    dir.join(id.to_string())
+    w.finish(min, max, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
+    Ok(dir.join(id.to_string()))
 }
 
 /// Two raw blocks of two hours and a 5m block of the first: a raw read gets raw chunks only; a
@@ -518,7 +518,7 @@ fn downsampled_blocks_are_picked_by_resolution() {
     let data = tempfile::tempdir().unwrap();
     let raw = write_block(src.path(), 6, START, START + 2 * HOUR);
     let later = write_block(src.path(), 6, START + 2 * HOUR, START + 4 * HOUR);
-    let five = write_downsampled_block(src.path(), &raw, START, START + 2 * HOUR);
+    let five = write_downsampled_block(src.path(), &raw, START, START + 2 * HOUR).unwrap();
     let labels = [("source", "ds")];
     put_block(root.path(), &raw, &labels);
     put_block(root.path(), &later, &labels);

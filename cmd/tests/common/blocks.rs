@@ -11,15 +11,15 @@ pub type Series = (Labels, Vec<(i64, f64)>);
 
 /// Writes `series` as one level-1 block under `dir` with `BlockWriter`, in chunks of 120
 /// samples; returns the block's ULID.
-pub fn write_block(dir: &Path, series: &[Series]) -> ulid::Ulid {
+pub fn write_block(dir: &Path, series: &[Series]) -> strata_tsdb::Result<ulid::Ulid> {
     let mut sorted: Vec<&Series> = series.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let id = ulid::Ulid::new();
-    let mut w = BlockWriter::new(dir, id).expect("block writer");
+    let mut w = BlockWriter::new(dir, id)?;
     let mut symbols: Vec<&str> = sorted.iter().flat_map(|(l, _)| l.iter().flat_map(|(n, v)| [n, v])).collect();
     symbols.sort_unstable();
     symbols.dedup();
-    w.add_symbols(symbols).expect("symbols");
+    w.add_symbols(symbols)?;
     let (mut min, mut max) = (i64::MAX, i64::MIN);
     for (labels, samples) in sorted {
         let chunks: Vec<ChunkData> = samples
@@ -39,17 +39,26 @@ pub fn write_block(dir: &Path, series: &[Series]) -> ulid::Ulid {
             .collect();
         min = min.min(samples[0].0);
         max = max.max(samples[samples.len() - 1].0);
-        w.add_series(labels, &chunks).expect("series");
+        w.add_series(labels, &chunks)?;
     }
-    w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })
-        .expect("finish block");
-    id
+    w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
+    Ok(id)
 }
 
-/// Uploads the blocks in `dir` to the bucket with the strata shipper, as `labels`' stream.
-pub fn ship(rt: &tokio::runtime::Runtime, bucket: &strata_shipper::Bucket, dir: &Path, labels: &[(&str, &str)]) {
+/// Uploads the blocks in `dir` to the bucket with the strata shipper, as `labels`' stream; fails
+/// when nothing was uploaded.
+pub fn ship(
+    rt: &tokio::runtime::Runtime,
+    bucket: &strata_shipper::Bucket,
+    dir: &Path,
+    labels: &[(&str, &str)],
+) -> Result<(), String> {
     let labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-    let shipper = strata_shipper::Shipper::new(bucket.clone(), dir, labels, "receive").expect("shipper");
-    let stats = rt.block_on(shipper.sync()).expect("ship blocks");
-    assert!(stats.uploaded > 0, "nothing shipped from {}", dir.display());
+    let shipper = strata_shipper::Shipper::new(bucket.clone(), dir, labels, "receive")
+        .map_err(|e| format!("shipper over {}: {e}", dir.display()))?;
+    let stats = rt.block_on(shipper.sync()).map_err(|e| format!("ship blocks of {}: {e}", dir.display()))?;
+    if stats.uploaded == 0 {
+        return Err(format!("nothing shipped from {}", dir.display()));
+    }
+    Ok(())
 }
