@@ -780,7 +780,9 @@ impl<'a> Evaluator<'a> {
         }
         for s in &mut series {
             s.chunks.retain(|c| c.max_time >= mint && c.min_time <= maxt);
-            if thanos_counters || s.chunks.iter().any(|c| c.encoding == Encoding::Aggr) {
+            let downsampled = s.chunks.iter().any(|c| c.encoding == Encoding::Aggr);
+            // (Histogram chunks are left for the check below to refuse.)
+            if downsampled || (thanos_counters && s.chunks.iter().all(|c| c.encoding == Encoding::Xor)) {
                 read_downsampled(s, &aggregates)?;
             }
             if let Some(c) = s.chunks.iter().find(|c| c.encoding != Encoding::Xor) {

@@ -974,6 +974,23 @@ mod tests {
         assert_eq!(value("avg_over_time(x[1h])"), [4.5]);
     }
 
+    /// A query allowing downsampled data reads counters of raw series as Thanos's querier does
+    /// (resets undone); a raw query keeps Prometheus's semantics.
+    #[test]
+    fn raw_counters_read_as_thanos_when_downsampled_data_is_allowed() {
+        let samples = vec![(0, 5.0), (60_000, 7.0), (120_000, 1.0), (180_000, 4.0)];
+        let storage = Mem(vec![(Labels::from_pairs(&[("__name__", "c")]), samples, false)]);
+        let resets = |max_resolution_window| {
+            let opts = QueryOptions { max_resolution_window, ..QueryOptions::default() };
+            match engine().instant_query(&storage, "resets(c[10m])", 200_000, &opts).unwrap().value {
+                Value::Vector(v) => v.iter().map(|s| s.v).collect::<Vec<f64>>(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(resets(0), [1.0]);
+        assert_eq!(resets(3_600_000), [0.0]);
+    }
+
     /// What a fan-out reports while a set is read (a store that did not answer) ends up in the
     /// query's warnings, once.
     #[test]
