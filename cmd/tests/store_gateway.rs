@@ -15,14 +15,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Duration;
 
+use common::blocks::{ship, write_block, Series};
 use common::{corpus, strata_bin};
 use strata_testkit::promtool::{create_blocks, om_timestamp};
 use strata_testkit::{peer, wait_for, Fleet, Moto, Node};
-use strata_tsdb::block::{BlockCompaction, BlockWriter, ChunkData};
-use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::Labels;
 
 const BUCKET: &str = "gateway";
@@ -34,44 +32,6 @@ fn s3_yaml(port: u16) -> String {
         "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
          secret_key: test\n  insecure: true\n"
     )
-}
-
-/// A series with its samples at absolute times.
-type Series = (Labels, Vec<(i64, f64)>);
-
-/// Writes `series` as one block under `dir` with `BlockWriter`.
-fn write_block(dir: &Path, series: &[Series]) {
-    let mut sorted: Vec<&Series> = series.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let id = ulid::Ulid::new();
-    let mut w = BlockWriter::new(dir, id).expect("block writer");
-    let mut symbols: Vec<&str> = sorted.iter().flat_map(|(l, _)| l.iter().flat_map(|(n, v)| [n, v])).collect();
-    symbols.sort_unstable();
-    symbols.dedup();
-    w.add_symbols(symbols).expect("symbols");
-    let (mut min, mut max) = (i64::MAX, i64::MIN);
-    for (labels, samples) in sorted {
-        let chunks: Vec<ChunkData> = samples
-            .chunks(120)
-            .map(|part| {
-                let mut app = XorAppender::new();
-                for &(t, v) in part {
-                    app.append(t, v);
-                }
-                ChunkData {
-                    min_time: part[0].0,
-                    max_time: part[part.len() - 1].0,
-                    encoding: Encoding::Xor,
-                    data: bytes::Bytes::from(app.into_bytes()),
-                }
-            })
-            .collect();
-        min = min.min(samples[0].0);
-        max = max.max(samples[samples.len() - 1].0);
-        w.add_series(labels, &chunks).expect("series");
-    }
-    w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })
-        .expect("finish block");
 }
 
 /// `series` in OpenMetrics text, each family's samples together.
@@ -102,14 +62,6 @@ fn openmetrics(series: &[Series]) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-/// Uploads the blocks in `dir` to the bucket with the strata shipper, as `labels`' stream.
-fn ship(rt: &tokio::runtime::Runtime, bucket: &strata_shipper::Bucket, dir: &Path, labels: &[(&str, &str)]) {
-    let labels = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-    let shipper = strata_shipper::Shipper::new(bucket.clone(), dir, labels, "receive").expect("shipper");
-    let stats = rt.block_on(shipper.sync()).expect("ship blocks");
-    assert!(stats.uploaded > 0, "nothing shipped from {}", dir.display());
 }
 
 /// Waits until the querier at `addr` answers `query` at `t` with the single value `n` (or with
@@ -158,11 +110,11 @@ fn strata_store_and_thanos_store_answer_the_same() {
     }
     let strata_dir = work.path().join("strata-blocks");
     std::fs::create_dir_all(&strata_dir).expect("blocks dir");
-    write_block(&strata_dir, &ours);
-    ship(&rt, &bucket, &strata_dir, &[("source", "strata")]);
+    write_block(&strata_dir, &ours).expect("write block");
+    ship(&rt, &bucket, &strata_dir, &[("source", "strata")]).expect("ship");
     let promtool_dir = work.path().join("promtool-blocks");
     create_blocks(&openmetrics(&promtools), &promtool_dir);
-    ship(&rt, &bucket, &promtool_dir, &[("source", "promtool")]);
+    ship(&rt, &bucket, &promtool_dir, &[("source", "promtool")]).expect("ship");
 
     let mut fleet = Fleet::new(work.path());
     let thanos = peer("thanos");
@@ -224,8 +176,9 @@ fn strata_store_and_thanos_store_answer_the_same() {
     let added_dir = work.path().join("added-blocks");
     std::fs::create_dir_all(&added_dir).expect("blocks dir");
     let added = Labels::from_pairs(&[("__name__", "gateway_added"), ("instance", "x")]);
-    write_block(&added_dir, &[(added, (0..60).map(|i| (at - i * 15_000, i as f64)).rev().collect())]);
-    ship(&rt, &bucket, &added_dir, &[("source", "added")]);
+    write_block(&added_dir, &[(added, (0..60).map(|i| (at - i * 15_000, i as f64)).rev().collect())])
+        .expect("write block");
+    ship(&rt, &bucket, &added_dir, &[("source", "added")]).expect("ship");
     // A selection by external labels alone is refused (Thanos's stores want a matcher on the
     // series' own labels).
     let promtool_count = r#"count(last_over_time({__name__=~"diff_.+", source="promtool"}[3h]))"#;

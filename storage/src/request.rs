@@ -2,6 +2,7 @@
 //! label names or values. The fields follow Thanos's `SeriesRequest`, `LabelNamesRequest` and
 //! `LabelValuesRequest`, so that a StoreAPI server and a proxy pass them through unchanged.
 
+use strata_tsdb::chunkenc::AggrType;
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::Matcher;
 
@@ -95,6 +96,20 @@ pub enum Aggr {
     Min,
     Max,
     Counter,
+}
+
+impl Aggr {
+    /// The aggregate of a downsampled chunk this asks for; none for raw data.
+    pub fn aggr_type(self) -> Option<AggrType> {
+        match self {
+            Aggr::Raw => None,
+            Aggr::Count => Some(AggrType::Count),
+            Aggr::Sum => Some(AggrType::Sum),
+            Aggr::Min => Some(AggrType::Min),
+            Aggr::Max => Some(AggrType::Max),
+            Aggr::Counter => Some(AggrType::Counter),
+        }
+    }
 }
 
 /// The parts of a read that a fan-out over many stores acts on and a single store ignores:

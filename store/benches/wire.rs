@@ -48,7 +48,7 @@ fn responses(series: Vec<SeriesChunks>) -> Vec<Vec<u8>> {
     let mut series = series.into_iter().peekable();
     let mut out = Vec::new();
     while series.peek().is_some() {
-        let batch = series.by_ref().take(BATCH).map(series_to_proto).collect();
+        let batch = series.by_ref().take(BATCH).map(|s| series_to_proto(s, &[]).expect("raw chunks")).collect();
         let result = pb::series_response::Result::Batch(pb::SeriesBatch { series: batch });
         out.push(pb::SeriesResponse { result: Some(result) }.encode_to_vec());
     }

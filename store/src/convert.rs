@@ -2,6 +2,7 @@
 //! network is checked here: a request that cannot be served as sent is an
 //! [`StorageError::InvalidArgument`] naming the field, never a panic.
 
+use bytes::Bytes;
 use strata_proto::thanos as pb;
 use strata_proto::thanos::info as infopb;
 use strata_storage::{
@@ -9,7 +10,7 @@ use strata_storage::{
     StorageError,
 };
 use strata_tsdb::block::ChunkData;
-use strata_tsdb::chunkenc::Encoding;
+use strata_tsdb::chunkenc::{AggrChunk, AggrType, Encoding, SubChunk};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use twox_hash::XxHash64;
@@ -302,13 +303,14 @@ pub fn label_values_request_to_proto(name: &str, r: &LabelsRequest) -> pb::Label
     }
 }
 
-/// The wire encoding of a chunk: Prometheus's number minus one.
+/// The wire encoding of a chunk's samples: Prometheus's number minus one. A downsampled chunk
+/// has none: its aggregates travel in fields of their own.
 fn encoding_to_proto(e: Encoding) -> Option<pb::chunk::Encoding> {
     match e {
         Encoding::Xor => Some(pb::chunk::Encoding::Xor),
         Encoding::Histogram => Some(pb::chunk::Encoding::Histogram),
         Encoding::FloatHistogram => Some(pb::chunk::Encoding::FloatHistogram),
-        Encoding::None => None,
+        Encoding::None | Encoding::Aggr => None,
     }
 }
 
@@ -325,44 +327,85 @@ pub fn chunk_hash(data: &[u8]) -> u64 {
     XxHash64::oneshot(0, data)
 }
 
-/// A series as the wire carries it; chunk bytes are shared, not copied. A chunk with no wire
-/// encoding (never produced by a valid source) is left out.
-pub fn series_to_proto(s: SeriesChunks) -> pb::Series {
-    let chunks = s
-        .chunks
-        .into_iter()
-        .filter_map(|c| {
-            let r#type = encoding_to_proto(c.encoding)? as i32;
-            Some(pb::AggrChunk {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                raw: Some(pb::Chunk { r#type, hash: chunk_hash(&c.data), data: c.data }),
-                ..pb::AggrChunk::default()
-            })
-        })
-        .collect();
-    pb::Series::new(s.labels.iter(), chunks)
+/// The field of `storepb.AggrChunk` that carries aggregate `t`.
+fn aggr_field(c: &mut pb::AggrChunk, t: AggrType) -> &mut Option<pb::Chunk> {
+    match t {
+        AggrType::Count => &mut c.count,
+        AggrType::Sum => &mut c.sum,
+        AggrType::Min => &mut c.min,
+        AggrType::Max => &mut c.max,
+        AggrType::Counter => &mut c.counter,
+    }
 }
 
-/// A series from the wire. `store` names the sender for errors. Raw chunks only: downsampled
-/// aggregates are not asked for until the read interface carries them.
+/// A series as the wire carries it; chunk bytes are shared, not copied. Raw chunks go in `raw`;
+/// of a downsampled chunk, each aggregate `aggregates` asks for goes in its field, as Thanos's
+/// bucket store sends them (`populateChunk`): one the chunk lacks is an error, as there, and so
+/// is a chunk that does not decode. A chunk with no wire encoding (never produced by a valid
+/// source) is left out.
+pub fn series_to_proto(s: SeriesChunks, aggregates: &[Aggr]) -> Result<pb::Series, StorageError> {
+    let mut chunks = Vec::with_capacity(s.chunks.len());
+    for c in s.chunks {
+        let mut out = pb::AggrChunk { min_time: c.min_time, max_time: c.max_time, ..pb::AggrChunk::default() };
+        if c.encoding == Encoding::Aggr {
+            let aggr = AggrChunk::decode(&c.data).map_err(|e| {
+                StorageError::Tsdb(strata_tsdb::Error::CorruptChunk(format!(
+                    "series {}: chunk [{}, {}]: {e}",
+                    s.labels, c.min_time, c.max_time
+                )))
+            })?;
+            for t in aggregates.iter().filter_map(|a| a.aggr_type()) {
+                let Some(sub) = aggr.get(t) else {
+                    return Err(StorageError::Tsdb(strata_tsdb::Error::CorruptChunk(format!(
+                        "series {}: downsampled chunk [{}, {}]: aggregate {} does not exist",
+                        s.labels,
+                        c.min_time,
+                        c.max_time,
+                        t.name()
+                    ))));
+                };
+                let Some(r#type) = encoding_to_proto(sub.encoding) else { continue };
+                *aggr_field(&mut out, t) =
+                    Some(pb::Chunk { r#type: r#type as i32, hash: chunk_hash(&sub.data), data: sub.data.clone() });
+            }
+        } else {
+            let Some(r#type) = encoding_to_proto(c.encoding) else { continue };
+            out.raw = Some(pb::Chunk { r#type: r#type as i32, hash: chunk_hash(&c.data), data: c.data });
+        }
+        chunks.push(out);
+    }
+    Ok(pb::Series::new(s.labels.iter(), chunks))
+}
+
+/// A series from the wire. `store` names the sender for errors. A chunk with `raw` data is that
+/// chunk; one with aggregates only becomes a downsampled chunk (encoding 0xFF) holding the
+/// aggregates sent.
 pub fn series_from_proto(s: pb::Series, store: &str) -> Result<SeriesChunks, StorageError> {
     let labels = series_labels(&s);
     let mut chunks = Vec::with_capacity(s.chunks.len());
-    for c in s.chunks {
-        let Some(raw) = c.raw else {
-            return Err(StorageError::Unavailable(format!(
-                "store {store}: series {labels}: chunk [{}, {}] has no raw data (downsampled aggregates only)",
-                c.min_time, c.max_time
-            )));
+    for mut c in s.chunks {
+        let bad_encoding =
+            |t: i32| StorageError::Unavailable(format!("store {store}: series {labels}: unknown chunk encoding {t}"));
+        let (encoding, data) = match c.raw.take() {
+            Some(raw) => (encoding_from_proto(raw.r#type).ok_or_else(|| bad_encoding(raw.r#type))?, raw.data),
+            None => {
+                let mut aggr = AggrChunk::default();
+                for t in AggrType::ALL {
+                    if let Some(sub) = aggr_field(&mut c, t).take() {
+                        let encoding = encoding_from_proto(sub.r#type).ok_or_else(|| bad_encoding(sub.r#type))?;
+                        aggr.set(t, Some(SubChunk { encoding, data: sub.data }));
+                    }
+                }
+                if aggr.is_empty() {
+                    return Err(StorageError::Unavailable(format!(
+                        "store {store}: series {labels}: chunk [{}, {}] has neither raw data nor aggregates",
+                        c.min_time, c.max_time
+                    )));
+                }
+                (Encoding::Aggr, Bytes::from(aggr.encode()))
+            }
         };
-        let Some(encoding) = encoding_from_proto(raw.r#type) else {
-            return Err(StorageError::Unavailable(format!(
-                "store {store}: series {labels}: unknown chunk encoding {}",
-                raw.r#type
-            )));
-        };
-        chunks.push(ChunkData { min_time: c.min_time, max_time: c.max_time, encoding, data: raw.data });
+        chunks.push(ChunkData { min_time: c.min_time, max_time: c.max_time, encoding, data });
     }
     Ok(SeriesChunks { labels, chunks })
 }
@@ -526,12 +569,46 @@ mod tests {
             labels: Labels::from_pairs(&[("__name__", "up"), ("job", "a")]),
             chunks: vec![ChunkData { min_time: 1, max_time: 2, encoding: Encoding::Xor, data: data.clone() }],
         };
-        let wire = series_to_proto(s.clone());
+        let wire = series_to_proto(s.clone(), &[Aggr::Count, Aggr::Sum]).unwrap();
         let raw = wire.chunks[0].raw.as_ref().unwrap();
         assert_eq!(raw.data.as_ptr(), data.as_ptr(), "shared, not copied");
         assert_eq!(raw.hash, chunk_hash(&data));
         assert_eq!(raw.r#type, pb::chunk::Encoding::Xor as i32);
         assert_eq!(series_from_proto(wire, "s").unwrap(), s);
+    }
+
+    /// A downsampled chunk travels as the aggregates asked for, each in its field with its
+    /// hash (Thanos's `populateChunk`), and comes back as a downsampled chunk holding them.
+    #[test]
+    fn downsampled_chunks_send_the_asked_aggregates() {
+        let sub = |b: &'static [u8]| Some(SubChunk { encoding: Encoding::Xor, data: Bytes::from_static(b) });
+        let full =
+            AggrChunk::from_parts([sub(&[0, 1, 10]), sub(&[0, 1, 11]), sub(&[0, 1, 12]), sub(&[0, 1, 13]), None]);
+        let s = SeriesChunks {
+            labels: Labels::from_pairs(&[("__name__", "up")]),
+            chunks: vec![ChunkData { min_time: 1, max_time: 2, encoding: Encoding::Aggr, data: full.encode().into() }],
+        };
+        let wire = series_to_proto(s.clone(), &[Aggr::Sum, Aggr::Count]).unwrap();
+        let c = &wire.chunks[0];
+        assert!(c.raw.is_none() && c.min.is_none() && c.max.is_none() && c.counter.is_none());
+        assert_eq!(&c.count.as_ref().unwrap().data[..], &[0, 1, 10]);
+        assert_eq!(c.sum.as_ref().unwrap().hash, chunk_hash(&[0, 1, 11]));
+        let back = series_from_proto(wire, "s").unwrap();
+        let mut want = AggrChunk::default();
+        want.set(AggrType::Count, full.get(AggrType::Count).cloned());
+        want.set(AggrType::Sum, full.get(AggrType::Sum).cloned());
+        assert_eq!(back.chunks[0].encoding, Encoding::Aggr);
+        assert_eq!(AggrChunk::decode(&back.chunks[0].data).unwrap(), want);
+
+        // An aggregate the chunk lacks is an error naming it; so is a chunk with nothing.
+        let err = series_to_proto(s, &[Aggr::Counter]).unwrap_err().to_string();
+        assert!(err.contains("aggregate counter does not exist"), "{err}");
+        let empty = pb::Series::new(
+            [("__name__", "up")],
+            vec![pb::AggrChunk { min_time: 1, max_time: 2, ..pb::AggrChunk::default() }],
+        );
+        let err = series_from_proto(empty, "s").unwrap_err().to_string();
+        assert!(err.contains("neither raw data nor aggregates"), "{err}");
     }
 
     #[test]

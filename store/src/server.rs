@@ -19,7 +19,7 @@ use strata_proto::thanos as pb;
 use strata_proto::thanos::info as infopb;
 use strata_proto::thanos::info::info_server::{Info, InfoServer};
 use strata_proto::thanos::store_server::{Store as StoreRpc, StoreServer};
-use strata_storage::{Limit, SeriesChunks, SeriesSet, StorageError};
+use strata_storage::{Aggr, Limit, SeriesChunks, SeriesSet, StorageError};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -177,10 +177,11 @@ impl StoreRpc for StoreApi {
             let store = self.store();
             // Errors found before the first series (a bad matcher, a failed index read) are the
             // call's status rather than a failed stream.
+            let aggregates = req.aggregates.clone();
             let set = blocking(move || store.select(&req)).await?;
-            Ok((set, r.response_batch_size))
+            Ok((set, r.response_batch_size, aggregates))
         };
-        let (set, batch) = match started.await {
+        let (set, batch, aggregates) = match started.await {
             Ok(v) => v,
             Err(status) => {
                 call.finish(status.code());
@@ -191,7 +192,7 @@ impl StoreRpc for StoreApi {
         let limits = self.options.limits;
         let sent = self.metrics.sent(Method::Series);
         tokio::task::spawn_blocking(move || {
-            let code = stream_series(set, &tx, batch, limits, &sent);
+            let code = stream_series(set, &tx, batch, &aggregates, limits, &sent);
             drop(permit);
             call.finish(code);
         });
@@ -260,8 +261,8 @@ impl Tally {
     fn add(&mut self, s: &SeriesChunks, limits: &SeriesLimits) -> Result<(), StorageError> {
         self.series += 1;
         for c in &s.chunks {
-            // Every chunk encoding starts with its sample count as a big-endian u16.
-            let samples = c.data.first_chunk::<2>().map_or(0, |h| u16::from_be_bytes(*h));
+            // From the chunk header (a downsampled chunk: its windows).
+            let samples = c.encoding.num_samples(&c.data).unwrap_or(0);
             self.samples += u64::from(samples);
             self.chunk_bytes += c.data.len() as u64;
         }
@@ -278,12 +279,14 @@ impl Tally {
     }
 }
 
-/// Sends the series of `set` (one per response, or batches of up to `batch_size`), then its
-/// warnings; returns the call's status code. Stops when the client has gone.
+/// Sends the series of `set` (one per response, or batches of up to `batch_size`; of
+/// downsampled chunks the `aggregates` asked for), then its warnings; returns the call's status
+/// code. Stops when the client has gone.
 fn stream_series(
     mut set: SeriesSet,
     tx: &mpsc::Sender<Result<pb::SeriesResponse, Status>>,
     batch_size: i64,
+    aggregates: &[Aggr],
     limits: SeriesLimits,
     sent: &Counter,
 ) -> Code {
@@ -315,7 +318,10 @@ fn stream_series(
         if let Err(e) = tally.add(&s, &limits) {
             return fail(status_from_error(&e));
         }
-        let series = series_to_proto(s);
+        let series = match series_to_proto(s, aggregates) {
+            Ok(series) => series,
+            Err(e) => return fail(status_from_error(&e)),
+        };
         if batch_size <= 1 {
             if !send(pb::series_response::Result::Series(series)) {
                 return Code::Cancelled;

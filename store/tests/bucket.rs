@@ -332,8 +332,8 @@ fn the_view_follows_the_bucket() {
 
 /// Bad input in the bucket: stray objects, a meta.json that does not parse, a partial upload,
 /// a truncated index, a chunk segment shorter than meta.json says, one truncated where meta.json
-/// says nothing, a meta.json that lies about the time range (and a downsampled block, which is
-/// not served). Nothing panics; the blocks that
+/// says nothing, a meta.json that lies about the time range, a block of a downsampling
+/// resolution Thanos does not make (not served). Nothing panics; the blocks that
 /// cannot be used are skipped with a log line and a metric, a read reaching a damaged chunk
 /// fails with an error naming the object, and every other read answers as before.
 #[test]
@@ -378,12 +378,12 @@ fn bad_input_is_skipped_or_an_error() {
     truncate(&segment, 100);
     let (short_chunks, _) = block(&[("source", "short-chunks")]);
     truncate(&root.join(short_chunks.to_string()).join("chunks/000001"), 100);
-    let (downsampled, _) = block(&[("source", "downsampled")]);
-    let mut meta = BlockMeta::read(&root.join(downsampled.to_string())).unwrap();
+    let (odd_resolution, _) = block(&[("source", "odd-resolution")]);
+    let mut meta = BlockMeta::read(&root.join(odd_resolution.to_string())).unwrap();
     if let Some(t) = meta.thanos.as_mut() {
-        t.downsample.resolution = 300_000;
+        t.downsample.resolution = 60_000;
     }
-    meta.write(&root.join(downsampled.to_string())).unwrap();
+    meta.write(&root.join(odd_resolution.to_string())).unwrap();
     let (lying, _) = block(&[("source", "lying")]);
     let mut meta = BlockMeta::read(&root.join(lying.to_string())).unwrap();
     (meta.min_time, meta.max_time) = (0, 1000);
@@ -395,7 +395,7 @@ fn bad_input_is_skipped_or_an_error() {
     f.rt.block_on(store.sync()).unwrap();
     let loaded: BTreeSet<Ulid> = store.blocks().iter().map(|b| b.id()).collect();
     assert!(!loaded.contains(&truncated_index) && !loaded.contains(&short_listed));
-    assert!(!loaded.contains(&downsampled), "downsampled blocks are not served yet");
+    assert!(!loaded.contains(&odd_resolution), "only the resolutions 0, 5m and 1h are served");
     assert!(loaded.contains(&short_chunks) && loaded.contains(&lying));
     assert_eq!(loaded.len(), f.disk.len() + 2);
     let mut text = String::new();
@@ -476,4 +476,80 @@ fn the_chunk_pool_bounds_chunk_bytes() {
     assert!(big.chunk_pool_used() > 0, "held while the chunks live");
     drop(all);
     assert_eq!(big.chunk_pool_used(), 0);
+}
+
+/// Writes the chunks of a 5m-resolution block over `[min, max)` with the series of `raw` (a
+/// block this file wrote), one downsampled chunk each holding count and sum (the aggregates'
+/// values are not looked at here); the resolution goes in once the block is in the bucket.
+fn write_downsampled_block(dir: &Path, raw: &Path, min: i64, max: i64) -> strata_tsdb::Result<PathBuf> {
+    use strata_tsdb::chunkenc::{AggrChunk, AggrType, SubChunk};
+    const RES: i64 = 300_000;
+    let series = Block::open(raw)?.select(&[], i64::MIN, i64::MAX)?;
+    let id = Ulid::new();
+    let mut w = BlockWriter::new(dir, id)?;
+    let symbols: BTreeSet<&str> = series.iter().flat_map(|s| s.labels.iter().flat_map(|(n, v)| [n, v])).collect();
+    w.add_symbols(symbols)?;
+    for s in &series {
+        let mut aggr = AggrChunk::default();
+        for t in [AggrType::Count, AggrType::Sum] {
+            let mut app = XorAppender::new();
+            (min..max).step_by(RES as usize).for_each(|start| app.append(start + RES - 1, 20.0));
+            aggr.set(t, Some(SubChunk { encoding: Encoding::Xor, data: bytes::Bytes::from(app.into_bytes()) }));
+        }
+        let chunk = ChunkData {
+            min_time: min + RES - 1,
+            max_time: max - 1,
+            encoding: Encoding::Aggr,
+            data: aggr.encode().into(),
+        };
+        w.add_series(&s.labels, &[chunk])?;
+    }
+    w.finish(min, max, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
+    Ok(dir.join(id.to_string()))
+}
+
+/// Two raw blocks of two hours and a 5m block of the first: a raw read gets raw chunks only; a
+/// read allowing 5m gets the downsampled chunks for the first two hours and the second raw
+/// block's chunks for the rest (Thanos's `getFor`); the block loads with its resolution.
+#[test]
+fn downsampled_blocks_are_picked_by_resolution() {
+    let src = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let raw = write_block(src.path(), 6, START, START + 2 * HOUR);
+    let later = write_block(src.path(), 6, START + 2 * HOUR, START + 4 * HOUR);
+    let five = write_downsampled_block(src.path(), &raw, START, START + 2 * HOUR).unwrap();
+    let labels = [("source", "ds")];
+    put_block(root.path(), &raw, &labels);
+    put_block(root.path(), &later, &labels);
+    // put_block writes the Thanos section: the resolution goes in after.
+    let five_id = put_block(root.path(), &five, &labels);
+    let mut meta = BlockMeta::read(&root.path().join(five_id.to_string())).unwrap();
+    meta.thanos.as_mut().unwrap().downsample.resolution = 300_000;
+    meta.write(&root.path().join(five_id.to_string())).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut registry = Registry::default();
+    let options = BucketStoreOptions { data_dir: data.path().to_owned(), ..BucketStoreOptions::default() };
+    let store = BucketStore::new(fs_bucket(root.path()), options, rt.handle().clone(), &mut registry);
+    rt.block_on(store.sync()).unwrap();
+    assert_eq!(store.blocks().len(), 3);
+
+    let up = vec![m(MatchOp::Equal, "__name__", "up")];
+    let req = SelectRequest::new(up, START, START + 4 * HOUR);
+    let raw_read = select(&store, &req);
+    assert!(!raw_read.is_empty());
+    for s in &raw_read {
+        assert!(s.chunks.iter().all(|c| c.encoding == Encoding::Xor), "{}", s.labels);
+        assert!(s.chunks.first().unwrap().min_time < START + HOUR);
+    }
+    let five_read = select(&store, &SelectRequest { max_resolution_window: 300_000, ..req.clone() });
+    assert_eq!(five_read.len(), raw_read.len());
+    for s in &five_read {
+        let (aggr, raw): (Vec<&ChunkData>, Vec<&ChunkData>) =
+            s.chunks.iter().partition(|c| c.encoding == Encoding::Aggr);
+        assert_eq!(aggr.len(), 1, "{}", s.labels);
+        assert!(aggr[0].max_time < START + 2 * HOUR);
+        assert!(!raw.is_empty() && raw.iter().all(|c| c.min_time >= START + 2 * HOUR), "{}: {raw:?}", s.labels);
+    }
 }

@@ -61,6 +61,20 @@ fn flush_group(group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> Resu
         out.extend(group.into_iter().map(|(_, c)| c));
         return Ok(());
     }
+    if group.iter().any(|(_, c)| c.encoding == Encoding::Aggr) {
+        // Downsampled chunks hold aggregates per window, which do not merge sample by sample
+        // (nor with raw samples): of overlapping chunks the one starting first is kept and
+        // those overlapping a kept one are dropped, as Thanos's querier skips samples that go
+        // back in time.
+        let mut end = i64::MIN;
+        for (_, c) in group {
+            if c.min_time > end {
+                end = c.max_time;
+                out.push(c);
+            }
+        }
+        return Ok(());
+    }
     let mut samples: Vec<(i64, usize, f64)> = Vec::new();
     for (src, c) in &group {
         if c.encoding != Encoding::Xor {
@@ -239,6 +253,19 @@ mod tests {
             samples_of(&m),
             [(1, 1.0), (2, 20.0), (3, 3.0), (5, 5.0), (6, 60.0)].map(|(t, v): (i64, f64)| (t, v.to_bits()))
         );
+    }
+
+    #[test]
+    fn overlapping_downsampled_chunks_keep_the_first() {
+        let aggr = |min_time, max_time, tag: u8| ChunkData {
+            min_time,
+            max_time,
+            encoding: Encoding::Aggr,
+            data: bytes::Bytes::from(vec![0, 0, 0, 0, tag]),
+        };
+        let raw = chunk(&[(150, 1.0), (400, 2.0)]);
+        let merged = merge_chunks(vec![aggr(100, 299, 1), raw.clone(), aggr(200, 350, 2), aggr(300, 500, 3)]).unwrap();
+        assert_eq!(merged, [aggr(100, 299, 1), aggr(300, 500, 3)]);
     }
 
     #[test]

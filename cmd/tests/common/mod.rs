@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub mod blocks;
 pub mod corpus;
 
 use std::collections::BTreeMap;

@@ -70,10 +70,10 @@ async fn instant_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result
     let limit = limit_param(p)?;
     let t = time_param(p, "time", now_ms())?;
     let timeout = timeout_param(st, p)?;
-    let engine = engine_options(st, p)?;
     // Thanos's instant queries read raw data unless told otherwise.
     let read = read_options(&st.querier, headers, p)?;
     let read = QueryOptions { max_resolution_window: max_source_resolution(&st.querier, p, 0)?, ..read };
+    let engine = engine_options(st, p, read.max_resolution_window)?;
     let query = p.get("query").to_owned();
     execute(st, engine, timeout, limit, wants_stats(p), move |engine, storage| {
         engine.instant_query(storage, &query, t, &read)
@@ -110,10 +110,10 @@ async fn range_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<R
         ));
     }
     let timeout = timeout_param(st, p)?;
-    let engine = engine_options(st, p)?;
     // `auto`: at least five samples per step.
     let read = read_options(&st.querier, headers, p)?;
     let read = QueryOptions { max_resolution_window: max_source_resolution(&st.querier, p, step_ms / 5)?, ..read };
+    let engine = engine_options(st, p, read.max_resolution_window)?;
     let query = p.get("query").to_owned();
     execute(st, engine, timeout, limit, wants_stats(p), move |engine, storage| {
         engine.range_query(storage, &query, start, end, step_ms, &read)
@@ -129,9 +129,11 @@ fn timeout_param(st: &ApiState, p: &Params) -> Result<Duration, ApiError> {
     })
 }
 
-/// Engine settings for this request: Prometheus 3 lets a request set its own lookback delta.
-fn engine_options(st: &ApiState, p: &Params) -> Result<EngineOptions, ApiError> {
+/// Engine settings for this request: the lookback delta grown for the resolution it may read
+/// (see [`lookback_for_resolution`]); Prometheus 3 lets a request set its own instead.
+fn engine_options(st: &ApiState, p: &Params, max_resolution: i64) -> Result<EngineOptions, ApiError> {
     let mut opts = st.engine.clone();
+    opts.lookback_delta = lookback_for_resolution(opts.lookback_delta, max_resolution);
     if let Some(ns) = duration_param(p, "lookback_delta")? {
         let ms = ns / 1_000_000;
         if ms > 0 {
@@ -139,6 +141,29 @@ fn engine_options(st: &ApiState, p: &Params) -> Result<EngineOptions, ApiError> 
         }
     }
     Ok(opts)
+}
+
+/// The lookback delta (ms) of a query that may read data of up to `max_resolution` (ms), as
+/// Thanos's querier picks it (`LookbackDeltaFactory` with its dynamic lookback, on by default):
+/// at least a resolution's width once the query may read coarser data than that resolution's
+/// finer neighbour (or than the configured delta), so that a plain selector over 1h data
+/// still finds the previous window's sample.
+pub(crate) fn lookback_for_resolution(lookback: i64, max_resolution: i64) -> i64 {
+    const RESOLUTIONS: [i64; 3] = [0, 300_000, 3_600_000];
+    let mut grown = [lookback; 3];
+    let mut current = lookback;
+    for (i, &r) in RESOLUTIONS.iter().enumerate() {
+        if lookback < r {
+            current = r;
+        }
+        grown[i] = current;
+    }
+    for i in (1..RESOLUTIONS.len()).rev() {
+        if RESOLUTIONS[i - 1].max(lookback) < max_resolution {
+            return grown[i];
+        }
+    }
+    grown[0]
 }
 
 /// Prometheus adds stats for any non-empty `stats` (`stats=all` is what clients send).
@@ -359,6 +384,37 @@ mod format_tests {
             let got = super::format(query);
             assert_eq!(got.as_deref(), Ok(ours), "{query}");
             assert_ne!(ours, prometheus);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lookback_for_resolution;
+
+    /// Thanos's `LookbackDeltaFactory` with dynamic lookback: the 5m default grows to 1h only
+    /// when 1h data may be read (the 3m cases are those of Thanos's `TestLookbackDeltaFactory`).
+    #[test]
+    fn lookback_grows_with_the_resolution() {
+        const M5: i64 = 300_000;
+        const H1: i64 = 3_600_000;
+        for (lookback, max_resolution, want) in [
+            (M5, 0, M5),
+            (M5, M5, M5),
+            (M5, M5 + 1, H1),
+            (M5, H1, H1),
+            (M5, i64::MAX, H1),
+            (180_000, 120_000, 180_000),
+            (180_000, 180_000, 180_000),
+            (180_000, 240_000, M5),
+            (180_000, M5, M5),
+            (180_000, 360_000, H1),
+            (180_000, H1, H1),
+            (180_000, 2 * H1, H1),
+            (2 * H1, H1, 2 * H1),
+            (2 * H1, 3 * H1, 2 * H1),
+        ] {
+            assert_eq!(lookback_for_resolution(lookback, max_resolution), want, "{lookback} {max_resolution}");
         }
     }
 }

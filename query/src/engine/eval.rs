@@ -7,10 +7,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as ParserOp;
 use promql_parser::parser::{AggregateExpr, AtModifier, Expr, LabelModifier, Offset, VectorSelector};
-use strata_storage::{Aggr, Grouping, SelectHints, SelectRequest, SeriesChunks, Storage, StorageError};
-use strata_tsdb::chunkenc::{Encoding, XorIter};
+use strata_storage::{Aggr, ChunkData, Grouping, SelectHints, SelectRequest, SeriesChunks, Storage, StorageError};
+use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
+use strata_tsdb::downsample::{self, AggrView};
 use strata_tsdb::labels::{Labels, METRIC_NAME};
 use strata_tsdb::matchers::{MatchOp, Matcher};
+use strata_tsdb::querier::MERGED_CHUNK_SAMPLES;
 
 use super::dedup::{self, Merge};
 use super::extended::{extend_floats, smoothed_points};
@@ -748,11 +750,16 @@ impl<'a> Evaluator<'a> {
         self.check_deadline()?;
         let alternatives = groups.len();
         let mut series: Vec<SeriesChunks> = Vec::new();
+        let aggregates = aggregates(hints.func.as_deref());
+        let max_resolution_window = max_resolution(self.opts.max_resolution_window, hints);
+        // A read that allows downsampled data reads counters as Thanos's querier does, raw ones
+        // too; a raw read keeps Prometheus's semantics (`resets` sees resets).
+        let thanos_counters = max_resolution_window > 0 && aggregates == [Aggr::Counter];
         for matchers in groups {
             let req = SelectRequest {
                 hints: hints.clone(),
-                max_resolution_window: self.opts.max_resolution_window,
-                aggregates: aggregates(hints.func.as_deref()),
+                max_resolution_window,
+                aggregates: aggregates.clone(),
                 scope: self.opts.scope.clone(),
                 ..SelectRequest::new(self.opts.enforce(matchers.clone()), mint, maxt)
             };
@@ -773,6 +780,11 @@ impl<'a> Evaluator<'a> {
         }
         for s in &mut series {
             s.chunks.retain(|c| c.max_time >= mint && c.min_time <= maxt);
+            let downsampled = s.chunks.iter().any(|c| c.encoding == Encoding::Aggr);
+            // (Histogram chunks are left for the check below to refuse.)
+            if downsampled || (thanos_counters && s.chunks.iter().all(|c| c.encoding == Encoding::Xor)) {
+                read_downsampled(s, &aggregates)?;
+            }
             if let Some(c) = s.chunks.iter().find(|c| c.encoding != Encoding::Xor) {
                 return Err(match c.encoding {
                     Encoding::Histogram | Encoding::FloatHistogram => QueryError::Unsupported(format!(
@@ -789,6 +801,66 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The coarsest resolution a selection may read: the query's, at most half the range for the
+/// functions that need two samples in it (Thanos's `maxResolutionFromSelectHints`).
+fn max_resolution(query_max: i64, hints: &SelectHints) -> i64 {
+    const NEED_TWO_SAMPLES: [&str; 9] = [
+        "rate",
+        "irate",
+        "increase",
+        "delta",
+        "idelta",
+        "deriv",
+        "predict_linear",
+        "holt_winters",
+        "double_exponential_smoothing",
+    ];
+    match hints.func.as_deref() {
+        Some(f) if hints.range > 0 && NEED_TWO_SAMPLES.contains(&f) => query_max.min(hints.range / 2),
+        _ => query_max,
+    }
+}
+
+/// Replaces the chunks of a series holding downsampled chunks with XOR chunks of the samples
+/// Thanos's querier reads from them for `aggregates` (`chunkSeries.Iterator`: one aggregate,
+/// the counter with resets undone across every chunk, or sum / count), so that the rest of the
+/// engine reads plain float samples. Raw chunks of the series are read along (for the counter,
+/// through the reset correction too, as Thanos does; a series of raw chunks only is read so as
+/// well when the read allows downsampled data).
+fn read_downsampled(s: &mut SeriesChunks, aggregates: &[Aggr]) -> Result<(), QueryError> {
+    let view = match aggregates {
+        [one] => match one.aggr_type() {
+            Some(t) => AggrView::One(t),
+            None => AggrView::Average,
+        },
+        _ => AggrView::Average,
+    };
+    let mut samples: Vec<(i64, f64)> = Vec::new();
+    downsample::for_each_sample(s, view, |t, v| {
+        // Chunks the merge left in time order may still repeat a boundary sample.
+        if samples.last().is_none_or(|&(last, _)| t > last) {
+            samples.push((t, v));
+        }
+    })
+    .map_err(|e| QueryError::Storage(e.to_string()))?;
+    s.chunks = samples
+        .chunks(MERGED_CHUNK_SAMPLES)
+        .map(|part| {
+            let mut app = XorAppender::new();
+            for &(t, v) in part {
+                app.append(t, v);
+            }
+            ChunkData {
+                min_time: part[0].0,
+                max_time: part[part.len() - 1].0,
+                encoding: Encoding::Xor,
+                data: app.into_bytes().into(),
+            }
+        })
+        .collect();
+    Ok(())
+}
+
 /// The aggregates of downsampled data a selection feeding `func` needs, as Thanos's querier
 /// asks for them (`aggrsFromFunc`).
 fn aggregates(func: Option<&str>) -> Vec<Aggr> {
@@ -803,7 +875,7 @@ fn aggregates(func: Option<&str>) -> Vec<Aggr> {
     } else if f.starts_with("sum_") {
         // `sum` itself wants the samples: count and sum, below.
         vec![Aggr::Sum]
-    } else if matches!(f, "increase" | "rate" | "irate" | "resets") {
+    } else if matches!(f, "increase" | "rate" | "irate" | "resets" | "xincrease" | "xrate") {
         vec![Aggr::Counter]
     } else {
         vec![Aggr::Count, Aggr::Sum]

@@ -898,11 +898,13 @@ mod tests {
         assert_eq!(r.value, Value::Vector(Vec::new()), "no series of t1");
         let reqs = storage.1.lock().unwrap();
         assert_eq!(reqs.len(), 2);
+        // rate needs two samples in its 5m: at most 2m30s resolution (Thanos's rule).
+        assert_eq!(reqs[0].max_resolution_window, 150_000);
+        assert_eq!(reqs[1].max_resolution_window, 300_000);
         for req in reqs.iter() {
             assert_eq!(req.scope.tenant.as_deref(), Some("t1"));
             assert_eq!(req.scope.partial_response, strata_storage::PartialResponse::Warn);
             assert_eq!(req.scope.store_matchers.len(), 1);
-            assert_eq!(req.max_resolution_window, 300_000);
             assert!(req.without_replica_labels.is_empty());
             let on_tenant: Vec<&Matcher> = req.matchers.iter().filter(|m| m.name == "tenant_id").collect();
             assert_eq!(on_tenant.len(), 1);
@@ -910,6 +912,83 @@ mod tests {
         }
         assert_eq!(reqs[0].aggregates, [strata_storage::Aggr::Counter]);
         assert_eq!(reqs[1].aggregates, [strata_storage::Aggr::Count]);
+    }
+
+    /// Downsampled chunks read as Thanos's querier reads them: the counter aggregate with its
+    /// resets undone (across chunks too) for rate, one aggregate for the *_over_time functions,
+    /// sum / count otherwise; raw chunks of the same series along.
+    #[test]
+    fn downsampled_chunks_read_per_function() {
+        use strata_tsdb::chunkenc::{AggrChunk, AggrType, SubChunk};
+        const RES: i64 = 300_000;
+        fn xor(samples: &[(i64, f64)]) -> SubChunk {
+            let mut a = XorAppender::new();
+            samples.iter().for_each(|&(t, v)| a.append(t, v));
+            SubChunk { encoding: Encoding::Xor, data: a.bytes().to_vec().into() }
+        }
+        // Two chunks of two 5m windows each: one raw sample a minute, the counter going 0..9,
+        // then reset to 0 at the start of the second chunk and going 0..9 again.
+        let chunk = |start: i64| {
+            let ends = [start + RES - 1, start + 2 * RES - 1];
+            let last_raw = start + 2 * RES - 60_000;
+            let mut c = AggrChunk::default();
+            c.set(AggrType::Count, Some(xor(&[(ends[0], 5.0), (ends[1], 5.0)])));
+            c.set(AggrType::Sum, Some(xor(&[(ends[0], 10.0), (ends[1], 35.0)])));
+            c.set(AggrType::Min, Some(xor(&[(ends[0], 0.0), (ends[1], 5.0)])));
+            c.set(AggrType::Max, Some(xor(&[(ends[0], 4.0), (ends[1], 9.0)])));
+            c.set(AggrType::Counter, Some(xor(&[(start, 0.0), (ends[0], 4.0), (last_raw, 9.0), (last_raw, 9.0)])));
+            ChunkData { min_time: start, max_time: ends[1], encoding: Encoding::Aggr, data: c.encode().into() }
+        };
+        struct Downsampled(Vec<ChunkData>);
+        impl Storage for Downsampled {
+            fn select(&self, _: &SelectRequest) -> Result<SeriesSet, StorageError> {
+                let s = SeriesChunks { labels: Labels::from_pairs(&[("__name__", "x")]), chunks: self.0.clone() };
+                Ok(SeriesSet::new(std::iter::once(Ok(s))))
+            }
+            fn label_names(&self, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+            fn label_values(&self, _: &str, _: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
+                Ok(LabelsAnswer::default())
+            }
+        }
+        let storage = Downsampled(vec![chunk(0), chunk(2 * RES)]);
+        let opts = QueryOptions { max_resolution_window: 3_600_000, ..QueryOptions::default() };
+        let at = 4 * RES - 1;
+        let value = |q: &str| match engine().instant_query(&storage, q, at, &opts).unwrap().value {
+            Value::Vector(v) => v.iter().map(|s| s.v).collect::<Vec<f64>>(),
+            other => panic!("{q}: {other:?}"),
+        };
+        // The counter: 0 … 9 in the first chunk, then the reset to 0 is seen against the first
+        // chunk's last raw value: 9 + 0 … 9 + 9 = 18 over the samples' 1140 s, extrapolated to
+        // the end of the range (not before the first sample: a counter starting at 0).
+        let increase = value("increase(x[1h])");
+        assert!((increase[0] - 18.0 * (1199.999 / 1140.0)).abs() < 1e-9, "{increase:?}");
+        assert_eq!(value("resets(x[1h])"), [0.0], "resets are hidden, as in Thanos");
+        assert_eq!(value("max_over_time(x[1h])"), [9.0]);
+        assert_eq!(value("min_over_time(x[1h])"), [0.0]);
+        // The count aggregate's samples are counted, not summed (as Thanos answers).
+        assert_eq!(value("count_over_time(x[1h])"), [4.0]);
+        assert_eq!(value("sum_over_time(x[1h])"), [90.0]);
+        assert_eq!(value("x"), [7.0], "the last window's average");
+        assert_eq!(value("avg_over_time(x[1h])"), [4.5]);
+    }
+
+    /// A query allowing downsampled data reads counters of raw series as Thanos's querier does
+    /// (resets undone); a raw query keeps Prometheus's semantics.
+    #[test]
+    fn raw_counters_read_as_thanos_when_downsampled_data_is_allowed() {
+        let samples = vec![(0, 5.0), (60_000, 7.0), (120_000, 1.0), (180_000, 4.0)];
+        let storage = Mem(vec![(Labels::from_pairs(&[("__name__", "c")]), samples, false)]);
+        let resets = |max_resolution_window| {
+            let opts = QueryOptions { max_resolution_window, ..QueryOptions::default() };
+            match engine().instant_query(&storage, "resets(c[10m])", 200_000, &opts).unwrap().value {
+                Value::Vector(v) => v.iter().map(|s| s.v).collect::<Vec<f64>>(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(resets(0), [1.0]);
+        assert_eq!(resets(3_600_000), [0.0]);
     }
 
     /// What a fan-out reports while a set is read (a store that did not answer) ends up in the

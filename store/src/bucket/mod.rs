@@ -27,7 +27,7 @@ use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Stor
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
 use tokio::runtime::Handle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
@@ -377,12 +377,11 @@ impl BucketStore {
         let label_excluded = before - time_excluded - selected.len();
         let kept = deduplicate(selected);
         let duplicate = before - time_excluded - label_excluded - kept.len();
-        // Downsampled blocks hold aggregate chunks, which are not read yet: only raw blocks
-        // are served (Thanos serves raw data too when that is all a request allows).
-        let (kept, downsampled): (Vec<BlockMeta>, Vec<BlockMeta>) =
-            kept.into_iter().partition(|m| m.thanos.as_ref().is_none_or(|t| t.downsample.resolution == 0));
-        if !downsampled.is_empty() {
-            debug!(blocks = downsampled.len(), "downsampled blocks are not served");
+        // Thanos serves the three resolutions its compactor makes and refuses to load others.
+        let (kept, odd): (Vec<BlockMeta>, Vec<BlockMeta>) =
+            kept.into_iter().partition(|m| RESOLUTIONS.contains(&resolution(m)));
+        for m in &odd {
+            warn!(block = %m.ulid, resolution = resolution(m), "unsupported downsampling resolution; block not served");
         }
         let counts = vec![
             ("corrupted-meta-json", fetched.corrupt.len()),
@@ -402,14 +401,38 @@ impl BucketStore {
         (self.options.min_time.now(), self.options.max_time.now())
     }
 
-    /// Each loaded block overlapping `[mint, maxt]` as a storage with its external labels.
-    fn storages(&self, mint: i64, maxt: i64) -> Vec<Arc<dyn Storage>> {
+    /// The loaded blocks overlapping `[mint, maxt]`, each as a storage with its external labels:
+    /// all of them (`max_resolution` `None`), or per external label set those [`blocks_for`]
+    /// picks for a read allowing `max_resolution` (ms).
+    fn storages(&self, mint: i64, maxt: i64, max_resolution: Option<i64>) -> Vec<Arc<dyn Storage>> {
         let (min, max) = self.time_window();
         let (mint, maxt) = (mint.max(min), maxt.min(max));
-        self.blocks
-            .read()
-            .values()
-            .filter(|b| b.overlaps(mint, maxt))
+        let blocks = self.blocks.read();
+        let chosen: Vec<&Arc<BucketBlock>> = match max_resolution {
+            None => blocks.values().filter(|b| b.overlaps(mint, maxt)).collect(),
+            Some(max_resolution) => {
+                let mut by_labels: BTreeMap<&Labels, Vec<&Arc<BucketBlock>>> = BTreeMap::new();
+                for b in blocks.values() {
+                    by_labels.entry(b.labels()).or_default().push(b);
+                }
+                by_labels
+                    .into_values()
+                    .flat_map(|set| {
+                        let spans: Vec<BlockSpan> = set
+                            .iter()
+                            .map(|b| BlockSpan {
+                                min_time: b.meta().min_time,
+                                max_time: b.meta().max_time,
+                                resolution: resolution(b.meta()),
+                            })
+                            .collect();
+                        blocks_for(&spans, mint, maxt, max_resolution).into_iter().map(move |i| set[i])
+                    })
+                    .collect()
+            }
+        };
+        chosen
+            .into_iter()
             .map(|b| {
                 let raw: Arc<dyn Storage> = Arc::new(BlockStorage(b.clone()));
                 Arc::new(ExternalLabels::new(raw, b.labels().clone())) as Arc<dyn Storage>
@@ -418,11 +441,73 @@ impl BucketStore {
     }
 }
 
+/// The resolutions of blocks a store serves, coarsest first: 1h, 5m, raw (Thanos's
+/// `bucketBlockSet.resolutions`).
+const RESOLUTIONS: [i64; 3] = [3_600_000, 300_000, 0];
+
+/// A block's downsampling resolution (ms); 0 for raw data.
+fn resolution(m: &BlockMeta) -> i64 {
+    m.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
+}
+
+/// A block's time range (`max_time` exclusive, as in meta.json) and resolution.
+#[derive(Debug, Clone, Copy)]
+struct BlockSpan {
+    min_time: i64,
+    max_time: i64,
+    resolution: i64,
+}
+
+/// The blocks (indices into `spans`, the blocks of one external label set) a read of
+/// `[mint, maxt]` allowing resolutions up to `max_resolution` gets, as Thanos's `getFor`: the
+/// blocks of the coarsest allowed resolution, in time order, and in the gaps before, between
+/// and after them the blocks `getFor` picks at the next finer resolution, recursively. A block
+/// of a finer resolution reaching into several gaps is listed once.
+fn blocks_for(spans: &[BlockSpan], mint: i64, maxt: i64, max_resolution: i64) -> Vec<usize> {
+    fn fill(spans: &[BlockSpan], levels: &[Vec<usize>], mint: i64, maxt: i64, level: usize, out: &mut Vec<usize>) {
+        if mint > maxt {
+            return;
+        }
+        let finer = level + 1 < levels.len();
+        let mut start = mint;
+        for &i in &levels[level] {
+            let b = spans[i];
+            if b.max_time <= mint {
+                continue;
+            }
+            if b.min_time > maxt {
+                break;
+            }
+            if finer {
+                fill(spans, levels, start, b.min_time - 1, level + 1, out);
+            }
+            out.push(i);
+            start = b.max_time;
+        }
+        if finer {
+            fill(spans, levels, start, maxt, level + 1, out);
+        }
+    }
+    let first = RESOLUTIONS.iter().position(|&r| r <= max_resolution).unwrap_or(RESOLUTIONS.len() - 1);
+    let levels: Vec<Vec<usize>> = RESOLUTIONS[first..]
+        .iter()
+        .map(|&r| {
+            let mut level: Vec<usize> = (0..spans.len()).filter(|&i| spans[i].resolution == r).collect();
+            level.sort_by_key(|&i| (spans[i].min_time, spans[i].max_time));
+            level
+        })
+        .collect();
+    let mut out = Vec::new();
+    fill(spans, &levels, mint, maxt, 0, &mut out);
+    let mut seen = HashSet::new();
+    out.retain(|&i| seen.insert(i));
+    out
+}
+
 /// Drops blocks whose sources are all in another block of the same resolution (a compactor's
 /// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
 /// then by ULID; a block is kept unless a kept one holds all its sources.
 fn deduplicate(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
-    let resolution = |m: &BlockMeta| m.thanos.as_ref().map_or(0, |t| t.downsample.resolution);
     metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
     let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
     for m in metas {
@@ -446,7 +531,7 @@ impl Storage for BucketStore {
     /// The blocks are asked at once, a few threads at a time: each block's first round of
     /// reads happens in its `select`, so their round trips overlap.
     fn select(&self, req: &SelectRequest) -> Result<SeriesSet, StorageError> {
-        let storages = self.storages(req.min_time, req.max_time);
+        let storages = self.storages(req.min_time, req.max_time, Some(req.max_resolution_window));
         let mut sets = Vec::with_capacity(storages.len());
         for group in storages.chunks(BLOCK_READ_CONCURRENCY) {
             let answers: Vec<Result<SeriesSet, StorageError>> = std::thread::scope(|scope| {
@@ -464,11 +549,11 @@ impl Storage for BucketStore {
     }
 
     fn label_names(&self, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
-        merged_labels(self.storages(req.min_time, req.max_time).into_iter(), req, |s| s.label_names(req))
+        merged_labels(self.storages(req.min_time, req.max_time, None).into_iter(), req, |s| s.label_names(req))
     }
 
     fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
-        merged_labels(self.storages(req.min_time, req.max_time).into_iter(), req, |s| s.label_values(name, req))
+        merged_labels(self.storages(req.min_time, req.max_time, None).into_iter(), req, |s| s.label_values(name, req))
     }
 }
 
@@ -512,5 +597,85 @@ impl Store for BucketStore {
             max_time: max_time.min(max),
             tsdb_infos,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R0: i64 = 0;
+    const R1: i64 = 300_000;
+    const R2: i64 = 3_600_000;
+
+    /// Thanos's `TestBucketBlockSet_addGet` (pkg/store/bucket_test.go): the same blocks, the
+    /// same reads, the same answers.
+    #[test]
+    fn picks_resolutions_as_thanos_get_for() {
+        let input = [
+            (R0, 0, 100),
+            (R0, 100, 200),
+            (R0, 100, 200),
+            (R0, 200, 299),
+            (R0, 200, 300),
+            (R0, 300, 400),
+            (R0, 300, 600),
+            (R0, 400, 500),
+            (R1, 0, 100),
+            (R1, 100, 200),
+            (R1, 200, 300),
+            (R1, 300, 400),
+            (R2, 100, 200),
+            (R2, 200, 300),
+        ];
+        let spans: Vec<BlockSpan> = input
+            .iter()
+            .map(|&(resolution, min_time, max_time)| BlockSpan { min_time, max_time, resolution })
+            .collect();
+        let picked = |mint, maxt, max_resolution| -> Vec<(i64, i64, i64)> {
+            blocks_for(&spans, mint, maxt, max_resolution).into_iter().map(|i| input[i]).collect()
+        };
+        assert_eq!(
+            picked(-100, 1000, 0),
+            [
+                (R0, 0, 100),
+                (R0, 100, 200),
+                (R0, 100, 200),
+                (R0, 200, 299),
+                (R0, 200, 300),
+                (R0, 300, 400),
+                (R0, 300, 600),
+                (R0, 400, 500)
+            ]
+        );
+        assert_eq!(
+            picked(100, 400, R1 - 1),
+            [
+                (R0, 100, 200),
+                (R0, 100, 200),
+                (R0, 200, 299),
+                (R0, 200, 300),
+                (R0, 300, 400),
+                (R0, 300, 600),
+                (R0, 400, 500)
+            ]
+        );
+        assert_eq!(
+            picked(100, 500, R1),
+            [(R1, 100, 200), (R1, 200, 300), (R1, 300, 400), (R0, 300, 600), (R0, 400, 500)]
+        );
+        assert_eq!(
+            picked(0, 500, R2),
+            [(R1, 0, 100), (R2, 100, 200), (R2, 200, 300), (R1, 300, 400), (R0, 300, 600), (R0, 400, 500)]
+        );
+        assert!(picked(10, 5, R2).is_empty());
+        // A finer block reaching into two gaps of a coarser level is listed once (Thanos lists
+        // it twice and its proxy drops the identical chunks).
+        let spans = [
+            BlockSpan { min_time: 0, max_time: 10, resolution: R1 },
+            BlockSpan { min_time: 20, max_time: 30, resolution: R1 },
+            BlockSpan { min_time: 0, max_time: 40, resolution: R0 },
+        ];
+        assert_eq!(blocks_for(&spans, 0, 40, R1), [0, 2, 1]);
     }
 }

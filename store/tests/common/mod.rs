@@ -95,7 +95,9 @@ impl TestStore {
 }
 
 fn series_frame(s: &SeriesChunks) -> pb::SeriesResponse {
-    pb::SeriesResponse { result: Some(pb::series_response::Result::Series(series_to_proto(s.clone()))) }
+    pb::SeriesResponse {
+        result: Some(pb::series_response::Result::Series(series_to_proto(s.clone(), &[]).expect("raw chunks"))),
+    }
 }
 
 #[tonic::async_trait]
@@ -148,7 +150,7 @@ impl Store for TestStore {
                 } else {
                     pb::SeriesResponse {
                         result: Some(pb::series_response::Result::Batch(pb::SeriesBatch {
-                            series: part.iter().map(|s| series_to_proto(s.clone())).collect(),
+                            series: part.iter().map(|s| series_to_proto(s.clone(), &[]).expect("raw chunks")).collect(),
                         })),
                     }
                 };

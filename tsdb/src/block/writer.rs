@@ -75,14 +75,14 @@ impl BlockWriter {
         }
         let mut samples = Vec::with_capacity(chunks.len());
         for c in chunks {
-            // Every chunk encoding starts with a BE16 sample count.
-            let Some(&[hi, lo]) = c.data.first_chunk::<2>() else {
+            let Some(n) = c.encoding.num_samples(&c.data) else {
                 return Err(Error::InvalidBlockInput(format!(
-                    "series {labels}: chunk of {} bytes has no sample count",
+                    "series {labels}: {} chunk of {} bytes has no sample count",
+                    c.encoding,
                     c.data.len()
                 )));
             };
-            samples.push(u64::from(u16::from_be_bytes([hi, lo])));
+            samples.push(u64::from(n));
         }
         // Check before writing any chunk, so a refused series leaves no orphan chunks behind.
         let mut metas = std::mem::take(&mut self.metas);
@@ -98,7 +98,8 @@ impl BlockWriter {
         for (c, n) in chunks.iter().zip(samples) {
             self.stats.num_samples += n;
             match c.encoding {
-                Encoding::Xor => self.stats.num_float_samples += n,
+                // Thanos counts a downsampled chunk's windows as float samples.
+                Encoding::Xor | Encoding::Aggr => self.stats.num_float_samples += n,
                 Encoding::Histogram | Encoding::FloatHistogram => self.stats.num_histogram_samples += n,
                 Encoding::None => {}
             }
