@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{check_thanos_series, check_thanos_write, check_v1, check_v2, from_v1, from_v2, same, GeneratedSeries, GeneratedWriteRequest};
+use common::{
+    check_thanos_series, check_thanos_write, check_v1, check_v2, from_v1, from_v2, same, GeneratedSeries,
+    GeneratedWriteRequest,
+};
 use proptest::prelude::*;
 use prost::Message;
 use strata_proto::prometheus as v1;

@@ -191,6 +191,8 @@ pub fn check_thanos_write(bytes: &[u8]) -> bool {
             true
         }
         (Err(_), _, Err(_)) | (_, Some(Err(_)), Err(_)) => false,
-        _ => panic!("thanos.WriteRequest decoders disagree on {bytes:02x?}:\nours {ours:?} {batch:?}\nprost {theirs:?}"),
+        _ => {
+            panic!("thanos.WriteRequest decoders disagree on {bytes:02x?}:\nours {ours:?} {batch:?}\nprost {theirs:?}")
+        }
     }
 }
