@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::response::Response;
 use serde::Deserialize;
+use strata_store::proxy::NO_STORES_MATCHED;
 use strata_tsdb::gotext::parse_float;
 use strata_tsdb::labels::Labels;
 
@@ -37,6 +38,23 @@ impl Notes {
             }
         }
     }
+}
+
+/// The notes of all pieces of one request as the downstream would give them for the whole:
+/// each note once, in the order first seen, except Thanos's "no store matched" warning, which
+/// the whole request gets only if no piece reached a store (pieces outside the stores' time
+/// ranges get it where the whole request does not).
+pub fn merge_notes(pieces: Vec<Notes>) -> Notes {
+    let every_piece_unmatched =
+        !pieces.is_empty() && pieces.iter().all(|n| n.warnings.iter().any(|w| w == NO_STORES_MATCHED));
+    let mut merged = Notes::default();
+    for n in pieces {
+        merged.absorb(n);
+    }
+    if !every_piece_unmatched {
+        merged.warnings.retain(|w| w != NO_STORES_MATCHED);
+    }
+    merged
 }
 
 #[derive(Deserialize)]
@@ -211,6 +229,15 @@ mod tests {
         }
         assert!(parse_strings(br#"{"status":"success","data":[1]}"#).is_err());
         assert!(parse_label_sets(br#"{"status":"success","data":["a"]}"#).is_err());
+    }
+
+    #[test]
+    fn no_store_matched_only_when_no_piece_matched() {
+        let unmatched = || Notes { warnings: vec![NO_STORES_MATCHED.into()], infos: vec![] };
+        let other = || Notes { warnings: vec!["store x failed".into()], infos: vec!["i".into()] };
+        assert_eq!(merge_notes(vec![unmatched(), unmatched()]).warnings, vec![NO_STORES_MATCHED.to_owned()]);
+        let m = merge_notes(vec![unmatched(), other(), Notes::default()]);
+        assert_eq!(m, other());
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Frontend {
 pub fn router(frontend: Frontend) -> Router {
     let fe = Arc::new(frontend);
     let route = |name: &'static str, methods: MethodRouter<Arc<Frontend>>| {
-        methods.route_layer(middleware::from_fn_with_state((Arc::clone(&fe), name), observe))
+        methods.layer(middleware::from_fn_with_state((Arc::clone(&fe), name), observe))
     };
     Router::new()
         .route("/api/v1/query_range", route("query_range", any(query_range)))
@@ -228,6 +228,14 @@ struct RangeQuery<'a> {
     key_prefix: String,
 }
 
+/// A piece's series and notes, and the cache entry (key, value) to write once the whole query
+/// has succeeded.
+struct PieceAnswer {
+    series: Vec<Series>,
+    notes: Notes,
+    to_store: Option<(String, Vec<u8>)>,
+}
+
 /// What the downstream answered for a stretch of a range query.
 struct Fetched {
     series: Vec<Series>,
@@ -272,22 +280,33 @@ async fn query_range(State(fe): State<Arc<Frontend>>, req: Request) -> Response 
         step,
         key_prefix: format!("{}:{}:{}{grid}", fe.tenant(&req.parts.headers), p.get("query"), step),
     };
-    let answers: Vec<Result<(Vec<Series>, Notes), Response>> =
+    let answers: Vec<Result<PieceAnswer, Response>> =
         futures::stream::iter(pieces.iter().copied().map(|(s, e)| q.piece(s, e)))
             .buffered(fe.options.max_query_parallelism.max(1))
             .collect()
             .await;
     let mut parts = Vec::with_capacity(answers.len());
-    let mut notes = Notes::default();
+    let mut notes = Vec::with_capacity(answers.len());
+    let mut to_store = Vec::new();
     for answer in answers {
-        // The first piece that failed answers for the whole query, as the downstream said it.
-        let (series, n) = match answer {
+        // The first piece that failed answers for the whole query, as the downstream said it,
+        // and nothing of a failed query is cached.
+        let answer = match answer {
             Ok(a) => a,
             Err(resp) => return resp,
         };
-        parts.push(series);
-        notes.absorb(n);
+        parts.push(answer.series);
+        notes.push(answer.notes);
+        to_store.extend(answer.to_store);
     }
+    if let Some(cache) = &fe.cache {
+        let label = fe.cache_label();
+        for (key, value) in to_store {
+            cache.store(&key, value).await;
+            fe.metrics.cache_stored_keys.get_or_create(&label).inc();
+        }
+    }
+    let notes = merge::merge_notes(notes);
     match tokio::task::spawn_blocking(move || merge::matrix_response(merge::merge_series(parts), &notes)).await {
         Ok(resp) => resp,
         Err(e) => ApiError::internal(format!("merging the answers failed: {e}")).into_response(),
@@ -320,14 +339,14 @@ impl RangeQuery<'_> {
 
     /// One piece: from the cache where it holds the piece's extents, the rest from the
     /// downstream, and what was fetched added to the cache.
-    async fn piece(&self, start: i64, end: i64) -> Result<(Vec<Series>, Notes), Response> {
+    async fn piece(&self, start: i64, end: i64) -> Result<PieceAnswer, Response> {
         let fe = self.fe;
         let newest_cacheable = now_ms() - i64::try_from(fe.options.max_freshness.as_millis()).unwrap_or(i64::MAX);
         let cache = match &fe.cache {
             Some(c) if start <= newest_cacheable && fe.options.split_interval > 0 => c,
             _ => {
                 let f = self.fetch(start, end).await?;
-                return Ok((f.series, f.notes));
+                return Ok(PieceAnswer { series: f.series, notes: f.notes, to_store: None });
             }
         };
         let key = format!("{}:{}", self.key_prefix, start.div_euclid(fe.options.split_interval));
@@ -362,12 +381,12 @@ impl RangeQuery<'_> {
             notes.absorb(f.notes);
             parts.push(f.series);
         }
-        if !new_extents.is_empty() {
+        let to_store = (!new_extents.is_empty()).then(|| {
             let all = coalesce(extents.into_iter().chain(new_extents).collect(), self.step);
-            cache.store(&key, encode_extents(&key, &all)).await;
-            fe.metrics.cache_stored_keys.get_or_create(&label).inc();
-        }
-        Ok((merge::merge_series(parts), notes))
+            let value = encode_extents(&key, &all);
+            (key, value)
+        });
+        Ok(PieceAnswer { series: merge::merge_series(parts), notes, to_store })
     }
 }
 
@@ -436,7 +455,7 @@ async fn labels(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
     let unreadable = |target: &str, e: String| {
         ApiError::internal(format!("the downstream's answer to {target} cannot be read: {e}")).into_response()
     };
-    let mut notes = Notes::default();
+    let mut notes = Vec::new();
     let (mut strings, mut sets) = (BTreeSet::new(), BTreeSet::new());
     for answer in answers {
         let (target, body) = match answer {
@@ -447,19 +466,20 @@ async fn labels(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
             LabelsKind::Strings => match merge::parse_strings(&body) {
                 Ok((s, n)) => {
                     strings.extend(s);
-                    notes.absorb(n);
+                    notes.push(n);
                 }
                 Err(e) => return unreadable(&target, e),
             },
             LabelsKind::Series => match merge::parse_label_sets(&body) {
                 Ok((s, n)) => {
                     sets.extend(s);
-                    notes.absorb(n);
+                    notes.push(n);
                 }
                 Err(e) => return unreadable(&target, e),
             },
         }
     }
+    let notes = merge::merge_notes(notes);
     match kind {
         LabelsKind::Strings => merge::strings_response(strings, &notes),
         LabelsKind::Series => merge::label_sets_response(sets, &notes),
