@@ -63,8 +63,11 @@ fn param(asked: &Asked, name: &str) -> String {
 /// A matrix answer with one series holding 1 at every step of the asked range, with `extra`
 /// (e.g. `,"warnings":[…]`) after the data.
 fn matrix(asked: &Asked, extra: &str) -> String {
-    let (start, end, step): (f64, f64, f64) =
-        (param(asked, "start").parse().unwrap(), param(asked, "end").parse().unwrap(), param(asked, "step").parse().unwrap());
+    let (start, end, step): (f64, f64, f64) = (
+        param(asked, "start").parse().unwrap(),
+        param(asked, "end").parse().unwrap(),
+        param(asked, "step").parse().unwrap(),
+    );
     let mut points = Vec::new();
     let mut t = start;
     while t <= end {
@@ -119,7 +122,11 @@ const RANGE: &str = "/api/v1/query_range?query=up&start=1700000100&end=170025930
 #[tokio::test]
 async fn pieces_are_retried_on_5xx_and_merged() {
     let (addr, log) = downstream(Arc::new(|asked: &Asked, n| {
-        if n < 2 { json(StatusCode::SERVICE_UNAVAILABLE, "{}".into()) } else { json(StatusCode::OK, matrix(asked, "")) }
+        if n < 2 {
+            json(StatusCode::SERVICE_UNAVAILABLE, "{}".into())
+        } else {
+            json(StatusCode::OK, matrix(asked, ""))
+        }
     }))
     .await;
     let (status, body) = get(&frontend(&addr), RANGE).await;
@@ -136,7 +143,8 @@ async fn pieces_are_retried_on_5xx_and_merged() {
 #[tokio::test]
 async fn the_downstreams_error_is_the_answer_and_nothing_is_cached() {
     let body = r#"{"status":"error","errorType":"internal","error":"store down"}"#;
-    let (addr, log) = downstream(Arc::new(move |_: &Asked, _| json(StatusCode::INTERNAL_SERVER_ERROR, body.into()))).await;
+    let (addr, log) =
+        downstream(Arc::new(move |_: &Asked, _| json(StatusCode::INTERNAL_SERVER_ERROR, body.into()))).await;
     let app = frontend(&addr);
     let (status, got) = get(&app, RANGE).await;
     assert_eq!((status, got.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, body));
@@ -180,7 +188,10 @@ async fn bad_parameters_are_refused_as_prometheus_refuses_them() {
     let (addr, log) = downstream(Arc::new(|asked: &Asked, _| json(StatusCode::OK, matrix(asked, "")))).await;
     let app = frontend(&addr);
     for (path, want) in [
-        ("/api/v1/query_range?query=up&start=abc&end=2&step=1", r#"invalid parameter \"start\": cannot parse \"abc\" to a valid timestamp"#),
+        (
+            "/api/v1/query_range?query=up&start=abc&end=2&step=1",
+            r#"invalid parameter \"start\": cannot parse \"abc\" to a valid timestamp"#,
+        ),
         ("/api/v1/query_range?query=up&start=1&end=x&step=1", r#"invalid parameter \"end\""#),
         ("/api/v1/query_range?query=up&start=5&end=1&step=1", "end timestamp must not be before start time"),
         ("/api/v1/query_range?query=up&start=1&end=2&step=0", "zero or negative query resolution step widths"),
@@ -278,7 +289,10 @@ async fn other_requests_pass_through_untouched() {
 async fn labels_and_series_are_split_and_merged() {
     let (addr, log) = downstream(Arc::new(|asked: &Asked, n| {
         let body = if asked.path_and_query.starts_with("/api/v1/series") {
-            format!(r#"{{"status":"success","data":[{{"__name__":"up","n":"{}"}},{{"__name__":"up","n":"0"}}]}}"#, n % 2)
+            format!(
+                r#"{{"status":"success","data":[{{"__name__":"up","n":"{}"}},{{"__name__":"up","n":"0"}}]}}"#,
+                n % 2
+            )
         } else {
             format!(r#"{{"status":"success","data":["b","a{}"]}}"#, n % 2)
         };
