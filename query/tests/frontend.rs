@@ -240,6 +240,9 @@ async fn answers_with_warnings_or_no_store_are_not_cached() {
     let moved = RANGE.replace("start=1700000100&end=1700259300", "start=1700086500&end=1700345700");
     assert_eq!(get(&app, &moved).await.0, StatusCode::OK);
     assert_eq!(log.lock().unwrap().len(), asked + 2);
+    // Other parameters change the answer, so they are part of the key.
+    assert_eq!(get(&app, &format!("{RANGE}&dedup=false")).await.0, StatusCode::OK);
+    assert_eq!(log.lock().unwrap().len(), 2 * asked + 2);
 }
 
 #[tokio::test]

@@ -223,8 +223,8 @@ struct RangeQuery<'a> {
     req: &'a ReadRequest,
     headers: HeaderMap,
     step: i64,
-    /// Cache key without the interval number: tenant, query, step and, off the zero grid,
-    /// the grid's offset (extents of two grids never mix).
+    /// Cache key without the interval number: tenant, query, step, off the zero grid the
+    /// grid's offset (extents of two grids never mix), and the other parameters.
     key_prefix: String,
 }
 
@@ -273,12 +273,21 @@ async fn query_range(State(fe): State<Arc<Frontend>>, req: Request) -> Response 
     fe.metrics.split_queries.inc_by(pieces.len() as u64);
     let offset = start.rem_euclid(step);
     let grid = if offset == 0 { String::new() } else { format!(":{offset}") };
+    // Parameters that change the answer (dedup, partial_response, replicaLabels[], …) are part
+    // of the key; the range and the timeout are not.
+    let mut others: Vec<String> = p
+        .pairs()
+        .filter(|(k, _)| !["query", "start", "end", "step", "timeout"].contains(k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    others.sort_unstable();
+    let others = if others.is_empty() { String::new() } else { format!(":{}", others.join("&")) };
     let q = RangeQuery {
         fe: &fe,
         req: &req,
         headers: piece_headers(&req.parts.headers),
         step,
-        key_prefix: format!("{}:{}:{}{grid}", fe.tenant(&req.parts.headers), p.get("query"), step),
+        key_prefix: format!("{}:{}:{}{grid}{others}", fe.tenant(&req.parts.headers), p.get("query"), step),
     };
     let answers: Vec<Result<PieceAnswer, Response>> =
         futures::stream::iter(pieces.iter().copied().map(|(s, e)| q.piece(s, e)))
