@@ -218,6 +218,11 @@ fn frontend_answers_as_its_downstream_with_each_cache() {
     ] {
         assert_eq!(ask(inmemory, &path), ask(&downstream, &path), "{path}");
     }
+    let exposition = ask(inmemory, "/metrics").1;
+    assert!(
+        exposition.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("handler=\"passthrough\"")),
+        "passed-through requests are not counted: {exposition}"
+    );
     // Label names, values and series over the three days, split by day.
     for path in [
         format!("/api/v1/labels?start={}&end={}", start / 1000, end / 1000),

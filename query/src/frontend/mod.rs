@@ -147,8 +147,15 @@ async fn observe(State((fe, name)): State<(Arc<Frontend>, &'static str)>, req: R
     resp
 }
 
+/// Everything the frontend does not split, reported as handler `passthrough`.
 async fn pass_through(State(fe): State<Arc<Frontend>>, req: Request) -> Response {
-    fe.downstream.forward(req).await
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = fe.downstream.forward(req).await;
+    if let Some(observe) = &fe.observe {
+        observe("passthrough", &method, resp.status(), started.elapsed());
+    }
+    resp
 }
 
 /// A request read whole: its parts, body and parameters (query string and form body).
