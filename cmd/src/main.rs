@@ -4,6 +4,7 @@ mod logging;
 mod memory;
 mod objstore;
 mod query;
+mod query_frontend;
 mod store;
 mod tools;
 
@@ -53,6 +54,9 @@ enum Command {
     Standalone(StandaloneArgs),
     /// PromQL over many StoreAPI endpoints, with HA deduplication (Thanos's querier).
     Query(query::QueryCmdArgs),
+    /// Splits, retries and caches range queries in front of a query API (Thanos's
+    /// query-frontend).
+    QueryFrontend(query_frontend::QueryFrontendArgs),
     /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
     /// place (Thanos's store).
     Store(store::StoreCmdArgs),
@@ -424,6 +428,7 @@ fn main() -> anyhow::Result<()> {
                 run_receiver(config, None, &a.listen, query).await
             }
             Command::Query(a) => query::run(a, &matches).await,
+            Command::QueryFrontend(a) => query_frontend::run(a).await,
             Command::Store(a) => store::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }

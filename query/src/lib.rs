@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod frontend;
 pub mod parse;
 mod ui;
 pub mod value;

@@ -17,6 +17,9 @@ const INSTALL_HINTS: &[(&str, &str)] = &[
     ("haproxy", "apt-get install haproxy"),
     // Network namespaces and links for partition tests.
     ("ip", "apt-get install iproute2"),
+    // The query frontend's results caches.
+    ("memcached", "apt-get install memcached"),
+    ("redis-server", "apt-get install redis-server"),
 ];
 
 /// The peers `interop/build.sh` builds into `interop/bin/`, and its program that answers with

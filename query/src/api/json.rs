@@ -334,7 +334,7 @@ impl JsonWriter {
 
 /// A sample's timestamp in seconds, as Prometheus's `MarshalTimestamp`: the integer part, then
 /// `.` and exactly three digits when there are milliseconds (`1.500`).
-fn write_time(out: &mut String, ms: i64) {
+pub(crate) fn write_time(out: &mut String, ms: i64) {
     if ms < 0 {
         out.push('-');
     }

@@ -8,11 +8,11 @@
 //! Queries and storage reads are synchronous CPU and disk work and run on tokio's blocking
 //! pool, never on the async workers.
 
-mod error;
+pub(crate) mod error;
 pub mod json;
-mod params;
+pub(crate) mod params;
 mod querier;
-mod query;
+pub(crate) mod query;
 mod rules;
 mod series;
 mod status;

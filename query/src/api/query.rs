@@ -83,24 +83,7 @@ async fn instant_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result
 
 async fn range_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<Response, ApiError> {
     let limit = limit_param(p)?;
-    let start = required_time_param(p, "start")?;
-    let end = required_time_param(p, "end")?;
-    if end < start {
-        return Err(ApiError::invalid_param("end", "end timestamp must not be before start time"));
-    }
-    let step = parse_duration(p.get("step")).map_err(|e| ApiError::invalid_param("step", e))?;
-    if step <= 0 {
-        return Err(ApiError::invalid_param(
-            "step",
-            "zero or negative query resolution step widths are not accepted. Try a positive integer",
-        ));
-    }
-    // Compared in nanoseconds, as Prometheus divides Go durations.
-    if (i128::from(end) - i128::from(start)) * 1_000_000 / i128::from(step) > MAX_POINTS_PER_SERIES {
-        return Err(ApiError::bad_data(
-            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-        ));
-    }
+    let (start, end, step) = range_bounds(p)?;
     // The engine steps in whole milliseconds.
     let step_ms = step / 1_000_000;
     if step_ms == 0 {
@@ -119,6 +102,30 @@ async fn range_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<R
         engine.range_query(storage, &query, start, end, step_ms, &read)
     })
     .await
+}
+
+/// A range query's `start` and `end` (milliseconds) and `step` (nanoseconds), checked as
+/// Prometheus checks them, with its messages; the query frontend checks them the same way.
+pub(crate) fn range_bounds(p: &Params) -> Result<(i64, i64, i64), ApiError> {
+    let start = required_time_param(p, "start")?;
+    let end = required_time_param(p, "end")?;
+    if end < start {
+        return Err(ApiError::invalid_param("end", "end timestamp must not be before start time"));
+    }
+    let step = parse_duration(p.get("step")).map_err(|e| ApiError::invalid_param("step", e))?;
+    if step <= 0 {
+        return Err(ApiError::invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    // Compared in nanoseconds, as Prometheus divides Go durations.
+    if (i128::from(end) - i128::from(start)) * 1_000_000 / i128::from(step) > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    Ok((start, end, step))
 }
 
 /// The request's `timeout`, which can shorten but not lengthen `--query.timeout`.

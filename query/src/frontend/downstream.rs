@@ -1,0 +1,195 @@
+//! The downstream query API (`--query-frontend.downstream-url`): requests passed through as
+//! they came, and the frontend's own requests for pieces, retried on connection errors and
+//! 5xx answers and read into memory up to a bound.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::uri::{Authority, Scheme};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::api::error::ApiError;
+
+/// Largest answer of the downstream to one piece that is read (answers passed through are
+/// streamed and not bounded).
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1 << 30;
+
+pub struct Downstream {
+    client: Client<HttpConnector, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without its trailing slash, put before every request's path.
+    prefix: String,
+    url: String,
+    attempts: usize,
+    max_answer_bytes: usize,
+}
+
+/// A complete answer of the downstream.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The answer as it came, for the client.
+    pub fn into_response(self) -> Response {
+        let mut r = Response::new(Body::from(self.body));
+        *r.status_mut() = self.status;
+        *r.headers_mut() = self.headers;
+        strip_hop_by_hop(r.headers_mut());
+        r
+    }
+
+    /// Whether the downstream forbids storing the answer (`Cache-Control: no-store`).
+    pub fn no_store(&self) -> bool {
+        self.headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-store")))
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+impl Downstream {
+    /// A client of the API at `url` (`http://host:port[/prefix]`); `attempts` is how often a
+    /// piece is tried (`--query-range.max-retries-per-request`, at least once).
+    pub fn new(url: &str, attempts: usize, max_answer_bytes: usize, timeout: Duration) -> Result<Downstream, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("--query-frontend.downstream-url {url:?}: {e}"))?;
+        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+        if scheme != Scheme::HTTP {
+            return Err(format!("--query-frontend.downstream-url {url:?}: only http:// is supported"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("--query-frontend.downstream-url {url:?}: no host:port (write http://host:port)"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
+        Ok(Downstream {
+            client,
+            scheme,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            url: url.trim_end_matches('/').to_owned(),
+            attempts: attempts.max(1),
+            max_answer_bytes,
+        })
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, ApiError> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", self.prefix))
+            .build()
+            .map_err(|e| ApiError::bad_data(format!("cannot forward {path_and_query:?}: {e}")))
+    }
+
+    /// Sends `req` to the downstream as it is (method, headers, body) and gives its answer
+    /// back as it is, streamed both ways.
+    pub async fn forward(&self, req: Request) -> Response {
+        let (mut parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        parts.uri = match self.uri(&target) {
+            Ok(u) => u,
+            Err(e) => return e.into_response(),
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, Body::new(body))
+            }
+            Err(e) => self.unreachable(&target, &e).into_response(),
+        }
+    }
+
+    fn unreachable(&self, target: &str, e: &dyn std::fmt::Display) -> ApiError {
+        ApiError::internal(format!("downstream {} did not answer {target}: {e}", self.url))
+    }
+
+    /// `GET path_and_query` with `headers`, tried again on connection errors and 5xx answers;
+    /// the last answer (of any status), or an error once every attempt failed to connect or
+    /// the answer is larger than allowed.
+    pub async fn get(&self, path_and_query: &str, headers: &HeaderMap) -> Result<Answer, ApiError> {
+        let uri = self.uri(path_and_query)?;
+        let mut last_error = String::new();
+        for attempt in 1..=self.attempts {
+            let mut req = Request::new(Body::empty());
+            *req.method_mut() = Method::GET;
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = headers.clone();
+            match self.client.request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = match Limited::new(body, self.max_answer_bytes).collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(e) => {
+                            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                                return Err(ApiError::internal(format!(
+                                    "downstream {} answered {path_and_query} with more than {} bytes; ask for a shorter range or a larger step",
+                                    self.url, self.max_answer_bytes
+                                )));
+                            }
+                            last_error = format!("reading the answer: {e}");
+                            continue;
+                        }
+                    };
+                    let answer = Answer { status: parts.status, headers: parts.headers, body };
+                    if answer.status.is_server_error() && attempt < self.attempts {
+                        tracing::debug!(status = %answer.status, attempt, path = path_and_query, "downstream failed; retrying");
+                        continue;
+                    }
+                    return Ok(answer);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, path = path_and_query, "downstream unreachable; retrying");
+                    last_error = e.to_string();
+                }
+            }
+        }
+        Err(self.unreachable(path_and_query, &format!("{last_error} ({} attempts)", self.attempts)))
+    }
+}
+
+/// The headers of a client's request worth passing on with the frontend's own requests for
+/// its pieces: all but those about the connection and the request body.
+pub fn piece_headers(original: &HeaderMap) -> HeaderMap {
+    let mut h = original.clone();
+    strip_hop_by_hop(&mut h);
+    let drop: [HeaderName; 4] = [header::HOST, header::CONTENT_LENGTH, header::CONTENT_TYPE, header::ACCEPT_ENCODING];
+    for name in drop {
+        h.remove(name);
+    }
+    h
+}
