@@ -10,7 +10,7 @@ mod tools;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -25,6 +25,7 @@ use strata_receiver::{
     TenantLabels,
 };
 use strata_ring::{RingOptions, RingSource};
+use strata_store::bucket::{BucketStore, BucketStoreOptions};
 use strata_store::proxy::{Proxy, ProxyOptions, StoreRef};
 use strata_store::server::{SeriesLimits, ServerOptions};
 use strata_store::Component;
@@ -69,6 +70,8 @@ enum Command {
 const DEFAULT_DATA_DIR: &str = "./data";
 const RECEIVE_DIR: &str = "receive";
 const BUCKET_DIR: &str = "bucket";
+/// Standalone's store over its bucket keeps its index headers here.
+const STORE_DIR: &str = "store";
 
 /// Flags shared by `receive` and `standalone`.
 #[derive(Args)]
@@ -208,7 +211,8 @@ impl RingArgs {
     }
 }
 
-fn millis(ms: i64) -> std::time::Duration {
+/// A duration flag's milliseconds as a `Duration` (negative as zero).
+pub(crate) fn millis(ms: i64) -> std::time::Duration {
     std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
@@ -234,9 +238,14 @@ struct StandaloneArgs {
     receiver: ReceiverArgs,
     /// Directory for all data: the receiver's TSDBs in `<data-dir>/receive/`, and, unless an
     /// objstore flag is given, the bucket in `<data-dir>/bucket/` (blocks get the external label
-    /// receive="standalone" unless `--label` is given).
+    /// receive="standalone" unless `--label` is given). The store over the bucket keeps its
+    /// index headers in `<data-dir>/store/`.
     #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// How often the store over the bucket lists it for new and removed blocks (as
+    /// `strata store`'s flag).
+    #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration_flag)]
+    sync_block_duration: i64,
     #[command(flatten)]
     query: QueryArgs,
     #[command(flatten)]
@@ -255,6 +264,15 @@ pub(crate) struct QueryArgs {
     /// Most samples a query may load or hold at once.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     max_samples: usize,
+}
+
+/// What standalone runs beside its receiver: the query API over the receiver's TSDBs and a
+/// store over the bucket the receiver ships to, so queries reach blocks local retention deleted.
+struct StandaloneSetup {
+    query: QuerySetup,
+    /// The store's data dir (index headers).
+    store_dir: PathBuf,
+    sync_interval: std::time::Duration,
 }
 
 /// What the query API needs besides its storage.
@@ -424,8 +442,12 @@ fn main() -> anyhow::Result<()> {
             Command::Standalone(a) => {
                 let default_bucket = (a.data_dir.join(BUCKET_DIR), ("receive".to_owned(), "standalone".to_owned()));
                 let config = receiver_config(a.data_dir.join(RECEIVE_DIR), &a.receiver, Some(default_bucket))?;
-                let query = Some(query_setup(&a.query, &a.querier, &matches, "standalone"));
-                run_receiver(config, None, &a.listen, query).await
+                let standalone = StandaloneSetup {
+                    query: query_setup(&a.query, &a.querier, &matches, "standalone"),
+                    store_dir: a.data_dir.join(STORE_DIR),
+                    sync_interval: millis(a.sync_block_duration),
+                };
+                run_receiver(config, None, &a.listen, Some(standalone)).await
             }
             Command::Query(a) => query::run(a, &matches).await,
             Command::QueryFrontend(a) => query_frontend::run(a).await,
@@ -439,20 +461,24 @@ fn main() -> anyhow::Result<()> {
 const HASHRINGS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the receiver (routing over the hashring of `routing`, if given; and for standalone,
-/// with `query`, the query API and page on the HTTP address, announced on stdout) until
-/// SIGTERM or Ctrl-C, then closes every WAL.
+/// the query API and page on the HTTP address, announced on stdout, over the TSDBs and a store
+/// over the bucket) until SIGTERM or Ctrl-C, then closes every WAL.
 async fn run_receiver(
     config: ReceiverConfig,
     routing: Option<RoutingConfig>,
     listen: &ListenArgs,
-    query: Option<QuerySetup>,
+    standalone: Option<StandaloneSetup>,
 ) -> anyhow::Result<()> {
-    let (rx, watcher) = match routing {
+    let (mut rx, watcher) = match routing {
         Some(routing) => {
             let (rx, watcher) = Receiver::with_routing(config, routing).context("load the hashring")?;
             (rx, Some(watcher))
         }
         None => (Receiver::new(config), None),
+    };
+    let bucket_store = match &standalone {
+        Some(s) => Some(standalone_bucket_store(&mut rx, &s.store_dir)?),
+        None => None,
     };
     memory::spawn_trimmer();
     let rw = TcpListener::bind(listen.remote_write_address)
@@ -490,10 +516,14 @@ async fn run_receiver(
     let serve = |listener, router, what| serve_http(listener, router, stop_rx.clone(), what);
     // Listen before replaying: writes during replay get 503 and probes report not ready.
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
-    let standalone = query.is_some();
-    let http_router = match query {
-        Some(q) => rx.http_router().merge(query_router(&rx, q)),
-        None => rx.http_router(),
+    let is_standalone = standalone.is_some();
+    let mut bucket_sync = None;
+    let http_router = match (standalone, bucket_store) {
+        (Some(s), Some(store)) => {
+            bucket_sync = Some(store::spawn_sync(store.clone(), s.sync_interval, stop_rx.clone()));
+            rx.http_router().merge(query_router(&rx, store, s.query))
+        }
+        _ => rx.http_router(),
     };
     let http_task = serve(http, http_router, "http");
     let store_options = ServerOptions {
@@ -515,7 +545,7 @@ async fn run_receiver(
     });
     let started = Arc::clone(&rx);
     let start = tokio::spawn(async move { started.start().await });
-    if standalone {
+    if is_standalone {
         print!("{}", standalone_banner(rw_addr, http_addr));
     }
     let signalled = tokio::select! {
@@ -531,6 +561,9 @@ async fn run_receiver(
     tracing::info!("shutting down: finishing in-flight requests, then closing WALs");
     let _ = stop_tx.send(true);
     let (_, _, grpc) = tokio::join!(rw_task, http_task, grpc_task);
+    if let Some(sync) = bucket_sync {
+        let _ = sync.await;
+    }
     match grpc {
         Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
         Err(e) => tracing::error!(error = %e, server = "grpc", "server task failed"),
@@ -539,6 +572,18 @@ async fn run_receiver(
     rx.shutdown().await.context("close WALs")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Standalone's store over the bucket its receiver ships to, with its metrics in the receiver's
+/// registry (so it must be built before `rx` is shared).
+fn standalone_bucket_store(rx: &mut Arc<Receiver>, dir: &Path) -> anyhow::Result<Arc<BucketStore>> {
+    let bucket = rx.config.shipping.as_ref().map(|shipping| shipping.bucket.clone());
+    let bucket = bucket.context("standalone runs without a bucket: give --objstore.config-file")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create the bucket store's directory {}", dir.display()))?;
+    let options = BucketStoreOptions { data_dir: dir.to_path_buf(), ..BucketStoreOptions::default() };
+    let receiver = Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
+    let registry = receiver.metrics.registry_mut();
+    Ok(Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), registry)))
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then lets requests in flight finish.
@@ -566,12 +611,14 @@ fn serve_http(
     })
 }
 
-/// The query API over all tenants, through the proxy as `strata query` reads (each tenant's
-/// series with its tenant label and the `--label`s), not ready while the receiver replays WALs,
-/// its requests counted in the receiver's metrics.
-fn query_router(rx: &Arc<Receiver>, q: QuerySetup) -> axum::Router {
+/// The query API over all tenants and the blocks shipped to the bucket, through the proxy as
+/// `strata query` reads (each tenant's series with its tenant label and the `--label`s, which
+/// the shipped blocks carry too), not ready while the receiver replays WALs, its requests
+/// counted in the receiver's metrics. A block both local and shipped answers once: its chunks
+/// come byte for byte the same from both stores and the proxy's merge keeps identical chunks once.
+fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup) -> axum::Router {
     let tenants = Arc::new(strata_receiver::store::ReceiverStore::new(rx.tenants.clone()));
-    let stores = vec![StoreRef::local("receive", tenants)];
+    let stores = vec![StoreRef::local("receive", tenants), StoreRef::local("bucket", bucket)];
     let proxy = Proxy::new(Arc::new(stores), ProxyOptions { component: Component::Query, response_timeout: None });
     let mut state = ApiState::new(Arc::new(proxy), rx.metadata.clone(), q.engine);
     state.querier = q.querier;

@@ -16,7 +16,7 @@ use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 use tokio::net::TcpListener;
 
-use crate::{build_info, objstore, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct StoreCmdArgs {
@@ -82,10 +82,6 @@ pub struct StoreCmdArgs {
 /// How soon a failed first sync is tried again.
 const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
 
-fn millis(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
 /// A byte size as Thanos's flags take it (`units.Base2Bytes`): a whole number with an optional
 /// unit, `B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`, each 1024 times the previous.
 pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
@@ -115,6 +111,36 @@ pub(crate) fn parse_time_or_duration(s: &str) -> Result<TimeBound, String> {
     };
     let ms = parse_duration_flag(d).map_err(|e| format!("{s:?} is neither an RFC 3339 time nor a duration: {e}"))?;
     Ok(TimeBound::Relative(if minus { -ms } else { ms }))
+}
+
+/// Syncs `store` with its bucket now and then every `interval` (at least 1 s) until `stop`
+/// turns true; a failed first sync is retried sooner, since the store is not ready until one
+/// has succeeded. Used by `strata store` and by `strata standalone`'s store over its bucket.
+pub(crate) fn spawn_sync(
+    store: Arc<BucketStore>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let interval = interval.max(Duration::from_secs(1));
+    tokio::spawn(async move {
+        loop {
+            let next = match store.sync().await {
+                Ok(()) => interval,
+                Err(e) => {
+                    tracing::error!(error = %e, "bucket sync failed");
+                    if store.is_synced() {
+                        interval
+                    } else {
+                        FIRST_SYNC_RETRY.min(interval)
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(next) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    })
 }
 
 /// Runs the store gateway until SIGTERM or Ctrl-C: the first sync, then one every
@@ -192,29 +218,7 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         let _ = grpc_stop.wait_for(|s| *s).await;
     }));
 
-    let syncing = store.clone();
-    let interval = millis(a.sync_block_duration).max(Duration::from_secs(1));
-    let mut sync_stop = stop_rx.clone();
-    let sync_task = tokio::spawn(async move {
-        loop {
-            let next = match syncing.sync().await {
-                Ok(()) => interval,
-                Err(e) => {
-                    tracing::error!(error = %e, "bucket sync failed");
-                    // Until the first sync succeeds the store is not ready: try again soon.
-                    if syncing.is_synced() {
-                        interval
-                    } else {
-                        FIRST_SYNC_RETRY.min(interval)
-                    }
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(next) => {}
-                _ = sync_stop.wait_for(|s| *s) => return,
-            }
-        }
-    });
+    let sync_task = spawn_sync(store.clone(), millis(a.sync_block_duration), stop_rx.clone());
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
