@@ -581,7 +581,8 @@ fn standalone_bucket_store(rx: &mut Arc<Receiver>, dir: &Path) -> anyhow::Result
     let bucket = bucket.context("standalone runs without a bucket: give --objstore.config-file")?;
     std::fs::create_dir_all(dir).with_context(|| format!("create the bucket store's directory {}", dir.display()))?;
     let options = BucketStoreOptions { data_dir: dir.to_path_buf(), ..BucketStoreOptions::default() };
-    let receiver = Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
+    let receiver =
+        Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
     let registry = receiver.metrics.registry_mut();
     Ok(Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), registry)))
 }

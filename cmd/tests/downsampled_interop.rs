@@ -10,14 +10,13 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::blocks::{ship, write_block, Series};
-use common::{corpus, strata_bin};
-use strata_testkit::{peer, wait_for, Fleet, Node, Proc};
+use common::blocks::{cross_read_fleet, ship, write_block, CrossReadFleet, Series};
+use common::corpus;
+use strata_testkit::{peer, wait_for, Fleet, Proc};
 use strata_tsdb::Labels;
 
 const MINUTE: i64 = 60_000;
@@ -151,37 +150,7 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
     ship(&rt, &bucket, &tail_dir, &[("cluster", "ds")]).expect("ship");
 
     let mut fleet = Fleet::new(work.path());
-    let store_args = |slot: &strata_testkit::Slot| -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["store".into()];
-        args.extend(["--objstore.config-file".into(), config_file.clone().into_os_string()]);
-        args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
-        args.extend(["--http-address", &slot.http, "--grpc-address", &slot.grpc].map(OsString::from));
-        args
-    };
-    let strata_store_slot = fleet.slot("strata-store");
-    let mut strata_store = Node::spawn(strata_bin(), &strata_store_slot, store_args(&strata_store_slot));
-    let thanos_store_slot = fleet.slot("thanos-store");
-    let mut thanos_store = Node::spawn(&thanos, &thanos_store_slot, store_args(&thanos_store_slot));
-    strata_store.wait_ready();
-    thanos_store.wait_ready();
-    // Thanos's querier over its own store is the reference; the others read across.
-    let mut queriers: Vec<(&str, Node)> = [
-        ("thanos query over thanos store", thanos.as_path(), &thanos_store_slot),
-        ("strata query over strata store", strata_bin(), &strata_store_slot),
-        ("thanos query over strata store", thanos.as_path(), &strata_store_slot),
-        ("strata query over thanos store", strata_bin(), &thanos_store_slot),
-    ]
-    .into_iter()
-    .map(|(name, bin, store)| {
-        let slot = fleet.slot(&name.replace(' ', "-"));
-        let args =
-            if bin == strata_bin() { slot.query_args(&[&store.grpc]) } else { slot.thanos_query_args(&[&store.grpc]) };
-        (name, Node::spawn(bin, &slot, args))
-    })
-    .collect();
-    for (_, node) in &mut queriers {
-        node.wait_ready();
-    }
+    let CrossReadFleet { stores: _stores, queriers } = cross_read_fleet(&mut fleet, &thanos, &config_file, &[], &[]);
 
     // Range queries over the whole span and the tail, a step of 1h off the window edges.
     let eval = corpus::Eval::Range { start: T0 + 3 * HOUR + 7 * MINUTE, end: T0 + SPAN + TAIL, step: HOUR };

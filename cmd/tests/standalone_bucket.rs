@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{remote_write, strata_bin, LabelSet, STANDALONE_LABELS};
+use common::{range_samples, remote_write, strata_bin, LabelSet, STANDALONE_LABELS};
 use strata_proto::prometheus as v1;
-use strata_testkit::http::{get, get_json};
+use strata_testkit::http::get;
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{url_encode, wait_for, Fleet, Node};
+use strata_testkit::{wait_for, Fleet, Node};
 
 /// The first sample's time: a 2h block boundary.
 const T0: i64 = 1_700_006_400_000;
@@ -66,34 +66,6 @@ fn blocks(dir: &Path) -> Vec<(String, i64)> {
 
 fn min_times(blocks: &[(String, i64)]) -> Vec<i64> {
     blocks.iter().map(|b| (b.1 - T0) / HOUR).collect()
-}
-
-/// The raw samples of `m[range]` at `at_ms`, by series.
-fn raw(addr: &str, range: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
-    let query = url_encode(&format!("m[{range}]"));
-    let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
-    let json = get_json(addr, &format!("/api/v1/query?query={query}&time={time}"))?;
-    let result = json["data"]["result"].as_array().ok_or_else(|| format!("no matrix in {json}"))?;
-    let mut out = BTreeMap::new();
-    for series in result {
-        let mut labels: LabelSet = series["metric"]
-            .as_object()
-            .ok_or_else(|| format!("no metric in {series}"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-        labels.sort();
-        let mut samples = Vec::new();
-        for point in series["values"].as_array().ok_or_else(|| format!("no values in {series}"))? {
-            let ts = point[0].as_f64().ok_or_else(|| format!("bad timestamp in {point}"))?;
-            let v = point[1].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| format!("bad value in {point}"))?;
-            samples.push(((ts * 1000.0).round() as i64, v));
-        }
-        if out.insert(labels, samples).is_some() {
-            return Err(format!("a series answered twice: {series}"));
-        }
-    }
-    Ok(out)
 }
 
 /// What was written with a timestamp in `[T0 + from_step min, T0 + to_step min)`, by series as
@@ -162,13 +134,13 @@ fn queries_reach_shipped_blocks_that_retention_deleted_and_count_each_sample_onc
     .unwrap_or_else(|e| fail(e));
 
     // Only in the bucket: (T0 - 1ms, T0 + 6h - 1ms].
-    let old = raw(&http, "6h", T0 + 6 * HOUR - 1).unwrap_or_else(|e| fail(e));
+    let old = range_samples(&http, "m[6h]", T0 + 6 * HOUR - 1).unwrap_or_else(|e| fail(e));
     assert_eq!(old, written(0, 6 * 60), "the first six hours, from the bucket only");
     // Bucket only, bucket and local block [6h,8h), and the head: everything, once.
     let last = T0 + (10 * 60 - 1) * MINUTE;
-    let all = raw(&http, "10h", last).unwrap_or_else(|e| fail(e));
+    let all = range_samples(&http, "m[10h]", last).unwrap_or_else(|e| fail(e));
     assert_eq!(all, written(0, 10 * 60), "all ten hours, each sample once");
     // The stretch the local block and its shipped copy both hold.
-    let both = raw(&http, "2h", T0 + 8 * HOUR - 1).unwrap_or_else(|e| fail(e));
+    let both = range_samples(&http, "m[2h]", T0 + 8 * HOUR - 1).unwrap_or_else(|e| fail(e));
     assert_eq!(both, written(6 * 60, 8 * 60), "[6h,8h), local and shipped, each sample once");
 }

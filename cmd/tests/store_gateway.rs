@@ -13,14 +13,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use common::blocks::{ship, write_block, Series};
-use common::{corpus, strata_bin};
+use common::blocks::{cross_read_fleet, ship, write_block, CrossReadFleet, Series};
+use common::corpus;
 use strata_testkit::promtool::{create_blocks, om_timestamp};
-use strata_testkit::{peer, wait_for, Fleet, Moto, Node};
+use strata_testkit::{peer, wait_for, Fleet, Moto};
 use strata_tsdb::Labels;
 
 const BUCKET: &str = "gateway";
@@ -118,41 +117,15 @@ fn strata_store_and_thanos_store_answer_the_same() {
 
     let mut fleet = Fleet::new(work.path());
     let thanos = peer("thanos");
-    let store_args = |slot: &strata_testkit::Slot| -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["store".into()];
-        args.extend(["--objstore.config-file".into(), config_file.clone().into_os_string()]);
-        args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
-        args.extend(["--http-address", &slot.http, "--grpc-address", &slot.grpc].map(OsString::from));
-        args.extend(["--sync-block-duration=2s", "--ignore-deletion-marks-delay=0s"].map(OsString::from));
-        args
-    };
-    let strata_store_slot = fleet.slot("strata-store");
-    let mut strata_store = Node::spawn(strata_bin(), &strata_store_slot, store_args(&strata_store_slot));
-    let thanos_store_slot = fleet.slot("thanos-store");
-    let mut thanos_store = Node::spawn(&thanos, &thanos_store_slot, store_args(&thanos_store_slot));
-    strata_store.wait_ready();
-    thanos_store.wait_ready();
-
-    let mut queriers: Vec<(&str, Node)> = [
-        ("thanos query over thanos store", thanos.as_path(), &thanos_store_slot),
-        ("thanos query over strata store", thanos.as_path(), &strata_store_slot),
-        ("strata query over strata store", strata_bin(), &strata_store_slot),
-        ("strata query over thanos store", strata_bin(), &thanos_store_slot),
-    ]
-    .into_iter()
-    .map(|(name, bin, store)| {
-        let slot = fleet.slot(&name.replace(' ', "-"));
-        let mut args =
-            if bin == strata_bin() { slot.query_args(&[&store.grpc]) } else { slot.thanos_query_args(&[&store.grpc]) };
-        if bin != strata_bin() {
-            args.push("--enable-feature=promql-experimental-functions".into());
-        }
-        (name, Node::spawn(bin, &slot, args))
-    })
-    .collect();
+    let CrossReadFleet { stores: _stores, queriers } = cross_read_fleet(
+        &mut fleet,
+        &thanos,
+        &config_file,
+        &["--sync-block-duration=2s", "--ignore-deletion-marks-delay=0s"],
+        &["--enable-feature=promql-experimental-functions"],
+    );
     let everything = r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#;
-    for (_, node) in &mut queriers {
-        node.wait_ready();
+    for (_, node) in &queriers {
         wait_for_value(node.http(), everything, t0 + corpus::SPAN + corpus::MINUTE, data.len() as f64);
     }
 

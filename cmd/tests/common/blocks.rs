@@ -1,6 +1,10 @@
-//! Blocks for the bucket tests: written with `BlockWriter` and shipped with the strata shipper.
+//! Blocks for the bucket tests: written with `BlockWriter` and shipped with the strata shipper;
+//! and the fleet that reads them back through both stores and both queriers.
 
+use std::ffi::OsString;
 use std::path::Path;
+
+use strata_testkit::{Fleet, Node};
 
 use strata_tsdb::block::{BlockCompaction, BlockWriter, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
@@ -61,4 +65,64 @@ pub fn ship(
         return Err(format!("nothing shipped from {}", dir.display()));
     }
     Ok(())
+}
+
+/// `strata store` and `thanos store` over the bucket of `config_file`, and each querier over
+/// each store, all ready. The queriers are named and ordered: Thanos's querier over its own
+/// store first (the reference), then thanos over strata, strata over strata, strata over
+/// thanos.
+pub struct CrossReadFleet {
+    pub stores: [Node; 2],
+    pub queriers: Vec<(&'static str, Node)>,
+}
+
+/// Starts a [`CrossReadFleet`] in `fleet`; `store_flags` go to both stores,
+/// `thanos_query_flags` to Thanos's queriers.
+pub fn cross_read_fleet(
+    fleet: &mut Fleet,
+    thanos: &Path,
+    config_file: &Path,
+    store_flags: &[&str],
+    thanos_query_flags: &[&str],
+) -> CrossReadFleet {
+    let store_args = |slot: &strata_testkit::Slot| -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["store".into()];
+        args.extend(["--objstore.config-file".into(), config_file.as_os_str().to_owned()]);
+        args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
+        args.extend(["--http-address", &slot.http, "--grpc-address", &slot.grpc].map(OsString::from));
+        args.extend(store_flags.iter().map(OsString::from));
+        args
+    };
+    let strata_slot = fleet.slot("strata-store");
+    let thanos_slot = fleet.slot("thanos-store");
+    let mut stores = [
+        Node::spawn(super::strata_bin(), &strata_slot, store_args(&strata_slot)),
+        Node::spawn(thanos, &thanos_slot, store_args(&thanos_slot)),
+    ];
+    for store in &mut stores {
+        store.wait_ready();
+    }
+    let mut queriers: Vec<(&'static str, Node)> = [
+        ("thanos query over thanos store", thanos, &thanos_slot),
+        ("thanos query over strata store", thanos, &strata_slot),
+        ("strata query over strata store", super::strata_bin(), &strata_slot),
+        ("strata query over thanos store", super::strata_bin(), &thanos_slot),
+    ]
+    .into_iter()
+    .map(|(name, bin, store)| {
+        let slot = fleet.slot(&name.replace(' ', "-"));
+        let args = if bin == super::strata_bin() {
+            slot.query_args(&[&store.grpc])
+        } else {
+            let mut args = slot.thanos_query_args(&[&store.grpc]);
+            args.extend(thanos_query_flags.iter().map(OsString::from));
+            args
+        };
+        (name, Node::spawn(bin, &slot, args))
+    })
+    .collect();
+    for (_, node) in &mut queriers {
+        node.wait_ready();
+    }
+    CrossReadFleet { stores, queriers }
 }

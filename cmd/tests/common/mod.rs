@@ -117,7 +117,13 @@ pub fn parse_dump_line(line: &str) -> Result<(LabelSet, f64, i64), String> {
 /// Every raw sample the query API at `addr` (Prometheus or strata) holds with a timestamp of at
 /// most `at_ms` and at most ten minutes old, by series.
 pub fn raw_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
-    let query = url_encode(r#"{__name__=~".+"}[10m]"#);
+    range_samples(addr, r#"{__name__=~".+"}[10m]"#, at_ms)
+}
+
+/// The raw samples of the range selector `selector` (`m[2h]`) evaluated at `at_ms` by the query
+/// API at `addr`, by series; a series answered twice is an error.
+pub fn range_samples(addr: &str, selector: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64, f64)>>, String> {
+    let query = url_encode(selector);
     let time = format!("{}.{:03}", at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
     let json = get_json(addr, &format!("/api/v1/query?query={query}&time={time}"))?;
     let result = json["data"]["result"].as_array().ok_or_else(|| format!("no matrix in query answer: {json}"))?;
@@ -137,7 +143,9 @@ pub fn raw_samples(addr: &str, at_ms: i64) -> Result<BTreeMap<LabelSet, Vec<(i64
                 point[1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("bad value in {point}"))?;
             samples.push(((ts * 1000.0).round() as i64, value));
         }
-        out.insert(labels, samples);
+        if out.insert(labels, samples).is_some() {
+            return Err(format!("a series answered twice: {series}"));
+        }
     }
     Ok(out)
 }
