@@ -457,6 +457,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Binds the address of flag `flag`; the error names both.
+pub(crate) async fn bind_flag(flag: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("listen on {flag} {address}"))
+}
+
 /// How often the hashrings file's modification time and size are checked.
 const HASHRINGS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -481,15 +486,9 @@ async fn run_receiver(
         None => None,
     };
     memory::spawn_trimmer();
-    let rw = TcpListener::bind(listen.remote_write_address)
-        .await
-        .with_context(|| format!("listen on --remote-write.address {}", listen.remote_write_address))?;
-    let http = TcpListener::bind(listen.http_address)
-        .await
-        .with_context(|| format!("listen on --http-address {}", listen.http_address))?;
-    let grpc = TcpListener::bind(listen.grpc_address)
-        .await
-        .with_context(|| format!("listen on --grpc-address {}", listen.grpc_address))?;
+    let rw = bind_flag("--remote-write.address", listen.remote_write_address).await?;
+    let http = bind_flag("--http-address", listen.http_address).await?;
+    let grpc = bind_flag("--grpc-address", listen.grpc_address).await?;
     // The addresses bound, which differ from the flags' for port 0.
     let rw_addr = rw.local_addr().context("remote-write listener address")?;
     let http_addr = http.local_addr().context("HTTP listener address")?;

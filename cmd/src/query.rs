@@ -19,9 +19,8 @@ use strata_store::proxy::{Proxy, ProxyOptions};
 use strata_store::remote::RemoteOptions;
 use strata_store::server::{ServerOptions, StoreApi};
 use strata_store::{CancellationToken, Component};
-use tokio::net::TcpListener;
 
-use crate::{build_info, parse_duration_flag, query_setup, serve_http, shutdown_signal, QueryArgs};
+use crate::{bind_flag, build_info, parse_duration_flag, query_setup, serve_http, shutdown_signal, QueryArgs};
 
 #[derive(Args)]
 pub struct QueryCmdArgs {
@@ -126,12 +125,8 @@ pub async fn run(a: QueryCmdArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     let response_timeout = (a.response_timeout > 0).then(|| millis(a.response_timeout));
     let proxy = Arc::new(Proxy::new(endpoints.clone(), ProxyOptions { component: Component::Query, response_timeout }));
 
-    let http = TcpListener::bind(a.http_address)
-        .await
-        .with_context(|| format!("listen on --http-address {}", a.http_address))?;
-    let grpc = TcpListener::bind(a.grpc_address)
-        .await
-        .with_context(|| format!("listen on --grpc-address {}", a.grpc_address))?;
+    let http = bind_flag("--http-address", a.http_address).await?;
+    let grpc = bind_flag("--grpc-address", a.grpc_address).await?;
     tracing::info!(
         http = %http.local_addr().context("HTTP listener address")?,
         grpc = %grpc.local_addr().context("gRPC listener address")?,

@@ -13,9 +13,8 @@ use strata_query::frontend::cache::ResultsCache;
 use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
 use strata_query::frontend::{Frontend, FrontendMetrics, FrontendOptions};
 use strata_receiver::metrics::Metrics;
-use tokio::net::TcpListener;
 
-use crate::{build_info, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct QueryFrontendArgs {
@@ -103,9 +102,7 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
         tenant_headers,
     };
 
-    let http = TcpListener::bind(a.http_address)
-        .await
-        .with_context(|| format!("listen on --http-address {}", a.http_address))?;
+    let http = bind_flag("--http-address", a.http_address).await?;
     tracing::info!(
         http = %http.local_addr().context("HTTP listener address")?,
         downstream = %a.downstream_url,

@@ -14,9 +14,8 @@ use strata_receiver::metrics::Metrics;
 use strata_store::bucket::relabel::Relabel;
 use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
-use tokio::net::TcpListener;
 
-use crate::{build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct StoreCmdArgs {
@@ -173,12 +172,8 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
     let metrics = Arc::new(metrics);
 
-    let http = TcpListener::bind(a.http_address)
-        .await
-        .with_context(|| format!("listen on --http-address {}", a.http_address))?;
-    let grpc = TcpListener::bind(a.grpc_address)
-        .await
-        .with_context(|| format!("listen on --grpc-address {}", a.grpc_address))?;
+    let http = bind_flag("--http-address", a.http_address).await?;
+    let grpc = bind_flag("--grpc-address", a.grpc_address).await?;
     tracing::info!(
         http = %http.local_addr().context("HTTP listener address")?,
         grpc = %grpc.local_addr().context("gRPC listener address")?,
