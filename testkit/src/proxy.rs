@@ -41,8 +41,9 @@ impl Inner {
         }
     }
 
-    fn count(&self, n: u64) {
-        let total = self.sent.fetch_add(n, Ordering::SeqCst) + n;
+    /// Runs the trigger once the bytes counted so far cross the threshold.
+    fn trip_if_crossed(&self) {
+        let total = self.sent.load(Ordering::SeqCst);
         if total >= self.trip_at.load(Ordering::SeqCst) && !self.tripped.swap(true, Ordering::SeqCst) {
             if let Some(mut trigger) = self.trigger.lock().ok().and_then(|mut t| t.take()) {
                 trigger();
@@ -167,11 +168,16 @@ fn pipe(from: std::io::Result<TcpStream>, to: std::io::Result<TcpStream>, inner:
             if inner.stop.load(Ordering::SeqCst) || (client && inner.down.load(Ordering::SeqCst)) {
                 break;
             }
+            // Counted before they are written, so `sent` never lags behind an answer the client
+            // already has; the trigger runs after, so the bytes that cross the threshold arrive.
+            if client {
+                inner.sent.fetch_add(n as u64, Ordering::SeqCst);
+            }
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
             if client {
-                inner.count(n as u64);
+                inner.trip_if_crossed();
             }
         }
         let _ = to.shutdown(Shutdown::Write);
