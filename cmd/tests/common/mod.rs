@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod corpus;
+pub mod crash;
 
 use std::collections::BTreeMap;
 use std::path::Path;
