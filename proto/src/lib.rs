@@ -7,6 +7,16 @@ pub mod remote_write;
 mod thanos_series;
 mod thanos_write;
 
+/// The message of a length-delimited field at the start of `buf`, when the whole of it is in
+/// the buffer's current chunk: the bytes the length prefix takes and the message. The
+/// hand-written decoders take their fast path on it and leave everything else to prost.
+fn contiguous_message<B: prost::bytes::Buf>(buf: &B) -> Option<(usize, &[u8])> {
+    let chunk = buf.chunk();
+    let mut rest = chunk;
+    let len = usize::try_from(prost::encoding::decode_varint(&mut rest).ok()?).ok()?;
+    Some((chunk.len() - rest.len(), rest.get(..len)?))
+}
+
 /// Remote write 1.0 and remote read messages (protobuf package `prometheus`).
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));

@@ -151,14 +151,13 @@ impl Message for Series {
         match tag {
             LABELS_TAG => {
                 if wire_type == WireType::LengthDelimited {
-                    let chunk = buf.chunk();
-                    let mut message = chunk;
-                    let len = encoding::decode_varint(&mut message).ok().and_then(|len| usize::try_from(len).ok());
-                    if let Some(label) = len.and_then(|len| message.get(..len)).and_then(canonical_label) {
-                        let used = chunk.len() - message.len() + len.unwrap_or(0);
-                        self.push_label(label.0, label.1);
-                        buf.advance(used);
-                        return Ok(());
+                    if let Some((header, message)) = crate::contiguous_message(buf) {
+                        if let Some((name, value)) = canonical_label(message) {
+                            let used = header + message.len();
+                            self.push_label(name, value);
+                            buf.advance(used);
+                            return Ok(());
+                        }
                     }
                 }
                 // Anything else (unknown or repeated fields, bad UTF-8, a wrong wire type, a

@@ -125,15 +125,12 @@ impl Message for WriteRequest {
         match tag {
             TIMESERIES_TAG => {
                 if wire_type == WireType::LengthDelimited {
-                    let mut chunk = buf.chunk();
-                    let before = chunk.len();
-                    let len = encoding::decode_varint(&mut chunk).ok().and_then(|len| usize::try_from(len).ok());
-                    if let Some(len) = len.filter(|&len| len <= chunk.len()) {
-                        let header = before - chunk.len();
+                    if let Some((header, message)) = crate::contiguous_message(buf) {
+                        let used = header + message.len();
                         encoding::encode_key(TIMESERIES_TAG, WireType::LengthDelimited, &mut self.timeseries);
-                        encoding::encode_varint(len as u64, &mut self.timeseries);
-                        self.timeseries.extend_from_slice(&chunk[..len]);
-                        buf.advance(header + len);
+                        encoding::encode_varint(message.len() as u64, &mut self.timeseries);
+                        self.timeseries.extend_from_slice(message);
+                        buf.advance(used);
                         return Ok(());
                     }
                 }
