@@ -19,6 +19,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use strata_query::api::{ApiState, QuerierOptions};
 use strata_query::engine::EngineOptions;
+use strata_receiver::http::ReadyCondition;
 use strata_receiver::limits::{Limiter, LimitsSource};
 use strata_receiver::{
     BuildInfo, Compression, ForwardOptions, Receiver, ReceiverConfig, RequestLimits, RoutingConfig, Shipping,
@@ -520,7 +521,18 @@ async fn run_receiver(
     let http_router = match (standalone, bucket_store) {
         (Some(s), Some(store)) => {
             bucket_sync = Some(store::spawn_sync(store.clone(), s.sync_interval, stop_rx.clone()));
-            rx.http_router().merge(query_router(&rx, store, s.query))
+            // Until the bucket is first listed, answers would silently miss the shipped blocks.
+            let synced = store.clone();
+            let bucket_synced = ReadyCondition {
+                holds: Arc::new(move || synced.is_synced()),
+                waiting_for: "first bucket sync in progress",
+            };
+            rx.http_router_ready_when(Some(bucket_synced.clone())).merge(query_router(
+                &rx,
+                store,
+                s.query,
+                bucket_synced,
+            ))
         }
         _ => rx.http_router(),
     };
@@ -613,10 +625,11 @@ fn serve_http(
 
 /// The query API over all tenants and the blocks shipped to the bucket, through the proxy as
 /// `strata query` reads (each tenant's series with its tenant label and the `--label`s, which
-/// the shipped blocks carry too), not ready while the receiver replays WALs, its requests
+/// the shipped blocks carry too), not ready while the receiver replays WALs or before the first
+/// bucket sync (`synced`), its requests
 /// counted in the receiver's metrics. A block both local and shipped answers once: its chunks
 /// come byte for byte the same from both stores and the proxy's merge keeps identical chunks once.
-fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup) -> axum::Router {
+fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup, synced: ReadyCondition) -> axum::Router {
     let tenants = Arc::new(strata_receiver::store::ReceiverStore::new(rx.tenants.clone()));
     let stores = vec![StoreRef::local("receive", tenants), StoreRef::local("bucket", bucket)];
     let proxy = Proxy::new(Arc::new(stores), ProxyOptions { component: Component::Query, response_timeout: None });
@@ -627,7 +640,7 @@ fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup) -> 
     state.build_revision = rx.config.build.revision.clone();
     state.build_branch = rx.config.build.branch.clone();
     let receiver = Arc::clone(rx);
-    state.ready = Arc::new(move || receiver.is_ready());
+    state.ready = Arc::new(move || receiver.is_ready() && (synced.holds)());
     let receiver = Arc::clone(rx);
     state.observe = Some(Arc::new(move |handler, method, code, elapsed| {
         receiver.metrics.observe_request(handler, method.as_str(), code, elapsed)

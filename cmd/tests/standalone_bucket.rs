@@ -17,7 +17,7 @@ use common::{range_samples, remote_write, strata_bin, LabelSet, STANDALONE_LABEL
 use strata_proto::prometheus as v1;
 use strata_testkit::http::get;
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{wait_for, Fleet, Node};
+use strata_testkit::{s3_objstore_yaml, wait_for, Fleet, Moto, Node};
 
 /// The first sample's time: a 2h block boundary.
 const T0: i64 = 1_700_006_400_000;
@@ -143,4 +143,38 @@ fn queries_reach_shipped_blocks_that_retention_deleted_and_count_each_sample_onc
     // The stretch the local block and its shipped copy both hold.
     let both = range_samples(&http, "m[2h]", T0 + 8 * HOUR - 1).unwrap_or_else(|e| fail(e));
     assert_eq!(both, written(6 * 60, 8 * 60), "[6h,8h), local and shipped, each sample once");
+}
+
+/// Until its bucket is first listed, standalone says it is not ready (its answers would miss
+/// every shipped block) while it takes writes; once the bucket answers, it becomes ready by
+/// itself.
+#[test]
+fn not_ready_until_the_bucket_is_first_listed() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(work.path());
+    moto.kill();
+    let mut fleet = Fleet::new(work.path());
+    let slot = fleet.slot("standalone");
+    let mut args = slot.standalone_args();
+    args.push(format!("--objstore.config={}", s3_objstore_yaml(moto.port, "later", "")).into());
+    args.push("--label=receive=\"standalone\"".into());
+    let node = Node::spawn(strata_bin(), &slot, args);
+    let fail = |e: String| -> ! { panic!("{e}\n{}", node.proc.log_tail()) };
+
+    wait_for("standalone to say why it is not ready", Duration::from_secs(30), || match get(&slot.http, "/-/ready") {
+        Ok((503, body)) if body.contains("first bucket sync") => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| fail(e));
+    let (code, body) = get(&slot.http, "/api/v1/query?query=up").unwrap_or_else(|e| fail(e));
+    assert_eq!(code, 503, "a query before the first sync: {body}");
+    write_hours(&slot.remote_write, 0, 1);
+
+    moto.restart();
+    moto.create_bucket("later");
+    wait_for("standalone to become ready", Duration::from_secs(30), || match get(&slot.http, "/-/ready") {
+        Ok((200, _)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| fail(e));
 }

@@ -26,13 +26,6 @@ const BUCKET: &str = "gateway";
 /// Every this many corpus queries is asked (a slice keeps the test short).
 const EVERY_NTH_QUERY: usize = 8;
 
-fn s3_yaml(port: u16) -> String {
-    format!(
-        "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
-         secret_key: test\n  insecure: true\n"
-    )
-}
-
 /// `series` in OpenMetrics text, each family's samples together.
 fn openmetrics(series: &[Series]) -> String {
     let mut families: BTreeMap<String, Vec<&Series>> = BTreeMap::new();
@@ -89,7 +82,7 @@ fn strata_store_and_thanos_store_answer_the_same() {
     let work = tempfile::tempdir().expect("temp dir");
     let moto = Moto::start(work.path());
     moto.create_bucket(BUCKET);
-    let yaml = s3_yaml(moto.port);
+    let yaml = strata_testkit::s3_objstore_yaml(moto.port, BUCKET, "");
     let config_file = work.path().join("objstore.yml");
     std::fs::write(&config_file, &yaml).expect("write objstore config");
     let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");

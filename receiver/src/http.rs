@@ -16,11 +16,24 @@ pub async fn healthy() -> &'static str {
     "OK\n"
 }
 
-pub async fn ready(State(rx): State<Arc<Receiver>>) -> Response {
-    if rx.is_ready() {
-        (StatusCode::OK, "OK\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: replaying the write-ahead log\n").into_response()
+/// A condition readiness waits for besides the WAL replay (standalone: the bucket store's first
+/// sync), with what `/-/ready` says while it does not hold.
+#[derive(Clone)]
+pub struct ReadyCondition {
+    pub holds: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub waiting_for: &'static str,
+}
+
+pub fn ready(rx: &Receiver, also: Option<&ReadyCondition>) -> Response {
+    if !rx.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: replaying the write-ahead log\n")
+            .into_response();
+    }
+    match also {
+        Some(c) if !(c.holds)() => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("Service Unavailable: {}\n", c.waiting_for)).into_response()
+        }
+        _ => (StatusCode::OK, "OK\n").into_response(),
     }
 }
 

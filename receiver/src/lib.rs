@@ -333,10 +333,16 @@ impl Receiver {
 
     /// The HTTP listener's routes: metrics, probes and TSDB status.
     pub fn http_router(self: &Arc<Self>) -> Router {
+        self.http_router_ready_when(None)
+    }
+
+    /// `http_router` whose `/-/ready` also waits for `also`.
+    pub fn http_router_ready_when(self: &Arc<Self>, also: Option<http::ReadyCondition>) -> Router {
+        let rx = Arc::clone(self);
         Router::new()
             .route("/metrics", get(http::metrics))
             .route("/-/healthy", get(http::healthy))
-            .route("/-/ready", get(http::ready))
+            .route("/-/ready", get(move || std::future::ready(http::ready(&rx, also.as_ref()))))
             .route("/api/v1/status/tsdb", get(http::tsdb_status))
             .with_state(self.clone())
     }

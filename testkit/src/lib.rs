@@ -24,7 +24,7 @@ pub mod wait;
 
 pub use fleet::{Fleet, Node, Slot};
 pub use http::url_encode;
-pub use moto::Moto;
+pub use moto::{s3_objstore_yaml, Moto};
 pub use netns::PrivateNet;
 pub use ports::{free_port, free_ports};
 pub use process::{send_signal, Proc, Signal};

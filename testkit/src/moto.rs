@@ -54,3 +54,13 @@ impl Moto {
         assert!(matches!(answer, Ok((200, _))), "create bucket {name}: {answer:?}");
     }
 }
+
+/// The Thanos objstore YAML for bucket `bucket` of a moto server (or a proxy in front of one)
+/// at `127.0.0.1:<port>`; `extra` is more lines of the `config:` section, each indented by two
+/// spaces.
+pub fn s3_objstore_yaml(port: u16, bucket: &str, extra: &str) -> String {
+    format!(
+        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
+         secret_key: test\n  insecure: true\n{extra}"
+    )
+}

@@ -11,10 +11,7 @@ use ulid::Ulid;
 
 /// An objstore YAML for a moto bucket reached at `port` (moto itself or a proxy in front).
 pub fn s3_yaml(port: u16, bucket: &str, part_size: u64, extra: &str) -> String {
-    format!(
-        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
-         secret_key: test\n  insecure: true\n  part_size: {part_size}\n{extra}"
-    )
+    strata_testkit::s3_objstore_yaml(port, bucket, &format!("  part_size: {part_size}\n{extra}"))
 }
 
 pub fn s3_bucket(port: u16, bucket: &str, part_size: u64, extra: &str) -> Bucket {
