@@ -458,6 +458,25 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// The text of a configuration given as a file (flag `file_flag`) or inline (flag
+/// `inline_flag`), with where it came from (the file's path or the inline flag) for the
+/// parser's errors; `None` when neither is given.
+pub(crate) fn file_or_inline(
+    file: Option<&Path>,
+    file_flag: &str,
+    inline: Option<&str>,
+    inline_flag: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    Ok(match (file, inline) {
+        (Some(path), _) => Some((
+            std::fs::read_to_string(path).with_context(|| format!("read {file_flag} {}", path.display()))?,
+            path.display().to_string(),
+        )),
+        (None, Some(text)) => Some((text.to_owned(), inline_flag.to_owned())),
+        (None, None) => None,
+    })
+}
+
 /// Binds the address of flag `flag`; the error names both.
 pub(crate) async fn bind_flag(flag: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("listen on {flag} {address}"))

@@ -18,13 +18,14 @@ pub struct ObjstoreArgs {
 impl ObjstoreArgs {
     /// The configured bucket, or `None` when neither flag is set.
     pub fn bucket(&self) -> anyhow::Result<Option<strata_shipper::Bucket>> {
-        let (yaml, source) = match (&self.objstore_config_file, &self.objstore_config) {
-            (Some(path), _) => (
-                std::fs::read_to_string(path).with_context(|| format!("read objstore config {}", path.display()))?,
-                path.display().to_string(),
-            ),
-            (None, Some(yaml)) => (yaml.clone(), "--objstore.config".to_owned()),
-            (None, None) => return Ok(None),
+        let Some((yaml, source)) = crate::file_or_inline(
+            self.objstore_config_file.as_deref(),
+            "--objstore.config-file",
+            self.objstore_config.as_deref(),
+            "--objstore.config",
+        )?
+        else {
+            return Ok(None);
         };
         Ok(Some(strata_shipper::parse_objstore_config(&yaml, &source)?.build()?))
     }

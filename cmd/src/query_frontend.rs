@@ -14,7 +14,7 @@ use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
 use strata_query::frontend::{Frontend, FrontendMetrics, FrontendOptions};
 use strata_receiver::metrics::Metrics;
 
-use crate::{bind_flag, build_info, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, file_or_inline, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct QueryFrontendArgs {
@@ -74,17 +74,14 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
     frontend_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
 
-    let cache = match (&a.response_cache_config_file, &a.response_cache_config) {
-        (Some(path), _) => {
-            let yaml = std::fs::read_to_string(path)
-                .with_context(|| format!("read --query-range.response-cache-config-file {}", path.display()))?;
-            Some(ResultsCache::from_yaml(&yaml, &path.display().to_string()).map_err(anyhow::Error::msg)?)
-        }
-        (None, Some(yaml)) => {
-            Some(ResultsCache::from_yaml(yaml, "--query-range.response-cache-config").map_err(anyhow::Error::msg)?)
-        }
-        (None, None) => None,
-    };
+    let cache = file_or_inline(
+        a.response_cache_config_file.as_deref(),
+        "--query-range.response-cache-config-file",
+        a.response_cache_config.as_deref(),
+        "--query-range.response-cache-config",
+    )?
+    .map(|(yaml, source)| ResultsCache::from_yaml(&yaml, &source))
+    .transpose()?;
     if cache.is_some() && a.split_interval <= 0 {
         anyhow::bail!("--query-range.split-interval must be above 0 when a results cache is configured");
     }

@@ -10,12 +10,15 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
+use strata_cache::parse_bytes;
 use strata_receiver::metrics::Metrics;
 use strata_store::bucket::relabel::Relabel;
-use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
+use strata_store::bucket::{BucketStore, BucketStoreOptions, IndexCacheConfig, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 
-use crate::{bind_flag, build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{
+    bind_flag, build_info, file_or_inline, millis, objstore, parse_duration_flag, serve_http, shutdown_signal,
+};
 
 #[derive(Args)]
 pub struct StoreCmdArgs {
@@ -58,11 +61,18 @@ pub struct StoreCmdArgs {
     /// Bytes of postings lists and series entries kept in memory (`250MB`, `1GiB`, …; units of
     /// 1024 as Thanos reads them).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
-    index_cache_size: usize,
+    index_cache_size: u64,
+    /// Index cache configuration file in Thanos's YAML (`type: IN-MEMORY | MEMCACHED | REDIS`,
+    /// `config: …`, `enabled_items`); replaces `--index-cache-size`.
+    #[arg(long = "index-cache.config-file", conflicts_with = "index_cache_config")]
+    index_cache_config_file: Option<PathBuf>,
+    /// The index cache configuration itself, instead of a file.
+    #[arg(long = "index-cache.config")]
+    index_cache_config: Option<String>,
     /// Bytes of chunk data all Series calls may hold at once; a call that would need more fails
     /// naming the limit.
     #[arg(long = "chunk-pool-size", default_value = "2GB", value_parser = parse_bytes)]
-    chunk_pool_size: usize,
+    chunk_pool_size: u64,
     /// Relabel configs (Prometheus's `relabel_configs` YAML) selecting the blocks to serve by
     /// their external labels and `__block_id`, e.g. `hashmod` to shard blocks over stores.
     #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
@@ -80,23 +90,6 @@ pub struct StoreCmdArgs {
 
 /// How soon a failed first sync is tried again.
 const FIRST_SYNC_RETRY: Duration = Duration::from_secs(5);
-
-/// A byte size as Thanos's flags take it (`units.Base2Bytes`): a whole number with an optional
-/// unit, `B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`, `TB`/`TiB`, each 1024 times the previous.
-pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (n, unit) = s.split_at(digits);
-    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a byte size like 250MB"))?;
-    let shift = match unit {
-        "" | "B" => 0,
-        "KB" | "KiB" => 10,
-        "MB" | "MiB" => 20,
-        "GB" | "GiB" => 30,
-        "TB" | "TiB" => 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB)")),
-    };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
-}
 
 /// Thanos's `TimeOrDurationValue`: an RFC 3339 time, or a Prometheus duration (negative with
 /// a leading `-`) added to the time of use.
@@ -147,15 +140,26 @@ pub(crate) fn spawn_sync(
 pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
-    let selector = match (&a.selector_relabel_config_file, &a.selector_relabel_config) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("read --selector.relabel-config-file {}", path.display()))?;
-            Relabel::parse(&text).with_context(|| format!("--selector.relabel-config-file {}", path.display()))?
-        }
-        (None, Some(text)) => Relabel::parse(text).context("--selector.relabel-config")?,
-        (None, None) => Relabel::default(),
+    let selector = match file_or_inline(
+        a.selector_relabel_config_file.as_deref(),
+        "--selector.relabel-config-file",
+        a.selector_relabel_config.as_deref(),
+        "--selector.relabel-config",
+    )? {
+        Some((text, source)) => Relabel::parse(&text).with_context(|| source)?,
+        None => Relabel::default(),
     };
+    // Thanos: the YAML configuration, when given, replaces --index-cache-size.
+    let index_cache = match file_or_inline(
+        a.index_cache_config_file.as_deref(),
+        "--index-cache.config-file",
+        a.index_cache_config.as_deref(),
+        "--index-cache.config",
+    )? {
+        Some((yaml, source)) => IndexCacheConfig::from_yaml(&yaml, &source)?,
+        None => IndexCacheConfig::in_memory(a.index_cache_size),
+    };
+    tracing::info!(index_cache = ?index_cache, "index cache");
     let build = build_info();
     let mut metrics = Metrics::for_process(&build);
     let options = BucketStoreOptions {
@@ -165,8 +169,8 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         ignore_deletion_marks_delay: millis(a.ignore_deletion_marks_delay),
         min_time: a.min_time,
         max_time: a.max_time,
-        index_cache_size: a.index_cache_size,
-        chunk_pool_size: a.chunk_pool_size as u64,
+        index_cache,
+        chunk_pool_size: a.chunk_pool_size,
         selector,
     };
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
@@ -231,17 +235,6 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("250MB"), Ok(250 << 20));
-        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_bytes("0"), Ok(0));
-        assert_eq!(parse_bytes("512B"), Ok(512));
-        for bad in ["", "MB", "1.5GB", "10XB", "-1MB"] {
-            assert!(parse_bytes(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn times_and_durations() {

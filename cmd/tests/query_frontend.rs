@@ -8,15 +8,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use common::corpus::{self, MINUTE};
 use common::{remote_write, strata_bin};
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{free_port, http, tool, url_encode, wait_for, Fleet, Node, Proc};
+use strata_testkit::{http, url_encode, CacheServer, Fleet, Node};
 
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
@@ -55,23 +53,6 @@ fn downstream_range_requests(addr: &str) -> f64 {
 
 fn metric(addr: &str, name: &str) -> f64 {
     metric_sum(&ask(addr, "/metrics").1, name).unwrap_or(0.0)
-}
-
-/// A cache server started by the test, on a free port of 127.0.0.1.
-fn start_cache_server(fleet_dir: &std::path::Path, program: &str) -> (Proc, String) {
-    let port = free_port();
-    let mut cmd = Command::new(tool(program));
-    match program {
-        "memcached" => cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64", "-u", "root"]),
-        _ => cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
-    };
-    let proc = Proc::spawn(program, cmd, &fleet_dir.join(format!("{program}.log")));
-    let addr = format!("127.0.0.1:{port}");
-    wait_for(&format!("{program} on {addr}"), Duration::from_secs(20), || {
-        std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    (proc, addr)
 }
 
 /// Asks every query of `queries` of the downstream and of the frontend, cold, warm and moved
@@ -126,8 +107,8 @@ fn frontend_answers_as_its_downstream_with_each_cache() {
     corpus::assert_holds_all(&downstream, t0, data.len());
     corpus::assert_holds_all(&downstream, t0 - (DAYS - 1) * DAY, data.len());
 
-    let (_memcached, memcached_addr) = start_cache_server(work.path(), "memcached");
-    let (_redis, redis_addr) = start_cache_server(work.path(), "redis-server");
+    let (memcached, redis) = (CacheServer::memcached(work.path()), CacheServer::redis(work.path()));
+    let (memcached_addr, redis_addr) = (&memcached.addr, &redis.addr);
     let caches = [
         ("inmemory", "type: IN-MEMORY\nconfig:\n  max_size: 256MB\n".to_owned()),
         (

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use common::blocks::{cross_read_fleet, ship, write_block, CrossReadFleet, Series};
 use common::corpus;
+use strata_testkit::metrics::metric_sum;
 use strata_testkit::promtool::{create_blocks, om_timestamp};
-use strata_testkit::{peer, wait_for, Fleet, Moto};
+use strata_testkit::{peer, wait_for, CacheServer, Fleet, Moto};
 use strata_tsdb::Labels;
 
 const BUCKET: &str = "gateway";
@@ -110,11 +111,14 @@ fn strata_store_and_thanos_store_answer_the_same() {
 
     let mut fleet = Fleet::new(work.path());
     let thanos = peer("thanos");
-    let CrossReadFleet { stores: _stores, queriers } = cross_read_fleet(
+    // Both stores keep their index caches in one memcached, from the same Thanos YAML.
+    let memcached = CacheServer::memcached(work.path());
+    let index_cache = format!("--index-cache.config=type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n", memcached.addr);
+    let CrossReadFleet { stores, queriers } = cross_read_fleet(
         &mut fleet,
         &thanos,
         &config_file,
-        &["--sync-block-duration=2s", "--ignore-deletion-marks-delay=0s"],
+        &["--sync-block-duration=2s", "--ignore-deletion-marks-delay=0s", &index_cache],
         &["--enable-feature=promql-experimental-functions"],
     );
     let everything = r#"count(last_over_time({__name__=~"diff_.+"}[3h]))"#;
@@ -136,6 +140,9 @@ fn strata_store_and_thanos_store_answer_the_same() {
     let none = BTreeMap::new();
     corpus::report(thanos_names, &sections, &none, &thanos_run, data.len(), samples, t0);
     corpus::report(strata_names, &sections, &none, &strata_run, data.len(), samples, t0);
+    let (_, metrics) = strata_testkit::http::get(stores[0].http(), "/metrics").expect("strata store metrics");
+    let hits = metric_sum(&metrics, "thanos_store_index_cache_hits_total").unwrap_or(0.0);
+    assert!(hits > 0.0, "the corpus's repeated selections got no index cache hit from memcached");
 
     // A block shipped while running appears; deleted blocks disappear.
     let at = t0 + corpus::SPAN / 2;

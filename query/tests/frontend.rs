@@ -11,7 +11,8 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use strata_query::frontend::cache::{MemoryCache, ResultsCache};
+use strata_cache::Lru;
+use strata_query::frontend::cache::ResultsCache;
 use strata_query::frontend::downstream::Downstream;
 use strata_query::frontend::{router, Frontend, FrontendMetrics, FrontendOptions};
 use tower::ServiceExt as _;
@@ -101,7 +102,7 @@ fn frontend_with(addr: &str, cache: Option<ResultsCache>, max_answer: usize) -> 
 }
 
 fn frontend(addr: &str) -> Router {
-    frontend_with(addr, Some(ResultsCache::InMemory(MemoryCache::new(1 << 20, 0, None))), 1 << 20)
+    frontend_with(addr, Some(ResultsCache::InMemory(Lru::new(1 << 20, 0, None))), 1 << 20)
 }
 
 async fn call(app: &Router, req: Request) -> (StatusCode, HeaderMap, String) {

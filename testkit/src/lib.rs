@@ -1,6 +1,6 @@
 //! What the tests of every strata crate share (a dev-dependency only): finding the programs they
 //! run, free ports, child processes that cannot outlive a test, a small HTTP client, polling with
-//! deadlines, promtool blocks, a moto S3 server, a fault-injecting TCP proxy, and fleets of
+//! deadlines, promtool blocks, a moto S3 server, memcached and Redis servers, a fault-injecting TCP proxy, and fleets of
 //! `strata`, Prometheus and Thanos processes.
 //!
 //! A test that needs a program fails, naming the command that installs or builds it, when the
@@ -10,6 +10,7 @@
 // Test code: a panic is how a failed step reports, with its message, to the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache_server;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod tools;
 pub mod wait;
 
+pub use cache_server::CacheServer;
 pub use fleet::{Fleet, Node, Slot};
 pub use http::url_encode;
 pub use moto::{s3_objstore_yaml, Moto};

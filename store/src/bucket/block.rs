@@ -401,11 +401,17 @@ impl BucketBlock {
     fn fetch_postings(&self, keys: Vec<(String, String)>) -> Result<HashMap<(String, String), Vec<u64>>, StorageError> {
         let id = self.meta.ulid;
         let mut out = HashMap::with_capacity(keys.len());
-        let mut located = Vec::with_capacity(keys.len());
+        let mut wanted = Vec::with_capacity(keys.len());
+        let mut cache_keys = Vec::with_capacity(keys.len());
         for (name, value) in keys {
             let Some(r) = self.header.postings_range(&name, &value)? else { continue };
-            let key = CacheKey::Postings(id, name, value);
-            match self.cache.get(&key) {
+            wanted.push(r);
+            cache_keys.push(CacheKey::Postings(id, name, value));
+        }
+        let cached = self.cache.get_multi(&cache_keys);
+        let mut located = Vec::with_capacity(cache_keys.len());
+        for ((r, key), hit) in wanted.into_iter().zip(cache_keys).zip(cached) {
+            match hit {
                 Some(b) => {
                     let CacheKey::Postings(_, name, value) = key else { continue };
                     let refs = self.header.decode_postings(&b, r.start, &name, &value)?;
@@ -459,7 +465,8 @@ impl BucketBlock {
         mut each: impl FnMut(u64, Labels, &[ChunkMeta]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let id = self.meta.ulid;
-        let mut entries: Vec<Option<Bytes>> = refs.iter().map(|&r| self.cache.get(&CacheKey::Series(id, r))).collect();
+        let keys: Vec<CacheKey> = refs.iter().map(|&r| CacheKey::Series(id, r)).collect();
+        let mut entries = self.cache.get_multi(&keys);
         let missing: Vec<usize> = (0..refs.len()).filter(|&i| entries[i].is_none()).collect();
         if !missing.is_empty() {
             let starts = missing

@@ -32,6 +32,7 @@ use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
 use self::cache::IndexCache;
+pub use self::cache::{IndexCacheBackend, IndexCacheConfig};
 use self::relabel::Relabel;
 use crate::external::ExternalLabels;
 use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
@@ -55,8 +56,9 @@ pub struct BucketStoreOptions {
     /// Info and reads are clamped to it.
     pub min_time: TimeBound,
     pub max_time: TimeBound,
-    /// Bytes of postings lists and series entries kept in memory (`--index-cache-size`).
-    pub index_cache_size: usize,
+    /// Where postings lists and series entries are cached (`--index-cache-size`,
+    /// `--index-cache.config`).
+    pub index_cache: IndexCacheConfig,
     /// Bytes of chunk data the reads may hold at once (`--chunk-pool-size`); a read that would
     /// need more fails with the limit's name.
     pub chunk_pool_size: u64,
@@ -99,7 +101,7 @@ impl Default for BucketStoreOptions {
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
             min_time: TimeBound::Absolute(i64::MIN),
             max_time: TimeBound::Absolute(i64::MAX),
-            index_cache_size: 250 << 20,
+            index_cache: IndexCacheConfig::in_memory(250 << 20),
             chunk_pool_size: 2 << 30,
             selector: Relabel::default(),
         }
@@ -229,7 +231,7 @@ impl BucketStore {
             .with_deletion_mark_delay(options.ignore_deletion_marks_delay);
         let stats = Arc::new(FetchStats::default());
         let metrics = Metrics::new(registry, &stats);
-        let cache = Arc::new(IndexCache::new(options.index_cache_size, registry));
+        let cache = Arc::new(IndexCache::new(options.index_cache.clone(), handle.clone(), registry));
         BucketStore {
             cache,
             pool: Arc::new(ChunkPool::new(options.chunk_pool_size)),

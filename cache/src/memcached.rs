@@ -1,4 +1,4 @@
-//! The parts of memcached's text protocol the results cache needs: `get` with many keys and
+//! The parts of memcached's text protocol the caches need: `get` with many keys and
 //! `set` with an expiry. Keys go to a server by their hash, as a client of several servers
 //! spreads them.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::pool::{read_data, read_line, Conn, Pool};
+use crate::pool::{read_data, read_line, Conn, Pool};
 
 pub struct MemcachedClient {
     servers: Vec<Pool>,

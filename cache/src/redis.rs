@@ -1,11 +1,11 @@
-//! The parts of Redis's RESP protocol the results cache needs: `MGET`, `SET … EX`, and `AUTH`
+//! The parts of Redis's RESP protocol the caches need: `MGET`, `SET … EX`, and `AUTH`
 //! and `SELECT` on each new connection when the configuration asks for them.
 
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::pool::{read_data, read_line, Conn, Pool};
+use crate::pool::{read_data, read_line, Conn, Pool};
 
 pub struct RedisClient {
     pool: Pool,
