@@ -1,0 +1,552 @@
+//! Writing downsampled blocks as Thanos's compactor does (thanos v0.42
+//! pkg/compact/downsample/downsample.go `Downsample`): the same windows, aggregates, chunk cuts
+//! and sub-chunk bytes, so a block written here is read, re-downsampled and compacted by Thanos
+//! as one of its own, and the other way round.
+//!
+//! Raw to 5m (or any coarser resolution): a series' samples (staleness markers and samples
+//! going back in time inside a chunk dropped) are cut into batches of about the same number of
+//! samples, each extended to the end of its last window; each batch is one [`AggrChunk`] with,
+//! per window (stamped with the window's last millisecond, or the batch's last sample time if
+//! sooner), count, sum, min, max and the reset-corrected counter, the counter framed by the
+//! batch's first and last raw values (see [`super::read::CounterResets`]).
+//!
+//! 5m to 1h: whole input chunks are grouped (never split, so the raw first and last counter
+//! values stay true) and each group's aggregates are re-aggregated: counts summed, sums summed,
+//! min of mins, max of maxes, the counter re-read with its resets undone.
+//!
+//! Native histograms are refused: Thanos downsamples them into float-histogram aggregates,
+//! which this crate does not encode.
+
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ulid::Ulid;
+
+use super::read::CounterResets;
+use crate::block::meta::{BlockMeta, BlockStats};
+use crate::block::{Block, BlockSeries, BlockWriter, ChunkData, SeriesChunks, CHUNKS_DIR};
+use crate::chunkenc::{AggrChunk, AggrType, Encoding, SubChunk, XorAppender, XorIter};
+use crate::{Error, Result};
+
+/// Raw data (Thanos `ResLevel0`).
+pub const RES_RAW: i64 = 0;
+/// 5-minute windows (Thanos `ResLevel1`), in ms.
+pub const RES_5M: i64 = 5 * 60 * 1000;
+/// 1-hour windows (Thanos `ResLevel2`), in ms.
+pub const RES_1H: i64 = 60 * 60 * 1000;
+/// Thanos downsamples a raw block to 5m only once it spans at least this (40h, ms).
+pub const RAW_DOWNSAMPLE_RANGE: i64 = 40 * 60 * 60 * 1000;
+/// Thanos downsamples a 5m block to 1h only once it spans at least this (10 days, ms).
+pub const RES_5M_DOWNSAMPLE_RANGE: i64 = 10 * 24 * 60 * 60 * 1000;
+
+/// Prometheus's staleness marker; other NaNs are values.
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// Thanos sizes raw batches as if raw data came one sample a minute.
+const ASSUMED_RAW_INTERVAL: i64 = 60 * 1000;
+/// Thanos cuts until output chunks average at most this many windows.
+const MAX_WINDOWS_PER_CHUNK: i64 = 140;
+/// `thanos.source` of a downsampled block.
+const COMPACTOR_SOURCE: &str = "compactor";
+
+/// Writes the downsampling of `src` to `resolution_ms` as a new block (new ULID) in `parent`,
+/// as Thanos's `Downsample` does, and returns its meta.
+///
+/// `src` must be raw (no `thanos` section, or resolution 0) or already downsampled to a finer
+/// resolution than `resolution_ms` (5m for 1h). Series are read, downsampled and written one
+/// at a time: memory is bounded by the largest series. Series left with no samples are not
+/// written; a block none are left in is still written, empty, as Thanos does.
+///
+/// The meta is the source's with Thanos's changes: the same `minTime`/`maxTime`, the same
+/// `compaction` section (level, sources, parents), `thanos.downsample.resolution` set,
+/// `thanos.source = "compactor"`, `thanos.segment_files` listing the new chunk files, and
+/// `numSamples` (windows), `numChunks` and `numSeries` counted anew while the other stats are
+/// carried over from the source. `thanos.files`, `upload_time` and `index_stats`, which
+/// describe the source's upload, are cleared: the uploader fills them.
+///
+/// Fails, leaving nothing in `parent`, when the resolution is not coarser than the source's,
+/// when a series has overlapping chunks, a native-histogram chunk or a corrupt chunk.
+pub fn downsample_block(src: &Block, resolution_ms: i64, parent: &Path) -> Result<BlockMeta> {
+    let started = Instant::now();
+    let src_meta = src.meta();
+    let from = src_meta.thanos.as_ref().map_or(RES_RAW, |t| t.downsample.resolution);
+    if resolution_ms <= from {
+        return Err(Error::InvalidBlockInput(format!(
+            "downsample block {} to {resolution_ms} ms: the target resolution must be coarser than the block's \
+             ({from} ms)",
+            src_meta.ulid
+        )));
+    }
+    let ulid = Ulid::new();
+    let mut w = BlockWriter::new(parent, ulid)?;
+    // Thanos keeps every symbol of the source, used or not.
+    w.add_symbols(src.index().symbols()?.iter().map(String::as_str))?;
+    let mut samples = Vec::new();
+    let mut out = Vec::new();
+    let mut series_in = 0u64;
+    for series in BlockSeries::new(src, &[], i64::MIN, i64::MAX, false)? {
+        let series = series?;
+        series_in += 1;
+        out.clear();
+        downsample_series(&series, from, resolution_ms, &mut samples, &mut out).map_err(|e| match e {
+            Error::CorruptChunk(m) => Error::CorruptChunk(format!("block {}: {m}", src_meta.ulid)),
+            Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("block {}: {m}", src_meta.ulid)),
+            other => other,
+        })?;
+        w.add_series(&series.labels, &out)?;
+    }
+    let meta = w.finish_with(src_meta.min_time, src_meta.max_time, src_meta.compaction.clone(), |dir, meta| {
+        meta.stats = BlockStats {
+            num_samples: meta.stats.num_samples,
+            num_series: meta.stats.num_series,
+            num_chunks: meta.stats.num_chunks,
+            ..src_meta.stats.clone()
+        };
+        let mut thanos = src_meta.thanos.clone().unwrap_or_default();
+        thanos.downsample.resolution = resolution_ms;
+        thanos.source = COMPACTOR_SOURCE.to_owned();
+        thanos.segment_files = segment_files(&dir.join(CHUNKS_DIR))?;
+        thanos.files.clear();
+        thanos.upload_time = None;
+        thanos.index_stats = None;
+        meta.thanos = Some(thanos);
+        Ok(())
+    })?;
+    tracing::info!(
+        source = %src_meta.ulid, ulid = %meta.ulid, from, resolution = resolution_ms, series_in,
+        series = meta.stats.num_series, chunks = meta.stats.num_chunks, duration = ?started.elapsed(),
+        "downsampled block"
+    );
+    Ok(meta)
+}
+
+/// The sorted names of the files in a block's chunks directory (Thanos `GetSegmentFiles`).
+fn segment_files(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Appends to `out` the downsampled chunks of one series of a block at resolution `from`;
+/// `samples` is scratch space.
+fn downsample_series(
+    series: &SeriesChunks,
+    from: i64,
+    resolution: i64,
+    samples: &mut Vec<(i64, f64)>,
+    out: &mut Vec<ChunkData>,
+) -> Result<()> {
+    let labels = &series.labels;
+    for pair in series.chunks.windows(2) {
+        if pair[0].max_time >= pair[1].min_time {
+            return Err(Error::InvalidBlockInput(format!(
+                "series {labels}: overlapping chunks [{}, {}] and [{}, {}]; chunks must be ordered and disjoint to \
+                 downsample",
+                pair[0].min_time, pair[0].max_time, pair[1].min_time, pair[1].max_time
+            )));
+        }
+    }
+    let chunk_err = |c: &ChunkData, e: Error| match e {
+        Error::CorruptChunk(m) => {
+            Error::CorruptChunk(format!("series {labels}: chunk [{}, {}]: {m}", c.min_time, c.max_time))
+        }
+        other => other,
+    };
+    let refuse = |c: &ChunkData, what: &str| {
+        Error::InvalidBlockInput(format!(
+            "series {labels}: chunk [{}, {}] is {what}; downsampling native histograms is not supported",
+            c.min_time, c.max_time
+        ))
+    };
+    samples.clear();
+    if from == RES_RAW {
+        for c in &series.chunks {
+            match c.encoding {
+                Encoding::Xor => expand_xor(&c.data, samples).map_err(|e| chunk_err(c, e))?,
+                Encoding::Histogram | Encoding::FloatHistogram => return Err(refuse(c, "a native histogram chunk")),
+                other => {
+                    return Err(Error::InvalidBlockInput(format!(
+                        "series {labels}: chunk [{}, {}] of a raw block has encoding {other}",
+                        c.min_time, c.max_time
+                    )))
+                }
+            }
+        }
+        downsample_raw(samples, resolution, out);
+        return Ok(());
+    }
+    // Aggregated input; raw chunks in it (which older Thanos wrote by mistake) are downsampled
+    // to 5m first, empty ones skipped, as Thanos does.
+    let mut inputs: Vec<(i64, i64, AggrChunk)> = Vec::with_capacity(series.chunks.len());
+    let mut fixed = Vec::new();
+    for c in &series.chunks {
+        match c.encoding {
+            Encoding::Aggr => {
+                let chunk = AggrChunk::decode(&c.data).map_err(|e| chunk_err(c, e))?;
+                if chunk.get(AggrType::Counter).is_some_and(|s| s.encoding != Encoding::Xor) {
+                    return Err(refuse(c, "a native histogram aggregate"));
+                }
+                inputs.push((c.min_time, c.max_time, chunk));
+            }
+            Encoding::Xor => {
+                if Encoding::Xor.num_samples(&c.data).unwrap_or(0) == 0 {
+                    tracing::warn!(series = %labels, "empty raw chunk in a downsampled block, skipped");
+                    continue;
+                }
+                samples.clear();
+                expand_xor(&c.data, samples).map_err(|e| chunk_err(c, e))?;
+                fixed.clear();
+                downsample_raw(samples, RES_5M, &mut fixed);
+                for f in fixed.drain(..) {
+                    let chunk = AggrChunk::decode(&f.data).map_err(|e| chunk_err(c, e))?;
+                    inputs.push((f.min_time, f.max_time, chunk));
+                }
+            }
+            Encoding::Histogram | Encoding::FloatHistogram => return Err(refuse(c, "a native histogram chunk")),
+            Encoding::None => {
+                return Err(Error::InvalidBlockInput(format!(
+                    "series {labels}: chunk [{}, {}] has no encoding",
+                    c.min_time, c.max_time
+                )))
+            }
+        }
+    }
+    let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else { return Ok(()) };
+    let (mint, maxt) = (first.0, last.1);
+    let chunks: Vec<AggrChunk> = inputs.into_iter().map(|(_, _, c)| c).collect();
+    downsample_aggr(&chunks, mint, maxt, from, resolution, samples, out)
+        .map_err(|e| match e {
+            Error::CorruptChunk(m) => Error::CorruptChunk(format!("series {labels}: {m}")),
+            Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("series {labels}: {m}")),
+            other => other,
+        })
+}
+
+fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// The last millisecond of the window of `resolution` that `t` falls in (Thanos
+/// `currentWindow`): windows are `[k·r, (k+1)·r)`, stamped `(k+1)·r - 1` so they stay inside
+/// half-open block ranges.
+fn current_window(t: i64, resolution: i64) -> i64 {
+    t.wrapping_sub(t % resolution).wrapping_add(resolution - 1)
+}
+
+/// Go's `int(f)` on amd64: truncation, and the most negative integer for NaN and values out
+/// of range.
+fn go_int(f: f64) -> i64 {
+    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+        i64::MIN
+    } else {
+        f as i64
+    }
+}
+
+/// How many chunks Thanos cuts a series into (`targetChunkCount`): the windows `count` input
+/// samples of resolution `in_res` over `[mint, maxt]` would fill at `out_res`, split until
+/// chunks average at most 140.
+fn target_chunk_count(mint: i64, maxt: i64, in_res: i64, out_res: i64, count: usize) -> usize {
+    let span = maxt.wrapping_sub(mint);
+    let max_samples = (span / out_res) as f64;
+    let fullness = count as f64 / (span as f64 / in_res as f64);
+    // Not f64::min: a NaN fullness must stay NaN, as in Go.
+    let fullness = if fullness > 1.0 { 1.0 } else { fullness };
+    let expected = go_int(max_samples * fullness).wrapping_add(1);
+    let mut x = 1i64;
+    while expected / x > MAX_WINDOWS_PER_CHUNK {
+        x += 1;
+    }
+    x as usize
+}
+
+/// Thanos's `floatAggregator`: the current window's count, sum, min and max, and the counter
+/// with its resets undone since the batch began.
+#[derive(Default)]
+struct Aggregator {
+    total: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    counter: f64,
+    last: f64,
+}
+
+impl Aggregator {
+    fn reset(&mut self) {
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::MAX;
+        self.max = -f64::MAX;
+    }
+
+    fn add(&mut self, v: f64) {
+        if self.total > 0 {
+            self.counter += if v < self.last { v } else { v - self.last };
+        } else {
+            self.counter = v;
+        }
+        self.last = v;
+        self.sum += v;
+        self.count += 1;
+        self.total += 1;
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
+    }
+}
+
+/// Thanos's `downsampleBatch`: aggregates `data` (not empty) window by window, calling `add`
+/// with each window's stamp (its end, or the batch's last time if sooner) once the window is
+/// complete; returns the last stamp.
+fn downsample_batch(data: &[(i64, f64)], resolution: i64, mut add: impl FnMut(i64, &Aggregator)) -> i64 {
+    let mut aggr = Aggregator::default();
+    let mut next_t = -1i64;
+    let last_t = data.last().map_or(-1, |s| s.0);
+    for &(t, v) in data {
+        if t > next_t {
+            if next_t != -1 {
+                add(next_t, &aggr);
+            }
+            aggr.reset();
+            next_t = current_window(t, resolution).min(last_t);
+        }
+        aggr.add(v);
+    }
+    if aggr.total > 0 {
+        add(next_t, &aggr);
+    }
+    next_t
+}
+
+/// One output chunk being built: an XOR appender per present aggregate and the time range of
+/// the windows written.
+struct Builder {
+    min_time: i64,
+    max_time: i64,
+    parts: [Option<XorAppender>; 5],
+}
+
+impl Builder {
+    fn new() -> Self {
+        Builder { min_time: i64::MAX, max_time: i64::MIN, parts: Default::default() }
+    }
+
+    fn app(&mut self, aggr: AggrType) -> &mut XorAppender {
+        self.parts[aggr as usize].get_or_insert_with(XorAppender::new)
+    }
+
+    /// One window of raw data: all five aggregates.
+    fn add(&mut self, t: i64, a: &Aggregator) {
+        self.min_time = self.min_time.min(t);
+        self.max_time = self.max_time.max(t);
+        self.app(AggrType::Sum).append(t, a.sum);
+        self.app(AggrType::Min).append(t, a.min);
+        self.app(AggrType::Max).append(t, a.max);
+        self.app(AggrType::Count).append(t, a.count as f64);
+        self.app(AggrType::Counter).append(t, a.counter);
+    }
+
+    fn encode(self) -> ChunkData {
+        let parts = self
+            .parts
+            .map(|p| p.map(|a| SubChunk { encoding: Encoding::Xor, data: Bytes::from(a.into_bytes()) }));
+        ChunkData {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            encoding: Encoding::Aggr,
+            data: Bytes::from(AggrChunk::from_parts(parts).encode()),
+        }
+    }
+}
+
+/// Appends the samples of XOR chunk `data` to `out` as Thanos's `expandXorChunkIterator` does:
+/// staleness markers dropped, and samples before the chunk's previous one (or before 0).
+fn expand_xor(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<()> {
+    let mut it = XorIter::new(data)?;
+    let mut last_t = 0i64;
+    for (t, v) in it.by_ref() {
+        if is_stale(v) {
+            continue;
+        }
+        if t >= last_t {
+            out.push((t, v));
+            last_t = t;
+        }
+    }
+    match it.err() {
+        Some(e) => Err(Error::CorruptChunk(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Thanos's `DownsampleRaw`: the raw samples of one series (in time order, staleness markers
+/// already dropped) as aggregate chunks of `resolution`, appended to `out`.
+fn downsample_raw(data: &[(i64, f64)], resolution: i64, out: &mut Vec<ChunkData>) {
+    let (Some(first), Some(last)) = (data.first(), data.last()) else { return };
+    let num_chunks = target_chunk_count(first.0, last.0, ASSUMED_RAW_INTERVAL, resolution, data.len());
+    let batch_size = data.len() / num_chunks + 1;
+    let mut rest = data;
+    let mut batch = Vec::new();
+    while !rest.is_empty() {
+        let mut j = batch_size.min(rest.len());
+        // Finish the window the batch ends in, so windows never straddle chunks.
+        let window_end = current_window(rest[j - 1].0, resolution);
+        while j < rest.len() && rest[j].0 <= window_end {
+            j += 1;
+        }
+        batch.clear();
+        batch.extend(rest[..j].iter().filter(|s| !s.1.is_nan()));
+        rest = &rest[j..];
+        if batch.is_empty() {
+            continue;
+        }
+        out.push(downsample_raw_batch(&batch, resolution));
+    }
+}
+
+/// One output chunk from a batch of raw samples (not empty, no NaN); the counter aggregate
+/// starts with the first raw sample and ends with the last raw value at the last window's
+/// stamp, for readers to see resets between chunks.
+fn downsample_raw_batch(batch: &[(i64, f64)], resolution: i64) -> ChunkData {
+    let mut b = Builder::new();
+    if let (Some(&(t0, v0)), Some(&(_, v_last))) = (batch.first(), batch.last()) {
+        b.app(AggrType::Counter).append(t0, v0);
+        let last_t = downsample_batch(batch, resolution, |t, a| b.add(t, a));
+        b.app(AggrType::Counter).append(last_t, v_last);
+    }
+    b.encode()
+}
+
+/// The XOR sub-chunk of `aggr` in `c`, if present; a histogram one is refused.
+fn float_aggregate(c: &AggrChunk, aggr: AggrType) -> Result<Option<&SubChunk>> {
+    match c.get(aggr) {
+        Some(s) if s.encoding != Encoding::Xor => Err(Error::InvalidBlockInput(format!(
+            "{} aggregate is a {} chunk; downsampling native histograms is not supported",
+            aggr.name(),
+            s.encoding
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Thanos's `downsampleAggr`: aggregate chunks of resolution `in_res` spanning `[mint, maxt]`
+/// re-aggregated to `out_res`, whole input chunks per output chunk; `buf` is scratch space.
+fn downsample_aggr(
+    chunks: &[AggrChunk],
+    mint: i64,
+    maxt: i64,
+    in_res: i64,
+    out_res: i64,
+    buf: &mut Vec<(i64, f64)>,
+    out: &mut Vec<ChunkData>,
+) -> Result<()> {
+    let num_samples: usize = chunks.iter().map(|c| usize::from(c.num_samples())).sum();
+    let num_chunks = target_chunk_count(mint, maxt, in_res, out_res, num_samples);
+    let batch_size = chunks.len() / num_chunks;
+    if batch_size == 0 {
+        // Thanos loops forever here; no input it writes gets this far.
+        return Err(Error::InvalidBlockInput(format!(
+            "{} aggregate chunks holding {num_samples} windows over [{mint}, {maxt}] would be cut into {num_chunks} \
+             chunks: fewer windows per input chunk than downsampling expects",
+            chunks.len()
+        )));
+    }
+    for part in chunks.chunks(batch_size) {
+        out.push(downsample_aggr_batch(part, buf, out_res)?);
+    }
+    Ok(())
+}
+
+/// Thanos's `genericAggregate`: the `aggr` sub-chunks of `chunks` re-aggregated, `pick`
+/// choosing the value per window, into `b`; returns the window stamps' range, (0, 0) when
+/// no chunk has the aggregate (which Thanos then folds into the chunk's range).
+fn generic_aggregate(
+    aggr: AggrType,
+    chunks: &[AggrChunk],
+    buf: &mut Vec<(i64, f64)>,
+    b: &mut Builder,
+    resolution: i64,
+    pick: fn(&Aggregator) -> f64,
+) -> Result<(i64, i64)> {
+    buf.clear();
+    for c in chunks {
+        if let Some(sub) = float_aggregate(c, aggr)? {
+            expand_xor(&sub.data, buf)
+                .map_err(|e| Error::CorruptChunk(format!("{} aggregate: {e}", aggr.name())))?;
+        }
+    }
+    if buf.is_empty() {
+        return Ok((0, 0));
+    }
+    let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+    let app = b.app(aggr);
+    downsample_batch(buf, resolution, |t, a| {
+        mint = mint.min(t);
+        maxt = maxt.max(t);
+        app.append(t, pick(a));
+    });
+    Ok((mint, maxt))
+}
+
+/// Thanos's `downsampleFloatAggrBatch`: one output chunk from a group of aggregate chunks.
+fn downsample_aggr_batch(chunks: &[AggrChunk], buf: &mut Vec<(i64, f64)>, resolution: i64) -> Result<ChunkData> {
+    let mut b = Builder::new();
+    let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+    // Counts are summed: each input window holds a count already.
+    let generic: [(AggrType, fn(&Aggregator) -> f64); 4] = [
+        (AggrType::Count, |a| a.sum),
+        (AggrType::Sum, |a| a.sum),
+        (AggrType::Min, |a| a.min),
+        (AggrType::Max, |a| a.max),
+    ];
+    for (aggr, pick) in generic {
+        let (lo, hi) = generic_aggregate(aggr, chunks, buf, &mut b, resolution, pick)?;
+        mint = mint.min(lo);
+        maxt = maxt.max(hi);
+    }
+
+    // The counter is read back as a monotonic series (resets undone across the chunks, using
+    // each chunk's trailing raw value) and aggregated again.
+    buf.clear();
+    let mut resets = CounterResets::new();
+    let mut last_t = 0i64;
+    for c in chunks {
+        let Some(sub) = float_aggregate(c, AggrType::Counter)? else { continue };
+        let mut it = XorIter::new(&sub.data)?;
+        for (t, v) in it.by_ref() {
+            if let Some((t, v)) = resets.push(t, v) {
+                if t >= last_t {
+                    buf.push((t, v));
+                    last_t = t;
+                }
+            }
+        }
+        if let Some(e) = it.err() {
+            return Err(Error::CorruptChunk(format!("counter aggregate: {e}")));
+        }
+    }
+    if let Some(&(t0, v0)) = buf.first() {
+        // The first raw value, the windows, then the last raw value at the last stamp.
+        let mut app = XorAppender::new();
+        app.append(t0, v0);
+        let last = downsample_batch(buf, resolution, |t, a| {
+            mint = mint.min(t);
+            maxt = maxt.max(t);
+            app.append(t, a.counter);
+        });
+        app.append(last, resets.last_value());
+        b.parts[AggrType::Counter as usize] = Some(app);
+    }
+    b.min_time = mint;
+    b.max_time = maxt;
+    Ok(b.encode())
+}
