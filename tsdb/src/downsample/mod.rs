@@ -8,6 +8,4 @@ pub mod read;
 pub mod write;
 
 pub use read::{for_each_sample, AggrView, CounterResets};
-pub use write::{
-    downsample_block, RAW_DOWNSAMPLE_RANGE, RES_1H, RES_5M, RES_5M_DOWNSAMPLE_RANGE, RES_RAW,
-};
+pub use write::{downsample_block, RAW_DOWNSAMPLE_RANGE, RES_1H, RES_5M, RES_5M_DOWNSAMPLE_RANGE, RES_RAW};

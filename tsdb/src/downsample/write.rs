@@ -27,6 +27,8 @@ use super::read::CounterResets;
 use crate::block::meta::{BlockMeta, BlockStats};
 use crate::block::{Block, BlockSeries, BlockWriter, ChunkData, SeriesChunks, CHUNKS_DIR};
 use crate::chunkenc::{AggrChunk, AggrType, Encoding, SubChunk, XorAppender, XorIter};
+use crate::index::{IndexReader, INDEX_FILENAME};
+use crate::postings::PostingsSource;
 use crate::{Error, Result};
 
 /// Raw data (Thanos `ResLevel0`).
@@ -61,8 +63,9 @@ const COMPACTOR_SOURCE: &str = "compactor";
 /// `compaction` section (level, sources, parents), `thanos.downsample.resolution` set,
 /// `thanos.source = "compactor"`, `thanos.segment_files` listing the new chunk files, and
 /// `numSamples` (windows), `numChunks` and `numSeries` counted anew while the other stats are
-/// carried over from the source. `thanos.files`, `upload_time` and `index_stats`, which
-/// describe the source's upload, are cleared: the uploader fills them.
+/// carried over from the source. `thanos.index_stats` is measured on the new index as Thanos
+/// does; `thanos.files` and `upload_time`, which describe the source's upload, are cleared:
+/// the uploader fills them.
 ///
 /// Fails, leaving nothing in `parent`, when the resolution is not coarser than the source's,
 /// when a series has overlapping chunks, a native-histogram chunk or a corrupt chunk.
@@ -108,7 +111,7 @@ pub fn downsample_block(src: &Block, resolution_ms: i64, parent: &Path) -> Resul
         thanos.segment_files = segment_files(&dir.join(CHUNKS_DIR))?;
         thanos.files.clear();
         thanos.upload_time = None;
-        thanos.index_stats = None;
+        thanos.index_stats = index_stats(&dir.join(INDEX_FILENAME))?;
         meta.thanos = Some(thanos);
         Ok(())
     })?;
@@ -129,6 +132,39 @@ fn segment_files(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Thanos's `index_stats` of the index at `path` (from `GatherIndexHealthStats`): the largest
+/// distance between consecutive series entries, and between a chunk and the next of the same
+/// series in the same segment (the last two chunks of a series not counted); each omitted
+/// when there is none.
+fn index_stats(path: &Path) -> Result<Option<serde_json::Value>> {
+    let index = IndexReader::open(path)?;
+    let (mut series_max, mut chunk_max) = (None::<u64>, None::<u64>);
+    let mut metas = Vec::new();
+    let mut prev = None;
+    for r in index.all_postings()? {
+        if let Some(p) = prev {
+            // Series references are offsets / 16 in index format 2.
+            series_max = series_max.max(Some((r - p) * 16));
+        }
+        prev = Some(r);
+        index.series(r, &mut metas)?;
+        for pair in metas.windows(2).take(metas.len().saturating_sub(2)) {
+            let (a, b) = (pair[0].chunk_ref, pair[1].chunk_ref);
+            if a >> 32 == b >> 32 {
+                chunk_max = chunk_max.max(Some((b & 0xffff_ffff).wrapping_sub(a & 0xffff_ffff)));
+            }
+        }
+    }
+    let mut stats = serde_json::Map::new();
+    if let Some(n) = series_max.filter(|&n| n > 0) {
+        stats.insert("series_max_size".to_owned(), n.into());
+    }
+    if let Some(n) = chunk_max.filter(|&n| n > 0) {
+        stats.insert("chunk_max_size".to_owned(), n.into());
+    }
+    Ok((!stats.is_empty()).then_some(serde_json::Value::Object(stats)))
 }
 
 /// Appends to `out` the downsampled chunks of one series of a block at resolution `from`;
@@ -218,12 +254,11 @@ fn downsample_series(
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else { return Ok(()) };
     let (mint, maxt) = (first.0, last.1);
     let chunks: Vec<AggrChunk> = inputs.into_iter().map(|(_, _, c)| c).collect();
-    downsample_aggr(&chunks, mint, maxt, from, resolution, samples, out)
-        .map_err(|e| match e {
-            Error::CorruptChunk(m) => Error::CorruptChunk(format!("series {labels}: {m}")),
-            Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("series {labels}: {m}")),
-            other => other,
-        })
+    downsample_aggr(&chunks, mint, maxt, from, resolution, samples, out).map_err(|e| match e {
+        Error::CorruptChunk(m) => Error::CorruptChunk(format!("series {labels}: {m}")),
+        Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("series {labels}: {m}")),
+        other => other,
+    })
 }
 
 fn is_stale(v: f64) -> bool {
@@ -240,10 +275,12 @@ fn current_window(t: i64, resolution: i64) -> i64 {
 /// Go's `int(f)` on amd64: truncation, and the most negative integer for NaN and values out
 /// of range.
 fn go_int(f: f64) -> i64 {
-    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
-        i64::MIN
-    } else {
+    // 2^63, exactly representable.
+    let limit = -(i64::MIN as f64);
+    if (-limit..limit).contains(&f) {
         f as i64
+    } else {
+        i64::MIN
     }
 }
 
@@ -356,9 +393,8 @@ impl Builder {
     }
 
     fn encode(self) -> ChunkData {
-        let parts = self
-            .parts
-            .map(|p| p.map(|a| SubChunk { encoding: Encoding::Xor, data: Bytes::from(a.into_bytes()) }));
+        let parts =
+            self.parts.map(|p| p.map(|a| SubChunk { encoding: Encoding::Xor, data: Bytes::from(a.into_bytes()) }));
         ChunkData {
             min_time: self.min_time,
             max_time: self.max_time,
@@ -466,6 +502,9 @@ fn downsample_aggr(
     Ok(())
 }
 
+/// Which value of a window's aggregator an output aggregate takes.
+type Pick = fn(&Aggregator) -> f64;
+
 /// Thanos's `genericAggregate`: the `aggr` sub-chunks of `chunks` re-aggregated, `pick`
 /// choosing the value per window, into `b`; returns the window stamps' range, (0, 0) when
 /// no chunk has the aggregate (which Thanos then folds into the chunk's range).
@@ -475,13 +514,12 @@ fn generic_aggregate(
     buf: &mut Vec<(i64, f64)>,
     b: &mut Builder,
     resolution: i64,
-    pick: fn(&Aggregator) -> f64,
+    pick: Pick,
 ) -> Result<(i64, i64)> {
     buf.clear();
     for c in chunks {
         if let Some(sub) = float_aggregate(c, aggr)? {
-            expand_xor(&sub.data, buf)
-                .map_err(|e| Error::CorruptChunk(format!("{} aggregate: {e}", aggr.name())))?;
+            expand_xor(&sub.data, buf).map_err(|e| Error::CorruptChunk(format!("{} aggregate: {e}", aggr.name())))?;
         }
     }
     if buf.is_empty() {
@@ -502,7 +540,7 @@ fn downsample_aggr_batch(chunks: &[AggrChunk], buf: &mut Vec<(i64, f64)>, resolu
     let mut b = Builder::new();
     let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
     // Counts are summed: each input window holds a count already.
-    let generic: [(AggrType, fn(&Aggregator) -> f64); 4] = [
+    let generic: [(AggrType, Pick); 4] = [
         (AggrType::Count, |a| a.sum),
         (AggrType::Sum, |a| a.sum),
         (AggrType::Min, |a| a.min),
@@ -549,4 +587,374 @@ fn downsample_aggr_batch(chunks: &[AggrChunk], buf: &mut Vec<(i64, f64)>, resolu
     b.min_time = mint;
     b.max_time = maxt;
     Ok(b.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::downsample::read::{for_each_sample, AggrView};
+    use crate::Labels;
+
+    fn stale() -> f64 {
+        f64::from_bits(STALE_NAN_BITS)
+    }
+
+    fn raw(samples: &[(i64, f64)], resolution: i64) -> Vec<ChunkData> {
+        let mut out = Vec::new();
+        downsample_raw(samples, resolution, &mut out);
+        out
+    }
+
+    fn aggr(chunks: &[ChunkData], from: i64, to: i64) -> Result<Vec<ChunkData>> {
+        let decoded: Vec<AggrChunk> = chunks.iter().map(|c| AggrChunk::decode(&c.data).unwrap()).collect();
+        let (mint, maxt) = (chunks[0].min_time, chunks[chunks.len() - 1].max_time);
+        let mut out = Vec::new();
+        downsample_aggr(&decoded, mint, maxt, from, to, &mut Vec::new(), &mut out)?;
+        Ok(out)
+    }
+
+    /// The samples of one aggregate of `chunks`, as a reader sees them.
+    fn read(chunks: &[ChunkData], view: AggrView) -> Vec<(i64, f64)> {
+        let series = SeriesChunks { labels: Labels::from_pairs(&[("__name__", "x")]), chunks: chunks.to_vec() };
+        let mut out = Vec::new();
+        for_each_sample(&series, view, |t, v| out.push((t, v))).unwrap();
+        out
+    }
+
+    /// The raw samples of one aggregate sub-chunk of `c`.
+    fn part(c: &ChunkData, aggr: AggrType) -> Vec<(i64, f64)> {
+        let chunk = AggrChunk::decode(&c.data).unwrap();
+        XorIter::new(&chunk.get(aggr).unwrap().data).unwrap().collect()
+    }
+
+    #[test]
+    fn windows_end_at_their_last_millisecond() {
+        assert_eq!(current_window(0, RES_5M), 299_999);
+        assert_eq!(current_window(299_999, RES_5M), 299_999);
+        assert_eq!(current_window(300_000, RES_5M), 599_999);
+        assert_eq!(current_window(1_767_225_600_000 + 1, RES_1H), 1_767_225_600_000 + RES_1H - 1);
+        // Each window is stamped with its end, the last one with the batch's last sample time.
+        let chunks = raw(&[(1_000, 1.0), (299_999, 2.0), (300_000, 3.0), (400_000, 4.0)], RES_5M);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!((chunks[0].min_time, chunks[0].max_time), (299_999, 400_000));
+        assert_eq!(part(&chunks[0], AggrType::Count), [(299_999, 2.0), (400_000, 2.0)]);
+        assert_eq!(part(&chunks[0], AggrType::Sum), [(299_999, 3.0), (400_000, 7.0)]);
+        assert_eq!(part(&chunks[0], AggrType::Min), [(299_999, 1.0), (400_000, 3.0)]);
+        assert_eq!(part(&chunks[0], AggrType::Max), [(299_999, 2.0), (400_000, 4.0)]);
+    }
+
+    #[test]
+    fn counter_resets_inside_a_chunk_are_undone_and_raw_ends_kept() {
+        let samples = [(0, 10.0), (60_000, 20.0), (120_000, 5.0), (300_000, 15.0), (360_000, 2.0)];
+        let chunks = raw(&samples, RES_5M);
+        assert_eq!(chunks.len(), 1);
+        // First raw value, cumulative counter per window (reset at 5 adds 5, at 2 adds 2), then
+        // the last raw value at the last stamp.
+        assert_eq!(part(&chunks[0], AggrType::Counter), [(0, 10.0), (299_999, 25.0), (360_000, 37.0), (360_000, 2.0)]);
+        // Read back, the counter is monotonic and ends at the corrected total.
+        assert_eq!(read(&chunks, AggrView::One(AggrType::Counter)), [(0, 10.0), (299_999, 25.0), (360_000, 37.0)]);
+    }
+
+    #[test]
+    fn a_reset_between_chunks_is_seen_through_the_trailing_raw_value() {
+        // 1000 samples at 1 m with a reset in the middle: several chunks.
+        let samples: Vec<(i64, f64)> =
+            (0..1000).map(|i| (i * 60_000, if i < 500 { i as f64 } else { (i - 500) as f64 })).collect();
+        let chunks = raw(&samples, RES_5M);
+        assert!(chunks.len() > 1, "{} chunks", chunks.len());
+        let got = read(&chunks, AggrView::One(AggrType::Counter));
+        // The corrected total at the last sample: 0..=499, then a reset to 0 and 499 more.
+        assert_eq!(got.last(), Some(&(999 * 60_000, 499.0 + 499.0)));
+        assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "not monotonic: {got:?}");
+    }
+
+    #[test]
+    fn series_with_nothing_to_downsample_give_no_chunks() {
+        assert!(raw(&[], RES_5M).is_empty());
+        assert!(raw(&[(0, f64::NAN), (1, f64::NAN)], RES_5M).is_empty());
+        // Staleness markers are dropped while reading the raw chunk.
+        let mut app = XorAppender::new();
+        app.append(5, stale());
+        app.append(6, stale());
+        let mut samples = Vec::new();
+        expand_xor(&app.into_bytes(), &mut samples).unwrap();
+        assert!(samples.is_empty());
+    }
+
+    #[test]
+    fn a_single_sample_is_a_window_of_its_own() {
+        let chunks = raw(&[(1_234_567, 8.5)], RES_5M);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!((chunks[0].min_time, chunks[0].max_time), (1_234_567, 1_234_567));
+        for (aggr, v) in [(AggrType::Count, 1.0), (AggrType::Sum, 8.5), (AggrType::Min, 8.5), (AggrType::Max, 8.5)] {
+            assert_eq!(part(&chunks[0], aggr), [(1_234_567, v)], "{}", aggr.name());
+        }
+        assert_eq!(part(&chunks[0], AggrType::Counter), [(1_234_567, 8.5); 3]);
+        assert_eq!(AggrChunk::decode(&chunks[0].data).unwrap().num_samples(), 1);
+    }
+
+    #[test]
+    fn nan_values_are_dropped_but_size_the_batches() {
+        let chunks = raw(&[(0, 1.0), (60_000, f64::NAN), (120_000, 3.0)], RES_5M);
+        assert_eq!(part(&chunks[0], AggrType::Count), [(120_000, 2.0)]);
+        assert_eq!(part(&chunks[0], AggrType::Sum), [(120_000, 4.0)]);
+        // Samples going back in time inside a chunk are skipped; so are staleness markers.
+        let mut app = XorAppender::new();
+        for (t, v) in [(10, 1.0), (20, 2.0), (15, 9.0), (30, stale()), (40, 4.0)] {
+            app.append(t, v);
+        }
+        let mut samples = Vec::new();
+        expand_xor(&app.into_bytes(), &mut samples).unwrap();
+        assert_eq!(samples, [(10, 1.0), (20, 2.0), (40, 4.0)]);
+    }
+
+    #[test]
+    fn chunk_counts_follow_thanos() {
+        // Two days of 15 s samples: 576 windows of 5m, at most 140 a chunk.
+        assert_eq!(target_chunk_count(0, 2 * 86_400_000, 60_000, RES_5M, 11_520), 5);
+        // Sparse data lowers the expectation: 100 samples over two days.
+        assert_eq!(target_chunk_count(0, 2 * 86_400_000, 60_000, RES_5M, 100), 1);
+        // One sample (no span) and nothing at all are one chunk.
+        assert_eq!(target_chunk_count(5, 5, 60_000, RES_5M, 1), 1);
+        assert_eq!(target_chunk_count(0, 0, RES_5M, RES_1H, 0), 1);
+        let day: Vec<(i64, f64)> = (0..5760).map(|i| (i * 15_000, 1.0)).collect();
+        let chunks = raw(&day, RES_5M);
+        assert_eq!(chunks.len(), 3);
+        // No window is split between chunks.
+        for w in chunks.windows(2) {
+            assert!(w[0].max_time / RES_5M < w[1].min_time / RES_5M, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn aggregates_of_aggregates() {
+        let samples: Vec<(i64, f64)> = (0..3000).map(|i| (i * 30_000, (i % 100) as f64)).collect();
+        let five = raw(&samples, RES_5M);
+        let hour = aggr(&five, RES_5M, RES_1H).unwrap();
+        let counts = read(&hour, AggrView::One(AggrType::Count));
+        assert_eq!(counts.iter().map(|s| s.1).sum::<f64>(), 3000.0);
+        assert!(counts[..counts.len() - 1].iter().all(|&(t, c)| (t + 1) % RES_1H == 0 && c == 120.0), "{counts:?}");
+        // Whole 5m chunks per 1h chunk: the 1h chunk boundaries are 5m chunk boundaries.
+        assert!(hour.iter().all(|h| five.iter().any(|f| f.max_time == h.max_time)));
+    }
+
+    #[test]
+    fn refused_and_corrupt_input() {
+        let c = raw(&[(0, 1.0), (1, 2.0)], RES_5M);
+        let mut chunk = AggrChunk::decode(&c[0].data).unwrap();
+        let mut hist = chunk.get(AggrType::Counter).unwrap().clone();
+        hist.encoding = Encoding::FloatHistogram;
+        chunk.set(AggrType::Counter, Some(hist));
+        let err =
+            downsample_aggr(&[chunk], 0, 1, RES_5M, RES_1H, &mut Vec::new(), &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("native histograms is not supported"), "{err}");
+
+        let mut chunk = AggrChunk::decode(&c[0].data).unwrap();
+        let mut bad = chunk.get(AggrType::Sum).unwrap().clone();
+        bad.data = bad.data.slice(..3);
+        chunk.set(AggrType::Sum, Some(bad));
+        let err =
+            downsample_aggr(&[chunk], 0, 1, RES_5M, RES_1H, &mut Vec::new(), &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("sum aggregate"), "{err}");
+
+        let series = |chunks: Vec<ChunkData>| SeriesChunks { labels: Labels::from_pairs(&[("a", "b")]), chunks };
+        let xor = |ts: &[i64]| {
+            let mut app = XorAppender::new();
+            ts.iter().for_each(|&t| app.append(t, 1.0));
+            ChunkData {
+                min_time: ts[0],
+                max_time: ts[ts.len() - 1],
+                encoding: Encoding::Xor,
+                data: Bytes::from(app.into_bytes()),
+            }
+        };
+        let overlapping = series(vec![xor(&[1, 5]), xor(&[5, 9])]);
+        let err =
+            downsample_series(&overlapping, RES_RAW, RES_5M, &mut Vec::new(), &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("overlapping chunks [1, 5] and [5, 9]"), "{err}");
+        let mut histogram = xor(&[1]);
+        histogram.encoding = Encoding::Histogram;
+        let err = downsample_series(&series(vec![histogram]), RES_RAW, RES_5M, &mut Vec::new(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("native histogram chunk"), "{err}");
+        let mut truncated = xor(&[1, 2, 3]);
+        truncated.data = truncated.data.slice(..4);
+        let err = downsample_series(&series(vec![truncated]), RES_RAW, RES_5M, &mut Vec::new(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("series {a=\"b\"}: chunk [1, 3]"), "{err}");
+    }
+
+    /// A raw block in `dir` with the given series (one XOR chunk each), Thanos labels set.
+    fn raw_block(dir: &Path, series: &[(&str, &[(i64, f64)])]) -> Block {
+        let ulid = Ulid::new();
+        let mut w = BlockWriter::new(dir, ulid).unwrap();
+        let labels: Vec<Labels> = series.iter().map(|(n, _)| Labels::from_pairs(&[("__name__", n)])).collect();
+        let mut symbols: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
+        symbols.push("__name__");
+        symbols.sort_unstable();
+        w.add_symbols(symbols).unwrap();
+        for (l, (_, samples)) in labels.iter().zip(series) {
+            let mut app = XorAppender::new();
+            samples.iter().for_each(|&(t, v)| app.append(t, v));
+            let c = ChunkData {
+                min_time: samples[0].0,
+                max_time: samples[samples.len() - 1].0,
+                encoding: Encoding::Xor,
+                data: Bytes::from(app.into_bytes()),
+            };
+            w.add_series(l, &[c]).unwrap();
+        }
+        let compaction = crate::block::BlockCompaction { level: 3, sources: vec![ulid], ..Default::default() };
+        w.finish_with(0, 10 * RES_1H, compaction, |_, m| {
+            let mut thanos = crate::block::meta::ThanosMeta::default();
+            thanos.labels.insert("cluster".to_owned(), "a".to_owned());
+            thanos.source = "receive".to_owned();
+            thanos.upload_time = Some("2026-01-01T00:00:00Z".to_owned());
+            m.thanos = Some(thanos);
+            Ok(())
+        })
+        .unwrap();
+        Block::open(&dir.join(ulid.to_string())).unwrap()
+    }
+
+    #[test]
+    fn block_meta_as_thanos_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<(i64, f64)> = (0..600).map(|i| (i * 60_000, i as f64)).collect();
+        let src = raw_block(dir.path(), &[("a", &samples), ("gone", &[(5, stale())])]);
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let meta = downsample_block(&src, RES_5M, &out).unwrap();
+        assert_ne!(meta.ulid, src.meta().ulid);
+        assert_eq!((meta.min_time, meta.max_time), (0, 10 * RES_1H));
+        assert_eq!(meta.compaction, src.meta().compaction);
+        let thanos = meta.thanos.as_ref().unwrap();
+        assert_eq!(thanos.downsample.resolution, RES_5M);
+        assert_eq!(thanos.source, "compactor");
+        assert_eq!(thanos.labels, src.meta().thanos.as_ref().unwrap().labels);
+        assert_eq!(thanos.segment_files, ["000001"]);
+        assert_eq!(thanos.upload_time, None);
+        // 120 windows in one series; the float sample count is the source's, as Thanos leaves it.
+        assert_eq!((meta.stats.num_series, meta.stats.num_samples), (1, 120));
+        assert_eq!(meta.stats.num_float_samples, 601);
+        // One series of one chunk: no distance to measure, so no index_stats, as in Thanos.
+        assert_eq!(thanos.index_stats, None);
+        assert_eq!(Block::open(&out.join(meta.ulid.to_string())).unwrap().meta(), &meta);
+
+        // Again, to 1h.
+        let five = Block::open(&out.join(meta.ulid.to_string())).unwrap();
+        let hour = downsample_block(&five, RES_1H, &out).unwrap();
+        assert_eq!((hour.stats.num_series, hour.stats.num_samples), (1, 10));
+
+        // Not coarser: refused, nothing written.
+        for res in [RES_RAW, RES_5M] {
+            let err = downsample_block(&five, res, &out).unwrap_err().to_string();
+            assert!(err.contains("must be coarser than the block's (300000 ms)"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn nothing_left_is_an_empty_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = raw_block(dir.path(), &[("gone", &[(5, stale()), (6, stale())])]);
+        let meta = downsample_block(&src, RES_5M, dir.path()).unwrap();
+        assert_eq!((meta.stats.num_series, meta.stats.num_chunks, meta.stats.num_samples), (0, 0, 0));
+        assert!(Block::open(&dir.path().join(meta.ulid.to_string()))
+            .unwrap()
+            .select(&[], 0, i64::MAX)
+            .unwrap()
+            .is_empty());
+    }
+
+    /// Per window of `resolution`: count, sum, min, max of the non-NaN samples, and the
+    /// reset-corrected counter total at the window's last sample.
+    fn naive(samples: &[(i64, f64)], resolution: i64) -> BTreeMap<i64, [f64; 5]> {
+        let mut out: BTreeMap<i64, [f64; 5]> = BTreeMap::new();
+        let (mut total, mut last) = (0.0, None::<f64>);
+        for &(t, v) in samples.iter().filter(|s| !s.1.is_nan()) {
+            total = match last {
+                None => v,
+                Some(l) if v < l => total + v,
+                Some(l) => total + v - l,
+            };
+            last = Some(v);
+            let w = out.entry(t / resolution).or_insert([0.0, 0.0, f64::MAX, -f64::MAX, 0.0]);
+            w[0] += 1.0;
+            w[1] += v;
+            w[2] = w[2].min(v);
+            w[3] = w[3].max(v);
+            w[4] = total;
+        }
+        out
+    }
+
+    /// Each aggregate read back (one sample per window, stamped inside its window at or after
+    /// its last sample) equals the naive one; the counter, read with resets undone, equals the
+    /// naive total at every sample it gives.
+    fn check(chunks: &[ChunkData], samples: &[(i64, f64)], resolution: i64) -> Result<(), TestCaseError> {
+        let want = naive(samples, resolution);
+        for (i, aggr) in [AggrType::Count, AggrType::Sum, AggrType::Min, AggrType::Max].into_iter().enumerate() {
+            let got = read(chunks, AggrView::One(aggr));
+            prop_assert_eq!(got.len(), want.len(), "{} windows", aggr.name());
+            for (&(t, v), (&w, expected)) in got.iter().zip(&want) {
+                prop_assert_eq!(t / resolution, w, "{} stamp {}", aggr.name(), t);
+                prop_assert_eq!(v, expected[i], "{} at {}", aggr.name(), t);
+            }
+        }
+        let real: Vec<(i64, f64)> = samples.iter().copied().filter(|s| !s.1.is_nan()).collect();
+        for (t, v) in read(chunks, AggrView::One(AggrType::Counter)) {
+            let at = real.partition_point(|s| s.0 <= t);
+            prop_assert!(at > 0, "counter sample at {} before the first sample", t);
+            let w = want[&(real[at - 1].0 / resolution)];
+            // The window's total if t is its stamp, else the total at that raw sample.
+            let expected = if real.get(at).is_none_or(|n| n.0 / resolution != t / resolution) {
+                w[4]
+            } else {
+                naive(&real[..at], resolution)[&(t / resolution)][4]
+            };
+            prop_assert_eq!(v, expected, "counter at {}", t);
+        }
+        Ok(())
+    }
+
+    fn series() -> impl Strategy<Value = Vec<(i64, f64)>> {
+        // Integer values keep every sum exact whatever the order of additions.
+        let step = prop_oneof![Just(15_000i64), Just(60_000), 1i64..400_000];
+        let value = prop_oneof![8 => (0u32..1000).prop_map(f64::from), 1 => Just(f64::NAN)];
+        proptest::collection::vec((step, value), 1..3000).prop_map(|steps| {
+            let mut t = 0;
+            steps
+                .into_iter()
+                .map(|(d, v)| {
+                    t += d;
+                    (t, v)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn raw_aggregates_read_back_as_computed(samples in series()) {
+            let chunks = raw(&samples, RES_5M);
+            check(&chunks, &samples, RES_5M)?;
+        }
+
+        #[test]
+        fn hourly_aggregates_read_back_as_computed(samples in series()) {
+            let five = raw(&samples, RES_5M);
+            prop_assume!(!five.is_empty());
+            let hour = aggr(&five, RES_5M, RES_1H).unwrap();
+            check(&hour, &samples, RES_1H)?;
+        }
+    }
 }
