@@ -3,15 +3,17 @@
 //! markers, NaN and infinite values, series of one sample, a series of staleness markers only,
 //! short series) is downsampled by the real `thanos compact` (interop/bin/thanos) to 5m and 1h,
 //! and by `strata_tsdb::downsample::downsample_block` from the same inputs: raw to 5m, Thanos's
-//! 5m block to 1h, and strata's own 5m block to 1h. Every series must have the same labels
-//! and the same chunks (min time, max time, encoding, bytes), and the meta.json fields that do
-//! not depend on the ULID or the time of writing must be equal.
+//! 5m block to 1h, and strata's own 5m block to 1h; and 3 days of blocks promtool wrote, which
+//! Thanos compacts into a 2-day block before downsampling it. Every series must have the same
+//! labels and the same chunks (min time, max time, encoding, bytes), and the meta.json fields
+//! that do not depend on the ULID or the time of writing (index_stats included) must be equal.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::blocks::{resolutions, ship, thanos_compact_once, write_block, Rng, Series};
+use strata_testkit::promtool::{create_blocks, om_timestamp};
 use strata_tsdb::block::{Block, BlockSeries};
 use strata_tsdb::downsample::{downsample_block, RES_1H, RES_5M};
 use strata_tsdb::Labels;
@@ -164,8 +166,16 @@ fn assert_same(what: &str, ours: &Path, theirs: &Path) {
     assert_eq!(om, tm, "{what}: meta.json differs");
 }
 
-#[test]
-fn downsampled_blocks_are_thanos_bytes() {
+/// A temporary FILESYSTEM bucket and what drives it.
+struct Setup {
+    work: tempfile::TempDir,
+    root: PathBuf,
+    config_file: PathBuf,
+    bucket: strata_shipper::Bucket,
+    rt: tokio::runtime::Runtime,
+}
+
+fn setup() -> Setup {
     let work = tempfile::tempdir().expect("temp dir");
     let root = work.path().join("bucket");
     std::fs::create_dir_all(&root).expect("bucket dir");
@@ -174,7 +184,22 @@ fn downsampled_blocks_are_thanos_bytes() {
     std::fs::write(&config_file, &yaml).expect("write objstore config");
     let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    Setup { work, root, config_file, bucket, rt }
+}
 
+/// Downsamples the block at `src` with strata into `<work>/ours`; returns the new block's
+/// directory.
+fn ours(work: &Path, src: &Path, resolution: i64) -> PathBuf {
+    let out = work.join("ours");
+    std::fs::create_dir_all(&out).expect("output dir");
+    let block = Block::open(src).expect("open the source block");
+    let meta = downsample_block(&block, resolution, &out).expect("downsample");
+    out.join(meta.ulid.to_string())
+}
+
+#[test]
+fn downsampled_blocks_are_thanos_bytes() {
+    let Setup { work, root, config_file, bucket, rt } = setup();
     let raw_dir = work.path().join("raw-blocks");
     std::fs::create_dir_all(&raw_dir).expect("blocks dir");
     write_block(&raw_dir, &data()).expect("write block");
@@ -183,17 +208,60 @@ fn downsampled_blocks_are_thanos_bytes() {
     assert_eq!(resolutions(&root).unwrap(), [0, RES_5M, RES_1H], "blocks after thanos compact\n{log}");
     let (raw, theirs_5m, theirs_1h) = (block_at(&root, 0), block_at(&root, RES_5M), block_at(&root, RES_1H));
 
-    // The bucket's copies, with the meta Thanos read (external labels, source).
-    let ours = work.path().join("ours");
-    std::fs::create_dir_all(&ours).expect("output dir");
-    let ours_5m = downsample_block(&Block::open(&raw).expect("raw block"), RES_5M, &ours).expect("downsample to 5m");
-    let ours_5m = ours.join(ours_5m.ulid.to_string());
+    // From the bucket's copies, with the meta Thanos read (external labels, source).
+    let ours_5m = ours(work.path(), &raw, RES_5M);
     assert_same("raw to 5m", &ours_5m, &theirs_5m);
+    assert_same("thanos's 5m to 1h", &ours(work.path(), &theirs_5m, RES_1H), &theirs_1h);
+    assert_same("strata's 5m to 1h", &ours(work.path(), &ours_5m, RES_1H), &theirs_1h);
+}
 
-    let from_theirs =
-        downsample_block(&Block::open(&theirs_5m).expect("5m block"), RES_1H, &ours).expect("downsample to 1h");
-    assert_same("thanos's 5m to 1h", &ours.join(from_theirs.ulid.to_string()), &theirs_1h);
-    let from_ours =
-        downsample_block(&Block::open(&ours_5m).expect("5m block"), RES_1H, &ours).expect("downsample to 1h");
-    assert_same("strata's 5m to 1h", &ours.join(from_ours.ulid.to_string()), &theirs_1h);
+/// Blocks promtool wrote (2h each, 3 days at 15 s, counters with resets, a gauge with NaN
+/// values and a gap), compacted by Thanos into a 2-day block of level > 1 and downsampled: the
+/// compaction section (level, sources, parents) is carried over as Thanos carries it.
+#[test]
+fn compacted_promtool_blocks_downsample_as_thanos_does() {
+    let Setup { work, root, config_file, bucket, rt } = setup();
+    let mut rng = Rng(0xfeed_beef_0bad_cafe);
+    let mut om = String::new();
+    let end = T0 + 72 * HOUR;
+    for id in ["a", "b", "c"] {
+        om.push_str("# TYPE om_requests gauge\n");
+        let mut v = 0u64;
+        for t in (T0..end).step_by(15_000) {
+            if rng.next().is_multiple_of(3000) {
+                v = 0;
+            }
+            v += rng.next() % 50;
+            om.push_str(&format!("om_requests{{id=\"{id}\"}} {v} {}\n", om_timestamp(t)));
+        }
+    }
+    om.push_str("# TYPE om_temperature gauge\n");
+    for (k, t) in (T0..end).step_by(15_000).enumerate() {
+        if (20 * HOUR..23 * HOUR).contains(&(t - T0)) {
+            continue;
+        }
+        let v = if k % 777 == 0 { "NaN".to_owned() } else { format!("{}", (k % 400) as f64 / 4.0 - 30.0) };
+        om.push_str(&format!("om_temperature {v} {}\n", om_timestamp(t)));
+    }
+    om.push_str("# EOF\n");
+    let raw_dir = work.path().join("raw-blocks");
+    create_blocks(&om, &raw_dir);
+    ship(&rt, &bucket, &raw_dir, &[("cluster", "om")]).expect("ship");
+    let log = thanos_compact_once(work.path(), &config_file);
+    let theirs_5m = block_at(&root, RES_5M);
+    let theirs_meta = Block::open(&theirs_5m).expect("5m block").meta().clone();
+    assert!(theirs_meta.compaction.level > 1, "thanos downsampled an uncompacted block\n{log}");
+    // Its source: the raw block with the same compaction section.
+    let raw = std::fs::read_dir(&root)
+        .expect("list bucket")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            Block::open(p).is_ok_and(|b| {
+                b.meta().thanos.as_ref().is_some_and(|t| t.downsample.resolution == 0)
+                    && b.meta().compaction == theirs_meta.compaction
+            })
+        })
+        .unwrap_or_else(|| panic!("no raw block with the 5m block's compaction section\n{log}"));
+    assert_same("compacted promtool blocks to 5m", &ours(work.path(), &raw, RES_5M), &theirs_5m);
 }

@@ -95,9 +95,8 @@ fn thanos_downsample(thanos: &str, block: &Block, work: &Path) {
         .unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "thanos compact failed:\n{report}");
-    let field = |name: &str| {
-        report.lines().find_map(|l| l.trim().strip_prefix(name)).map(str::trim).unwrap_or("?").to_owned()
-    };
+    let field =
+        |name: &str| report.lines().find_map(|l| l.trim().strip_prefix(name)).map(str::trim).unwrap_or("?").to_owned();
     let blocks = std::fs::read_dir(&bucket).unwrap().count();
     println!(
         "thanos compact (raw to 5m, {blocks} blocks after): user {} s, system {} s, wall {}, max RSS {} KiB",
