@@ -1,7 +1,9 @@
 //! Downsampling a raw block of 1k series × 2 days at a 15 s interval (11.5M samples) to 5m, as
-//! the compactor does it. With `THANOS_BIN` set to a Thanos binary, the same block is also put
-//! in a FILESYSTEM bucket and downsampled by one `thanos compact` run under `/usr/bin/time -v`,
-//! whose CPU time and peak memory are printed next to strata's.
+//! the compactor does it. After criterion's wall times, the CPU time of a few runs is printed
+//! (from `/proc/self/schedstat`, so a busy machine does not inflate it). With `THANOS_BIN` set
+//! to a Thanos binary, the same block is also put in a FILESYSTEM bucket and downsampled by one
+//! `thanos compact` run under `/usr/bin/time -v`, whose CPU time and peak memory are printed
+//! next to strata's.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -107,6 +109,12 @@ fn thanos_downsample(thanos: &str, block: &Block, work: &Path) {
     );
 }
 
+/// CPU time this thread has run, in ns (the first field of `/proc/self/schedstat`).
+fn cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").unwrap();
+    stat.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 fn bench_downsample(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -126,6 +134,17 @@ fn bench_downsample(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    const RUNS: u32 = 5;
+    let cpu_before = cpu_ns();
+    for _ in 0..RUNS {
+        let meta = downsample_block(&block, RES_5M, &out).unwrap();
+        std::fs::remove_dir_all(out.join(meta.ulid.to_string())).unwrap();
+    }
+    println!(
+        "strata downsample_block (raw to 5m): {:.3} s of CPU per run",
+        (cpu_ns() - cpu_before) as f64 / 1e9 / f64::from(RUNS)
+    );
 
     if let Ok(thanos) = std::env::var("THANOS_BIN") {
         thanos_downsample(&thanos, &block, &dir.path().join("thanos"));
