@@ -293,12 +293,16 @@ fn target_chunk_count(mint: i64, maxt: i64, in_res: i64, out_res: i64, count: us
     let fullness = count as f64 / (span as f64 / in_res as f64);
     // Not f64::min: a NaN fullness must stay NaN, as in Go.
     let fullness = if fullness > 1.0 { 1.0 } else { fullness };
-    let expected = go_int(max_samples * fullness).wrapping_add(1);
-    let mut x = 1i64;
-    while expected / x > MAX_WINDOWS_PER_CHUNK {
-        x += 1;
+    chunks_for(go_int(max_samples * fullness).wrapping_add(1))
+}
+
+/// Thanos counts x up from 1 while `expected / x > 140`: the first x with expected < 141·x.
+fn chunks_for(expected: i64) -> usize {
+    if expected <= MAX_WINDOWS_PER_CHUNK {
+        1
+    } else {
+        (expected / (MAX_WINDOWS_PER_CHUNK + 1) + 1) as usize
     }
-    x as usize
 }
 
 /// Thanos's `floatAggregator`: the current window's count, sum, min and max, and the counter
@@ -721,6 +725,14 @@ mod tests {
         // One sample (no span) and nothing at all are one chunk.
         assert_eq!(target_chunk_count(5, 5, 60_000, RES_5M, 1), 1);
         assert_eq!(target_chunk_count(0, 0, RES_5M, RES_1H, 0), 1);
+        // The closed form is Thanos's loop.
+        for expected in [i64::MIN, -5, 0, 1, 140, 141, 281, 282, 577, 10_000, 1_000_000] {
+            let mut x = 1;
+            while expected / x > 140 {
+                x += 1;
+            }
+            assert_eq!(chunks_for(expected), x as usize, "{expected}");
+        }
         let day: Vec<(i64, f64)> = (0..5760).map(|i| (i * 15_000, 1.0)).collect();
         let chunks = raw(&day, RES_5M);
         assert_eq!(chunks.len(), 3);
@@ -947,6 +959,44 @@ mod tests {
         fn raw_aggregates_read_back_as_computed(samples in series()) {
             let chunks = raw(&samples, RES_5M);
             check(&chunks, &samples, RES_5M)?;
+        }
+
+        /// Hostile chunk bytes (raw or aggregate, with any time range) fail or downsample;
+        /// nothing panics.
+        #[test]
+        fn arbitrary_chunks_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            aggregate in any::<bool>(),
+            (min_time, max_time) in (any::<i64>(), any::<i64>()),
+        ) {
+            let encoding = if aggregate { Encoding::Aggr } else { Encoding::Xor };
+            let from = if aggregate { RES_5M } else { RES_RAW };
+            let chunk = ChunkData { min_time, max_time, encoding, data: Bytes::from(data) };
+            let series = SeriesChunks { labels: Labels::from_pairs(&[("a", "b")]), chunks: vec![chunk] };
+            let _ = downsample_series(&series, from, from + RES_1H, &mut Vec::new(), &mut Vec::new());
+        }
+
+        /// Aggregate chunks whose sub-chunks hold any samples at all (times out of order, at
+        /// the ends of the i64 range, any float) downsample without panicking.
+        #[test]
+        fn hostile_aggregates_never_panic(
+            parts in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec((any::<i64>(), any::<f64>()), 1..20)),
+                5,
+            ),
+        ) {
+            let mut chunk = AggrChunk::default();
+            for (aggr, samples) in AggrType::ALL.into_iter().zip(parts) {
+                chunk.set(aggr, samples.map(|samples| {
+                    let mut app = XorAppender::new();
+                    samples.iter().for_each(|&(t, v)| app.append(t, v));
+                    SubChunk { encoding: Encoding::Xor, data: Bytes::from(app.into_bytes()) }
+                }));
+            }
+            let data = Bytes::from(chunk.encode());
+            let chunk = ChunkData { min_time: i64::MIN, max_time: i64::MAX, encoding: Encoding::Aggr, data };
+            let series = SeriesChunks { labels: Labels::from_pairs(&[("a", "b")]), chunks: vec![chunk] };
+            let _ = downsample_series(&series, RES_5M, RES_1H, &mut Vec::new(), &mut Vec::new());
         }
 
         #[test]
