@@ -113,6 +113,12 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Gives the block up: removes its temporary directory. For a writer that fails before
+    /// [`finish`](Self::finish).
+    pub fn abort(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.tmp).map_err(|e| Error::io("remove", &self.tmp, e))
+    }
+
     /// Completes the block covering `[min_time, max_time)` (every sample must lie inside) and
     /// renames it to `<parent>/<ulid>`. A fresh block (empty `compaction.sources`) is recorded
     /// as its own source. On error the temporary directory is removed.

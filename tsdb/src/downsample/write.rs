@@ -84,19 +84,27 @@ pub fn downsample_block(src: &Block, resolution_ms: i64, parent: &Path) -> Resul
     let mut w = BlockWriter::new(parent, ulid)?;
     // Thanos keeps every symbol of the source, used or not.
     w.add_symbols(src.index().symbols()?.iter().map(String::as_str))?;
-    let mut samples = Vec::new();
-    let mut out = Vec::new();
     let mut series_in = 0u64;
-    for series in BlockSeries::new(src, &[], i64::MIN, i64::MAX, false)? {
-        let series = series?;
-        series_in += 1;
-        out.clear();
-        downsample_series(&series, from, resolution_ms, &mut samples, &mut out).map_err(|e| match e {
-            Error::CorruptChunk(m) => Error::CorruptChunk(format!("block {}: {m}", src_meta.ulid)),
-            Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("block {}: {m}", src_meta.ulid)),
-            other => other,
-        })?;
-        w.add_series(&series.labels, &out)?;
+    let written = (|| {
+        let (mut samples, mut out) = (Vec::new(), Vec::new());
+        for series in BlockSeries::new(src, &[], i64::MIN, i64::MAX, false)? {
+            let series = series?;
+            series_in += 1;
+            out.clear();
+            downsample_series(&series, from, resolution_ms, &mut samples, &mut out).map_err(|e| match e {
+                Error::CorruptChunk(m) => Error::CorruptChunk(format!("block {}: {m}", src_meta.ulid)),
+                Error::InvalidBlockInput(m) => Error::InvalidBlockInput(format!("block {}: {m}", src_meta.ulid)),
+                other => other,
+            })?;
+            w.add_series(&series.labels, &out)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        // Best effort: the error matters more than a failed cleanup, which remove_tmp_dirs
+        // retries when the directory is next opened.
+        let _ = w.abort();
+        return Err(e);
     }
     let meta = w.finish_with(src_meta.min_time, src_meta.max_time, src_meta.compaction.clone(), |dir, meta| {
         meta.stats = BlockStats {
@@ -870,6 +878,29 @@ mod tests {
             assert!(err.contains("must be coarser than the block's (300000 ms)"), "{err}");
         }
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_refused_series_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let ulid = Ulid::new();
+        let mut w = BlockWriter::new(dir.path(), ulid).unwrap();
+        w.add_symbols(["__name__", "a", "h"]).unwrap();
+        let mut app = XorAppender::new();
+        app.append(1, 1.0);
+        let mut c =
+            ChunkData { min_time: 1, max_time: 1, encoding: Encoding::Xor, data: Bytes::from(app.into_bytes()) };
+        w.add_series(&Labels::from_pairs(&[("__name__", "a")]), std::slice::from_ref(&c)).unwrap();
+        c.encoding = Encoding::Histogram;
+        w.add_series(&Labels::from_pairs(&[("__name__", "h")]), &[c]).unwrap();
+        w.finish(0, 10, crate::block::BlockCompaction { level: 1, ..Default::default() }).unwrap();
+        let src = Block::open(&dir.path().join(ulid.to_string())).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let err = downsample_block(&src, RES_5M, &out).unwrap_err().to_string();
+        assert!(err.contains(&format!("block {ulid}: series {{__name__=\"h\"}}")), "{err}");
+        assert!(err.contains("native histogram chunk"), "{err}");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     }
 
     #[test]
