@@ -10,13 +10,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::blocks::{cross_read_fleet, ship, write_block, CrossReadFleet, Series};
+use common::blocks::{
+    cross_read_fleet, resolutions, ship, thanos_compact_once, write_block, CrossReadFleet, Rng, Series,
+};
 use common::corpus;
-use strata_testkit::{peer, wait_for, Fleet, Proc};
+use strata_testkit::{peer, wait_for, Fleet};
 use strata_tsdb::Labels;
 
 const MINUTE: i64 = 60_000;
@@ -46,18 +46,6 @@ const QUERIES: [&str; 15] = [
     "avg_over_time(ds_temperature[3h])",
     "delta(ds_temperature[4h])",
 ];
-
-/// A small deterministic generator (xorshift), so every run writes the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Three counters (with resets at irregular times) and two gauges, one sample a minute, over
 /// the span and its tail.
@@ -92,19 +80,6 @@ fn data() -> Vec<Series> {
     out
 }
 
-/// The downsampling resolutions of the blocks in the FILESYSTEM bucket at `root`.
-fn resolutions(root: &Path) -> Result<Vec<i64>, String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root).map_err(|e| format!("list {}: {e}", root.display()))?.flatten() {
-        let Ok(meta) = std::fs::read_to_string(entry.path().join("meta.json")) else { continue };
-        let meta: serde_json::Value =
-            serde_json::from_str(&meta).map_err(|e| format!("{}/meta.json: {e}", entry.path().display()))?;
-        out.push(meta["thanos"]["downsample"]["resolution"].as_i64().unwrap_or(0));
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
 /// Splits every series' samples at `t`: those before, those at or after.
 fn split_at(series: Vec<Series>, t: i64) -> (Vec<Series>, Vec<Series>) {
     series
@@ -135,14 +110,7 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
 
     // One compactor run downsamples raw to 5m, then 5m to 1h.
     let thanos = peer("thanos");
-    let mut compact = Command::new(&thanos);
-    compact.arg("compact").arg("--objstore.config-file").arg(&config_file);
-    compact.arg("--data-dir").arg(work.path().join("compact"));
-    compact.args(["--consistency-delay=0s", "--delete-delay=0s", "--http-address=127.0.0.1:0"]);
-    let status =
-        Proc::spawn("thanos compact", compact, &work.path().join("compact.log")).wait(Duration::from_secs(120));
-    let log = std::fs::read_to_string(work.path().join("compact.log")).unwrap_or_default();
-    assert!(status.success(), "thanos compact failed: {status}\n{log}");
+    let log = thanos_compact_once(work.path(), &config_file);
     assert_eq!(resolutions(&root).unwrap(), [0, 300_000, 3_600_000], "blocks after thanos compact\n{log}");
     let tail_dir = work.path().join("tail-blocks");
     std::fs::create_dir_all(&tail_dir).expect("blocks dir");

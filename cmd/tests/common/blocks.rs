@@ -1,10 +1,13 @@
-//! Blocks for the bucket tests: written with `BlockWriter` and shipped with the strata shipper;
-//! and the fleet that reads them back through both stores and both queriers.
+//! Blocks for the bucket tests: written with `BlockWriter` and shipped with the strata shipper,
+//! compacted and downsampled by the real `thanos compact`; and the fleet that reads them back
+//! through both stores and both queriers.
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use strata_testkit::{Fleet, Node};
+use strata_testkit::{peer, Fleet, Node, Proc};
 
 use strata_tsdb::block::{BlockCompaction, BlockWriter, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
@@ -47,6 +50,46 @@ pub fn write_block(dir: &Path, series: &[Series]) -> strata_tsdb::Result<ulid::U
     }
     w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
     Ok(id)
+}
+
+/// A small deterministic generator (xorshift), so every run writes the same data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One run of the real `thanos compact` (no `--wait`) over the bucket of `config_file`, with
+/// no consistency or deletion delay, its data directory and log in `work`: compacts, then
+/// downsamples what is long enough (raw blocks of 40h to 5m, 5m blocks of 10 days to 1h).
+/// Panics if it fails; returns its log.
+pub fn thanos_compact_once(work: &Path, config_file: &Path) -> String {
+    let mut compact = Command::new(peer("thanos"));
+    compact.arg("compact").arg("--objstore.config-file").arg(config_file);
+    compact.arg("--data-dir").arg(work.join("compact"));
+    compact.args(["--consistency-delay=0s", "--delete-delay=0s", "--http-address=127.0.0.1:0"]);
+    let status = Proc::spawn("thanos compact", compact, &work.join("compact.log")).wait(Duration::from_secs(300));
+    let log = std::fs::read_to_string(work.join("compact.log")).unwrap_or_default();
+    assert!(status.success(), "thanos compact failed: {status}\n{log}");
+    log
+}
+
+/// The downsampling resolutions of the blocks in the FILESYSTEM bucket at `root`.
+pub fn resolutions(root: &Path) -> Result<Vec<i64>, String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(|e| format!("list {}: {e}", root.display()))?.flatten() {
+        let Ok(meta) = std::fs::read_to_string(entry.path().join("meta.json")) else { continue };
+        let meta: serde_json::Value =
+            serde_json::from_str(&meta).map_err(|e| format!("{}/meta.json: {e}", entry.path().display()))?;
+        out.push(meta["thanos"]["downsample"]["resolution"].as_i64().unwrap_or(0));
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
 /// Uploads the blocks in `dir` to the bucket with the strata shipper, as `labels`' stream; fails

@@ -113,12 +113,31 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Gives the block up: removes its temporary directory. For a writer that fails before
+    /// [`finish`](Self::finish).
+    pub fn abort(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.tmp).map_err(|e| Error::io("remove", &self.tmp, e))
+    }
+
     /// Completes the block covering `[min_time, max_time)` (every sample must lie inside) and
     /// renames it to `<parent>/<ulid>`. A fresh block (empty `compaction.sources`) is recorded
     /// as its own source. On error the temporary directory is removed.
     pub fn finish(self, min_time: i64, max_time: i64, compaction: BlockCompaction) -> Result<BlockMeta> {
+        self.finish_with(min_time, max_time, compaction, |_, _| Ok(()))
+    }
+
+    /// As [`finish`](Self::finish), with `complete` editing the meta before it is written (a
+    /// Thanos section, stats a writer such as the downsampler carries over); it gets the
+    /// block's temporary directory, whose files are all written.
+    pub fn finish_with(
+        self,
+        min_time: i64,
+        max_time: i64,
+        compaction: BlockCompaction,
+        complete: impl FnOnce(&Path, &mut BlockMeta) -> Result<()>,
+    ) -> Result<BlockMeta> {
         let tmp = self.tmp.clone();
-        let result = self.finish_inner(min_time, max_time, compaction);
+        let result = self.finish_inner(min_time, max_time, compaction, complete);
         if result.is_err() {
             // Best effort: the error being returned matters more than a failed cleanup, which
             // remove_tmp_dirs retries on the next start.
@@ -127,7 +146,13 @@ impl BlockWriter {
         result
     }
 
-    fn finish_inner(self, min_time: i64, max_time: i64, mut compaction: BlockCompaction) -> Result<BlockMeta> {
+    fn finish_inner(
+        self,
+        min_time: i64,
+        max_time: i64,
+        mut compaction: BlockCompaction,
+        complete: impl FnOnce(&Path, &mut BlockMeta) -> Result<()>,
+    ) -> Result<BlockMeta> {
         if min_time >= max_time {
             return Err(Error::InvalidBlockInput(format!("empty block range [{min_time}, {max_time})")));
         }
@@ -144,7 +169,7 @@ impl BlockWriter {
         if compaction.sources.is_empty() {
             compaction.sources.push(self.ulid);
         }
-        let meta = BlockMeta {
+        let mut meta = BlockMeta {
             ulid: self.ulid,
             min_time,
             max_time,
@@ -153,6 +178,7 @@ impl BlockWriter {
             version: META_VERSION,
             thanos: None,
         };
+        complete(&self.tmp, &mut meta)?;
         meta.write(&self.tmp)?;
         sync_dir(&self.tmp)?;
         let dir = self.parent.join(self.ulid.to_string());

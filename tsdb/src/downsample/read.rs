@@ -36,6 +36,12 @@ impl CounterResets {
         Self::default()
     }
 
+    /// The last raw value seen (the trailing value of a downsampled counter chunk included):
+    /// what the next value is compared with to find a reset.
+    pub fn last_value(&self) -> f64 {
+        self.last_v
+    }
+
     /// The sample to emit for `(t, v)`, if any.
     pub fn push(&mut self, t: i64, v: f64) -> Option<(i64, f64)> {
         if v.is_nan() {
