@@ -2,7 +2,12 @@
 //! and alerting rules evaluated against a query API, alert state kept as Prometheus keeps it,
 //! alerts sent to Alertmanager, results written to the ruler's own TSDB. See README.md.
 
+pub mod alert;
+pub mod api;
+pub mod metrics;
+pub mod notifier;
 pub mod rulefmt;
+pub mod ruler;
 pub mod template;
 
 /// The crate's errors.
