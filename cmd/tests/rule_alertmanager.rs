@@ -13,7 +13,8 @@ use common::{remote_write, strata_bin};
 use serde_json::Value;
 use strata_proto::prometheus as v1;
 use strata_testkit::http::{get_json, post};
-use strata_testkit::{free_port, tool, url_encode, wait_for, Fleet, Node, Proc};
+use strata_testkit::metrics::metric_sum;
+use strata_testkit::{free_port, tool, url_encode, wait_for, Fleet, Node, Proc, Signal};
 
 const RULES: &str = r#"groups:
   - name: test
@@ -161,7 +162,26 @@ fn alert_lifecycle_with_a_real_alertmanager() {
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("could not parse expression"), "{body}");
     assert!(alert_in_state(ruler.http(), "firing").is_ok());
-    std::fs::write(&rules, RULES).unwrap();
+    let groups = |ruler: &Node| -> Result<usize, String> {
+        Ok(get_json(ruler.http(), "/api/v1/rules")?["data"]["groups"].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(groups(&ruler), Ok(1));
+    // SIGHUP reloads a good file: a second group appears, the first keeps its state.
+    let more = format!("{RULES}  - name: more\n    rules:\n      - record: two\n        expr: vector(2)\n");
+    std::fs::write(&rules, more).unwrap();
+    let mut ruler = ruler;
+    ruler.proc.signal(Signal::Hup);
+    wait_for("the reloaded rules", Duration::from_secs(30), || {
+        (groups(&ruler)? == 2).then_some(()).ok_or_else(|| "one group".to_owned())
+    })
+    .unwrap();
+    assert_eq!(alert_in_state(ruler.http(), "firing").unwrap()["activeAt"], firing["activeAt"]);
+    let metrics = strata_testkit::http::get(ruler.http(), "/metrics").unwrap().1;
+    for name in
+        ["prometheus_rule_evaluations_total", "prometheus_rule_group_rules", "prometheus_notifications_sent_total"]
+    {
+        assert!(metric_sum(&metrics, name).is_some_and(|v| v >= 1.0), "{name} in\n{metrics}");
+    }
 
     // A restart keeps the alert firing with the same active time (to the second, as
     // ALERTS_FOR_STATE holds it).

@@ -14,8 +14,10 @@ use strata_proto::prometheus as v1;
 use strata_testkit::http::get_json;
 use strata_testkit::{peer, url_encode, wait_for, Fleet, Node};
 
-/// (record, expr, static labels)
-const RULES: &[(&str, &str, &[(&str, &str)])] = &[
+/// A recording rule: its name, expression and static labels.
+type Rule = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const RULES: &[Rule] = &[
     ("rd:requests:rate5m", "sum by (job) (rate(rd_requests_total[5m]))", &[]),
     ("rd:temp:avg", "avg without (instance) (rd_temp)", &[("source", "rule")]),
     ("rd:requests:scaled", "rd_requests_total * 1.5 + on (instance) group_left rd_temp", &[]),
