@@ -206,6 +206,14 @@ fn alert_lifecycle_with_a_real_alertmanager() {
         all.is_empty().then_some(()).ok_or_else(|| format!("still {all:?}"))
     })
     .unwrap();
+    // The ruler marks the vanished ALERTS series stale: queries stop seeing it at once, not
+    // after the five-minute lookback.
+    let path = format!("/api/v1/query?query={}", url_encode("ALERTS"));
+    wait_for("ALERTS marked stale", Duration::from_secs(30), || {
+        let v = get_json(querier.http(), &path)?;
+        (v["data"]["result"].as_array().is_some_and(Vec::is_empty)).then_some(()).ok_or_else(|| v.to_string())
+    })
+    .unwrap();
     wait_for("the alert resolved in Alertmanager", Duration::from_secs(30), || {
         let v = get_json(&am_addr, "/api/v2/alerts?active=true")?;
         let live = v.as_array().is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == "TestAlert"));

@@ -162,7 +162,75 @@ pub fn router(ruler: Arc<Ruler>) -> Router {
 
 #[cfg(test)]
 mod tests {
-    use super::format_e;
+    use super::*;
+    use crate::metrics::RuleMetrics;
+    use crate::notifier::Notifier;
+    use crate::ruler::{Queriers, RulerOptions};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, Value) {
+        let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rules_and_alerts_in_prometheus_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.yml");
+        // An hour's interval: nothing is evaluated while the test runs.
+        std::fs::write(
+            &file,
+            "groups:\n- name: g\n  interval: 1h\n  partial_response_strategy: warn\n  rules:\n  - record: r\n    expr: up\n  - alert: A\n    expr: up == 0\n    for: 5m\n",
+        )
+        .unwrap();
+        let db = Arc::new(strata_tsdb::db::Db::open(&dir.path().join("db"), Default::default()).unwrap());
+        let metrics = RuleMetrics::default();
+        let notifier =
+            Arc::new(Notifier::new(Vec::new(), Default::default(), Vec::new(), String::new(), metrics.clone()));
+        let opts = RulerOptions {
+            rule_files: vec![file.display().to_string()],
+            eval_interval: 60_000,
+            external_labels: Default::default(),
+            alert_label_drop: Vec::new(),
+            alert_query_url: String::new(),
+            resend_delay: 60_000,
+            for_grace_period: 600_000,
+            for_outage_tolerance: 3_600_000,
+        };
+        let ruler = Arc::new(Ruler::new(opts, Queriers { apis: Vec::new() }, notifier, db, metrics));
+        ruler.reload().unwrap();
+        let router = router(Arc::clone(&ruler));
+        let (status, v) = get(&router, "/api/v1/rules").await;
+        assert_eq!(status, StatusCode::OK);
+        let g = &v["data"]["groups"][0];
+        assert_eq!(g["name"], "g");
+        assert_eq!(g["interval"], 3600.0);
+        assert_eq!(g["partialResponseStrategy"], "WARN");
+        assert_eq!(g["lastEvaluation"], "0001-01-01T00:00:00Z");
+        assert_eq!(g["rules"][0]["type"], "recording");
+        assert_eq!(g["rules"][0]["health"], "unknown");
+        assert!(g["rules"][0].get("lastError").is_none());
+        assert_eq!(g["rules"][1]["type"], "alerting");
+        assert_eq!(g["rules"][1]["state"], "inactive");
+        assert_eq!(g["rules"][1]["duration"], 300.0);
+        let (_, v) = get(&router, "/api/v1/rules?type=alert").await;
+        assert_eq!(v["data"]["groups"][0]["rules"].as_array().unwrap().len(), 1);
+        for bad in ["/api/v1/rules?type=bogus", "/api/v1/rules?type=%ff%fe"] {
+            assert_eq!(get(&router, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let (status, v) = get(&router, "/api/v1/alerts").await;
+        assert_eq!((status, v["data"]["alerts"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+        // A broken file keeps the rules in use.
+        std::fs::write(&file, "groups:\n- name: g\n  rules:\n  - record: r\n").unwrap();
+        assert!(ruler.reload().is_err());
+        assert_eq!(ruler.groups().len(), 1);
+        ruler.stop();
+    }
 
     #[test]
     fn values_as_go_formats_them() {
