@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use clap::Args;
-use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
 use strata_receiver::metrics::Metrics;
+use strata_rule::discovery::Peers;
 use strata_rule::metrics::RuleMetrics;
 use strata_rule::notifier::Notifier;
 use strata_rule::ruler::{Queriers, Ruler, RulerOptions};
@@ -29,14 +29,15 @@ pub struct RuleArgs {
     /// `partial_response_strategy` per group.
     #[arg(long = "rule-file")]
     rule_files: Vec<String>,
-    /// Query API to evaluate rules against (`host:port` or `http://host:port`; repeatable,
-    /// asked in turn until one answers).
+    /// Query API to evaluate rules against (`host:port`, `http://host:port[/prefix]`,
+    /// `dns+host:port` or `dnssrv+name`; repeatable, asked in turn until one answers).
     #[arg(long = "query")]
     queries: Vec<String>,
     /// Evaluation interval of groups that set none.
     #[arg(long = "eval-interval", default_value = "1m", value_parser = parse_duration_flag)]
     eval_interval: i64,
-    /// Alertmanager to send alerts to (`http://host:port`; repeatable, each gets every alert).
+    /// Alertmanager to send alerts to (`http://host[:port][/prefix]`, port 9093 by default, or
+    /// with `dns+` / `dnssrv+` before it; repeatable, each gets every alert).
     #[arg(long = "alertmanagers.url")]
     alertmanagers: Vec<String>,
     /// Label removed from alerts before they are sent (repeatable), e.g. the replica label
@@ -75,15 +76,12 @@ pub struct RuleArgs {
     for_outage_tolerance: i64,
 }
 
-/// How long a query or an Alertmanager may take to accept a connection.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often blocks are shipped besides after shutdown.
 const SHIP_INTERVAL: Duration = Duration::from_secs(30);
-
-fn http_url(flag: &str, address: &str) -> anyhow::Result<Downstream> {
-    let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    Downstream::new(flag, &url, 3, DEFAULT_MAX_ANSWER_BYTES, DIAL_TIMEOUT).map_err(anyhow::Error::msg)
-}
+/// How often `dns+` and `dnssrv+` names are looked up again (Thanos's 30s).
+const DNS_INTERVAL: Duration = Duration::from_secs(30);
+/// Alertmanager's port, for addresses that give none.
+const ALERTMANAGER_PORT: u16 = 9093;
 
 /// Runs the ruler until SIGTERM or Ctrl-C; SIGHUP reloads the rule files.
 pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
@@ -94,10 +92,9 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     let mut metrics = Metrics::for_process(&build_info());
     let rule_metrics = RuleMetrics::default();
     rule_metrics.register(metrics.registry_mut());
-    let queriers =
-        Queriers { apis: a.queries.iter().map(|q| http_url("--query", q)).collect::<anyhow::Result<Vec<_>>>()? };
-    let alertmanagers =
-        a.alertmanagers.iter().map(|u| http_url("--alertmanagers.url", u)).collect::<anyhow::Result<Vec<_>>>()?;
+    let queriers = Queriers { apis: Peers::parse("--query", &a.queries, None)? };
+    let alertmanagers = Peers::parse("--alertmanagers.url", &a.alertmanagers, Some(ALERTMANAGER_PORT))?;
+    let names = queriers.apis.has_names() || alertmanagers.has_names();
     let notifier = Arc::new(Notifier::new(
         alertmanagers,
         external.clone(),
@@ -137,6 +134,21 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
         for_outage_tolerance: a.for_outage_tolerance,
     };
     let ruler = Arc::new(Ruler::new(options, queriers, notifier, Arc::clone(&db), rule_metrics));
+    // Names are looked up before the first evaluation, then every DNS interval.
+    if names {
+        ruler.queriers.apis.refresh().await;
+        ruler.notifier.refresh().await;
+    }
+    let dns_task = names.then(|| {
+        let r = Arc::clone(&ruler);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DNS_INTERVAL).await;
+                r.queriers.apis.refresh().await;
+                r.notifier.refresh().await;
+            }
+        })
+    });
     ruler.reload().context("load the rule files")?;
 
     let http = bind_flag("--http-address", a.http_address).await?;
@@ -193,6 +205,9 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: stopping rule evaluation, then closing the TSDB");
     ruler.stop();
     hup_task.abort();
+    if let Some(t) = dns_task {
+        t.abort();
+    }
     let _ = stop_tx.send(true);
     let _ = http_task.await;
     match grpc_task.await {

@@ -59,7 +59,8 @@ fn ruler_args(slot: &strata_testkit::Slot, query: &str, am: &str, rules: &str) -
         "rule".into(),
         format!("--rule-file={rules}"),
         format!("--query={query}"),
-        format!("--alertmanagers.url=http://{am}"),
+        // A name looked up as Thanos looks up `dns+` Alertmanagers.
+        format!("--alertmanagers.url=dns+http://localhost:{}", am.rsplit_once(':').unwrap().1),
         "--eval-interval=1s".into(),
         "--for-grace-period=1s".into(),
         "--resend-delay=1s".into(),

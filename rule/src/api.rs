@@ -190,8 +190,8 @@ mod tests {
         .unwrap();
         let db = Arc::new(strata_tsdb::db::Db::open(&dir.path().join("db"), Default::default()).unwrap());
         let metrics = RuleMetrics::default();
-        let notifier =
-            Arc::new(Notifier::new(Vec::new(), Default::default(), Vec::new(), String::new(), metrics.clone()));
+        let none = crate::discovery::Peers::parse("--alertmanagers.url", &[], None).unwrap();
+        let notifier = Arc::new(Notifier::new(none, Default::default(), Vec::new(), String::new(), metrics.clone()));
         let opts = RulerOptions {
             rule_files: vec![file.display().to_string()],
             eval_interval: 60_000,
@@ -202,7 +202,13 @@ mod tests {
             for_grace_period: 600_000,
             for_outage_tolerance: 3_600_000,
         };
-        let ruler = Arc::new(Ruler::new(opts, Queriers { apis: Vec::new() }, notifier, db, metrics));
+        let ruler = Arc::new(Ruler::new(
+            opts,
+            Queriers { apis: crate::discovery::Peers::parse("--query", &[], None).unwrap() },
+            notifier,
+            db,
+            metrics,
+        ));
         ruler.reload().unwrap();
         let router = router(Arc::clone(&ruler));
         let (status, v) = get(&router, "/api/v1/rules").await;

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod discovery;
 pub mod metrics;
 pub mod notifier;
 pub mod rulefmt;
@@ -19,4 +20,7 @@ pub enum Error {
     RuleFile { file: String, errors: Vec<String> },
     #[error("--rule-file pattern {pattern:?}: {message}")]
     Glob { pattern: String, message: String },
+    /// A `--query` or `--alertmanagers.url` value that cannot be used.
+    #[error("{flag} {value:?}: {message}")]
+    Peer { flag: String, value: String, message: String },
 }

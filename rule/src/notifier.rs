@@ -3,13 +3,12 @@
 //! removed, `startsAt` the firing time, `endsAt` the resolution or the validity, the
 //! generator URL a table link under `--alert.query-url`. Every Alertmanager gets every batch.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue};
 use chrono::{SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Value};
-use strata_query::frontend::downstream::Downstream;
+
+use crate::discovery::Peers;
 
 use crate::alert::{Alert, LabelMap};
 use crate::metrics::RuleMetrics;
@@ -19,7 +18,7 @@ use crate::metrics::RuleMetrics;
 const MAX_QUEUED: i64 = 10_000;
 
 pub struct Notifier {
-    alertmanagers: Vec<Arc<Downstream>>,
+    alertmanagers: Peers,
     external_labels: LabelMap,
     label_drop: Vec<String>,
     query_url: String,
@@ -33,15 +32,15 @@ pub fn rfc3339(ms: i64) -> String {
 
 impl Notifier {
     pub fn new(
-        alertmanagers: Vec<Downstream>,
+        alertmanagers: Peers,
         external_labels: LabelMap,
         label_drop: Vec<String>,
         query_url: String,
         metrics: RuleMetrics,
     ) -> Notifier {
-        metrics.alertmanagers.set(alertmanagers.len() as i64);
+        metrics.alertmanagers.set(alertmanagers.current().len() as i64);
         Notifier {
-            alertmanagers: alertmanagers.into_iter().map(Arc::new).collect(),
+            alertmanagers,
             external_labels,
             label_drop,
             query_url: query_url.trim_end_matches('/').to_owned(),
@@ -76,10 +75,22 @@ impl Notifier {
         Value::Array(items)
     }
 
+    /// Looks the Alertmanagers' names up again.
+    pub async fn refresh(&self) {
+        self.alertmanagers.refresh().await;
+        self.metrics.alertmanagers.set(self.alertmanagers.current().len() as i64);
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.alertmanagers
+    }
+
     /// Sends `alerts` to every Alertmanager in the background.
     pub fn send(&self, expr: &str, alerts: Vec<Alert>) {
         let n = alerts.len() as u64;
-        if self.alertmanagers.is_empty() || n == 0 {
+        let ams = self.alertmanagers.current();
+        self.metrics.alertmanagers.set(ams.len() as i64);
+        if ams.is_empty() || n == 0 {
             return;
         }
         if self.metrics.queue_length.get() + n as i64 > MAX_QUEUED {
@@ -92,7 +103,6 @@ impl Notifier {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         self.metrics.queue_length.inc_by(n as i64);
         let metrics = self.metrics.clone();
-        let ams = self.alertmanagers.clone();
         tokio::spawn(async move {
             let mut delivered = false;
             for am in ams {
@@ -128,7 +138,7 @@ mod tests {
     #[test]
     fn payload_is_prometheus_json() {
         let n = Notifier::new(
-            Vec::new(),
+            Peers::parse("--alertmanagers.url", &[], None).unwrap(),
             [
                 ("cluster".to_string(), "eu".to_string()),
                 ("replica".to_string(), "0".to_string()),

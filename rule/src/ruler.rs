@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use parking_lot::{Mutex, RwLock};
-use strata_query::frontend::downstream::Downstream;
 use strata_query::frontend::merge::parse_instant;
 use strata_query::value::Sample;
 use strata_tsdb::chunkenc::{Encoding, XorIter};
@@ -20,6 +19,7 @@ use strata_tsdb::matchers::{MatchOp, Matcher};
 use tokio::task::JoinHandle;
 
 use crate::alert::{to_map, Alert, AlertingRule, LabelMap, Output, TemplateEnv};
+use crate::discovery::Peers;
 use crate::metrics::RuleMetrics;
 use crate::notifier::Notifier;
 use crate::rulefmt::{self, GroupSpec, PartialResponse, RuleKind, RuleSpec};
@@ -140,7 +140,7 @@ fn now_ns() -> i128 {
 
 /// The query APIs of `--query`, asked in turn until one answers.
 pub struct Queriers {
-    pub apis: Vec<Downstream>,
+    pub apis: Peers,
 }
 
 impl Queriers {
@@ -161,7 +161,7 @@ impl Queriers {
             .finish();
         let path = format!("/api/v1/query?{query}");
         let mut last = "no --query address configured".to_owned();
-        for api in &self.apis {
+        for api in self.apis.current() {
             match api.get(&path, &HeaderMap::new()).await {
                 Ok(a) if a.status.is_success() => {
                     return parse_instant(&a.body)
