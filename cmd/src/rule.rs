@@ -88,6 +88,9 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     if a.queries.is_empty() {
         anyhow::bail!("no --query given: the ruler needs a query API to evaluate rules against");
     }
+    if a.eval_interval <= 0 {
+        anyhow::bail!("--eval-interval must be above 0");
+    }
     let external: std::collections::BTreeMap<String, String> = a.labels.iter().cloned().collect();
     let mut metrics = Metrics::for_process(&build_info());
     let rule_metrics = RuleMetrics::default();
