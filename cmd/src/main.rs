@@ -5,6 +5,7 @@ mod memory;
 mod objstore;
 mod query;
 mod query_frontend;
+mod rule;
 mod store;
 mod tools;
 
@@ -62,6 +63,9 @@ enum Command {
     /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
     /// place (Thanos's store).
     Store(store::StoreCmdArgs),
+    /// Evaluates Prometheus recording and alerting rules against query APIs, sends alerts to
+    /// Alertmanager and serves the recorded series over the StoreAPI (Thanos's ruler).
+    Rule(rule::RuleArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -453,6 +457,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => query::run(a, &matches).await,
             Command::QueryFrontend(a) => query_frontend::run(a).await,
             Command::Store(a) => store::run(a).await,
+            Command::Rule(a) => rule::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

@@ -85,9 +85,14 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
     if cache.is_some() && a.split_interval <= 0 {
         anyhow::bail!("--query-range.split-interval must be above 0 when a results cache is configured");
     }
-    let downstream =
-        Downstream::new(&a.downstream_url, a.max_retries, DEFAULT_MAX_ANSWER_BYTES, millis(a.dial_timeout))
-            .map_err(anyhow::Error::msg)?;
+    let downstream = Downstream::new(
+        "--query-frontend.downstream-url",
+        &a.downstream_url,
+        a.max_retries,
+        DEFAULT_MAX_ANSWER_BYTES,
+        millis(a.dial_timeout),
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut tenant_headers = a.org_id_headers.clone();
     tenant_headers.push(strata_query::api::DEFAULT_TENANT_HEADER.to_owned());
     let options = FrontendOptions {

@@ -30,6 +30,41 @@ enum ToolsCommand {
     Bucket(BucketArgs),
     /// Inspect a receive hashrings.json: its hashrings, and where a series goes.
     Ring(ring::RingArgs),
+    /// Check rule files as `promtool check rules` does (Thanos's `tools rules-check`).
+    RulesCheck(RulesCheckArgs),
+}
+
+#[derive(Args)]
+struct RulesCheckArgs {
+    /// Rule files to check (globs; repeatable).
+    #[arg(long = "rules", required = true)]
+    rules: Vec<String>,
+}
+
+/// Prints what promtool prints for each file; fails if any file fails.
+fn rules_check(a: RulesCheckArgs) -> anyhow::Result<()> {
+    let files = strata_rule::ruler::rule_files(&a.rules)?;
+    if files.is_empty() {
+        bail!("no rule file matches {:?}", a.rules);
+    }
+    let mut failed = 0;
+    for path in files {
+        println!("Checking {}", path.display());
+        match strata_rule::rulefmt::parse_file(&path) {
+            Ok(f) => {
+                let rules: usize = f.groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found\n");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("  FAILED:\n{e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} rule file(s) failed the checks");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -155,6 +190,7 @@ struct BucketInspectArgs {
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
+        ToolsCommand::RulesCheck(a) => rules_check(a),
         ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Dump(a) }) => dump(a).await,
         ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::List(a) }) => {
             print_blocking(a.tsdb_path, move |dir, out| strata_tsdb::inspect::list(dir, a.human_readable, out)).await

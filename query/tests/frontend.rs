@@ -97,7 +97,14 @@ fn options() -> FrontendOptions {
 }
 
 fn frontend_with(addr: &str, cache: Option<ResultsCache>, max_answer: usize) -> Router {
-    let downstream = Downstream::new(&format!("http://{addr}"), 5, max_answer, Duration::from_secs(5)).unwrap();
+    let downstream = Downstream::new(
+        "--query-frontend.downstream-url",
+        &format!("http://{addr}"),
+        5,
+        max_answer,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     router(Frontend::new(options(), downstream, cache, FrontendMetrics::default(), None))
 }
 

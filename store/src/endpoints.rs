@@ -238,7 +238,7 @@ pub struct EndpointSet {
     active: RwLock<Vec<StoreRef>>,
     /// One update at a time.
     round: tokio::sync::Mutex<()>,
-    srv_resolver: OnceCell<Result<TokioResolver, String>>,
+    resolver: Resolver,
     connections: Arc<ConnectionsGauge>,
 }
 
@@ -260,7 +260,7 @@ impl EndpointSet {
             state: Mutex::new(State { sd_files, ..State::default() }),
             active: RwLock::new(Vec::new()),
             round: tokio::sync::Mutex::new(()),
-            srv_resolver: OnceCell::new(),
+            resolver: Resolver::default(),
             connections,
         }))
     }
@@ -352,11 +352,7 @@ impl EndpointSet {
                 }
             }
         }
-        let looked_up = match spec {
-            EndpointSpec::Static(a) => Ok(vec![a.clone()]),
-            EndpointSpec::Dns { host, port } => lookup_host(host, *port).await,
-            EndpointSpec::Srv { name, resolve_targets } => self.lookup_srv(name, *resolve_targets).await,
-        };
+        let looked_up = self.resolver.resolve(spec).await;
         let mut state = self.state.lock();
         match looked_up {
             Ok(addresses) => {
@@ -368,30 +364,6 @@ impl EndpointSet {
                 state.resolved.get(spec).map(|r| r.addresses.clone()).unwrap_or_default()
             }
         }
-    }
-
-    async fn lookup_srv(&self, name: &str, resolve_targets: bool) -> Result<Vec<String>, String> {
-        let resolver = self
-            .srv_resolver
-            .get_or_init(|| async {
-                TokioResolver::builder_tokio().and_then(|b| b.build()).map_err(|e| format!("DNS resolver: {e}"))
-            })
-            .await
-            .as_ref()
-            .map_err(Clone::clone)?;
-        let lookup = resolver.srv_lookup(name).await.map_err(|e| e.to_string())?;
-        let mut addresses = Vec::new();
-        for record in lookup.answers() {
-            let RData::SRV(srv) = &record.data else { continue };
-            let target = srv.target.to_utf8();
-            let target = target.trim_end_matches('.');
-            if resolve_targets {
-                addresses.extend(lookup_host(target, srv.port).await?);
-            } else {
-                addresses.push(format!("{target}:{}", srv.port));
-            }
-        }
-        Ok(addresses)
     }
 
     /// Makes the endpoints those at `addresses`: new ones get a (lazy) connection, those no
@@ -490,6 +462,49 @@ impl StoreSource for EndpointSet {
 }
 
 /// Every A/AAAA address of `host`, with `port`.
+/// Turns endpoint specs into addresses: a static address as it is, `dns+` through the
+/// system's resolver, `dnssrv+` through SRV records (the SRV resolver is built at the first
+/// such lookup). Queriers' endpoints and the ruler's query APIs and Alertmanagers use it.
+#[derive(Default)]
+pub struct Resolver {
+    srv: OnceCell<Result<TokioResolver, String>>,
+}
+
+impl Resolver {
+    /// The addresses `spec` names now (`host:port` each).
+    pub async fn resolve(&self, spec: &EndpointSpec) -> Result<Vec<String>, String> {
+        match spec {
+            EndpointSpec::Static(a) => Ok(vec![a.clone()]),
+            EndpointSpec::Dns { host, port } => lookup_host(host, *port).await,
+            EndpointSpec::Srv { name, resolve_targets } => self.lookup_srv(name, *resolve_targets).await,
+        }
+    }
+
+    async fn lookup_srv(&self, name: &str, resolve_targets: bool) -> Result<Vec<String>, String> {
+        let resolver = self
+            .srv
+            .get_or_init(|| async {
+                TokioResolver::builder_tokio().and_then(|b| b.build()).map_err(|e| format!("DNS resolver: {e}"))
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let lookup = resolver.srv_lookup(name).await.map_err(|e| e.to_string())?;
+        let mut addresses = Vec::new();
+        for record in lookup.answers() {
+            let RData::SRV(srv) = &record.data else { continue };
+            let target = srv.target.to_utf8();
+            let target = target.trim_end_matches('.');
+            if resolve_targets {
+                addresses.extend(lookup_host(target, srv.port).await?);
+            } else {
+                addresses.push(format!("{target}:{}", srv.port));
+            }
+        }
+        Ok(addresses)
+    }
+}
+
 async fn lookup_host(host: &str, port: u16) -> Result<Vec<String>, String> {
     let found = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("lookup of {host}: {e}"))?;
     Ok(found.map(|a| a.to_string()).collect())

@@ -18,6 +18,8 @@ pub enum Signal {
     Term,
     /// SIGKILL: a crash.
     Kill,
+    /// SIGHUP: reload the configuration.
+    Hup,
 }
 
 /// Sends `signal` to the process `pid`, which must be a child of this test that has not been
@@ -27,6 +29,7 @@ pub fn send_signal(pid: u32, signal: Signal) {
     let signal = match signal {
         Signal::Term => libc::SIGTERM,
         Signal::Kill => libc::SIGKILL,
+        Signal::Hup => libc::SIGHUP,
     };
     // SAFETY: kill(2) has no memory effects on this process; the pid is our own unreaped child.
     let rc = unsafe { libc::kill(pid, signal) };

@@ -1,6 +1,8 @@
-//! The downstream query API (`--query-frontend.downstream-url`): requests passed through as
-//! they came, and the frontend's own requests for pieces, retried on connection errors and
-//! 5xx answers and read into memory up to a bound.
+//! An HTTP API the process talks to: the frontend's downstream query API
+//! (`--query-frontend.downstream-url`: requests passed through as they came, and the
+//! frontend's own requests for pieces), the ruler's query APIs (`--query`) and Alertmanagers.
+//! Requests are retried on connection errors and 5xx answers; answers are read into memory up
+//! to a bound.
 
 use std::time::Duration;
 
@@ -77,18 +79,22 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Downstream {
-    /// A client of the API at `url` (`http://host:port[/prefix]`); `attempts` is how often a
-    /// piece is tried (`--query-range.max-retries-per-request`, at least once).
-    pub fn new(url: &str, attempts: usize, max_answer_bytes: usize, timeout: Duration) -> Result<Downstream, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("--query-frontend.downstream-url {url:?}: {e}"))?;
+    /// A client of the API at `url` (`http://host:port[/prefix]`), given by the flag `flag`
+    /// (named in errors); `attempts` is how often a request is tried (at least once).
+    pub fn new(
+        flag: &str,
+        url: &str,
+        attempts: usize,
+        max_answer_bytes: usize,
+        timeout: Duration,
+    ) -> Result<Downstream, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("{flag} {url:?}: {e}"))?;
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
         if scheme != Scheme::HTTP {
-            return Err(format!("--query-frontend.downstream-url {url:?}: only http:// is supported"));
+            return Err(format!("{flag} {url:?}: only http:// is supported"));
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| format!("--query-frontend.downstream-url {url:?}: no host:port (write http://host:port)"))?;
+        let authority =
+            uri.authority().cloned().ok_or_else(|| format!("{flag} {url:?}: no host:port (write http://host:port)"))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
@@ -138,15 +144,35 @@ impl Downstream {
         ApiError::internal(format!("downstream {} did not answer {target}: {e}", self.url))
     }
 
+    /// The URL requests go to, as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// `GET path_and_query` with `headers`, tried again on connection errors and 5xx answers;
     /// the last answer (of any status), or an error once every attempt failed to connect or
     /// the answer is larger than allowed.
     pub async fn get(&self, path_and_query: &str, headers: &HeaderMap) -> Result<Answer, ApiError> {
+        self.request(Method::GET, path_and_query, headers, Bytes::new()).await
+    }
+
+    /// `POST path_and_query` with `headers` and `body`, retried as [`Downstream::get`].
+    pub async fn post(&self, path_and_query: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, ApiError> {
+        self.request(Method::POST, path_and_query, headers, body).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, ApiError> {
         let uri = self.uri(path_and_query)?;
         let mut last_error = String::new();
         for attempt in 1..=self.attempts {
-            let mut req = Request::new(Body::empty());
-            *req.method_mut() = Method::GET;
+            let mut req = Request::new(Body::from(body.clone()));
+            *req.method_mut() = method.clone();
             *req.uri_mut() = uri.clone();
             *req.headers_mut() = headers.clone();
             match self.client.request(req).await {

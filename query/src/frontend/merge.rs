@@ -11,7 +11,7 @@ use strata_tsdb::gotext::parse_float;
 use strata_tsdb::labels::Labels;
 
 use crate::api::json::{self, JsonWriter};
-use crate::value::{Series, Value};
+use crate::value::{Sample, Series, Value};
 
 /// A successful answer's `warnings` and `infos`.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -118,6 +118,61 @@ pub fn parse_matrix(body: &[u8]) -> Result<(Vec<Series>, Notes), String> {
     Ok((series, notes))
 }
 
+#[derive(Deserialize)]
+struct InstantData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    metric: BTreeMap<String, String>,
+    value: Option<(f64, String)>,
+    #[serde(default)]
+    histogram: Option<serde::de::IgnoredAny>,
+}
+
+/// An instant query's answer: a vector (a scalar as one sample without labels, as
+/// Prometheus's rule evaluation takes it), with its notes. Strings, matrices and native
+/// histograms are refused.
+pub fn parse_instant(body: &[u8]) -> Result<(Vec<Sample>, Notes), String> {
+    let (data, notes): (InstantData, Notes) = envelope(body)?;
+    let point = |t: f64, v: &str| -> Result<(i64, f64), String> {
+        let ms = (t * 1000.0).round();
+        if !ms.is_finite() || ms.abs() > 9.2e18 {
+            return Err(format!("sample time {t} out of range"));
+        }
+        let v = parse_float(v).map_err(|_| format!("sample value {v:?} is not a number"))?;
+        Ok((ms as i64, v))
+    };
+    let samples = match data.result_type.as_str() {
+        "vector" => {
+            let vector: Vec<VectorSample> =
+                serde_json::from_value(data.result).map_err(|e| format!("not a vector: {e}"))?;
+            let mut out = Vec::with_capacity(vector.len());
+            for s in vector {
+                let Some((t, v)) = &s.value else {
+                    let what = if s.histogram.is_some() { "a native histogram" } else { "no value" };
+                    return Err(format!("{what} in a vector sample, where a float was expected"));
+                };
+                let (t, v) = point(*t, v)?;
+                let pairs: Vec<(&str, &str)> = s.metric.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                out.push(Sample { labels: Labels::from_pairs(&pairs), t, v });
+            }
+            out
+        }
+        "scalar" => {
+            let (t, v): (f64, String) =
+                serde_json::from_value(data.result).map_err(|e| format!("not a scalar: {e}"))?;
+            let (t, v) = point(t, &v)?;
+            vec![Sample { labels: Labels::empty(), t, v }]
+        }
+        other => return Err(format!("result type {other:?} where a vector or scalar was expected")),
+    };
+    Ok((samples, notes))
+}
+
 /// The strings of a label names or values answer.
 pub fn parse_strings(body: &[u8]) -> Result<(Vec<String>, Notes), String> {
     envelope(body)
@@ -196,6 +251,31 @@ pub fn label_sets_response(sets: BTreeSet<Labels>, notes: &Notes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instant_answers_vectors_and_scalars() {
+        let (v, notes) = parse_instant(
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"2"]}]},"warnings":["w"]}"#,
+        )
+        .unwrap();
+        assert_eq!(v, vec![Sample { labels: Labels::from_pairs(&[("a", "b")]), t: 1500, v: 2.0 }]);
+        assert_eq!(notes.warnings, ["w"]);
+        let (v, _) =
+            parse_instant(br#"{"status":"success","data":{"resultType":"scalar","result":[2,"NaN"]}}"#).unwrap();
+        assert_eq!((v[0].t, v[0].v.is_nan(), v[0].labels.is_empty()), (2000, true, true));
+        for bad in [
+            &br#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#[..],
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"histogram":[1,{}]}]}}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1e300,"1"]}]}}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#,
+            br#"{"status":"success","data":{"resultType":"vector","result":{}}}"#,
+            br#"{"status":"error"}"#,
+            br#"{"status":"succ"#,
+            b"",
+        ] {
+            assert!(parse_instant(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     async fn body(r: Response) -> String {
         String::from_utf8(axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap()

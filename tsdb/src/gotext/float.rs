@@ -189,6 +189,52 @@ pub fn write_g(out: &mut String, v: f64) {
     }
 }
 
+/// Go's `%.Ng` (`strconv.FormatFloat(v, 'g', N, 64)`, infinities signed): `prec` significant
+/// digits (rounded half to even on the exact value, as Rust's formatter does), trailing zeros
+/// dropped, exponent form when the decimal exponent is below -4 or at least the precision.
+pub fn format_g_prec(v: f64, prec: usize) -> String {
+    let mut out = String::new();
+    if write_special(&mut out, v) {
+        return out;
+    }
+    let prec = prec.clamp(1, 767);
+    let text = format!("{:.*e}", prec - 1, v.abs());
+    let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let (nd, dp) = (digits.len() as i32, exp + 1);
+    // strconv's choice: a precision above the digits of an integer counts only those digits.
+    let mut eprec = prec as i32;
+    if eprec > nd && nd >= dp {
+        eprec = nd;
+    }
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    if exp < -4 || exp >= eprec {
+        out.push_str(&digits[..1]);
+        if nd > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs());
+    } else if dp <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', dp.unsigned_abs() as usize));
+        out.push_str(digits);
+    } else if dp >= nd {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', (dp - nd) as usize));
+    } else {
+        out.push_str(&digits[..dp as usize]);
+        out.push('.');
+        out.push_str(&digits[dp as usize..]);
+    }
+    out
+}
+
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent.
 pub fn format_f(v: f64) -> String {
     let mut out = String::new();
@@ -281,6 +327,27 @@ fn place_point(out: &mut String, d: &Digits) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn format_g_prec_is_gos_percent_dot_n_g() {
+        use super::format_g_prec;
+        for (v, p, want) in [
+            (1.0, 4, "1"),
+            (1234567.0, 4, "1.235e+06"),
+            (1234.0, 4, "1234"),
+            (100.0, 4, "100"),
+            (1e4, 4, "1e+04"),
+            (0.12, 4, "0.12"),
+            (0.000012345, 4, "1.234e-05"),
+            (-22.222, 4, "-22.22"),
+            (0.125, 2, "0.12"),
+            (f64::INFINITY, 4, "+Inf"),
+            (f64::NAN, 4, "NaN"),
+            (0.0, 4, "0"),
+        ] {
+            assert_eq!(format_g_prec(v, p), want, "{v} {p}");
+        }
+    }
+
     use super::*;
 
     /// Exactly halfway between two 17-digit decimals (written out in full on purpose).
