@@ -5,6 +5,7 @@ mod memory;
 mod objstore;
 mod query;
 mod query_frontend;
+mod sidecar;
 mod store;
 mod tools;
 
@@ -61,6 +62,9 @@ enum Command {
     /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
     /// place (Thanos's store).
     Store(store::StoreCmdArgs),
+    /// Next to a Prometheus: its data over the StoreAPI through remote read, its blocks
+    /// shipped to the bucket (Thanos's sidecar).
+    Sidecar(sidecar::SidecarCmdArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -452,6 +456,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => query::run(a, &matches).await,
             Command::QueryFrontend(a) => query_frontend::run(a).await,
             Command::Store(a) => store::run(a).await,
+            Command::Sidecar(a) => sidecar::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })
