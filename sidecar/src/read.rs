@@ -3,9 +3,9 @@
 //!
 //! A select sends one query (the matchers and time range, no hints, as Thanos v0.42 sends it)
 //! and returns at once a set that yields series as frames arrive: a task on the runtime reads
-//! the body frame by frame into a bounded channel the set reads from; dropping the set drops
-//! the channel, which ends the task and closes the connection. The set holds the frames in the
-//! channel and one series, never the whole answer.
+//! the body piece by piece into a bounded channel the set reads from (the frames each piece
+//! completes together); dropping the set drops the channel, which ends the task and closes the
+//! connection. The set holds the frames in the channel and one series, never the whole answer.
 //!
 //! Prometheus adds its external labels to every series it streams (keeping a series' own label
 //! of the same name). They are taken off again here, so that the set holds the series as
@@ -36,10 +36,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::frame::{FrameDecoder, DEFAULT_FRAME_LIMIT};
 use crate::prom::PromClient;
 
-/// Frames read ahead of the reader (each at most Prometheus's frame size, 1 MiB by default).
+/// Pieces of the body read ahead of the reader, each the frames it completed (a frame is at
+/// most Prometheus's frame size, 1 MiB by default).
 const READ_AHEAD: usize = 4;
 
-/// What the reading task sends: the series of one frame, or an error; `None` at the clean end
+/// What the reading task sends: the series of the frames one piece of the body completed, or an
+/// error; `None` at the clean end
 /// of the stream (a channel closed without it means the task stopped early).
 type Frame = Option<Result<Vec<SeriesChunks>, StorageError>>;
 
@@ -221,13 +223,16 @@ async fn stream(
         let piece = piece.map_err(|e| broken(format!("reading the stream: {e}")))?;
         let Ok(data) = piece.into_data() else { continue };
         decoder.push(&data);
+        // The frames completed by this piece go together (Prometheus sends one series a frame,
+        // so a reader woken per frame would wake per series).
+        let mut series = Vec::new();
         while let Some(message) = decoder.next_frame().map_err(|e| broken(e.to_string()))? {
             frames += 1;
-            let series = decode_frame(message, &external.read())?;
-            if tx.send(Some(Ok(series))).await.is_err() {
-                // The reader is gone: dropping the body closes the connection.
-                return Ok(());
-            }
+            series.extend(decode_frame(message, &external.read())?);
+        }
+        if !series.is_empty() && tx.send(Some(Ok(series))).await.is_err() {
+            // The reader is gone: dropping the body closes the connection.
+            return Ok(());
         }
     }
 }
