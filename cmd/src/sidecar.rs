@@ -160,9 +160,10 @@ pub async fn run(a: SidecarCmdArgs) -> anyhow::Result<()> {
         }
     });
 
+    // Without a bucket the shipper task ends at once; only a failing one stops the sidecar.
     let failed = tokio::select! {
         () = shutdown_signal() => None,
-        result = ship_task => Some(result),
+        result = ship_task, if shipping => Some(result),
     };
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);

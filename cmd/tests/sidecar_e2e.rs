@@ -200,6 +200,9 @@ fn run_shipping_and_serving(prometheus_bin: &Path, name: &str) {
         prometheus_config(&prom_slot, &[&sidecar_slot.http], &[("cluster", "test"), ("prometheus_replica", "r0")]);
     let _prometheus = Node::start(prometheus_bin, &prom_slot, prometheus_args(&prom_slot, &config));
     let sidecar = Node::start(strata_bin(), &sidecar_slot, sidecar_args(&sidecar_slot, &prom_slot, Some(&objstore)));
+    // Without a bucket nothing is shipped and the sidecar serves on.
+    let bucketless_slot = fleet.slot("sidecar-without-bucket");
+    let mut bucketless = Node::start(strata_bin(), &bucketless_slot, sidecar_args(&bucketless_slot, &prom_slot, None));
     let thanos = peer("thanos");
     let mut thanos_sidecar_args: Vec<OsString> = vec![
         "sidecar".into(),
@@ -287,6 +290,8 @@ fn run_shipping_and_serving(prometheus_bin: &Path, name: &str) {
         .unwrap();
     assert!(verify.status.success(), "{name}: thanos tools bucket verify: {}", String::from_utf8_lossy(&verify.stderr));
 
+    bucketless.proc.assert_running();
+    assert_eq!(ready(&bucketless).0, 200, "{name}: the sidecar without a bucket is ready");
     let metrics = get(sidecar.http(), "/metrics").unwrap().1;
     for line in ["thanos_sidecar_prometheus_up 1", "thanos_shipper_uploads_total 1", "grpc_server_handled_total"] {
         assert!(metrics.contains(line), "{name}: no {line:?} in the sidecar's metrics:\n{metrics}");
