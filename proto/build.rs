@@ -20,11 +20,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed={}", root.display());
     let fds = protox::compile(PROTOS, [&root])?;
     // Chunk bytes in StoreAPI messages are `bytes::Bytes`, so a chunk read from a memory-mapped
-    // block goes into a response, and out of a decoded one, without a copy.
+    // block goes into a response, and out of a decoded one, without a copy; so are those of a
+    // streamed remote-read answer, which the sidecar passes on as they came.
     // `thanos.Series` and `thanos.WriteRequest` are written by hand (src/thanos_series.rs,
     // src/thanos_write.rs): their labels and series stay in wire form.
     tonic_prost_build::configure()
         .bytes(".thanos.Chunk.data")
+        .bytes(".prometheus.Chunk.data")
         .extern_path(".thanos.Series", "crate::thanos_series::Series")
         .extern_path(".thanos.WriteRequest", "crate::thanos_write::WriteRequest")
         .compile_fds(fds)?;

@@ -133,8 +133,10 @@ def range_query(target, query, a):
     return call
 
 
-def series_call(target, matcher, a):
-    cmd = [a.client, "-addr", target["grpc"], "-match", matcher]
+def series_call(target, select, a):
+    # A select is a matcher, optionally followed by " last=<Go duration>" (a recent range only).
+    matcher, _, last = select.partition(" last=")
+    cmd = [a.client, "-addr", target["grpc"], "-match", matcher] + (["-last", last] if last else [])
 
     def call():
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -242,7 +244,8 @@ def main():
     s = sub.add_parser("series", help="time StoreAPI Series() calls")
     common(s)
     s.add_argument("--client", required=True, help="the seriesbench binary (interop/build.sh)")
-    s.add_argument("--select", action="append", required=True, help="one matcher, name=~regex etc. (repeatable)")
+    s.add_argument("--select", action="append", required=True,
+                   help="one matcher, name=~regex etc., optionally with ' last=1h' for a recent range only (repeatable)")
     s.set_defaults(func=lambda a: measure(a, a.select, series_call))
     t = sub.add_parser("table", help="markdown table of medians from a results file")
     t.add_argument("results")

@@ -6,6 +6,7 @@ mod objstore;
 mod query;
 mod query_frontend;
 mod rule;
+mod sidecar;
 mod store;
 mod tools;
 
@@ -66,6 +67,9 @@ enum Command {
     /// Evaluates Prometheus recording and alerting rules against query APIs, sends alerts to
     /// Alertmanager and serves the recorded series over the StoreAPI (Thanos's ruler).
     Rule(rule::RuleArgs),
+    /// Next to a Prometheus: its data over the StoreAPI through remote read, its blocks
+    /// shipped to the bucket (Thanos's sidecar).
+    Sidecar(sidecar::SidecarCmdArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -458,6 +462,7 @@ fn main() -> anyhow::Result<()> {
             Command::QueryFrontend(a) => query_frontend::run(a).await,
             Command::Store(a) => store::run(a).await,
             Command::Rule(a) => rule::run(a).await,
+            Command::Sidecar(a) => sidecar::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

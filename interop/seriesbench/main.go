@@ -56,18 +56,24 @@ func main() {
 	batch := flag.Int64("batch", 64, "response_batch_size (Thanos's querier asks for 64)")
 	skipChunks := flag.Bool("skip-chunks", false, "ask for labels only")
 	timeout := flag.Duration("timeout", 10*time.Minute, "deadline for the call")
+	last := flag.Duration("last", 0, "ask only for the samples of this long before now (0: all time)")
 	flag.Parse()
 	if *addr == "" || len(ms) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: seriesbench -addr host:port -match name=~regex [-match …]")
 		os.Exit(2)
 	}
-	if err := run(*addr, ms, *batch, *skipChunks, *timeout); err != nil {
+	minTime, maxTime := int64(math.MinInt64), int64(math.MaxInt64)
+	if *last > 0 {
+		maxTime = time.Now().UnixMilli()
+		minTime = maxTime - last.Milliseconds()
+	}
+	if err := run(*addr, ms, *batch, *skipChunks, *timeout, minTime, maxTime); err != nil {
 		fmt.Fprintln(os.Stderr, "seriesbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, ms matchers, batch int64, skipChunks bool, timeout time.Duration) error {
+func run(addr string, ms matchers, batch int64, skipChunks bool, timeout time.Duration, minTime, maxTime int64) error {
 	opts, err := extgrpc.StoreClientGRPCOpts(log.NewNopLogger(), nil, opentracing.NoopTracer{})
 	if err != nil {
 		return err
@@ -86,8 +92,8 @@ func run(addr string, ms matchers, batch int64, skipChunks bool, timeout time.Du
 	}
 
 	req := &storepb.SeriesRequest{
-		MinTime:           math.MinInt64,
-		MaxTime:           math.MaxInt64,
+		MinTime:           minTime,
+		MaxTime:           maxTime,
 		Matchers:          ms,
 		SkipChunks:        skipChunks,
 		ResponseBatchSize: batch,

@@ -1,4 +1,4 @@
-//! The shipper: uploads finished level-1 blocks of a TSDB directory to the bucket in the Thanos
+//! The shipper: uploads finished level-1 blocks (optionally compacted ones too) of a TSDB directory to the bucket in the Thanos
 //! layout, remembering what it uploaded in `thanos.shipper.json` (Thanos's file and format).
 //!
 //! Per block the order is `chunks/*`, `index`, then `meta.json` with the `thanos` section: a
@@ -67,8 +67,13 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
 pub struct Shipper {
     bucket: Bucket,
     dir: PathBuf,
-    labels: BTreeMap<String, String>,
+    /// Replaced when the source's external labels change (a sidecar re-reads Prometheus's).
+    labels: Mutex<BTreeMap<String, String>>,
     source: String,
+    /// Upload blocks of any compaction level, not only level 1 (Thanos's
+    /// `--shipper.upload-compacted`, for a Prometheus that compacted blocks before a sidecar
+    /// ran beside it).
+    upload_compacted: bool,
     retry: RetryPolicy,
     metrics: Arc<ShipperMetrics>,
     uploaded: Mutex<BTreeSet<Ulid>>,
@@ -98,8 +103,9 @@ impl Shipper {
         Ok(Shipper {
             bucket,
             dir,
-            labels: external_labels,
+            labels: Mutex::new(external_labels),
             source: source.to_owned(),
+            upload_compacted: false,
             retry: RetryPolicy::default(),
             metrics: Arc::default(),
             uploaded: Mutex::new(uploaded),
@@ -111,6 +117,24 @@ impl Shipper {
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Shipper {
         self.retry = retry;
         self
+    }
+
+    /// Uploads compacted blocks too.
+    pub fn with_upload_compacted(mut self, upload_compacted: bool) -> Shipper {
+        self.upload_compacted = upload_compacted;
+        self
+    }
+
+    /// The labels later uploads carry; empty labels are refused, as at [`Shipper::new`], and
+    /// leave the current ones.
+    pub fn set_external_labels(&self, labels: BTreeMap<String, String>) -> bool {
+        if labels.is_empty() {
+            return false;
+        }
+        if let Ok(mut current) = self.labels.lock() {
+            *current = labels;
+        }
+        true
     }
 
     pub fn metrics(&self) -> Arc<ShipperMetrics> {
@@ -164,7 +188,7 @@ impl Shipper {
                 stats.skipped += 1;
                 continue;
             }
-            if meta.compaction.level > 1 {
+            if meta.compaction.level > 1 && !self.upload_compacted {
                 info!(block = %id, level = meta.compaction.level, "compacted block; only level-1 blocks are uploaded");
                 stats.skipped += 1;
                 continue;
@@ -259,7 +283,7 @@ impl Shipper {
         let mut meta = local.clone();
         let mut thanos = meta.thanos.take().unwrap_or_default();
         thanos.version = Some(1);
-        thanos.labels = self.labels.clone();
+        thanos.labels = self.labels.lock().map(|l| l.clone()).unwrap_or_default();
         thanos.source = self.source.clone();
         thanos.segment_files = segments.iter().map(|(name, _)| name.clone()).collect();
         thanos.files = files;

@@ -79,13 +79,17 @@ impl Default for ServerOptions {
 /// Whether the process can answer reads yet (a receiver replays its WALs first).
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Why the process cannot answer reads now, `None` when it can (a sidecar whose Prometheus has
+/// no external labels says what to set).
+pub type NotReadyReason = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// The StoreAPI and Info services over one store, ready to be served.
 #[derive(Clone)]
 pub struct StoreApi {
     store: Arc<dyn Store>,
     options: ServerOptions,
     metrics: ServerMetrics,
-    ready: Option<Readiness>,
+    ready: Option<NotReadyReason>,
     /// Permits for Series calls when their concurrency is limited.
     series_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
@@ -99,7 +103,12 @@ impl StoreApi {
 
     /// Answers every call with `Unavailable` while `ready` says no.
     pub fn with_readiness(self, ready: Readiness) -> Self {
-        StoreApi { ready: Some(ready), ..self }
+        self.with_not_ready_reason(Arc::new(move || (!ready()).then(|| "not ready".to_owned())))
+    }
+
+    /// Answers every call with `Unavailable` and the reason while `reason` gives one.
+    pub fn with_not_ready_reason(self, reason: NotReadyReason) -> Self {
+        StoreApi { ready: Some(reason), ..self }
     }
 
     /// The `thanos.Store` and `thanos.info.Info` services, to serve alone or beside others.
@@ -129,9 +138,9 @@ impl StoreApi {
     }
 
     fn check_ready(&self) -> Result<(), Status> {
-        match &self.ready {
-            Some(ready) if !ready() => Err(Status::unavailable("not ready")),
-            _ => Ok(()),
+        match self.ready.as_ref().and_then(|reason| reason()) {
+            Some(reason) => Err(Status::unavailable(reason)),
+            None => Ok(()),
         }
     }
 

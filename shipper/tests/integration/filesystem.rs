@@ -206,3 +206,33 @@ async fn state_file_loss_partial_uploads_and_local_deletion() {
     assert_eq!(state_uploaded(&tsdb), ids[1..].to_vec());
     assert!(bucket_dir.join(&ids[0]).join("meta.json").exists());
 }
+
+/// `--shipper.upload-compacted`: compacted blocks go too; a change of the external labels
+/// applies to the blocks uploaded after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_compacted_and_new_labels() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tsdb = tmp.path().join("tsdb");
+    let blocks = promtool_blocks(&tsdb, 1_700_006_400, 1, 1);
+    let compacted = copy_block(&blocks[0], &tsdb, |m| m.compaction.level = 3);
+    let bucket_dir = tmp.path().join("bucket");
+    let bucket = fs_bucket(&bucket_dir, "");
+    let shipper = Shipper::new(bucket, &tsdb, labels(&[("cluster", "a")]), "sidecar")
+        .expect("shipper")
+        .with_upload_compacted(true);
+    assert!(!shipper.set_external_labels(Default::default()), "empty labels are refused");
+    assert!(shipper.set_external_labels(labels(&[("cluster", "b"), ("prometheus_replica", "r0")])));
+    let stats = shipper.sync().await.expect("sync");
+    assert_eq!((stats.uploaded, stats.skipped), (2, 0), "{stats:?}");
+    for block in [&blocks[0], &compacted] {
+        let meta = BlockMeta::read(&bucket_dir.join(id_of(block))).expect("uploaded meta parses");
+        let t = meta.thanos.expect("thanos section");
+        assert_eq!(t.labels, labels(&[("cluster", "b"), ("prometheus_replica", "r0")]));
+        assert_eq!(t.source, "sidecar");
+    }
+    assert_eq!(
+        BlockMeta::read(&bucket_dir.join(id_of(&compacted))).expect("meta").compaction.level,
+        3,
+        "the compaction level is kept"
+    );
+}
