@@ -1,5 +1,6 @@
 //! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
 
+mod compact;
 mod logging;
 mod memory;
 mod objstore;
@@ -61,6 +62,9 @@ enum Command {
     /// The store gateway: the blocks of an object storage bucket over the StoreAPI, read in
     /// place (Thanos's store).
     Store(store::StoreCmdArgs),
+    /// The compactor: merges a bucket's blocks into 8h, 2d and 14d blocks, deduplicates
+    /// replicas, applies retention and deletes marked blocks (Thanos's compact).
+    Compact(compact::CompactArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -452,6 +456,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => query::run(a, &matches).await,
             Command::QueryFrontend(a) => query_frontend::run(a).await,
             Command::Store(a) => store::run(a).await,
+            Command::Compact(a) => compact::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
 use strata_receiver::metrics::Metrics;
-use strata_store::bucket::relabel::Relabel;
+use strata_shipper::relabel::Relabel;
 use strata_store::bucket::{BucketStore, BucketStoreOptions, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 
@@ -112,6 +112,20 @@ pub(crate) fn parse_time_or_duration(s: &str) -> Result<TimeBound, String> {
     Ok(TimeBound::Relative(if minus { -ms } else { ms }))
 }
 
+/// The block selector of `--selector.relabel-config-file` or `--selector.relabel-config`
+/// (store gateway and compactor); no flag selects every block.
+pub(crate) fn selector_flag(file: Option<&std::path::Path>, text: Option<&str>) -> anyhow::Result<Relabel> {
+    Ok(match (file, text) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read --selector.relabel-config-file {}", path.display()))?;
+            Relabel::parse(&text).with_context(|| format!("--selector.relabel-config-file {}", path.display()))?
+        }
+        (None, Some(text)) => Relabel::parse(text).context("--selector.relabel-config")?,
+        (None, None) => Relabel::default(),
+    })
+}
+
 /// Syncs `store` with its bucket now and then every `interval` (at least 1 s) until `stop`
 /// turns true; a failed first sync is retried sooner, since the store is not ready until one
 /// has succeeded. Used by `strata store` and by `strata standalone`'s store over its bucket.
@@ -147,15 +161,7 @@ pub(crate) fn spawn_sync(
 pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
-    let selector = match (&a.selector_relabel_config_file, &a.selector_relabel_config) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("read --selector.relabel-config-file {}", path.display()))?;
-            Relabel::parse(&text).with_context(|| format!("--selector.relabel-config-file {}", path.display()))?
-        }
-        (None, Some(text)) => Relabel::parse(text).context("--selector.relabel-config")?,
-        (None, None) => Relabel::default(),
-    };
+    let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
     let build = build_info();
     let mut metrics = Metrics::for_process(&build);
     let options = BucketStoreOptions {

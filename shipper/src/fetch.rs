@@ -1,7 +1,7 @@
 //! Reading blocks from the bucket: which blocks are there (with their meta.json), downloading a
 //! whole block, reading a byte range of one of its files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,6 +31,8 @@ pub struct FetchedMetas {
     pub partial: Vec<Ulid>,
     /// Blocks hidden by a deletion mark.
     pub marked_for_deletion: Vec<Ulid>,
+    /// The deletion mark of every block that has one, hidden or not yet.
+    pub deletion_marks: BTreeMap<Ulid, DeletionMark>,
     /// Blocks younger than the consistency delay.
     pub too_fresh: Vec<Ulid>,
     /// Blocks whose meta.json does not parse.
@@ -120,7 +122,9 @@ impl MetaFetcher {
             };
             if let Some(mark) = mark? {
                 let marked_at = UNIX_EPOCH + Duration::from_secs(mark.deletion_time.max(0) as u64);
-                if now.duration_since(marked_at).unwrap_or_default() >= self.deletion_mark_delay {
+                let hidden = now.duration_since(marked_at).unwrap_or_default() >= self.deletion_mark_delay;
+                out.deletion_marks.insert(id, mark);
+                if hidden {
                     out.marked_for_deletion.push(id);
                     continue;
                 }
@@ -194,8 +198,9 @@ impl MetaFetcher {
 
 /// Downloads a block into `<dst_dir>/<ULID>` (meta.json, index, chunks/*; markers and unknown
 /// files stay behind) through a temporary directory renamed into place at the end. When
-/// meta.json lists the files, each must be in the bucket with that size.
-pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result<PathBuf> {
+/// meta.json lists the files, each must be in the bucket with that size. Up to
+/// `files_concurrency` files download at once (Thanos's `--block-files-concurrency`).
+pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path, files_concurrency: usize) -> Result<PathBuf> {
     let meta_key = format!("{id}/{META_FILENAME}");
     let meta_text = bucket.get_opt(&meta_key).await?.ok_or(Error::BlockNotFound(id))?;
     let meta = BlockMeta::parse(&meta_text, Path::new(&meta_key))?;
@@ -239,9 +244,15 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result
     let chunks_dir = tmp_dir.join("chunks");
     std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::io("create dir", &chunks_dir, e))?;
     let mut total = 0u64;
-    for rel in files.keys() {
-        total += bucket.download_file(&format!("{id}/{rel}"), &tmp_dir.join(rel)).await?;
+    let mut downloads = futures::stream::iter(files.keys().map(|rel| {
+        let (key, dst) = (format!("{id}/{rel}"), tmp_dir.join(rel));
+        async move { bucket.download_file(&key, &dst).await }
+    }))
+    .buffer_unordered(files_concurrency.max(1));
+    while let Some(size) = downloads.next().await {
+        total += size?;
     }
+    drop(downloads);
     // Every file is fsynced; the directories' entries are made durable before the rename
     // publishes the block (meta.json's atomic write syncs `tmp_dir`).
     sync_dir(&chunks_dir)?;
@@ -259,6 +270,40 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove dir", dir, e)),
     }
+}
+
+/// A block's downsampling resolution in ms (0 for raw data and for blocks without a Thanos
+/// section).
+pub fn resolution(m: &BlockMeta) -> i64 {
+    m.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
+}
+
+/// Drops blocks whose sources are all in another block of the same resolution (a compactor's
+/// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
+/// then by ULID; a block is kept unless a kept one holds all its sources. Returns the kept
+/// blocks sorted by ULID and the ULIDs of the dropped ones.
+pub fn deduplicate(mut metas: Vec<BlockMeta>) -> (Vec<BlockMeta>, Vec<Ulid>) {
+    metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
+    let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
+    let mut dropped = Vec::new();
+    for m in metas {
+        let sources: HashSet<Ulid> = if m.compaction.sources.is_empty() {
+            HashSet::from([m.ulid])
+        } else {
+            m.compaction.sources.iter().copied().collect()
+        };
+        let covered =
+            kept.iter().any(|(k, ks)| resolution(k) == resolution(&m) && sources.iter().all(|s| ks.contains(s)));
+        if covered {
+            dropped.push(m.ulid);
+        } else {
+            kept.push((m, sources));
+        }
+    }
+    let mut out: Vec<BlockMeta> = kept.into_iter().map(|(m, _)| m).collect();
+    out.sort_by_key(|m| m.ulid);
+    dropped.sort();
+    (out, dropped)
 }
 
 /// Reads `range` of one of a block's files (`index`, `chunks/000001`, ...).

@@ -96,7 +96,7 @@ async fn filesystem_bucket_end_to_end() {
     // Download: the block comes back whole and promtool opens it.
     let dl = tmp.path().join("download");
     let id0 = Ulid::from_string(&ids[0]).expect("ulid");
-    let got = download_block(&bucket, id0, &dl).await.expect("download");
+    let got = download_block(&bucket, id0, &dl, 2).await.expect("download");
     assert_eq!(got, dl.join(&ids[0]));
     assert_eq!(local_files(&got), local_files(&blocks[0]));
     for rel in local_files(&blocks[0]).keys() {

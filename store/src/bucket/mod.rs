@@ -7,7 +7,6 @@
 pub mod block;
 pub mod cache;
 pub mod partition;
-pub mod relabel;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -22,7 +21,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use strata_shipper::{Bucket, FetchedMetas, MetaFetcher};
+use strata_shipper::relabel::Relabel;
+use strata_shipper::{deduplicate, resolution, Bucket, FetchedMetas, MetaFetcher};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
@@ -32,7 +32,6 @@ use ulid::Ulid;
 
 use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
 use self::cache::IndexCache;
-use self::relabel::Relabel;
 use crate::external::ExternalLabels;
 use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
 
@@ -375,7 +374,7 @@ impl BucketStore {
             })
             .collect();
         let label_excluded = before - time_excluded - selected.len();
-        let kept = deduplicate(selected);
+        let (kept, _) = deduplicate(selected);
         let duplicate = before - time_excluded - label_excluded - kept.len();
         // Thanos serves the three resolutions its compactor makes and refuses to load others.
         let (kept, odd): (Vec<BlockMeta>, Vec<BlockMeta>) =
@@ -446,10 +445,6 @@ impl BucketStore {
 const RESOLUTIONS: [i64; 3] = [3_600_000, 300_000, 0];
 
 /// A block's downsampling resolution (ms); 0 for raw data.
-fn resolution(m: &BlockMeta) -> i64 {
-    m.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
-}
-
 /// A block's time range (`max_time` exclusive, as in meta.json) and resolution.
 #[derive(Debug, Clone, Copy)]
 struct BlockSpan {
@@ -501,29 +496,6 @@ fn blocks_for(spans: &[BlockSpan], mint: i64, maxt: i64, max_resolution: i64) ->
     fill(spans, &levels, mint, maxt, 0, &mut out);
     let mut seen = HashSet::new();
     out.retain(|&i| seen.insert(i));
-    out
-}
-
-/// Drops blocks whose sources are all in another block of the same resolution (a compactor's
-/// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
-/// then by ULID; a block is kept unless a kept one holds all its sources.
-fn deduplicate(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
-    metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
-    let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
-    for m in metas {
-        let sources: HashSet<Ulid> = if m.compaction.sources.is_empty() {
-            HashSet::from([m.ulid])
-        } else {
-            m.compaction.sources.iter().copied().collect()
-        };
-        let covered =
-            kept.iter().any(|(k, ks)| resolution(k) == resolution(&m) && sources.iter().all(|s| ks.contains(s)));
-        if !covered {
-            kept.push((m, sources));
-        }
-    }
-    let mut out: Vec<BlockMeta> = kept.into_iter().map(|(m, _)| m).collect();
-    out.sort_by_key(|m| m.ulid);
     out
 }
 
