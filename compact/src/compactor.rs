@@ -124,6 +124,7 @@ impl Compactor {
         // same), so that a block marked by a compaction still counts as a duplicate of its
         // output rather than as a gap.
         let fetcher = MetaFetcher::new(bucket.clone())
+            .with_recursive_listing()
             .with_consistency_delay(options.consistency_delay)
             .with_deletion_mark_delay(options.delete_delay / 2);
         Compactor { bucket, fetcher, options, metrics, retry: RetryPolicy::default() }
@@ -171,7 +172,7 @@ impl Compactor {
             })
             .collect();
         let (metas, duplicates) = deduplicate(selected);
-        let no_compact = self.no_compact_marks(&metas).await?;
+        let no_compact: HashSet<Ulid> = fetched.no_compact_marked.into_iter().collect();
         debug!(
             blocks = metas.len(),
             duplicates = duplicates.len(),
@@ -180,22 +181,6 @@ impl Compactor {
             "synced block metas"
         );
         Ok(Synced { metas, duplicates, no_compact, partial: fetched.partial, deletion_marks: fetched.deletion_marks })
-    }
-
-    /// The blocks with a no-compact mark.
-    async fn no_compact_marks(&self, metas: &[BlockMeta]) -> Result<HashSet<Ulid>> {
-        let mut checks = futures::stream::iter(metas.iter().map(|m| async move {
-            let key = format!("{}/{NO_COMPACT_MARK_FILENAME}", m.ulid);
-            (m.ulid, self.bucket.exists(&key).await)
-        }))
-        .buffer_unordered(32);
-        let mut out = HashSet::new();
-        while let Some((id, exists)) = checks.next().await {
-            if exists? {
-                out.insert(id);
-            }
-        }
-        Ok(out)
     }
 
     /// Compacts every group, again and again on a fresh sync, until no group has a plan.

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 use crate::bucket::Bucket;
-use crate::markers::{DeletionMark, DELETION_MARK_FILENAME};
+use crate::markers::{DeletionMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
 use crate::{Error, Result};
 
 /// Sources whose blocks are complete when they appear, so the consistency delay does not apply
@@ -33,6 +33,9 @@ pub struct FetchedMetas {
     pub marked_for_deletion: Vec<Ulid>,
     /// The deletion mark of every block that has one, hidden or not yet.
     pub deletion_marks: BTreeMap<Ulid, DeletionMark>,
+    /// Usable blocks with a no-compact mark; found only by a fetcher that lists recursively
+    /// ([`MetaFetcher::with_recursive_listing`]).
+    pub no_compact_marked: Vec<Ulid>,
     /// Blocks younger than the consistency delay.
     pub too_fresh: Vec<Ulid>,
     /// Blocks whose meta.json does not parse.
@@ -53,7 +56,10 @@ pub struct MetaFetcher {
     concurrency: usize,
     consistency_delay: Duration,
     deletion_mark_delay: Duration,
+    recursive: bool,
     cache: Mutex<HashMap<Ulid, BlockMeta>>,
+    /// Deletion marks read, used only when a listing shows the mark is still there.
+    marks: Mutex<HashMap<Ulid, DeletionMark>>,
 }
 
 impl MetaFetcher {
@@ -65,7 +71,9 @@ impl MetaFetcher {
             concurrency: 32,
             consistency_delay: Duration::ZERO,
             deletion_mark_delay: Duration::ZERO,
+            recursive: false,
             cache: Mutex::new(HashMap::new()),
+            marks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,27 +96,46 @@ impl MetaFetcher {
         self
     }
 
+    /// Find blocks and their markers with one recursive listing of the bucket instead of a
+    /// request per block (Thanos's recursive block discovery): a sync then costs one listing
+    /// plus the meta.json and marks not read before. Also finds no-compact marks.
+    pub fn with_recursive_listing(mut self) -> MetaFetcher {
+        self.recursive = true;
+        self
+    }
+
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
     }
 
     /// Lists the bucket and sorts every block into usable, partial, marked, too fresh, corrupt.
     pub async fn fetch(&self) -> Result<FetchedMetas> {
-        let ids: Vec<Ulid> =
-            self.bucket.list_top_level().await?.iter().filter_map(|name| Ulid::from_string(name).ok()).collect();
+        let listing = if self.recursive { Some(self.list_block_files().await?) } else { None };
+        let ids: Vec<Ulid> = match &listing {
+            Some(files) => files.keys().copied().collect(),
+            None => {
+                self.bucket.list_top_level().await?.iter().filter_map(|name| Ulid::from_string(name).ok()).collect()
+            }
+        };
+        let has = |id: &Ulid, name: &str| listing.as_ref().map(|l| l.get(id).is_some_and(|f| f.contains(name)));
         let now = SystemTime::now();
         let mut lookups = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let found = self.load_meta(id).await;
-            let mark = match found {
-                Ok(Found::Meta(_)) => self.deletion_mark(id).await,
+            let found = match has(&id, META_FILENAME) {
+                Some(false) => Ok(Found::Partial),
+                _ => self.load_meta(id).await,
+            };
+            let mark = match (&found, has(&id, DELETION_MARK_FILENAME)) {
+                (Ok(Found::Meta(_)), Some(false)) => Ok(None),
+                (Ok(Found::Meta(_)), Some(true)) => self.cached_deletion_mark(id).await,
+                (Ok(Found::Meta(_)), None) => self.deletion_mark(id).await,
                 _ => Ok(None),
             };
-            (id, found, mark)
+            (id, found, mark, has(&id, NO_COMPACT_MARK_FILENAME) == Some(true))
         }))
         .buffer_unordered(self.concurrency);
 
         let mut out = FetchedMetas::default();
-        while let Some((id, found, mark)) = lookups.next().await {
+        while let Some((id, found, mark, no_compact)) = lookups.next().await {
             let meta = match found? {
                 Found::Meta(m) => m,
                 Found::Partial => {
@@ -133,8 +160,12 @@ impl MetaFetcher {
                 out.too_fresh.push(id);
                 continue;
             }
+            if no_compact {
+                out.no_compact_marked.push(id);
+            }
             out.metas.insert(id, *meta);
         }
+        out.no_compact_marked.sort();
         out.partial.sort();
         out.marked_for_deletion.sort();
         out.too_fresh.sort();
@@ -163,6 +194,31 @@ impl MetaFetcher {
             Ok(m) => Ok(Found::Corrupt(format!("meta.json names block {}", m.ulid))),
             Err(e) => Ok(Found::Corrupt(e.to_string())),
         }
+    }
+
+    /// Every block's file names (relative to the block), from one recursive listing.
+    async fn list_block_files(&self) -> Result<HashMap<Ulid, HashSet<String>>> {
+        let mut out: HashMap<Ulid, HashSet<String>> = HashMap::new();
+        for o in self.bucket.list_recursive("").await? {
+            let key = o.location.as_ref();
+            let Some((dir, rel)) = key.split_once('/') else { continue };
+            if let Ok(id) = Ulid::from_string(dir) {
+                out.entry(id).or_default().insert(rel.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A deletion mark the listing shows: read once, then kept (a mark is never rewritten).
+    async fn cached_deletion_mark(&self, id: Ulid) -> Result<Option<DeletionMark>> {
+        if let Some(m) = self.marks.lock().ok().and_then(|c| c.get(&id).cloned()) {
+            return Ok(Some(m));
+        }
+        let mark = self.deletion_mark(id).await?;
+        if let (Some(m), Ok(mut c)) = (&mark, self.marks.lock()) {
+            c.insert(id, m.clone());
+        }
+        Ok(mark)
     }
 
     /// The block's deletion mark; an unreadable mark is ignored with a warning, as Thanos does
