@@ -121,3 +121,91 @@ pub fn verify_block(dir: &Path) -> Result<IndexStats, Issue> {
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use strata_tsdb::block::meta::BlockCompaction;
+    use strata_tsdb::block::{BlockWriter, ChunkData};
+    use strata_tsdb::chunkenc::{Encoding, XorAppender};
+    use strata_tsdb::labels::Labels;
+    use ulid::Ulid;
+
+    use super::*;
+
+    fn chunk(times: std::ops::Range<i64>) -> ChunkData {
+        let mut a = XorAppender::new();
+        for t in times.clone() {
+            a.append(t, t as f64);
+        }
+        ChunkData {
+            min_time: times.start,
+            max_time: times.end - 1,
+            encoding: Encoding::Xor,
+            data: a.into_bytes().into(),
+        }
+    }
+
+    /// A block of two series with `chunks` each, declared to span `range`.
+    fn block(dir: &Path, chunks: &[ChunkData], range: (i64, i64)) -> PathBuf {
+        let id = Ulid::new();
+        let mut w = BlockWriter::new(dir, id).unwrap();
+        w.add_symbols(["__name__", "a", "b", "x"]).unwrap();
+        for name in ["a", "b"] {
+            w.add_series(&Labels::from_pairs(&[("__name__", name), ("x", "x")]), chunks).unwrap();
+        }
+        w.finish(range.0, range.1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })
+            .unwrap();
+        dir.join(id.to_string())
+    }
+
+    #[test]
+    fn sound_block_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = block(dir.path(), &[chunk(0..100), chunk(100..200)], (0, 200));
+        assert_eq!(verify_block(&b), Ok(IndexStats { series: 2, chunks: 4 }));
+    }
+
+    #[test]
+    fn chunks_outside_the_range_are_corrupt() {
+        // The writer refuses such a block, so its meta.json is narrowed afterwards.
+        let dir = tempfile::tempdir().unwrap();
+        let b = block(dir.path(), &[chunk(0..100), chunk(100..300)], (0, 300));
+        let mut meta = strata_tsdb::block::meta::BlockMeta::read(&b).unwrap();
+        meta.max_time = 200;
+        meta.write(&b).unwrap();
+        match verify_block(&b) {
+            Err(Issue::Corrupt(r)) => assert!(r.contains("outside the block's range"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+        meta.max_time = 299;
+        meta.write(&b).unwrap();
+        assert!(verify_block(&b).is_ok(), "a chunk may end at the block's max time, as Thanos allows");
+    }
+
+    #[test]
+    fn damaged_files_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        type Damage = fn(&mut Vec<u8>);
+        let damage: [(&str, Damage); 5] = [
+            ("index", |b| b.truncate(b.len() / 2)),
+            ("index", |b| b.iter_mut().skip(8).take(40).for_each(|x| *x ^= 0xff)),
+            ("index", |b| b.clear()),
+            ("chunks/000001", |b| b.truncate(20)),
+            ("chunks/000001", |b| b.iter_mut().skip(12).for_each(|x| *x = !*x)),
+        ];
+        for (i, (file, f)) in damage.into_iter().enumerate() {
+            let b = block(dir.path(), &[chunk(0..100)], (0, 100));
+            let path = b.join(file);
+            let mut bytes = std::fs::read(&path).unwrap();
+            f(&mut bytes);
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(matches!(verify_block(&b), Err(Issue::Corrupt(_))), "damage {i} to {file}: {:?}", verify_block(&b));
+        }
+        let b = block(dir.path(), &[chunk(0..100)], (0, 100));
+        std::fs::remove_file(b.join("index")).unwrap();
+        assert!(matches!(verify_block(&b), Err(Issue::Corrupt(_))));
+        assert!(matches!(verify_block(&dir.path().join("nothing")), Err(Issue::Corrupt(_))));
+    }
+}
