@@ -6,8 +6,8 @@
 //!   label is gone, every input is marked for deletion; range queries (raw selectors, rate,
 //!   sum by, count) answer the same before (deduplicated by the queriers) and after, through
 //!   `strata store` + `strata query` and through `thanos store` + `thanos query`;
-//! - a bucket compacted partly by `thanos compact` (16 hours of blocks) continues under
-//!   `strata compact` once 18 more hours arrive, and the reverse, with no halt, the second
+//! - a bucket compacted partly by `thanos compact` (8 hours of blocks) continues under
+//!   `strata compact` once 10 more hours arrive, and the reverse, with no halt, the second
 //!   building on the first's blocks, and the same answers;
 //! - bad input: overlapping blocks without vertical compaction halt (metric, a log line naming
 //!   the blocks, nothing marked or deleted); a corrupt block gets a no-compact mark with the
@@ -315,12 +315,12 @@ fn thanos_and_strata_compactors_continue_each_other() {
         let env = Env::new(&format!("compact-{first}-then-{second}"));
         let program = |name: &str| if name == "strata" { common::strata_bin().to_path_buf() } else { peer("thanos") };
         let flags = ["--deduplication.replica-label=replica", "--downsampling.disable"];
-        env.ship_replicas(0, 16);
+        env.ship_replicas(0, 8);
         env.compact(&program(first), &format!("{first}-compact-1"), &flags);
         let after_first = env.live_blocks();
         assert!(after_first.iter().any(|m| m.compaction.level > 1), "{first} compacted nothing");
-        env.ship_replicas(16, 34);
-        let before = env.answers(&format!("{first}-then-{second}-before"), 34);
+        env.ship_replicas(8, 18);
+        let before = env.answers(&format!("{first}-then-{second}-before"), 18);
         let log = env.compact(&program(second), &format!("{second}-compact-2"), &flags);
         assert!(!log.contains("halt"), "{second} halted on {first}'s blocks:\n{log}");
         env.thanos_verify();
@@ -331,7 +331,7 @@ fn thanos_and_strata_compactors_continue_each_other() {
             "{second} did not build on {first}'s blocks: {:?}",
             live.iter().map(|m| (m.ulid, m.min_time, m.max_time)).collect::<Vec<_>>()
         );
-        let after = env.answers(&format!("{first}-then-{second}-after"), 34);
+        let after = env.answers(&format!("{first}-then-{second}-after"), 18);
         assert_same(&before, &after, &format!("{first} then {second}"));
     }
 }
@@ -383,6 +383,12 @@ fn overlaps_halt_and_corrupt_blocks_are_skipped() {
     let (_, body) = http::get(node.http(), "/metrics").expect("metrics");
     assert_eq!(metric(&body, "thanos_compact_group_compactions_failures_total"), 1.0, "{body}");
     assert_eq!(metric(&body, "thanos_compact_group_compactions_total"), 0.0, "{body}");
+    assert!(metric(&body, "thanos_blocks_meta_syncs_total") >= 1.0, "{body}");
+    assert_eq!(
+        metric_sum(&body, "thanos_blocks_meta_synced{state=\"loaded\"}"),
+        Some(overlapping.len() as f64),
+        "{body}"
+    );
     drop(node);
     let (metas, marks) = env.blocks();
     assert!(marks.is_empty(), "blocks marked after a halt: {marks:?}");

@@ -154,11 +154,20 @@ impl Compactor {
     }
 
     async fn sync(&self) -> Result<Synced> {
-        let fetched = self.fetcher.fetch().await?;
+        let started = Instant::now();
+        self.metrics.meta.syncs.inc();
+        let fetched = match self.fetcher.fetch().await {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.meta.sync_failures.inc();
+                return Err(e.into());
+            }
+        };
         for (id, reason) in &fetched.corrupt {
             warn!(block = %id, reason, "block with an unreadable meta.json; left alone");
         }
         let no_labels = BTreeMap::new();
+        let fetched_count = fetched.metas.len();
         let selected: Vec<BlockMeta> = fetched
             .metas
             .into_values()
@@ -173,6 +182,18 @@ impl Compactor {
             .collect();
         let (metas, duplicates) = deduplicate(selected);
         let no_compact: HashSet<Ulid> = fetched.no_compact_marked.into_iter().collect();
+        let label_excluded = fetched_count - metas.len() - duplicates.len();
+        self.metrics.meta.set_synced(&[
+            ("corrupted-meta-json", fetched.corrupt.len()),
+            ("duplicate", duplicates.len()),
+            ("label-excluded", label_excluded),
+            ("loaded", metas.len()),
+            ("marked-for-deletion", fetched.marked_for_deletion.len()),
+            ("marked-for-no-compact", no_compact.len()),
+            ("no-meta-json", fetched.partial.len()),
+            ("too-fresh", fetched.too_fresh.len()),
+        ]);
+        self.metrics.meta.sync_duration.observe(started.elapsed().as_secs_f64());
         debug!(
             blocks = metas.len(),
             duplicates = duplicates.len(),

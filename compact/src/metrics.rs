@@ -4,13 +4,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use strata_shipper::FetcherMetrics;
 
 type GroupLabel = [(&'static str, String); 1];
 type MarkLabels = [(&'static str, String); 2];
 
 /// Counters and gauges of a compactor, registered once.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CompactMetrics {
+    /// The meta syncs (`thanos_blocks_meta_*`), as the store gateway counts its own.
+    pub meta: FetcherMetrics,
     /// Group compactions that made a new block.
     pub compactions: Family<GroupLabel, Counter>,
     pub runs_started: Family<GroupLabel, Counter>,
@@ -29,7 +32,19 @@ pub struct CompactMetrics {
 
 impl CompactMetrics {
     pub fn new(registry: &mut Registry) -> CompactMetrics {
-        let m = CompactMetrics::default();
+        let m = CompactMetrics {
+            meta: FetcherMetrics::new(registry),
+            compactions: Family::default(),
+            runs_started: Family::default(),
+            runs_completed: Family::default(),
+            failures: Family::default(),
+            halted: Gauge::default(),
+            iterations: Counter::default(),
+            blocks_cleaned: Counter::default(),
+            cleanup_failures: Counter::default(),
+            blocks_marked: Family::default(),
+            todo_compactions: Gauge::default(),
+        };
         registry.register(
             "thanos_compact_group_compactions",
             "Total number of group compaction attempts that resulted in a new block.",

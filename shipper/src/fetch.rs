@@ -9,6 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
 use strata_tsdb::fileutil::{sync_dir, write_atomic};
 use tracing::{debug, info, warn};
@@ -21,6 +26,71 @@ use crate::{Error, Result};
 /// Sources whose blocks are complete when they appear, so the consistency delay does not apply
 /// (Thanos's `ConsistencyDelayMetaFilter`).
 const DELAY_EXEMPT_SOURCES: [&str; 3] = ["compactor", "compactor.repair", "bucket.repair"];
+
+/// States of `thanos_blocks_meta_synced`, as Thanos's fetcher names them.
+pub const SYNCED_STATES: [&str; 10] = [
+    "corrupted-meta-json",
+    "duplicate",
+    "failed",
+    "label-excluded",
+    "loaded",
+    "marked-for-deletion",
+    "marked-for-no-compact",
+    "no-meta-json",
+    "time-excluded",
+    "too-fresh",
+];
+
+type StateLabel = [(&'static str, &'static str); 1];
+
+/// Thanos's metrics of a meta sync (`thanos_blocks_meta_*`), the store gateway's and the
+/// compactor's.
+#[derive(Clone)]
+pub struct FetcherMetrics {
+    pub syncs: Counter,
+    pub sync_failures: Counter,
+    pub sync_duration: Histogram,
+    synced: Family<StateLabel, Gauge>,
+}
+
+impl FetcherMetrics {
+    /// Registers the metrics, every state of `thanos_blocks_meta_synced` at zero.
+    pub fn new(registry: &mut Registry) -> FetcherMetrics {
+        let m = FetcherMetrics {
+            syncs: Counter::default(),
+            sync_failures: Counter::default(),
+            sync_duration: Histogram::new([0.01, 1., 10., 100., 300., 600., 1000.]),
+            synced: Family::default(),
+        };
+        registry.register(
+            "thanos_blocks_meta_syncs",
+            "Total blocks metadata synchronization attempts",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_failures",
+            "Total blocks metadata synchronization failures",
+            m.sync_failures.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_duration_seconds",
+            "Duration of the blocks metadata synchronization in seconds",
+            m.sync_duration.clone(),
+        );
+        registry.register("thanos_blocks_meta_synced", "Number of block metadata synced", m.synced.clone());
+        for state in SYNCED_STATES {
+            m.synced.get_or_create(&[("state", state)]).set(0);
+        }
+        m
+    }
+
+    /// Sets `thanos_blocks_meta_synced` for the states given (each one of [`SYNCED_STATES`]).
+    pub fn set_synced(&self, counts: &[(&'static str, usize)]) {
+        for &(state, n) in counts {
+            self.synced.get_or_create(&[("state", state)]).set(n as i64);
+        }
+    }
+}
 
 /// The blocks of a bucket, sorted out.
 #[derive(Debug, Clone, Default)]

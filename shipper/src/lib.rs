@@ -14,5 +14,7 @@ pub mod tools;
 pub use bucket::{Bucket, RetryPolicy, UploadedFile};
 pub use config::{parse_objstore_config, BucketConfig, Provider};
 pub use error::{Error, Result};
-pub use fetch::{deduplicate, download_block, read_block_range, resolution, FetchedMetas, MetaFetcher};
+pub use fetch::{
+    deduplicate, download_block, read_block_range, resolution, FetchedMetas, FetcherMetrics, MetaFetcher, SYNCED_STATES,
+};
 pub use shipper::{upload_block, Shipper, ShipperMetrics, SyncStats, STATE_FILENAME};

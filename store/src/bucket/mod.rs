@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use strata_shipper::relabel::Relabel;
-use strata_shipper::{deduplicate, resolution, Bucket, FetchedMetas, MetaFetcher};
+use strata_shipper::{deduplicate, resolution, Bucket, FetchedMetas, FetcherMetrics, MetaFetcher};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
@@ -113,30 +111,11 @@ pub enum SyncError {
     Fetch(#[from] strata_shipper::Error),
 }
 
-/// States of `thanos_blocks_meta_synced`, as Thanos's fetcher names them.
-const SYNCED_STATES: [&str; 10] = [
-    "corrupted-meta-json",
-    "duplicate",
-    "failed",
-    "label-excluded",
-    "loaded",
-    "marked-for-deletion",
-    "marked-for-no-compact",
-    "no-meta-json",
-    "time-excluded",
-    "too-fresh",
-];
-
-type StateLabel = [(&'static str, &'static str); 1];
-
 /// Thanos's metric names for the meta sync (`thanos_blocks_meta_*`) and the bucket store
 /// (`thanos_bucket_store_*`), plus the bucket reads.
 #[derive(Clone)]
 struct Metrics {
-    syncs: Counter,
-    sync_failures: Counter,
-    sync_duration: Histogram,
-    synced: Family<StateLabel, Gauge>,
+    meta: FetcherMetrics,
     blocks_loaded: Gauge,
     block_loads: Counter,
     block_load_failures: Counter,
@@ -147,35 +126,13 @@ struct Metrics {
 impl Metrics {
     fn new(registry: &mut Registry, fetch: &FetchStats) -> Self {
         let m = Metrics {
-            syncs: Counter::default(),
-            sync_failures: Counter::default(),
-            sync_duration: Histogram::new([0.01, 1., 10., 100., 300., 600., 1000.]),
-            synced: Family::default(),
+            meta: FetcherMetrics::new(registry),
             blocks_loaded: Gauge::default(),
             block_loads: Counter::default(),
             block_load_failures: Counter::default(),
             block_drops: Counter::default(),
             block_drop_failures: Counter::default(),
         };
-        registry.register(
-            "thanos_blocks_meta_syncs",
-            "Total blocks metadata synchronization attempts",
-            m.syncs.clone(),
-        );
-        registry.register(
-            "thanos_blocks_meta_sync_failures",
-            "Total blocks metadata synchronization failures",
-            m.sync_failures.clone(),
-        );
-        registry.register(
-            "thanos_blocks_meta_sync_duration_seconds",
-            "Duration of the blocks metadata synchronization in seconds",
-            m.sync_duration.clone(),
-        );
-        registry.register("thanos_blocks_meta_synced", "Number of block metadata synced", m.synced.clone());
-        for state in SYNCED_STATES {
-            m.synced.get_or_create(&[("state", state)]).set(0);
-        }
         registry.register(
             "thanos_bucket_store_blocks_loaded",
             "Number of currently loaded blocks",
@@ -267,20 +224,18 @@ impl BucketStore {
     /// longer to serve and removes their local files.
     pub async fn sync(&self) -> Result<(), SyncError> {
         let started = Instant::now();
-        self.metrics.syncs.inc();
+        self.metrics.meta.syncs.inc();
         let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
             Err(e) => {
-                self.metrics.sync_failures.inc();
+                self.metrics.meta.sync_failures.inc();
                 return Err(e.into());
             }
         };
         let first = !self.is_synced();
         let (wanted, counts) = self.filter(fetched);
-        for (state, n) in counts {
-            self.metrics.synced.get_or_create(&[("state", state)]).set(n as i64);
-        }
-        self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.meta.set_synced(&counts);
+        self.metrics.meta.sync_duration.observe(started.elapsed().as_secs_f64());
 
         let loaded: HashSet<Ulid> = self.blocks.read().keys().copied().collect();
         let to_load: Vec<BlockMeta> = wanted.values().filter(|m| !loaded.contains(&m.ulid)).cloned().collect();
