@@ -5,7 +5,8 @@
 //!   levels up to a 2d block; `thanos tools bucket verify` passes on the result, the replica
 //!   label is gone, every input is marked for deletion; range queries (raw selectors, rate,
 //!   sum by, count) answer the same before (deduplicated by the queriers) and after, through
-//!   `strata store` + `strata query` and through `thanos store` + `thanos query`;
+//!   `strata store` + `strata query` and through `thanos store` + `thanos query`; a pass with
+//!   `--delete-delay=0s` then deletes the marked blocks and an abandoned upload, answers unchanged;
 //! - a bucket compacted partly by `thanos compact` (8 hours of blocks) continues under
 //!   `strata compact` once 10 more hours arrive, and the reverse, with no halt, the second
 //!   building on the first's blocks, and the same answers;
@@ -307,6 +308,28 @@ fn ha_replicas_compact_to_two_day_blocks_with_the_same_answers() {
 
     let after = env.answers("after", 72);
     assert_same(&before, &after, "after strata compact");
+
+    // A pass with no delete delay deletes every marked block, and an upload abandoned three
+    // days ago; a fresh partial upload stays.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let abandoned = Ulid::from_parts(now_ms - 3 * DAY as u64, 1);
+    let fresh = Ulid::new();
+    for id in [abandoned, fresh] {
+        env.rt.block_on(env.bucket.put_bytes(&format!("{id}/chunks/000001"), vec![1u8; 64].into())).expect("put");
+    }
+    let log = env.compact(
+        common::strata_bin(),
+        "strata-compact-gc",
+        &["--deduplication.replica-label=replica", "--delete-delay=0s"],
+    );
+    let (metas, marks) = env.blocks();
+    assert!(marks.is_empty(), "marked blocks left: {:?}\n{log}", marks.keys());
+    assert_eq!(metas.keys().copied().collect::<BTreeSet<_>>(), live.iter().map(|m| m.ulid).collect(), "{log}");
+    let listed = env.rt.block_on(env.bucket.list_top_level()).expect("list");
+    assert!(!listed.contains(&abandoned.to_string()), "abandoned upload kept\n{log}");
+    assert!(listed.contains(&fresh.to_string()), "fresh partial upload deleted\n{log}");
+    env.thanos_verify();
+    assert_same(&before, &env.answers("after-gc", 72), "after deleting the marked blocks");
 }
 
 #[test]
