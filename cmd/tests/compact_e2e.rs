@@ -12,7 +12,7 @@
 //!   building on the first's blocks, and the same answers;
 //! - bad input: overlapping blocks without vertical compaction halt (metric, a log line naming
 //!   the blocks, nothing marked or deleted); a corrupt block gets a no-compact mark with the
-//!   reason and the others are compacted.
+//!   reason and the others are compacted; bad flags fail before the bucket is touched.
 
 mod common;
 
@@ -461,4 +461,39 @@ fn overlaps_halt_and_corrupt_blocks_are_skipped() {
     for id in &overlapping {
         assert!(live.iter().any(|m| m.ulid == *id), "overlapping block {id} touched by the selected pass");
     }
+}
+
+#[test]
+fn bad_flags_fail_before_any_work() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let bucket_dir = work.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let objstore = format!("--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket_dir.display());
+    let cases: [(&[&str], &str); 8] = [
+        (&["--deduplication.func=foo"], "--deduplication.func"),
+        (&["--deduplication.func=penalty"], "penalty"),
+        (&["--deduplication.replica-label="], "replica label"),
+        (&[r#"--selector.relabel-config=[{"action": "nope"}]"#], "--selector.relabel-config"),
+        (&[r#"--selector.relabel-config=[{"action": "replace"}]"#], "target_label"),
+        (&["--delete-delay=5x"], "--delete-delay"),
+        (&["--retention.resolution-raw=-1d"], "--retention.resolution-raw"),
+        (&["--selector.relabel-config-file=/nonexistent/relabel.yml"], "relabel.yml"),
+    ];
+    for (flags, want) in cases {
+        let out = Command::new(common::strata_bin())
+            .arg("compact")
+            .arg(&objstore)
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .arg("--http-address=127.0.0.1:0")
+            .args(flags)
+            .output()
+            .expect("run strata compact");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        assert!(stderr.contains(want), "{flags:?}: error does not mention {want:?}:\n{stderr}");
+    }
+    let out = Command::new(common::strata_bin()).args(["compact", "--http-address=127.0.0.1:0"]).output().expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no bucket"));
+    assert_eq!(std::fs::read_dir(&bucket_dir).expect("bucket dir").count(), 0, "the bucket was written to");
 }
