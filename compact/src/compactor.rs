@@ -20,7 +20,7 @@ use strata_shipper::markers::{
 };
 use strata_shipper::relabel::Relabel;
 use strata_shipper::{deduplicate, download_block, upload_block, Bucket, MetaFetcher, RetryPolicy};
-use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
+use strata_tsdb::block::meta::{BlockMeta, ThanosMeta, META_FILENAME};
 use strata_tsdb::block::Block;
 use strata_tsdb::compact::merge_blocks;
 use tracing::{debug, error, info, warn};
@@ -447,7 +447,12 @@ impl Compactor {
         let synced = self.sync().await?;
         let now = now();
         let partial = clean::abandoned_partials(&synced.partial, ms(now));
-        let marked = clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, now.as_secs() as i64);
+        let mut marked = Vec::new();
+        for id in clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, now.as_secs() as i64) {
+            if self.owns(id).await? {
+                marked.push(id);
+            }
+        }
         for (id, what) in partial
             .iter()
             .map(|id| (id, "abandoned partial upload"))
@@ -465,6 +470,21 @@ impl Compactor {
             }
         }
         Ok(())
+    }
+}
+
+impl Compactor {
+    /// Whether the selector gives this compactor the block (a compactor deletes only its own
+    /// blocks); a block whose meta.json is gone or unreadable is a deletion to finish.
+    async fn owns(&self, id: Ulid) -> Result<bool> {
+        if self.options.selector.is_empty() {
+            return Ok(true);
+        }
+        let key = format!("{id}/{META_FILENAME}");
+        let Some(text) = self.bucket.get_opt(&key).await? else { return Ok(true) };
+        let Ok(meta) = BlockMeta::parse(&text, Path::new(&key)) else { return Ok(true) };
+        let labels = meta.thanos.map(|t| t.labels).unwrap_or_default();
+        Ok(self.options.selector.selects(&labels, &id.to_string()))
     }
 }
 
