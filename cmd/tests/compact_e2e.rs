@@ -12,7 +12,9 @@
 //!   building on the first's blocks, and the same answers;
 //! - bad input: overlapping blocks without vertical compaction halt (metric, a log line naming
 //!   the blocks, nothing marked or deleted); a corrupt block gets a no-compact mark with the
-//!   reason and the others are compacted; bad flags fail before the bucket is touched.
+//!   reason and the others are compacted; bad flags fail before the bucket is touched;
+//! - `strata compact` killed (SIGKILL) once it has uploaded a block: the answers do not change,
+//!   and the next pass leaves every source block in exactly one live block.
 
 mod common;
 
@@ -496,4 +498,51 @@ fn bad_flags_fail_before_any_work() {
     let out = Command::new(common::strata_bin()).args(["compact", "--http-address=127.0.0.1:0"]).output().expect("run");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no bucket"));
     assert_eq!(std::fs::read_dir(&bucket_dir).expect("bucket dir").count(), 0, "the bucket was written to");
+}
+
+#[test]
+fn killed_mid_pass_the_next_pass_finishes_the_work() {
+    let env = Env::new("compact-killed");
+    env.ship_replicas(0, 18);
+    let before = env.answers("killed-before", 18);
+    // Killed (SIGKILL) once its first compacted block is uploaded: before, while or after its
+    // inputs are marked, as the poll happens to catch it. No answer may change at any point.
+    let log = env.work.path().join("killed.log");
+    let mut cmd = Command::new(common::strata_bin());
+    cmd.arg("compact").arg("--objstore.config-file").arg(&env.config_file);
+    cmd.arg("--data-dir").arg(env.work.path().join("killed-data"));
+    cmd.args(["--consistency-delay=0s", "--http-address=127.0.0.1:0", "--deduplication.replica-label=replica"]);
+    let proc = Proc::spawn("strata compact", cmd, &log);
+    wait_for("a compacted block uploaded", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("uploaded compacted block") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    proc.kill();
+    let answers = env.answers("killed-after-kill", 18);
+    assert_same(&before, &answers, "after the kill");
+
+    let log = env.compact(common::strata_bin(), "strata-compact-again", &["--deduplication.replica-label=replica"]);
+    env.thanos_verify();
+    let (metas, marks) = env.blocks();
+    // Every block is either live (no mark) or covered by a live block holding its sources.
+    let live: Vec<&BlockMeta> = metas.values().filter(|m| !marks.contains_key(&m.ulid)).collect();
+    for m in metas.values().filter(|m| marks.contains_key(&m.ulid)) {
+        assert!(
+            live.iter().any(|l| m.compaction.sources.iter().all(|s| l.compaction.sources.contains(s))),
+            "marked block {} not covered by a live block\n{log}",
+            m.ulid
+        );
+    }
+    let mut sources: Vec<Ulid> = live.iter().flat_map(|l| l.compaction.sources.iter().copied()).collect();
+    let n = sources.len();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), n, "a source block in two live blocks\n{log}");
+    assert_eq!(n, 18, "live blocks hold every source once\n{log}");
+    assert_same(&before, &env.answers("killed-after-rerun", 18), "after the second pass");
 }
