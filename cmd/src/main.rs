@@ -1,5 +1,6 @@
 //! The `strata` binary: one subcommand per component. Flag parsing and wiring only.
 
+mod compact;
 mod logging;
 mod memory;
 mod objstore;
@@ -70,6 +71,9 @@ enum Command {
     /// Next to a Prometheus: its data over the StoreAPI through remote read, its blocks
     /// shipped to the bucket (Thanos's sidecar).
     Sidecar(sidecar::SidecarCmdArgs),
+    /// The compactor: merges a bucket's blocks into 8h, 2d and 14d blocks, deduplicates
+    /// replicas, applies retention and deletes marked blocks (Thanos's compact).
+    Compact(compact::CompactArgs),
     /// Operator and benchmark utilities.
     Tools(tools::ToolsArgs),
 }
@@ -463,6 +467,7 @@ fn main() -> anyhow::Result<()> {
             Command::Store(a) => store::run(a).await,
             Command::Rule(a) => rule::run(a).await,
             Command::Sidecar(a) => sidecar::run(a).await,
+            Command::Compact(a) => compact::run(a).await,
             Command::Tools(a) => tools::run(a).await,
         }
     })

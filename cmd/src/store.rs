@@ -12,7 +12,7 @@ use axum::routing::get;
 use clap::Args;
 use strata_cache::parse_bytes;
 use strata_receiver::metrics::Metrics;
-use strata_store::bucket::relabel::Relabel;
+use strata_shipper::relabel::Relabel;
 use strata_store::bucket::{BucketStore, BucketStoreOptions, IndexCacheConfig, TimeBound};
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 
@@ -105,6 +105,15 @@ pub(crate) fn parse_time_or_duration(s: &str) -> Result<TimeBound, String> {
     Ok(TimeBound::Relative(if minus { -ms } else { ms }))
 }
 
+/// The block selector of `--selector.relabel-config-file` or `--selector.relabel-config`
+/// (store gateway and compactor); no flag selects every block.
+pub(crate) fn selector_flag(file: Option<&std::path::Path>, text: Option<&str>) -> anyhow::Result<Relabel> {
+    match file_or_inline(file, "--selector.relabel-config-file", text, "--selector.relabel-config")? {
+        Some((text, source)) => Relabel::parse(&text).with_context(|| source),
+        None => Ok(Relabel::default()),
+    }
+}
+
 /// Syncs `store` with its bucket now and then every `interval` (at least 1 s) until `stop`
 /// turns true; a failed first sync is retried sooner, since the store is not ready until one
 /// has succeeded. Used by `strata store` and by `strata standalone`'s store over its bucket.
@@ -140,15 +149,7 @@ pub(crate) fn spawn_sync(
 pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
-    let selector = match file_or_inline(
-        a.selector_relabel_config_file.as_deref(),
-        "--selector.relabel-config-file",
-        a.selector_relabel_config.as_deref(),
-        "--selector.relabel-config",
-    )? {
-        Some((text, source)) => Relabel::parse(&text).with_context(|| source)?,
-        None => Relabel::default(),
-    };
+    let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
     // Thanos: the YAML configuration, when given, replaces --index-cache-size.
     let index_cache = match file_or_inline(
         a.index_cache_config_file.as_deref(),

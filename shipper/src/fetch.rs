@@ -1,7 +1,7 @@
 //! Reading blocks from the bucket: which blocks are there (with their meta.json), downloading a
 //! whole block, reading a byte range of one of its files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -9,18 +9,88 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
 use strata_tsdb::fileutil::{sync_dir, write_atomic};
 use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 use crate::bucket::Bucket;
-use crate::markers::{DeletionMark, DELETION_MARK_FILENAME};
+use crate::markers::{DeletionMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
 use crate::{Error, Result};
 
 /// Sources whose blocks are complete when they appear, so the consistency delay does not apply
 /// (Thanos's `ConsistencyDelayMetaFilter`).
 const DELAY_EXEMPT_SOURCES: [&str; 3] = ["compactor", "compactor.repair", "bucket.repair"];
+
+/// States of `thanos_blocks_meta_synced`, as Thanos's fetcher names them.
+pub const SYNCED_STATES: [&str; 10] = [
+    "corrupted-meta-json",
+    "duplicate",
+    "failed",
+    "label-excluded",
+    "loaded",
+    "marked-for-deletion",
+    "marked-for-no-compact",
+    "no-meta-json",
+    "time-excluded",
+    "too-fresh",
+];
+
+type StateLabel = [(&'static str, &'static str); 1];
+
+/// Thanos's metrics of a meta sync (`thanos_blocks_meta_*`), the store gateway's and the
+/// compactor's.
+#[derive(Clone)]
+pub struct FetcherMetrics {
+    pub syncs: Counter,
+    pub sync_failures: Counter,
+    pub sync_duration: Histogram,
+    synced: Family<StateLabel, Gauge>,
+}
+
+impl FetcherMetrics {
+    /// Registers the metrics, every state of `thanos_blocks_meta_synced` at zero.
+    pub fn new(registry: &mut Registry) -> FetcherMetrics {
+        let m = FetcherMetrics {
+            syncs: Counter::default(),
+            sync_failures: Counter::default(),
+            sync_duration: Histogram::new([0.01, 1., 10., 100., 300., 600., 1000.]),
+            synced: Family::default(),
+        };
+        registry.register(
+            "thanos_blocks_meta_syncs",
+            "Total blocks metadata synchronization attempts",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_failures",
+            "Total blocks metadata synchronization failures",
+            m.sync_failures.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_duration_seconds",
+            "Duration of the blocks metadata synchronization in seconds",
+            m.sync_duration.clone(),
+        );
+        registry.register("thanos_blocks_meta_synced", "Number of block metadata synced", m.synced.clone());
+        for state in SYNCED_STATES {
+            m.synced.get_or_create(&[("state", state)]).set(0);
+        }
+        m
+    }
+
+    /// Sets `thanos_blocks_meta_synced` for the states given (each one of [`SYNCED_STATES`]).
+    pub fn set_synced(&self, counts: &[(&'static str, usize)]) {
+        for &(state, n) in counts {
+            self.synced.get_or_create(&[("state", state)]).set(n as i64);
+        }
+    }
+}
 
 /// The blocks of a bucket, sorted out.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +101,11 @@ pub struct FetchedMetas {
     pub partial: Vec<Ulid>,
     /// Blocks hidden by a deletion mark.
     pub marked_for_deletion: Vec<Ulid>,
+    /// The deletion mark of every block that has one, hidden or not yet.
+    pub deletion_marks: BTreeMap<Ulid, DeletionMark>,
+    /// Usable blocks with a no-compact mark; found only by a fetcher that lists recursively
+    /// ([`MetaFetcher::with_recursive_listing`]).
+    pub no_compact_marked: Vec<Ulid>,
     /// Blocks younger than the consistency delay.
     pub too_fresh: Vec<Ulid>,
     /// Blocks whose meta.json does not parse.
@@ -51,7 +126,10 @@ pub struct MetaFetcher {
     concurrency: usize,
     consistency_delay: Duration,
     deletion_mark_delay: Duration,
+    recursive: bool,
     cache: Mutex<HashMap<Ulid, BlockMeta>>,
+    /// Deletion marks read, used only when a listing shows the mark is still there.
+    marks: Mutex<HashMap<Ulid, DeletionMark>>,
 }
 
 impl MetaFetcher {
@@ -63,7 +141,9 @@ impl MetaFetcher {
             concurrency: 32,
             consistency_delay: Duration::ZERO,
             deletion_mark_delay: Duration::ZERO,
+            recursive: false,
             cache: Mutex::new(HashMap::new()),
+            marks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -86,27 +166,46 @@ impl MetaFetcher {
         self
     }
 
+    /// Find blocks and their markers with one recursive listing of the bucket instead of a
+    /// request per block (Thanos's recursive block discovery): a sync then costs one listing
+    /// plus the meta.json and marks not read before. Also finds no-compact marks.
+    pub fn with_recursive_listing(mut self) -> MetaFetcher {
+        self.recursive = true;
+        self
+    }
+
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
     }
 
     /// Lists the bucket and sorts every block into usable, partial, marked, too fresh, corrupt.
     pub async fn fetch(&self) -> Result<FetchedMetas> {
-        let ids: Vec<Ulid> =
-            self.bucket.list_top_level().await?.iter().filter_map(|name| Ulid::from_string(name).ok()).collect();
+        let listing = if self.recursive { Some(self.list_block_files().await?) } else { None };
+        let ids: Vec<Ulid> = match &listing {
+            Some(files) => files.keys().copied().collect(),
+            None => {
+                self.bucket.list_top_level().await?.iter().filter_map(|name| Ulid::from_string(name).ok()).collect()
+            }
+        };
+        let has = |id: &Ulid, name: &str| listing.as_ref().map(|l| l.get(id).is_some_and(|f| f.contains(name)));
         let now = SystemTime::now();
         let mut lookups = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let found = self.load_meta(id).await;
-            let mark = match found {
-                Ok(Found::Meta(_)) => self.deletion_mark(id).await,
+            let found = match has(&id, META_FILENAME) {
+                Some(false) => Ok(Found::Partial),
+                _ => self.load_meta(id).await,
+            };
+            let mark = match (&found, has(&id, DELETION_MARK_FILENAME)) {
+                (Ok(Found::Meta(_)), Some(false)) => Ok(None),
+                (Ok(Found::Meta(_)), Some(true)) => self.cached_deletion_mark(id).await,
+                (Ok(Found::Meta(_)), None) => self.deletion_mark(id).await,
                 _ => Ok(None),
             };
-            (id, found, mark)
+            (id, found, mark, has(&id, NO_COMPACT_MARK_FILENAME) == Some(true))
         }))
         .buffer_unordered(self.concurrency);
 
         let mut out = FetchedMetas::default();
-        while let Some((id, found, mark)) = lookups.next().await {
+        while let Some((id, found, mark, no_compact)) = lookups.next().await {
             let meta = match found? {
                 Found::Meta(m) => m,
                 Found::Partial => {
@@ -120,7 +219,9 @@ impl MetaFetcher {
             };
             if let Some(mark) = mark? {
                 let marked_at = UNIX_EPOCH + Duration::from_secs(mark.deletion_time.max(0) as u64);
-                if now.duration_since(marked_at).unwrap_or_default() >= self.deletion_mark_delay {
+                let hidden = now.duration_since(marked_at).unwrap_or_default() >= self.deletion_mark_delay;
+                out.deletion_marks.insert(id, mark);
+                if hidden {
                     out.marked_for_deletion.push(id);
                     continue;
                 }
@@ -129,8 +230,12 @@ impl MetaFetcher {
                 out.too_fresh.push(id);
                 continue;
             }
+            if no_compact {
+                out.no_compact_marked.push(id);
+            }
             out.metas.insert(id, *meta);
         }
+        out.no_compact_marked.sort();
         out.partial.sort();
         out.marked_for_deletion.sort();
         out.too_fresh.sort();
@@ -159,6 +264,31 @@ impl MetaFetcher {
             Ok(m) => Ok(Found::Corrupt(format!("meta.json names block {}", m.ulid))),
             Err(e) => Ok(Found::Corrupt(e.to_string())),
         }
+    }
+
+    /// Every block's file names (relative to the block), from one recursive listing.
+    async fn list_block_files(&self) -> Result<HashMap<Ulid, HashSet<String>>> {
+        let mut out: HashMap<Ulid, HashSet<String>> = HashMap::new();
+        for o in self.bucket.list_recursive("").await? {
+            let key = o.location.as_ref();
+            let Some((dir, rel)) = key.split_once('/') else { continue };
+            if let Ok(id) = Ulid::from_string(dir) {
+                out.entry(id).or_default().insert(rel.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A deletion mark the listing shows: read once, then kept (a mark is never rewritten).
+    async fn cached_deletion_mark(&self, id: Ulid) -> Result<Option<DeletionMark>> {
+        if let Some(m) = self.marks.lock().ok().and_then(|c| c.get(&id).cloned()) {
+            return Ok(Some(m));
+        }
+        let mark = self.deletion_mark(id).await?;
+        if let (Some(m), Ok(mut c)) = (&mark, self.marks.lock()) {
+            c.insert(id, m.clone());
+        }
+        Ok(mark)
     }
 
     /// The block's deletion mark; an unreadable mark is ignored with a warning, as Thanos does
@@ -194,8 +324,9 @@ impl MetaFetcher {
 
 /// Downloads a block into `<dst_dir>/<ULID>` (meta.json, index, chunks/*; markers and unknown
 /// files stay behind) through a temporary directory renamed into place at the end. When
-/// meta.json lists the files, each must be in the bucket with that size.
-pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result<PathBuf> {
+/// meta.json lists the files, each must be in the bucket with that size. Up to
+/// `files_concurrency` files download at once (Thanos's `--block-files-concurrency`).
+pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path, files_concurrency: usize) -> Result<PathBuf> {
     let meta_key = format!("{id}/{META_FILENAME}");
     let meta_text = bucket.get_opt(&meta_key).await?.ok_or(Error::BlockNotFound(id))?;
     let meta = BlockMeta::parse(&meta_text, Path::new(&meta_key))?;
@@ -239,9 +370,15 @@ pub async fn download_block(bucket: &Bucket, id: Ulid, dst_dir: &Path) -> Result
     let chunks_dir = tmp_dir.join("chunks");
     std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::io("create dir", &chunks_dir, e))?;
     let mut total = 0u64;
-    for rel in files.keys() {
-        total += bucket.download_file(&format!("{id}/{rel}"), &tmp_dir.join(rel)).await?;
+    let mut downloads = futures::stream::iter(files.keys().map(|rel| {
+        let (key, dst) = (format!("{id}/{rel}"), tmp_dir.join(rel));
+        async move { bucket.download_file(&key, &dst).await }
+    }))
+    .buffer_unordered(files_concurrency.max(1));
+    while let Some(size) = downloads.next().await {
+        total += size?;
     }
+    drop(downloads);
     // Every file is fsynced; the directories' entries are made durable before the rename
     // publishes the block (meta.json's atomic write syncs `tmp_dir`).
     sync_dir(&chunks_dir)?;
@@ -259,6 +396,40 @@ fn remove_dir_if_exists(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove dir", dir, e)),
     }
+}
+
+/// A block's downsampling resolution in ms (0 for raw data and for blocks without a Thanos
+/// section).
+pub fn resolution(m: &BlockMeta) -> i64 {
+    m.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
+}
+
+/// Drops blocks whose sources are all in another block of the same resolution (a compactor's
+/// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
+/// then by ULID; a block is kept unless a kept one holds all its sources. Returns the kept
+/// blocks sorted by ULID and the ULIDs of the dropped ones.
+pub fn deduplicate(mut metas: Vec<BlockMeta>) -> (Vec<BlockMeta>, Vec<Ulid>) {
+    metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
+    let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
+    let mut dropped = Vec::new();
+    for m in metas {
+        let sources: HashSet<Ulid> = if m.compaction.sources.is_empty() {
+            HashSet::from([m.ulid])
+        } else {
+            m.compaction.sources.iter().copied().collect()
+        };
+        let covered =
+            kept.iter().any(|(k, ks)| resolution(k) == resolution(&m) && sources.iter().all(|s| ks.contains(s)));
+        if covered {
+            dropped.push(m.ulid);
+        } else {
+            kept.push((m, sources));
+        }
+    }
+    let mut out: Vec<BlockMeta> = kept.into_iter().map(|(m, _)| m).collect();
+    out.sort_by_key(|m| m.ulid);
+    dropped.sort();
+    (out, dropped)
 }
 
 /// Reads `range` of one of a block's files (`index`, `chunks/000001`, ...).

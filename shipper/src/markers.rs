@@ -1,7 +1,11 @@
 //! Block markers in the bucket (`<ULID>/deletion-mark.json`, ...), as Thanos writes them.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
+
+use crate::bucket::Bucket;
+use crate::Result;
 
 /// Written by the compactor (or `tools bucket mark`) when a block is to be deleted after
 /// `--delete-delay`; readers stop using the block.
@@ -28,6 +32,74 @@ impl DeletionMark {
         }
         Ok(mark)
     }
+}
+
+/// Written by the compactor (or `tools bucket mark`) on a block no compaction may take as input;
+/// the planner leaves it out without creating gaps.
+pub const NO_COMPACT_MARK_FILENAME: &str = "no-compact-mark.json";
+
+/// Thanos's reason for a block whose index has chunks out of order
+/// (`--compact.skip-block-with-out-of-order-chunks`).
+pub const OUT_OF_ORDER_CHUNKS_REASON: &str = "block-index-out-of-order-chunk";
+
+/// `no-compact-mark.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoCompactMark {
+    #[serde(with = "ulid_text")]
+    pub id: Ulid,
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+    /// Unix seconds.
+    pub no_compact_time: i64,
+    pub reason: String,
+}
+
+impl NoCompactMark {
+    /// Parses the marker; only version 1 exists.
+    pub fn parse(text: &[u8]) -> Result<NoCompactMark, String> {
+        let mark: NoCompactMark = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+        if mark.version != 1 {
+            return Err(format!("unsupported no-compact mark version {}", mark.version));
+        }
+        Ok(mark)
+    }
+}
+
+/// Writes `<id>/deletion-mark.json` unless the block has one already (an earlier mark keeps its
+/// time, so the delete delay is never restarted). Returns whether a mark was written.
+pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str, now_secs: i64) -> Result<bool> {
+    let key = format!("{id}/{DELETION_MARK_FILENAME}");
+    if bucket.exists(&key).await? {
+        return Ok(false);
+    }
+    let mark = DeletionMark { id, version: 1, details: details.to_owned(), deletion_time: now_secs };
+    bucket.put_bytes(&key, Bytes::from(to_json(&mark))).await?;
+    Ok(true)
+}
+
+/// Writes `<id>/no-compact-mark.json` unless the block has one already. Returns whether a mark
+/// was written.
+pub async fn mark_no_compact(bucket: &Bucket, id: Ulid, reason: &str, details: &str, now_secs: i64) -> Result<bool> {
+    let key = format!("{id}/{NO_COMPACT_MARK_FILENAME}");
+    if bucket.exists(&key).await? {
+        return Ok(false);
+    }
+    let mark = NoCompactMark {
+        id,
+        version: 1,
+        details: details.to_owned(),
+        no_compact_time: now_secs,
+        reason: reason.to_owned(),
+    };
+    bucket.put_bytes(&key, Bytes::from(to_json(&mark))).await?;
+    Ok(true)
+}
+
+/// The marker as Thanos writes it: indented JSON.
+fn to_json<T: Serialize>(mark: &T) -> Vec<u8> {
+    // Serialising a struct of strings and integers cannot fail.
+    serde_json::to_vec_pretty(mark).unwrap_or_default()
 }
 
 mod ulid_text {
@@ -57,5 +129,23 @@ mod tests {
         assert_eq!(m.details, "retention");
         assert!(DeletionMark::parse(br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":2,"deletion_time":1}"#).is_err());
         assert!(DeletionMark::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn parses_thanos_no_compact_mark() {
+        let text = br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"details":"x","no_compact_time":1700000000,"reason":"manual"}"#;
+        let m = NoCompactMark::parse(text).unwrap();
+        assert_eq!((m.no_compact_time, m.reason.as_str()), (1_700_000_000, "manual"));
+        let back = NoCompactMark::parse(&to_json(&m)).unwrap();
+        assert_eq!(back, m);
+        for bad in [
+            &br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":2,"no_compact_time":1,"reason":"manual"}"#[..],
+            br#"{"id":"nope","version":1,"no_compact_time":1,"reason":"manual"}"#,
+            br#"{"id":"01DRBP4RNVZ94135ZA6B10EMRR","version":1,"no_compact_time":1}"#,
+            b"{\"id\":",
+            b"",
+        ] {
+            assert!(NoCompactMark::parse(bad).is_err());
+        }
     }
 }

@@ -235,70 +235,78 @@ impl Shipper {
         }
     }
 
-    /// Uploads one block; returns the bytes sent.
+    /// Uploads one block with this shipper's labels and source; returns the bytes sent.
     async fn upload_block(&self, local: &BlockMeta) -> Result<u64> {
-        let id = local.ulid;
-        let block_dir = self.dir.join(id.to_string());
-        let started = Instant::now();
-
-        let chunks_dir = block_dir.join("chunks");
-        let mut segments = Vec::new();
-        let entries = std::fs::read_dir(&chunks_dir).map_err(|e| Error::io("read dir", &chunks_dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("read dir", &chunks_dir, e))?;
-            let md = entry.metadata().map_err(|e| Error::io("stat", entry.path(), e))?;
-            if md.is_file() {
-                if let Some(name) = entry.file_name().to_str() {
-                    segments.push((name.to_owned(), md.len()));
-                }
-            }
-        }
-        segments.sort();
-        let index_path = block_dir.join("index");
-        let index_size = std::fs::metadata(&index_path).map_err(|e| Error::io("stat", &index_path, e))?.len();
-
-        let mut files: Vec<ThanosFile> = segments
-            .iter()
-            .map(|(name, size)| ThanosFile { rel_path: format!("chunks/{name}"), size_bytes: Some(*size), hash: None })
-            .collect();
-        files.push(ThanosFile { rel_path: "index".into(), size_bytes: Some(index_size), hash: None });
-        files.push(ThanosFile { rel_path: META_FILENAME.into(), size_bytes: None, hash: None });
-        files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-        let total: u64 = files.iter().filter_map(|f| f.size_bytes).sum();
-        info!(block = %id, files = files.len(), bytes = total, "uploading block");
-
-        let mut sent = 0u64;
-        let uploads =
-            segments.iter().map(|(name, _)| format!("chunks/{name}")).chain(std::iter::once("index".to_owned()));
-        for rel in uploads {
-            let key = format!("{id}/{rel}");
-            let path = block_dir.join(&rel);
-            let file_started = Instant::now();
-            let up = self.retry.run("upload file", || self.bucket.upload_file(&key, &path)).await?;
-            sent += up.size;
-            debug!(block = %id, file = %rel, bytes = up.size, parts = up.parts, ms = file_started.elapsed().as_millis() as u64,
-                   done = sent, of = total, "uploaded file");
-        }
-
         let mut meta = local.clone();
         let mut thanos = meta.thanos.take().unwrap_or_default();
         thanos.version = Some(1);
         thanos.labels = self.labels.lock().map(|l| l.clone()).unwrap_or_default();
         thanos.source = self.source.clone();
-        thanos.segment_files = segments.iter().map(|(name, _)| name.clone()).collect();
-        thanos.files = files;
-        thanos.upload_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         meta.thanos = Some(thanos);
-        let meta_json = Bytes::from(meta.to_json());
-        let meta_key = format!("{id}/{META_FILENAME}");
-        self.retry.run("upload meta.json", || self.bucket.put_bytes(&meta_key, meta_json.clone())).await?;
-        sent += meta_json.len() as u64;
-
-        let secs = started.elapsed().as_secs_f64();
-        info!(block = %id, bytes = sent, duration_ms = (secs * 1000.0) as u64,
-              mib_per_s = format!("{:.1}", sent as f64 / (1 << 20) as f64 / secs.max(1e-9)), "uploaded block");
-        Ok(sent)
+        upload_block(&self.bucket, &self.retry, &self.dir.join(local.ulid.to_string()), meta).await
     }
+}
+
+/// Uploads the block in `block_dir` (`chunks/*`, `index`, then `meta.json` last) with `meta`,
+/// whose `thanos` section (labels, source, resolution) the caller has set; the segment files,
+/// file list and upload time are filled in here. Returns the bytes sent.
+pub async fn upload_block(bucket: &Bucket, retry: &RetryPolicy, block_dir: &Path, mut meta: BlockMeta) -> Result<u64> {
+    let id = meta.ulid;
+    let started = Instant::now();
+
+    let chunks_dir = block_dir.join("chunks");
+    let mut segments = Vec::new();
+    let entries = std::fs::read_dir(&chunks_dir).map_err(|e| Error::io("read dir", &chunks_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read dir", &chunks_dir, e))?;
+        let md = entry.metadata().map_err(|e| Error::io("stat", entry.path(), e))?;
+        if md.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                segments.push((name.to_owned(), md.len()));
+            }
+        }
+    }
+    segments.sort();
+    let index_path = block_dir.join("index");
+    let index_size = std::fs::metadata(&index_path).map_err(|e| Error::io("stat", &index_path, e))?.len();
+
+    let mut files: Vec<ThanosFile> = segments
+        .iter()
+        .map(|(name, size)| ThanosFile { rel_path: format!("chunks/{name}"), size_bytes: Some(*size), hash: None })
+        .collect();
+    files.push(ThanosFile { rel_path: "index".into(), size_bytes: Some(index_size), hash: None });
+    files.push(ThanosFile { rel_path: META_FILENAME.into(), size_bytes: None, hash: None });
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    let total: u64 = files.iter().filter_map(|f| f.size_bytes).sum();
+    info!(block = %id, files = files.len(), bytes = total, "uploading block");
+
+    let mut sent = 0u64;
+    let uploads = segments.iter().map(|(name, _)| format!("chunks/{name}")).chain(std::iter::once("index".to_owned()));
+    for rel in uploads {
+        let key = format!("{id}/{rel}");
+        let path = block_dir.join(&rel);
+        let file_started = Instant::now();
+        let up = retry.run("upload file", || bucket.upload_file(&key, &path)).await?;
+        sent += up.size;
+        debug!(block = %id, file = %rel, bytes = up.size, parts = up.parts, ms = file_started.elapsed().as_millis() as u64,
+               done = sent, of = total, "uploaded file");
+    }
+
+    let mut thanos = meta.thanos.take().unwrap_or_default();
+    thanos.version = Some(1);
+    thanos.segment_files = segments.iter().map(|(name, _)| name.clone()).collect();
+    thanos.files = files;
+    thanos.upload_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    meta.thanos = Some(thanos);
+    let meta_json = Bytes::from(meta.to_json());
+    let meta_key = format!("{id}/{META_FILENAME}");
+    retry.run("upload meta.json", || bucket.put_bytes(&meta_key, meta_json.clone())).await?;
+    sent += meta_json.len() as u64;
+
+    let secs = started.elapsed().as_secs_f64();
+    info!(block = %id, bytes = sent, duration_ms = (secs * 1000.0) as u64,
+          mib_per_s = format!("{:.1}", sent as f64 / (1 << 20) as f64 / secs.max(1e-9)), "uploaded block");
+    Ok(sent)
 }
 
 /// Readable block metas, and the blocks whose meta.json could not be read.

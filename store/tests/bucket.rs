@@ -428,7 +428,7 @@ fn the_selector_picks_blocks() {
     let store = |yaml: &str| {
         let options = BucketStoreOptions {
             data_dir: f.data_dir.clone(),
-            selector: strata_store::bucket::relabel::Relabel::parse(yaml).unwrap(),
+            selector: strata_shipper::relabel::Relabel::parse(yaml).unwrap(),
             ..BucketStoreOptions::default()
         };
         let store =

@@ -17,8 +17,14 @@ use strata_tsdb::Labels;
 pub type Series = (Labels, Vec<(i64, f64)>);
 
 /// Writes `series` as one level-1 block under `dir` with `BlockWriter`, in chunks of 120
-/// samples; returns the block's ULID.
+/// samples, spanning its samples; returns the block's ULID.
 pub fn write_block(dir: &Path, series: &[Series]) -> strata_tsdb::Result<ulid::Ulid> {
+    write_block_in(dir, series, None)
+}
+
+/// [`write_block`] with the block's time range given (`[min, max)`, as a receiver cuts 2h
+/// blocks) instead of taken from the samples.
+pub fn write_block_in(dir: &Path, series: &[Series], range: Option<(i64, i64)>) -> strata_tsdb::Result<ulid::Ulid> {
     let mut sorted: Vec<&Series> = series.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let id = ulid::Ulid::new();
@@ -48,7 +54,8 @@ pub fn write_block(dir: &Path, series: &[Series]) -> strata_tsdb::Result<ulid::U
         max = max.max(samples[samples.len() - 1].0);
         w.add_series(labels, &chunks)?;
     }
-    w.finish(min, max + 1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
+    let (min, max) = range.unwrap_or((min, max + 1));
+    w.finish(min, max, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })?;
     Ok(id)
 }
 

@@ -96,7 +96,7 @@ async fn filesystem_bucket_end_to_end() {
     // Download: the block comes back whole and promtool opens it.
     let dl = tmp.path().join("download");
     let id0 = Ulid::from_string(&ids[0]).expect("ulid");
-    let got = download_block(&bucket, id0, &dl).await.expect("download");
+    let got = download_block(&bucket, id0, &dl, 2).await.expect("download");
     assert_eq!(got, dl.join(&ids[0]));
     assert_eq!(local_files(&got), local_files(&blocks[0]));
     for rel in local_files(&blocks[0]).keys() {
@@ -157,6 +157,25 @@ async fn filesystem_bucket_end_to_end() {
         .await
         .expect("fetch");
     assert!(lenient.metas.contains_key(&id1), "a mark younger than the delay does not hide the block yet");
+
+    // One recursive listing sorts the blocks out the same, and finds no-compact marks; a mark
+    // removed is seen gone at the next fetch although its content was kept.
+    let id2 = Ulid::from_string(&ids[2]).expect("ulid");
+    bucket.put_bytes(&format!("{id2}/no-compact-mark.json"), b"{}".to_vec().into()).await.expect("put no-compact mark");
+    let recursive = MetaFetcher::new(bucket.clone()).with_recursive_listing();
+    let listed = recursive.fetch().await.expect("fetch");
+    assert_eq!(listed.metas.keys().copied().collect::<Vec<_>>(), want);
+    assert_eq!((listed.marked_for_deletion.clone(), listed.partial.clone()), (vec![id1], vec![partial]));
+    assert_eq!(listed.no_compact_marked, vec![id2]);
+    assert_eq!(listed.deletion_marks.get(&id1), Some(&mark));
+    assert!(fetched.no_compact_marked.is_empty(), "only a recursive listing looks for no-compact marks");
+    bucket.delete(&format!("{id1}/{DELETION_MARK_FILENAME}")).await.expect("delete mark");
+    let listed = recursive.fetch().await.expect("fetch");
+    assert!(listed.metas.contains_key(&id1) && listed.deletion_marks.is_empty());
+    bucket
+        .put_bytes(&format!("{id1}/{DELETION_MARK_FILENAME}"), serde_json::to_vec(&mark).expect("json").into())
+        .await
+        .expect("put mark");
 
     let mut out = Vec::new();
     tools::bucket_ls(&bucket, &mut out).await.expect("ls");

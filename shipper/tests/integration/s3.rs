@@ -119,10 +119,10 @@ async fn s3_ships_blocks_with_thanos_meta_and_multipart() {
     assert_eq!(fetched.metas.len(), blocks.len());
     let dl = tmp.path().join("download");
     let id0 = id_of(&blocks[0]);
-    download_block(&bucket, Ulid::from_string(&id0).expect("ulid"), &dl).await.expect("download");
+    download_block(&bucket, Ulid::from_string(&id0).expect("ulid"), &dl, 1).await.expect("download");
     let analysis = promtool(&["tsdb", "analyze", path_arg(&dl), &id0]);
     assert!(analysis.contains("Series: 3"), "{analysis}");
-    let got = download_block(&bucket, Ulid::from_string(&big).expect("ulid"), &dl).await.expect("download big");
+    let got = download_block(&bucket, Ulid::from_string(&big).expect("ulid"), &dl, 4).await.expect("download big");
     assert_eq!(
         std::fs::read(got.join("chunks/000002")).expect("downloaded"),
         std::fs::read(blocks[1].join("chunks/000002")).expect("local")

@@ -7,7 +7,6 @@
 pub mod block;
 pub mod cache;
 pub mod partition;
-pub mod relabel;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -18,11 +17,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use strata_shipper::{Bucket, FetchedMetas, MetaFetcher};
+use strata_shipper::relabel::Relabel;
+use strata_shipper::{deduplicate, resolution, Bucket, FetchedMetas, FetcherMetrics, MetaFetcher};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::labels::Labels;
@@ -33,7 +31,6 @@ use ulid::Ulid;
 use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
 use self::cache::IndexCache;
 pub use self::cache::{IndexCacheBackend, IndexCacheConfig};
-use self::relabel::Relabel;
 use crate::external::ExternalLabels;
 use crate::{merge_limited, merged_labels, Component, Store, StoreInfo, TsdbInfo};
 
@@ -116,30 +113,11 @@ pub enum SyncError {
     Fetch(#[from] strata_shipper::Error),
 }
 
-/// States of `thanos_blocks_meta_synced`, as Thanos's fetcher names them.
-const SYNCED_STATES: [&str; 10] = [
-    "corrupted-meta-json",
-    "duplicate",
-    "failed",
-    "label-excluded",
-    "loaded",
-    "marked-for-deletion",
-    "marked-for-no-compact",
-    "no-meta-json",
-    "time-excluded",
-    "too-fresh",
-];
-
-type StateLabel = [(&'static str, &'static str); 1];
-
 /// Thanos's metric names for the meta sync (`thanos_blocks_meta_*`) and the bucket store
 /// (`thanos_bucket_store_*`), plus the bucket reads.
 #[derive(Clone)]
 struct Metrics {
-    syncs: Counter,
-    sync_failures: Counter,
-    sync_duration: Histogram,
-    synced: Family<StateLabel, Gauge>,
+    meta: FetcherMetrics,
     blocks_loaded: Gauge,
     block_loads: Counter,
     block_load_failures: Counter,
@@ -150,35 +128,13 @@ struct Metrics {
 impl Metrics {
     fn new(registry: &mut Registry, fetch: &FetchStats) -> Self {
         let m = Metrics {
-            syncs: Counter::default(),
-            sync_failures: Counter::default(),
-            sync_duration: Histogram::new([0.01, 1., 10., 100., 300., 600., 1000.]),
-            synced: Family::default(),
+            meta: FetcherMetrics::new(registry),
             blocks_loaded: Gauge::default(),
             block_loads: Counter::default(),
             block_load_failures: Counter::default(),
             block_drops: Counter::default(),
             block_drop_failures: Counter::default(),
         };
-        registry.register(
-            "thanos_blocks_meta_syncs",
-            "Total blocks metadata synchronization attempts",
-            m.syncs.clone(),
-        );
-        registry.register(
-            "thanos_blocks_meta_sync_failures",
-            "Total blocks metadata synchronization failures",
-            m.sync_failures.clone(),
-        );
-        registry.register(
-            "thanos_blocks_meta_sync_duration_seconds",
-            "Duration of the blocks metadata synchronization in seconds",
-            m.sync_duration.clone(),
-        );
-        registry.register("thanos_blocks_meta_synced", "Number of block metadata synced", m.synced.clone());
-        for state in SYNCED_STATES {
-            m.synced.get_or_create(&[("state", state)]).set(0);
-        }
         registry.register(
             "thanos_bucket_store_blocks_loaded",
             "Number of currently loaded blocks",
@@ -270,20 +226,18 @@ impl BucketStore {
     /// longer to serve and removes their local files.
     pub async fn sync(&self) -> Result<(), SyncError> {
         let started = Instant::now();
-        self.metrics.syncs.inc();
+        self.metrics.meta.syncs.inc();
         let fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
             Err(e) => {
-                self.metrics.sync_failures.inc();
+                self.metrics.meta.sync_failures.inc();
                 return Err(e.into());
             }
         };
         let first = !self.is_synced();
         let (wanted, counts) = self.filter(fetched);
-        for (state, n) in counts {
-            self.metrics.synced.get_or_create(&[("state", state)]).set(n as i64);
-        }
-        self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.meta.set_synced(&counts);
+        self.metrics.meta.sync_duration.observe(started.elapsed().as_secs_f64());
 
         let loaded: HashSet<Ulid> = self.blocks.read().keys().copied().collect();
         let to_load: Vec<BlockMeta> = wanted.values().filter(|m| !loaded.contains(&m.ulid)).cloned().collect();
@@ -377,7 +331,7 @@ impl BucketStore {
             })
             .collect();
         let label_excluded = before - time_excluded - selected.len();
-        let kept = deduplicate(selected);
+        let (kept, _) = deduplicate(selected);
         let duplicate = before - time_excluded - label_excluded - kept.len();
         // Thanos serves the three resolutions its compactor makes and refuses to load others.
         let (kept, odd): (Vec<BlockMeta>, Vec<BlockMeta>) =
@@ -448,10 +402,6 @@ impl BucketStore {
 const RESOLUTIONS: [i64; 3] = [3_600_000, 300_000, 0];
 
 /// A block's downsampling resolution (ms); 0 for raw data.
-fn resolution(m: &BlockMeta) -> i64 {
-    m.thanos.as_ref().map_or(0, |t| t.downsample.resolution)
-}
-
 /// A block's time range (`max_time` exclusive, as in meta.json) and resolution.
 #[derive(Debug, Clone, Copy)]
 struct BlockSpan {
@@ -503,29 +453,6 @@ fn blocks_for(spans: &[BlockSpan], mint: i64, maxt: i64, max_resolution: i64) ->
     fill(spans, &levels, mint, maxt, 0, &mut out);
     let mut seen = HashSet::new();
     out.retain(|&i| seen.insert(i));
-    out
-}
-
-/// Drops blocks whose sources are all in another block of the same resolution (a compactor's
-/// output beside its inputs), as Thanos's `DeduplicateFilter`: blocks with more sources first,
-/// then by ULID; a block is kept unless a kept one holds all its sources.
-fn deduplicate(mut metas: Vec<BlockMeta>) -> Vec<BlockMeta> {
-    metas.sort_by(|a, b| b.compaction.sources.len().cmp(&a.compaction.sources.len()).then(a.ulid.cmp(&b.ulid)));
-    let mut kept: Vec<(BlockMeta, HashSet<Ulid>)> = Vec::new();
-    for m in metas {
-        let sources: HashSet<Ulid> = if m.compaction.sources.is_empty() {
-            HashSet::from([m.ulid])
-        } else {
-            m.compaction.sources.iter().copied().collect()
-        };
-        let covered =
-            kept.iter().any(|(k, ks)| resolution(k) == resolution(&m) && sources.iter().all(|s| ks.contains(s)));
-        if !covered {
-            kept.push((m, sources));
-        }
-    }
-    let mut out: Vec<BlockMeta> = kept.into_iter().map(|(m, _)| m).collect();
-    out.sort_by_key(|m| m.ulid);
     out
 }
 

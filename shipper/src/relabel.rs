@@ -1,6 +1,6 @@
-//! Prometheus relabelling (`relabel_configs`) for the store gateway's block selector
-//! (`--selector.relabel-config`): each block's external labels plus `__block_id` (its ULID) go
-//! through the rules; a block is served when any label is left, as Thanos's
+//! Prometheus relabelling (`relabel_configs`) for the block selector of the store gateway and
+//! the compactor (`--selector.relabel-config`): each block's external labels plus `__block_id`
+//! (its ULID) go through the rules; a block is used when any label is left, as Thanos's
 //! `LabelShardedMetaFilter` decides. Actions and defaults are Prometheus 3.x's
 //! (model/relabel/relabel.go): `replace`, `keep`, `drop`, `keepequal`, `dropequal`, `hashmod`,
 //! `labelmap`, `labeldrop`, `labelkeep`, `lowercase`, `uppercase`.

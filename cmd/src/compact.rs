@@ -1,0 +1,179 @@
+//! `strata compact`: the compactor over a bucket, with Thanos's `compact` flags. One pass, or
+//! with `--wait` one pass every `--wait-interval` until stopped; `/metrics`, `/-/healthy` and
+//! `/-/ready` on `--http-address` meanwhile.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use clap::Args;
+use strata_compact::{CompactMetrics, Compactor, CompactorOptions, Retention};
+use strata_receiver::metrics::Metrics;
+
+use crate::store::selector_flag;
+use crate::{bind_flag, build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
+
+#[derive(Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    objstore: objstore::ObjstoreArgs,
+    /// Scratch space: blocks are downloaded and merged here, and removed afterwards.
+    #[arg(long = "data-dir", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address for /metrics, /-/healthy and /-/ready.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: SocketAddr,
+    /// Keep running, one pass every --wait-interval; without it one pass, then exit.
+    #[arg(long = "wait")]
+    wait: bool,
+    /// Time between passes with --wait.
+    #[arg(long = "wait-interval", default_value = "5m", value_parser = parse_duration_flag)]
+    wait_interval: i64,
+    /// Blocks uploaded less than this long ago are left alone (except compactor output).
+    #[arg(long = "consistency-delay", default_value = "30m", value_parser = parse_duration_flag)]
+    consistency_delay: i64,
+    /// How long a block marked for deletion stays before it is deleted; readers stop using it
+    /// meanwhile.
+    #[arg(long = "delete-delay", default_value = "48h", value_parser = parse_duration_flag)]
+    delete_delay: i64,
+    /// How long raw blocks are kept; 0 keeps them forever.
+    #[arg(long = "retention.resolution-raw", default_value = "0d", value_parser = parse_duration_flag)]
+    retention_raw: i64,
+    /// How long 5m-downsampled blocks are kept; 0 keeps them forever.
+    #[arg(long = "retention.resolution-5m", default_value = "0d", value_parser = parse_duration_flag)]
+    retention_5m: i64,
+    /// How long 1h-downsampled blocks are kept; 0 keeps them forever.
+    #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration_flag)]
+    retention_1h: i64,
+    /// Do not downsample. Downsampling is not built yet, so no pass downsamples either way.
+    #[arg(long = "downsampling.disable")]
+    downsampling_disable: bool,
+    /// Merge overlapping blocks of a group (vertical compaction) instead of halting.
+    #[arg(long = "compact.enable-vertical-compaction")]
+    vertical_compaction: bool,
+    /// External label naming a replica (repeatable): removed from the blocks' labels before
+    /// grouping, so replicas are merged into one block; implies vertical compaction.
+    #[arg(long = "deduplication.replica-label")]
+    replica_labels: Vec<String>,
+    /// How replicas' samples are merged: empty for the 1:1 chain merge (one sample per
+    /// timestamp). `penalty` is not built yet.
+    #[arg(long = "deduplication.func", default_value = "")]
+    dedup_func: String,
+    /// Groups compacted at once.
+    #[arg(long = "compact.concurrency", default_value_t = 1)]
+    concurrency: usize,
+    /// Blocks of one compaction downloaded at once.
+    #[arg(long = "compact.blocks-fetch-concurrency", default_value_t = 1)]
+    blocks_fetch_concurrency: usize,
+    /// Files of one block downloaded at once.
+    #[arg(long = "block-files-concurrency", default_value_t = 1)]
+    block_files_concurrency: usize,
+    /// Mark blocks whose index has out-of-order chunks no-compact instead of halting.
+    #[arg(long = "compact.skip-block-with-out-of-order-chunks")]
+    skip_out_of_order_chunks: bool,
+    /// Relabel configs (Prometheus's `relabel_configs` YAML) selecting the blocks this
+    /// compactor owns by their external labels and `__block_id`.
+    #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
+    selector_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "selector.relabel-config")]
+    selector_relabel_config: Option<String>,
+}
+
+pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
+    let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
+    match a.dedup_func.as_str() {
+        "" => {}
+        "penalty" => anyhow::bail!(
+            "--deduplication.func=penalty: the penalty merge is not built into the compactor yet; leave the flag \
+             empty for the 1:1 chain merge"
+        ),
+        other => anyhow::bail!("--deduplication.func={other:?}: unknown; the choices are \"\" and \"penalty\""),
+    }
+    if a.replica_labels.iter().any(String::is_empty) {
+        anyhow::bail!("--deduplication.replica-label: a replica label name must not be empty");
+    }
+    let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
+    if !a.downsampling_disable {
+        tracing::info!("downsampling is not built yet: blocks are compacted at their own resolution only");
+    }
+    let options = CompactorOptions {
+        data_dir: a.data_dir.clone(),
+        consistency_delay: millis(a.consistency_delay),
+        delete_delay: millis(a.delete_delay),
+        retention: Retention {
+            raw: millis(a.retention_raw),
+            five_minutes: millis(a.retention_5m),
+            one_hour: millis(a.retention_1h),
+        },
+        vertical_compaction: a.vertical_compaction,
+        replica_labels: a.replica_labels.clone(),
+        concurrency: a.concurrency,
+        blocks_fetch_concurrency: a.blocks_fetch_concurrency,
+        block_files_concurrency: a.block_files_concurrency,
+        selector,
+        skip_out_of_order_chunks: a.skip_out_of_order_chunks,
+        ..CompactorOptions::default()
+    };
+    let build = build_info();
+    let mut metrics = Metrics::for_process(&build);
+    let compactor = Arc::new(Compactor::new(bucket, options, CompactMetrics::new(metrics.registry_mut())));
+    let metrics = Arc::new(metrics);
+
+    let http = bind_flag("--http-address", a.http_address).await?;
+    tracing::info!(
+        http = %http.local_addr().context("HTTP listener address")?,
+        data_dir = %a.data_dir.display(),
+        wait = a.wait,
+        replica_labels = %a.replica_labels.join(","),
+        "starting compactor"
+    );
+    let scraped = metrics.clone();
+    let router = axum::Router::new()
+        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
+        .route("/-/healthy", get(|| std::future::ready("OK\n")))
+        .route("/-/ready", get(|| std::future::ready("OK\n")));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = serve_http(http, router, stop_rx, "http");
+
+    let result = if a.wait {
+        run_waiting(&compactor, millis(a.wait_interval)).await
+    } else {
+        compactor.run_once().await.map_err(Into::into)
+    };
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    result
+}
+
+/// A pass every `interval` until SIGTERM or Ctrl-C. After a halt no pass runs again, but the
+/// process keeps serving its metrics (`thanos_compact_halted` = 1) for an operator to see, as
+/// Thanos's compactor does; other errors are logged and the next pass tries again.
+async fn run_waiting(compactor: &Compactor, interval: std::time::Duration) -> anyhow::Result<()> {
+    let interval = interval.max(std::time::Duration::from_secs(1));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut halted = false;
+    loop {
+        if !halted {
+            match compactor.run_once().await {
+                Ok(()) => {}
+                Err(e) if e.is_halt() => {
+                    tracing::error!(error = %e, "critical error detected; halting compaction (metrics stay served)");
+                    halted = true;
+                }
+                Err(e) => tracing::error!(error = %e, "compaction pass failed; trying again after the wait interval"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        }
+    }
+}

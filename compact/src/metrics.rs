@@ -1,0 +1,108 @@
+//! The compactor's metrics, with Thanos's names (pkg/compact, cmd/thanos/compact.go).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use strata_shipper::FetcherMetrics;
+
+type GroupLabel = [(&'static str, String); 1];
+type MarkLabels = [(&'static str, String); 2];
+
+/// Counters and gauges of a compactor, registered once.
+#[derive(Clone)]
+pub struct CompactMetrics {
+    /// The meta syncs (`thanos_blocks_meta_*`), as the store gateway counts its own.
+    pub meta: FetcherMetrics,
+    /// Group compactions that made a new block.
+    pub compactions: Family<GroupLabel, Counter>,
+    pub runs_started: Family<GroupLabel, Counter>,
+    pub runs_completed: Family<GroupLabel, Counter>,
+    pub failures: Family<GroupLabel, Counter>,
+    /// 1 once compaction has stopped on an error an operator must look at.
+    pub halted: Gauge,
+    /// Whole passes (sync, compaction, retention, cleanup) that finished.
+    pub iterations: Counter,
+    pub blocks_cleaned: Counter,
+    pub cleanup_failures: Counter,
+    pub blocks_marked: Family<MarkLabels, Counter>,
+    /// Compactions still to do, as planned from the last sync.
+    pub todo_compactions: Gauge,
+}
+
+impl CompactMetrics {
+    pub fn new(registry: &mut Registry) -> CompactMetrics {
+        let m = CompactMetrics {
+            meta: FetcherMetrics::new(registry),
+            compactions: Family::default(),
+            runs_started: Family::default(),
+            runs_completed: Family::default(),
+            failures: Family::default(),
+            halted: Gauge::default(),
+            iterations: Counter::default(),
+            blocks_cleaned: Counter::default(),
+            cleanup_failures: Counter::default(),
+            blocks_marked: Family::default(),
+            todo_compactions: Gauge::default(),
+        };
+        registry.register(
+            "thanos_compact_group_compactions",
+            "Total number of group compaction attempts that resulted in a new block.",
+            m.compactions.clone(),
+        );
+        registry.register(
+            "thanos_compact_group_compaction_runs_started",
+            "Total number of group compaction attempts.",
+            m.runs_started.clone(),
+        );
+        registry.register(
+            "thanos_compact_group_compaction_runs_completed",
+            "Total number of group completed compaction runs. This also includes compactor group runs that resulted with no compaction.",
+            m.runs_completed.clone(),
+        );
+        registry.register(
+            "thanos_compact_group_compactions_failures",
+            "Total number of failed group compactions.",
+            m.failures.clone(),
+        );
+        registry.register(
+            "thanos_compact_halted",
+            "Set to 1 if the compactor halted due to an unexpected error.",
+            m.halted.clone(),
+        );
+        registry.register(
+            "thanos_compact_iterations",
+            "Total number of iterations that were executed successfully.",
+            m.iterations.clone(),
+        );
+        registry.register(
+            "thanos_compact_blocks_cleaned",
+            "Total number of blocks deleted in compactor.",
+            m.blocks_cleaned.clone(),
+        );
+        registry.register(
+            "thanos_compact_block_cleanup_failures",
+            "Failures encountered while deleting blocks in compactor.",
+            m.cleanup_failures.clone(),
+        );
+        registry.register(
+            "thanos_compact_blocks_marked",
+            "Total number of blocks marked in compactor.",
+            m.blocks_marked.clone(),
+        );
+        registry.register(
+            "thanos_compact_todo_compactions",
+            "The number of planned compactions.",
+            m.todo_compactions.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn group(&self, key: &str) -> GroupLabel {
+        [("group", key.to_owned())]
+    }
+
+    pub(crate) fn marked(&self, marker: &str, reason: &str) {
+        self.blocks_marked.get_or_create(&[("marker", marker.to_owned()), ("reason", reason.to_owned())]).inc();
+    }
+}
