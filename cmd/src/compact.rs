@@ -47,7 +47,8 @@ pub struct CompactArgs {
     /// How long 1h-downsampled blocks are kept; 0 keeps them forever.
     #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration_flag)]
     retention_1h: i64,
-    /// Do not downsample. Downsampling is not built yet, so no pass downsamples either way.
+    /// Do not downsample: raw blocks of 40h and more are otherwise downsampled to 5m, 5m blocks
+    /// of 10 days and more to 1h.
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
     /// Merge overlapping blocks of a group (vertical compaction) instead of halting.
@@ -97,9 +98,6 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     }
     let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
-    if !a.downsampling_disable {
-        tracing::info!("downsampling is not built yet: blocks are compacted at their own resolution only");
-    }
     let options = CompactorOptions {
         data_dir: a.data_dir.clone(),
         consistency_delay: millis(a.consistency_delay),
@@ -116,6 +114,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         block_files_concurrency: a.block_files_concurrency,
         selector,
         skip_out_of_order_chunks: a.skip_out_of_order_chunks,
+        downsampling: !a.downsampling_disable,
         ..CompactorOptions::default()
     };
     let build = build_info();

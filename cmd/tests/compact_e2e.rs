@@ -307,6 +307,16 @@ fn ha_replicas_compact_to_two_day_blocks_with_the_same_answers() {
         (70, 72, 2, 2),
     ]);
     assert_eq!(spans, want, "blocks after compaction (hours from t0, level, sources)\n{log}");
+    // The 2d block spans more than 40h: it is downsampled to 5m as well (the bytes are
+    // Thanos's: tests/downsample_identity.rs); nothing else is long enough.
+    let resolution = |m: &BlockMeta| m.thanos.as_ref().map_or(0, |t| t.downsample.resolution);
+    let downsampled: Vec<(i64, i64, usize)> = live
+        .iter()
+        .filter(|m| resolution(m) != 0)
+        .map(|m| (resolution(m), (m.max_time - m.min_time) / HOUR, m.compaction.sources.len()))
+        .collect();
+    assert_eq!(downsampled, [(5 * MINUTE, 48, 48)], "downsampled blocks (resolution, hours, sources)\n{log}");
+    assert!(log.contains("downsampled block uploaded"), "no downsampling line in the log:\n{log}");
 
     let after = env.answers("after", 72);
     assert_same(&before, &after, "after strata compact");

@@ -67,6 +67,8 @@ pub struct CompactorOptions {
     pub skip_out_of_order_chunks: bool,
     /// Block ranges of the levels; the first is the uploaded blocks' range.
     pub ranges: Vec<i64>,
+    /// Downsample raw and 5m blocks after compacting (not `--downsampling.disable`).
+    pub downsampling: bool,
 }
 
 impl Default for CompactorOptions {
@@ -85,14 +87,15 @@ impl Default for CompactorOptions {
             selector: Relabel::default(),
             skip_out_of_order_chunks: false,
             ranges: DEFAULT_RANGES.to_vec(),
+            downsampling: true,
         }
     }
 }
 
 /// The bucket's blocks as the compactor sees them.
-struct Synced {
+pub(crate) struct Synced {
     /// Selected, replica labels removed, superseded blocks dropped.
-    metas: Vec<BlockMeta>,
+    pub(crate) metas: Vec<BlockMeta>,
     /// Blocks whose sources another block holds.
     duplicates: Vec<Ulid>,
     no_compact: HashSet<Ulid>,
@@ -101,11 +104,11 @@ struct Synced {
 }
 
 pub struct Compactor {
-    bucket: Bucket,
+    pub(crate) bucket: Bucket,
     fetcher: MetaFetcher,
-    options: CompactorOptions,
+    pub(crate) options: CompactorOptions,
     metrics: CompactMetrics,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
 }
 
 fn now() -> Duration {
@@ -134,7 +137,7 @@ impl Compactor {
         &self.metrics
     }
 
-    /// One pass: compaction until nothing more is planned, retention, cleanup. A halt error
+    /// One pass: compaction until nothing more is planned, downsampling, retention, cleanup. A halt error
     /// sets `thanos_compact_halted` and leaves retention and cleanup undone.
     pub async fn run_once(&self) -> Result<()> {
         let started = Instant::now();
@@ -146,6 +149,9 @@ impl Compactor {
             }
             return Err(e);
         }
+        if self.options.downsampling {
+            self.downsample_all().await?;
+        }
         self.apply_retention().await?;
         self.clean().await?;
         self.metrics.iterations.inc();
@@ -153,7 +159,7 @@ impl Compactor {
         Ok(())
     }
 
-    async fn sync(&self) -> Result<Synced> {
+    pub(crate) async fn sync(&self) -> Result<Synced> {
         let started = Instant::now();
         self.metrics.meta.syncs.inc();
         let fetched = match self.fetcher.fetch().await {
@@ -501,7 +507,7 @@ fn describe_overlap(run: &[&BlockMeta]) -> String {
     )
 }
 
-fn remove_dir(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

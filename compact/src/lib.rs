@@ -2,10 +2,12 @@
 //! external labels and resolution, planned into 8h, 2d and 14d blocks, merged (vertically,
 //! across replicas, when replica labels are given), uploaded with the `thanos` section, their
 //! inputs marked for deletion; retention per resolution; deletion of marked blocks after the
-//! delete delay and of abandoned partial uploads. Downsampling is not part of it yet.
+//! delete delay and of abandoned partial uploads; raw blocks downsampled to 5m and 5m blocks to
+//! 1h, as Thanos's compactor does after compacting.
 
 pub mod clean;
 pub mod compactor;
+mod downsample;
 pub mod error;
 pub mod group;
 pub mod metrics;

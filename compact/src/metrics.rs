@@ -28,6 +28,8 @@ pub struct CompactMetrics {
     pub blocks_marked: Family<MarkLabels, Counter>,
     /// Compactions still to do, as planned from the last sync.
     pub todo_compactions: Gauge,
+    pub downsamples: Family<GroupLabel, Counter>,
+    pub downsample_failures: Family<GroupLabel, Counter>,
 }
 
 impl CompactMetrics {
@@ -44,6 +46,8 @@ impl CompactMetrics {
             cleanup_failures: Counter::default(),
             blocks_marked: Family::default(),
             todo_compactions: Gauge::default(),
+            downsamples: Family::default(),
+            downsample_failures: Family::default(),
         };
         registry.register(
             "thanos_compact_group_compactions",
@@ -94,6 +98,12 @@ impl CompactMetrics {
             "thanos_compact_todo_compactions",
             "The number of planned compactions.",
             m.todo_compactions.clone(),
+        );
+        registry.register("thanos_compact_downsample", "Total number of downsampling attempts.", m.downsamples.clone());
+        registry.register(
+            "thanos_compact_downsample_failures",
+            "Total number of failed downsampling attempts.",
+            m.downsample_failures.clone(),
         );
         m
     }
