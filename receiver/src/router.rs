@@ -408,6 +408,15 @@ impl Router {
                 peer.mark_available();
                 Ok(())
             }
+            // The call's own grpc-timeout (the same deadline) can fire before the timer above;
+            // either way the deadline ran out, which Thanos reports as such.
+            Ok(Err(status))
+                if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+                    && Instant::now() >= deadline =>
+            {
+                self.metrics.count(false);
+                Err(Failure::timeout(address))
+            }
             Ok(Err(status)) => {
                 // Conflicts are the sender's data, not a failure of the peer.
                 if status.code() != tonic::Code::AlreadyExists {
