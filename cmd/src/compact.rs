@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::get;
 use clap::Args;
 use strata_compact::{CompactMetrics, Compactor, CompactorOptions, Retention};
 use strata_receiver::metrics::Metrics;
 
 use crate::store::selector_flag;
-use crate::{bind_flag, build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, millis, objstore, ops_routes, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct CompactArgs {
@@ -130,11 +129,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         replica_labels = %a.replica_labels.join(","),
         "starting compactor"
     );
-    let scraped = metrics.clone();
-    let router = axum::Router::new()
-        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route("/-/ready", get(|| std::future::ready("OK\n")));
+    let router = ops_routes(metrics.clone(), || None);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = serve_http(http, router, stop_rx, "http");
 

@@ -473,6 +473,29 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// The HTTP endpoints every component serves: `/metrics` (`metrics` in the OpenMetrics
+/// format), `/-/healthy`, and `/-/ready`, answering 503 with the reason `not_ready` gives while
+/// it gives one.
+pub(crate) fn ops_routes(
+    metrics: Arc<strata_receiver::metrics::Metrics>,
+    not_ready: impl Fn() -> Option<String> + Clone + Send + Sync + 'static,
+) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&metrics))))
+        .route("/-/healthy", get(|| std::future::ready("OK\n")))
+        .route(
+            "/-/ready",
+            get(move || {
+                std::future::ready(match not_ready() {
+                    None => (StatusCode::OK, "OK\n".to_owned()),
+                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+                })
+            }),
+        )
+}
+
 /// The text of a configuration given as a file (flag `file_flag`) or inline (flag
 /// `inline_flag`), with where it came from (the file's path or the inline flag) for the
 /// parser's errors; `None` when neither is given.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::routing::get;
 use clap::Args;
 use strata_query::api::{ApiState, QuerierOptions};
 use strata_query::engine::DedupFunc;
@@ -20,7 +19,9 @@ use strata_store::remote::RemoteOptions;
 use strata_store::server::{ServerOptions, StoreApi};
 use strata_store::{CancellationToken, Component};
 
-use crate::{bind_flag, build_info, parse_duration_flag, query_setup, serve_http, shutdown_signal, QueryArgs};
+use crate::{
+    bind_flag, build_info, ops_routes, parse_duration_flag, query_setup, serve_http, shutdown_signal, QueryArgs,
+};
 
 #[derive(Args)]
 pub struct QueryCmdArgs {
@@ -149,11 +150,7 @@ pub async fn run(a: QueryCmdArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     state.observe = Some(Arc::new(move |handler, method, code, elapsed| {
         observed.observe_request(handler, method.as_str(), code, elapsed)
     }));
-    let scraped = metrics.clone();
-    let router = strata_query::api::router(state)
-        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route("/-/ready", get(|| std::future::ready("OK\n")));
+    let router = strata_query::api::router(state).merge(ops_routes(metrics.clone(), || None));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = serve_http(http, router, stop_rx.clone(), "http");

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::routing::get;
 use clap::Args;
 use strata_query::frontend::cache::ResultsCache;
 use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
 use strata_query::frontend::{Frontend, FrontendMetrics, FrontendOptions};
 use strata_receiver::metrics::Metrics;
 
-use crate::{bind_flag, build_info, file_or_inline, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, file_or_inline, ops_routes, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct QueryFrontendArgs {
@@ -116,11 +115,7 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
         observed.observe_request(handler, method.as_str(), code, elapsed)
     });
     let frontend = Frontend::new(options, downstream, cache, frontend_metrics, Some(observe));
-    let scraped = metrics.clone();
-    let router = strata_query::frontend::router(frontend)
-        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route("/-/ready", get(|| std::future::ready("OK\n")));
+    let router = strata_query::frontend::router(frontend).merge(ops_routes(metrics.clone(), || None));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = serve_http(http, router, stop_rx, "http");

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::http::StatusCode;
-use axum::routing::get;
 use clap::Args;
 use strata_receiver::metrics::Metrics;
 use strata_sidecar::store::SidecarStore;
@@ -17,7 +15,7 @@ use strata_store::bucket::TimeBound;
 use strata_store::server::{ServerOptions, StoreApi};
 
 use crate::store::parse_time_or_duration;
-use crate::{bind_flag, build_info, millis, objstore, parse_duration_flag, serve_http, shutdown_signal};
+use crate::{bind_flag, build_info, millis, objstore, ops_routes, parse_duration_flag, serve_http, shutdown_signal};
 
 #[derive(Args)]
 pub struct SidecarCmdArgs {
@@ -85,20 +83,8 @@ pub async fn run(a: SidecarCmdArgs) -> anyhow::Result<()> {
         "starting sidecar"
     );
 
-    let scraped = metrics.clone();
     let ready = sidecar.clone();
-    let router = axum::Router::new()
-        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route(
-            "/-/ready",
-            get(move || {
-                std::future::ready(match ready.not_ready_reason() {
-                    None => (StatusCode::OK, "OK\n".to_owned()),
-                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-                })
-            }),
-        );
+    let router = ops_routes(metrics.clone(), move || ready.not_ready_reason());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = serve_http(http, router, stop_rx.clone(), "http");

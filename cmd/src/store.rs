@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::StatusCode;
-use axum::routing::get;
 use clap::Args;
 use strata_cache::parse_bytes;
 use strata_receiver::metrics::Metrics;
@@ -17,7 +15,8 @@ use strata_store::bucket::{BucketStore, BucketStoreOptions, IndexCacheConfig, Ti
 use strata_store::server::{SeriesLimits, ServerOptions, StoreApi};
 
 use crate::{
-    bind_flag, build_info, file_or_inline, millis, objstore, parse_duration_flag, serve_http, shutdown_signal,
+    bind_flag, build_info, file_or_inline, millis, objstore, ops_routes, parse_duration_flag, serve_http,
+    shutdown_signal,
 };
 
 #[derive(Args)]
@@ -186,21 +185,10 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         "starting store gateway"
     );
 
-    let scraped = metrics.clone();
     let ready = store.clone();
-    let router = axum::Router::new()
-        .route("/metrics", get(move || std::future::ready(strata_receiver::http::metrics_response(&scraped))))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route(
-            "/-/ready",
-            get(move || {
-                std::future::ready(if ready.is_synced() {
-                    (StatusCode::OK, "OK\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready: first bucket sync in progress\n")
-                })
-            }),
-        );
+    let router = ops_routes(metrics.clone(), move || {
+        (!ready.is_synced()).then(|| "not ready: first bucket sync in progress".to_owned())
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = serve_http(http, router, stop_rx.clone(), "http");
