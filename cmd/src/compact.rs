@@ -10,6 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use strata_compact::{CompactMetrics, Compactor, CompactorOptions, Retention};
 use strata_receiver::metrics::Metrics;
+use strata_tsdb::dedup::penalty_merge_chunks;
+use strata_tsdb::querier::{merge_chunks, ChunkMerge};
 
 use crate::store::selector_flag;
 use crate::{bind_flag, build_info, millis, objstore, ops_routes, parse_duration_flag, serve_http, shutdown_signal};
@@ -57,8 +59,9 @@ pub struct CompactArgs {
     /// grouping, so replicas are merged into one block; implies vertical compaction.
     #[arg(long = "deduplication.replica-label")]
     replica_labels: Vec<String>,
-    /// How replicas' samples are merged: empty for the 1:1 chain merge (one sample per
-    /// timestamp). `penalty` is not built yet.
+    /// How overlapping samples are merged: empty for the 1:1 chain merge (one sample per
+    /// timestamp), `penalty` for Thanos's penalty deduplication of HA replicas (which keeps
+    /// one replica's samples and switches only across gaps; needs a replica label).
     #[arg(long = "deduplication.func", default_value = "")]
     dedup_func: String,
     /// Groups compacted at once.
@@ -84,14 +87,15 @@ pub struct CompactArgs {
 
 pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
-    match a.dedup_func.as_str() {
-        "" => {}
-        "penalty" => anyhow::bail!(
-            "--deduplication.func=penalty: the penalty merge is not built into the compactor yet; leave the flag \
-             empty for the 1:1 chain merge"
+    let chunk_merge: ChunkMerge = match a.dedup_func.as_str() {
+        "" => merge_chunks,
+        "penalty" if a.replica_labels.is_empty() => anyhow::bail!(
+            "--deduplication.func=penalty: penalty deduplication merges replicas, so it needs at least one \
+             --deduplication.replica-label"
         ),
+        "penalty" => penalty_merge_chunks,
         other => anyhow::bail!("--deduplication.func={other:?}: unknown; the choices are \"\" and \"penalty\""),
-    }
+    };
     if a.replica_labels.iter().any(String::is_empty) {
         anyhow::bail!("--deduplication.replica-label: a replica label name must not be empty");
     }
@@ -108,6 +112,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         },
         vertical_compaction: a.vertical_compaction,
         replica_labels: a.replica_labels.clone(),
+        chunk_merge,
         concurrency: a.concurrency,
         blocks_fetch_concurrency: a.blocks_fetch_concurrency,
         block_files_concurrency: a.block_files_concurrency,

@@ -483,7 +483,7 @@ fn bad_flags_fail_before_any_work() {
     let objstore = format!("--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket_dir.display());
     let cases: [(&[&str], &str); 8] = [
         (&["--deduplication.func=foo"], "--deduplication.func"),
-        (&["--deduplication.func=penalty"], "penalty"),
+        (&["--deduplication.func=penalty"], "--deduplication.replica-label"),
         (&["--deduplication.replica-label="], "replica label"),
         (&[r#"--selector.relabel-config=[{"action": "nope"}]"#], "--selector.relabel-config"),
         (&[r#"--selector.relabel-config=[{"action": "replace"}]"#], "target_label"),

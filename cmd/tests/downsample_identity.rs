@@ -12,9 +12,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::blocks::{resolutions, ship, thanos_compact_once, write_block, Rng, Series};
+use common::blocks::{
+    assert_same_blocks, fs_bucket, resolutions, ship, thanos_compact_once, write_block, FsBucket, Rng, Series,
+};
 use strata_testkit::promtool::{create_blocks, om_timestamp};
-use strata_tsdb::block::{Block, BlockSeries};
+use strata_tsdb::block::Block;
 use strata_tsdb::downsample::{downsample_block, RES_1H, RES_5M};
 use strata_tsdb::Labels;
 
@@ -105,88 +107,6 @@ fn block_at(root: &Path, resolution: i64) -> PathBuf {
     panic!("no block of resolution {resolution} in {}", root.display());
 }
 
-/// What differs between the series and chunks of two blocks.
-fn chunk_differences(ours: &Block, theirs: &Block) -> Vec<String> {
-    let all = |b| -> Vec<_> {
-        BlockSeries::new(b, &[], i64::MIN, i64::MAX, false).expect("series").map(|s| s.expect("series")).collect()
-    };
-    let (ours, theirs) = (all(ours), all(theirs));
-    let mut diffs = Vec::new();
-    let names = |v: &[strata_tsdb::block::SeriesChunks]| v.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>();
-    if names(&ours) != names(&theirs) {
-        diffs.push(format!("series differ:\n  ours   {:?}\n  theirs {:?}", names(&ours), names(&theirs)));
-        return diffs;
-    }
-    for (o, t) in ours.iter().zip(&theirs) {
-        if o.chunks.len() != t.chunks.len() {
-            diffs.push(format!("{}: {} chunks, thanos {}", o.labels, o.chunks.len(), t.chunks.len()));
-            continue;
-        }
-        for (i, (oc, tc)) in o.chunks.iter().zip(&t.chunks).enumerate() {
-            if oc != tc {
-                let at = oc.data.iter().zip(tc.data.iter()).position(|(a, b)| a != b);
-                diffs.push(format!(
-                    "{} chunk {i}: ours [{}, {}] {} {} bytes, thanos [{}, {}] {} {} bytes, first differing byte {at:?}",
-                    o.labels,
-                    oc.min_time,
-                    oc.max_time,
-                    oc.encoding,
-                    oc.data.len(),
-                    tc.min_time,
-                    tc.max_time,
-                    tc.encoding,
-                    tc.data.len()
-                ));
-            }
-        }
-    }
-    diffs
-}
-
-/// meta.json without what depends on the ULID, the time of writing or the upload (the files
-/// Thanos lists as it uploads).
-fn comparable_meta(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("meta.json")).expect("meta.json");
-    let mut meta: serde_json::Value = serde_json::from_str(&text).expect("meta.json");
-    let obj = meta.as_object_mut().expect("meta object");
-    obj.remove("ulid");
-    let thanos = obj.get_mut("thanos").and_then(|t| t.as_object_mut()).expect("thanos section");
-    for k in ["files", "upload_time"] {
-        thanos.remove(k);
-    }
-    meta
-}
-
-fn assert_same(what: &str, ours: &Path, theirs: &Path) {
-    let (o, t) = (Block::open(ours).expect("open ours"), Block::open(theirs).expect("open theirs"));
-    let diffs = chunk_differences(&o, &t);
-    assert!(diffs.is_empty(), "{what}: {} differences:\n{}", diffs.len(), diffs.join("\n"));
-    assert!(t.meta().stats.num_series > 0, "{what}: thanos wrote no series");
-    let (om, tm) = (comparable_meta(ours), comparable_meta(theirs));
-    assert_eq!(om, tm, "{what}: meta.json differs");
-}
-
-/// A temporary FILESYSTEM bucket and what drives it.
-struct Setup {
-    work: tempfile::TempDir,
-    root: PathBuf,
-    config_file: PathBuf,
-    bucket: strata_shipper::Bucket,
-    rt: tokio::runtime::Runtime,
-}
-
-fn setup() -> Setup {
-    let work = tempfile::tempdir().expect("temp dir");
-    let root = work.path().join("bucket");
-    std::fs::create_dir_all(&root).expect("bucket dir");
-    let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", root.display());
-    let config_file = work.path().join("objstore.yml");
-    std::fs::write(&config_file, &yaml).expect("write objstore config");
-    let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    Setup { work, root, config_file, bucket, rt }
-}
-
 /// Downsamples the block at `src` with strata into `<work>/ours`; returns the new block's
 /// directory.
 fn ours(work: &Path, src: &Path, resolution: i64) -> PathBuf {
@@ -199,20 +119,20 @@ fn ours(work: &Path, src: &Path, resolution: i64) -> PathBuf {
 
 #[test]
 fn downsampled_blocks_are_thanos_bytes() {
-    let Setup { work, root, config_file, bucket, rt } = setup();
+    let FsBucket { work, root, config_file, bucket, rt } = fs_bucket();
     let raw_dir = work.path().join("raw-blocks");
     std::fs::create_dir_all(&raw_dir).expect("blocks dir");
     write_block(&raw_dir, &data()).expect("write block");
     ship(&rt, &bucket, &raw_dir, &[("cluster", "ds"), ("replica", "a")]).expect("ship");
-    let log = thanos_compact_once(work.path(), &config_file);
+    let log = thanos_compact_once(work.path(), &config_file, &[]);
     assert_eq!(resolutions(&root).unwrap(), [0, RES_5M, RES_1H], "blocks after thanos compact\n{log}");
     let (raw, theirs_5m, theirs_1h) = (block_at(&root, 0), block_at(&root, RES_5M), block_at(&root, RES_1H));
 
     // From the bucket's copies, with the meta Thanos read (external labels, source).
     let ours_5m = ours(work.path(), &raw, RES_5M);
-    assert_same("raw to 5m", &ours_5m, &theirs_5m);
-    assert_same("thanos's 5m to 1h", &ours(work.path(), &theirs_5m, RES_1H), &theirs_1h);
-    assert_same("strata's 5m to 1h", &ours(work.path(), &ours_5m, RES_1H), &theirs_1h);
+    assert_same_blocks("raw to 5m", &ours_5m, &theirs_5m);
+    assert_same_blocks("thanos's 5m to 1h", &ours(work.path(), &theirs_5m, RES_1H), &theirs_1h);
+    assert_same_blocks("strata's 5m to 1h", &ours(work.path(), &ours_5m, RES_1H), &theirs_1h);
 }
 
 /// Blocks promtool wrote (2h each, 3 days at 15 s, counters with resets, a gauge with NaN
@@ -220,7 +140,7 @@ fn downsampled_blocks_are_thanos_bytes() {
 /// compaction section (level, sources, parents) is carried over as Thanos carries it.
 #[test]
 fn compacted_promtool_blocks_downsample_as_thanos_does() {
-    let Setup { work, root, config_file, bucket, rt } = setup();
+    let FsBucket { work, root, config_file, bucket, rt } = fs_bucket();
     let mut rng = Rng(0xfeed_beef_0bad_cafe);
     let mut om = String::new();
     let end = T0 + 72 * HOUR;
@@ -247,7 +167,7 @@ fn compacted_promtool_blocks_downsample_as_thanos_does() {
     let raw_dir = work.path().join("raw-blocks");
     create_blocks(&om, &raw_dir);
     ship(&rt, &bucket, &raw_dir, &[("cluster", "om")]).expect("ship");
-    let log = thanos_compact_once(work.path(), &config_file);
+    let log = thanos_compact_once(work.path(), &config_file, &[]);
     let theirs_5m = block_at(&root, RES_5M);
     let theirs_meta = Block::open(&theirs_5m).expect("5m block").meta().clone();
     assert!(theirs_meta.compaction.level > 1, "thanos downsampled an uncompacted block\n{log}");
@@ -263,5 +183,5 @@ fn compacted_promtool_blocks_downsample_as_thanos_does() {
             })
         })
         .unwrap_or_else(|| panic!("no raw block with the 5m block's compaction section\n{log}"));
-    assert_same("compacted promtool blocks to 5m", &ours(work.path(), &raw, RES_5M), &theirs_5m);
+    assert_same_blocks("compacted promtool blocks to 5m", &ours(work.path(), &raw, RES_5M), &theirs_5m);
 }

@@ -13,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::blocks::{
-    cross_read_fleet, resolutions, ship, thanos_compact_once, write_block, CrossReadFleet, Rng, Series,
+    cross_read_fleet, fs_bucket, resolutions, ship, thanos_compact_once, write_block, CrossReadFleet, FsBucket, Rng,
+    Series,
 };
 use common::corpus;
 use strata_testkit::{peer, wait_for, Fleet};
@@ -93,14 +94,7 @@ fn split_at(series: Vec<Series>, t: i64) -> (Vec<Series>, Vec<Series>) {
 
 #[test]
 fn strata_and_thanos_answer_downsampled_queries_the_same() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let root = work.path().join("bucket");
-    std::fs::create_dir_all(&root).expect("bucket dir");
-    let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", root.display());
-    let config_file = work.path().join("objstore.yml");
-    std::fs::write(&config_file, &yaml).expect("write objstore config");
-    let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let FsBucket { work, root, config_file, bucket, rt } = fs_bucket();
 
     let (span, tail) = split_at(data(), T0 + SPAN);
     let raw_dir = work.path().join("raw-blocks");
@@ -110,7 +104,7 @@ fn strata_and_thanos_answer_downsampled_queries_the_same() {
 
     // One compactor run downsamples raw to 5m, then 5m to 1h.
     let thanos = peer("thanos");
-    let log = thanos_compact_once(work.path(), &config_file);
+    let log = thanos_compact_once(work.path(), &config_file, &[]);
     assert_eq!(resolutions(&root).unwrap(), [0, 300_000, 3_600_000], "blocks after thanos compact\n{log}");
     let tail_dir = work.path().join("tail-blocks");
     std::fs::create_dir_all(&tail_dir).expect("blocks dir");

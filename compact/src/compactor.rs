@@ -23,6 +23,8 @@ use strata_shipper::{deduplicate, download_block, upload_block, Bucket, MetaFetc
 use strata_tsdb::block::meta::{BlockMeta, ThanosMeta, META_FILENAME};
 use strata_tsdb::block::Block;
 use strata_tsdb::compact::merge_blocks;
+use strata_tsdb::index::{IndexReader, INDEX_FILENAME};
+use strata_tsdb::querier::{merge_chunks, ChunkMerge};
 use tracing::{debug, error, info, warn};
 use ulid::Ulid;
 
@@ -54,6 +56,9 @@ pub struct CompactorOptions {
     pub vertical_compaction: bool,
     /// External labels removed before grouping (`--deduplication.replica-label`).
     pub replica_labels: Vec<String>,
+    /// How overlapping chunks of a series merge (`--deduplication.func`: empty for Prometheus's
+    /// chained merge, `penalty` for Thanos's penalty deduplication of replicas).
+    pub chunk_merge: ChunkMerge,
     /// Groups compacted at once (`--compact.concurrency`).
     pub concurrency: usize,
     /// Blocks of a plan downloaded at once (`--compact.blocks-fetch-concurrency`).
@@ -81,6 +86,7 @@ impl Default for CompactorOptions {
             retention: Retention::default(),
             vertical_compaction: false,
             replica_labels: Vec::new(),
+            chunk_merge: merge_chunks,
             concurrency: 1,
             blocks_fetch_concurrency: 1,
             block_files_concurrency: 1,
@@ -362,9 +368,10 @@ impl Compactor {
 
         let started = Instant::now();
         let (merge_dir, paths) = (dir.to_path_buf(), dirs.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>());
+        let chunk_merge = self.options.chunk_merge;
         let merged = tokio::task::spawn_blocking(move || -> Result<BlockMeta> {
             let blocks = paths.iter().map(|p| Block::open(p).map(Arc::new)).collect::<strata_tsdb::Result<Vec<_>>>()?;
-            Ok(merge_blocks(&merge_dir, &blocks)?)
+            Ok(merge_blocks(&merge_dir, &blocks, chunk_merge)?)
         })
         .await
         .map_err(|e| Error::Task("merge", e.to_string()))??;
@@ -386,8 +393,14 @@ impl Compactor {
             }
             let started = Instant::now();
             let mut meta = merged.clone();
-            let mut thanos =
-                ThanosMeta { labels: g.labels.clone(), source: "compactor".to_owned(), ..ThanosMeta::default() };
+            // Thanos's compactor writes a new section: no version, the index's health stats.
+            let index_stats = IndexReader::open(&out_dir.join(INDEX_FILENAME))?.thanos_index_stats()?;
+            let mut thanos = ThanosMeta {
+                labels: g.labels.clone(),
+                source: "compactor".to_owned(),
+                index_stats,
+                ..ThanosMeta::default()
+            };
             thanos.downsample.resolution = g.resolution;
             meta.thanos = Some(thanos);
             let sent = upload_block(&self.bucket, &self.retry, &out_dir, meta).await?;

@@ -293,7 +293,6 @@ pub async fn upload_block(bucket: &Bucket, retry: &RetryPolicy, block_dir: &Path
     }
 
     let mut thanos = meta.thanos.take().unwrap_or_default();
-    thanos.version = Some(1);
     thanos.segment_files = segments.iter().map(|(name, _)| name.clone()).collect();
     thanos.files = files;
     thanos.upload_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));

@@ -9,15 +9,16 @@ use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockDesc, BlockMeta};
 use crate::block::{Block, BlockSeries, BlockWriter};
-use crate::querier::{merge_series_sets, SeriesIter};
+use crate::querier::{merge_series_sets_with, ChunkMerge, SeriesIter};
 use crate::{Error, Result};
 
 /// Writes the merge of `blocks` as a new block in `parent`. Series with equal labels become one;
-/// chunks that overlap nothing are copied verbatim, overlapping ones are merged (one sample per
-/// timestamp) and re-encoded at 120 samples. The result covers `[min of mins, max of maxes)`, its
+/// chunks that overlap nothing are copied verbatim, overlapping ones are merged by `merge` (one
+/// sample per timestamp with [`crate::querier::merge_chunks`], Thanos's penalty deduplication
+/// with [`crate::dedup::penalty_merge_chunks`]) and re-encoded at 120 samples. The result covers `[min of mins, max of maxes)`, its
 /// level is the highest input level plus one, its sources the sorted union of the inputs'
 /// sources, its parents the inputs (Prometheus's `CompactBlockMetas`).
-pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<BlockMeta> {
+pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>], merge: ChunkMerge) -> Result<BlockMeta> {
     let started = Instant::now();
     let (Some(min_time), Some(max_time)) =
         (blocks.iter().map(|b| b.meta().min_time).min(), blocks.iter().map(|b| b.meta().max_time).max())
@@ -49,7 +50,7 @@ pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>]) -> Result<BlockMeta> {
         sets.push(Box::new(BlockSeries::new(Arc::clone(b), &[], i64::MIN, i64::MAX, false)?));
     }
     // Streamed: one series of each input is in memory at a time.
-    for series in merge_series_sets(sets) {
+    for series in merge_series_sets_with(sets, merge) {
         let series = series?;
         w.add_series(&series.labels, &series.chunks)?;
     }
@@ -138,7 +139,7 @@ mod tests {
                     }
                 }
             }
-            let meta = merge_blocks(dir.path(), &blocks).unwrap();
+            let meta = merge_blocks(dir.path(), &blocks, crate::querier::merge_chunks).unwrap();
             prop_assert_eq!(meta.compaction.level, 2);
             prop_assert_eq!(meta.compaction.parents.len(), inputs.len());
             let mut sources: Vec<Ulid> = blocks.iter().map(|b| b.meta().ulid).collect();

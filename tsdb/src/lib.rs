@@ -6,6 +6,7 @@ pub mod block;
 pub mod chunkenc;
 pub mod compact;
 pub mod db;
+pub mod dedup;
 pub mod downsample;
 pub(crate) mod encoding;
 pub mod error;

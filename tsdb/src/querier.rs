@@ -88,15 +88,22 @@ fn flush_group(group: Vec<(usize, ChunkData)>, out: &mut Vec<ChunkData>) -> Resu
     }
     samples.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     samples.dedup_by_key(|s| s.0);
+    let samples: Vec<(i64, f64)> = samples.into_iter().map(|(t, _, v)| (t, v)).collect();
+    encode_merged(&samples, out);
+    Ok(())
+}
+
+/// Appends `samples` (merged, in time order) to `out` as XOR chunks of at most
+/// [`MERGED_CHUNK_SAMPLES`] samples, as Prometheus's `NewSeriesToChunkEncoder` cuts them.
+pub(crate) fn encode_merged(samples: &[(i64, f64)], out: &mut Vec<ChunkData>) {
     for part in samples.chunks(MERGED_CHUNK_SAMPLES) {
         let mut app = XorAppender::new();
-        for &(t, _, v) in part {
+        for &(t, v) in part {
             app.append(t, v);
         }
         let (Some(min_time), Some(max_time)) = (app.first_time(), app.last_time()) else { continue };
         out.push(ChunkData { min_time, max_time, encoding: Encoding::Xor, data: app.into_bytes().into() });
     }
-    Ok(())
 }
 
 /// Series in label order, owned by the iterator, so that it can be handed to another thread or
@@ -109,7 +116,20 @@ pub type SeriesIter<E = Error> = Box<dyn Iterator<Item = std::result::Result<Ser
 /// identical chunks are kept once). Lazy: it holds one series of each set at a time. The first
 /// error of any set (or of a merge) ends the merged set. The one merge of the workspace: a TSDB's
 /// blocks and head, compaction, a receiver's tenants and the StoreAPI proxy's stores all use it.
-pub fn merge_series_sets<E>(mut sets: Vec<SeriesIter<E>>) -> SeriesIter<E>
+pub fn merge_series_sets<E>(sets: Vec<SeriesIter<E>>) -> SeriesIter<E>
+where
+    E: From<Error> + Send + 'static,
+{
+    merge_series_sets_with(sets, merge_chunks)
+}
+
+/// How the chunks of series with equal labels become one series' chunks: [`merge_chunks`]
+/// (Prometheus's chained merge) or [`crate::dedup::penalty_merge_chunks`] (Thanos's compactor
+/// with `--deduplication.func=penalty`).
+pub type ChunkMerge = fn(Vec<ChunkData>) -> Result<Vec<ChunkData>>;
+
+/// [`merge_series_sets`] with the chunks of equal series merged by `merge`.
+pub fn merge_series_sets_with<E>(mut sets: Vec<SeriesIter<E>>, merge: ChunkMerge) -> SeriesIter<E>
 where
     E: From<Error> + Send + 'static,
 {
@@ -118,7 +138,7 @@ where
             return only;
         }
     }
-    Box::new(MergeSeries { heads: Vec::new(), sets, started: false, done: false })
+    Box::new(MergeSeries { heads: Vec::new(), sets, merge, started: false, done: false })
 }
 
 /// See [`merge_series_sets`].
@@ -126,6 +146,7 @@ struct MergeSeries<E> {
     sets: Vec<SeriesIter<E>>,
     /// The current series of each set; filled at the first call to `next`.
     heads: Vec<Option<SeriesChunks>>,
+    merge: ChunkMerge,
     started: bool,
     done: bool,
 }
@@ -171,7 +192,7 @@ impl<E: From<Error>> MergeSeries<E> {
                 self.advance(i)?;
             }
         }
-        let chunks = if merged { merge_chunks(chunks)? } else { chunks };
+        let chunks = if merged { (self.merge)(chunks)? } else { chunks };
         Ok(Some(SeriesChunks { labels, chunks }))
     }
 }

@@ -3,13 +3,13 @@
 //! through both stores and both queriers.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use strata_testkit::{peer, Fleet, Node, Proc};
 
-use strata_tsdb::block::{BlockCompaction, BlockWriter, ChunkData};
+use strata_tsdb::block::{Block, BlockCompaction, BlockSeries, BlockWriter, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender};
 use strata_tsdb::Labels;
 
@@ -71,15 +71,106 @@ impl Rng {
     }
 }
 
+/// What differs between the series and chunks of two blocks.
+pub fn chunk_differences(ours: &Block, theirs: &Block) -> Vec<String> {
+    let all = |b| -> Vec<_> {
+        BlockSeries::new(b, &[], i64::MIN, i64::MAX, false).expect("series").map(|s| s.expect("series")).collect()
+    };
+    let (ours, theirs) = (all(ours), all(theirs));
+    let mut diffs = Vec::new();
+    let names = |v: &[strata_tsdb::block::SeriesChunks]| v.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>();
+    if names(&ours) != names(&theirs) {
+        diffs.push(format!("series differ:\n  ours   {:?}\n  theirs {:?}", names(&ours), names(&theirs)));
+        return diffs;
+    }
+    for (o, t) in ours.iter().zip(&theirs) {
+        if o.chunks.len() != t.chunks.len() {
+            diffs.push(format!("{}: {} chunks, thanos {}", o.labels, o.chunks.len(), t.chunks.len()));
+            continue;
+        }
+        for (i, (oc, tc)) in o.chunks.iter().zip(&t.chunks).enumerate() {
+            if oc != tc {
+                let at = oc.data.iter().zip(tc.data.iter()).position(|(a, b)| a != b);
+                diffs.push(format!(
+                    "{} chunk {i}: ours [{}, {}] {} {} bytes, thanos [{}, {}] {} {} bytes, first differing byte {at:?}",
+                    o.labels,
+                    oc.min_time,
+                    oc.max_time,
+                    oc.encoding,
+                    oc.data.len(),
+                    tc.min_time,
+                    tc.max_time,
+                    tc.encoding,
+                    tc.data.len()
+                ));
+            }
+        }
+    }
+    diffs
+}
+
+/// meta.json without what depends on the ULID, the time of writing or the upload (the files
+/// Thanos lists as it uploads), parents in order of min time and ULID.
+pub fn comparable_meta(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("meta.json")).expect("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_str(&text).expect("meta.json");
+    let obj = meta.as_object_mut().expect("meta object");
+    obj.remove("ulid");
+    let thanos = obj.get_mut("thanos").and_then(|t| t.as_object_mut()).expect("thanos section");
+    for k in ["files", "upload_time"] {
+        thanos.remove(k);
+    }
+    // Thanos's planner sorts blocks by min time with an unstable sort, so parents starting at
+    // the same time come in any order.
+    if let Some(parents) = meta.pointer_mut("/compaction/parents").and_then(|p| p.as_array_mut()) {
+        parents.sort_by_key(|p| (p["minTime"].as_i64(), p["ulid"].as_str().map(str::to_owned)));
+    }
+    meta
+}
+
+/// Fails unless the blocks at `ours` and `theirs` hold the same series and chunks, byte for
+/// byte, and the same meta.json but for the ULID, the time of writing and the upload.
+pub fn assert_same_blocks(what: &str, ours: &Path, theirs: &Path) {
+    let (o, t) = (Block::open(ours).expect("open ours"), Block::open(theirs).expect("open theirs"));
+    let diffs = chunk_differences(&o, &t);
+    assert!(diffs.is_empty(), "{what}: {} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(t.meta().stats.num_series > 0, "{what}: thanos wrote no series");
+    let (om, tm) = (comparable_meta(ours), comparable_meta(theirs));
+    assert_eq!(om, tm, "{what}: meta.json differs");
+}
+
+/// A temporary FILESYSTEM bucket and what drives it.
+pub struct FsBucket {
+    pub work: tempfile::TempDir,
+    /// The bucket's directory.
+    pub root: PathBuf,
+    /// Its objstore config, for `thanos` and `strata` flags.
+    pub config_file: PathBuf,
+    pub bucket: strata_shipper::Bucket,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub fn fs_bucket() -> FsBucket {
+    let work = tempfile::tempdir().expect("temp dir");
+    let root = work.path().join("bucket");
+    std::fs::create_dir_all(&root).expect("bucket dir");
+    let yaml = format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", root.display());
+    let config_file = work.path().join("objstore.yml");
+    std::fs::write(&config_file, &yaml).expect("write objstore config");
+    let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    FsBucket { work, root, config_file, bucket, rt }
+}
+
 /// One run of the real `thanos compact` (no `--wait`) over the bucket of `config_file`, with
 /// no consistency or deletion delay, its data directory and log in `work`: compacts, then
 /// downsamples what is long enough (raw blocks of 40h to 5m, 5m blocks of 10 days to 1h).
-/// Panics if it fails; returns its log.
-pub fn thanos_compact_once(work: &Path, config_file: &Path) -> String {
+/// `flags` are added to its command line. Panics if it fails; returns its log.
+pub fn thanos_compact_once(work: &Path, config_file: &Path, flags: &[&str]) -> String {
     let mut compact = Command::new(peer("thanos"));
     compact.arg("compact").arg("--objstore.config-file").arg(config_file);
     compact.arg("--data-dir").arg(work.join("compact"));
-    compact.args(["--consistency-delay=0s", "--delete-delay=0s", "--http-address=127.0.0.1:0"]);
+    compact.args(["--consistency-delay=0s", "--delete-delay=0s", "--http-address=127.0.0.1:0"]).args(flags);
     let status = Proc::spawn("thanos compact", compact, &work.join("compact.log")).wait(Duration::from_secs(300));
     let log = std::fs::read_to_string(work.join("compact.log")).unwrap_or_default();
     assert!(status.success(), "thanos compact failed: {status}\n{log}");

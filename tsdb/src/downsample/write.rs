@@ -28,7 +28,6 @@ use crate::block::meta::{BlockMeta, BlockStats};
 use crate::block::{Block, BlockSeries, BlockWriter, ChunkData, SeriesChunks, CHUNKS_DIR};
 use crate::chunkenc::{AggrChunk, AggrType, Encoding, SubChunk, XorAppender, XorIter};
 use crate::index::{IndexReader, INDEX_FILENAME};
-use crate::postings::PostingsSource;
 use crate::{Error, Result};
 
 /// Raw data (Thanos `ResLevel0`).
@@ -119,7 +118,7 @@ pub fn downsample_block(src: &Block, resolution_ms: i64, parent: &Path) -> Resul
         thanos.segment_files = segment_files(&dir.join(CHUNKS_DIR))?;
         thanos.files.clear();
         thanos.upload_time = None;
-        thanos.index_stats = index_stats(&dir.join(INDEX_FILENAME))?;
+        thanos.index_stats = IndexReader::open(&dir.join(INDEX_FILENAME))?.thanos_index_stats()?;
         meta.thanos = Some(thanos);
         Ok(())
     })?;
@@ -140,39 +139,6 @@ fn segment_files(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-/// Thanos's `index_stats` of the index at `path` (from `GatherIndexHealthStats`): the largest
-/// distance between consecutive series entries, and between a chunk and the next of the same
-/// series in the same segment (the last two chunks of a series not counted); each omitted
-/// when there is none.
-fn index_stats(path: &Path) -> Result<Option<serde_json::Value>> {
-    let index = IndexReader::open(path)?;
-    let (mut series_max, mut chunk_max) = (None::<u64>, None::<u64>);
-    let mut metas = Vec::new();
-    let mut prev = None;
-    for r in index.all_postings()? {
-        if let Some(p) = prev {
-            // Series references are offsets / 16 in index format 2.
-            series_max = series_max.max(Some((r - p) * 16));
-        }
-        prev = Some(r);
-        index.series(r, &mut metas)?;
-        for pair in metas.windows(2).take(metas.len().saturating_sub(2)) {
-            let (a, b) = (pair[0].chunk_ref, pair[1].chunk_ref);
-            if a >> 32 == b >> 32 {
-                chunk_max = chunk_max.max(Some((b & 0xffff_ffff).wrapping_sub(a & 0xffff_ffff)));
-            }
-        }
-    }
-    let mut stats = serde_json::Map::new();
-    if let Some(n) = series_max.filter(|&n| n > 0) {
-        stats.insert("series_max_size".to_owned(), n.into());
-    }
-    if let Some(n) = chunk_max.filter(|&n| n > 0) {
-        stats.insert("chunk_max_size".to_owned(), n.into());
-    }
-    Ok((!stats.is_empty()).then_some(serde_json::Value::Object(stats)))
 }
 
 /// Appends to `out` the downsampled chunks of one series of a block at resolution `from`;

@@ -44,6 +44,38 @@ impl IndexReader {
         Self::from_map(path, Bytes::from_owner(map)).map_err(|e| e.into_error(path))
     }
 
+    /// Thanos's `index_stats` of this index, as its compactor and downsampler record them in
+    /// meta.json (from `GatherIndexHealthStats`): the largest distance between consecutive
+    /// series entries, and between a chunk and the next of the same series in the same segment
+    /// (the last two chunks of a series not counted); each omitted when there is none.
+    pub fn thanos_index_stats(&self) -> Result<Option<serde_json::Value>> {
+        let (mut series_max, mut chunk_max) = (None::<u64>, None::<u64>);
+        let mut metas = Vec::new();
+        let mut prev = None;
+        for r in self.all_postings()? {
+            if let Some(p) = prev {
+                // Series references are offsets / 16 in index format 2.
+                series_max = series_max.max(Some((r - p) * 16));
+            }
+            prev = Some(r);
+            self.series(r, &mut metas)?;
+            for pair in metas.windows(2).take(metas.len().saturating_sub(2)) {
+                let (a, b) = (pair[0].chunk_ref, pair[1].chunk_ref);
+                if a >> 32 == b >> 32 {
+                    chunk_max = chunk_max.max(Some((b & 0xffff_ffff).wrapping_sub(a & 0xffff_ffff)));
+                }
+            }
+        }
+        let mut stats = serde_json::Map::new();
+        if let Some(n) = series_max.filter(|&n| n > 0) {
+            stats.insert("series_max_size".to_owned(), n.into());
+        }
+        if let Some(n) = chunk_max.filter(|&n| n > 0) {
+            stats.insert("chunk_max_size".to_owned(), n.into());
+        }
+        Ok((!stats.is_empty()).then_some(serde_json::Value::Object(stats)))
+    }
+
     fn from_map(path: &Path, map: Bytes) -> std::result::Result<Self, OpenError> {
         let mut d = Decbuf::new(&map);
         let magic = d.be32().map_err(OpenError::at("header"))?;

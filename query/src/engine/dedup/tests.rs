@@ -46,7 +46,7 @@ fn merged(replicas: &[Samples], func: DedupFunc, counter: bool) -> Samples {
 fn iterated_in(replicas: &[Samples], counter: bool, per_chunk: usize) -> Samples {
     let replicas: Vec<SeriesChunks> = replicas.iter().map(|r| series(r, per_chunk)).collect();
     let mut out = Vec::new();
-    super::penalty(&replicas, i64::MIN, i64::MAX, counter, |t, v| out.push((t, v))).unwrap();
+    strata_tsdb::dedup::penalty_merge(&replicas, i64::MIN, i64::MAX, counter, |t, v| out.push((t, v))).unwrap();
     out
 }
 
@@ -76,7 +76,8 @@ fn s(pairs: &[(i64, f64)]) -> Samples {
 /// Thanos's tests does (`sort.Search` over all samples), and so may move back; the chunk
 /// iterators Thanos reads stores with (`pkg/query/iter.go`) never do.
 mod reference {
-    use super::{Samples, INITIAL_PENALTY};
+    use super::Samples;
+    use strata_tsdb::dedup::INITIAL_PENALTY;
 
     pub trait It {
         fn next(&mut self) -> bool;
@@ -414,7 +415,7 @@ fn penalty_leaves_the_other_run_unread() {
     let replicas = [series(&a, 20), b];
     let iterate = |replicas: &[SeriesChunks]| {
         let mut out = Vec::new();
-        super::penalty(replicas, i64::MIN, i64::MAX, false, |t, v| out.push((t, v))).map(|()| out)
+        strata_tsdb::dedup::penalty_merge(replicas, i64::MIN, i64::MAX, false, |t, v| out.push((t, v))).map(|()| out)
     };
     let chain = |replicas: &[SeriesChunks]| {
         let merge = Merge { func: DedupFunc::Chain, counter: false };
