@@ -412,3 +412,64 @@ impl<'a> Pair<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunkenc::XorAppender;
+
+    fn chunk(samples: &[(i64, f64)]) -> ChunkData {
+        let mut a = XorAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        ChunkData {
+            min_time: samples[0].0,
+            max_time: samples[samples.len() - 1].0,
+            encoding: Encoding::Xor,
+            data: a.into_bytes().into(),
+        }
+    }
+
+    fn samples_of(chunks: &[ChunkData]) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(XorIter::new(&c.data).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn disjoint_chunks_and_identical_copies_are_kept_verbatim() {
+        let a = chunk(&[(1, 1.0), (2, 2.0)]);
+        let b = chunk(&[(10, 3.0), (11, 4.0)]);
+        assert_eq!(penalty_merge_chunks(vec![b.clone(), a.clone(), b.clone(), a.clone()]).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn replicas_merge_on_one_replica_and_switch_across_a_gap() {
+        // a every 15 s with a gap of a minute; b 5 s later, without the gap.
+        let a: Vec<(i64, f64)> =
+            (0..40).map(|k| (k * 15_000, 1.0)).filter(|(t, _)| !(300_000..360_000).contains(t)).collect();
+        let b: Vec<(i64, f64)> = (0..40).map(|k| (k * 15_000 + 5_000, 2.0)).collect();
+        let merged = samples_of(&penalty_merge_chunks(vec![chunk(&a), chunk(&b)]).unwrap());
+        // a until its gap, b across it, and b from then on: the merge stays where it is.
+        let first_b = merged.iter().position(|&(_, v)| v == 2.0).unwrap();
+        assert_eq!(&merged[..first_b], &a[..first_b]);
+        assert!(merged[first_b].0 > 285_000 && merged[first_b].0 < 360_000, "{merged:?}");
+        assert!(merged[first_b..].iter().all(|&(_, v)| v == 2.0), "{merged:?}");
+        assert!(merged.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(merged.last().unwrap().0, b.last().unwrap().0);
+    }
+
+    #[test]
+    fn merged_chunks_are_cut_at_120_samples() {
+        let a: Vec<(i64, f64)> = (0..300).map(|k| (k * 10, 1.0)).collect();
+        let b: Vec<(i64, f64)> = (0..300).map(|k| (k * 10 + 3, 2.0)).collect();
+        let merged = penalty_merge_chunks(vec![chunk(&a), chunk(&b)]).unwrap();
+        assert_eq!(
+            merged.iter().map(|c| samples_of(std::slice::from_ref(c)).len()).collect::<Vec<_>>(),
+            [120, 120, 60]
+        );
+    }
+}
