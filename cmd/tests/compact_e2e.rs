@@ -29,7 +29,7 @@ use common::corpus;
 use strata_shipper::markers::{DeletionMark, NoCompactMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
 use strata_shipper::{Bucket, MetaFetcher};
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{http, peer, wait_for, Fleet, Moto, Node, Proc};
+use strata_testkit::{http, peer, wait_for, FaultProxy, Fleet, Moto, Node, Proc};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::Labels;
 use ulid::Ulid;
@@ -108,7 +108,7 @@ fn window(data: &[Series], from: i64, to: i64) -> Vec<Series> {
 /// A moto bucket with its config file, a client and a runtime for it.
 struct Env {
     work: tempfile::TempDir,
-    _moto: Moto,
+    moto: Moto,
     config_file: PathBuf,
     bucket: Bucket,
     rt: tokio::runtime::Runtime,
@@ -130,22 +130,28 @@ impl Env {
         let bucket =
             strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        Env { work, _moto: moto, config_file, bucket, rt, t0: data_start() }
+        Env { work, moto, config_file, bucket, rt, t0: data_start() }
     }
 
     /// Ships 2h blocks of hours `[from, to)` (relative to t0) of both replicas; returns their
     /// ULIDs.
     fn ship_replicas(&self, from_hour: i64, to_hour: i64) -> Vec<Ulid> {
+        self.ship_replicas_to(&self.bucket, "", from_hour, to_hour)
+    }
+
+    /// [`Env::ship_replicas`] into `bucket`, the blocks written under a directory named with
+    /// `tag`.
+    fn ship_replicas_to(&self, bucket: &Bucket, tag: &str, from_hour: i64, to_hour: i64) -> Vec<Ulid> {
         let data = series(self.t0, 72);
         let mut ids = Vec::new();
         for replica in REPLICAS {
-            let dir = self.work.path().join(format!("blocks-{replica}-{from_hour}"));
+            let dir = self.work.path().join(format!("blocks{tag}-{replica}-{from_hour}"));
             std::fs::create_dir_all(&dir).expect("blocks dir");
             for h in (from_hour..to_hour).step_by(2) {
                 let (from, to) = (self.t0 + h * HOUR, self.t0 + (h + 2) * HOUR);
                 ids.push(write_block_in(&dir, &window(&data, from, to), Some((from, to))).expect("write block"));
             }
-            ship(&self.rt, &self.bucket, &dir, &[("cluster", "eu"), ("replica", replica)]).expect("ship");
+            ship(&self.rt, bucket, &dir, &[("cluster", "eu"), ("replica", replica)]).expect("ship");
         }
         ids
     }
@@ -167,9 +173,14 @@ impl Env {
 
     /// Every block with its meta, and the deletion marks.
     fn blocks(&self) -> (BTreeMap<Ulid, BlockMeta>, BTreeMap<Ulid, DeletionMark>) {
+        self.blocks_in(&self.bucket)
+    }
+
+    /// [`Env::blocks`] of `bucket`.
+    fn blocks_in(&self, bucket: &Bucket) -> (BTreeMap<Ulid, BlockMeta>, BTreeMap<Ulid, DeletionMark>) {
         let fetched = self
             .rt
-            .block_on(MetaFetcher::new(self.bucket.clone()).with_deletion_mark_delay(Duration::MAX).fetch())
+            .block_on(MetaFetcher::new(bucket.clone()).with_deletion_mark_delay(Duration::MAX).fetch())
             .expect("fetch");
         (fetched.metas, fetched.deletion_marks)
     }
@@ -538,8 +549,17 @@ fn killed_mid_pass_the_next_pass_finishes_the_work() {
 
     let log = env.compact(common::strata_bin(), "strata-compact-again", &["--deduplication.replica-label=replica"]);
     env.thanos_verify();
-    let (metas, marks) = env.blocks();
-    // Every block is either live (no mark) or covered by a live block holding its sources.
+    assert_sources_held_once(env.blocks(), 18, &log);
+    assert_same(&before, &env.answers("killed-after-rerun", 18), "after the second pass");
+}
+
+/// Every block of a bucket (metas and deletion marks) is either live (no mark) or covered by a
+/// live block holding its sources, and the live blocks hold each of `sources` source blocks once.
+fn assert_sources_held_once(
+    (metas, marks): (BTreeMap<Ulid, BlockMeta>, BTreeMap<Ulid, DeletionMark>),
+    sources: usize,
+    log: &str,
+) {
     let live: Vec<&BlockMeta> = metas.values().filter(|m| !marks.contains_key(&m.ulid)).collect();
     for m in metas.values().filter(|m| marks.contains_key(&m.ulid)) {
         assert!(
@@ -548,11 +568,152 @@ fn killed_mid_pass_the_next_pass_finishes_the_work() {
             m.ulid
         );
     }
-    let mut sources: Vec<Ulid> = live.iter().flat_map(|l| l.compaction.sources.iter().copied()).collect();
-    let n = sources.len();
-    sources.sort();
-    sources.dedup();
-    assert_eq!(sources.len(), n, "a source block in two live blocks\n{log}");
-    assert_eq!(n, 18, "live blocks hold every source once\n{log}");
-    assert_same(&before, &env.answers("killed-after-rerun", 18), "after the second pass");
+    let mut held: Vec<Ulid> = live.iter().flat_map(|l| l.compaction.sources.iter().copied()).collect();
+    let n = held.len();
+    held.sort();
+    held.dedup();
+    assert_eq!(held.len(), n, "a source block in two live blocks\n{log}");
+    assert_eq!(n, sources, "live blocks hold every source once\n{log}");
+}
+
+/// `strata store` (syncing every second) and `strata query` over the bucket of `objstore`
+/// (YAML), deduplicating on `replica`.
+fn strata_reader(fleet: &mut Fleet, name: &str, objstore: &str) -> (Node, Node) {
+    let store = fleet.slot(&format!("{name}-store"));
+    let mut args: Vec<OsString> = vec!["store".into(), format!("--objstore.config={objstore}").into()];
+    args.extend(["--data-dir".into(), store.data_dir.clone().into_os_string()]);
+    args.extend(["--http-address", &store.http, "--grpc-address", &store.grpc].map(OsString::from));
+    args.extend(["--sync-block-duration=1s", "--ignore-deletion-marks-delay=0s"].map(OsString::from));
+    let store_node = Node::start(common::strata_bin(), &store, args);
+    let query = fleet.slot(&format!("{name}-query"));
+    let mut args = query.query_args(&[&store.grpc]);
+    args.push("--query.replica-label=replica".into());
+    (store_node, Node::start(common::strata_bin(), &query, args))
+}
+
+/// The answers to [`QUERIES`] over the first `hours` of data, as `query` gives them.
+fn strata_answers(env: &Env, query: &Node, hours: i64) -> Result<Vec<corpus::Answer>, String> {
+    let eval = corpus::Eval::Range { start: env.t0 + HOUR + 7 * MINUTE, end: env.t0 + hours * HOUR, step: 30 * MINUTE };
+    QUERIES.iter().map(|q| corpus::ask(query.http(), &eval.path(q))).collect()
+}
+
+/// Waits until `query` answers [`QUERIES`] as `before`: the store syncs every second, and no
+/// state of the bucket may give other answers.
+fn wait_same(env: &Env, query: &Node, before: &[corpus::Answer], hours: i64, what: &str) {
+    wait_for(what, Duration::from_secs(60), || {
+        let now = strata_answers(env, query, hours)?;
+        for ((q, b), a) in QUERIES.iter().zip(before).zip(&now) {
+            if let Some(diff) = corpus::compare(a, b, false, ("now", "before")) {
+                return Err(format!("{q}: {diff}"));
+            }
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// SIGKILL at 20 points of a pass, spread over the bytes it sends to S3 (through a proxy that
+/// counts them): half before the compacted block is completely uploaded (sync, downloads,
+/// upload), half after (deletion marks, the next sync, deletions); then the bucket going away
+/// at 4 such points. After each kill the answers are unchanged; a second
+/// pass finishes the work with every source held once and the answers still unchanged.
+#[test]
+fn killed_or_cut_off_at_random_points_no_answer_changes() {
+    const HOURS: i64 = 8;
+    const RUNS: usize = 20;
+    let env = Env::new("compact-kill-reference");
+    let mut fleet = Fleet::new(&env.work.path().join("kill-fleet"));
+    let flags = ["--consistency-delay=0s", "--delete-delay=0s", "--deduplication.replica-label=replica"];
+    let compact_cmd = |objstore: &str, data: &str| {
+        let mut cmd = Command::new(common::strata_bin());
+        cmd.arg("compact").arg(format!("--objstore.config={objstore}"));
+        cmd.arg("--data-dir").arg(env.work.path().join(data));
+        cmd.arg("--http-address=127.0.0.1:0").args(flags);
+        cmd
+    };
+    let bucket_for = |name: &str| {
+        env.moto.create_bucket(name);
+        let yaml = strata_testkit::s3_objstore_yaml(env.moto.port, name, "");
+        let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore").expect("config").build().expect("bucket");
+        env.ship_replicas_to(&bucket, name, 0, HOURS);
+        (yaml, bucket)
+    };
+
+    // The answers before any compaction, and the bytes one whole pass sends.
+    let (yaml, _) = bucket_for("kill-whole-pass");
+    let (_store, query) = strata_reader(&mut fleet, "reference", &yaml);
+    let before = wait_for("the reference answers", Duration::from_secs(60), || {
+        let answers = strata_answers(&env, &query, HOURS)?;
+        match &answers[4] {
+            corpus::Answer::Data { series, .. } if series.len() == 1 => Ok(answers),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let proxy = FaultProxy::start(env.moto.port);
+    let through_proxy = |yaml: &str| yaml.replace(&format!(":{}\n", env.moto.port), &format!(":{}\n", proxy.port));
+    let log = env.work.path().join("whole-pass.log");
+    let start = proxy.sent();
+    let pass = Proc::spawn("strata compact", compact_cmd(&through_proxy(&yaml), "whole-data"), &log);
+    // Where the upload of the compacted block ends, in bytes sent: the kills spread on both sides.
+    let uploaded = wait_for("the compacted block uploaded", Duration::from_secs(60), || {
+        let sent = proxy.sent() - start;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("uploaded compacted block").then_some(sent).ok_or(text)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = pass.wait(Duration::from_secs(120));
+    assert!(status.success(), "the whole pass failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let whole = proxy.sent() - start;
+    wait_same(&env, &query, &before, HOURS, "answers after a whole pass");
+
+    let mut rng = common::blocks::Rng(0x6b11_1ed0_0000_0020);
+    let (mut during_upload, mut after_upload) = (0, 0);
+    // Twenty kills, then four times the bucket goes away (every connection cut, new ones
+    // refused) instead: the pass fails, and nothing it leaves may change an answer either.
+    for run in 0..RUNS + 4 {
+        let outage = run >= RUNS;
+        let name = format!("{}-{run}", if outage { "outage" } else { "kill" });
+        let (yaml, bucket) = bucket_for(&name);
+        let fraction = (rng.next() % 10_000) as f64 / 10_000.0;
+        let upload_end = uploaded as f64 / whole as f64;
+        let fraction = if run % 2 == 0 { fraction * upload_end } else { upload_end + fraction * (1.0 - upload_end) };
+        let log = env.work.path().join(format!("{name}.log"));
+        let proc = Proc::spawn("strata compact", compact_cmd(&through_proxy(&yaml), &format!("{name}-data")), &log);
+        let pid = proc.pid();
+        let at = (whole as f64 * fraction) as u64;
+        if outage {
+            proxy.trip_after(at, proxy.outage_switch());
+        } else {
+            proxy.trip_after(at, move || strata_testkit::send_signal(pid, strata_testkit::Signal::Kill));
+        }
+        let status = proc.wait(Duration::from_secs(300));
+        let tripped = proxy.tripped();
+        // Disarmed and up again: a pass that ended before the point must not leave it set.
+        proxy.trip_after(u64::MAX / 2, || {});
+        proxy.set_up();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success() || tripped, "{name}: failed without a fault: {status}\n{text}");
+        if outage {
+            // A failed pass says which request failed.
+            assert!(status.success() || text.contains("Error: bucket"), "{name}: failed without saying why\n{text}");
+        } else if text.contains("uploaded compacted block") {
+            after_upload += 1;
+        } else {
+            during_upload += 1;
+        }
+        let (_store, query) = strata_reader(&mut fleet, &name, &yaml);
+        wait_same(&env, &query, &before, HOURS, &format!("{name}: answers after the fault at {fraction:.3} of a pass"));
+        let status = Proc::spawn("strata compact", compact_cmd(&yaml, &format!("{name}-again")), &log)
+            .wait(Duration::from_secs(120));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "{name}: the pass after the fault failed: {status}\n{text}");
+        assert_sources_held_once(env.blocks_in(&bucket), REPLICAS.len() * (HOURS / 2) as usize, &text);
+        wait_same(&env, &query, &before, HOURS, &format!("{name}: answers after the next pass"));
+    }
+    eprintln!("killed {during_upload} times before the compacted block was uploaded, {after_upload} after");
+    assert!(
+        during_upload >= 3 && after_upload >= 3,
+        "kills: {during_upload} before the upload ended, {after_upload} after"
+    );
 }
