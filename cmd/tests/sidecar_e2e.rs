@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::sidecar::{prometheus_args, prometheus_config, sidecar_args};
 use common::strata_bin;
 use serde_json::Value;
 use strata_testkit::http::{get, get_json, url_encode};
 use strata_testkit::promtool::{create_blocks, om_timestamp};
-use strata_testkit::{peer, tool, wait_for, Fleet, Moto, Node, Slot};
+use strata_testkit::{peer, tool, wait_for, Fleet, Moto, Node};
 
 const BUCKET: &str = "sidecar";
 const MINUTE: i64 = 60_000;
@@ -37,48 +38,6 @@ fn s3_yaml(port: u16) -> String {
         "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
          secret_key: test\n  insecure: true\n"
     )
-}
-
-/// Prometheus's configuration: scrape itself and `targets` every second, with `external` labels.
-fn prometheus_config(slot: &Slot, targets: &[&str], external: &[(&str, &str)]) -> String {
-    let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n");
-    if !external.is_empty() {
-        config.push_str("  external_labels:\n");
-        for (n, v) in external {
-            config.push_str(&format!("    {n}: {v}\n"));
-        }
-    }
-    let mut all = vec![slot.http.as_str()];
-    all.extend_from_slice(targets);
-    let list: Vec<String> = all.iter().map(|t| format!("'{t}'")).collect();
-    config.push_str(&format!(
-        "scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: [{}]\n",
-        list.join(", ")
-    ));
-    config
-}
-
-fn prometheus_args(slot: &Slot, config: &str) -> Vec<OsString> {
-    let mut args = slot.prometheus_args(config);
-    args.push("--storage.tsdb.min-block-duration=2h".into());
-    args.push("--storage.tsdb.max-block-duration=2h".into());
-    args
-}
-
-fn sidecar_args(slot: &Slot, prometheus: &Slot, objstore: Option<&str>) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec![
-        "sidecar".into(),
-        format!("--prometheus.url=http://{}", prometheus.http).into(),
-        "--prometheus.get_config_interval=1s".into(),
-        "--tsdb.path".into(),
-        prometheus.data_dir.clone().into(),
-        format!("--http-address={}", slot.http).into(),
-        format!("--grpc-address={}", slot.grpc).into(),
-    ];
-    if let Some(yaml) = objstore {
-        args.push(format!("--objstore.config={yaml}").into());
-    }
-    args
 }
 
 /// One hour of a counter, one sample a minute, in a block made by promtool in `data_dir`,
@@ -196,9 +155,12 @@ fn run_shipping_and_serving(prometheus_bin: &Path, name: &str) {
     let block = seed_block(&prom_slot.data_dir, block_end);
     let block_id = block.file_name().unwrap().to_str().unwrap().to_owned();
 
-    let config =
-        prometheus_config(&prom_slot, &[&sidecar_slot.http], &[("cluster", "test"), ("prometheus_replica", "r0")]);
-    let _prometheus = Node::start(prometheus_bin, &prom_slot, prometheus_args(&prom_slot, &config));
+    let config = prometheus_config(
+        "1s",
+        &[&prom_slot.http, &sidecar_slot.http],
+        &[("cluster", "test"), ("prometheus_replica", "r0")],
+    );
+    let _prometheus = Node::start(prometheus_bin, &prom_slot, prometheus_args(&prom_slot, &config, "2h"));
     let sidecar = Node::start(strata_bin(), &sidecar_slot, sidecar_args(&sidecar_slot, &prom_slot, Some(&objstore)));
     // Without a bucket nothing is shipped and the sidecar serves on.
     let bucketless_slot = fleet.slot("sidecar-without-bucket");
@@ -327,8 +289,8 @@ fn readiness_follows_prometheus_and_its_external_labels() {
     let prometheus = peer("prometheus");
 
     // No external labels: not ready, saying what to set; nothing served, nothing shipped.
-    let unlabelled = prometheus_config(&prom_slot, &[], &[]);
-    let prom = Node::start(&prometheus, &prom_slot, prometheus_args(&prom_slot, &unlabelled));
+    let unlabelled = prometheus_config("1s", &[&prom_slot.http], &[]);
+    let prom = Node::start(&prometheus, &prom_slot, prometheus_args(&prom_slot, &unlabelled, "2h"));
     let sidecar = Node::spawn(strata_bin(), &sidecar_slot, sidecar_args(&sidecar_slot, &prom_slot, Some(&objstore)));
     let (status, body) = wait_for("the sidecar to answer", Duration::from_secs(30), || {
         let (status, body) = ready(&sidecar);
@@ -354,8 +316,8 @@ fn readiness_follows_prometheus_and_its_external_labels() {
     .unwrap();
 
     // Back with external labels: ready again by itself, serving with them.
-    let labelled = prometheus_config(&prom_slot, &[], &[("cluster", "test"), ("prometheus_replica", "r1")]);
-    let _prom = Node::start(&prometheus, &prom_slot, prometheus_args(&prom_slot, &labelled));
+    let labelled = prometheus_config("1s", &[&prom_slot.http], &[("cluster", "test"), ("prometheus_replica", "r1")]);
+    let _prom = Node::start(&prometheus, &prom_slot, prometheus_args(&prom_slot, &labelled, "2h"));
     wait_for("ready once Prometheus is back", Duration::from_secs(60), || {
         let (status, body) = ready(&sidecar);
         (status == 200).then_some(()).ok_or(format!("{status} {body}"))

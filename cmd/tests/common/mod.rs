@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod corpus;
 pub mod crash;
+pub mod sidecar;
 
 use std::collections::BTreeMap;
 use std::path::Path;
