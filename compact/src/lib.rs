@@ -12,6 +12,7 @@ pub mod error;
 pub mod group;
 pub mod metrics;
 pub mod planner;
+pub mod tools;
 pub mod verify;
 
 pub use clean::Retention;
