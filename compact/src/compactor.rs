@@ -469,7 +469,7 @@ impl Compactor {
         let now = now();
         let partial = clean::abandoned_partials(&synced.partial, ms(now));
         let mut marked = Vec::new();
-        for id in clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, now.as_secs() as i64) {
+        for id in clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, ms(now) as i64) {
             if self.owns(id).await? {
                 marked.push(id);
             }
