@@ -256,6 +256,46 @@ fn verify_reports_what_thanos_reports() {
 }
 
 #[test]
+fn verify_repair_leaves_a_bucket_thanos_verify_passes() {
+    let env = Env::new();
+    let b = env.bucket("repair", true);
+    let backup = env.bucket("repair-backup", true);
+    let t0 = days_ago(3);
+    // A block whose meta.json says it ends an hour before its last chunk does: a chunk outside
+    // the block's range, which Thanos's verifier reports and repairs.
+    let dir = tempfile::tempdir_in(env.work.path()).expect("dir");
+    let broken = write_block_in(dir.path(), &series(t0, t0 + 3 * HOUR), Some((t0, t0 + 3 * HOUR))).expect("write");
+    let block_dir = dir.path().join(broken.to_string());
+    let mut meta = BlockMeta::read(&block_dir).expect("meta");
+    meta.max_time = t0 + 2 * HOUR;
+    meta.write(&block_dir).expect("write meta");
+    ship(&env.rt, &b.bucket, dir.path(), &[("cluster", "eu")]).expect("ship");
+    let fine = env.ship_blocks(&b, &[("cluster", "eu")], &[(t0 + 2 * HOUR, t0 + 4 * HOUR)])[0];
+
+    let out = strata(&b, &["verify"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains(&format!("issue=index_known_issues block={broken}")), "{}", text(&out.stdout));
+    let (_, log) = thanos(&b, &["verify"]);
+    assert!(log.lines().any(|l| l.contains("level=warn") && l.contains(&broken.to_string())), "{log}");
+
+    let no_backup = strata(&b, &["verify", "--repair"]);
+    assert!(!no_backup.status.success() && text(&no_backup.stderr).contains("--objstore-backup.config-file"));
+    let backup_flag = format!("--objstore-backup.config-file={}", backup.config_file.display());
+    let out = ok(&strata(&b, &["verify", "--repair", &backup_flag]), "verify --repair");
+    assert!(out.contains("repaired as"), "{out}");
+    thanos_verify_passes(&b);
+    ok(&strata(&b, &["verify"]), "strata verify after the repair");
+    let (metas, _) = env.blocks(&b);
+    assert!(!metas.contains_key(&broken) && metas.contains_key(&fine), "{:?}", metas.keys());
+    let repaired: Vec<&BlockMeta> = metas.values().filter(|m| m.ulid != fine).collect();
+    assert_eq!(repaired.len(), 1);
+    assert_eq!(repaired[0].thanos.as_ref().map(|t| t.source.as_str()), Some("bucket.repair"));
+    assert_eq!((repaired[0].min_time, repaired[0].max_time), (t0, t0 + 2 * HOUR));
+    assert_eq!(repaired[0].stats.num_samples, 2 * 120, "the chunks inside the range are kept");
+    assert!(env.blocks(&backup).0.contains_key(&broken), "the broken block is not in the backup bucket");
+}
+
+#[test]
 fn marks_are_honoured_both_ways() {
     let env = Env::new();
     let t0 = days_ago(3);

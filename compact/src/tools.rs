@@ -51,18 +51,38 @@ pub struct Problem {
     pub issue: &'static str,
     pub blocks: Vec<Ulid>,
     pub detail: String,
+    /// The block written in place of the broken one by `--repair`.
+    pub repaired: Option<Ulid>,
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<String> = self.blocks.iter().map(Ulid::to_string).collect();
-        write!(f, "issue={} block={} {}", self.issue, ids.join(","), self.detail)
+        write!(f, "issue={} block={} {}", self.issue, ids.join(","), self.detail)?;
+        match self.repaired {
+            Some(id) => write!(f, " (repaired as {id})"),
+            None => Ok(()),
+        }
     }
 }
 
-/// Checks the bucket's blocks (those in `ids`, or all) for `issues`. Blocks are downloaded
-/// one at a time into `<scratch>/<ULID>` and removed after their check.
-pub async fn verify(bucket: &Bucket, issues: &[&str], ids: &[Ulid], scratch: &Path) -> Result<Vec<Problem>> {
+/// What `verify --repair` does with a block it repaired: the broken block is copied to
+/// `backup`, then deleted at once (`delete_delay` zero) or marked for deletion.
+pub struct Repair {
+    pub backup: Bucket,
+    pub delete_delay: Duration,
+}
+
+/// Checks the bucket's blocks (those in `ids`, or all) for `issues`, and with `repair` repairs
+/// the index issues Thanos repairs. Blocks are downloaded one at a time into
+/// `<scratch>/<ULID>` and removed after their check.
+pub async fn verify(
+    bucket: &Bucket,
+    issues: &[&str],
+    ids: &[Ulid],
+    scratch: &Path,
+    repair: Option<&Repair>,
+) -> Result<Vec<Problem>> {
     let fetched = MetaFetcher::new(bucket.clone()).fetch().await?;
     let selected = |id: &Ulid| ids.is_empty() || ids.contains(id);
     if let Some(id) = ids.iter().find(|id| !fetched.metas.contains_key(id)) {
@@ -84,6 +104,7 @@ pub async fn verify(bucket: &Bucket, issues: &[&str], ids: &[Ulid], scratch: &Pa
                     issue: OVERLAPPED_BLOCKS,
                     blocks: run.iter().map(|m| m.ulid).collect(),
                     detail: format!("group {}: overlapping blocks {}", g.key, described.join(",")),
+                    repaired: None,
                 });
             }
         }
@@ -91,9 +112,22 @@ pub async fn verify(bucket: &Bucket, issues: &[&str], ids: &[Ulid], scratch: &Pa
     if issues.contains(&INDEX_KNOWN_ISSUES) {
         for id in fetched.metas.keys().filter(|id| selected(id)) {
             info!(block = %id, "verifying block index");
-            if let Some(detail) = index_issue(bucket, *id, scratch).await? {
-                problems.push(Problem { issue: INDEX_KNOWN_ISSUES, blocks: vec![*id], detail });
+            let Some(mut detail) = index_issue(bucket, *id, scratch).await? else { continue };
+            warn!(block = %id, issue = %detail, "detected issue");
+            let mut repaired = None;
+            if let Some(r) = repair {
+                match repair_block(bucket, &fetched.metas[id], r, scratch).await {
+                    Ok(new_id) => {
+                        info!(block = %id, repaired = %new_id, "repaired block");
+                        repaired = Some(new_id);
+                    }
+                    Err(e) => {
+                        warn!(block = %id, error = %e, "could not repair block");
+                        detail.push_str(&format!("; not repaired: {e}"));
+                    }
+                }
             }
+            problems.push(Problem { issue: INDEX_KNOWN_ISSUES, blocks: vec![*id], detail, repaired });
         }
     }
     Ok(problems)
@@ -116,6 +150,71 @@ async fn index_issue(bucket: &Bucket, id: Ulid, scratch: &Path) -> Result<Option
         .map_err(|e| Error::Task("verify", e.to_string()))?;
     remove_dir(&dir)?;
     Ok(verified.err().map(|issue| issue.to_string()))
+}
+
+/// Thanos's `block.Repair` for a block's index issues: the block is written anew without the
+/// chunks that cannot be kept (outside the block's time range, or starting before the previous
+/// chunk of their series ends: duplicates and overlaps), series left without chunks dropped;
+/// the result must pass verification. It is uploaded (source `bucket.repair`), the broken block
+/// copied to the backup bucket, then deleted or marked for deletion. Downsampled blocks are not
+/// repaired, as in Thanos.
+async fn repair_block(bucket: &Bucket, meta: &BlockMeta, r: &Repair, scratch: &Path) -> Result<Ulid> {
+    let id = meta.ulid;
+    if resolution(meta) != 0 {
+        return Err(Error::Tool("cannot repair a downsampled block".into()));
+    }
+    let dir = scratch.join(format!("repair-{id}"));
+    remove_dir(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+    let result = async {
+        let src = download_block(bucket, id, &dir, 2).await?;
+        let (out, from) = (dir.clone(), src.clone());
+        let (min_time, max_time) = (meta.min_time, meta.max_time);
+        let (written, dropped) = tokio::task::spawn_blocking(move || -> Result<(Option<BlockMeta>, Dropped)> {
+            let block = Block::open(&from)?;
+            let edit = |_: &Labels, chunks: Vec<strata_tsdb::block::ChunkData>| {
+                let mut kept: Vec<strata_tsdb::block::ChunkData> = Vec::with_capacity(chunks.len());
+                for c in chunks {
+                    let inside = c.min_time >= min_time && c.max_time <= max_time && c.min_time <= c.max_time;
+                    if inside && kept.last().is_none_or(|p| c.min_time > p.max_time) {
+                        kept.push(c);
+                    }
+                }
+                Some(kept)
+            };
+            Ok(rewrite_block(Some(&out), &block, &edit)?)
+        })
+        .await
+        .map_err(|e| Error::Task("repair", e.to_string()))??;
+        let Some(mut new_meta) = written else { return Err(Error::Task("repair", "no block written".into())) };
+        let new_dir = dir.join(new_meta.ulid.to_string());
+        let check = new_dir.clone();
+        let verified = tokio::task::spawn_blocking(move || verify_block(&check))
+            .await
+            .map_err(|e| Error::Task("verify", e.to_string()))?;
+        if let Err(issue) = verified {
+            return Err(Error::Tool(format!("the repaired block still fails verification: {issue}")));
+        }
+        info!(block = %id, repaired = %new_meta.ulid, chunks_dropped = dropped.chunks, series_dropped = dropped.series,
+              "wrote repaired block");
+        let mut thanos = meta.thanos.clone().unwrap_or_default();
+        thanos.source = "bucket.repair".to_owned();
+        thanos.index_stats = None;
+        new_meta.thanos = Some(thanos);
+        let retry = RetryPolicy::default();
+        let new_id = new_meta.ulid;
+        upload_block(bucket, &retry, &new_dir, new_meta).await?;
+        upload_block(&r.backup, &retry, &src, meta.clone()).await?;
+        if r.delete_delay.is_zero() {
+            crate::clean::delete_block(bucket, id).await?;
+        } else {
+            mark_for_deletion(bucket, id, "repaired block", now_secs()).await?;
+        }
+        Ok(new_id)
+    }
+    .await;
+    remove_dir(&dir)?;
+    result
 }
 
 /// Writes (or with `remove` deletes) the marker `marker` (one of
@@ -379,8 +478,8 @@ pub async fn rewrite(bucket: &Bucket, o: &RewriteOptions) -> Result<Vec<Rewritte
         let (dir, dry_run, d) = (o.tmp_dir.clone(), o.dry_run, Arc::clone(&deletions));
         let (written, dropped) = tokio::task::spawn_blocking(move || -> Result<(Option<BlockMeta>, Dropped)> {
             let block = Block::open(&src)?;
-            let delete = |l: &Labels| d.iter().any(|del| del.selects(l));
-            Ok(rewrite_block((!dry_run).then_some(dir.as_path()), &block, &delete)?)
+            let edit = |l: &Labels, chunks| (!d.iter().any(|del| del.selects(l))).then_some(chunks);
+            Ok(rewrite_block((!dry_run).then_some(dir.as_path()), &block, &edit)?)
         })
         .await
         .map_err(|e| Error::Task("rewrite", e.to_string()))??;

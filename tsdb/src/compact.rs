@@ -8,7 +8,7 @@ use std::time::Instant;
 use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockDesc, BlockMeta};
-use crate::block::{Block, BlockSeries, BlockWriter};
+use crate::block::{Block, BlockSeries, BlockWriter, ChunkData};
 use crate::querier::{merge_series_sets, SeriesIter};
 use crate::{Error, Result};
 
@@ -69,16 +69,28 @@ pub struct Dropped {
     pub samples: u64,
 }
 
-/// Writes `block` without the series `delete` selects as a new block in `parent` (Thanos's
-/// `tools bucket rewrite` with deletions); with `parent` `None` only counts what would go (its
-/// dry run). The new block keeps the time range, level and parents, and is its own only source
-/// (Thanos records the old sources in the meta's `rewrites`); chunks are copied verbatim and
-/// the symbol table holds only the labels of the series kept, so no deleted label value stays
-/// behind. Returns the new meta (none in a dry run) and what was dropped.
+impl Dropped {
+    fn count(&mut self, chunks: &[ChunkData]) {
+        self.chunks += chunks.len() as u64;
+        self.samples += chunks.iter().map(|c| u64::from(c.encoding.num_samples(&c.data).unwrap_or(0))).sum::<u64>();
+    }
+}
+
+/// How a rewrite changes one series: `None` drops it, otherwise the chunks it keeps (a series
+/// left without chunks is dropped too).
+pub type SeriesEdit<'a> = &'a dyn Fn(&crate::labels::Labels, Vec<ChunkData>) -> Option<Vec<ChunkData>>;
+
+/// Writes `block` anew in `parent` with each series as `edit` leaves it (Thanos's `tools bucket
+/// rewrite` deletions, and its `verify --repair`, which drops broken chunks); with `parent`
+/// `None` only counts what would go (a dry run). The new block keeps the time range, level and
+/// parents, and is its own only source (callers record the old sources as Thanos does); chunks
+/// are copied verbatim and the symbol table holds only the labels of the series kept, so no
+/// deleted label value stays behind. Returns the new meta (none in a dry run) and what was
+/// dropped.
 pub fn rewrite_block(
     parent: Option<&Path>,
     block: &Block,
-    delete: &dyn Fn(&crate::labels::Labels) -> bool,
+    edit: SeriesEdit<'_>,
 ) -> Result<(Option<BlockMeta>, Dropped)> {
     let started = Instant::now();
     let mut dropped = Dropped::default();
@@ -86,15 +98,21 @@ pub fn rewrite_block(
     // Chunk data is a view of the memory map: reading it to count samples costs no copy.
     for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
         let series = series?;
-        if delete(&series.labels) {
-            dropped.series += 1;
-            dropped.chunks += series.chunks.len() as u64;
-            dropped.samples +=
-                series.chunks.iter().map(|c| u64::from(c.encoding.num_samples(&c.data).unwrap_or(0))).sum::<u64>();
-        } else if parent.is_some() {
-            for (name, value) in series.labels.iter() {
-                symbols.insert(name.to_owned());
-                symbols.insert(value.to_owned());
+        let all = series.chunks.clone();
+        match edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
+            None => {
+                dropped.series += 1;
+                dropped.count(&all);
+            }
+            Some(kept) => {
+                let gone: Vec<ChunkData> = all.into_iter().filter(|c| !kept.contains(c)).collect();
+                dropped.count(&gone);
+                if parent.is_some() {
+                    for (name, value) in series.labels.iter() {
+                        symbols.insert(name.to_owned());
+                        symbols.insert(value.to_owned());
+                    }
+                }
             }
         }
     }
@@ -108,15 +126,16 @@ pub fn rewrite_block(
     drop(symbols);
     for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
         let series = series?;
-        if !delete(&series.labels) {
-            w.add_series(&series.labels, &series.chunks)?;
+        if let Some(kept) = edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
+            w.add_series(&series.labels, &kept)?;
         }
     }
     let compaction = BlockCompaction { sources: vec![ulid], ..meta.compaction.clone() };
     let written = w.finish(meta.min_time, meta.max_time, compaction)?;
     tracing::info!(
         from = %meta.ulid, ulid = %ulid, series = written.stats.num_series, dropped_series = dropped.series,
-        dropped_samples = dropped.samples, duration = ?started.elapsed(), "rewrote block"
+        dropped_chunks = dropped.chunks, dropped_samples = dropped.samples, duration = ?started.elapsed(),
+        "rewrote block"
     );
     Ok((Some(written), dropped))
 }
@@ -191,12 +210,13 @@ mod tests {
             .collect();
         let block = write_block(dir.path(), &data);
         let delete = |l: &Labels| l.get("__name__") == Some("secret");
-        let (none, counted) = rewrite_block(None, &block, &delete).unwrap();
+        let edit = |l: &Labels, c: Vec<ChunkData>| (!delete(l)).then_some(c);
+        let (none, counted) = rewrite_block(None, &block, &edit).unwrap();
         assert!(none.is_none());
         assert_eq!(counted, Dropped { series: 1, chunks: 1, samples: 10 });
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a dry run writes nothing");
 
-        let (meta, dropped) = rewrite_block(Some(dir.path()), &block, &delete).unwrap();
+        let (meta, dropped) = rewrite_block(Some(dir.path()), &block, &edit).unwrap();
         let meta = meta.unwrap();
         assert_eq!(dropped, counted);
         assert_eq!(meta.compaction.sources, vec![meta.ulid]);

@@ -49,6 +49,21 @@ pub(super) struct VerifyArgs {
     /// Blocks to verify (repeatable); all when none is given.
     #[arg(long = "id")]
     ids: Vec<String>,
+    /// Repair the index issues that can be: the block is written anew without the chunks that
+    /// cannot be kept, the broken one copied to the backup bucket and removed.
+    #[arg(short = 'r', long = "repair")]
+    repair: bool,
+    /// Path to the objstore YAML of the bucket broken blocks are copied to before removal
+    /// (required with --repair).
+    #[arg(long = "objstore-backup.config-file", conflicts_with = "objstore_backup_config")]
+    objstore_backup_config_file: Option<PathBuf>,
+    /// The backup bucket's objstore YAML, instead of a file.
+    #[arg(long = "objstore-backup.config")]
+    objstore_backup_config: Option<String>,
+    /// How long a repaired block's broken original stays, marked for deletion; 0s deletes it at
+    /// once.
+    #[arg(long = "delete-delay", default_value = "0s", value_parser = parse_duration_flag)]
+    delete_delay: i64,
 }
 
 #[derive(Args)]
@@ -257,9 +272,26 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let ids = ulids(&a.ids)?;
+    let backup = file_or_inline(
+        a.objstore_backup_config_file.as_deref(),
+        "--objstore-backup.config-file",
+        a.objstore_backup_config.as_deref(),
+        "--objstore-backup.config",
+    )?;
+    let repair = match (a.repair, backup) {
+        (false, _) => None,
+        (true, None) => bail!(
+            "--repair needs a backup bucket for the broken blocks: give --objstore-backup.config-file or \
+             --objstore-backup.config"
+        ),
+        (true, Some((yaml, source))) => Some(ct::Repair {
+            backup: strata_shipper::parse_objstore_config(&yaml, &source)?.build()?,
+            delete_delay: millis(a.delete_delay),
+        }),
+    };
     let bucket = tool_bucket(&a.objstore)?;
     let scratch = std::env::temp_dir().join(format!("strata-verify-{}", std::process::id()));
-    let problems = ct::verify(&bucket, &issues, &ids, &scratch).await;
+    let problems = ct::verify(&bucket, &issues, &ids, &scratch, repair.as_ref()).await;
     if let Err(e) = std::fs::remove_dir_all(&scratch) {
         if e.kind() != std::io::ErrorKind::NotFound {
             eprintln!("removing {} failed: {e}", scratch.display());
@@ -268,8 +300,13 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let problems = problems?;
     let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
     print_stdout(text.as_bytes())?;
+    let left = problems.iter().filter(|p| p.repaired.is_none()).count();
+    if left > 0 {
+        bail!("{} problem(s) found in bucket {bucket}, {left} not repaired", problems.len());
+    }
     if !problems.is_empty() {
-        bail!("{} problem(s) found in bucket {bucket}", problems.len());
+        eprintln!("{} problem(s) found and repaired", problems.len());
+        return Ok(());
     }
     eprintln!("verified {}: no problems found", issues.join(", "));
     Ok(())
