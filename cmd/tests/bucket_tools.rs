@@ -563,8 +563,13 @@ fn bad_input_fails_and_changes_nothing() {
         (&b, vec!["rewrite", "--id", &id, &bad_config], "bad-delete.yml"),
         (
             &b,
-            vec!["rewrite", "--id", &id, "--rewrite.to-delete-config=- matchers: '{}'", "--no-dry-run"],
+            vec!["rewrite", "--id", &id, "--rewrite.to-delete-config=- matchers: '{a=~\".*\"}'", "--no-dry-run"],
             "match every series",
+        ),
+        (
+            &b,
+            vec!["rewrite", "--id", &id, "--rewrite.to-delete-config=- matchers: '{}'", "--no-dry-run"],
+            "no matcher given",
         ),
         (
             &b,

@@ -440,7 +440,7 @@ pub struct RewriteOptions {
     pub dry_run: bool,
     /// Mark each source block for deletion once its rewrite is uploaded.
     pub delete_blocks: bool,
-    /// Scratch directory (`--tmp.dir`); emptied first.
+    /// Scratch directory of this run; emptied first.
     pub tmp_dir: PathBuf,
 }
 

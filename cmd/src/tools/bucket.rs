@@ -188,15 +188,22 @@ pub(super) struct RewriteArgs {
     /// Mark each source block for deletion once its rewrite is uploaded (not in a dry run).
     #[arg(long = "delete-blocks")]
     delete_blocks: bool,
-    /// Working directory for the downloaded and written blocks; emptied first.
-    #[arg(long = "tmp.dir", default_value_os_t = std::env::temp_dir().join("strata-rewrite"))]
+    /// Working directory for the downloaded and written blocks (in a subdirectory of this run,
+    /// removed at the end).
+    #[arg(long = "tmp.dir", default_value_os_t = std::env::temp_dir())]
     tmp_dir: PathBuf,
 }
 
 /// Block ids of `--id` flags; the first bad one is the error.
 fn ulids(ids: &[String]) -> anyhow::Result<Vec<Ulid>> {
     ids.iter()
-        .map(|s| Ulid::from_string(s).map_err(|e| anyhow::anyhow!("--id {s:?} is not a block ULID: {e}")))
+        .map(|s| match Ulid::from_string(s) {
+            // A text above 7ZZZZZZZZZZZZZZZZZZZZZZZZZ overflows 128 bits; Go's ulid.Parse
+            // refuses it, and so does this.
+            Ok(id) if id.to_string().eq_ignore_ascii_case(s) => Ok(id),
+            Ok(_) => Err(anyhow::anyhow!("--id {s:?} is not a block ULID: larger than 128 bits")),
+            Err(e) => Err(anyhow::anyhow!("--id {s:?} is not a block ULID: {e}")),
+        })
         .collect()
 }
 
@@ -204,6 +211,9 @@ fn ulids(ids: &[String]) -> anyhow::Result<Vec<Ulid>> {
 fn parse_matchers(s: &str) -> Result<Vec<Matcher>, String> {
     let selector = if s.trim_start().starts_with('{') { s.to_owned() } else { format!("{{{s}}}") };
     let parsed = strata_query::parse::parse_selector(&selector).map_err(|e| e.to_string())?;
+    if parsed.is_empty() {
+        return Err("no matcher given".into());
+    }
     parsed.into_iter().map(|m| Matcher::new(m.op, m.name, m.value).map_err(|e| e.to_string())).collect()
 }
 
@@ -391,7 +401,9 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
         bail!("--delete-blocks needs --no-dry-run: a dry run changes nothing");
     }
     let bucket = tool_bucket(&a.objstore)?;
-    let options = RewriteOptions { ids, deletions, dry_run, delete_blocks: a.delete_blocks, tmp_dir: a.tmp_dir };
+    // A directory of this run's own: only it is emptied and removed, whatever --tmp.dir names.
+    let tmp_dir = a.tmp_dir.join(format!("strata-rewrite-{}", std::process::id()));
+    let options = RewriteOptions { ids, deletions, dry_run, delete_blocks: a.delete_blocks, tmp_dir };
     let done = ct::rewrite(&bucket, &options).await;
     if let Err(e) = std::fs::remove_dir_all(&options.tmp_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -413,4 +425,36 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
         }
     }
     print_stdout(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_flags_as_thanos_takes_them() {
+        let one = parse_matchers(r#"cluster="eu""#).unwrap();
+        assert_eq!((one[0].name.as_str(), one[0].value.as_str()), ("cluster", "eu"));
+        let set = parse_matchers(r#"{cluster=~"eu|us", env!="dev"}"#).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set[0].matches("us") && !set[1].matches("dev"));
+        let long = format!("a=\"{}\"", "x".repeat(100_000));
+        assert_eq!(parse_matchers(&long).unwrap()[0].value.len(), 100_000);
+        for bad in ["", "cluster", r#"cluster=~"(""#, r#"{a="b""#, r#"a="b"}"#, "}{", "\u{0}=\"x\"", r#"a="\q""#, "a=b"]
+        {
+            assert!(parse_matchers(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn block_ids_must_be_ulids() {
+        let id = Ulid::new().to_string();
+        assert_eq!(ulids(std::slice::from_ref(&id)).unwrap()[0].to_string(), id);
+        for bad in
+            ["", "nope", "01ARZ3NDEKTSV4RRFFQ69G5FA", "01ARZ3NDEKTSV4RRFFQ69G5FAVV", "8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "ü"]
+        {
+            let err = ulids(&[id.clone(), bad.to_owned()]).unwrap_err().to_string();
+            assert!(err.contains("--id") && err.contains("not a block ULID"), "{bad:?}: {err}");
+        }
+    }
 }
