@@ -444,6 +444,26 @@ fn replicate_copies_matching_blocks_once() {
     // By id, whatever the matchers.
     let by_id = strata(&from, &["replicate", &to_flag, "--id", &us[0].to_string(), "--matcher", r#"cluster="eu""#]);
     assert_eq!(ok(&by_id, "replicate by id").trim(), format!("{} replicated", us[0]));
+    // Without --single-run: a run every minute, its metrics on --http-address, until SIGTERM.
+    let late = env.ship_blocks(&from, &[("cluster", "eu")], &[(t0 + 6 * HOUR, t0 + 8 * HOUR)])[0];
+    let port = strata_testkit::free_port();
+    let mut cmd = Command::new(common::strata_bin());
+    cmd.args(["tools", "bucket", "replicate", "--objstore.config-file"]).arg(&from.config_file);
+    cmd.args([to_flag.as_str(), "--matcher", r#"cluster="eu""#, &format!("--http-address=127.0.0.1:{port}")]);
+    let proc = Proc::spawn("strata replicate", cmd, &env.work.path().join("replicate.log"));
+    wait_for("a replication run counted", Duration::from_secs(60), || {
+        let (_, body) = strata_testkit::http::get(&format!("127.0.0.1:{port}"), "/metrics")?;
+        let replicated = strata_testkit::metrics::metric_sum(&body, "thanos_replicate_blocks_replicated_total");
+        let runs =
+            strata_testkit::metrics::metric_sum(&body, "thanos_replicate_replication_runs_total{result=\"success\"}");
+        match (replicated, runs) {
+            (Some(r), Some(n)) if r == 1.0 && n >= 1.0 => Ok(()),
+            _ => Err(body),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(proc.terminate(Duration::from_secs(10)).success(), "replicate did not stop on SIGTERM");
+    assert!(env.blocks(&to).0.contains_key(&late));
     // A regex matcher matching nothing more.
     let none = strata(&from, &["replicate", &to_flag, "--matcher", r#"cluster=~"a.*""#, "--single-run"]);
     assert_eq!(ok(&none, "replicate none"), "");

@@ -18,7 +18,7 @@ pub mod verify;
 pub use clean::Retention;
 pub use compactor::{Compactor, CompactorOptions, CORRUPT_BLOCK_REASON};
 pub use error::{Error, Result};
-pub use metrics::CompactMetrics;
+pub use metrics::{CompactMetrics, ReplicateMetrics};
 
 /// A meta with a time range and no Thanos section, for unit tests.
 #[cfg(test)]

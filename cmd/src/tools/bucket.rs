@@ -3,11 +3,12 @@
 //! the compactor's own passes).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use strata_compact::tools::{self as ct, ReplicateFilter, RewriteOptions};
-use strata_compact::{CompactorOptions, Retention};
+use strata_compact::{CompactorOptions, ReplicateMetrics, Retention};
 use strata_shipper::markers::MARKER_FILENAMES;
 use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
@@ -161,9 +162,13 @@ pub(super) struct ReplicateArgs {
     /// Only these blocks (repeatable), whatever the other conditions; implies one run.
     #[arg(long = "id")]
     ids: Vec<String>,
-    /// Run once, then exit; otherwise again every minute until stopped.
+    /// Run once, then exit; otherwise again every minute until stopped, serving /metrics
+    /// (`thanos_replicate_*`), /-/healthy and /-/ready on --http-address.
     #[arg(long = "single-run")]
     single_run: bool,
+    /// Address for /metrics, /-/healthy and /-/ready when not a single run.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -363,27 +368,52 @@ async fn replicate(a: ReplicateArgs) -> anyhow::Result<()> {
     )?
     .context("no bucket to copy to: give --objstore-to.config-file or --objstore-to.config")?;
     let to = strata_shipper::parse_objstore_config(&yaml, &source)?.build()?;
-    let once = a.single_run || !filter.ids.is_empty();
+    if a.single_run || !filter.ids.is_empty() {
+        return replicate_once(&from, &to, &filter, None).await;
+    }
+    let mut metrics = strata_receiver::metrics::Metrics::for_process(&crate::build_info());
+    let replicate_metrics = ReplicateMetrics::new(metrics.registry_mut());
+    let http = crate::bind_flag("--http-address", a.http_address).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = crate::serve_http(http, crate::ops_routes(Arc::new(metrics), || None), stop_rx, "http");
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
-        let done = ct::replicate(&from, &to, &filter).await?;
-        let text: String = done.copied.iter().map(|id| format!("{id} replicated\n")).collect();
-        print_stdout(text.as_bytes())?;
-        eprintln!(
-            "replicated {} blocks ({} objects); {} already there",
-            done.copied.len(),
-            done.objects,
-            done.already.len()
-        );
-        if once {
-            return Ok(());
+    let result = loop {
+        // A failed run is logged and tried again, as Thanos's replicator does.
+        if let Err(e) = replicate_once(&from, &to, &filter, Some(&replicate_metrics)).await {
+            tracing::error!(error = %e, "replication run failed; trying again in a minute");
         }
         tokio::select! {
             _ = tokio::time::sleep(ct::REPLICATE_INTERVAL) => {}
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break Ok(()),
         }
+    };
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    result
+}
+
+/// One replication run: the blocks copied on stdout, a summary on stderr.
+async fn replicate_once(
+    from: &strata_shipper::Bucket,
+    to: &strata_shipper::Bucket,
+    filter: &ReplicateFilter,
+    metrics: Option<&ReplicateMetrics>,
+) -> anyhow::Result<()> {
+    let run = ct::replicate(from, to, filter).await;
+    if let Some(m) = metrics {
+        m.observe(&run);
     }
+    let done = run?;
+    let text: String = done.copied.iter().map(|id| format!("{id} replicated\n")).collect();
+    print_stdout(text.as_bytes())?;
+    eprintln!(
+        "replicated {} blocks ({} objects); {} already there",
+        done.copied.len(),
+        done.objects,
+        done.already.len()
+    );
+    Ok(())
 }
 
 async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
