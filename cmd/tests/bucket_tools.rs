@@ -193,7 +193,7 @@ fn compact(env: &Env, b: &TestBucket, program: &Path, name: &str, flags: &[&str]
     text
 }
 
-/// Start of an hour-aligned window `days` days ago.
+/// The start of an 8h window `days` days ago (so 2h blocks from it are planned together).
 fn days_ago(days: i64) -> i64 {
     (now_ms() - days * DAY) / (8 * HOUR) * (8 * HOUR)
 }
