@@ -52,6 +52,9 @@ pub struct CompactArgs {
     /// of 10 days and more to 1h.
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
+    /// Blocks downsampled at once.
+    #[arg(long = "downsample.concurrency", default_value_t = 1)]
+    downsample_concurrency: usize,
     /// Merge overlapping blocks of a group (vertical compaction) instead of halting.
     #[arg(long = "compact.enable-vertical-compaction")]
     vertical_compaction: bool,
@@ -119,6 +122,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         selector,
         skip_out_of_order_chunks: a.skip_out_of_order_chunks,
         downsampling: !a.downsampling_disable,
+        downsample_concurrency: a.downsample_concurrency,
         ..CompactorOptions::default()
     };
     let build = build_info();

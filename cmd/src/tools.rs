@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use strata_loadgen::{self as loadgen, Version};
 use strata_tsdb::gotext::parse_duration;
 
+mod bucket;
 mod ring;
 
 #[derive(Args)]
@@ -23,7 +24,8 @@ enum ToolsCommand {
     BenchWrite(BenchWriteArgs),
     /// Inspect a local TSDB directory.
     Tsdb(TsdbArgs),
-    /// Inspect an object-storage bucket in the Thanos layout.
+    /// Inspect and maintain an object-storage bucket in the Thanos layout (Thanos's `tools
+    /// bucket`).
     ///
     /// Without an objstore flag, the bucket is ./data/bucket (strata standalone's) if it is in
     /// the current directory.
@@ -171,6 +173,8 @@ enum BucketCommand {
     Ls(BucketLsArgs),
     /// Print one block's meta.json and its objects with their sizes.
     Inspect(BucketInspectArgs),
+    #[command(flatten)]
+    Tools(bucket::BucketTools),
 }
 
 #[derive(Args)]
@@ -219,6 +223,7 @@ pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
             print_stdout(out.as_bytes())?;
             result
         }
+        ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Tools(t) }) => bucket::run(t).await,
         ToolsCommand::Bucket(BucketArgs { command: BucketCommand::Inspect(a) }) => {
             let bucket = tool_bucket(&a.objstore)?;
             let mut out = Vec::new();

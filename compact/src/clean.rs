@@ -49,10 +49,15 @@ pub fn expired(metas: &[BlockMeta], retention: &Retention, now_ms: i64) -> Vec<U
         .collect()
 }
 
-/// Marked blocks whose mark is older than `delete_delay` at `now_secs`.
-pub fn due_for_deletion(marks: &BTreeMap<Ulid, DeletionMark>, delete_delay: Duration, now_secs: i64) -> Vec<Ulid> {
-    let delay = i64::try_from(delete_delay.as_secs()).unwrap_or(i64::MAX);
-    marks.iter().filter(|(_, m)| now_secs.saturating_sub(m.deletion_time) > delay).map(|(&id, _)| id).collect()
+/// Marked blocks whose mark is older than `delete_delay` at `now_ms`. Measured in milliseconds,
+/// as Thanos measures it (`time.Since`), so that with no delay a mark of this very second is due.
+pub fn due_for_deletion(marks: &BTreeMap<Ulid, DeletionMark>, delete_delay: Duration, now_ms: i64) -> Vec<Ulid> {
+    let delay = i64::try_from(delete_delay.as_millis()).unwrap_or(i64::MAX);
+    marks
+        .iter()
+        .filter(|(_, m)| now_ms.saturating_sub(m.deletion_time.saturating_mul(1000)) > delay)
+        .map(|(&id, _)| id)
+        .collect()
 }
 
 /// Partial uploads (no meta.json) whose ULID is older than [`PARTIAL_UPLOAD_THRESHOLD`].
@@ -123,10 +128,13 @@ mod tests {
     fn deletion_after_delay() {
         let mark = |t: i64| DeletionMark { id: Ulid(1), version: 1, details: String::new(), deletion_time: t };
         let marks = BTreeMap::from([(Ulid(1), mark(1_000)), (Ulid(2), mark(5_000)), (Ulid(3), mark(10_000))]);
-        let got = due_for_deletion(&marks, Duration::from_secs(4_000), 9_001);
+        let got = due_for_deletion(&marks, Duration::from_secs(4_000), 9_001_000);
         assert_eq!(got, vec![Ulid(1), Ulid(2)]);
-        assert_eq!(due_for_deletion(&marks, Duration::ZERO, 10_001).len(), 3);
-        assert!(due_for_deletion(&marks, Duration::from_secs(48 * 3600), 10_001).is_empty());
+        assert_eq!(due_for_deletion(&marks, Duration::ZERO, 10_001_000).len(), 3);
+        // Without a delay, a mark of this second is due a millisecond later.
+        assert_eq!(due_for_deletion(&marks, Duration::ZERO, 10_000_001), vec![Ulid(1), Ulid(2), Ulid(3)]);
+        assert_eq!(due_for_deletion(&marks, Duration::ZERO, 10_000_000), vec![Ulid(1), Ulid(2)]);
+        assert!(due_for_deletion(&marks, Duration::from_secs(48 * 3600), 10_001_000).is_empty());
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct CompactorOptions {
     pub ranges: Vec<i64>,
     /// Downsample raw and 5m blocks after compacting (not `--downsampling.disable`).
     pub downsampling: bool,
+    /// Blocks downsampled at once (`--downsample.concurrency`).
+    pub downsample_concurrency: usize,
 }
 
 impl Default for CompactorOptions {
@@ -94,6 +96,7 @@ impl Default for CompactorOptions {
             skip_out_of_order_chunks: false,
             ranges: DEFAULT_RANGES.to_vec(),
             downsampling: true,
+            downsample_concurrency: 1,
         }
     }
 }
@@ -105,6 +108,8 @@ pub(crate) struct Synced {
     /// Blocks whose sources another block holds.
     duplicates: Vec<Ulid>,
     no_compact: HashSet<Ulid>,
+    /// Blocks the downsampling passes leave out.
+    pub(crate) no_downsample: HashSet<Ulid>,
     partial: Vec<Ulid>,
     deletion_marks: BTreeMap<Ulid, DeletionMark>,
 }
@@ -194,6 +199,7 @@ impl Compactor {
             .collect();
         let (metas, duplicates) = deduplicate(selected);
         let no_compact: HashSet<Ulid> = fetched.no_compact_marked.into_iter().collect();
+        let no_downsample: HashSet<Ulid> = fetched.no_downsample_marked.into_iter().collect();
         let label_excluded = fetched_count - metas.len() - duplicates.len();
         self.metrics.meta.set_synced(&[
             ("corrupted-meta-json", fetched.corrupt.len()),
@@ -213,7 +219,14 @@ impl Compactor {
             partial = fetched.partial.len(),
             "synced block metas"
         );
-        Ok(Synced { metas, duplicates, no_compact, partial: fetched.partial, deletion_marks: fetched.deletion_marks })
+        Ok(Synced {
+            metas,
+            duplicates,
+            no_compact,
+            no_downsample,
+            partial: fetched.partial,
+            deletion_marks: fetched.deletion_marks,
+        })
     }
 
     /// Compacts every group, again and again on a fresh sync, until no group has a plan.
@@ -445,8 +458,9 @@ impl Compactor {
         Ok(true)
     }
 
-    /// Marks blocks past their resolution's retention for deletion.
-    async fn apply_retention(&self) -> Result<()> {
+    /// Marks blocks past their resolution's retention for deletion (also `tools bucket
+    /// retention`).
+    pub async fn apply_retention(&self) -> Result<()> {
         let r = self.options.retention;
         if r == Retention::default() {
             return Ok(());
@@ -461,13 +475,14 @@ impl Compactor {
         Ok(())
     }
 
-    /// Deletes abandoned partial uploads and blocks marked longer than the delete delay ago.
-    async fn clean(&self) -> Result<()> {
+    /// Deletes abandoned partial uploads and blocks marked longer than the delete delay ago
+    /// (also `tools bucket cleanup`).
+    pub async fn clean(&self) -> Result<()> {
         let synced = self.sync().await?;
         let now = now();
         let partial = clean::abandoned_partials(&synced.partial, ms(now));
         let mut marked = Vec::new();
-        for id in clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, now.as_secs() as i64) {
+        for id in clean::due_for_deletion(&synced.deletion_marks, self.options.delete_delay, ms(now) as i64) {
             if self.owns(id).await? {
                 marked.push(id);
             }

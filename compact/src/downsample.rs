@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
+use futures::StreamExt;
 use strata_shipper::{download_block, resolution, upload_block};
 use strata_tsdb::block::meta::BlockMeta;
 use strata_tsdb::block::Block;
@@ -36,8 +37,10 @@ pub(crate) fn due(m: &BlockMeta, done_5m: &HashSet<Ulid>, done_1h: &HashSet<Ulid
 
 impl Compactor {
     /// Two passes, as Thanos runs them, so that a 5m block made by the first is downsampled to
-    /// 1h by the second.
-    pub(crate) async fn downsample_all(&self) -> Result<()> {
+    /// 1h by the second. Blocks with a no-downsample mark are left out (Thanos's
+    /// `GatherNoDownsampleMarkFilter`); `downsample_concurrency` blocks are downsampled at once.
+    /// Also `tools bucket downsample`.
+    pub async fn downsample_all(&self) -> Result<()> {
         for _ in 0..2 {
             let synced = self.sync().await?;
             let sources_at = |res: i64| -> HashSet<Ulid> {
@@ -49,8 +52,16 @@ impl Compactor {
                     .collect()
             };
             let (done_5m, done_1h) = (sources_at(RES_5M), sources_at(RES_1H));
+            let mut todo = Vec::new();
             for m in &synced.metas {
                 let Some(target) = due(m, &done_5m, &done_1h) else { continue };
+                if synced.no_downsample.contains(&m.ulid) {
+                    info!(block = %m.ulid, "block marked no-downsample; not downsampling it");
+                    continue;
+                }
+                todo.push((m, target));
+            }
+            let results: Vec<Result<()>> = futures::stream::iter(todo.into_iter().map(|(m, target)| async move {
                 let labels = m.thanos.as_ref().map(|t| t.labels.clone()).unwrap_or_default();
                 let group = group_key(resolution(m), &labels);
                 let dir = self.options.data_dir.join("downsample").join(m.ulid.to_string());
@@ -58,16 +69,15 @@ impl Compactor {
                 if let Err(e) = remove_dir(&dir) {
                     tracing::warn!(block = %m.ulid, error = %e, "removing the downsampling scratch directory failed");
                 }
-                match result {
-                    Ok(()) => {
-                        self.metrics().downsamples.get_or_create(&self.metrics().group(&group)).inc();
-                    }
-                    Err(e) => {
-                        self.metrics().downsample_failures.get_or_create(&self.metrics().group(&group)).inc();
-                        return Err(e);
-                    }
-                }
-            }
+                let counter =
+                    if result.is_ok() { &self.metrics().downsamples } else { &self.metrics().downsample_failures };
+                counter.get_or_create(&self.metrics().group(&group)).inc();
+                result
+            }))
+            .buffer_unordered(self.options.downsample_concurrency.max(1))
+            .collect()
+            .await;
+            results.into_iter().collect::<Result<Vec<()>>>()?;
         }
         Ok(())
     }

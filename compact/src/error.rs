@@ -29,6 +29,13 @@ pub enum Error {
     /// A block's index breaks an invariant of the format.
     #[error("block {block}: index not healthy: {reason}")]
     Index { block: Ulid, reason: String },
+    /// A `tools bucket` request that cannot be carried out as given (a block not in the
+    /// bucket, an unknown marker); nothing was changed.
+    #[error("{0}")]
+    Tool(String),
+    /// A configuration file or flag value that does not parse.
+    #[error("{file}: {reason}")]
+    Config { file: String, reason: String },
     /// A blocking task (merge, verification) did not finish.
     #[error("{0} task failed: {1}")]
     Task(&'static str, String),

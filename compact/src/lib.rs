@@ -12,12 +12,13 @@ pub mod error;
 pub mod group;
 pub mod metrics;
 pub mod planner;
+pub mod tools;
 pub mod verify;
 
 pub use clean::Retention;
 pub use compactor::{Compactor, CompactorOptions, CORRUPT_BLOCK_REASON};
 pub use error::{Error, Result};
-pub use metrics::CompactMetrics;
+pub use metrics::{CompactMetrics, ReplicateMetrics};
 
 /// A meta with a time range and no Thanos section, for unit tests.
 #[cfg(test)]

@@ -116,3 +116,60 @@ impl CompactMetrics {
         self.blocks_marked.get_or_create(&[("marker", marker.to_owned()), ("reason", reason.to_owned())]).inc();
     }
 }
+
+type ResultLabel = [(&'static str, &'static str); 1];
+
+/// `tools bucket replicate`'s metrics, with Thanos's names (pkg/replicate).
+#[derive(Clone, Default)]
+pub struct ReplicateMetrics {
+    pub blocks_already_replicated: Counter,
+    pub blocks_replicated: Counter,
+    pub objects_replicated: Counter,
+    /// Runs by `result`: `success` or `error`.
+    pub runs: Family<ResultLabel, Counter>,
+}
+
+impl ReplicateMetrics {
+    pub fn new(registry: &mut Registry) -> ReplicateMetrics {
+        let m = ReplicateMetrics::default();
+        registry.register(
+            "thanos_replicate_blocks_already_replicated",
+            "Total number of blocks skipped due to already being replicated.",
+            m.blocks_already_replicated.clone(),
+        );
+        registry.register(
+            "thanos_replicate_blocks_replicated",
+            "Total number of blocks replicated.",
+            m.blocks_replicated.clone(),
+        );
+        registry.register(
+            "thanos_replicate_objects_replicated",
+            "Total number of objects replicated.",
+            m.objects_replicated.clone(),
+        );
+        registry.register(
+            "thanos_replicate_replication_runs",
+            "The number of replication runs split by success and error.",
+            m.runs.clone(),
+        );
+        for result in ["success", "error"] {
+            m.runs.get_or_create(&[("result", result)]).inc_by(0);
+        }
+        m
+    }
+
+    /// Counts one run's outcome.
+    pub fn observe(&self, run: &Result<crate::tools::Replicated, crate::Error>) {
+        match run {
+            Ok(r) => {
+                self.blocks_replicated.inc_by(r.copied.len() as u64);
+                self.blocks_already_replicated.inc_by(r.already.len() as u64);
+                self.objects_replicated.inc_by(r.objects as u64);
+                self.runs.get_or_create(&[("result", "success")]).inc();
+            }
+            Err(_) => {
+                self.runs.get_or_create(&[("result", "error")]).inc();
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use ulid::Ulid;
 
 use crate::bucket::Bucket;
-use crate::markers::{DeletionMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME};
+use crate::markers::{DeletionMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME, NO_DOWNSAMPLE_MARK_FILENAME};
 use crate::{Error, Result};
 
 /// Sources whose blocks are complete when they appear, so the consistency delay does not apply
@@ -106,6 +106,9 @@ pub struct FetchedMetas {
     /// Usable blocks with a no-compact mark; found only by a fetcher that lists recursively
     /// ([`MetaFetcher::with_recursive_listing`]).
     pub no_compact_marked: Vec<Ulid>,
+    /// Usable blocks with a no-downsample mark; found only by a fetcher that lists
+    /// recursively.
+    pub no_downsample_marked: Vec<Ulid>,
     /// Blocks younger than the consistency delay.
     pub too_fresh: Vec<Ulid>,
     /// Blocks whose meta.json does not parse.
@@ -168,7 +171,7 @@ impl MetaFetcher {
 
     /// Find blocks and their markers with one recursive listing of the bucket instead of a
     /// request per block (Thanos's recursive block discovery): a sync then costs one listing
-    /// plus the meta.json and marks not read before. Also finds no-compact marks.
+    /// plus the meta.json and marks not read before. Also finds no-compact and no-downsample marks.
     pub fn with_recursive_listing(mut self) -> MetaFetcher {
         self.recursive = true;
         self
@@ -200,12 +203,13 @@ impl MetaFetcher {
                 (Ok(Found::Meta(_)), None) => self.deletion_mark(id).await,
                 _ => Ok(None),
             };
-            (id, found, mark, has(&id, NO_COMPACT_MARK_FILENAME) == Some(true))
+            let no_compact = has(&id, NO_COMPACT_MARK_FILENAME) == Some(true);
+            (id, found, mark, no_compact, has(&id, NO_DOWNSAMPLE_MARK_FILENAME) == Some(true))
         }))
         .buffer_unordered(self.concurrency);
 
         let mut out = FetchedMetas::default();
-        while let Some((id, found, mark, no_compact)) = lookups.next().await {
+        while let Some((id, found, mark, no_compact, no_downsample)) = lookups.next().await {
             let meta = match found? {
                 Found::Meta(m) => m,
                 Found::Partial => {
@@ -233,9 +237,13 @@ impl MetaFetcher {
             if no_compact {
                 out.no_compact_marked.push(id);
             }
+            if no_downsample {
+                out.no_downsample_marked.push(id);
+            }
             out.metas.insert(id, *meta);
         }
         out.no_compact_marked.sort();
+        out.no_downsample_marked.sort();
         out.partial.sort();
         out.marked_for_deletion.sort();
         out.too_fresh.sort();

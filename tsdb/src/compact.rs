@@ -8,7 +8,7 @@ use std::time::Instant;
 use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockDesc, BlockMeta};
-use crate::block::{Block, BlockSeries, BlockWriter};
+use crate::block::{Block, BlockSeries, BlockWriter, ChunkData};
 use crate::querier::{merge_series_sets_with, ChunkMerge, SeriesIter};
 use crate::{Error, Result};
 
@@ -60,6 +60,85 @@ pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>], merge: ChunkMerge) -> 
         samples = meta.stats.num_samples, duration = ?started.elapsed(), "merged blocks"
     );
     Ok(meta)
+}
+
+/// What a rewrite leaves out of a block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub series: u64,
+    pub chunks: u64,
+    pub samples: u64,
+}
+
+impl Dropped {
+    fn count(&mut self, chunks: &[ChunkData]) {
+        self.chunks += chunks.len() as u64;
+        self.samples += chunks.iter().map(|c| u64::from(c.encoding.num_samples(&c.data).unwrap_or(0))).sum::<u64>();
+    }
+}
+
+/// How a rewrite changes one series: `None` drops it, otherwise the chunks it keeps (a series
+/// left without chunks is dropped too).
+pub type SeriesEdit<'a> = &'a dyn Fn(&crate::labels::Labels, Vec<ChunkData>) -> Option<Vec<ChunkData>>;
+
+/// Writes `block` anew in `parent` with each series as `edit` leaves it (Thanos's `tools bucket
+/// rewrite` deletions, and its `verify --repair`, which drops broken chunks); with `parent`
+/// `None` only counts what would go (a dry run). The new block keeps the time range, level and
+/// parents, and is its own only source (callers record the old sources as Thanos does); chunks
+/// are copied verbatim and the symbol table holds only the labels of the series kept, so no
+/// deleted label value stays behind. Returns the new meta (none in a dry run) and what was
+/// dropped.
+pub fn rewrite_block(
+    parent: Option<&Path>,
+    block: &Block,
+    edit: SeriesEdit<'_>,
+) -> Result<(Option<BlockMeta>, Dropped)> {
+    let started = Instant::now();
+    let mut dropped = Dropped::default();
+    let mut symbols = std::collections::BTreeSet::new();
+    // Chunk data is a view of the memory map: reading it to count samples costs no copy.
+    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
+        let series = series?;
+        let all = series.chunks.clone();
+        match edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
+            None => {
+                dropped.series += 1;
+                dropped.count(&all);
+            }
+            Some(kept) => {
+                let gone: Vec<ChunkData> = all.into_iter().filter(|c| !kept.contains(c)).collect();
+                dropped.count(&gone);
+                if parent.is_some() {
+                    for (name, value) in series.labels.iter() {
+                        symbols.insert(name.to_owned());
+                        symbols.insert(value.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let Some(parent) = parent else {
+        return Ok((None, dropped));
+    };
+    let ulid = Ulid::new();
+    let meta = block.meta();
+    let mut w = BlockWriter::new(parent, ulid)?;
+    w.add_symbols(symbols.iter().map(String::as_str))?;
+    drop(symbols);
+    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
+        let series = series?;
+        if let Some(kept) = edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
+            w.add_series(&series.labels, &kept)?;
+        }
+    }
+    let compaction = BlockCompaction { sources: vec![ulid], ..meta.compaction.clone() };
+    let written = w.finish(meta.min_time, meta.max_time, compaction)?;
+    tracing::info!(
+        from = %meta.ulid, ulid = %ulid, series = written.stats.num_series, dropped_series = dropped.series,
+        dropped_chunks = dropped.chunks, dropped_samples = dropped.samples, duration = ?started.elapsed(),
+        "rewrote block"
+    );
+    Ok((Some(written), dropped))
 }
 
 #[cfg(test)]
@@ -121,6 +200,45 @@ mod tests {
             ),
             1..6,
         )
+    }
+
+    #[test]
+    fn rewrite_drops_selected_series_and_their_symbols() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Data = [("aa", 0..130), ("secret", 0..10), ("bb", 5..20)]
+            .into_iter()
+            .map(|(n, r)| (n.to_owned(), r.map(|t| (t as i64, (t as f64).to_bits())).collect()))
+            .collect();
+        let block = write_block(dir.path(), &data);
+        let delete = |l: &Labels| l.get("__name__") == Some("secret");
+        let edit = |l: &Labels, c: Vec<ChunkData>| (!delete(l)).then_some(c);
+        let (none, counted) = rewrite_block(None, &block, &edit).unwrap();
+        assert!(none.is_none());
+        assert_eq!(counted, Dropped { series: 1, chunks: 1, samples: 10 });
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a dry run writes nothing");
+
+        let (meta, dropped) = rewrite_block(Some(dir.path()), &block, &edit).unwrap();
+        let meta = meta.unwrap();
+        assert_eq!(dropped, counted);
+        assert_eq!(meta.compaction.sources, vec![meta.ulid]);
+        assert_eq!((meta.min_time, meta.max_time), (block.meta().min_time, block.meta().max_time));
+        assert_eq!((meta.stats.num_series, meta.stats.num_samples), (2, 145));
+        let out = Block::open(&dir.path().join(meta.ulid.to_string())).unwrap();
+        assert!(!out.index().symbols().unwrap().iter().any(|s| s == "secret"));
+        let names: Vec<String> = out.label_values("__name__", &[]).unwrap();
+        assert_eq!(names, ["aa", "bb"]);
+        // Kept chunks are the same bytes.
+        let before = block.select(&[], i64::MIN, i64::MAX).unwrap();
+        let after = out.select(&[], i64::MIN, i64::MAX).unwrap();
+        let kept: Vec<_> = before.iter().filter(|s| !delete(&s.labels)).collect();
+        assert_eq!(kept.len(), after.len());
+        for (b, a) in kept.iter().zip(&after) {
+            assert_eq!(b.labels, a.labels);
+            assert_eq!(
+                b.chunks.iter().map(|c| c.data.clone()).collect::<Vec<_>>(),
+                a.chunks.iter().map(|c| c.data.clone()).collect::<Vec<_>>()
+            );
+        }
     }
 
     proptest! {
