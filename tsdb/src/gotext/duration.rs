@@ -36,6 +36,27 @@ pub enum DurationError {
     OutOfRange,
 }
 
+/// A `model.Duration` field of a YAML or JSON config, for `#[serde(deserialize_with)]`: an
+/// empty string is no duration.
+pub fn deserialize_model_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    // A visitor (rather than parsing a deserialized String) makes the parser attach the
+    // value's own line and field path to the error.
+    struct ModelDuration;
+    impl serde::de::Visitor<'_> for ModelDuration {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"1m30s\", \"2m\" or \"500ms\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            parse_duration(s).map(Some).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(ModelDuration)
+}
+
 /// Prometheus's `model.ParseDuration`: one or more `<digits><unit>` terms with units `y` (365
 /// days), `w`, `d`, `h`, `m`, `s`, `ms`, largest first and each at most once, e.g. `1h30m`;
 /// `0` alone is zero. No sign, no fractions, no spaces. The total must fit Go's nanosecond
