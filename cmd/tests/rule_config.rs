@@ -1,7 +1,7 @@
 //! `strata rule` configured only through Thanos's config files: `--query.config-file` with a
 //! static query API and a file-SD file rewritten during the test to point at a second one, and
 //! `--alertmanagers.config-file` delivering alerts to a real Alertmanager (Debian's) over the
-//! v1 API Thanos defaults to. Bad configs and conflicting flags stop the ruler at start with a
+//! v1 API Thanos defaults to; the ruler's port serves the Rules and Alerts pages. Bad configs and conflicting flags stop the ruler at start with a
 //! message naming the file and the field.
 
 mod common;
@@ -109,6 +109,14 @@ fn ruler_configured_by_config_files() {
     .unwrap();
     let rules_api = get_json(ruler.http(), "/api/v1/rules").unwrap();
     assert_eq!(rules_api["data"]["groups"][0]["rules"][0]["health"], "ok", "{rules_api}");
+    // The Rules and Alerts pages on the ruler's port.
+    let (status, rules_page) = strata_testkit::http::get(ruler.http(), "/rules").unwrap();
+    assert!(status == 200 && rules_page.contains("record: answer:sum"), "{status} {rules_page}");
+    let (status, alerts_page) = strata_testkit::http::get(ruler.http(), "/alerts").unwrap();
+    assert!(
+        status == 200 && alerts_page.contains("AnswerPresent") && alerts_page.contains(">firing<"),
+        "{alerts_page}"
+    );
     drop(api_a);
 }
 
