@@ -17,6 +17,7 @@ use crate::api::format_e;
 use crate::notifier::rfc3339;
 use crate::rulefmt::RuleKind;
 use crate::ruler::{RuleState, Ruler};
+use strata_tsdb::gotext::format_model_duration;
 
 /// The same look as the query page (query/src/ui).
 const STYLE: &str = r#"
@@ -70,7 +71,6 @@ fn labels_text(labels: &LabelMap) -> String {
 /// A rule as Prometheus's Rules page prints it: its YAML.
 fn rule_yaml(r: &RuleState) -> String {
     let mut y = String::new();
-    let quoted = |s: &str| strata_tsdb::gotext::quote(s);
     match &r.spec.kind {
         RuleKind::Record { name } => {
             let _ = writeln!(y, "record: {name}");
@@ -79,19 +79,36 @@ fn rule_yaml(r: &RuleState) -> String {
             let _ = writeln!(y, "alert: {name}");
         }
     }
-    let _ = writeln!(y, "expr: {}", quoted(&r.spec.expr));
+    let _ = writeln!(y, "expr: {}", yaml_scalar(&r.spec.expr));
     if let RuleKind::Alert { for_, keep_firing_for, annotations, .. } = &r.spec.kind {
         if *for_ > 0 {
-            let _ = writeln!(y, "for: {}", strata_tsdb::gotext::format_duration(i128::from(*for_) * 1_000_000));
+            let _ = writeln!(y, "for: {}", format_model_duration(*for_));
         }
         if *keep_firing_for > 0 {
-            let d = strata_tsdb::gotext::format_duration(i128::from(*keep_firing_for) * 1_000_000);
-            let _ = writeln!(y, "keep_firing_for: {d}");
+            let _ = writeln!(y, "keep_firing_for: {}", format_model_duration(*keep_firing_for));
         }
         write_map(&mut y, "annotations", annotations);
     }
     write_map(&mut y, "labels", &r.spec.labels);
     escape(&y)
+}
+
+/// `s` as a YAML scalar: plain where YAML reads it back as the same string, else quoted.
+fn yaml_scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.trim() == s
+        && !s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@`".contains(c))
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':')
+        && !s.contains(|c: char| c.is_control())
+        && !matches!(s, "true" | "false" | "null" | "~" | "yes" | "no" | "on" | "off")
+        && s.parse::<f64>().is_err();
+    if plain {
+        s.to_owned()
+    } else {
+        strata_tsdb::gotext::quote(s)
+    }
 }
 
 fn write_map(y: &mut String, name: &str, map: &LabelMap) {
@@ -100,7 +117,7 @@ fn write_map(y: &mut String, name: &str, map: &LabelMap) {
     }
     let _ = writeln!(y, "{name}:");
     for (k, v) in map {
-        let _ = writeln!(y, "  {k}: {}", strata_tsdb::gotext::quote(v));
+        let _ = writeln!(y, "  {k}: {}", yaml_scalar(v));
     }
 }
 
@@ -124,7 +141,7 @@ async fn rules(State(ruler): State<Arc<Ruler>>) -> Response {
             "<h2>{} <span class=\"muted\">{} · every {} · last evaluation {} {}</span></h2>",
             escape(&g.spec.name),
             escape(&g.file),
-            strata_tsdb::gotext::format_duration(i128::from(g.interval) * 1_000_000),
+            format_model_duration(g.interval),
             escape(&last),
             escape(&took),
         );
@@ -213,5 +230,9 @@ mod tests {
         );
         let labels: LabelMap = [("a".to_string(), "\"><img src=x>".to_string())].into_iter().collect();
         assert_eq!(labels_text(&labels), "{a=&quot;\\&quot;&gt;&lt;img src=x&gt;&quot;}");
+        assert_eq!(yaml_scalar("sum(rate(x[5m]))"), "sum(rate(x[5m]))");
+        for quoted in ["", " a", "a: b", "#x", "'q'", "1.5", "true", "a\nb", "{a}"] {
+            assert!(yaml_scalar(quoted).starts_with('"'), "{quoted:?}");
+        }
     }
 }
