@@ -1,8 +1,8 @@
 //! `strata rule` configured only through Thanos's config files: `--query.config-file` with a
 //! static query API and a file-SD file rewritten during the test to point at a second one, and
 //! `--alertmanagers.config-file` delivering alerts to a real Alertmanager (Debian's) over the
-//! v1 API Thanos defaults to; the ruler's port serves the Rules and Alerts pages. Bad configs and conflicting flags stop the ruler at start with a
-//! message naming the file and the field.
+//! v1 API Thanos defaults to; the ruler's port serves the Rules and Alerts pages. Bad configs
+//! and conflicting flags stop the ruler at start with a message naming the file and the field.
 
 mod common;
 
