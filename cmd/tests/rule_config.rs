@@ -34,8 +34,8 @@ fn write(addr: &str, value: f64) {
     remote_write(addr, "/api/v1/receive", &v1::WriteRequest { timeseries: vec![ts], ..Default::default() });
 }
 
-/// The value of the recorded `answer:sum` as the ruler's own rules API tells its last result:
-/// read back through a querier over the ruler's StoreAPI.
+/// The latest value of the recorded `answer:sum`, read through a querier over the ruler's
+/// StoreAPI.
 fn recorded(querier: &str) -> Result<String, String> {
     let v = get_json(querier, &format!("/api/v1/query?query={}", url_encode("answer:sum")))?;
     v["data"]["result"][0]["value"][1].as_str().map(str::to_owned).ok_or_else(|| format!("not yet: {v}"))
