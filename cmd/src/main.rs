@@ -85,6 +85,8 @@ const RECEIVE_DIR: &str = "receive";
 const BUCKET_DIR: &str = "bucket";
 /// Standalone's store over its bucket keeps its index headers here.
 const STORE_DIR: &str = "store";
+/// Standalone's ruler (with `--rule-file`) keeps its TSDB here.
+const RULE_DIR: &str = "rule";
 
 /// Flags shared by `receive` and `standalone`.
 #[derive(Args)]
@@ -252,7 +254,8 @@ struct StandaloneArgs {
     /// Directory for all data: the receiver's TSDBs in `<data-dir>/receive/`, and, unless an
     /// objstore flag is given, the bucket in `<data-dir>/bucket/` (blocks get the external label
     /// receive="standalone" unless `--label` is given). The store over the bucket keeps its
-    /// index headers in `<data-dir>/store/`.
+    /// index headers in `<data-dir>/store/`, the ruler (with `--rule-file`) its TSDB in
+    /// `<data-dir>/rule/`.
     #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// How often the store over the bucket lists it for new and removed blocks (as
@@ -263,6 +266,8 @@ struct StandaloneArgs {
     query: QueryArgs,
     #[command(flatten)]
     querier: query::QuerierFlags,
+    #[command(flatten)]
+    rule: rule::StandaloneRuleArgs,
 }
 
 /// PromQL settings (Thanos `query` flag names).
@@ -286,6 +291,9 @@ struct StandaloneSetup {
     /// The store's data dir (index headers).
     store_dir: PathBuf,
     sync_interval: std::time::Duration,
+    rule: rule::StandaloneRuleArgs,
+    /// The ruler's TSDB.
+    rule_dir: PathBuf,
 }
 
 /// What the query API needs besides its storage.
@@ -459,6 +467,8 @@ fn main() -> anyhow::Result<()> {
                     query: query_setup(&a.query, &a.querier, &matches, "standalone"),
                     store_dir: a.data_dir.join(STORE_DIR),
                     sync_interval: millis(a.sync_block_duration),
+                    rule: a.rule,
+                    rule_dir: a.data_dir.join(RULE_DIR),
                 };
                 run_receiver(config, None, &a.listen, Some(standalone)).await
             }
@@ -543,6 +553,10 @@ async fn run_receiver(
         Some(s) => Some(standalone_bucket_store(&mut rx, &s.store_dir)?),
         None => None,
     };
+    let mut ruler_parts = match &standalone {
+        Some(s) if !s.rule.rule_files.is_empty() => Some(standalone_ruler_parts(&mut rx, s).await?),
+        _ => None,
+    };
     memory::spawn_trimmer();
     let rw = bind_flag("--remote-write.address", listen.remote_write_address).await?;
     let http = bind_flag("--http-address", listen.http_address).await?;
@@ -575,6 +589,7 @@ async fn run_receiver(
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
     let is_standalone = standalone.is_some();
     let mut bucket_sync = None;
+    let mut running_ruler = None;
     let http_router = match (standalone, bucket_store) {
         (Some(s), Some(store)) => {
             bucket_sync = Some(store::spawn_sync(store.clone(), s.sync_interval, stop_rx.clone()));
@@ -584,12 +599,17 @@ async fn run_receiver(
                 holds: Arc::new(move || synced.is_synced()),
                 waiting_for: "first bucket sync in progress",
             };
-            rx.http_router_ready_when(Some(bucket_synced.clone())).merge(query_router(
-                &rx,
-                store,
-                s.query,
-                bucket_synced,
-            ))
+            let ruler_store = ruler_parts.as_ref().map(|p| {
+                Arc::new(rule::ruler_store(&p.db, &p.options.external_labels)) as Arc<dyn strata_store::Store>
+            });
+            let (query, state) = query_router(&rx, store, s.query, bucket_synced.clone(), ruler_store);
+            let mut router = rx.http_router_ready_when(Some(bucket_synced)).merge(query);
+            if let Some(parts) = ruler_parts.take() {
+                let running = rule::start(parts.into_setup(state), stop_rx.clone()).await?;
+                router = router.merge(running.router());
+                running_ruler = Some(running);
+            }
+            router
         }
         _ => rx.http_router(),
     };
@@ -638,6 +658,9 @@ async fn run_receiver(
         Ok(Ok(())) => {}
     }
     rx.shutdown().await.context("close WALs")?;
+    if let Some(r) = running_ruler {
+        r.shutdown().await?;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -653,6 +676,77 @@ fn standalone_bucket_store(rx: &mut Arc<Receiver>, dir: &Path) -> anyhow::Result
         Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
     let registry = receiver.metrics.registry_mut();
     Ok(Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), registry)))
+}
+
+/// What standalone's ruler is made of before it starts: its TSDB (which the query API reads
+/// through its fan-out) and its settings.
+struct StandaloneRulerParts {
+    db: Arc<strata_tsdb::db::Db>,
+    options: strata_rule::ruler::RulerOptions,
+    alertmanagers: strata_rule::discovery::Peers,
+    data_dir: PathBuf,
+    bucket: Option<strata_shipper::Bucket>,
+    metrics: strata_rule::metrics::RuleMetrics,
+}
+
+impl StandaloneRulerParts {
+    /// The ruler's setup, evaluating on `state`'s engine in process.
+    fn into_setup(self, state: Arc<ApiState>) -> rule::RulerSetup {
+        rule::RulerSetup {
+            options: self.options,
+            queriers: strata_rule::ruler::Queriers::Local(Arc::new(InProcessQuery(state))),
+            alertmanagers: self.alertmanagers,
+            data_dir: self.data_dir,
+            db: self.db,
+            bucket: self.bucket,
+            metrics: self.metrics,
+        }
+    }
+}
+
+/// Standalone's query API, asked by its ruler without an HTTP hop.
+struct InProcessQuery(Arc<ApiState>);
+
+impl strata_rule::ruler::LocalQuery for InProcessQuery {
+    fn instant(
+        &self,
+        expr: &str,
+        t: i64,
+        partial_response: bool,
+    ) -> Result<(Vec<strata_query::value::Sample>, Vec<String>), String> {
+        strata_query::api::query::instant_samples(&self.0, expr, t, partial_response)
+    }
+}
+
+/// Opens standalone's ruler TSDB in `<data-dir>/rule/` and registers the ruler's metrics in
+/// the receiver's registry (so it must run before `rx` is shared). The ruler's series and
+/// blocks carry the standalone's external labels plus `rule="standalone"`, which keeps its
+/// blocks in the bucket apart from the receiver's; they are shipped to the same bucket.
+async fn standalone_ruler_parts(rx: &mut Arc<Receiver>, s: &StandaloneSetup) -> anyhow::Result<StandaloneRulerParts> {
+    if s.rule.eval_interval <= 0 {
+        anyhow::bail!("--eval-interval must be above 0");
+    }
+    let alertmanagers = rule::standalone_alertmanagers(&s.rule.alertmanagers)?;
+    let mut external = rx.config.labels.external.clone();
+    external.insert("rule".to_owned(), "standalone".to_owned());
+    let options = strata_rule::ruler::RulerOptions {
+        rule_files: s.rule.rule_files.clone(),
+        eval_interval: s.rule.eval_interval,
+        external_labels: external,
+        alert_label_drop: Vec::new(),
+        alert_query_url: String::new(),
+        resend_delay: 60_000,
+        for_grace_period: 600_000,
+        for_outage_tolerance: 3_600_000,
+    };
+    let db_options = DbOptions { retention: rx.config.db.retention, ..DbOptions::default() };
+    let db = rule::open_db(&s.rule_dir, db_options).await?;
+    let bucket = rx.config.shipping.as_ref().map(|shipping| shipping.bucket.clone());
+    let metrics = strata_rule::metrics::RuleMetrics::default();
+    let receiver =
+        Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
+    metrics.register(receiver.metrics.registry_mut());
+    Ok(StandaloneRulerParts { db, options, alertmanagers, data_dir: s.rule_dir.clone(), bucket, metrics })
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then lets requests in flight finish.
@@ -680,15 +774,26 @@ fn serve_http(
     })
 }
 
-/// The query API over all tenants and the blocks shipped to the bucket, through the proxy as
-/// `strata query` reads (each tenant's series with its tenant label and the `--label`s, which
-/// the shipped blocks carry too), not ready while the receiver replays WALs or before the first
-/// bucket sync (`synced`), its requests
-/// counted in the receiver's metrics. A block both local and shipped answers once: its chunks
-/// come byte for byte the same from both stores and the proxy's merge keeps identical chunks once.
-fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup, synced: ReadyCondition) -> axum::Router {
+/// The query API over all tenants, the blocks shipped to the bucket and the ruler's TSDB (when
+/// a ruler runs), through the proxy as `strata query` reads (each tenant's series with its
+/// tenant label and the `--label`s, which the shipped blocks carry too), not ready while the
+/// receiver replays WALs or before the first bucket sync (`synced`), its requests counted in
+/// the receiver's metrics. A block both local and shipped answers once: its chunks come byte
+/// for byte the same from both stores and the proxy's merge keeps identical chunks once. With
+/// a ruler, `/api/v1/rules` and `/api/v1/alerts` are the ruler's; the state is kept for it.
+fn query_router(
+    rx: &Arc<Receiver>,
+    bucket: Arc<BucketStore>,
+    q: QuerySetup,
+    synced: ReadyCondition,
+    ruler: Option<Arc<dyn strata_store::Store>>,
+) -> (axum::Router, Arc<ApiState>) {
     let tenants = Arc::new(strata_receiver::store::ReceiverStore::new(rx.tenants.clone()));
-    let stores = vec![StoreRef::local("receive", tenants), StoreRef::local("bucket", bucket)];
+    let mut stores = vec![StoreRef::local("receive", tenants), StoreRef::local("bucket", bucket)];
+    let serves_rules = ruler.is_none();
+    if let Some(r) = ruler {
+        stores.push(StoreRef::local("rule", r));
+    }
     let proxy = Proxy::new(Arc::new(stores), ProxyOptions { component: Component::Query, response_timeout: None });
     let mut state = ApiState::new(Arc::new(proxy), rx.metadata.clone(), q.engine);
     state.querier = q.querier;
@@ -702,7 +807,8 @@ fn query_router(rx: &Arc<Receiver>, bucket: Arc<BucketStore>, q: QuerySetup, syn
     state.observe = Some(Arc::new(move |handler, method, code, elapsed| {
         receiver.metrics.observe_request(handler, method.as_str(), code, elapsed)
     }));
-    strata_query::api::router(state)
+    let state = Arc::new(state);
+    (strata_query::api::shared_router(Arc::clone(&state), serves_rules), state)
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use strata_proto::prometheus as v1;
 use strata_testkit::http::{get_json, post};
 use strata_testkit::metrics::metric_sum;
-use strata_testkit::{free_port, tool, url_encode, wait_for, Fleet, Node, Proc, Signal};
+use strata_testkit::{url_encode, wait_for, Fleet, Node, Signal};
 
 const RULES: &str = r#"groups:
   - name: test
@@ -81,19 +81,7 @@ fn alert_lifecycle_with_a_real_alertmanager() {
     let store = fleet.slot("standalone");
     let standalone = Node::start(strata_bin(), &store, store.standalone_args());
 
-    let am_port = free_port();
-    let am_addr = format!("127.0.0.1:{am_port}");
-    let am_dir = dir.path().join("alertmanager");
-    std::fs::create_dir_all(&am_dir).unwrap();
-    let am_config = am_dir.join("alertmanager.yml");
-    std::fs::write(&am_config, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
-    let mut cmd = std::process::Command::new(tool("prometheus-alertmanager"));
-    cmd.arg(format!("--config.file={}", am_config.display()))
-        .arg(format!("--storage.path={}", am_dir.display()))
-        .arg(format!("--web.listen-address={am_addr}"))
-        .arg("--cluster.listen-address=");
-    let mut am = Proc::spawn("alertmanager", cmd, &am_dir.join("log"));
-    am.wait_http_ok(&am_addr, "/-/ready", Duration::from_secs(60));
+    let (am, am_addr) = common::start_alertmanager(dir.path());
 
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
@@ -114,13 +102,7 @@ fn alert_lifecycle_with_a_real_alertmanager() {
     assert_eq!(firing["value"], "1e+00");
     assert_eq!(firing["annotations"]["summary"], "api is 1 in eu");
 
-    let in_am = wait_for("the alert in Alertmanager", Duration::from_secs(30), || {
-        let v = get_json(&am_addr, "/api/v2/alerts")?;
-        v.as_array()
-            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "TestAlert").cloned())
-            .ok_or_else(|| format!("not yet: {v}"))
-    })
-    .unwrap();
+    let in_am = common::alert_in_alertmanager(&am_addr, "TestAlert");
     assert_eq!(in_am["labels"]["cluster"], "eu", "external labels are added: {in_am}");
     assert!(in_am["labels"].get("replica").is_none(), "--alert.label-drop drops: {in_am}");
     assert_eq!(in_am["labels"]["job"], "api");

@@ -1,5 +1,5 @@
 //! The ruler's HTTP API: `/api/v1/rules` and `/api/v1/alerts` in Prometheus's shapes (with
-//! Thanos's `partialResponseStrategy` per group), `POST /-/reload`, and the probes.
+//! Thanos's `partialResponseStrategy` per group) and `POST /-/reload`.
 
 use std::sync::Arc;
 
@@ -149,14 +149,12 @@ async fn reload(State(ruler): State<Arc<Ruler>>) -> Response {
     }
 }
 
-/// The API and probes over `ruler`.
+/// The API over `ruler`.
 pub fn router(ruler: Arc<Ruler>) -> Router {
     Router::new()
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
         .route("/-/reload", post(reload))
-        .route("/-/healthy", get(|| std::future::ready("OK\n")))
-        .route("/-/ready", get(|| std::future::ready("OK\n")))
         .with_state(ruler)
 }
 
@@ -190,7 +188,7 @@ mod tests {
         .unwrap();
         let db = Arc::new(strata_tsdb::db::Db::open(&dir.path().join("db"), Default::default()).unwrap());
         let metrics = RuleMetrics::default();
-        let none = crate::discovery::Peers::parse("--alertmanagers.url", &[], None).unwrap();
+        let none = crate::discovery::Peers::parse("--alertmanagers.url", &[], None, &Default::default()).unwrap();
         let notifier = Arc::new(Notifier::new(none, Default::default(), Vec::new(), String::new(), metrics.clone()));
         let opts = RulerOptions {
             rule_files: vec![file.display().to_string()],
@@ -204,7 +202,9 @@ mod tests {
         };
         let ruler = Arc::new(Ruler::new(
             opts,
-            Queriers { apis: crate::discovery::Peers::parse("--query", &[], None).unwrap() },
+            Queriers::Remote(Box::new(
+                crate::discovery::Peers::parse("--query", &[], None, &Default::default()).unwrap(),
+            )),
             notifier,
             db,
             metrics,

@@ -4,12 +4,14 @@
 
 pub mod alert;
 pub mod api;
+pub mod config;
 pub mod discovery;
 pub mod metrics;
 pub mod notifier;
 pub mod rulefmt;
 pub mod ruler;
 pub mod template;
+pub mod ui;
 
 /// The crate's errors.
 #[derive(Debug, thiserror::Error)]
@@ -23,4 +25,8 @@ pub enum Error {
     /// A `--query` or `--alertmanagers.url` value that cannot be used.
     #[error("{flag} {value:?}: {message}")]
     Peer { flag: String, value: String, message: String },
+    /// A `--query.config` or `--alertmanagers.config` that cannot be used; `origin` is the
+    /// file or the flag.
+    #[error("{origin}: {message}")]
+    Config { origin: String, message: String },
 }

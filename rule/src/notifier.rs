@@ -1,5 +1,5 @@
-//! Alerts to Alertmanager's v2 API (`POST /api/v2/alerts`) as Prometheus's notifier sends
-//! them: external labels added where the alert lacks them, `--alert.label-drop` labels
+//! Alerts to Alertmanager's v2 API (`POST /api/v2/alerts`; v1 where a config asks for it) as
+//! Prometheus's notifier sends them: external labels added where the alert lacks them, `--alert.label-drop` labels
 //! removed, `startsAt` the firing time, `endsAt` the resolution or the validity, the
 //! generator URL a table link under `--alert.query-url`. Every Alertmanager gets every batch.
 
@@ -75,9 +75,9 @@ impl Notifier {
         Value::Array(items)
     }
 
-    /// Looks the Alertmanagers' names up again.
-    pub async fn refresh(&self) {
-        self.alertmanagers.refresh().await;
+    /// Finds the Alertmanagers again (see [`Peers::refresh`]).
+    pub async fn refresh(&self, lookup: bool) {
+        self.alertmanagers.refresh(lookup).await;
         self.metrics.alertmanagers.set(self.alertmanagers.current().len() as i64);
     }
 
@@ -106,8 +106,10 @@ impl Notifier {
         tokio::spawn(async move {
             let mut delivered = false;
             for am in ams {
-                let label = vec![("alertmanager".to_owned(), format!("{}/api/v2/alerts", am.url()))];
-                match am.post("/api/v2/alerts", &headers, body.clone()).await {
+                // Alertmanager's v1 and v2 APIs take the same JSON list of alerts.
+                let path = am.alerts_path();
+                let label = vec![("alertmanager".to_owned(), format!("{}{path}", am.url()))];
+                match am.post(path, &headers, body.clone()).await {
                     Ok(a) if a.status.is_success() => {
                         delivered = true;
                         metrics.sent.get_or_create(&label).inc_by(n);
@@ -118,7 +120,7 @@ impl Notifier {
                     }
                     Err(e) => {
                         metrics.errors.get_or_create(&label).inc_by(n);
-                        tracing::error!(alertmanager = am.url(), error = %e.msg, "sending alerts failed");
+                        tracing::error!(alertmanager = am.url(), error = %e, "sending alerts failed");
                     }
                 }
             }
@@ -138,7 +140,7 @@ mod tests {
     #[test]
     fn payload_is_prometheus_json() {
         let n = Notifier::new(
-            Peers::parse("--alertmanagers.url", &[], None).unwrap(),
+            Peers::parse("--alertmanagers.url", &[], None, &Default::default()).unwrap(),
             [
                 ("cluster".to_string(), "eu".to_string()),
                 ("replica".to_string(), "0".to_string()),

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::HeaderMap;
 use parking_lot::{Mutex, RwLock};
 use strata_query::frontend::merge::parse_instant;
 use strata_query::value::Sample;
@@ -138,9 +137,19 @@ fn now_ns() -> i128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// The query APIs of `--query`, asked in turn until one answers.
-pub struct Queriers {
-    pub apis: Peers,
+/// A query engine in the same process (`strata standalone`'s), asked without an HTTP hop.
+pub trait LocalQuery: Send + Sync {
+    /// An instant query at `t` (ms) with Thanos's deduplication and partial responses allowed
+    /// or not, as `/api/v1/query` would answer it: the samples (a scalar as one sample without
+    /// labels) and warnings, or the API's error message. It may block (it evaluates).
+    fn instant(&self, expr: &str, t: i64, partial_response: bool) -> Result<(Vec<Sample>, Vec<String>), String>;
+}
+
+/// What rules are evaluated against.
+pub enum Queriers {
+    /// The query APIs of `--query` / `--query.config`, asked in turn until one answers.
+    Remote(Box<Peers>),
+    Local(Arc<dyn LocalQuery>),
 }
 
 impl Queriers {
@@ -152,17 +161,27 @@ impl Queriers {
         t: i64,
         strategy: PartialResponse,
     ) -> Result<(Vec<Sample>, Vec<String>), String> {
+        let partial = strategy == PartialResponse::Warn;
+        let apis = match self {
+            Queriers::Remote(apis) => apis,
+            Queriers::Local(engine) => {
+                let (engine, expr) = (Arc::clone(engine), expr.to_owned());
+                return tokio::task::spawn_blocking(move || engine.instant(&expr, t, partial))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("query task failed: {e}")));
+            }
+        };
         let time = format!("{}.{:03}", t.div_euclid(1000), t.rem_euclid(1000));
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("query", expr)
             .append_pair("time", &time)
             .append_pair("dedup", "true")
-            .append_pair("partial_response", if strategy == PartialResponse::Warn { "true" } else { "false" })
+            .append_pair("partial_response", if partial { "true" } else { "false" })
             .finish();
         let path = format!("/api/v1/query?{query}");
-        let mut last = "no --query address configured".to_owned();
-        for api in self.apis.current() {
-            match api.get(&path, &HeaderMap::new()).await {
+        let mut last = "no query API found (--query, --query.config)".to_owned();
+        for api in apis.current() {
+            match api.get(&path).await {
                 Ok(a) if a.status.is_success() => {
                     return parse_instant(&a.body)
                         .map(|(s, notes)| (s, notes.warnings))
@@ -180,7 +199,7 @@ impl Queriers {
                     }
                     last = format!("query API {} answered {}: {msg}", api.url(), a.status);
                 }
-                Err(e) => last = format!("query API {}: {}", api.url(), e.msg),
+                Err(e) => last = format!("query API {}: {e}", api.url()),
             }
         }
         Err(last)

@@ -163,15 +163,15 @@ pub struct TraceConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub idle_conn_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub response_header_timeout: Option<Duration>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub tls_handshake_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub expect_continue_timeout: Option<Duration>,
     #[serde(default)]
     pub max_idle_conns: usize,
@@ -271,11 +271,11 @@ pub struct AzureReaderConfig {
 pub struct AzurePipelineConfig {
     #[serde(default)]
     pub max_tries: usize,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub try_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub retry_delay: Option<Duration>,
-    #[serde(default, deserialize_with = "model_duration")]
+    #[serde(default, deserialize_with = "strata_tsdb::gotext::deserialize_model_duration")]
     pub max_retry_delay: Option<Duration>,
 }
 
@@ -379,25 +379,6 @@ fn yaml_error(source: &str, ctx: &str, e: &serde_norway::Error) -> Error {
 
 /// A Thanos `model.Duration` field: Prometheus's duration syntax ("1m30s", "2m", "500ms", "1d").
 /// An empty string counts as absent.
-fn model_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
-    // A visitor (rather than parsing a deserialized String) makes the parser attach the
-    // value's own line and field path to the error.
-    struct ModelDuration;
-    impl serde::de::Visitor<'_> for ModelDuration {
-        type Value = Option<Duration>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a duration such as \"1m30s\", \"2m\" or \"500ms\"")
-        }
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
-            if s.is_empty() {
-                return Ok(None);
-            }
-            strata_tsdb::gotext::parse_duration(s).map(Some).map_err(E::custom)
-        }
-    }
-    d.deserialize_str(ModelDuration)
-}
-
 impl BucketConfig {
     fn err(&self, field: &str, message: impl std::fmt::Display) -> Error {
         let kind = match &self.provider {

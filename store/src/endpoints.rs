@@ -171,8 +171,9 @@ pub struct EndpointStatus {
     pub info: Option<StoreInfo>,
 }
 
-/// An SD file and what was last read from it.
-struct SdFile {
+/// A Prometheus file-SD file and what was last read from it; the querier's `--endpoint.sd-files`
+/// and the ruler's `file_sd_configs` keep their files with it.
+pub struct SdFile {
     path: PathBuf,
     /// Modification time and length at the last read.
     stamp: Option<(SystemTime, u64)>,
@@ -181,17 +182,32 @@ struct SdFile {
 }
 
 impl SdFile {
+    /// A file not read yet: [`due`](Self::due) at once.
+    pub fn new(path: PathBuf) -> SdFile {
+        SdFile { path, stamp: None, read_at: None, targets: Vec::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The targets of the last successful read.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
     fn current_stamp(&self) -> Option<(SystemTime, u64)> {
         let meta = std::fs::metadata(&self.path).ok()?;
         Some((meta.modified().ok()?, meta.len()))
     }
 
-    fn due(&self, interval: Duration) -> bool {
+    /// Whether the file changed (modification time or length) or was last read `interval` ago.
+    pub fn due(&self, interval: Duration) -> bool {
         self.read_at.is_none_or(|t| t.elapsed() >= interval) || self.current_stamp() != self.stamp
     }
 
     /// Reads the file again; on failure its last targets stay.
-    fn reload(&mut self) {
+    pub fn reload(&mut self) {
         self.read_at = Some(Instant::now());
         let stamp = self.current_stamp();
         let read = std::fs::read_to_string(&self.path)
@@ -247,11 +263,7 @@ impl EndpointSet {
     /// until [`update`](Self::update) or [`spawn`](Self::spawn).
     pub fn new(options: EndpointOptions, registry: &mut Registry) -> Result<Arc<Self>, EndpointError> {
         let specs = options.endpoints.iter().map(|e| EndpointSpec::parse(e)).collect::<Result<Vec<_>, _>>()?;
-        let sd_files = options
-            .sd_files
-            .iter()
-            .map(|path| SdFile { path: path.clone(), stamp: None, read_at: None, targets: Vec::new() })
-            .collect();
+        let sd_files = options.sd_files.iter().map(|path| SdFile::new(path.clone())).collect();
         let connections = Arc::new(ConnectionsGauge::default());
         registry.register_collector(Box::new(connections.clone()));
         Ok(Arc::new(EndpointSet {

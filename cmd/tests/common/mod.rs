@@ -205,3 +205,32 @@ impl StrataAndPrometheus {
         remote_write(self.prometheus.http(), "/api/v1/write", &with_labels(req, &STANDALONE_LABELS));
     }
 }
+
+/// A real Alertmanager (Debian's) on a free port of 127.0.0.1 with a receiver that sends
+/// nowhere, its data and log under `dir`; ready when returned, with its `host:port`.
+pub fn start_alertmanager(dir: &Path) -> (strata_testkit::Proc, String) {
+    let addr = format!("127.0.0.1:{}", strata_testkit::free_port());
+    let am_dir = dir.join("alertmanager");
+    std::fs::create_dir_all(&am_dir).unwrap();
+    let config = am_dir.join("alertmanager.yml");
+    std::fs::write(&config, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
+    let mut cmd = std::process::Command::new(strata_testkit::tool("prometheus-alertmanager"));
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", am_dir.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=");
+    let mut am = strata_testkit::Proc::spawn("alertmanager", cmd, &am_dir.join("log"));
+    am.wait_http_ok(&addr, "/-/ready", std::time::Duration::from_secs(60));
+    (am, addr)
+}
+
+/// The alert named `name` as Alertmanager lists it (`/api/v2/alerts`), once it is there.
+pub fn alert_in_alertmanager(am: &str, name: &str) -> serde_json::Value {
+    strata_testkit::wait_for(&format!("alert {name} in Alertmanager"), std::time::Duration::from_secs(60), || {
+        let v = get_json(am, "/api/v2/alerts")?;
+        v.as_array()
+            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == name).cloned())
+            .ok_or_else(|| format!("not yet: {v}"))
+    })
+    .unwrap()
+}

@@ -12,7 +12,7 @@ pub(crate) mod error;
 pub mod json;
 pub(crate) mod params;
 mod querier;
-pub(crate) mod query;
+pub mod query;
 mod rules;
 mod series;
 mod status;
@@ -98,7 +98,13 @@ impl ApiState {
 
 /// All routes: `/api/v1/…`, the query page, and Prometheus's plain-text 404 and 405 answers.
 pub fn router(state: ApiState) -> Router {
-    let state = Arc::new(state);
+    shared_router(Arc::new(state), true)
+}
+
+/// [`router`] over a state the caller keeps too (to ask [`query::instant_samples`]);
+/// without `rules`, `/api/v1/rules` and `/api/v1/alerts` are left to a ruler in the same
+/// process.
+pub fn shared_router(state: Arc<ApiState>, rules: bool) -> Router {
     let endpoint = |name, methods| api_route(&state, name, methods);
     let api = Router::new()
         .route("/api/v1/query", endpoint("query", get(query::instant).post(query::instant)))
@@ -109,8 +115,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/label/{name}/values", endpoint("label_values", get(series::label_values)))
         .route("/api/v1/metadata", endpoint("metadata", get(series::metadata)))
         .route("/api/v1/format_query", endpoint("format_query", get(query::format_query).post(query::format_query)))
-        .route("/api/v1/rules", endpoint("rules", get(rules::rules)))
-        .route("/api/v1/alerts", endpoint("alerts", get(rules::alerts)))
         .route("/api/v1/targets", endpoint("targets", get(rules::targets)))
         .route("/api/v1/stores", endpoint("stores", get(stores::stores)))
         .route("/api/v1/status/buildinfo", endpoint("status_build", get(status::buildinfo)))
@@ -118,6 +122,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status/flags", endpoint("status_flags", get(status::flags)))
         .route("/api/v1/status/runtimeinfo", endpoint("status_runtime", get(status::runtimeinfo)))
         .with_state(Arc::clone(&state));
+    let api = if rules {
+        api.merge(
+            Router::new()
+                .route("/api/v1/rules", endpoint("rules", get(rules::rules)))
+                .route("/api/v1/alerts", endpoint("alerts", get(rules::alerts)))
+                .with_state(Arc::clone(&state)),
+        )
+    } else {
+        api
+    };
     api.merge(crate::ui::router()).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -46,6 +46,11 @@ impl Params {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Parameters given in code rather than by a request.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Params {
+        Params { pairs: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
+    }
+
     pub(crate) fn extend_from(&mut self, encoded: &[u8]) {
         self.pairs.extend(form_urlencoded::parse(encoded).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }

@@ -81,6 +81,34 @@ async fn instant_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result
     .await
 }
 
+/// An instant query asked in process, as `/api/v1/query` answers `query` at `t` (ms) with
+/// `dedup=true` and `partial_response` (the ruler of `strata standalone` asks this way, without
+/// an HTTP hop): the samples (a scalar as one sample without labels) and warnings, or the
+/// API's error message. It evaluates on the calling thread.
+pub fn instant_samples(
+    st: &ApiState,
+    query: &str,
+    t: i64,
+    partial_response: bool,
+) -> Result<(Vec<crate::value::Sample>, Vec<String>), String> {
+    let p =
+        Params::from_pairs(&[("dedup", "true"), ("partial_response", if partial_response { "true" } else { "false" })]);
+    let read = read_options(&st.querier, &HeaderMap::new(), &p).map_err(|e| e.msg)?;
+    let read =
+        QueryOptions { max_resolution_window: max_source_resolution(&st.querier, &p, 0).map_err(|e| e.msg)?, ..read };
+    let opts = engine_options(st, &p, read.max_resolution_window).map_err(|e| e.msg)?;
+    let deadline = Instant::now() + st.engine.timeout.min(FOREVER);
+    let storage = st.storage_until.as_ref().map_or_else(|| st.storage.clone(), |until| until(deadline));
+    let result =
+        Engine::new(opts).instant_query(&*storage, query, t, &read).map_err(|e| ApiError::from_query(e).msg)?;
+    let samples = match result.value {
+        Value::Vector(v) => v,
+        Value::Scalar { t, v } => vec![crate::value::Sample { labels: strata_tsdb::labels::Labels::empty(), t, v }],
+        other => return Err(format!("result type {:?} where a vector or scalar was expected", other.type_name())),
+    };
+    Ok((samples, result.warnings))
+}
+
 async fn range_query(st: &ApiState, headers: &HeaderMap, p: &Params) -> Result<Response, ApiError> {
     let limit = limit_param(p)?;
     let (start, end, step) = range_bounds(p)?;

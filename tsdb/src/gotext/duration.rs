@@ -36,6 +36,27 @@ pub enum DurationError {
     OutOfRange,
 }
 
+/// A `model.Duration` field of a YAML or JSON config, for `#[serde(deserialize_with)]`: an
+/// empty string is no duration.
+pub fn deserialize_model_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    // A visitor (rather than parsing a deserialized String) makes the parser attach the
+    // value's own line and field path to the error.
+    struct ModelDuration;
+    impl serde::de::Visitor<'_> for ModelDuration {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"1m30s\", \"2m\" or \"500ms\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            parse_duration(s).map(Some).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(ModelDuration)
+}
+
 /// Prometheus's `model.ParseDuration`: one or more `<digits><unit>` terms with units `y` (365
 /// days), `w`, `d`, `h`, `m`, `s`, `ms`, largest first and each at most once, e.g. `1h30m`;
 /// `0` alone is zero. No sign, no fractions, no spaces. The total must fit Go's nanosecond
@@ -84,6 +105,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         }
     }
     Ok(Duration::from_nanos(total))
+}
+
+/// Prometheus's `model.Duration.String` of `ms` milliseconds, as rule files and the rules
+/// pages write durations: `0s`, else whole years and weeks only when nothing is left over,
+/// then days, hours, minutes, seconds and milliseconds that are not zero (`1m`, `1h30m`,
+/// `90d`, `1s500ms`). Negative spans are written as zero terms, as Go's code does.
+pub fn format_model_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut left = ms;
+    let mut out = String::new();
+    for (unit, mult, exact) in [
+        ("y", 365 * 24 * 3_600_000, true),
+        ("w", 7 * 24 * 3_600_000, true),
+        ("d", 24 * 3_600_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1_000, false),
+        ("ms", 1, false),
+    ] {
+        if exact && left % mult != 0 {
+            continue;
+        }
+        let v = left / mult;
+        if v > 0 {
+            let _ = write!(out, "{v}{unit}");
+            left -= v * mult;
+        }
+    }
+    out
 }
 
 /// Go's `time.Duration.String` of a span of `nanos` nanoseconds: `0s`; under a second in the
@@ -139,6 +191,23 @@ fn split_fraction(v: &mut u128, digits: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn model_durations_as_prometheus_prints_them() {
+        for (ms, want) in [
+            (0, "0s"),
+            (60_000, "1m"),
+            (5_400_000, "1h30m"),
+            (90 * 86_400_000, "90d"),
+            (14 * 86_400_000, "2w"),
+            (365 * 86_400_000, "1y"),
+            (1_500, "1s500ms"),
+            (8 * 86_400_000, "8d"),
+        ] {
+            assert_eq!(format_model_duration(ms), want, "{ms}");
+        }
+    }
+
     use super::*;
 
     /// Expected values are what `model.ParseDuration` of prometheus/common v0.74 returns.

@@ -13,7 +13,7 @@ pub mod float;
 pub mod number;
 pub mod quote;
 
-pub use duration::{format_duration, parse_duration, DurationError};
+pub use duration::{deserialize_model_duration, format_duration, format_model_duration, parse_duration, DurationError};
 pub use float::{format_f, format_g, format_g_prec, format_percent_f, write_f, write_g};
 pub use number::{parse_float, parse_int, NumError, NumErrorKind};
 pub use quote::{is_print, quote, quote_bytes, quote_rune};

@@ -1,0 +1,176 @@
+//! `strata rule` configured only through Thanos's config files: `--query.config-file` with a
+//! static query API and a file-SD file rewritten during the test to point at a second one, and
+//! `--alertmanagers.config-file` delivering alerts to a real Alertmanager (Debian's) over the
+//! v1 API Thanos defaults to; the ruler's port serves the Rules and Alerts pages. Bad configs
+//! and conflicting flags stop the ruler at start with a message naming the file and the field.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{remote_write, strata_bin};
+use strata_proto::prometheus as v1;
+use strata_testkit::http::get_json;
+use strata_testkit::{url_encode, wait_for, Fleet, Node};
+
+const RULES: &str = r#"groups:
+  - name: config
+    rules:
+      - record: answer:sum
+        expr: sum(answer)
+      - alert: AnswerPresent
+        expr: answer > 0
+        labels:
+          severity: page
+"#;
+
+fn write(addr: &str, value: f64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let labels = [("__name__", "answer"), ("job", "api")]
+        .iter()
+        .map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() })
+        .collect();
+    let ts = v1::TimeSeries { labels, samples: vec![v1::Sample { value, timestamp: now }], ..Default::default() };
+    remote_write(addr, "/api/v1/receive", &v1::WriteRequest { timeseries: vec![ts], ..Default::default() });
+}
+
+/// The latest value of the recorded `answer:sum`, read through a querier over the ruler's
+/// StoreAPI.
+fn recorded(querier: &str) -> Result<String, String> {
+    let v = get_json(querier, &format!("/api/v1/query?query={}", url_encode("answer:sum")))?;
+    v["data"]["result"][0]["value"][1].as_str().map(str::to_owned).ok_or_else(|| format!("not yet: {v}"))
+}
+
+#[test]
+fn ruler_configured_by_config_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::new(dir.path());
+    // Two query APIs with different data: which one the ruler asked shows in the recorded value.
+    let a = fleet.slot("standalone-a");
+    let b = fleet.slot("standalone-b");
+    let api_a = Node::start(strata_bin(), &a, a.standalone_args());
+    let api_b = Node::start(strata_bin(), &b, b.standalone_args());
+    write(&a.remote_write, 1.0);
+    write(&b.remote_write, 2.0);
+    let (_am, am_addr) = common::start_alertmanager(dir.path());
+
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    // The SD file lists nothing yet: the static query API answers.
+    let sd = dir.path().join("queries.yml");
+    std::fs::write(&sd, "[]\n").unwrap();
+    let query_config = dir.path().join("query.yml");
+    std::fs::write(
+        &query_config,
+        format!(
+            "- file_sd_configs:\n    - files: ['{}']\n      refresh_interval: 5m\n  http_config:\n    bearer_token: secret\n\
+             - static_configs: ['{}']\n  scheme: http\n  path_prefix: /\n",
+            sd.display(),
+            api_a.http()
+        ),
+    )
+    .unwrap();
+    let am_config = dir.path().join("alertmanagers.yml");
+    std::fs::write(&am_config, format!("alertmanagers:\n  - static_configs: ['{am_addr}']\n    timeout: 5s\n"))
+        .unwrap();
+    let slot = fleet.slot("rule");
+    let args = vec![
+        "rule".to_owned(),
+        format!("--rule-file={}", rules.display()),
+        format!("--query.config-file={}", query_config.display()),
+        format!("--alertmanagers.config-file={}", am_config.display()),
+        "--eval-interval=1s".to_owned(),
+        "--label=ruler=\"files\"".to_owned(),
+        format!("--data-dir={}", slot.data_dir.display()),
+        format!("--http-address={}", slot.http),
+        format!("--grpc-address={}", slot.grpc),
+    ];
+    let ruler = Node::start(strata_bin(), &slot, &args);
+    let qslot = fleet.slot("query");
+    let querier = Node::start(strata_bin(), &qslot, qslot.query_args(&[&slot.grpc]));
+
+    wait_for("the static query API's answer recorded", Duration::from_secs(60), || {
+        let v = recorded(querier.http())?;
+        (v == "1").then_some(()).ok_or(v)
+    })
+    .unwrap();
+    // Alertmanager has the alert (sent through the v1 API, Thanos's default), with the
+    // ruler's external labels.
+    let in_am = common::alert_in_alertmanager(&am_addr, "AnswerPresent");
+    assert_eq!(in_am["labels"]["ruler"], "files", "{in_am}");
+    assert_eq!(in_am["labels"]["severity"], "page", "{in_am}");
+
+    // The SD file now names the second query API, listed first: the ruler asks it.
+    std::fs::write(&sd, format!("- targets: ['{}']\n", api_b.http())).unwrap();
+    wait_for("the SD file's query API's answer recorded", Duration::from_secs(60), || {
+        let v = recorded(querier.http())?;
+        (v == "2").then_some(()).ok_or(v)
+    })
+    .unwrap();
+    let rules_api = get_json(ruler.http(), "/api/v1/rules").unwrap();
+    assert_eq!(rules_api["data"]["groups"][0]["rules"][0]["health"], "ok", "{rules_api}");
+    // The Rules and Alerts pages on the ruler's port.
+    let (status, rules_page) = strata_testkit::http::get(ruler.http(), "/rules").unwrap();
+    assert!(status == 200 && rules_page.contains("record: answer:sum"), "{status} {rules_page}");
+    let (status, alerts_page) = strata_testkit::http::get(ruler.http(), "/alerts").unwrap();
+    assert!(
+        status == 200 && alerts_page.contains("AnswerPresent") && alerts_page.contains(">firing<"),
+        "{alerts_page}"
+    );
+    drop(api_a);
+}
+
+#[test]
+fn bad_peer_configs_stop_the_ruler() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let bad_yaml = file("bad-yaml.yml", "- static_configs: [a:1\n");
+    let unknown = file("unknown.yml", "- static_configs: ['a:1']\n  tls: {}\n");
+    let scheme = file("scheme.yml", "- static_configs: ['a:1']\n  scheme: ftp\n");
+    let am_version = file("am.yml", "alertmanagers:\n  - static_configs: ['a:1']\n    api_version: v9\n");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec![format!("--query.config-file={bad_yaml}")], format!("{bad_yaml}: parsing YAML")),
+        (vec![format!("--query.config-file={unknown}")], "unknown field `tls`".to_owned()),
+        (
+            vec![format!("--query.config-file={scheme}")],
+            format!("{scheme}: [0].scheme: \"ftp\" is not a supported scheme; use http"),
+        ),
+        (
+            vec!["--query=a:1".to_owned(), "--query.config=- static_configs: ['b:1']".to_owned()],
+            "--query/--query.sd-files and --query.config* parameters cannot be defined at the same time".to_owned(),
+        ),
+        (
+            vec![
+                "--query=a:1".to_owned(),
+                "--alertmanagers.url=http://am".to_owned(),
+                "--alertmanagers.config=alertmanagers: []".to_owned(),
+            ],
+            "--alertmanagers.url and --alertmanagers.config* parameters cannot be defined at the same time".to_owned(),
+        ),
+        (
+            vec!["--query=a:1".to_owned(), format!("--alertmanagers.config-file={am_version}")],
+            format!("{am_version}: alertmanagers[0].api_version: expected Alertmanager API version"),
+        ),
+        (vec!["--query.config-file=/nonexistent/q.yml".to_owned()], "read --query.config-file".to_owned()),
+        (vec!["--query.config=".to_owned()], "no --query parameter was given".to_owned()),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec![
+            "rule".to_owned(),
+            format!("--rule-file={}", rules.display()),
+            format!("--data-dir={}", dir.path().join("data").display()),
+            "--http-address=127.0.0.1:0".to_owned(),
+            "--grpc-address=127.0.0.1:0".to_owned(),
+        ];
+        args.extend(flags.iter().cloned());
+        let out = strata_testkit::tools::run(strata_bin(), &args);
+        assert!(!out.status.success(), "{flags:?} started");
+        assert!(out.stderr.contains(&want), "{flags:?}: stderr lacks {want:?}:\n{}", out.stderr);
+    }
+}
