@@ -600,7 +600,8 @@ fn strata_answers(env: &Env, query: &Node, hours: i64) -> Result<Vec<corpus::Ans
 /// Waits until `query` answers [`QUERIES`] as `before`: the store syncs every second, and no
 /// state of the bucket may give other answers.
 fn wait_same(env: &Env, query: &Node, before: &[corpus::Answer], hours: i64, what: &str) {
-    wait_for(what, Duration::from_secs(60), || {
+    // Generous: a new querier finds its store within seconds, but a loaded machine is slow.
+    wait_for(what, Duration::from_secs(120), || {
         let now = strata_answers(env, query, hours)?;
         for ((q, b), a) in QUERIES.iter().zip(before).zip(&now) {
             if let Some(diff) = corpus::compare(a, b, false, ("now", "before")) {
