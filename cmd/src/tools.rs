@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use strata_loadgen::{self as loadgen, Version};
 use strata_tsdb::gotext::parse_duration;
 
+mod bench_blocks;
 mod bucket;
 mod ring;
 
@@ -22,6 +23,9 @@ pub struct ToolsArgs {
 enum ToolsCommand {
     /// Send realistic remote-write load to a URL and report throughput and latency.
     BenchWrite(BenchWriteArgs),
+    /// Write Prometheus blocks of synthetic node-exporter series (and optionally upload them),
+    /// for the compaction benchmark, scripts/bench-compact.sh.
+    BenchBlocks(bench_blocks::BenchBlocksArgs),
     /// Inspect a local TSDB directory.
     Tsdb(TsdbArgs),
     /// Inspect and maintain an object-storage bucket in the Thanos layout (Thanos's `tools
@@ -194,6 +198,7 @@ struct BucketInspectArgs {
 pub async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::BenchWrite(a) => bench_write(a).await,
+        ToolsCommand::BenchBlocks(a) => bench_blocks::run(a).await,
         ToolsCommand::RulesCheck(a) => rules_check(a),
         ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::Dump(a) }) => dump(a).await,
         ToolsCommand::Tsdb(TsdbArgs { command: TsdbCommand::List(a) }) => {

@@ -751,23 +751,25 @@ const HISTOGRAMS: [(Family, &[&str; 14]); 5] = [
     ),
 ];
 
-const CLUSTERS: [&str; 3] = ["prod-eu-west-1", "prod-us-east-1", "staging-eu-central-1"];
+/// Cluster names of the generated targets (also `strata tools bench-blocks`'s).
+pub const CLUSTERS: [&str; 3] = ["prod-eu-west-1", "prod-us-east-1", "staging-eu-central-1"];
 const NAMESPACES: [&str; 8] =
     ["checkout", "payments", "catalog", "search", "identity", "shipping", "monitoring", "ingress"];
 const APPS: [&str; 4] = ["api", "worker", "frontend", "gateway"];
 /// The alphabet Kubernetes uses for generated name suffixes.
-const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+pub const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// SplitMix64 finaliser: cheap, well-mixed pseudo-random numbers from an index, so values can
 /// be derived from (series, round) without per-series state.
-fn mix(mut x: u64) -> u64 {
+pub fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
 
-fn mix2(a: u64, b: u64) -> u64 {
+/// [`mix`] of two numbers.
+pub fn mix2(a: u64, b: u64) -> u64 {
     mix(mix(a) ^ b)
 }
 
