@@ -39,15 +39,8 @@ pub struct CompactArgs {
     /// meanwhile.
     #[arg(long = "delete-delay", default_value = "48h", value_parser = parse_duration_flag)]
     delete_delay: i64,
-    /// How long raw blocks are kept; 0 keeps them forever.
-    #[arg(long = "retention.resolution-raw", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_raw: i64,
-    /// How long 5m-downsampled blocks are kept; 0 keeps them forever.
-    #[arg(long = "retention.resolution-5m", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_5m: i64,
-    /// How long 1h-downsampled blocks are kept; 0 keeps them forever.
-    #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_1h: i64,
+    #[command(flatten)]
+    retention: RetentionFlags,
     /// Do not downsample: raw blocks of 40h and more are otherwise downsampled to 5m, 5m blocks
     /// of 10 days and more to 1h.
     #[arg(long = "downsampling.disable")]
@@ -88,6 +81,26 @@ pub struct CompactArgs {
     selector_relabel_config: Option<String>,
 }
 
+/// Thanos's retention flags, for `strata compact` and `strata tools bucket retention`.
+#[derive(Args)]
+pub struct RetentionFlags {
+    /// How long raw blocks are kept; 0d keeps them forever.
+    #[arg(long = "retention.resolution-raw", default_value = "0d", value_parser = parse_duration_flag)]
+    raw: i64,
+    /// How long 5m-downsampled blocks are kept; 0d keeps them forever.
+    #[arg(long = "retention.resolution-5m", default_value = "0d", value_parser = parse_duration_flag)]
+    five_minutes: i64,
+    /// How long 1h-downsampled blocks are kept; 0d keeps them forever.
+    #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration_flag)]
+    one_hour: i64,
+}
+
+impl RetentionFlags {
+    pub fn retention(&self) -> Retention {
+        Retention { raw: millis(self.raw), five_minutes: millis(self.five_minutes), one_hour: millis(self.one_hour) }
+    }
+}
+
 pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     let bucket = a.objstore.bucket()?.context("no bucket: give --objstore.config-file or --objstore.config")?;
     let chunk_merge: ChunkMerge = match a.dedup_func.as_str() {
@@ -108,11 +121,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         data_dir: a.data_dir.clone(),
         consistency_delay: millis(a.consistency_delay),
         delete_delay: millis(a.delete_delay),
-        retention: Retention {
-            raw: millis(a.retention_raw),
-            five_minutes: millis(a.retention_5m),
-            one_hour: millis(a.retention_1h),
-        },
+        retention: a.retention.retention(),
         vertical_compaction: a.vertical_compaction,
         replica_labels: a.replica_labels.clone(),
         chunk_merge,

@@ -416,20 +416,7 @@ impl<'a> Pair<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunkenc::XorAppender;
-
-    fn chunk(samples: &[(i64, f64)]) -> ChunkData {
-        let mut a = XorAppender::new();
-        for &(t, v) in samples {
-            a.append(t, v);
-        }
-        ChunkData {
-            min_time: samples[0].0,
-            max_time: samples[samples.len() - 1].0,
-            encoding: Encoding::Xor,
-            data: a.into_bytes().into(),
-        }
-    }
+    use crate::querier::tests::chunk;
 
     fn samples_of(chunks: &[ChunkData]) -> Vec<(i64, f64)> {
         let mut out = Vec::new();

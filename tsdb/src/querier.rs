@@ -232,12 +232,13 @@ pub fn for_each_sample(series: &SeriesChunks, mint: i64, maxt: i64, mut f: impl 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::labels::Labels;
     use proptest::prelude::*;
 
-    fn chunk(samples: &[(i64, f64)]) -> ChunkData {
+    /// One XOR chunk of `samples`.
+    pub(crate) fn chunk(samples: &[(i64, f64)]) -> ChunkData {
         let mut a = XorAppender::new();
         for &(t, v) in samples {
             a.append(t, v);

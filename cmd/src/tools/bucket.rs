@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use strata_compact::tools::{self as ct, ReplicateFilter, RewriteOptions};
-use strata_compact::{CompactorOptions, ReplicateMetrics, Retention};
+use strata_compact::{CompactorOptions, ReplicateMetrics};
 use strata_shipper::markers::MARKER_FILENAMES;
 use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
 
 use super::{print_stdout, tool_bucket};
+use crate::compact::RetentionFlags;
 use crate::objstore::ObjstoreArgs;
 use crate::store::selector_flag;
 use crate::{file_or_inline, millis, parse_duration_flag};
@@ -107,15 +108,8 @@ pub(super) struct CleanupArgs {
 pub(super) struct RetentionArgs {
     #[command(flatten)]
     cleanup: CleanupArgs,
-    /// How long to keep raw blocks; 0d keeps them forever.
-    #[arg(long = "retention.resolution-raw", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_raw: i64,
-    /// How long to keep 5m blocks; 0d keeps them forever.
-    #[arg(long = "retention.resolution-5m", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_5m: i64,
-    /// How long to keep 1h blocks; 0d keeps them forever.
-    #[arg(long = "retention.resolution-1h", default_value = "0d", value_parser = parse_duration_flag)]
-    retention_1h: i64,
+    #[command(flatten)]
+    retention: RetentionFlags,
 }
 
 #[derive(Args)]
@@ -243,14 +237,7 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
             Ok(())
         }
         BucketTools::Retention(a) => {
-            let options = CompactorOptions {
-                retention: Retention {
-                    raw: millis(a.retention_raw),
-                    five_minutes: millis(a.retention_5m),
-                    one_hour: millis(a.retention_1h),
-                },
-                ..selector_options(&a.cleanup)?
-            };
+            let options = CompactorOptions { retention: a.retention.retention(), ..selector_options(&a.cleanup)? };
             let bucket = tool_bucket(&a.cleanup.objstore)?;
             ct::compactor(bucket, options).apply_retention().await?;
             eprintln!("retention done");
