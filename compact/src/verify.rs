@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use strata_tsdb::block::Block;
+use strata_tsdb::block::{Block, ScanPages};
 use strata_tsdb::postings::PostingsSource;
 
 /// What is wrong with a block.
@@ -71,7 +71,11 @@ pub fn verify_block(dir: &Path) -> Result<IndexStats, Issue> {
     let mut stats = IndexStats::default();
     let mut previous = None;
     let mut metas = Vec::new();
+    let mut scan = ScanPages::default();
     for &r in &all {
+        if scan.series_read() {
+            block.release_pages();
+        }
         let labels = index.series(r, &mut metas).map_err(corrupt)?;
         let mut last_name: Option<&str> = None;
         for (name, _) in labels.iter() {

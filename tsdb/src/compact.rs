@@ -47,7 +47,7 @@ pub fn merge_blocks(parent: &Path, blocks: &[Arc<Block>], merge: ChunkMerge) -> 
     drop(symbols);
     let mut sets: Vec<SeriesIter> = Vec::with_capacity(blocks.len());
     for b in blocks {
-        sets.push(Box::new(BlockSeries::new(Arc::clone(b), &[], i64::MIN, i64::MAX, false)?));
+        sets.push(Box::new(BlockSeries::new(Arc::clone(b), &[], i64::MIN, i64::MAX, false)?.read_once()));
     }
     // Streamed: one series of each input is in memory at a time.
     for series in merge_series_sets_with(sets, merge) {
@@ -97,7 +97,7 @@ pub fn rewrite_block(
     let mut dropped = Dropped::default();
     let mut symbols = std::collections::BTreeSet::new();
     // Chunk data is a view of the memory map: reading it to count samples costs no copy.
-    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
+    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
         let series = series?;
         let all = series.chunks.clone();
         match edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
@@ -125,7 +125,7 @@ pub fn rewrite_block(
     let mut w = BlockWriter::new(parent, ulid)?;
     w.add_symbols(symbols.iter().map(String::as_str))?;
     drop(symbols);
-    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)? {
+    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
         let series = series?;
         if let Some(kept) = edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
             w.add_series(&series.labels, &kept)?;

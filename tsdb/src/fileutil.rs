@@ -1,11 +1,62 @@
 //! Durable file writes: whole small files replaced atomically, directory fsyncs, and the
-//! positioned buffered writer the block files are written through.
+//! positioned buffered writer the block files are written through; and the memory maps block
+//! files are read through.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::{Error, Result};
+
+/// A read-only memory map of a whole file that is never modified once in place (a block's
+/// index and chunk segments), shared by every [`Bytes`] cut from it: views stay valid after
+/// the reader that made them is dropped.
+#[derive(Clone)]
+pub struct FileMap(Arc<Mmap>);
+
+impl FileMap {
+    /// Maps `file`, opened from `path` (named in errors).
+    pub fn map(file: &File, path: &Path) -> Result<FileMap> {
+        // SAFETY: mapping a file is unsound only if it changes while mapped. Block files are
+        // written under a temporary name and never modified once renamed into place, so the
+        // mapping is effectively immutable. A file truncated underneath us by another process
+        // would still raise SIGBUS on access; nothing in Strata does that.
+        let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))?;
+        Ok(FileMap(Arc::new(map)))
+    }
+
+    /// The whole file as shared bytes.
+    pub fn bytes(&self) -> Bytes {
+        Bytes::from_owner(self.clone())
+    }
+
+    /// See [`release_pages`].
+    pub fn release_pages(&self) {
+        release_pages(&self.0);
+    }
+}
+
+impl AsRef<[u8]> for FileMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Unmaps the pages of `map` read so far from the process. They stay in the page cache, and
+/// a later read maps them again, so nothing is lost: a scan that reads a file once (a block
+/// compacted, downsampled or verified; the head chunk files at open) does not leave the file's
+/// bytes counted in the process's resident memory.
+pub fn release_pages(map: &Mmap) {
+    // SAFETY: the map is a shared, read-only file mapping: dropping its pages loses nothing,
+    // the next access reads the file again.
+    if let Err(error) = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) } {
+        tracing::debug!(%error, "madvise(MADV_DONTNEED) on a file map failed");
+    }
+}
 
 /// Replaces `path` with `contents` so that a crash leaves either the old file or the new one,
 /// never a mix, and the new one survives once this returns: the bytes go to `<path>.tmp` beside

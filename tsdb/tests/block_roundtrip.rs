@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use strata_tsdb::block::{Block, BlockCompaction, BlockWriter, ChunkData, SeriesChunks};
+use strata_tsdb::block::{Block, BlockCompaction, BlockSeries, BlockWriter, ChunkData, SeriesChunks};
 use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use strata_tsdb::Labels;
@@ -220,4 +220,62 @@ fn large_segments_split_without_splitting_chunks() {
     assert!(block.chunks().num_segments() > 10, "{} segments", block.chunks().num_segments());
     let all = block.select(&[Matcher::new(MatchOp::Regex, "s", ".+").unwrap()], i64::MIN, i64::MAX).unwrap();
     assert_eq!(all, want);
+}
+
+/// Resident bytes of this process's mappings of `file` (from /proc/self/smaps).
+fn resident_bytes_of(file: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = file.to_str().unwrap();
+    let mut in_mapping = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(rss) = line.strip_prefix("Rss:") {
+            if in_mapping {
+                kib += rss.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+            }
+        } else if line.split_whitespace().nth(1).is_some_and(|f| f.contains('-')) {
+            // A mapping's first line: `start-end perms offset dev inode [path]`.
+            in_mapping = line.ends_with(name);
+        }
+    }
+    kib * 1024
+}
+
+#[test]
+fn a_read_once_scan_releases_the_pages_it_read_and_its_chunks_stay_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ulid = Ulid::new();
+    let mut w = BlockWriter::new(dir.path(), ulid).unwrap();
+    let values: Vec<String> = (0..20_000).map(|i| format!("{i:05}")).collect();
+    w.add_symbols(values.iter().map(String::as_str).chain(["s"])).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let mut app = XorAppender::new();
+        for t in 0..120 {
+            app.append(t * 15_000, (i as f64 * 1.37 + t as f64).sqrt());
+        }
+        let c = ChunkData {
+            min_time: 0,
+            max_time: 119 * 15_000,
+            encoding: Encoding::Xor,
+            data: app.bytes().to_vec().into(),
+        };
+        w.add_series(&Labels::from_pairs(&[("s", v.as_str())]), &[c]).unwrap();
+    }
+    w.finish(0, 120 * 15_000, BlockCompaction { level: 1, ..Default::default() }).unwrap();
+    let block_dir = dir.path().join(ulid.to_string());
+    let segment = block_dir.join("chunks").join("000001");
+    let size = std::fs::metadata(&segment).unwrap().len();
+    assert!(size > 8 << 20, "segment of {size} bytes is too small to tell");
+
+    let block = Block::open(&block_dir).unwrap();
+    let kept: Vec<SeriesChunks> =
+        BlockSeries::new(&block, &[], i64::MIN, i64::MAX, false).unwrap().read_once().map(Result::unwrap).collect();
+    let resident = resident_bytes_of(&segment);
+    assert!(resident < size / 4, "{resident} of {size} bytes still resident after a read-once scan");
+
+    let again = Block::open(&block_dir).unwrap();
+    let plain: Vec<SeriesChunks> =
+        BlockSeries::new(&again, &[], i64::MIN, i64::MAX, false).unwrap().map(Result::unwrap).collect();
+    assert!(resident_bytes_of(&segment) > size / 2, "a plain scan keeps what it read resident");
+    assert_eq!(kept, plain, "chunks read before a release read the same afterwards");
 }

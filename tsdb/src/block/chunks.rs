@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use memmap2::Mmap;
 
 use crate::chunkenc::Encoding;
 use crate::encoding::{put_be32, put_uvarint, Decbuf, DecodeResult};
-use crate::fileutil::{sync_dir, FileWriter};
+use crate::fileutil::{sync_dir, FileMap, FileWriter};
 use crate::{Error, Result};
 
 /// Segment header: magic `85 BD 40 DD`, format version 1, three bytes of padding.
@@ -146,9 +145,10 @@ pub fn segment_name(index: u32) -> String {
 /// The memory-mapped segment files of a block.
 pub struct ChunkReader {
     dir: PathBuf,
-    /// Path and map of each segment, in name order; a ref's segment index indexes this. The map
-    /// is shared with the chunks read from it, so they stay valid after the block is closed.
-    segments: Vec<(PathBuf, Bytes)>,
+    /// Path, bytes and map of each segment, in name order; a ref's segment index indexes this.
+    /// The bytes are shared with the chunks read from them, so they stay valid after the block
+    /// is closed.
+    segments: Vec<(PathBuf, Bytes, FileMap)>,
 }
 
 impl ChunkReader {
@@ -175,17 +175,15 @@ impl ChunkReader {
                     reason: format!("{len} bytes is too short for a chunk segment"),
                 });
             }
-            // SAFETY: segment files are never modified after the block is renamed into place,
-            // so the mapping does not change under us. Truncation by another process would
-            // raise SIGBUS on access; nothing in Strata does that.
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", &path, e))?;
+            let file = FileMap::map(&file, &path)?;
+            let map = file.bytes();
             if map[..4] != SEGMENT_HEADER[..4] {
                 return Err(Error::CorruptFile { path, reason: "bad magic, not a chunk segment".into() });
             }
             if map[4] != 1 {
                 return Err(Error::Unsupported { path, what: format!("chunk segment format version {}", map[4]) });
             }
-            segments.push((path, Bytes::from_owner(map)));
+            segments.push((path, map, file));
         }
         Ok(ChunkReader { dir: dir.to_owned(), segments })
     }
@@ -195,7 +193,7 @@ impl ChunkReader {
     pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, Bytes)> {
         let index = (chunk_ref >> 32) as usize;
         let offset = (chunk_ref & 0xffff_ffff) as usize;
-        let Some((path, map)) = self.segments.get(index) else {
+        let Some((path, map, _)) = self.segments.get(index) else {
             return Err(Error::CorruptFile {
                 path: self.dir.clone(),
                 reason: format!(
@@ -211,6 +209,12 @@ impl ChunkReader {
             });
         }
         decode_chunk(&map.slice(offset..), path, offset as u64)
+    }
+
+    /// Releases the pages of the segments read so far from the process's resident memory
+    /// ([`crate::fileutil::release_pages`]), for scans that read every chunk once.
+    pub fn release_pages(&self) {
+        self.segments.iter().for_each(|(_, _, file)| file.release_pages());
     }
 
     /// Number of segment files.

@@ -19,7 +19,7 @@ use ulid::Ulid;
 
 pub use chunks::{chunk_record_len, decode_chunk, segment_name, ChunkReader, ChunkWriter, DEFAULT_SEGMENT_SIZE};
 pub use meta::{BlockCompaction, BlockMeta};
-pub use reader::{Block, BlockSeries};
+pub use reader::{Block, BlockSeries, ScanPages};
 pub use tombstones::{read_tombstones, write_empty_tombstones, Tombstone, TOMBSTONES_FILENAME};
 pub use writer::BlockWriter;
 

@@ -53,6 +53,13 @@ impl Block {
         &self.tombstones
     }
 
+    /// Releases the pages of the index and chunk segments read so far from the process's
+    /// resident memory ([`crate::fileutil::release_pages`]).
+    pub fn release_pages(&self) {
+        self.index.release_pages();
+        self.chunks.release_pages();
+    }
+
     /// The series matching every matcher (an empty list matches all) that have at least one
     /// chunk overlapping `[mint, maxt]` (inclusive), sorted by labels, with those chunks.
     /// Tombstones are not applied. See [`BlockSeries`] for reading them one at a time.
@@ -99,6 +106,30 @@ impl Block {
     }
 }
 
+/// Paces the release of a block's pages in a scan that reads the whole block once
+/// (compaction, downsampling, verification): without it, every page read stays mapped and the
+/// process's resident memory grows to the size of the blocks it reads, though each page is
+/// needed once. A release every few thousand series bounds that to a few megabytes per block.
+#[derive(Debug, Default)]
+pub struct ScanPages {
+    since_release: u32,
+}
+
+impl ScanPages {
+    /// Series read between two releases.
+    const SERIES_PER_RELEASE: u32 = 4096;
+
+    /// Counts a series read; true when the pages read so far are to be released.
+    pub fn series_read(&mut self) -> bool {
+        self.since_release += 1;
+        if self.since_release < Self::SERIES_PER_RELEASE {
+            return false;
+        }
+        self.since_release = 0;
+        true
+    }
+}
+
 /// The series of a block that match a selection, read from the index one at a time, in label
 /// order, when the iterator is advanced: only the postings are read up front. `B` is how the
 /// block is held (`&Block`, or `Arc<Block>` for an iterator that outlives the caller). Chunk
@@ -111,6 +142,8 @@ pub struct BlockSeries<B> {
     maxt: i64,
     skip_chunks: bool,
     metas: Vec<ChunkMeta>,
+    /// Set for a scan that reads the block once.
+    scan: Option<ScanPages>,
 }
 
 impl<B: Deref<Target = Block>> BlockSeries<B> {
@@ -118,7 +151,15 @@ impl<B: Deref<Target = Block>> BlockSeries<B> {
     /// with `skip_chunks` their chunk lists are left empty (and no chunk is read).
     pub fn new(block: B, matchers: &[Matcher], mint: i64, maxt: i64, skip_chunks: bool) -> Result<Self> {
         let refs = postings_for_matchers(&block.index, matchers)?.into_iter();
-        Ok(BlockSeries { block, refs, mint, maxt, skip_chunks, metas: Vec::new() })
+        Ok(BlockSeries { block, refs, mint, maxt, skip_chunks, metas: Vec::new(), scan: None })
+    }
+
+    /// Marks this as the one read of the block (compaction, downsampling): the pages read are
+    /// released from memory as it goes ([`ScanPages`]). The chunks already returned stay
+    /// valid; their pages are read again if they are used after a release.
+    pub fn read_once(mut self) -> Self {
+        self.scan = Some(ScanPages::default());
+        self
     }
 
     /// The series at `r` if it has a chunk in range.
@@ -146,6 +187,9 @@ impl<B: Deref<Target = Block>> Iterator for BlockSeries<B> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while let Some(r) = self.refs.next() {
+            if self.scan.as_mut().is_some_and(ScanPages::series_read) {
+                self.block.release_pages();
+            }
             match self.read(r) {
                 Ok(Some(s)) => return Some(Ok(s)),
                 Ok(None) => {}

@@ -86,7 +86,7 @@ pub fn downsample_block(src: &Block, resolution_ms: i64, parent: &Path) -> Resul
     let mut series_in = 0u64;
     let written = (|| {
         let (mut samples, mut out) = (Vec::new(), Vec::new());
-        for series in BlockSeries::new(src, &[], i64::MIN, i64::MAX, false)? {
+        for series in BlockSeries::new(src, &[], i64::MIN, i64::MAX, false)?.read_once() {
             let series = series?;
             series_in += 1;
             out.clear();

@@ -19,11 +19,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
+use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::chunkenc::Encoding;
 use crate::encoding::{put_be32, put_be64, put_uvarint, Decbuf, DecodeResult};
+use crate::fileutil::release_pages;
 use crate::wal::SeriesRef;
 use crate::{Error, Result};
 
@@ -39,17 +40,6 @@ const MAX_FILE_SIZE: u64 = 128 << 20;
 
 /// Where a chunk is in the files: file number << 32 | offset of its record.
 pub type ChunkRef = u64;
-
-/// Unmaps the pages of `map` read so far from the process (they stay in the page cache, and a
-/// later read maps them again), so that reading every chunk (the scan at open, a block cut)
-/// does not leave the files' bytes counted in the process's resident memory.
-fn release(map: &Mmap) {
-    // SAFETY: the map is a shared, read-only file mapping: dropping its pages loses nothing,
-    // the next access reads the file again.
-    if let Err(error) = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) } {
-        tracing::debug!(%error, "madvise(MADV_DONTNEED) on a head chunk file failed");
-    }
-}
 
 /// The number of the file a chunk ref points into.
 pub fn chunk_file(r: ChunkRef) -> u32 {
@@ -224,7 +214,7 @@ impl ChunkFiles {
                 }
                 break;
             }
-            release(&map);
+            release_pages(&map);
             maps.insert(seq, map);
         }
         let last = maps.keys().next_back().copied().unwrap_or(0);
@@ -338,7 +328,7 @@ impl ChunkFiles {
             for s in &doomed {
                 maps.remove(s);
             }
-            maps.values().for_each(release);
+            maps.values().for_each(release_pages);
             doomed
         };
         for &seq in &doomed {

@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use memmap2::Mmap;
 
 use super::header::{IndexHeader, OpenError};
 use super::{ChunkMeta, Toc, FORMAT_V2, MAGIC, TOC_LEN};
+use crate::block::ScanPages;
 use crate::encoding::Decbuf;
+use crate::fileutil::FileMap;
 use crate::labels::Labels;
 use crate::postings::{seek, PostingsSource};
 use crate::{Error, Result};
@@ -22,6 +23,7 @@ use crate::{Error, Result};
 pub struct IndexReader {
     /// The file's content before the TOC.
     map: Bytes,
+    file: FileMap,
     header: IndexHeader,
 }
 
@@ -36,12 +38,14 @@ impl IndexReader {
                 reason: format!("{len} bytes is too short for an index"),
             });
         }
-        // SAFETY: mapping a file is unsound only if it changes while mapped. Block files are
-        // written under a temporary name and never modified once renamed into place, so the
-        // mapping is effectively immutable. A file truncated underneath us by another process
-        // would still raise SIGBUS on access; nothing in Strata does that.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
-        Self::from_map(path, Bytes::from_owner(map)).map_err(|e| e.into_error(path))
+        let file = FileMap::map(&file, path)?;
+        Self::from_map(path, file).map_err(|e| e.into_error(path))
+    }
+
+    /// Releases the pages of the file read so far from the process's resident memory
+    /// ([`crate::fileutil::release_pages`]), for scans that read the whole index once.
+    pub fn release_pages(&self) {
+        self.file.release_pages();
     }
 
     /// Thanos's `index_stats` of this index, as its compactor and downsampler record them in
@@ -52,7 +56,11 @@ impl IndexReader {
         let (mut series_max, mut chunk_max) = (None::<u64>, None::<u64>);
         let mut metas = Vec::new();
         let mut prev = None;
+        let mut scan = ScanPages::default();
         for r in self.all_postings()? {
+            if scan.series_read() {
+                self.release_pages();
+            }
             if let Some(p) = prev {
                 // Series references are offsets / 16 in index format 2.
                 series_max = series_max.max(Some((r - p) * 16));
@@ -76,7 +84,8 @@ impl IndexReader {
         Ok((!stats.is_empty()).then_some(serde_json::Value::Object(stats)))
     }
 
-    fn from_map(path: &Path, map: Bytes) -> std::result::Result<Self, OpenError> {
+    fn from_map(path: &Path, file: FileMap) -> std::result::Result<Self, OpenError> {
+        let map = file.bytes();
         let mut d = Decbuf::new(&map);
         let magic = d.be32().map_err(OpenError::at("header"))?;
         if magic != MAGIC {
@@ -96,7 +105,7 @@ impl IndexReader {
         let toc = Toc::decode(&map[content_end..]).map_err(OpenError::at("table of contents"))?;
         let map = map.slice(..content_end);
         let header = IndexHeader::from_index(path, map.clone(), &toc)?;
-        Ok(IndexReader { map, header })
+        Ok(IndexReader { map, file, header })
     }
 
     /// The file this reader maps.
