@@ -26,17 +26,8 @@ ds_series=100000
 interval=15s
 reps=1
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series="$2"; shift 2 ;;
-        --downsample-series) ds_series="$2"; shift 2 ;;
-        --scrape-interval) interval="$2"; shift 2 ;;
-        --reps) reps="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series --downsample-series=ds_series --scrape-interval=interval --reps=reps --out=out -- "$@"
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 THANOS_BIN="${THANOS_BIN:-$repo/interop/bin/thanos}"

@@ -23,19 +23,8 @@ concurrency=4
 scrape_interval=60s
 round_interval=1s
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series="$2"; shift 2 ;;
-        --rounds) rounds="$2"; shift 2 ;;
-        --batch-size) batch_size="$2"; shift 2 ;;
-        --concurrency) concurrency="$2"; shift 2 ;;
-        --scrape-interval) scrape_interval="$2"; shift 2 ;;
-        --round-interval) round_interval="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series --rounds=rounds --batch-size=batch_size --concurrency=concurrency --scrape-interval=scrape_interval --round-interval=round_interval --out=out -- "$@"
 
 # Milliseconds of a duration written as a number with ms, s or m.
 to_ms() {

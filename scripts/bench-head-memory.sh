@@ -25,16 +25,8 @@ series_list="100000"
 idle=60
 servers="strata prometheus3 prometheus2 victoriametrics"
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series_list="$2"; shift 2 ;;
-        --idle) idle="$2"; shift 2 ;;
-        --servers) servers="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series_list --idle=idle --servers=servers --out=out -- "$@"
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 prometheus3="$repo/interop/bin/prometheus"

@@ -20,17 +20,8 @@ days=7
 reps=7
 cache="IN-MEMORY"
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series="$2"; shift 2 ;;
-        --days) days="$2"; shift 2 ;;
-        --reps) reps="$2"; shift 2 ;;
-        --cache) cache="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series --days=days --reps=reps --cache=cache --out=out -- "$@"
 
 thanos="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/interop/bin/thanos"
 [ -x "$thanos" ] || { echo "no $thanos: build it with bash interop/build.sh" >&2; exit 1; }

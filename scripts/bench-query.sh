@@ -19,17 +19,8 @@ hours=2
 reps=5
 servers="strata prometheus"
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series_list="$2"; shift 2 ;;
-        --hours) hours="$2"; shift 2 ;;
-        --reps) reps="$2"; shift 2 ;;
-        --servers) servers="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series_list --hours=hours --reps=reps --servers=servers --out=out -- "$@"
 
 command -v prometheus >/dev/null || { echo "prometheus not found in PATH (apt-get install prometheus)" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

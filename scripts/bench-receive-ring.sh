@@ -23,16 +23,8 @@ series_list="100000 1000000"
 samples=10
 fleets="strata:3 thanos:3 strata:1 thanos:1"
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) series_list="$2"; shift 2 ;;
-        --samples-per-series) samples="$2"; shift 2 ;;
-        --fleets) fleets="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=series_list --samples-per-series=samples --fleets=fleets --out=out -- "$@"
 
 command -v haproxy >/dev/null || { echo "haproxy not found in PATH (apt-get install haproxy)" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -25,18 +25,8 @@ rules=1000
 interval=30s
 window=120
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) n="$2"; shift 2 ;;
-        --minutes) minutes="$2"; shift 2 ;;
-        --rules) rules="$2"; shift 2 ;;
-        --interval) interval="$2"; shift 2 ;;
-        --window) window="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=n --minutes=minutes --rules=rules --interval=interval --window=window --out=out -- "$@"
 case "$interval" in
     *s) interval_s="${interval%s}" ;;
     *) echo "--interval must be in seconds, e.g. 30s" >&2; exit 2 ;;

@@ -24,16 +24,8 @@ n=10000
 hours=12
 reps=5
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --series) n="$2"; shift 2 ;;
-        --hours) hours="$2"; shift 2 ;;
-        --reps) reps="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --series=n --hours=hours --reps=reps --out=out -- "$@"
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 THANOS_BIN="${THANOS_BIN:-$repo/interop/bin/thanos}"

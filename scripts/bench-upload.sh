@@ -11,13 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 size_mib=1024
 work=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --size-mib) size_mib="$2"; shift 2 ;;
-        --work) work="$2"; shift 2 ;;
-        *) echo "unknown argument $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --size-mib=size_mib --work=work -- "$@"
 for tool in promtool moto_server python3; do
     command -v "$tool" >/dev/null || { echo "$tool is not on PATH" >&2; exit 1; }
 done
