@@ -1,7 +1,8 @@
 # Shared by the benchmark scripts that start a server: the strata binary, a work directory
 # removed on exit (with the server killed), free ports, and process readings from /proc.
-# Source it after argument parsing (scripts/flags.sh); it sets repo, STRATA_BIN, work, out and server_pid. A script
-# that runs several servers at once adds the others' ids to other_pids, so they die with it.
+# Source it after argument parsing (scripts/flags.sh); it sets repo, STRATA_BIN, work, out and
+# server_pid. A script that runs several servers at once adds the others' ids to other_pids, so
+# they die with it.
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -z "${STRATA_BIN:-}" ]; then
