@@ -119,12 +119,7 @@ impl Env {
     fn new(name: &str) -> Env {
         let work = tempfile::tempdir().expect("temp dir");
         let moto = Moto::start(work.path());
-        moto.create_bucket(name);
-        let yaml = format!(
-            "type: S3\nconfig:\n  bucket: {name}\n  endpoint: 127.0.0.1:{}\n  region: us-east-1\n  access_key: test\n  \
-             secret_key: test\n  insecure: true\n",
-            moto.port
-        );
+        let yaml = moto.new_bucket(name);
         let config_file = work.path().join("objstore.yml");
         std::fs::write(&config_file, &yaml).expect("write objstore config");
         let bucket =
@@ -633,8 +628,7 @@ fn killed_or_cut_off_at_random_points_no_answer_changes() {
         cmd
     };
     let bucket_for = |name: &str| {
-        env.moto.create_bucket(name);
-        let yaml = strata_testkit::s3_objstore_yaml(env.moto.port, name, "");
+        let yaml = env.moto.new_bucket(name);
         let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore").expect("config").build().expect("bucket");
         env.ship_replicas_to(&bucket, name, 0, HOURS);
         (yaml, bucket)

@@ -35,7 +35,7 @@ use common::sidecar::{prometheus_args, prometheus_config, sidecar_args};
 use common::strata_bin;
 use strata_shipper::MetaFetcher;
 use strata_testkit::http::get;
-use strata_testkit::{peer, s3_objstore_yaml, tool, wait_for, Fleet, Moto, Node};
+use strata_testkit::{peer, tool, wait_for, Fleet, Moto, Node};
 use strata_tsdb::block::meta::BlockMeta;
 
 const SECOND: i64 = 1000;
@@ -127,8 +127,7 @@ fn raw_samples(query: &Node, series: &str, t: i64) -> String {
 fn run(prometheus_bin: &Path, name: &str) {
     let work = tempfile::tempdir().unwrap();
     let moto = Moto::start(work.path());
-    moto.create_bucket("ha-pair");
-    let objstore = s3_objstore_yaml(moto.port, "ha-pair", "");
+    let objstore = moto.new_bucket("ha-pair");
     let bucket = strata_shipper::parse_objstore_config(&objstore, "objstore").unwrap().build().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut fleet = Fleet::new(work.path());

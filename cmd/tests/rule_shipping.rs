@@ -13,7 +13,7 @@ use common::{remote_write, strata_bin};
 use serde_json::Value;
 use strata_proto::prometheus as v1;
 use strata_testkit::http::get_json;
-use strata_testkit::{peer, s3_objstore_yaml, url_encode, wait_for, Fleet, Moto, Node};
+use strata_testkit::{peer, url_encode, wait_for, Fleet, Moto, Node};
 
 const BUCKET: &str = "ruler";
 
@@ -37,8 +37,7 @@ fn bucket_metas(objstore: &str) -> Vec<Value> {
 fn ruler_blocks_are_shipped_and_read_by_thanos_store() {
     let work = tempfile::tempdir().unwrap();
     let moto = Moto::start(work.path());
-    moto.create_bucket(BUCKET);
-    let objstore = s3_objstore_yaml(moto.port, BUCKET, "");
+    let objstore = moto.new_bucket(BUCKET);
     let mut fleet = Fleet::new(work.path());
 
     let source = fleet.slot("standalone");

@@ -33,13 +33,6 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn s3_yaml(port: u16) -> String {
-    format!(
-        "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  \
-         secret_key: test\n  insecure: true\n"
-    )
-}
-
 /// One hour of a counter, one sample a minute, in a block made by promtool in `data_dir`,
 /// ending an hour ago: Prometheus loads it at start.
 fn seed_block(data_dir: &Path, end: i64) -> PathBuf {
@@ -141,8 +134,7 @@ fn queries(t: i64, block_end: i64) -> Vec<String> {
 fn run_shipping_and_serving(prometheus_bin: &Path, name: &str) {
     let work = tempfile::tempdir().unwrap();
     let moto = Moto::start(work.path());
-    moto.create_bucket(BUCKET);
-    let objstore = s3_yaml(moto.port);
+    let objstore = moto.new_bucket(BUCKET);
     let mut fleet = Fleet::new(work.path());
     let prom_slot = fleet.slot("prometheus");
     let sidecar_slot = fleet.slot("sidecar");
@@ -279,8 +271,7 @@ fn ready(sidecar: &Node) -> (u16, String) {
 fn readiness_follows_prometheus_and_its_external_labels() {
     let work = tempfile::tempdir().unwrap();
     let moto = Moto::start(work.path());
-    moto.create_bucket(BUCKET);
-    let objstore = s3_yaml(moto.port);
+    let objstore = moto.new_bucket(BUCKET);
     let mut fleet = Fleet::new(work.path());
     let prom_slot = fleet.slot("prometheus");
     let sidecar_slot = fleet.slot("sidecar");

@@ -82,8 +82,7 @@ fn strata_store_and_thanos_store_answer_the_same() {
         .collect();
     let work = tempfile::tempdir().expect("temp dir");
     let moto = Moto::start(work.path());
-    moto.create_bucket(BUCKET);
-    let yaml = strata_testkit::s3_objstore_yaml(moto.port, BUCKET, "");
+    let yaml = moto.new_bucket(BUCKET);
     let config_file = work.path().join("objstore.yml");
     std::fs::write(&config_file, &yaml).expect("write objstore config");
     let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");

@@ -53,6 +53,12 @@ impl Moto {
         let answer = crate::http::request(&self.addr(), "PUT", &format!("/{name}"), &[], b"");
         assert!(matches!(answer, Ok((200, _))), "create bucket {name}: {answer:?}");
     }
+
+    /// Creates bucket `name` and returns its objstore YAML.
+    pub fn new_bucket(&self, name: &str) -> String {
+        self.create_bucket(name);
+        s3_objstore_yaml(self.port, name, "")
+    }
 }
 
 /// The Thanos objstore YAML for bucket `bucket` of a moto server (or a proxy in front of one)
