@@ -90,6 +90,7 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
         a.max_retries,
         DEFAULT_MAX_ANSWER_BYTES,
         millis(a.dial_timeout),
+        None,
     )
     .map_err(anyhow::Error::msg)?;
     let mut tenant_headers = a.org_id_headers.clone();

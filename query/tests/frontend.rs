@@ -103,6 +103,7 @@ fn frontend_with(addr: &str, cache: Option<ResultsCache>, max_answer: usize) -> 
         5,
         max_answer,
         Duration::from_secs(5),
+        None,
     )
     .unwrap();
     router(Frontend::new(options(), downstream, cache, FrontendMetrics::default(), None))

@@ -4,8 +4,7 @@
 //! checked, and turned into [`SourceSpec`]s, the form `--query` and `--alertmanagers.url`
 //! values take too, so that both reach their peers through [`Peers`](crate::discovery::Peers).
 //!
-//! What is not built is refused rather than ignored: `https` (and `tls_config`) and
-//! `proxy_url`. Of `transport_config`, Go's transport tunables, only `dialer_timeout` has an
+//! What is not built is refused rather than ignored: `proxy_url`. Of `transport_config`, Go's transport tunables, only `dialer_timeout` has an
 //! equivalent here (the connect timeout); the others are read and have no effect.
 
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::time::Duration;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use strata_query::frontend::tls::TlsConfig;
 use strata_tsdb::gotext::deserialize_model_duration;
 
 use crate::Error;
@@ -32,14 +32,28 @@ struct BasicAuth {
     password_file: String,
 }
 
+/// Prometheus's `tls_config`, as the YAML has it.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-struct TlsConfig {
+struct TlsFields {
     ca_file: String,
     cert_file: String,
     key_file: String,
     server_name: String,
     insecure_skip_verify: bool,
+}
+
+impl TlsFields {
+    fn into_config(self) -> TlsConfig {
+        let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
+        TlsConfig {
+            ca_file: path(self.ca_file),
+            cert_file: path(self.cert_file),
+            key_file: path(self.key_file),
+            server_name: (!self.server_name.is_empty()).then_some(self.server_name),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
 }
 
 /// Go's `http.Transport` settings; see the module documentation.
@@ -74,7 +88,7 @@ struct ClientConfig {
     bearer_token: String,
     bearer_token_file: String,
     proxy_url: String,
-    tls_config: TlsConfig,
+    tls_config: TlsFields,
     transport_config: TransportConfig,
 }
 
@@ -164,6 +178,8 @@ pub struct Access {
     pub timeout: Option<Duration>,
     pub dial_timeout: Duration,
     pub alert_api: AlertApi,
+    /// For `https` peers.
+    pub tls: TlsConfig,
 }
 
 impl Default for Access {
@@ -174,6 +190,7 @@ impl Default for Access {
             timeout: None,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             alert_api: AlertApi::V2,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -208,23 +225,17 @@ fn clean_prefix(prefix: &str) -> String {
 fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Result<SourceSpec, Error> {
     let field = |name: &str| format!("{at}.{name}");
     match c.scheme.as_str() {
-        "http" => {}
-        "https" => {
+        "http" | "https" => {}
+        other => {
             return Err(bad(
                 source,
-                format!("{}: https is not supported (no TLS client is built); use http", field("scheme")),
+                format!("{}: {other:?} is not a supported scheme; use http or https", field("scheme")),
             ))
-        }
-        other => {
-            return Err(bad(source, format!("{}: {other:?} is not a supported scheme; use http", field("scheme"))))
         }
     }
     let h = c.http_config;
     if !h.proxy_url.is_empty() {
         return Err(bad(source, format!("{}: proxies are not supported", field("http_config.proxy_url"))));
-    }
-    if h.tls_config != TlsConfig::default() {
-        return Err(bad(source, format!("{}: TLS is not supported; use http", field("http_config.tls_config"))));
     }
     if !h.bearer_token.is_empty() && !h.bearer_token_file.is_empty() {
         return Err(bad(
@@ -317,7 +328,7 @@ fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Re
         path_prefix: clean_prefix(&c.path_prefix),
         targets: c.static_configs,
         sd_files,
-        access: Access { basic_auth, bearer_token, timeout, dial_timeout, alert_api },
+        access: Access { basic_auth, bearer_token, timeout, dial_timeout, alert_api, tls: h.tls_config.into_config() },
     })
 }
 
@@ -398,12 +409,30 @@ mod tests {
     }
 
     #[test]
+    fn https_peers_with_their_tls_config() {
+        let yaml =
+            "alertmanagers:\n- static_configs: [am:9093]\n  scheme: https\n  http_config:\n    tls_config:\n      \
+                    ca_file: ca.pem\n      cert_file: c.pem\n      key_file: k.pem\n      server_name: am.example\n";
+        let s = alertmanager_sources(yaml, "am.yml").unwrap();
+        assert_eq!(s[0].scheme, "https");
+        let want = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            server_name: Some("am.example".into()),
+            insecure_skip_verify: false,
+        };
+        assert_eq!(s[0].access.tls, want);
+        let s = query_sources("- static_configs: [q:9090]\n  scheme: https\n", "q.yml").unwrap();
+        assert_eq!(s[0].access.tls, TlsConfig::default());
+    }
+
+    #[test]
     fn bad_configs_name_the_source_and_field() {
         let cases: &[(&str, &str)] = &[
             ("- static_configs: [a:1]\n  bogus: 1\n", "unknown field `bogus`"),
             ("- static_configs: [a:1]\n  scheme: ftp\n", "[0].scheme: \"ftp\" is not a supported scheme"),
-            ("- static_configs: [a:1]\n  scheme: https\n", "[0].scheme: https is not supported"),
-            ("- http_config: {tls_config: {ca_file: x}}\n", "[0].http_config.tls_config: TLS is not supported"),
+            ("- http_config: {tls_config: {ca: x}}\n", "unknown field `ca`"),
             ("- http_config: {proxy_url: 'http://p'}\n", "[0].http_config.proxy_url"),
             ("- http_config: {bearer_token: a, bearer_token_file: b}\n", "at most one of bearer_token"),
             ("- http_config: {basic_auth: {password: a, password_file: b}}\n", "at most one of password"),

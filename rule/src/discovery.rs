@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use strata_query::frontend::downstream::{Answer, Downstream, DEFAULT_MAX_ANSWER_BYTES};
+use strata_query::frontend::tls::{Tls, TlsConfig};
 use strata_store::endpoints::{EndpointSpec, Resolver, SdFile};
 
 use crate::config::{Access, AlertApi, SourceSpec};
@@ -63,6 +64,8 @@ struct Source {
     specs: Vec<EndpointSpec>,
     sd: Vec<SdGlob>,
     access: Arc<Access>,
+    /// Built once for all the source's peers (its files read at start).
+    tls: Option<Tls>,
 }
 
 /// One peer: a client of one address, and how its source asks.
@@ -151,8 +154,8 @@ fn flag_source(flag: &str, value: &str, default_port: Option<u16>, access: &Acce
         Some((s, r)) => (s.to_owned(), r),
         None => ("http".to_owned(), rest),
     };
-    if scheme != "http" {
-        return Err(bad(flag, value, "only http is supported"));
+    if scheme != "http" && scheme != "https" {
+        return Err(bad(flag, value, "the scheme must be http or https"));
     }
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -199,7 +202,10 @@ impl Peers {
                 .into_iter()
                 .map(|(pattern, refresh)| SdGlob { pattern, refresh, files: BTreeMap::new() })
                 .collect();
-            built.push(Source { scheme: s.scheme, path: s.path_prefix, specs, sd, access: Arc::new(s.access) });
+            let tls = (s.scheme == "https" || s.access.tls != TlsConfig::default())
+                .then(|| Tls::new(&s.access.tls).map_err(|e| bad(name, "tls_config", e)))
+                .transpose()?;
+            built.push(Source { scheme: s.scheme, path: s.path_prefix, specs, sd, access: Arc::new(s.access), tls });
         }
         let peers = Peers {
             name: name.to_owned(),
@@ -235,9 +241,15 @@ impl Peers {
                 Some(p) => out.push(Arc::clone(p)),
                 None => {
                     let Some(s) = sources.get(source) else { continue };
-                    let client =
-                        Downstream::new(&self.name, &url, ATTEMPTS, DEFAULT_MAX_ANSWER_BYTES, s.access.dial_timeout)
-                            .map_err(|e| bad(&self.name, &url, e))?;
+                    let client = Downstream::new(
+                        &self.name,
+                        &url,
+                        ATTEMPTS,
+                        DEFAULT_MAX_ANSWER_BYTES,
+                        s.access.dial_timeout,
+                        s.tls.as_ref(),
+                    )
+                    .map_err(|e| bad(&self.name, &url, e))?;
                     out.push(Arc::new(Peer { client, access: Arc::clone(&s.access), source }));
                 }
             }
@@ -344,7 +356,9 @@ mod tests {
         assert!(!p.is_dynamic());
         let p = Peers::parse("--alertmanagers.url", &["http://am".into()], Some(9093), &a).unwrap();
         assert_eq!(urls(&p), ["http://am:9093"]);
-        for bad in ["https://x:1", "http://", "dns+http://", "q", "dnssrv+"] {
+        let p = Peers::parse("--query", &["https://q:443".into()], None, &a).unwrap();
+        assert_eq!(urls(&p), ["https://q:443"]);
+        for bad in ["ftp://x:1", "http://", "dns+http://", "q", "dnssrv+"] {
             assert!(Peers::parse("--query", &[bad.into()], None, &a).is_err(), "{bad}");
         }
     }

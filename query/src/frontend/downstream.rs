@@ -2,7 +2,7 @@
 //! (`--query-frontend.downstream-url`: requests passed through as they came, and the
 //! frontend's own requests for pieces), the ruler's query APIs (`--query`) and Alertmanagers.
 //! Requests are retried on connection errors and 5xx answers; answers are read into memory up
-//! to a bound.
+//! to a bound. `https://` URLs are reached over TLS ([`Tls`]).
 
 use std::time::Duration;
 
@@ -12,10 +12,12 @@ use axum::http::uri::{Authority, Scheme};
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::tls::{Tls, TlsConfig};
 use crate::api::error::ApiError;
 
 /// Largest answer of the downstream to one piece that is read (answers passed through are
@@ -23,7 +25,7 @@ use crate::api::error::ApiError;
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1 << 30;
 
 pub struct Downstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without its trailing slash, put before every request's path.
@@ -79,25 +81,45 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Downstream {
-    /// A client of the API at `url` (`http://host:port[/prefix]`), given by the flag `flag`
-    /// (named in errors); `attempts` is how often a request is tried (at least once).
+    /// A client of the API at `url` (`http[s]://host:port[/prefix]`), given by the flag `flag`
+    /// (named in errors); `attempts` is how often a request is tried (at least once). An
+    /// `https://` URL is reached with `tls`, or without it with the system's CA certificates.
     pub fn new(
         flag: &str,
         url: &str,
         attempts: usize,
         max_answer_bytes: usize,
         timeout: Duration,
+        tls: Option<&Tls>,
     ) -> Result<Downstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("{flag} {url:?}: {e}"))?;
         let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-        if scheme != Scheme::HTTP {
-            return Err(format!("{flag} {url:?}: only http:// is supported"));
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!("{flag} {url:?}: the scheme must be http or https"));
         }
-        let authority =
-            uri.authority().cloned().ok_or_else(|| format!("{flag} {url:?}: no host:port (write http://host:port)"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{flag} {url:?}: no host:port (write http://host:port or https://host:port)"))?;
+        let tls = match tls {
+            Some(tls) => tls.clone(),
+            // Without a config only https needs the system's certificates; http never uses them.
+            None if scheme == Scheme::HTTPS => {
+                Tls::new(&TlsConfig::default()).map_err(|e| format!("{flag} {url:?}: {e}"))?
+            }
+            None => Tls::trusting_nobody().map_err(|e| format!("{flag} {url:?}: {e}"))?,
+        };
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        // Lets https URLs through to the TLS layer; http ones get no TLS.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new().with_tls_config((*tls.config).clone()).https_or_http();
+        let connector = match tls.server_name {
+            Some(name) => connector.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            None => connector,
+        };
+        let connector = connector.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
         Ok(Downstream {
             client,
@@ -136,7 +158,7 @@ impl Downstream {
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
             }
-            Err(e) => self.unreachable(&target, &e).into_response(),
+            Err(e) => self.unreachable(&target, &with_causes(&e)).into_response(),
         }
     }
 
@@ -199,13 +221,26 @@ impl Downstream {
                     return Ok(answer);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, attempt, path = path_and_query, "downstream unreachable; retrying");
-                    last_error = e.to_string();
+                    last_error = with_causes(&e);
+                    tracing::debug!(error = %last_error, attempt, path = path_and_query, "downstream unreachable; retrying");
                 }
             }
         }
         Err(self.unreachable(path_and_query, &format!("{last_error} ({} attempts)", self.attempts)))
     }
+}
+
+/// `e` and what caused it: the client's own message names only the stage that failed
+/// ("client error (Connect)"), its causes say why (refused, a certificate not trusted).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 /// The headers of a client's request worth passing on with the frontend's own requests for

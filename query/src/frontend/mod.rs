@@ -9,6 +9,7 @@ pub mod cache;
 pub mod downstream;
 pub mod merge;
 pub mod split;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
