@@ -734,6 +734,7 @@ async fn standalone_ruler_parts(rx: &mut Arc<Receiver>, s: &StandaloneSetup) -> 
         eval_interval: s.rule.eval_interval,
         external_labels: external,
         alert_label_drop: Vec::new(),
+        alert_relabel: Default::default(),
         alert_query_url: String::new(),
         resend_delay: 60_000,
         for_grace_period: 600_000,

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use strata_receiver::metrics::Metrics;
-use strata_rule::config::{alertmanager_sources, query_sources, Access};
-use strata_rule::discovery::Peers;
+use strata_rule::config::{alertmanager_sources, query_sources, sd_files_source, Access};
+use strata_rule::discovery::{flag_sources, Peers};
 use strata_rule::metrics::RuleMetrics;
-use strata_rule::notifier::Notifier;
+use strata_rule::notifier::{AlertLabels, Notifier};
 use strata_rule::ruler::{Queriers, Ruler, RulerOptions};
+use strata_shipper::relabel::Relabel;
 use strata_shipper::{Bucket, Shipper};
 use strata_store::local::LocalStore;
 use strata_store::server::{ServerOptions, StoreApi};
@@ -39,6 +40,13 @@ pub struct RuleArgs {
     /// `dns+host:port` or `dnssrv+name`; repeatable, asked in turn until one answers).
     #[arg(long = "query")]
     queries: Vec<String>,
+    /// File-SD files (Prometheus's format; globs; repeatable) listing more query APIs, read
+    /// again when they change and every `--query.sd-interval`.
+    #[arg(long = "query.sd-files")]
+    query_sd_files: Vec<String>,
+    /// How often the `--query.sd-files` are read even when they seem unchanged.
+    #[arg(long = "query.sd-interval", default_value = "5m", value_parser = parse_duration_flag)]
+    query_sd_interval: i64,
     /// Thanos's query config YAML file (a list of `static_configs`, `file_sd_configs`,
     /// `scheme`, `path_prefix`, `http_config`), instead of `--query`.
     #[arg(long = "query.config-file", conflicts_with = "query_config")]
@@ -67,6 +75,13 @@ pub struct RuleArgs {
     /// of HA rulers so that Alertmanager deduplicates them.
     #[arg(long = "alert.label-drop")]
     alert_label_drop: Vec<String>,
+    /// Prometheus relabel configs (YAML file) applied to alerts before they are sent, after
+    /// the external labels are set and `--alert.label-drop` applied; an alert dropped is not sent.
+    #[arg(long = "alert.relabel-config-file", conflicts_with = "alert_relabel_config")]
+    alert_relabel_config_file: Option<PathBuf>,
+    /// The alert relabel configs YAML itself.
+    #[arg(long = "alert.relabel-config")]
+    alert_relabel_config: Option<String>,
     /// Base of the alerts' generator URLs (a query page).
     #[arg(long = "alert.query-url", default_value = "")]
     alert_query_url: String,
@@ -135,15 +150,29 @@ fn query_peers(a: &RuleArgs) -> anyhow::Result<Peers> {
         "--query.config",
     )?
     .filter(|(text, _)| !text.trim().is_empty());
+    let flags_given = !a.queries.is_empty() || !a.query_sd_files.is_empty();
     match config {
-        Some(_) if !a.queries.is_empty() => {
+        Some(_) if flags_given => {
             anyhow::bail!("--query/--query.sd-files and --query.config* parameters cannot be defined at the same time")
         }
         Some((text, source)) => Ok(Peers::new(&source, query_sources(&text, &source)?)?),
-        None if a.queries.is_empty() => {
-            anyhow::bail!("no --query parameter was given: the ruler needs a query API to evaluate rules against")
+        None if !flags_given => {
+            anyhow::bail!(
+                "no --query parameter was given: the ruler needs a query API (--query, --query.sd-files or \
+                 --query.config*) to evaluate rules against"
+            )
         }
-        None => Ok(Peers::parse("--query", &a.queries, None, &Access::default())?),
+        None => {
+            let mut sources = flag_sources("--query", &a.queries, None, &Access::default())?;
+            if !a.query_sd_files.is_empty() {
+                if a.query_sd_interval <= 0 {
+                    anyhow::bail!("--query.sd-interval must be above 0");
+                }
+                let refresh = crate::millis(a.query_sd_interval);
+                sources.push(sd_files_source("--query.sd-files", &a.query_sd_files, refresh)?);
+            }
+            Ok(Peers::new("--query", sources)?)
+        }
     }
 }
 
@@ -231,13 +260,13 @@ pub(crate) async fn start(s: RulerSetup, stop: tokio::sync::watch::Receiver<bool
         }
         None => None,
     };
-    let notifier = Arc::new(Notifier::new(
-        s.alertmanagers,
-        s.options.external_labels.clone(),
-        s.options.alert_label_drop.clone(),
-        s.options.alert_query_url.clone(),
-        rule_metrics.clone(),
-    ));
+    let alert_labels = AlertLabels {
+        external: s.options.external_labels.clone(),
+        drop: s.options.alert_label_drop.clone(),
+        relabel: s.options.alert_relabel.clone(),
+    };
+    let notifier =
+        Arc::new(Notifier::new(s.alertmanagers, alert_labels, s.options.alert_query_url.clone(), rule_metrics.clone()));
     let ruler = Arc::new(Ruler::new(s.options, s.queriers, notifier, Arc::clone(&db), rule_metrics));
     let query_peers = match &ruler.queriers {
         Queriers::Remote(p) => Some(p.as_ref()),
@@ -343,6 +372,15 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
     let queriers = Queriers::Remote(Box::new(query_peers(&a)?));
     let alertmanagers = alertmanager_peers(&a)?;
     let external: BTreeMap<String, String> = a.labels.iter().cloned().collect();
+    let alert_relabel = match file_or_inline(
+        a.alert_relabel_config_file.as_deref(),
+        "--alert.relabel-config-file",
+        a.alert_relabel_config.as_deref(),
+        "--alert.relabel-config",
+    )? {
+        Some((text, source)) => Relabel::parse(&text).with_context(|| source)?,
+        None => Relabel::default(),
+    };
     let mut metrics = Metrics::for_process(&build_info());
     let rule_metrics = RuleMetrics::default();
     rule_metrics.register(metrics.registry_mut());
@@ -359,6 +397,7 @@ pub async fn run(a: RuleArgs) -> anyhow::Result<()> {
             eval_interval: a.eval_interval,
             external_labels: external,
             alert_label_drop: a.alert_label_drop.clone(),
+            alert_relabel,
             alert_query_url: a.alert_query_url.clone(),
             resend_delay: a.resend_delay,
             for_grace_period: a.for_grace_period,

@@ -120,6 +120,72 @@ fn ruler_configured_by_config_files() {
     drop(api_a);
 }
 
+/// `--query.sd-files` (no static `--query`) and `--alert.relabel-config`: the SD file names the
+/// query API and is followed when rewritten; relabelling drops the debug alert and adds a label
+/// to the other, after the external labels are set.
+#[test]
+fn ruler_with_query_sd_files_and_alert_relabelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::new(dir.path());
+    let a = fleet.slot("standalone-a");
+    let b = fleet.slot("standalone-b");
+    let api_a = Node::start(strata_bin(), &a, a.standalone_args());
+    let api_b = Node::start(strata_bin(), &b, b.standalone_args());
+    write(&a.remote_write, 1.0);
+    write(&b.remote_write, 2.0);
+    let (_am, am_addr) = common::start_alertmanager(dir.path());
+
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "{RULES}      - alert: AnswerDebug\n        expr: answer > 0\n        labels:\n          severity: debug\n"
+        ),
+    )
+    .unwrap();
+    let sd = dir.path().join("queries.json");
+    std::fs::write(&sd, format!("[{{\"targets\": [\"{}\"]}}]\n", api_a.http())).unwrap();
+    let relabel = "- source_labels: [severity]\n  regex: debug\n  action: drop\n\
+                   - source_labels: [ruler]\n  target_label: team\n  replacement: team-$1\n";
+    let slot = fleet.slot("rule");
+    let args = vec![
+        "rule".to_owned(),
+        format!("--rule-file={}", rules.display()),
+        format!("--query.sd-files={}", dir.path().join("queries*.json").display()),
+        format!("--alertmanagers.url=http://{am_addr}"),
+        format!("--alert.relabel-config={relabel}"),
+        "--eval-interval=1s".to_owned(),
+        "--label=ruler=\"sd\"".to_owned(),
+        format!("--data-dir={}", slot.data_dir.display()),
+        format!("--http-address={}", slot.http),
+        format!("--grpc-address={}", slot.grpc),
+    ];
+    let ruler = Node::start(strata_bin(), &slot, &args);
+    let qslot = fleet.slot("query");
+    let querier = Node::start(strata_bin(), &qslot, qslot.query_args(&[&slot.grpc]));
+
+    wait_for("the SD file's query API's answer recorded", Duration::from_secs(60), || {
+        let v = recorded(querier.http())?;
+        (v == "1").then_some(()).ok_or(v)
+    })
+    .unwrap();
+    let in_am = common::alert_in_alertmanager(&am_addr, "AnswerPresent");
+    assert_eq!(in_am["labels"]["team"], "team-sd", "{in_am}");
+    // Both alerts fire in the ruler; the debug one, evaluated in the same pass and sent
+    // before the other, never reached Alertmanager.
+    let firing = get_json(ruler.http(), "/api/v1/alerts").unwrap();
+    assert!(firing.to_string().contains("AnswerDebug"), "{firing}");
+    let all = get_json(&am_addr, "/api/v2/alerts").unwrap();
+    assert!(!all.to_string().contains("AnswerDebug"), "a dropped alert reached Alertmanager: {all}");
+
+    std::fs::write(&sd, format!("[{{\"targets\": [\"{}\"]}}]\n", api_b.http())).unwrap();
+    wait_for("the rewritten SD file's query API's answer recorded", Duration::from_secs(60), || {
+        let v = recorded(querier.http())?;
+        (v == "2").then_some(()).ok_or(v)
+    })
+    .unwrap();
+}
+
 #[test]
 fn bad_peer_configs_stop_the_ruler() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,6 +225,18 @@ fn bad_peer_configs_stop_the_ruler() {
         ),
         (vec!["--query.config-file=/nonexistent/q.yml".to_owned()], "read --query.config-file".to_owned()),
         (vec!["--query.config=".to_owned()], "no --query parameter was given".to_owned()),
+        (
+            vec!["--query.sd-files=queries.txt".to_owned()],
+            "--query.sd-files: \"queries.txt\": the extension must be .json, .yml or .yaml".to_owned(),
+        ),
+        (
+            vec!["--query.sd-files=q.yml".to_owned(), "--query.config=- static_configs: ['b:1']".to_owned()],
+            "--query/--query.sd-files and --query.config* parameters cannot be defined at the same time".to_owned(),
+        ),
+        (
+            vec!["--query=a:1".to_owned(), "--alert.relabel-config=- action: explode".to_owned()],
+            "--alert.relabel-config".to_owned(),
+        ),
     ];
     for (flags, want) in cases {
         let mut args = vec![

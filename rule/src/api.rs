@@ -189,12 +189,13 @@ mod tests {
         let db = Arc::new(strata_tsdb::db::Db::open(&dir.path().join("db"), Default::default()).unwrap());
         let metrics = RuleMetrics::default();
         let none = crate::discovery::Peers::parse("--alertmanagers.url", &[], None, &Default::default()).unwrap();
-        let notifier = Arc::new(Notifier::new(none, Default::default(), Vec::new(), String::new(), metrics.clone()));
+        let notifier = Arc::new(Notifier::new(none, Default::default(), String::new(), metrics.clone()));
         let opts = RulerOptions {
             rule_files: vec![file.display().to_string()],
             eval_interval: 60_000,
             external_labels: Default::default(),
             alert_label_drop: Vec::new(),
+            alert_relabel: Default::default(),
             alert_query_url: String::new(),
             resend_delay: 60_000,
             for_grace_period: 600_000,

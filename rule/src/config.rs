@@ -311,15 +311,7 @@ fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Re
             None => DEFAULT_SD_REFRESH,
         };
         for f in sd.files {
-            if !(f.ends_with(".json") || f.ends_with(".yml") || f.ends_with(".yaml")) {
-                return Err(bad(
-                    source,
-                    format!(
-                        "{}[{i}].files: {f:?}: the extension must be .json, .yml or .yaml",
-                        field("file_sd_configs")
-                    ),
-                ));
-            }
+            check_sd_file_name(&f).map_err(|e| bad(source, format!("{}[{i}].files: {e}", field("file_sd_configs"))))?;
             sd_files.push((PathBuf::from(f), refresh));
         }
     }
@@ -329,6 +321,30 @@ fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Re
         targets: c.static_configs,
         sd_files,
         access: Access { basic_auth, bearer_token, timeout, dial_timeout, alert_api, tls: h.tls_config.into_config() },
+    })
+}
+
+/// File SD reads a file by its extension (Prometheus's `readFile`), so others are refused.
+fn check_sd_file_name(f: &str) -> Result<(), String> {
+    if f.ends_with(".json") || f.ends_with(".yml") || f.ends_with(".yaml") {
+        Ok(())
+    } else {
+        Err(format!("{f:?}: the extension must be .json, .yml or .yaml"))
+    }
+}
+
+/// The source of Thanos's `--query.sd-files` (`flag`): the query APIs listed in file-SD
+/// `files` (globs), read again when they change and every `refresh`.
+pub fn sd_files_source(flag: &str, files: &[String], refresh: Duration) -> Result<SourceSpec, Error> {
+    for f in files {
+        check_sd_file_name(f).map_err(|e| bad(flag, e))?;
+    }
+    Ok(SourceSpec {
+        scheme: http(),
+        path_prefix: String::new(),
+        targets: Vec::new(),
+        sd_files: files.iter().map(|f| (PathBuf::from(f), refresh)).collect(),
+        access: Access::default(),
     })
 }
 

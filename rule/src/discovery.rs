@@ -143,6 +143,16 @@ fn bad(flag: &str, value: &str, message: impl std::fmt::Display) -> Error {
     Error::Peer { flag: flag.to_owned(), value: value.to_owned(), message: message.to_string() }
 }
 
+/// The sources of the values of `flag`, one each (see [`flag_source`]).
+pub fn flag_sources(
+    flag: &str,
+    values: &[String],
+    default_port: Option<u16>,
+    access: &Access,
+) -> Result<Vec<SourceSpec>, Error> {
+    values.iter().map(|v| flag_source(flag, v, default_port, access)).collect()
+}
+
 /// A `--query` / `--alertmanagers.url` value as a source: `[dns+|dnssrv+][http://]host[:port][/prefix]`;
 /// an address without port gets `default_port` (Alertmanager's 9093) where there is one.
 fn flag_source(flag: &str, value: &str, default_port: Option<u16>, access: &Access) -> Result<SourceSpec, Error> {
@@ -183,9 +193,7 @@ impl Peers {
     /// Reads `values` of `flag`, each asked as `access` says. Static values are usable at once,
     /// names after [`refresh`](Peers::refresh).
     pub fn parse(flag: &str, values: &[String], default_port: Option<u16>, access: &Access) -> Result<Peers, Error> {
-        let sources =
-            values.iter().map(|v| flag_source(flag, v, default_port, access)).collect::<Result<Vec<_>, _>>()?;
-        Peers::new(flag, sources)
+        Peers::new(flag, flag_sources(flag, values, default_port, access)?)
     }
 
     /// The peers of `sources`, named `name` (a flag or a config file) in logs and errors.

@@ -1,7 +1,7 @@
 //! Alerts to Alertmanager's v2 API (`POST /api/v2/alerts`; v1 where a config asks for it) as
-//! Prometheus's notifier sends them: external labels added where the alert lacks them, `--alert.label-drop` labels
-//! removed, `startsAt` the firing time, `endsAt` the resolution or the validity, the
-//! generator URL a table link under `--alert.query-url`. Every Alertmanager gets every batch.
+//! Thanos's ruler sends them: labels as [`AlertLabels`] makes them, `startsAt` the firing
+//! time, `endsAt` the resolution or the validity, the generator URL a table link under
+//! `--alert.query-url`. Every Alertmanager gets every batch.
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use crate::discovery::Peers;
 
+use strata_shipper::relabel::Relabel;
+
 use crate::alert::{Alert, LabelMap};
 use crate::metrics::RuleMetrics;
 
@@ -17,10 +19,35 @@ use crate::metrics::RuleMetrics;
 /// Prometheus's queue is full.
 const MAX_QUEUED: i64 = 10_000;
 
+/// How an alert's labels become those Alertmanager gets, in the order of Thanos's alert queue:
+/// the `drop` labels (`--alert.label-drop`) removed, the external labels (but the dropped ones)
+/// set, overriding the alert's own, then `relabel` (`--alert.relabel-config`) applied; an alert
+/// it drops is not sent.
+#[derive(Clone, Debug, Default)]
+pub struct AlertLabels {
+    pub external: LabelMap,
+    pub drop: Vec<String>,
+    pub relabel: Relabel,
+}
+
+impl AlertLabels {
+    /// The labels to send for an alert with `labels`; `None` when relabelling drops it.
+    pub fn apply(&self, labels: &LabelMap) -> Option<LabelMap> {
+        let kept = |name: &String| !self.drop.contains(name);
+        let mut out: LabelMap = labels.iter().filter(|(k, _)| kept(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in self.external.iter().filter(|(k, _)| kept(k)) {
+            out.insert(k.clone(), v.clone());
+        }
+        if self.relabel.is_empty() {
+            return Some(out);
+        }
+        self.relabel.process(&out)
+    }
+}
+
 pub struct Notifier {
     alertmanagers: Peers,
-    external_labels: LabelMap,
-    label_drop: Vec<String>,
+    labels: AlertLabels,
     query_url: String,
     metrics: RuleMetrics,
 }
@@ -31,48 +58,30 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 impl Notifier {
-    pub fn new(
-        alertmanagers: Peers,
-        external_labels: LabelMap,
-        label_drop: Vec<String>,
-        query_url: String,
-        metrics: RuleMetrics,
-    ) -> Notifier {
+    pub fn new(alertmanagers: Peers, labels: AlertLabels, query_url: String, metrics: RuleMetrics) -> Notifier {
         metrics.alertmanagers.set(alertmanagers.current().len() as i64);
-        Notifier {
-            alertmanagers,
-            external_labels,
-            label_drop,
-            query_url: query_url.trim_end_matches('/').to_owned(),
-            metrics,
-        }
+        Notifier { alertmanagers, labels, query_url: query_url.trim_end_matches('/').to_owned(), metrics }
     }
 
-    /// The JSON Alertmanager gets for `alerts` of the rule with expression `expr`.
-    pub fn payload(&self, expr: &str, alerts: &[Alert]) -> Value {
+    /// The JSON Alertmanager gets for `alerts` of the rule with expression `expr`: one item
+    /// per alert relabelling keeps.
+    pub fn payload(&self, expr: &str, alerts: &[Alert]) -> Vec<Value> {
         let link: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
         let generator = format!("{}/graph?g0.expr={link}&g0.tab=1", self.query_url);
-        let items: Vec<Value> = alerts
+        alerts
             .iter()
-            .map(|a| {
-                let mut labels = a.labels.clone();
-                for (k, v) in &self.external_labels {
-                    labels.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                for d in &self.label_drop {
-                    labels.remove(d);
-                }
+            .filter_map(|a| {
+                let labels = self.labels.apply(&a.labels)?;
                 let ends = a.resolved_at.unwrap_or(a.valid_until);
-                json!({
+                Some(json!({
                     "labels": labels,
                     "annotations": a.annotations,
                     "startsAt": rfc3339(a.fired_at.unwrap_or(a.active_at)),
                     "endsAt": rfc3339(ends),
                     "generatorURL": generator,
-                })
+                }))
             })
-            .collect();
-        Value::Array(items)
+            .collect()
     }
 
     /// Finds the Alertmanagers again (see [`Peers::refresh`]).
@@ -87,10 +96,14 @@ impl Notifier {
 
     /// Sends `alerts` to every Alertmanager in the background.
     pub fn send(&self, expr: &str, alerts: Vec<Alert>) {
-        let n = alerts.len() as u64;
         let ams = self.alertmanagers.current();
         self.metrics.alertmanagers.set(ams.len() as i64);
-        if ams.is_empty() || n == 0 {
+        if ams.is_empty() {
+            return;
+        }
+        let items = self.payload(expr, &alerts);
+        let n = items.len() as u64;
+        if n == 0 {
             return;
         }
         if self.metrics.queue_length.get() + n as i64 > MAX_QUEUED {
@@ -98,7 +111,7 @@ impl Notifier {
             tracing::warn!(alerts = n, "alert queue full, dropping alerts");
             return;
         }
-        let body = Bytes::from(self.payload(expr, &alerts).to_string());
+        let body = Bytes::from(Value::Array(items).to_string());
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         self.metrics.queue_length.inc_by(n as i64);
@@ -139,16 +152,20 @@ mod tests {
 
     #[test]
     fn payload_is_prometheus_json() {
-        let n = Notifier::new(
-            Peers::parse("--alertmanagers.url", &[], None, &Default::default()).unwrap(),
-            [
+        let labels = AlertLabels {
+            external: [
                 ("cluster".to_string(), "eu".to_string()),
                 ("replica".to_string(), "0".to_string()),
                 ("job".to_string(), "x".to_string()),
             ]
             .into_iter()
             .collect(),
-            vec!["replica".to_string()],
+            drop: vec!["replica".to_string()],
+            relabel: Relabel::default(),
+        };
+        let n = Notifier::new(
+            Peers::parse("--alertmanagers.url", &[], None, &Default::default()).unwrap(),
+            labels,
             "http://q:9090/".to_string(),
             RuleMetrics::default(),
         );
@@ -168,14 +185,38 @@ mod tests {
         };
         let p = n.payload("up == 0", &[a]);
         assert_eq!(
-            p,
+            Value::Array(p),
             json!([{
-                "labels": {"alertname": "A", "cluster": "eu", "job": "api"},
+                // The external job label overrides the alert's, as in Thanos's alert queue.
+                "labels": {"alertname": "A", "cluster": "eu", "job": "x"},
                 "annotations": {"summary": "s"},
                 "startsAt": "1970-01-01T00:01:01.500Z",
                 "endsAt": "1970-01-01T00:05:01.500Z",
                 "generatorURL": "http://q:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
             }])
         );
+    }
+
+    #[test]
+    fn alert_relabelling_rewrites_and_drops_after_the_external_labels() {
+        let relabel = Relabel::parse(
+            "- source_labels: [severity]\n  regex: debug\n  action: drop\n\
+             - source_labels: [cluster]\n  target_label: team\n  replacement: team-$1\n",
+        )
+        .unwrap();
+        let labels = AlertLabels {
+            external: [("cluster".to_string(), "eu".to_string())].into_iter().collect(),
+            drop: Vec::new(),
+            relabel,
+        };
+        let alert = |severity: &str| -> LabelMap {
+            [("alertname".to_string(), "A".to_string()), ("severity".to_string(), severity.to_string())]
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(labels.apply(&alert("debug")), None);
+        let sent = labels.apply(&alert("page")).unwrap();
+        assert_eq!(sent.get("team").map(String::as_str), Some("team-eu"), "{sent:?}");
+        assert_eq!(sent.get("cluster").map(String::as_str), Some("eu"));
     }
 }

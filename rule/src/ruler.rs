@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_shipper::relabel::Relabel;
 
 use parking_lot::{Mutex, RwLock};
 use strata_query::frontend::merge::parse_instant;
@@ -36,6 +37,8 @@ pub struct RulerOptions {
     pub eval_interval: i64,
     pub external_labels: LabelMap,
     pub alert_label_drop: Vec<String>,
+    /// `--alert.relabel-config`: applied to alerts before they are sent.
+    pub alert_relabel: Relabel,
     /// `--alert.query-url`: the base of alerts' generator URLs.
     pub alert_query_url: String,
     pub resend_delay: i64,
