@@ -3,7 +3,8 @@
 //! real Thanos:
 //! - verify: a clean bucket passes with strata and with `thanos tools bucket verify`; overlapping
 //!   blocks and a block with broken index bytes are reported by both, `--issues` and `--id`
-//!   narrow the check;
+//!   narrow the check; a duplicated block (Thanos's `duplicated_compaction`) is reported by
+//!   both and removed by `--repair`, after which Thanos's verify passes;
 //! - mark: strata's marks are honoured by `thanos compact` (no-compact) and `thanos tools bucket
 //!   cleanup` (deletion), Thanos's marks by `strata compact` (no-compact, no-downsample) and
 //!   `strata tools bucket cleanup`; `--remove` and `strata tools bucket downsample` then
@@ -78,11 +79,7 @@ impl Env {
     }
 
     fn yaml(&self, name: &str) -> String {
-        format!(
-            "type: S3\nconfig:\n  bucket: {name}\n  endpoint: 127.0.0.1:{}\n  region: us-east-1\n  access_key: test\n  \
-             secret_key: test\n  insecure: true\n",
-            self.moto.moto.port
-        )
+        strata_testkit::s3_objstore_yaml(self.moto.moto.port, name, "")
     }
 
     /// A new bucket (created in moto unless `create` is false).
@@ -293,6 +290,52 @@ fn verify_repair_leaves_a_bucket_thanos_verify_passes() {
     assert_eq!((repaired[0].min_time, repaired[0].max_time), (t0, t0 + 2 * HOUR));
     assert_eq!(repaired[0].stats.num_samples, 2 * 120, "the chunks inside the range are kept");
     assert!(env.blocks(&backup).0.contains_key(&broken), "the broken block is not in the backup bucket");
+}
+
+#[test]
+fn duplicated_compaction_is_reported_and_repaired_as_thanos() {
+    let env = Env::new();
+    let b = env.bucket("duplicated", true);
+    let backup = env.bucket("duplicated-backup", true);
+    let t0 = days_ago(3);
+    // A block and an exact copy of it under another ULID: same range, level, sources, stats.
+    let dir = tempfile::tempdir_in(env.work.path()).expect("dir");
+    let original = write_block_in(dir.path(), &series(t0, t0 + 2 * HOUR), Some((t0, t0 + 2 * HOUR))).expect("write");
+    let copy = Ulid::new();
+    let (from, to) = (dir.path().join(original.to_string()), dir.path().join(copy.to_string()));
+    std::fs::create_dir_all(to.join("chunks")).expect("mkdir");
+    for file in ["index", "tombstones", "chunks/000001"] {
+        std::fs::copy(from.join(file), to.join(file)).expect("copy block file");
+    }
+    let mut meta = BlockMeta::read(&from).expect("meta");
+    meta.ulid = copy;
+    meta.write(&to).expect("write meta");
+    ship(&env.rt, &b.bucket, dir.path(), &[("cluster", "eu")]).expect("ship");
+
+    let (_, log) = thanos(&b, &["verify", "--issues=duplicated_compaction"]);
+    let found = log.lines().find(|l| l.contains("Found duplicated blocks")).unwrap_or_else(|| panic!("{log}"));
+    // Which of the two Thanos keeps depends on its sort; strata keeps the older ULID.
+    let names_one = found.contains(&copy.to_string()) || found.contains(&original.to_string());
+    assert!(found.contains("num=1") && names_one, "{found}");
+    let out = strata(&b, &["verify", "--issues=duplicated_compaction"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let line = text(&out.stdout);
+    let (kept, duplicate) = (original.min(copy), original.max(copy));
+    assert!(
+        line.starts_with(&format!("issue=duplicated_compaction block={duplicate} "))
+            && line.contains(&kept.to_string()),
+        "{line}"
+    );
+    let with_id = strata(&b, &["verify", "--issues=duplicated_compaction", &format!("--id={duplicate}")]);
+    assert!(!with_id.status.success() && text(&with_id.stderr).contains("--id is not supported"));
+
+    let backup_flag = format!("--objstore-backup.config-file={}", backup.config_file.display());
+    ok(&strata(&b, &["verify", "--issues=duplicated_compaction", "--repair", &backup_flag]), "verify --repair");
+    let (metas, _) = env.blocks(&b);
+    assert_eq!(metas.keys().copied().collect::<Vec<_>>(), [kept]);
+    assert!(env.blocks(&backup).0.contains_key(&duplicate), "the duplicate is not in the backup bucket");
+    thanos_verify_passes(&b);
+    ok(&strata(&b, &["verify", "--issues=duplicated_compaction", "--issues=overlapped_blocks"]), "verify after");
 }
 
 #[test]

@@ -31,8 +31,14 @@ use crate::{planner, CompactMetrics, Compactor, CompactorOptions, Error, Result}
 pub const INDEX_KNOWN_ISSUES: &str = "index_known_issues";
 /// Thanos's verifier issue: blocks of one compaction group whose time ranges overlap.
 pub const OVERLAPPED_BLOCKS: &str = "overlapped_blocks";
-/// The issues `verify` checks, Thanos's default set.
+/// Thanos's verifier issue: blocks of one group with the same time range, level, sources and
+/// stats (what a compactor that did not see its own output wrote again); `--repair` removes
+/// all but the oldest of them.
+pub const DUPLICATED_COMPACTION: &str = "duplicated_compaction";
+/// The issues `verify` checks by default, Thanos's default set.
 pub const ISSUES: [&str; 2] = [INDEX_KNOWN_ISSUES, OVERLAPPED_BLOCKS];
+/// Every issue `verify` knows.
+pub const ALL_ISSUES: [&str; 3] = [INDEX_KNOWN_ISSUES, OVERLAPPED_BLOCKS, DUPLICATED_COMPACTION];
 
 /// A compactor for one of the compactor passes the tools run, with metrics nobody scrapes.
 pub fn compactor(bucket: Bucket, options: CompactorOptions) -> Compactor {
@@ -51,7 +57,8 @@ pub struct Problem {
     pub issue: &'static str,
     pub blocks: Vec<Ulid>,
     pub detail: String,
-    /// The block written in place of the broken one by `--repair`.
+    /// The block that stands in place of the broken one after `--repair`: the block written
+    /// anew, or the one a duplicate duplicates.
     pub repaired: Option<Ulid>,
 }
 
@@ -83,6 +90,11 @@ pub async fn verify(
     scratch: &Path,
     repair: Option<&Repair>,
 ) -> Result<Vec<Problem>> {
+    if issues.contains(&DUPLICATED_COMPACTION) && !ids.is_empty() {
+        return Err(Error::Tool(format!(
+            "--id is not supported by issue {DUPLICATED_COMPACTION} (it looks at whole groups)"
+        )));
+    }
     let fetched = MetaFetcher::new(bucket.clone()).fetch().await?;
     let selected = |id: &Ulid| ids.is_empty() || ids.contains(id);
     if let Some(id) = ids.iter().find(|id| !fetched.metas.contains_key(id)) {
@@ -106,6 +118,29 @@ pub async fn verify(
                     detail: format!("group {}: overlapping blocks {}", g.key, described.join(",")),
                     repaired: None,
                 });
+            }
+        }
+    }
+    if issues.contains(&DUPLICATED_COMPACTION) {
+        for g in group_blocks(fetched.metas.values().cloned().collect()) {
+            let metas: Vec<&BlockMeta> = g.metas.iter().collect();
+            for run in planner::overlaps(&metas) {
+                for (kept, duplicate) in duplicates(&run) {
+                    let detail = format!(
+                        "group {}: duplicate of {} (same time range [{}, {}), level, sources and stats)",
+                        g.key, kept.ulid, kept.min_time, kept.max_time
+                    );
+                    warn!(block = %duplicate.ulid, duplicate_of = %kept.ulid, "found duplicated block");
+                    let mut problem =
+                        Problem { issue: DUPLICATED_COMPACTION, blocks: vec![duplicate.ulid], detail, repaired: None };
+                    if let Some(r) = repair {
+                        match remove_duplicate(bucket, duplicate, r, scratch).await {
+                            Ok(()) => problem.repaired = Some(kept.ulid),
+                            Err(e) => problem.detail.push_str(&format!("; not removed: {e}")),
+                        }
+                    }
+                    problems.push(problem);
+                }
             }
         }
     }
@@ -201,20 +236,65 @@ async fn repair_block(bucket: &Bucket, meta: &BlockMeta, r: &Repair, scratch: &P
         thanos.source = "bucket.repair".to_owned();
         thanos.index_stats = None;
         new_meta.thanos = Some(thanos);
-        let retry = RetryPolicy::default();
         let new_id = new_meta.ulid;
-        upload_block(bucket, &retry, &new_dir, new_meta).await?;
-        upload_block(&r.backup, &retry, &src, meta.clone()).await?;
-        if r.delete_delay.is_zero() {
-            crate::clean::delete_block(bucket, id).await?;
-        } else {
-            mark_for_deletion(bucket, id, "repaired block", now_secs()).await?;
-        }
+        upload_block(bucket, &RetryPolicy::default(), &new_dir, new_meta).await?;
+        back_up_and_remove(bucket, meta, &src, r, "repaired block").await?;
         Ok(new_id)
     }
     .await;
     remove_dir(&dir)?;
     result
+}
+
+/// Copies the block of `meta`, downloaded to `local`, to the backup bucket, then deletes it
+/// from `bucket` at once or marks it for deletion, as `r` says.
+async fn back_up_and_remove(bucket: &Bucket, meta: &BlockMeta, local: &Path, r: &Repair, why: &str) -> Result<()> {
+    upload_block(&r.backup, &RetryPolicy::default(), local, meta.clone()).await?;
+    if r.delete_delay.is_zero() {
+        crate::clean::delete_block(bucket, meta.ulid).await
+    } else {
+        mark_for_deletion(bucket, meta.ulid, why, now_secs()).await?;
+        Ok(())
+    }
+}
+
+/// Of overlapping blocks, the exact duplicates as Thanos's verifier finds them (same time
+/// range, compaction level, sources in the same order and stats): each with the block it
+/// duplicates, the oldest of its set.
+fn duplicates<'a>(run: &[&'a BlockMeta]) -> Vec<(&'a BlockMeta, &'a BlockMeta)> {
+    let mut sets: Vec<Vec<&BlockMeta>> = Vec::new();
+    let mut blocks = run.to_vec();
+    blocks.sort_by_key(|m| m.ulid);
+    for b in blocks {
+        let same = |d: &&BlockMeta| {
+            d.min_time == b.min_time
+                && d.max_time == b.max_time
+                && d.compaction.level == b.compaction.level
+                && d.compaction.sources == b.compaction.sources
+                && d.stats == b.stats
+        };
+        match sets.iter_mut().find(|set| same(&set[0])) {
+            Some(set) => set.push(b),
+            None => sets.push(vec![b]),
+        }
+    }
+    sets.iter().flat_map(|set| set[1..].iter().map(|d| (set[0], *d))).collect()
+}
+
+/// Backs up and removes a duplicated block (Thanos's `BackupAndDelete`).
+async fn remove_duplicate(bucket: &Bucket, meta: &BlockMeta, r: &Repair, scratch: &Path) -> Result<()> {
+    let dir = scratch.join(format!("duplicate-{}", meta.ulid));
+    remove_dir(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create dir", &dir, e))?;
+    let result = async {
+        let local = download_block(bucket, meta.ulid, &dir, 2).await?;
+        back_up_and_remove(bucket, meta, &local, r, "duplicated compaction").await
+    }
+    .await;
+    remove_dir(&dir)?;
+    result?;
+    info!(block = %meta.ulid, "removed duplicated block");
+    Ok(())
 }
 
 /// Writes (or with `remove` deletes) the marker `marker` (one of
@@ -609,5 +689,27 @@ mod tests {
             t.labels.insert("cluster".into(), "us".into());
         }
         assert!(!f.selects(&m));
+    }
+
+    #[test]
+    fn duplicates_are_the_exact_copies_of_the_oldest() {
+        let meta = |id: u128, num_series: u64, sources: &[u128]| BlockMeta {
+            ulid: Ulid(id),
+            min_time: 0,
+            max_time: 7_200_000,
+            stats: strata_tsdb::block::meta::BlockStats { num_series, ..Default::default() },
+            compaction: strata_tsdb::block::meta::BlockCompaction {
+                level: 2,
+                sources: sources.iter().map(|&s| Ulid(s)).collect(),
+                ..Default::default()
+            },
+            version: 1,
+            thanos: None,
+        };
+        let (a, b, c, d) = (meta(3, 10, &[1, 2]), meta(1, 10, &[1, 2]), meta(2, 11, &[1, 2]), meta(4, 10, &[2, 1]));
+        let found: Vec<(u128, u128)> =
+            duplicates(&[&a, &b, &c, &d]).iter().map(|(kept, dup)| (kept.ulid.0, dup.ulid.0)).collect();
+        // c differs in its stats, d in the order of its sources: neither is a duplicate.
+        assert_eq!(found, [(1, 3)]);
     }
 }

@@ -21,8 +21,8 @@ use crate::{file_or_inline, millis, parse_duration_flag};
 
 #[derive(Subcommand)]
 pub(super) enum BucketTools {
-    /// Check blocks for Thanos's verifier issues (index_known_issues, overlapped_blocks); one
-    /// line per problem, and a failure exit status when there is any.
+    /// Check blocks for Thanos's verifier issues (index_known_issues, overlapped_blocks,
+    /// duplicated_compaction); one line per problem, and a failure exit status when there is any.
     Verify(VerifyArgs),
     /// Put a marker (deletion, no-compact, no-downsample) on blocks, or remove it.
     Mark(MarkArgs),
@@ -45,14 +45,16 @@ pub(super) enum BucketTools {
 pub(super) struct VerifyArgs {
     #[command(flatten)]
     objstore: ObjstoreArgs,
-    /// Issues to verify (repeatable): index_known_issues, overlapped_blocks.
+    /// Issues to verify (repeatable): index_known_issues, overlapped_blocks (the default), and
+    /// duplicated_compaction (not with --id).
     #[arg(short = 'i', long = "issues", default_values = ct::ISSUES)]
     issues: Vec<String>,
     /// Blocks to verify (repeatable); all when none is given.
     #[arg(long = "id")]
     ids: Vec<String>,
-    /// Repair the index issues that can be: the block is written anew without the chunks that
-    /// cannot be kept, the broken one copied to the backup bucket and removed.
+    /// Repair the issues that can be: a block with an index issue is written anew without the
+    /// chunks that cannot be kept, a duplicated block removed; each broken or duplicated block
+    /// is copied to the backup bucket first.
     #[arg(short = 'r', long = "repair")]
     repair: bool,
     /// Path to the objstore YAML of the bucket broken blocks are copied to before removal
@@ -268,8 +270,8 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         .issues
         .iter()
         .map(|i| {
-            ct::ISSUES.iter().copied().find(|k| k == i).ok_or_else(|| {
-                anyhow::anyhow!("--issues {i:?}: unknown issue; the issues are {}", ct::ISSUES.join(", "))
+            ct::ALL_ISSUES.iter().copied().find(|k| k == i).ok_or_else(|| {
+                anyhow::anyhow!("--issues {i:?}: unknown issue; the issues are {}", ct::ALL_ISSUES.join(", "))
             })
         })
         .collect::<anyhow::Result<_>>()?;
