@@ -15,7 +15,8 @@ use strata_shipper::markers::{
 };
 use strata_shipper::{download_block, resolution, upload_block, Bucket, MetaFetcher, RetryPolicy};
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
-use strata_tsdb::block::Block;
+use strata_tsdb::block::{Block, ChunkData};
+use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
 use strata_tsdb::compact::{rewrite_block, Dropped};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::{MatchOp, Matcher};
@@ -432,12 +433,24 @@ pub async fn replicate(from: &Bucket, to: &Bucket, filter: &ReplicateFilter) -> 
 }
 
 /// One deletion request of `--rewrite.to-delete-config` (Thanos's `metadata.DeletionRequest`):
-/// series matching every matcher are deleted.
+/// the samples of series matching every matcher are deleted, all of them or those inside
+/// `intervals`.
 #[derive(Debug, Clone)]
 pub struct Deletion {
     /// The selector as written.
     pub text: String,
     pub matchers: Vec<Matcher>,
+    /// Inclusive `[mint, maxt]` ranges in ms (Prometheus's tombstone intervals); empty: the
+    /// whole series.
+    pub intervals: Vec<(i64, i64)>,
+}
+
+/// `tombstones.Interval` as Thanos's YAML has it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterval {
+    mint: i64,
+    maxt: i64,
 }
 
 #[derive(Deserialize)]
@@ -445,15 +458,15 @@ pub struct Deletion {
 struct RawDeletion {
     matchers: String,
     #[serde(default)]
-    intervals: Vec<serde_norway::Value>,
+    intervals: Vec<RawInterval>,
     /// Thanos's request id, recorded nowhere.
     #[serde(default, rename = "request_id")]
     _request_id: Option<String>,
 }
 
-/// Reads Thanos's deletion YAML, a list of `- matchers: '{__name__="x", job="y"}'`. `parse`
-/// turns a selector into matchers (PromQL's parser lives above this crate). Time intervals
-/// (deleting only part of a series) are refused: only whole series are deleted.
+/// Reads Thanos's deletion YAML, a list of `- matchers: '{__name__="x", job="y"}'`, each with
+/// optional `intervals: [{mint: <ms>, maxt: <ms>}, ...]`. `parse` turns a selector into
+/// matchers (PromQL's parser lives above this crate).
 pub fn parse_deletions(
     yaml: &str,
     source: &str,
@@ -466,10 +479,10 @@ pub fn parse_deletions(
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
-        if !r.intervals.is_empty() {
+        if let Some(bad) = r.intervals.iter().find(|iv| iv.mint > iv.maxt) {
             return Err(config(format!(
-                "request {i} ({}): intervals are not supported; only whole series are deleted",
-                r.matchers
+                "request {i} ({}): interval mint {} is after its maxt {}",
+                r.matchers, bad.mint, bad.maxt
             )));
         }
         let matchers =
@@ -481,7 +494,8 @@ pub fn parse_deletions(
                 r.matchers
             )));
         }
-        out.push(Deletion { text: r.matchers, matchers });
+        let intervals = r.intervals.iter().map(|iv| (iv.mint, iv.maxt)).collect();
+        out.push(Deletion { text: r.matchers, matchers, intervals });
     }
     Ok(out)
 }
@@ -507,8 +521,63 @@ impl Deletion {
                 serde_json::json!({"Type": kind, "Name": m.name, "Value": m.value})
             })
             .collect();
-        serde_json::json!({ "matchers": matchers })
+        if self.intervals.is_empty() {
+            return serde_json::json!({ "matchers": matchers });
+        }
+        let intervals: Vec<serde_json::Value> =
+            self.intervals.iter().map(|&(mint, maxt)| serde_json::json!({"Mint": mint, "Maxt": maxt})).collect();
+        serde_json::json!({ "matchers": matchers, "intervals": intervals })
     }
+}
+
+/// The chunks of a series with `labels` left after `deletions`: all of them when none selects
+/// the series, none when one deletes it whole, else those with the samples inside the
+/// deletions' intervals removed (a chunk partly inside is re-encoded; a native histogram chunk
+/// partly inside is kept whole, with a warning, as its samples cannot be re-encoded here).
+fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkData>) -> Option<Vec<ChunkData>> {
+    let selecting: Vec<&Deletion> = deletions.iter().filter(|d| d.selects(labels)).collect();
+    if selecting.is_empty() {
+        return Some(chunks);
+    }
+    if selecting.iter().any(|d| d.intervals.is_empty()) {
+        return None;
+    }
+    let intervals: Vec<(i64, i64)> = selecting.iter().flat_map(|d| d.intervals.iter().copied()).collect();
+    let deleted = |t: i64| intervals.iter().any(|&(a, b)| a <= t && t <= b);
+    let mut kept = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        if intervals.iter().all(|&(a, b)| b < c.min_time || a > c.max_time) {
+            kept.push(c);
+            continue;
+        }
+        if intervals.iter().any(|&(a, b)| a <= c.min_time && c.max_time <= b) {
+            continue;
+        }
+        if c.encoding != Encoding::Xor {
+            warn!(series = ?labels, min_time = c.min_time, max_time = c.max_time,
+                  "a native histogram chunk partly inside a deletion interval is kept whole");
+            kept.push(c);
+            continue;
+        }
+        let samples = match XorIter::new(&c.data) {
+            Ok(it) => it.filter(|&(t, _)| !deleted(t)).collect::<Vec<_>>(),
+            Err(e) => {
+                warn!(series = ?labels, error = %e, "chunk does not decode; kept as it is");
+                kept.push(c);
+                continue;
+            }
+        };
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else { continue };
+        let mut app = XorAppender::new();
+        samples.iter().for_each(|&(t, v)| app.append(t, v));
+        kept.push(ChunkData {
+            min_time: first.0,
+            max_time: last.0,
+            encoding: Encoding::Xor,
+            data: Bytes::copy_from_slice(app.bytes()),
+        });
+    }
+    Some(kept)
 }
 
 /// What `rewrite` does.
@@ -558,7 +627,7 @@ pub async fn rewrite(bucket: &Bucket, o: &RewriteOptions) -> Result<Vec<Rewritte
         let (dir, dry_run, d) = (o.tmp_dir.clone(), o.dry_run, Arc::clone(&deletions));
         let (written, dropped) = tokio::task::spawn_blocking(move || -> Result<(Option<BlockMeta>, Dropped)> {
             let block = Block::open(&src)?;
-            let edit = |l: &Labels, chunks| (!d.iter().any(|del| del.selects(l))).then_some(chunks);
+            let edit = |l: &Labels, chunks| apply_deletions(&d, l, chunks);
             Ok(rewrite_block((!dry_run).then_some(dir.as_path()), &block, &edit)?)
         })
         .await
@@ -624,6 +693,45 @@ mod tests {
             d[0].to_json(),
             serde_json::json!({"matchers": [{"Type": 0, "Name": "__name__", "Value": "foo"}, {"Type": 0, "Name": "a", "Value": "1"}]})
         );
+        let d = parse_deletions("- matchers: '{job=\"x\"}'\n  intervals: [{mint: 10, maxt: 20}]\n", "del.yml", &parse)
+            .unwrap();
+        assert_eq!(d[0].intervals, [(10, 20)]);
+        assert_eq!(
+            d[0].to_json(),
+            serde_json::json!({"matchers": [{"Type": 0, "Name": "job", "Value": "x"}], "intervals": [{"Mint": 10, "Maxt": 20}]})
+        );
+    }
+
+    #[test]
+    fn deletion_intervals_remove_only_the_samples_inside() {
+        let chunk = |times: std::ops::RangeInclusive<i64>| {
+            let mut app = XorAppender::new();
+            times.clone().for_each(|t| app.append(t, t as f64));
+            ChunkData {
+                min_time: *times.start(),
+                max_time: *times.end(),
+                encoding: Encoding::Xor,
+                data: Bytes::copy_from_slice(app.bytes()),
+            }
+        };
+        let (a, b, c) = (chunk(0..=9), chunk(10..=19), chunk(20..=29));
+        let deletion = |intervals: Vec<(i64, i64)>| Deletion {
+            text: "{job=\"x\"}".into(),
+            matchers: parse("{job=\"x\"}").unwrap(),
+            intervals,
+        };
+        let x = Labels::from_pairs(&[("job", "x")]);
+        let y = Labels::from_pairs(&[("job", "y")]);
+        let all = vec![a.clone(), b.clone(), c.clone()];
+        // Not selected: untouched. Selected without intervals: gone.
+        assert_eq!(apply_deletions(&[deletion(vec![(5, 25)])], &y, all.clone()), Some(all.clone()));
+        assert_eq!(apply_deletions(&[deletion(Vec::new())], &x, all.clone()), None);
+        // [5, 25]: a keeps 0..=4, b goes, c keeps 26..=29; two requests' intervals add up.
+        let kept = apply_deletions(&[deletion(vec![(5, 12)]), deletion(vec![(10, 25)])], &x, all).unwrap();
+        let samples: Vec<Vec<i64>> =
+            kept.iter().map(|k| XorIter::new(&k.data).unwrap().map(|(t, _)| t).collect()).collect();
+        assert_eq!(samples, [vec![0, 1, 2, 3, 4], vec![26, 27, 28, 29]]);
+        assert_eq!((kept[0].min_time, kept[0].max_time, kept[1].min_time, kept[1].max_time), (0, 4, 26, 29));
     }
 
     #[test]
@@ -649,7 +757,9 @@ mod tests {
             ("matchers: '{a=\"b\"}'".into(), "sequence"),
             ("- matchers: '{}'".into(), "match every series"),
             ("- matchers: '{a=\"\"}'".into(), "match every series"),
-            ("- matchers: '{a=\"b\"}'\n  intervals: [{mint: 1, maxt: 2}]".into(), "intervals are not supported"),
+            ("- matchers: '{a=\"b\"}'\n  intervals: [{mint: 3, maxt: 2}]".into(), "mint 3 is after its maxt 2"),
+            ("- matchers: '{a=\"b\"}'\n  intervals: [{min: 1, maxt: 2}]".into(), "unknown field"),
+            ("- matchers: '{a=\"b\"}'\n  intervals: [{mint: x, maxt: 2}]".into(), "invalid"),
             ("- matchers: [1, 2]".into(), "invalid type"),
             ("\u{0}\u{1}\u{2}".into(), ""),
             (bomb, ""),

@@ -70,10 +70,16 @@ pub struct Dropped {
     pub samples: u64,
 }
 
+fn samples(chunks: &[ChunkData]) -> u64 {
+    chunks.iter().map(|c| u64::from(c.encoding.num_samples(&c.data).unwrap_or(0))).sum()
+}
+
 impl Dropped {
-    fn count(&mut self, chunks: &[ChunkData]) {
-        self.chunks += chunks.len() as u64;
-        self.samples += chunks.iter().map(|c| u64::from(c.encoding.num_samples(&c.data).unwrap_or(0))).sum::<u64>();
+    /// Counts what a series lost going from `all` to `kept`: the chunks not kept as they were
+    /// (removed or re-encoded) and the samples less.
+    fn count(&mut self, all: &[ChunkData], kept: &[ChunkData]) {
+        self.chunks += all.iter().filter(|c| !kept.contains(c)).count() as u64;
+        self.samples += samples(all).saturating_sub(samples(kept));
     }
 }
 
@@ -103,11 +109,10 @@ pub fn rewrite_block(
         match edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
             None => {
                 dropped.series += 1;
-                dropped.count(&all);
+                dropped.count(&all, &[]);
             }
             Some(kept) => {
-                let gone: Vec<ChunkData> = all.into_iter().filter(|c| !kept.contains(c)).collect();
-                dropped.count(&gone);
+                dropped.count(&all, &kept);
                 if parent.is_some() {
                     for (name, value) in series.labels.iter() {
                         symbols.insert(name.to_owned());
