@@ -14,7 +14,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+use bytes::Bytes;
 use serde::Serialize;
 use strata_shipper::markers::DeletionMark;
 use strata_shipper::relabel::Relabel;
@@ -97,17 +98,24 @@ impl Snapshot {
     }
 }
 
-/// One view's state, as Thanos's `BlocksInfo`.
-#[derive(Default)]
+/// One view's state, as Thanos's `BlocksInfo`, and its API answer, rendered once per change
+/// (a big bucket's answer is large, and asked for far more often than it changes).
 struct ViewState {
     snapshot: Snapshot,
     refreshed_at: Option<SystemTime>,
     err: Option<String>,
+    body: Bytes,
 }
 
 impl ViewState {
+    fn new(label: &str) -> ViewState {
+        let mut v = ViewState { snapshot: Snapshot::default(), refreshed_at: None, err: None, body: Bytes::new() };
+        v.render(label);
+        v
+    }
+
     /// A failed refresh keeps the last blocks and says why (as Thanos does).
-    fn set(&mut self, result: Result<Snapshot, String>) {
+    fn set(&mut self, label: &str, result: Result<Snapshot, String>) {
         self.refreshed_at = Some(SystemTime::now());
         match result {
             Ok(s) => {
@@ -116,6 +124,27 @@ impl ViewState {
             }
             Err(e) => self.err = Some(e),
         }
+        self.render(label);
+    }
+
+    fn render(&mut self, label: &str) {
+        let refreshed_at = self.refreshed_at.map_or_else(
+            || ZERO_TIME.to_owned(),
+            |t| go_rfc3339_nano(chrono::DateTime::<chrono::Utc>::from(t).fixed_offset()),
+        );
+        let response = BlocksResponse {
+            status: "success",
+            data: BlocksInfo {
+                label,
+                blocks: self.snapshot.blocks.iter().map(thanos_json).collect(),
+                refreshed_at,
+                err: self.err.as_deref(),
+                marks: self.snapshot.marks.iter().map(|(id, m)| (id.to_string(), m)).collect(),
+                broken: &self.snapshot.broken,
+            },
+        };
+        // Strings, numbers and maps with string keys always serialize.
+        self.body = serde_json::to_vec(&response).map(Bytes::from).unwrap_or_default();
     }
 }
 
@@ -129,19 +158,23 @@ pub struct BlocksView {
 impl BlocksView {
     /// `label`: the external label the page titles block rows by (`--label`).
     pub fn new(label: &str) -> BlocksView {
-        BlocksView { label: label.to_owned(), global: RwLock::default(), loaded: RwLock::default() }
+        BlocksView {
+            label: label.to_owned(),
+            global: RwLock::new(ViewState::new(label)),
+            loaded: RwLock::new(ViewState::new(label)),
+        }
     }
 
     pub fn set_global(&self, result: Result<Snapshot, String>) {
         if let Ok(mut v) = self.global.write() {
-            v.set(result);
+            v.set(&self.label, result);
         }
     }
 
     /// The compactor's last sync.
     pub fn set_loaded(&self, result: Result<Snapshot, String>) {
         if let Ok(mut v) = self.loaded.write() {
-            v.set(result);
+            v.set(&self.label, result);
         }
     }
 
@@ -150,31 +183,35 @@ impl BlocksView {
         self.global.read().is_ok_and(|v| v.refreshed_at.is_some())
     }
 
-    /// The API's answer for `view` (`loaded`, anything else is the global view).
-    pub fn response(&self, view: &str) -> BlocksResponse<'static> {
+    /// The API's JSON answer for `view` (`loaded`, anything else is the global view).
+    pub fn body(&self, view: &str) -> Bytes {
         let lock = if view == "loaded" { &self.loaded } else { &self.global };
-        let (blocks, marks, broken, refreshed_at, err) = match lock.read() {
-            Ok(v) => (
-                v.snapshot.blocks.iter().map(thanos_json).collect(),
-                v.snapshot.marks.iter().map(|(id, m)| (id.to_string(), m.clone())).collect(),
-                v.snapshot.broken.clone(),
-                v.refreshed_at,
-                v.err.clone(),
-            ),
-            Err(_) => (Vec::new(), BTreeMap::new(), Vec::new(), None, Some("view state poisoned".to_owned())),
-        };
-        let refreshed_at = refreshed_at.map_or_else(
-            || ZERO_TIME.to_owned(),
-            |t| go_rfc3339_nano(chrono::DateTime::<chrono::Utc>::from(t).fixed_offset()),
-        );
-        BlocksResponse {
-            status: "success",
-            data: BlocksInfo { label: self.label.clone(), blocks, refreshed_at, err, marks, broken },
-        }
+        lock.read().map(|v| v.body.clone()).unwrap_or_default()
     }
 }
 
 /// `/api/v1/blocks`'s body.
+#[derive(Serialize)]
+struct BlocksResponse<'a> {
+    status: &'a str,
+    data: BlocksInfo<'a>,
+}
+
+/// Thanos's `BlocksInfo` (`label`, `blocks`, `refreshedAt`, `err`) and the marks and broken
+/// blocks the page shows.
+#[derive(Serialize)]
+struct BlocksInfo<'a> {
+    label: &'a str,
+    /// The metas as Thanos's `metadata.Meta` marshals them.
+    blocks: Vec<serde_json::Value>,
+    #[serde(rename = "refreshedAt")]
+    refreshed_at: String,
+    /// The last refresh's error; Thanos serializes its error value, which comes out as `{}`.
+    err: Option<&'a str>,
+    marks: BTreeMap<String, &'a BlockMarks>,
+    broken: &'a [BrokenBlock],
+}
+
 /// `meta` as Go marshals Thanos's `metadata.Meta`: `index_stats` is a struct and always
 /// there, `upload_time` a `time.Time` (always there, the zero time when unknown, in
 /// RFC3339 with trailing zeros of the fraction cut).
@@ -207,27 +244,6 @@ fn go_rfc3339_nano(t: chrono::DateTime<chrono::FixedOffset>) -> String {
     out
 }
 
-#[derive(Debug, Serialize)]
-pub struct BlocksResponse<'a> {
-    pub status: &'a str,
-    pub data: BlocksInfo,
-}
-
-/// Thanos's `BlocksInfo` (`label`, `blocks`, `refreshedAt`, `err`) and the marks and broken
-/// blocks the page shows.
-#[derive(Debug, Serialize)]
-pub struct BlocksInfo {
-    pub label: String,
-    /// The metas as Thanos's `metadata.Meta` marshals them.
-    pub blocks: Vec<serde_json::Value>,
-    #[serde(rename = "refreshedAt")]
-    pub refreshed_at: String,
-    /// The last refresh's error; Thanos serializes its error value, which comes out as `{}`.
-    pub err: Option<String>,
-    pub marks: BTreeMap<String, BlockMarks>,
-    pub broken: Vec<BrokenBlock>,
-}
-
 /// The first `view` parameter of a query string, empty without one (any other parameter or
 /// a malformed one is ignored, as Go's `URL.Query().Get` does).
 fn view_param(query: Option<&str>) -> String {
@@ -236,7 +252,7 @@ fn view_param(query: Option<&str>) -> String {
 }
 
 async fn blocks_api(State(view): State<Arc<BlocksView>>, RawQuery(query): RawQuery) -> Response {
-    Json(view.response(&view_param(query.as_deref()))).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], view.body(&view_param(query.as_deref()))).into_response()
 }
 
 fn page() -> Response {
@@ -330,7 +346,7 @@ mod tests {
     }
 
     fn json(v: &BlocksView, view: &str) -> serde_json::Value {
-        serde_json::to_value(v.response(view)).unwrap()
+        serde_json::from_slice(&v.body(view)).unwrap()
     }
 
     #[test]
@@ -423,7 +439,7 @@ mod tests {
         for hostile in ["view", "%zz=%%", "view=%ff%fe", "&&&=", "view=\u{0}"] {
             let v = view_param(Some(hostile));
             // Anything but `loaded` is the global view; nothing fails.
-            let j = serde_json::to_value(BlocksView::new("").response(&v)).unwrap();
+            let j = json(&BlocksView::new(""), &v);
             assert_eq!(j["status"], "success", "{hostile}");
         }
     }
