@@ -300,7 +300,12 @@ pub async fn refresh_global(
     let interval = interval.max(Duration::from_secs(1));
     loop {
         let result = match tokio::time::timeout(timeout, fetcher.fetch()).await {
-            Ok(Ok(fetched)) => Ok(Snapshot::global(fetched, &selector)),
+            Ok(Ok(fetched)) => {
+                for (id, reason) in &fetched.corrupt {
+                    warn!(block = %id, reason, "block with an unreadable meta.json; listed apart on the page");
+                }
+                Ok(Snapshot::global(fetched, &selector))
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("fetching the block metas took longer than {timeout:?} (--timeout)")),
         };
