@@ -1,6 +1,7 @@
 //! `strata compact`: the compactor over a bucket, with Thanos's `compact` flags. One pass, or
 //! with `--wait` one pass every `--wait-interval` until stopped; `/metrics`, `/-/healthy` and
-//! `/-/ready` on `--http-address` meanwhile.
+//! `/-/ready` on `--http-address` meanwhile, and the bucket page with `/api/v1/blocks` (the
+//! loaded view: the last sync; with `--wait` also the global view of the whole bucket).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use strata_compact::web::BlocksView;
 use strata_compact::{CompactMetrics, Compactor, CompactorOptions, Retention};
 use strata_receiver::metrics::Metrics;
+use strata_shipper::FetcherMetrics;
 use strata_tsdb::dedup::penalty_merge_chunks;
 use strata_tsdb::querier::{merge_chunks, ChunkMerge};
 
@@ -79,6 +82,104 @@ pub struct CompactArgs {
     /// The relabel configs themselves, instead of a file.
     #[arg(long = "selector.relabel-config")]
     selector_relabel_config: Option<String>,
+    #[command(flatten)]
+    web: CompactWebArgs,
+}
+
+/// The bucket page on --http-address (Thanos's compactor flags for it).
+#[derive(Args)]
+struct CompactWebArgs {
+    /// Path under which the bucket page and /api/v1/blocks are served; defaults to
+    /// --web.external-prefix.
+    #[arg(long = "web.route-prefix", default_value = "")]
+    route_prefix: String,
+    /// Path under which a reverse proxy serves the page (the page's links are relative).
+    #[arg(long = "web.external-prefix", default_value = "")]
+    external_prefix: String,
+    /// External label whose value titles each label set's rows on the bucket page.
+    #[arg(long = "bucket-web-label", default_value = "")]
+    label: String,
+    /// How often the page's global view (the whole bucket) is fetched, with --wait.
+    #[arg(long = "block-viewer.global.sync-block-interval", default_value = "1m", value_parser = parse_duration_flag)]
+    global_interval: i64,
+    /// Longest one fetch of the global view may take.
+    #[arg(long = "block-viewer.global.sync-block-timeout", default_value = "5m", value_parser = parse_duration_flag)]
+    global_timeout: i64,
+}
+
+/// The compactor `strata standalone` runs over its bucket: on unless `--compact.disable`,
+/// with Thanos's defaults (2h blocks compacted to 8h, 2d and 14d, then downsampled; no
+/// retention unless a `--retention.resolution-*` flag gives one).
+#[derive(Args)]
+pub struct StandaloneCompactArgs {
+    /// Do not compact, downsample, apply retention or delete marked blocks in the bucket.
+    #[arg(long = "compact.disable")]
+    disable: bool,
+    /// Time between compaction passes.
+    #[arg(long = "wait-interval", default_value = "5m", value_parser = parse_duration_flag)]
+    wait_interval: i64,
+    /// Blocks uploaded less than this long ago are left alone by the compactor.
+    #[arg(long = "consistency-delay", default_value = "30m", value_parser = parse_duration_flag)]
+    consistency_delay: i64,
+    /// How long a block the compactor marked for deletion stays before it is deleted; the
+    /// store stops reading it meanwhile.
+    #[arg(long = "delete-delay", default_value = "48h", value_parser = parse_duration_flag)]
+    delete_delay: i64,
+    #[command(flatten)]
+    retention: RetentionFlags,
+    /// Do not downsample raw blocks of 40h and more to 5m, 5m blocks of 10 days and more to 1h.
+    #[arg(long = "downsampling.disable")]
+    downsampling_disable: bool,
+}
+
+/// Standalone's compactor, ready to run: its metrics are registered when it is made.
+pub(crate) struct StandaloneCompactor {
+    compactor: Arc<Compactor>,
+    interval: std::time::Duration,
+}
+
+impl StandaloneCompactArgs {
+    /// The compactor over `bucket` with its scratch space in `data_dir`, its metrics in
+    /// `metrics` (except the meta-sync ones, which standalone's store exports under the same
+    /// names for the same bucket), its syncs shown in `view`; `None` with `--compact.disable`.
+    pub(crate) fn compactor(
+        &self,
+        bucket: strata_shipper::Bucket,
+        data_dir: PathBuf,
+        metrics: &mut Metrics,
+        view: Arc<BlocksView>,
+    ) -> anyhow::Result<Option<StandaloneCompactor>> {
+        if self.disable {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let options = CompactorOptions {
+            data_dir,
+            consistency_delay: millis(self.consistency_delay),
+            delete_delay: millis(self.delete_delay),
+            retention: self.retention.retention(),
+            downsampling: !self.downsampling_disable,
+            ..CompactorOptions::default()
+        };
+        let metrics = CompactMetrics::with_meta(metrics.registry_mut(), FetcherMetrics::new(&mut Default::default()));
+        let compactor = Arc::new(Compactor::new(bucket, options, metrics).with_view(view));
+        Ok(Some(StandaloneCompactor { compactor, interval: millis(self.wait_interval) }))
+    }
+}
+
+impl StandaloneCompactor {
+    /// Runs a pass every wait interval until `stop` turns true. The passes run on a blocking
+    /// thread driving the runtime: a pass's future is not provably `Send` (its concurrent
+    /// group compactions borrow the compactor), so `tokio::spawn` cannot take it.
+    pub(crate) fn spawn(self, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            tracing::info!(interval = ?self.interval, "starting the compactor over the bucket");
+            runtime.block_on(run_waiting(&self.compactor, self.interval, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        })
+    }
 }
 
 /// Thanos's retention flags, for `strata compact` and `strata tools bucket retention`.
@@ -128,7 +229,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         concurrency: a.concurrency,
         blocks_fetch_concurrency: a.blocks_fetch_concurrency,
         block_files_concurrency: a.block_files_concurrency,
-        selector,
+        selector: selector.clone(),
         skip_out_of_order_chunks: a.skip_out_of_order_chunks,
         downsampling: !a.downsampling_disable,
         downsample_concurrency: a.downsample_concurrency,
@@ -136,7 +237,11 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     };
     let build = build_info();
     let mut metrics = Metrics::for_process(&build);
-    let compactor = Arc::new(Compactor::new(bucket, options, CompactMetrics::new(metrics.registry_mut())));
+    let view = Arc::new(BlocksView::new(&a.web.label));
+    let compactor = Arc::new(
+        Compactor::new(bucket.clone(), options, CompactMetrics::new(metrics.registry_mut()))
+            .with_view(Arc::clone(&view)),
+    );
     let metrics = Arc::new(metrics);
 
     let http = bind_flag("--http-address", a.http_address).await?;
@@ -147,27 +252,42 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         replica_labels = %a.replica_labels.join(","),
         "starting compactor"
     );
-    let router = ops_routes(metrics.clone(), || None);
+    let route_prefix = if a.web.route_prefix.is_empty() { &a.web.external_prefix } else { &a.web.route_prefix };
+    let router =
+        ops_routes(metrics.clone(), || None).merge(strata_compact::web::router(Arc::clone(&view), route_prefix));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // As Thanos's compactor: the whole bucket is fetched for the page only when it keeps running.
+    let global = a.wait.then(|| {
+        let (interval, timeout) = (millis(a.web.global_interval), millis(a.web.global_timeout));
+        spawn_global_view(bucket, selector, Arc::clone(&view), interval, timeout, stop_rx.clone())
+    });
     let http_task = serve_http(http, router, stop_rx, "http");
 
     let result = if a.wait {
-        run_waiting(&compactor, millis(a.wait_interval)).await
+        run_waiting(&compactor, millis(a.wait_interval), shutdown_signal()).await;
+        tracing::info!("shutting down");
+        Ok(())
     } else {
         compactor.run_once().await.map_err(Into::into)
     };
     let _ = stop_tx.send(true);
     let _ = http_task.await;
+    if let Some(global) = global {
+        let _ = global.await;
+    }
     result
 }
 
-/// A pass every `interval` until SIGTERM or Ctrl-C. After a halt no pass runs again, but the
+/// A pass every `interval` until `stop` completes. After a halt no pass runs again, but the
 /// process keeps serving its metrics (`thanos_compact_halted` = 1) for an operator to see, as
 /// Thanos's compactor does; other errors are logged and the next pass tries again.
-async fn run_waiting(compactor: &Compactor, interval: std::time::Duration) -> anyhow::Result<()> {
+pub(crate) async fn run_waiting(
+    compactor: &Compactor,
+    interval: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let interval = interval.max(std::time::Duration::from_secs(1));
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    tokio::pin!(stop);
     let mut halted = false;
     loop {
         if !halted {
@@ -182,10 +302,24 @@ async fn run_waiting(compactor: &Compactor, interval: std::time::Duration) -> an
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = &mut shutdown => {
-                tracing::info!("shutting down");
-                return Ok(());
-            }
+            _ = &mut stop => return,
         }
     }
+}
+
+/// Keeps `view`'s global view (the whole bucket, marked blocks included unless a compacted
+/// block supersedes them) fresh until `stop`
+/// turns true: `strata tools bucket web`, `strata compact` and `strata standalone`'s bucket page.
+pub(crate) fn spawn_global_view(
+    bucket: strata_shipper::Bucket,
+    selector: strata_shipper::relabel::Relabel,
+    view: Arc<BlocksView>,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let fetcher = strata_compact::web::global_fetcher(bucket);
+    tokio::spawn(strata_compact::web::refresh_global(fetcher, selector, view, interval, timeout, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))
 }

@@ -54,8 +54,8 @@ struct Cli {
 enum Command {
     /// Accept Prometheus remote write into per-tenant TSDBs.
     Receive(ReceiveArgs),
-    /// Everything in one process on one machine (for now: the receiver with local defaults and
-    /// the query API over its tenants).
+    /// Everything in one process on one machine: the receiver with local defaults, the query
+    /// API over its tenants and its bucket, the compactor over the bucket and the bucket page.
     Standalone(StandaloneArgs),
     /// PromQL over many StoreAPI endpoints, with HA deduplication (Thanos's querier).
     Query(query::QueryCmdArgs),
@@ -87,6 +87,10 @@ const BUCKET_DIR: &str = "bucket";
 const STORE_DIR: &str = "store";
 /// Standalone's ruler (with `--rule-file`) keeps its TSDB here.
 const RULE_DIR: &str = "rule";
+/// Standalone's compactor downloads and merges blocks here.
+const COMPACT_DIR: &str = "compact";
+/// Where standalone serves the bucket page, apart from the query UI's paths.
+const BUCKET_PAGE_PREFIX: &str = "/bucket";
 
 /// Flags shared by `receive` and `standalone`.
 #[derive(Args)]
@@ -255,7 +259,7 @@ struct StandaloneArgs {
     /// objstore flag is given, the bucket in `<data-dir>/bucket/` (blocks get the external label
     /// receive="standalone" unless `--label` is given). The store over the bucket keeps its
     /// index headers in `<data-dir>/store/`, the ruler (with `--rule-file`) its TSDB in
-    /// `<data-dir>/rule/`.
+    /// `<data-dir>/rule/`, the compactor its scratch space in `<data-dir>/compact/`.
     #[arg(long = "data-dir", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// How often the store over the bucket lists it for new and removed blocks (as
@@ -268,6 +272,8 @@ struct StandaloneArgs {
     querier: query::QuerierFlags,
     #[command(flatten)]
     rule: rule::StandaloneRuleArgs,
+    #[command(flatten)]
+    compact: compact::StandaloneCompactArgs,
 }
 
 /// PromQL settings (Thanos `query` flag names).
@@ -294,6 +300,9 @@ struct StandaloneSetup {
     rule: rule::StandaloneRuleArgs,
     /// The ruler's TSDB.
     rule_dir: PathBuf,
+    compact: compact::StandaloneCompactArgs,
+    /// The compactor's scratch space.
+    compact_dir: PathBuf,
 }
 
 /// What the query API needs besides its storage.
@@ -469,6 +478,8 @@ fn main() -> anyhow::Result<()> {
                     sync_interval: millis(a.sync_block_duration),
                     rule: a.rule,
                     rule_dir: a.data_dir.join(RULE_DIR),
+                    compact: a.compact,
+                    compact_dir: a.data_dir.join(COMPACT_DIR),
                 };
                 run_receiver(config, None, &a.listen, Some(standalone)).await
             }
@@ -557,6 +568,11 @@ async fn run_receiver(
         Some(s) if !s.rule.rule_files.is_empty() => Some(standalone_ruler_parts(&mut rx, s).await?),
         _ => None,
     };
+    let bucket_view = Arc::new(strata_compact::web::BlocksView::new(""));
+    let compactor = match &standalone {
+        Some(s) => standalone_compactor(&mut rx, s, Arc::clone(&bucket_view))?,
+        None => None,
+    };
     memory::spawn_trimmer();
     let rw = bind_flag("--remote-write.address", listen.remote_write_address).await?;
     let http = bind_flag("--http-address", listen.http_address).await?;
@@ -589,6 +605,8 @@ async fn run_receiver(
     let rw_task = serve(rw, rx.remote_write_router(), "remote-write");
     let is_standalone = standalone.is_some();
     let mut bucket_sync = None;
+    let mut bucket_page = None;
+    let compacting = compactor.map(|c| c.spawn(stop_rx.clone()));
     let mut running_ruler = None;
     let http_router = match (standalone, bucket_store) {
         (Some(s), Some(store)) => {
@@ -603,7 +621,16 @@ async fn run_receiver(
                 Arc::new(rule::ruler_store(&p.db, &p.options.external_labels)) as Arc<dyn strata_store::Store>
             });
             let (query, state) = query_router(&rx, store, s.query, bucket_synced.clone(), ruler_store);
-            let mut router = rx.http_router_ready_when(Some(bucket_synced)).merge(query);
+            let bucket = rx.config.shipping.as_ref().map(|shipping| shipping.bucket.clone());
+            bucket_page = bucket.map(|bucket| {
+                let (interval, timeout) = (s.sync_interval, std::time::Duration::from_secs(300));
+                let (selector, view) = (Default::default(), Arc::clone(&bucket_view));
+                compact::spawn_global_view(bucket, selector, view, interval, timeout, stop_rx.clone())
+            });
+            let mut router = rx
+                .http_router_ready_when(Some(bucket_synced))
+                .merge(query)
+                .merge(strata_compact::web::router(Arc::clone(&bucket_view), BUCKET_PAGE_PREFIX));
             if let Some(parts) = ruler_parts.take() {
                 let running = rule::start(parts.into_setup(state), stop_rx.clone()).await?;
                 router = router.merge(running.router());
@@ -649,8 +676,8 @@ async fn run_receiver(
     tracing::info!("shutting down: finishing in-flight requests, then closing WALs");
     let _ = stop_tx.send(true);
     let (_, _, grpc) = tokio::join!(rw_task, http_task, grpc_task);
-    if let Some(sync) = bucket_sync {
-        let _ = sync.await;
+    for task in [bucket_sync, bucket_page, compacting].into_iter().flatten() {
+        let _ = task.await;
     }
     match grpc {
         Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
@@ -676,6 +703,19 @@ fn standalone_bucket_store(rx: &mut Arc<Receiver>, dir: &Path) -> anyhow::Result
         Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
     let registry = receiver.metrics.registry_mut();
     Ok(Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), registry)))
+}
+
+/// Standalone's compactor over the bucket its receiver ships to (unless `--compact.disable`),
+/// its metrics in the receiver's registry (so it must be made before `rx` is shared).
+fn standalone_compactor(
+    rx: &mut Arc<Receiver>,
+    s: &StandaloneSetup,
+    view: Arc<strata_compact::web::BlocksView>,
+) -> anyhow::Result<Option<compact::StandaloneCompactor>> {
+    let Some(bucket) = rx.config.shipping.as_ref().map(|shipping| shipping.bucket.clone()) else { return Ok(None) };
+    let receiver =
+        Arc::get_mut(rx).context("internal error: the receiver was shared before its metrics were complete")?;
+    s.compact.compactor(bucket, s.compact_dir.clone(), &mut receiver.metrics, view)
 }
 
 /// What standalone's ruler is made of before it starts: its TSDB (which the query API reads
@@ -828,13 +868,14 @@ pub(crate) async fn shutdown_signal() {
 }
 
 /// What standalone prints when it starts: the remote-write snippet for prometheus.yml, the
-/// query page and the URL of a Grafana data source, at the addresses it listens on.
+/// query page, the bucket page and the URL of a Grafana data source, at the addresses it listens on.
 fn standalone_banner(remote_write: SocketAddr, http: SocketAddr) -> String {
     let (rw, http) = (base_url(remote_write), base_url(http));
     format!(
         "\nstrata standalone is starting. Add this to prometheus.yml and reload Prometheus:\n\n\
          remote_write:\n  - url: {rw}/api/v1/receive\n\n\
          Query page: {http}/\n\
+         Bucket page: {http}{BUCKET_PAGE_PREFIX}/\n\
          Grafana: add a data source of type Prometheus with the URL {http}\n\n"
     )
 }
@@ -859,6 +900,7 @@ mod tests {
         for line in [
             "  - url: http://localhost:19291/api/v1/receive\n",
             "Query page: http://127.0.0.1:10902/\n",
+            "Bucket page: http://127.0.0.1:10902/bucket/\n",
             "Grafana: add a data source of type Prometheus with the URL http://127.0.0.1:10902\n",
         ] {
             assert!(banner.contains(line), "{line:?} in {banner}");

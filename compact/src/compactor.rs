@@ -33,6 +33,7 @@ use crate::group::{group_blocks, remove_replica_labels, Group};
 use crate::metrics::CompactMetrics;
 use crate::planner::{self, DEFAULT_RANGES};
 use crate::verify::{verify_block, Issue};
+use crate::web::{BlocksView, Snapshot};
 use crate::{Error, Result};
 
 /// The no-compact reason for an input block that cannot be read or breaks the index format.
@@ -120,6 +121,8 @@ pub struct Compactor {
     pub(crate) options: CompactorOptions,
     metrics: CompactMetrics,
     pub(crate) retry: RetryPolicy,
+    /// Where each sync's result goes for the bucket page's loaded view.
+    view: Option<Arc<BlocksView>>,
 }
 
 fn now() -> Duration {
@@ -141,7 +144,13 @@ impl Compactor {
             .with_recursive_listing()
             .with_consistency_delay(options.consistency_delay)
             .with_deletion_mark_delay(options.delete_delay / 2);
-        Compactor { bucket, fetcher, options, metrics, retry: RetryPolicy::default() }
+        Compactor { bucket, fetcher, options, metrics, retry: RetryPolicy::default(), view: None }
+    }
+
+    /// Every sync updates `view`'s loaded view (the bucket page of `strata compact`).
+    pub fn with_view(mut self, view: Arc<BlocksView>) -> Compactor {
+        self.view = Some(view);
+        self
     }
 
     pub fn metrics(&self) -> &CompactMetrics {
@@ -173,10 +182,13 @@ impl Compactor {
     pub(crate) async fn sync(&self) -> Result<Synced> {
         let started = Instant::now();
         self.metrics.meta.syncs.inc();
-        let fetched = match self.fetcher.fetch().await {
+        let mut fetched = match self.fetcher.fetch().await {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.meta.sync_failures.inc();
+                if let Some(view) = &self.view {
+                    view.set_loaded(Err(e.to_string()));
+                }
                 return Err(e.into());
             }
         };
@@ -185,8 +197,7 @@ impl Compactor {
         }
         let no_labels = BTreeMap::new();
         let fetched_count = fetched.metas.len();
-        let selected: Vec<BlockMeta> = fetched
-            .metas
+        let selected: Vec<BlockMeta> = std::mem::take(&mut fetched.metas)
             .into_values()
             .filter(|m| {
                 let labels = m.thanos.as_ref().map_or(&no_labels, |t| &t.labels);
@@ -198,8 +209,8 @@ impl Compactor {
             })
             .collect();
         let (metas, duplicates) = deduplicate(selected);
-        let no_compact: HashSet<Ulid> = fetched.no_compact_marked.into_iter().collect();
-        let no_downsample: HashSet<Ulid> = fetched.no_downsample_marked.into_iter().collect();
+        let no_compact: HashSet<Ulid> = fetched.no_compact_marked.iter().copied().collect();
+        let no_downsample: HashSet<Ulid> = fetched.no_downsample_marked.iter().copied().collect();
         let label_excluded = fetched_count - metas.len() - duplicates.len();
         self.metrics.meta.set_synced(&[
             ("corrupted-meta-json", fetched.corrupt.len()),
@@ -212,6 +223,9 @@ impl Compactor {
             ("too-fresh", fetched.too_fresh.len()),
         ]);
         self.metrics.meta.sync_duration.observe(started.elapsed().as_secs_f64());
+        if let Some(view) = &self.view {
+            view.set_loaded(Ok(Snapshot::new(metas.clone(), &fetched)));
+        }
         debug!(
             blocks = metas.len(),
             duplicates = duplicates.len(),

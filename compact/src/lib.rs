@@ -3,7 +3,7 @@
 //! across replicas, when replica labels are given), uploaded with the `thanos` section, their
 //! inputs marked for deletion; retention per resolution; deletion of marked blocks after the
 //! delete delay and of abandoned partial uploads; raw blocks downsampled to 5m and 5m blocks to
-//! 1h, as Thanos's compactor does after compacting.
+//! 1h, as Thanos's compactor does after compacting; the bucket page (`web`).
 
 pub mod clean;
 pub mod compactor;
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod planner;
 pub mod tools;
 pub mod verify;
+pub mod web;
 
 pub use clean::Retention;
 pub use compactor::{Compactor, CompactorOptions, CORRUPT_BLOCK_REASON};

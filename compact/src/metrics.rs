@@ -34,8 +34,15 @@ pub struct CompactMetrics {
 
 impl CompactMetrics {
     pub fn new(registry: &mut Registry) -> CompactMetrics {
+        let meta = FetcherMetrics::new(registry);
+        CompactMetrics::with_meta(registry, meta)
+    }
+
+    /// The compactor's metrics in `registry`, its meta syncs counted in `meta` (registered
+    /// elsewhere when another component of the process exports the same names).
+    pub fn with_meta(registry: &mut Registry, meta: FetcherMetrics) -> CompactMetrics {
         let m = CompactMetrics {
-            meta: FetcherMetrics::new(registry),
+            meta,
             compactions: Family::default(),
             runs_started: Family::default(),
             runs_completed: Family::default(),

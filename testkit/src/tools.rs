@@ -20,6 +20,8 @@ const INSTALL_HINTS: &[(&str, &str)] = &[
     // The query frontend's results caches.
     ("memcached", "apt-get install memcached"),
     ("redis-server", "apt-get install redis-server"),
+    // The headless browser that renders the bucket page.
+    ("chromium", "apt-get install chromium"),
 ];
 
 /// The peers `interop/build.sh` builds into `interop/bin/`, and its program that answers with

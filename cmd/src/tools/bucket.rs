@@ -1,4 +1,4 @@
-//! `strata tools bucket verify|mark|cleanup|retention|downsample|replicate|rewrite`, with the
+//! `strata tools bucket verify|mark|cleanup|retention|downsample|replicate|rewrite|web`, with the
 //! flags of Thanos's `tools bucket`; the work is strata-compact's (`strata_compact::tools` and
 //! the compactor's own passes).
 
@@ -14,10 +14,14 @@ use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
 
 use super::{print_stdout, tool_bucket};
-use crate::compact::RetentionFlags;
+use crate::compact::{spawn_global_view, RetentionFlags};
 use crate::objstore::ObjstoreArgs;
 use crate::store::selector_flag;
-use crate::{file_or_inline, millis, parse_duration_flag};
+use crate::{
+    bind_flag, build_info, file_or_inline, millis, ops_routes, parse_duration_flag, serve_http, shutdown_signal,
+};
+use strata_compact::web::{normalize_prefix, BlocksView};
+use strata_receiver::metrics::Metrics;
 
 #[derive(Subcommand)]
 pub(super) enum BucketTools {
@@ -39,6 +43,40 @@ pub(super) enum BucketTools {
     Replicate(ReplicateArgs),
     /// Write blocks anew without the series of --rewrite.to-delete-config.
     Rewrite(RewriteArgs),
+    /// Serve the bucket page: the blocks on a time line by external labels and resolution,
+    /// each block's meta, and Thanos's /api/v1/blocks.
+    Web(WebArgs),
+}
+
+#[derive(Args)]
+pub(super) struct WebArgs {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    /// Address of the page, /api/v1/blocks, /metrics, /-/healthy and /-/ready.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: std::net::SocketAddr,
+    /// Path under which the page and the API are served; defaults to --web.external-prefix.
+    #[arg(long = "web.route-prefix", default_value = "")]
+    route_prefix: String,
+    /// Path under which a reverse proxy serves the page. The page's links are relative, so
+    /// this only sets the default of --web.route-prefix.
+    #[arg(long = "web.external-prefix", default_value = "")]
+    external_prefix: String,
+    /// How often the block metas are fetched again.
+    #[arg(long = "refresh", default_value = "30m", value_parser = parse_duration_flag)]
+    refresh: i64,
+    /// Longest one fetch of the block metas may take.
+    #[arg(long = "timeout", default_value = "5m", value_parser = parse_duration_flag)]
+    timeout: i64,
+    /// External label whose value titles each label set's rows on the page.
+    #[arg(long = "label", default_value = "")]
+    label: String,
+    /// Relabel configs selecting the blocks shown by their external labels and `__block_id`.
+    #[arg(long = "selector.relabel-config-file", conflicts_with = "selector_relabel_config")]
+    selector_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "selector.relabel-config")]
+    selector_relabel_config: Option<String>,
 }
 
 #[derive(Args)]
@@ -262,7 +300,48 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
         }
         BucketTools::Replicate(a) => replicate(a).await,
         BucketTools::Rewrite(a) => rewrite(a).await,
+        BucketTools::Web(a) => web(a).await,
     }
+}
+
+/// Serves the bucket page until SIGTERM or Ctrl-C, the metas fetched every --refresh; ready
+/// once the first fetch has finished.
+async fn web(a: WebArgs) -> anyhow::Result<()> {
+    let bucket = tool_bucket(&a.objstore)?;
+    let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
+    let route_prefix = if a.route_prefix.is_empty() { a.external_prefix.clone() } else { a.route_prefix.clone() };
+    if normalize_prefix(&route_prefix) != normalize_prefix(&a.external_prefix) {
+        tracing::warn!("--web.route-prefix and --web.external-prefix differ; the page works only behind a proxy");
+    }
+    let (refresh, timeout) = (millis(a.refresh), millis(a.timeout));
+    if refresh < std::time::Duration::from_secs(300) {
+        tracing::warn!("refreshing more often than every 5m can transfer a lot of data");
+    }
+    if refresh < timeout * 2 {
+        tracing::warn!("--refresh should be at least twice --timeout");
+    }
+    let view = Arc::new(BlocksView::new(&a.label));
+    let metrics = Arc::new(Metrics::for_process(&build_info()));
+    let ready = Arc::clone(&view);
+    let mut router =
+        ops_routes(metrics, move || (!ready.refreshed()).then(|| "first fetch of the block metas".to_owned()))
+            .merge(strata_compact::web::router(Arc::clone(&view), &route_prefix));
+    let prefix = normalize_prefix(&route_prefix);
+    if !prefix.is_empty() {
+        let target = format!("{prefix}/");
+        router =
+            router.route("/", axum::routing::get(move || std::future::ready(axum::response::Redirect::to(&target))));
+    }
+    let http = bind_flag("--http-address", a.http_address).await?;
+    let addr = http.local_addr().context("HTTP listener address")?;
+    tracing::info!(http = %addr, prefix = %prefix, "serving the bucket page");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let refresher = spawn_global_view(bucket, selector, view, refresh, timeout, stop_rx.clone());
+    let http_task = serve_http(http, router, stop_rx, "http");
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(http_task, refresher);
+    Ok(())
 }
 
 async fn verify(a: VerifyArgs) -> anyhow::Result<()> {

@@ -249,3 +249,6 @@ for (const id of ["time", "range", "end", "step"]) {
 }
 loadUrl();
 if ($("expr").value) execute();
+
+// The Bucket link, where the server also has the bucket page (strata standalone).
+fetch("/bucket/api/v1/blocks").then(r => { if (r.ok) document.getElementById("bucket-link").hidden = false; }, () => {});

@@ -58,3 +58,6 @@ async function load() {
 
 load();
 setInterval(load, 10000);
+
+// The Bucket link, where the server also has the bucket page (strata standalone).
+fetch("/bucket/api/v1/blocks").then(r => { if (r.ok) document.getElementById("bucket-link").hidden = false; }, () => {});
