@@ -28,7 +28,7 @@ use tokio::runtime::Handle;
 use tracing::{info, warn};
 use ulid::Ulid;
 
-use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
+use self::block::{BlockShared, BlockStorage, BucketBlock, ChunkPool, FetchStats, HeaderMetrics};
 use self::cache::IndexCache;
 pub use self::cache::{IndexCacheBackend, IndexCacheConfig};
 use crate::external::ExternalLabels;
@@ -62,6 +62,13 @@ pub struct BucketStoreOptions {
     /// Which blocks this store serves, by their external labels and `__block_id`
     /// (`--selector.relabel-config`); no rules serve every block.
     pub selector: Relabel,
+    /// Open each block's index header at its first read instead of at load
+    /// (`--store.enable-index-header-lazy-reader`; off by default, as in Thanos v0.42).
+    pub lazy_index_header: bool,
+    /// With lazy headers, a header unused this long is closed by
+    /// [`BucketStore::unload_idle_headers`] (`--store.index-header-lazy-reader-idle-timeout`);
+    /// zero keeps them open.
+    pub index_header_idle_timeout: Duration,
 }
 
 /// A time (ms): absolute, or relative to the moment it is used (Thanos's
@@ -101,6 +108,8 @@ impl Default for BucketStoreOptions {
             index_cache: IndexCacheConfig::in_memory(250 << 20),
             chunk_pool_size: 2 << 30,
             selector: Relabel::default(),
+            lazy_index_header: false,
+            index_header_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -126,7 +135,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(registry: &mut Registry, fetch: &FetchStats) -> Self {
+    fn new(registry: &mut Registry, fetch: &FetchStats, headers: &HeaderMetrics) -> Self {
         let m = Metrics {
             meta: FetcherMetrics::new(registry),
             blocks_loaded: Gauge::default(),
@@ -161,6 +170,7 @@ impl Metrics {
             m.block_drop_failures.clone(),
         );
         fetch.register(registry);
+        headers.register(registry);
         m
     }
 }
@@ -171,10 +181,7 @@ pub struct BucketStore {
     fetcher: MetaFetcher,
     options: BucketStoreOptions,
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
-    handle: Handle,
-    stats: Arc<FetchStats>,
-    cache: Arc<IndexCache>,
-    pool: Arc<ChunkPool>,
+    shared: BlockShared,
     metrics: Metrics,
     synced: AtomicBool,
 }
@@ -186,17 +193,23 @@ impl BucketStore {
             .with_consistency_delay(options.consistency_delay)
             .with_deletion_mark_delay(options.ignore_deletion_marks_delay);
         let stats = Arc::new(FetchStats::default());
-        let metrics = Metrics::new(registry, &stats);
+        let headers = Arc::new(HeaderMetrics::default());
+        let metrics = Metrics::new(registry, &stats, &headers);
         let cache = Arc::new(IndexCache::new(options.index_cache.clone(), handle.clone(), registry));
-        BucketStore {
-            cache,
+        let shared = BlockShared {
             pool: Arc::new(ChunkPool::new(options.chunk_pool_size)),
+            handle,
+            stats,
+            cache,
+            headers,
+            lazy: options.lazy_index_header,
+        };
+        BucketStore {
+            shared,
             bucket,
             fetcher,
             options,
             blocks: RwLock::new(BTreeMap::new()),
-            handle,
-            stats,
             metrics,
             synced: AtomicBool::new(false),
         }
@@ -209,12 +222,28 @@ impl BucketStore {
 
     /// Bytes of chunk data reads hold now.
     pub fn chunk_pool_used(&self) -> u64 {
-        self.pool.used()
+        self.shared.pool.used()
     }
 
     /// What the reads fetched from the bucket so far.
     pub fn fetch_stats(&self) -> &FetchStats {
-        &self.stats
+        &self.shared.stats
+    }
+
+    /// The lazy index-header loads and unloads so far.
+    pub fn header_metrics(&self) -> &HeaderMetrics {
+        &self.shared.headers
+    }
+
+    /// Closes the lazily opened index headers unused for the idle timeout (Thanos's reader
+    /// pool does this every tenth of it); returns how many. Nothing without lazy headers or
+    /// with a zero timeout.
+    pub fn unload_idle_headers(&self) -> usize {
+        let idle = self.options.index_header_idle_timeout;
+        if !self.options.lazy_index_header || idle.is_zero() {
+            return 0;
+        }
+        self.blocks().iter().filter(|b| b.unload_if_idle(idle)).count()
     }
 
     /// The loaded blocks.
@@ -247,15 +276,7 @@ impl BucketStore {
         let total = to_load.len();
         let mut loads = futures::stream::iter(to_load.into_iter().map(|meta| {
             let id = meta.ulid;
-            let load = BucketBlock::load(
-                &self.bucket,
-                meta,
-                &self.options.data_dir,
-                self.handle.clone(),
-                self.stats.clone(),
-                self.cache.clone(),
-                self.pool.clone(),
-            );
+            let load = BucketBlock::load(&self.bucket, meta, &self.options.data_dir, self.shared.clone());
             async move { (id, load.await) }
         }))
         .buffer_unordered(self.options.block_sync_concurrency.max(1));
