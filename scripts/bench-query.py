@@ -181,7 +181,7 @@ def measure(a, what, make_call):
                 for t in targets[k:] + targets[:k]:
                     r = measured(t, scrape_alloc[t["name"]], make_call(t, query, a), a.fetched_metric)
                     latency, rss, peak, used, n, heap, nbytes, stores, fetched = r
-                    out.write(f"{t['name']}\t{a.series}\t{query}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t"
+                    out.write(f"{t['name']}\t{a.series}\t{query}{a.tag and f' [{a.tag}]'}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t"
                               f"{used:.0f}\t{n}\t{heap}\t{nbytes}\t{stores:.0f}\t{fetched:.0f}\n")
                     out.flush()
                     print(f"{t['name']} {a.series} {query}: {n} series, {latency:.1f} ms", file=sys.stderr)
@@ -262,6 +262,7 @@ def main():
         r.add_argument("--series", type=int, required=True, help="series loaded, for the results")
         r.add_argument("--reps", type=int, default=5, help="timed runs per query and target")
         r.add_argument("--out", required=True, help="TSV file to append to")
+        r.add_argument("--tag", default="", help="written after each query in brackets, to tell runs apart")
         r.add_argument("--fetched-metric", action="append", default=[],
                        help="counter read from each target's fetched= servers around each run (repeatable)")
 

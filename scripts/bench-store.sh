@@ -6,10 +6,14 @@
 #            started on an empty data directory, one at a time (the first one alternating
 #            between runs): seconds until its /-/ready answers 200 (the first sync, index
 #            headers built), then its VmRSS and RssAnon once it is idle, given per 1,000 blocks.
-#   queries: a bucket of DAYS days of SERIES series in 2h blocks. Both stores, each behind its
-#            own querier (strata query over strata store, thanos query over thanos store), the
-#            queries below over the last day at a 5m step, raw data (max_source_resolution=0s),
-#            timed by scripts/bench-query.py, the two taking turns run by run: latency, the
+#   queries: a bucket of DAYS days of SERIES series in 2h blocks; with DAYS of 3 or more, one
+#            run of the real `thanos compact` (no --wait, no delays) compacts them and
+#            downsamples the blocks of 2 days to 5m. Both stores, each behind its own querier
+#            (strata query over strata store, thanos query over thanos store), the queries
+#            below over the last day at a 5m step on raw data (max_source_resolution=0s) and,
+#            when downsampled, over the last min(DAYS, 7) days at a 30m step with
+#            max_source_resolution=5m, timed by scripts/bench-query.py, the two taking turns
+#            run by run: latency, the
 #            store's CPU time (utime + stime) per query and the bytes it fetched from the bucket
 #            per query (thanos_objstore_bucket_operation_fetched_bytes_total, summed over its
 #            operations, read before and after each run).
@@ -20,6 +24,9 @@
 # (index headers loaded at sync: lazy loading is off by default in both). The queries are the
 # query benchmark's shapes (scripts/lib.sh: a rate, a sum by of rates, a topk) over the
 # node-exporter metrics, and an average by cluster.
+#
+# Not measured: 30 days at 1h (Thanos makes 1h blocks of 5m blocks of 10 days, 30 days of data
+# are too many samples to write and compact here).
 #
 # Usage: scripts/bench-store.sh [--bucket fs|s3] [--blocks 1000] [--block-series 100]
 #        [--series 10000] [--days 1] [--reps 3] [--index-cache-size 250MB] [--out DIR]
@@ -46,7 +53,7 @@ while [ $# -gt 0 ]; do
         --reps) reps="$2"; shift 2 ;;
         --index-cache-size) cache_size="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -184,6 +191,18 @@ done
 echo "== queries: $days day(s) of $series series in 2h blocks" >&2
 make_bucket query
 generate query --series "$series" --min-time "$query_start_ms" --block-duration 2h --blocks $((days * 12))
+downsampled=""
+if [ "$days" -ge 3 ]; then
+    began=$SECONDS
+    "$THANOS_BIN" compact --log.level=info --objstore.config-file "$work/data/query.yml" \
+        --data-dir "$work/data/compact" --http-address "127.0.0.1:$(free_port)" \
+        --consistency-delay=0s --delete-delay=0s >"$out/thanos-compact.log" 2>&1 ||
+        { echo "thanos compact failed; its log follows" >&2; tail -n 50 "$out/thanos-compact.log" >&2; exit 1; }
+    rm -rf "$work/data/compact"
+    echo "   compacted and downsampled by thanos compact in $((SECONDS - began)) s" | tee -a "$out/machine.txt" >&2
+    "$THANOS_BIN" tools bucket inspect --objstore.config-file "$work/data/query.yml" >"$out/blocks.txt" 2>&1
+    downsampled=$((days < 7 ? days : 7))
+fi
 declare -A store_pid store_url
 targets=()
 for impl in strata thanos; do
@@ -216,9 +235,19 @@ for q in "${queries[@]}"; do
 done
 : >"$out/runs.tsv"
 python3 "$repo/scripts/bench-query.py" run "${targets[@]}" \
-    --param max_source_resolution=0s --series "$series" \
+    --param max_source_resolution=0s --series "$series" --tag "1d raw" \
     --start $((query_end_ms / 1000 - 24 * 3600)) --end $((query_end_ms / 1000 - 1)) --step 300 \
     --reps "$reps" --fetched-metric "$fetched_metric" --out "$out/runs.tsv" "${query_args[@]}"
+if [ -n "$downsampled" ]; then
+    python3 "$repo/scripts/bench-query.py" run "${targets[@]}" \
+        --param max_source_resolution=5m --series "$series" --tag "${downsampled}d 5m" \
+        --start $((query_end_ms / 1000 - downsampled * 24 * 3600)) --end $((query_end_ms / 1000 - 1)) --step 1800 \
+        --reps "$reps" --fetched-metric "$fetched_metric" --out "$out/runs.tsv" "${query_args[@]}"
+fi
+for impl in strata thanos; do
+    echo "   $impl store after the queries: VmRSS $(($(status_kb "${store_pid[$impl]}" VmRSS) / 1024)) MiB, RssAnon $(($(status_kb "${store_pid[$impl]}" RssAnon) / 1024)) MiB" |
+        tee -a "$out/machine.txt" >&2
+done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
 
 {
@@ -242,7 +271,8 @@ print(f"strata/thanos: time to ready {mark(med('strata', 0) / med('thanos', 0))}
       f"VmRSS {mark(med('strata', 1) / med('thanos', 1))}, RssAnon {med('strata', 2) / med('thanos', 2):.2f}")
 EOF
     echo
-    echo "Queries: the last day of $days day(s) of $series series, step 5m, raw data, $reps runs each."
+    echo "Queries: $days day(s) of $series series; [1d raw]: the last day, step 5m, raw data;"
+    echo "[${downsampled:-no}d 5m]: the last ${downsampled:-no} days, step 30m, max_source_resolution=5m. $reps runs each."
     echo
     python3 "$repo/scripts/bench-query.py" table "$out/runs.tsv" \
         --servers "strata=strata" "thanos=thanos" --ratio strata/thanos --memory-ratio strata/thanos \
