@@ -351,38 +351,34 @@ fn bucket_error(op: &'static str, key: &str, e: strata_shipper::Error) -> strata
 }
 
 impl BucketBlock {
-    /// Loads the block `meta` describes: lists its objects, then makes sure its index header is
+    /// Loads the block `meta` describes, whose objects (paths relative to the block's directory,
+    /// with their sizes) are `objects`: makes sure its index header is
     /// in `<data_dir>/<ULID>/index-header`, building that file from ranged reads of the index
     /// when it is missing (and, when not lazy, when it is unreadable or made for another index),
     /// and opens it unless headers are opened lazily.
     pub(crate) async fn load(
         bucket: &Bucket,
         meta: BlockMeta,
+        objects: &HashMap<String, u64>,
         data_dir: &Path,
         shared: BlockShared,
     ) -> strata_tsdb::Result<BucketBlock> {
         let id = meta.ulid;
-        let objects =
-            bucket.list_recursive(&id.to_string()).await.map_err(|e| bucket_error("list", &id.to_string(), e))?;
-        let prefix = format!("{id}/");
         let mut index_len = None;
         let mut segments = HashMap::new();
-        for o in &objects {
-            let Some(rel) = o.location.as_ref().strip_prefix(&prefix) else { continue };
+        for (rel, &size) in objects {
             if rel == INDEX_FILENAME {
-                index_len = Some(o.size);
+                index_len = Some(size);
             } else if let Some(n) = rel.strip_prefix("chunks/").and_then(|n| n.parse::<u32>().ok()) {
                 if let Some(index) = n.checked_sub(1) {
-                    segments.insert(index, o.size);
+                    segments.insert(index, size);
                 }
             }
         }
         // A meta.json that lists the files with sizes vouches for them: a file missing or of
         // another size (a truncated upload) makes the block unusable.
-        let sizes: HashMap<&str, u64> =
-            objects.iter().filter_map(|o| Some((o.location.as_ref().strip_prefix(&prefix)?, o.size))).collect();
         for f in meta.thanos.iter().flat_map(|t| &t.files).filter(|f| f.rel_path != META_FILENAME) {
-            let found = sizes.get(f.rel_path.as_str()).copied();
+            let found = objects.get(f.rel_path.as_str()).copied();
             if found.is_none() || f.size_bytes.is_some_and(|want| Some(want) != found) {
                 return Err(strata_tsdb::Error::CorruptFile {
                     path: PathBuf::from(format!("{id}/{}", f.rel_path)),

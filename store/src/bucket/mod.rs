@@ -8,7 +8,7 @@ pub mod block;
 pub mod cache;
 pub mod partition;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -120,6 +120,8 @@ impl Default for BucketStoreOptions {
 pub enum SyncError {
     #[error("fetch block metas: {0}")]
     Fetch(#[from] strata_shipper::Error),
+    #[error("list the objects of the blocks to load: {0}")]
+    List(strata_shipper::Error),
 }
 
 /// Thanos's metric names for the meta sync (`thanos_blocks_meta_*`) and the bucket store
@@ -274,10 +276,31 @@ impl BucketStore {
             info!(blocks = wanted.len(), to_load = to_load.len(), "first sync: loading blocks");
         }
         let total = to_load.len();
+        // One listing of the bucket for all the blocks to load, not one per block: a listing
+        // can cost as much as the bucket is large (moto scans every key for any prefix).
+        let mut objects: HashMap<Ulid, HashMap<String, u64>> = HashMap::new();
+        if !to_load.is_empty() {
+            let listed = match self.bucket.list_recursive("").await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.metrics.meta.sync_failures.inc();
+                    return Err(SyncError::List(e));
+                }
+            };
+            for o in listed {
+                let Some((dir, rel)) = o.location.as_ref().split_once('/') else { continue };
+                if let Ok(id) = Ulid::from_string(dir) {
+                    objects.entry(id).or_default().insert(rel.to_owned(), o.size);
+                }
+            }
+        }
         let mut loads = futures::stream::iter(to_load.into_iter().map(|meta| {
             let id = meta.ulid;
-            let load = BucketBlock::load(&self.bucket, meta, &self.options.data_dir, self.shared.clone());
-            async move { (id, load.await) }
+            let files = objects.remove(&id).unwrap_or_default();
+            async move {
+                let load = BucketBlock::load(&self.bucket, meta, &files, &self.options.data_dir, self.shared.clone());
+                (id, load.await)
+            }
         }))
         .buffer_unordered(self.options.block_sync_concurrency.max(1));
         let (mut ok, mut failed) = (0usize, 0usize);
