@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Times PromQL range queries or StoreAPI Series() calls against running servers.
 
-A target is one server process: --target name=N,url=U,pid=P[,stores=P+P...][,grpc=HOST:PORT]
+A target is one server process:
+--target name=N,url=U,pid=P[,stores=P+P...][,grpc=HOST:PORT][,fetched=URL+URL...]
 (url: its HTTP base URL; stores: the processes it reads from, whose CPU is counted apart;
-grpc: its StoreAPI address, for `series`). With several targets, every timed run of one query
+grpc: its StoreAPI address, for `series`; fetched: the HTTP base URLs of servers whose
+--fetched-metric counters, summed over every series, are read before and after each run, e.g. a
+store gateway's bytes fetched from its bucket). With several targets, every timed run of one query
 goes to each target in turn, the order rotating from run to run, so that a drift in the
 machine's load lands on all of them alike.
 
@@ -25,7 +28,7 @@ during the run, from /metrics just before and after it, less what one /metrics s
 Both append one tab-separated line per run to --out:
 server, series, query, rep, latency_ms, rss_before_kb, peak_delta_kb, cpu_ms, result_series,
 heap_alloc_kb (-1 when the server does not export it), bytes (of the answer), stores_cpu_ms
-(-1 without stores).
+(-1 without stores), fetched (the increase of the fetched counters; -1 without them).
 `table` turns such a file into a markdown table: per server the medians of latency, of the peak
 increase over the RSS before the run (+MiB) and of the peak RSS itself, the mean CPU time per
 run, and the latency ratios asked for (by default strata against Prometheus).
@@ -93,13 +96,30 @@ def parse_target(spec):
         sys.exit(f"--target {spec}: missing {', '.join(sorted(missing))}")
     t["pid"] = int(t["pid"])
     t["stores"] = [int(p) for p in t["stores"].split("+")] if "stores" in t else []
+    t["fetched"] = t["fetched"].split("+") if "fetched" in t else []
     return t
 
 
-def measured(target, scrape_alloc, call):
+def counter_sum(base, names):
+    """Sum of every sample of the metrics `names` in the exposition at base/metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=60) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            rest = line.rsplit("}", 1)[1] if "}" in line else line.split(" ", 1)[1]
+            total += float(rest.split()[0])
+    return total
+
+
+def measured(target, scrape_alloc, call, fetched_metrics):
     """Runs call() (which returns result series, answer bytes and the duration in ms of the
     call alone, without checking the answer) with the target's readings around it."""
     pid, base = target["pid"], target["url"]
+    fetch = fetched_metrics and target["fetched"]
+    # Read before the CPU readings start and after they end: a scrape costs CPU too.
+    fetched = sum(counter_sum(u, fetched_metrics) for u in target["fetched"]) if fetch else 0
     alloc = go_alloc_bytes(base) if scrape_alloc is not None else None
     reset_hwm(pid)
     rss = status_kb(pid, "VmRSS")
@@ -112,7 +132,8 @@ def measured(target, scrape_alloc, call):
     heap_kb = -1
     if alloc is not None:
         heap_kb = max(0, int((go_alloc_bytes(base) - alloc - scrape_alloc) / 1024))
-    return latency, rss, peak, used, n, heap_kb, nbytes, stores_used
+    fetched = sum(counter_sum(u, fetched_metrics) for u in target["fetched"]) - fetched if fetch else -1
+    return latency, rss, peak, used, n, heap_kb, nbytes, stores_used, fetched
 
 
 def range_query(target, query, a):
@@ -154,14 +175,14 @@ def measure(a, what, make_call):
     with open(a.out, "a") as out:
         for query in what:
             for t in targets:
-                measured(t, scrape_alloc[t["name"]], make_call(t, query, a))
+                measured(t, scrape_alloc[t["name"]], make_call(t, query, a), a.fetched_metric)
             for rep in range(a.reps):
                 k = rep % len(targets)
                 for t in targets[k:] + targets[:k]:
-                    r = measured(t, scrape_alloc[t["name"]], make_call(t, query, a))
-                    latency, rss, peak, used, n, heap, nbytes, stores = r
-                    out.write(f"{t['name']}\t{a.series}\t{query}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t"
-                              f"{used:.0f}\t{n}\t{heap}\t{nbytes}\t{stores:.0f}\n")
+                    r = measured(t, scrape_alloc[t["name"]], make_call(t, query, a), a.fetched_metric)
+                    latency, rss, peak, used, n, heap, nbytes, stores, fetched = r
+                    out.write(f"{t['name']}\t{a.series}\t{query}{a.tag and f' [{a.tag}]'}\t{rep}\t{latency:.2f}\t{rss}\t{peak}\t"
+                              f"{used:.0f}\t{n}\t{heap}\t{nbytes}\t{stores:.0f}\t{fetched:.0f}\n")
                     out.flush()
                     print(f"{t['name']} {a.series} {query}: {n} series, {latency:.1f} ms", file=sys.stderr)
 
@@ -174,11 +195,11 @@ def table(a):
             fields = line.rstrip("\n").split("\t")
             server, series, query, _, latency, rss, peak, cpu, n = fields[:9]
             # Files written before these columns existed lack them.
-            heap, nbytes, stores = (int(x) for x in (fields[9:] + ["-1"] * 3)[:3])
+            heap, nbytes, stores, fetched = (int(x) for x in (fields[9:] + ["-1"] * 4)[:4])
             key = (int(series), query)
             if key not in runs:
                 order.append(key)
-            run = (float(latency), int(peak), float(cpu), int(n), int(rss) + int(peak), heap, nbytes, stores)
+            run = (float(latency), int(peak), float(cpu), int(n), int(rss) + int(peak), heap, nbytes, stores, fetched)
             runs.setdefault(key, {}).setdefault(server, []).append(run)
 
     servers = [s.split("=", 1) if "=" in s else (s, s) for s in a.servers]
@@ -202,6 +223,15 @@ def table(a):
                 for x, y in ratios]
     columns += [(f"{label[s]} CPU ms", lambda c, s=s: f"{mean(c[s], 2):.0f}") for s in names]
     columns += [(f"{label[s]} stores CPU ms", lambda c, s=s: f"{mean(c[s], 7):.0f}") for s in names if has(s, 7)]
+    columns += [(f"{label[s]} fetched KiB", lambda c, s=s: f"{med(c[s], 8) / 1024:.0f}") for s in names if has(s, 8)]
+    # A ratio to nothing (CPU under a clock tick, nothing fetched) is not one.
+    def ratio(x, y):
+        return f"{x / y:.2f}" if y > 0 else "-"
+
+    columns += [(f"{label[x]} / {label[y]} fetched", lambda c, x=x, y=y: ratio(med(c[x], 8), med(c[y], 8)))
+                for x, y in a.fetched_ratio if has(x, 8) and has(y, 8)]
+    columns += [(f"{label[x]} / {label[y]} stores CPU", lambda c, x=x, y=y: ratio(mean(c[x], 7), mean(c[y], 7)))
+                for x, y in a.stores_cpu_ratio if has(x, 7) and has(y, 7)]
     if a.throughput:
         columns += [(f"{label[s]} series/s", lambda c, s=s: f"{c[s][0][3] / (med(c[s], 0) / 1000):.0f}")
                     for s in names]
@@ -232,6 +262,9 @@ def main():
         r.add_argument("--series", type=int, required=True, help="series loaded, for the results")
         r.add_argument("--reps", type=int, default=5, help="timed runs per query and target")
         r.add_argument("--out", required=True, help="TSV file to append to")
+        r.add_argument("--tag", default="", help="written after each query in brackets, to tell runs apart")
+        r.add_argument("--fetched-metric", action="append", default=[],
+                       help="counter read from each target's fetched= servers around each run (repeatable)")
 
     r = sub.add_parser("run", help="time range queries")
     common(r)
@@ -254,6 +287,10 @@ def main():
     t.add_argument("--ratio", nargs="*", default=["strata/prometheus"], help="latency ratios, A/B")
     t.add_argument("--memory-ratio", nargs="*", default=[], help="peak RSS ratios, A/B")
     t.add_argument("--throughput", action="store_true", help="series/s and MB/s columns")
+    t.add_argument("--fetched-ratio", nargs="*", default=[], type=lambda r: r.split("/"),
+                   help="ratios of the fetched bytes, A/B")
+    t.add_argument("--stores-cpu-ratio", nargs="*", default=[], type=lambda r: r.split("/"),
+                   help="ratios of the stores' CPU time, A/B")
     t.set_defaults(func=table)
     a = p.parse_args()
     a.func(a)

@@ -85,6 +85,13 @@ pub struct StoreCmdArgs {
     /// Most samples one Series call may answer; 0 = no limit.
     #[arg(long = "store.limits.request-samples", default_value_t = 0)]
     request_samples: u64,
+    /// Open (memory-map) a block's index header only when a query first needs it, instead of
+    /// at load; off by default, as in Thanos.
+    #[arg(long = "store.enable-index-header-lazy-reader", default_value_t = false)]
+    lazy_index_header: bool,
+    /// With the lazy reader, close an index header unused this long; 0s keeps them open.
+    #[arg(long = "store.index-header-lazy-reader-idle-timeout", default_value = "5m", value_parser = parse_duration_flag)]
+    index_header_idle_timeout: i64,
 }
 
 /// How soon a failed first sync is tried again.
@@ -143,6 +150,28 @@ pub(crate) fn spawn_sync(
     })
 }
 
+/// Closes `store`'s idle lazy index headers every tenth of `idle_timeout` (as Thanos's reader
+/// pool) until `stop` turns true.
+fn spawn_header_unloader(
+    store: Arc<BucketStore>,
+    idle_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let every = (idle_timeout / 10).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let unloaded = store.unload_idle_headers();
+            if unloaded > 0 {
+                tracing::debug!(unloaded, "closed idle index headers");
+            }
+        }
+    })
+}
+
 /// Runs the store gateway until SIGTERM or Ctrl-C: the first sync, then one every
 /// `--sync-block-duration`; not ready until the first sync has finished.
 pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
@@ -172,6 +201,8 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
         index_cache,
         chunk_pool_size: a.chunk_pool_size,
         selector,
+        lazy_index_header: a.lazy_index_header,
+        index_header_idle_timeout: millis(a.index_header_idle_timeout),
     };
     let store = Arc::new(BucketStore::new(bucket, options, tokio::runtime::Handle::current(), metrics.registry_mut()));
     let metrics = Arc::new(metrics);
@@ -207,11 +238,16 @@ pub async fn run(a: StoreCmdArgs) -> anyhow::Result<()> {
     }));
 
     let sync_task = spawn_sync(store.clone(), millis(a.sync_block_duration), stop_rx.clone());
+    let unload_task = (a.lazy_index_header && a.index_header_idle_timeout > 0)
+        .then(|| spawn_header_unloader(store.clone(), millis(a.index_header_idle_timeout), stop_rx.clone()));
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     let (_, grpc, _) = tokio::join!(http_task, grpc_task, sync_task);
+    if let Some(t) = unload_task {
+        let _ = t.await;
+    }
     match grpc {
         Ok(Err(e)) => tracing::error!(error = %e, server = "grpc", "server failed"),
         Err(e) => tracing::error!(error = %e, server = "grpc", "server task failed"),

@@ -149,10 +149,15 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn store(&self) -> BucketStore {
+        self.store_with(BucketStoreOptions::default())
+    }
+
+    /// A synced store over the fixture's bucket and data dir, with `options` otherwise.
+    fn store_with(&self, options: BucketStoreOptions) -> BucketStore {
         let options = BucketStoreOptions {
             data_dir: self.data_dir.clone(),
             ignore_deletion_marks_delay: std::time::Duration::ZERO,
-            ..BucketStoreOptions::default()
+            ..options
         };
         let store =
             BucketStore::new(fs_bucket(&self.bucket_root), options, self.rt.handle().clone(), &mut Registry::default());
@@ -286,6 +291,96 @@ fn index_header_is_kept_and_rebuilt() {
     assert_eq!(rebuilt.fetch_stats().requests(), 6, "two headers rebuilt");
     assert_eq!(select(&rebuilt, &up), want);
     assert!(std::fs::read(&header).unwrap() != bytes);
+}
+
+/// With lazy headers the sync builds the header files but opens none; the first read opens
+/// them, a store unloading idle headers closes them (not while a read holds one), the next
+/// read opens them again (rebuilding a file found corrupt), and the answers and Info are the
+/// eager store's.
+#[test]
+fn lazy_index_headers_load_on_first_read_and_unload_when_idle() {
+    let f = fixture();
+    let n = f.disk.len() as u64;
+    let lazy = f.store_with(BucketStoreOptions {
+        lazy_index_header: true,
+        index_header_idle_timeout: std::time::Duration::from_millis(1),
+        ..BucketStoreOptions::default()
+    });
+    assert_eq!(lazy.fetch_stats().requests(), 3 * n, "headers built at sync");
+    assert!(lazy.blocks().iter().all(|b| !b.header_loaded()), "none opened at sync");
+    assert_eq!(lazy.header_metrics().loads(), 0);
+    let eager = f.store();
+    assert_eq!(eager.fetch_stats().requests(), 0, "headers kept by the lazy store");
+    assert!(eager.blocks().iter().all(|b| b.header_loaded()));
+    assert_eq!(lazy.info(), eager.info(), "Info from meta.json alone");
+    assert!(lazy.blocks().iter().all(|b| !b.header_loaded()));
+
+    let reqs = [
+        SelectRequest::new(vec![m(MatchOp::Equal, "__name__", "up")], i64::MIN, i64::MAX),
+        SelectRequest::new(vec![m(MatchOp::Regex, "instance", "host-00[1-3].*")], START, START + HOUR),
+    ];
+    let names = LabelsRequest::new(vec![], i64::MIN, i64::MAX);
+    let answers = |s: &BucketStore| {
+        let selected: Vec<Vec<SeriesChunks>> = reqs.iter().map(|r| select(s, r)).collect();
+        (selected, s.label_names(&names).unwrap().values, s.label_values("job", &names).unwrap().values)
+    };
+    let want = answers(&eager);
+    assert_eq!(answers(&lazy), want);
+    assert_eq!(lazy.header_metrics().loads(), n, "each header opened once");
+    assert!(lazy.blocks().iter().all(|b| b.header_loaded()));
+
+    // A read holding a header keeps it open.
+    let block = lazy.blocks()[0].clone();
+    let held = block.header().unwrap();
+    strata_testkit::wait_for("idle headers to be unloaded", std::time::Duration::from_secs(10), || {
+        lazy.unload_idle_headers();
+        match lazy.blocks().iter().filter(|b| b.header_loaded()).count() {
+            1 => Ok(()),
+            k => Err(format!("{k} headers open")),
+        }
+    })
+    .unwrap();
+    assert!(block.header_loaded(), "held by a read");
+    assert_eq!(lazy.header_metrics().unloads(), n - 1);
+    drop(held);
+    strata_testkit::wait_for("the last header to be unloaded", std::time::Duration::from_secs(10), || {
+        if lazy.unload_idle_headers() == 1 {
+            Ok(())
+        } else {
+            Err("still open".into())
+        }
+    })
+    .unwrap();
+    assert_eq!(lazy.header_metrics().unloads(), n);
+
+    // Reopened on the next read; a header file corrupted meanwhile is built again.
+    let path = f.data_dir.join(block.id().to_string()).join(HEADER_FILENAME);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(answers(&lazy), want);
+    assert_eq!(lazy.header_metrics().loads(), 2 * n);
+    assert_eq!(lazy.header_metrics().load_failures(), 0);
+    assert!(std::fs::read(&path).unwrap() != bytes, "rebuilt");
+
+    // A header that cannot be built fails the read and counts as a failed load.
+    strata_testkit::wait_for("the header to be unloaded", std::time::Duration::from_secs(10), || {
+        lazy.unload_idle_headers();
+        if block.header_loaded() {
+            Err("still open".into())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let index = f.bucket_root.join(block.id().to_string()).join("index");
+    let index_bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, vec![0u8; index_bytes.len()]).unwrap();
+    assert!(BlockStorage(block.clone()).select(&reqs[0]).is_err());
+    assert_eq!(lazy.header_metrics().load_failures(), 1);
+    assert!(!block.header_loaded());
 }
 
 /// Blocks added, deleted and marked for deletion are picked up at the next sync; a block

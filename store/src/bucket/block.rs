@@ -6,17 +6,25 @@
 //! Reads are synchronous, as the read interface is: they block the calling thread on the
 //! runtime whose handle the block holds, so they must not be called from inside that runtime's
 //! async tasks (the StoreAPI server reads on blocking threads).
+//!
+//! The header is opened at load, or with [`BlockShared::lazy`] only at its first use and closed
+//! again after a while unused ([`BucketBlock::unload_if_idle`]), as Thanos's
+//! `LazyBinaryReader` (pkg/block/indexheader/lazy_binary_reader.go): a store of many blocks
+//! then maps only the headers queries need.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use strata_shipper::Bucket;
 use strata_storage::{
@@ -90,17 +98,106 @@ impl FetchStats {
     }
 }
 
-/// A block in the bucket with its index header loaded.
+/// Thanos's counters of lazy index-header loads and unloads (`thanos_bucket_store_indexheader_*`),
+/// shared by every block of a store.
+#[derive(Debug)]
+pub struct HeaderMetrics {
+    loads: Counter,
+    load_failures: Counter,
+    unloads: Counter,
+    /// Registered for Thanos's dashboards; dropping a mapping reports no failure, so it stays 0.
+    unload_failures: Counter,
+    load_duration: Histogram,
+}
+
+impl Default for HeaderMetrics {
+    fn default() -> Self {
+        HeaderMetrics {
+            loads: Counter::default(),
+            load_failures: Counter::default(),
+            unloads: Counter::default(),
+            unload_failures: Counter::default(),
+            // Thanos's buckets.
+            load_duration: Histogram::new([
+                0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1., 2., 5., 15., 30., 60., 90., 120., 300.,
+            ]),
+        }
+    }
+}
+
+impl HeaderMetrics {
+    /// Lazy loads so far.
+    pub fn loads(&self) -> u64 {
+        self.loads.get()
+    }
+
+    /// Lazy loads that failed.
+    pub fn load_failures(&self) -> u64 {
+        self.load_failures.get()
+    }
+
+    /// Headers unloaded for being idle.
+    pub fn unloads(&self) -> u64 {
+        self.unloads.get()
+    }
+
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "thanos_bucket_store_indexheader_lazy_load",
+            "Total number of index-header lazy load operations.",
+            self.loads.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_indexheader_lazy_load_failed",
+            "Total number of failed index-header lazy load operations.",
+            self.load_failures.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_indexheader_lazy_unload",
+            "Total number of index-header lazy unload operations.",
+            self.unloads.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_indexheader_lazy_unload_failed",
+            "Total number of failed index-header lazy unload operations.",
+            self.unload_failures.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_indexheader_lazy_load_duration_seconds",
+            "Duration of the index-header lazy loading in seconds.",
+            self.load_duration.clone(),
+        );
+    }
+}
+
+/// What every block of a store shares: the runtime reads block on, the fetch counters, the
+/// index cache, the chunk pool, and how headers are loaded.
+#[derive(Clone)]
+pub(crate) struct BlockShared {
+    pub handle: Handle,
+    pub stats: Arc<FetchStats>,
+    pub cache: Arc<IndexCache>,
+    pub pool: Arc<ChunkPool>,
+    pub headers: Arc<HeaderMetrics>,
+    /// Open headers at first use instead of at load (`--store.enable-index-header-lazy-reader`).
+    pub lazy: bool,
+}
+
+/// A block in the bucket, with its index header kept in `<data-dir>/<ULID>/index-header` and
+/// open (memory-mapped) while loaded.
 pub struct BucketBlock {
     meta: BlockMeta,
     labels: Labels,
     fetcher: Fetcher,
-    header: IndexHeader,
+    index_len: u64,
+    header_path: PathBuf,
+    header: RwLock<Option<Arc<IndexHeader>>>,
+    /// When the header was last asked for, in ms after `created`.
+    used_at: AtomicU64,
+    created: Instant,
     /// Size of each chunk segment object, by segment index (`chunks/000001` is 0).
     segments: HashMap<u32, u64>,
-    handle: Handle,
-    cache: Arc<IndexCache>,
-    pool: Arc<ChunkPool>,
+    shared: BlockShared,
 }
 
 /// The bytes of chunk data all reads of a store may hold at once (Thanos's `--chunk-pool-size`):
@@ -212,45 +309,76 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// Builds the header file of the index at `key` and writes it to `path` atomically,
+    /// checked first.
+    async fn keep_header(&self, key: &str, index_len: u64, path: &Path) -> strata_tsdb::Result<()> {
+        let bytes = Bytes::from(self.build_header(key, index_len).await?);
+        IndexHeader::from_header_file(Path::new(key), bytes.clone())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| strata_tsdb::Error::io("create dir", dir, e))?;
+        }
+        strata_tsdb::fileutil::write_atomic(path, &bytes)?;
+        debug!(index = key, bytes = bytes.len(), "built index header");
+        Ok(())
+    }
+}
+
+/// The header file at `path` opened, if it is there, readable and made for an index of
+/// `index_len` bytes; the reason it is not is logged.
+fn open_kept_header(index_key: &str, index_len: u64, path: &Path) -> Option<IndexHeader> {
+    match IndexHeader::open_header_file(Path::new(index_key), path) {
+        Ok(h) if h.index_len() == index_len => Some(h),
+        Ok(h) => {
+            warn!(
+                index = index_key,
+                built_for = h.index_len(),
+                index_len,
+                "index header is for another index; rebuilding it"
+            );
+            None
+        }
+        Err(strata_tsdb::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!(index = index_key, error = %e, "index header unreadable; rebuilding it");
+            None
+        }
+    }
+}
+
 fn bucket_error(op: &'static str, key: &str, e: strata_shipper::Error) -> strata_tsdb::Error {
     strata_tsdb::Error::io(op, key, std::io::Error::other(e.to_string()))
 }
 
 impl BucketBlock {
-    /// Loads the block `meta` describes: lists its objects, then reads its index header from
-    /// `<data_dir>/<ULID>/index-header`, building that file from ranged reads of the index when
-    /// it is missing, unreadable or made for another index.
-    pub async fn load(
+    /// Loads the block `meta` describes, whose objects (paths relative to the block's directory,
+    /// with their sizes) are `objects`: makes sure its index header is
+    /// in `<data_dir>/<ULID>/index-header`, building that file from ranged reads of the index
+    /// when it is missing (and, when not lazy, when it is unreadable or made for another index),
+    /// and opens it unless headers are opened lazily.
+    pub(crate) async fn load(
         bucket: &Bucket,
         meta: BlockMeta,
+        objects: &HashMap<String, u64>,
         data_dir: &Path,
-        handle: Handle,
-        stats: Arc<FetchStats>,
-        cache: Arc<IndexCache>,
-        pool: Arc<ChunkPool>,
+        shared: BlockShared,
     ) -> strata_tsdb::Result<BucketBlock> {
         let id = meta.ulid;
-        let objects =
-            bucket.list_recursive(&id.to_string()).await.map_err(|e| bucket_error("list", &id.to_string(), e))?;
-        let prefix = format!("{id}/");
         let mut index_len = None;
         let mut segments = HashMap::new();
-        for o in &objects {
-            let Some(rel) = o.location.as_ref().strip_prefix(&prefix) else { continue };
+        for (rel, &size) in objects {
             if rel == INDEX_FILENAME {
-                index_len = Some(o.size);
+                index_len = Some(size);
             } else if let Some(n) = rel.strip_prefix("chunks/").and_then(|n| n.parse::<u32>().ok()) {
                 if let Some(index) = n.checked_sub(1) {
-                    segments.insert(index, o.size);
+                    segments.insert(index, size);
                 }
             }
         }
         // A meta.json that lists the files with sizes vouches for them: a file missing or of
         // another size (a truncated upload) makes the block unusable.
-        let sizes: HashMap<&str, u64> =
-            objects.iter().filter_map(|o| Some((o.location.as_ref().strip_prefix(&prefix)?, o.size))).collect();
         for f in meta.thanos.iter().flat_map(|t| &t.files).filter(|f| f.rel_path != META_FILENAME) {
-            let found = sizes.get(f.rel_path.as_str()).copied();
+            let found = objects.get(f.rel_path.as_str()).copied();
             if found.is_none() || f.size_bytes.is_some_and(|want| Some(want) != found) {
                 return Err(strata_tsdb::Error::CorruptFile {
                     path: PathBuf::from(format!("{id}/{}", f.rel_path)),
@@ -266,33 +394,22 @@ impl BucketBlock {
             path: PathBuf::from(&index_key),
             message: "the block has no index".into(),
         })?;
-        let dir = data_dir.join(id.to_string());
-        let header_path = dir.join(HEADER_FILENAME);
-        let header = match IndexHeader::open_header_file(Path::new(&index_key), &header_path) {
-            Ok(h) if h.index_len() == index_len => Some(h),
-            Ok(h) => {
-                warn!(block = %id, built_for = h.index_len(), index_len, "index header is for another index; rebuilding it");
-                None
+        let header_path = data_dir.join(id.to_string()).join(HEADER_FILENAME);
+        let fetcher = Fetcher { bucket: bucket.clone(), stats: shared.stats.clone() };
+        let header = if shared.lazy {
+            // As Thanos: a header file that exists is trusted until its first use, which
+            // rebuilds it if it turns out unreadable.
+            if !header_path.exists() {
+                fetcher.keep_header(&index_key, index_len, &header_path).await?;
             }
-            Err(strata_tsdb::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                warn!(block = %id, error = %e, "index header unreadable; rebuilding it");
-                None
-            }
-        };
-        let fetcher = Fetcher { bucket: bucket.clone(), stats };
-        let header = match header {
-            Some(h) => h,
-            None => {
-                let bytes = Bytes::from(fetcher.build_header(&index_key, index_len).await?);
-                // Checked before it is kept, then used through the kept file.
-                IndexHeader::from_header_file(Path::new(&index_key), bytes.clone())?;
-                std::fs::create_dir_all(&dir).map_err(|e| strata_tsdb::Error::io("create dir", &dir, e))?;
-                strata_tsdb::fileutil::write_atomic(&header_path, &bytes)?;
-                drop(bytes);
-                let header = IndexHeader::open_header_file(Path::new(&index_key), &header_path)?;
-                debug!(block = %id, bytes = header.size_bytes(), "built index header");
-                header
+            None
+        } else {
+            match open_kept_header(&index_key, index_len, &header_path) {
+                Some(h) => Some(Arc::new(h)),
+                None => {
+                    fetcher.keep_header(&index_key, index_len, &header_path).await?;
+                    Some(Arc::new(IndexHeader::open_header_file(Path::new(&index_key), &header_path)?))
+                }
             }
         };
         let labels: Vec<(&str, &str)> = meta
@@ -300,7 +417,79 @@ impl BucketBlock {
             .as_ref()
             .map(|t| t.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect())
             .unwrap_or_default();
-        Ok(BucketBlock { labels: Labels::from_pairs(&labels), meta, fetcher, header, segments, handle, cache, pool })
+        Ok(BucketBlock {
+            labels: Labels::from_pairs(&labels),
+            meta,
+            fetcher,
+            index_len,
+            header_path,
+            header: RwLock::new(header),
+            used_at: AtomicU64::new(0),
+            created: Instant::now(),
+            segments,
+            shared,
+        })
+    }
+
+    /// The block's index header, opened now if it is not (counted as a lazy load; one load at
+    /// a time, the others wait for it). A header file that is missing, unreadable or made for
+    /// another index is built again from the bucket.
+    pub fn header(&self) -> Result<Arc<IndexHeader>, StorageError> {
+        self.used_at.store(self.created.elapsed().as_millis() as u64, Ordering::Release);
+        if let Some(h) = self.header.read().as_ref() {
+            return Ok(h.clone());
+        }
+        let slot = self.header.upgradable_read();
+        if let Some(h) = slot.as_ref() {
+            return Ok(h.clone());
+        }
+        let started = Instant::now();
+        self.shared.headers.loads.inc();
+        debug!(block = %self.id(), "lazy loading index header");
+        let index_key = self.index_key();
+        let opened = match open_kept_header(&index_key, self.index_len, &self.header_path) {
+            Some(h) => Ok(h),
+            None => self
+                .shared
+                .handle
+                .block_on(self.fetcher.keep_header(&index_key, self.index_len, &self.header_path))
+                .and_then(|()| IndexHeader::open_header_file(Path::new(&index_key), &self.header_path)),
+        };
+        let header = match opened {
+            Ok(h) => Arc::new(h),
+            Err(e) => {
+                self.shared.headers.load_failures.inc();
+                warn!(block = %self.id(), error = %e, "lazy loading the index header failed");
+                return Err(e.into());
+            }
+        };
+        *RwLockUpgradableReadGuard::upgrade(slot) = Some(header.clone());
+        self.shared.headers.load_duration.observe(started.elapsed().as_secs_f64());
+        Ok(header)
+    }
+
+    /// Whether the index header is open now.
+    pub fn header_loaded(&self) -> bool {
+        self.header.read().is_some()
+    }
+
+    /// Closes a lazily opened header unused for `idle` or longer that no read holds; says
+    /// whether it did. The next read opens it again.
+    pub fn unload_if_idle(&self, idle: Duration) -> bool {
+        if !self.shared.lazy {
+            return false;
+        }
+        let mut slot = self.header.write();
+        let Some(h) = slot.as_ref() else { return false };
+        let unused = self.created.elapsed().saturating_sub(Duration::from_millis(self.used_at.load(Ordering::Acquire)));
+        // A read that holds the header keeps it (and its mapping) alive anyway.
+        if unused < idle || Arc::strong_count(h) > 1 {
+            return false;
+        }
+        *slot = None;
+        self.shared.headers.unloads.inc();
+        debug!(block = %self.id(), "unloaded idle index header");
+        true
     }
 
     pub fn meta(&self) -> &BlockMeta {
@@ -314,10 +503,6 @@ impl BucketBlock {
     /// The block's external labels (its meta.json's Thanos labels).
     pub fn labels(&self) -> &Labels {
         &self.labels
-    }
-
-    pub fn header(&self) -> &IndexHeader {
-        &self.header
     }
 
     /// Whether the block holds samples in `[mint, maxt]` (meta.json's max time is exclusive).
@@ -339,7 +524,7 @@ impl BucketBlock {
         pool: Option<&Arc<ChunkPool>>,
     ) -> Result<Vec<Bytes>, StorageError> {
         let parts = partition(ranges, MAX_GAP);
-        let fetched: Vec<Bytes> = self.handle.block_on(
+        let fetched: Vec<Bytes> = self.shared.handle.block_on(
             futures::stream::iter(parts.iter().map(|p| self.read(key, p.range.clone(), pool)))
                 .buffered(FETCH_CONCURRENCY)
                 .try_collect(),
@@ -359,7 +544,7 @@ impl BucketBlock {
             }
         }
         if !short.is_empty() {
-            let again: Vec<Bytes> = self.handle.block_on(
+            let again: Vec<Bytes> = self.shared.handle.block_on(
                 futures::stream::iter(short.iter().map(|(_, r)| self.read(key, r.clone(), pool)))
                     .buffered(FETCH_CONCURRENCY)
                     .try_collect(),
@@ -400,21 +585,22 @@ impl BucketBlock {
     /// The postings lists of `keys`, from the cache or fetched together.
     fn fetch_postings(&self, keys: Vec<(String, String)>) -> Result<HashMap<(String, String), Vec<u64>>, StorageError> {
         let id = self.meta.ulid;
+        let header = self.header()?;
         let mut out = HashMap::with_capacity(keys.len());
         let mut wanted = Vec::with_capacity(keys.len());
         let mut cache_keys = Vec::with_capacity(keys.len());
         for (name, value) in keys {
-            let Some(r) = self.header.postings_range(&name, &value)? else { continue };
+            let Some(r) = header.postings_range(&name, &value)? else { continue };
             wanted.push(r);
             cache_keys.push(CacheKey::Postings(id, name, value));
         }
-        let cached = self.cache.get_multi(&cache_keys);
+        let cached = self.shared.cache.get_multi(&cache_keys);
         let mut located = Vec::with_capacity(cache_keys.len());
         for ((r, key), hit) in wanted.into_iter().zip(cache_keys).zip(cached) {
             match hit {
                 Some(b) => {
                     let CacheKey::Postings(_, name, value) = key else { continue };
-                    let refs = self.header.decode_postings(&b, r.start, &name, &value)?;
+                    let refs = header.decode_postings(&b, r.start, &name, &value)?;
                     out.insert((name, value), refs);
                 }
                 None => located.push((r.start..r.end.max(r.start + 8), key)),
@@ -422,13 +608,13 @@ impl BucketBlock {
         }
         located.sort_by_key(|l| l.0.start);
         let ranges: Vec<Range<u64>> = located.iter().map(|l| l.0.clone()).collect();
-        let limit = self.header.index_len() - TOC_LEN as u64;
+        let limit = header.index_len() - TOC_LEN as u64;
         let lists = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::postings_entry_len, None)?;
         for ((r, key), b) in located.into_iter().zip(lists) {
             let CacheKey::Postings(_, name, value) = &key else { continue };
-            let refs = self.header.decode_postings(&b, r.start, name, value)?;
+            let refs = header.decode_postings(&b, r.start, name, value)?;
             let len = IndexHeader::postings_entry_len(&b).unwrap_or(b.len()).min(b.len());
-            self.cache.put(key.clone(), &b[..len]);
+            self.shared.cache.put(key.clone(), &b[..len]);
             if let CacheKey::Postings(_, name, value) = key {
                 out.insert((name, value), refs);
             }
@@ -438,13 +624,14 @@ impl BucketBlock {
 
     /// The refs of the series matching `matchers`, with the lists they need fetched at once.
     fn select_refs(&self, matchers: &[Matcher]) -> Result<Vec<u64>, StorageError> {
-        let keys = postings_keys(&HeaderValues(&self.header), matchers)?;
+        let header = self.header()?;
+        let keys = postings_keys(&HeaderValues(&header), matchers)?;
         // A matcher that rejects "" selects nothing when none of its values has a list: the
         // answer is empty and nothing needs fetching.
         for m in matchers.iter().filter(|m| !m.matches_empty()) {
             let mut found = false;
             for (n, v) in keys.iter().filter(|(n, v)| *n == m.name && m.matches(v)) {
-                if self.header.postings_range(n, v)?.is_some() {
+                if header.postings_range(n, v)?.is_some() {
                     found = true;
                     break;
                 }
@@ -454,7 +641,7 @@ impl BucketBlock {
             }
         }
         let lists = self.fetch_postings(keys)?;
-        Ok(postings_for_matchers(&Fetched { header: &self.header, lists }, matchers)?)
+        Ok(postings_for_matchers(&Fetched { header: &header, lists }, matchers)?)
     }
 
     /// The series entries of `refs` (ascending), from the cache or fetched, each decoded by
@@ -465,26 +652,25 @@ impl BucketBlock {
         mut each: impl FnMut(u64, Labels, &[ChunkMeta]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let id = self.meta.ulid;
+        let header = self.header()?;
         let keys: Vec<CacheKey> = refs.iter().map(|&r| CacheKey::Series(id, r)).collect();
-        let mut entries = self.cache.get_multi(&keys);
+        let mut entries = self.shared.cache.get_multi(&keys);
         let missing: Vec<usize> = (0..refs.len()).filter(|&i| entries[i].is_none()).collect();
         if !missing.is_empty() {
-            let starts = missing
-                .iter()
-                .map(|&i| self.header.series_offset(refs[i]))
-                .collect::<strata_tsdb::Result<Vec<u64>>>()?;
-            let limit = self.header.index_len() - TOC_LEN as u64;
+            let starts =
+                missing.iter().map(|&i| header.series_offset(refs[i])).collect::<strata_tsdb::Result<Vec<u64>>>()?;
+            let limit = header.index_len() - TOC_LEN as u64;
             let ranges = Self::entry_ranges(&starts, limit);
             let fetched = self.fetch(&self.index_key(), &ranges, limit, IndexHeader::series_entry_len, None)?;
             for (i, b) in missing.into_iter().zip(fetched) {
                 let len = IndexHeader::series_entry_len(&b).unwrap_or(b.len()).min(b.len());
-                self.cache.put(CacheKey::Series(id, refs[i]), &b[..len]);
+                self.shared.cache.put(CacheKey::Series(id, refs[i]), &b[..len]);
                 entries[i] = Some(b);
             }
         }
         let mut metas = Vec::new();
         for (&r, b) in refs.iter().zip(entries) {
-            let labels = self.header.decode_series(r, &b.unwrap_or_default(), &mut metas)?;
+            let labels = header.decode_series(r, &b.unwrap_or_default(), &mut metas)?;
             each(r, labels, &metas)?;
         }
         Ok(())
@@ -506,7 +692,7 @@ impl BucketBlock {
             };
             let starts: Vec<u64> = group.iter().map(|r| r & 0xffff_ffff).collect();
             let ranges = Self::entry_ranges(&starts, size);
-            let records = self.fetch(&key, &ranges, size, chunk_record_len, Some(&self.pool))?;
+            let records = self.fetch(&key, &ranges, size, chunk_record_len, Some(&self.shared.pool))?;
             for ((&r, &offset), b) in group.iter().zip(&starts).zip(records) {
                 out.insert(r, decode_chunk(&b, Path::new(&key), offset)?);
             }
@@ -642,7 +828,7 @@ impl Storage for BlockStorage {
             return Ok(LabelsAnswer::default());
         }
         let mut names = if req.matchers.is_empty() {
-            block.header.label_names()
+            block.header()?.label_names()
         } else {
             let refs = block.select_refs(&req.matchers)?;
             let mut names = BTreeSet::new();
@@ -664,10 +850,14 @@ impl Storage for BlockStorage {
 
     fn label_values(&self, name: &str, req: &LabelsRequest) -> Result<LabelsAnswer, StorageError> {
         let block = &self.0;
-        if !block.overlaps(req.min_time, req.max_time) || !block.header.has_label(name) {
+        if !block.overlaps(req.min_time, req.max_time) {
             return Ok(LabelsAnswer::default());
         }
-        let all = block.header.label_values(name)?;
+        let header = block.header()?;
+        if !header.has_label(name) {
+            return Ok(LabelsAnswer::default());
+        }
+        let all = header.label_values(name)?;
         let mut values = if req.matchers.is_empty() {
             all
         } else {

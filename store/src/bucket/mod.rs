@@ -8,7 +8,7 @@ pub mod block;
 pub mod cache;
 pub mod partition;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use tokio::runtime::Handle;
 use tracing::{info, warn};
 use ulid::Ulid;
 
-use self::block::{BlockStorage, BucketBlock, ChunkPool, FetchStats};
+use self::block::{BlockShared, BlockStorage, BucketBlock, ChunkPool, FetchStats, HeaderMetrics};
 use self::cache::IndexCache;
 pub use self::cache::{IndexCacheBackend, IndexCacheConfig};
 use crate::external::ExternalLabels;
@@ -62,6 +62,13 @@ pub struct BucketStoreOptions {
     /// Which blocks this store serves, by their external labels and `__block_id`
     /// (`--selector.relabel-config`); no rules serve every block.
     pub selector: Relabel,
+    /// Open each block's index header at its first read instead of at load
+    /// (`--store.enable-index-header-lazy-reader`; off by default, as in Thanos v0.42).
+    pub lazy_index_header: bool,
+    /// With lazy headers, a header unused this long is closed by
+    /// [`BucketStore::unload_idle_headers`] (`--store.index-header-lazy-reader-idle-timeout`);
+    /// zero keeps them open.
+    pub index_header_idle_timeout: Duration,
 }
 
 /// A time (ms): absolute, or relative to the moment it is used (Thanos's
@@ -101,6 +108,8 @@ impl Default for BucketStoreOptions {
             index_cache: IndexCacheConfig::in_memory(250 << 20),
             chunk_pool_size: 2 << 30,
             selector: Relabel::default(),
+            lazy_index_header: false,
+            index_header_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -111,6 +120,8 @@ impl Default for BucketStoreOptions {
 pub enum SyncError {
     #[error("fetch block metas: {0}")]
     Fetch(#[from] strata_shipper::Error),
+    #[error("list the objects of the blocks to load: {0}")]
+    List(strata_shipper::Error),
 }
 
 /// Thanos's metric names for the meta sync (`thanos_blocks_meta_*`) and the bucket store
@@ -126,7 +137,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(registry: &mut Registry, fetch: &FetchStats) -> Self {
+    fn new(registry: &mut Registry, fetch: &FetchStats, headers: &HeaderMetrics) -> Self {
         let m = Metrics {
             meta: FetcherMetrics::new(registry),
             blocks_loaded: Gauge::default(),
@@ -161,6 +172,7 @@ impl Metrics {
             m.block_drop_failures.clone(),
         );
         fetch.register(registry);
+        headers.register(registry);
         m
     }
 }
@@ -171,10 +183,7 @@ pub struct BucketStore {
     fetcher: MetaFetcher,
     options: BucketStoreOptions,
     blocks: RwLock<BTreeMap<Ulid, Arc<BucketBlock>>>,
-    handle: Handle,
-    stats: Arc<FetchStats>,
-    cache: Arc<IndexCache>,
-    pool: Arc<ChunkPool>,
+    shared: BlockShared,
     metrics: Metrics,
     synced: AtomicBool,
 }
@@ -186,17 +195,23 @@ impl BucketStore {
             .with_consistency_delay(options.consistency_delay)
             .with_deletion_mark_delay(options.ignore_deletion_marks_delay);
         let stats = Arc::new(FetchStats::default());
-        let metrics = Metrics::new(registry, &stats);
+        let headers = Arc::new(HeaderMetrics::default());
+        let metrics = Metrics::new(registry, &stats, &headers);
         let cache = Arc::new(IndexCache::new(options.index_cache.clone(), handle.clone(), registry));
-        BucketStore {
-            cache,
+        let shared = BlockShared {
             pool: Arc::new(ChunkPool::new(options.chunk_pool_size)),
+            handle,
+            stats,
+            cache,
+            headers,
+            lazy: options.lazy_index_header,
+        };
+        BucketStore {
+            shared,
             bucket,
             fetcher,
             options,
             blocks: RwLock::new(BTreeMap::new()),
-            handle,
-            stats,
             metrics,
             synced: AtomicBool::new(false),
         }
@@ -209,12 +224,28 @@ impl BucketStore {
 
     /// Bytes of chunk data reads hold now.
     pub fn chunk_pool_used(&self) -> u64 {
-        self.pool.used()
+        self.shared.pool.used()
     }
 
     /// What the reads fetched from the bucket so far.
     pub fn fetch_stats(&self) -> &FetchStats {
-        &self.stats
+        &self.shared.stats
+    }
+
+    /// The lazy index-header loads and unloads so far.
+    pub fn header_metrics(&self) -> &HeaderMetrics {
+        &self.shared.headers
+    }
+
+    /// Closes the lazily opened index headers unused for the idle timeout (Thanos's reader
+    /// pool does this every tenth of it); returns how many. Nothing without lazy headers or
+    /// with a zero timeout.
+    pub fn unload_idle_headers(&self) -> usize {
+        let idle = self.options.index_header_idle_timeout;
+        if !self.options.lazy_index_header || idle.is_zero() {
+            return 0;
+        }
+        self.blocks().iter().filter(|b| b.unload_if_idle(idle)).count()
     }
 
     /// The loaded blocks.
@@ -245,18 +276,31 @@ impl BucketStore {
             info!(blocks = wanted.len(), to_load = to_load.len(), "first sync: loading blocks");
         }
         let total = to_load.len();
+        // One listing of the bucket for all the blocks to load, not one per block: a listing
+        // can cost as much as the bucket is large (moto scans every key for any prefix).
+        let mut objects: HashMap<Ulid, HashMap<String, u64>> = HashMap::new();
+        if !to_load.is_empty() {
+            let listed = match self.bucket.list_recursive("").await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.metrics.meta.sync_failures.inc();
+                    return Err(SyncError::List(e));
+                }
+            };
+            for o in listed {
+                let Some((dir, rel)) = o.location.as_ref().split_once('/') else { continue };
+                if let Ok(id) = Ulid::from_string(dir) {
+                    objects.entry(id).or_default().insert(rel.to_owned(), o.size);
+                }
+            }
+        }
         let mut loads = futures::stream::iter(to_load.into_iter().map(|meta| {
             let id = meta.ulid;
-            let load = BucketBlock::load(
-                &self.bucket,
-                meta,
-                &self.options.data_dir,
-                self.handle.clone(),
-                self.stats.clone(),
-                self.cache.clone(),
-                self.pool.clone(),
-            );
-            async move { (id, load.await) }
+            let files = objects.remove(&id).unwrap_or_default();
+            async move {
+                let load = BucketBlock::load(&self.bucket, meta, &files, &self.options.data_dir, self.shared.clone());
+                (id, load.await)
+            }
         }))
         .buffer_unordered(self.options.block_sync_concurrency.max(1));
         let (mut ok, mut failed) = (0usize, 0usize);
