@@ -43,20 +43,8 @@ days=1
 reps=3
 cache_size=250MB
 out=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --bucket) bucket_kind="$2"; shift 2 ;;
-        --blocks) blocks="$2"; shift 2 ;;
-        --block-series) block_series="$2"; shift 2 ;;
-        --series) series="$2"; shift 2 ;;
-        --days) days="$2"; shift 2 ;;
-        --reps) reps="$2"; shift 2 ;;
-        --index-cache-size) cache_size="$2"; shift 2 ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "${BASH_SOURCE[0]}")/flags.sh"
+parse_flags --bucket=bucket_kind --blocks=blocks --block-series=block_series --series=series --days=days --reps=reps --index-cache-size=cache_size --out=out -- "$@"
 case "$bucket_kind" in
     fs | s3) ;;
     *) echo "--bucket must be fs or s3, not $bucket_kind" >&2; exit 2 ;;
