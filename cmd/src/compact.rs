@@ -32,22 +32,8 @@ pub struct CompactArgs {
     /// Keep running, one pass every --wait-interval; without it one pass, then exit.
     #[arg(long = "wait")]
     wait: bool,
-    /// Time between passes with --wait.
-    #[arg(long = "wait-interval", default_value = "5m", value_parser = parse_duration_flag)]
-    wait_interval: i64,
-    /// Blocks uploaded less than this long ago are left alone (except compactor output).
-    #[arg(long = "consistency-delay", default_value = "30m", value_parser = parse_duration_flag)]
-    consistency_delay: i64,
-    /// How long a block marked for deletion stays before it is deleted; readers stop using it
-    /// meanwhile.
-    #[arg(long = "delete-delay", default_value = "48h", value_parser = parse_duration_flag)]
-    delete_delay: i64,
     #[command(flatten)]
-    retention: RetentionFlags,
-    /// Do not downsample: raw blocks of 40h and more are otherwise downsampled to 5m, 5m blocks
-    /// of 10 days and more to 1h.
-    #[arg(long = "downsampling.disable")]
-    downsampling_disable: bool,
+    pass: PassFlags,
     /// Blocks downsampled at once.
     #[arg(long = "downsample.concurrency", default_value_t = 1)]
     downsample_concurrency: usize,
@@ -115,21 +101,43 @@ pub struct StandaloneCompactArgs {
     /// Do not compact, downsample, apply retention or delete marked blocks in the bucket.
     #[arg(long = "compact.disable")]
     disable: bool,
-    /// Time between compaction passes.
+    #[command(flatten)]
+    pass: PassFlags,
+}
+
+/// The flags of the compactor's passes that `strata compact` and `strata standalone` share,
+/// with Thanos's names and defaults.
+#[derive(Args)]
+struct PassFlags {
+    /// Time between passes (`strata compact` with --wait).
     #[arg(long = "wait-interval", default_value = "5m", value_parser = parse_duration_flag)]
     wait_interval: i64,
-    /// Blocks uploaded less than this long ago are left alone by the compactor.
+    /// Blocks uploaded less than this long ago are left alone (except compactor output).
     #[arg(long = "consistency-delay", default_value = "30m", value_parser = parse_duration_flag)]
     consistency_delay: i64,
-    /// How long a block the compactor marked for deletion stays before it is deleted; the
-    /// store stops reading it meanwhile.
+    /// How long a block marked for deletion stays before it is deleted; readers stop using it
+    /// meanwhile.
     #[arg(long = "delete-delay", default_value = "48h", value_parser = parse_duration_flag)]
     delete_delay: i64,
     #[command(flatten)]
     retention: RetentionFlags,
-    /// Do not downsample raw blocks of 40h and more to 5m, 5m blocks of 10 days and more to 1h.
+    /// Do not downsample: raw blocks of 40h and more are otherwise downsampled to 5m, 5m blocks
+    /// of 10 days and more to 1h.
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
+}
+
+impl PassFlags {
+    /// `options` with these flags' settings.
+    fn apply(&self, options: CompactorOptions) -> CompactorOptions {
+        CompactorOptions {
+            consistency_delay: millis(self.consistency_delay),
+            delete_delay: millis(self.delete_delay),
+            retention: self.retention.retention(),
+            downsampling: !self.downsampling_disable,
+            ..options
+        }
+    }
 }
 
 /// Standalone's compactor, ready to run: its metrics are registered when it is made.
@@ -153,17 +161,10 @@ impl StandaloneCompactArgs {
             return Ok(None);
         }
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let options = CompactorOptions {
-            data_dir,
-            consistency_delay: millis(self.consistency_delay),
-            delete_delay: millis(self.delete_delay),
-            retention: self.retention.retention(),
-            downsampling: !self.downsampling_disable,
-            ..CompactorOptions::default()
-        };
+        let options = self.pass.apply(CompactorOptions { data_dir, ..CompactorOptions::default() });
         let metrics = CompactMetrics::with_meta(metrics.registry_mut(), FetcherMetrics::new(&mut Default::default()));
         let compactor = Arc::new(Compactor::new(bucket, options, metrics).with_view(view));
-        Ok(Some(StandaloneCompactor { compactor, interval: millis(self.wait_interval) }))
+        Ok(Some(StandaloneCompactor { compactor, interval: millis(self.pass.wait_interval) }))
     }
 }
 
@@ -218,11 +219,8 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     }
     let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("create --data-dir {}", a.data_dir.display()))?;
-    let options = CompactorOptions {
+    let options = a.pass.apply(CompactorOptions {
         data_dir: a.data_dir.clone(),
-        consistency_delay: millis(a.consistency_delay),
-        delete_delay: millis(a.delete_delay),
-        retention: a.retention.retention(),
         vertical_compaction: a.vertical_compaction,
         replica_labels: a.replica_labels.clone(),
         chunk_merge,
@@ -231,10 +229,9 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         block_files_concurrency: a.block_files_concurrency,
         selector: selector.clone(),
         skip_out_of_order_chunks: a.skip_out_of_order_chunks,
-        downsampling: !a.downsampling_disable,
         downsample_concurrency: a.downsample_concurrency,
         ..CompactorOptions::default()
-    };
+    });
     let build = build_info();
     let mut metrics = Metrics::for_process(&build);
     let view = Arc::new(BlocksView::new(&a.web.label));
@@ -264,7 +261,7 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
     let http_task = serve_http(http, router, stop_rx, "http");
 
     let result = if a.wait {
-        run_waiting(&compactor, millis(a.wait_interval), shutdown_signal()).await;
+        run_waiting(&compactor, millis(a.pass.wait_interval), shutdown_signal()).await;
         tracing::info!("shutting down");
         Ok(())
     } else {

@@ -34,11 +34,34 @@ fn write(addr: &str, value: f64) {
     remote_write(addr, "/api/v1/receive", &v1::WriteRequest { timeseries: vec![ts], ..Default::default() });
 }
 
-/// The latest value of the recorded `answer:sum`, read through a querier over the ruler's
-/// StoreAPI.
-fn recorded(querier: &str) -> Result<String, String> {
-    let v = get_json(querier, &format!("/api/v1/query?query={}", url_encode("answer:sum")))?;
-    v["data"]["result"][0]["value"][1].as_str().map(str::to_owned).ok_or_else(|| format!("not yet: {v}"))
+/// Waits until the latest value of the recorded `answer:sum`, read through `querier` over
+/// the ruler's StoreAPI, is `want`: the answer of the query API named by `source`.
+fn wait_recorded(querier: &Node, want: &str, source: &str) {
+    wait_for(&format!("{source}'s answer recorded"), Duration::from_secs(60), || {
+        let v = get_json(querier.http(), &format!("/api/v1/query?query={}", url_encode("answer:sum")))?;
+        let value = v["data"]["result"][0]["value"][1].as_str().ok_or_else(|| format!("not yet: {v}"))?;
+        (value == want).then_some(()).ok_or_else(|| value.to_owned())
+    })
+    .unwrap();
+}
+
+/// `strata rule` on a new slot of `fleet` evaluating `rules` every second, asking its peers
+/// as `flags` say, with external label `ruler=<name>`; and a querier over its StoreAPI.
+fn start_ruler(fleet: &mut Fleet, rules: &std::path::Path, name: &str, flags: &[String]) -> (Node, Node) {
+    let slot = fleet.slot("rule");
+    let mut args = vec!["rule".to_owned(), format!("--rule-file={}", rules.display())];
+    args.extend(flags.iter().cloned());
+    args.extend([
+        "--eval-interval=1s".to_owned(),
+        format!("--label=ruler=\"{name}\""),
+        format!("--data-dir={}", slot.data_dir.display()),
+        format!("--http-address={}", slot.http),
+        format!("--grpc-address={}", slot.grpc),
+    ]);
+    let ruler = Node::start(strata_bin(), &slot, &args);
+    let qslot = fleet.slot("query");
+    let querier = Node::start(strata_bin(), &qslot, qslot.query_args(&[&slot.grpc]));
+    (ruler, querier)
 }
 
 #[test]
@@ -73,27 +96,12 @@ fn ruler_configured_by_config_files() {
     let am_config = dir.path().join("alertmanagers.yml");
     std::fs::write(&am_config, format!("alertmanagers:\n  - static_configs: ['{am_addr}']\n    timeout: 5s\n"))
         .unwrap();
-    let slot = fleet.slot("rule");
-    let args = vec![
-        "rule".to_owned(),
-        format!("--rule-file={}", rules.display()),
+    let flags = [
         format!("--query.config-file={}", query_config.display()),
         format!("--alertmanagers.config-file={}", am_config.display()),
-        "--eval-interval=1s".to_owned(),
-        "--label=ruler=\"files\"".to_owned(),
-        format!("--data-dir={}", slot.data_dir.display()),
-        format!("--http-address={}", slot.http),
-        format!("--grpc-address={}", slot.grpc),
     ];
-    let ruler = Node::start(strata_bin(), &slot, &args);
-    let qslot = fleet.slot("query");
-    let querier = Node::start(strata_bin(), &qslot, qslot.query_args(&[&slot.grpc]));
-
-    wait_for("the static query API's answer recorded", Duration::from_secs(60), || {
-        let v = recorded(querier.http())?;
-        (v == "1").then_some(()).ok_or(v)
-    })
-    .unwrap();
+    let (ruler, querier) = start_ruler(&mut fleet, &rules, "files", &flags);
+    wait_recorded(&querier, "1", "the static query API");
     // Alertmanager has the alert (sent through the v1 API, Thanos's default), with the
     // ruler's external labels.
     let in_am = common::alert_in_alertmanager(&am_addr, "AnswerPresent");
@@ -102,11 +110,7 @@ fn ruler_configured_by_config_files() {
 
     // The SD file now names the second query API, listed first: the ruler asks it.
     std::fs::write(&sd, format!("- targets: ['{}']\n", api_b.http())).unwrap();
-    wait_for("the SD file's query API's answer recorded", Duration::from_secs(60), || {
-        let v = recorded(querier.http())?;
-        (v == "2").then_some(()).ok_or(v)
-    })
-    .unwrap();
+    wait_recorded(&querier, "2", "the SD file's query API");
     let rules_api = get_json(ruler.http(), "/api/v1/rules").unwrap();
     assert_eq!(rules_api["data"]["groups"][0]["rules"][0]["health"], "ok", "{rules_api}");
     // The Rules and Alerts pages on the ruler's port.
@@ -147,28 +151,13 @@ fn ruler_with_query_sd_files_and_alert_relabelling() {
     std::fs::write(&sd, format!("[{{\"targets\": [\"{}\"]}}]\n", api_a.http())).unwrap();
     let relabel = "- source_labels: [severity]\n  regex: debug\n  action: drop\n\
                    - source_labels: [ruler]\n  target_label: team\n  replacement: team-$1\n";
-    let slot = fleet.slot("rule");
-    let args = vec![
-        "rule".to_owned(),
-        format!("--rule-file={}", rules.display()),
+    let flags = [
         format!("--query.sd-files={}", dir.path().join("queries*.json").display()),
         format!("--alertmanagers.url=http://{am_addr}"),
         format!("--alert.relabel-config={relabel}"),
-        "--eval-interval=1s".to_owned(),
-        "--label=ruler=\"sd\"".to_owned(),
-        format!("--data-dir={}", slot.data_dir.display()),
-        format!("--http-address={}", slot.http),
-        format!("--grpc-address={}", slot.grpc),
     ];
-    let ruler = Node::start(strata_bin(), &slot, &args);
-    let qslot = fleet.slot("query");
-    let querier = Node::start(strata_bin(), &qslot, qslot.query_args(&[&slot.grpc]));
-
-    wait_for("the SD file's query API's answer recorded", Duration::from_secs(60), || {
-        let v = recorded(querier.http())?;
-        (v == "1").then_some(()).ok_or(v)
-    })
-    .unwrap();
+    let (ruler, querier) = start_ruler(&mut fleet, &rules, "sd", &flags);
+    wait_recorded(&querier, "1", "the SD file's query API");
     let in_am = common::alert_in_alertmanager(&am_addr, "AnswerPresent");
     assert_eq!(in_am["labels"]["team"], "team-sd", "{in_am}");
     // Both alerts fire in the ruler; the debug one, evaluated in the same pass and sent
@@ -179,11 +168,7 @@ fn ruler_with_query_sd_files_and_alert_relabelling() {
     assert!(!all.to_string().contains("AnswerDebug"), "a dropped alert reached Alertmanager: {all}");
 
     std::fs::write(&sd, format!("[{{\"targets\": [\"{}\"]}}]\n", api_b.http())).unwrap();
-    wait_for("the rewritten SD file's query API's answer recorded", Duration::from_secs(60), || {
-        let v = recorded(querier.http())?;
-        (v == "2").then_some(()).ok_or(v)
-    })
-    .unwrap();
+    wait_recorded(&querier, "2", "the rewritten SD file's query API");
 }
 
 #[test]
