@@ -64,18 +64,31 @@ fn start_ruler(fleet: &mut Fleet, rules: &std::path::Path, name: &str, flags: &[
     (ruler, querier)
 }
 
-#[test]
-fn ruler_configured_by_config_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::new(dir.path());
-    // Two query APIs with different data: which one the ruler asked shows in the recorded value.
+/// What a ruler under test asks: two query APIs with different data (1 and 2 as `answer`, so
+/// the recorded value shows which one the ruler asked) and a real Alertmanager.
+struct Peers {
+    api_a: Node,
+    api_b: Node,
+    am: strata_testkit::Proc,
+    am_addr: String,
+}
+
+fn start_peers(fleet: &mut Fleet, dir: &std::path::Path) -> Peers {
     let a = fleet.slot("standalone-a");
     let b = fleet.slot("standalone-b");
     let api_a = Node::start(strata_bin(), &a, a.standalone_args());
     let api_b = Node::start(strata_bin(), &b, b.standalone_args());
     write(&a.remote_write, 1.0);
     write(&b.remote_write, 2.0);
-    let (_am, am_addr) = common::start_alertmanager(dir.path());
+    let (am, am_addr) = common::start_alertmanager(dir);
+    Peers { api_a, api_b, am, am_addr }
+}
+
+#[test]
+fn ruler_configured_by_config_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::new(dir.path());
+    let Peers { api_a, api_b, am: _am, am_addr } = start_peers(&mut fleet, dir.path());
 
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
@@ -131,13 +144,7 @@ fn ruler_configured_by_config_files() {
 fn ruler_with_query_sd_files_and_alert_relabelling() {
     let dir = tempfile::tempdir().unwrap();
     let mut fleet = Fleet::new(dir.path());
-    let a = fleet.slot("standalone-a");
-    let b = fleet.slot("standalone-b");
-    let api_a = Node::start(strata_bin(), &a, a.standalone_args());
-    let api_b = Node::start(strata_bin(), &b, b.standalone_args());
-    write(&a.remote_write, 1.0);
-    write(&b.remote_write, 2.0);
-    let (_am, am_addr) = common::start_alertmanager(dir.path());
+    let Peers { api_a, api_b, am: _am, am_addr } = start_peers(&mut fleet, dir.path());
 
     let rules = dir.path().join("rules.yml");
     std::fs::write(
