@@ -7,7 +7,9 @@
 # Per series count and server: start it and read its idle memory, load 2 h of samples 15 s apart
 # (480 per series) with `strata tools bench-write` (node_exporter/kubernetes-like label sets),
 # wait until it idles, read its memory, wait a minute and read it again, then stop it (SIGTERM)
-# and time a restart until it answers ready with that head. Memory is VmRSS and RssAnon from
+# and time a restart until it answers ready with that head. `prometheus3-snapshot` is Prometheus
+# 3.x with --enable-feature=memory-snapshot-on-shutdown, which restores its head from a snapshot
+# written at shutdown as strata does. Memory is VmRSS and RssAnon from
 # /proc/<pid>/status and Anonymous from /proc/<pid>/smaps_rollup, per active series net of the
 # idle server's reading before the load. CPU per sample is the server's utime + stime from the
 # start of the load until it idles afterwards (background work the load caused included), over
@@ -17,6 +19,7 @@
 # Usage: scripts/bench-head-memory.sh [--series "100000 1000000"] [--idle 60]
 #                                     [--servers "strata prometheus3 prometheus2 victoriametrics"]
 #                                     [--out DIR]
+#        (--servers also takes prometheus3-snapshot)
 # Environment: STRATA_BIN (default: build and use the release binary of this checkout).
 # Needs: `bash interop/build.sh` (Prometheus 3.x, VictoriaMetrics) and `apt-get install prometheus`.
 set -euo pipefail
@@ -34,7 +37,7 @@ victoriametrics="$repo/interop/bin/victoria-metrics"
 for server in $servers; do
     case "$server" in
         prometheus2) command -v prometheus >/dev/null || { echo "prometheus not in PATH (apt-get install prometheus)" >&2; exit 1; } ;;
-        prometheus3) [ -x "$prometheus3" ] || { echo "no $prometheus3: run bash interop/build.sh" >&2; exit 1; } ;;
+        prometheus3 | prometheus3-snapshot) [ -x "$prometheus3" ] || { echo "no $prometheus3: run bash interop/build.sh" >&2; exit 1; } ;;
         victoriametrics) [ -x "$victoriametrics" ] || { echo "no $victoriametrics: run bash interop/build.sh" >&2; exit 1; } ;;
         strata) ;;
         *) echo "unknown server $server" >&2; exit 2 ;;
@@ -70,11 +73,12 @@ start_server() {
             ready_url="http://127.0.0.1:$port/-/ready"
             write_url="http://127.0.0.1:$rw_port/api/v1/receive"
             ;;
-        prometheus2 | prometheus3)
-            local bin=prometheus
-            [ "$server" = prometheus3 ] && bin="$prometheus3"
+        prometheus2 | prometheus3 | prometheus3-snapshot)
+            local bin=prometheus features=()
+            [ "$server" != prometheus2 ] && bin="$prometheus3"
+            [ "$server" = prometheus3-snapshot ] && features=(--enable-feature=memory-snapshot-on-shutdown)
             printf 'global:\n  scrape_interval: 15s\n' >"$work/prometheus.yml"
-            "$bin" --web.enable-remote-write-receiver \
+            "$bin" --web.enable-remote-write-receiver "${features[@]}" \
                 --config.file "$work/prometheus.yml" \
                 --storage.tsdb.path "$work/data" \
                 --web.listen-address "127.0.0.1:$port" >>"$log" 2>&1 &

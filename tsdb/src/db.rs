@@ -20,7 +20,8 @@ use crate::block::meta::{BlockCompaction, BlockMeta};
 use crate::block::{open_blocks, remove_tmp_dirs, Block, BlockSeries, BlockWriter};
 use crate::gotext::format_g;
 use crate::head::{
-    chunk_files, AppendOutcome, AppendResult, ChunkFiles, Head, HeadAppender, HeadOptions, LoadedChunk, MemSeries,
+    chunk_files, snapshot, AppendOutcome, AppendResult, ChunkFiles, Head, HeadAppender, HeadOptions, LoadedChunk,
+    MemSeries,
 };
 use crate::labels::LabelsError;
 use crate::matchers::Matcher;
@@ -29,13 +30,27 @@ use crate::wal::{self, Record, ReplayStats, SeriesRef, Wal, WalOptions};
 use crate::{Error, Result};
 
 /// Options for a TSDB directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DbOptions {
     pub head: HeadOptions,
     pub wal: WalOptions,
     /// Blocks whose end is more than this many milliseconds before the newest block's end are
     /// deleted (Prometheus's time retention). `None` keeps everything.
     pub retention: Option<i64>,
+    /// Write a head snapshot at [`Db::close`], so the next open restores the head from it
+    /// instead of replaying the WAL (see [`snapshot`]).
+    pub snapshot_on_shutdown: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            head: HeadOptions::default(),
+            wal: WalOptions::default(),
+            retention: None,
+            snapshot_on_shutdown: true,
+        }
+    }
 }
 
 /// Decides whether retention may delete a block (e.g. only once it is shipped).
@@ -50,6 +65,9 @@ pub struct Db {
     blocks: RwLock<Vec<Arc<Block>>>,
     /// Held while a block is cut; `close` takes it so it never races a cut.
     cut_lock: Mutex<()>,
+    /// Read-held by a commit from its WAL write until its samples are in the head; `close`
+    /// write-holds it, so the head it snapshots has everything the WAL has.
+    commits: RwLock<()>,
     cutting: AtomicBool,
     closed: AtomicBool,
     deletable: RwLock<Option<DeletableFn>>,
@@ -75,6 +93,8 @@ pub struct HeadReplay {
     pub mapped_chunks: u64,
     /// Samples skipped because the head chunk files hold them.
     pub mapped_samples: u64,
+    /// Series restored from a head snapshot; when not zero, the WAL was not replayed.
+    pub snapshot_series: u64,
 }
 
 /// Hashes a series ref by one multiplication (Fibonacci hashing): refs are small, dense
@@ -159,17 +179,48 @@ fn replay_into(head: &Head, wal_dir: &Path, repair: bool, mapped: Vec<LoadedChun
 }
 
 /// The blocks of the TSDB in `dir` (oldest first) and a head rebuilt from its head chunk files
-/// and WAL, whose floor is the end of the newest block. With `repair`, a damaged WAL tail is cut
-/// off, damaged chunk files are removed and the head writes the chunks it closes to new ones;
-/// without, both are read up to the damage and nothing on disk changes.
+/// and either the head snapshot of its last clean shutdown (when the WAL ends where it was
+/// taken) or its WAL; the head's floor is the end of the newest block. With `repair`, a damaged
+/// WAL tail is cut off, damaged chunk files are removed, the head writes the chunks it closes to
+/// new ones and the snapshot is removed once used; without, both are read up to the damage and
+/// nothing on disk changes.
 pub(crate) fn load(dir: &Path, head: HeadOptions, repair: bool) -> Result<(Vec<Arc<Block>>, Head, HeadReplay)> {
     let blocks: Vec<Arc<Block>> = open_blocks(dir)?.into_iter().map(Arc::new).collect();
-    let (files, mapped) = ChunkFiles::open(&dir.join(chunk_files::DIR_NAME), repair)?;
-    let head = Head::with_chunk_files(head, files);
-    if let Some(end) = blocks.iter().map(|b| b.meta().max_time).max() {
-        head.raise_floor(end);
+    let floor = blocks.iter().map(|b| b.meta().max_time).max();
+    let new_head = |files: ChunkFiles| {
+        let head = Head::with_chunk_files(head.clone(), files);
+        if let Some(end) = floor {
+            head.raise_floor(end);
+        }
+        head
+    };
+    let chunks_dir = dir.join(chunk_files::DIR_NAME);
+    let wal_dir = dir.join("wal");
+    let mut restored = None;
+    if let Some(snap) = snapshot::read_matching(dir, wal::end(&wal_dir)?)? {
+        let (files, mapped) = ChunkFiles::open(&chunks_dir, repair)?;
+        let head = new_head(files);
+        let series = snap.series.len() as u64;
+        match head.restore(snap, mapped) {
+            Ok(mapped_chunks) => {
+                restored = Some((head, HeadReplay { snapshot_series: series, mapped_chunks, ..HeadReplay::default() }))
+            }
+            Err(error) => tracing::warn!(%error, "head snapshot does not fit the head chunk files; replaying the WAL"),
+        }
     }
-    let replay = replay_into(&head, &dir.join("wal"), repair, mapped)?;
+    let (head, replay) = match restored {
+        Some(restored) => restored,
+        None => {
+            let (files, mapped) = ChunkFiles::open(&chunks_dir, repair)?;
+            let head = new_head(files);
+            let replay = replay_into(&head, &wal_dir, repair, mapped)?;
+            (head, replay)
+        }
+    };
+    if repair {
+        // Appends follow; a crash after them must not find a snapshot of an older head.
+        snapshot::remove_all(dir)?;
+    }
     Ok((blocks, head, replay))
 }
 
@@ -194,6 +245,7 @@ impl Db {
             chunks_from_chunk_files = replay.mapped_chunks,
             samples_in_chunk_files = replay.mapped_samples,
             corruptions_repaired = replay.wal.corruptions_repaired,
+            series_from_snapshot = replay.snapshot_series,
             duration = ?started.elapsed(),
             "WAL replay completed"
         );
@@ -206,6 +258,7 @@ impl Db {
             wal,
             blocks: RwLock::new(blocks),
             cut_lock: Mutex::new(()),
+            commits: RwLock::new(()),
             cutting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             deletable: RwLock::new(None),
@@ -436,15 +489,33 @@ impl Db {
         Ok(())
     }
 
-    /// Waits for a running cut, then flushes and fsyncs the WAL. Later appends fail. Nothing is
-    /// cut early: the WAL covers the head.
+    /// Waits for a running cut and the commits in flight, then flushes and fsyncs the chunk
+    /// files and the WAL and, if configured, writes the head snapshot. Later appends fail.
+    /// Nothing is cut early: the WAL covers the head.
     pub fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         let _cut = self.cut_lock.lock();
+        let _commits = self.commits.write();
         if let Some(files) = self.head.chunk_files() {
             files.sync()?;
         }
-        self.wal.close()
+        self.wal.close()?;
+        if self.opts.snapshot_on_shutdown && self.head.chunk_files().is_some_and(ChunkFiles::writable) {
+            let start = Instant::now();
+            let Some(wal_end) = wal::end(self.wal.dir())? else {
+                return Ok(());
+            };
+            // Without it the next start replays the WAL, which has everything: a failure costs
+            // time, not data.
+            match snapshot::write(&self.head, &self.dir, wal_end) {
+                Ok(stats) => tracing::info!(
+                    dir = %stats.dir.display(), series = stats.series, bytes = stats.bytes,
+                    elapsed = ?start.elapsed(), "head snapshot written"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot write the head snapshot; the next start replays the WAL"),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -512,6 +583,7 @@ impl DbAppender<'_> {
     /// Writes the batch to the WAL, then applies it to the head. When this returns `Ok`, every
     /// sample counted as appended is in the WAL.
     pub fn commit(self) -> Result<AppendOutcome> {
+        let _in_flight = self.db.commits.read();
         self.inner.commit(Some(self.db.wal()))
     }
 }
@@ -641,6 +713,164 @@ mod tests {
         assert_eq!(db.wal_replay().mapped_chunks, 9);
         drop(db);
         assert_eq!(dump_lines(dir.path()), want);
+    }
+
+    /// One sample per step (15 s apart) for series a, b and c.
+    fn fill(db: &Db, steps: std::ops::Range<i64>) {
+        for step in steps {
+            for name in ["a", "b", "c"] {
+                assert_eq!(write(db, name, &[(step * 15_000, step as f64 * 1.5)]).appended, 1);
+            }
+        }
+    }
+
+    fn snapshots(dir: &Path) -> Vec<String> {
+        let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+        names.filter(|n| n.starts_with("chunk_snapshot.")).collect()
+    }
+
+    /// Every chunk of every head series: labels, time range and bytes.
+    fn head_chunks(db: &Db) -> Vec<(String, Vec<crate::block::ChunkData>)> {
+        let head = db.head();
+        head.series_sorted().iter().map(|s| (s.labels.to_string(), head.chunks_in(s, i64::MIN, i64::MAX))).collect()
+    }
+
+    #[test]
+    fn a_clean_shutdown_restores_the_head_from_its_snapshot_without_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        fill(&db, 0..480);
+        let want = dump_lines(dir.path());
+        db.close().unwrap();
+        assert_eq!(snapshots(dir.path()).len(), 1);
+        // Reading the directory uses the snapshot and leaves it.
+        assert_eq!(dump_lines(dir.path()), want);
+        assert_eq!(snapshots(dir.path()).len(), 1);
+
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.snapshot_series, r.wal.samples, r.wal.records, r.mapped_chunks), (3, 0, 0, 9), "{r:?}");
+        assert_eq!(db.head().stats().chunks.load(Ordering::Relaxed), 12);
+        assert_eq!(db.head().num_series(), 3);
+        assert_eq!((db.head().min_time(), db.head().max_time()), (0, 479 * 15_000));
+        assert!(snapshots(dir.path()).is_empty(), "an open head leaves no snapshot to restore later");
+        let out = write(&db, "a", &[(479 * 15_000, 1.0), (478 * 15_000, 1.0)]);
+        assert_eq!((out.rejected.duplicate_timestamp, out.rejected.out_of_order), (1, 1));
+        // A new series does not take a ref the restored ones have.
+        assert_eq!(write(&db, "d", &[(479 * 15_000, 1.0)]).appended, 1);
+        assert_eq!(db.head().num_series(), 4);
+        drop(db);
+        let mut want = want;
+        want.push(r#"{__name__="d", job="j"} 1 7185000"#.to_string());
+        assert!(dump_lines(dir.path()) == want, "the WAL replayed after the restored head differs");
+    }
+
+    #[test]
+    fn a_head_restarted_cleanly_cuts_the_chunks_an_uninterrupted_one_cuts() {
+        let straight = tempfile::tempdir().unwrap();
+        let db = Db::open(straight.path(), DbOptions::default()).unwrap();
+        fill(&db, 0..700);
+        let want = head_chunks(&db);
+        drop(db);
+
+        let restarted = tempfile::tempdir().unwrap();
+        // Restarts mid-chunk, before and after the chunk's cut time is known (a quarter full),
+        // and across the two-hour boundary at step 480.
+        for steps in [0..20, 20..200, 200..479, 479..481, 481..700] {
+            let db = Db::open(restarted.path(), DbOptions::default()).unwrap();
+            assert_eq!(db.wal_replay().snapshot_series, if steps.start == 0 { 0 } else { 3 });
+            fill(&db, steps);
+            db.close().unwrap();
+        }
+        let db = Db::open(restarted.path(), DbOptions::default()).unwrap();
+        assert_eq!(head_chunks(&db), want);
+    }
+
+    #[test]
+    fn after_a_crash_the_wal_is_replayed_and_a_stale_snapshot_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        fill(&db, 0..300);
+        db.close().unwrap();
+        let name = snapshots(dir.path()).pop().unwrap();
+        let stale = tempfile::tempdir().unwrap();
+        copy_dir(&dir.path().join(&name), stale.path());
+
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        fill(&db, 300..400);
+        let want = dump_lines(dir.path());
+        // Killed: no new snapshot. The old one put back describes an older head.
+        drop(db);
+        copy_dir(stale.path(), &dir.path().join(&name));
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.snapshot_series, r.refused), (0, 0), "{r:?}");
+        assert!(snapshots(dir.path()).is_empty());
+        drop(db);
+        assert_eq!(dump_lines(dir.path()), want);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_snapshot_the_chunk_files_no_longer_back_gives_way_to_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        fill(&db, 0..480);
+        let want = dump_lines(dir.path());
+        db.close().unwrap();
+        // A torn chunk file: the repair removes it and the closed chunks in it.
+        let file = dir.path().join(chunk_files::DIR_NAME).join("000001");
+        let len = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 5).unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let r = db.wal_replay();
+        assert_eq!((r.snapshot_series, r.wal.samples), (0, 3 * 480), "{r:?}");
+        drop(db);
+        assert_eq!(dump_lines(dir.path()), want);
+    }
+
+    #[test]
+    fn close_waits_for_commits_in_flight_so_the_snapshot_has_every_acknowledged_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let acked: Vec<i64> = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..4)
+                .map(|i| {
+                    let db = &db;
+                    scope.spawn(move || {
+                        let name = format!("w{i}");
+                        let mut acked = 0;
+                        loop {
+                            let mut app = db.appender();
+                            app.append(&[("__name__", name.as_str())], [(acked * 1000, 1.0)]).unwrap();
+                            match app.commit() {
+                                Ok(out) if out.appended == 1 => acked += 1,
+                                _ => return acked,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            db.close().unwrap();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(acked.iter().all(|&n| n > 0), "{acked:?}");
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        assert_eq!(db.wal_replay().snapshot_series, 4);
+        drop(db);
+        let lines = dump_lines(dir.path());
+        for (i, n) in acked.iter().enumerate() {
+            let prefix = format!("{{__name__=\"w{i}\"}} ");
+            assert_eq!(lines.iter().filter(|l| l.starts_with(&prefix)).count() as i64, *n, "w{i}");
+        }
     }
 
     #[test]

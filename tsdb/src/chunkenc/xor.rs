@@ -61,6 +61,21 @@ impl XorAppender {
         XorAppender { buf, t: 0, v: 0, t_delta: 0, leading: NO_WINDOW, trailing: 0, free: 0 }
     }
 
+    /// Continues the chunk `chunk` (the data after the encoding byte), as a head restored from a
+    /// snapshot continues its open chunks. Its samples are appended afresh: the encoder writes
+    /// the same bytes for them and ends in the state the next sample needs.
+    pub fn resume(chunk: &[u8]) -> Result<Self, Error> {
+        let mut samples = XorIter::new(chunk)?;
+        let mut app = XorAppender::new();
+        for (t, v) in samples.by_ref() {
+            app.append(t, v);
+        }
+        match samples.err() {
+            Some(e) => Err(Error::CorruptChunk(e.to_string())),
+            None => Ok(app),
+        }
+    }
+
     /// Appends a sample. Timestamps are meant to increase (the head checks that); any sequence
     /// still round-trips, since all timestamp arithmetic wraps exactly as the decoder's does.
     /// The value's bits are stored as they are, NaN payloads included.

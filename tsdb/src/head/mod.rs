@@ -23,6 +23,7 @@ mod appender;
 pub mod chunk_files;
 mod postings;
 mod query;
+pub mod snapshot;
 mod status;
 
 use std::collections::HashMap;
@@ -601,15 +602,26 @@ impl Head {
     /// Re-creates a series from a WAL series record, with the chunks the chunk files hold for
     /// it. A ref seen before is kept as it is. Returns how many of those chunks it took.
     pub fn replay_series(&self, series_ref: SeriesRef, labels: Labels, mapped: Vec<LoadedChunk>) -> u64 {
+        self.recreate(series_ref, labels, mapped).map_or(0, |(_, n)| n)
+    }
+
+    /// [`Head::replay_series`], returning the new series too (None for a ref or label set seen
+    /// before).
+    fn recreate(
+        &self,
+        series_ref: SeriesRef,
+        labels: Labels,
+        mapped: Vec<LoadedChunk>,
+    ) -> Option<(Arc<MemSeries>, u64)> {
         if self.ref_stripe(series_ref).read().contains_key(&series_ref) {
-            return 0;
+            return None;
         }
         let hash = labels.hash();
         let mut w = self.hash_stripe(hash).write();
         if w.find(hash, |s| s.labels == labels).is_some() {
             // The same label set under another ref: Prometheus keeps the first; samples under
             // the second ref are dropped as unknown on replay, as they are there.
-            return 0;
+            return None;
         }
         self.last_ref.fetch_max(series_ref, Ordering::Relaxed);
         let s = Arc::new(MemSeries::new(series_ref, labels, true));
@@ -622,7 +634,51 @@ impl Head {
         w.insert(hash, s.clone());
         drop(w);
         self.index(&s);
-        n
+        Some((s, n))
+    }
+
+    /// Restores the series of a head snapshot, each with the chunks of `mapped` (the chunk
+    /// files' chunks, in file order) that are its and with its open chunk. Fails when the
+    /// chunk files do not give back every closed chunk the snapshot's head had, or a series'
+    /// chunks do not follow one another; the head is then to be dropped and the WAL replayed.
+    /// Returns the closed chunks taken from the files.
+    pub fn restore(&self, snapshot: snapshot::Snapshot, mapped: Vec<LoadedChunk>) -> crate::Result<u64> {
+        let mismatch = |reason: String| crate::Error::CorruptFile { path: snapshot.dir.clone(), reason };
+        let mut by_series: HashMap<SeriesRef, Vec<LoadedChunk>> = HashMap::new();
+        for c in mapped {
+            self.reserve_refs(c.series_ref);
+            by_series.entry(c.series_ref).or_default().push(c);
+        }
+        self.reserve_refs(snapshot.last_ref);
+        let floor = self.floor();
+        let mut closed = 0;
+        for s in snapshot.series {
+            let chunks = by_series.remove(&s.series_ref).unwrap_or_default();
+            let Some((series, n)) = self.recreate(s.series_ref, s.labels, chunks) else {
+                return Err(mismatch(format!("series ref {} appears twice", s.series_ref)));
+            };
+            closed += n;
+            let Some(open) = s.open.filter(|o| o.max_time >= floor) else {
+                continue;
+            };
+            let mut st = series.state.lock();
+            if st.closed.last().is_some_and(|c| c.max_time >= open.min_time) {
+                return Err(mismatch(format!("the open chunk of {} overlaps its closed chunks", series.labels)));
+            }
+            st.open = Some(open.chunk);
+            st.next_at = open.next_at;
+            drop(st);
+            self.min_time.fetch_min(open.min_time, Ordering::Relaxed);
+            self.max_time.fetch_max(open.max_time, Ordering::Relaxed);
+            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+        }
+        if closed != snapshot.closed_chunks {
+            return Err(mismatch(format!(
+                "the chunk files hold {closed} of the {} closed chunks the head had",
+                snapshot.closed_chunks
+            )));
+        }
+        Ok(closed)
     }
 
     /// Raises the ref counter past refs the chunk files name, so that a series created after

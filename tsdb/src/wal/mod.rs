@@ -180,8 +180,29 @@ pub fn last_checkpoint(dir: &Path) -> Result<Option<(u32, PathBuf)>> {
     Ok(list_checkpoints(dir)?.pop())
 }
 
+/// Where the WAL in `dir` ends: its newest segment and that segment's size (Prometheus's
+/// `LastSegmentAndOffset`). None without segments.
+pub fn end(dir: &Path) -> Result<Option<(u32, u64)>> {
+    Ok(list_segments(dir)?.last().map(|s| (s.index, s.len)))
+}
+
+/// Hands every record of the segmented log in `dir` (not a WAL being written: a checkpoint, a
+/// head snapshot) to `f`, in order. Segments must be consecutive; any damage is an error.
+pub(crate) fn read_log(dir: &Path, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut buf = Vec::new();
+    let segments = list_segments(dir)?;
+    let first = segments.first().map(|s| u64::from(s.index));
+    for seg in replay::consecutive(segments, first, dir)? {
+        let mut reader = reader::SegmentReader::open(&seg.path)?;
+        while reader.next_record(&mut buf).map_err(|fault| fault.into_error(&seg.path))?.is_some() {
+            f(&buf)?;
+        }
+    }
+    Ok(())
+}
+
 /// Total size of the files under `dir`, as Prometheus reports for the WAL's storage size.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -30,11 +30,17 @@ pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
     buf.push(SERIES);
     for s in series {
         put_be64(buf, s.series_ref);
-        put_uvarint(buf, s.labels.iter().count() as u64);
-        for (name, value) in s.labels.iter() {
-            put_uvarint_str(buf, name);
-            put_uvarint_str(buf, value);
-        }
+        put_labels(buf, &s.labels);
+    }
+}
+
+/// Appends a label set as Prometheus's `record.EncodeLabels` does: `uvarint #labels`, then the
+/// name and value strings.
+pub(crate) fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(buf, labels.iter().count() as u64);
+    for (name, value) in labels.iter() {
+        put_uvarint_str(buf, name);
+        put_uvarint_str(buf, value);
     }
 }
 
@@ -87,7 +93,7 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
     let Some((&typ, body)) = rec.split_first() else {
         return Err(Error::CorruptRecord("empty record".into()));
     };
-    let mut d = Decoder { d: Decbuf::new(body), what: "" };
+    let mut d = Decoder::new(body, "");
     match typ {
         SERIES => {
             d.what = "series";
@@ -160,13 +166,17 @@ pub fn decode(rec: &[u8]) -> Result<Record, Error> {
 
 /// A cursor over a record body whose every read reports truncation or malformed data as an
 /// error naming the record kind and how many bytes were left.
-struct Decoder<'a> {
+pub(crate) struct Decoder<'a> {
     d: Decbuf<'a>,
     what: &'static str,
 }
 
 impl<'a> Decoder<'a> {
-    fn err(&self, msg: &str) -> Error {
+    pub(crate) fn new(body: &'a [u8], what: &'static str) -> Self {
+        Decoder { d: Decbuf::new(body), what }
+    }
+
+    pub(crate) fn err(&self, msg: &str) -> Error {
         Error::CorruptRecord(format!("{} record: {msg} ({} bytes left)", self.what, self.remaining()))
     }
 
@@ -174,25 +184,25 @@ impl<'a> Decoder<'a> {
         read.map_err(|msg| self.err(msg))
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.d.remaining()
     }
 
-    fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.remaining() == 0
     }
 
-    fn byte(&mut self) -> Result<u8, Error> {
+    pub(crate) fn byte(&mut self) -> Result<u8, Error> {
         let read = self.d.byte();
         self.check(read)
     }
 
-    fn be64(&mut self) -> Result<u64, Error> {
+    pub(crate) fn be64(&mut self) -> Result<u64, Error> {
         let read = self.d.be64();
         self.check(read)
     }
 
-    fn uvarint(&mut self) -> Result<u64, Error> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, Error> {
         let read = self.d.uvarint();
         self.check(read)
     }
@@ -207,10 +217,15 @@ impl<'a> Decoder<'a> {
         self.check(read)
     }
 
+    pub(crate) fn uvarint_bytes(&mut self) -> Result<&'a [u8], Error> {
+        let read = self.d.uvarint_bytes();
+        self.check(read)
+    }
+
     /// A label set. Prometheus sorts decoded labels rather than trusting the writer, so we do
     /// too; a repeated or empty name is corruption. Empty values mean "no label" and are dropped,
     /// so a set of only those (never logged by Prometheus, but accepted by its decoder) is empty.
-    fn labels(&mut self) -> Result<Labels, Error> {
+    pub(crate) fn labels(&mut self) -> Result<Labels, Error> {
         let n = self.uvarint()?;
         // Each pair takes at least two bytes, which bounds a lying count before allocating.
         if n > (self.remaining() / 2) as u64 {
@@ -246,10 +261,10 @@ mod tests {
     #[test]
     fn bad_varints_name_the_record() {
         // The varint rules themselves are tested in `encoding`.
-        let mut d = Decoder { d: Decbuf::new(&[0xff; 10]), what: "samples" };
+        let mut d = Decoder::new(&[0xff; 10], "samples");
         let err = d.uvarint().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("samples record: uvarint overflows 64 bits"), "{err}");
-        let mut d = Decoder { d: Decbuf::new(&[0x80, 0x80]), what: "series" };
+        let mut d = Decoder::new(&[0x80, 0x80], "series");
         let err = d.varint().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("series record: unexpected end of data"), "{err}");
     }

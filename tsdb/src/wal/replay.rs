@@ -111,7 +111,7 @@ fn replay_with(dir: &Path, repair_damage: bool, mut f: impl FnMut(Record) -> Res
 
 /// Checks that segment numbers have no holes (and start at `first` if given): a missing segment
 /// means lost records that no repair can bring back.
-fn consecutive(segments: Vec<SegmentFile>, first: Option<u64>, dir: &Path) -> Result<Vec<SegmentFile>> {
+pub(super) fn consecutive(segments: Vec<SegmentFile>, first: Option<u64>, dir: &Path) -> Result<Vec<SegmentFile>> {
     let mut expected = first.or_else(|| segments.first().map(|s| u64::from(s.index)));
     for seg in &segments {
         if let Some(want) = expected {
