@@ -1,6 +1,7 @@
 //! Head append throughput: batches shaped like remote-write requests (2,000 series with one
-//! sample each), into a head alone and through the WAL as the receiver does it; and the label
-//! hash every append looks its series up by.
+//! sample each), into a head alone and through the WAL as the receiver does it; the label
+//! hash every append looks its series up by; and opening a full head (480 samples per series)
+//! from the snapshot of a clean shutdown and by WAL replay.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_tsdb::db::{Db, DbOptions};
@@ -91,5 +92,64 @@ fn bench_hash(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_append, bench_hash);
+/// A TSDB directory whose head holds 480 samples at 15 s for every series, closed cleanly
+/// (with or without a snapshot).
+fn full_head(pairs: &[Vec<(&str, &str)>], snapshot_on_shutdown: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), DbOptions { snapshot_on_shutdown, ..DbOptions::default() }).unwrap();
+    for step in 0..480i64 {
+        let mut app = db.appender();
+        for (i, p) in pairs.iter().enumerate() {
+            app.append(p, [(step * 15_000, (step as f64) * i as f64)]).unwrap();
+        }
+        app.commit().unwrap();
+    }
+    db.close().unwrap();
+    dir
+}
+
+/// Copies the directory tree `from` into `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn bench_open(c: &mut Criterion) {
+    let sets = label_sets();
+    let pairs: Vec<Vec<(&str, &str)>> =
+        sets.iter().map(|s| s.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    let mut g = c.benchmark_group("head_open");
+    g.throughput(Throughput::Elements(SERIES as u64));
+    g.sample_size(20);
+    // An open changes its directory (a new WAL segment, the snapshot removed), so each one
+    // gets a fresh copy.
+    for (name, snapshot) in [("from_snapshot", true), ("wal_replay", false)] {
+        let pristine = full_head(&pairs, snapshot);
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    copy_tree(pristine.path(), dir.path());
+                    dir
+                },
+                |dir| {
+                    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+                    assert_eq!(db.wal_replay().snapshot_series, if snapshot { SERIES as u64 } else { 0 });
+                    (db, dir)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_append, bench_hash, bench_open);
 criterion_main!(benches);

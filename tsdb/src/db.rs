@@ -196,26 +196,33 @@ pub(crate) fn load(dir: &Path, head: HeadOptions, repair: bool) -> Result<(Vec<A
     };
     let chunks_dir = dir.join(chunk_files::DIR_NAME);
     let wal_dir = dir.join("wal");
+    // Both paths need the chunk files; reading them overlaps reading the snapshot.
+    let (snap, opened) = std::thread::scope(|scope| {
+        let opening = scope.spawn(|| ChunkFiles::open(&chunks_dir, repair));
+        let snap = wal::end(&wal_dir).and_then(|end| snapshot::read_matching(dir, end));
+        (snap, opening.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let (files, mut mapped) = opened?;
+    let mut head = new_head(files);
     let mut restored = None;
-    if let Some(snap) = snapshot::read_matching(dir, wal::end(&wal_dir)?)? {
-        let (files, mapped) = ChunkFiles::open(&chunks_dir, repair)?;
-        let head = new_head(files);
+    if let Some(snap) = snap? {
         let series = snap.series.len() as u64;
-        match head.restore(snap, mapped) {
+        match head.restore(snap, std::mem::take(&mut mapped)) {
             Ok(mapped_chunks) => {
-                restored = Some((head, HeadReplay { snapshot_series: series, mapped_chunks, ..HeadReplay::default() }))
+                restored = Some(HeadReplay { snapshot_series: series, mapped_chunks, ..HeadReplay::default() })
             }
-            Err(error) => tracing::warn!(%error, "head snapshot does not fit the head chunk files; replaying the WAL"),
+            Err(error) => {
+                tracing::warn!(%error, "head snapshot does not fit the head chunk files; replaying the WAL");
+                // The head holds part of the snapshot: start again from the files and the WAL.
+                let (files, again) = ChunkFiles::open(&chunks_dir, repair)?;
+                head = new_head(files);
+                mapped = again;
+            }
         }
     }
-    let (head, replay) = match restored {
+    let replay = match restored {
         Some(restored) => restored,
-        None => {
-            let (files, mapped) = ChunkFiles::open(&chunks_dir, repair)?;
-            let head = new_head(files);
-            let replay = replay_into(&head, &wal_dir, repair, mapped)?;
-            (head, replay)
-        }
+        None => replay_into(&head, &wal_dir, repair, mapped)?,
     };
     if repair {
         // Appends follow; a crash after them must not find a snapshot of an older head.
@@ -249,7 +256,9 @@ impl Db {
             duration = ?started.elapsed(),
             "WAL replay completed"
         );
-        let wal = Wal::open(&dir.join("wal"), opts.wal)?;
+        // The load replayed the WAL with repair, or restored a snapshot taken where a clean
+        // close left it: either way its tail is sound.
+        let wal = Wal::open_replayed(&dir.join("wal"), opts.wal)?;
         wal.stats().corruptions_total.fetch_add(u64::from(replay.wal.corruptions_repaired), Ordering::Relaxed);
         Ok(Db {
             dir: dir.to_owned(),

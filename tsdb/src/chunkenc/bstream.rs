@@ -91,6 +91,11 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Bits consumed so far.
+    pub(super) fn consumed_bits(&self) -> usize {
+        self.pos * 8 - self.avail as usize
+    }
+
     /// Makes at least `n` bits (at most 56) available to [`peek`](Self::peek), unless the data
     /// ends first.
     #[inline(always)]

@@ -62,18 +62,33 @@ impl XorAppender {
     }
 
     /// Continues the chunk `chunk` (the data after the encoding byte), as a head restored from a
-    /// snapshot continues its open chunks. Its samples are appended afresh: the encoder writes
-    /// the same bytes for them and ends in the state the next sample needs.
+    /// snapshot continues its open chunks: the bytes are kept and the encoder's state is what
+    /// decoding them ends in. Fails on a chunk that does not decode, or that holds anything but
+    /// zero bits after its last sample (appending would run into them).
     pub fn resume(chunk: &[u8]) -> Result<Self, Error> {
         let mut samples = XorIter::new(chunk)?;
-        let mut app = XorAppender::new();
-        for (t, v) in samples.by_ref() {
-            app.append(t, v);
+        for _ in samples.by_ref() {}
+        if let Some(e) = samples.err() {
+            return Err(Error::CorruptChunk(e.to_string()));
         }
-        match samples.err() {
-            Some(e) => Err(Error::CorruptChunk(e.to_string())),
-            None => Ok(app),
-        }
+        let bits = (chunk.len() - 2) * 8;
+        let free = bits - samples.r.consumed_bits().min(bits);
+        let last = chunk.last().copied().unwrap_or(0);
+        let free = match u8::try_from(free) {
+            Ok(free) if free < 8 && (free == 0 || last & ((1 << free) - 1) == 0) => free,
+            _ => return Err(Error::CorruptChunk(format!("XOR chunk has {free} bits after its last sample"))),
+        };
+        let mut buf = Vec::with_capacity(chunk.len() + 2 * SAMPLE_ROOM);
+        buf.extend_from_slice(chunk);
+        Ok(XorAppender {
+            buf,
+            t: samples.t,
+            v: samples.v,
+            t_delta: samples.t_delta,
+            leading: if samples.window { samples.leading } else { NO_WINDOW },
+            trailing: samples.trailing,
+            free,
+        })
     }
 
     /// Appends a sample. Timestamps are meant to increase (the head checks that); any sequence
@@ -239,7 +254,10 @@ pub struct XorIter<'a> {
     t_delta: u64,
     leading: u8,
     trailing: u8,
-    err: Option<Error>,
+    /// Whether a sample has set the leading/trailing-zero window (the encoder's state differs).
+    window: bool,
+    /// Boxed: iterators are embedded in merge trees, and the error is rare and large.
+    err: Option<Box<Error>>,
 }
 
 impl<'a> XorIter<'a> {
@@ -268,6 +286,7 @@ impl<'a> XorIter<'a> {
             // chunk whose first changed value reuses the window still decodes as Prometheus does.
             leading: 0,
             trailing: 0,
+            window: false,
             err: None,
         }
     }
@@ -279,7 +298,7 @@ impl<'a> XorIter<'a> {
 
     /// Why iteration stopped before `num_samples()` samples, if it did.
     pub fn err(&self) -> Option<&Error> {
-        self.err.as_ref()
+        self.err.as_deref()
     }
 
     /// Decodes the next sample into `self.t` / `self.v`.
@@ -331,6 +350,7 @@ impl<'a> XorIter<'a> {
             }
             self.leading = leading as u8;
             self.trailing = (64 - leading - sig) as u8;
+            self.window = true;
         } else {
             r.skip(2).ok_or(TRUNCATED)?;
         }
@@ -366,7 +386,11 @@ impl Iterator for XorIter<'_> {
                 Some((self.t, f64::from_bits(self.v)))
             }
             Err(why) => {
-                self.err = Some(Error::CorruptChunk(format!("XOR sample {} of {}: {why}", self.read + 1, self.total)));
+                self.err = Some(Box::new(Error::CorruptChunk(format!(
+                    "XOR sample {} of {}: {why}",
+                    self.read + 1,
+                    self.total
+                ))));
                 self.end = self.read;
                 None
             }
@@ -616,6 +640,19 @@ mod tests {
         }
 
         #[test]
+        fn a_resumed_chunk_appends_as_the_original(samples in prop::collection::vec((any::<i64>(), any::<u64>()), 0..200), split in 0usize..200) {
+            let split = split.min(samples.len());
+            let start = encode(&samples[..split]);
+            let mut resumed = XorAppender::resume(start.bytes()).unwrap();
+            for &(t, v) in &samples[split..] {
+                resumed.append(t, f64::from_bits(v));
+            }
+            let whole = encode(&samples);
+            prop_assert_eq!(resumed.bytes(), whole.bytes());
+            prop_assert_eq!(resumed.last_time(), samples.last().map(|s| s.0));
+        }
+
+        #[test]
         fn any_timestamps_round_trip(samples in prop::collection::vec((any::<i64>(), any::<u64>()), 0..200)) {
             // Not just increasing ones: wrapping arithmetic makes every sequence exact.
             let app = encode(&samples);
@@ -628,6 +665,18 @@ mod tests {
                 let total = it.num_samples() as usize;
                 let got = it.by_ref().count();
                 prop_assert!(got == total || it.err().is_some());
+            }
+            // A chunk that resumes takes one more sample and still decodes whole.
+            if let Ok(mut app) = XorAppender::resume(&bytes) {
+                let n = app.num_samples();
+                if n < u16::MAX {
+                    let t = app.last_time().unwrap_or(0).wrapping_add(1);
+                    app.append(t, 1.5);
+                    let (got, failed) = decode(app.bytes());
+                    prop_assert!(!failed);
+                    prop_assert_eq!(got.len(), usize::from(n) + 1);
+                    prop_assert_eq!(got.last(), Some(&(t, 1.5f64.to_bits())));
+                }
             }
         }
 

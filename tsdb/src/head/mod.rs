@@ -319,6 +319,7 @@ impl MemSeries {
     fn attach(&self, chunks: Vec<LoadedChunk>, floor: i64) -> (u64, i64, i64) {
         let mut st = self.state.lock();
         let (mut n, mut mint, mut maxt) = (0, i64::MAX, i64::MIN);
+        st.closed.reserve_exact(chunks.len());
         for c in chunks.into_iter().filter(|c| c.max_time >= floor) {
             // Files are read oldest first, so a series' chunks arrive in time order; one that
             // does not follow the last is left out rather than break the order.
@@ -326,7 +327,6 @@ impl MemSeries {
                 continue;
             }
             n += 1;
-            st.closed.reserve_exact(1);
             mint = mint.min(c.min_time);
             maxt = maxt.max(c.max_time);
             st.closed.push(ClosedChunk {
@@ -652,7 +652,12 @@ impl Head {
         self.reserve_refs(snapshot.last_ref);
         let floor = self.floor();
         let mut closed = 0;
-        for s in snapshot.series {
+        // In ref order, each ref goes to the end of its postings lists; in any other order
+        // (the series maps' order, in which snapshots are written) every insertion into a long
+        // list would move half of it.
+        let mut series = snapshot.series;
+        series.sort_unstable_by_key(|s| s.series_ref);
+        for s in series {
             let chunks = by_series.remove(&s.series_ref).unwrap_or_default();
             let Some((series, n)) = self.recreate(s.series_ref, s.labels, chunks) else {
                 return Err(mismatch(format!("series ref {} appears twice", s.series_ref)));

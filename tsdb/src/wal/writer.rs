@@ -100,6 +100,17 @@ impl Wal {
     /// Opens (creating) `dir`, repairs a damaged tail of the newest non-empty segment, and starts
     /// a new segment after every existing one and after the newest checkpoint.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal> {
+        Self::open_with(dir, opts, true)
+    }
+
+    /// [`Wal::open`] for a WAL the caller has just replayed with [`super::replay`] (which
+    /// repaired its tail), or whose end it knows is where a clean close left it: the newest
+    /// segment, up to 128 MiB, is not read through again.
+    pub fn open_replayed(dir: &Path, opts: WalOptions) -> Result<Wal> {
+        Self::open_with(dir, opts, false)
+    }
+
+    fn open_with(dir: &Path, opts: WalOptions, check_tail: bool) -> Result<Wal> {
         if opts.segment_size == 0 || !opts.segment_size.is_multiple_of(PAGE_SIZE) {
             let msg = format!("segment size {} is not a positive multiple of {PAGE_SIZE}", opts.segment_size);
             return Err(Error::io("open WAL", dir, std::io::Error::new(ErrorKind::InvalidInput, msg)));
@@ -107,7 +118,7 @@ impl Wal {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create WAL directory", dir, e))?;
         let stats = WalStats::default();
         let segments = list_segments(dir)?;
-        if let Some(tail) = segments.iter().rev().find(|s| s.len > 0) {
+        if let Some(tail) = segments.iter().rev().find(|s| check_tail && s.len > 0) {
             if repair_tail(&tail.path, tail.len)?.is_some() {
                 stats.corruptions_total.fetch_add(1, Relaxed);
             }
