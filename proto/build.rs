@@ -22,12 +22,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     // Chunk bytes in StoreAPI messages are `bytes::Bytes`, so a chunk read from a memory-mapped
     // block goes into a response, and out of a decoded one, without a copy; so are those of a
     // streamed remote-read answer, which the sidecar passes on as they came.
-    // `thanos.Series` and `thanos.WriteRequest` are written by hand (src/thanos_series.rs,
-    // src/thanos_write.rs): their labels and series stay in wire form.
+    // `thanos.Series`, `prometheus.ChunkedSeries` and `thanos.WriteRequest` are written by hand
+    // (src/thanos_series.rs, src/thanos_write.rs): their labels and series stay in wire form.
+    // The services encode and decode through src/codec.rs.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::Codec")
         .bytes(".thanos.Chunk.data")
         .bytes(".prometheus.Chunk.data")
         .extern_path(".thanos.Series", "crate::thanos_series::Series")
+        .extern_path(".prometheus.ChunkedSeries", "crate::thanos_series::ChunkedSeries")
         .extern_path(".thanos.WriteRequest", "crate::thanos_write::WriteRequest")
         .compile_fds(fds)?;
     Ok(())

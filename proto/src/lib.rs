@@ -2,6 +2,7 @@
 //! prost-generated types, a zero-copy decoder for the remote-write hot path, and the protocol's
 //! header names, content types and versions.
 
+pub mod codec;
 pub mod protocol;
 pub mod remote_write;
 mod thanos_series;
@@ -20,6 +21,7 @@ fn contiguous_message<B: prost::bytes::Buf>(buf: &B) -> Option<(usize, &[u8])> {
 /// Remote write 1.0 and remote read messages (protobuf package `prometheus`).
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+    pub use crate::thanos_series::ChunkedSeries;
 }
 
 /// Remote write 2.0 messages (protobuf package `io.prometheus.write.v2`).

@@ -1,11 +1,14 @@
-//! `thanos.Series` by hand, so that its labels cost no allocation per label.
+//! `thanos.Series` by hand, so that its labels cost no allocation per label; and
+//! `prometheus.ChunkedSeries`, the same message with remote read's chunks, which a sidecar reads
+//! for every series it serves.
 //!
 //! The generated message would hold `Vec<Label>`: two `String`s per label, allocated by every
 //! decode and by every conversion before an encode, on the path every series of a StoreAPI read
 //! takes. Here the labels stay in their wire form, one buffer per series: a server appends them
 //! straight from its own label sets and a client reads them back as `&str` pairs. The wire
-//! format is unchanged (prost-build is told, with `extern_path`, that this type is
-//! `thanos.Series`), and decoding accepts exactly what prost accepts.
+//! format is unchanged (prost-build is told, with `extern_path`, that these types are
+//! `thanos.Series` and `prometheus.ChunkedSeries`), and decoding accepts exactly what prost
+//! accepts.
 
 use std::fmt;
 
@@ -13,6 +16,7 @@ use bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::{DecodeError, Message};
 
+use crate::prometheus::Chunk;
 use crate::thanos::{AggrChunk, Label};
 
 const LABELS_TAG: u32 = 1;
@@ -22,25 +26,27 @@ const CHUNKS_TAG: u32 = 2;
 const KEY_1: u8 = 0x0a;
 const KEY_2: u8 = 0x12;
 
-/// A series of a StoreAPI answer: its labels (sorted by name, as the sender keeps them) and its
-/// chunks.
+/// A series of a StoreAPI answer (`thanos.Series`).
+pub type Series = WireSeries<AggrChunk>;
+
+/// A series of a streamed remote-read answer (`prometheus.ChunkedSeries`).
+pub type ChunkedSeries = WireSeries<Chunk>;
+
+/// A series: its labels (sorted by name, as the sender keeps them) and its chunks `C`.
 #[derive(Clone, PartialEq, Default)]
-pub struct Series {
+pub struct WireSeries<C> {
     /// Each label as an encoded `labels` field (key, length, `Label` message with its non-empty
     /// fields in order), in the order received or pushed.
     labels: Vec<u8>,
-    pub chunks: Vec<AggrChunk>,
+    pub chunks: Vec<C>,
 }
 
-impl Series {
+impl<C> WireSeries<C> {
     /// A series of these labels (in this order) and chunks.
-    pub fn new<'a>(
-        labels: impl IntoIterator<Item = (&'a str, &'a str), IntoIter: Clone>,
-        chunks: Vec<AggrChunk>,
-    ) -> Series {
+    pub fn new<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str), IntoIter: Clone>, chunks: Vec<C>) -> Self {
         let labels = labels.into_iter();
         let len = labels.clone().map(|(name, value)| label_field_len(name, value)).sum();
-        let mut series = Series { labels: Vec::with_capacity(len), chunks };
+        let mut series = WireSeries { labels: Vec::with_capacity(len), chunks };
         for (name, value) in labels {
             series.push_label(name, value);
         }
@@ -124,7 +130,7 @@ impl<'a> Iterator for SeriesLabels<'a> {
     }
 }
 
-impl fmt::Debug for Series {
+impl<C: fmt::Debug> fmt::Debug for WireSeries<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Series")
             .field("labels", &self.labels().collect::<Vec<_>>())
@@ -133,7 +139,7 @@ impl fmt::Debug for Series {
     }
 }
 
-impl Message for Series {
+impl<C: Message + Default> Message for WireSeries<C> {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         buf.put_slice(&self.labels);
         for chunk in &self.chunks {
@@ -257,6 +263,29 @@ mod tests {
             assert!(GeneratedSeries::decode(&wire[..]).is_err());
             assert!(Series::decode(&wire[..]).is_err(), "{wire:?}");
         }
+    }
+
+    /// The message prost would generate for `prometheus.ChunkedSeries`, to compare with.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GeneratedChunkedSeries {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<crate::prometheus::Label>,
+        #[prost(message, repeated, tag = "2")]
+        chunks: Vec<crate::prometheus::Chunk>,
+    }
+
+    #[test]
+    fn remote_read_series_are_the_generated_message() {
+        let chunk = crate::prometheus::Chunk { min_time_ms: 1, max_time_ms: 2, r#type: 1, data: vec![1, 2, 3].into() };
+        let labels = [("__name__", "up"), ("job", "node")];
+        let generated = GeneratedChunkedSeries {
+            labels: labels.iter().map(|&(n, v)| crate::prometheus::Label { name: n.into(), value: v.into() }).collect(),
+            chunks: vec![chunk.clone()],
+        };
+        let ours = ChunkedSeries::decode(&generated.encode_to_vec()[..]).unwrap();
+        assert_eq!(ours.labels().collect::<Vec<_>>(), labels);
+        assert_eq!(ours.chunks, vec![chunk]);
+        assert_eq!(ours.encode_to_vec(), generated.encode_to_vec());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! [`FrameDecoder`] takes the body in whatever pieces the connection delivers and hands out
 //! whole messages as soon as they are complete, so an answer is never held whole.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// The largest message accepted: Prometheus's and Thanos's `DefaultChunkedReadLimit`.
 pub const DEFAULT_FRAME_LIMIT: u64 = 50_000_000;
@@ -25,57 +25,113 @@ pub enum FrameError {
 }
 
 /// Splits a byte stream into frames' messages.
+///
+/// A frame that arrives whole within one piece is handed out as a slice of that piece; only a
+/// frame split across pieces is copied together.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    buf: BytesMut,
+    /// The start of a frame whose end has not arrived yet (empty between frames).
+    partial: BytesMut,
+    /// What is left of the last piece pushed.
+    rest: Bytes,
     limit: u64,
 }
+
+/// The most bytes before a message: a 10-byte uvarint and the CRC.
+const MAX_HEADER: usize = 14;
+
+/// Split frames are copied together into blocks of at least this size, so that a stream of them
+/// (Prometheus writes a frame of more than 2 KiB in two pieces) is not one allocation a frame.
+const PARTIAL_BLOCK: usize = 256 << 10;
 
 impl FrameDecoder {
     /// A decoder refusing messages longer than `limit` bytes.
     pub fn new(limit: u64) -> Self {
-        FrameDecoder { buf: BytesMut::new(), limit }
+        FrameDecoder { partial: BytesMut::new(), rest: Bytes::new(), limit }
     }
 
-    /// Appends the next piece of the stream.
-    pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+    /// Appends the next piece of the stream; call [`next_frame`](Self::next_frame) until it
+    /// returns `None` before pushing the next.
+    pub fn push(&mut self, data: Bytes) {
+        debug_assert!(self.rest.is_empty(), "a piece pushed before the last one was read");
+        self.rest = data;
     }
 
     /// The next complete message, `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
-        let Some((size, header)) = read_uvarint(&self.buf)? else { return Ok(None) };
+        while !self.partial.is_empty() {
+            let known = self.frame_len(&self.partial)?;
+            if let Some((header, size, total)) = known {
+                if self.partial.len() >= total {
+                    return check(self.partial.split_to(total).freeze(), header, size).map(Some);
+                }
+            }
+            if self.rest.is_empty() {
+                return Ok(None);
+            }
+            // Only what the frame lacks is copied (a header's worth while its length is
+            // unknown), so that the frames after it are read from the piece itself.
+            let lacking = known.map_or(MAX_HEADER, |(_, _, total)| total - self.partial.len());
+            let copied = self.rest.split_to(lacking.min(self.rest.len()));
+            self.copy_in(&copied, lacking);
+        }
+        let known = self.frame_len(&self.rest)?;
+        match known {
+            Some((header, size, total)) if self.rest.len() >= total => {
+                check(self.rest.split_to(total), header, size).map(Some)
+            }
+            _ => {
+                let rest = std::mem::take(&mut self.rest);
+                self.copy_in(&rest, known.map_or(MAX_HEADER, |(_, _, total)| total));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends `bytes` to the partial frame, which lacks `lacking` bytes: room for all of them
+    /// at once rather than growing piece by piece, in blocks of [`PARTIAL_BLOCK`] or more.
+    fn copy_in(&mut self, bytes: &[u8], lacking: usize) {
+        let room = lacking.max(bytes.len());
+        if self.partial.capacity() - self.partial.len() < room {
+            self.partial.reserve(room.max(PARTIAL_BLOCK));
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// The header length, message length and frame length of the frame `buf` starts with;
+    /// `None` while its length is incomplete.
+    fn frame_len(&self, buf: &[u8]) -> Result<Option<(usize, usize, usize)>, FrameError> {
+        let Some((size, uvarint)) = read_uvarint(buf)? else { return Ok(None) };
         if size > self.limit {
             return Err(FrameError::TooLarge { size, limit: self.limit });
         }
         // Within the limit, which fits a usize on every platform this runs on.
         let size = usize::try_from(size).map_err(|_| FrameError::TooLarge { size, limit: self.limit })?;
-        let Some(total) = header.checked_add(4).and_then(|n| n.checked_add(size)) else {
-            return Err(FrameError::TooLarge { size: size as u64, limit: self.limit });
-        };
-        if self.buf.len() < total {
-            // Room for the rest at once, rather than growing piece by piece.
-            self.buf.reserve(total - self.buf.len());
-            return Ok(None);
+        let header = uvarint + 4;
+        match header.checked_add(size) {
+            Some(total) => Ok(Some((header, size, total))),
+            None => Err(FrameError::TooLarge { size: size as u64, limit: self.limit }),
         }
-        self.buf.advance(header);
-        let expected = self.buf.get_u32();
-        let message = self.buf.split_to(size).freeze();
-        let actual = crc32c::crc32c(&message);
-        if actual != expected {
-            return Err(FrameError::BadChecksum { size, expected, actual });
-        }
-        Ok(Some(message))
     }
 
     /// Checks that the stream ended between frames.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(FrameError::Truncated(self.buf.len()))
+        match self.partial.len() + self.rest.len() {
+            0 => Ok(()),
+            held => Err(FrameError::Truncated(held)),
         }
     }
+}
+
+/// The message of a whole `frame` (`header` bytes, then `size`), its CRC checked.
+fn check(frame: Bytes, header: usize, size: usize) -> Result<Bytes, FrameError> {
+    let expected = u32::from_be_bytes([frame[header - 4], frame[header - 3], frame[header - 2], frame[header - 1]]);
+    let message = frame.slice(header..);
+    let actual = crc32c::crc32c(&message);
+    if actual != expected {
+        return Err(FrameError::BadChecksum { size, expected, actual });
+    }
+    Ok(message)
 }
 
 /// Go's `binary.ReadUvarint` over the start of `buf`: the value and its length in bytes, or
@@ -119,7 +175,7 @@ mod tests {
         let mut d = FrameDecoder::new(limit);
         let mut out = Vec::new();
         for chunk in stream.chunks(piece.max(1)) {
-            d.push(chunk);
+            d.push(Bytes::copy_from_slice(chunk));
             while let Some(m) = d.next_frame()? {
                 out.push(m);
             }
@@ -173,16 +229,16 @@ mod tests {
         assert_eq!(decode_all(&frame, 1, 999).unwrap_err(), FrameError::TooLarge { size: 1000, limit: 999 });
         // A length of 2^63 announced in the first bytes is refused before anything is buffered.
         let mut d = FrameDecoder::new(DEFAULT_FRAME_LIMIT);
-        d.push(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        d.push(Bytes::from_static(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]));
         assert!(matches!(d.next_frame(), Err(FrameError::TooLarge { .. })));
         for bad in [&[0xffu8; 10][..], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], &[0x80; 11]] {
             let mut d = FrameDecoder::new(u64::MAX);
-            d.push(bad);
+            d.push(Bytes::copy_from_slice(bad));
             assert_eq!(d.next_frame(), Err(FrameError::BadLength), "{bad:?}");
         }
         // The largest length whose frame size overflows is refused, not wrapped.
         let mut d = FrameDecoder::new(u64::MAX);
-        d.push(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        d.push(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
         assert!(matches!(d.next_frame(), Err(FrameError::TooLarge { .. })));
     }
 

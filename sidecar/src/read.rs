@@ -3,9 +3,10 @@
 //!
 //! A select sends one query (the matchers and time range, no hints, as Thanos v0.42 sends it)
 //! and returns at once a set that yields series as frames arrive: a task on the runtime reads
-//! the body piece by piece into a bounded channel the set reads from (the frames each piece
-//! completes together); dropping the set drops the channel, which ends the task and closes the
-//! connection. The set holds the frames in the channel and one series, never the whole answer.
+//! the body piece by piece into a bounded channel the set reads from, in batches of series
+//! (frames hold chunk bytes as slices of the pieces received, never copied); dropping the set
+//! drops the channel, which ends the task and closes the connection. The set holds the batches
+//! in the channel and one series, never the whole answer.
 //!
 //! Prometheus adds its external labels to every series it streams (keeping a series' own label
 //! of the same name). They are taken off again here, so that the set holds the series as
@@ -36,13 +37,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::frame::{FrameDecoder, DEFAULT_FRAME_LIMIT};
 use crate::prom::PromClient;
 
-/// Pieces of the body read ahead of the reader, each the frames it completed (a frame is at
-/// most Prometheus's frame size, 1 MiB by default).
+/// Batches of series read ahead of the reader.
 const READ_AHEAD: usize = 4;
 
-/// What the reading task sends: the series of the frames one piece of the body completed, or an
-/// error; `None` at the clean end
-/// of the stream (a channel closed without it means the task stopped early).
+/// A batch of series is sent to the reader once it has this many series or frames of this many
+/// bytes (a frame is at most Prometheus's frame size, 1 MiB by default).
+const SEND_SERIES: usize = 64;
+const SEND_BYTES: usize = 1 << 20;
+
+/// What the reading task sends: a batch of series, or an error; `None` at the clean end of the
+/// stream (a channel closed without it means the task stopped early).
 type Frame = Option<Result<Vec<SeriesChunks>, StorageError>>;
 
 /// The data of one Prometheus.
@@ -110,12 +114,7 @@ pub fn decode_frame(message: Bytes, external: &Labels) -> Result<Vec<SeriesChunk
         .chunked_series
         .into_iter()
         .map(|series| {
-            let pairs: Vec<(&str, &str)> = series
-                .labels
-                .iter()
-                .map(|l| (l.name.as_str(), l.value.as_str()))
-                .filter(|&(n, v)| external.get(n) != Some(v))
-                .collect();
+            let pairs: Vec<(&str, &str)> = series.labels().filter(|&(n, v)| external.get(n) != Some(v)).collect();
             let labels = if pairs.is_empty() {
                 Labels::empty()
             } else {
@@ -213,26 +212,33 @@ async fn stream(
     let broken =
         |e: String| StorageError::Unavailable(format!("remote read answer from Prometheus at {}: {e}", prom.url()));
     let mut frames = 0u64;
+    let (mut series, mut bytes) = (Vec::new(), 0);
     loop {
         let Some(piece) = body.frame().await else {
             decoder.finish().map_err(|e| broken(e.to_string()))?;
             tracing::debug!(frames, "remote read done");
+            if !series.is_empty() {
+                let _ = tx.send(Some(Ok(series))).await;
+            }
             let _ = tx.send(None).await;
             return Ok(());
         };
         let piece = piece.map_err(|e| broken(format!("reading the stream: {e}")))?;
         let Ok(data) = piece.into_data() else { continue };
-        decoder.push(&data);
-        // The frames completed by this piece go together (Prometheus sends one series a frame,
-        // so a reader woken per frame would wake per series).
-        let mut series = Vec::new();
+        decoder.push(data);
         while let Some(message) = decoder.next_frame().map_err(|e| broken(e.to_string()))? {
             frames += 1;
+            bytes += message.len();
             series.extend(decode_frame(message, &external.read())?);
         }
-        if !series.is_empty() && tx.send(Some(Ok(series))).await.is_err() {
-            // The reader is gone: dropping the body closes the connection.
-            return Ok(());
+        // Prometheus sends one series a frame, and usually a frame a piece: the series go to
+        // the reader in batches, so that it is not woken per series.
+        if series.len() >= SEND_SERIES || bytes >= SEND_BYTES {
+            bytes = 0;
+            if tx.send(Some(Ok(std::mem::take(&mut series)))).await.is_err() {
+                // The reader is gone: dropping the body closes the connection.
+                return Ok(());
+            }
         }
     }
 }
@@ -324,10 +330,7 @@ mod tests {
     }
 
     fn series(pairs: &[(&str, &str)], chunks: Vec<pb::Chunk>) -> pb::ChunkedSeries {
-        pb::ChunkedSeries {
-            labels: pairs.iter().map(|&(n, v)| pb::Label { name: n.into(), value: v.into() }).collect(),
-            chunks,
-        }
+        pb::ChunkedSeries::new(pairs.iter().copied(), chunks)
     }
 
     fn frame(series: Vec<pb::ChunkedSeries>) -> Bytes {

@@ -13,7 +13,7 @@ fn decode(data: &[u8], piece: usize) -> Result<Vec<Vec<u8>>, String> {
     let mut decoder = FrameDecoder::new(LIMIT);
     let mut out = Vec::new();
     for chunk in data.chunks(piece) {
-        decoder.push(chunk);
+        decoder.push(chunk.to_vec().into());
         while let Some(m) = decoder.next_frame().map_err(|e| e.to_string())? {
             out.push(m.to_vec());
         }
