@@ -409,7 +409,7 @@ impl Db {
                 Some(w) => w,
                 None => writer.insert(self.new_block_writer(ulid)?),
             };
-            w.add_series(&series.labels, &chunks)?;
+            w.add_series(&series.labels.to_labels(), &chunks)?;
         }
         let meta = match writer {
             Some(w) => {

@@ -230,14 +230,41 @@ impl PartialOrd for Labels {
 /// Prometheus's `Labels.String()` form: `{__name__="up", job="x"}`.
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{")?;
-        for (i, (n, v)) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{n}={}", quote(v))?;
+        fmt_pairs(f, self.iter())
+    }
+}
+
+/// A label set as Prometheus prints it: `{a="1", b="2"}`.
+pub(crate) fn fmt_pairs<'a>(
+    f: &mut fmt::Formatter<'_>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> fmt::Result {
+    f.write_str("{")?;
+    for (i, (n, v)) in pairs.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
         }
-        f.write_str("}")
+        write!(f, "{n}={}", quote(v))?;
+    }
+    f.write_str("}")
+}
+
+/// Prometheus's `labels.Compare` over two label sets' pairs: pair by pair, name first, then
+/// value; a prefix sorts first.
+pub(crate) fn cmp_pairs<'a, 'b>(
+    mut a: impl Iterator<Item = (&'a str, &'a str)>,
+    mut b: impl Iterator<Item = (&'b str, &'b str)>,
+) -> Ordering {
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) => match p.0.cmp(q.0).then_with(|| p.1.cmp(q.1)) {
+                Ordering::Equal => {}
+                o => return o,
+            },
+        }
     }
 }
 
@@ -430,18 +457,7 @@ mod tests {
 
     /// Prometheus's `labels.Compare`, pair by pair: the definition `Ord` must keep.
     fn compare_pairwise(a: &Labels, b: &Labels) -> std::cmp::Ordering {
-        let (mut x, mut y) = (a.iter(), b.iter());
-        loop {
-            match (x.next(), y.next()) {
-                (None, None) => return std::cmp::Ordering::Equal,
-                (None, Some(_)) => return std::cmp::Ordering::Less,
-                (Some(_), None) => return std::cmp::Ordering::Greater,
-                (Some(p), Some(q)) => match p.0.cmp(q.0).then_with(|| p.1.cmp(q.1)) {
-                    std::cmp::Ordering::Equal => {}
-                    o => return o,
-                },
-            }
-        }
+        cmp_pairs(a.iter(), b.iter())
     }
 
     proptest::proptest! {

@@ -9,8 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use strata_tsdb::head::{ChunkFiles, Head, HeadOptions, MemPostings};
-use strata_tsdb::labels::Labels;
+use strata_tsdb::head::{ChunkFiles, Head, HeadOptions, InternedLabels, MemPostings, Symbols};
 
 struct Counting;
 
@@ -107,7 +106,8 @@ fn bytes_per_series_at_a_full_head() {
 
     // Each structure alone, built the way the head builds it.
     let base = live();
-    let labels: Vec<Labels> = pairs.iter().map(|p| Labels::from_sorted_unchecked(p.iter().copied())).collect();
+    let symbols = Symbols::new();
+    let labels: Vec<InternedLabels> = pairs.iter().map(|p| symbols.intern(p.iter().copied())).collect();
     let labels_bytes = live() - base;
     let base = live();
     let mut postings = MemPostings::default();

@@ -22,7 +22,7 @@ impl Rejections {
         self.out_of_order + self.duplicate_timestamp + self.out_of_bounds
     }
 
-    fn note(&mut self, why: &str, labels: &Labels, t: i64) {
+    fn note(&mut self, why: &str, labels: &dyn std::fmt::Display, t: i64) {
         if self.first.is_none() {
             self.first = Some(format!("{why} for series {labels} at timestamp {t}"));
         }
@@ -153,7 +153,7 @@ impl<'h> HeadAppender<'h> {
             .series
             .iter()
             .filter(|(s, start, end)| end > start && !s.wal_logged.load(Ordering::Acquire))
-            .map(|(s, _, _)| RefSeries { series_ref: s.series_ref, labels: s.labels.clone() })
+            .map(|(s, _, _)| RefSeries { series_ref: s.series_ref, labels: s.labels.to_labels() })
             .collect();
         if new_series.is_empty() && self.samples.is_empty() {
             return Ok(());

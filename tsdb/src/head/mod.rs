@@ -25,6 +25,7 @@ mod postings;
 mod query;
 pub mod snapshot;
 mod status;
+mod symbols;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -42,6 +43,7 @@ pub use appender::{AppendOutcome, HeadAppender, Rejections};
 pub use chunk_files::{ChunkFiles, ChunkRef, LoadedChunk};
 pub use postings::MemPostings;
 pub use status::{HeadStatus, HeadStatusStat};
+pub use symbols::{InternedLabels, Symbols};
 
 /// Two hours in milliseconds: the default chunk range and block duration.
 pub const DEFAULT_CHUNK_RANGE: i64 = 2 * 3600 * 1000;
@@ -123,7 +125,7 @@ struct SeriesState {
 /// One series in the head.
 pub struct MemSeries {
     pub series_ref: SeriesRef,
-    pub labels: Labels,
+    pub labels: InternedLabels,
     wal_logged: AtomicBool,
     /// Appenders holding this series for a commit; garbage collection leaves it alone while > 0.
     pending: AtomicU32,
@@ -146,7 +148,7 @@ pub enum AppendResult {
 }
 
 impl MemSeries {
-    fn new(series_ref: SeriesRef, labels: Labels, wal_logged: bool) -> Self {
+    fn new(series_ref: SeriesRef, labels: InternedLabels, wal_logged: bool) -> Self {
         MemSeries {
             series_ref,
             labels,
@@ -434,6 +436,8 @@ pub struct Head {
     hash_stripes: Box<[RwLock<HashStripe>]>,
     ref_stripes: Box<[RwLock<RefStripe>]>,
     postings: RwLock<MemPostings>,
+    /// The label strings of every series.
+    symbols: Arc<Symbols>,
     last_ref: AtomicU64,
     min_time: AtomicI64,
     max_time: AtomicI64,
@@ -465,6 +469,7 @@ impl Head {
             hash_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
             ref_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
             postings: RwLock::default(),
+            symbols: Symbols::new(),
             last_ref: AtomicU64::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
@@ -591,7 +596,7 @@ impl Head {
             return (s.clone(), false);
         }
         let series_ref = self.last_ref.fetch_add(1, Ordering::Relaxed) + 1;
-        let s = Arc::new(MemSeries::new(series_ref, Labels::from_sorted_unchecked(pairs.iter().copied()), false));
+        let s = Arc::new(MemSeries::new(series_ref, self.symbols.intern(pairs.iter().copied()), false));
         s.pending.fetch_add(1, Ordering::AcqRel);
         w.insert(hash, s.clone());
         drop(w);
@@ -618,13 +623,13 @@ impl Head {
         }
         let hash = labels.hash();
         let mut w = self.hash_stripe(hash).write();
-        if w.find(hash, |s| s.labels == labels).is_some() {
+        if w.find(hash, |s| s.labels.eq_labels(&labels)).is_some() {
             // The same label set under another ref: Prometheus keeps the first; samples under
             // the second ref are dropped as unknown on replay, as they are there.
             return None;
         }
         self.last_ref.fetch_max(series_ref, Ordering::Relaxed);
-        let s = Arc::new(MemSeries::new(series_ref, labels, true));
+        let s = Arc::new(MemSeries::new(series_ref, self.symbols.intern(labels.iter()), true));
         let (n, mint, maxt) = s.attach(mapped, self.floor());
         if n > 0 {
             self.min_time.fetch_min(mint, Ordering::Relaxed);
@@ -895,7 +900,7 @@ mod tests {
         assert_eq!(head.num_series(), 2);
         assert_eq!(head.min_time(), 2 * h);
         assert!(head.postings().get("__name__", "short").is_empty());
-        let long = head.series_sorted().into_iter().find(|s| s.labels.metric_name() == Some("long")).unwrap();
+        let long = head.series_sorted().into_iter().find(|s| s.labels.get("__name__") == Some("long")).unwrap();
         assert!(head.chunks_in(&long, i64::MIN, 2 * h - 1).is_empty());
         assert_eq!(head.chunks_in(&long, 2 * h, i64::MAX).len(), 4);
         // Appends before the floor are out of bounds, even for a brand-new series.

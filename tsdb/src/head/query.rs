@@ -41,7 +41,7 @@ impl Head {
                 } else {
                     Some(self.chunks_in(&s, mint, maxt)).filter(|c| !c.is_empty())?
                 };
-                Some(SeriesChunks { labels: s.labels.clone(), chunks })
+                Some(SeriesChunks { labels: s.labels.to_labels(), chunks })
             })
             .collect();
         // Label sets are unique in the head, so an unstable sort gives the one order.

@@ -188,7 +188,7 @@ fn write_log(head: &Head, tmp: &Path) -> Result<(u64, u64)> {
             }
             closed_chunks += st.closed.len() as u64;
             series += 1;
-            encode_series(&mut buf, s.series_ref, &s.labels, st.next_at, st.open.as_ref());
+            encode_series(&mut buf, s.series_ref, s.labels.iter(), st.next_at, st.open.as_ref());
             ends.push(buf.len());
             if buf.len() >= BATCH_BYTES {
                 flush(&mut buf, &mut ends)?;
@@ -252,10 +252,10 @@ fn read(dir: &Path) -> Result<Snapshot> {
 
 /// Appends the record of one series: its ref, labels, the time its open chunk is cut at and
 /// the open chunk (an empty one counts as none).
-pub fn encode_series(
+pub fn encode_series<'a>(
     buf: &mut Vec<u8>,
     series_ref: SeriesRef,
-    labels: &Labels,
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     next_at: i64,
     open: Option<&XorAppender>,
 ) {
@@ -342,7 +342,7 @@ mod tests {
     fn a_series_record_round_trips_and_its_chunk_takes_appends() {
         let open = chunk(&[(1000, 1.0), (16_000, 2.5), (31_000, f64::NAN)]);
         let mut rec = Vec::new();
-        encode_series(&mut rec, 42, &labels(), 7_200_000, Some(&open));
+        encode_series(&mut rec, 42, labels().iter(), 7_200_000, Some(&open));
         let s = decode_series(&rec).unwrap();
         assert_eq!((s.series_ref, &s.labels), (42, &labels()));
         let mut restored = s.open.unwrap();
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(restored.chunk.bytes(), original.bytes());
 
         let mut rec = Vec::new();
-        encode_series(&mut rec, 7, &labels(), 123, None);
+        encode_series(&mut rec, 7, labels().iter(), 123, None);
         let s = decode_series(&rec).unwrap();
         assert!(s.open.is_none());
     }
@@ -364,7 +364,7 @@ mod tests {
     fn a_zero_cut_time_cuts_at_the_next_sample_as_prometheus_does() {
         let open = chunk(&[(1000, 1.0), (2000, 2.0)]);
         let mut rec = Vec::new();
-        encode_series(&mut rec, 1, &labels(), 0, Some(&open));
+        encode_series(&mut rec, 1, labels().iter(), 0, Some(&open));
         assert_eq!(decode_series(&rec).unwrap().open.unwrap().next_at, 2000);
     }
 
@@ -372,7 +372,7 @@ mod tests {
     fn truncated_or_altered_records_are_errors_never_panics() {
         let open = chunk(&[(1000, 1.0), (16_000, 2.5), (31_000, 4.0)]);
         let mut rec = Vec::new();
-        encode_series(&mut rec, 42, &labels(), 7_200_000, Some(&open));
+        encode_series(&mut rec, 42, labels().iter(), 7_200_000, Some(&open));
         for n in 0..rec.len() {
             assert!(decode_series(&rec[..n]).is_err(), "{n} bytes");
         }
@@ -393,7 +393,7 @@ mod tests {
         let mut rec = Vec::new();
         rec.push(RECORD_SERIES);
         put_be64(&mut rec, 1);
-        put_labels(&mut rec, &labels());
+        put_labels(&mut rec, labels().iter());
         put_be64(&mut rec, 0);
         put_uvarint(&mut rec, 1);
         put_be64(&mut rec, 0);

@@ -30,15 +30,15 @@ pub fn encode_series(series: &[RefSeries], buf: &mut Vec<u8>) {
     buf.push(SERIES);
     for s in series {
         put_be64(buf, s.series_ref);
-        put_labels(buf, &s.labels);
+        put_labels(buf, s.labels.iter());
     }
 }
 
 /// Appends a label set as Prometheus's `record.EncodeLabels` does: `uvarint #labels`, then the
 /// name and value strings.
-pub(crate) fn put_labels(buf: &mut Vec<u8>, labels: &Labels) {
-    put_uvarint(buf, labels.iter().count() as u64);
-    for (name, value) in labels.iter() {
+pub(crate) fn put_labels<'a>(buf: &mut Vec<u8>, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
+    put_uvarint(buf, labels.clone().count() as u64);
+    for (name, value) in labels {
         put_uvarint_str(buf, name);
         put_uvarint_str(buf, value);
     }
