@@ -41,7 +41,7 @@ use crate::wal::SeriesRef;
 
 pub use appender::{AppendOutcome, HeadAppender, Rejections};
 pub use chunk_files::{ChunkFiles, ChunkRef, LoadedChunk};
-pub use postings::MemPostings;
+pub use postings::{MemPostings, PostingsList};
 pub use status::{HeadStatus, HeadStatusStat};
 pub use symbols::{InternedLabels, Symbols};
 

@@ -9,7 +9,7 @@ use super::Head;
 
 impl PostingsSource for Head {
     fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>> {
-        Ok(self.postings().get(name, value).to_vec())
+        Ok(self.postings().get(name, value))
     }
 
     fn all_postings(&self) -> Result<Vec<u64>> {
