@@ -1,12 +1,14 @@
 //! Head append throughput: batches shaped like remote-write requests (2,000 series with one
 //! sample each), into a head alone and through the WAL as the receiver does it; the label
 //! hash every append looks its series up by; and opening a full head (480 samples per series)
-//! from the snapshot of a clean shutdown and by WAL replay.
+//! from the snapshot of a clean shutdown and by WAL replay; selecting every series of a full
+//! head with its chunks, as a query or the StoreAPI reads the head.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_tsdb::db::{Db, DbOptions};
 use strata_tsdb::head::{Head, HeadOptions};
 use strata_tsdb::labels::Labels;
+use strata_tsdb::matchers::{MatchOp, Matcher};
 
 const SERIES: usize = 2_000;
 
@@ -151,5 +153,24 @@ fn bench_open(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_append, bench_hash, bench_open);
+fn bench_select(c: &mut Criterion) {
+    let sets = label_sets();
+    let pairs: Vec<Vec<(&str, &str)>> =
+        sets.iter().map(|s| s.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()).collect();
+    let dir = full_head(&pairs, true);
+    let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+    let job = [Matcher::new(MatchOp::Equal, "job", "kubernetes-pods").unwrap()];
+    let mut g = c.benchmark_group("head_select");
+    g.throughput(Throughput::Elements(SERIES as u64));
+    g.bench_function("all_series_with_chunks", |b| {
+        b.iter(|| {
+            let got = db.head().select(&job, i64::MIN, i64::MAX, false).unwrap();
+            assert_eq!(got.len(), SERIES);
+            got
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_append, bench_hash, bench_open, bench_select);
 criterion_main!(benches);

@@ -26,7 +26,12 @@ impl FileMap {
         // mapping is effectively immutable. A file truncated underneath us by another process
         // would still raise SIGBUS on access; nothing in Strata does that.
         let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))?;
-        Ok(FileMap(Arc::new(map)))
+        Ok(FileMap::from_map(map))
+    }
+
+    /// Shares a map made elsewhere; its maker answers for what [`FileMap::map`] promises.
+    pub fn from_map(map: Mmap) -> FileMap {
+        FileMap(Arc::new(map))
     }
 
     /// The whole file as shared bytes.

@@ -19,12 +19,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::chunkenc::Encoding;
 use crate::encoding::{put_be32, put_be64, put_uvarint, Decbuf, DecodeResult};
-use crate::fileutil::release_pages;
+use crate::fileutil::{release_pages, FileMap};
 use crate::wal::SeriesRef;
 use crate::{Error, Result};
 
@@ -71,19 +72,40 @@ pub struct ChunkFiles {
     dir: PathBuf,
     /// Every readable file by number. The open file is mapped at the maximum file size, past
     /// its end: only offsets already written are ever read.
-    maps: RwLock<BTreeMap<u32, Mmap>>,
+    maps: RwLock<BTreeMap<u32, MappedFile>>,
     /// None when opened read-only: closed chunks then stay on the heap.
     writer: Option<Mutex<Writer>>,
 }
 
+/// One file's map, and the map as shared bytes that chunks handed to readers are cut from.
+struct MappedFile {
+    map: FileMap,
+    bytes: Bytes,
+}
+
+impl MappedFile {
+    fn new(map: Mmap) -> Self {
+        let map = FileMap::from_map(map);
+        MappedFile { bytes: map.bytes(), map }
+    }
+}
+
 /// The files' maps, held for reading chunks.
-pub struct Maps<'a>(RwLockReadGuard<'a, BTreeMap<u32, Mmap>>);
+pub struct Maps<'a>(RwLockReadGuard<'a, BTreeMap<u32, MappedFile>>);
 
 impl Maps<'_> {
     /// The XOR data of the chunk at `r`; None if `r` does not name a chunk record.
     pub fn get(&self, r: ChunkRef) -> Option<&[u8]> {
-        let map = self.0.get(&chunk_file(r))?;
-        Some(parse_record(map, (r & 0xffff_ffff) as usize).ok()?.data)
+        let file = self.0.get(&chunk_file(r))?;
+        Some(parse_record(&file.bytes, (r & 0xffff_ffff) as usize).ok()?.data)
+    }
+
+    /// [`Maps::get`] as bytes sharing the file's map (no copy); they stay valid after the
+    /// file is deleted.
+    pub fn get_shared(&self, r: ChunkRef) -> Option<Bytes> {
+        let file = self.0.get(&chunk_file(r))?;
+        let data = parse_record(&file.bytes, (r & 0xffff_ffff) as usize).ok()?.data;
+        Some(file.bytes.slice_ref(data))
     }
 }
 
@@ -215,7 +237,7 @@ impl ChunkFiles {
                 break;
             }
             release_pages(&map);
-            maps.insert(seq, map);
+            maps.insert(seq, MappedFile::new(map));
         }
         let last = maps.keys().next_back().copied().unwrap_or(0);
         let writer = writable.then(|| Mutex::new(Writer { seq: last, file: None, size: 0, buf: Vec::new() }));
@@ -289,7 +311,7 @@ impl ChunkFiles {
         // SAFETY: see `open`; mapped past the end so the file can grow under the map.
         let map = unsafe { MmapOptions::new().len(MAX_FILE_SIZE as usize).map(&file) }
             .map_err(|e| Error::io("mmap", &path, e))?;
-        self.maps.write().insert(seq, map);
+        self.maps.write().insert(seq, MappedFile::new(map));
         w.seq = seq;
         w.size = HEADER_LEN as u64;
         w.file = Some(file);
@@ -328,7 +350,7 @@ impl ChunkFiles {
             for s in &doomed {
                 maps.remove(s);
             }
-            maps.values().for_each(release_pages);
+            maps.values().for_each(|f| f.map.release_pages());
             doomed
         };
         for &seq in &doomed {
@@ -385,6 +407,23 @@ mod tests {
         // Every open writes to a new file.
         let c = files.write(7, 101, 300, &chunk(2)).unwrap();
         assert_eq!(chunk_file(c), 2);
+    }
+
+    #[test]
+    fn shared_chunks_outlive_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = ChunkFiles::open(dir.path(), true).unwrap();
+        let a = files.write(1, 0, 10, &chunk(4)).unwrap();
+        let shared = files.maps().get_shared(a).unwrap();
+        assert_eq!(shared, chunk(4));
+        // The bytes are the map's, not a copy.
+        assert_eq!(shared.as_ptr(), files.maps().get(a).unwrap().as_ptr());
+        assert_eq!(files.rotate(), 2);
+        files.write(1, 11, 20, &chunk(3)).unwrap();
+        assert_eq!(files.delete_before(2).unwrap(), 1);
+        assert_eq!(list(dir.path()).unwrap(), vec![2]);
+        assert_eq!(files.maps().get_shared(a), None);
+        assert_eq!(shared, chunk(4), "still readable after the file is gone");
     }
 
     #[test]

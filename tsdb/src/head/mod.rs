@@ -257,18 +257,29 @@ impl MemSeries {
         st.closed.len() + usize::from(st.open.is_some())
     }
 
-    /// Copies of the chunks (open one included) overlapping `[mint, maxt]`, oldest first.
+    /// The chunks (open one included) overlapping `[mint, maxt]`, oldest first: those in the
+    /// chunk files shared with their maps, the others copied.
     fn chunks_in(&self, files: Option<&ChunkFiles>, mint: i64, maxt: i64) -> Vec<ChunkData> {
-        self.with_chunks_in(files, mint, maxt, |chunks| {
-            chunks
-                .map(|(min_time, max_time, data)| ChunkData {
-                    min_time,
-                    max_time,
-                    encoding: Encoding::Xor,
-                    data: Bytes::copy_from_slice(data),
-                })
-                .collect()
-        })
+        let st = self.state.lock();
+        let maps = files.map(ChunkFiles::maps);
+        let overlaps = |cmin: i64, cmax: i64| cmax >= mint && cmin <= maxt;
+        let closed = st.closed.iter().filter(|c| overlaps(c.min_time, c.max_time)).map(|c| {
+            let data = match &c.data {
+                ClosedData::Mapped(r) => maps.as_ref().and_then(|m| m.get_shared(*r)).unwrap_or_default(),
+                ClosedData::Heap(b) => Bytes::copy_from_slice(b),
+            };
+            (c.min_time, c.max_time, data)
+        });
+        let open = st
+            .open
+            .iter()
+            .filter_map(|c| Some((c.first_time()?, c.last_time()?, c)))
+            .filter(|&(cmin, cmax, _)| overlaps(cmin, cmax))
+            .map(|(cmin, cmax, c)| (cmin, cmax, Bytes::copy_from_slice(c.bytes())));
+        closed
+            .chain(open)
+            .map(|(min_time, max_time, data)| ChunkData { min_time, max_time, encoding: Encoding::Xor, data })
+            .collect()
     }
 
     /// Whether a chunk (open one included) overlaps `[mint, maxt]`.
