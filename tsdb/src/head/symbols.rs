@@ -45,6 +45,8 @@ struct Table {
     /// Holders of each id; 0 for a free id.
     holders: Vec<u64>,
     free: Vec<u64>,
+    /// Where `intern` encodes a label set's ids.
+    scratch: Vec<u8>,
 }
 
 /// Segment and index within it of `id`.
@@ -97,16 +99,19 @@ impl Symbols {
     /// Interns the pairs with a non-empty value (an empty value means no label, as in
     /// [`Labels`]); the result holds every string until it is dropped.
     pub fn intern<'a>(self: &Arc<Self>, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> InternedLabels {
-        let mut ids = Vec::new();
         let mut table = self.table.lock();
+        let mut ids = std::mem::take(&mut table.scratch);
+        ids.clear();
         for (name, value) in pairs.filter(|(_, v)| !v.is_empty()) {
             for s in [name, value] {
                 let id = self.hold(&mut table, s);
                 put_uvarint(&mut ids, id);
             }
         }
-        drop(table);
-        InternedLabels { ids: ids.into_boxed_slice(), symbols: self.clone() }
+        // One allocation of the exact size; the scratch buffer is kept for the next set.
+        let labels = InternedLabels { ids: ids.as_slice().into(), symbols: self.clone() };
+        table.scratch = ids;
+        labels
     }
 
     /// The id of `s`, interning it if needed, with one more holder.
