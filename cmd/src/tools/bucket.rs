@@ -14,14 +14,15 @@ use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
 
 use super::{print_stdout, tool_bucket};
-use crate::compact::{spawn_global_view, RetentionFlags};
+use crate::compact::{prefix_header_flag, spawn_global_view, RetentionFlags};
 use crate::objstore::ObjstoreArgs;
-use crate::store::selector_flag;
+use crate::store::{parse_time_or_duration, selector_flag};
 use crate::{
     bind_flag, build_info, file_or_inline, millis, ops_routes, parse_duration_flag, serve_http, shutdown_signal,
 };
-use strata_compact::web::{normalize_prefix, BlocksView};
+use strata_compact::web::{normalize_prefix, BlocksView, GlobalFilter, WebOptions};
 use strata_receiver::metrics::Metrics;
+use strata_shipper::fetch::TimeBound;
 
 #[derive(Subcommand)]
 pub(super) enum BucketTools {
@@ -45,7 +46,7 @@ pub(super) enum BucketTools {
     Rewrite(RewriteArgs),
     /// Serve the bucket page: the blocks on a time line by external labels and resolution,
     /// each block's meta, and Thanos's /api/v1/blocks.
-    Web(WebArgs),
+    Web(Box<WebArgs>),
 }
 
 #[derive(Args)]
@@ -58,10 +59,27 @@ pub(super) struct WebArgs {
     /// Path under which the page and the API are served; defaults to --web.external-prefix.
     #[arg(long = "web.route-prefix", default_value = "")]
     route_prefix: String,
-    /// Path under which a reverse proxy serves the page. The page's links are relative, so
-    /// this only sets the default of --web.route-prefix.
+    /// Path under which a reverse proxy serves the page: the prefix of the page's links, and
+    /// the default of --web.route-prefix.
     #[arg(long = "web.external-prefix", default_value = "")]
     external_prefix: String,
+    /// Request header whose value is the prefix of the page's links, for a reverse proxy that
+    /// strips a path (`X-Forwarded-Prefix`); ignored with --web.external-prefix. Set it only
+    /// behind a proxy that sets or removes the header.
+    #[arg(long = "web.prefix-header", default_value = "")]
+    prefix_header: String,
+    /// Serve only blocks ending at or after this time: RFC 3339, or a duration relative to now
+    /// (`-2w`).
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z", value_parser = parse_time_or_duration)]
+    min_time: TimeBound,
+    /// Serve only blocks starting at or before this time: RFC 3339, or a duration relative to
+    /// now.
+    #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", value_parser = parse_time_or_duration)]
+    max_time: TimeBound,
+    /// Refuse POST /api/v1/blocks/mark (marking blocks for deletion, no-compaction or
+    /// no-downsampling).
+    #[arg(long = "disable-admin-operations")]
+    disable_admin_operations: bool,
     /// How often the block metas are fetched again.
     #[arg(long = "refresh", default_value = "30m", value_parser = parse_duration_flag)]
     refresh: i64,
@@ -300,7 +318,7 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
         }
         BucketTools::Replicate(a) => replicate(a).await,
         BucketTools::Rewrite(a) => rewrite(a).await,
-        BucketTools::Web(a) => web(a).await,
+        BucketTools::Web(a) => web(*a).await,
     }
 }
 
@@ -309,6 +327,8 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
 async fn web(a: WebArgs) -> anyhow::Result<()> {
     let bucket = tool_bucket(&a.objstore)?;
     let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
+    let filter = GlobalFilter { selector, min_time: a.min_time, max_time: a.max_time };
+    let prefix_header = prefix_header_flag(&a.prefix_header)?;
     let route_prefix = if a.route_prefix.is_empty() { a.external_prefix.clone() } else { a.route_prefix.clone() };
     if normalize_prefix(&route_prefix) != normalize_prefix(&a.external_prefix) {
         tracing::warn!("--web.route-prefix and --web.external-prefix differ; the page works only behind a proxy");
@@ -324,8 +344,17 @@ async fn web(a: WebArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::for_process(&build_info()));
     let ready = Arc::clone(&view);
     let mut router =
-        ops_routes(metrics, move || (!ready.refreshed()).then(|| "first fetch of the block metas".to_owned()))
-            .merge(strata_compact::web::router(Arc::clone(&view), &route_prefix));
+        ops_routes(metrics, move || (!ready.refreshed()).then(|| "first fetch of the block metas".to_owned())).merge(
+            strata_compact::web::router(
+                Arc::clone(&view),
+                WebOptions {
+                    route_prefix: route_prefix.clone(),
+                    external_prefix: a.external_prefix.clone(),
+                    prefix_header,
+                    admin: (!a.disable_admin_operations).then(|| bucket.clone()),
+                },
+            ),
+        );
     let prefix = normalize_prefix(&route_prefix);
     if !prefix.is_empty() {
         let target = format!("{prefix}/");
@@ -336,7 +365,7 @@ async fn web(a: WebArgs) -> anyhow::Result<()> {
     let addr = http.local_addr().context("HTTP listener address")?;
     tracing::info!(http = %addr, prefix = %prefix, "serving the bucket page");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let refresher = spawn_global_view(bucket, selector, view, refresh, timeout, stop_rx.clone());
+    let refresher = spawn_global_view(bucket, filter, view, refresh, timeout, stop_rx.clone());
     let http_task = serve_http(http, router, stop_rx, "http");
     shutdown_signal().await;
     let _ = stop_tx.send(true);
