@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use strata_compact::tools::{self as ct, ReplicateFilter, RewriteOptions};
 use strata_compact::{CompactorOptions, ReplicateMetrics};
 use strata_shipper::markers::MARKER_FILENAMES;
+use strata_shipper::relabel::Relabel;
 use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
 
@@ -42,7 +43,8 @@ pub(super) enum BucketTools {
     Downsample(DownsampleArgs),
     /// Copy blocks to another bucket (meta.json last), those it lacks.
     Replicate(ReplicateArgs),
-    /// Write blocks anew without the series of --rewrite.to-delete-config.
+    /// Write blocks anew with the series relabelled by --rewrite.to-relabel-config and without
+    /// those of --rewrite.to-delete-config.
     Rewrite(RewriteArgs),
     /// Serve the bucket page: the blocks on a time line by external labels and resolution,
     /// each block's meta, and Thanos's /api/v1/blocks.
@@ -236,6 +238,21 @@ pub(super) struct RewriteArgs {
     /// The deletion requests themselves, instead of a file.
     #[arg(long = "rewrite.to-delete-config")]
     to_delete_config: Option<String>,
+    /// Path to Prometheus relabel configs applied to each series' labels before the deletions:
+    /// a dropped series goes, a changed label set is written instead, series that end up with
+    /// equal labels become one.
+    #[arg(long = "rewrite.to-relabel-config-file", conflicts_with = "to_relabel_config")]
+    to_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "rewrite.to-relabel-config")]
+    to_relabel_config: Option<String>,
+    /// Log every change (`Deleted ...`, `Relabelled ...`) to `<--tmp.dir>/<new ULID>/change.log`,
+    /// as Thanos does (the default; also in a dry run).
+    #[arg(long = "rewrite.add-change-log", overrides_with = "no_change_log")]
+    change_log: bool,
+    /// Write no change log.
+    #[arg(long = "no-rewrite.add-change-log", overrides_with = "change_log")]
+    no_change_log: bool,
     /// Print what would be deleted instead of doing it (the default).
     #[arg(long = "dry-run", overrides_with = "no_dry_run")]
     dry_run: bool,
@@ -515,14 +532,35 @@ async fn replicate_once(
 
 async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let ids = ulids(&a.ids)?;
-    let (yaml, source) = file_or_inline(
+    let to_delete = file_or_inline(
         a.to_delete_config_file.as_deref(),
         "--rewrite.to-delete-config-file",
         a.to_delete_config.as_deref(),
         "--rewrite.to-delete-config",
-    )?
-    .context("nothing to rewrite: give --rewrite.to-delete-config-file or --rewrite.to-delete-config")?;
-    let deletions = ct::parse_deletions(&yaml, &source, &parse_matchers)?;
+    )?;
+    let to_relabel = file_or_inline(
+        a.to_relabel_config_file.as_deref(),
+        "--rewrite.to-relabel-config-file",
+        a.to_relabel_config.as_deref(),
+        "--rewrite.to-relabel-config",
+    )?;
+    if to_delete.is_none() && to_relabel.is_none() {
+        bail!("nothing to rewrite: give --rewrite.to-delete-config(-file) and/or --rewrite.to-relabel-config(-file)");
+    }
+    let deletions = match to_delete {
+        Some((yaml, source)) => ct::parse_deletions(&yaml, &source, &parse_matchers)?,
+        None => Vec::new(),
+    };
+    let relabel = match to_relabel {
+        Some((yaml, source)) => {
+            let relabel = Relabel::parse(&yaml).with_context(|| source.clone())?;
+            if relabel.is_empty() {
+                bail!("{source}: no relabel configs: give a list of `- action: ...`");
+            }
+            relabel
+        }
+        None => Relabel::default(),
+    };
     let dry_run = a.dry_run || !a.no_dry_run;
     if dry_run && a.delete_blocks {
         bail!("--delete-blocks needs --no-dry-run: a dry run changes nothing");
@@ -530,7 +568,10 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let bucket = tool_bucket(&a.objstore)?;
     // A directory of this run's own: only it is emptied and removed, whatever --tmp.dir names.
     let tmp_dir = a.tmp_dir.join(format!("strata-rewrite-{}", std::process::id()));
-    let options = RewriteOptions { ids, deletions, dry_run, delete_blocks: a.delete_blocks, tmp_dir };
+    let change_log_dir = (a.change_log || !a.no_change_log).then(|| a.tmp_dir.clone());
+    let relabelling = !relabel.is_empty();
+    let options =
+        RewriteOptions { ids, deletions, relabel, change_log_dir, dry_run, delete_blocks: a.delete_blocks, tmp_dir };
     let done = ct::rewrite(&bucket, &options).await;
     if let Err(e) = std::fs::remove_dir_all(&options.tmp_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -540,15 +581,19 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let mut text = String::new();
     for r in done? {
         let d = r.dropped;
+        let relabelled = if relabelling { format!(", relabelled {} series", d.relabelled) } else { String::new() };
         match r.to {
             Some(to) => text.push_str(&format!(
-                "{} rewritten as {to}: deleted {} series, {} chunks, {} samples\n",
+                "{} rewritten as {to}: deleted {} series, {} chunks, {} samples{relabelled}\n",
                 r.from, d.series, d.chunks, d.samples
             )),
             None => text.push_str(&format!(
-                "{} (dry run): would delete {} series, {} chunks, {} samples\n",
+                "{} (dry run): would delete {} series, {} chunks, {} samples{relabelled}\n",
                 r.from, d.series, d.chunks, d.samples
             )),
+        }
+        if let Some(log) = &r.change_log {
+            eprintln!("{}: changes logged to {}", r.from, log.display());
         }
     }
     print_stdout(text.as_bytes())
