@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use strata_query::frontend::tls::TlsConfig;
+use strata_query::frontend::tls::{TlsConfig, TlsFields};
 use strata_tsdb::gotext::deserialize_model_duration;
 
 use crate::Error;
@@ -30,30 +30,6 @@ struct BasicAuth {
     username: String,
     password: String,
     password_file: String,
-}
-
-/// Prometheus's `tls_config`, as the YAML has it.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-struct TlsFields {
-    ca_file: String,
-    cert_file: String,
-    key_file: String,
-    server_name: String,
-    insecure_skip_verify: bool,
-}
-
-impl TlsFields {
-    fn into_config(self) -> TlsConfig {
-        let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
-        TlsConfig {
-            ca_file: path(self.ca_file),
-            cert_file: path(self.cert_file),
-            key_file: path(self.key_file),
-            server_name: (!self.server_name.is_empty()).then_some(self.server_name),
-            insecure_skip_verify: self.insecure_skip_verify,
-        }
-    }
 }
 
 /// Go's `http.Transport` settings; see the module documentation.

@@ -8,6 +8,7 @@ pub mod blocks;
 pub mod corpus;
 pub mod crash;
 pub mod sidecar;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -10,6 +10,7 @@ pub mod downstream;
 pub mod merge;
 pub mod split;
 pub mod tls;
+pub mod tripper;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
