@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use strata_query::frontend::cache::ResultsCache;
 use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
+use strata_query::frontend::proxy::Proxy;
 use strata_query::frontend::tls::Tls;
 use strata_query::frontend::tripper::parse_tripper_config;
 use strata_query::frontend::{Frontend, FrontendMetrics, FrontendOptions};
@@ -105,6 +106,11 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
         None => parse_tripper_config("", "", millis(a.dial_timeout)),
     }
     .map_err(anyhow::Error::msg)?;
+    let mut tripper = tripper;
+    // Thanos's downstream transport takes its proxy from the environment (Go's
+    // http.ProxyFromEnvironment); its tripper config has no proxy fields.
+    tripper.transport.proxy =
+        Proxy::from_environment().map_err(|e| anyhow::anyhow!("the downstream's proxy from the environment: {e}"))?;
     let tls = tripper
         .tls
         .as_ref()

@@ -117,4 +117,20 @@ fn bad_tripper_configs_stop_the_frontend_at_start() {
         assert!(stderr.contains(want), "{flag}: error does not name {want:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{flag}: {stderr}");
     }
+    // The downstream's proxy comes from the environment, as Thanos's transport takes it.
+    for (var, value) in
+        [("HTTPS_PROXY", "socks5://127.0.0.1:1080"), ("http_proxy", "http://user:secret@127.0.0.1:3128")]
+    {
+        let out = Command::new(strata_bin())
+            .args([
+                "query-frontend",
+                "--http-address=127.0.0.1:0",
+                "--query-frontend.downstream-url=https://127.0.0.1:1",
+            ])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(&var.to_uppercase()), "{var}: {stderr}");
+    }
 }

@@ -8,76 +8,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::rule::{notification_errors, rule, start_alertmanager, start_ruler};
 use common::strata_bin;
 use common::tls::Pki;
-use strata_testkit::http::get_json;
-use strata_testkit::{peer, tool, wait_for, Fleet, Node, Proc};
-
-const RULES: &str = r#"groups:
-  - name: tls
-    interval: 1s
-    rules:
-      - record: tls:answer
-        expr: vector(42)
-      - alert: OverTls
-        expr: vector(1) > 0
-"#;
-
-fn start_alertmanager(dir: &Path, web_config: &str) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", strata_testkit::free_port());
-    let am_dir = dir.join("alertmanager");
-    std::fs::create_dir_all(&am_dir).unwrap();
-    let config = am_dir.join("alertmanager.yml");
-    std::fs::write(&config, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
-    let mut cmd = Command::new(tool("prometheus-alertmanager"));
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", am_dir.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg(format!("--web.config.file={web_config}"))
-        .arg("--cluster.listen-address=");
-    (Proc::spawn("alertmanager", cmd, &am_dir.join("log")), addr)
-}
-
-/// Starts `strata rule` on a new slot of `fleet` with the given peer configs.
-fn start_ruler(fleet: &mut Fleet, dir: &Path, name: &str, query_config: &str, am_config: &str) -> Node {
-    let rules = dir.join("rules.yml");
-    std::fs::write(&rules, RULES).unwrap();
-    let slot = fleet.slot(name);
-    let args = vec![
-        "rule".to_owned(),
-        format!("--rule-file={}", rules.display()),
-        format!("--query.config={query_config}"),
-        format!("--alertmanagers.config={am_config}"),
-        "--eval-interval=1s".to_owned(),
-        format!("--label=ruler=\"{name}\""),
-        format!("--data-dir={}", slot.data_dir.display()),
-        format!("--http-address={}", slot.http),
-        format!("--grpc-address={}", slot.grpc),
-    ];
-    Node::start(strata_bin(), &slot, &args)
-}
-
-/// The ruler's rule `name` as `/api/v1/rules` lists it.
-fn rule(ruler: &Node, name: &str) -> Result<serde_json::Value, String> {
-    let v = get_json(ruler.http(), "/api/v1/rules")?;
-    v["data"]["groups"][0]["rules"]
-        .as_array()
-        .and_then(|rules| rules.iter().find(|r| r["name"] == name).cloned())
-        .ok_or_else(|| format!("no rule {name}: {v}"))
-}
-
-/// `prometheus_notifications_errors_total` summed over the ruler's Alertmanagers.
-fn notification_errors(ruler: &Node) -> f64 {
-    let (_, text) = strata_testkit::http::get(ruler.http(), "/metrics").unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("prometheus_notifications_errors_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use strata_testkit::{peer, wait_for, Fleet, Node};
 
 #[test]
 fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates() {
@@ -91,7 +27,7 @@ fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates()
     prom_args.push(format!("--web.config.file={web_config}").into());
     let mut prometheus = Node::spawn(&peer("prometheus"), &prom_slot, prom_args);
     pki.wait_ready("prometheus", &mut prometheus.proc, &prom_slot.http);
-    let (mut am, am_addr) = start_alertmanager(work.path(), &web_config);
+    let (mut am, am_addr) = start_alertmanager(work.path(), Some(&web_config));
     pki.wait_ready("alertmanager", &mut am, &am_addr);
 
     let query_config = |ca: &str, client_cert: bool| {

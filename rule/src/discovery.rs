@@ -254,7 +254,10 @@ impl Peers {
                         &url,
                         ATTEMPTS,
                         DEFAULT_MAX_ANSWER_BYTES,
-                        &Transport::with_dial_timeout(s.access.dial_timeout),
+                        &Transport {
+                            proxy: s.access.proxy.clone(),
+                            ..Transport::with_dial_timeout(s.access.dial_timeout)
+                        },
                         s.tls.as_ref(),
                     )
                     .map_err(|e| bad(&self.name, &url, e))?;

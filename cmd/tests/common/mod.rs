@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod corpus;
 pub mod crash;
+pub mod rule;
 pub mod sidecar;
 pub mod tls;
 

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::proxy::{Proxy, ProxyConnector};
 use super::tls::{Tls, TlsConfig};
 use crate::api::error::ApiError;
 
@@ -45,6 +46,9 @@ pub struct Transport {
     pub max_idle_conns: Option<usize>,
     /// Requests (so HTTP/1.1 connections) in flight at once; more wait; none: no limit.
     pub max_conns: Option<usize>,
+    /// The HTTP proxy requests go through (`http_config`'s `proxy_url`, `no_proxy`,
+    /// `proxy_from_environment`); the default: none.
+    pub proxy: Proxy,
 }
 
 impl Transport {
@@ -57,6 +61,7 @@ impl Transport {
             response_header_timeout: None,
             max_idle_conns: None,
             max_conns: None,
+            proxy: Proxy::default(),
         }
     }
 }
@@ -125,7 +130,7 @@ impl http_body::Body for PermittedBody {
 }
 
 pub struct Downstream {
-    client: Client<TimeoutConnector<HttpsConnector<HttpConnector>>, Body>,
+    client: Client<TimeoutConnector<HttpsConnector<ProxyConnector>>, Body>,
     /// `max_conns` slots.
     slots: Option<Arc<Semaphore>>,
     response_header_timeout: Option<Duration>,
@@ -224,7 +229,7 @@ impl Downstream {
             None => connector,
         };
         let connector = TimeoutConnector {
-            inner: connector.enable_http1().wrap_connector(http),
+            inner: connector.enable_http1().wrap_connector(ProxyConnector { http, proxy: transport.proxy.clone() }),
             timeout: transport.dial_timeout.saturating_add(transport.tls_handshake_timeout),
         };
         let mut builder = Client::builder(TokioExecutor::new());

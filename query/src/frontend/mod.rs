@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod downstream;
 pub mod merge;
+pub mod proxy;
 pub mod split;
 pub mod tls;
 pub mod tripper;

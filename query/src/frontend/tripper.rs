@@ -104,6 +104,7 @@ mod tests {
                 response_header_timeout: Some(Duration::from_secs(30)),
                 max_idle_conns: Some(50),
                 max_conns: Some(8),
+                ..Transport::with_dial_timeout(DIAL)
             }
         );
         let tls = t.tls.unwrap();
