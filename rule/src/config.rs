@@ -460,6 +460,18 @@ mod tests {
     }
 
     #[test]
+    fn peers_behind_a_proxy() {
+        let yaml = "- static_configs: [q:9090]\n  http_config:\n    proxy_url: http://proxy:3128\n    no_proxy: q\n";
+        let s = query_sources(yaml, "q.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::from_url("http://proxy:3128", "q").unwrap());
+        let yaml = "alertmanagers:\n- static_configs: [am:9093]\n  http_config: {proxy_url: 'proxy:8080'}\n";
+        let s = alertmanager_sources(yaml, "am.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::from_url("http://proxy:8080", "").unwrap());
+        let s = query_sources("- static_configs: [q:9090]\n", "q.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::default());
+    }
+
+    #[test]
     fn bad_configs_name_the_source_and_field() {
         let cases: &[(&str, &str)] = &[
             ("- static_configs: [a:1]\n  bogus: 1\n", "unknown field `bogus`"),
