@@ -408,8 +408,8 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -820,6 +820,8 @@ mod tests {
             ("mailto:someone", ""),
             ("/a%20b", "/a b"),
             ("/a%zz", ""),
+            ("/a%+5", ""),
+            ("/a%2", ""),
             ("/a\u{7}", ""),
             ("1a:b", ""),
             ("/p?x=1#frag", "/p"),
