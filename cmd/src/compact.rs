@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use strata_compact::web::BlocksView;
+use strata_compact::web::{BlocksView, GlobalFilter, WebOptions};
 use strata_compact::{CompactMetrics, Compactor, CompactorOptions, Retention};
 use strata_receiver::metrics::Metrics;
 use strata_shipper::FetcherMetrics;
@@ -79,9 +79,18 @@ struct CompactWebArgs {
     /// --web.external-prefix.
     #[arg(long = "web.route-prefix", default_value = "")]
     route_prefix: String,
-    /// Path under which a reverse proxy serves the page (the page's links are relative).
+    /// Path under which a reverse proxy serves the page: the prefix of the page's links, and
+    /// the default of --web.route-prefix.
     #[arg(long = "web.external-prefix", default_value = "")]
     external_prefix: String,
+    /// Request header whose value is the prefix of the page's links, for a reverse proxy that
+    /// strips a path (`X-Forwarded-Prefix`); ignored with --web.external-prefix.
+    #[arg(long = "web.prefix-header", default_value = "")]
+    prefix_header: String,
+    /// Refuse POST /api/v1/blocks/mark (marking blocks for deletion, no-compaction or
+    /// no-downsampling).
+    #[arg(long = "disable-admin-operations")]
+    disable_admin_operations: bool,
     /// External label whose value titles each label set's rows on the bucket page.
     #[arg(long = "bucket-web-label", default_value = "")]
     label: String,
@@ -250,13 +259,25 @@ pub async fn run(a: CompactArgs) -> anyhow::Result<()> {
         "starting compactor"
     );
     let route_prefix = if a.web.route_prefix.is_empty() { &a.web.external_prefix } else { &a.web.route_prefix };
-    let router =
-        ops_routes(metrics.clone(), || None).merge(strata_compact::web::router(Arc::clone(&view), route_prefix));
+    let web = WebOptions {
+        route_prefix: route_prefix.clone(),
+        external_prefix: a.web.external_prefix.clone(),
+        prefix_header: prefix_header_flag(&a.web.prefix_header)?,
+        admin: (!a.web.disable_admin_operations).then(|| bucket.clone()),
+    };
+    let router = ops_routes(metrics.clone(), || None).merge(strata_compact::web::router(Arc::clone(&view), web));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // As Thanos's compactor: the whole bucket is fetched for the page only when it keeps running.
     let global = a.wait.then(|| {
         let (interval, timeout) = (millis(a.web.global_interval), millis(a.web.global_timeout));
-        spawn_global_view(bucket, selector, Arc::clone(&view), interval, timeout, stop_rx.clone())
+        spawn_global_view(
+            bucket,
+            GlobalFilter::selecting(selector),
+            Arc::clone(&view),
+            interval,
+            timeout,
+            stop_rx.clone(),
+        )
     });
     let http_task = serve_http(http, router, stop_rx, "http");
 
@@ -304,19 +325,29 @@ pub(crate) async fn run_waiting(
     }
 }
 
+/// `--web.prefix-header`: empty for none, else a valid HTTP header name.
+pub(crate) fn prefix_header_flag(name: &str) -> anyhow::Result<Option<axum::http::HeaderName>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    axum::http::HeaderName::from_bytes(name.as_bytes())
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--web.prefix-header {name:?}: not an HTTP header name: {e}"))
+}
+
 /// Keeps `view`'s global view (the whole bucket, marked blocks included unless a compacted
 /// block supersedes them) fresh until `stop`
 /// turns true: `strata tools bucket web`, `strata compact` and `strata standalone`'s bucket page.
 pub(crate) fn spawn_global_view(
     bucket: strata_shipper::Bucket,
-    selector: strata_shipper::relabel::Relabel,
+    filter: GlobalFilter,
     view: Arc<BlocksView>,
     interval: std::time::Duration,
     timeout: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let fetcher = strata_compact::web::global_fetcher(bucket);
-    tokio::spawn(strata_compact::web::refresh_global(fetcher, selector, view, interval, timeout, async move {
+    tokio::spawn(strata_compact::web::refresh_global(fetcher, filter, view, interval, timeout, async move {
         let _ = stop.wait_for(|s| *s).await;
     }))
 }

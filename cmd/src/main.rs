@@ -627,10 +627,11 @@ async fn run_receiver(
                 let (selector, view) = (Default::default(), Arc::clone(&bucket_view));
                 compact::spawn_global_view(bucket, selector, view, interval, timeout, stop_rx.clone())
             });
-            let mut router = rx
-                .http_router_ready_when(Some(bucket_synced))
-                .merge(query)
-                .merge(strata_compact::web::router(Arc::clone(&bucket_view), BUCKET_PAGE_PREFIX));
+            let mut router =
+                rx.http_router_ready_when(Some(bucket_synced)).merge(query).merge(strata_compact::web::router(
+                    Arc::clone(&bucket_view),
+                    strata_compact::web::WebOptions::under(BUCKET_PAGE_PREFIX),
+                ));
             if let Some(parts) = ruler_parts.take() {
                 let running = rule::start(parts.into_setup(state), stop_rx.clone()).await?;
                 router = router.merge(running.router());

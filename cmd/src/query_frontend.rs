@@ -10,6 +10,9 @@ use anyhow::Context;
 use clap::Args;
 use strata_query::frontend::cache::ResultsCache;
 use strata_query::frontend::downstream::{Downstream, DEFAULT_MAX_ANSWER_BYTES};
+use strata_query::frontend::proxy::Proxy;
+use strata_query::frontend::tls::Tls;
+use strata_query::frontend::tripper::parse_tripper_config;
 use strata_query::frontend::{Frontend, FrontendMetrics, FrontendOptions};
 use strata_receiver::metrics::Metrics;
 
@@ -59,6 +62,15 @@ pub struct QueryFrontendArgs {
     /// Longest wait for the downstream to accept a connection.
     #[arg(long = "query-frontend.downstream-dial-timeout", default_value = "10s", value_parser = parse_duration_flag)]
     dial_timeout: i64,
+    /// File with the downstream client's settings (Thanos's downstream tripper config:
+    /// `idle_conn_timeout`, `response_header_timeout`, `tls_handshake_timeout`,
+    /// `expect_continue_timeout`, `max_idle_conns`, `max_idle_conns_per_host`,
+    /// `max_conns_per_host`, `tls_config` for an https downstream).
+    #[arg(long = "query-frontend.downstream-tripper-config-file", conflicts_with = "tripper_config")]
+    tripper_config_file: Option<PathBuf>,
+    /// The downstream tripper configuration itself, instead of a file.
+    #[arg(long = "query-frontend.downstream-tripper-config")]
+    tripper_config: Option<String>,
 }
 
 fn millis(ms: i64) -> Duration {
@@ -84,13 +96,34 @@ pub async fn run(a: QueryFrontendArgs) -> anyhow::Result<()> {
     if cache.is_some() && a.split_interval <= 0 {
         anyhow::bail!("--query-range.split-interval must be above 0 when a results cache is configured");
     }
+    let tripper = match file_or_inline(
+        a.tripper_config_file.as_deref(),
+        "--query-frontend.downstream-tripper-config-file",
+        a.tripper_config.as_deref(),
+        "--query-frontend.downstream-tripper-config",
+    )? {
+        Some((yaml, source)) => parse_tripper_config(&yaml, &source, millis(a.dial_timeout)),
+        None => parse_tripper_config("", "", millis(a.dial_timeout)),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let mut tripper = tripper;
+    // Thanos's downstream transport takes its proxy from the environment (Go's
+    // http.ProxyFromEnvironment); its tripper config has no proxy fields.
+    tripper.transport.proxy =
+        Proxy::from_environment().map_err(|e| anyhow::anyhow!("the downstream's proxy from the environment: {e}"))?;
+    let tls = tripper
+        .tls
+        .as_ref()
+        .map(Tls::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("downstream tripper config: tls_config: {e}"))?;
     let downstream = Downstream::new(
         "--query-frontend.downstream-url",
         &a.downstream_url,
         a.max_retries,
         DEFAULT_MAX_ANSWER_BYTES,
-        millis(a.dial_timeout),
-        None,
+        &tripper.transport,
+        tls.as_ref(),
     )
     .map_err(anyhow::Error::msg)?;
     let mut tenant_headers = a.org_id_headers.clone();

@@ -9,13 +9,18 @@
 //!   as broken;
 //! - `strata standalone` compacts 2h blocks in its bucket into an 8h block, marks the inputs
 //!   (deleting nothing before --delete-delay) and shows the 8h block on its bucket page, which
-//!   the query page links to; `strata compact --wait` serves the page of its last sync.
+//!   the query page links to; `strata compact --wait` serves the page of its last sync;
+//! - over a moto S3 bucket: `--web.prefix-header` sets the prefix of the page's links;
+//!   `--min-time`/`--max-time` list the blocks Thanos lists with the same flags;
+//!   `POST /api/v1/blocks/mark` writes the marker `tools bucket mark` writes and the API shows
+//!   it; bad requests and `--disable-admin-operations` get Thanos's answers, and nothing is
+//!   written.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +29,7 @@ use serde_json::Value;
 use strata_shipper::markers::mark_for_deletion;
 use strata_shipper::{upload_block, RetryPolicy};
 use strata_testkit::http::get_json;
-use strata_testkit::{peer, tool, wait_for, Fleet, Node, Proc};
+use strata_testkit::{peer, tool, wait_for, Fleet, Moto, Node, Proc};
 use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
 use strata_tsdb::Labels;
 use ulid::Ulid;
@@ -432,4 +437,297 @@ fn bad_flags_fail_naming_what_is_wrong() {
         assert!(!out.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// A bucket of a moto S3 server of its own, with what drives it.
+struct S3Bucket {
+    _moto: Moto,
+    work: tempfile::TempDir,
+    config_file: PathBuf,
+    bucket: strata_shipper::Bucket,
+    rt: tokio::runtime::Runtime,
+}
+
+fn s3_bucket() -> S3Bucket {
+    let work = tempfile::tempdir().expect("temp dir");
+    let moto = Moto::start(work.path());
+    let yaml = moto.new_bucket("web");
+    let config_file = work.path().join("objstore.yml");
+    std::fs::write(&config_file, &yaml).expect("write objstore config");
+    let bucket = strata_shipper::parse_objstore_config(&yaml, "objstore.yml").expect("config").build().expect("bucket");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    S3Bucket { _moto: moto, work, config_file, bucket, rt }
+}
+
+impl S3Bucket {
+    /// Ships 2h blocks starting at `starts` as `{cluster="eu"}`'s; their ULIDs in order.
+    fn ship(&self, starts: &[i64]) -> Vec<Ulid> {
+        let dir = tempfile::tempdir_in(self.work.path()).expect("blocks dir");
+        let ids = starts
+            .iter()
+            .map(|&from| {
+                write_block_in(dir.path(), &series(from, from + 2 * HOUR), Some((from, from + 2 * HOUR))).unwrap()
+            })
+            .collect();
+        ship(&self.rt, &self.bucket, dir.path(), &[("cluster", "eu")]).expect("ship");
+        ids
+    }
+
+    /// `tools bucket web` of `program` over the bucket, ready, with `extra` flags.
+    fn web(&self, program: &Path, fleet: &mut Fleet, name: &str, extra: &[&str]) -> Node {
+        let slot = fleet.slot(name);
+        let mut args: Vec<OsString> = ["tools", "bucket", "web", "--objstore.config-file"].map(OsString::from).to_vec();
+        args.push(self.config_file.clone().into());
+        args.extend(["--http-address", &slot.http, "--refresh=10m", "--timeout=1m"].map(OsString::from));
+        args.extend(extra.iter().map(OsString::from));
+        Node::start(program, &slot, args)
+    }
+
+    /// The object keys under `prefix`.
+    fn objects(&self, prefix: &str) -> Vec<String> {
+        let list = self.rt.block_on(self.bucket.list_recursive(prefix)).expect("list");
+        let mut keys: Vec<String> = list.into_iter().map(|o| o.location.as_ref().to_owned()).collect();
+        keys.sort();
+        keys
+    }
+
+    fn marker(&self, id: Ulid, file: &str) -> Value {
+        let bytes = self.rt.block_on(self.bucket.get_opt(&format!("{id}/{file}"))).expect("get").expect("marker");
+        serde_json::from_slice(&bytes).expect("marker JSON")
+    }
+}
+
+/// The blocks of `/api/v1/blocks` once the first fetch is done.
+fn listed(addr: &str) -> Vec<String> {
+    let answer = wait_for("the first fetch", TIMEOUT, || {
+        let answer = get_json(addr, "/api/v1/blocks")?;
+        if answer["data"]["refreshedAt"] == "0001-01-01T00:00:00Z" {
+            return Err(format!("not refreshed yet: {answer}"));
+        }
+        Ok(answer)
+    })
+    .unwrap();
+    metas(&answer).into_keys().collect()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[test]
+fn prefix_header_sets_the_prefix_of_the_page_links() {
+    let b = s3_bucket();
+    let mut fleet = Fleet::new(&b.work.path().join("fleet"));
+    let strata = common::strata_bin();
+    let with = b.web(strata, &mut fleet, "with", &["--web.prefix-header=X-Forwarded-Prefix"]);
+    let page = |node: &Node, headers: &[(&str, &str)], path: &str| {
+        let (status, body) = strata_testkit::http::request(node.http(), "GET", path, headers, b"").unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    let proxied = [("X-Forwarded-Prefix", "/proxied/bucket/")];
+    for path in ["/", "/blocks"] {
+        let body = page(&with, &proxied, path);
+        assert!(body.contains("<base href=\"/proxied/bucket/\">"), "{path}: links under the header's prefix");
+    }
+    assert!(!page(&with, &[], "/").contains("<base"), "no header, relative links");
+    // A header naming another host keeps only its path: the page's requests stay here.
+    let body = page(&with, &[("X-Forwarded-Prefix", "https://evil.example/p")], "/");
+    assert!(body.contains("<base href=\"/p/\">") && !body.contains("evil.example"), "host dropped");
+
+    // Without the flag the header is not looked at; --web.external-prefix wins over it.
+    let without = b.web(strata, &mut fleet, "without", &[]);
+    assert!(!page(&without, &proxied, "/").contains("<base"), "header ignored without --web.prefix-header");
+    let flags = ["--web.prefix-header=X-Forwarded-Prefix", "--web.external-prefix=/ext", "--web.route-prefix=/"];
+    let external = b.web(strata, &mut fleet, "external", &flags);
+    assert!(page(&external, &proxied, "/").contains("<base href=\"/ext/\">"), "--web.external-prefix wins");
+
+    let out = Command::new(common::strata_bin())
+        .args(["tools", "bucket", "web", "--objstore.config-file"])
+        .arg(&b.config_file)
+        .args(["--http-address=127.0.0.1:0", "--web.prefix-header=Bad Header"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--web.prefix-header"), "{stderr}");
+}
+
+#[test]
+fn time_range_limits_the_blocks_as_thanos_does() {
+    let b = s3_bucket();
+    let t0 = window_start();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let old = b.ship(&[t0, t0 + 2 * HOUR, t0 + 4 * HOUR]);
+    let recent = b.ship(&[(now - 4 * HOUR) / HOUR * HOUR])[0];
+    let mut fleet = Fleet::new(&b.work.path().join("fleet"));
+    // Both ends inclusive: the first block ends where the range starts.
+    let range = [format!("--min-time={}", rfc3339(t0 + 2 * HOUR)), format!("--max-time={}", rfc3339(t0 + 3 * HOUR))];
+    let range: Vec<&str> = range.iter().map(String::as_str).collect();
+    for (name, flags, expected) in [
+        ("absolute", range, vec![old[0], old[1]]),
+        ("relative", vec!["--min-time=-1d"], vec![recent]),
+        ("none", vec![], vec![old[0], old[1], old[2], recent]),
+        ("empty", vec!["--min-time=-1d", "--max-time=-2d"], vec![]),
+    ] {
+        let ours = b.web(common::strata_bin(), &mut fleet, &format!("strata-{name}"), &flags);
+        let theirs = b.web(&peer("thanos"), &mut fleet, &format!("thanos-{name}"), &flags);
+        let mut expected: Vec<String> = expected.iter().map(Ulid::to_string).collect();
+        expected.sort();
+        assert_eq!(listed(theirs.http()), expected, "{name}: thanos");
+        assert_eq!(listed(ours.http()), expected, "{name}: strata");
+    }
+    for bad in ["--min-time=yesterday", "--max-time=2024-13-01T00:00:00Z"] {
+        let out = Command::new(common::strata_bin())
+            .args(["tools", "bucket", "web", "--objstore.config-file"])
+            .arg(&b.config_file)
+            .args(["--http-address=127.0.0.1:0", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let flag = bad.split('=').next().unwrap();
+        assert!(!out.status.success() && stderr.contains(flag), "{bad}: {stderr}");
+    }
+}
+
+const FORM: [(&str, &str); 1] = [("Content-Type", "application/x-www-form-urlencoded")];
+
+/// `POST /api/v1/blocks/mark` with a form body.
+fn mark(addr: &str, form: &str) -> (u16, String) {
+    strata_testkit::http::post(addr, "/api/v1/blocks/mark", &FORM, form.as_bytes()).unwrap()
+}
+
+#[test]
+fn mark_writes_the_marker_and_shows_it() {
+    let b = s3_bucket();
+    let t0 = window_start();
+    let ids = b.ship(&[t0, t0 + 2 * HOUR, t0 + 4 * HOUR]);
+    let mut fleet = Fleet::new(&b.work.path().join("fleet"));
+    let web = b.web(common::strata_bin(), &mut fleet, "strata", &[]);
+    listed(web.http());
+
+    for (id, action, file) in [
+        (ids[0], "DELETION", "deletion-mark.json"),
+        (ids[1], "NO_COMPACTION", "no-compact-mark.json"),
+        (ids[2], "NO_DOWNSAMPLE", "no-downsample-mark.json"),
+    ] {
+        let (status, body) = mark(web.http(), &format!("id={id}&action={action}&detail=by+hand+%26+API"));
+        assert_eq!((status, body.as_str()), (204, ""), "{action}: Thanos's answer");
+        let marker = b.marker(id, file);
+        assert_eq!(marker["id"], id.to_string(), "{file}");
+        assert_eq!(marker["details"], "by hand & API", "{file}");
+        assert_eq!(marker["version"], 1, "{file}");
+        if action != "DELETION" {
+            assert_eq!(marker["reason"], "manual", "{file}: as `tools bucket mark` writes it");
+        }
+    }
+    // The page's API shows the marks without waiting for --refresh (10m).
+    let answer = wait_for("the marks in /api/v1/blocks", TIMEOUT, || {
+        let answer = get_json(web.http(), "/api/v1/blocks")?;
+        let marks = &answer["data"]["marks"];
+        let shown = marks[ids[0].to_string()]["deletion"]["details"] == "by hand & API"
+            && marks[ids[1].to_string()]["noCompact"] == true
+            && marks[ids[2].to_string()]["noDownsample"] == true;
+        if shown {
+            Ok(answer)
+        } else {
+            Err(format!("{answer}"))
+        }
+    })
+    .unwrap();
+    // Marked for deletion, the block is still listed (as Thanos lists it until deleted).
+    assert!(metas(&answer).contains_key(&ids[0].to_string()), "{answer}");
+    // Marking again keeps the first mark, as `tools bucket mark` does.
+    let first = b.marker(ids[0], "deletion-mark.json");
+    assert_eq!(mark(web.http(), &format!("id={}&action=DELETION&detail=again", ids[0])).0, 204);
+    assert_eq!(b.marker(ids[0], "deletion-mark.json"), first);
+    // The fields may come in the query string too, as Go's FormValue reads them.
+    let (status, _) = strata_testkit::http::post(
+        web.http(),
+        &format!("/api/v1/blocks/mark?id={}&action=NO_COMPACTION", ids[0]),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 204);
+    // No detail given: Thanos's marker leaves the field out.
+    assert_eq!(b.marker(ids[0], "no-compact-mark.json")["details"], Value::Null);
+}
+
+#[test]
+fn bad_marks_are_refused_as_thanos_refuses_them() {
+    let b = s3_bucket();
+    let t0 = window_start();
+    let id = b.ship(&[t0])[0];
+    let before = b.objects("");
+    let mut fleet = Fleet::new(&b.work.path().join("fleet"));
+    let ours = b.web(common::strata_bin(), &mut fleet, "strata", &[]);
+    let theirs = b.web(&peer("thanos"), &mut fleet, "thanos", &[]);
+    let too_big = format!("9{}", &id.to_string()[1..]);
+    let cases = [
+        "action=DELETION".to_owned(),
+        "id=&action=DELETION".to_owned(),
+        format!("id={id}"),
+        format!("id={id}&action="),
+        "id=nope&action=DELETION".to_owned(),
+        format!("id={too_big}&action=DELETION"),
+        format!("id={id}&action=DELETE"),
+        format!("id={id}&action=deletion"),
+        "id=nope&action=NOPE".to_owned(),
+        "%zz=%%&&id".to_owned(),
+    ];
+    for form in &cases {
+        let (status, body) = mark(ours.http(), form);
+        let (their_status, their_body) = mark(theirs.http(), form);
+        assert_eq!(status, 400, "{form}: {body}");
+        assert_eq!(status, their_status, "{form}: status as Thanos's ({their_body})");
+        let (ours_json, theirs_json): (Value, Value) =
+            (serde_json::from_str(&body).unwrap(), serde_json::from_str(&their_body).unwrap());
+        assert_eq!(ours_json, theirs_json, "{form}: answer as Thanos's");
+    }
+    // Stricter than Thanos, which would write a marker for a block that is not there.
+    let (status, body) = mark(ours.http(), &format!("id={}&action=DELETION", Ulid::new()));
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &answer["errorType"]), (400, &Value::from("bad_data")), "{body}");
+    assert!(answer["error"].as_str().unwrap().contains("not in bucket"), "{body}");
+    // A body past the request limit is refused (413, or the connection closed while the
+    // rest is still being sent); nothing is marked and the server goes on.
+    let huge = format!("id={id}&action=DELETION&detail={}", "x".repeat(4 << 20));
+    match strata_testkit::http::post(ours.http(), "/api/v1/blocks/mark", &FORM, huge.as_bytes()) {
+        Ok((status, body)) => assert_eq!(status, 413, "{body}"),
+        Err(e) => assert!(e.contains("Broken pipe") || e.contains("reset"), "{e}"),
+    }
+    let (status, _) = strata_testkit::http::get(ours.http(), "/api/v1/blocks/mark").unwrap();
+    assert_eq!(status, 405, "marking takes POST only");
+    assert_eq!(b.objects(""), before, "nothing written");
+
+    // --disable-admin-operations: refused as Thanos refuses it, by `tools bucket web` and by
+    // `strata compact`, whose page has the same endpoint.
+    let ours = b.web(common::strata_bin(), &mut fleet, "strata-disabled", &["--disable-admin-operations"]);
+    let theirs = b.web(&peer("thanos"), &mut fleet, "thanos-disabled", &["--disable-admin-operations"]);
+    let slot = fleet.slot("compact-disabled");
+    let mut args: Vec<OsString> = ["compact", "--wait", "--objstore.config-file"].map(OsString::from).to_vec();
+    args.push(b.config_file.clone().into());
+    args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
+    args.extend(["--http-address", &slot.http, "--disable-admin-operations"].map(OsString::from));
+    let compact = Node::start(common::strata_bin(), &slot, args);
+    let valid = format!("id={id}&action=DELETION&detail=x");
+    let (their_status, their_body) = mark(theirs.http(), &valid);
+    assert_eq!(their_status, 400, "{their_body}");
+    let theirs_json: Value = serde_json::from_str(&their_body).unwrap();
+    for node in [&ours, &compact] {
+        let (status, body) = mark(node.http(), &valid);
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), theirs_json);
+    }
+    assert_eq!(b.objects(""), before, "nothing written");
+
+    // Without the flag, the compactor's page marks.
+    let slot = fleet.slot("compact");
+    let mut args: Vec<OsString> = ["compact", "--wait", "--objstore.config-file"].map(OsString::from).to_vec();
+    args.push(b.config_file.clone().into());
+    args.extend(["--data-dir".into(), slot.data_dir.clone().into_os_string()]);
+    args.extend(["--http-address", &slot.http].map(OsString::from));
+    let compact = Node::start(common::strata_bin(), &slot, args);
+    assert_eq!(mark(compact.http(), &format!("id={id}&action=NO_COMPACTION&detail=y")).0, 204);
+    assert_eq!(b.marker(id, "no-compact-mark.json")["details"], "y");
 }

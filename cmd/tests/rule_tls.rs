@@ -8,196 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use common::rule::{notification_errors, rule, start_alertmanager, start_ruler};
 use common::strata_bin;
-use strata_testkit::http::get_json;
-use strata_testkit::{peer, tool, wait_for, Fleet, Node, Proc};
-
-const RULES: &str = r#"groups:
-  - name: tls
-    interval: 1s
-    rules:
-      - record: tls:answer
-        expr: vector(42)
-      - alert: OverTls
-        expr: vector(1) > 0
-"#;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA `<name>-ca.pem` / `.key` in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    let (key, cert) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
-    openssl(
-        dir,
-        &["req", "-x509", "-new", "-key", &key, "-out", &cert, "-days", "2", "-subj", &format!("/CN={name}-ca")],
-    );
-}
-
-/// A certificate `<name>.pem` / `.key` signed by CA `ca`, with `extensions` (an openssl
-/// extension file's lines).
-fn make_cert(dir: &Path, ca: &str, name: &str, extensions: &str) {
-    let (key, csr, cert, ext) =
-        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-    std::fs::write(dir.join(&ext), extensions).unwrap();
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key]);
-    openssl(dir, &["req", "-new", "-key", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
-    let (ca_cert, ca_key) = (format!("{ca}-ca.pem"), format!("{ca}-ca.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_cert,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        make_ca(dir, "test");
-        make_ca(dir, "other");
-        make_cert(dir, "test", "server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
-        make_cert(dir, "test", "client", "extendedKeyUsage=clientAuth\n");
-        Pki { dir: dir.to_owned() }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
-    /// The `--web.config.file` of a server that speaks HTTPS only and requires a client
-    /// certificate from the test CA.
-    fn web_config(&self) -> String {
-        let file = self.dir.join("web.yml");
-        std::fs::write(
-            &file,
-            format!(
-                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  \
-                 client_ca_file: {}\n",
-                self.path("server.pem"),
-                self.path("server.key"),
-                self.path("test-ca.pem")
-            ),
-        )
-        .unwrap();
-        file.display().to_string()
-    }
-
-    /// GET `https://<addr><path>` with the test CA and client certificate.
-    fn get(&self, addr: &str, path: &str) -> Result<String, String> {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "5", "--cacert", &self.path("test-ca.pem")])
-            .args(["--cert", &self.path("client.pem"), "--key", &self.path("client.key")])
-            .arg(format!("https://{addr}{path}"))
-            .output()
-            .map_err(|e| format!("run curl: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn wait_ready(&self, name: &str, proc: &mut Proc, addr: &str) {
-        wait_for(&format!("{name} ready over https"), Duration::from_secs(60), || {
-            proc.assert_running();
-            self.get(addr, "/-/ready").map(|_| ())
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", proc.log_tail()));
-    }
-
-    /// An `http_config` block (indented for a list entry) with the given tls_config fields.
-    fn http_config(&self, ca: &str, client_cert: bool, server_name: Option<&str>) -> String {
-        let mut s = format!("  http_config:\n    tls_config:\n      ca_file: {}\n", self.path(&format!("{ca}-ca.pem")));
-        if client_cert {
-            s.push_str(&format!(
-                "      cert_file: {}\n      key_file: {}\n",
-                self.path("client.pem"),
-                self.path("client.key")
-            ));
-        }
-        if let Some(name) = server_name {
-            s.push_str(&format!("      server_name: {name}\n"));
-        }
-        s
-    }
-}
-
-fn start_alertmanager(dir: &Path, web_config: &str) -> (Proc, String) {
-    let addr = format!("127.0.0.1:{}", strata_testkit::free_port());
-    let am_dir = dir.join("alertmanager");
-    std::fs::create_dir_all(&am_dir).unwrap();
-    let config = am_dir.join("alertmanager.yml");
-    std::fs::write(&config, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
-    let mut cmd = Command::new(tool("prometheus-alertmanager"));
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", am_dir.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg(format!("--web.config.file={web_config}"))
-        .arg("--cluster.listen-address=");
-    (Proc::spawn("alertmanager", cmd, &am_dir.join("log")), addr)
-}
-
-/// Starts `strata rule` on a new slot of `fleet` with the given peer configs.
-fn start_ruler(fleet: &mut Fleet, dir: &Path, name: &str, query_config: &str, am_config: &str) -> Node {
-    let rules = dir.join("rules.yml");
-    std::fs::write(&rules, RULES).unwrap();
-    let slot = fleet.slot(name);
-    let args = vec![
-        "rule".to_owned(),
-        format!("--rule-file={}", rules.display()),
-        format!("--query.config={query_config}"),
-        format!("--alertmanagers.config={am_config}"),
-        "--eval-interval=1s".to_owned(),
-        format!("--label=ruler=\"{name}\""),
-        format!("--data-dir={}", slot.data_dir.display()),
-        format!("--http-address={}", slot.http),
-        format!("--grpc-address={}", slot.grpc),
-    ];
-    Node::start(strata_bin(), &slot, &args)
-}
-
-/// The ruler's rule `name` as `/api/v1/rules` lists it.
-fn rule(ruler: &Node, name: &str) -> Result<serde_json::Value, String> {
-    let v = get_json(ruler.http(), "/api/v1/rules")?;
-    v["data"]["groups"][0]["rules"]
-        .as_array()
-        .and_then(|rules| rules.iter().find(|r| r["name"] == name).cloned())
-        .ok_or_else(|| format!("no rule {name}: {v}"))
-}
-
-/// `prometheus_notifications_errors_total` summed over the ruler's Alertmanagers.
-fn notification_errors(ruler: &Node) -> f64 {
-    let (_, text) = strata_testkit::http::get(ruler.http(), "/metrics").unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("prometheus_notifications_errors_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use common::tls::Pki;
+use strata_testkit::{peer, wait_for, Fleet, Node};
 
 #[test]
 fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates() {
@@ -211,7 +27,7 @@ fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates()
     prom_args.push(format!("--web.config.file={web_config}").into());
     let mut prometheus = Node::spawn(&peer("prometheus"), &prom_slot, prom_args);
     pki.wait_ready("prometheus", &mut prometheus.proc, &prom_slot.http);
-    let (mut am, am_addr) = start_alertmanager(work.path(), &web_config);
+    let (mut am, am_addr) = start_alertmanager(work.path(), Some(&web_config));
     pki.wait_ready("alertmanager", &mut am, &am_addr);
 
     let query_config = |ca: &str, client_cert: bool| {

@@ -13,11 +13,12 @@ use strata_shipper::markers::{
     mark_for_deletion, mark_no_compact, mark_no_downsample, remove_mark, DELETION_MARK_FILENAME, MANUAL_REASON,
     NO_COMPACT_MARK_FILENAME, NO_DOWNSAMPLE_MARK_FILENAME,
 };
+use strata_shipper::relabel::Relabel;
 use strata_shipper::{download_block, resolution, upload_block, Bucket, MetaFetcher, RetryPolicy};
 use strata_tsdb::block::meta::{BlockMeta, META_FILENAME};
 use strata_tsdb::block::{Block, ChunkData};
 use strata_tsdb::chunkenc::{Encoding, XorAppender, XorIter};
-use strata_tsdb::compact::{rewrite_block, Dropped};
+use strata_tsdb::compact::{add_interval, chunks_range, rewrite_block, Change, Dropped, Edited, SeriesRelabel};
 use strata_tsdb::labels::Labels;
 use strata_tsdb::matchers::{MatchOp, Matcher};
 use tracing::{info, warn};
@@ -216,9 +217,9 @@ async fn repair_block(bucket: &Bucket, meta: &BlockMeta, r: &Repair, scratch: &P
                         kept.push(c);
                     }
                 }
-                Some(kept)
+                Edited::keep(kept)
             };
-            Ok(rewrite_block(Some(&out), &block, &edit)?)
+            Ok(rewrite_block(Some(&out), &block, Ulid::new(), &edit, None, &mut |_| {})?)
         })
         .await
         .map_err(|e| Error::Task("repair", e.to_string()))??;
@@ -530,28 +531,40 @@ impl Deletion {
     }
 }
 
-/// The chunks of a series with `labels` left after `deletions`: all of them when none selects
-/// the series, none when one deletes it whole, else those with the samples inside the
-/// deletions' intervals removed (a chunk partly inside is re-encoded; a native histogram chunk
-/// partly inside is kept whole, with a warning, as its samples cannot be re-encoded here).
-fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkData>) -> Option<Vec<ChunkData>> {
+/// A series with `labels` after `deletions`, as Thanos's `DeletionModifier` leaves it: all its
+/// chunks when none selects it, none when one deletes it whole, else those with the samples
+/// inside the deletions' intervals removed (a chunk inside one interval dropped, a chunk partly
+/// inside re-encoded; a native histogram chunk partly inside is kept whole, with a warning, as
+/// its samples cannot be re-encoded here). `deleted` is what Thanos logs: the whole series'
+/// range, or per chunk the chunk's range or its overlap with the intervals.
+fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkData>) -> Edited {
     let selecting: Vec<&Deletion> = deletions.iter().filter(|d| d.selects(labels)).collect();
     if selecting.is_empty() {
-        return Some(chunks);
+        return Edited::keep(chunks);
     }
     if selecting.iter().any(|d| d.intervals.is_empty()) {
-        return None;
+        return Edited { kept: None, deleted: chunks_range(&chunks) };
     }
-    let intervals: Vec<(i64, i64)> = selecting.iter().flat_map(|d| d.intervals.iter().copied()).collect();
-    let deleted = |t: i64| intervals.iter().any(|&(a, b)| a <= t && t <= b);
+    let mut intervals = Vec::new();
+    for &iv in selecting.iter().flat_map(|d| d.intervals.iter()) {
+        add_interval(&mut intervals, iv);
+    }
+    let is_deleted = |t: i64| intervals.iter().any(|&(a, b)| a <= t && t <= b);
     let mut kept = Vec::with_capacity(chunks.len());
+    let mut deleted = Vec::new();
     for c in chunks {
-        if intervals.iter().all(|&(a, b)| b < c.min_time || a > c.max_time) {
+        let overlapping: Vec<(i64, i64)> =
+            intervals.iter().copied().filter(|&(a, b)| a <= c.max_time && c.min_time <= b).collect();
+        if overlapping.is_empty() {
             kept.push(c);
             continue;
         }
-        if intervals.iter().any(|&(a, b)| a <= c.min_time && c.max_time <= b) {
+        if overlapping.iter().any(|&(a, b)| a <= c.min_time && c.max_time <= b) {
+            add_interval(&mut deleted, (c.min_time, c.max_time));
             continue;
+        }
+        for (a, b) in overlapping {
+            add_interval(&mut deleted, (a.max(c.min_time), b.min(c.max_time)));
         }
         if c.encoding != Encoding::Xor {
             warn!(series = ?labels, min_time = c.min_time, max_time = c.max_time,
@@ -560,7 +573,7 @@ fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkDat
             continue;
         }
         let samples = match XorIter::new(&c.data) {
-            Ok(it) => it.filter(|&(t, _)| !deleted(t)).collect::<Vec<_>>(),
+            Ok(it) => it.filter(|&(t, _)| !is_deleted(t)).collect::<Vec<_>>(),
             Err(e) => {
                 warn!(series = ?labels, error = %e, "chunk does not decode; kept as it is");
                 kept.push(c);
@@ -577,7 +590,7 @@ fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkDat
             data: Bytes::copy_from_slice(app.bytes()),
         });
     }
-    Some(kept)
+    Edited { kept: Some(kept), deleted }
 }
 
 /// What `rewrite` does.
@@ -585,6 +598,12 @@ fn apply_deletions(deletions: &[Deletion], labels: &Labels, chunks: Vec<ChunkDat
 pub struct RewriteOptions {
     pub ids: Vec<Ulid>,
     pub deletions: Vec<Deletion>,
+    /// Prometheus relabel configs applied to each series first (`--rewrite.to-relabel-config`);
+    /// empty: none.
+    pub relabel: Relabel,
+    /// Where each rewrite's `<new ULID>/change.log` goes (`--rewrite.add-change-log`, in
+    /// `--tmp.dir` as Thanos puts it); none: no change log.
+    pub change_log_dir: Option<PathBuf>,
     /// Only count what would be deleted (Thanos's default).
     pub dry_run: bool,
     /// Mark each source block for deletion once its rewrite is uploaded.
@@ -600,13 +619,17 @@ pub struct Rewritten {
     /// The new block; none in a dry run.
     pub to: Option<Ulid>,
     pub dropped: Dropped,
+    /// The change log written, if any.
+    pub change_log: Option<PathBuf>,
 }
 
-/// Rewrites each block without the series the deletions select, as Thanos's `tools bucket
-/// rewrite`: a new block (same range, level and labels; source `bucket.rewrite`; its own only
-/// source, the old sources and the deletions in `thanos.rewrites`) uploaded meta.json last,
-/// the source marked for deletion only with `delete_blocks`. Every block is checked to exist
-/// before any is rewritten.
+/// Rewrites each block as Thanos's `tools bucket rewrite`: each series relabelled first (see
+/// [`rewrite_block`]), then without what the deletions select; a new block (same range, level
+/// and labels; source `bucket.rewrite`; its own only source, the old sources, the deletions and
+/// the relabel configs in `thanos.rewrites`) uploaded meta.json last, the source marked for
+/// deletion only with `delete_blocks`. With `change_log_dir` every change is logged to
+/// `<dir>/<new ULID>/change.log` (in a dry run too), which stays there. Every block is checked
+/// to exist before any is rewritten.
 pub async fn rewrite(bucket: &Bucket, o: &RewriteOptions) -> Result<Vec<Rewritten>> {
     let mut metas = Vec::with_capacity(o.ids.len());
     for id in &o.ids {
@@ -619,47 +642,122 @@ pub async fn rewrite(bucket: &Bucket, o: &RewriteOptions) -> Result<Vec<Rewritte
     remove_dir(&o.tmp_dir)?;
     std::fs::create_dir_all(&o.tmp_dir).map_err(|e| Error::io("create dir", &o.tmp_dir, e))?;
     let deletions = Arc::new(o.deletions.clone());
+    let relabel = Arc::new(o.relabel.clone());
     let mut out = Vec::with_capacity(metas.len());
     for meta in metas {
         let id = meta.ulid;
+        let new_id = Ulid::new();
         info!(block = %id, "downloading block");
         let src = download_block(bucket, id, &o.tmp_dir, 2).await?;
-        let (dir, dry_run, d) = (o.tmp_dir.clone(), o.dry_run, Arc::clone(&deletions));
+        let change_log = match &o.change_log_dir {
+            Some(dir) => {
+                let log_dir = dir.join(new_id.to_string());
+                std::fs::create_dir_all(&log_dir).map_err(|e| Error::io("create dir", &log_dir, e))?;
+                let path = log_dir.join("change.log");
+                info!(file = %path.display(), "the change log will be available");
+                Some(path)
+            }
+            None => None,
+        };
+        let (dir, dry_run, d, r, log_path) =
+            (o.tmp_dir.clone(), o.dry_run, Arc::clone(&deletions), Arc::clone(&relabel), change_log.clone());
         let (written, dropped) = tokio::task::spawn_blocking(move || -> Result<(Option<BlockMeta>, Dropped)> {
             let block = Block::open(&src)?;
             let edit = |l: &Labels, chunks| apply_deletions(&d, l, chunks);
-            Ok(rewrite_block((!dry_run).then_some(dir.as_path()), &block, &edit)?)
+            let relabel_series = |l: &Labels| relabel_labels(&r, l);
+            let relabel: Option<SeriesRelabel<'_>> = (!r.is_empty()).then_some(&relabel_series);
+            let mut log = ChangeLog::open(log_path.as_deref())?;
+            let result = rewrite_block((!dry_run).then_some(dir.as_path()), &block, new_id, &edit, relabel, &mut |c| {
+                log.write(c)
+            });
+            log.finish()?;
+            Ok(result?)
         })
         .await
         .map_err(|e| Error::Task("rewrite", e.to_string()))??;
         let Some(mut new_meta) = written else {
-            out.push(Rewritten { from: id, to: None, dropped });
+            out.push(Rewritten { from: id, to: None, dropped, change_log });
             continue;
         };
-        let new_id = new_meta.ulid;
         let mut thanos = meta.thanos.clone().unwrap_or_default();
         let mut rewrites = match thanos.rewrites.take() {
             Some(serde_json::Value::Array(list)) => list,
             _ => Vec::new(),
         };
-        rewrites.push(serde_json::json!({
-            "sources": meta.compaction.sources.iter().map(Ulid::to_string).collect::<Vec<_>>(),
-            "deletions_applied": deletions.iter().map(Deletion::to_json).collect::<Vec<_>>(),
-        }));
+        // Go's omitempty: an empty list is left out.
+        let mut rewrite = serde_json::Map::new();
+        rewrite
+            .insert("sources".into(), meta.compaction.sources.iter().map(Ulid::to_string).collect::<Vec<_>>().into());
+        if !deletions.is_empty() {
+            rewrite
+                .insert("deletions_applied".into(), deletions.iter().map(Deletion::to_json).collect::<Vec<_>>().into());
+        }
+        if !relabel.is_empty() {
+            rewrite.insert("relabels_applied".into(), relabel.to_json());
+        }
+        rewrites.push(serde_json::Value::Object(rewrite));
         thanos.rewrites = Some(serde_json::Value::Array(rewrites));
         thanos.source = "bucket.rewrite".to_owned();
         thanos.index_stats = None;
         new_meta.thanos = Some(thanos);
         let sent = upload_block(bucket, &RetryPolicy::default(), &o.tmp_dir.join(new_id.to_string()), new_meta).await?;
-        info!(from = %id, block = %new_id, bytes = sent, series_deleted = dropped.series, "uploaded rewritten block");
+        info!(from = %id, block = %new_id, bytes = sent, series_deleted = dropped.series,
+              series_relabelled = dropped.relabelled, "uploaded rewritten block");
         if o.delete_blocks && mark_for_deletion(bucket, id, "block rewritten", now_secs()).await? {
             info!(block = %id, "marked source block for deletion");
         }
         remove_dir(&o.tmp_dir.join(new_id.to_string()))?;
         remove_dir(&o.tmp_dir.join(id.to_string()))?;
-        out.push(Rewritten { from: id, to: Some(new_id), dropped });
+        out.push(Rewritten { from: id, to: Some(new_id), dropped, change_log });
     }
     Ok(out)
+}
+
+/// A series' labels through `relabel` (Prometheus's `relabel.Process`): `None` when dropped.
+fn relabel_labels(relabel: &Relabel, labels: &Labels) -> Option<Labels> {
+    let map = labels.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+    let out = relabel.process(&map)?;
+    let pairs: Vec<(&str, &str)> =
+        out.iter().filter(|(_, v)| !v.is_empty()).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    Some(Labels::from_pairs(&pairs))
+}
+
+/// Thanos's rewrite `change.log` (or nowhere): one line per change; the first write error is
+/// kept and reported at the end, so a full disk does not stop the rewrite half way.
+struct ChangeLog {
+    out: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    failed: Option<std::io::Error>,
+}
+
+impl ChangeLog {
+    fn open(path: Option<&Path>) -> Result<ChangeLog> {
+        let out = match path {
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| Error::io("create change log", p, e))?;
+                Some((p.to_owned(), std::io::BufWriter::new(f)))
+            }
+            None => None,
+        };
+        Ok(ChangeLog { out, failed: None })
+    }
+
+    fn write(&mut self, change: Change<'_>) {
+        use std::io::Write;
+        if let (Some((_, w)), None) = (&mut self.out, &self.failed) {
+            if let Err(e) = writeln!(w, "{change}") {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        use std::io::Write;
+        let Some((path, mut w)) = self.out else { return Ok(()) };
+        match self.failed {
+            Some(e) => Err(Error::io("write change log", path, e)),
+            None => w.flush().map_err(|e| Error::io("write change log", path, e)),
+        }
+    }
 }
 
 /// How long a `replicate` without `--single-run` waits between runs.
@@ -724,10 +822,17 @@ mod tests {
         let y = Labels::from_pairs(&[("job", "y")]);
         let all = vec![a.clone(), b.clone(), c.clone()];
         // Not selected: untouched. Selected without intervals: gone.
-        assert_eq!(apply_deletions(&[deletion(vec![(5, 25)])], &y, all.clone()), Some(all.clone()));
-        assert_eq!(apply_deletions(&[deletion(Vec::new())], &x, all.clone()), None);
+        assert_eq!(apply_deletions(&[deletion(vec![(5, 25)])], &y, all.clone()), Edited::keep(all.clone()));
+        // Logged as Thanos logs a series deleted whole: its first chunk's start to its last's end.
+        assert_eq!(
+            apply_deletions(&[deletion(Vec::new())], &x, all.clone()),
+            Edited { kept: None, deleted: vec![(0, 29)] }
+        );
         // [5, 25]: a keeps 0..=4, b goes, c keeps 26..=29; two requests' intervals add up.
-        let kept = apply_deletions(&[deletion(vec![(5, 12)]), deletion(vec![(10, 25)])], &x, all).unwrap();
+        let edited = apply_deletions(&[deletion(vec![(5, 12)]), deletion(vec![(10, 25)])], &x, all);
+        // Per chunk its overlap with the intervals, merged: [5, 9] + [10, 19] + [20, 25].
+        assert_eq!(edited.deleted, [(5, 25)]);
+        let kept = edited.kept.unwrap();
         let samples: Vec<Vec<i64>> =
             kept.iter().map(|k| XorIter::new(&k.data).unwrap().map(|(t, _)| t).collect()).collect();
         assert_eq!(samples, [vec![0, 1, 2, 3, 4], vec![26, 27, 28, 29]]);

@@ -3,7 +3,9 @@
 //! `{"status":"success","data":{"label","blocks","refreshedAt","err"}}` with the metas of the
 //! bucket's blocks (`?view=global`, the default: the whole bucket as last fetched;
 //! `?view=loaded`: the compactor's last sync), plus the blocks' marks and the blocks that
-//! cannot be read; `GET /` and `/blocks` the page that draws them on a time line.
+//! cannot be read; `GET /` and `/blocks` the page that draws them on a time line;
+//! `POST /api/v1/blocks/mark` Thanos's marking of a block (`id`, `action`, `detail`), unless
+//! admin operations are disabled.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,15 +13,18 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde::Serialize;
-use strata_shipper::markers::DeletionMark;
+use strata_shipper::fetch::{overlaps_range, TimeBound};
+use strata_shipper::markers::{
+    DeletionMark, DELETION_MARK_FILENAME, NO_COMPACT_MARK_FILENAME, NO_DOWNSAMPLE_MARK_FILENAME,
+};
 use strata_shipper::relabel::Relabel;
-use strata_shipper::{deduplicate, FetchedMetas, MetaFetcher};
+use strata_shipper::{deduplicate, Bucket, FetchedMetas, MetaFetcher};
 use strata_tsdb::block::meta::{BlockMeta, ThanosMeta};
 use tracing::{info, warn};
 use ulid::Ulid;
@@ -85,16 +90,43 @@ impl Snapshot {
         Snapshot { blocks, marks, broken: partial.chain(corrupt).collect() }
     }
 
-    /// The whole bucket as `tools bucket web` shows it (Thanos's filters there): the blocks
-    /// `selector` selects, blocks a compacted block supersedes left out.
-    pub fn global(mut fetched: FetchedMetas, selector: &Relabel) -> Snapshot {
+    /// The whole bucket as `tools bucket web` shows it (Thanos's filters there, in its order):
+    /// the blocks overlapping the filter's time range that its selector selects, blocks a
+    /// compacted block supersedes left out.
+    pub fn global(mut fetched: FetchedMetas, filter: &GlobalFilter) -> Snapshot {
         let no_labels = BTreeMap::new();
+        let (min, max) = (filter.min_time.now(), filter.max_time.now());
         let selected: Vec<BlockMeta> = std::mem::take(&mut fetched.metas)
             .into_values()
-            .filter(|m| selector.selects(m.thanos.as_ref().map_or(&no_labels, |t| &t.labels), &m.ulid.to_string()))
+            .filter(|m| overlaps_range(m, min, max))
+            .filter(|m| {
+                filter.selector.selects(m.thanos.as_ref().map_or(&no_labels, |t| &t.labels), &m.ulid.to_string())
+            })
             .collect();
         let (blocks, _) = deduplicate(selected);
         Snapshot::new(blocks, &fetched)
+    }
+}
+
+/// Which blocks the global view shows: `--selector.relabel-config` and (`tools bucket web`)
+/// `--min-time` / `--max-time`, relative bounds taken at each refresh.
+#[derive(Debug, Clone)]
+pub struct GlobalFilter {
+    pub selector: Relabel,
+    pub min_time: TimeBound,
+    pub max_time: TimeBound,
+}
+
+impl GlobalFilter {
+    /// The blocks `selector` selects, of any time.
+    pub fn selecting(selector: Relabel) -> GlobalFilter {
+        GlobalFilter { selector, min_time: TimeBound::Absolute(i64::MIN), max_time: TimeBound::Absolute(i64::MAX) }
+    }
+}
+
+impl Default for GlobalFilter {
+    fn default() -> GlobalFilter {
+        GlobalFilter::selecting(Relabel::default())
     }
 }
 
@@ -153,6 +185,8 @@ pub struct BlocksView {
     label: String,
     global: RwLock<ViewState>,
     loaded: RwLock<ViewState>,
+    /// Wakes the global view's refresher early: a block was marked through the API.
+    refresh: tokio::sync::Notify,
 }
 
 impl BlocksView {
@@ -162,7 +196,13 @@ impl BlocksView {
             label: label.to_owned(),
             global: RwLock::new(ViewState::new(label)),
             loaded: RwLock::new(ViewState::new(label)),
+            refresh: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks the global view's refresher (if one runs) to fetch the metas now.
+    pub fn request_refresh(&self) {
+        self.refresh.notify_one();
     }
 
     pub fn set_global(&self, result: Result<Snapshot, String>) {
@@ -251,12 +291,259 @@ fn view_param(query: Option<&str>) -> String {
     pairs.into_iter().find(|(k, _)| k == "view").map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-async fn blocks_api(State(view): State<Arc<BlocksView>>, RawQuery(query): RawQuery) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], view.body(&view_param(query.as_deref()))).into_response()
+async fn blocks_api(State(state): State<WebState>, RawQuery(query): RawQuery) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], state.view.body(&view_param(query.as_deref()))).into_response()
 }
 
-fn page() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE_HTML).into_response()
+/// How the page and the API are served: `--web.route-prefix`, `--web.external-prefix`,
+/// `--web.prefix-header` and whether blocks may be marked (`--disable-admin-operations`).
+#[derive(Clone, Default)]
+pub struct WebOptions {
+    pub route_prefix: String,
+    pub external_prefix: String,
+    /// The request header whose value is the path prefix the page's links use (behind a
+    /// proxy that strips it); ignored when `external_prefix` is set, as in Thanos.
+    pub prefix_header: Option<HeaderName>,
+    /// The bucket `POST /api/v1/blocks/mark` writes markers into; `None` refuses it
+    /// ("Admin operations are disabled").
+    pub admin: Option<Bucket>,
+}
+
+impl WebOptions {
+    /// Served under `route_prefix`, nothing else set (admin operations disabled).
+    pub fn under(route_prefix: &str) -> WebOptions {
+        WebOptions { route_prefix: route_prefix.to_owned(), ..WebOptions::default() }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct WebState {
+    view: Arc<BlocksView>,
+    external_prefix: String,
+    prefix_header: Option<HeaderName>,
+    admin: Option<Bucket>,
+}
+
+/// The page, with a `<base>` of the prefix its links must use when there is one (Thanos's
+/// `GetWebPrefix`: `--web.external-prefix`, else the prefix header's value, sanitized).
+fn page(state: &WebState, headers: &HeaderMap) -> Response {
+    let given = if !state.external_prefix.is_empty() {
+        state.external_prefix.as_str()
+    } else {
+        state.prefix_header.as_ref().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    };
+    let prefix = absolute_prefix(&sanitize_prefix(given));
+    let body = if prefix.is_empty() {
+        PAGE_HTML.to_owned()
+    } else {
+        let base = format!("<head>\n<base href=\"{}/\">", escape_attribute(&prefix));
+        PAGE_HTML.replacen("<head>", &base, 1)
+    };
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// Thanos's `SanitizePrefix`: the path of the value taken as a URL (scheme and host dropped,
+/// so a header cannot send the page's requests elsewhere), cleaned, without a trailing slash;
+/// empty when the value is not a URL.
+fn sanitize_prefix(value: &str) -> String {
+    let Some(path) = url_path(value) else {
+        return String::new();
+    };
+    let cleaned = go_path_clean(&path);
+    let cleaned = cleaned.strip_prefix('.').unwrap_or(&cleaned);
+    cleaned.strip_suffix('/').unwrap_or(cleaned).to_owned()
+}
+
+/// Thanos's `absolutePrefix`: empty stays empty, anything else is rooted; the root alone is
+/// empty too (links `/` + `/api` would name another host).
+fn absolute_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        return String::new();
+    }
+    let rooted = go_path_clean(&format!("/{prefix}"));
+    if rooted == "/" {
+        String::new()
+    } else {
+        rooted
+    }
+}
+
+/// The decoded path of `value` as Go's `url.Parse` finds it; `None` where Go fails (a control
+/// character, a bad `%` escape, a colon in a relative first segment).
+fn url_path(value: &str) -> Option<String> {
+    if value.chars().any(|c| c.is_ascii_control()) {
+        return None;
+    }
+    let value = value.split('#').next().unwrap_or_default();
+    let value = value.split('?').next().unwrap_or_default();
+    let scheme_end = value.find(':').filter(|&i| {
+        let scheme = &value[..i];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let rest = match scheme_end {
+        // An opaque URL (`mailto:x`) has no path.
+        Some(i) if !value[i + 1..].starts_with('/') => return Some(String::new()),
+        Some(i) => &value[i + 1..],
+        None => {
+            let first = value.split('/').next().unwrap_or_default();
+            if first.contains(':') {
+                return None;
+            }
+            value
+        }
+    };
+    let path = match rest.strip_prefix("//") {
+        Some(authority_and_path) => authority_and_path.find('/').map_or("", |i| &authority_and_path[i..]),
+        None => rest,
+    };
+    percent_decode(path)
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Go's `path.Clean`: one slash between elements, `.` dropped, `..` taking its parent with
+/// it (dropped at the root), `.` for nothing.
+fn go_path_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|&l| l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// `s` safe inside a double-quoted HTML attribute.
+fn escape_attribute(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Thanos's API error answer: `bad_data` and 400, as its blocks API answers every failure.
+fn bad_data(message: &str) -> Response {
+    let body = serde_json::json!({"status": "error", "errorType": "bad_data", "error": message});
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The first value of `key` as Go's `Request.FormValue` finds it: in a form-encoded body
+/// first, then in the query string; empty without one.
+fn form_value(body: Option<&[u8]>, query: Option<&str>, key: &str) -> String {
+    let first = |input: &[u8]| form_urlencoded::parse(input).find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
+    body.and_then(first).or_else(|| first(query.unwrap_or_default().as_bytes())).unwrap_or_default()
+}
+
+/// The marker file an `action` of Thanos's blocks API writes.
+fn marker_of(action: &str) -> Option<&'static str> {
+    match action {
+        "DELETION" => Some(DELETION_MARK_FILENAME),
+        "NO_COMPACTION" => Some(NO_COMPACT_MARK_FILENAME),
+        // Not in Thanos v0.42's API, which puts this marker only through `tools bucket mark`.
+        "NO_DOWNSAMPLE" => Some(NO_DOWNSAMPLE_MARK_FILENAME),
+        _ => None,
+    }
+}
+
+/// A block ID as Go's `ulid.Parse` takes it, with its error texts.
+fn parse_ulid(s: &str) -> Result<Ulid, &'static str> {
+    if s.len() != 26 {
+        return Err("ulid: bad data size when unmarshaling");
+    }
+    if s.as_bytes()[0] > b'7' {
+        return Err("ulid: overflow when unmarshaling");
+    }
+    Ulid::from_string(s).map_err(|_| "ulid: bad data characters when unmarshaling")
+}
+
+/// `POST /api/v1/blocks/mark`: Thanos's checks in its order, then the marker written as
+/// `tools bucket mark` writes it (a block keeps an existing mark). 204 without a body on
+/// success, as Thanos answers.
+async fn mark_api(
+    State(state): State<WebState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(bucket) = &state.admin else {
+        return bad_data("Admin operations are disabled");
+    };
+    let form_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim() == "application/x-www-form-urlencoded"))
+        .then_some(&body[..]);
+    let value = |key| form_value(form_body, query.as_deref(), key);
+    let (id, action, detail) = (value("id"), value("action"), value("detail"));
+    if id.is_empty() {
+        return bad_data("ID cannot be empty");
+    }
+    if action.is_empty() {
+        return bad_data("Action cannot be empty");
+    }
+    let ulid = match parse_ulid(&id) {
+        Ok(u) => u,
+        Err(e) => return bad_data(&format!("ULID {} is not valid: {e}", strata_tsdb::gotext::quote(&id))),
+    };
+    let Some(marker) = marker_of(&action) else {
+        return bad_data(&format!("not supported marker {action}"));
+    };
+    match crate::tools::mark(bucket, &[ulid], marker, &detail, false).await {
+        Ok(_) => {
+            info!(block = %ulid, marker, "block marked through the API");
+            state.view.request_refresh();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            warn!(block = %ulid, marker, error = %e, "marking a block through the API failed");
+            bad_data(&e.to_string())
+        }
+    }
 }
 
 /// `route_prefix` normalized as Thanos does: empty, or `/` and no trailing slash.
@@ -269,28 +556,38 @@ pub fn normalize_prefix(route_prefix: &str) -> String {
     }
 }
 
-/// The page at `<prefix>/` and `<prefix>/blocks`, the API at `<prefix>/api/v1/blocks`, and
-/// `<prefix>` redirected to `<prefix>/`. The page asks for the API by a relative URL, so it
-/// works behind a proxy that serves it under another path (`--web.external-prefix`).
-pub fn router(view: Arc<BlocksView>, route_prefix: &str) -> Router {
-    let p = normalize_prefix(route_prefix);
+/// The page at `<prefix>/` and `<prefix>/blocks`, the API at `<prefix>/api/v1/blocks` and
+/// `<prefix>/api/v1/blocks/mark`, and `<prefix>` redirected to `<prefix>/`. The page asks for
+/// the API by a relative URL, so it works behind a proxy that serves it under another path
+/// (`--web.external-prefix`, `--web.prefix-header`).
+pub fn router(view: Arc<BlocksView>, options: WebOptions) -> Router {
+    let p = normalize_prefix(&options.route_prefix);
+    let state = WebState {
+        view,
+        external_prefix: options.external_prefix,
+        prefix_header: options.prefix_header,
+        admin: options.admin,
+    };
+    let page_handler = |State(state): State<WebState>, headers: HeaderMap| std::future::ready(page(&state, &headers));
     let mut r = Router::new()
-        .route(&format!("{p}/"), get(|| std::future::ready(page())))
-        .route(&format!("{p}/blocks"), get(|| std::future::ready(page())))
-        .route(&format!("{p}/api/v1/blocks"), get(blocks_api));
+        .route(&format!("{p}/"), get(page_handler))
+        .route(&format!("{p}/blocks"), get(page_handler))
+        .route(&format!("{p}/api/v1/blocks"), get(blocks_api))
+        .route(&format!("{p}/api/v1/blocks/mark"), post(mark_api));
     if !p.is_empty() {
         let target = format!("{p}/");
         r = r.route(&p, get(move || std::future::ready(Redirect::to(&target))));
     }
-    r.with_state(view)
+    r.with_state(state)
 }
 
 /// Keeps the global view of `view` fresh: a fetch now, then every `interval`, each given at
 /// most `timeout`; a failed fetch is tried again after a minute (or `interval`, if shorter),
-/// as Thanos's `tools bucket web` does. Ends when `stop` completes.
+/// as Thanos's `tools bucket web` does, and at once when a block was marked through the API.
+/// Ends when `stop` completes.
 pub async fn refresh_global(
     fetcher: MetaFetcher,
-    selector: Relabel,
+    filter: GlobalFilter,
     view: Arc<BlocksView>,
     interval: Duration,
     timeout: Duration,
@@ -304,7 +601,7 @@ pub async fn refresh_global(
                 for (id, reason) in &fetched.corrupt {
                     warn!(block = %id, reason, "block with an unreadable meta.json; listed apart on the page");
                 }
-                Ok(Snapshot::global(fetched, &selector))
+                Ok(Snapshot::global(fetched, &filter))
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("fetching the block metas took longer than {timeout:?} (--timeout)")),
@@ -322,6 +619,7 @@ pub async fn refresh_global(
         view.set_global(result);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = view.refresh.notified() => {}
             _ = &mut stop => return,
         }
     }
@@ -382,7 +680,7 @@ mod tests {
         fetched.partial.push(Ulid(3));
         fetched.corrupt.push((Ulid(4), "expected value at line 1".to_owned()));
         let v = BlocksView::new("");
-        v.set_global(Ok(Snapshot::global(fetched, &Relabel::default())));
+        v.set_global(Ok(Snapshot::global(fetched, &GlobalFilter::default())));
         assert!(v.refreshed());
         let j = json(&v, "global");
         let blocks = j["data"]["blocks"].as_array().unwrap();
@@ -418,7 +716,7 @@ mod tests {
             fetched.metas.insert(m.ulid, m);
         }
         let selector = Relabel::parse("- action: keep\n  source_labels: [a]\n  regex: '1'\n").unwrap();
-        let s = Snapshot::global(fetched, &selector);
+        let s = Snapshot::global(fetched, &GlobalFilter::selecting(selector));
         assert_eq!(s.blocks.iter().map(|m| m.ulid).collect::<Vec<_>>(), vec![Ulid(3)]);
     }
 
@@ -428,7 +726,7 @@ mod tests {
         let mut fetched = FetchedMetas::default();
         let m = meta(1, 0, 10, &[], 0);
         fetched.metas.insert(m.ulid, m);
-        v.set_loaded(Ok(Snapshot::global(fetched, &Relabel::default())));
+        v.set_loaded(Ok(Snapshot::global(fetched, &GlobalFilter::default())));
         v.set_loaded(Err("listing failed".to_owned()));
         let j = json(&v, "loaded");
         assert_eq!(j["data"]["blocks"].as_array().unwrap().len(), 1);
@@ -483,5 +781,122 @@ mod tests {
             assert!(!PAGE_HTML.contains(needle), "{needle}");
         }
         assert!(PAGE_HTML.contains("api/v1/blocks"));
+    }
+
+    #[test]
+    fn time_filter_keeps_blocks_overlapping_the_range() {
+        let mut fetched = FetchedMetas::default();
+        for m in [meta(1, 0, 10, &[], 0), meta(2, 10, 20, &[], 0), meta(3, 21, 30, &[], 0), meta(4, -5, -1, &[], 0)] {
+            fetched.metas.insert(m.ulid, m);
+        }
+        let filter = GlobalFilter {
+            selector: Relabel::default(),
+            min_time: TimeBound::Absolute(0),
+            max_time: TimeBound::Absolute(20),
+        };
+        let s = Snapshot::global(fetched.clone(), &filter);
+        // Both ends inclusive, as Thanos's TimePartitionMetaFilter.
+        assert_eq!(s.blocks.iter().map(|m| m.ulid).collect::<Vec<_>>(), vec![Ulid(1), Ulid(2)]);
+        let relative = GlobalFilter { min_time: TimeBound::Relative(-3_600_000), ..GlobalFilter::default() };
+        assert!(Snapshot::global(fetched.clone(), &relative).blocks.is_empty(), "all blocks are from 1970");
+        assert_eq!(Snapshot::global(fetched, &GlobalFilter::default()).blocks.len(), 4);
+    }
+
+    #[test]
+    fn prefixes_are_sanitized_as_thanos_does() {
+        for (given, expected) in [
+            ("", ""),
+            ("/", ""),
+            ("/strata", "/strata"),
+            ("/strata/", "/strata"),
+            ("strata", "/strata"),
+            // `//a` is a host to Go's url.Parse.
+            ("//a//b/./c/../", "/b"),
+            ("/a//b/./c/../", "/a/b"),
+            ("/a/b/../../..", ""),
+            ("http://evil.example/x/y", "/x/y"),
+            ("//evil.example", ""),
+            ("//evil.example/p", "/p"),
+            ("mailto:someone", ""),
+            ("/a%20b", "/a b"),
+            ("/a%zz", ""),
+            ("/a%+5", ""),
+            ("/a%2", ""),
+            ("/a\u{7}", ""),
+            ("1a:b", ""),
+            ("/p?x=1#frag", "/p"),
+            // Thanos makes this `/`, and its page's links `//api/...`: another host.
+            ("../..", ""),
+        ] {
+            assert_eq!(absolute_prefix(&sanitize_prefix(given)), expected, "{given:?}");
+        }
+        assert_eq!(go_path_clean(""), ".");
+        assert_eq!(go_path_clean("a/../.."), "..");
+        assert_eq!(escape_attribute("/\"><script>'&"), "/&quot;&gt;&lt;script&gt;&#39;&amp;");
+    }
+
+    fn state(external: &str, header: Option<&str>) -> WebState {
+        WebState {
+            view: Arc::new(BlocksView::new("")),
+            external_prefix: external.to_owned(),
+            prefix_header: header.map(|h| HeaderName::from_bytes(h.as_bytes()).unwrap()),
+            admin: None,
+        }
+    }
+
+    async fn text(r: Response) -> String {
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn page_links_follow_the_prefix_header_only_when_configured() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-prefix", "/proxied/bucket/".parse().unwrap());
+        let with = text(page(&state("", Some("X-Forwarded-Prefix")), &headers)).await;
+        assert!(with.contains("<base href=\"/proxied/bucket/\">"), "{}", &with[..200]);
+        let without = text(page(&state("", None), &headers)).await;
+        assert!(!without.contains("<base"), "no flag, no base");
+        let external = text(page(&state("/ext", Some("X-Forwarded-Prefix")), &headers)).await;
+        assert!(external.contains("<base href=\"/ext/\">"), "--web.external-prefix wins");
+        let mut hostile = HeaderMap::new();
+        hostile.insert("x-forwarded-prefix", "/\"><script>x</script>".parse().unwrap());
+        let escaped = text(page(&state("", Some("X-Forwarded-Prefix")), &hostile)).await;
+        assert!(!escaped.contains("<script>x"), "a header cannot inject markup");
+        hostile.insert("x-forwarded-prefix", "https://evil.example".parse().unwrap());
+        let stripped = text(page(&state("", Some("X-Forwarded-Prefix")), &hostile)).await;
+        assert!(
+            !stripped.contains("<base") && !stripped.contains("evil.example"),
+            "a header cannot send requests away"
+        );
+    }
+
+    #[test]
+    fn form_values_as_go_reads_them() {
+        assert_eq!(form_value(Some(b"id=a&id=b"), Some("id=c"), "id"), "a");
+        assert_eq!(form_value(Some(b"x=1"), Some("id=c&id=d"), "id"), "c");
+        assert_eq!(form_value(None, None, "id"), "");
+        assert_eq!(form_value(Some(b"detail=a+b%21"), None, "detail"), "a b!");
+        for hostile in [&b"%zz=%%&&="[..], b"\xff\xfe=\x00", b"id"] {
+            let _ = form_value(Some(hostile), Some("%"), "id");
+        }
+    }
+
+    #[test]
+    fn block_ids_and_actions_as_thanos_takes_them() {
+        let id = Ulid::new();
+        assert_eq!(parse_ulid(&id.to_string()), Ok(id));
+        assert_eq!(parse_ulid(&id.to_string().to_lowercase()), Ok(id));
+        assert_eq!(parse_ulid("nope"), Err("ulid: bad data size when unmarshaling"));
+        assert_eq!(parse_ulid(""), Err("ulid: bad data size when unmarshaling"));
+        assert_eq!(parse_ulid("8ZZZZZZZZZZZZZZZZZZZZZZZZZ"), Err("ulid: overflow when unmarshaling"));
+        assert_eq!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FA!"), Err("ulid: bad data characters when unmarshaling"));
+        assert!(parse_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAü").is_err(), "multi-byte characters");
+        assert_eq!(marker_of("DELETION"), Some(DELETION_MARK_FILENAME));
+        assert_eq!(marker_of("NO_COMPACTION"), Some(NO_COMPACT_MARK_FILENAME));
+        assert_eq!(marker_of("NO_DOWNSAMPLE"), Some(NO_DOWNSAMPLE_MARK_FILENAME));
+        for bad in ["deletion", "", "DELETE", "NO_COMPACT"] {
+            assert_eq!(marker_of(bad), None, "{bad}");
+        }
     }
 }

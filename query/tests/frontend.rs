@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use strata_cache::Lru;
 use strata_query::frontend::cache::ResultsCache;
-use strata_query::frontend::downstream::Downstream;
+use strata_query::frontend::downstream::{Downstream, Transport};
 use strata_query::frontend::{router, Frontend, FrontendMetrics, FrontendOptions};
 use tower::ServiceExt as _;
 
@@ -102,7 +102,7 @@ fn frontend_with(addr: &str, cache: Option<ResultsCache>, max_answer: usize) -> 
         &format!("http://{addr}"),
         5,
         max_answer,
-        Duration::from_secs(5),
+        &Transport::with_dial_timeout(Duration::from_secs(5)),
         None,
     )
     .unwrap();

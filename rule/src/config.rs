@@ -4,15 +4,20 @@
 //! checked, and turned into [`SourceSpec`]s, the form `--query` and `--alertmanagers.url`
 //! values take too, so that both reach their peers through [`Peers`](crate::discovery::Peers).
 //!
-//! What is not built is refused rather than ignored: `proxy_url`. Of `transport_config`, Go's transport tunables, only `dialer_timeout` has an
-//! equivalent here (the connect timeout); the others are read and have no effect.
+//! `http_config.proxy_url` (an `http://` proxy without credentials), and prometheus/common's
+//! `no_proxy` and `proxy_from_environment` (checked as its `ProxyConfig.Validate` checks them)
+//! set the proxy peers are reached through (`strata_query::frontend::proxy`); anything else
+//! about proxies is refused rather than ignored. Of `transport_config`, Go's transport
+//! tunables, only `dialer_timeout` has an equivalent here (the connect timeout); the others are
+//! read and have no effect.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use strata_query::frontend::tls::TlsConfig;
+use strata_query::frontend::proxy::Proxy;
+use strata_query::frontend::tls::{TlsConfig, TlsFields};
 use strata_tsdb::gotext::deserialize_model_duration;
 
 use crate::Error;
@@ -30,30 +35,6 @@ struct BasicAuth {
     username: String,
     password: String,
     password_file: String,
-}
-
-/// Prometheus's `tls_config`, as the YAML has it.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-struct TlsFields {
-    ca_file: String,
-    cert_file: String,
-    key_file: String,
-    server_name: String,
-    insecure_skip_verify: bool,
-}
-
-impl TlsFields {
-    fn into_config(self) -> TlsConfig {
-        let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
-        TlsConfig {
-            ca_file: path(self.ca_file),
-            cert_file: path(self.cert_file),
-            key_file: path(self.key_file),
-            server_name: (!self.server_name.is_empty()).then_some(self.server_name),
-            insecure_skip_verify: self.insecure_skip_verify,
-        }
-    }
 }
 
 /// Go's `http.Transport` settings; see the module documentation.
@@ -88,6 +69,8 @@ struct ClientConfig {
     bearer_token: String,
     bearer_token_file: String,
     proxy_url: String,
+    no_proxy: String,
+    proxy_from_environment: bool,
     tls_config: TlsFields,
     transport_config: TransportConfig,
 }
@@ -180,6 +163,8 @@ pub struct Access {
     pub alert_api: AlertApi,
     /// For `https` peers.
     pub tls: TlsConfig,
+    /// The HTTP proxy peers are reached through.
+    pub proxy: Proxy,
 }
 
 impl Default for Access {
@@ -191,6 +176,7 @@ impl Default for Access {
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             alert_api: AlertApi::V2,
             tls: TlsConfig::default(),
+            proxy: Proxy::default(),
         }
     }
 }
@@ -234,9 +220,31 @@ fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Re
         }
     }
     let h = c.http_config;
-    if !h.proxy_url.is_empty() {
-        return Err(bad(source, format!("{}: proxies are not supported", field("http_config.proxy_url"))));
-    }
+    let proxy = match (h.proxy_url.as_str(), h.no_proxy.as_str(), h.proxy_from_environment) {
+        ("", "", false) => Proxy::default(),
+        ("", "", true) => Proxy::from_environment()
+            .map_err(|e| bad(source, format!("{}: {e}", field("http_config.proxy_from_environment"))))?,
+        (_, _, true) => {
+            return Err(bad(
+                source,
+                format!(
+                    "{}: if proxy_from_environment is configured, proxy_url and no_proxy must not be configured",
+                    field("http_config.proxy_from_environment")
+                ),
+            ))
+        }
+        ("", _, false) => {
+            return Err(bad(
+                source,
+                format!(
+                    "{}: if no_proxy is configured, proxy_url must also be configured",
+                    field("http_config.no_proxy")
+                ),
+            ))
+        }
+        (url, no_proxy, false) => Proxy::from_url(url, no_proxy)
+            .map_err(|e| bad(source, format!("{}: {e}", field("http_config.proxy_url"))))?,
+    };
     if !h.bearer_token.is_empty() && !h.bearer_token_file.is_empty() {
         return Err(bad(
             source,
@@ -320,7 +328,15 @@ fn source_spec(source: &str, at: &str, c: EndpointsConfig, alerting: bool) -> Re
         path_prefix: clean_prefix(&c.path_prefix),
         targets: c.static_configs,
         sd_files,
-        access: Access { basic_auth, bearer_token, timeout, dial_timeout, alert_api, tls: h.tls_config.into_config() },
+        access: Access {
+            basic_auth,
+            bearer_token,
+            timeout,
+            dial_timeout,
+            alert_api,
+            tls: h.tls_config.into_config(),
+            proxy,
+        },
     })
 }
 
@@ -444,12 +460,34 @@ mod tests {
     }
 
     #[test]
+    fn peers_behind_a_proxy() {
+        let yaml = "- static_configs: [q:9090]\n  http_config:\n    proxy_url: http://proxy:3128\n    no_proxy: q\n";
+        let s = query_sources(yaml, "q.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::from_url("http://proxy:3128", "q").unwrap());
+        let yaml = "alertmanagers:\n- static_configs: [am:9093]\n  http_config: {proxy_url: 'proxy:8080'}\n";
+        let s = alertmanager_sources(yaml, "am.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::from_url("http://proxy:8080", "").unwrap());
+        let s = query_sources("- static_configs: [q:9090]\n", "q.yml").unwrap();
+        assert_eq!(s[0].access.proxy, Proxy::default());
+    }
+
+    #[test]
     fn bad_configs_name_the_source_and_field() {
         let cases: &[(&str, &str)] = &[
             ("- static_configs: [a:1]\n  bogus: 1\n", "unknown field `bogus`"),
             ("- static_configs: [a:1]\n  scheme: ftp\n", "[0].scheme: \"ftp\" is not a supported scheme"),
             ("- http_config: {tls_config: {ca: x}}\n", "unknown field `ca`"),
-            ("- http_config: {proxy_url: 'http://p'}\n", "[0].http_config.proxy_url"),
+            (
+                "- http_config: {proxy_url: 'https://p'}\n",
+                "[0].http_config.proxy_url: proxy_url \"https://p\": only http://",
+            ),
+            (
+                "- http_config: {proxy_url: 'http://u:p@p'}\n",
+                "[0].http_config.proxy_url: proxy_url \"http://u:p@p\": credentials",
+            ),
+            ("- http_config: {no_proxy: a}\n", "[0].http_config.no_proxy: if no_proxy is configured"),
+            ("- http_config: {proxy_url: 'http://p', proxy_from_environment: true}\n", "must not be configured"),
+            ("- http_config: {proxy_connect_header: {a: [b]}}\n", "unknown field `proxy_connect_header`"),
             ("- http_config: {bearer_token: a, bearer_token_file: b}\n", "at most one of bearer_token"),
             ("- http_config: {basic_auth: {password: a, password_file: b}}\n", "at most one of password"),
             ("- http_config: {basic_auth: {user: a}}\n", "unknown field `user`"),

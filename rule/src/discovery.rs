@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
-use strata_query::frontend::downstream::{Answer, Downstream, DEFAULT_MAX_ANSWER_BYTES};
+use strata_query::frontend::downstream::{Answer, Downstream, Transport, DEFAULT_MAX_ANSWER_BYTES};
 use strata_query::frontend::tls::{Tls, TlsConfig};
 use strata_store::endpoints::{EndpointSpec, Resolver, SdFile};
 
@@ -254,7 +254,10 @@ impl Peers {
                         &url,
                         ATTEMPTS,
                         DEFAULT_MAX_ANSWER_BYTES,
-                        s.access.dial_timeout,
+                        &Transport {
+                            proxy: s.access.proxy.clone(),
+                            ..Transport::with_dial_timeout(s.access.dial_timeout)
+                        },
                         s.tls.as_ref(),
                     )
                     .map_err(|e| bad(&self.name, &url, e))?;

@@ -41,6 +41,37 @@ pub const SYNCED_STATES: [&str; 10] = [
     "too-fresh",
 ];
 
+/// A time (ms): absolute, or relative to the moment it is used (Thanos's
+/// `TimeOrDurationValue`: `-2w` means two weeks before now, and moves with it). The bound of
+/// a time-partitioned block filter: the store gateway's and `tools bucket web`'s `--min-time`
+/// and `--max-time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    Absolute(i64),
+    /// Milliseconds added to the current time.
+    Relative(i64),
+}
+
+impl TimeBound {
+    /// The time this stands for now.
+    pub fn now(self) -> i64 {
+        match self {
+            TimeBound::Absolute(t) => t,
+            TimeBound::Relative(d) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                now.saturating_add(d)
+            }
+        }
+    }
+}
+
+/// Whether `meta` overlaps `[min, max]` (both inclusive; Thanos's `TimePartitionMetaFilter`).
+pub fn overlaps_range(meta: &BlockMeta, min: i64, max: i64) -> bool {
+    meta.max_time >= min && meta.min_time <= max
+}
+
 type StateLabel = [(&'static str, &'static str); 1];
 
 /// Thanos's metrics of a meta sync (`thanos_blocks_meta_*`), the store gateway's and the

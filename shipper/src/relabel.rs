@@ -54,6 +54,8 @@ struct Rule {
     source_labels: Vec<String>,
     separator: String,
     regex: Regex,
+    /// The regex as written (unanchored), for [`Relabel::to_json`].
+    regex_text: String,
     modulus: u64,
     target_label: String,
     replacement: String,
@@ -98,6 +100,33 @@ impl Relabel {
         Some(labels)
     }
 
+    /// The rules as Go marshals Prometheus's `[]*relabel.Config` to JSON, defaults filled in
+    /// (what Thanos records in a rewritten block's `relabels_applied`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let rules = self.rules.iter().map(|r| {
+            let mut o = serde_json::Map::new();
+            if !r.source_labels.is_empty() {
+                o.insert("source_labels".into(), r.source_labels.clone().into());
+            }
+            if !r.separator.is_empty() {
+                o.insert("separator".into(), r.separator.clone().into());
+            }
+            o.insert("regex".into(), r.regex_text.clone().into());
+            if r.modulus != 0 {
+                o.insert("modulus".into(), r.modulus.into());
+            }
+            if !r.target_label.is_empty() {
+                o.insert("target_label".into(), r.target_label.clone().into());
+            }
+            if !r.replacement.is_empty() {
+                o.insert("replacement".into(), r.replacement.clone().into());
+            }
+            o.insert("action".into(), r.action.name().into());
+            serde_json::Value::Object(o)
+        });
+        serde_json::Value::Array(rules.collect())
+    }
+
     /// Whether a block with these external labels and ULID is selected.
     pub fn selects(&self, external: &BTreeMap<String, String>, id: &str) -> bool {
         if self.rules.is_empty() {
@@ -106,6 +135,25 @@ impl Relabel {
         let mut labels = external.clone();
         labels.insert(BLOCK_ID_LABEL.to_owned(), id.to_owned());
         self.process(&labels).is_some_and(|l| !l.is_empty())
+    }
+}
+
+impl Action {
+    /// Prometheus's name of the action.
+    fn name(self) -> &'static str {
+        match self {
+            Action::Replace => "replace",
+            Action::Keep => "keep",
+            Action::Drop => "drop",
+            Action::KeepEqual => "keepequal",
+            Action::DropEqual => "dropequal",
+            Action::HashMod => "hashmod",
+            Action::LabelMap => "labelmap",
+            Action::LabelDrop => "labeldrop",
+            Action::LabelKeep => "labelkeep",
+            Action::Lowercase => "lowercase",
+            Action::Uppercase => "uppercase",
+        }
     }
 }
 
@@ -120,6 +168,7 @@ impl Rule {
             source_labels: raw.source_labels,
             separator: raw.separator.unwrap_or_else(|| ";".to_owned()),
             regex,
+            regex_text,
             modulus: raw.modulus.unwrap_or(0),
             replacement: raw.replacement.unwrap_or_else(|| "$1".to_owned()),
             action,
@@ -294,5 +343,19 @@ mod tests {
         ] {
             assert!(Relabel::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn configs_marshal_as_go_marshals_them() {
+        let r = Relabel::parse("- source_labels: [a, b]\n  target_label: c\n- action: hashmod\n  source_labels: [a]\n  target_label: h\n  modulus: 3\n  separator: ''\n- action: labeldrop\n  regex: tmp_.*\n").unwrap();
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!([
+                {"source_labels": ["a", "b"], "separator": ";", "regex": "(.*)", "target_label": "c", "replacement": "$1", "action": "replace"},
+                {"source_labels": ["a"], "regex": "(.*)", "modulus": 3, "target_label": "h", "replacement": "$1", "action": "hashmod"},
+                {"separator": ";", "regex": "tmp_.*", "replacement": "$1", "action": "labeldrop"},
+            ])
+        );
+        assert_eq!(Relabel::default().to_json(), serde_json::json!([]));
     }
 }

@@ -1,6 +1,8 @@
 //! Block merge: N blocks become one, as Prometheus's leveled compactor writes it. The compactor
 //! plans which blocks to merge; this module does the merge.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +11,8 @@ use ulid::Ulid;
 
 use crate::block::meta::{BlockCompaction, BlockDesc, BlockMeta};
 use crate::block::{Block, BlockSeries, BlockWriter, ChunkData};
-use crate::querier::{merge_series_sets_with, ChunkMerge, SeriesIter};
+use crate::labels::Labels;
+use crate::querier::{merge_chunks, merge_series_sets_with, ChunkMerge, SeriesIter};
 use crate::{Error, Result};
 
 /// Writes the merge of `blocks` as a new block in `parent`. Series with equal labels become one;
@@ -68,6 +71,8 @@ pub struct Dropped {
     pub series: u64,
     pub chunks: u64,
     pub samples: u64,
+    /// Series whose labels the relabelling changed (kept, possibly merged with others).
+    pub relabelled: u64,
 }
 
 fn samples(chunks: &[ChunkData]) -> u64 {
@@ -83,65 +88,203 @@ impl Dropped {
     }
 }
 
-/// How a rewrite changes one series: `None` drops it, otherwise the chunks it keeps (a series
-/// left without chunks is dropped too).
-pub type SeriesEdit<'a> = &'a dyn Fn(&crate::labels::Labels, Vec<ChunkData>) -> Option<Vec<ChunkData>>;
+/// How a rewrite changes one series: the chunks it keeps (`None`, or none left, drops the
+/// series) and, for the change log, the time ranges deleted from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edited {
+    pub kept: Option<Vec<ChunkData>>,
+    /// Inclusive `[mint, maxt]` ranges, merged as Prometheus's `tombstones.Intervals.Add`
+    /// merges them ([`add_interval`]).
+    pub deleted: Vec<(i64, i64)>,
+}
 
-/// Writes `block` anew in `parent` with each series as `edit` leaves it (Thanos's `tools bucket
-/// rewrite` deletions, and its `verify --repair`, which drops broken chunks); with `parent`
-/// `None` only counts what would go (a dry run). The new block keeps the time range, level and
-/// parents, and is its own only source (callers record the old sources as Thanos does); chunks
-/// are copied verbatim and the symbol table holds only the labels of the series kept, so no
-/// deleted label value stays behind. Returns the new meta (none in a dry run) and what was
-/// dropped.
+impl Edited {
+    /// The series as it is.
+    pub fn keep(chunks: Vec<ChunkData>) -> Edited {
+        Edited { kept: Some(chunks), deleted: Vec::new() }
+    }
+}
+
+/// A rewrite's edit of one series' chunks, given its (relabelled) labels.
+pub type SeriesEdit<'a> = &'a dyn Fn(&Labels, Vec<ChunkData>) -> Edited;
+
+/// A rewrite's relabelling of one series: its new labels, `None` to drop it.
+pub type SeriesRelabel<'a> = &'a dyn Fn(&Labels) -> Option<Labels>;
+
+/// A line of Thanos's rewrite change log (`change.log`, compactv2's `changeLog`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change<'a> {
+    /// `Deleted {labels} [{mint maxt} ...]`: samples of these ranges (all, for a series
+    /// dropped whole) are gone.
+    Deleted(&'a Labels, &'a [(i64, i64)]),
+    /// `Relabelled {old} {new}`.
+    Relabelled(&'a Labels, &'a Labels),
+}
+
+impl fmt::Display for Change<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Deleted(labels, intervals) => {
+                // Go's %v of a []tombstones.Interval.
+                let list: Vec<String> = intervals.iter().map(|(a, b)| format!("{{{a} {b}}}")).collect();
+                write!(f, "Deleted {labels} [{}]", list.join(" "))
+            }
+            Change::Relabelled(old, new) => write!(f, "Relabelled {old} {new}"),
+        }
+    }
+}
+
+/// Adds `n` to sorted, disjoint `list` as Prometheus's `tombstones.Intervals.Add`: intervals
+/// overlapping or adjacent to it (one millisecond apart) are merged with it.
+pub fn add_interval(list: &mut Vec<(i64, i64)>, n: (i64, i64)) {
+    let (mint, maxt) = n;
+    let lo = if mint == i64::MIN { 0 } else { list.partition_point(|&(_, b)| b < mint - 1) };
+    if lo == list.len() {
+        list.push(n);
+        return;
+    }
+    let hi = if maxt == i64::MAX { list.len() } else { list.partition_point(|&(a, _)| a <= maxt + 1) };
+    if hi == 0 {
+        list.insert(0, n);
+        return;
+    }
+    let merged = (mint.min(list[lo].0), list[hi - 1].1.max(maxt));
+    list.splice(lo..hi, [merged]);
+}
+
+/// The time range of `chunks` (Thanos's log of a series dropped whole); empty without chunks.
+pub fn chunks_range(chunks: &[ChunkData]) -> Vec<(i64, i64)> {
+    match (chunks.iter().map(|c| c.min_time).min(), chunks.iter().map(|c| c.max_time).max()) {
+        (Some(a), Some(b)) => vec![(a, b)],
+        _ => Vec::new(),
+    }
+}
+
+/// `edit` of one series: the change it made logged, the series' losses counted; the chunks
+/// kept, if any.
+fn apply_edit(
+    edit: SeriesEdit<'_>,
+    log: &mut dyn FnMut(Change<'_>),
+    labels: &Labels,
+    all: Vec<ChunkData>,
+    dropped: &mut Dropped,
+) -> Option<Vec<ChunkData>> {
+    let edited = edit(labels, all.clone());
+    if !edited.deleted.is_empty() {
+        log(Change::Deleted(labels, &edited.deleted));
+    }
+    match edited.kept.filter(|kept| !kept.is_empty()) {
+        None => {
+            dropped.series += 1;
+            dropped.count(&all, &[]);
+            None
+        }
+        Some(kept) => {
+            dropped.count(&all, &kept);
+            Some(kept)
+        }
+    }
+}
+
+/// Writes `block` anew in `parent` as block `ulid` with each series as `relabel` and `edit`
+/// leave it (Thanos's `tools bucket rewrite` relabelling and deletions, and its `verify
+/// --repair`, which drops broken chunks); with `parent` `None` only counts what would go (a dry
+/// run). The new block keeps the time range, level and parents, and is its own only source
+/// (callers record the old sources as Thanos does); the symbol table holds only the labels of
+/// the series kept, so no deleted label value stays behind. `log` gets each change as Thanos's
+/// change log has it. Returns the new meta (none in a dry run) and what was dropped.
+///
+/// Without `relabel` the block is streamed twice (symbols, then series) and kept chunks are
+/// copied verbatim. With it, as Thanos's `RelabelModifier`: every series is relabelled first
+/// (dropped when a rule drops it or no label is left; logged in the block's order), series
+/// that end up with equal labels become one (their chunks merged one sample per timestamp,
+/// [`merge_chunks`]), and `edit` sees the merged series under its new labels; the kept chunks
+/// are held (as views of the block's memory map) until written in the new order.
 pub fn rewrite_block(
     parent: Option<&Path>,
     block: &Block,
+    ulid: Ulid,
     edit: SeriesEdit<'_>,
+    relabel: Option<SeriesRelabel<'_>>,
+    log: &mut dyn FnMut(Change<'_>),
 ) -> Result<(Option<BlockMeta>, Dropped)> {
     let started = Instant::now();
     let mut dropped = Dropped::default();
     let mut symbols = std::collections::BTreeSet::new();
-    // Chunk data is a view of the memory map: reading it to count samples costs no copy.
-    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
-        let series = series?;
-        let all = series.chunks.clone();
-        match edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
-            None => {
-                dropped.series += 1;
-                dropped.count(&all, &[]);
-            }
-            Some(kept) => {
-                dropped.count(&all, &kept);
-                if parent.is_some() {
-                    for (name, value) in series.labels.iter() {
-                        symbols.insert(name.to_owned());
-                        symbols.insert(value.to_owned());
-                    }
+    let mut add_symbols = |labels: &Labels| {
+        for (name, value) in labels.iter() {
+            symbols.insert(name.to_owned());
+            symbols.insert(value.to_owned());
+        }
+    };
+    // Relabelled series by their new labels, with the chunks of every source.
+    let mut relabelled: Option<BTreeMap<Labels, Vec<ChunkData>>> = None;
+    if let Some(relabel) = relabel {
+        let mut by_labels: BTreeMap<Labels, Vec<ChunkData>> = BTreeMap::new();
+        for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
+            let series = series?;
+            match relabel(&series.labels).filter(|l| !l.is_empty()) {
+                None => {
+                    log(Change::Deleted(&series.labels, &chunks_range(&series.chunks)));
+                    dropped.series += 1;
+                    dropped.count(&series.chunks, &[]);
                 }
+                Some(new) => {
+                    if new != series.labels {
+                        log(Change::Relabelled(&series.labels, &new));
+                        dropped.relabelled += 1;
+                    }
+                    by_labels.entry(new).or_default().extend(series.chunks);
+                }
+            }
+        }
+        let mut kept_series = BTreeMap::new();
+        for (labels, chunks) in by_labels {
+            let merged = merge_chunks(chunks.clone())?;
+            // Duplicates a merge removes count as dropped; the chunks re-encoded do not.
+            dropped.samples += samples(&chunks).saturating_sub(samples(&merged));
+            if let Some(kept) = apply_edit(edit, log, &labels, merged, &mut dropped) {
+                add_symbols(&labels);
+                kept_series.insert(labels, kept);
+            }
+        }
+        relabelled = Some(kept_series);
+    } else {
+        for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
+            let series = series?;
+            if apply_edit(edit, log, &series.labels, series.chunks, &mut dropped).is_some() {
+                add_symbols(&series.labels);
             }
         }
     }
     let Some(parent) = parent else {
         return Ok((None, dropped));
     };
-    let ulid = Ulid::new();
     let meta = block.meta();
     let mut w = BlockWriter::new(parent, ulid)?;
     w.add_symbols(symbols.iter().map(String::as_str))?;
     drop(symbols);
-    for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
-        let series = series?;
-        if let Some(kept) = edit(&series.labels, series.chunks).filter(|kept| !kept.is_empty()) {
-            w.add_series(&series.labels, &kept)?;
+    match relabelled {
+        Some(series) => {
+            for (labels, chunks) in &series {
+                w.add_series(labels, chunks)?;
+            }
+        }
+        None => {
+            for series in BlockSeries::new(block, &[], i64::MIN, i64::MAX, false)?.read_once() {
+                let series = series?;
+                if let Some(kept) = edit(&series.labels, series.chunks).kept.filter(|kept| !kept.is_empty()) {
+                    w.add_series(&series.labels, &kept)?;
+                }
+            }
         }
     }
     let compaction = BlockCompaction { sources: vec![ulid], ..meta.compaction.clone() };
     let written = w.finish(meta.min_time, meta.max_time, compaction)?;
     tracing::info!(
         from = %meta.ulid, ulid = %ulid, series = written.stats.num_series, dropped_series = dropped.series,
-        dropped_chunks = dropped.chunks, dropped_samples = dropped.samples, duration = ?started.elapsed(),
-        "rewrote block"
+        dropped_chunks = dropped.chunks, dropped_samples = dropped.samples, relabelled = dropped.relabelled,
+        duration = ?started.elapsed(), "rewrote block"
     );
     Ok((Some(written), dropped))
 }
@@ -216,13 +359,13 @@ mod tests {
             .collect();
         let block = write_block(dir.path(), &data);
         let delete = |l: &Labels| l.get("__name__") == Some("secret");
-        let edit = |l: &Labels, c: Vec<ChunkData>| (!delete(l)).then_some(c);
-        let (none, counted) = rewrite_block(None, &block, &edit).unwrap();
+        let edit = |l: &Labels, c: Vec<ChunkData>| Edited { kept: (!delete(l)).then_some(c), deleted: Vec::new() };
+        let (none, counted) = rewrite_block(None, &block, Ulid::new(), &edit, None, &mut |_| {}).unwrap();
         assert!(none.is_none());
-        assert_eq!(counted, Dropped { series: 1, chunks: 1, samples: 10 });
+        assert_eq!(counted, Dropped { series: 1, chunks: 1, samples: 10, relabelled: 0 });
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a dry run writes nothing");
 
-        let (meta, dropped) = rewrite_block(Some(dir.path()), &block, &edit).unwrap();
+        let (meta, dropped) = rewrite_block(Some(dir.path()), &block, Ulid::new(), &edit, None, &mut |_| {}).unwrap();
         let meta = meta.unwrap();
         assert_eq!(dropped, counted);
         assert_eq!(meta.compaction.sources, vec![meta.ulid]);
@@ -244,6 +387,78 @@ mod tests {
                 a.chunks.iter().map(|c| c.data.clone()).collect::<Vec<_>>()
             );
         }
+    }
+
+    #[test]
+    fn relabelling_drops_renames_and_merges_series_in_label_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Data = [("aa", 0..130), ("ab", 100..200), ("drop_me", 0..10), ("zz", 5..20)]
+            .into_iter()
+            .map(|(n, r)| (n.to_owned(), r.map(|t| (t as i64, (t as f64).to_bits())).collect()))
+            .collect();
+        let block = write_block(dir.path(), &data);
+        // aa and ab both become "a" (merged; 100..130 in both, one sample each kept);
+        // zz becomes "b", sorting before... nothing: "a" < "b"; drop_me goes.
+        let relabel = |l: &Labels| -> Option<Labels> {
+            let name = l.get("__name__")?;
+            let new = match name {
+                "drop_me" => return None,
+                "aa" | "ab" => "a",
+                "zz" => "b",
+                other => other,
+            };
+            Some(Labels::from_pairs(&[("__name__", new), ("job", "x")]))
+        };
+        let edit = |_: &Labels, c: Vec<ChunkData>| Edited::keep(c);
+        let mut lines = Vec::new();
+        let ulid = Ulid::new();
+        let (meta, dropped) =
+            rewrite_block(Some(dir.path()), &block, ulid, &edit, Some(&relabel), &mut |c| lines.push(c.to_string()))
+                .unwrap();
+        let meta = meta.unwrap();
+        assert_eq!(meta.ulid, ulid);
+        assert_eq!(
+            lines,
+            [
+                r#"Relabelled {__name__="aa", job="x"} {__name__="a", job="x"}"#,
+                r#"Relabelled {__name__="ab", job="x"} {__name__="a", job="x"}"#,
+                r#"Deleted {__name__="drop_me", job="x"} [{0 9}]"#,
+                r#"Relabelled {__name__="zz", job="x"} {__name__="b", job="x"}"#,
+            ]
+        );
+        assert_eq!((dropped.series, dropped.relabelled, dropped.samples), (1, 3, 10 + 30));
+        let out = Block::open(&dir.path().join(ulid.to_string())).unwrap();
+        let series = out.select(&[], i64::MIN, i64::MAX).unwrap();
+        let names: Vec<String> = series.iter().map(|s| s.labels.get("__name__").unwrap().to_owned()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let mut times = Vec::new();
+        for_each_sample(&series[0], i64::MIN, i64::MAX, |t, _| times.push(t)).unwrap();
+        assert_eq!(times, (0..200).collect::<Vec<i64>>(), "merged, one sample per timestamp");
+        assert!(!out.index().symbols().unwrap().iter().any(|s| s == "drop_me" || s == "aa"));
+        assert_eq!(meta.stats.num_series, 2);
+
+        // Everything dropped: an empty block, every series logged.
+        let mut lines = Vec::new();
+        let (meta, dropped) =
+            rewrite_block(Some(dir.path()), &block, Ulid::new(), &edit, Some(&|_: &Labels| None), &mut |c| {
+                lines.push(c.to_string())
+            })
+            .unwrap();
+        assert_eq!((meta.unwrap().stats.num_series, dropped.series, lines.len()), (0, 4, 4));
+    }
+
+    #[test]
+    fn intervals_merge_as_prometheus_adds_them() {
+        let mut list = Vec::new();
+        for n in [(10, 20), (30, 40), (21, 25), (0, 5), (50, 60), (6, 6), (45, 49), (i64::MIN, -1)] {
+            add_interval(&mut list, n);
+        }
+        assert_eq!(list, [(i64::MIN, 6), (10, 25), (30, 40), (45, 60)]);
+        add_interval(&mut list, (0, i64::MAX));
+        assert_eq!(list, [(i64::MIN, i64::MAX)]);
+        let l = Labels::from_pairs(&[("a", "b\"c")]);
+        assert_eq!(Change::Deleted(&l, &[]).to_string(), r#"Deleted {a="b\"c"} []"#);
+        assert_eq!(Change::Deleted(&l, &[(1, 2), (-3, 4)]).to_string(), r#"Deleted {a="b\"c"} [{1 2} {-3 4}]"#);
     }
 
     proptest! {

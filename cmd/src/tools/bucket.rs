@@ -10,18 +10,20 @@ use clap::{Args, Subcommand};
 use strata_compact::tools::{self as ct, ReplicateFilter, RewriteOptions};
 use strata_compact::{CompactorOptions, ReplicateMetrics};
 use strata_shipper::markers::MARKER_FILENAMES;
+use strata_shipper::relabel::Relabel;
 use strata_tsdb::inspect::Ulid;
 use strata_tsdb::matchers::Matcher;
 
 use super::{print_stdout, tool_bucket};
-use crate::compact::{spawn_global_view, RetentionFlags};
+use crate::compact::{prefix_header_flag, spawn_global_view, RetentionFlags};
 use crate::objstore::ObjstoreArgs;
-use crate::store::selector_flag;
+use crate::store::{parse_time_or_duration, selector_flag};
 use crate::{
     bind_flag, build_info, file_or_inline, millis, ops_routes, parse_duration_flag, serve_http, shutdown_signal,
 };
-use strata_compact::web::{normalize_prefix, BlocksView};
+use strata_compact::web::{normalize_prefix, BlocksView, GlobalFilter, WebOptions};
 use strata_receiver::metrics::Metrics;
+use strata_shipper::fetch::TimeBound;
 
 #[derive(Subcommand)]
 pub(super) enum BucketTools {
@@ -41,11 +43,12 @@ pub(super) enum BucketTools {
     Downsample(DownsampleArgs),
     /// Copy blocks to another bucket (meta.json last), those it lacks.
     Replicate(ReplicateArgs),
-    /// Write blocks anew without the series of --rewrite.to-delete-config.
+    /// Write blocks anew with the series relabelled by --rewrite.to-relabel-config and without
+    /// those of --rewrite.to-delete-config.
     Rewrite(RewriteArgs),
     /// Serve the bucket page: the blocks on a time line by external labels and resolution,
     /// each block's meta, and Thanos's /api/v1/blocks.
-    Web(WebArgs),
+    Web(Box<WebArgs>),
 }
 
 #[derive(Args)]
@@ -58,10 +61,27 @@ pub(super) struct WebArgs {
     /// Path under which the page and the API are served; defaults to --web.external-prefix.
     #[arg(long = "web.route-prefix", default_value = "")]
     route_prefix: String,
-    /// Path under which a reverse proxy serves the page. The page's links are relative, so
-    /// this only sets the default of --web.route-prefix.
+    /// Path under which a reverse proxy serves the page: the prefix of the page's links, and
+    /// the default of --web.route-prefix.
     #[arg(long = "web.external-prefix", default_value = "")]
     external_prefix: String,
+    /// Request header whose value is the prefix of the page's links, for a reverse proxy that
+    /// strips a path (`X-Forwarded-Prefix`); ignored with --web.external-prefix. Set it only
+    /// behind a proxy that sets or removes the header.
+    #[arg(long = "web.prefix-header", default_value = "")]
+    prefix_header: String,
+    /// Serve only blocks ending at or after this time: RFC 3339, or a duration relative to now
+    /// (`-2w`).
+    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z", value_parser = parse_time_or_duration)]
+    min_time: TimeBound,
+    /// Serve only blocks starting at or before this time: RFC 3339, or a duration relative to
+    /// now.
+    #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", value_parser = parse_time_or_duration)]
+    max_time: TimeBound,
+    /// Refuse POST /api/v1/blocks/mark (marking blocks for deletion, no-compaction or
+    /// no-downsampling).
+    #[arg(long = "disable-admin-operations")]
+    disable_admin_operations: bool,
     /// How often the block metas are fetched again.
     #[arg(long = "refresh", default_value = "30m", value_parser = parse_duration_flag)]
     refresh: i64,
@@ -218,6 +238,21 @@ pub(super) struct RewriteArgs {
     /// The deletion requests themselves, instead of a file.
     #[arg(long = "rewrite.to-delete-config")]
     to_delete_config: Option<String>,
+    /// Path to Prometheus relabel configs applied to each series' labels before the deletions:
+    /// a dropped series goes, a changed label set is written instead, series that end up with
+    /// equal labels become one.
+    #[arg(long = "rewrite.to-relabel-config-file", conflicts_with = "to_relabel_config")]
+    to_relabel_config_file: Option<PathBuf>,
+    /// The relabel configs themselves, instead of a file.
+    #[arg(long = "rewrite.to-relabel-config")]
+    to_relabel_config: Option<String>,
+    /// Log every change (`Deleted ...`, `Relabelled ...`) to `<--tmp.dir>/<new ULID>/change.log`,
+    /// as Thanos does (the default; also in a dry run).
+    #[arg(long = "rewrite.add-change-log", overrides_with = "no_change_log")]
+    change_log: bool,
+    /// Write no change log.
+    #[arg(long = "no-rewrite.add-change-log", overrides_with = "change_log")]
+    no_change_log: bool,
     /// Print what would be deleted instead of doing it (the default).
     #[arg(long = "dry-run", overrides_with = "no_dry_run")]
     dry_run: bool,
@@ -300,7 +335,7 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
         }
         BucketTools::Replicate(a) => replicate(a).await,
         BucketTools::Rewrite(a) => rewrite(a).await,
-        BucketTools::Web(a) => web(a).await,
+        BucketTools::Web(a) => web(*a).await,
     }
 }
 
@@ -309,6 +344,8 @@ pub(super) async fn run(command: BucketTools) -> anyhow::Result<()> {
 async fn web(a: WebArgs) -> anyhow::Result<()> {
     let bucket = tool_bucket(&a.objstore)?;
     let selector = selector_flag(a.selector_relabel_config_file.as_deref(), a.selector_relabel_config.as_deref())?;
+    let filter = GlobalFilter { selector, min_time: a.min_time, max_time: a.max_time };
+    let prefix_header = prefix_header_flag(&a.prefix_header)?;
     let route_prefix = if a.route_prefix.is_empty() { a.external_prefix.clone() } else { a.route_prefix.clone() };
     if normalize_prefix(&route_prefix) != normalize_prefix(&a.external_prefix) {
         tracing::warn!("--web.route-prefix and --web.external-prefix differ; the page works only behind a proxy");
@@ -324,8 +361,17 @@ async fn web(a: WebArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::for_process(&build_info()));
     let ready = Arc::clone(&view);
     let mut router =
-        ops_routes(metrics, move || (!ready.refreshed()).then(|| "first fetch of the block metas".to_owned()))
-            .merge(strata_compact::web::router(Arc::clone(&view), &route_prefix));
+        ops_routes(metrics, move || (!ready.refreshed()).then(|| "first fetch of the block metas".to_owned())).merge(
+            strata_compact::web::router(
+                Arc::clone(&view),
+                WebOptions {
+                    route_prefix: route_prefix.clone(),
+                    external_prefix: a.external_prefix.clone(),
+                    prefix_header,
+                    admin: (!a.disable_admin_operations).then(|| bucket.clone()),
+                },
+            ),
+        );
     let prefix = normalize_prefix(&route_prefix);
     if !prefix.is_empty() {
         let target = format!("{prefix}/");
@@ -336,7 +382,7 @@ async fn web(a: WebArgs) -> anyhow::Result<()> {
     let addr = http.local_addr().context("HTTP listener address")?;
     tracing::info!(http = %addr, prefix = %prefix, "serving the bucket page");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let refresher = spawn_global_view(bucket, selector, view, refresh, timeout, stop_rx.clone());
+    let refresher = spawn_global_view(bucket, filter, view, refresh, timeout, stop_rx.clone());
     let http_task = serve_http(http, router, stop_rx, "http");
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -486,14 +532,35 @@ async fn replicate_once(
 
 async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let ids = ulids(&a.ids)?;
-    let (yaml, source) = file_or_inline(
+    let to_delete = file_or_inline(
         a.to_delete_config_file.as_deref(),
         "--rewrite.to-delete-config-file",
         a.to_delete_config.as_deref(),
         "--rewrite.to-delete-config",
-    )?
-    .context("nothing to rewrite: give --rewrite.to-delete-config-file or --rewrite.to-delete-config")?;
-    let deletions = ct::parse_deletions(&yaml, &source, &parse_matchers)?;
+    )?;
+    let to_relabel = file_or_inline(
+        a.to_relabel_config_file.as_deref(),
+        "--rewrite.to-relabel-config-file",
+        a.to_relabel_config.as_deref(),
+        "--rewrite.to-relabel-config",
+    )?;
+    if to_delete.is_none() && to_relabel.is_none() {
+        bail!("nothing to rewrite: give --rewrite.to-delete-config(-file) and/or --rewrite.to-relabel-config(-file)");
+    }
+    let deletions = match to_delete {
+        Some((yaml, source)) => ct::parse_deletions(&yaml, &source, &parse_matchers)?,
+        None => Vec::new(),
+    };
+    let relabel = match to_relabel {
+        Some((yaml, source)) => {
+            let relabel = Relabel::parse(&yaml).with_context(|| source.clone())?;
+            if relabel.is_empty() {
+                bail!("{source}: no relabel configs: give a list of `- action: ...`");
+            }
+            relabel
+        }
+        None => Relabel::default(),
+    };
     let dry_run = a.dry_run || !a.no_dry_run;
     if dry_run && a.delete_blocks {
         bail!("--delete-blocks needs --no-dry-run: a dry run changes nothing");
@@ -501,7 +568,10 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let bucket = tool_bucket(&a.objstore)?;
     // A directory of this run's own: only it is emptied and removed, whatever --tmp.dir names.
     let tmp_dir = a.tmp_dir.join(format!("strata-rewrite-{}", std::process::id()));
-    let options = RewriteOptions { ids, deletions, dry_run, delete_blocks: a.delete_blocks, tmp_dir };
+    let change_log_dir = (a.change_log || !a.no_change_log).then(|| a.tmp_dir.clone());
+    let relabelling = !relabel.is_empty();
+    let options =
+        RewriteOptions { ids, deletions, relabel, change_log_dir, dry_run, delete_blocks: a.delete_blocks, tmp_dir };
     let done = ct::rewrite(&bucket, &options).await;
     if let Err(e) = std::fs::remove_dir_all(&options.tmp_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -511,15 +581,19 @@ async fn rewrite(a: RewriteArgs) -> anyhow::Result<()> {
     let mut text = String::new();
     for r in done? {
         let d = r.dropped;
+        let relabelled = if relabelling { format!(", relabelled {} series", d.relabelled) } else { String::new() };
         match r.to {
             Some(to) => text.push_str(&format!(
-                "{} rewritten as {to}: deleted {} series, {} chunks, {} samples\n",
+                "{} rewritten as {to}: deleted {} series, {} chunks, {} samples{relabelled}\n",
                 r.from, d.series, d.chunks, d.samples
             )),
             None => text.push_str(&format!(
-                "{} (dry run): would delete {} series, {} chunks, {} samples\n",
+                "{} (dry run): would delete {} series, {} chunks, {} samples{relabelled}\n",
                 r.from, d.series, d.chunks, d.samples
             )),
+        }
+        if let Some(log) = &r.change_log {
+            eprintln!("{}: changes logged to {}", r.from, log.display());
         }
     }
     print_stdout(text.as_bytes())

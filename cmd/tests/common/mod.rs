@@ -7,7 +7,9 @@
 pub mod blocks;
 pub mod corpus;
 pub mod crash;
+pub mod rule;
 pub mod sidecar;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;

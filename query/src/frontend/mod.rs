@@ -8,8 +8,10 @@
 pub mod cache;
 pub mod downstream;
 pub mod merge;
+pub mod proxy;
 pub mod split;
 pub mod tls;
+pub mod tripper;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

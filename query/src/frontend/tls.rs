@@ -9,6 +9,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Deserialize;
 
 /// Prometheus's `tls_config`: every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,32 @@ pub struct TlsConfig {
     pub server_name: Option<String>,
     /// Accept any server certificate (for testing only, as Prometheus warns).
     pub insecure_skip_verify: bool,
+}
+
+/// Prometheus's `tls_config` (and Thanos's `exthttp.TLSConfig`, the same fields) as the YAML
+/// has it: every field optional, unknown ones refused.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFields {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub server_name: String,
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsFields {
+    /// The configuration these fields give (empty strings are unset).
+    pub fn into_config(self) -> TlsConfig {
+        let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
+        TlsConfig {
+            ca_file: path(self.ca_file),
+            cert_file: path(self.cert_file),
+            key_file: path(self.key_file),
+            server_name: (!self.server_name.is_empty()).then_some(self.server_name),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
 }
 
 /// A built client configuration, shared by every connection of the clients given it.

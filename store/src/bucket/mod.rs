@@ -8,6 +8,8 @@ pub mod block;
 pub mod cache;
 pub mod partition;
 
+pub use strata_shipper::fetch::TimeBound;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use strata_shipper::fetch::overlaps_range;
 use strata_shipper::relabel::Relabel;
 use strata_shipper::{deduplicate, resolution, Bucket, FetchedMetas, FetcherMetrics, MetaFetcher};
 use strata_storage::{LabelsAnswer, LabelsRequest, SelectRequest, SeriesSet, Storage, StorageError};
@@ -69,30 +72,6 @@ pub struct BucketStoreOptions {
     /// [`BucketStore::unload_idle_headers`] (`--store.index-header-lazy-reader-idle-timeout`);
     /// zero keeps them open.
     pub index_header_idle_timeout: Duration,
-}
-
-/// A time (ms): absolute, or relative to the moment it is used (Thanos's
-/// `TimeOrDurationValue`: `-2w` means two weeks before now, and moves with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeBound {
-    Absolute(i64),
-    /// Milliseconds added to the current time.
-    Relative(i64),
-}
-
-impl TimeBound {
-    /// The time this stands for now.
-    pub fn now(self) -> i64 {
-        match self {
-            TimeBound::Absolute(t) => t,
-            TimeBound::Relative(d) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                now.saturating_add(d)
-            }
-        }
-    }
 }
 
 impl Default for BucketStoreOptions {
@@ -363,8 +342,7 @@ impl BucketStore {
     fn filter(&self, fetched: FetchedMetas) -> (BTreeMap<Ulid, BlockMeta>, Vec<(&'static str, usize)>) {
         let (min, max) = self.time_window();
         let before = fetched.metas.len();
-        let in_time: Vec<BlockMeta> =
-            fetched.metas.into_values().filter(|m| m.max_time >= min && m.min_time <= max).collect();
+        let in_time: Vec<BlockMeta> = fetched.metas.into_values().filter(|m| overlaps_range(m, min, max)).collect();
         let time_excluded = before - in_time.len();
         let no_labels = BTreeMap::new();
         let selected: Vec<BlockMeta> = in_time
