@@ -132,15 +132,19 @@ mod tests {
         let req = SelectRequest::new(up(), 0, 5 * HOUR);
         let want = select(&db, &req);
         let set = Storage::select(&db, &req).unwrap();
-        // Appends and a block cut (which truncates the head) after the call do not change it.
+        // A series created after the call and samples past its range do not show; a block cut
+        // meanwhile (which truncates the head) waits for the set to be read.
         let mut app = db.appender();
         app.append(&[("__name__", "up"), ("instance", "host-99")], [(5 * HOUR, 1.0)]).unwrap();
         app.append(&[("__name__", "up"), ("instance", "host-00")], [(7 * HOUR, 1.0)]).unwrap();
         app.commit().unwrap();
         let blocks = db.blocks().len();
-        while db.cut_block().unwrap() {}
+        std::thread::scope(|scope| {
+            let cut = scope.spawn(|| while db.cut_block().unwrap() {});
+            let got = scope.spawn(move || set.checked().collect::<Result<Vec<_>, _>>()).join().unwrap().unwrap();
+            assert_eq!(got, want);
+            cut.join().unwrap();
+        });
         assert!(db.blocks().len() > blocks, "a block was cut");
-        let got = std::thread::spawn(move || set.checked().collect::<Result<Vec<_>, _>>()).join().unwrap().unwrap();
-        assert_eq!(got, want);
     }
 }

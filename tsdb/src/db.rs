@@ -314,12 +314,13 @@ impl Db {
     }
 
     /// Series matching `matchers` with data in `[mint, maxt]`, from blocks and head, merged, in
-    /// label order; with `skip_chunks` their chunk lists are empty. The head's part is copied
-    /// when this is called (later appends and block cuts do not change what the iterator
-    /// yields); blocks are read as the iterator advances, from the blocks open at the call
-    /// (their files stay mapped, so retention deleting one meanwhile does not matter).
+    /// label order; with `skip_chunks` their chunk lists are empty. Everything is read as the
+    /// iterator advances, nothing gathered up front: blocks from those open at the call (their
+    /// files stay mapped, so retention deleting one meanwhile does not matter), the head from
+    /// the series matching at the call ([`Head::select`]; a block cut meanwhile waits for the
+    /// iterator before it truncates the head under it).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, skip_chunks: bool) -> Result<SeriesIter> {
-        select_from(&self.blocks(), &self.head, matchers, mint, maxt, skip_chunks)
+        select_from(|| self.blocks(), &self.head, matchers, mint, maxt, skip_chunks)
     }
 
     /// Label names of series matching `matchers` in blocks overlapping `[mint, maxt]` and the
@@ -556,20 +557,23 @@ fn lower_thread_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_thread_priority() {}
 
-/// Series from blocks overlapping `[mint, maxt]` and the head, merged by labels.
+/// Series from blocks overlapping `[mint, maxt]` and the head, merged by labels. `blocks` is
+/// called after the head's read has started, so that a block cut from the head meanwhile is
+/// either in the list or still in the head (see [`Head::truncate`]).
 fn select_from(
-    blocks: &[Arc<Block>],
+    blocks: impl FnOnce() -> Vec<Arc<Block>>,
     head: &Head,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
     skip_chunks: bool,
 ) -> Result<SeriesIter> {
+    let head_series = head.select(matchers, mint, maxt, skip_chunks)?;
     let mut sets: Vec<SeriesIter> = Vec::new();
-    for b in blocks.iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
+    for b in blocks().iter().filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint) {
         sets.push(Box::new(BlockSeries::new(Arc::clone(b), matchers, mint, maxt, skip_chunks)?));
     }
-    sets.push(Box::new(head.select(matchers, mint, maxt, skip_chunks)?.into_iter().map(Ok)));
+    sets.push(Box::new(head_series.map(Ok)));
     Ok(merge_series_sets(sets))
 }
 
@@ -607,7 +611,7 @@ pub fn dump(dir: &Path, mint: i64, maxt: i64, out: &mut dyn Write) -> Result<()>
     }
     let (blocks, head, _) = load(dir, HeadOptions::default(), false)?;
     let io = |e| Error::io("write dump output", "-", e);
-    for series in select_from(&blocks, &head, &[], mint, maxt, false)? {
+    for series in select_from(|| blocks, &head, &[], mint, maxt, false)? {
         let series = series?;
         let labels = &series.labels;
         let mut err = None;
@@ -965,6 +969,68 @@ mod tests {
             .unwrap();
         }
         assert_eq!(n, 10 * 7 * 240);
+    }
+
+    /// Every sample of a select, counted, checking each series' times increase.
+    fn count_samples(set: SeriesIter) -> usize {
+        let mut n = 0;
+        for s in set {
+            let mut prev = i64::MIN;
+            for_each_sample(&s.unwrap(), i64::MIN, i64::MAX, |t, _| {
+                assert!(t > prev, "sample at {t} after {prev}: doubled or out of order");
+                prev = t;
+                n += 1;
+            })
+            .unwrap();
+        }
+        n
+    }
+
+    #[test]
+    fn a_select_open_across_a_block_cut_reads_every_sample_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        // Ten series, a sample a minute for 4h: the first 2h can be cut.
+        for step in 0..(4 * 60) {
+            let mut app = db.appender();
+            for i in 0..10 {
+                let inst = format!("i{i}");
+                app.append(&[("__name__", "m"), ("instance", &inst)], [(step * 60_000, 1.0)]).unwrap();
+            }
+            app.commit().unwrap();
+        }
+        let all = 10 * 4 * 60;
+        let open_before = db.select(&[], i64::MIN, i64::MAX, false).unwrap();
+        let head_chunks = || db.head().stats().chunks.load(Ordering::Relaxed);
+        let chunks_before = head_chunks();
+        std::thread::scope(|scope| {
+            let cut = scope.spawn(|| db.cut_block().unwrap());
+            let secs = std::time::Duration::from_secs;
+            strata_testkit::wait_for("the cut block to be listed", secs(30), || {
+                if db.blocks().len() == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{} blocks", db.blocks().len()))
+                }
+            })
+            .unwrap();
+            // Truncating the head under the open select must wait for it.
+            let finished = strata_testkit::wait_for("the cut to finish", std::time::Duration::from_millis(500), || {
+                if cut.is_finished() {
+                    Ok(())
+                } else {
+                    Err("running".to_owned())
+                }
+            });
+            assert!(finished.is_err(), "the cut truncated the head under an open select");
+            assert_eq!(head_chunks(), chunks_before);
+            let opened_meanwhile = db.select(&[], i64::MIN, i64::MAX, false).unwrap();
+            assert_eq!(count_samples(open_before), all, "the select open before the cut");
+            assert!(cut.join().unwrap());
+            assert_eq!(count_samples(opened_meanwhile), all, "the select opened while the cut waited");
+        });
+        assert!(head_chunks() < chunks_before);
+        assert_eq!(count_samples(db.select(&[], i64::MIN, i64::MAX, false).unwrap()), all, "after the cut");
     }
 
     #[test]

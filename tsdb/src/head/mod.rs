@@ -23,6 +23,7 @@ mod appender;
 pub mod chunk_files;
 mod postings;
 mod query;
+mod reads;
 pub mod snapshot;
 mod status;
 mod symbols;
@@ -42,6 +43,7 @@ use crate::wal::SeriesRef;
 pub use appender::{AppendOutcome, HeadAppender, Rejections};
 pub use chunk_files::{ChunkFiles, ChunkRef, LoadedChunk};
 pub use postings::{MemPostings, PostingsList};
+pub use query::HeadSeries;
 pub use status::{HeadStatus, HeadStatusStat};
 pub use symbols::{InternedLabels, Symbols};
 
@@ -189,7 +191,7 @@ impl MemSeries {
         // its page back in for nothing.
         let after_closed = st.open.is_none() && st.closed.last().is_none_or(|c| t > c.max_time);
         if !after_closed {
-            if let Some(r) = Self::check(last_of(&st, head.chunk_files.as_ref()), t, v) {
+            if let Some(r) = Self::check(last_of(&st, head.chunk_files.as_deref()), t, v) {
                 return r;
             }
         }
@@ -455,8 +457,10 @@ pub struct Head {
     /// Samples before this time belong to persisted blocks and are refused as out of bounds.
     floor: AtomicI64,
     stats: HeadStats,
-    /// Where closed chunks go; None keeps them on the heap.
-    chunk_files: Option<ChunkFiles>,
+    /// Where closed chunks go; None keeps them on the heap. Shared with selects reading it.
+    chunk_files: Option<Arc<ChunkFiles>>,
+    /// Selects still reading chunks, which truncation waits for.
+    reads: Arc<reads::PendingReads>,
     /// Set while writing closed chunks fails, so the failure is logged once, not per chunk.
     chunk_write_failing: AtomicBool,
 }
@@ -469,13 +473,14 @@ impl Head {
 
     /// A head that writes closed chunks to `files` (when writable) and reads them from there.
     pub fn with_chunk_files(opts: HeadOptions, files: ChunkFiles) -> Self {
-        Self::build(opts, Some(files))
+        Self::build(opts, Some(Arc::new(files)))
     }
 
-    fn build(opts: HeadOptions, chunk_files: Option<ChunkFiles>) -> Self {
+    fn build(opts: HeadOptions, chunk_files: Option<Arc<ChunkFiles>>) -> Self {
         let stripes = opts.stripes.max(1).next_power_of_two();
         Head {
             chunk_files,
+            reads: Arc::default(),
             chunk_write_failing: AtomicBool::new(false),
             hash_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
             ref_stripes: (0..stripes).map(|_| RwLock::default()).collect(),
@@ -537,13 +542,13 @@ impl Head {
 
     /// The head chunk files, if the head has them.
     pub fn chunk_files(&self) -> Option<&ChunkFiles> {
-        self.chunk_files.as_ref()
+        self.chunk_files.as_deref()
     }
 
     /// Where the bytes of a chunk just closed go: the chunk files when writable, else (or if
     /// the write fails, which is logged once per run of failures) the heap.
     fn close_chunk(&self, series_ref: SeriesRef, min_time: i64, max_time: i64, chunk: XorAppender) -> ClosedData {
-        let Some(files) = self.chunk_files.as_ref().filter(|f| f.writable()) else {
+        let Some(files) = self.chunk_files.as_deref().filter(|f| f.writable()) else {
             return ClosedData::Heap(chunk.into_bytes());
         };
         match files.write(series_ref, min_time, max_time, chunk.bytes()) {
@@ -565,7 +570,7 @@ impl Head {
 
     /// Copies of the chunks of `s` (open one included) overlapping `[mint, maxt]`, oldest first.
     pub fn chunks_in(&self, s: &MemSeries, mint: i64, maxt: i64) -> Vec<ChunkData> {
-        s.chunks_in(self.chunk_files.as_ref(), mint, maxt)
+        s.chunks_in(self.chunk_files.as_deref(), mint, maxt)
     }
 
     /// Whether `s` has a chunk (open one included) overlapping `[mint, maxt]`.
@@ -575,12 +580,12 @@ impl Head {
 
     /// Calls `f` with every sample of `s` in `[mint, maxt]`, oldest first.
     pub fn for_each_sample(&self, s: &MemSeries, mint: i64, maxt: i64, f: impl FnMut(i64, f64)) -> crate::Result<()> {
-        s.for_each_sample(self.chunk_files.as_ref(), mint, maxt, f)
+        s.for_each_sample(self.chunk_files.as_deref(), mint, maxt, f)
     }
 
     /// The newest sample of `s`: time and value bits.
     pub fn last_sample(&self, s: &MemSeries) -> Option<(i64, u64)> {
-        s.last_sample(self.chunk_files.as_ref())
+        s.last_sample(self.chunk_files.as_deref())
     }
 
     fn hash_stripe(&self, hash: u64) -> &RwLock<HashStripe> {
@@ -763,11 +768,14 @@ impl Head {
     }
 
     /// Drops everything before `mint` (now persisted in blocks): chunks ending before it, and
-    /// series left without chunks that no appender holds. Raises the floor to `mint` first.
+    /// series left without chunks that no appender holds. Raises the floor to `mint` first, then
+    /// waits for the selects that started before and still read times before `mint` (their
+    /// list of blocks may lack the block that now holds that data).
     pub fn truncate(&self, mint: i64) -> TruncateStats {
         self.raise_floor(mint);
+        self.reads.wait_before(mint);
         // Chunks closed from here on go to files numbered `writes_from` or later.
-        let writes_from = self.chunk_files.as_ref().map(ChunkFiles::rotate);
+        let writes_from = self.chunk_files.as_deref().map(ChunkFiles::rotate);
         let mut min_file = u32::MAX;
         let mut stats = TruncateStats::default();
         let mut new_min = i64::MAX;
