@@ -14,7 +14,7 @@ use std::process::Command;
 use common::strata_bin;
 use common::tls::Pki;
 use strata_testkit::http::get_json;
-use strata_testkit::{http, peer, url_encode, Fleet, Node};
+use strata_testkit::{http, url_encode, Fleet, Node};
 
 /// The tripper config trusting CA `ca`, with the client certificate and every other field.
 fn tripper(pki: &Pki, ca: &str) -> String {
@@ -43,13 +43,9 @@ fn frontend_args(slot: &strata_testkit::Slot, downstream: &str, extra: Vec<OsStr
 fn frontend_reaches_an_https_downstream_with_its_tripper_config() {
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::new(&work.path().join("pki"));
-    let web_config = pki.web_config();
     let mut fleet = Fleet::new(work.path());
-    let prom_slot = fleet.slot("prometheus");
-    let mut prom_args = prom_slot.prometheus_args("global:\n  scrape_interval: 15s\n");
-    prom_args.push(format!("--web.config.file={web_config}").into());
-    let mut prometheus = Node::spawn(&peer("prometheus"), &prom_slot, prom_args);
-    pki.wait_ready("prometheus", &mut prometheus.proc, &prom_slot.http);
+    let prometheus = pki.start_prometheus(&mut fleet);
+    let prom_slot = &prometheus.slot;
 
     let config = work.path().join("tripper.yml");
     std::fs::write(&config, tripper(&pki, "test")).unwrap();

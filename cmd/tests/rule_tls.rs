@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::rule::{notification_errors, rule, start_alertmanager, start_ruler};
 use common::strata_bin;
 use common::tls::Pki;
-use strata_testkit::{peer, wait_for, Fleet, Node};
+use strata_testkit::{wait_for, Fleet};
 
 #[test]
 fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates() {
@@ -22,11 +22,8 @@ fn ruler_reaches_prometheus_and_alertmanager_over_tls_with_client_certificates()
     let web_config = pki.web_config();
     let mut fleet = Fleet::new(work.path());
 
-    let prom_slot = fleet.slot("prometheus");
-    let mut prom_args = prom_slot.prometheus_args("global:\n  scrape_interval: 15s\n");
-    prom_args.push(format!("--web.config.file={web_config}").into());
-    let mut prometheus = Node::spawn(&peer("prometheus"), &prom_slot, prom_args);
-    pki.wait_ready("prometheus", &mut prometheus.proc, &prom_slot.http);
+    let prometheus = pki.start_prometheus(&mut fleet);
+    let prom_slot = prometheus.slot.clone();
     let (mut am, am_addr) = start_alertmanager(work.path(), Some(&web_config));
     pki.wait_ready("alertmanager", &mut am, &am_addr);
 

@@ -1,12 +1,13 @@
 //! Certificates for the TLS tests: two CAs (`test`, `other`), a server certificate for
 //! localhost and 127.0.0.1 and a client certificate from `test`, made with openssl; the
-//! `--web.config.file` of a Prometheus-style server that requires the client certificate.
+//! `--web.config.file` of a Prometheus-style server that requires the client certificate, and
+//! a Prometheus serving with it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use strata_testkit::{wait_for, Proc};
+use strata_testkit::{peer, wait_for, Fleet, Node, Proc};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
@@ -110,6 +111,17 @@ impl Pki {
             self.get(addr, "/-/ready").map(|_| ())
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.log_tail()));
+    }
+
+    /// A Prometheus 3.x named `prometheus` in `fleet`, serving HTTPS only with [`Pki::web_config`],
+    /// once it answers ready.
+    pub fn start_prometheus(&self, fleet: &mut Fleet) -> Node {
+        let slot = fleet.slot("prometheus");
+        let mut args = slot.prometheus_args("global:\n  scrape_interval: 15s\n");
+        args.push(format!("--web.config.file={}", self.web_config()).into());
+        let mut prometheus = Node::spawn(&peer("prometheus"), &slot, args);
+        self.wait_ready("prometheus", &mut prometheus.proc, &slot.http);
+        prometheus
     }
 
     /// An `http_config` block (indented for a list entry) with the given tls_config fields.
