@@ -3,7 +3,9 @@
 //! Host header names, logging every request), as `http_config.proxy_url` says: the recording
 //! rule evaluates and the alert arrives, and haproxy's log shows the ruler's query and alert
 //! requests. With `no_proxy` set, loopback peers are reached directly (Go's `httpproxy` rule),
-//! so the proxy sees nothing; a proxy that is down fails the rule naming it.
+//! so the proxy sees nothing; a proxy that is down fails the rule naming it. A proxy that
+//! requires credentials (haproxy answering 407 without them) lets the ruler through with the
+//! user and password of its `proxy_url`, and refuses a wrong password.
 
 mod common;
 
@@ -14,17 +16,34 @@ use common::rule::{rule, start_alertmanager, start_ruler};
 use strata_testkit::{peer, tool, wait_for, Fleet, Node, Slot};
 
 /// haproxy as a plain HTTP forward proxy on the slot's HTTP address (its `/-/ready` the
-/// monitor URI), logging each request line to stdout.
-fn forward_proxy_config(slot: &Slot) -> String {
+/// monitor URI), logging each request line to stdout. With `user`, it asks for that user and
+/// password in `Proxy-Authorization` (answering 407 without them).
+fn forward_proxy_config(slot: &Slot, user: Option<(&str, &str)>) -> String {
+    let (userlist, auth) = match user {
+        Some((name, password)) => (
+            format!("userlist proxy_users\n  user {name} insecure-password {password}\n"),
+            "  option http-use-proxy-header\n  http-request auth realm proxy unless { http_auth(proxy_users) }\n",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
         "global\n  log stdout format raw local0\n\
          defaults\n  mode http\n  log global\n  option httplog\n  timeout connect 2s\n  timeout client 30s\n  \
-         timeout server 30s\n\
-         frontend forward\n  bind {}\n  monitor-uri /-/ready\n  default_backend dynamic\n\
+         timeout server 30s\n{userlist}\
+         frontend forward\n  bind {}\n  monitor-uri /-/ready\n{auth}  default_backend dynamic\n\
          backend dynamic\n  http-request set-dst hdr_ip(host)\n  http-request set-dst-port hdr(host),field(2,:)\n  \
          server target 0.0.0.0:0\n",
         slot.http
     )
+}
+
+/// Debian's haproxy started as [`forward_proxy_config`] says, in `fleet` as `name`.
+fn start_forward_proxy(fleet: &mut Fleet, name: &str, user: Option<(&str, &str)>) -> (Node, Slot) {
+    let slot = fleet.slot(name);
+    let config = slot.dir.join("haproxy.cfg");
+    std::fs::write(&config, forward_proxy_config(&slot, user)).unwrap();
+    let proxy = Node::start(&tool("haproxy"), &slot, ["-db".into(), "-f".into(), OsString::from(&config)]);
+    (proxy, slot)
 }
 
 /// Requests for `path` haproxy has logged (request lines naming a URL) in its whole log.
@@ -45,10 +64,7 @@ fn ruler_reaches_its_peers_through_an_http_proxy() {
         Node::start(&peer("prometheus"), &prom_slot, prom_slot.prometheus_args("global:\n  scrape_interval: 15s\n"));
     let (mut am, am_addr) = start_alertmanager(work.path(), None);
     am.wait_http_ok(&am_addr, "/-/ready", Duration::from_secs(60));
-    let proxy_slot = fleet.slot("haproxy");
-    let config = proxy_slot.dir.join("haproxy.cfg");
-    std::fs::write(&config, forward_proxy_config(&proxy_slot)).unwrap();
-    let _proxy = Node::start(&tool("haproxy"), &proxy_slot, ["-db".into(), "-f".into(), OsString::from(&config)]);
+    let (_proxy, proxy_slot) = start_forward_proxy(&mut fleet, "haproxy", None);
 
     let http_config = |extra: &str| format!("  http_config:\n    proxy_url: http://{}\n{extra}", proxy_slot.http);
     let query_config = |extra: &str| format!("- static_configs: ['{}']\n{}", prom_slot.http, http_config(extra));
@@ -94,6 +110,31 @@ fn ruler_reaches_its_peers_through_an_http_proxy() {
     .unwrap();
     assert_eq!(proxied(&proxy_slot, "/api/"), before, "requests went through the proxy despite no_proxy");
     drop(direct);
+
+    // A proxy asking for credentials: those of proxy_url get through, a wrong password does not.
+    let (_auth_proxy, auth_slot) = start_forward_proxy(&mut fleet, "haproxy-auth", Some(("strata", "s3cr3t")));
+    let through = |password: &str| {
+        format!(
+            "- static_configs: ['{}']\n  http_config:\n    proxy_url: http://strata:{password}@{}\n",
+            prom_slot.http, auth_slot.http
+        )
+    };
+    let authenticated = start_ruler(&mut fleet, work.path(), "proxy-auth", &through("s3cr3t"), &am_config(""));
+    wait_for("the recording rule evaluated through the authenticating proxy", Duration::from_secs(60), || {
+        let r = rule(&authenticated, "tls:answer")?;
+        (r["health"] == "ok").then_some(()).ok_or_else(|| r.to_string())
+    })
+    .unwrap();
+    assert!(proxied(&auth_slot, "/api/v1/query") > 0, "the query did not go through the authenticating proxy");
+    drop(authenticated);
+    let refused = start_ruler(&mut fleet, work.path(), "proxy-auth-wrong", &through("wrong"), &am_config(""));
+    wait_for("the proxy's 407 in the rule's health", Duration::from_secs(60), || {
+        let r = rule(&refused, "tls:answer")?;
+        let error = r["lastError"].as_str().unwrap_or_default();
+        (r["health"] == "err" && error.contains("407")).then_some(()).ok_or_else(|| r.to_string())
+    })
+    .unwrap();
+    drop(refused);
     drop(prometheus);
 
     // A proxy that is down: the rule fails, naming it.

@@ -4,7 +4,7 @@
 //! checked, and turned into [`SourceSpec`]s, the form `--query` and `--alertmanagers.url`
 //! values take too, so that both reach their peers through [`Peers`](crate::discovery::Peers).
 //!
-//! `http_config.proxy_url` (an `http://` proxy without credentials), and prometheus/common's
+//! `http_config.proxy_url` (an `http://` proxy, with or without credentials), and prometheus/common's
 //! `no_proxy` and `proxy_from_environment` (checked as its `ProxyConfig.Validate` checks them)
 //! set the proxy peers are reached through (`strata_query::frontend::proxy`); anything else
 //! about proxies is refused rather than ignored. Of `transport_config`, Go's transport
@@ -482,8 +482,8 @@ mod tests {
                 "[0].http_config.proxy_url: proxy_url \"https://p\": only http://",
             ),
             (
-                "- http_config: {proxy_url: 'http://u:p@p'}\n",
-                "[0].http_config.proxy_url: proxy_url \"http://u:p@p\": credentials",
+                "- http_config: {proxy_url: 'socks5://u:secret@p:1080'}\n",
+                "[0].http_config.proxy_url: proxy_url \"socks5://u:xxxxx@p:1080\": only http://",
             ),
             ("- http_config: {no_proxy: a}\n", "[0].http_config.no_proxy: if no_proxy is configured"),
             ("- http_config: {proxy_url: 'http://p', proxy_from_environment: true}\n", "must not be configured"),

@@ -141,6 +141,8 @@ pub struct Downstream {
     url: String,
     attempts: usize,
     max_answer_bytes: usize,
+    /// The connector's proxies, for the credentials of requests a proxy reads.
+    proxy: Proxy,
 }
 
 /// A complete answer of the downstream.
@@ -248,12 +250,20 @@ impl Downstream {
             url: url.trim_end_matches('/').to_owned(),
             attempts: attempts.max(1),
             max_answer_bytes,
+            proxy: transport.proxy.clone(),
         })
     }
 
     /// Sends `req` once `max_conns` allows; the answer's headers, within
     /// `response_header_timeout`, and its body holding the slot.
-    async fn send(&self, req: Request) -> Result<axum::http::Response<PermittedBody>, String> {
+    async fn send(&self, mut req: Request) -> Result<axum::http::Response<PermittedBody>, String> {
+        // Through a proxy an https request is tunnelled (its CONNECT carries the credentials);
+        // an http one is read by the proxy itself, so it carries them.
+        if req.uri().scheme() != Some(&Scheme::HTTPS) {
+            if let Some(value) = self.proxy.for_uri(req.uri()).and_then(|p| p.authorization.clone()) {
+                req.headers_mut().insert(header::PROXY_AUTHORIZATION, value);
+            }
+        }
         let permit = match &self.slots {
             Some(slots) => Some(Arc::clone(slots).acquire_owned().await.map_err(|e| e.to_string())?),
             None => None,

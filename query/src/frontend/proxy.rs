@@ -2,7 +2,9 @@
 //! `http_config` `proxy_url`, `no_proxy` and `proxy_from_environment` (prometheus/common's
 //! `ProxyConfig`, with Go's `httpproxy` rules). An `http://` target is asked through the proxy
 //! with the absolute URL as request target; an `https://` target through a `CONNECT` tunnel,
-//! TLS inside it. Only `http://` proxies without credentials are supported; anything else is
+//! TLS inside it. Credentials in the proxy URL (`http://user:password@proxy:3128`) are sent as
+//! Go sends them: `Proxy-Authorization: Basic ...` on each request to an `http://` target and on
+//! the `CONNECT`. Only `http://` proxies are supported; `https://` and `socks5://` proxies are
 //! refused when the configuration is read.
 
 use std::future::Future;
@@ -12,7 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::http::uri::{Authority, Scheme};
-use axum::http::Uri;
+use axum::http::{HeaderValue, Uri};
+use base64::Engine as _;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
@@ -26,21 +29,29 @@ const MAX_CONNECT_ANSWER: usize = 16 << 10;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Proxy {
     /// The proxy of `http://` targets.
-    http: Option<Authority>,
+    http: Option<ProxyServer>,
     /// The proxy of `https://` targets.
-    https: Option<Authority>,
+    https: Option<ProxyServer>,
     /// `None`: every target (Go's `http.ProxyURL`); else Go's `httpproxy` rules: never
     /// localhost or a loopback address, nor a host the list names.
     no_proxy: Option<NoProxy>,
 }
 
+/// One proxy: where it listens and the credentials it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyServer {
+    pub authority: Authority,
+    /// `Basic <base64 of user:password>`, marked sensitive so that it is never printed.
+    pub authorization: Option<HeaderValue>,
+}
+
 impl Proxy {
     /// `proxy_url` with `no_proxy` (empty: none), as prometheus/common builds them.
     pub fn from_url(proxy_url: &str, no_proxy: &str) -> Result<Proxy, String> {
-        let authority = proxy_authority("proxy_url", proxy_url)?;
+        let server = proxy_server("proxy_url", proxy_url)?;
         Ok(Proxy {
-            http: Some(authority.clone()),
-            https: Some(authority),
+            http: Some(server.clone()),
+            https: Some(server),
             no_proxy: (!no_proxy.is_empty()).then(|| NoProxy::parse(no_proxy)),
         })
     }
@@ -52,7 +63,7 @@ impl Proxy {
             std::env::var(upper).ok().filter(|v| !v.is_empty()).or_else(|| std::env::var(lower).ok())
         };
         let proxy = |name: &str, value: Option<String>| match value.filter(|v| !v.is_empty()) {
-            Some(v) => proxy_authority(name, &v).map(Some),
+            Some(v) => proxy_server(name, &v).map(Some),
             None => Ok(None),
         };
         Ok(Proxy {
@@ -63,7 +74,7 @@ impl Proxy {
     }
 
     /// The proxy a request to `uri` goes through, if any.
-    pub fn for_uri(&self, uri: &Uri) -> Option<&Authority> {
+    pub fn for_uri(&self, uri: &Uri) -> Option<&ProxyServer> {
         let proxy = if uri.scheme() == Some(&Scheme::HTTPS) { self.https.as_ref() } else { self.http.as_ref() }?;
         let host = uri.host().unwrap_or_default();
         let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 });
@@ -74,26 +85,61 @@ impl Proxy {
     }
 }
 
-/// A proxy URL's `host:port` (port 80 when none): `http://` only (no scheme is `http://`, as
-/// Go reads it), without credentials.
-fn proxy_authority(name: &str, url: &str) -> Result<Authority, String> {
+/// A proxy URL's `host:port` (port 80 when none) and credentials: `http://` only (no scheme is
+/// `http://`, as Go reads it). User and password are percent-decoded, as Go's `url.Parse` does.
+fn proxy_server(name: &str, url: &str) -> Result<ProxyServer, String> {
     let full = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-    let uri: Uri = full.parse().map_err(|e| format!("{name} {url:?}: not a URL: {e}"))?;
+    // Not echoed in errors past this point: the URL may hold a password.
+    let shown = redact_password(&full);
+    let uri: Uri = full.parse().map_err(|e| format!("{name} {shown:?}: not a URL: {e}"))?;
     if uri.scheme() != Some(&Scheme::HTTP) {
-        return Err(format!("{name} {url:?}: only http:// proxies are supported"));
+        return Err(format!("{name} {shown:?}: only http:// proxies are supported"));
     }
-    let authority = uri.authority().ok_or_else(|| format!("{name} {url:?}: no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(format!("{name} {url:?}: credentials in the proxy URL are not supported"));
-    }
-    if authority.host().is_empty() {
-        return Err(format!("{name} {url:?}: no host"));
-    }
-    let with_port = match authority.port_u16() {
-        Some(_) => authority.as_str().to_owned(),
-        None => format!("{}:80", authority.as_str()),
+    let authority = uri.authority().ok_or_else(|| format!("{name} {shown:?}: no host"))?;
+    let (userinfo, host_port) = match authority.as_str().rsplit_once('@') {
+        Some((userinfo, host_port)) => (Some(userinfo), host_port),
+        None => (None, authority.as_str()),
     };
-    with_port.parse().map_err(|e| format!("{name} {url:?}: {e}"))
+    let authority: Authority = host_port.parse().map_err(|e| format!("{name} {shown:?}: {e}"))?;
+    if authority.host().is_empty() {
+        return Err(format!("{name} {shown:?}: no host"));
+    }
+    let authority = match authority.port_u16() {
+        Some(_) => authority,
+        None => format!("{}:80", authority.as_str()).parse().map_err(|e| format!("{name} {shown:?}: {e}"))?,
+    };
+    let authorization = match userinfo {
+        None => None,
+        Some(userinfo) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let decode = |part: &str, what: &str| {
+                percent_encoding::percent_decode_str(part)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| format!("{name} {shown:?}: the {what} is not UTF-8 once decoded"))
+            };
+            let credentials = format!("{}:{}", decode(user, "user")?, decode(password, "password")?);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+                .map_err(|e| format!("{name} {shown:?}: credentials: {e}"))?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+    };
+    Ok(ProxyServer { authority, authorization })
+}
+
+/// `url` with the password of its user info replaced by `xxxxx`, as Go's `URL.Redacted` shows it.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:xxxxx@{host}{}", &rest[end..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Go's `httpproxy` `NO_PROXY` rules.
@@ -244,7 +290,7 @@ impl tower::Service<Uri> for ProxyConnector {
         let mut http = self.http.clone();
         let proxy = self.proxy.for_uri(&target).cloned();
         Box::pin(async move {
-            let Some(proxy) = proxy else {
+            let Some(ProxyServer { authority: proxy, authorization }) = proxy else {
                 let io = tower::Service::call(&mut http, target).await?;
                 return Ok(ProxyStream { io, via_proxy: false });
             };
@@ -257,16 +303,18 @@ impl tower::Service<Uri> for ProxyConnector {
             }
             let host = target.host().unwrap_or_default();
             let port = target.port_u16().unwrap_or(443);
-            let tunnel = connect_tunnel(io.into_inner(), &proxy, host, port).await?;
+            let tunnel = connect_tunnel(io.into_inner(), &proxy, authorization.as_ref(), host, port).await?;
             Ok(ProxyStream { io: TokioIo::new(tunnel), via_proxy: false })
         })
     }
 }
 
-/// Asks `proxy` on `stream` for a tunnel to `host:port`; the stream once it answers 200.
+/// Asks `proxy` on `stream` for a tunnel to `host:port` (with `authorization` as its
+/// `Proxy-Authorization`); the stream once it answers 200.
 async fn connect_tunnel(
     mut stream: TcpStream,
     proxy: &Authority,
+    authorization: Option<&HeaderValue>,
     host: &str,
     port: u16,
 ) -> Result<TcpStream, BoxError> {
@@ -275,7 +323,14 @@ async fn connect_tunnel(
     } else {
         format!("{host}:{port}")
     };
-    stream.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await?;
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
+    if let Some(value) = authorization {
+        request.extend_from_slice(b"Proxy-Authorization: ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    stream.write_all(&request).await?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     // Byte by byte, so nothing of the tunnelled stream is read here.
@@ -307,14 +362,18 @@ mod tests {
     #[test]
     fn proxy_urls_as_go_takes_them() {
         let p = Proxy::from_url("http://proxy.example:3128", "").unwrap();
-        assert_eq!(p.for_uri(&uri("http://127.0.0.1:9090/x")).map(Authority::as_str), Some("proxy.example:3128"));
-        assert_eq!(p.for_uri(&uri("https://query:443/")).map(Authority::as_str), Some("proxy.example:3128"));
-        assert_eq!(Proxy::from_url("proxy:8080", "").unwrap().http.unwrap().as_str(), "proxy:8080");
-        assert_eq!(Proxy::from_url("http://proxy", "").unwrap().http.unwrap().as_str(), "proxy:80");
+        let at = |u: &str| p.for_uri(&uri(u)).map(|s| s.authority.as_str().to_owned());
+        assert_eq!(at("http://127.0.0.1:9090/x").as_deref(), Some("proxy.example:3128"));
+        assert_eq!(at("https://query:443/").as_deref(), Some("proxy.example:3128"));
+        assert!(p.http.as_ref().unwrap().authorization.is_none());
+        assert_eq!(Proxy::from_url("proxy:8080", "").unwrap().http.unwrap().authority.as_str(), "proxy:8080");
+        assert_eq!(Proxy::from_url("http://proxy", "").unwrap().http.unwrap().authority.as_str(), "proxy:80");
         for (bad, want) in [
             ("https://proxy:443", "only http://"),
             ("socks5://proxy:1080", "only http://"),
-            ("http://user:pass@proxy:3128", "credentials"),
+            ("https://user:secret@proxy:443", "user:xxxxx@proxy"),
+            ("http://user:pass%ff@proxy:3128", "not UTF-8"),
+            ("http://user:pass@", "user:xxxxx@"),
             ("http://", "proxy_url"),
             ("http://[::1", "not a URL"),
             ("::::", "proxy_url"),
@@ -322,6 +381,22 @@ mod tests {
             let err = Proxy::from_url(bad, "").unwrap_err();
             assert!(err.contains(want), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn credentials_as_go_sends_them() {
+        let auth = |url: &str| {
+            let server = Proxy::from_url(url, "").unwrap().http.unwrap();
+            let value = server.authorization.expect("credentials");
+            assert!(value.is_sensitive());
+            (server.authority.as_str().to_owned(), value.to_str().unwrap().to_owned())
+        };
+        // base64("strata:s3cr3t"), base64("user:"), base64("a@b:p:q w").
+        assert_eq!(auth("http://strata:s3cr3t@proxy:3128"), ("proxy:3128".into(), "Basic c3RyYXRhOnMzY3IzdA==".into()));
+        assert_eq!(auth("http://user@proxy"), ("proxy:80".into(), "Basic dXNlcjo=".into()));
+        assert_eq!(auth("http://a%40b:p:q%20w@proxy:1"), ("proxy:1".into(), "Basic YUBiOnA6cSB3".into()));
+        let err = Proxy::from_url("socks5://u:hidden@proxy:1080", "").unwrap_err();
+        assert!(!err.contains("hidden") && err.contains("u:xxxxx@"), "{err}");
     }
 
     #[test]
@@ -372,7 +447,7 @@ mod tests {
         });
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        let mut c = ProxyConnector { http, proxy: Proxy::from_url(&format!("http://{addr}"), "").unwrap() };
+        let mut c = ProxyConnector { http, proxy: Proxy::from_url(&format!("http://u:p@{addr}"), "").unwrap() };
         let stream = tower::Service::call(&mut c, uri("https://query.example:9443/")).await.unwrap();
         assert!(!stream.connected().is_proxied(), "a tunnel is a direct connection to the target");
         let mut rest = String::new();
@@ -380,6 +455,7 @@ mod tests {
         assert_eq!(rest, "tunnelled", "nothing of the tunnel read by the CONNECT");
         let head = proxy_task.await.unwrap();
         assert!(head.starts_with("CONNECT query.example:9443 HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nProxy-Authorization: Basic dTpw\r\n\r\n"), "{head}");
 
         // A refusal is an error naming the proxy and its answer.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
