@@ -27,7 +27,9 @@ pub mod snapshot;
 mod status;
 mod symbols;
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -538,8 +540,61 @@ impl HashStripe {
     }
 }
 
-/// Series by ref, for WAL replay.
-type RefStripe = HashMap<SeriesRef, Arc<MemSeries>>;
+/// Series by ref, for WAL replay: a set of series keyed by the ref each holds, 8 bytes an
+/// entry where a map from ref to series takes 16.
+#[derive(Default)]
+struct RefStripe(HashSet<ByRef>);
+
+/// A series in a [`RefStripe`]: equal, hashed and looked up as its ref.
+struct ByRef(Arc<MemSeries>);
+
+impl PartialEq for ByRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.series_ref == other.0.series_ref
+    }
+}
+
+impl Eq for ByRef {}
+
+impl Hash for ByRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the ref itself hashes, which `Borrow` requires.
+        self.0.series_ref.hash(state);
+    }
+}
+
+impl Borrow<SeriesRef> for ByRef {
+    fn borrow(&self) -> &SeriesRef {
+        &self.0.series_ref
+    }
+}
+
+impl RefStripe {
+    fn contains_key(&self, r: &SeriesRef) -> bool {
+        self.0.contains(r)
+    }
+
+    fn get(&self, r: &SeriesRef) -> Option<&Arc<MemSeries>> {
+        self.0.get(r).map(|s| &s.0)
+    }
+
+    /// Adds `s`, replacing a series with the same ref.
+    fn insert(&mut self, s: Arc<MemSeries>) {
+        self.0.replace(ByRef(s));
+    }
+
+    fn remove(&mut self, r: &SeriesRef) {
+        self.0.remove(r);
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &SeriesRef> {
+        self.0.iter().map(|s| &s.0.series_ref)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
+        self.0.iter().map(|s| &s.0)
+    }
+}
 
 /// The in-memory head of one TSDB.
 pub struct Head {
@@ -809,7 +864,7 @@ impl Head {
     }
 
     fn index(&self, s: &Arc<MemSeries>) {
-        self.ref_stripe(s.series_ref).write().insert(s.series_ref, s.clone());
+        self.ref_stripe(s.series_ref).write().insert(s.clone());
         self.postings.write().add(s.series_ref, s.labels.iter());
         self.stats.series.fetch_add(1, Ordering::Relaxed);
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
