@@ -19,6 +19,7 @@
 use std::iter::FusedIterator;
 
 use super::bstream::{reserve_total, resize, write_bits, BitReader};
+use crate::encoding::{uvarint_bytes, zigzag};
 use crate::Error;
 
 /// `leading` value meaning "no leading/trailing-zero window yet".
@@ -137,7 +138,7 @@ impl XorAppender {
         let v = v.to_bits();
         match n {
             0 => {
-                self.write_uvarint(((t << 1) ^ (t >> 63)) as u64);
+                self.write_uvarint(zigzag(t));
                 self.write(v, 64);
             }
             1 => {
@@ -182,12 +183,8 @@ impl XorAppender {
     }
 
     /// Go's `binary.PutUvarint` into the (byte-aligned) stream, a byte at a time.
-    fn write_uvarint(&mut self, mut x: u64) {
-        while x >= 0x80 {
-            self.write(x & 0x7f | 0x80, 8);
-            x >>= 7;
-        }
-        self.write(x, 8);
+    fn write_uvarint(&mut self, x: u64) {
+        uvarint_bytes(x, |b| self.write(u64::from(b), 8));
     }
 
     #[inline]
