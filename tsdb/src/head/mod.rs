@@ -1135,6 +1135,28 @@ mod tests {
     }
 
     #[test]
+    fn series_by_ref_are_found_listed_and_removed_by_ref() {
+        let head = Head::new(HeadOptions::default());
+        let (a, _) = head.get_or_create(&pairs("a"));
+        let (b, _) = head.get_or_create(&pairs("b"));
+        let mut stripe = RefStripe::default();
+        stripe.insert(a.clone());
+        stripe.insert(b.clone());
+        stripe.insert(a.clone());
+        assert!(stripe.contains_key(&a.series_ref) && !stripe.contains_key(&99));
+        assert!(Arc::ptr_eq(stripe.get(&b.series_ref).unwrap(), &b));
+        let mut keys: Vec<_> = stripe.keys().copied().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [a.series_ref, b.series_ref]);
+        assert_eq!(stripe.values().count(), 2);
+        stripe.remove(&a.series_ref);
+        stripe.remove(&99);
+        assert!(stripe.get(&a.series_ref).is_none());
+        assert_eq!(stripe.keys().collect::<Vec<_>>(), [&b.series_ref]);
+        assert!(Arc::ptr_eq(&head.series_by_ref(b.series_ref).unwrap(), &b));
+    }
+
+    #[test]
     fn same_labels_same_series() {
         let head = Head::new(HeadOptions::default());
         let (a, _) = head.get_or_create(&pairs("m"));
