@@ -7,17 +7,29 @@
 pub(crate) const MAX_VARINT_LEN: usize = 10;
 
 /// Go's `binary.PutUvarint`: seven bits a byte, least significant first.
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_uvarint(buf: &mut Vec<u8>, v: u64) {
+    uvarint_bytes(v, |b| buf.push(b));
+}
+
+/// Hands the bytes of Go's `binary.PutUvarint` encoding of `v` to `put`, in order (a bit
+/// stream writes them where a `Vec` cannot).
+#[inline]
+pub(crate) fn uvarint_bytes(mut v: u64, mut put: impl FnMut(u8)) {
     while v >= 0x80 {
-        buf.push(v as u8 | 0x80);
+        put(v as u8 | 0x80);
         v >>= 7;
     }
-    buf.push(v as u8);
+    put(v as u8);
 }
 
 /// Go's `binary.PutVarint`: zig-zag, then uvarint.
 pub(crate) fn put_varint(buf: &mut Vec<u8>, v: i64) {
-    put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
+    put_uvarint(buf, zigzag(v));
+}
+
+/// The zig-zag step of [`put_varint`]: small magnitudes of either sign become small numbers.
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
 }
 
 /// A uvarint byte length, then the string.

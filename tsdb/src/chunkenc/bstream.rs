@@ -2,46 +2,89 @@
 
 use crate::encoding::{unzigzag, uvarint_from};
 
-/// Appends the low `n` bits (1..=64) of `value` to `buf`, most significant first. `free` is the
-/// number of still-unused low bits of the last byte of `buf` (0..=7) and is updated.
+/// A full bit-stream buffer grows by 1/`GROWTH` of its size, at least [`MIN_GROWTH`] bytes.
+const GROWTH: usize = 16;
+
+/// The smallest step a full bit-stream buffer grows by.
+const MIN_GROWTH: usize = 16;
+
+/// Appends the low `n` bits (1..=64) of `value` to the first `len` bytes of `buf`, most
+/// significant first, and advances `len`. `free` is the number of still-unused low bits of byte
+/// `len - 1` (0..=7) and is updated. Bytes of `buf` past `len` are spare capacity and must be
+/// zero; they stay so. A full `buf` grows by a sixteenth (at least [`MIN_GROWTH`] bytes) rather
+/// than doubling, so the spare capacity of the many small buffers a head holds stays small.
 ///
-/// Unlike Prometheus before 3.0, no empty byte is kept open at the end: the buffer is always
+/// Unlike Prometheus before 3.0, no empty byte is kept open at the end: the stream is always
 /// exactly as long as the bits in it need, which is what current Prometheus stores.
 #[inline(always)]
-pub(super) fn write_bits(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
+pub(super) fn write_bits(buf: &mut Box<[u8]>, len: &mut usize, free: &mut u8, value: u64, n: u32) {
     debug_assert!((1..=64).contains(&n));
     if u32::from((8 - *free) & 7) + n > 64 {
-        write_split(buf, free, value, n);
+        write_split(buf, len, free, value, n);
     } else {
-        write_word(buf, free, value, n);
+        write_word(buf, len, free, value, n);
     }
 }
 
 /// Wide payloads after a partial byte do not fit one word with it: write them in two halves.
 #[cold]
 #[inline(never)]
-fn write_split(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
-    write_word(buf, free, value >> 32, n - 32);
-    write_word(buf, free, value, 32);
+fn write_split(buf: &mut Box<[u8]>, len: &mut usize, free: &mut u8, value: u64, n: u32) {
+    write_word(buf, len, free, value >> 32, n - 32);
+    write_word(buf, len, free, value, 32);
 }
 
 /// `write_bits` for fields that fit one word together with the partial last byte.
 #[inline(always)]
-fn write_word(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
+fn write_word(buf: &mut Box<[u8]>, len: &mut usize, free: &mut u8, value: u64, n: u32) {
     let used = u32::from((8 - *free) & 7);
     debug_assert!(used + n <= 64);
-    // Take the partial last byte back, put the new bits behind its used bits in one word, and
-    // store the whole word; the length is then cut to the bytes the bits touch. Fixed-size
-    // copies are cheaper than a variable-length one.
-    let start = buf.len().saturating_sub(usize::from(used > 0));
+    // Take the partial last byte back (a whole last byte leaves `start` at the zero spare
+    // byte), put the new bits behind its used bits in one word, and store the whole word when
+    // the buffer has room for it; its bytes past the bits are zero. Fixed-size copies are
+    // cheaper than a variable-length one.
+    let start = len.saturating_sub(usize::from(used > 0));
     let partial = buf.get(start).map_or(0, |&b| u64::from(b) << 56);
     let word = partial | ((value << (64 - n)) >> used);
     let nbits = used + n;
     let nbytes = nbits.div_ceil(8);
-    buf.truncate(start);
-    buf.extend_from_slice(&word.to_be_bytes());
-    buf.truncate(start + nbytes as usize);
+    match buf.get_mut(start..).and_then(|rest| rest.first_chunk_mut::<8>()) {
+        Some(dst) => *dst = word.to_be_bytes(),
+        None => write_tail(buf, start, word, nbytes as usize),
+    }
+    *len = start + nbytes as usize;
     *free = (nbytes * 8 - nbits) as u8;
+}
+
+/// Stores the first `nbytes` bytes of `word` at `start` of a buffer without room for a whole
+/// word there, growing it if even those do not fit.
+#[cold]
+#[inline(never)]
+fn write_tail(buf: &mut Box<[u8]>, start: usize, word: u64, nbytes: usize) {
+    let need = start + nbytes;
+    if buf.len() < need {
+        reserve_total(buf, need.max(buf.len() + (buf.len() / GROWTH).max(MIN_GROWTH)));
+    }
+    if let Some(dst) = buf.get_mut(start..need) {
+        dst.copy_from_slice(&word.to_be_bytes()[..nbytes]);
+    }
+}
+
+/// Gives `buf` room for at least `cap` bytes: as many as the allocation malloc hands out for
+/// them holds anyway (16-byte steps after an 8-byte header), so none of it is wasted.
+pub(super) fn reserve_total(buf: &mut Box<[u8]>, cap: usize) {
+    resize(buf, (cap + 8).next_multiple_of(16) - 8);
+}
+
+/// Makes `buf` exactly `cap` bytes long, keeping its first bytes and zeroing new ones: one
+/// reallocation.
+pub(super) fn resize(buf: &mut Box<[u8]>, cap: usize) {
+    let mut v = std::mem::take(buf).into_vec();
+    if cap > v.len() {
+        v.reserve_exact(cap - v.len());
+    }
+    v.resize(cap, 0);
+    *buf = v.into_boxed_slice();
 }
 
 /// Reads bits from a byte slice through a 64-bit buffer refilled a word at a time.
@@ -163,30 +206,33 @@ mod tests {
 
     #[test]
     fn writes_msb_first_across_byte_boundaries() {
-        let (mut buf, mut free) = (Vec::new(), 0u8);
-        write_bits(&mut buf, &mut free, 0b101, 3);
-        assert_eq!((buf.as_slice(), free), (&[0b1010_0000][..], 5));
-        write_bits(&mut buf, &mut free, 0x1ff, 9);
-        assert_eq!((buf.as_slice(), free), (&[0b1011_1111, 0b1111_0000][..], 4));
-        write_bits(&mut buf, &mut free, 0xf, 4);
-        assert_eq!((buf.as_slice(), free), (&[0b1011_1111, 0xff][..], 0));
-        write_bits(&mut buf, &mut free, u64::MAX, 64);
-        assert_eq!(buf.len(), 10);
+        let (mut buf, mut len, mut free) = (Box::default(), 0, 0u8);
+        write_bits(&mut buf, &mut len, &mut free, 0b101, 3);
+        assert_eq!((&buf[..len], free), (&[0b1010_0000][..], 5));
+        write_bits(&mut buf, &mut len, &mut free, 0x1ff, 9);
+        assert_eq!((&buf[..len], free), (&[0b1011_1111, 0b1111_0000][..], 4));
+        write_bits(&mut buf, &mut len, &mut free, 0xf, 4);
+        assert_eq!((&buf[..len], free), (&[0b1011_1111, 0xff][..], 0));
+        write_bits(&mut buf, &mut len, &mut free, u64::MAX, 64);
+        assert_eq!(len, 10);
         assert_eq!(free, 0);
         // Bits above `n` are ignored.
-        write_bits(&mut buf, &mut free, 0xff, 1);
-        assert_eq!((buf.last(), free), (Some(&0x80), 7));
+        write_bits(&mut buf, &mut len, &mut free, 0xff, 1);
+        assert_eq!((buf[..len].last(), free), (Some(&0x80), 7));
+        assert!(buf[len..].iter().all(|&b| b == 0), "spare bytes stay zero");
     }
 
     #[test]
     fn reads_what_was_written() {
         let widths: Vec<u32> = (1..=64).chain((1..=64).rev()).chain([7, 13, 64, 1, 56, 57]).collect();
         let value = |i: usize, n: u32| 0x9e37_79b9_7f4a_7c15u64.rotate_left(i as u32) >> (64 - n);
-        let (mut buf, mut free) = (Vec::new(), 0u8);
+        let (mut buf, mut len, mut free) = (Box::default(), 0, 0u8);
         for (i, &n) in widths.iter().enumerate() {
-            write_bits(&mut buf, &mut free, value(i, n), n);
+            write_bits(&mut buf, &mut len, &mut free, value(i, n), n);
         }
-        let mut r = BitReader::new(&buf);
+        // Grown in small steps: never more than a step and malloc's rounding too big.
+        assert!(buf.len() <= len + (len / GROWTH).max(MIN_GROWTH) + 16, "{} bytes for {len}", buf.len());
+        let mut r = BitReader::new(&buf[..len]);
         for (i, &n) in widths.iter().enumerate() {
             assert_eq!(r.read_wide(n), Some(value(i, n)), "field {i} of {n} bits");
         }

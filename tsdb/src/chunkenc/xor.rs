@@ -18,32 +18,35 @@
 
 use std::iter::FusedIterator;
 
-use super::bstream::{write_bits, BitReader};
-use crate::encoding::{put_be64, put_uvarint, put_varint};
+use super::bstream::{reserve_total, resize, write_bits, BitReader};
+use crate::encoding::{uvarint_bytes, zigzag};
 use crate::Error;
 
 /// `leading` value meaning "no leading/trailing-zero window yet".
 const NO_WINDOW: u8 = 0xff;
 
-/// Bytes to reserve for a new chunk, as Prometheus does: a typical 120-sample chunk fits.
-const INITIAL_CAPACITY: usize = 128;
-
-/// Room one sample may need: at most 145 bits of timestamp and value, plus the 8 bytes the bit
-/// writer stores past the end before cutting the length back.
-const SAMPLE_ROOM: usize = 32;
+/// Bytes a new chunk starts with: a typical chunk's first quarter fits (after which the head
+/// sizes it for the rest, see [`XorAppender::reserve_for`]).
+const INITIAL_CAPACITY: usize = 64;
 
 /// An appendable XOR chunk: the encoded bytes plus what the encoder must remember between samples.
+///
+/// 48 bytes: the head keeps one per series. The buffer is a boxed slice with a 32-bit length
+/// rather than a `Vec`, and grows in small steps rather than doubling.
 #[derive(Clone, Debug)]
 pub struct XorAppender {
-    /// The 2-byte sample count, then the bit stream written so far.
-    buf: Vec<u8>,
+    /// The 2-byte sample count, then the bit stream written so far; the bytes past `len` are
+    /// spare capacity and zero.
+    buf: Box<[u8]>,
     t: i64,
     /// Bits of the last value.
     v: u64,
     t_delta: u64,
+    /// Bytes of `buf` in use. A chunk holds at most 65535 samples of at most 19 bytes.
+    len: u32,
     leading: u8,
     trailing: u8,
-    /// Unused low bits of the last byte of `buf` (0..=7).
+    /// Unused low bits of the last byte in use (0..=7).
     free: u8,
 }
 
@@ -56,9 +59,16 @@ impl Default for XorAppender {
 impl XorAppender {
     /// An empty chunk.
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
-        buf.extend_from_slice(&[0, 0]);
-        XorAppender { buf, t: 0, v: 0, t_delta: 0, leading: NO_WINDOW, trailing: 0, free: 0 }
+        XorAppender {
+            buf: vec![0; INITIAL_CAPACITY].into_boxed_slice(),
+            t: 0,
+            v: 0,
+            t_delta: 0,
+            len: 2,
+            leading: NO_WINDOW,
+            trailing: 0,
+            free: 0,
+        }
     }
 
     /// Continues the chunk `chunk` (the data after the encoding byte), as a head restored from a
@@ -78,17 +88,39 @@ impl XorAppender {
             Ok(free) if free < 8 && (free == 0 || last & ((1 << free) - 1) == 0) => free,
             _ => return Err(Error::CorruptChunk(format!("XOR chunk has {free} bits after its last sample"))),
         };
-        let mut buf = Vec::with_capacity(chunk.len() + 2 * SAMPLE_ROOM);
-        buf.extend_from_slice(chunk);
+        let len = u32::try_from(chunk.len())
+            .map_err(|_| Error::CorruptChunk(format!("XOR chunk of {} bytes is too long", chunk.len())))?;
         Ok(XorAppender {
-            buf,
+            // Exactly the bytes: the next sample grows the buffer by a small step.
+            buf: chunk.into(),
             t: samples.t,
             v: samples.v,
             t_delta: samples.t_delta,
+            len,
             leading: if samples.window { samples.leading } else { NO_WINDOW },
             trailing: samples.trailing,
             free,
         })
+    }
+
+    /// Sizes the buffer for a chunk expected to end at `samples` samples, from the bytes the
+    /// samples after the first took so far, so that a chunk which ends as expected has next to
+    /// no spare capacity. Meant to be called once, when a quarter or so of the chunk is
+    /// written; a chunk that turns out longer grows in small steps.
+    pub fn reserve_for(&mut self, samples: u16) {
+        let n = usize::from(self.num_samples());
+        if n < 2 {
+            return;
+        }
+        let len = self.len as usize;
+        // The first sample (header, varint time, raw value) costs more than the others.
+        let mut r = BitReader::new(self.buf.get(2..len).unwrap_or(&[]));
+        let first = r.read_varint().map_or(len, |_| 2 + r.consumed_bits() / 8 + 8);
+        let rest = len.saturating_sub(first) as u64;
+        let more = usize::from(samples).saturating_sub(n) as u64;
+        // Rounded up to malloc's size step, which leaves a few bytes for samples that compress
+        // worse than the first ones; more grow the buffer by small steps.
+        reserve_total(&mut self.buf, len + (rest * more).div_ceil(n as u64 - 1) as usize);
     }
 
     /// Appends a sample. Timestamps are meant to increase (the head checks that); any sequence
@@ -103,22 +135,17 @@ impl XorAppender {
             debug_assert!(false, "append to a full XOR chunk");
             return;
         }
-        // Grown a step at a time rather than doubled: the open chunk of every head series lives
-        // for hours, so doubling's slack (up to half the buffer) would be paid per series.
-        if self.buf.capacity() - self.buf.len() < SAMPLE_ROOM {
-            self.buf.reserve_exact(2 * SAMPLE_ROOM);
-        }
         let v = v.to_bits();
         match n {
             0 => {
-                put_varint(&mut self.buf, t);
-                put_be64(&mut self.buf, v);
+                self.write_uvarint(zigzag(t));
+                self.write(v, 64);
             }
             1 => {
                 let delta = t.wrapping_sub(self.t) as u64;
                 // Sample 0 was whole bytes, so this varint is byte-aligned too.
                 debug_assert_eq!(self.free, 0);
-                put_uvarint(&mut self.buf, delta);
+                self.write_uvarint(delta);
                 self.write_value(v);
                 self.t_delta = delta;
             }
@@ -150,7 +177,14 @@ impl XorAppender {
 
     #[inline]
     fn write(&mut self, value: u64, n: u32) {
-        write_bits(&mut self.buf, &mut self.free, value, n);
+        let mut len = self.len as usize;
+        write_bits(&mut self.buf, &mut len, &mut self.free, value, n);
+        self.len = len as u32;
+    }
+
+    /// Go's `binary.PutUvarint` into the (byte-aligned) stream, a byte at a time.
+    fn write_uvarint(&mut self, x: u64) {
+        uvarint_bytes(x, |b| self.write(u64::from(b), 8));
     }
 
     #[inline]
@@ -204,7 +238,7 @@ impl XorAppender {
 
     /// The chunk bytes as Prometheus 3 stores them (without the encoding byte).
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.buf.get(..self.len as usize).unwrap_or(&[])
     }
 
     /// Timestamp of the first sample.
@@ -212,7 +246,7 @@ impl XorAppender {
         if self.num_samples() == 0 {
             return None;
         }
-        BitReader::new(self.buf.get(2..)?).read_varint()
+        BitReader::new(self.buf.get(2..self.len as usize)?).read_varint()
     }
 
     /// Timestamp of the last sample.
@@ -227,12 +261,17 @@ impl XorAppender {
 
     /// The finished chunk, without spare capacity.
     pub fn into_bytes(self) -> Box<[u8]> {
-        self.buf.into_boxed_slice()
+        let mut buf = self.buf;
+        let len = self.len as usize;
+        if buf.len() != len {
+            resize(&mut buf, len);
+        }
+        buf
     }
 
     /// Reads the samples appended so far.
     pub fn iter(&self) -> XorIter<'_> {
-        match self.buf.split_first_chunk::<2>() {
+        match self.bytes().split_first_chunk::<2>() {
             Some((header, data)) => XorIter::from_parts(u16::from_be_bytes(*header), data),
             None => XorIter::from_parts(0, &[]),
         }
@@ -540,7 +579,8 @@ mod tests {
     #[test]
     fn appender_stays_small() {
         // The head keeps one open appender per series.
-        assert!(std::mem::size_of::<XorAppender>() <= 56);
+        assert!(std::mem::size_of::<XorAppender>() <= 48);
+        assert_eq!(std::mem::size_of::<Option<XorAppender>>(), std::mem::size_of::<XorAppender>());
     }
 
     #[test]
@@ -549,6 +589,44 @@ mod tests {
         let len = app.bytes().len();
         let bytes = app.into_bytes();
         assert_eq!(bytes.len(), len);
+    }
+
+    #[test]
+    fn a_chunk_sized_at_a_quarter_ends_with_little_spare_capacity() {
+        // Counters at different rates, sized for 120 samples after 30 as the head does. Those
+        // starting near zero compress worse early on and end with more room than the others.
+        let mut spare = 0;
+        for i in 0..200i64 {
+            let mut app = XorAppender::new();
+            for round in 0..120i64 {
+                if app.num_samples() == 30 {
+                    app.reserve_for(120);
+                }
+                app.append(round * 15_000, (i * 31 + round * (1 + i % 50)) as f64);
+            }
+            let (len, cap) = (app.len as usize, app.buf.len());
+            assert!(cap >= len && cap <= len + len / 4 + 16, "{cap} bytes for {len}");
+            assert!(app.buf[len..].iter().all(|&b| b == 0));
+            spare += cap - len;
+            let whole = app.bytes().to_vec();
+            assert_eq!(app.into_bytes()[..], whole[..]);
+        }
+        assert!(spare / 200 <= 12, "{} bytes spare on average", spare / 200);
+    }
+
+    #[test]
+    fn reserve_for_shrinks_a_chunk_that_compresses_well() {
+        let mut app = XorAppender::new();
+        for i in 0..30 {
+            app.append(i * 15_000, 1.0);
+        }
+        app.reserve_for(120);
+        assert!(app.buf.len() < INITIAL_CAPACITY, "{} bytes", app.buf.len());
+        for i in 30..240 {
+            app.append(i * 15_000, 1.0);
+        }
+        let want: Vec<_> = (0..240).map(|i| (i * 15_000, 1.0f64.to_bits())).collect();
+        assert_eq!(decode(app.bytes()), (want, false));
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub mod snapshot;
 mod status;
 mod symbols;
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -90,8 +92,28 @@ pub struct TruncateStats {
     pub chunk_files_removed: usize,
 }
 
-/// A completed chunk of a head series: 32 bytes when it is in the chunk files.
-struct ClosedChunk {
+/// A completed chunk of a head series: 24 bytes in the common case, a chunk in the chunk
+/// files spanning less than 2^32 ms (a head chunk never spans more than the chunk range).
+/// Anything else, rare, is described at full width behind a pointer.
+enum ClosedChunk {
+    Mapped(MappedChunk),
+    Other(Box<WideChunk>),
+}
+
+/// A chunk in the chunk files: its start, span and file reference, packed to 20 bytes (so that
+/// with [`ClosedChunk`]'s tag it takes 24). Fields are only ever read by value.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct MappedChunk {
+    min_time: i64,
+    /// `max_time - min_time`.
+    span: u32,
+    chunk_ref: ChunkRef,
+}
+
+/// A closed chunk at full width: on the heap, or in the chunk files with a span of 2^32 ms
+/// or more.
+struct WideChunk {
     min_time: i64,
     max_time: i64,
     data: ClosedData,
@@ -106,22 +128,107 @@ enum ClosedData {
 }
 
 impl ClosedChunk {
+    fn new(min_time: i64, max_time: i64, data: ClosedData) -> Self {
+        let span = u32::try_from(max_time.wrapping_sub(min_time)).ok().filter(|_| max_time >= min_time);
+        match (data, span) {
+            (ClosedData::Mapped(chunk_ref), Some(span)) => {
+                ClosedChunk::Mapped(MappedChunk { min_time, span, chunk_ref })
+            }
+            (data, _) => ClosedChunk::Other(Box::new(WideChunk { min_time, max_time, data })),
+        }
+    }
+
+    fn min_time(&self) -> i64 {
+        match self {
+            ClosedChunk::Mapped(m) => m.min_time,
+            ClosedChunk::Other(w) => w.min_time,
+        }
+    }
+
+    fn max_time(&self) -> i64 {
+        match self {
+            ClosedChunk::Mapped(m) => {
+                let (min_time, span) = (m.min_time, m.span);
+                min_time + i64::from(span)
+            }
+            ClosedChunk::Other(w) => w.max_time,
+        }
+    }
+
+    /// Where the chunk is in the chunk files; None if it is on the heap.
+    fn chunk_ref(&self) -> Option<ChunkRef> {
+        match self {
+            ClosedChunk::Mapped(m) => Some(m.chunk_ref),
+            ClosedChunk::Other(w) => match w.data {
+                ClosedData::Mapped(r) => Some(r),
+                ClosedData::Heap(_) => None,
+            },
+        }
+    }
+
     /// The chunk's bytes; empty if its file reference does not resolve (which decoding then
     /// reports as a corrupt chunk).
     fn bytes<'a>(&'a self, maps: Option<&'a chunk_files::Maps<'_>>) -> &'a [u8] {
-        match &self.data {
-            ClosedData::Heap(b) => b,
-            ClosedData::Mapped(r) => maps.and_then(|m| m.get(*r)).unwrap_or(&[]),
+        match self {
+            ClosedChunk::Other(w) => match &w.data {
+                ClosedData::Heap(b) => b,
+                ClosedData::Mapped(r) => maps.and_then(|m| m.get(*r)).unwrap_or(&[]),
+            },
+            ClosedChunk::Mapped(m) => maps.and_then(|maps| maps.get(m.chunk_ref)).unwrap_or(&[]),
+        }
+    }
+
+    /// The chunk's bytes to hand out: shared with the chunk files' map, or a copy.
+    fn shared_bytes(&self, maps: Option<&chunk_files::Maps<'_>>) -> Bytes {
+        match self {
+            ClosedChunk::Other(w) => match &w.data {
+                ClosedData::Heap(b) => Bytes::copy_from_slice(b),
+                ClosedData::Mapped(r) => maps.and_then(|m| m.get_shared(*r)).unwrap_or_default(),
+            },
+            ClosedChunk::Mapped(m) => maps.and_then(|maps| maps.get_shared(m.chunk_ref)).unwrap_or_default(),
         }
     }
 }
 
+/// Appends `c` to a series' closed chunks, growing the slice by exactly one: a series closes a
+/// chunk every two hours or so, and every series would pay a `Vec`'s capacity word and slack.
+fn push_closed(closed: &mut Box<[ClosedChunk]>, c: ClosedChunk) {
+    let mut v = std::mem::take(closed).into_vec();
+    v.reserve_exact(1);
+    v.push(c);
+    *closed = v.into_boxed_slice();
+}
+
 /// The mutable part of a series.
 struct SeriesState {
-    closed: Vec<ClosedChunk>,
+    /// Oldest first.
+    closed: Box<[ClosedChunk]>,
     open: Option<XorAppender>,
     /// The open chunk is cut before a sample at or after this time.
     next_at: i64,
+}
+
+impl SeriesState {
+    /// With the open chunk a quarter of the target size: sets when it is to end (Prometheus's
+    /// `computeChunkEndTime`), and sizes its buffer for the samples it holds by then at the rate
+    /// so far (at most twice the target, where it is cut anyway), so that a whole chunk leaves
+    /// little spare capacity behind in every series.
+    fn plan_open_chunk(&mut self, samples_per_chunk: u16) {
+        let Some(c) = self.open.as_mut() else {
+            return;
+        };
+        let (Some(first), Some(last)) = (c.first_time(), c.last_time()) else {
+            return;
+        };
+        self.next_at = compute_chunk_end_time(first, last, self.next_at);
+        let n = i128::from(c.num_samples());
+        if n > 1 && last > first {
+            let span = i128::from(self.next_at) - 1 - i128::from(first);
+            let expected = 1 + (n - 1) * span / (i128::from(last) - i128::from(first));
+            let most = i128::from(samples_per_chunk.saturating_mul(2)).max(n);
+            c.reserve_for(u16::try_from(expected.clamp(n, most)).unwrap_or(u16::MAX));
+        }
+    }
 }
 
 /// One series in the head.
@@ -156,7 +263,7 @@ impl MemSeries {
             labels,
             wal_logged: AtomicBool::new(wal_logged),
             pending: AtomicU32::new(0),
-            state: Mutex::new(SeriesState { closed: Vec::new(), open: None, next_at: i64::MIN }),
+            state: Mutex::new(SeriesState { closed: Box::default(), open: None, next_at: i64::MIN }),
         }
     }
 
@@ -189,7 +296,7 @@ impl MemSeries {
         // Without an open chunk (right after replay took the series' chunks from the files), a
         // sample after the newest closed chunk needs no check: reading that chunk would map
         // its page back in for nothing.
-        let after_closed = st.open.is_none() && st.closed.last().is_none_or(|c| t > c.max_time);
+        let after_closed = st.open.is_none() && st.closed.last().is_none_or(|c| t > c.max_time());
         if !after_closed {
             if let Some(r) = Self::check(last_of(&st, head.chunk_files.as_deref()), t, v) {
                 return r;
@@ -197,14 +304,11 @@ impl MemSeries {
         }
         let spc = opts.samples_per_chunk;
         let mut chunk_created = false;
-        let need_cut = match &st.open {
+        let need_cut = match st.open.as_ref().map(XorAppender::num_samples) {
             None => true,
-            Some(c) => {
-                let n = c.num_samples();
+            Some(n) => {
                 if n == spc / 4 {
-                    if let (Some(first), Some(last)) = (c.first_time(), c.last_time()) {
-                        st.next_at = compute_chunk_end_time(first, last, st.next_at);
-                    }
+                    st.plan_open_chunk(spc);
                 }
                 t >= st.next_at || n >= spc.saturating_mul(2)
             }
@@ -213,10 +317,7 @@ impl MemSeries {
             if let Some(done) = st.open.take() {
                 if let (Some(min_time), Some(max_time)) = (done.first_time(), done.last_time()) {
                     let data = head.close_chunk(self.series_ref, min_time, max_time, done);
-                    // One chunk every two hours or so: exact growth costs little and saves
-                    // doubling's slack in every series.
-                    st.closed.reserve_exact(1);
-                    st.closed.push(ClosedChunk { min_time, max_time, data });
+                    push_closed(&mut st.closed, ClosedChunk::new(min_time, max_time, data));
                 }
             }
             st.open = Some(XorAppender::new());
@@ -265,13 +366,11 @@ impl MemSeries {
         let st = self.state.lock();
         let maps = files.map(ChunkFiles::maps);
         let overlaps = |cmin: i64, cmax: i64| cmax >= mint && cmin <= maxt;
-        let closed = st.closed.iter().filter(|c| overlaps(c.min_time, c.max_time)).map(|c| {
-            let data = match &c.data {
-                ClosedData::Mapped(r) => maps.as_ref().and_then(|m| m.get_shared(*r)).unwrap_or_default(),
-                ClosedData::Heap(b) => Bytes::copy_from_slice(b),
-            };
-            (c.min_time, c.max_time, data)
-        });
+        let closed = st
+            .closed
+            .iter()
+            .filter(|c| overlaps(c.min_time(), c.max_time()))
+            .map(|c| (c.min_time(), c.max_time(), c.shared_bytes(maps.as_ref())));
         let open = st
             .open
             .iter()
@@ -288,7 +387,11 @@ impl MemSeries {
     fn has_chunk_in(&self, mint: i64, maxt: i64) -> bool {
         let st = self.state.lock();
         let open = st.open.as_ref().and_then(|c| Some((c.first_time()?, c.last_time()?)));
-        st.closed.iter().map(|c| (c.min_time, c.max_time)).chain(open).any(|(cmin, cmax)| cmax >= mint && cmin <= maxt)
+        st.closed
+            .iter()
+            .map(|c| (c.min_time(), c.max_time()))
+            .chain(open)
+            .any(|(cmin, cmax)| cmax >= mint && cmin <= maxt)
     }
 
     /// Calls `f`, under the series lock, with the time range and bytes of each chunk (the open
@@ -302,7 +405,7 @@ impl MemSeries {
     ) -> R {
         let st = self.state.lock();
         let maps = files.map(ChunkFiles::maps);
-        let closed = st.closed.iter().map(|c| (c.min_time, c.max_time, c.bytes(maps.as_ref())));
+        let closed = st.closed.iter().map(|c| (c.min_time(), c.max_time(), c.bytes(maps.as_ref())));
         let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
         f(&mut closed.chain(open).filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt))
     }
@@ -312,19 +415,20 @@ impl MemSeries {
     fn truncate_before(&self, mint: i64) -> (usize, Option<i64>, Option<u32>) {
         let mut st = self.state.lock();
         let before = st.closed.len();
-        st.closed.retain(|c| c.max_time >= mint);
+        if st.closed.first().is_some_and(|c| c.max_time() < mint) {
+            let mut kept = std::mem::take(&mut st.closed).into_vec();
+            kept.retain(|c| c.max_time() >= mint);
+            st.closed = kept.into_boxed_slice();
+        }
         let mut dropped = before - st.closed.len();
         if st.open.as_ref().and_then(XorAppender::last_time).is_some_and(|t| t < mint) {
             st.open = None;
             dropped += 1;
         }
         let first =
-            st.closed.first().map(|c| c.min_time).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
+            st.closed.first().map(|c| c.min_time()).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
         // Chunks are closed in order, so the first one in the files is in the lowest file.
-        let file = st.closed.iter().find_map(|c| match c.data {
-            ClosedData::Mapped(r) => Some(chunk_files::chunk_file(r)),
-            ClosedData::Heap(_) => None,
-        });
+        let file = st.closed.iter().find_map(|c| c.chunk_ref().map(chunk_files::chunk_file));
         (dropped, first, file)
     }
 
@@ -334,22 +438,20 @@ impl MemSeries {
     fn attach(&self, chunks: Vec<LoadedChunk>, floor: i64) -> (u64, i64, i64) {
         let mut st = self.state.lock();
         let (mut n, mut mint, mut maxt) = (0, i64::MAX, i64::MIN);
-        st.closed.reserve_exact(chunks.len());
+        let mut closed = std::mem::take(&mut st.closed).into_vec();
+        closed.reserve_exact(chunks.len());
         for c in chunks.into_iter().filter(|c| c.max_time >= floor) {
             // Files are read oldest first, so a series' chunks arrive in time order; one that
             // does not follow the last is left out rather than break the order.
-            if st.closed.last().is_some_and(|last| c.min_time <= last.max_time) {
+            if closed.last().is_some_and(|last| c.min_time <= last.max_time()) {
                 continue;
             }
             n += 1;
             mint = mint.min(c.min_time);
             maxt = maxt.max(c.max_time);
-            st.closed.push(ClosedChunk {
-                min_time: c.min_time,
-                max_time: c.max_time,
-                data: ClosedData::Mapped(c.chunk_ref),
-            });
+            closed.push(ClosedChunk::new(c.min_time, c.max_time, ClosedData::Mapped(c.chunk_ref)));
         }
+        st.closed = closed.into_boxed_slice();
         (n, mint, maxt)
     }
 
@@ -360,7 +462,7 @@ impl MemSeries {
         if st.open.is_some() {
             return None;
         }
-        st.closed.last().map(|c| c.max_time)
+        st.closed.last().map(ClosedChunk::max_time)
     }
 }
 
@@ -440,8 +542,61 @@ impl HashStripe {
     }
 }
 
-/// Series by ref, for WAL replay.
-type RefStripe = HashMap<SeriesRef, Arc<MemSeries>>;
+/// Series by ref, for WAL replay: a set of series keyed by the ref each holds, 8 bytes an
+/// entry where a map from ref to series takes 16.
+#[derive(Default)]
+struct RefStripe(HashSet<ByRef>);
+
+/// A series in a [`RefStripe`]: equal, hashed and looked up as its ref.
+struct ByRef(Arc<MemSeries>);
+
+impl PartialEq for ByRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.series_ref == other.0.series_ref
+    }
+}
+
+impl Eq for ByRef {}
+
+impl Hash for ByRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the ref itself hashes, which `Borrow` requires.
+        self.0.series_ref.hash(state);
+    }
+}
+
+impl Borrow<SeriesRef> for ByRef {
+    fn borrow(&self) -> &SeriesRef {
+        &self.0.series_ref
+    }
+}
+
+impl RefStripe {
+    fn contains_key(&self, r: &SeriesRef) -> bool {
+        self.0.contains(r)
+    }
+
+    fn get(&self, r: &SeriesRef) -> Option<&Arc<MemSeries>> {
+        self.0.get(r).map(|s| &s.0)
+    }
+
+    /// Adds `s`, replacing a series with the same ref.
+    fn insert(&mut self, s: Arc<MemSeries>) {
+        self.0.replace(ByRef(s));
+    }
+
+    fn remove(&mut self, r: &SeriesRef) {
+        self.0.remove(r);
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &SeriesRef> {
+        self.0.iter().map(|s| &s.0.series_ref)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
+        self.0.iter().map(|s| &s.0)
+    }
+}
 
 /// The in-memory head of one TSDB.
 pub struct Head {
@@ -688,7 +843,7 @@ impl Head {
                 continue;
             };
             let mut st = series.state.lock();
-            if st.closed.last().is_some_and(|c| c.max_time >= open.min_time) {
+            if st.closed.last().is_some_and(|c| c.max_time() >= open.min_time) {
                 return Err(mismatch(format!("the open chunk of {} overlaps its closed chunks", series.labels)));
             }
             st.open = Some(open.chunk);
@@ -714,7 +869,7 @@ impl Head {
     }
 
     fn index(&self, s: &Arc<MemSeries>) {
-        self.ref_stripe(s.series_ref).write().insert(s.series_ref, s.clone());
+        self.ref_stripe(s.series_ref).write().insert(s.clone());
         self.postings.write().add(s.series_ref, s.labels.iter());
         self.stats.series.fetch_add(1, Ordering::Relaxed);
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
@@ -863,7 +1018,7 @@ mod tests {
         let mut all: Vec<(i64, i64, u16)> = st
             .closed
             .iter()
-            .map(|c| (c.min_time, c.max_time, XorIter::new(c.bytes(None)).unwrap().num_samples()))
+            .map(|c| (c.min_time(), c.max_time(), XorIter::new(c.bytes(None)).unwrap().num_samples()))
             .collect();
         let open = st.open.as_ref().unwrap();
         all.push((open.first_time().unwrap(), open.last_time().unwrap(), open.num_samples()));
@@ -957,6 +1112,56 @@ mod tests {
         let mut got = vec![];
         head.for_each_sample(&s, i64::MIN, i64::MAX, |t, v| got.push((t, v))).unwrap();
         assert_eq!(got, vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]);
+    }
+
+    #[test]
+    fn per_series_structures_stay_small() {
+        // Every series pays these; the bins glibc's malloc rounds to are 16 bytes apart.
+        assert_eq!(std::mem::size_of::<ClosedChunk>(), 24);
+        assert!(std::mem::size_of::<MemSeries>() <= 120);
+    }
+
+    #[test]
+    fn closed_chunks_keep_their_time_range_at_any_width() {
+        let spans = [0, 1, i64::from(u32::MAX), i64::from(u32::MAX) + 1, i64::MAX];
+        for (min_time, span) in spans.iter().flat_map(|&s| [(0, s), (-5, s), (i64::MIN, s)]) {
+            let max_time = min_time.wrapping_add(span);
+            for data in [ClosedData::Mapped(7 << 32 | 8), ClosedData::Heap(Box::new([0, 0]))] {
+                let mapped = matches!(data, ClosedData::Mapped(_));
+                let c = ClosedChunk::new(min_time, max_time, data);
+                assert_eq!((c.min_time(), c.max_time()), (min_time, max_time), "span {span}");
+                assert_eq!(c.chunk_ref(), mapped.then_some(7 << 32 | 8));
+                let compact = mapped && max_time >= min_time && span <= i64::from(u32::MAX);
+                assert_eq!(matches!(c, ClosedChunk::Mapped(_)), compact, "span {span}");
+            }
+        }
+        // Heap chunks read back their bytes; mapped ones without files read as empty.
+        let heap = ClosedChunk::new(1, 2, ClosedData::Heap(Box::new([0, 1, 2])));
+        assert_eq!(heap.bytes(None), &[0, 1, 2]);
+        assert_eq!(heap.shared_bytes(None), Bytes::from_static(&[0, 1, 2]));
+        assert!(ClosedChunk::new(1, 2, ClosedData::Mapped(0)).bytes(None).is_empty());
+    }
+
+    #[test]
+    fn series_by_ref_are_found_listed_and_removed_by_ref() {
+        let head = Head::new(HeadOptions::default());
+        let (a, _) = head.get_or_create(&pairs("a"));
+        let (b, _) = head.get_or_create(&pairs("b"));
+        let mut stripe = RefStripe::default();
+        stripe.insert(a.clone());
+        stripe.insert(b.clone());
+        stripe.insert(a.clone());
+        assert!(stripe.contains_key(&a.series_ref) && !stripe.contains_key(&99));
+        assert!(Arc::ptr_eq(stripe.get(&b.series_ref).unwrap(), &b));
+        let mut keys: Vec<_> = stripe.keys().copied().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [a.series_ref, b.series_ref]);
+        assert_eq!(stripe.values().count(), 2);
+        stripe.remove(&a.series_ref);
+        stripe.remove(&99);
+        assert!(stripe.get(&a.series_ref).is_none());
+        assert_eq!(stripe.keys().collect::<Vec<_>>(), [&b.series_ref]);
+        assert!(Arc::ptr_eq(&head.series_by_ref(b.series_ref).unwrap(), &b));
     }
 
     #[test]

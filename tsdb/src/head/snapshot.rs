@@ -27,7 +27,7 @@ use crate::wal::record::{put_labels, Decoder};
 use crate::wal::{self, SeriesRef, Wal, WalOptions};
 use crate::{Error, Result};
 
-use super::{ClosedData, Head};
+use super::Head;
 
 const PREFIX: &str = "chunk_snapshot.";
 /// Record types of the snapshot log (Prometheus's `chunkSnapshotRecordType*`).
@@ -179,7 +179,7 @@ fn write_log(head: &Head, tmp: &Path) -> Result<(u64, u64)> {
                 continue;
             }
             let st = s.state.lock();
-            if st.closed.iter().any(|c| matches!(c.data, ClosedData::Heap(_))) {
+            if st.closed.iter().any(|c| c.chunk_ref().is_none()) {
                 return Err(Error::io(
                     "write head snapshot",
                     tmp,
