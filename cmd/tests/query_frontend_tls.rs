@@ -115,7 +115,7 @@ fn bad_tripper_configs_stop_the_frontend_at_start() {
     }
     // The downstream's proxy comes from the environment, as Thanos's transport takes it.
     for (var, value) in
-        [("HTTPS_PROXY", "socks5://127.0.0.1:1080"), ("http_proxy", "http://user:secret@127.0.0.1:3128")]
+        [("HTTPS_PROXY", "socks5://127.0.0.1:1080"), ("http_proxy", "https://user:secret@127.0.0.1:3128")]
     {
         let out = Command::new(strata_bin())
             .args([
@@ -128,5 +128,6 @@ fn bad_tripper_configs_stop_the_frontend_at_start() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(&var.to_uppercase()), "{var}: {stderr}");
+        assert!(!stderr.contains("secret"), "{var}: the proxy's password shown: {stderr}");
     }
 }
