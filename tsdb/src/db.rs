@@ -955,20 +955,20 @@ mod tests {
         assert_eq!(db.blocks().len(), 2);
         assert_eq!(db.head().floor(), 4 * h);
         assert_eq!(dump_lines(dir.path()), lines);
-        let all: Vec<crate::block::SeriesChunks> =
-            db.select(&[], i64::MIN, i64::MAX, false).unwrap().collect::<Result<_>>().unwrap();
-        assert_eq!(all.len(), 10);
-        let mut n = 0;
-        for s in &all {
-            let mut prev = i64::MIN;
-            for_each_sample(s, i64::MIN, i64::MAX, |t, _| {
-                assert!(t > prev);
-                prev = t;
-                n += 1;
-            })
-            .unwrap();
+        assert_eq!(db.select(&[], i64::MIN, i64::MAX, false).unwrap().count(), 10);
+        assert_eq!(count_samples(db.select(&[], i64::MIN, i64::MAX, false).unwrap()), 10 * 7 * 240);
+    }
+
+    /// Ten series, a sample a minute for 4h: the first 2h can be cut.
+    fn write_four_hours(db: &Db) {
+        for step in 0..(4 * 60) {
+            let mut app = db.appender();
+            for i in 0..10 {
+                let inst = format!("i{i}");
+                app.append(&[("__name__", "m"), ("instance", &inst)], [(step * 60_000, 1.0)]).unwrap();
+            }
+            app.commit().unwrap();
         }
-        assert_eq!(n, 10 * 7 * 240);
     }
 
     /// Every sample of a select, counted, checking each series' times increase.
@@ -990,15 +990,7 @@ mod tests {
     fn a_select_open_across_a_block_cut_reads_every_sample_once() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
-        // Ten series, a sample a minute for 4h: the first 2h can be cut.
-        for step in 0..(4 * 60) {
-            let mut app = db.appender();
-            for i in 0..10 {
-                let inst = format!("i{i}");
-                app.append(&[("__name__", "m"), ("instance", &inst)], [(step * 60_000, 1.0)]).unwrap();
-            }
-            app.commit().unwrap();
-        }
+        write_four_hours(&db);
         let all = 10 * 4 * 60;
         let open_before = db.select(&[], i64::MIN, i64::MAX, false).unwrap();
         let head_chunks = || db.head().stats().chunks.load(Ordering::Relaxed);
@@ -1037,16 +1029,9 @@ mod tests {
     fn replay_after_a_cut_counts_block_samples_as_skipped_not_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
-        // Ten series, a sample a minute for 4h: the first 2h become a block, and the WAL (too
-        // short to be checkpointed) keeps every sample.
-        for step in 0..(4 * 60) {
-            let mut app = db.appender();
-            for i in 0..10 {
-                let inst = format!("i{i}");
-                app.append(&[("__name__", "m"), ("instance", &inst)], [(step * 60_000, 1.0)]).unwrap();
-            }
-            app.commit().unwrap();
-        }
+        // The first 2h become a block, and the WAL (too short to be checkpointed) keeps every
+        // sample.
+        write_four_hours(&db);
         assert!(db.cut_block().unwrap());
         drop(db);
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
