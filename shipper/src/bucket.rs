@@ -2,13 +2,15 @@
 //! the few operations the Thanos layout uses, and a bounded retry for transient failures.
 
 use std::fmt;
+use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attributes, GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
@@ -33,6 +35,8 @@ pub struct Bucket {
     multipart: bool,
     attributes: Attributes,
     credentials: Option<CredentialSearch>,
+    /// The store itself when it is a FILESYSTEM bucket: uploads then copy files in the kernel.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 /// Where a cloud store looks for credentials before it asks the instance metadata endpoint,
@@ -104,7 +108,14 @@ impl Bucket {
         multipart: bool,
         attributes: Attributes,
     ) -> Bucket {
-        Bucket { store, prefix, description, part_size, multipart, attributes, credentials: None }
+        Bucket { store, prefix, description, part_size, multipart, attributes, credentials: None, local: None }
+    }
+
+    /// Marks `store` (the one this bucket writes through, before the prefix) as a FILESYSTEM
+    /// bucket, so that files are uploaded by an in-kernel copy rather than read into parts.
+    pub(crate) fn with_local_files(mut self, store: Arc<LocalFileSystem>) -> Bucket {
+        self.local = Some(store);
+        self
     }
 
     /// Explains credential failures with where `search` says credentials were looked for.
@@ -185,6 +196,17 @@ impl Bucket {
     /// Uploads a local file: one PUT up to the part size, a multipart upload above it (parts
     /// read and sent a few at a time, so memory stays bounded whatever the file size).
     pub async fn upload_file(&self, key: &str, path: &Path) -> Result<UploadedFile> {
+        if let Some(local) = &self.local {
+            let location = ObjectPath::from_iter(
+                ObjectPath::from(self.prefix.as_str()).parts().chain(ObjectPath::from(key).parts()),
+            );
+            let dest = local.path_to_filesystem(&location).map_err(|e| self.error("put", key, e))?;
+            let src = path.to_owned();
+            let size = tokio::task::spawn_blocking(move || copy_into_local_bucket(&src, &dest))
+                .await
+                .map_err(|e| Error::io("upload", path, std::io::Error::other(e)))??;
+            return Ok(UploadedFile { size, parts: 0 });
+        }
         let mut file = tokio::fs::File::open(path).await.map_err(|e| Error::io("open", path, e))?;
         let size = file.metadata().await.map_err(|e| Error::io("stat", path, e))?.len();
         if !self.multipart || size <= self.part_size {
@@ -264,9 +286,12 @@ impl Bucket {
             // read and written.
             GetResultPayload::File(file, _) => {
                 let (dst, range) = (tmp.clone(), res.range);
-                tokio::task::spawn_blocking(move || copy_file_range_to(file, range, &dst))
-                    .await
-                    .map_err(|e| Error::io("copy to", &tmp, std::io::Error::other(e)))??
+                tokio::task::spawn_blocking(move || {
+                    let mut out = File::create(&dst).map_err(|e| Error::io("create", &dst, e))?;
+                    copy_range(file, range, &mut out, &dst)
+                })
+                .await
+                .map_err(|e| Error::io("copy to", &tmp, std::io::Error::other(e)))??
             }
             GetResultPayload::Stream(mut stream) => {
                 let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create", &tmp, e))?;
@@ -306,19 +331,62 @@ impl Bucket {
 /// Bytes of a streamed download gathered before they are written.
 const DOWNLOAD_WRITE_SIZE: usize = 1 << 20;
 
-/// Copies `range` of `src` into a new file `dst`, fsynced.
-fn copy_file_range_to(mut src: std::fs::File, range: Range<u64>, dst: &Path) -> Result<u64> {
+/// Copies `range` of `src` to the empty file `out` at `dst` in the kernel (`std::io::copy`
+/// between files is `copy_file_range`) and fsyncs it.
+fn copy_range(mut src: File, range: Range<u64>, out: &mut File, dst: &Path) -> Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut out = std::fs::File::create(dst).map_err(|e| Error::io("create", dst, e))?;
     src.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io("seek", dst, e))?;
     let want = range.end - range.start;
-    let copied = std::io::copy(&mut src.take(want), &mut out).map_err(|e| Error::io("copy to", dst, e))?;
+    let copied = std::io::copy(&mut src.take(want), out).map_err(|e| Error::io("copy to", dst, e))?;
     if copied != want {
-        let reason = format!("the bucket's file ended after {copied} of its {want} bytes");
+        let reason = format!("the source ended after {copied} of its {want} bytes");
         return Err(Error::io("copy to", dst, std::io::Error::other(reason)));
     }
     out.sync_all().map_err(|e| Error::io("fsync", dst, e))?;
     Ok(copied)
+}
+
+/// Uploads `src` to `dest` in a FILESYSTEM bucket as object_store's `LocalFileSystem` (with
+/// fsync) writes an object: into a staging file `<dest>#<n>`, which its listings skip, then
+/// renamed into place, with the file and the directories it changed fsynced. The bytes are
+/// copied in the kernel, as Thanos's `io.Copy` into its FILESYSTEM bucket does.
+fn copy_into_local_bucket(src: &Path, dest: &Path) -> Result<u64> {
+    let file = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let size = file.metadata().map_err(|e| Error::io("stat", src, e))?.len();
+    let Some(parent) = dest.parent() else {
+        return Err(Error::io("upload to", dest, std::io::Error::other("the path has no parent directory")));
+    };
+    // The directories this upload creates, deepest first: each is fsynced into its parent.
+    let created: Vec<&Path> = parent.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+    let (mut out, staged) = create_staging_file(dest)?;
+    let copied = copy_range(file, 0..size, &mut out, &staged)
+        .and_then(|n| std::fs::rename(&staged, dest).map(|()| n).map_err(|e| Error::io("rename", &staged, e)));
+    if copied.is_err() {
+        // Best effort: the copy's error is the one to report.
+        let _ = std::fs::remove_file(&staged);
+    }
+    let copied = copied?;
+    let synced = std::iter::once(parent).chain(created.iter().filter_map(|d| d.parent()));
+    for dir in synced {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync", dir, e))?;
+    }
+    Ok(copied)
+}
+
+/// A new staging file `<dest>#<n>` for the first `n` not taken, as `LocalFileSystem` names them.
+fn create_staging_file(dest: &Path) -> Result<(File, PathBuf)> {
+    for n in 1u32.. {
+        let mut path = dest.as_os_str().to_owned();
+        path.push(format!("#{n}"));
+        let path = PathBuf::from(path);
+        match File::options().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create", &path, e)),
+        }
+    }
+    Err(Error::io("create", dest, std::io::Error::other("every staging file name is taken")))
 }
 
 fn changed_while_reading(path: &Path, expected: u64, got: u64) -> Error {

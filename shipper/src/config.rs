@@ -496,6 +496,7 @@ impl BucketConfig {
     /// settings.
     fn build_from(&self, s3_env: AmazonS3Builder, gcs_env: GoogleCloudStorageBuilder) -> Result<Bucket> {
         let mut credentials = None;
+        let mut local = None;
         let (store, description, part_size, multipart, attributes): (
             Arc<dyn ObjectStore>,
             String,
@@ -543,13 +544,18 @@ impl BucketConfig {
                 let store = LocalFileSystem::new_with_prefix(&c.directory)
                     .map_err(|e| self.err("directory", e))?
                     .with_fsync(true);
-                (Arc::new(store), format!("file://{}", c.directory), DEFAULT_PART_SIZE, true, Attributes::new())
+                let store = Arc::new(store);
+                local = Some(Arc::clone(&store));
+                (store, format!("file://{}", c.directory), DEFAULT_PART_SIZE, true, Attributes::new())
             }
         };
         let store: Arc<dyn ObjectStore> =
             if self.prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, self.prefix.as_str())) };
         let description = if self.prefix.is_empty() { description } else { format!("{description}/{}", self.prefix) };
-        let bucket = Bucket::new(store, self.prefix.clone(), description, part_size, multipart, attributes);
+        let mut bucket = Bucket::new(store, self.prefix.clone(), description, part_size, multipart, attributes);
+        if let Some(local) = local {
+            bucket = bucket.with_local_files(local);
+        }
         Ok(match credentials {
             Some(search) => bucket.with_credential_search(search),
             None => bucket,

@@ -255,3 +255,35 @@ async fn upload_compacted_and_new_labels() {
         "the compaction level is kept"
     );
 }
+
+/// A FILESYSTEM bucket takes files by an in-kernel copy: the object is the file byte for byte,
+/// under the prefix, no staging file is left, a second upload replaces the object, and a
+/// missing source is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_uploads_copy_whole_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket_dir = tmp.path().join("bucket");
+    let bucket = fs_bucket(&bucket_dir, "tenant-b");
+    let src = tmp.path().join("src");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&src, &big).expect("write source");
+    let up = bucket.upload_file("01ABC/chunks/000001", &src).await.expect("upload");
+    assert_eq!((up.size, up.parts), (big.len() as u64, 0));
+    let on_disk = bucket_dir.join("tenant-b/01ABC/chunks/000001");
+    assert!(std::fs::read(&on_disk).expect("object file") == big, "the object is the file");
+    assert_eq!(bucket.get_opt("01ABC/chunks/000001").await.expect("get").as_deref(), Some(&big[..]));
+
+    std::fs::write(&src, b"smaller").expect("rewrite source");
+    bucket.upload_file("01ABC/chunks/000001", &src).await.expect("upload again");
+    assert_eq!(std::fs::read(&on_disk).expect("object file"), b"smaller");
+    let names: Vec<String> = std::fs::read_dir(on_disk.parent().expect("dir"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["000001"], "no staging file is left beside the object");
+
+    let missing = tmp.path().join("nothing-here");
+    let err = bucket.upload_file("01ABC/index", &missing).await.expect_err("no source").to_string();
+    assert!(err.contains("nothing-here"), "{err}");
+    assert!(!bucket_dir.join("tenant-b/01ABC/index").exists());
+}

@@ -1,5 +1,6 @@
 //! Streams an index file: symbols, then series as they come, then postings at the end.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::{ChunkMeta, Toc, FORMAT_V2, MAGIC};
@@ -19,8 +20,9 @@ pub struct IndexWriter {
     out: FileWriter,
     /// Collected until the first series, then written sorted and deduplicated.
     pending_symbols: Vec<String>,
-    /// The written table; a string's position is its symbol ref.
-    symbols: Option<Vec<Box<str>>>,
+    /// The written table: each string and its position, its symbol ref. Hashed rather than
+    /// searched: a series' labels are looked up by string for every series written.
+    symbols: Option<HashMap<Box<str>, u32>>,
     series_start: u64,
     last_series: Option<Labels>,
     last_chunk_ref: u64,
@@ -66,13 +68,14 @@ impl IndexWriter {
     }
 
     /// The symbol table, written on first use.
-    fn symbols(&mut self) -> Result<&[Box<str>]> {
+    fn symbols(&mut self) -> Result<&HashMap<Box<str>, u32>> {
         if self.symbols.is_none() {
             let mut syms = std::mem::take(&mut self.pending_symbols);
             syms.sort_unstable();
             syms.dedup();
+            let count = u32::try_from(syms.len()).map_err(|_| too_many("symbols"))?;
             let mut body = Vec::new();
-            put_be32(&mut body, u32::try_from(syms.len()).map_err(|_| too_many("symbols"))?);
+            put_be32(&mut body, count);
             for s in &syms {
                 put_uvarint_str(&mut body, s);
             }
@@ -83,9 +86,9 @@ impl IndexWriter {
             self.out.write(&body)?;
             self.out.write(&crc32c::crc32c(&body).to_be_bytes())?;
             self.series_start = self.out.pos();
-            self.symbols = Some(syms.into_iter().map(String::into_boxed_str).collect());
+            self.symbols = Some(syms.into_iter().map(String::into_boxed_str).zip(0..count).collect());
         }
-        Ok(self.symbols.as_deref().unwrap_or_default())
+        Ok(self.symbols.get_or_insert_default())
     }
 
     /// Adds a series. Series must come in strictly increasing label order, each with at least
@@ -188,7 +191,11 @@ impl IndexWriter {
     /// fsyncs the file.
     pub fn finish(mut self) -> Result<()> {
         self.symbols()?;
-        let syms = self.symbols.take().unwrap_or_default();
+        let refs = self.symbols.take().unwrap_or_default();
+        let mut syms = vec![""; refs.len()];
+        for (s, &i) in &refs {
+            syms[i as usize] = s;
+        }
         let label_indices = self.out.pos();
         let postings = self.out.pos();
         self.out.pad(4)?;
@@ -209,7 +216,7 @@ impl IndexWriter {
                 i += 1;
             }
             // Both refs were looked up in `syms`, so they are in range.
-            let (name, value) = (&syms[(key >> 32) as usize], &syms[(key & 0xffff_ffff) as usize]);
+            let (name, value) = (syms[(key >> 32) as usize], syms[(key & 0xffff_ffff) as usize]);
             table.push((name, value, self.out.pos()));
             write_postings(&mut self.out, &list)?;
         }
@@ -259,11 +266,10 @@ fn write_postings(out: &mut FileWriter, refs: &[u32]) -> Result<()> {
     out.write(&b)
 }
 
-fn symbol_ref(syms: &[Box<str>], s: &str, labels: &Labels) -> Result<u32> {
-    match syms.binary_search_by(|x| (**x).cmp(s)) {
-        Ok(i) => Ok(i as u32),
-        Err(_) => Err(Error::InvalidBlockInput(format!("series {labels}: {s:?} was not added with add_symbols"))),
-    }
+fn symbol_ref(syms: &HashMap<Box<str>, u32>, s: &str, labels: &Labels) -> Result<u32> {
+    syms.get(s)
+        .copied()
+        .ok_or_else(|| Error::InvalidBlockInput(format!("series {labels}: {s:?} was not added with add_symbols")))
 }
 
 fn too_many(what: &str) -> Error {
