@@ -348,15 +348,22 @@ struct Builder {
     min_time: i64,
     max_time: i64,
     parts: [Option<XorAppender>; 5],
+    /// Bytes each aggregate's appender starts with.
+    capacity: usize,
 }
 
 impl Builder {
-    fn new() -> Self {
-        Builder { min_time: i64::MAX, max_time: i64::MIN, parts: Default::default() }
+    /// A chunk expected to hold `windows` windows (0 if unknown).
+    fn new(windows: usize) -> Self {
+        // Aggregates of full-precision values take about 5 bytes a window; the header and the
+        // first sample 12.
+        let capacity = 12 + windows.saturating_mul(6);
+        Builder { min_time: i64::MAX, max_time: i64::MIN, parts: Default::default(), capacity }
     }
 
     fn app(&mut self, aggr: AggrType) -> &mut XorAppender {
-        self.parts[aggr as usize].get_or_insert_with(XorAppender::new)
+        let capacity = self.capacity;
+        self.parts[aggr as usize].get_or_insert_with(|| XorAppender::with_capacity(capacity))
     }
 
     /// One window of raw data: all five aggregates.
@@ -431,7 +438,13 @@ fn downsample_raw(data: &[(i64, f64)], resolution: i64, out: &mut Vec<ChunkData>
 /// starts with the first raw sample and ends with the last raw value at the last window's
 /// stamp, for readers to see resets between chunks.
 fn downsample_raw_batch(batch: &[(i64, f64)], resolution: i64) -> ChunkData {
-    let mut b = Builder::new();
+    // Every window holds a sample, so the batch's length bounds them whatever its timestamps.
+    let span = match (batch.first(), batch.last()) {
+        (Some(first), Some(last)) => last.0.saturating_sub(first.0) / resolution.max(1),
+        _ => 0,
+    };
+    let windows = usize::try_from(span).map_or(batch.len(), |w| w.saturating_add(2).min(batch.len()));
+    let mut b = Builder::new(windows);
     if let (Some(&(t0, v0)), Some(&(_, v_last))) = (batch.first(), batch.last()) {
         b.app(AggrType::Counter).append(t0, v0);
         let last_t = downsample_batch(batch, resolution, |t, a| b.add(t, a));
@@ -515,7 +528,7 @@ fn generic_aggregate(
 
 /// Thanos's `downsampleFloatAggrBatch`: one output chunk from a group of aggregate chunks.
 fn downsample_aggr_batch(chunks: &[AggrChunk], buf: &mut Vec<(i64, f64)>, resolution: i64) -> Result<ChunkData> {
-    let mut b = Builder::new();
+    let mut b = Builder::new(0);
     let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
     // Counts are summed: each input window holds a count already.
     let generic: [(AggrType, Pick); 4] = [
