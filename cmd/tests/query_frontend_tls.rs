@@ -11,8 +11,8 @@ mod common;
 use std::ffi::OsString;
 use std::process::Command;
 
-use common::strata_bin;
 use common::tls::Pki;
+use common::{output_within, strata_bin};
 use strata_testkit::http::get_json;
 use strata_testkit::{http, url_encode, Fleet, Node};
 
@@ -77,6 +77,17 @@ fn frontend_reaches_an_https_downstream_with_its_tripper_config() {
 
 #[test]
 fn bad_tripper_configs_stop_the_frontend_at_start() {
+    // A refused config stops the frontend at once; one accepted by mistake would start it.
+    const REFUSAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+    let frontend = || {
+        let mut cmd = Command::new(strata_bin());
+        cmd.args([
+            "query-frontend",
+            "--http-address=127.0.0.1:0",
+            "--query-frontend.downstream-url=https://127.0.0.1:1",
+        ]);
+        cmd
+    };
     let work = tempfile::tempdir().unwrap();
     let pki = Pki::new(&work.path().join("pki"));
     let file = |name: &str, text: &str| {
@@ -99,15 +110,9 @@ fn bad_tripper_configs_stop_the_frontend_at_start() {
         ),
         ("--query-frontend.downstream-tripper-config=max_conns_per_host: lots".to_owned(), "max_conns_per_host"),
     ] {
-        let out = Command::new(strata_bin())
-            .args([
-                "query-frontend",
-                "--http-address=127.0.0.1:0",
-                "--query-frontend.downstream-url=https://127.0.0.1:1",
-            ])
-            .arg(&flag)
-            .output()
-            .unwrap();
+        let mut cmd = frontend();
+        cmd.arg(&flag);
+        let out = output_within(&mut cmd, REFUSAL_DEADLINE);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flag}: started");
         assert!(stderr.contains(want), "{flag}: error does not name {want:?}: {stderr}");
@@ -117,15 +122,9 @@ fn bad_tripper_configs_stop_the_frontend_at_start() {
     for (var, value) in
         [("HTTPS_PROXY", "socks5://127.0.0.1:1080"), ("http_proxy", "https://user:secret@127.0.0.1:3128")]
     {
-        let out = Command::new(strata_bin())
-            .args([
-                "query-frontend",
-                "--http-address=127.0.0.1:0",
-                "--query-frontend.downstream-url=https://127.0.0.1:1",
-            ])
-            .env(var, value)
-            .output()
-            .unwrap();
+        let mut cmd = frontend();
+        cmd.env(var, value);
+        let out = output_within(&mut cmd, REFUSAL_DEADLINE);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(&var.to_uppercase()), "{var}: {stderr}");
         assert!(!stderr.contains("secret"), "{var}: the proxy's password shown: {stderr}");

@@ -19,6 +19,45 @@ use strata_proto::protocol;
 use strata_testkit::http::get_json;
 use strata_testkit::{http, peer, url_encode, Fleet, Node};
 
+/// `cmd.output()` for a command expected to stop by itself (a server refusing its flags, say):
+/// one still running after `limit` is killed and the test fails with what it printed, rather
+/// than the suite hanging on a server that started after all.
+pub fn output_within(cmd: &mut std::process::Command, limit: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                // What was read before an error is still worth showing.
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the command");
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().expect("stdout reader"), stderr.join().expect("stderr reader"));
+    match status {
+        Some(status) => std::process::Output { status, stdout, stderr },
+        None => panic!(
+            "{cmd:?} still ran after {limit:?} (it was expected to stop) and was killed; its stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
 /// The `strata` binary Cargo built for these tests.
 pub fn strata_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_strata"))
