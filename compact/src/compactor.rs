@@ -32,7 +32,7 @@ use crate::clean::{self, Retention};
 use crate::group::{group_blocks, remove_replica_labels, Group};
 use crate::metrics::CompactMetrics;
 use crate::planner::{self, DEFAULT_RANGES};
-use crate::verify::{verify_block, Issue};
+use crate::verify::{verify_block, ChunkCheck, Issue};
 use crate::web::{BlocksView, Snapshot};
 use crate::{Error, Result};
 
@@ -384,7 +384,7 @@ impl Compactor {
         let started = Instant::now();
         for (id, d) in &dirs {
             let path = d.clone();
-            let verified = tokio::task::spawn_blocking(move || verify_block(&path))
+            let verified = tokio::task::spawn_blocking(move || verify_block(&path, ChunkCheck::Read))
                 .await
                 .map_err(|e| Error::Task("verify", e.to_string()))?;
             if let Err(issue) = verified {
@@ -409,7 +409,7 @@ impl Compactor {
 
         if merged.stats.num_samples > 0 {
             let path = out_dir.clone();
-            let verified = tokio::task::spawn_blocking(move || verify_block(&path))
+            let verified = tokio::task::spawn_blocking(move || verify_block(&path, ChunkCheck::Refs))
                 .await
                 .map_err(|e| Error::Task("verify", e.to_string()))?;
             if let Err(issue) = verified {

@@ -26,7 +26,7 @@ use ulid::Ulid;
 
 use crate::compactor::remove_dir;
 use crate::group::group_blocks;
-use crate::verify::verify_block;
+use crate::verify::{verify_block, ChunkCheck};
 use crate::{planner, CompactMetrics, Compactor, CompactorOptions, Error, Result};
 
 /// Thanos's verifier issue: the index checks of [`verify_block`], per block.
@@ -182,7 +182,7 @@ async fn index_issue(bucket: &Bucket, id: Ulid, scratch: &Path) -> Result<Option
         Err(e) => return Err(e.into()),
     };
     let path = dir.clone();
-    let verified = tokio::task::spawn_blocking(move || verify_block(&path))
+    let verified = tokio::task::spawn_blocking(move || verify_block(&path, ChunkCheck::Read))
         .await
         .map_err(|e| Error::Task("verify", e.to_string()))?;
     remove_dir(&dir)?;
@@ -226,7 +226,7 @@ async fn repair_block(bucket: &Bucket, meta: &BlockMeta, r: &Repair, scratch: &P
         let Some(mut new_meta) = written else { return Err(Error::Task("repair", "no block written".into())) };
         let new_dir = dir.join(new_meta.ulid.to_string());
         let check = new_dir.clone();
-        let verified = tokio::task::spawn_blocking(move || verify_block(&check))
+        let verified = tokio::task::spawn_blocking(move || verify_block(&check, ChunkCheck::Refs))
             .await
             .map_err(|e| Error::Task("verify", e.to_string()))?;
         if let Err(issue) = verified {

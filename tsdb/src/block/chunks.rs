@@ -191,6 +191,18 @@ impl ChunkReader {
     /// The encoding and data of the chunk at `chunk_ref`, CRC-checked; the data is a view of
     /// the segment's map, not a copy.
     pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, Bytes)> {
+        let (path, map, offset) = self.locate(chunk_ref)?;
+        decode_chunk(&map.slice(offset..), path, offset as u64)
+    }
+
+    /// Checks that `chunk_ref` names a segment and an offset among its chunks, without reading
+    /// the chunk: for chunks this process has just written.
+    pub fn check_ref(&self, chunk_ref: u64) -> Result<()> {
+        self.locate(chunk_ref).map(|_| ())
+    }
+
+    /// The segment `chunk_ref` names and the offset in it, checked to lie after the header.
+    fn locate(&self, chunk_ref: u64) -> Result<(&Path, &Bytes, usize)> {
         let index = (chunk_ref >> 32) as usize;
         let offset = (chunk_ref & 0xffff_ffff) as usize;
         let Some((path, map, _)) = self.segments.get(index) else {
@@ -202,13 +214,13 @@ impl ChunkReader {
                 ),
             });
         };
-        if offset < SEGMENT_HEADER.len() || offset > map.len() {
+        if offset < SEGMENT_HEADER.len() || offset >= map.len() {
             return Err(Error::CorruptFile {
                 path: path.clone(),
                 reason: format!("chunk ref {chunk_ref:#x} points outside the segment's chunks"),
             });
         }
-        decode_chunk(&map.slice(offset..), path, offset as u64)
+        Ok((path, map, offset))
     }
 
     /// Releases the pages of the segments read so far from the process's resident memory
