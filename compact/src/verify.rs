@@ -64,6 +64,19 @@ pub fn verify_block(dir: &Path, chunks: ChunkCheck) -> Result<IndexStats, Issue>
     if let Some(w) = all.windows(2).find(|w| w[0] >= w[1]) {
         return Err(Issue::Corrupt(format!("all-postings list not strictly increasing at series ref {}", w[1])));
     }
+    // Refs are offsets / 16 of series entries, which lie inside the index file.
+    let index_len = index.header().index_len();
+    if let Some(&last) = all.last().filter(|&&last| last.saturating_mul(16) >= index_len) {
+        return Err(Issue::Corrupt(format!("series ref {last} lies past the end of the {index_len}-byte index")));
+    }
+    // One bit per possible ref up to the last series' (a bit per 16 bytes of the index at
+    // most): membership in one probe, where a binary search of `all` per posting was most of
+    // the verification's own time.
+    let mut is_series = vec![0u64; all.last().map_or(0, |&last| last / 64 + 1) as usize];
+    for &r in &all {
+        is_series[(r / 64) as usize] |= 1 << (r % 64);
+    }
+    let names_series = |r: u64| is_series.get((r / 64) as usize).is_some_and(|w| w & (1 << (r % 64)) != 0);
     for name in index.label_names().map_err(corrupt)? {
         for value in index.label_values(&name).map_err(corrupt)? {
             let list = index.postings(&name, &value).map_err(corrupt)?;
@@ -73,7 +86,7 @@ pub fn verify_block(dir: &Path, chunks: ChunkCheck) -> Result<IndexStats, Issue>
             if list.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(Issue::Corrupt(format!("postings list of {name}={value:?} not strictly increasing")));
             }
-            if let Some(r) = list.iter().find(|r| all.binary_search(r).is_err()) {
+            if let Some(r) = list.iter().find(|&&r| !names_series(r)) {
                 return Err(Issue::Corrupt(format!(
                     "postings list of {name}={value:?} names series ref {r}, which is not a series"
                 )));
@@ -179,6 +192,31 @@ mod tests {
         w.finish(range.0, range.1, BlockCompaction { level: 1, sources: vec![id], ..BlockCompaction::default() })
             .unwrap();
         dir.join(id.to_string())
+    }
+
+    /// `x="x"` names both series; its list's last ref becomes one past the last series (the
+    /// list stays sorted and its CRC is made right again).
+    #[test]
+    fn a_postings_list_naming_no_series_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = block(dir.path(), &[chunk(0..100)], (0, 100));
+        let path = b.join("index");
+        let index = strata_tsdb::index::IndexReader::open(&path).unwrap();
+        let last = *index.all_postings().unwrap().last().unwrap();
+        let start = index.header().postings_range("x", "x").unwrap().unwrap().start as usize;
+        drop(index);
+        // `BE32 len | BE32 n | n × BE32 ref | BE32 CRC32C(n, refs)`
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = u32::from_be_bytes(bytes[start + 4..start + 8].try_into().unwrap()) as usize;
+        let (refs_end, bad) = (start + 8 + 4 * n, u32::try_from(last + 1).unwrap());
+        bytes[refs_end - 4..refs_end].copy_from_slice(&bad.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[start + 4..refs_end]);
+        bytes[refs_end..refs_end + 4].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        match verify_block(&b, ChunkCheck::Read) {
+            Err(Issue::Corrupt(reason)) => assert!(reason.contains("which is not a series"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
