@@ -26,6 +26,7 @@ const HEADER_VERSION: u8 = 1;
 /// Prometheus's and Thanos's readers do) and finds the others by scanning from it: a block's
 /// symbols can number millions, and a store holds thousands of headers.
 const HEADER_SYMBOL_STRIDE: usize = 32;
+const _: () = assert!(HEADER_SYMBOL_STRIDE.is_power_of_two(), "symbol lookups shift by the stride");
 /// Header file layout before the sections: magic, version, the index's TOC, the index's length.
 const HEADER_PREFIX: usize = 4 + 1 + TOC_LEN + 8;
 
@@ -55,9 +56,10 @@ pub struct IndexHeader {
     buf: Bytes,
     /// Offset in `buf` of the first symbol entry (after the table's length and count).
     symbols_at: usize,
-    /// Offset relative to `symbols_at` of every `symbol_stride`th symbol, from the first.
+    /// Offset relative to `symbols_at` of every `symbol_stride`th symbol, from the first. The
+    /// stride is a power of two, so that a lookup divides by shifting.
     symbol_offsets: Vec<u32>,
-    symbol_stride: usize,
+    symbol_stride_log2: u32,
     symbol_count: u32,
     /// Sorted by name; the first is `""` (the all-postings key).
     names: Vec<NameEntries>,
@@ -154,6 +156,7 @@ impl IndexHeader {
         content_end: u64,
         symbol_stride: usize,
     ) -> std::result::Result<Self, OpenError> {
+        debug_assert!(symbol_stride.is_power_of_two());
         let symbols = crc_section(&buf, symbols_pos).map_err(OpenError::at("symbol table"))?;
         let (symbol_offsets, symbol_count) =
             read_symbol_offsets(symbols, symbol_stride).map_err(OpenError::at("symbol table"))?;
@@ -165,7 +168,7 @@ impl IndexHeader {
             buf,
             symbols_at: symbols_pos + 8,
             symbol_offsets,
-            symbol_stride,
+            symbol_stride_log2: symbol_stride.trailing_zeros(),
             symbol_count,
             names,
             table_end,
@@ -215,13 +218,13 @@ impl IndexHeader {
         let i = sym_ref as usize;
         let off = self
             .symbol_offsets
-            .get(i / self.symbol_stride)
+            .get(i >> self.symbol_stride_log2)
             .filter(|_| sym_ref < self.symbol_count)
             .ok_or_else(|| self.corrupt(format!("symbol ref {sym_ref} is past the end of the symbol table")))?;
         // The table was walked when loaded, so these entries are in bounds and valid UTF-8.
         Decbuf::at(&self.buf, self.symbols_at + *off as usize)
             .and_then(|mut d| {
-                for _ in 0..i % self.symbol_stride {
+                for _ in 0..i & ((1 << self.symbol_stride_log2) - 1) {
                     d.uvarint_bytes()?;
                 }
                 d.uvarint_str()
