@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +38,9 @@ use crate::{no_matchers_error, Store};
 /// Responses of one Series call that may wait in the channel for a slow client.
 const CHANNEL_RESPONSES: usize = 16;
 
+/// Longer than a query's default timeout in Thanos (2m), so no query still being read is cut.
+const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A batch of series is sent once it is this large even if it has fewer series than the client
 /// asked for, so that a huge `response_batch_size` cannot make the server hold a whole answer.
 const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -66,13 +69,22 @@ pub struct ServerOptions {
     /// Series calls answered at once; more wait for one to finish (Thanos's
     /// `--store.grpc.series-max-concurrency`). 0 = no limit.
     pub max_concurrent_series: usize,
+    /// How long a Series() stream may wait for its client to take a response before it is
+    /// ended with `DeadlineExceeded`: a client that stops reading would otherwise hold the
+    /// read, and a head's truncation waits for the reads of its range to end.
+    pub stalled_client_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     /// No answer limits; requests up to 32 MiB (long regex matchers fit; tonic's default of
     /// 4 MiB is below what Thanos accepts).
     fn default() -> Self {
-        ServerOptions { limits: SeriesLimits::default(), max_request_bytes: 32 << 20, max_concurrent_series: 0 }
+        ServerOptions {
+            limits: SeriesLimits::default(),
+            max_request_bytes: 32 << 20,
+            max_concurrent_series: 0,
+            stalled_client_timeout: STALLED_CLIENT_TIMEOUT,
+        }
     }
 }
 
@@ -200,8 +212,10 @@ impl StoreRpc for StoreApi {
         let (tx, rx) = mpsc::channel(CHANNEL_RESPONSES);
         let limits = self.options.limits;
         let sent = self.metrics.sent(Method::Series);
+        let sender =
+            Sender { tx, runtime: tokio::runtime::Handle::current(), stall: self.options.stalled_client_timeout };
         tokio::task::spawn_blocking(move || {
-            let code = stream_series(set, &tx, batch, &aggregates, limits, &sent);
+            let code = stream_series(set, &sender, batch, &aggregates, limits, &sent);
             drop(permit);
             call.finish(code);
         });
@@ -288,20 +302,47 @@ impl Tally {
     }
 }
 
+/// A Series() stream's responses, handed over from the blocking thread that reads them.
+struct Sender {
+    tx: mpsc::Sender<Result<pb::SeriesResponse, Status>>,
+    runtime: tokio::runtime::Handle,
+    /// See [`ServerOptions::stalled_client_timeout`].
+    stall: Duration,
+}
+
+impl Sender {
+    /// Waits for room for `item`; the status code that ends the call if it cannot be sent.
+    fn send(&self, item: Result<pb::SeriesResponse, Status>) -> Result<(), Code> {
+        match self.runtime.block_on(tokio::time::timeout(self.stall, self.tx.send(item))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Code::Cancelled),
+            Err(_) => {
+                tracing::warn!(waited = ?self.stall, "a Series() client took no response for too long; ending its \
+                    stream, which releases the data it was reading");
+                Err(Code::DeadlineExceeded)
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
 /// Sends the series of `set` (one per response, or batches of up to `batch_size`; of
 /// downsampled chunks the `aggregates` asked for), then its warnings; returns the call's status
-/// code. Stops when the client has gone.
+/// code. Stops when the client has gone or stopped reading.
 fn stream_series(
     mut set: SeriesSet,
-    tx: &mpsc::Sender<Result<pb::SeriesResponse, Status>>,
+    tx: &Sender,
     batch_size: i64,
     aggregates: &[Aggr],
     limits: SeriesLimits,
     sent: &Counter,
 ) -> Code {
     let send = |result: pb::series_response::Result| {
-        let delivered = tx.blocking_send(Ok(pb::SeriesResponse { result: Some(result) })).is_ok();
-        if delivered {
+        let delivered = tx.send(Ok(pb::SeriesResponse { result: Some(result) }));
+        if delivered.is_ok() {
             sent.inc();
         }
         delivered
@@ -309,7 +350,7 @@ fn stream_series(
     let fail = |status: Status| {
         let code = status.code();
         // The client may be gone already; the code is the same either way.
-        let _ = tx.blocking_send(Err(status));
+        let _ = tx.send(Err(status));
         code
     };
     let batch_size = usize::try_from(batch_size).unwrap_or(0);
@@ -332,8 +373,8 @@ fn stream_series(
             Err(e) => return fail(status_from_error(&e)),
         };
         if batch_size <= 1 {
-            if !send(pb::series_response::Result::Series(series)) {
-                return Code::Cancelled;
+            if let Err(code) = send(pb::series_response::Result::Series(series)) {
+                return code;
             }
             continue;
         }
@@ -341,17 +382,21 @@ fn stream_series(
         batch.push(series);
         if batch.len() >= batch_size || batch_bytes >= MAX_BATCH_BYTES {
             batch_bytes = 0;
-            if !send(pb::series_response::Result::Batch(pb::SeriesBatch { series: std::mem::take(&mut batch) })) {
-                return Code::Cancelled;
+            if let Err(code) =
+                send(pb::series_response::Result::Batch(pb::SeriesBatch { series: std::mem::take(&mut batch) }))
+            {
+                return code;
             }
         }
     }
-    if !batch.is_empty() && !send(pb::series_response::Result::Batch(pb::SeriesBatch { series: batch })) {
-        return Code::Cancelled;
+    if !batch.is_empty() {
+        if let Err(code) = send(pb::series_response::Result::Batch(pb::SeriesBatch { series: batch })) {
+            return code;
+        }
     }
     for warning in set.warnings() {
-        if !send(pb::series_response::Result::Warning(warning)) {
-            return Code::Cancelled;
+        if let Err(code) = send(pb::series_response::Result::Warning(warning)) {
+            return code;
         }
     }
     Code::Ok

@@ -485,19 +485,17 @@ impl Storage for Endless {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_goes_away_stops_the_read() {
+/// A server over an [`Endless`] store, with its counters of series produced and whether the
+/// read was dropped.
+async fn endless_server(options: ServerOptions) -> (Server, Arc<AtomicUsize>, Arc<AtomicBool>) {
     let (produced, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
     let endless = Endless { produced: produced.clone(), dropped: dropped.clone() };
     let store = Arc::new(LocalStore::new(Arc::new(endless), Box::new(|| (0, 1)), Labels::empty(), Component::Store));
-    let server = Server::start(store, ServerOptions::default()).await;
-    let mut client = server.client().await;
-    let mut stream = client.series(series_request(vec![eq("__name__", "m")])).await.unwrap().into_inner();
-    for _ in 0..3 {
-        within(10, "a series", stream.message()).await.unwrap().unwrap();
-    }
-    drop(stream);
-    drop(client);
+    (Server::start(store, options).await, produced, dropped)
+}
+
+/// Waits until the Series() read was dropped and the call is counted with `code`.
+async fn wait_read_ended(server: &Server, produced: &AtomicUsize, dropped: &AtomicBool, code: &str) {
     wait_for_async("the read to stop", Duration::from_secs(10), || {
         if dropped.load(Ordering::SeqCst) {
             Ok(())
@@ -507,20 +505,51 @@ async fn a_client_that_goes_away_stops_the_read() {
     })
     .await
     .unwrap();
-    // Bounded by the channel, not by the store.
-    assert!(produced.load(Ordering::SeqCst) < 1000, "{}", produced.load(Ordering::SeqCst));
-    let metrics = server.metrics();
-    let canceled = "grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"Series\",grpc_service=\"thanos.Store\",grpc_type=\"server_stream\"} 1";
-    wait_for_async("the call counted as canceled", Duration::from_secs(10), || {
+    let counted = format!(
+        "grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"Series\",grpc_service=\"thanos.Store\",grpc_type=\"server_stream\"}} 1"
+    );
+    wait_for_async("the call counted", Duration::from_secs(10), || {
         let metrics = server.metrics();
-        if metrics.contains(canceled) {
+        if metrics.contains(&counted) {
             Ok(())
         } else {
             Err(metrics)
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    .unwrap_or_else(|e| panic!("{counted}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_stops_the_read() {
+    let (server, produced, dropped) = endless_server(ServerOptions::default()).await;
+    let mut client = server.client().await;
+    let mut stream = client.series(series_request(vec![eq("__name__", "m")])).await.unwrap().into_inner();
+    for _ in 0..3 {
+        within(10, "a series", stream.message()).await.unwrap().unwrap();
+    }
+    drop(stream);
+    drop(client);
+    wait_read_ended(&server, &produced, &dropped, "Canceled").await;
+    // Bounded by the channel, not by the store.
+    assert!(produced.load(Ordering::SeqCst) < 1000, "{}", produced.load(Ordering::SeqCst));
+}
+
+/// A client that keeps its stream open but stops reading it does not hold the read (and so a
+/// head's truncation) for ever: once no response has been taken for the timeout, the stream
+/// ends with DeadlineExceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let options = ServerOptions { stalled_client_timeout: Duration::from_millis(300), ..ServerOptions::default() };
+    let (server, produced, dropped) = endless_server(options).await;
+    let mut client = server.client().await;
+    let mut stream = client.series(series_request(vec![eq("__name__", "m")])).await.unwrap().into_inner();
+    for _ in 0..3 {
+        within(10, "a series", stream.message()).await.unwrap().unwrap();
+    }
+    // Still open, no longer read: the transport's windows and the channel fill, then the wait.
+    wait_read_ended(&server, &produced, &dropped, "DeadlineExceeded").await;
+    drop(stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
