@@ -155,6 +155,6 @@ fn bytes_per_series_at_a_full_head() {
     }
     assert_eq!(head.num_series(), series as u64);
     let total = per(full - empty_head);
-    // 604 B at 100k series in release builds, 612 B at 10k in debug builds.
-    assert!(total < 620.0, "{total} B per series");
+    // 454 B at 100k series in release builds.
+    assert!(total < 470.0, "{total} B per series");
 }

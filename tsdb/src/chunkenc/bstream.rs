@@ -70,9 +70,23 @@ fn write_tail(buf: &mut Box<[u8]>, start: usize, word: u64, nbytes: usize) {
     }
 }
 
+/// Sizes the buffer of a chunk of `n` samples in `len` bytes, the first sample's taking the
+/// first `first` bytes, for `samples` samples at the rate of those after the first, so that a
+/// chunk which ends as expected has next to no spare capacity. Rounded up to malloc's size
+/// step, which leaves a few bytes for samples that compress worse than the first ones; more
+/// grow the buffer by small steps.
+pub(super) fn reserve_for_rest(buf: &mut Box<[u8]>, len: usize, first: usize, n: u16, samples: u16) {
+    if n < 2 {
+        return;
+    }
+    let rest = len.saturating_sub(first) as u64;
+    let more = u64::from(samples.saturating_sub(n));
+    reserve_total(buf, len + (rest * more).div_ceil(u64::from(n) - 1) as usize);
+}
+
 /// Gives `buf` room for at least `cap` bytes: as many as the allocation malloc hands out for
 /// them holds anyway (16-byte steps after an 8-byte header), so none of it is wasted.
-pub(super) fn reserve_total(buf: &mut Box<[u8]>, cap: usize) {
+fn reserve_total(buf: &mut Box<[u8]>, cap: usize) {
     resize(buf, (cap + 8).next_multiple_of(16) - 8);
 }
 

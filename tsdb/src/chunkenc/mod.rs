@@ -8,11 +8,13 @@
 
 pub mod aggr;
 mod bstream;
+mod open;
 mod xor;
 
 use std::fmt;
 
 pub use aggr::{AggrChunk, AggrType, SubChunk};
+pub use open::OpenChunk;
 pub use xor::{XorAppender, XorIter};
 
 use crate::Error;

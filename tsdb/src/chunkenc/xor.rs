@@ -18,7 +18,7 @@
 
 use std::iter::FusedIterator;
 
-use super::bstream::{reserve_total, resize, write_bits, BitReader};
+use super::bstream::{reserve_for_rest, resize, write_bits, BitReader};
 use crate::encoding::{uvarint_bytes, zigzag};
 use crate::Error;
 
@@ -119,19 +119,12 @@ impl XorAppender {
     /// no spare capacity. Meant to be called once, when a quarter or so of the chunk is
     /// written; a chunk that turns out longer grows in small steps.
     pub fn reserve_for(&mut self, samples: u16) {
-        let n = usize::from(self.num_samples());
-        if n < 2 {
-            return;
-        }
         let len = self.len as usize;
         // The first sample (header, varint time, raw value) costs more than the others.
         let mut r = BitReader::new(self.buf.get(2..len).unwrap_or(&[]));
         let first = r.read_varint().map_or(len, |_| 2 + r.consumed_bits() / 8 + 8);
-        let rest = len.saturating_sub(first) as u64;
-        let more = usize::from(samples).saturating_sub(n) as u64;
-        // Rounded up to malloc's size step, which leaves a few bytes for samples that compress
-        // worse than the first ones; more grow the buffer by small steps.
-        reserve_total(&mut self.buf, len + (rest * more).div_ceil(n as u64 - 1) as usize);
+        let n = self.num_samples();
+        reserve_for_rest(&mut self.buf, len, first, n, samples);
     }
 
     /// Appends a sample. Timestamps are meant to increase (the head checks that); any sequence

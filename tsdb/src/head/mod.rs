@@ -2,7 +2,8 @@
 //!
 //! Series are found by label hash (for appends) and by ref (for WAL replay); both maps are
 //! striped so concurrent appenders rarely contend. Each series keeps its closed chunks and one
-//! open XOR chunk behind its own mutex. A head over a TSDB directory writes each chunk it closes
+//! open chunk ([`OpenChunk`]: integer delta-of-deltas while it can, else XOR; read as XOR)
+//! behind its own mutex. A head over a TSDB directory writes each chunk it closes
 //! to the head chunk files (`chunks_head/`, see [`chunk_files`]) and keeps only its time range
 //! and file reference; a head without files (tests, read-only tools) keeps closed chunks on the
 //! heap.
@@ -28,7 +29,7 @@ pub mod snapshot;
 mod status;
 mod symbols;
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -38,7 +39,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::ChunkData;
-use crate::chunkenc::{Encoding, XorAppender, XorIter};
+use crate::chunkenc::{Encoding, OpenChunk, XorAppender, XorIter};
 use crate::labels::Labels;
 use crate::wal::SeriesRef;
 
@@ -203,7 +204,7 @@ fn push_closed(closed: &mut Box<[ClosedChunk]>, c: ClosedChunk) {
 struct SeriesState {
     /// Oldest first.
     closed: Box<[ClosedChunk]>,
-    open: Option<XorAppender>,
+    open: Option<OpenChunk>,
     /// The open chunk is cut before a sample at or after this time.
     next_at: i64,
 }
@@ -304,7 +305,7 @@ impl MemSeries {
         }
         let spc = opts.samples_per_chunk;
         let mut chunk_created = false;
-        let need_cut = match st.open.as_ref().map(XorAppender::num_samples) {
+        let need_cut = match st.open.as_ref().map(OpenChunk::num_samples) {
             None => true,
             Some(n) => {
                 if n == spc / 4 {
@@ -316,11 +317,11 @@ impl MemSeries {
         if need_cut {
             if let Some(done) = st.open.take() {
                 if let (Some(min_time), Some(max_time)) = (done.first_time(), done.last_time()) {
-                    let data = head.close_chunk(self.series_ref, min_time, max_time, done);
+                    let data = head.close_chunk(self.series_ref, min_time, max_time, done.into_xor());
                     push_closed(&mut st.closed, ClosedChunk::new(min_time, max_time, data));
                 }
             }
-            st.open = Some(XorAppender::new());
+            st.open = Some(OpenChunk::new());
             st.next_at = range_for_timestamp(t, opts.chunk_range);
             chunk_created = true;
         }
@@ -376,7 +377,13 @@ impl MemSeries {
             .iter()
             .filter_map(|c| Some((c.first_time()?, c.last_time()?, c)))
             .filter(|&(cmin, cmax, _)| overlaps(cmin, cmax))
-            .map(|(cmin, cmax, c)| (cmin, cmax, Bytes::copy_from_slice(c.bytes())));
+            .map(|(cmin, cmax, c)| {
+                let data = match c.xor_bytes() {
+                    Cow::Borrowed(b) => Bytes::copy_from_slice(b),
+                    Cow::Owned(v) => Bytes::from(v),
+                };
+                (cmin, cmax, data)
+            });
         closed
             .chain(open)
             .map(|(min_time, max_time, data)| ChunkData { min_time, max_time, encoding: Encoding::Xor, data })
@@ -406,7 +413,8 @@ impl MemSeries {
         let st = self.state.lock();
         let maps = files.map(ChunkFiles::maps);
         let closed = st.closed.iter().map(|c| (c.min_time(), c.max_time(), c.bytes(maps.as_ref())));
-        let open = st.open.iter().filter_map(|c| Some((c.first_time()?, c.last_time()?, c.bytes())));
+        let open = st.open.as_ref().and_then(|c| Some((c.first_time()?, c.last_time()?, c.xor_bytes())));
+        let open = open.as_ref().map(|(cmin, cmax, data)| (*cmin, *cmax, &**data));
         f(&mut closed.chain(open).filter(|&(cmin, cmax, _)| cmax >= mint && cmin <= maxt))
     }
 
@@ -421,12 +429,12 @@ impl MemSeries {
             st.closed = kept.into_boxed_slice();
         }
         let mut dropped = before - st.closed.len();
-        if st.open.as_ref().and_then(XorAppender::last_time).is_some_and(|t| t < mint) {
+        if st.open.as_ref().and_then(OpenChunk::last_time).is_some_and(|t| t < mint) {
             st.open = None;
             dropped += 1;
         }
         let first =
-            st.closed.first().map(|c| c.min_time()).or_else(|| st.open.as_ref().and_then(XorAppender::first_time));
+            st.closed.first().map(|c| c.min_time()).or_else(|| st.open.as_ref().and_then(OpenChunk::first_time));
         // Chunks are closed in order, so the first one in the files is in the lowest file.
         let file = st.closed.iter().find_map(|c| c.chunk_ref().map(chunk_files::chunk_file));
         (dropped, first, file)

@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::chunkenc::{Encoding, XorAppender};
+use crate::chunkenc::{Encoding, OpenChunk};
 use crate::encoding::{put_be64, put_uvarint};
 use crate::fileutil::sync_dir;
 use crate::labels::Labels;
@@ -43,12 +43,12 @@ const BATCH_BYTES: usize = 10 << 20;
 pub struct SnapshotSeries {
     pub series_ref: SeriesRef,
     pub labels: Labels,
-    pub open: Option<OpenChunk>,
+    pub open: Option<SnapshotChunk>,
 }
 
 /// The open chunk of a snapshot series, ready to take appends.
-pub struct OpenChunk {
-    pub chunk: XorAppender,
+pub struct SnapshotChunk {
+    pub chunk: OpenChunk,
     pub min_time: i64,
     pub max_time: i64,
     /// The open chunk is cut before a sample at or after this time.
@@ -257,7 +257,7 @@ pub fn encode_series<'a>(
     series_ref: SeriesRef,
     labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     next_at: i64,
-    open: Option<&XorAppender>,
+    open: Option<&OpenChunk>,
 ) {
     buf.push(RECORD_SERIES);
     put_be64(buf, series_ref);
@@ -273,8 +273,9 @@ pub fn encode_series<'a>(
             put_be64(buf, min_time as u64);
             put_be64(buf, max_time as u64);
             buf.push(Encoding::Xor as u8);
-            put_uvarint(buf, chunk.bytes().len() as u64);
-            buf.extend_from_slice(chunk.bytes());
+            let bytes = chunk.xor_bytes();
+            put_uvarint(buf, bytes.len() as u64);
+            buf.extend_from_slice(&bytes);
             // Where Prometheus once kept its last four samples; it reads only the last value.
             buf.extend_from_slice(&[0; 7 * 8]);
             put_be64(buf, last_value.to_bits());
@@ -303,7 +304,7 @@ pub fn decode_series(rec: &[u8]) -> Result<SnapshotSeries> {
             if encoding != Encoding::Xor as u8 {
                 return Err(d.err(&format!("open chunk of encoding {encoding}, not XOR")));
             }
-            let chunk = XorAppender::resume(d.uvarint_bytes()?)?;
+            let chunk = OpenChunk::resume(d.uvarint_bytes()?)?;
             for _ in 0..8 {
                 d.be64()?;
             }
@@ -312,7 +313,7 @@ pub fn decode_series(rec: &[u8]) -> Result<SnapshotSeries> {
             }
             // Zero from Prometheus: cut at the next sample, as Prometheus does after a restore.
             let next_at = if next_at == 0 { max_time } else { next_at };
-            Some(OpenChunk { chunk, min_time, max_time, next_at })
+            Some(SnapshotChunk { chunk, min_time, max_time, next_at })
         }
         n => return Err(d.err(&format!("{n} open chunks"))),
     };
@@ -326,8 +327,8 @@ pub fn decode_series(rec: &[u8]) -> Result<SnapshotSeries> {
 mod tests {
     use super::*;
 
-    fn chunk(samples: &[(i64, f64)]) -> XorAppender {
-        let mut c = XorAppender::new();
+    fn chunk(samples: &[(i64, f64)]) -> OpenChunk {
+        let mut c = OpenChunk::new();
         for &(t, v) in samples {
             c.append(t, v);
         }
@@ -347,12 +348,12 @@ mod tests {
         assert_eq!((s.series_ref, &s.labels), (42, &labels()));
         let mut restored = s.open.unwrap();
         assert_eq!((restored.min_time, restored.max_time, restored.next_at), (1000, 31_000, 7_200_000));
-        assert_eq!(restored.chunk.bytes(), open.bytes());
+        assert_eq!(restored.chunk.xor_bytes(), open.xor_bytes());
         // The restored encoder continues exactly as the original would have.
         let mut original = open.clone();
         original.append(46_000, 3.0);
         restored.chunk.append(46_000, 3.0);
-        assert_eq!(restored.chunk.bytes(), original.bytes());
+        assert_eq!(restored.chunk.xor_bytes(), original.xor_bytes());
 
         let mut rec = Vec::new();
         encode_series(&mut rec, 7, labels().iter(), 123, None);

@@ -109,7 +109,7 @@ impl Symbols {
             }
         }
         // One allocation of the exact size; the scratch buffer is kept for the next set.
-        let labels = InternedLabels { ids: ids.as_slice().into(), symbols: self.clone() };
+        let labels = InternedLabels { ids: ThinBytes::new(&ids), symbols: self.clone() };
         table.scratch = ids;
         labels
     }
@@ -216,14 +216,65 @@ fn decode_ids(mut ids: &[u8]) -> impl Iterator<Item = u64> + '_ {
 
 /// A label set whose strings are in a [`Symbols`] table, held there while it lives.
 pub struct InternedLabels {
-    ids: Box<[u8]>,
+    ids: ThinBytes,
     symbols: Arc<Symbols>,
+}
+
+/// Owned bytes behind one pointer: `[uvarint(len)][bytes]` in one allocation. Half the size
+/// of a `Box<[u8]>` in every head series, for a byte of prefix.
+struct ThinBytes(std::ptr::NonNull<u8>);
+
+// SAFETY: the bytes are owned and never written after `new`, like a `Box<[u8]>`'s.
+unsafe impl Send for ThinBytes {}
+// SAFETY: as above: shared access only reads.
+unsafe impl Sync for ThinBytes {}
+
+impl ThinBytes {
+    fn new(bytes: &[u8]) -> Self {
+        let mut b = Vec::with_capacity(bytes.len() + crate::encoding::MAX_VARINT_LEN);
+        put_uvarint(&mut b, bytes.len() as u64);
+        b.extend_from_slice(bytes);
+        let p = Box::into_raw(b.into_boxed_slice()).cast::<u8>();
+        // SAFETY: a boxed slice's pointer is never null (a non-empty one here).
+        ThinBytes(unsafe { std::ptr::NonNull::new_unchecked(p) })
+    }
+
+    /// The prefix's length and the bytes' length.
+    fn lengths(&self) -> (usize, usize) {
+        let p = self.0.as_ptr();
+        let (mut len, mut shift, mut i) = (0usize, 0, 0);
+        loop {
+            // SAFETY: `new` wrote a complete uvarint at the start of the allocation, so every
+            // byte up to and including the one without the continuation bit is in it.
+            let b = unsafe { p.add(i).read() };
+            len |= usize::from(b & 0x7f) << shift;
+            i += 1;
+            if b < 0x80 {
+                return (i, len);
+            }
+            shift += 7;
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        let (prefix, len) = self.lengths();
+        // SAFETY: the allocation holds `prefix + len` initialized bytes, alive while `self` is.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(prefix), len) }
+    }
+}
+
+impl Drop for ThinBytes {
+    fn drop(&mut self) {
+        let (prefix, len) = self.lengths();
+        // SAFETY: the pointer and total length of the boxed slice `new` leaked, freed once.
+        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.0.as_ptr(), prefix + len))) }
+    }
 }
 
 impl InternedLabels {
     /// The `(name, value)` pairs in name order.
     pub fn iter(&self) -> InternedIter<'_> {
-        InternedIter { ids: &self.ids, symbols: &self.symbols }
+        InternedIter { ids: self.ids.as_slice(), symbols: &self.symbols }
     }
 
     /// A [`Labels`] copy.
@@ -269,7 +320,7 @@ impl PartialOrd for InternedLabels {
 
 impl Drop for InternedLabels {
     fn drop(&mut self) {
-        self.symbols.release(&self.ids);
+        self.symbols.release(self.ids.as_slice());
     }
 }
 
@@ -301,6 +352,19 @@ impl<'a> Iterator for InternedIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thin_bytes_hold_any_length() {
+        for len in [0, 1, 127, 128, 300, 16_384, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let thin = ThinBytes::new(&bytes);
+            assert_eq!(thin.as_slice(), &bytes[..]);
+            let mut prefix = Vec::new();
+            put_uvarint(&mut prefix, len as u64);
+            assert_eq!(thin.lengths(), (prefix.len(), len));
+        }
+        assert_eq!(size_of::<InternedLabels>(), 16);
+    }
 
     #[test]
     fn positions_tile_the_ids() {
