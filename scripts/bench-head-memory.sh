@@ -47,7 +47,10 @@ done
 hours=2
 samples=$((hours * 240))
 # One start time for every load, on the 15 s grid, so every server holds identical samples.
-start_ms=$((($(date +%s) - hours * 3600) / 15 * 15 * 1000))
+# On the 2h grid: the samples fill four whole chunks of 120 (Prometheus cuts chunks at 2h
+# boundaries), the last of them still open and full, whatever the time of day. A start off the
+# grid leaves the open chunk anywhere from empty to full.
+start_ms=$((($(date +%s) - hours * 3600) / 7200 * 7200 * 1000))
 
 {
     machine_info

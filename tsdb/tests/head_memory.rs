@@ -98,7 +98,12 @@ fn label_sets(n: usize) -> Vec<Vec<(String, String)>> {
 #[test]
 fn bytes_per_series_at_a_full_head() {
     // Debug builds are slow at 48M appends; the release run gives the documented table.
-    let series = if cfg!(debug_assertions) { 10_000 } else { 100_000 };
+    // STRATA_HEAD_MEMORY_SERIES measures at another scale (the assertion is for 100k).
+    let series = match std::env::var("STRATA_HEAD_MEMORY_SERIES") {
+        Ok(n) => n.parse().expect("STRATA_HEAD_MEMORY_SERIES is a number"),
+        Err(_) if cfg!(debug_assertions) => 10_000,
+        Err(_) => 100_000,
+    };
     let samples = 480;
     let sets = label_sets(series);
     let pairs: Vec<Vec<(&str, &str)>> =
@@ -130,10 +135,20 @@ fn bytes_per_series_at_a_full_head() {
     }
     let with_series = live();
     let step = 15_000;
+    // Four in five series are counters that grow by `rate` to `2 * rate - 1` a scrape, the
+    // others gauges with a fractional part, as the load generator's.
+    let value = |i: i64, round: i64| -> f64 {
+        let rate = 1 + i % 50;
+        if i % 5 == 4 {
+            (i * 31) as f64 + (round * 7919 % 1000) as f64 / 1000.0
+        } else {
+            (i * 31 + round * rate + (round * round + i) % rate) as f64
+        }
+    };
     for round in 0..samples {
         let mut app = head.appender();
         for (i, p) in pairs.iter().enumerate() {
-            app.append(p, [(round * step, (i as i64 * 31 + round * (1 + i as i64 % 50)) as f64)]).unwrap();
+            app.append(p, [(round * step, value(i as i64, round))]).unwrap();
         }
         app.commit(None).unwrap();
     }
@@ -155,6 +170,6 @@ fn bytes_per_series_at_a_full_head() {
     }
     assert_eq!(head.num_series(), series as u64);
     let total = per(full - empty_head);
-    // 454 B at 100k series in release builds.
-    assert!(total < 470.0, "{total} B per series");
+    // 633 B at 100k series in release builds, 647 B at 10k in debug builds.
+    assert!(total < 660.0, "{total} B per series");
 }

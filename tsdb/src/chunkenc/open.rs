@@ -10,8 +10,9 @@
 //!
 //! The integer layout is only ever in memory: a 2-byte big-endian sample count, then a bit
 //! stream. Sample 0 is `varint(t)` and `varint(v)`; every later sample is the delta-of-delta of
-//! its timestamp, then of its value, each in a bucket: `0`, `10`+7, `110`+14, `1110`+20,
-//! `1111`+64 bits (two's complement payloads).
+//! its timestamp, then of its value, each in a bucket: `0`, `10`+7, `110`+10, `1110`+14,
+//! `11110`+32, `11111`+64 bits (two's complement payloads). A counter's increments vary by
+//! tens to hundreds between scrapes, which the 7- and 10-bit buckets hold.
 
 use std::borrow::Cow;
 
@@ -213,10 +214,11 @@ impl IntChunk {
         match dod {
             0 => self.write(0, 1),
             -63..=64 => self.write((0b10 << 7) | (bits & 0x7f), 9),
-            -8191..=8192 => self.write((0b110 << 14) | (bits & 0x3fff), 17),
-            -524287..=524288 => self.write((0b1110 << 20) | (bits & 0xf_ffff), 24),
+            -511..=512 => self.write((0b110 << 10) | (bits & 0x3ff), 13),
+            -8191..=8192 => self.write((0b1110 << 14) | (bits & 0x3fff), 18),
+            -2_147_483_647..=2_147_483_648 => self.write((0b11110 << 32) | (bits & 0xffff_ffff), 37),
             _ => {
-                self.write(0b1111, 4);
+                self.write(0b11111, 5);
                 self.write(bits, 64);
             }
         }
@@ -278,14 +280,15 @@ struct IntIter<'a> {
 impl IntIter<'_> {
     fn read_dod(&mut self) -> Option<i64> {
         let r = &mut self.r;
-        r.fill(24);
+        r.fill(37);
         let top = r.peek();
         match (!top).leading_zeros() {
             0 => r.skip(1).map(|()| 0),
             1 => r.skip(9).map(|()| signed((top >> 55) & 0x7f, 7)),
-            2 => r.skip(17).map(|()| signed((top >> 47) & 0x3fff, 14)),
-            3 => r.skip(24).map(|()| signed((top >> 40) & 0xf_ffff, 20)),
-            _ => r.skip(4).and_then(|()| r.read_wide(64)).map(|d| d as i64),
+            2 => r.skip(13).map(|()| signed((top >> 51) & 0x3ff, 10)),
+            3 => r.skip(18).map(|()| signed((top >> 46) & 0x3fff, 14)),
+            4 => r.skip(37).map(|()| signed((top >> 27) & 0xffff_ffff, 32)),
+            _ => r.skip(5).and_then(|()| r.read_wide(64)).map(|d| d as i64),
         }
     }
 }
