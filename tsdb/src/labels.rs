@@ -293,7 +293,7 @@ impl<'a> Iterator for LabelsIter<'a> {
     }
 }
 
-fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+pub(crate) fn hash_of<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = LabelHasher::new();
     for (n, v) in pairs {
         h.write_pair(n, v);

@@ -503,50 +503,30 @@ fn compute_chunk_end_time(start: i64, cur: i64, max: i64) -> i64 {
     }
 }
 
-/// Series sharing a label hash: the first in `by_hash`, any others (hash collisions) in
-/// `collisions`, so the common case costs one map entry.
+/// Series by label hash. The table holds only the series, 8 bytes an entry where a map from
+/// hash to series takes 16: a lookup compares the label sets of the entries whose hash shares
+/// the table's 7-bit tag with the one sought (hash collisions are entries like any other), and
+/// a resize hashes each label set again.
 #[derive(Default)]
-struct HashStripe {
-    by_hash: HashMap<u64, Arc<MemSeries>>,
-    collisions: HashMap<u64, Vec<Arc<MemSeries>>>,
-}
+struct HashStripe(hashbrown::HashTable<Arc<MemSeries>>);
 
 impl HashStripe {
     fn find(&self, hash: u64, is: impl Fn(&MemSeries) -> bool) -> Option<&Arc<MemSeries>> {
-        match self.by_hash.get(&hash) {
-            Some(s) if is(s) => Some(s),
-            Some(_) => self.collisions.get(&hash)?.iter().find(|s| is(s)),
-            None => None,
-        }
+        self.0.find(hash, |s| is(s))
     }
 
     fn remove(&mut self, hash: u64, series_ref: SeriesRef) {
-        if self.by_hash.get(&hash).is_some_and(|s| s.series_ref == series_ref) {
-            self.by_hash.remove(&hash);
-            // Promote a colliding series, if any, to the primary map.
-            if let Some(list) = self.collisions.get_mut(&hash) {
-                if let Some(next) = list.pop() {
-                    self.by_hash.insert(hash, next);
-                }
-                if list.is_empty() {
-                    self.collisions.remove(&hash);
-                }
-            }
-        } else if let Some(list) = self.collisions.get_mut(&hash) {
-            list.retain(|s| s.series_ref != series_ref);
-            if list.is_empty() {
-                self.collisions.remove(&hash);
-            }
+        if let Ok(entry) = self.0.find_entry(hash, |s| s.series_ref == series_ref) {
+            entry.remove();
         }
     }
 
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(s);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(s),
-        }
+        self.0.insert_unique(hash, s, |s| s.labels.hash());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
+        self.0.iter()
     }
 }
 
@@ -946,19 +926,18 @@ impl Head {
         for stripe in self.hash_stripes.iter() {
             let mut w = stripe.write();
             let mut gone = Vec::new();
-            let all = w.by_hash.iter().chain(w.collisions.iter().flat_map(|(h, l)| l.iter().map(move |s| (h, s))));
-            for (&hash, s) in all {
+            for s in w.iter() {
                 let (dropped, first, file) = s.truncate_before(mint);
                 stats.chunks_removed += dropped as u64;
                 min_file = min_file.min(file.unwrap_or(u32::MAX));
                 match first {
                     Some(t) => new_min = new_min.min(t),
-                    None if s.pending.load(Ordering::Acquire) == 0 => gone.push((hash, s.clone())),
+                    None if s.pending.load(Ordering::Acquire) == 0 => gone.push(s.clone()),
                     None => {}
                 }
             }
-            for (hash, s) in gone {
-                w.remove(hash, s.series_ref);
+            for s in gone {
+                w.remove(s.labels.hash(), s.series_ref);
                 removed.push(s);
             }
         }
@@ -1120,6 +1099,29 @@ mod tests {
         let mut got = vec![];
         head.for_each_sample(&s, i64::MIN, i64::MAX, |t, v| got.push((t, v))).unwrap();
         assert_eq!(got, vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]);
+    }
+
+    #[test]
+    fn hash_stripes_find_every_series_across_resizes_and_removals() {
+        let symbols = Symbols::new();
+        let mut stripe = HashStripe::default();
+        let sets: Vec<Labels> =
+            (0..5000).map(|i| Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())])).collect();
+        for (i, l) in sets.iter().enumerate() {
+            stripe.insert(l.hash(), Arc::new(MemSeries::new(i as u64 + 1, symbols.intern(l.iter()), false)));
+        }
+        let find =
+            |stripe: &HashStripe, l: &Labels| stripe.find(l.hash(), |s| s.labels.eq_labels(l)).map(|s| s.series_ref);
+        for (i, l) in sets.iter().enumerate() {
+            assert_eq!(find(&stripe, l), Some(i as u64 + 1));
+        }
+        for (i, l) in sets.iter().enumerate().step_by(2) {
+            stripe.remove(l.hash(), i as u64 + 1);
+        }
+        for (i, l) in sets.iter().enumerate() {
+            assert_eq!(find(&stripe, l), (i % 2 == 1).then_some(i as u64 + 1));
+        }
+        assert_eq!(stripe.iter().count(), 2500);
     }
 
     #[test]

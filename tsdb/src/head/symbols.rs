@@ -277,6 +277,11 @@ impl InternedLabels {
         InternedIter { ids: self.ids.as_slice(), symbols: &self.symbols }
     }
 
+    /// The hash [`Labels::hash`] gives the same set.
+    pub fn hash(&self) -> u64 {
+        crate::labels::hash_of(self.iter())
+    }
+
     /// A [`Labels`] copy.
     pub fn to_labels(&self) -> Labels {
         Labels::from_sorted_unchecked(self.iter())
