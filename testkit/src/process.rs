@@ -144,7 +144,15 @@ impl Proc {
     /// The last lines of the process's log, headed by its name, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        // The frames of an error's stack backtrace would fill the tail and push the error
+        // itself out of it.
+        let is_frame = |l: &str| {
+            let t = l.trim_start();
+            t.len() < l.len()
+                && (t.starts_with("at ")
+                    || t.split_once(": ").is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !is_frame(l)).collect();
         let start = lines.len().saturating_sub(LOG_TAIL_LINES);
         format!("--- last lines of the {} log ({}) ---\n{}", self.name, self.log.display(), lines[start..].join("\n"))
     }
@@ -188,6 +196,18 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         let text = std::fs::read_to_string(&log).expect("log");
         assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
+    }
+
+    #[test]
+    fn the_log_tail_keeps_an_error_above_its_backtrace() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("fail.log");
+        let frames: String = (0..60).map(|i| format!("  {i}: frame\n             at src/x.rs:{i}:5\n")).collect();
+        std::fs::write(&log, format!("Error: bind 127.0.0.1:1: address in use\n\nStack backtrace:\n{frames}"))
+            .expect("log");
+        let tail = Proc::spawn("fail", sh("exit 1"), &log).log_tail();
+        assert!(tail.contains("Error: bind 127.0.0.1:1: address in use"), "{tail}");
+        assert!(!tail.contains("frame"), "{tail}");
     }
 
     #[test]
