@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use super::bstream::{reserve_for_rest, resize, write_bits, BitReader};
+use super::bstream::{reserve_for_rest, write_bits, BitReader};
 use super::xor::XorAppender;
 use crate::encoding::{uvarint_bytes, zigzag};
 use crate::Error;
@@ -52,18 +52,11 @@ impl OpenChunk {
     }
 
     /// Continues the XOR chunk `chunk` (the data after the encoding byte), as a head restored
-    /// from a snapshot continues its open chunks: as an integer chunk when all its values are
-    /// integers. Fails as [`XorAppender::resume`] does.
+    /// from a snapshot continues its open chunks. It stays XOR until it is cut: turning it
+    /// into integers would add a decoding and an encoding per series to every restart.
+    /// Fails as [`XorAppender::resume`] does.
     pub fn resume(chunk: &[u8]) -> Result<Self, Error> {
-        let xor = XorAppender::resume(chunk)?;
-        let mut int = IntChunk::new();
-        for (t, v) in xor.iter() {
-            if !int_value(v).is_some_and(|i| int.append(t, i)) {
-                return Ok(OpenChunk::Xor(xor));
-            }
-        }
-        int.shrink();
-        Ok(OpenChunk::Int(int))
+        XorAppender::resume(chunk).map(OpenChunk::Xor)
     }
 
     /// Appends a sample (see [`XorAppender::append`]: timestamps are meant to increase, and a
@@ -75,7 +68,8 @@ impl OpenChunk {
                 if int_value(v).is_some_and(|i| c.append(t, i)) {
                     return;
                 }
-                let mut xor = c.to_xor();
+                // It stays open: sized as it is, to grow by small steps.
+                let mut xor = c.to_xor(2 + 3 * c.len());
                 xor.append(t, v);
                 *self = OpenChunk::Xor(xor);
             }
@@ -127,7 +121,7 @@ impl OpenChunk {
     /// The chunk as XOR bytes (without the encoding byte).
     pub fn xor_bytes(&self) -> Cow<'_, [u8]> {
         match self {
-            OpenChunk::Int(c) => Cow::Owned(c.to_xor().into_bytes().into_vec()),
+            OpenChunk::Int(c) => Cow::Owned(c.to_xor(c.xor_capacity()).into_vec()),
             OpenChunk::Xor(c) => Cow::Borrowed(c.bytes()),
         }
     }
@@ -135,7 +129,7 @@ impl OpenChunk {
     /// The chunk as an XOR chunk.
     pub fn into_xor(self) -> XorAppender {
         match self {
-            OpenChunk::Int(c) => c.to_xor(),
+            OpenChunk::Int(c) => c.to_xor(c.xor_capacity()),
             OpenChunk::Xor(c) => c,
         }
     }
@@ -243,22 +237,20 @@ impl IntChunk {
         reserve_for_rest(&mut self.buf, len, first, n, samples);
     }
 
-    /// Gives back the spare capacity.
-    fn shrink(&mut self) {
-        let len = self.len();
-        resize(&mut self.buf, len);
-    }
-
     fn iter(&self) -> IntIter<'_> {
         let data = self.buf.get(2..self.len()).unwrap_or(&[]);
         IntIter { r: BitReader::new(data), left: self.num_samples(), first: true, t: 0, v: 0, t_delta: 0, v_delta: 0 }
     }
 
-    /// The same samples as an XOR chunk.
-    fn to_xor(&self) -> XorAppender {
-        // XOR takes about three times the bytes of this layout for counters; the rest grows by
-        // small steps.
-        let mut xor = XorAppender::with_capacity(2 + 3 * self.len());
+    /// Room for this chunk as XOR in all but rare cases, for one that is handed out or
+    /// written and then dropped: growing by small steps would reallocate it a dozen times.
+    fn xor_capacity(&self) -> usize {
+        16 + 6 * usize::from(self.num_samples())
+    }
+
+    /// The same samples as an XOR chunk, in a buffer of `capacity` bytes to start with.
+    fn to_xor(&self, capacity: usize) -> XorAppender {
+        let mut xor = XorAppender::with_capacity(capacity);
         for (t, v) in self.iter() {
             xor.append(t, v as f64);
         }
@@ -404,18 +396,14 @@ mod tests {
     }
 
     #[test]
-    fn resume_continues_as_integers_when_it_can() {
-        let ints: Vec<(i64, f64)> = (0..50).map(|i| (i * 15_000, (i * 7) as f64)).collect();
+    fn a_resumed_chunk_continues_as_xor() {
         let mut xor = XorAppender::new();
-        ints.iter().for_each(|&(t, v)| xor.append(t, v));
+        (0..50).for_each(|i| xor.append(i * 15_000, (i * 7) as f64));
         let mut resumed = OpenChunk::resume(xor.bytes()).unwrap();
-        assert!(matches!(resumed, OpenChunk::Int(_)));
-        resumed.append(50 * 15_000, 1.5);
-        xor.append(50 * 15_000, 1.5);
-        assert_eq!(&*resumed.xor_bytes(), xor.bytes());
-
-        let resumed = OpenChunk::resume(xor.bytes()).unwrap();
         assert!(matches!(resumed, OpenChunk::Xor(_)));
+        resumed.append(50 * 15_000, 351.0);
+        xor.append(50 * 15_000, 351.0);
+        assert_eq!(&*resumed.xor_bytes(), xor.bytes());
         assert!(OpenChunk::resume(&[0, 3, 1]).is_err());
     }
 

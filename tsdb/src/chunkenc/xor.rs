@@ -273,6 +273,14 @@ impl XorAppender {
         buf
     }
 
+    /// The chunk bytes in a `Vec` that keeps the spare capacity: for a chunk handed out and
+    /// soon dropped, where shrinking would cost a copy.
+    pub fn into_vec(self) -> Vec<u8> {
+        let mut v = self.buf.into_vec();
+        v.truncate(self.len as usize);
+        v
+    }
+
     /// Reads the samples appended so far.
     pub fn iter(&self) -> XorIter<'_> {
         match self.bytes().split_first_chunk::<2>() {
