@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 
 use super::bstream::{reserve_for_rest, write_bits, BitReader};
-use super::xor::XorAppender;
+use super::xor::{signed, XorAppender};
 use crate::encoding::{uvarint_bytes, zigzag};
 use crate::Error;
 
@@ -282,17 +282,6 @@ impl IntIter<'_> {
             4 => r.skip(37).map(|()| signed((top >> 27) & 0xffff_ffff, 32)),
             _ => r.skip(5).and_then(|()| r.read_wide(64)).map(|d| d as i64),
         }
-    }
-}
-
-/// Sign-extends an `n`-bit delta-of-delta; the buckets hold `-(2^(n-1) - 1) ..= 2^(n-1)`.
-#[inline]
-fn signed(bits: u64, n: u32) -> i64 {
-    let bits = bits as i64;
-    if bits > 1 << (n - 1) {
-        bits - (1 << n)
-    } else {
-        bits
     }
 }
 

@@ -412,9 +412,9 @@ impl<'a> XorIter<'a> {
 }
 
 /// Sign-extends an `n`-bit delta-of-delta. The buckets are asymmetric (+2^(n-1) is positive),
-/// matching the encoder's ranges.
+/// matching the encoder's ranges (the open chunk's buckets are too).
 #[inline]
-fn signed(bits: u64, n: u32) -> i64 {
+pub(super) fn signed(bits: u64, n: u32) -> i64 {
     let bits = bits as i64;
     if bits > 1 << (n - 1) {
         bits - (1 << n)
